@@ -1,0 +1,44 @@
+# The two commands: `make demo` (run the main job on the embedded default) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+ENV := source scripts/airflow-env.sh &&
+
+.PHONY: demo test lint airflow bench lock clean sandbox-powerschool sandbox-learning
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+venv: $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(ENV) $(PY) scripts/demo.py
+
+test: $(VENV)/.installed lint
+	$(ENV) $(PY) -m pytest -n 2 --dist loadgroup tests
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check dags plugins sandbox scripts tests bench
+	$(VENV)/bin/ruff check --preview --select AIR3 dags plugins
+
+airflow: $(VENV)/.installed
+	$(ENV) $(PY) scripts/airflow_standalone.py
+
+bench: $(VENV)/.installed
+	$(ENV) $(PY) bench/run.py
+
+sandbox-powerschool: $(VENV)/.installed
+	$(ENV) $(PY) -m sandbox.powerschool --dataset demo
+
+sandbox-learning: $(VENV)/.installed
+	$(ENV) $(PY) -m sandbox.learning
+
+lock:
+	$(PY) -m pip freeze | grep -viE '^(pytest|ruff|execnet|iniconfig|pytest-)' > requirements.lock.tmp && mv requirements.lock.tmp requirements.txt
+
+clean:
+	rm -rf .airflow var .sandbox

@@ -1,0 +1,218 @@
+"""District configuration: one YAML file per district in ``include/districts/``.
+
+Every per-district setting the source document puts in Learning's "Manage Domain"
+screens (selected schools, import start year, ignore parents, autogenerate usernames,
+imported passwords temporary, Google Apps / Office 365 domains, grade push per
+organization) lives here, validated once into typed objects. Errors name the file,
+the key and the fix. Secrets are never in the file: the PowerSchool client id/secret
+and Learning's token live in Airflow connections, the default password is a reference
+(``env:NAME``, ``variable:NAME`` or ``connection:CONN_ID``) resolved only at load time.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DISTRICTS_DIR = REPO_ROOT / "include" / "districts"
+MAPPINGS_DIR = REPO_ROOT / "include" / "mappings"
+
+DISTRICT_ID_PATTERN = re.compile(r"^[a-z][a-z0-9_]{1,62}$")
+SECRET_REFERENCE_PATTERN = re.compile(r"^(env|variable|connection):[A-Za-z0-9_.\-]+$")
+
+
+class DistrictConfigError(ValueError):
+    """A district YAML that cannot be used; the message names file, key and fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PowerSchoolSettings(_Strict):
+    connection_id: str = Field(description="Airflow connection: host, client id (login), secret (password), CA bundle (extra ca_bundle)")
+    max_concurrent_requests: int = Field(4, ge=1, le=64, description="requests in flight at once for this district")
+    pool: str = Field("powerschool_api", description="Airflow pool the extract tasks run in")
+    request_timeout_seconds: float = Field(60.0, gt=0)
+    max_retries: int = Field(6, ge=0, le=20)
+
+
+class LearningSettings(_Strict):
+    connection_id: str = Field(description="Airflow connection: Learning's base URL (host) and the domain's bearer token (password)")
+    batch_size: int = Field(1000, ge=1, le=1000)
+    pool: str = Field("learning_api")
+
+
+class SsoDomains(_Strict):
+    google: tuple[str, ...] = ()
+    office365: tuple[str, ...] = ()
+
+    @field_validator("google", "office365")
+    @classmethod
+    def _lower(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(domain.strip().lower().lstrip("@") for domain in value)
+
+
+class ValidationThresholds(_Strict):
+    """Largest share of an entity's rows that may fail validation before the run stops."""
+
+    default: float = Field(0.05, ge=0, le=1)
+    per_entity: dict[str, float] = Field(default_factory=dict)
+
+    def for_entity(self, entity: str) -> float:
+        return self.per_entity.get(entity, self.default)
+
+
+class SafetyThresholds(_Strict):
+    """Mass-change guard applied per school and entity before anything is written."""
+
+    max_removal_ratio: float = Field(0.10, ge=0, le=1)
+    min_removal_rows: int = Field(25, ge=0)
+    import_id_change_ratio: float = Field(0.5, ge=0, le=1, description="share of vanished users that reappear under a new id with the same name or email")
+
+
+class GradePushSettings(_Strict):
+    enabled: bool = False
+    organizations: tuple[str, ...] | Literal["all"] = "all"
+    classwork_category: str = "Classwork"
+    standardcalcdirection: Literal["NONE", "RollupAsmtScoreToStandard"] = "NONE"
+    poll_interval_seconds: float = Field(2.0, gt=0)
+
+    def enabled_for(self, organization_id: str) -> bool:
+        if not self.enabled:
+            return False
+        return self.organizations == "all" or str(organization_id) in self.organizations
+
+
+class NotificationSettings(_Strict):
+    failure_emails: tuple[str, ...] = ()
+    smtp_connection_id: str = "smtp_default"
+    airflow_base_url: str = "http://localhost:8080"
+
+
+class DistrictConfig(_Strict):
+    district_id: str
+    name: str
+    timezone: str = "America/Chicago"
+    schedule: str = Field("0 6,18 * * *", description="cron in the district's time zone")
+    owner: str = "data-engineering"
+    powerschool: PowerSchoolSettings
+    learning: LearningSettings
+    schools: tuple[str, ...] | Literal["all"] = Field("all", description="school ids (Schools.DCID) or school numbers")
+    import_start_year: int = Field(ge=1990, le=2100)
+    ignore_parents: bool = False
+    autogenerate_usernames: bool = True
+    default_password: str | None = Field(None, description="secret reference: env:NAME, variable:NAME or connection:CONN_ID")
+    imported_passwords_temporary: bool = True
+    sso_domains: SsoDomains = SsoDomains()
+    co_teacher_class_limit: int = Field(25, ge=1)
+    grade_push: GradePushSettings = GradePushSettings()
+    notifications: NotificationSettings = NotificationSettings()
+    validation_thresholds: ValidationThresholds = ValidationThresholds()
+    safety: SafetyThresholds = SafetyThresholds()
+    source_file: str | None = Field(None, exclude=True)
+
+    @field_validator("district_id")
+    @classmethod
+    def _district_id(cls, value: str) -> str:
+        if not DISTRICT_ID_PATTERN.match(value):
+            raise ValueError("must be lower-case letters, digits and underscores, starting with a letter (it becomes part of the DAG id)")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(f"unknown IANA time zone {value!r} (for example America/Chicago)") from error
+        return value
+
+    @field_validator("default_password")
+    @classmethod
+    def _password_reference(cls, value: str | None) -> str | None:
+        if value is not None and not SECRET_REFERENCE_PATTERN.match(value):
+            raise ValueError("must be a reference to a secret (env:NAME, variable:NAME or connection:CONN_ID), never the password itself")
+        return value
+
+    @field_validator("schools", mode="before")
+    @classmethod
+    def _schools(cls, value: object) -> object:
+        if isinstance(value, list):
+            return tuple(str(item) for item in value)
+        return value
+
+    @model_validator(mode="after")
+    def _grade_push_organizations(self) -> DistrictConfig:
+        if self.grade_push.enabled and self.grade_push.organizations != "all" and self.schools != "all":
+            unknown = set(self.grade_push.organizations) - set(self.schools)
+            if unknown:
+                raise ValueError(f"grade_push.organizations lists schools that are not imported: {sorted(unknown)}")
+        return self
+
+    @property
+    def import_dag_id(self) -> str:
+        return f"sis_import__{self.district_id}"
+
+    @property
+    def grade_push_dag_id(self) -> str:
+        return f"grade_push__{self.district_id}"
+
+    def is_sso_email(self, email: str | None) -> bool:
+        if not email or "@" not in email:
+            return False
+        domain = email.rsplit("@", 1)[1].strip().lower()
+        return domain in self.sso_domains.google or domain in self.sso_domains.office365
+
+
+def _format_errors(path: Path, error: ValidationError) -> str:
+    lines = [f"{path}: invalid district configuration"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"]
+        if item["type"] == "missing":
+            message = "is required: add it to the file"
+        elif item["type"] == "extra_forbidden":
+            message = "is not a known setting: check its spelling (see include/districts/README.md)"
+        lines.append(f"  - {key}: {message}")
+    return "\n".join(lines)
+
+
+def load_district(path: Path | str) -> DistrictConfig:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise DistrictConfigError(f"{path}: not valid YAML: {error}") from error
+    if not isinstance(data, dict):
+        raise DistrictConfigError(f"{path}: expected a mapping of settings at the top level")
+    data.setdefault("district_id", path.stem)
+    if data["district_id"] != path.stem:
+        raise DistrictConfigError(f"{path}: district_id {data['district_id']!r} must match the file name {path.stem!r}")
+    try:
+        config = DistrictConfig.model_validate(data)
+    except ValidationError as error:
+        raise DistrictConfigError(_format_errors(path, error)) from None
+    return config.model_copy(update={"source_file": str(path)})
+
+
+def district_files(directory: Path | str = DISTRICTS_DIR) -> list[Path]:
+    return sorted(Path(directory).glob("*.yaml"))
+
+
+def load_districts(directory: Path | str = DISTRICTS_DIR) -> list[DistrictConfig]:
+    """All district configs in sorted file order; the first bad file raises."""
+    return [load_district(path) for path in district_files(directory)]
+
+
+def load_district_by_id(district_id: str, directory: Path | str = DISTRICTS_DIR) -> DistrictConfig:
+    path = Path(directory) / f"{district_id}.yaml"
+    if not path.exists():
+        raise DistrictConfigError(f"{path}: no configuration for district {district_id!r}")
+    return load_district(path)

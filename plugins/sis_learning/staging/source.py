@@ -1,0 +1,180 @@
+"""Staged source tables: what extract read from PowerSchool, per district and run.
+
+``raw_records`` keeps each record's JSON as received (after the single-object and empty
+value quirks are normalised), so any run can be audited or re-transformed; the typed
+``stg_*`` tables are the flattened columns validate and transform read. Identifiers are
+DCIDs as strings (PowerSchool sends digit-only ids as numbers: extract coerces them).
+See docs/architecture.md and docs/staged-tables.md.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Boolean, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from sis_learning.staging.base import Base
+
+
+class RunKeyed:
+    """Columns every run-keyed staged table has."""
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    district_id: Mapped[str] = mapped_column(String(64))
+    run_id: Mapped[str] = mapped_column(String(250))
+
+
+class RawRecord(RunKeyed, Base):
+    __tablename__ = "raw_records"
+    entity: Mapped[str] = mapped_column(String(40))
+    scope: Mapped[str] = mapped_column(String(64), default="district")
+    source_id: Mapped[str | None] = mapped_column(String(64))
+    payload: Mapped[str] = mapped_column(Text)
+    __table_args__ = (Index("ix_raw_records_run", "district_id", "run_id", "entity", "scope"),)
+
+
+class ExtractCount(RunKeyed, Base):
+    __tablename__ = "extract_counts"
+    entity: Mapped[str] = mapped_column(String(40))
+    scope: Mapped[str] = mapped_column(String(64), default="district")
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+    reported_count: Mapped[int | None] = mapped_column(Integer)
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    pages: Mapped[int] = mapped_column(Integer, default=0)
+    mismatch: Mapped[bool] = mapped_column(Boolean, default=False)
+    note: Mapped[str | None] = mapped_column(Text)
+    __table_args__ = (Index("ix_extract_counts_run", "district_id", "run_id", "entity"),)
+
+
+class StgSchool(RunKeyed, Base):
+    __tablename__ = "stg_schools"
+    school_id: Mapped[str] = mapped_column(String(64))
+    school_number: Mapped[str | None] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(400))
+    low_grade: Mapped[int | None] = mapped_column(Integer)
+    high_grade: Mapped[int | None] = mapped_column(Integer)
+    __table_args__ = (Index("ix_stg_schools_run", "district_id", "run_id", "school_id"),)
+
+
+class StgTerm(RunKeyed, Base):
+    __tablename__ = "stg_terms"
+    term_id: Mapped[str] = mapped_column(String(64))
+    local_id: Mapped[str | None] = mapped_column(String(64))
+    school_id: Mapped[str | None] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(400))
+    abbreviation: Mapped[str | None] = mapped_column(String(100))
+    start_year: Mapped[int | None] = mapped_column(Integer)
+    start_date: Mapped[str | None] = mapped_column(String(10))
+    end_date: Mapped[str | None] = mapped_column(String(10))
+    portion: Mapped[int | None] = mapped_column(Integer)
+    __table_args__ = (Index("ix_stg_terms_run", "district_id", "run_id", "term_id"),)
+
+
+class StgCourse(RunKeyed, Base):
+    __tablename__ = "stg_courses"
+    course_id: Mapped[str] = mapped_column(String(64))
+    school_id: Mapped[str | None] = mapped_column(String(64))
+    course_number: Mapped[str | None] = mapped_column(String(100))
+    course_name: Mapped[str | None] = mapped_column(String(400))
+    __table_args__ = (Index("ix_stg_courses_run", "district_id", "run_id", "course_id"),)
+
+
+class StgSection(RunKeyed, Base):
+    __tablename__ = "stg_sections"
+    section_id: Mapped[str] = mapped_column(String(64))
+    local_id: Mapped[str | None] = mapped_column(String(64))
+    school_id: Mapped[str | None] = mapped_column(String(64))
+    course_id: Mapped[str | None] = mapped_column(String(64))
+    term_id: Mapped[str | None] = mapped_column(String(64))
+    section_number: Mapped[str | None] = mapped_column(String(100))
+    expression: Mapped[str | None] = mapped_column(String(200))
+    external_expression: Mapped[str | None] = mapped_column(String(200))
+    staff_id: Mapped[str | None] = mapped_column(String(64))
+    gradebook_type: Mapped[str | None] = mapped_column(String(40))
+    __table_args__ = (Index("ix_stg_sections_run", "district_id", "run_id", "section_id"),)
+
+
+class StgStaff(RunKeyed, Base):
+    __tablename__ = "stg_staff"
+    staff_id: Mapped[str] = mapped_column(String(64))
+    local_id: Mapped[str | None] = mapped_column(String(64))
+    users_dcid: Mapped[str | None] = mapped_column(String(64))
+    first_name: Mapped[str | None] = mapped_column(String(400))
+    middle_name: Mapped[str | None] = mapped_column(String(400))
+    last_name: Mapped[str | None] = mapped_column(String(400))
+    teacher_username: Mapped[str | None] = mapped_column(String(400))
+    admin_username: Mapped[str | None] = mapped_column(String(400))
+    email: Mapped[str | None] = mapped_column(String(400))
+    school_id: Mapped[str | None] = mapped_column(String(64))
+    school_ids: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[int | None] = mapped_column(Integer)
+    __table_args__ = (Index("ix_stg_staff_run", "district_id", "run_id", "staff_id"),)
+
+
+class StgStudent(RunKeyed, Base):
+    __tablename__ = "stg_students"
+    student_id: Mapped[str] = mapped_column(String(64))
+    local_id: Mapped[str | None] = mapped_column(String(64))
+    student_number: Mapped[str | None] = mapped_column(String(64))
+    first_name: Mapped[str | None] = mapped_column(String(400))
+    middle_name: Mapped[str | None] = mapped_column(String(400))
+    last_name: Mapped[str | None] = mapped_column(String(400))
+    student_username: Mapped[str | None] = mapped_column(String(400))
+    email: Mapped[str | None] = mapped_column(String(400))
+    school_id: Mapped[str | None] = mapped_column(String(64))
+    grade_level: Mapped[int | None] = mapped_column(Integer)
+    enroll_status: Mapped[str | None] = mapped_column(String(8))
+    enroll_status_code: Mapped[int | None] = mapped_column(Integer)
+    entry_date: Mapped[str | None] = mapped_column(String(10))
+    exit_date: Mapped[str | None] = mapped_column(String(10))
+    __table_args__ = (Index("ix_stg_students_run", "district_id", "run_id", "student_id"),)
+
+
+class StgSectionEnrollment(RunKeyed, Base):
+    __tablename__ = "stg_section_enrollments"
+    enrollment_id: Mapped[str | None] = mapped_column(String(64))
+    section_id: Mapped[str] = mapped_column(String(64))
+    student_id: Mapped[str] = mapped_column(String(64))
+    school_id: Mapped[str | None] = mapped_column(String(64))
+    term_id: Mapped[str | None] = mapped_column(String(64))
+    entry_date: Mapped[str | None] = mapped_column(String(10))
+    exit_date: Mapped[str | None] = mapped_column(String(10))
+    dropped: Mapped[bool] = mapped_column(Boolean, default=False)
+    __table_args__ = (Index("ix_stg_section_enrollments_run", "district_id", "run_id", "section_id"),)
+
+
+class StgSectionTeacher(RunKeyed, Base):
+    __tablename__ = "stg_section_teachers"
+    section_id: Mapped[str] = mapped_column(String(64))
+    staff_id: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str | None] = mapped_column(String(100))
+    start_date: Mapped[str | None] = mapped_column(String(10))
+    end_date: Mapped[str | None] = mapped_column(String(10))
+    priority_order: Mapped[int | None] = mapped_column(Integer)
+    __table_args__ = (Index("ix_stg_section_teachers_run", "district_id", "run_id", "section_id"),)
+
+
+class StgGuardian(RunKeyed, Base):
+    __tablename__ = "stg_guardians"
+    guardian_id: Mapped[str] = mapped_column(String(64))
+    student_id: Mapped[str] = mapped_column(String(64))
+    first_name: Mapped[str | None] = mapped_column(String(400))
+    last_name: Mapped[str | None] = mapped_column(String(400))
+    portal_username: Mapped[str | None] = mapped_column(String(400))
+    portal_enabled: Mapped[bool | None] = mapped_column(Boolean)
+    email: Mapped[str | None] = mapped_column(String(400))
+    relationship: Mapped[str | None] = mapped_column(String(100))
+    __table_args__ = (Index("ix_stg_guardians_run", "district_id", "run_id", "guardian_id"),)
+
+
+# entity name (as used in task ids, extract_counts and raw_records) -> typed table
+STAGED_SOURCE_TABLES = {
+    "schools": StgSchool,
+    "terms": StgTerm,
+    "courses": StgCourse,
+    "sections": StgSection,
+    "staff": StgStaff,
+    "students": StgStudent,
+    "section_enrollments": StgSectionEnrollment,
+    "section_teachers": StgSectionTeacher,
+    "guardians": StgGuardian,
+}

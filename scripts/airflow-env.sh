@@ -1,0 +1,14 @@
+# Sourced by the Makefile and scripts: Airflow runs from the repository.
+# Home in an ignored folder, SQLite metadata by default, examples off, dags/plugins here.
+# Set SIS_LEARNING_METADATA_URL (a SQLAlchemy URL) to use PostgreSQL for Airflow's
+# metadata, and SIS_LEARNING_STAGING_URL for the staged tables.
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")/.." && pwd)"
+export AIRFLOW_HOME="${AIRFLOW_HOME:-$REPO_ROOT/.airflow}"
+export AIRFLOW__CORE__DAGS_FOLDER="$REPO_ROOT/dags"
+export AIRFLOW__CORE__PLUGINS_FOLDER="$REPO_ROOT/plugins"
+export AIRFLOW__CORE__LOAD_EXAMPLES=False
+export AIRFLOW__CORE__UNIT_TEST_MODE="${AIRFLOW__CORE__UNIT_TEST_MODE:-False}"
+export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="${SIS_LEARNING_METADATA_URL:-sqlite:///$AIRFLOW_HOME/airflow.db}"
+export AIRFLOW__LOGGING__BASE_LOG_FOLDER="$AIRFLOW_HOME/logs"
+export PYTHONPATH="$REPO_ROOT/plugins:$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}"
+mkdir -p "$AIRFLOW_HOME"
