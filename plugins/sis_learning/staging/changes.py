@@ -1,0 +1,84 @@
+"""The load's staged tables: the last state Learning accepted, and each run's change set.
+
+Implements the issue 7 rule "send only what changed": ``learning_snapshot`` holds, per
+district, entity and key, the content hash and payload of the row Learning last accepted;
+``diff.compute_changes`` compares a run's Learning-shaped rows with it and writes one
+``change_set`` row per key (create, update, deactivate, remove or unchanged), and
+``load.load_run`` sends the changes and records Learning's answer per row. The snapshot
+advances only for rows Learning accepted, so a refused row is tried again next run.
+
+Beyond the columns docs/architecture.md lists, two extra columns make the diff and
+the safety guard pure SQL: ``organization_id`` (the school a row belongs to: the guard
+counts per school) and, on the snapshot, ``active`` (false once a user has been
+deactivated in Learning, so a vanished user is deactivated once, not every run). The
+change set also keeps the ``content_hash`` and the ``payload`` that was (or will be)
+sent, so an analyst sees exactly what went to Learning. No password is ever stored.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, DateTime, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from sis_learning.staging.base import Base
+from sis_learning.staging.runs import utcnow
+
+# change_set.action
+ACTION_CREATE = "create"
+ACTION_UPDATE = "update"
+ACTION_DEACTIVATE = "deactivate"
+ACTION_REMOVE = "remove"
+ACTION_UNCHANGED = "unchanged"
+ACTIONS = (ACTION_CREATE, ACTION_UPDATE, ACTION_DEACTIVATE, ACTION_REMOVE, ACTION_UNCHANGED)
+
+# change_set.status
+STATUS_PENDING = "pending"  # decided by the diff, not yet answered by Learning
+STATUS_ACCEPTED = "accepted"  # Learning applied it (or found it already applied)
+STATUS_REFUSED = "refused"  # Learning answered "failed"; see reason and rejected_rows
+STATUS_SKIPPED = "skipped"  # nothing to send (unchanged)
+STATUSES = (STATUS_PENDING, STATUS_ACCEPTED, STATUS_REFUSED, STATUS_SKIPPED)
+
+# learning_snapshot.content_hash of a user Learning has deactivated: never equal to a
+# real hash, so the user's return is an update that enables them again.
+DEACTIVATED_HASH = "deactivated"
+
+
+class LearningSnapshot(Base):
+    """The last state Learning accepted, per district, entity and key."""
+
+    __tablename__ = "learning_snapshot"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    district_id: Mapped[str] = mapped_column(String(64))
+    entity: Mapped[str] = mapped_column(String(40))
+    key: Mapped[str] = mapped_column(String(200))
+    organization_id: Mapped[str | None] = mapped_column(String(64))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[str] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    run_id: Mapped[str] = mapped_column(String(250))
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    __table_args__ = (Index("uq_learning_snapshot_key", "district_id", "entity", "key", unique=True),)
+
+
+class ChangeSet(Base):
+    """One row per key and run: what the diff decided and what Learning answered."""
+
+    __tablename__ = "change_set"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    district_id: Mapped[str] = mapped_column(String(64))
+    run_id: Mapped[str] = mapped_column(String(250))
+    entity: Mapped[str] = mapped_column(String(40))
+    key: Mapped[str] = mapped_column(String(200))
+    organization_id: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), default=STATUS_PENDING)
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    payload: Mapped[str | None] = mapped_column(Text)
+    learning_result: Mapped[str | None] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(Text)
+    __table_args__ = (
+        Index("ix_change_set_run_key", "district_id", "run_id", "entity", "key"),
+        Index("ix_change_set_run_status", "district_id", "run_id", "entity", "status", "action"),
+    )
