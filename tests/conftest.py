@@ -97,7 +97,7 @@ def staging_engine(staging_url: str):
     return create_all(get_engine(staging_url))
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ARG001
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     if _skipped_postgres:
         terminalreporter.write_line(
             f"NOTE: PostgreSQL tests were skipped: {_skipped_postgres[0]}", yellow=True, bold=True

@@ -11,6 +11,7 @@ and Learning's token live in Airflow connections, the default password is a refe
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Literal
@@ -20,7 +21,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DISTRICTS_DIR = REPO_ROOT / "include" / "districts"
+# SIS_LEARNING_DISTRICTS_DIR points the DAG factory at another folder of district YAMLs.
+DISTRICTS_DIR = Path(os.environ.get("SIS_LEARNING_DISTRICTS_DIR", REPO_ROOT / "include" / "districts"))
 MAPPINGS_DIR = REPO_ROOT / "include" / "mappings"
 
 DISTRICT_ID_PATTERN = re.compile(r"^[a-z][a-z0-9_]{1,62}$")
@@ -202,17 +204,17 @@ def load_district(path: Path | str) -> DistrictConfig:
     return config.model_copy(update={"source_file": str(path)})
 
 
-def district_files(directory: Path | str = DISTRICTS_DIR) -> list[Path]:
-    return sorted(Path(directory).glob("*.yaml"))
+def district_files(directory: Path | str | None = None) -> list[Path]:
+    return sorted(Path(directory or DISTRICTS_DIR).glob("*.yaml"))
 
 
-def load_districts(directory: Path | str = DISTRICTS_DIR) -> list[DistrictConfig]:
+def load_districts(directory: Path | str | None = None) -> list[DistrictConfig]:
     """All district configs in sorted file order; the first bad file raises."""
     return [load_district(path) for path in district_files(directory)]
 
 
-def load_district_by_id(district_id: str, directory: Path | str = DISTRICTS_DIR) -> DistrictConfig:
-    path = Path(directory) / f"{district_id}.yaml"
+def load_district_by_id(district_id: str, directory: Path | str | None = None) -> DistrictConfig:
+    path = Path(directory or DISTRICTS_DIR) / f"{district_id}.yaml"
     if not path.exists():
         raise DistrictConfigError(f"{path}: no configuration for district {district_id!r}")
     return load_district(path)

@@ -1,0 +1,278 @@
+"""The bodies of the district import DAG's tasks: Airflow context in, package calls, counts out.
+
+Each function here is what one task runs. It loads the district's config, opens the
+staging database, calls the module that does the work (extract, validate, transform,
+diff, load, report), records the stage's counts and duration in ``sync_runs``, and
+returns counts only (XCom carries counts and ids, never data sets). Errors are recorded
+on the run before they are raised, so the report task and the failure email can say
+which step failed and why. Errors no retry can fix (a threshold, a mass-change guard,
+bad credentials, a missing field grant) fail the task at once instead of retrying.
+
+This module is imported by the DAG file at parse time: keep its top-level imports light
+(no pandas, Great Expectations, requests): everything heavy is imported inside functions.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sis_learning.config import REPO_ROOT, DistrictConfig, load_district_by_id
+
+log = logging.getLogger(__name__)
+
+VALIDATION_RESULTS_ROOT = REPO_ROOT / "var" / "validation"
+
+# Exception class names that no retry can fix: the task fails at once with the message.
+FATAL_ERRORS = {
+    "ValidationThresholdExceeded",
+    "MassChangeDetected",
+    "DistrictConfigError",
+    "AuthenticationError",
+    "PermissionDeniedError",
+    "ValidationFailedError",
+    "FieldAccessError",
+    "NotFoundError",
+    "UnknownSchoolError",
+    "PageSizeTooSmallError",
+    "SecretNotFoundError",
+}
+
+EXTRACT_ENTITIES = (
+    "terms",
+    "courses",
+    "sections",
+    "staff",
+    "students",
+    "section_enrollments",
+    "section_teachers",
+    "guardians",
+)
+
+
+def _engine():
+    from sis_learning.staging.base import create_all, get_engine
+
+    return create_all(get_engine())
+
+
+def _is_fatal(error: BaseException) -> bool:
+    return any(cls.__name__ in FATAL_ERRORS for cls in type(error).__mro__)
+
+
+def _plain_reason(error: BaseException) -> str:
+    message = str(error).strip() or type(error).__name__
+    return message if len(message) < 4000 else message[:4000] + " ..."
+
+
+def run_step(
+    stage: str,
+    district_id: str,
+    run_id: str,
+    work: Callable[[Any, DistrictConfig], dict[str, Any]],
+    to_counts: Callable[[dict[str, Any]], dict[str, dict[str, int]]] | None = None,
+) -> dict[str, Any]:
+    """Run one step of a district run with bookkeeping; returns the step's counts."""
+    from sis_learning.staging.runs import record_stage
+
+    config = load_district_by_id(district_id)
+    engine = _engine()
+    started = time.monotonic()
+    try:
+        result = work(engine, config) or {}
+    except Exception as error:
+        reason = _plain_reason(error)
+        record_stage(engine, district_id, run_id, stage, seconds=time.monotonic() - started, error=reason)
+        log.error("%s failed for district %s: %s", stage, district_id, reason)
+        if _is_fatal(error):
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(reason) from error
+        raise
+    counts = to_counts(result) if to_counts else {}
+    record_stage(engine, district_id, run_id, stage, counts=counts, seconds=time.monotonic() - started)
+    return _xcom_safe(result)
+
+
+def _xcom_safe(result: dict[str, Any]) -> dict[str, Any]:
+    """Counts and ids only: drop anything that is not a number, string, bool or a dict of them."""
+    def clean(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(key): clean(item) for key, item in value.items() if isinstance(item, (int, float, str, bool, dict, type(None)))}
+        return value
+
+    return clean(result)
+
+
+# ---- start ---------------------------------------------------------------------------
+
+def start_run(district_id: str, run_id: str, dag_id: str) -> dict[str, Any]:
+    from sis_learning.staging.runs import start_run as start
+
+    config = load_district_by_id(district_id)
+    engine = _engine()
+    start(engine, district_id, run_id, dag_id=dag_id)
+    return {"district_id": config.district_id, "run_id": run_id}
+
+
+# ---- extract -------------------------------------------------------------------------
+
+def _powerschool_hook(config: DistrictConfig):
+    from sis_learning.hooks.powerschool import PowerSchoolHook
+
+    return PowerSchoolHook.from_district(config)
+
+
+def extract_schools(district_id: str, run_id: str) -> dict[str, Any]:
+    from sis_learning import extract
+
+    def work(engine, config):
+        return extract.extract_schools(_powerschool_hook(config), engine, config, run_id)
+
+    return run_step("extract_schools", district_id, run_id, work, lambda r: {"schools": {"extracted": int(r.get("rows", 0))}})
+
+
+def extract_entity(entity: str, district_id: str, run_id: str) -> dict[str, Any]:
+    from sis_learning import extract
+
+    function = getattr(extract, f"extract_{entity}")
+
+    def work(engine, config):
+        return function(_powerschool_hook(config), engine, config, run_id)
+
+    return run_step(f"extract_{entity}", district_id, run_id, work, lambda r: {entity: {"extracted": int(r.get("rows", 0))}})
+
+
+# ---- validate ------------------------------------------------------------------------
+
+def validation_results_dir(district_id: str, run_id: str) -> Path:
+    safe_run = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in run_id)
+    return VALIDATION_RESULTS_ROOT / district_id / safe_run
+
+
+def _entity_counts(result: dict[str, Any], keys: tuple[str, ...]) -> dict[str, dict[str, int]]:
+    counts: dict[str, dict[str, int]] = {}
+    for entity, values in result.items():
+        if isinstance(values, dict):
+            counts[entity] = {key: int(values[key]) for key in keys if isinstance(values.get(key), (int, float))}
+    return counts
+
+
+def validate_rows(district_id: str, run_id: str) -> dict[str, Any]:
+    from sis_learning import validate
+
+    results_dir = validation_results_dir(district_id, run_id)
+
+    def work(engine, config):
+        from sis_learning.staging.runs import record_stage
+
+        result = validate.validate_run(engine, config, run_id, results_dir)
+        record_stage(engine, district_id, run_id, "validate", validation_docs=str(results_dir))
+        return result
+
+    return run_step("validate", district_id, run_id, work,
+                    lambda r: _entity_counts(r, ("evaluated", "passed", "rejected", "excluded")))
+
+
+def check_validation_thresholds(district_id: str, run_id: str) -> dict[str, Any]:
+    from sis_learning import validate
+
+    def work(engine, config):
+        validate.check_thresholds(engine, config, run_id)
+        return {"ok": True}
+
+    return run_step("validation_guard", district_id, run_id, work)
+
+
+# ---- transform -----------------------------------------------------------------------
+
+def transform_rows(district_id: str, run_id: str) -> dict[str, Any]:
+    from sis_learning import transform
+
+    def work(engine, config):
+        return transform.transform_run(engine, config, run_id)
+
+    def counts(result: dict[str, Any]) -> dict[str, dict[str, int]]:
+        return {f"learning_{entity}": {"transformed": int(value)} for entity, value in result.items()
+                if isinstance(value, (int, float))}
+
+    return run_step("transform", district_id, run_id, work, counts)
+
+
+# ---- diff and load -------------------------------------------------------------------
+
+def compute_changes(district_id: str, run_id: str) -> dict[str, Any]:
+    from sis_learning import diff
+
+    def work(engine, config):
+        return diff.compute_changes(engine, config, run_id)
+
+    return run_step("diff", district_id, run_id, work)
+
+
+def check_mass_changes(district_id: str, run_id: str, approve_mass_changes: bool) -> dict[str, Any]:
+    from sis_learning import diff
+
+    def work(engine, config):
+        diff.check_safety(engine, config, run_id, approve_mass_changes=approve_mass_changes)
+        return {"approved": bool(approve_mass_changes)}
+
+    return run_step("safety_guard", district_id, run_id, work)
+
+
+def load_learning(district_id: str, run_id: str) -> dict[str, Any]:
+    from sis_learning import load
+    from sis_learning.hooks.learning import LearningHook
+
+    def work(engine, config):
+        return load.load_run(engine, config, run_id, LearningHook.from_district(config))
+
+    return run_step("load", district_id, run_id, work)
+
+
+# ---- report --------------------------------------------------------------------------
+
+def failed_tasks(dag_id: str, run_id: str) -> list[str]:
+    """Task ids of this run that failed or were blocked by a failure (from Airflow itself)."""
+    try:
+        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+        states = RuntimeTaskInstance.get_task_states(dag_id=dag_id, run_ids=[run_id])
+    except Exception as error:  # outside a task runner (tests calling this directly)
+        log.warning("Could not read task states from Airflow: %s", error)
+        return []
+    by_task = states.get(run_id, states) if isinstance(states, dict) else {}
+    return sorted(task_id for task_id, state in by_task.items() if str(state) in ("failed", "upstream_failed"))
+
+
+def report(district_id: str, run_id: str, dag_id: str) -> dict[str, Any]:
+    """Write the run summary; on any failure send one email, then fail so the run shows failed."""
+    from sis_learning import notify
+    from sis_learning.report import build_summary, format_text
+    from sis_learning.staging.runs import finish_run, get_run
+
+    config = load_district_by_id(district_id)
+    engine = _engine()
+    failed = [task_id for task_id in failed_tasks(dag_id, run_id) if not task_id.endswith("report")]
+    run = get_run(engine, district_id, run_id)
+    recorded_error = run.error if run else None
+    if failed or recorded_error:
+        reason = recorded_error or f"task(s) {', '.join(failed)} failed without a recorded reason: see their logs"
+        finish_run(engine, district_id, run_id, status="failed", error=reason)
+        summary = build_summary(engine, config, run_id, dag_id)
+        if not recorded_error and failed:
+            summary.stage = failed[0]
+        else:
+            summary.stage = run.stage if run else summary.stage
+        log.error("%s", format_text(summary))
+        notify.send_failure_email(config, summary)
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(f"Run failed at {summary.stage}: {reason}")
+    finish_run(engine, district_id, run_id, status="success")
+    summary = build_summary(engine, config, run_id, dag_id)
+    log.info("%s", format_text(summary))
+    return {"status": "success", "counts": summary.counts}

@@ -1,0 +1,130 @@
+"""The run summary: what one district import did, stage by stage, for the report task,
+the failure email and analysts.
+
+It reads only staged tables (``sync_runs``, ``extract_counts``, ``rejected_rows``,
+``excluded_rows``, ``change_set``) and returns plain data, so it can run at the end of
+a successful run or of a failed one (whatever tables exist by then).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import Engine
+
+from sis_learning.config import DistrictConfig
+from sis_learning.staging.runs import SyncRun, get_run
+
+
+@dataclass
+class RunSummary:
+    district_id: str
+    district_name: str
+    run_id: str
+    status: str
+    stage: str | None
+    error: str | None
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    durations: dict[str, float] = field(default_factory=dict)
+    top_rejections: list[dict[str, Any]] = field(default_factory=list)
+    changes: dict[str, dict[str, int]] = field(default_factory=dict)
+    extract_mismatches: list[dict[str, Any]] = field(default_factory=list)
+    validation_docs: str | None = None
+    run_url: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def run_url(config: DistrictConfig, dag_id: str, run_id: str) -> str:
+    """The run's page in the Airflow 3 UI."""
+    base = config.notifications.airflow_base_url.rstrip("/")
+    return f"{base}/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}"
+
+
+def _has(engine: Engine, table: str) -> bool:
+    return inspect(engine).has_table(table)
+
+
+def build_summary(engine: Engine, config: DistrictConfig, run_id: str, dag_id: str | None = None) -> RunSummary:
+    run: SyncRun | None = get_run(engine, config.district_id, run_id)
+    summary = RunSummary(
+        district_id=config.district_id,
+        district_name=config.name,
+        run_id=run_id,
+        status=run.status if run else "unknown",
+        stage=run.stage if run else None,
+        error=run.error if run else None,
+        counts=dict(run.counts or {}) if run else {},
+        durations=dict(run.durations or {}) if run else {},
+        validation_docs=run.validation_docs if run else None,
+        run_url=run_url(config, dag_id or config.import_dag_id, run_id),
+    )
+    params = {"district_id": config.district_id, "run_id": run_id}
+    with engine.connect() as connection:
+        if _has(engine, "rejected_rows"):
+            rows = connection.execute(
+                text(
+                    "SELECT entity, rule, MIN(reason) AS example, COUNT(*) AS n FROM rejected_rows "
+                    "WHERE district_id = :district_id AND run_id = :run_id "
+                    "GROUP BY entity, rule ORDER BY n DESC, entity, rule LIMIT 5"
+                ),
+                params,
+            )
+            summary.top_rejections = [dict(row._mapping) for row in rows]
+        if _has(engine, "change_set"):
+            rows = connection.execute(
+                text(
+                    "SELECT entity, action, status, COUNT(*) AS n FROM change_set "
+                    "WHERE district_id = :district_id AND run_id = :run_id GROUP BY entity, action, status"
+                ),
+                params,
+            )
+            for row in rows:
+                key = row.action if row.status in ("accepted", "pending", None) else f"{row.action}_{row.status}"
+                summary.changes.setdefault(row.entity, {})[key] = summary.changes.get(row.entity, {}).get(key, 0) + row.n
+        if _has(engine, "extract_counts"):
+            rows = connection.execute(
+                text(
+                    "SELECT entity, scope, rows, reported_count, note FROM extract_counts "
+                    "WHERE district_id = :district_id AND run_id = :run_id AND mismatch"
+                ),
+                params,
+            )
+            summary.extract_mismatches = [dict(row._mapping) for row in rows]
+    return summary
+
+
+def format_text(summary: RunSummary) -> str:
+    """A plain-text report, printed by the report task and the demo."""
+    lines = [
+        f"District {summary.district_name} ({summary.district_id}), run {summary.run_id}: {summary.status}",
+    ]
+    if summary.error:
+        lines.append(f"Failed at {summary.stage}: {summary.error}")
+    for entity in sorted(summary.counts):
+        values = ", ".join(f"{stage} {count}" for stage, count in summary.counts[entity].items())
+        lines.append(f"  {entity}: {values}")
+    if summary.changes:
+        lines.append("Changes sent to Learning:")
+        for entity in sorted(summary.changes):
+            values = ", ".join(f"{action} {count}" for action, count in sorted(summary.changes[entity].items()))
+            lines.append(f"  {entity}: {values}")
+    if summary.top_rejections:
+        lines.append("Most common rejections:")
+        for item in summary.top_rejections:
+            lines.append(f"  {item['n']} x {item['entity']} / {item['rule']}: {item['example']}")
+    if summary.extract_mismatches:
+        lines.append("Extract count mismatches (PowerSchool /count vs rows read):")
+        for item in summary.extract_mismatches:
+            lines.append(f"  {item['entity']} [{item['scope']}]: read {item['rows']}, /count said {item['reported_count']}")
+    if summary.durations:
+        lines.append("Durations: " + ", ".join(f"{stage} {seconds:.1f}s" for stage, seconds in summary.durations.items()))
+    if summary.validation_docs:
+        lines.append(f"Validation results: {summary.validation_docs}")
+    if summary.run_url:
+        lines.append(f"Airflow: {summary.run_url}")
+    return "\n".join(lines)
