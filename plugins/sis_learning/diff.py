@@ -1,0 +1,459 @@
+"""Diff a run's Learning-shaped rows against the last state Learning accepted, and guard it.
+
+Implements issue 7's "send only what changed" and its safety stop, for the source
+document's import ("Users, Classes and Rosters will automatically be imported ...
+twice per day"; "Import IDs ... We strongly recommend against changing your
+integrations setup during the school year"):
+
+- ``compute_changes`` compares this run's ``learning_*`` rows with ``learning_snapshot``
+  per entity, keyed by the entity's external id (rosters: ``class_id:user_id``, parent
+  links: ``parent_id:child_id``), using a SHA-256 of the Learning-visible fields. Each key
+  gets one ``change_set`` row: create, update, unchanged, deactivate (a user no longer in
+  the import is disabled, never deleted) or remove (a roster row or parent link no longer
+  present). Organizations, user levels and classes that vanish are left as they are:
+  Learning's contract has no way to delete them, and their rosters are removed.
+- ``check_safety`` stops the run before anything is written when, per school and entity,
+  deactivations and removals exceed ``safety.max_removal_ratio`` of the previous snapshot
+  and at least ``safety.min_removal_rows``; or when the run looks like an Import ID
+  change (many users vanish while about as many appear with the same name and user type,
+  or the same email).
+
+Bounded memory: the current rows are streamed in pages through Python only to compute
+their hashes, into a temporary table; the comparison itself is SQL (one INSERT ...
+SELECT with a join per entity), on SQLite and PostgreSQL alike.
+
+A rerun of the same run keeps the change-set rows Learning already accepted in that run
+and recomputes the rest from the snapshot (which advanced only for accepted rows), so a
+retried or crashed load neither loses nor repeats anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException
+from sqlalchemy import Column, MetaData, String, Table, Text, and_, case, exists, func, literal, select
+from sqlalchemy.engine import Connection, Engine
+
+from sis_learning.config import DistrictConfig
+from sis_learning.staging.base import bulk_insert, create_all
+from sis_learning.staging.changes import (
+    ACTION_CREATE,
+    ACTION_DEACTIVATE,
+    ACTION_REMOVE,
+    ACTION_UNCHANGED,
+    ACTION_UPDATE,
+    ACTIONS,
+    STATUS_ACCEPTED,
+    STATUS_PENDING,
+    STATUS_SKIPPED,
+    ChangeSet,
+    LearningSnapshot,
+)
+from sis_learning.staging.learning import LEARNING_TABLES, LearningClass, LearningUser
+from sis_learning.staging.quality import RejectedRow
+
+log = logging.getLogger(__name__)
+
+# Rows hashed per page: a page of 1M roster rows never sits in memory at once.
+STREAM_PAGE_ROWS = 20_000
+
+
+@dataclass(frozen=True)
+class EntitySpec:
+    """How one Learning entity is keyed, compared and sent."""
+
+    name: str
+    key_fields: tuple[str, ...]
+    # Learning-visible fields: a change in any of them is an update.
+    compared_fields: tuple[str, ...]
+    # Sent with the row but not compared: "imported passwords are temporary" only
+    # matters when Learning creates the user, so flipping it does not touch every user.
+    sent_only_fields: tuple[str, ...] = ()
+    # What Learning does with a key that left the import: None (leave it as it is),
+    # "deactivate" (users) or "remove" (rosters, parent links).
+    vanished_action: str | None = None
+
+    @property
+    def payload_fields(self) -> tuple[str, ...]:
+        return self.compared_fields + self.sent_only_fields
+
+
+# In dependency order: Learning refuses a class whose teacher does not exist, and a roster
+# row whose class or user does not exist.
+ENTITIES: tuple[EntitySpec, ...] = (
+    EntitySpec("organizations", ("organization_id",), ("organization_id", "name")),
+    EntitySpec(
+        "users",
+        ("external_id",),
+        ("external_id", "first_name", "last_name", "login", "email", "user_type", "organization_id", "enabled",
+         "sso_email_address"),
+        sent_only_fields=("password_temporary",),
+        vanished_action=ACTION_DEACTIVATE,
+    ),
+    EntitySpec("user_levels", ("external_id",), ("external_id", "level_id")),
+    EntitySpec("classes", ("class_id",), ("class_id", "name", "code", "year", "teacher_id", "organization_id")),
+    EntitySpec("rosters", ("class_id", "user_id"), ("class_id", "user_id", "role"), vanished_action=ACTION_REMOVE),
+    EntitySpec("parent_links", ("parent_id", "child_id"), ("parent_id", "child_id"), vanished_action=ACTION_REMOVE),
+)
+ENTITY_BY_NAME = {spec.name: spec for spec in ENTITIES}
+
+
+class MassChangeDetected(AirflowFailException):
+    """The run would deactivate/remove too much, or looks like an Import ID change.
+
+    An AirflowFailException: retrying cannot help, a person has to look and approve.
+    ``findings`` holds the structured counts the failure email shows.
+    """
+
+    def __init__(self, message: str, findings: list[dict[str, Any]]):
+        super().__init__(message)
+        self.findings = findings
+
+
+def content_hash(payload: dict[str, Any], spec: EntitySpec) -> str:
+    """SHA-256 of the Learning-visible fields, in a canonical JSON form."""
+    compared = {name: payload.get(name) for name in spec.compared_fields}
+    canonical = json.dumps(compared, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def entity_key(payload: dict[str, Any], spec: EntitySpec) -> str:
+    """The key Learning answers with: the external id, or ``a:b`` for rosters and links."""
+    return ":".join(str(payload[name]) for name in spec.key_fields)
+
+
+def _organization_column(spec: EntitySpec):
+    """The select expression and joins giving each row's school (the guard counts per school)."""
+    table = LEARNING_TABLES[spec.name].__table__
+    if "organization_id" in spec.compared_fields:
+        return table.c.organization_id, None
+    if spec.name == "user_levels":
+        other, on = LearningUser.__table__, "external_id"
+        join_column = table.c.external_id
+    elif spec.name == "parent_links":
+        other, on = LearningUser.__table__, "external_id"
+        join_column = table.c.child_id
+    elif spec.name == "rosters":
+        other, on = LearningClass.__table__, "class_id"
+        join_column = table.c.class_id
+    else:  # pragma: no cover - every entity is listed above
+        raise ValueError(spec.name)
+    alias = other.alias(f"organization_of_{spec.name}")
+    condition = and_(
+        alias.c.district_id == table.c.district_id, alias.c.run_id == table.c.run_id, alias.c[on] == join_column
+    )
+    return alias.c.organization_id, (alias, condition)
+
+
+def _stream_current_rows(connection: Connection, spec: EntitySpec, district_id: str, run_id: str) -> Iterator[list[dict]]:
+    """This run's rows of one entity, page by page (keyset pagination on the row id)."""
+    table = LEARNING_TABLES[spec.name].__table__
+    organization, join = _organization_column(spec)
+    columns = [table.c.id, *(table.c[name] for name in spec.payload_fields), organization.label("school")]
+    source = table if join is None else table.outerjoin(join[0], join[1])
+    last_id = 0
+    while True:
+        query = (
+            select(*columns)
+            .select_from(source)
+            .where(table.c.district_id == district_id, table.c.run_id == run_id, table.c.id > last_id)
+            .order_by(table.c.id)
+            .limit(STREAM_PAGE_ROWS)
+        )
+        page = [dict(row._mapping) for row in connection.execute(query)]
+        if not page:
+            return
+        last_id = page[-1]["id"]
+        yield page
+
+
+def _current_rows_table() -> Table:
+    # A temporary table per connection: the hashed rows of one entity of this run.
+    return Table(
+        "diff_current_rows",
+        MetaData(),
+        Column("key", String(200), nullable=False),
+        Column("organization_id", String(64)),
+        Column("content_hash", String(64), nullable=False),
+        Column("payload", Text, nullable=False),
+        prefixes=["TEMPORARY"],
+    )
+
+
+def _diff_entity(connection: Connection, spec: EntitySpec, district_id: str, run_id: str) -> None:
+    current = _current_rows_table()
+    current.drop(connection, checkfirst=True)
+    current.create(connection)
+    try:
+        for page in _stream_current_rows(connection, spec, district_id, run_id):
+            rows = []
+            for row in page:
+                payload = {name: row[name] for name in spec.payload_fields}
+                rows.append({
+                    "key": entity_key(payload, spec),
+                    "organization_id": row["school"],
+                    "content_hash": content_hash(payload, spec),
+                    "payload": json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str),
+                })
+            bulk_insert(connection, current, rows)
+        connection.exec_driver_sql("CREATE INDEX ix_diff_current_rows_key ON diff_current_rows (key)")
+        duplicates = connection.execute(
+            select(current.c.key, func.count()).group_by(current.c.key).having(func.count() > 1).limit(5)
+        ).all()
+        if duplicates:
+            examples = ", ".join(f"{key} ({count} rows)" for key, count in duplicates)
+            raise ValueError(
+                f"learning_{spec.name} of run {run_id} has the same key more than once ({examples}): "
+                "transform must write one row per key; rerun transform before the load"
+            )
+        _insert_changes(connection, spec, current, district_id, run_id)
+    finally:
+        current.drop(connection, checkfirst=True)
+
+
+def _insert_changes(connection: Connection, spec: EntitySpec, current: Table, district_id: str, run_id: str) -> None:
+    snapshot = LearningSnapshot.__table__
+    changes = ChangeSet.__table__
+    accepted_in_this_run = exists().where(
+        changes.c.district_id == district_id,
+        changes.c.run_id == run_id,
+        changes.c.entity == spec.name,
+        changes.c.status == STATUS_ACCEPTED,
+    )
+    previous = snapshot.alias("previous")
+    joined = current.outerjoin(
+        previous,
+        and_(previous.c.district_id == district_id, previous.c.entity == spec.name, previous.c.key == current.c.key),
+    )
+    is_unchanged = previous.c.content_hash == current.c.content_hash
+    action = case(
+        (previous.c.key.is_(None), ACTION_CREATE),
+        (is_unchanged, ACTION_UNCHANGED),
+        else_=ACTION_UPDATE,
+    )
+    status = case((previous.c.key.is_not(None) & is_unchanged, STATUS_SKIPPED), else_=STATUS_PENDING)
+    # The payload of an unchanged row is in the snapshot already: not copied a second time.
+    payload = case((previous.c.key.is_not(None) & is_unchanged, None), else_=current.c.payload)
+    present_rows = select(
+        literal(district_id), literal(run_id), literal(spec.name), current.c.key, current.c.organization_id,
+        action, status, current.c.content_hash, payload,
+    ).select_from(joined).where(~accepted_in_this_run.where(changes.c.key == current.c.key))
+    columns = ["district_id", "run_id", "entity", "key", "organization_id", "action", "status", "content_hash",
+               "payload"]
+    connection.execute(changes.insert().from_select(columns, present_rows))
+
+    if spec.vanished_action is None:
+        return
+    # Keys Learning has (active) that this run no longer has: deactivate / remove.
+    vanished_rows = select(
+        literal(district_id), literal(run_id), literal(spec.name), snapshot.c.key, snapshot.c.organization_id,
+        literal(spec.vanished_action), literal(STATUS_PENDING), snapshot.c.content_hash, snapshot.c.payload,
+    ).where(
+        snapshot.c.district_id == district_id,
+        snapshot.c.entity == spec.name,
+        snapshot.c.active.is_(True),
+        ~exists().where(current.c.key == snapshot.c.key),
+        ~accepted_in_this_run.where(changes.c.key == snapshot.c.key),
+    )
+    connection.execute(changes.insert().from_select(columns, vanished_rows))
+
+
+def change_counts(engine: Engine, district_id: str, run_id: str) -> dict[str, dict[str, int]]:
+    """``{entity: {action: rows}}`` of a run's change set (every action listed, zeros included)."""
+    changes = ChangeSet.__table__
+    counts = {spec.name: dict.fromkeys(ACTIONS, 0) for spec in ENTITIES}
+    with engine.connect() as connection:
+        for entity, action, rows in connection.execute(
+            select(changes.c.entity, changes.c.action, func.count())
+            .where(changes.c.district_id == district_id, changes.c.run_id == run_id)
+            .group_by(changes.c.entity, changes.c.action)
+        ):
+            counts.setdefault(entity, dict.fromkeys(ACTIONS, 0))[action] = rows
+    return counts
+
+
+def compute_changes(engine: Engine, config: DistrictConfig, run_id: str) -> dict[str, dict[str, int]]:
+    """Diff this run's Learning-shaped rows against the snapshot into ``change_set``.
+
+    Returns ``{entity: {"create": n, "update": n, "deactivate": n, "remove": n,
+    "unchanged": n}}``. Runs in one transaction: a crash leaves the previous change set.
+    Rows Learning already accepted in an earlier attempt of the same run are kept as they
+    are; everything else (pending, skipped, refused) is recomputed, and this run's
+    load-stage rejected rows are cleared because refused rows are tried again.
+    """
+    if not run_id:
+        raise ValueError("compute_changes needs the run id of the DAG run whose learning_* rows to diff")
+    create_all(engine)
+    district_id = config.district_id
+    changes = ChangeSet.__table__
+    rejected = RejectedRow.__table__
+    with engine.begin() as connection:
+        connection.execute(
+            changes.delete().where(
+                changes.c.district_id == district_id, changes.c.run_id == run_id, changes.c.status != STATUS_ACCEPTED
+            )
+        )
+        connection.execute(
+            rejected.delete().where(
+                rejected.c.district_id == district_id, rejected.c.run_id == run_id, rejected.c.stage == "load"
+            )
+        )
+        for spec in ENTITIES:
+            _diff_entity(connection, spec, district_id, run_id)
+    counts = change_counts(engine, district_id, run_id)
+    log.info("change set of %s run %s: %s", district_id, run_id, counts)
+    return counts
+
+
+# --- the safety guard --------------------------------------------------------------------
+
+
+def _identity_keys(payload: dict[str, Any]) -> list[str]:
+    """What stays the same when only the Import ID changes: name and type, or email."""
+    keys = []
+    first, last = (payload.get("first_name") or "").strip().lower(), (payload.get("last_name") or "").strip().lower()
+    if first or last:
+        keys.append(f"name:{first}|{last}|{payload.get('user_type') or ''}")
+    email = (payload.get("email") or "").strip().lower()
+    if email:
+        keys.append(f"email:{email}")
+    return keys
+
+
+def _describe_user(payload: dict[str, Any]) -> str:
+    return f"{payload.get('external_id')} ({payload.get('first_name', '')} {payload.get('last_name', '')})".strip()
+
+
+def _pending_rows(connection: Connection, district_id: str, run_id: str, entity: str, action: str) -> Iterator[Any]:
+    changes = ChangeSet.__table__
+    result = connection.execution_options(yield_per=STREAM_PAGE_ROWS).execute(
+        select(changes.c.key, changes.c.organization_id, changes.c.payload).where(
+            changes.c.district_id == district_id,
+            changes.c.run_id == run_id,
+            changes.c.entity == entity,
+            changes.c.action == action,
+            changes.c.status == STATUS_PENDING,
+        ).order_by(changes.c.key)
+    )
+    yield from result
+
+
+def find_mass_changes(engine: Engine, config: DistrictConfig, run_id: str) -> list[dict[str, Any]]:
+    """What the guard objects to, as data: one finding per school and entity (or Import ID change)."""
+    district_id = config.district_id
+    safety = config.safety
+    changes = ChangeSet.__table__
+    snapshot = LearningSnapshot.__table__
+    findings: list[dict[str, Any]] = []
+    with engine.connect() as connection:
+        previous = {
+            (entity, school): rows
+            for entity, school, rows in connection.execute(
+                select(snapshot.c.entity, snapshot.c.organization_id, func.count())
+                .where(snapshot.c.district_id == district_id, snapshot.c.active.is_(True))
+                .group_by(snapshot.c.entity, snapshot.c.organization_id)
+            )
+        }
+        leaving = connection.execute(
+            select(changes.c.entity, changes.c.organization_id, changes.c.action, func.count())
+            .where(
+                changes.c.district_id == district_id,
+                changes.c.run_id == run_id,
+                changes.c.status == STATUS_PENDING,
+                changes.c.action.in_((ACTION_DEACTIVATE, ACTION_REMOVE)),
+            )
+            .group_by(changes.c.entity, changes.c.organization_id, changes.c.action)
+            .order_by(changes.c.entity, changes.c.organization_id)
+        ).all()
+        for entity, school, action, rows in leaving:
+            before = previous.get((entity, school), 0)
+            if rows >= safety.min_removal_rows and rows > safety.max_removal_ratio * before:
+                examples = connection.execute(
+                    select(changes.c.key).where(
+                        changes.c.district_id == district_id, changes.c.run_id == run_id, changes.c.entity == entity,
+                        changes.c.action == action, changes.c.status == STATUS_PENDING,
+                        changes.c.organization_id.is_(None) if school is None else changes.c.organization_id == school,
+                    ).order_by(changes.c.key).limit(5)
+                ).scalars().all()
+                findings.append({
+                    "kind": "mass_removal", "entity": entity, "organization_id": school, "action": action,
+                    "rows": rows, "previous_rows": before, "ratio": round(rows / before, 4) if before else None,
+                    "examples": examples,
+                })
+
+        # Import ID change: users leaving while new users with the same identity arrive.
+        arriving_identities: set[str] = set()
+        for row in _pending_rows(connection, district_id, run_id, "users", ACTION_CREATE):
+            arriving_identities.update(_identity_keys(json.loads(row.payload)))
+        vanished = matched = 0
+        matched_per_school: dict[str | None, int] = defaultdict(int)
+        examples: list[str] = []
+        if arriving_identities:
+            for row in _pending_rows(connection, district_id, run_id, "users", ACTION_DEACTIVATE):
+                vanished += 1
+                payload = json.loads(row.payload)
+                if any(key in arriving_identities for key in _identity_keys(payload)):
+                    matched += 1
+                    matched_per_school[row.organization_id] += 1
+                    if len(examples) < 5:
+                        examples.append(_describe_user(payload))
+        if vanished and matched >= max(safety.min_removal_rows, 1) and matched >= safety.import_id_change_ratio * vanished:
+            findings.append({
+                "kind": "import_id_change", "entity": "users", "organization_id": None, "action": ACTION_DEACTIVATE,
+                "rows": matched, "previous_rows": vanished, "ratio": round(matched / vanished, 4),
+                "per_school": dict(sorted(matched_per_school.items(), key=lambda item: str(item[0]))),
+                "examples": examples,
+            })
+    return findings
+
+
+def _format_findings(config: DistrictConfig, run_id: str, findings: list[dict[str, Any]]) -> str:
+    safety = config.safety
+    lines = [f"Safety stop for district {config.district_id}, run {run_id}: nothing was sent to Learning."]
+    for finding in findings:
+        examples = ", ".join(finding["examples"]) or "-"
+        if finding["kind"] == "mass_removal":
+            share = f"{finding['ratio']:.0%}" if finding["ratio"] is not None else "all (none before)"
+            lines.append(
+                f"- school {finding['organization_id']}, {finding['entity']}: {finding['rows']} of "
+                f"{finding['previous_rows']} would be {finding['action']}d ({share}; limit "
+                f"{safety.max_removal_ratio:.0%} and at least {safety.min_removal_rows} rows). Examples: {examples}"
+            )
+        else:
+            per_school = ", ".join(f"school {school}: {rows}" for school, rows in finding["per_school"].items())
+            lines.append(
+                f"- possible Import ID change: {finding['rows']} of {finding['previous_rows']} users leaving "
+                f"reappear under a new id with the same name and type or the same email ({finding['ratio']:.0%}; "
+                f"limit {safety.import_id_change_ratio:.0%}) [{per_school}]. Examples: {examples}"
+            )
+    lines.append(
+        "If this is expected (for example the end of a school year), approve it by triggering the DAG "
+        f"{config.import_dag_id} with the parameter approve_mass_changes=true "
+        f"(airflow dags trigger {config.import_dag_id} --conf '{{\"approve_mass_changes\": true}}'). "
+        "If not, fix the data in PowerSchool first: the source document strongly recommends against "
+        "changing Import IDs during the school year."
+    )
+    return "\n".join(lines)
+
+
+def check_safety(engine: Engine, config: DistrictConfig, run_id: str, approve_mass_changes: bool) -> None:
+    """Raise MassChangeDetected unless the change set is safe or approved.
+
+    Call after ``compute_changes`` and before ``load_run``. With
+    ``approve_mass_changes=True`` the findings are logged and the load may go ahead.
+    """
+    findings = find_mass_changes(engine, config, run_id)
+    if not findings:
+        return
+    message = _format_findings(config, run_id, findings)
+    if approve_mass_changes:
+        log.warning("mass changes approved by the run's approve_mass_changes parameter:\n%s", message)
+        return
+    raise MassChangeDetected(message, findings)

@@ -1,0 +1,391 @@
+"""Send a run's change set to Learning in batches, and record Learning's answer per row.
+
+Implements issue 7's load, for the source document's import ("Users, Classes and Rosters
+will automatically be imported"; "Passwords are not passed via the PowerSchool SIS
+Integration. PowerSchool Learning can set default passwords for you"; "If the user fails
+and is the owner of a class, roster and class creation will also fail"):
+
+- only ``change_set`` rows still ``pending`` are sent (``diff.compute_changes`` wrote them),
+  in dependency order: organizations, users, user levels, classes, then removals of
+  roster rows and parent links, then roster rows and parent links, and last the
+  deactivation of users who left the import (after their rosters and links are gone);
+- batches of ``config.learning.batch_size`` rows (at most 1000), a few in flight at once;
+- each row's result goes back into ``change_set`` (accepted or refused, Learning's
+  result and reason); refused rows also go to ``rejected_rows`` (stage ``load``) with
+  Learning's reason, so the district sees why;
+- ``learning_snapshot`` advances in the same transaction, and only for accepted rows: a
+  refused row is diffed, and sent, again next run;
+- the district's default password is resolved (``secrets.resolve_secret``) only when
+  new users are sent, added to user creates only, with ``password_temporary`` from the
+  district's setting, and never stored or logged.
+
+Crash-safe and idempotent: every write to Learning is keyed, and a batch's outcome is
+committed atomically with the snapshot. Killed mid-load, the rows of unrecorded batches
+stay pending; the rerun sends them again and Learning answers "unchanged" for what it
+already applied, so nothing is lost and nothing is duplicated.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from sis_learning.config import DistrictConfig
+from sis_learning.diff import ENTITIES, ENTITY_BY_NAME
+from sis_learning.hooks.learning import MAX_BATCH_ROWS, LearningHook, LearningResponseError
+from sis_learning.secrets import resolve_secret
+from sis_learning.staging.base import bulk_insert, create_all
+from sis_learning.staging.changes import (
+    ACTION_CREATE,
+    ACTION_DEACTIVATE,
+    ACTION_REMOVE,
+    ACTION_UNCHANGED,
+    ACTION_UPDATE,
+    DEACTIVATED_HASH,
+    STATUS_ACCEPTED,
+    STATUS_PENDING,
+    STATUS_REFUSED,
+    ChangeSet,
+    LearningSnapshot,
+)
+from sis_learning.staging.quality import RejectedRow
+from sis_learning.staging.runs import utcnow
+
+log = logging.getLogger(__name__)
+
+# What Learning answers for a row it applied (or had already applied).
+ACCEPTED_RESULTS = frozenset({"created", "updated", "unchanged", "deactivated", "removed"})
+REFUSED_RESULT = "failed"
+LOAD_REJECTION_RULE = "learning_refused"
+DEFAULT_BATCHES_IN_FLIGHT = 2
+
+# The counts load_run reports per entity.
+COUNT_NAMES = ("created", "updated", "unchanged", "deactivated", "removed", "refused", "pending")
+
+
+@dataclass(frozen=True)
+class Phase:
+    entity: str
+    method: str  # upsert | remove | deactivate
+    actions: tuple[str, ...]
+
+
+# Learning refuses a class whose teacher is missing and a roster row whose class or user
+# is missing, so parents come before children; a user is deactivated only after the
+# rosters and links that point at them are removed.
+PHASES: tuple[Phase, ...] = (
+    Phase("organizations", "upsert", (ACTION_CREATE, ACTION_UPDATE)),
+    Phase("users", "upsert", (ACTION_CREATE, ACTION_UPDATE)),
+    Phase("user_levels", "upsert", (ACTION_CREATE, ACTION_UPDATE)),
+    Phase("classes", "upsert", (ACTION_CREATE, ACTION_UPDATE)),
+    Phase("rosters", "remove", (ACTION_REMOVE,)),
+    Phase("parent_links", "remove", (ACTION_REMOVE,)),
+    Phase("rosters", "upsert", (ACTION_CREATE, ACTION_UPDATE)),
+    Phase("parent_links", "upsert", (ACTION_CREATE, ACTION_UPDATE)),
+    Phase("users", "deactivate", (ACTION_DEACTIVATE,)),
+)
+
+
+@dataclass
+class PendingRow:
+    id: int
+    key: str
+    action: str
+    organization_id: str | None
+    content_hash: str | None
+    payload: dict[str, Any]
+
+
+@dataclass
+class LoadStats:
+    requests: int = 0
+    rows_sent: int = 0
+    seconds_waiting_for_learning: float = 0.0
+    per_phase: dict[str, int] = field(default_factory=dict)
+
+
+def _pending_batches(connection_engine: Engine, district_id: str, run_id: str, phase: Phase, batch_size: int):
+    """The phase's pending rows, batch by batch, in id order (keyset pagination)."""
+    changes = ChangeSet.__table__
+    last_id = 0
+    while True:
+        with connection_engine.connect() as connection:
+            rows = connection.execute(
+                select(changes.c.id, changes.c.key, changes.c.action, changes.c.organization_id,
+                       changes.c.content_hash, changes.c.payload)
+                .where(
+                    changes.c.district_id == district_id,
+                    changes.c.run_id == run_id,
+                    changes.c.entity == phase.entity,
+                    changes.c.status == STATUS_PENDING,
+                    changes.c.action.in_(phase.actions),
+                    changes.c.id > last_id,
+                )
+                .order_by(changes.c.id)
+                .limit(batch_size)
+            ).all()
+        if not rows:
+            return
+        last_id = rows[-1].id
+        yield [
+            PendingRow(row.id, row.key, row.action, row.organization_id, row.content_hash,
+                       json.loads(row.payload) if row.payload else {})
+            for row in rows
+        ]
+
+
+def _request_rows(phase: Phase, batch: list[PendingRow], password: str | None, temporary: bool) -> list[dict]:
+    """What goes over the wire for a batch; the password only ever exists here."""
+    spec = ENTITY_BY_NAME[phase.entity]
+    if phase.method == "deactivate":
+        return [{"external_id": row.key} for row in batch]
+    if phase.method == "remove":
+        return [{name: row.payload.get(name) for name in spec.key_fields} for row in batch]
+    rows = []
+    for row in batch:
+        sent = {name: row.payload.get(name) for name in spec.compared_fields}
+        if phase.entity == "users" and row.action == ACTION_CREATE:
+            # Learning applies a password on create only; it is never part of an update.
+            if password is not None:
+                sent["password"] = password
+            sent["password_temporary"] = temporary
+        rows.append(sent)
+    return rows
+
+
+def _send(hook: LearningHook, phase: Phase, rows: list[dict]) -> tuple[list[dict], float]:
+    started = time.perf_counter()
+    if phase.method == "upsert":
+        results = hook.upsert(phase.entity, rows)
+    elif phase.method == "remove":
+        results = hook.remove(phase.entity, rows)
+    else:
+        results = hook.deactivate_users([row["external_id"] for row in rows])
+    return results, time.perf_counter() - started
+
+
+def _snapshot_upsert(connection: Connection):
+    table = LearningSnapshot.__table__
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table)
+    return statement.on_conflict_do_update(
+        index_elements=[table.c.district_id, table.c.entity, table.c.key],
+        set_={
+            "organization_id": statement.excluded.organization_id,
+            "content_hash": statement.excluded.content_hash,
+            "payload": statement.excluded.payload,
+            "active": statement.excluded.active,
+            "run_id": statement.excluded.run_id,
+            "updated_at": statement.excluded.updated_at,
+        },
+    )
+
+
+def _record_batch(
+    engine: Engine, config: DistrictConfig, run_id: str, phase: Phase, batch: list[PendingRow], results: list[dict]
+) -> None:
+    """One transaction: the rows' results, the refused rows, and the snapshot's advance."""
+    district_id = config.district_id
+    changes = ChangeSet.__table__
+    snapshot = LearningSnapshot.__table__
+    accepted_by_result: dict[str, list[int]] = defaultdict(list)
+    accepted_rows: list[PendingRow] = []
+    refused: list[tuple[PendingRow, str]] = []
+    for row, result in zip(batch, results, strict=True):
+        answered_key = result.get("key")
+        if answered_key is not None and str(answered_key) != row.key:
+            raise LearningResponseError(
+                200, f"PowerSchool Learning answered key {answered_key!r} for the row sent as {row.key!r} "
+                f"({phase.entity} {phase.method}); results must come back in the order sent.", phase.entity,
+                method="POST",
+            )
+        status = result.get("status")
+        if status in ACCEPTED_RESULTS:
+            accepted_by_result[status].append(row.id)
+            accepted_rows.append(row)
+        elif status == REFUSED_RESULT:
+            refused.append((row, str(result.get("reason") or "Learning gave no reason")))
+        else:
+            raise LearningResponseError(
+                200, f"PowerSchool Learning answered an unknown row status {status!r} for {phase.entity} "
+                f"{row.key}.", phase.entity, method="POST",
+            )
+    now = utcnow()
+    with engine.begin() as connection:
+        for result, ids in accepted_by_result.items():
+            connection.execute(
+                update(changes).where(changes.c.id.in_(ids)).values(
+                    status=STATUS_ACCEPTED, learning_result=result, reason=None
+                )
+            )
+        if refused:
+            connection.execute(
+                update(changes).where(changes.c.id == bindparam("row_id")).values(
+                    status=STATUS_REFUSED, learning_result=REFUSED_RESULT, reason=bindparam("why")
+                ),
+                [{"row_id": row.id, "why": reason} for row, reason in refused],
+            )
+            bulk_insert(connection, RejectedRow, [
+                {
+                    "district_id": district_id, "run_id": run_id, "stage": "load", "entity": phase.entity,
+                    "source_id": row.key, "rule": LOAD_REJECTION_RULE,
+                    "reason": f"Learning refused to {row.action} {phase.entity} {row.key}: {reason}",
+                    "blocks": None, "caused_by": None, "created_at": now,
+                }
+                for row, reason in refused
+            ])
+        if not accepted_rows:
+            return
+        keys = [row.key for row in accepted_rows]
+        where_keys = (snapshot.c.district_id == district_id, snapshot.c.entity == phase.entity, snapshot.c.key.in_(keys))
+        if phase.method == "remove":
+            connection.execute(snapshot.delete().where(*where_keys))
+        elif phase.method == "deactivate":
+            connection.execute(
+                update(snapshot).where(*where_keys).values(
+                    active=False, content_hash=DEACTIVATED_HASH, run_id=run_id, updated_at=now
+                )
+            )
+        else:
+            connection.execute(_snapshot_upsert(connection), [
+                {
+                    "district_id": district_id, "entity": phase.entity, "key": row.key,
+                    "organization_id": row.organization_id, "content_hash": row.content_hash,
+                    "payload": json.dumps(row.payload, separators=(",", ":"), ensure_ascii=False),
+                    "active": True, "run_id": run_id, "updated_at": now,
+                }
+                for row in accepted_rows
+            ])
+
+
+def _run_phase(
+    engine: Engine, config: DistrictConfig, run_id: str, hook: LearningHook, phase: Phase, password: str | None,
+    batch_size: int, in_flight: int, stats: LoadStats,
+) -> None:
+    temporary = config.imported_passwords_temporary
+    window: list[tuple[list[PendingRow], Future]] = []
+    sent_in_phase = 0
+    with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix=f"learning-{phase.entity}") as pool:
+        batches = _pending_batches(engine, config.district_id, run_id, phase, batch_size)
+        exhausted = False
+        while window or not exhausted:
+            while not exhausted and len(window) < in_flight:
+                batch = next(batches, None)
+                if batch is None:
+                    exhausted = True
+                    break
+                rows = _request_rows(phase, batch, password, temporary)
+                window.append((batch, pool.submit(_send, hook, phase, rows)))
+                stats.requests += 1
+                stats.rows_sent += len(rows)
+                sent_in_phase += len(rows)
+                # The next page is read after these ids: rows being sent are no longer
+                # re-read, whether or not their results are recorded yet.
+            if not window:
+                break
+            batch, future = window.pop(0)
+            results, seconds = future.result()  # an error here leaves the batch pending
+            stats.seconds_waiting_for_learning += seconds
+            _record_batch(engine, config, run_id, phase, batch, results)
+    stats.per_phase[f"{phase.entity}.{phase.method}"] = sent_in_phase
+
+
+def _has_pending_user_creates(engine: Engine, district_id: str, run_id: str) -> bool:
+    changes = ChangeSet.__table__
+    with engine.connect() as connection:
+        return connection.execute(
+            select(changes.c.id).where(
+                changes.c.district_id == district_id, changes.c.run_id == run_id, changes.c.entity == "users",
+                changes.c.action == ACTION_CREATE, changes.c.status == STATUS_PENDING,
+            ).limit(1)
+        ).first() is not None
+
+
+def load_counts(engine: Engine, district_id: str, run_id: str) -> dict[str, dict[str, int]]:
+    """``{entity: {created, updated, unchanged, deactivated, removed, refused, pending}}`` of a run."""
+    changes = ChangeSet.__table__
+    counts = {spec.name: dict.fromkeys(COUNT_NAMES, 0) for spec in ENTITIES}
+    with engine.connect() as connection:
+        for entity, action, status, result, rows in connection.execute(
+            select(changes.c.entity, changes.c.action, changes.c.status, changes.c.learning_result, func.count())
+            .where(changes.c.district_id == district_id, changes.c.run_id == run_id)
+            .group_by(changes.c.entity, changes.c.action, changes.c.status, changes.c.learning_result)
+        ):
+            entity_counts = counts.setdefault(entity, dict.fromkeys(COUNT_NAMES, 0))
+            if action == ACTION_UNCHANGED:
+                name = "unchanged"
+            elif status == STATUS_PENDING:
+                name = "pending"
+            elif status == STATUS_REFUSED:
+                name = "refused"
+            else:
+                name = result if result in COUNT_NAMES else "unchanged"
+            entity_counts[name] += rows
+    return counts
+
+
+def load_run(
+    engine: Engine,
+    config: DistrictConfig,
+    run_id: str,
+    hook: LearningHook,
+    *,
+    max_batches_in_flight: int = DEFAULT_BATCHES_IN_FLIGHT,
+) -> dict[str, Any]:
+    """Send the run's pending change set to Learning; return what happened.
+
+    Call after ``diff.compute_changes`` and ``diff.check_safety``. Returns::
+
+        {"counts": {entity: {"created", "updated", "unchanged", "deactivated",
+                             "removed", "refused", "pending"}},
+         "requests": <Learning requests made by this call>,
+         "rows_sent": <rows in them>,
+         "rows_changed": <change-set rows that are not "unchanged">,
+         "seconds": <wall time>, "seconds_waiting_for_learning": <summed request time>}
+
+    Safe to call again (after a crash, or twice): only rows still pending are sent.
+    """
+    if not run_id:
+        raise ValueError("load_run needs the run id whose change set to send")
+    if max_batches_in_flight < 1:
+        raise ValueError("max_batches_in_flight must be at least 1")
+    batch_size = min(config.learning.batch_size, MAX_BATCH_ROWS)
+    create_all(engine)
+    started = time.perf_counter()
+    district_id = config.district_id
+    password = None
+    if config.default_password and _has_pending_user_creates(engine, district_id, run_id):
+        password = resolve_secret(config.default_password)
+    stats = LoadStats()
+    for phase in PHASES:
+        _run_phase(engine, config, run_id, hook, phase, password, batch_size, max_batches_in_flight, stats)
+    counts = load_counts(engine, district_id, run_id)
+    changes = ChangeSet.__table__
+    with engine.connect() as connection:
+        rows_changed = connection.execute(
+            select(func.count()).where(
+                changes.c.district_id == district_id, changes.c.run_id == run_id, changes.c.action != ACTION_UNCHANGED
+            )
+        ).scalar_one()
+    summary = {
+        "counts": counts,
+        "requests": stats.requests,
+        "rows_sent": stats.rows_sent,
+        "rows_changed": rows_changed,
+        "seconds": round(time.perf_counter() - started, 3),
+        "seconds_waiting_for_learning": round(stats.seconds_waiting_for_learning, 3),
+    }
+    log.info(
+        "load of %s run %s: %d requests, %d rows sent, %d rows changed; %s",
+        district_id, run_id, stats.requests, stats.rows_sent, rows_changed, counts,
+    )
+    return summary
