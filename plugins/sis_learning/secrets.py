@@ -24,14 +24,15 @@ class SecretReferenceError(ValueError):
     """A secret reference that is malformed or points at nothing."""
 
 
-def _mask(value: str, name: str) -> None:
+def _mask(value: str) -> None:
     # Airflow's masker replaces the value with *** in every log line of this process
     # (and the supervisor's, inside a task). Outside Airflow it is still harmless.
     try:
         from airflow.sdk.log import mask_secret
     except ImportError:  # pragma: no cover - Airflow is always installed with the pipeline
         return
-    mask_secret(value, name)
+    # No name: with a name, Airflow masks only when the name looks sensitive.
+    mask_secret(value)
 
 
 def resolve_secret(reference: str) -> str:
@@ -72,5 +73,5 @@ def resolve_secret(reference: str) -> str:
         value = connection.password
         if not value:
             raise SecretReferenceError(f"secret {reference}: Airflow connection {name!r} has no password set")
-    _mask(value, reference)
+    _mask(value)
     return value
