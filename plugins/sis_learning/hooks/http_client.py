@@ -591,7 +591,7 @@ class ApiHttpHook(HttpHook):
                     last_problem = f"HTTP {status}" + (f" {body_message}" if body_message else "")
                     response.close()
                 else:
-                    error_class, message = self.describe_error(status, method, path_kind(path), body_message, errors)
+                    error_class, message = self.describe_error(status, method, path.split("?")[0], body_message, errors)
                     raise error_class(status, message, redact_url(url), method=method, errors=errors)
             # retryable failure: back off, or give up within the budget
             delay = policy.backoff(retries)
