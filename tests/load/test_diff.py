@@ -1,0 +1,101 @@
+"""compute_changes on its own: the first run, keys, hashes, bad input (SQLite and PostgreSQL).
+
+The diffs that need a previous snapshot (updates, deactivations, removals, the safety
+guard) are in test_load.py, where a real load against the reference Learning server
+advanced the snapshot.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import select
+
+from sis_learning.diff import ENTITY_BY_NAME, compute_changes, content_hash, entity_key
+from sis_learning.staging.changes import ChangeSet
+from tests.load.district_rows import DISTRICT_ID, LearningDistrict, make_config, write_run
+
+
+def _change_rows(engine, run_id):
+    with engine.connect() as connection:
+        return connection.execute(
+            select(ChangeSet.__table__).where(ChangeSet.district_id == DISTRICT_ID, ChangeSet.run_id == run_id)
+        ).mappings().all()
+
+
+def test_first_run_creates_every_row_once(staging_engine):
+    district = LearningDistrict.generate(schools=2, students_per_school=20)
+    write_run(staging_engine, district, "run-1")
+
+    counts = compute_changes(staging_engine, make_config(), "run-1")
+
+    for entity, rows in district.tables():
+        assert counts[entity] == {"create": len(rows), "update": 0, "deactivate": 0, "remove": 0, "unchanged": 0}
+    rows = _change_rows(staging_engine, "run-1")
+    assert {row["status"] for row in rows} == {"pending"}
+    roster_keys = {row["key"] for row in rows if row["entity"] == "rosters"}
+    assert roster_keys == set(district.rosters)  # "<class_id>:<user_id>", as Learning answers
+    schools = {row["key"]: row["organization_id"] for row in rows if row["entity"] == "rosters"}
+    for key, school in schools.items():
+        assert school == district.classes[key.split(":")[0]]["organization_id"]  # rosters count per class's school
+
+
+def test_payload_is_what_learning_gets_and_never_a_password(staging_engine):
+    district = LearningDistrict.generate(schools=1, students_per_school=4, teachers_per_school=1)
+    write_run(staging_engine, district, "run-1")
+    compute_changes(staging_engine, make_config(), "run-1")
+    users = {row["key"]: json.loads(row["payload"]) for row in _change_rows(staging_engine, "run-1")
+             if row["entity"] == "users"}
+    some_id, some_user = next(iter(users.items()))
+    assert "password" not in some_user
+    assert "login_generated" not in some_user  # a staging detail Learning does not know
+    assert some_user["first_name"] == district.users[some_id]["first_name"]
+    assert some_user["enabled"] is True
+
+
+def test_recomputing_the_same_run_replaces_pending_rows_without_duplicates(staging_engine):
+    district = LearningDistrict.generate(schools=1, students_per_school=10)
+    write_run(staging_engine, district, "run-1")
+    compute_changes(staging_engine, make_config(), "run-1")
+    first = len(_change_rows(staging_engine, "run-1"))
+    counts = compute_changes(staging_engine, make_config(), "run-1")
+    assert len(_change_rows(staging_engine, "run-1")) == first
+    assert counts["users"]["create"] == len(district.users)
+
+
+def test_runs_and_districts_are_kept_apart(staging_engine):
+    district = LearningDistrict.generate(schools=1, students_per_school=5)
+    write_run(staging_engine, district, "run-1")
+    write_run(staging_engine, LearningDistrict.generate(schools=3), "run-1", district_id="otherdistrict")
+    counts = compute_changes(staging_engine, make_config(), "run-1")
+    assert counts["organizations"]["create"] == 1
+
+
+def test_duplicate_keys_from_transform_fail_with_a_clear_message(staging_engine):
+    district = LearningDistrict.generate(schools=1, students_per_school=5)
+    write_run(staging_engine, district, "run-1")
+    from sis_learning.staging.base import bulk_insert
+    from sis_learning.staging.learning import LearningUser
+
+    one_user = next(iter(district.users.values()))
+    bulk_insert(staging_engine, LearningUser, [{"district_id": DISTRICT_ID, "run_id": "run-1", **one_user}])
+    with pytest.raises(ValueError, match=rf"learning_users of run run-1 has the same key more than once \({one_user['external_id']} \(2 rows\)"):
+        compute_changes(staging_engine, make_config(), "run-1")
+    assert _change_rows(staging_engine, "run-1") == []  # one transaction: nothing half-written
+
+
+def test_missing_run_id_is_refused(staging_engine):
+    with pytest.raises(ValueError, match="needs the run id"):
+        compute_changes(staging_engine, make_config(), "")
+
+
+def test_hash_covers_learning_visible_fields_only():
+    users = ENTITY_BY_NAME["users"]
+    row = {"external_id": "7", "first_name": "Ann", "last_name": "Lee", "login": "alee", "email": None,
+           "user_type": "S", "organization_id": "100", "enabled": True, "sso_email_address": None,
+           "password_temporary": True}
+    assert content_hash({**row, "password_temporary": False}, users) == content_hash(row, users)
+    assert content_hash({**row, "last_name": "Li"}, users) != content_hash(row, users)
+    assert content_hash({**row, "enabled": False}, users) != content_hash(row, users)
+    assert entity_key({"class_id": "51", "user_id": "7", "role": "student"}, ENTITY_BY_NAME["rosters"]) == "51:7"
