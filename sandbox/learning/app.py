@@ -1,0 +1,401 @@
+"""The reference Learning server's HTTP API (FastAPI): the contract of docs/architecture.md, "The Learning API".
+
+PowerSchool Learning has no public write API, so the project defines one and this server
+implements it with Learning's documented behaviour (docs/sandbox-learning.md). Every
+call but ``/health`` needs ``Authorization: Bearer <domain token>``; the token decides
+the domain, and every read and write is confined to it.
+
+Errors answer ``{"message": "...", "errors": [...]}``: 400 malformed JSON, 401 no or
+wrong token, 404 unknown entity or object, 413 more than 1,000 rows, 422 a body that
+breaks the schema or a rule. Inside a batch, a bad row fails alone (status ``failed``
+with its reason) and the others are applied, in one transaction.
+"""
+
+# No ``from __future__ import annotations`` here: FastAPI reads the route functions'
+# annotations, and some of them are local to create_app (the per-entity body models).
+import threading
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.exceptions import HTTPException
+
+from sandbox.learning import gradebook, limits
+from sandbox.learning.database import open_database
+from sandbox.learning.domain_settings import UnknownOrganizations, read_settings, update_settings
+from sandbox.learning.domains import TokenBook
+from sandbox.learning.imports import ENTITY_IMPORTS, REMOVABLE, deactivate_users, remove_rows, summarize, upsert_batch
+from sandbox.learning.models import Notification, User
+from sandbox.learning.schemas import (
+    AuthenticationBody,
+    BatchAnswer,
+    DeactivateRequest,
+    DomainSettingsBody,
+    DomainSettingsUpdate,
+    GradableBody,
+    GradableOut,
+    GradableUpdate,
+    GradebookChanges,
+    Message,
+    NotificationBody,
+    Page,
+    ParentLinkKey,
+    RosterKey,
+    ScoreBody,
+    ScoreOut,
+    batch_model,
+)
+
+API_VERSION = "1.0.0"
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": Message, "description": "No bearer token, or not one of this server's domain tokens."},
+    422: {"model": Message, "description": "The body breaks the schema or one of Learning's rules."},
+}
+BATCH_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERROR_RESPONSES,
+    400: {"model": Message, "description": "Malformed JSON."},
+    413: {"model": Message, "description": f"More than {limits.MAX_BATCH_ROWS} rows."},
+}
+# What each entity's batch rows look like (for the OpenAPI document) and how it is named there.
+BATCH_BODIES = {
+    entity: batch_model(f"{''.join(part.title() for part in entity.split('_'))}Batch", importer.row_model, f"Rows of {entity} to upsert by key.")
+    for entity, importer in ENTITY_IMPORTS.items()
+}
+REMOVE_BODIES = {
+    "rosters": batch_model("RosterRemoval", RosterKey, "Roster rows to remove, by class_id and user_id."),
+    "parent_links": batch_model("ParentLinkRemoval", ParentLinkKey, "Parent links to remove, by parent_id and child_id."),
+}
+HIDDEN_COLUMNS = {"id", "domain", "password_hash", "login_key"}
+
+
+class ApiError(HTTPException):
+    """An error answered as ``{"message": ...}``."""
+
+
+def error_body(message: str, errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"message": message}
+    if errors:
+        body["errors"] = errors
+    return body
+
+
+def _field_of(location: tuple[Any, ...]) -> str:
+    parts = [str(part) for part in location if part not in ("body", "query", "path")]
+    return ".".join(parts) or "body"
+
+
+def validation_error_answer(_request: Request, error: RequestValidationError) -> JSONResponse:
+    details = error.errors()
+    malformed = [detail for detail in details if detail.get("type") == "json_invalid"]
+    if malformed:
+        context = malformed[0].get("ctx", {}).get("error", "")
+        return JSONResponse(status_code=400, content=error_body(f"malformed JSON body: {context}".rstrip(": ")))
+    errors = []
+    for detail in details:
+        field = _field_of(tuple(detail.get("loc", ())))
+        if detail.get("type") == "missing":
+            problem = "missing required field"
+        elif detail.get("type") == "extra_forbidden":
+            problem = "unknown field"
+        else:
+            problem = detail.get("msg", "invalid")
+        errors.append({"field": field, "problem": problem})
+    message = "invalid request: " + "; ".join(f"{item['field']}: {item['problem']}" for item in errors)
+    return JSONResponse(status_code=422, content=error_body(message, errors))
+
+
+def http_error_answer(_request: Request, error: HTTPException) -> JSONResponse:
+    message = error.detail if isinstance(error.detail, str) else str(error.detail)
+    if error.status_code == 404 and message == "Not Found":
+        message = "no such endpoint: see /openapi.json"
+    if error.status_code == 405:
+        message = "this method is not allowed here: see /openapi.json"
+    return JSONResponse(status_code=error.status_code, content=error_body(message), headers=error.headers)
+
+
+def row_out(record: Any) -> dict[str, Any]:
+    """An object as the read-back API shows it: its columns minus internals and secrets."""
+    out: dict[str, Any] = {}
+    for column in record.__table__.columns:
+        if column.key in HIDDEN_COLUMNS:
+            continue
+        value = getattr(record, column.key)
+        out[column.key] = gradebook.timestamp(value) if isinstance(value, datetime) else value
+    if isinstance(record, User):
+        out["has_password"] = record.password_hash is not None
+    return out
+
+
+def create_app(domains: dict[str, str], database_url: str) -> FastAPI:
+    """The Learning API for ``domains`` (name -> bearer token), storing its state at ``database_url``."""
+    tokens = TokenBook(domains)
+    sessions: sessionmaker[Session] = open_database(database_url)
+    # One writer per domain at a time: rules that read then write (unique logins, cursors) stay exact.
+    write_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+
+    app = FastAPI(
+        title="PowerSchool Learning API (reference server)",
+        version=API_VERSION,
+        description=(
+            "The import and gradebook contract between the SIS -> Learning pipeline and PowerSchool Learning. "
+            "Every call needs `Authorization: Bearer <domain token>`. See docs/sandbox-learning.md."
+        ),
+    )
+    app.add_exception_handler(RequestValidationError, validation_error_answer)
+    app.add_exception_handler(HTTPException, http_error_answer)
+    bearer = HTTPBearer(auto_error=False, description="The domain's token (one per district).")
+
+    def current_domain(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
+        challenge = {"WWW-Authenticate": 'Bearer realm="Learning"'}
+        if credentials is None:
+            raise ApiError(401, "missing bearer token: send Authorization: Bearer <domain token>", headers=challenge)
+        domain = tokens.domain_for(credentials.credentials)
+        if domain is None:
+            raise ApiError(401, "invalid token: it is not the token of any domain on this server", headers=challenge)
+        return domain
+
+    Domain = Annotated[str, Depends(current_domain)]
+
+    @contextmanager
+    def transaction(domain: str, write: bool) -> Iterator[Session]:
+        lock = write_locks[domain] if write else None
+        if lock is not None:
+            lock.acquire()
+        try:
+            with sessions.begin() as session:
+                yield session
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def check_batch_size(count: int) -> None:
+        if count > limits.MAX_BATCH_ROWS:
+            raise ApiError(
+                413,
+                f"a batch holds at most {limits.MAX_BATCH_ROWS} rows; this one has {count}: split it into smaller batches",
+            )
+
+    def batch_answer(outcomes: list[Any]) -> dict[str, Any]:
+        return {
+            "results": [
+                {"index": item.index, "key": item.key, "status": item.status, "reason": item.reason, "note": item.note}
+                for item in outcomes
+            ],
+            "summary": summarize(outcomes),
+        }
+
+    @app.get("/health", tags=["server"], summary="Liveness (no token needed)")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    # --- import: batch upsert, deactivate, remove, read back ------------------------------------
+
+    def add_entity_routes(entity: str) -> None:
+        body_model = BATCH_BODIES[entity]
+        importer = ENTITY_IMPORTS[entity]
+        key_help = " + ".join(importer.key_fields)
+
+        def upsert(domain: Domain, body: body_model) -> dict[str, Any]:  # type: ignore[valid-type]
+            check_batch_size(len(body.rows))
+            with transaction(domain, write=True) as session:
+                settings = read_settings(session, domain)
+                return batch_answer(upsert_batch(session, domain, entity, body.rows, settings))
+
+        def list_rows(
+            domain: Domain,
+            page: Annotated[int, Query(ge=1)] = 1,
+            page_size: Annotated[int, Query(ge=1, le=limits.MAX_PAGE_SIZE)] = 100,
+        ) -> dict[str, Any]:
+            table = importer.table
+            with transaction(domain, write=False) as session:
+                total = session.scalar(select(func.count()).select_from(table).where(table.domain == domain))
+                records = session.scalars(
+                    select(table).where(table.domain == domain).order_by(table.id).offset((page - 1) * page_size).limit(page_size)
+                ).all()
+                return {
+                    "rows": [row_out(record) for record in records],
+                    "page": page,
+                    "page_size": page_size,
+                    "total": total,
+                    "has_more": page * page_size < total,
+                }
+
+        def read_one(domain: Domain, key: Annotated[str, Path(description=f"{key_help}, joined with ':'")]) -> dict[str, Any]:
+            with transaction(domain, write=False) as session:
+                found = importer(session, domain, DomainSettingsBody(), datetime.now()).load_existing([key])
+                if key not in found:
+                    raise ApiError(404, f"no {entity} with key {key} in this domain")
+                return row_out(found[key])
+
+        app.add_api_route(
+            f"/api/v1/{entity}/batch", upsert, methods=["POST"], response_model=BatchAnswer, tags=["import"],
+            summary=f"Upsert up to {limits.MAX_BATCH_ROWS} {entity} by {key_help}", responses=BATCH_ERRORS,
+            operation_id=f"upsert_{entity}",
+        )
+        app.add_api_route(
+            f"/api/v1/{entity}", list_rows, methods=["GET"], response_model=Page, tags=["read back"],
+            summary=f"List {entity}, page by page", responses=ERROR_RESPONSES, operation_id=f"list_{entity}",
+        )
+        app.add_api_route(
+            f"/api/v1/{entity}/{{key}}", read_one, methods=["GET"], response_model=dict[str, Any], tags=["read back"],
+            summary=f"Read one of {entity} by {key_help}", responses={**ERROR_RESPONSES, 404: {"model": Message}},
+            operation_id=f"read_{entity}",
+        )
+
+    @app.post(
+        "/api/v1/users/deactivate", response_model=BatchAnswer, tags=["import"], responses=BATCH_ERRORS,
+        summary="Deactivate users (never deleted)",
+    )
+    def deactivate(domain: Domain, body: DeactivateRequest) -> dict[str, Any]:
+        check_batch_size(len(body.external_ids))
+        with transaction(domain, write=True) as session:
+            return batch_answer(deactivate_users(session, domain, body.external_ids))
+
+    def add_remove_route(entity: str) -> None:
+        body_model = REMOVE_BODIES[entity]
+
+        def remove(domain: Domain, body: body_model) -> dict[str, Any]:  # type: ignore[valid-type]
+            check_batch_size(len(body.rows))
+            with transaction(domain, write=True) as session:
+                return batch_answer(remove_rows(session, domain, entity, body.rows))
+
+        app.add_api_route(
+            f"/api/v1/{entity}/remove", remove, methods=["POST"], response_model=BatchAnswer, tags=["import"],
+            summary=f"Remove {entity} by key", responses=BATCH_ERRORS, operation_id=f"remove_{entity}",
+        )
+
+    for entity in REMOVABLE:
+        add_remove_route(entity)
+
+    # --- domain settings ------------------------------------------------------------------------
+
+    @app.get("/api/v1/domain/settings", response_model=DomainSettingsBody, tags=["domain"], responses=ERROR_RESPONSES,
+             summary="Manage Domain settings (grade push per organization, usernames, passwords)")
+    def get_settings(domain: Domain) -> DomainSettingsBody:
+        with transaction(domain, write=False) as session:
+            return read_settings(session, domain)
+
+    @app.put("/api/v1/domain/settings", response_model=DomainSettingsBody, tags=["domain"], responses=ERROR_RESPONSES,
+             summary="Change domain settings (fields not sent keep their value)")
+    def put_settings(domain: Domain, body: DomainSettingsUpdate) -> DomainSettingsBody:
+        with transaction(domain, write=True) as session:
+            try:
+                return update_settings(session, domain, body)
+            except UnknownOrganizations as error:
+                raise ApiError(422, str(error)) from error
+
+    # --- admin side -----------------------------------------------------------------------------
+
+    def _user(session: Session, domain: str, external_id: str) -> User:
+        user = session.scalar(select(User).where(User.domain == domain, User.external_id == external_id))
+        if user is None:
+            raise ApiError(404, f"user {external_id} does not exist in this domain")
+        return user
+
+    @app.put("/api/v1/admin/users/{external_id}/authentication", tags=["admin"],
+             responses={**ERROR_RESPONSES, 404: {"model": Message}},
+             summary="Set a user's authentication type by hand (imports never change it afterwards)")
+    def set_authentication(domain: Domain, external_id: str, body: AuthenticationBody) -> dict[str, Any]:
+        with transaction(domain, write=True) as session:
+            user = _user(session, domain, external_id)
+            user.authentication_type = body.authentication_type
+            user.authentication_set_by = "admin"
+            user.updated_at = datetime.now(UTC)
+            session.flush()
+            return row_out(user)
+
+    @app.post("/api/v1/admin/users/{external_id}/notifications", status_code=201, tags=["admin"],
+              responses={**ERROR_RESPONSES, 404: {"model": Message}},
+              summary="Send a user a notification by hand (the source document: 'inform users of their credentials later')")
+    def notify_user(domain: Domain, external_id: str, body: NotificationBody) -> dict[str, Any]:
+        with transaction(domain, write=True) as session:
+            _user(session, domain, external_id)
+            session.add(Notification(domain=domain, user_external_id=external_id, kind=body.kind,
+                                     created_at=datetime.now(UTC)))
+            count = session.scalar(select(func.count()).select_from(Notification).where(Notification.domain == domain))
+            return {"count": count + 1}
+
+    @app.get("/api/v1/notifications/count", tags=["admin"], responses=ERROR_RESPONSES,
+             summary="How many notifications this domain has sent (imports send none)")
+    def notification_count(domain: Domain) -> dict[str, int]:
+        with transaction(domain, write=False) as session:
+            count = session.scalar(select(func.count()).select_from(Notification).where(Notification.domain == domain))
+            return {"count": count or 0}
+
+    # --- teacher side: gradables and scores -------------------------------------------------------
+
+    @contextmanager
+    def gradebook_errors() -> Iterator[None]:
+        try:
+            yield
+        except gradebook.NotFound as error:
+            raise ApiError(404, str(error)) from error
+        except gradebook.Refused as error:
+            raise ApiError(422, str(error)) from error
+
+    not_found = {**ERROR_RESPONSES, 404: {"model": Message}}
+
+    @app.post("/api/v1/classes/{class_id}/gradables", status_code=201, response_model=GradableOut, tags=["gradebook"],
+              responses=not_found, summary="Create a gradable in a class")
+    def create_gradable(domain: Domain, class_id: str, body: GradableBody) -> dict[str, Any]:
+        with gradebook_errors(), transaction(domain, write=True) as session:
+            return gradebook.gradable_out(gradebook.create_gradable(session, domain, class_id, body))
+
+    @app.get("/api/v1/classes/{class_id}/gradables", response_model=list[GradableOut], tags=["gradebook"],
+             responses=not_found, summary="The gradables of a class")
+    def class_gradables(domain: Domain, class_id: str) -> list[dict[str, Any]]:
+        with gradebook_errors(), transaction(domain, write=False) as session:
+            return [gradebook.gradable_out(item) for item in gradebook.list_gradables(session, domain, class_id)]
+
+    @app.get("/api/v1/gradables/{gradable_id}", response_model=GradableOut, tags=["gradebook"], responses=not_found,
+             summary="One gradable")
+    def read_gradable(domain: Domain, gradable_id: int) -> dict[str, Any]:
+        with gradebook_errors(), transaction(domain, write=False) as session:
+            return gradebook.gradable_out(gradebook.get_gradable(session, domain, gradable_id))
+
+    @app.patch("/api/v1/gradables/{gradable_id}", response_model=GradableOut, tags=["gradebook"], responses=not_found,
+               summary="Change a gradable's fields (its scores reappear in the change feed)")
+    def change_gradable(domain: Domain, gradable_id: int, body: GradableUpdate) -> dict[str, Any]:
+        with gradebook_errors(), transaction(domain, write=True) as session:
+            return gradebook.gradable_out(gradebook.update_gradable(session, domain, gradable_id, body))
+
+    @app.put("/api/v1/gradables/{gradable_id}/scores/{student_external_id}", response_model=ScoreOut, tags=["gradebook"],
+             responses=not_found, summary="Enter or change a student's score")
+    def put_score(domain: Domain, gradable_id: int, student_external_id: str, body: ScoreBody) -> dict[str, Any]:
+        with gradebook_errors(), transaction(domain, write=True) as session:
+            return gradebook.set_score(session, domain, gradable_id, student_external_id, body.score)
+
+    @app.get("/api/v1/gradebook/changes", response_model=GradebookChanges, tags=["gradebook"], responses=ERROR_RESPONSES,
+             summary="Scores entered or changed after a cursor, oldest first")
+    def gradebook_changes(
+        domain: Domain,
+        after: Annotated[int, Query(ge=0, description="The last cursor already processed (0 = from the start).")] = 0,
+        limit: Annotated[int, Query(ge=1, le=limits.MAX_CHANGES_PER_PAGE)] = 100,
+    ) -> dict[str, Any]:
+        with transaction(domain, write=False) as session:
+            return gradebook.read_changes(session, domain, after, limit)
+
+    # Entity routes after the fixed paths above, and the catch-alls last, so that
+    # /api/v1/domain/settings is never read as entity "domain", key "settings".
+    for entity in ENTITY_IMPORTS:
+        add_entity_routes(entity)
+
+    known = ", ".join(ENTITY_IMPORTS)
+
+    @app.api_route("/api/v1/{entity}/batch", methods=["POST"], include_in_schema=False)
+    def unknown_entity_batch(entity: str, domain: Domain) -> None:
+        raise ApiError(404, f"unknown entity '{entity}': the entities are {known}")
+
+    @app.api_route("/api/v1/{entity}", methods=["GET"], include_in_schema=False)
+    def unknown_entity_list(entity: str, domain: Domain) -> None:
+        raise ApiError(404, f"unknown entity '{entity}': the entities are {known}")
+
+    return app

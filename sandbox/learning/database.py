@@ -1,0 +1,54 @@
+"""Where the reference Learning server keeps its state: SQLite by default, PostgreSQL by URL.
+
+The default is ``<repo>/.sandbox/learning/learning.sqlite`` so state survives a restart;
+``--database postgresql+psycopg2://...`` (or ``SANDBOX_LEARNING_DATABASE``) puts it in
+PostgreSQL. Tables are created on start (the sandbox has no migrations: delete the
+file, or the database, to start over).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, create_engine, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from sandbox.learning.models import LearningBase
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_DATABASE_PATH = REPO_ROOT / ".sandbox" / "learning" / "learning.sqlite"
+DATABASE_URL_ENV = "SANDBOX_LEARNING_DATABASE"
+
+
+def default_database_url() -> str:
+    url = os.environ.get(DATABASE_URL_ENV)
+    if url:
+        return url
+    DEFAULT_DATABASE_PATH.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{DEFAULT_DATABASE_PATH}"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL: readers (a test reading back) do not block the import's writer.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def open_database(url: str) -> sessionmaker[Session]:
+    """An engine for ``url`` with every table created; returns the session factory."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine: Engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    LearningBase.metadata.create_all(engine)
+    return sessionmaker(engine, expire_on_commit=False)

@@ -1,0 +1,541 @@
+"""Batch import into a Learning domain: upsert by external id, deactivate users, remove rosters and links.
+
+This is where the reference server keeps the rules the source document states for
+Learning's side of the PowerSchool SIS import:
+
+- every object is keyed by its import id (external id); a row creates, updates or leaves
+  unchanged the object with that key, and each row gets its own result;
+- a class whose teacher does not exist fails; a roster row whose class or user does not
+  exist fails (and so does a user level or parent link whose user does not exist);
+- logins are unique in a domain (case-insensitively); a duplicate fails that row;
+- a user without a login gets their Google/Office 365 email as login, else a generated
+  one when "Autogenerate usernames at time of import" is on, else fails;
+- a user on SSO authentication (google, office365, sso) keeps it whatever an import
+  sends, and an authentication type an admin set is never changed by an import;
+- passwords are applied when the user is created and never after, stored hashed,
+  flagged temporary when the row (or the domain's "Imported passwords are temporary") says so;
+- users are never deleted, only deactivated; nobody is ever notified of an import.
+
+A batch is one transaction: valid rows are applied, invalid rows are reported with a
+reason, and a row is never applied in part. Existing objects are read with one query
+per batch (by key), new ones inserted with one executemany: 1,000 rows take tens of
+milliseconds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import delete, insert, select, tuple_, update
+from sqlalchemy.orm import Session
+
+from sandbox.learning import limits
+from sandbox.learning.models import LearningBase, LearningClass, Organization, ParentLink, Roster, User, UserLevel
+from sandbox.learning.passwords import PasswordHasher
+from sandbox.learning.schemas import (
+    SSO_AUTHENTICATION_TYPES,
+    ClassRow,
+    DomainSettingsBody,
+    OrganizationRow,
+    ParentLinkKey,
+    ParentLinkRow,
+    RosterKey,
+    RosterRow,
+    UserLevelRow,
+    UserRow,
+)
+
+
+@dataclass
+class RowOutcome:
+    index: int
+    key: str | None
+    status: str
+    reason: str | None = None
+    note: str | None = None
+
+
+class RowFailed(Exception):
+    """A rule refused this row; the reason is shown to the district as is."""
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One plain sentence per problem: which field, and what is wrong with it."""
+    problems = []
+    for detail in error.errors():
+        field = ".".join(str(part) for part in detail["loc"]) or "row"
+        if detail["type"] == "missing":
+            problems.append(f"missing required field '{field}'")
+        elif detail["type"] == "extra_forbidden":
+            problems.append(f"unknown field '{field}'")
+        else:
+            problems.append(f"{field}: {detail['msg']}")
+    return "; ".join(problems)
+
+
+def _chunks(items: Sequence[Any], size: int = 500) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _user_types(session: Session, domain: str, external_ids: Iterable[str]) -> dict[str, str]:
+    """external_id -> user_type for the users of ``external_ids`` that exist in the domain."""
+    wanted = sorted(set(external_ids))
+    found: dict[str, str] = {}
+    for chunk in _chunks(wanted):
+        statement = select(User.external_id, User.user_type).where(User.domain == domain, User.external_id.in_(chunk))
+        found.update(dict(session.execute(statement).tuples().all()))
+    return found
+
+
+def _existing_keys(session: Session, domain: str, column: Any, keys: Iterable[str]) -> set[str]:
+    wanted = sorted(set(keys))
+    found: set[str] = set()
+    table = column.class_
+    for chunk in _chunks(wanted):
+        found.update(session.scalars(select(column).where(table.domain == domain, column.in_(chunk))))
+    return found
+
+
+USER_TYPE_NAMES = {"S": "a student", "T": "a teacher", "P": "a parent"}
+
+
+def _require_user(user_types: dict[str, str], external_id: str, role: str, wanted_type: str | None) -> None:
+    user_type = user_types.get(external_id)
+    if user_type is None:
+        raise RowFailed(f"{role} {external_id} does not exist in this domain")
+    if wanted_type is not None and user_type != wanted_type:
+        raise RowFailed(
+            f"{role} {external_id} is {USER_TYPE_NAMES.get(user_type, user_type)} (user_type {user_type}), "
+            f"not {USER_TYPE_NAMES[wanted_type]} ({wanted_type})"
+        )
+
+
+class EntityImport:
+    """How one Learning entity is keyed, checked and written. Subclasses hold the entity's rules."""
+
+    entity: ClassVar[str]
+    row_model: ClassVar[type[BaseModel]]
+    table: ClassVar[type[LearningBase]]
+    key_fields: ClassVar[tuple[str, ...]]
+
+    def __init__(self, session: Session, domain: str, settings: DomainSettingsBody, now: datetime) -> None:
+        self.session = session
+        self.domain = domain
+        self.settings = settings
+        self.now = now
+
+    # keys
+    @classmethod
+    def key_of(cls, values: dict[str, Any] | BaseModel) -> str | None:
+        """``"<id>"`` or ``"<id>:<id>"``; None when a key field is missing (a row that failed validation)."""
+        if isinstance(values, BaseModel):
+            values = values.model_dump()
+        parts = [values.get(field) if isinstance(values, dict) else None for field in cls.key_fields]
+        if any(part is None or isinstance(part, dict | list) for part in parts):
+            return None
+        return ":".join(str(part) for part in parts)
+
+    def load_existing(self, keys: list[str]) -> dict[str, Any]:
+        columns = [getattr(self.table, field) for field in self.key_fields]
+        found: dict[str, Any] = {}
+        for chunk in _chunks(keys):
+            if len(columns) == 1:
+                condition = columns[0].in_(chunk)
+            else:
+                condition = tuple_(*columns).in_([tuple(key.split(":", 1)) for key in chunk])
+            for record in self.session.scalars(select(self.table).where(self.table.domain == self.domain, condition)):
+                found[":".join(str(getattr(record, field)) for field in self.key_fields)] = record
+        return found
+
+    # rules
+    def prepare(self, rows: list[tuple[int, Any]], existing: dict[str, Any]) -> None:
+        """Bulk-load whatever the entity's rules refer to (one query per kind, not per row)."""
+
+    def values(self, row: Any, existing: Any | None) -> tuple[dict[str, Any], str | None]:
+        """The columns this row sets (raise RowFailed to refuse it) and an optional note."""
+        return row.model_dump(), None
+
+    def accepted(self, row: Any, existing: Any | None, values: dict[str, Any]) -> None:
+        """Called once a row is accepted, so later rows of the same batch see it."""
+
+    # the batch
+    def upsert(self, raw_rows: list[Any]) -> list[RowOutcome]:
+        outcomes: dict[int, RowOutcome] = {}
+        parsed: list[tuple[int, Any]] = []
+        first_index_of_key: dict[str, int] = {}
+        for index, raw in enumerate(raw_rows):
+            if not isinstance(raw, dict):
+                outcomes[index] = RowOutcome(index, None, "failed", "a row must be a JSON object")
+                continue
+            try:
+                row = self.row_model.model_validate(raw)
+            except ValidationError as error:
+                outcomes[index] = RowOutcome(index, self.key_of(raw), "failed", describe_validation_error(error))
+                continue
+            key = self.key_of(row)
+            if key in first_index_of_key:
+                outcomes[index] = RowOutcome(
+                    index, key, "failed", f"{self.entity} key {key} appears twice in this batch "
+                    f"(first at index {first_index_of_key[key]}); send each key once"
+                )
+                continue
+            first_index_of_key[key] = index
+            parsed.append((index, row))
+
+        existing = self.load_existing([self.key_of(row) for _, row in parsed])
+        self.prepare(parsed, existing)
+        inserts: list[dict[str, Any]] = []
+        ordered_updates: list[dict[str, Any]] = []  # must run one by one, in batch order (see UserImport)
+        updates: list[dict[str, Any]] = []
+        for index, row in parsed:
+            key = self.key_of(row)
+            current = existing.get(key)
+            try:
+                values, note = self.values(row, current)
+            except RowFailed as failure:
+                outcomes[index] = RowOutcome(index, key, "failed", str(failure))
+                continue
+            self.accepted(row, current, values)
+            if current is None:
+                inserts.append({**values, "domain": self.domain, "created_at": self.now, "updated_at": self.now})
+                outcomes[index] = RowOutcome(index, key, "created", note=note)
+                continue
+            changed = {name: value for name, value in values.items() if getattr(current, name) != value}
+            if not changed:
+                outcomes[index] = RowOutcome(index, key, "unchanged", note=note)
+                continue
+            change = {"id": current.id, **changed, "updated_at": self.now}
+            (ordered_updates if self.must_update_in_order(changed) else updates).append(change)
+            outcomes[index] = RowOutcome(index, key, "updated", note=note)
+
+        # Updates before inserts: a login released by an update may be taken by a created user.
+        for change in ordered_updates:
+            self.session.execute(update(self.table).where(self.table.id == change.pop("id")).values(**change))
+        if updates:
+            self.session.execute(update(self.table), updates)
+        if inserts:
+            self.session.execute(insert(self.table), inserts)
+        return [outcomes[index] for index in range(len(raw_rows))]
+
+    def must_update_in_order(self, changed: dict[str, Any]) -> bool:
+        return False
+
+
+class OrganizationImport(EntityImport):
+    entity = "organizations"
+    row_model = OrganizationRow
+    table = Organization
+    key_fields = ("organization_id",)
+
+
+class UserImport(EntityImport):
+    entity = "users"
+    row_model = UserRow
+    table = User
+    key_fields = ("external_id",)
+
+    def prepare(self, rows: list[tuple[int, UserRow]], existing: dict[str, User]) -> None:
+        self.hash_password = PasswordHasher()
+        self.organizations = _existing_keys(
+            self.session, self.domain, Organization.organization_id, (row.organization_id for _, row in rows)
+        )
+        wanted_logins = {
+            (row.login or row.sso_email_address).lower() for _, row in rows if row.login or row.sso_email_address
+        }
+        # login_key -> external_id of its holder, as the batch goes (a row may free a login for a later row).
+        self.login_owners: dict[str, str] = {}
+        for chunk in _chunks(sorted(wanted_logins)):
+            statement = select(User.login_key, User.external_id).where(
+                User.domain == self.domain, User.login_key.in_(chunk)
+            )
+            self.login_owners.update(dict(self.session.execute(statement).tuples().all()))
+
+    def _generate_login(self, row: UserRow) -> str:
+        """first.last (letters and digits), then first.last2, 3, ...: the first free one, deterministically."""
+        base = ".".join(part for part in (re.sub(r"[^a-z0-9]", "", name.lower()) for name in (row.first_name, row.last_name)) if part)
+        base = (base or "user")[: limits.LOGIN_LENGTH - 6]
+        taken_in_database = set(
+            self.session.scalars(
+                select(User.login_key).where(User.domain == self.domain, User.login_key.like(f"{base}%"))
+            )
+        )
+        suffix = 1
+        while True:
+            candidate = base if suffix == 1 else f"{base}{suffix}"
+            holder = self.login_owners.get(candidate)
+            if holder is None and (candidate not in taken_in_database or candidate in self.released_logins):
+                return candidate
+            suffix += 1
+
+    released_logins: set[str]
+
+    def upsert(self, raw_rows: list[Any]) -> list[RowOutcome]:
+        self.released_logins = set()
+        return super().upsert(raw_rows)
+
+    def values(self, row: UserRow, existing: User | None) -> tuple[dict[str, Any], str | None]:
+        if row.organization_id not in self.organizations:
+            raise RowFailed(
+                f"organization {row.organization_id} does not exist in this domain (import the organization first)"
+            )
+        if row.login:
+            login, generated = row.login, False
+        elif existing is not None:
+            login, generated = existing.login, existing.login_generated
+        elif row.sso_email_address:
+            login, generated = row.sso_email_address, False
+        elif self.settings.autogenerate_usernames:
+            login, generated = self._generate_login(row), True
+        else:
+            raise RowFailed(
+                "no login: the row has neither a login nor a Google/Office 365 email (sso_email_address), "
+                "and 'autogenerate usernames' is off in the domain settings"
+            )
+        login_key = login.lower()
+        holder = self.login_owners.get(login_key)
+        if holder is not None and holder != row.external_id:
+            raise RowFailed(f"login '{login}' is already used by user {holder} in this domain (logins are unique)")
+
+        note = None
+        if existing is None:
+            authentication_type = row.authentication_type or "password"
+        else:
+            authentication_type = existing.authentication_type
+            kept_because = None
+            if existing.authentication_set_by == "admin":
+                kept_because = "an admin set it"
+            elif existing.authentication_type in SSO_AUTHENTICATION_TYPES:
+                kept_because = "SSO authentication is only changed by hand"
+            elif row.authentication_type:
+                authentication_type = row.authentication_type
+            if kept_because and row.authentication_type and row.authentication_type != existing.authentication_type:
+                note = (
+                    f"authentication_type stays '{existing.authentication_type}' ({kept_because}); "
+                    f"the import's '{row.authentication_type}' was not applied"
+                )
+
+        values: dict[str, Any] = {
+            "external_id": row.external_id,
+            "first_name": row.first_name,
+            "last_name": row.last_name,
+            "login": login,
+            "login_key": login_key,
+            "login_generated": generated,
+            "email": row.email,
+            "user_type": row.user_type,
+            "organization_id": row.organization_id,
+            "enabled": row.enabled,
+            "sso_email_address": row.sso_email_address,
+            "authentication_type": authentication_type,
+        }
+        if existing is None:
+            values["authentication_set_by"] = "import"
+            values["password_hash"] = self.hash_password(row.password) if row.password else None
+            temporary = row.password_temporary
+            if temporary is None:
+                temporary = self.settings.imported_passwords_temporary
+            values["password_temporary"] = bool(row.password and temporary)
+            values["deactivated_at"] = None if row.enabled else self.now
+        elif row.enabled != existing.enabled:
+            values["deactivated_at"] = None if row.enabled else self.now
+        return values, note
+
+    def accepted(self, row: UserRow, existing: User | None, values: dict[str, Any]) -> None:
+        releases_old_login = existing is not None and existing.login_key != values["login_key"]
+        if releases_old_login and self.login_owners.get(existing.login_key, row.external_id) == row.external_id:
+            self.login_owners.pop(existing.login_key, None)
+            self.released_logins.add(existing.login_key)
+        self.login_owners[values["login_key"]] = row.external_id
+        self.released_logins.discard(values["login_key"])
+
+    def must_update_in_order(self, changed: dict[str, Any]) -> bool:
+        # A login handed from one user to another in the same batch: the release must reach the
+        # database before the claim, or the unique constraint refuses the claim.
+        return "login_key" in changed
+
+
+class UserLevelImport(EntityImport):
+    entity = "user_levels"
+    row_model = UserLevelRow
+    table = UserLevel
+    key_fields = ("external_id",)
+
+    def prepare(self, rows: list[tuple[int, UserLevelRow]], existing: dict[str, UserLevel]) -> None:
+        self.user_types = _user_types(self.session, self.domain, (row.external_id for _, row in rows))
+
+    def values(self, row: UserLevelRow, existing: UserLevel | None) -> tuple[dict[str, Any], str | None]:
+        _require_user(self.user_types, row.external_id, "user", "S")
+        return row.model_dump(), None
+
+
+class ClassImport(EntityImport):
+    entity = "classes"
+    row_model = ClassRow
+    table = LearningClass
+    key_fields = ("class_id",)
+
+    def prepare(self, rows: list[tuple[int, ClassRow]], existing: dict[str, LearningClass]) -> None:
+        self.user_types = _user_types(self.session, self.domain, (row.teacher_id for _, row in rows))
+        self.organizations = _existing_keys(
+            self.session, self.domain, Organization.organization_id, (row.organization_id for _, row in rows)
+        )
+
+    def values(self, row: ClassRow, existing: LearningClass | None) -> tuple[dict[str, Any], str | None]:
+        _require_user(self.user_types, row.teacher_id, "teacher", "T")
+        if row.organization_id not in self.organizations:
+            raise RowFailed(
+                f"organization {row.organization_id} does not exist in this domain (import the organization first)"
+            )
+        return row.model_dump(), None
+
+
+ROLE_USER_TYPE = {"student": "S", "teacher": "T", "co-teacher": "T"}
+
+
+class RosterImport(EntityImport):
+    entity = "rosters"
+    row_model = RosterRow
+    table = Roster
+    key_fields = ("class_id", "user_id")
+
+    def prepare(self, rows: list[tuple[int, RosterRow]], existing: dict[str, Roster]) -> None:
+        self.user_types = _user_types(self.session, self.domain, (row.user_id for _, row in rows))
+        self.classes = _existing_keys(self.session, self.domain, LearningClass.class_id, (row.class_id for _, row in rows))
+
+    def values(self, row: RosterRow, existing: Roster | None) -> tuple[dict[str, Any], str | None]:
+        if row.class_id not in self.classes:
+            raise RowFailed(f"class {row.class_id} does not exist in this domain")
+        _require_user(self.user_types, row.user_id, "user", None)
+        user_type = self.user_types[row.user_id]
+        if user_type != ROLE_USER_TYPE[row.role]:
+            raise RowFailed(
+                f"role '{row.role}' needs {USER_TYPE_NAMES[ROLE_USER_TYPE[row.role]]}; "
+                f"user {row.user_id} is {USER_TYPE_NAMES.get(user_type, user_type)} (user_type {user_type})"
+            )
+        return row.model_dump(), None
+
+
+class ParentLinkImport(EntityImport):
+    entity = "parent_links"
+    row_model = ParentLinkRow
+    table = ParentLink
+    key_fields = ("parent_id", "child_id")
+
+    def prepare(self, rows: list[tuple[int, ParentLinkRow]], existing: dict[str, ParentLink]) -> None:
+        ids = [row.parent_id for _, row in rows] + [row.child_id for _, row in rows]
+        self.user_types = _user_types(self.session, self.domain, ids)
+
+    def values(self, row: ParentLinkRow, existing: ParentLink | None) -> tuple[dict[str, Any], str | None]:
+        _require_user(self.user_types, row.parent_id, "parent", "P")
+        _require_user(self.user_types, row.child_id, "child", "S")
+        return row.model_dump(), None
+
+
+ENTITY_IMPORTS: dict[str, type[EntityImport]] = {
+    importer.entity: importer
+    for importer in (OrganizationImport, UserImport, UserLevelImport, ClassImport, RosterImport, ParentLinkImport)
+}
+
+
+def upsert_batch(
+    session: Session, domain: str, entity: str, rows: list[Any], settings: DomainSettingsBody
+) -> list[RowOutcome]:
+    """Upsert one batch of ``entity`` rows into ``domain`` inside the caller's transaction."""
+    importer = ENTITY_IMPORTS[entity](session, domain, settings, datetime.now(UTC))
+    return importer.upsert(rows)
+
+
+def deactivate_users(session: Session, domain: str, external_ids: list[Any]) -> list[RowOutcome]:
+    """Disable users (never delete: their work, grades and history stay in Learning)."""
+    now = datetime.now(UTC)
+    outcomes: dict[int, RowOutcome] = {}
+    wanted: list[tuple[int, str]] = []
+    for index, value in enumerate(external_ids):
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            outcomes[index] = RowOutcome(index, None, "failed", "an external id must be a string")
+            continue
+        external_id = str(value)
+        if not external_id or len(external_id) > limits.EXTERNAL_ID_LENGTH:
+            outcomes[index] = RowOutcome(
+                index, external_id or None, "failed",
+                f"an external id has 1 to {limits.EXTERNAL_ID_LENGTH} characters",
+            )
+            continue
+        wanted.append((index, external_id))
+    users: dict[str, User] = {}
+    for chunk in _chunks(sorted({external_id for _, external_id in wanted})):
+        users.update(
+            (user.external_id, user)
+            for user in session.scalars(select(User).where(User.domain == domain, User.external_id.in_(chunk)))
+        )
+    to_disable: set[int] = set()
+    for index, external_id in wanted:
+        user = users.get(external_id)
+        if user is None:
+            outcomes[index] = RowOutcome(index, external_id, "failed", f"user {external_id} does not exist in this domain")
+        elif not user.enabled or user.id in to_disable:
+            outcomes[index] = RowOutcome(index, external_id, "unchanged", note="already deactivated")
+        else:
+            to_disable.add(user.id)
+            outcomes[index] = RowOutcome(index, external_id, "deactivated")
+    if to_disable:
+        session.execute(
+            update(User).where(User.id.in_(sorted(to_disable))).values(enabled=False, deactivated_at=now, updated_at=now)
+        )
+    return [outcomes[index] for index in range(len(external_ids))]
+
+
+REMOVABLE: dict[str, tuple[type[LearningBase], type[BaseModel], tuple[str, str]]] = {
+    "rosters": (Roster, RosterKey, ("class_id", "user_id")),
+    "parent_links": (ParentLink, ParentLinkKey, ("parent_id", "child_id")),
+}
+
+
+def remove_rows(session: Session, domain: str, entity: str, raw_rows: list[Any]) -> list[RowOutcome]:
+    """Remove roster rows or parent links by key; a key that is not there is ``unchanged``."""
+    table, key_model, (first, second) = REMOVABLE[entity]
+    outcomes: dict[int, RowOutcome] = {}
+    keys: list[tuple[int, tuple[str, str]]] = []
+    for index, raw in enumerate(raw_rows):
+        if not isinstance(raw, dict):
+            outcomes[index] = RowOutcome(index, None, "failed", "a row must be a JSON object")
+            continue
+        try:
+            row = key_model.model_validate(raw)
+        except ValidationError as error:
+            outcomes[index] = RowOutcome(index, None, "failed", describe_validation_error(error))
+            continue
+        keys.append((index, (getattr(row, first), getattr(row, second))))
+    found: dict[tuple[str, str], int] = {}
+    columns = tuple_(getattr(table, first), getattr(table, second))
+    pairs = sorted({pair for _, pair in keys})
+    for chunk in _chunks(pairs):
+        statement = select(getattr(table, first), getattr(table, second), table.id).where(
+            table.domain == domain, columns.in_(chunk)
+        )
+        found.update({(a, b): row_id for a, b, row_id in session.execute(statement).tuples()})
+    to_delete: set[int] = set()
+    for index, pair in keys:
+        key = f"{pair[0]}:{pair[1]}"
+        row_id = found.get(pair)
+        if row_id is None or row_id in to_delete:
+            outcomes[index] = RowOutcome(index, key, "unchanged", note="not present")
+        else:
+            to_delete.add(row_id)
+            outcomes[index] = RowOutcome(index, key, "removed")
+    if to_delete:
+        session.execute(delete(table).where(table.id.in_(sorted(to_delete))))
+    return [outcomes[index] for index in range(len(raw_rows))]
+
+
+def summarize(outcomes: list[RowOutcome]) -> dict[str, int]:
+    summary: dict[str, int] = {"total": len(outcomes)}
+    for outcome in outcomes:
+        summary[outcome.status] = summary.get(outcome.status, 0) + 1
+    return summary
