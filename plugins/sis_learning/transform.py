@@ -1,0 +1,210 @@
+"""Transform a run's validated source rows into the Learning-shaped tables (learning_*).
+
+Implements the source document's mapping tables (Student, Users Levels, Teacher,
+Parent, Parent Child, Organizational, Course and roster mappings) through the CSV specs
+in ``include/mappings/`` and the engine in ``mapping.py``: this module only picks the
+rows validate passed (not in ``rejected_rows`` or ``excluded_rows``), prepares the
+columns a spec reads that no single staged table holds (a section's course name and
+number, a teacher's organization, a parent's first child), applies the specs and
+writes the result. Rosters are the class's lead teacher (role teacher), its co-teachers
+that survived the 25-class cap (co-teacher) and its students whose enrollment is not
+dropped (student). No password value is ever produced: users carry
+``password_temporary`` only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Boolean, select, union_all
+from sqlalchemy.engine import Engine
+
+from sis_learning.config import MAPPINGS_DIR, DistrictConfig
+from sis_learning.mapping import MappingContext, MappingSpec, load_spec
+from sis_learning.staging.base import bulk_insert, delete_run_rows
+from sis_learning.staging.learning import LEARNING_TABLES
+from sis_learning.staging.quality import ExcludedRow, RejectedRow
+from sis_learning.validate import STAGE as VALIDATE_STAGE
+from sis_learning.validate import (
+    numeric_id_order,
+    read_staged,
+    selected_school_ids,
+    teacher_organization_school,
+)
+
+INSERT_CHUNK_ROWS = 100_000
+
+SPEC_NAMES = (
+    "organizations", "users_teachers", "users_students", "users_parents", "user_levels",
+    "classes", "rosters_teachers", "rosters_co_teachers", "rosters_students", "parent_links",
+)
+
+
+def load_specs(directory: Path | str = MAPPINGS_DIR) -> dict[str, MappingSpec]:
+    """Every spec transform applies, checked up front (a bad spec fails before any work)."""
+    directory = Path(directory)
+    return {name: load_spec(directory / f"{name}.csv") for name in SPEC_NAMES}
+
+
+def _blocked_source_ids(engine: Engine, config: DistrictConfig, run_id: str) -> dict[str, set[str]]:
+    """Per entity, the source ids validate rejected or excluded in this run."""
+    queries = []
+    for model in (RejectedRow, ExcludedRow):
+        table = model.__table__
+        queries.append(select(table.c.entity, table.c.source_id).where(
+            table.c.district_id == config.district_id, table.c.run_id == run_id,
+            table.c.stage == VALIDATE_STAGE, table.c.source_id.is_not(None)))
+    blocked: dict[str, set[str]] = {}
+    with engine.connect() as connection:
+        for entity, source_id in connection.execute(union_all(*queries)):
+            blocked.setdefault(entity, set()).add(source_id)
+    return blocked
+
+
+def _passed(frame: pd.DataFrame, source_id: pd.Series, blocked: set[str]) -> pd.DataFrame:
+    keep = source_id.notna() & ~source_id.isin(blocked)
+    return frame[keep.to_numpy()]
+
+
+def _sorted_by_id(frame: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Rows in id order (numerically), so anything order-dependent is the same every run."""
+    order = numeric_id_order(frame[column])
+    return frame.assign(_order=order).sort_values(["_order", column], kind="stable").drop(columns="_order")
+
+
+def passed_rows(engine: Engine, config: DistrictConfig, run_id: str) -> dict[str, pd.DataFrame]:
+    """The staged rows validate passed, prepared with the columns the specs read."""
+    frames = read_staged(engine, config, run_id)
+    blocked = _blocked_source_ids(engine, config, run_id)
+
+    def passed(entity: str, frame: pd.DataFrame, source_id: pd.Series) -> pd.DataFrame:
+        return _passed(frame, source_id, blocked.get(entity, set()))
+
+    schools = passed("schools", frames["schools"], frames["schools"]["school_id"])
+    selected = selected_school_ids(config, frames["schools"])
+    courses = frames["courses"].drop_duplicates("course_id")
+    courses = passed("courses", courses, courses["course_id"])
+    staff = passed("staff", frames["staff"], frames["staff"]["staff_id"]).copy()
+    staff["organization_school_id"] = teacher_organization_school(staff, selected)
+    students = passed("students", frames["students"], frames["students"]["student_id"])
+
+    guardian_rows = _sorted_by_id(frames["guardians"], "student_id")
+    guardians = guardian_rows.drop_duplicates("guardian_id")
+    guardians = passed("guardians", guardians, guardians["guardian_id"])
+    link_ids = guardian_rows["guardian_id"].fillna("") + ":" + guardian_rows["student_id"].fillna("")
+    links = passed("parent_links", guardian_rows, link_ids)
+    first_child = links.drop_duplicates("guardian_id").set_index("guardian_id")["student_id"]
+    guardians = guardians.assign(first_child_id=guardians["guardian_id"].map(first_child))
+
+    sections = passed("sections", frames["sections"], frames["sections"]["section_id"])
+    course_by_id = courses.set_index("course_id")
+    sections = sections.assign(course_name=sections["course_id"].map(course_by_id["course_name"]),
+                               course_number=sections["course_id"].map(course_by_id["course_number"]))
+
+    enrollments = passed("section_enrollments", frames["section_enrollments"],
+                         frames["section_enrollments"]["enrollment_id"])
+    section_teachers = frames["section_teachers"]
+    teacher_ids = section_teachers["section_id"].fillna("") + ":" + section_teachers["staff_id"].fillna("")
+    section_teachers = passed("section_teachers", section_teachers, teacher_ids)
+    lead_of_section = sections.set_index("section_id")["staff_id"]
+    is_lead = section_teachers["section_id"].map(lead_of_section).eq(section_teachers["staff_id"]).fillna(False)
+    co_teachers = section_teachers[~is_lead.astype(bool).to_numpy()]
+    return {
+        "schools": _sorted_by_id(schools, "school_id"),
+        "staff": _sorted_by_id(staff, "staff_id"),
+        "students": _sorted_by_id(students, "student_id"),
+        "guardians": _sorted_by_id(guardians, "guardian_id"),
+        "sections": _sorted_by_id(sections, "section_id"),
+        "section_enrollments": enrollments,
+        "co_teachers": co_teachers,
+        "parent_links": links,
+    }
+
+
+def mapping_context(config: DistrictConfig, rows: dict[str, pd.DataFrame]) -> MappingContext:
+    """District settings and the run's SIS usernames (so generated logins avoid them)."""
+    taken: set[str] = set()
+    for entity, column in (("staff", "teacher_username"), ("students", "student_username"),
+                           ("guardians", "portal_username")):
+        usernames = rows[entity][column].dropna().str.strip().str.lower()
+        taken.update(usernames[usernames != ""].tolist())
+    students = rows["students"].drop_duplicates("student_id").set_index("student_id")
+    return MappingContext(
+        sso_domains=frozenset(config.sso_domains.google) | frozenset(config.sso_domains.office365),
+        autogenerate_usernames=config.autogenerate_usernames,
+        imported_passwords_temporary=config.imported_passwords_temporary,
+        taken_logins=taken,
+        lookups={"students": students[["school_id"]]},
+    )
+
+
+def build_learning_frames(config: DistrictConfig, rows: dict[str, pd.DataFrame],
+                          specs: dict[str, MappingSpec]) -> dict[str, pd.DataFrame]:
+    """Apply the specs: Learning entity -> frame (no database access; tests call it directly)."""
+    context = mapping_context(config, rows)
+    users = pd.concat([
+        specs["users_teachers"].apply(rows["staff"], context),
+        specs["users_students"].apply(rows["students"], context),
+        specs["users_parents"].apply(rows["guardians"], context),
+    ], ignore_index=True)
+    rosters = pd.concat([
+        specs["rosters_teachers"].apply(rows["sections"], context),
+        specs["rosters_co_teachers"].apply(rows["co_teachers"], context),
+        specs["rosters_students"].apply(rows["section_enrollments"], context),
+    ], ignore_index=True)
+    # One roster row per (class, user): the first role wins (teacher, co-teacher, student).
+    rosters = rosters.drop_duplicates(["class_id", "user_id"], keep="first")
+    return {
+        "organizations": specs["organizations"].apply(rows["schools"], context),
+        "users": users,
+        "user_levels": specs["user_levels"].apply(rows["students"], context),
+        "classes": specs["classes"].apply(rows["sections"], context),
+        "rosters": rosters,
+        "parent_links": specs["parent_links"].apply(rows["parent_links"], context),
+    }
+
+
+TRUE_TEXT = {"1", "true", "t", "yes", "y"}
+
+
+def _table_rows(frame: pd.DataFrame, model: Any) -> pd.DataFrame:
+    """Coerce a spec's output to the table's column types (``"1"`` -> True for booleans)."""
+    table = model.__table__
+    out = {}
+    for column in table.columns:
+        if column.name not in frame.columns:
+            continue
+        values = frame[column.name]
+        if isinstance(column.type, Boolean):
+            if values.dtype == "boolean" or values.dtype == bool:
+                values = values.astype(object)
+            else:
+                values = values.astype("string").str.strip().str.lower().isin(TRUE_TEXT).astype(object)
+        out[column.name] = values
+    return pd.DataFrame(out)
+
+
+def _write(engine: Engine, config: DistrictConfig, run_id: str, learning: dict[str, pd.DataFrame]) -> None:
+    with engine.begin() as connection:
+        for entity, model in LEARNING_TABLES.items():
+            delete_run_rows(connection, model, config.district_id, run_id)
+            frame = _table_rows(learning[entity], model).assign(district_id=config.district_id, run_id=run_id)
+            for start in range(0, len(frame), INSERT_CHUNK_ROWS):
+                chunk = frame.iloc[start:start + INSERT_CHUNK_ROWS]
+                chunk = chunk.astype(object).where(chunk.notna(), None)
+                bulk_insert(connection, model, chunk.to_dict("records"))
+
+
+def transform_run(engine: Engine, config: DistrictConfig, run_id: str,
+                  mappings_dir: Path | str = MAPPINGS_DIR) -> dict[str, int]:
+    """Write one run's learning_* tables from its validated rows; returns rows per Learning entity.
+
+    Idempotent: the run's earlier learning_* rows are replaced.
+    """
+    specs = load_specs(mappings_dir)
+    rows = passed_rows(engine, config, run_id)
+    learning = build_learning_frames(config, rows, specs)
+    _write(engine, config, run_id, learning)
+    return {entity: len(frame) for entity, frame in learning.items()}
