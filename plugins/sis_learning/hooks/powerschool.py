@@ -203,6 +203,7 @@ class Listing:
     planned_pages: int = 0
     highest_page: int = 0
     stopped: bool = False
+    count_read: bool = False
     _seen: set[str] = field(default_factory=set, repr=False)
 
     @property
@@ -489,9 +490,13 @@ class PowerSchoolHook(ApiHttpHook):
         work: deque[tuple[Listing, int]] = deque()  # page 0 = the /count request
         for listing in listings:
             listing.effective_page_size = listing.page_size
-            work.append((listing, 0 if listing.count_path else 1))
-            if not listing.count_path:
+            if listing.count_read:
+                self._plan_pages(listing, listing.reported_count, work)
+            elif listing.count_path:
+                work.append((listing, 0))
+            else:
                 listing.highest_page = 1
+                work.append((listing, 1))
         window = max(2, self.max_concurrent_requests * 2)
         in_flight: dict[Future, tuple[Listing, int]] = {}
         executor = ThreadPoolExecutor(max_workers=self.max_concurrent_requests, thread_name_prefix="powerschool")
@@ -517,8 +522,22 @@ class PowerSchoolHook(ApiHttpHook):
                 future.cancel()
             executor.shutdown(wait=True, cancel_futures=True)
 
+    def read_counts(self, listings: Iterable[Listing]) -> None:
+        """Read the ``/count`` of several listings concurrently (sets ``reported_count``).
+
+        A listing whose count was read this way is not counted again by :meth:`read_pages`.
+        """
+        listings = [listing for listing in listings if not listing.count_read]
+        with ThreadPoolExecutor(max_workers=self.max_concurrent_requests, thread_name_prefix="powerschool") as pool:
+            counts = list(pool.map(self.read_count, listings))
+        for listing, count in zip(listings, counts, strict=True):
+            listing.reported_count = count
+            listing.count_read = True
+            listing.requests += 1
+
     def _plan_pages(self, listing: Listing, count: int | None, work: deque[tuple[Listing, int]]) -> None:
         listing.reported_count = count
+        listing.count_read = True
         if count is None:
             listing.notes.append("/count gave no number")
         # Page 1 is read even when the count is 0: the count may be stale, and it is one request.

@@ -23,6 +23,16 @@ class RunKeyed:
     run_id: Mapped[str] = mapped_column(String(250))
 
 
+class ExtractScoped:
+    """The extract scope a typed row came from (a school id, or ``district``).
+
+    A task extracting one school deletes exactly that scope's rows before writing, so a
+    retried or re-mapped task never duplicates and never erases another school's rows.
+    """
+
+    scope: Mapped[str] = mapped_column(String(64), default="district", server_default="district")
+
+
 class RawRecord(RunKeyed, Base):
     __tablename__ = "raw_records"
     entity: Mapped[str] = mapped_column(String(40))
@@ -45,7 +55,7 @@ class ExtractCount(RunKeyed, Base):
     __table_args__ = (Index("ix_extract_counts_run", "district_id", "run_id", "entity"),)
 
 
-class StgSchool(RunKeyed, Base):
+class StgSchool(RunKeyed, ExtractScoped, Base):
     __tablename__ = "stg_schools"
     school_id: Mapped[str] = mapped_column(String(64))
     school_number: Mapped[str | None] = mapped_column(String(64))
@@ -55,7 +65,7 @@ class StgSchool(RunKeyed, Base):
     __table_args__ = (Index("ix_stg_schools_run", "district_id", "run_id", "school_id"),)
 
 
-class StgTerm(RunKeyed, Base):
+class StgTerm(RunKeyed, ExtractScoped, Base):
     __tablename__ = "stg_terms"
     term_id: Mapped[str] = mapped_column(String(64))
     local_id: Mapped[str | None] = mapped_column(String(64))
@@ -69,7 +79,7 @@ class StgTerm(RunKeyed, Base):
     __table_args__ = (Index("ix_stg_terms_run", "district_id", "run_id", "term_id"),)
 
 
-class StgCourse(RunKeyed, Base):
+class StgCourse(RunKeyed, ExtractScoped, Base):
     __tablename__ = "stg_courses"
     course_id: Mapped[str] = mapped_column(String(64))
     school_id: Mapped[str | None] = mapped_column(String(64))
@@ -78,7 +88,7 @@ class StgCourse(RunKeyed, Base):
     __table_args__ = (Index("ix_stg_courses_run", "district_id", "run_id", "course_id"),)
 
 
-class StgSection(RunKeyed, Base):
+class StgSection(RunKeyed, ExtractScoped, Base):
     __tablename__ = "stg_sections"
     section_id: Mapped[str] = mapped_column(String(64))
     local_id: Mapped[str | None] = mapped_column(String(64))
@@ -93,7 +103,7 @@ class StgSection(RunKeyed, Base):
     __table_args__ = (Index("ix_stg_sections_run", "district_id", "run_id", "section_id"),)
 
 
-class StgStaff(RunKeyed, Base):
+class StgStaff(RunKeyed, ExtractScoped, Base):
     __tablename__ = "stg_staff"
     staff_id: Mapped[str] = mapped_column(String(64))
     local_id: Mapped[str | None] = mapped_column(String(64))
@@ -110,7 +120,7 @@ class StgStaff(RunKeyed, Base):
     __table_args__ = (Index("ix_stg_staff_run", "district_id", "run_id", "staff_id"),)
 
 
-class StgStudent(RunKeyed, Base):
+class StgStudent(RunKeyed, ExtractScoped, Base):
     __tablename__ = "stg_students"
     student_id: Mapped[str] = mapped_column(String(64))
     local_id: Mapped[str | None] = mapped_column(String(64))
@@ -129,7 +139,7 @@ class StgStudent(RunKeyed, Base):
     __table_args__ = (Index("ix_stg_students_run", "district_id", "run_id", "student_id"),)
 
 
-class StgSectionEnrollment(RunKeyed, Base):
+class StgSectionEnrollment(RunKeyed, ExtractScoped, Base):
     __tablename__ = "stg_section_enrollments"
     enrollment_id: Mapped[str | None] = mapped_column(String(64))
     section_id: Mapped[str] = mapped_column(String(64))
@@ -142,7 +152,7 @@ class StgSectionEnrollment(RunKeyed, Base):
     __table_args__ = (Index("ix_stg_section_enrollments_run", "district_id", "run_id", "section_id"),)
 
 
-class StgSectionTeacher(RunKeyed, Base):
+class StgSectionTeacher(RunKeyed, ExtractScoped, Base):
     __tablename__ = "stg_section_teachers"
     section_id: Mapped[str] = mapped_column(String(64))
     staff_id: Mapped[str] = mapped_column(String(64))
@@ -153,7 +163,7 @@ class StgSectionTeacher(RunKeyed, Base):
     __table_args__ = (Index("ix_stg_section_teachers_run", "district_id", "run_id", "section_id"),)
 
 
-class StgGuardian(RunKeyed, Base):
+class StgGuardian(RunKeyed, ExtractScoped, Base):
     __tablename__ = "stg_guardians"
     guardian_id: Mapped[str] = mapped_column(String(64))
     student_id: Mapped[str] = mapped_column(String(64))

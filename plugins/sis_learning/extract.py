@@ -1,0 +1,897 @@
+"""Extract: one function per PowerSchool entity, streamed page by page into staging.
+
+Implements the "what is imported" half of the source document's PowerSchool SIS
+integration for the district's selected schools ("Select the School(s) that you want to
+import data from, and set the Import Start Year"): schools, terms, courses, sections of
+terms from the import start year on, active staff, active students with their
+enrollment and contact email (the Student Mappings table), section enrollments and
+co-teachers (rosters), and guardians with their Parent Portal account (skipped when
+the district ignores parents). Extract reads and stages; it decides nothing: the rules
+that leave rows out or fail them run in validate.
+
+Every function has the shape ``extract_<entity>(hook, engine, config, run_id,
+school_ids=None) -> dict`` and returns counts only (XCom carries counts, never data).
+Rows go to ``raw_records`` (each record's JSON as received, lists normalised) and the
+typed ``stg_<entity>`` table one page at a time; nothing holds an entity whole in memory
+(only id translation maps of a few strings per student/section are kept). Before
+writing, a function deletes its own ``(district, run, entity, scope)`` rows, so a
+retried task never duplicates. ``extract_counts`` gets one row per entity and scope:
+rows read, what ``/count`` reported, requests, pages and any mismatch. See
+docs/extract.md.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping
+from datetime import date
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from sis_learning.config import DistrictConfig, DistrictConfigError
+from sis_learning.hooks.http_client import PermissionDeniedError, ValidationFailedError
+from sis_learning.hooks.powerschool import Listing, PowerSchoolHook, id_string
+from sis_learning.staging.base import bulk_insert
+from sis_learning.staging.source import STAGED_SOURCE_TABLES, ExtractCount, RawRecord, StgSection, StgStudent
+
+DISTRICT_SCOPE = "district"
+STUDENT_EXPANSIONS = "school_enrollment,contact_info"
+STAFF_EXPANSIONS = "emails,school_affiliations"
+GUARDIAN_QUERY = "com.pearson.core.guardian.student_guardian_detail"
+# Student DCIDs per guardian PowerQuery call: big enough to keep requests near the
+# minimum, small enough that the JSON body stays well under a megabyte.
+GUARDIAN_QUERY_STUDENTS_PER_CALL = 5000
+# PowerSchool's convention: Terms.ID = (start year - 1990) * 100 + portion (3500 = 2025-2026).
+TERM_ID_YEAR_BASE = 1990
+ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})")
+US_DATE = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$")
+
+
+class UnknownSchoolError(DistrictConfigError, AirflowFailException):
+    """The district configuration names a school PowerSchool does not have."""
+
+
+class ExtractOrderError(AirflowFailException):
+    """An extract needs rows another extract task stages first in the same run."""
+
+
+# --------------------------------------------------------------------------- value helpers
+
+
+def _text(value: Any) -> str | None:
+    """A text column: digit-only values PowerSchool sent as numbers become strings again."""
+    if value is None or value == "" or isinstance(value, (dict, list)):
+        return None
+    return id_string(value)
+
+
+def _integer(value: Any) -> int | None:
+    text = _text(value)
+    if text is None:
+        return None
+    try:
+        return int(float(text))
+    except ValueError:
+        return None
+
+
+def _boolean(value: Any) -> bool | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in {"1", "true", "t", "yes", "y"}
+
+
+def iso_date(value: Any) -> str | None:
+    """``YYYY-MM-DD`` from PowerSchool's date shapes (ISO, ISO datetime, ``MM/DD/YYYY``)."""
+    text = _text(value)
+    if not text:
+        return None
+    match = ISO_DATE.match(text)
+    if match:
+        year, month, day = (int(part) for part in match.groups())
+    else:
+        match = US_DATE.match(text)
+        if not match:
+            return None
+        month, day, year = (int(part) for part in match.groups())
+    if year < 1900:  # PowerSchool writes 0/0/0 or 1900-01-01 for "no date"
+        return None
+    try:
+        return date(year, month, day).isoformat()
+    except ValueError:
+        return None
+
+
+def _nested(record: Mapping[str, Any], *path: str) -> Any:
+    value: Any = record
+    for key in path:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(key)
+    return value
+
+
+def _first(record: Mapping[str, Any], *names: str) -> Any:
+    for name in names:
+        value = record.get(name)
+        if value not in (None, ""):
+            return value
+    return None
+
+
+# --------------------------------------------------------------------------- staging writer
+
+
+class EntityStaging:
+    """Writes one entity of one run: clears its scopes first, then page after page."""
+
+    def __init__(self, engine: Engine, config: DistrictConfig, run_id: str, entity: str) -> None:
+        self.engine = engine
+        self.district_id = config.district_id
+        self.run_id = run_id
+        self.entity = entity
+        self.table = STAGED_SOURCE_TABLES[entity].__table__
+        self.written: dict[str, int] = {}
+
+    def clear(self, scopes: Iterable[str]) -> None:
+        scopes = sorted(set(scopes))
+        with self.engine.begin() as connection:
+            for table in (RawRecord.__table__, ExtractCount.__table__):
+                connection.execute(
+                    table.delete().where(
+                        table.c.district_id == self.district_id,
+                        table.c.run_id == self.run_id,
+                        table.c.entity == self.entity,
+                        table.c.scope.in_(scopes),
+                    )
+                )
+            connection.execute(
+                self.table.delete().where(
+                    self.table.c.district_id == self.district_id,
+                    self.table.c.run_id == self.run_id,
+                    self.table.c.scope.in_(scopes),
+                )
+            )
+        self.written = {}
+
+    def write_page(self, scope: str, records: list[Mapping[str, Any]], rows: list[dict[str, Any]], source_ids: list[str | None]) -> None:
+        """One page in one transaction: raw JSON and typed rows, both or neither."""
+        if not rows:
+            return
+        keys = {"district_id": self.district_id, "run_id": self.run_id, "scope": scope}
+        raw = [
+            {**keys, "entity": self.entity, "source_id": source_id, "payload": json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str)}
+            for record, source_id in zip(records, source_ids, strict=True)
+        ]
+        typed = [{**keys, **row} for row in rows]
+        with self.engine.begin() as connection:
+            bulk_insert(connection, RawRecord, raw)
+            bulk_insert(connection, self.table, typed)
+        self.written[scope] = self.written.get(scope, 0) + len(rows)
+
+    def write_counts(self, summaries: list[dict[str, Any]]) -> None:
+        rows = [
+            {
+                "district_id": self.district_id,
+                "run_id": self.run_id,
+                "entity": self.entity,
+                "scope": summary["scope"],
+                "rows": summary["rows"],
+                "reported_count": summary.get("reported_count"),
+                "requests": summary.get("requests", 0),
+                "pages": summary.get("pages", 0),
+                "mismatch": bool(summary.get("mismatch")),
+                "note": summary.get("note"),
+            }
+            for summary in summaries
+        ]
+        with self.engine.begin() as connection:
+            bulk_insert(connection, ExtractCount, rows)
+
+
+def _scope_summaries(listings: list[Listing], written: Mapping[str, int], extra_notes: Mapping[str, list[str]] | None = None) -> list[dict[str, Any]]:
+    """One summary per scope, adding up the listings read for it."""
+    by_scope: dict[str, dict[str, Any]] = {}
+    for listing in listings:
+        summary = by_scope.setdefault(
+            listing.scope,
+            {"scope": listing.scope, "rows": 0, "reported_count": None, "requests": 0, "pages": 0, "mismatch": False, "notes": []},
+        )
+        summary["requests"] += listing.requests
+        summary["pages"] += listing.pages
+        summary["mismatch"] = summary["mismatch"] or listing.mismatch
+        if listing.reported_count is not None:
+            summary["reported_count"] = (summary["reported_count"] or 0) + listing.reported_count
+        if listing.note:
+            summary["notes"].append(listing.note if len(listings) == 1 else f"{listing.label}: {listing.note}")
+    for scope, notes in (extra_notes or {}).items():
+        by_scope.setdefault(
+            scope, {"scope": scope, "rows": 0, "reported_count": None, "requests": 0, "pages": 0, "mismatch": False, "notes": []}
+        )["notes"].extend(notes)
+    for scope, summary in by_scope.items():
+        summary["rows"] = written.get(scope, 0)
+        summary["note"] = "; ".join(summary.pop("notes")) or None
+    return sorted(by_scope.values(), key=lambda summary: summary["scope"])
+
+
+def _result(entity: str, summaries: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    reported = [summary["reported_count"] for summary in summaries if summary["reported_count"] is not None]
+    return {
+        "entity": entity,
+        "rows": sum(summary["rows"] for summary in summaries),
+        "requests": sum(summary["requests"] for summary in summaries),
+        "pages": sum(summary["pages"] for summary in summaries),
+        "reported_count": sum(reported) if reported else None,
+        "mismatch": any(summary["mismatch"] for summary in summaries),
+        "scopes": len(summaries),
+        **extra,
+    }
+
+
+RowBuilder = Callable[[Mapping[str, Any], Listing], dict[str, Any] | None]
+
+
+def _stage_listings(
+    hook: PowerSchoolHook,
+    staging: EntityStaging,
+    listings: list[Listing],
+    build_row: RowBuilder,
+    source_id: Callable[[Mapping[str, Any]], str | None] = lambda record: id_string(record.get("id")),
+) -> None:
+    """Read the listings page by page and stage each page as it arrives."""
+    for listing, records in hook.read_pages(listings):
+        kept_records, rows, ids = [], [], []
+        for record in records:
+            row = build_row(record, listing)
+            if row is None:
+                continue
+            kept_records.append(record)
+            rows.append(row)
+            ids.append(source_id(record))
+        staging.write_page(listing.scope, kept_records, rows, ids)
+
+
+def _run_extract(
+    hook: PowerSchoolHook,
+    engine: Engine,
+    config: DistrictConfig,
+    run_id: str,
+    entity: str,
+    listings: list[Listing],
+    build_row: RowBuilder,
+    **extra: Any,
+) -> dict[str, Any]:
+    staging = EntityStaging(engine, config, run_id, entity)
+    staging.clear(listing.scope for listing in listings)
+    _stage_listings(hook, staging, listings, build_row)
+    summaries = _scope_summaries(listings, staging.written, extra.pop("notes", None))
+    staging.write_counts(summaries)
+    return _result(entity, summaries, **extra)
+
+
+# --------------------------------------------------------------------------- schools
+
+
+def _school_lookup(hook: PowerSchoolHook) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """(school id -> school record, school number -> school id) for the whole district."""
+    by_id: dict[str, dict[str, Any]] = {}
+    id_by_number: dict[str, str] = {}
+    for school in hook.district_schools():
+        school_id = id_string(school.get("id"))
+        if school_id is None:
+            continue
+        by_id[school_id] = school
+        number = id_string(school.get("school_number"))
+        if number is not None:
+            id_by_number[number] = school_id
+    return by_id, id_by_number
+
+
+def selected_school_ids(hook: PowerSchoolHook, config: DistrictConfig) -> list[str]:
+    """The Schools.DCID of the district's selected schools ("all", DCIDs or school numbers).
+
+    Implements "Select the School(s) that you want to import data from". A school the
+    configuration names but PowerSchool does not have is a fatal error naming it.
+    """
+    by_id, id_by_number = _school_lookup(hook)
+    if config.schools == "all":
+        return sorted(by_id, key=_numeric_first)
+    chosen: list[str] = []
+    unknown: list[str] = []
+    for entry in config.schools:
+        key = str(entry).strip()
+        school_id = key if key in by_id else id_by_number.get(key)
+        if school_id is None:
+            unknown.append(key)
+        elif school_id not in chosen:
+            chosen.append(school_id)
+    if unknown:
+        source = config.source_file or f"the configuration of district {config.district_id}"
+        known = ", ".join(f"{school_id} (number {id_string(by_id[school_id].get('school_number'))}, {by_id[school_id].get('name')})" for school_id in sorted(by_id, key=_numeric_first)[:20])
+        raise UnknownSchoolError(
+            f"{source}: schools lists {', '.join(repr(item) for item in unknown)}, which PowerSchool does not have "
+            f"(neither a Schools.DCID nor a school number). Fix the `schools` key. PowerSchool's schools: {known}"
+        )
+    return chosen
+
+
+def _numeric_first(value: str) -> tuple[int, int | str]:
+    return (0, int(value)) if value.isdigit() else (1, value)
+
+
+def _schools_in_scope(hook: PowerSchoolHook, config: DistrictConfig, school_ids: list[str] | None) -> list[str]:
+    selected = selected_school_ids(hook, config)
+    if school_ids is None:
+        return selected
+    school_ids = [str(school_id) for school_id in school_ids]
+    outside = [school_id for school_id in school_ids if school_id not in selected]
+    if outside:
+        raise UnknownSchoolError(
+            f"extract was asked for school(s) {', '.join(outside)}, which are not among district "
+            f"{config.district_id}'s selected schools ({', '.join(selected)})."
+        )
+    return school_ids
+
+
+def extract_schools(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, school_ids: list[str] | None = None) -> dict[str, Any]:
+    """Stage the selected schools (organizations: Schools.DCID and name)."""
+    chosen = set(_schools_in_scope(hook, config, school_ids))
+    listing = hook.v1_listing(DISTRICT_SCOPE, "/ws/v1/district/school", wrapper="schools", item="school", resource="school")
+
+    def build(record: Mapping[str, Any], _listing: Listing) -> dict[str, Any] | None:
+        school_id = id_string(record.get("id"))
+        if school_id not in chosen:
+            return None
+        return {
+            "school_id": school_id,
+            "school_number": _text(record.get("school_number")),
+            "name": _text(record.get("name")),
+            "low_grade": _integer(record.get("low_grade")),
+            "high_grade": _integer(record.get("high_grade")),
+        }
+
+    return _run_extract(hook, engine, config, run_id, "schools", [listing], build)
+
+
+# --------------------------------------------------------------------------- per-school v1 entities
+
+
+def extract_terms(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, school_ids: list[str] | None = None) -> dict[str, Any]:
+    """Stage every term of the selected schools (the class ``year`` is the term id)."""
+    schools = _schools_in_scope(hook, config, school_ids)
+    listings = [
+        hook.v1_listing(school, f"/ws/v1/school/{school}/term", wrapper="terms", item="term", resource="term", counted=False)
+        for school in schools
+    ]
+
+    def build(record: Mapping[str, Any], listing: Listing) -> dict[str, Any]:
+        return {
+            "term_id": id_string(record.get("id")),
+            "local_id": _text(record.get("local_id")),
+            "school_id": _text(record.get("school_id")) or listing.scope,
+            "name": _text(record.get("name")),
+            "abbreviation": _text(record.get("abbreviation")),
+            "start_year": _integer(record.get("start_year")),
+            "start_date": iso_date(record.get("start_date")),
+            "end_date": iso_date(record.get("end_date")),
+            "portion": _integer(record.get("portion")),
+        }
+
+    return _run_extract(hook, engine, config, run_id, "terms", listings, build)
+
+
+def extract_courses(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, school_ids: list[str] | None = None) -> dict[str, Any]:
+    """Stage the courses of the selected schools (the class ``code`` is the course number)."""
+    schools = _schools_in_scope(hook, config, school_ids)
+    listings = [
+        hook.v1_listing(school, f"/ws/v1/school/{school}/course", wrapper="courses", item="course", resource="course", counted=False)
+        for school in schools
+    ]
+
+    def build(record: Mapping[str, Any], listing: Listing) -> dict[str, Any]:
+        return {
+            "course_id": id_string(record.get("id")),
+            "school_id": _text(record.get("school_id")) or listing.scope,
+            "course_number": _text(record.get("course_number")),
+            "course_name": _text(record.get("course_name")),
+        }
+
+    return _run_extract(hook, engine, config, run_id, "courses", listings, build)
+
+
+def extract_sections(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, school_ids: list[str] | None = None) -> dict[str, Any]:
+    """Stage the sections of terms from the import start year on.
+
+    The start year filter is part of the request (``q=term.start_year=ge=YEAR``), so older
+    sections are never transferred; how many were left out is counted with one
+    ``/count`` per school and recorded in the ``extract_counts`` note.
+    """
+    schools = _schools_in_scope(hook, config, school_ids)
+    year = config.import_start_year
+    listings = [
+        hook.v1_listing(
+            school,
+            f"/ws/v1/school/{school}/section",
+            wrapper="sections",
+            item="section",
+            resource="section",
+            params={"q": f"term.start_year=ge={year}"},
+        )
+        for school in schools
+    ]
+    earlier = [
+        hook.v1_listing(school, f"/ws/v1/school/{school}/section", wrapper="sections", item="section", resource="section", params={"q": f"term.start_year=lt={year}"})
+        for school in schools
+    ]
+    hook.read_counts(earlier)
+    notes = {
+        listing.scope: [f"{listing.reported_count} sections in terms before the import start year {year} were not requested"]
+        for listing in earlier
+        if listing.reported_count
+    }
+
+    def build(record: Mapping[str, Any], listing: Listing) -> dict[str, Any]:
+        return {
+            "section_id": id_string(record.get("id")),
+            "local_id": _text(record.get("local_id")),
+            "school_id": _text(record.get("school_id")) or listing.scope,
+            "course_id": _text(record.get("course_id")),
+            "term_id": _text(record.get("term_id")),
+            "section_number": _text(record.get("section_number")),
+            "expression": _text(record.get("expression")),
+            "external_expression": _text(record.get("external_expression")),
+            "staff_id": _text(record.get("staff_id")),
+            "gradebook_type": _text(record.get("gradebooktype")),
+        }
+
+    result = _run_extract(hook, engine, config, run_id, "sections", listings, build, notes=notes)
+    result["requests"] += len(earlier)
+    return result
+
+
+def extract_staff(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, school_ids: list[str] | None = None) -> dict[str, Any]:
+    """Stage the active staff of the selected schools, once each.
+
+    A teacher affiliated with several selected schools is listed by each of them; the row
+    is staged under the first school that lists it (the others' ``extract_counts`` note
+    how many they shared). Call it once for all schools rather than mapped per school.
+    """
+    schools = _schools_in_scope(hook, config, school_ids)
+    listings = [
+        hook.v1_listing(school, f"/ws/v1/school/{school}/staff", wrapper="staffs", item="staff", resource="staff", params={"expansions": STAFF_EXPANSIONS})
+        for school in schools
+    ]
+    seen: set[str] = set()
+    shared: dict[str, int] = {}
+
+    def build(record: Mapping[str, Any], listing: Listing) -> dict[str, Any] | None:
+        staff_id = id_string(record.get("id"))
+        if staff_id in seen:
+            shared[listing.scope] = shared.get(listing.scope, 0) + 1
+            return None
+        if staff_id is not None:
+            seen.add(staff_id)
+        affiliations = _nested(record, "school_affiliations", "school_affiliation") or []
+        if isinstance(affiliations, Mapping):
+            affiliations = [affiliations]
+        affiliated = [id_string(item.get("school_id")) for item in affiliations if isinstance(item, Mapping)]
+        active = [
+            id_string(item.get("school_id"))
+            for item in affiliations
+            if isinstance(item, Mapping) and _integer(item.get("status")) in (None, 1)
+        ]
+        home = _text(record.get("homeschool_id"))
+        return {
+            "staff_id": staff_id,
+            "local_id": _text(record.get("local_id")),
+            "users_dcid": _text(record.get("users_dcid")),
+            "first_name": _text(_nested(record, "name", "first_name")),
+            "middle_name": _text(_nested(record, "name", "middle_name")),
+            "last_name": _text(_nested(record, "name", "last_name")),
+            "teacher_username": _text(record.get("teacher_username")),
+            "admin_username": _text(record.get("admin_username")),
+            "email": _text(_nested(record, "emails", "work_email")),
+            "school_id": home or next((school for school in active if school), None) or listing.scope,
+            "school_ids": ",".join(dict.fromkeys(school for school in affiliated if school)) or listing.scope,
+            # The v1 listing returns active staff only; a status field, when sent, wins.
+            "status": _integer(record.get("status")) or 1,
+        }
+
+    staging = EntityStaging(engine, config, run_id, "staff")
+    staging.clear(schools)
+    _stage_listings(hook, staging, listings, build)
+    notes = {scope: [f"{count} staff already staged under another selected school"] for scope, count in shared.items()}
+    summaries = _scope_summaries(listings, staging.written, notes)
+    staging.write_counts(summaries)
+    return _result("staff", summaries)
+
+
+def extract_students(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, school_ids: list[str] | None = None) -> dict[str, Any]:
+    """Stage the active students of the selected schools with enrollment and contact email.
+
+    The v1 student listing returns students with an Active enrollment (enroll_status 0)
+    by default, which is exactly what the source document imports.
+    """
+    schools = _schools_in_scope(hook, config, school_ids)
+    listings = [
+        hook.v1_listing(school, f"/ws/v1/school/{school}/student", wrapper="students", item="student", resource="student", params={"expansions": STUDENT_EXPANSIONS})
+        for school in schools
+    ]
+
+    def build(record: Mapping[str, Any], listing: Listing) -> dict[str, Any]:
+        enrollment = record.get("school_enrollment") if isinstance(record.get("school_enrollment"), Mapping) else {}
+        return {
+            "student_id": id_string(record.get("id")),
+            "local_id": _text(record.get("local_id")),
+            "student_number": _text(_first(record, "student_number", "local_id")),
+            "first_name": _text(_nested(record, "name", "first_name")),
+            "middle_name": _text(_nested(record, "name", "middle_name")),
+            "last_name": _text(_nested(record, "name", "last_name")),
+            "student_username": _text(record.get("student_username")),
+            "email": _text(_nested(record, "contact_info", "email")),
+            "school_id": _text(enrollment.get("school_id")) or listing.scope,
+            "grade_level": _integer(enrollment.get("grade_level")),
+            "enroll_status": _text(enrollment.get("enroll_status")),
+            "enroll_status_code": _integer(enrollment.get("enroll_status_code")),
+            "entry_date": iso_date(enrollment.get("entry_date")),
+            "exit_date": iso_date(enrollment.get("exit_date")),
+        }
+
+    return _run_extract(hook, engine, config, run_id, "students", listings, build)
+
+
+# --------------------------------------------------------------------------- rosters (CC, SectionTeacher)
+
+
+def _school_numbers(hook: PowerSchoolHook, school_ids: list[str]) -> dict[str, str]:
+    """school number -> school id for the given schools (tables use numbers, v1 uses DCIDs)."""
+    by_id, _ = _school_lookup(hook)
+    return {id_string(by_id[school_id].get("school_number")) or "": school_id for school_id in school_ids}
+
+
+def _in_list(column: str, values: Iterable[str]) -> str:
+    return f"{column}==({','.join(values)})"
+
+
+def _id_map(hook: PowerSchoolHook, listing: Listing, key: str, value: str) -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    for row in hook.read_all(listing):
+        source, target = id_string(row.get(key)), id_string(row.get(value))
+        if source is not None and target is not None:
+            mapping[source] = target
+    return mapping
+
+
+def _first_term_id(config: DistrictConfig) -> int:
+    return (config.import_start_year - TERM_ID_YEAR_BASE) * 100
+
+
+def _section_map(hook: PowerSchoolHook, config: DistrictConfig, numbers: Mapping[str, str]) -> tuple[dict[str, tuple[str, str, str | None]], Listing]:
+    """Sections.ID -> (Sections.DCID, school id, term id) for the sections extract stages."""
+    listing = hook.table_listing(
+        DISTRICT_SCOPE,
+        "sections",
+        ("id", "dcid", "schoolid", "termid"),
+        q=f"{_in_list('schoolid', numbers)};termid=ge={_first_term_id(config)}",
+    )
+    terms = hook.table_listing(DISTRICT_SCOPE, "terms", ("id", "dcid", "schoolid"), q=_in_list("schoolid", numbers))
+    term_ids: dict[tuple[str, str], str] = {}
+    for row in hook.read_all(terms):
+        term_ids[(id_string(row.get("schoolid")) or "", id_string(row.get("id")) or "")] = id_string(row.get("dcid")) or ""
+    sections: dict[str, tuple[str, str, str | None]] = {}
+    for row in hook.read_all(listing):
+        section_id, dcid = id_string(row.get("id")), id_string(row.get("dcid"))
+        number = id_string(row.get("schoolid")) or ""
+        if section_id and dcid:
+            sections[section_id] = (dcid, numbers.get(number, number), term_ids.get((number, id_string(row.get("termid")) or "")))
+    return sections, listing
+
+
+def extract_section_enrollments(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, school_ids: list[str] | None = None) -> dict[str, Any]:
+    """Stage the section enrollments (rosters) of the sections extract stages.
+
+    District-wide through the CC table (one paged read instead of one call per section),
+    translating Students.ID / Sections.ID to DCIDs; a negative CC.SectionID is a dropped
+    enrollment (staged with ``dropped`` true). Only enrollments of active students of
+    the selected schools in sections from the import start year on are staged, the
+    same population the students and sections extracts stage; the others are counted
+    in the note. When the plugin may not read CC (403 or "No access to the field"), it
+    falls back to ``/ws/v1/section/{id}/section_enrollment`` for every staged section,
+    which needs ``extract_sections`` to have run first in the same run.
+    """
+    schools = _schools_in_scope(hook, config, school_ids)
+    try:
+        return _section_enrollments_from_cc(hook, engine, config, run_id, schools)
+    except (PermissionDeniedError, ValidationFailedError) as refused:
+        hook.log.warning("CC table read refused (%s); reading enrollments section by section", refused)
+        return _section_enrollments_per_section(hook, engine, config, run_id, schools, reason=str(refused))
+
+
+def _section_enrollments_from_cc(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, schools: list[str]) -> dict[str, Any]:
+    numbers = _school_numbers(hook, schools)
+    cc = hook.table_listing(
+        DISTRICT_SCOPE,
+        "cc",
+        ("id", "dcid", "studentid", "sectionid", "schoolid", "termid", "dateenrolled", "dateleft"),
+        q=f"{_in_list('schoolid', numbers)};termid=ge={_first_term_id(config)}",
+    )
+    # Refusals come first and cheaply: the count of CC is read before any map is built.
+    hook.read_counts([cc])
+    sections, section_listing = _section_map(hook, config, numbers)
+    student_listing = hook.table_listing(
+        DISTRICT_SCOPE, "students", ("id", "dcid"), q=f"{_in_list('schoolid', numbers)};enroll_status==0"
+    )
+    students = _id_map(hook, student_listing, "id", "dcid")
+    skipped = {"section": 0, "student": 0}
+
+    def build(row: Mapping[str, Any], _listing: Listing) -> dict[str, Any] | None:
+        raw_section = _integer(row.get("sectionid"))
+        section = sections.get(str(abs(raw_section))) if raw_section is not None else None
+        if section is None:
+            skipped["section"] += 1
+            return None
+        student = students.get(id_string(row.get("studentid")) or "")
+        if student is None:
+            skipped["student"] += 1
+            return None
+        section_id, school_id, term_id = section
+        return {
+            "enrollment_id": id_string(row.get("dcid") or row.get("id")),
+            "section_id": section_id,
+            "student_id": student,
+            "school_id": school_id,
+            "term_id": term_id,
+            "entry_date": iso_date(row.get("dateenrolled")),
+            "exit_date": iso_date(row.get("dateleft")),
+            "dropped": raw_section < 0,
+        }
+
+    staging = EntityStaging(engine, config, run_id, "section_enrollments")
+    staging.clear([DISTRICT_SCOPE])
+    _stage_listings(hook, staging, [cc], build, source_id=lambda row: id_string(row.get("dcid") or row.get("id")))
+    notes = [
+        f"{skipped['section']} CC rows of sections not staged (other schools or terms) left out" if skipped["section"] else "",
+        f"{skipped['student']} CC rows of students not active in the selected schools left out" if skipped["student"] else "",
+    ]
+    summaries = _scope_summaries([cc], staging.written, {DISTRICT_SCOPE: [note for note in notes if note]})
+    # The cross-check compares CC rows read with CC's count, not the staged subset.
+    summaries[0]["mismatch"] = cc.mismatch
+    staging.write_counts(summaries)
+    translation_requests = section_listing.requests + student_listing.requests + 1  # + the terms read
+    return _result("section_enrollments", summaries, source="cc", translation_requests=translation_requests)
+
+
+def _staged_sections(engine: Engine, config: DistrictConfig, run_id: str, schools: list[str]) -> list[tuple[str, str | None, str | None]]:
+    table = StgSection.__table__
+    query = (
+        select(table.c.section_id, table.c.school_id, table.c.term_id)
+        .where(table.c.district_id == config.district_id, table.c.run_id == run_id, table.c.school_id.in_(schools))
+        .order_by(table.c.id)
+    )
+    with engine.connect() as connection:
+        return [tuple(row) for row in connection.execute(query)]
+
+
+def _section_enrollments_per_section(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, schools: list[str], reason: str) -> dict[str, Any]:
+    with engine.connect() as connection:
+        sections_staged = connection.execute(
+            select(ExtractCount.__table__.c.id).where(
+                ExtractCount.__table__.c.district_id == config.district_id,
+                ExtractCount.__table__.c.run_id == run_id,
+                ExtractCount.__table__.c.entity == "sections",
+            )
+        ).first()
+    if sections_staged is None:
+        raise ExtractOrderError(
+            f"The PowerSchool Learning plugin may not read the CC table ({reason}), so section enrollments are read "
+            f"section by section, which needs extract_sections to run first in run {run_id}."
+        )
+    sections = {section_id: (school_id, term_id) for section_id, school_id, term_id in _staged_sections(engine, config, run_id, schools)}
+    listings = [
+        hook.v1_listing(
+            DISTRICT_SCOPE,
+            f"/ws/v1/section/{section_id}/section_enrollment",
+            wrapper="section_enrollments",
+            item="section_enrollment",
+            resource="section_enrollment",
+            counted=False,
+            label=f"section {section_id}",
+        )
+        for section_id in sections
+    ]
+
+    def build(record: Mapping[str, Any], _listing: Listing) -> dict[str, Any]:
+        section_id = _text(record.get("section_id")) or _listing.path.split("/")[4]
+        school_id, term_id = sections.get(section_id, (None, None))
+        return {
+            "enrollment_id": id_string(record.get("id")),
+            "section_id": section_id,
+            "student_id": _text(record.get("student_id")),
+            "school_id": school_id,
+            "term_id": term_id,
+            "entry_date": iso_date(record.get("entry_date")),
+            "exit_date": iso_date(record.get("exit_date")),
+            "dropped": bool(_boolean(record.get("dropped"))),
+        }
+
+    staging = EntityStaging(engine, config, run_id, "section_enrollments")
+    staging.clear([DISTRICT_SCOPE])
+    _stage_listings(hook, staging, listings, build)
+    summary = {
+        "scope": DISTRICT_SCOPE,
+        "rows": staging.written.get(DISTRICT_SCOPE, 0),
+        "reported_count": None,
+        "requests": sum(listing.requests for listing in listings),
+        "pages": sum(listing.pages for listing in listings),
+        "mismatch": False,
+        "note": f"read per section ({len(listings)} sections) because the CC table read was refused: {reason}",
+    }
+    staging.write_counts([summary])
+    return _result("section_enrollments", [summary], source="per_section")
+
+
+def extract_section_teachers(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, school_ids: list[str] | None = None) -> dict[str, Any]:
+    """Stage section teachers (lead and co-teachers) from SectionTeacher + RoleDef.
+
+    Sections.ID and Teachers.ID are translated to DCIDs; rows of sections extract does not
+    stage and of teachers who are not active are left out and counted in the note.
+    """
+    schools = _schools_in_scope(hook, config, school_ids)
+    numbers = _school_numbers(hook, schools)
+    sections, section_listing = _section_map(hook, config, numbers)
+    roles_listing = hook.table_listing(DISTRICT_SCOPE, "roledef", ("id", "name"), identity=lambda row: id_string(row.get("id")))
+    roles = _id_map(hook, roles_listing, "id", "name")
+    teachers_listing = hook.table_listing(DISTRICT_SCOPE, "teachers", ("id", "dcid"), q="status==1")
+    teachers = _id_map(hook, teachers_listing, "id", "dcid")
+    listing = hook.table_listing(
+        DISTRICT_SCOPE,
+        "sectionteacher",
+        ("id", "sectionid", "teacherid", "roleid", "start_date", "end_date", "priorityorder"),
+        identity=lambda row: id_string(row.get("id")),
+    )
+    skipped = {"section": 0, "teacher": 0}
+
+    def build(row: Mapping[str, Any], _listing: Listing) -> dict[str, Any] | None:
+        section = sections.get(id_string(row.get("sectionid")) or "")
+        if section is None:
+            skipped["section"] += 1
+            return None
+        staff_id = teachers.get(id_string(row.get("teacherid")) or "")
+        if staff_id is None:
+            skipped["teacher"] += 1
+            return None
+        return {
+            "section_id": section[0],
+            "staff_id": staff_id,
+            "role": roles.get(id_string(row.get("roleid")) or ""),
+            "start_date": iso_date(row.get("start_date")),
+            "end_date": iso_date(row.get("end_date")),
+            "priority_order": _integer(row.get("priorityorder")),
+        }
+
+    staging = EntityStaging(engine, config, run_id, "section_teachers")
+    staging.clear([DISTRICT_SCOPE])
+    _stage_listings(hook, staging, [listing], build, source_id=lambda row: id_string(row.get("id")))
+    notes = [
+        f"{skipped['section']} rows of sections not staged (other schools or terms) left out" if skipped["section"] else "",
+        f"{skipped['teacher']} rows of teachers who are not active left out" if skipped["teacher"] else "",
+    ]
+    summaries = _scope_summaries([listing], staging.written, {DISTRICT_SCOPE: [note for note in notes if note]})
+    staging.write_counts(summaries)
+    translation_requests = section_listing.requests + roles_listing.requests + teachers_listing.requests + 1
+    return _result("section_teachers", summaries, translation_requests=translation_requests)
+
+
+# --------------------------------------------------------------------------- guardians
+
+
+def _staged_student_ids(engine: Engine, config: DistrictConfig, run_id: str, schools: list[str]) -> Iterable[str]:
+    table = StgStudent.__table__
+    query = (
+        select(table.c.student_id)
+        .where(table.c.district_id == config.district_id, table.c.run_id == run_id, table.c.school_id.in_(schools))
+        .order_by(table.c.id)
+    )
+    with engine.connect() as connection:
+        for (student_id,) in connection.execute(query):
+            yield student_id
+
+
+def extract_guardians(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, school_ids: list[str] | None = None) -> dict[str, Any]:
+    """Stage the guardians of the staged students (the student_guardian_detail PowerQuery).
+
+    Parents are imported by default; "Ignore Parents from SIS" (``ignore_parents``) skips
+    the read entirely. The query takes student DCIDs, so this runs after
+    ``extract_students`` in the same run and asks for them in batches.
+    """
+    staging = EntityStaging(engine, config, run_id, "guardians")
+    if config.ignore_parents:
+        staging.clear([DISTRICT_SCOPE])
+        summary = {"scope": DISTRICT_SCOPE, "rows": 0, "reported_count": None, "requests": 0, "pages": 0, "mismatch": False,
+                   "note": "skipped: the district ignores parents from the SIS"}
+        staging.write_counts([summary])
+        return _result("guardians", [summary], skipped=True)
+    schools = _schools_in_scope(hook, config, school_ids)
+    with engine.connect() as connection:
+        students_staged = connection.execute(
+            select(ExtractCount.__table__.c.id).where(
+                ExtractCount.__table__.c.district_id == config.district_id,
+                ExtractCount.__table__.c.run_id == run_id,
+                ExtractCount.__table__.c.entity == "students",
+            )
+        ).first()
+    if students_staged is None:
+        raise ExtractOrderError(
+            f"Guardians are read for the staged students, so extract_students must run before extract_guardians in run {run_id}."
+        )
+
+    def identity(row: Mapping[str, Any]) -> str | None:
+        guardian, student = _guardian_id(row), _guardian_student_id(row)
+        return f"{guardian}:{student}" if guardian and student else None
+
+    staging.clear([DISTRICT_SCOPE])
+    listings: list[Listing] = []
+    batch: list[str] = []
+
+    def build(row: Mapping[str, Any], _listing: Listing) -> dict[str, Any] | None:
+        guardian_id, student_id = _guardian_id(row), _guardian_student_id(row)
+        if guardian_id is None or student_id is None:
+            return None
+        username = _text(_first(row, "username", "pcas_username", "portal_username"))
+        return {
+            "guardian_id": guardian_id,
+            "student_id": student_id,
+            "first_name": _text(_first(row, "firstname", "first_name")),
+            "last_name": _text(_first(row, "lastname", "last_name")),
+            "portal_username": username,
+            "portal_enabled": _boolean(_first(row, "isenabled", "portal_enabled")) if username else None,
+            "email": _text(_first(row, "emailaddress", "email")),
+            "relationship": _text(_first(row, "relationship", "relationship_type")),
+        }
+
+    def flush() -> None:
+        listing = hook.query_listing(DISTRICT_SCOPE, GUARDIAN_QUERY, {"students_dcid": list(batch)}, identity=identity)
+        listing.label = f"students {batch[0]}..{batch[-1]}"
+        listings.append(listing)
+        _stage_listings(hook, staging, [listing], build, source_id=identity)
+        batch.clear()
+
+    for student_id in _staged_student_ids(engine, config, run_id, schools):
+        batch.append(student_id)
+        if len(batch) >= GUARDIAN_QUERY_STUDENTS_PER_CALL:
+            flush()
+    if batch:
+        flush()
+    summaries = _scope_summaries(listings, staging.written) if listings else [
+        {"scope": DISTRICT_SCOPE, "rows": 0, "reported_count": None, "requests": 0, "pages": 0, "mismatch": False, "note": "no staged students"}
+    ]
+    staging.write_counts(summaries)
+    return _result("guardians", summaries)
+
+
+def _guardian_id(row: Mapping[str, Any]) -> str | None:
+    return id_string(_first(row, "guardianid", "guardian_id"))
+
+
+def _guardian_student_id(row: Mapping[str, Any]) -> str | None:
+    return id_string(_first(row, "studentsdcid", "students_dcid", "studentdcid", "student_dcid", "dcid"))
+
+
+ENTITY_EXTRACTS: dict[str, Callable[..., dict[str, Any]]] = {
+    "schools": extract_schools,
+    "terms": extract_terms,
+    "courses": extract_courses,
+    "sections": extract_sections,
+    "staff": extract_staff,
+    "students": extract_students,
+    "section_enrollments": extract_section_enrollments,
+    "section_teachers": extract_section_teachers,
+    "guardians": extract_guardians,
+}
+"""Entity name -> extract function, in an order that satisfies their dependencies."""
