@@ -175,9 +175,17 @@ def _render_template(frame: pd.DataFrame, template: str, prepare: Callable[[pd.S
     return result
 
 
+# Latin letters that Unicode decomposition does not reduce to ASCII.
+LATIN_LETTERS_WITHOUT_DECOMPOSITION = str.maketrans({
+    "æ": "ae", "Æ": "AE", "ø": "o", "Ø": "O", "ß": "ss", "đ": "d", "Đ": "D", "ł": "l", "Ł": "L",
+    "œ": "oe", "Œ": "OE", "þ": "th", "Þ": "TH", "ð": "d", "Ð": "D", "ı": "i",
+})
+
+
 def _ascii_slug(series: pd.Series) -> pd.Series:
-    """Lower-case ASCII letters and digits only: accents folded (é -> e), other scripts dropped."""
-    folded = series.astype("string").fillna("").str.normalize("NFKD")
+    """Lower-case ASCII letters and digits only: accents folded (é -> e, ø -> o), other scripts dropped."""
+    folded = series.astype("string").fillna("").str.translate(LATIN_LETTERS_WITHOUT_DECOMPOSITION)
+    folded = folded.str.normalize("NFKD")
     folded = folded.str.encode("ascii", errors="ignore").str.decode("ascii")
     return folded.str.lower().str.replace(r"[^a-z0-9]", "", regex=True).str.slice(0, GENERATED_LOGIN_NAME_PART_MAX)
 
