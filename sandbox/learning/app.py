@@ -320,8 +320,9 @@ def create_app(domains: dict[str, str], database_url: str) -> FastAPI:
             _user(session, domain, external_id)
             session.add(Notification(domain=domain, user_external_id=external_id, kind=body.kind,
                                      created_at=datetime.now(UTC)))
+            session.flush()
             count = session.scalar(select(func.count()).select_from(Notification).where(Notification.domain == domain))
-            return {"count": count + 1}
+            return {"count": count}
 
     @app.get("/api/v1/notifications/count", tags=["admin"], responses=ERROR_RESPONSES,
              summary="How many notifications this domain has sent (imports send none)")

@@ -25,6 +25,7 @@ milliseconds.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -100,6 +101,11 @@ def _existing_keys(session: Session, domain: str, column: Any, keys: Iterable[st
     for chunk in _chunks(wanted):
         found.update(session.scalars(select(column).where(table.domain == domain, column.in_(chunk))))
     return found
+
+
+def _plain_letters(text: str) -> str:
+    """"José Núñez" -> "Jose Nunez": a generated login people can type."""
+    return "".join(char for char in unicodedata.normalize("NFKD", text) if not unicodedata.combining(char))
 
 
 USER_TYPE_NAMES = {"S": "a student", "T": "a teacher", "P": "a parent"}
@@ -258,7 +264,8 @@ class UserImport(EntityImport):
 
     def _generate_login(self, row: UserRow) -> str:
         """first.last (letters and digits), then first.last2, 3, ...: the first free one, deterministically."""
-        base = ".".join(part for part in (re.sub(r"[^a-z0-9]", "", name.lower()) for name in (row.first_name, row.last_name)) if part)
+        parts = (re.sub(r"[^a-z0-9]", "", _plain_letters(name).lower()) for name in (row.first_name, row.last_name))
+        base = ".".join(part for part in parts if part)
         base = (base or "user")[: limits.LOGIN_LENGTH - 6]
         taken_in_database = set(
             self.session.scalars(

@@ -1,0 +1,1 @@
+"""Tests of the reference Learning server (sandbox/learning)."""
