@@ -1,0 +1,102 @@
+"""Grade push: one DAG per district with grade push enabled (grade_push__<district_id>).
+
+Thin by design: it loops over the validated district configs in sorted order; each DAG
+is scheduled by an asset whose watcher (``sis_learning.triggers.GradebookChangeTrigger``,
+run by the triggerer) fires when Learning's gradebook change feed has news, and its one
+task calls ``sis_learning.grade_push.run_grade_push_task``. No I/O at parse time.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import DAG, Asset, AssetWatcher, task
+
+from sis_learning.config import DistrictConfig, load_districts
+from sis_learning.triggers import GradebookChangeTrigger
+
+DOC_MD = """
+### Grade push for {name} (`{district_id}`)
+
+Writes PowerSchool Learning gradebook scores into PowerTeacher Pro, as the PowerSchool
+Learning integration for SIS 10.1+ describes it: **immediately** (seconds after a
+teacher saves a score), only for imported classes of organizations with grade push
+enabled ({organizations}), and never the other way (no grade is pulled into Learning).
+
+- **Started by** the asset `{asset}`: its watcher polls Learning's change feed every
+  {interval}s in the triggerer (no worker slot held while waiting) and records an asset
+  event when there are changes after the ledger cursor.
+- **push_grades** (pool `{pool}`): reads the feed from the cursor, creates each
+  gradable's PowerTeacher Pro assignment once (category `{category}` if the district has
+  it, else the teacher's first), writes the scores (batched per teacher), records
+  everything in the ledger (`grade_push_assignments`, `grade_push_scores`,
+  `grade_push_cursor`) and counts in `sync_runs` (kind `grade_push`).
+- Scores PowerTeacher refuses (HTTP 409) are recorded with its message and listed in one
+  email per run to {emails}; the other scores are written.
+
+Config: `{source}`. Design: docs/grade-push.md.
+"""
+
+
+def gradebook_asset(config: DistrictConfig) -> Asset:
+    district_id = config.district_id
+    return Asset(
+        name=f"learning_gradebook__{district_id}",
+        uri=f"x-sis-learning://learning-gradebook/{district_id}",
+        group="sis_learning",
+        watchers=[
+            AssetWatcher(
+                name=f"learning_gradebook_changes__{district_id}",
+                trigger=GradebookChangeTrigger(
+                    district_id=district_id,
+                    learning_conn_id=config.learning.connection_id,
+                    poll_interval_seconds=config.grade_push.poll_interval_seconds,
+                ),
+            )
+        ],
+    )
+
+
+def grade_push_dag(config: DistrictConfig) -> DAG:
+    district_id = config.district_id
+    asset = gradebook_asset(config)
+    with DAG(
+        dag_id=config.grade_push_dag_id,
+        description=f"Learning gradebook -> PowerTeacher Pro for {config.name}",
+        schedule=[asset],
+        start_date=pendulum.datetime(2025, 1, 1, tz=config.timezone),
+        catchup=False,
+        max_active_runs=1,
+        tags=["grade-push", "powerschool", "learning", f"district:{district_id}"],
+        doc_md=DOC_MD.format(
+            name=config.name, district_id=district_id, asset=asset.name,
+            interval=config.grade_push.poll_interval_seconds, pool=config.powerschool.pool,
+            category=config.grade_push.classwork_category,
+            organizations=("all imported organizations" if config.grade_push.organizations == "all"
+                           else ", ".join(config.grade_push.organizations)),
+            emails=", ".join(config.notifications.failure_emails) or "(no recipients configured)",
+            source=config.source_file,
+        ),
+        default_args={
+            "owner": config.owner,
+            "retries": 3,
+            "retry_delay": timedelta(seconds=5),
+            "retry_exponential_backoff": 2.0,
+            "max_retry_delay": timedelta(minutes=5),
+        },
+    ) as dag:
+
+        @task(task_id="push_grades", pool=config.powerschool.pool)
+        def push_grades(run_id=None):
+            from sis_learning.grade_push import run_grade_push_task
+
+            return run_grade_push_task(district_id, run_id)
+
+        push_grades()
+    return dag
+
+
+for _config in load_districts():
+    if _config.grade_push.enabled:
+        globals()[_config.grade_push_dag_id] = grade_push_dag(_config)
