@@ -298,7 +298,9 @@ class PowerSchoolHook(ApiHttpHook):
             except ValueError:
                 lifetime = 3600.0
             self._token = str(token)
-            self._token_expires_at = time.monotonic() + max(0.0, lifetime - TOKEN_RENEW_MARGIN_SECONDS)
+            # Renew a little before the end (a tenth of a short lifetime), never after it.
+            margin = min(TOKEN_RENEW_MARGIN_SECONDS, lifetime / 10)
+            self._token_expires_at = time.monotonic() + max(0.0, lifetime - margin)
             self.tokens_issued += 1
             return self._token
 
