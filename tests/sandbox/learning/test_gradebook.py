@@ -1,0 +1,136 @@
+"""The teacher's side and the gradebook change feed that grade push reads (source document: Grade Mappings).
+
+Runs on SQLite and on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from sandbox.learning.testing import LearningError
+from tests.sandbox.learning.sample_rows import seed_school
+
+
+def test_a_score_change_carries_everything_grade_push_needs(domain):
+    school = seed_school(domain, students=1)
+    domain.settings(grade_push_organizations=["10"])
+    gradable = domain.create_gradable("700", "Quiz 1", 20, description="Fractions", due_date="2025-10-03", type="Assessment")
+    assert gradable == {"id": gradable["id"], "class_id": "700", "title": "Quiz 1", "description": "Fractions",
+                        "due_date": "2025-10-03", "total_points": 20.0, "type": "Assessment"}
+    score = domain.set_score(gradable["id"], "600", "17.5")
+    assert (score["score"], score["version"], score["changed"]) == ("17.5", 1, True)
+
+    feed = domain.changes()
+    assert feed["has_more"] is False
+    [change] = feed["changes"]
+    assert feed["next_cursor"] == change["cursor"]
+    assert change["class_id"] == school["class_id"]
+    assert change["organization_id"] == "10"
+    assert change["teacher_id"] == "500"
+    assert change["year"] == "3500"
+    assert change["grade_push_enabled"] is True
+    assert change["gradable"] == gradable
+    assert (change["student_id"], change["score"], change["version"]) == ("600", "17.5", 1)
+    assert change["changed_at"].endswith("Z")
+
+
+def test_versions_grow_per_gradable_and_student_and_an_unchanged_score_adds_nothing(domain):
+    seed_school(domain, students=2)
+    quiz = domain.create_gradable("700", "Quiz", 10)
+    test = domain.create_gradable("700", "Test", 100)
+    domain.set_score(quiz["id"], "600", "8")
+    domain.set_score(quiz["id"], "600", "9")
+    unchanged = domain.set_score(quiz["id"], "600", "9")
+    assert (unchanged["version"], unchanged["changed"]) == (2, False)
+    domain.set_score(quiz["id"], "601", "7")
+    domain.set_score(test["id"], "600", "88")
+    domain.set_score(quiz["id"], "600", None)  # cleared
+    changes = domain.changes()["changes"]
+    assert [(c["gradable"]["title"], c["student_id"], c["score"], c["version"]) for c in changes] == [
+        ("Quiz", "600", "8", 1),
+        ("Quiz", "600", "9", 2),
+        ("Quiz", "601", "7", 1),
+        ("Test", "600", "88", 1),
+        ("Quiz", "600", None, 3),
+    ]
+    cursors = [c["cursor"] for c in changes]
+    assert cursors == sorted(cursors) and len(set(cursors)) == len(cursors)
+
+
+def test_the_feed_pages_by_cursor_without_missing_or_repeating_a_change(domain):
+    seed_school(domain, students=3)
+    gradable = domain.create_gradable("700", "Homework", 10)
+    for round_number in range(3):
+        for student in ("600", "601", "602"):
+            domain.set_score(gradable["id"], student, str(round_number + 1))
+    read, after, pages = [], 0, 0
+    while True:
+        page = domain.changes(after=after, limit=4)
+        pages += 1
+        read += page["changes"]
+        assert len(page["changes"]) <= 4
+        if not page["has_more"]:
+            break
+        after = page["next_cursor"]
+    assert pages == 3
+    assert len(read) == 9 and len({c["cursor"] for c in read}) == 9
+    # nothing new: the same cursor comes back, and an empty page
+    assert domain.changes(after=page["next_cursor"]) == {"changes": [], "next_cursor": page["next_cursor"], "has_more": False}
+    domain.set_score(gradable["id"], "600", "10")
+    [latest] = domain.changes(after=page["next_cursor"])["changes"]
+    assert latest["cursor"] > page["next_cursor"] and latest["version"] == 4
+
+
+def test_editing_a_gradable_re_emits_its_scores_with_new_versions(domain):
+    seed_school(domain, students=2)
+    gradable = domain.create_gradable("700", "Essay", 50)
+    domain.set_score(gradable["id"], "600", "40")
+    domain.set_score(gradable["id"], "601", "45")
+    cursor = domain.changes()["next_cursor"]
+    domain.update_gradable(gradable["id"], title="Essay (revised)", total_points=60)
+    changes = domain.changes(after=cursor)["changes"]
+    assert [(c["student_id"], c["score"], c["version"], c["gradable"]["title"], c["gradable"]["total_points"])
+            for c in changes] == [("600", "40", 2, "Essay (revised)", 60.0), ("601", "45", 2, "Essay (revised)", 60.0)]
+    domain.update_gradable(gradable["id"], title="Essay (revised)")  # no real change: nothing new
+    assert domain.changes(after=changes[-1]["cursor"])["changes"] == []
+
+
+def test_grade_push_enabled_follows_the_domain_settings(domain):
+    seed_school(domain, students=1)
+    gradable = domain.create_gradable("700", "Quiz", 10)
+    domain.set_score(gradable["id"], "600", "5")
+    assert domain.changes()["changes"][0]["grade_push_enabled"] is False
+    domain.settings(grade_push_organizations=["10"])
+    assert domain.changes()["changes"][0]["grade_push_enabled"] is True
+
+
+def test_gradables_and_scores_are_refused_where_they_cannot_exist(domain):
+    seed_school(domain, students=1)
+    with pytest.raises(LearningError, match=r"404.*class 799 does not exist"):
+        domain.create_gradable("799", "Quiz", 10)
+    gradable = domain.create_gradable("700", "Quiz", 10)
+    with pytest.raises(LearningError, match=r"404.*gradable 999999 does not exist"):
+        domain.set_score(999999, "600", "5")
+    with pytest.raises(LearningError, match=r"422.*student 500 is not a student on the roster of class 700"):
+        domain.set_score(gradable["id"], "500", "5")
+    with pytest.raises(LearningError, match=r"422.*student 404 is not a student on the roster"):
+        domain.set_score(gradable["id"], "404", "5")
+    bad = domain.http.post("/api/v1/classes/700/gradables", json={"title": "", "total_points": -1, "due_date": "3 Oct"})
+    assert bad.status_code == 422
+    message = bad.json()["message"]
+    assert "title" in message and "total_points" in message and "due_date" in message
+    too_long = domain.http.put(f"/api/v1/gradables/{gradable['id']}/scores/600", json={"score": "9" * 33})
+    assert too_long.status_code == 422 and "score" in too_long.json()["message"]
+    assert domain.changes()["changes"] == []
+
+
+def test_a_domain_sees_only_its_own_gradebook(domain, other_domain):
+    seed_school(domain, students=1)
+    seed_school(other_domain, students=1)
+    gradable = domain.create_gradable("700", "Quiz", 10)
+    domain.set_score(gradable["id"], "600", "5")
+    assert other_domain.changes()["changes"] == []
+    response = other_domain.http.put(f"/api/v1/gradables/{gradable['id']}/scores/600", json={"score": "0"})
+    assert response.status_code == 404
+    assert other_domain.http.get(f"/api/v1/gradables/{gradable['id']}").status_code == 404
+    assert domain.changes()["changes"][0]["score"] == "5"
