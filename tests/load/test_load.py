@@ -1,0 +1,380 @@
+"""Diff, safety and load against the reference Learning server over HTTPS, staging on SQLite and PostgreSQL.
+
+What a district relies on: the first run creates everything; the next run sends only
+what changed (Learning requests proportional to the changes); users who leave are
+disabled, never deleted, and their rosters and links removed; a row Learning refuses is
+in rejected_rows with Learning's reason and is tried again next run; a mass removal or an
+Import ID change stops the run until approved; a crash mid-load followed by a rerun ends
+in the same Learning state as a clean run, with no duplicates; the default password goes
+to new users only and is never stored.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+
+import pytest
+from sqlalchemy import select
+
+from sis_learning.diff import ENTITIES, ENTITY_BY_NAME, MassChangeDetected, check_safety, compute_changes
+from sis_learning.hooks.learning import LearningHook
+from sis_learning.load import load_run
+from sis_learning.secrets import SecretReferenceError
+from sis_learning.staging.changes import ChangeSet, LearningSnapshot
+from sis_learning.staging.quality import RejectedRow
+from tests.load.district_rows import DISTRICT_ID, LearningDistrict, make_config, write_run
+
+BATCH_SIZE = 50  # small batches so a test district spans several requests
+
+
+def config(district_id: str = DISTRICT_ID):
+    return make_config(district_id, learning={"connection_id": "learning_loadtest", "batch_size": BATCH_SIZE})
+
+
+def sync(engine, district: LearningDistrict, run_id: str, hook: LearningHook, approve: bool = False,
+         district_id: str = DISTRICT_ID, **load_options):
+    """What the DAG's load task group does: write the run's rows, diff, guard, load."""
+    write_run(engine, district, run_id, district_id)
+    compute_changes(engine, config(district_id), run_id)
+    check_safety(engine, config(district_id), run_id, approve_mass_changes=approve)
+    return load_run(engine, config(district_id), run_id, hook, **load_options)
+
+
+def learning_state(hook: LearningHook) -> dict[str, dict[str, dict]]:
+    """Everything the domain holds, per entity and key, in the fields the import sends."""
+    state = {}
+    for spec in ENTITIES:
+        rows = {}
+        for row in hook.read_all(spec.name):
+            key = ":".join(str(row[name]) for name in spec.key_fields)
+            assert key not in rows, f"Learning holds {spec.name} {key} twice"
+            rows[key] = {name: row.get(name) for name in spec.compared_fields}
+        state[spec.name] = rows
+    return state
+
+
+def expected_state(*runs: LearningDistrict) -> dict[str, dict[str, dict]]:
+    """The state the source document's rules give after these runs, in order."""
+    state: dict[str, dict[str, dict]] = {spec.name: {} for spec in ENTITIES}
+    for district in runs:
+        for spec in ENTITIES:
+            current = {key: {name: row.get(name) for name in spec.compared_fields}
+                       for key, row in getattr(district, spec.name).items()}
+            if spec.name == "users":
+                for key, row in state["users"].items():
+                    if key not in current:
+                        current[key] = {**row, "enabled": False}  # disabled, never deleted
+            elif spec.vanished_action is None:
+                current = {**state[spec.name], **current}  # Learning keeps what it has
+            state[spec.name] = current
+    return state
+
+
+def requests_for(counts: dict[str, int]) -> int:
+    return sum(math.ceil(rows / BATCH_SIZE) for rows in counts.values())
+
+
+def staged_rows(engine, table, run_id=None):
+    query = select(table.__table__).where(table.district_id == DISTRICT_ID)
+    if run_id is not None:
+        query = query.where(table.run_id == run_id)
+    with engine.connect() as connection:
+        return connection.execute(query).mappings().all()
+
+
+def test_first_run_loads_everything_and_the_next_sends_only_the_changes(staging_engine, learning_domain,
+                                                                        default_password):
+    hook = learning_domain.hook()
+    first = LearningDistrict.generate(schools=2, students_per_school=40)
+    summary = sync(staging_engine, first, "run-1", hook)
+
+    assert learning_state(hook) == expected_state(first)
+    for entity, rows in first.tables():
+        assert summary["counts"][entity]["created"] == len(rows)
+        assert summary["counts"][entity]["refused"] == summary["counts"][entity]["pending"] == 0
+    assert summary["requests"] == requests_for({entity: len(rows) for entity, rows in first.tables()})
+    assert summary["rows_sent"] == summary["rows_changed"] == sum(len(rows) for _, rows in first.tables())
+
+    second = first.copy()
+    new_student = second.add_user("39990001", "S", "100", "Nadia", "Newcomer")
+    second.user_levels["39990001"] = {"external_id": "39990001", "level_id": "9"}
+    a_class = next(iter(second.classes))
+    second.add_roster(a_class, "39990001", "student")
+    renamed = second.students_of("101")[0]
+    second.users[renamed]["last_name"] = "Renamed"
+    leaving = second.students_of("100")[5]
+    leaving_rosters = sum(1 for row in second.rosters.values() if row["user_id"] == leaving)
+    leaving_links = sum(1 for row in second.parent_links.values() if row["child_id"] == leaving)
+    second.remove_user(leaving)
+    dropped = next(key for key, row in second.rosters.items() if row["role"] == "student")
+    del second.rosters[dropped]
+
+    summary = sync(staging_engine, second, "run-2", hook)
+
+    assert learning_state(hook) == expected_state(first, second)
+    counts = summary["counts"]
+    assert counts["users"] | {"unchanged": 0} == {"created": 1, "updated": 1, "unchanged": 0, "deactivated": 1,
+                                                  "removed": 0, "refused": 0, "pending": 0}
+    assert counts["rosters"]["created"] == 1
+    assert counts["rosters"]["removed"] == leaving_rosters + 1
+    assert counts["parent_links"]["removed"] == leaving_links
+    assert counts["user_levels"]["created"] == 1
+    changed = 1 + 1 + 1 + 1 + 1 + leaving_rosters + 1 + leaving_links
+    assert summary["rows_changed"] == summary["rows_sent"] == changed
+    # one request per entity and action that changed: users upsert, user_levels, rosters
+    # remove, rosters upsert, users deactivate, and parent_links remove when the leaver had a parent
+    assert summary["requests"] == 5 + (1 if leaving_links else 0)
+    assert new_student["external_id"] in learning_state(hook)["users"]
+
+    # a third run with nothing new sends nothing at all
+    summary = sync(staging_engine, second, "run-3", hook)
+    assert summary["requests"] == summary["rows_sent"] == summary["rows_changed"] == 0
+    assert summary["counts"]["rosters"]["unchanged"] == len(second.rosters)
+
+
+def test_running_the_same_run_twice_sends_nothing_the_second_time(staging_engine, learning_domain, default_password):
+    hook = learning_domain.hook()
+    district = LearningDistrict.generate(schools=1, students_per_school=30)
+    first = sync(staging_engine, district, "run-1", hook)
+    again = sync(staging_engine, district, "run-1", hook)
+
+    assert again["requests"] == 0
+    assert again["counts"] == first["counts"]  # what Learning accepted in this run is kept
+    changes = staged_rows(staging_engine, ChangeSet, "run-1")
+    assert len(changes) == sum(len(rows) for _, rows in district.tables())  # one row per key, no duplicates
+    assert learning_state(hook) == expected_state(district)
+
+
+def test_refused_rows_are_recorded_with_learnings_reason_and_retried_next_run(staging_engine, learning_domain,
+                                                                             default_password):
+    hook = learning_domain.hook()
+    district = LearningDistrict.generate(schools=1, students_per_school=20, teachers_per_school=2)
+    teachers = [key for key, row in district.users.items() if row["user_type"] == "T"]
+    owner, duplicate = teachers
+    district.users[duplicate]["login"] = district.users[owner]["login"]  # logins are unique in a domain
+    duplicate_classes = [key for key, row in district.classes.items() if row["teacher_id"] == duplicate]
+    duplicate_rosters = [key for key, row in district.rosters.items() if row["class_id"] in duplicate_classes]
+
+    summary = sync(staging_engine, district, "run-1", hook)
+
+    assert summary["counts"]["users"]["refused"] == 1
+    assert summary["counts"]["classes"]["refused"] == len(duplicate_classes)
+    assert summary["counts"]["rosters"]["refused"] == len(duplicate_rosters)
+    rejected = {(row["entity"], row["source_id"]): row for row in staged_rows(staging_engine, RejectedRow, "run-1")}
+    assert set(rejected) == {("users", duplicate)} | {("classes", key) for key in duplicate_classes} | {
+        ("rosters", key) for key in duplicate_rosters}
+    assert all(row["stage"] == "load" and row["rule"] == "learning_refused" for row in rejected.values())
+    assert "login" in rejected[("users", duplicate)]["reason"].lower()
+    assert "teacher" in rejected[("classes", duplicate_classes[0])]["reason"].lower()
+    refused_changes = [row for row in staged_rows(staging_engine, ChangeSet, "run-1") if row["status"] == "refused"]
+    assert all(row["learning_result"] == "failed" and row["reason"] for row in refused_changes)
+    snapshot_keys = {(row["entity"], row["key"]) for row in staged_rows(staging_engine, LearningSnapshot)}
+    assert ("users", duplicate) not in snapshot_keys and ("users", owner) in snapshot_keys
+    assert duplicate not in learning_state(hook)["users"]
+
+    # The district fixes the login in PowerSchool: the next run sends the refused rows again.
+    district.users[duplicate]["login"] = "fixed.login." + duplicate
+    summary = sync(staging_engine, district, "run-2", hook)
+    assert summary["counts"]["users"]["created"] == 1
+    assert summary["counts"]["classes"]["created"] == len(duplicate_classes)
+    assert summary["counts"]["rosters"]["created"] == len(duplicate_rosters)
+    assert summary["rows_sent"] == 1 + len(duplicate_classes) + len(duplicate_rosters)
+    assert learning_state(hook) == expected_state(district)
+    assert staged_rows(staging_engine, RejectedRow, "run-2") == []
+
+
+def test_mass_removal_stops_the_run_until_approved(staging_engine, learning_domain, default_password):
+    hook = learning_domain.hook()
+    first = LearningDistrict.generate(schools=2, students_per_school=40, parents=False)
+    sync(staging_engine, first, "run-1", hook)
+
+    second = first.copy()
+    leaving = second.students_of("100")[:30]
+    for student in leaving:
+        second.remove_user(student)
+    write_run(staging_engine, second, "run-2")
+    compute_changes(staging_engine, config(), "run-2")
+    with pytest.raises(MassChangeDetected) as stop:
+        check_safety(staging_engine, config(), "run-2", approve_mass_changes=False)
+
+    message = str(stop.value)
+    assert "school 100, users: 30 of 44 would be deactivated" in message
+    assert "approve_mass_changes=true" in message and "sis_import__loadtest" in message
+    assert leaving[0] in message  # examples a district admin can look up
+    assert "school 101" not in message  # the other school is untouched
+    findings = {(finding["entity"], finding["organization_id"]) for finding in stop.value.findings}
+    assert ("users", "100") in findings
+    assert learning_state(hook) == expected_state(first)  # nothing was sent
+
+    check_safety(staging_engine, config(), "run-2", approve_mass_changes=True)  # approved: no error
+    summary = load_run(staging_engine, config(), "run-2", hook)
+    assert summary["counts"]["users"]["deactivated"] == 30
+    assert learning_state(hook) == expected_state(first, second)
+
+
+def test_small_turnover_passes_the_guard(staging_engine, learning_domain, default_password):
+    hook = learning_domain.hook()
+    first = LearningDistrict.generate(schools=1, students_per_school=40, parents=False)
+    sync(staging_engine, first, "run-1", hook)
+    second = first.copy()
+    for index, student in enumerate(second.students_of("100")[:3]):
+        second.remove_user(student)
+        second.add_user(f"3888000{index}", "S", "100", f"Other{index}", "Arrival")
+    summary = sync(staging_engine, second, "run-2", hook)  # check_safety raises nothing
+    assert summary["counts"]["users"]["deactivated"] == 3
+
+
+def test_import_id_change_stops_the_run(staging_engine, learning_domain, default_password):
+    hook = learning_domain.hook()
+    first = LearningDistrict.generate(schools=1, students_per_school=40, parents=False)
+    sync(staging_engine, first, "run-1", hook)
+
+    # The same students come back under new Import IDs (new DCIDs), as after a re-key.
+    second = LearningDistrict(organizations=dict(first.organizations))
+    for key, row in first.users.items():
+        new_key = key if row["user_type"] == "T" else "9" + key
+        second.users[new_key] = {**row, "external_id": new_key, "login": row["login"] + ".new"}
+    write_run(staging_engine, second, "run-2")
+    compute_changes(staging_engine, config(), "run-2")
+    with pytest.raises(MassChangeDetected) as stop:
+        check_safety(staging_engine, config(), "run-2", approve_mass_changes=False)
+
+    kinds = {finding["kind"] for finding in stop.value.findings}
+    assert "import_id_change" in kinds
+    import_id = next(finding for finding in stop.value.findings if finding["kind"] == "import_id_change")
+    assert import_id["rows"] == 40 and import_id["previous_rows"] == 40
+    assert "possible Import ID change: 40 of 40 users leaving reappear under a new id" in str(stop.value)
+    assert learning_state(hook) == expected_state(first)
+
+
+class CrashingLearningHook(LearningHook):
+    """The real hook, with a crash injected at the Nth write (before or after Learning applied it)."""
+
+    def __init__(self, *args, crash_at: int, after_learning_applied: bool, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.crash_at = crash_at
+        self.after_learning_applied = after_learning_applied
+        self.writes = 0
+        self.lock = threading.Lock()
+
+    def _maybe_crash(self, send):
+        with self.lock:  # batches are sent from several threads
+            self.writes += 1
+            this_write = self.writes
+        if this_write == self.crash_at and not self.after_learning_applied:
+            raise RuntimeError("worker killed before the batch reached Learning")
+        results = send()
+        if this_write == self.crash_at:
+            raise RuntimeError("worker killed after Learning applied the batch, before it was recorded")
+        return results
+
+    def upsert(self, entity, rows):
+        return self._maybe_crash(lambda: super(CrashingLearningHook, self).upsert(entity, rows))
+
+    def remove(self, entity, rows):
+        return self._maybe_crash(lambda: super(CrashingLearningHook, self).remove(entity, rows))
+
+    def deactivate_users(self, external_ids):
+        return self._maybe_crash(lambda: super(CrashingLearningHook, self).deactivate_users(external_ids))
+
+
+@pytest.mark.parametrize("after_learning_applied", [False, True], ids=["before-send", "after-send"])
+def test_crash_mid_load_and_rerun_converges_to_a_clean_runs_state(staging_engine, learning_server, learning_domain,
+                                                                 default_password, after_learning_applied):
+    first = LearningDistrict.generate(schools=2, students_per_school=40)
+    second = first.copy()
+    for student in second.students_of("101")[:4]:
+        second.remove_user(student)
+    second.users[second.students_of("100")[0]]["first_name"] = "Changed"
+    for index in range(60):
+        second.add_roster(list(second.classes)[index % len(second.classes)], second.students_of("100")[-1 - index % 20],
+                          "student")
+
+    # The clean reference: the same two runs, without a crash, for another district
+    # (its own Learning domain and its own rows in the same staging database).
+    clean_name = learning_server.free_domains.pop(0)
+    clean = LearningHook.from_settings(learning_server.base_url, learning_server.tokens[clean_name],
+                                       str(learning_server.ca_bundle))
+    sync(staging_engine, first, "run-1", clean, district_id="cleanrun")
+    sync(staging_engine, second, "run-2", clean, district_id="cleanrun")
+    clean_state = learning_state(clean)
+
+    hook = learning_domain.hook()
+    sync(staging_engine, first, "run-1", hook)
+    crashing = CrashingLearningHook(connection=hook.connection(), crash_at=4, after_learning_applied=after_learning_applied)
+    with pytest.raises(RuntimeError, match="worker killed"):
+        sync(staging_engine, second, "run-2", crashing, max_batches_in_flight=2)
+    assert learning_state(hook) != expected_state(first, second)  # the crash left Learning half-way
+
+    # The task is retried: the whole load task group runs again for the same run.
+    summary = sync(staging_engine, second, "run-2", hook)
+
+    assert summary["counts"]["users"]["pending"] == 0
+    final = learning_state(hook)
+    assert final == expected_state(first, second)
+    assert final == clean_state
+    keys = [(row["entity"], row["key"]) for row in staged_rows(staging_engine, ChangeSet, "run-2")]
+    assert len(keys) == len(set(keys))  # one change-set row per key
+    assert {row["status"] for row in staged_rows(staging_engine, ChangeSet, "run-2")} <= {"accepted", "skipped"}
+    snapshot = staged_rows(staging_engine, LearningSnapshot)
+    assert {row["key"] for row in snapshot if row["entity"] == "rosters"} == set(second.rosters)
+
+
+def test_load_alone_resumes_after_a_crash(staging_engine, learning_domain, default_password):
+    """Retrying only the load task (the diff already done) sends just what is still pending."""
+    hook = learning_domain.hook()
+    district = LearningDistrict.generate(schools=2, students_per_school=40)
+    write_run(staging_engine, district, "run-1")
+    compute_changes(staging_engine, config(), "run-1")
+    crashing = CrashingLearningHook(connection=hook.connection(), crash_at=3, after_learning_applied=True)
+    with pytest.raises(RuntimeError):
+        load_run(staging_engine, config(), "run-1", crashing, max_batches_in_flight=1)
+    summary = load_run(staging_engine, config(), "run-1", hook)
+    total = sum(len(rows) for _, rows in district.tables())
+    # writes 1-2 (organizations, first users batch) were recorded; write 3 (the second users
+    # batch) reached Learning but not the change set: it is sent again and comes back unchanged
+    assert summary["rows_sent"] == total - len(district.organizations) - BATCH_SIZE
+    assert summary["counts"]["users"]["unchanged"] == BATCH_SIZE
+    assert summary["counts"]["users"]["created"] == len(district.users) - BATCH_SIZE
+    assert learning_state(hook) == expected_state(district)
+    assert sum(counts["pending"] for counts in summary["counts"].values()) == 0
+
+
+def test_default_password_goes_to_new_users_only_and_is_never_stored(staging_engine, learning_domain,
+                                                                     default_password, caplog):
+    caplog.set_level("DEBUG")
+    hook = learning_domain.hook()
+    district = LearningDistrict.generate(schools=1, students_per_school=5, teachers_per_school=1)
+    sync(staging_engine, district, "run-1", hook)
+
+    some_user = next(iter(district.users))
+    read_back = hook.read("users", some_user)
+    assert read_back["has_password"] is True
+    assert read_back["password_temporary"] is True
+    for table in (ChangeSet, LearningSnapshot, RejectedRow):
+        assert default_password not in json.dumps([dict(row) for row in staged_rows(staging_engine, table)],
+                                                  default=str)
+    assert default_password not in caplog.text
+
+
+def test_missing_default_password_secret_stops_before_anything_is_sent(staging_engine, learning_domain, monkeypatch):
+    monkeypatch.delenv("LOADTEST_DEFAULT_PASSWORD", raising=False)
+    hook = learning_domain.hook()
+    district = LearningDistrict.generate(schools=1, students_per_school=5)
+    write_run(staging_engine, district, "run-1")
+    compute_changes(staging_engine, config(), "run-1")
+    with pytest.raises(SecretReferenceError, match="LOADTEST_DEFAULT_PASSWORD is not set"):
+        load_run(staging_engine, config(), "run-1", hook)
+    assert hook.stats.total_requests == 0
+
+
+def test_entities_are_sent_in_dependency_order(staging_engine, learning_domain, default_password):
+    hook = learning_domain.hook(max_concurrent_requests=1)
+    district = LearningDistrict.generate(schools=1, students_per_school=10)
+    sync(staging_engine, district, "run-1", hook, max_batches_in_flight=1)
+    kinds = list(hook.stats.requests)  # Counter keeps first-seen order
+    order = [kind.split()[1].split("/")[0] for kind in kinds if kind.startswith("POST")]
+    assert order == ["organizations", "users", "user_levels", "classes", "rosters", "parent_links"]
+    assert ENTITY_BY_NAME["rosters"].vanished_action == "remove"
