@@ -122,15 +122,18 @@ def http_error_answer(_request: Request, error: HTTPException) -> JSONResponse:
 
 
 def row_out(record: Any) -> dict[str, Any]:
-    """An object as the read-back API shows it: its columns minus internals and secrets."""
-    out: dict[str, Any] = {}
-    for column in record.__table__.columns:
-        if column.key in HIDDEN_COLUMNS:
-            continue
-        value = getattr(record, column.key)
-        out[column.key] = gradebook.timestamp(value) if isinstance(value, datetime) else value
-    if isinstance(record, User):
-        out["has_password"] = record.password_hash is not None
+    """An object (ORM object or Core row) as the read-back API shows it: its columns minus internals and secrets."""
+    if hasattr(record, "_mapping"):
+        columns = dict(record._mapping)
+    else:
+        columns = {column.key: getattr(record, column.key) for column in record.__table__.columns}
+    out = {
+        name: gradebook.timestamp(value) if isinstance(value, datetime) else value
+        for name, value in columns.items()
+        if name not in HIDDEN_COLUMNS
+    }
+    if "password_hash" in columns:
+        out["has_password"] = columns["password_hash"] is not None
     return out
 
 
@@ -230,10 +233,11 @@ def create_app(domains: dict[str, str], database_url: str) -> FastAPI:
 
         def read_one(domain: Domain, key: Annotated[str, Path(description=f"{key_help}, joined with ':'")]) -> dict[str, Any]:
             with transaction(domain, write=False) as session:
-                found = importer(session, domain, DomainSettingsBody(), datetime.now()).load_existing([key])
-                if key not in found:
+                parts = tuple(key.split(":", len(importer.key_fields) - 1))
+                found = importer(session, domain, DomainSettingsBody(), datetime.now(UTC)).load_existing([parts])
+                if parts not in found:
                     raise ApiError(404, f"no {entity} with key {key} in this domain")
-                return row_out(found[key])
+                return row_out(found[parts])
 
         app.add_api_route(
             f"/api/v1/{entity}/batch", upsert, methods=["POST"], response_model=BatchAnswer, tags=["import"],

@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import delete, insert, select, tuple_, update
+from sqlalchemy import bindparam, delete, insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from sandbox.learning import limits
@@ -108,6 +108,14 @@ def _plain_letters(text: str) -> str:
     return "".join(char for char in unicodedata.normalize("NFKD", text) if not unicodedata.combining(char))
 
 
+def _same_columns(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Rows grouped by their set of columns (an executemany needs the same columns in every row)."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(sorted(row)), []).append(row)
+    return list(groups.values())
+
+
 USER_TYPE_NAMES = {"S": "a student", "T": "a teacher", "P": "a parent"}
 
 
@@ -138,25 +146,33 @@ class EntityImport:
 
     # keys
     @classmethod
-    def key_of(cls, values: dict[str, Any] | BaseModel) -> str | None:
-        """``"<id>"`` or ``"<id>:<id>"``; None when a key field is missing (a row that failed validation)."""
+    def key_parts(cls, values: dict[str, Any] | BaseModel) -> tuple[str, ...] | None:
+        """The key fields' values; None when one is missing or not a scalar (a row that failed validation)."""
         if isinstance(values, BaseModel):
-            values = values.model_dump()
-        parts = [values.get(field) if isinstance(values, dict) else None for field in cls.key_fields]
+            return tuple(getattr(values, field) for field in cls.key_fields)
+        parts = [values.get(field) for field in cls.key_fields]
         if any(part is None or isinstance(part, dict | list) for part in parts):
             return None
-        return ":".join(str(part) for part in parts)
+        return tuple(str(part) for part in parts)
 
-    def load_existing(self, keys: list[str]) -> dict[str, Any]:
-        columns = [getattr(self.table, field) for field in self.key_fields]
-        found: dict[str, Any] = {}
+    @classmethod
+    def key_of(cls, values: dict[str, Any] | BaseModel) -> str | None:
+        """``"<id>"`` or ``"<id>:<id>"`` as the results show it."""
+        parts = cls.key_parts(values) if isinstance(values, BaseModel | dict) else None
+        return ":".join(parts) if parts is not None else None
+
+    def load_existing(self, keys: list[tuple[str, ...]]) -> dict[tuple[str, ...], Any]:
+        """The stored rows of these keys (Core rows: plain and fast, read by attribute)."""
+        table = self.table.__table__
+        columns = [table.c[field] for field in self.key_fields]
+        found: dict[tuple[str, ...], Any] = {}
         for chunk in _chunks(keys):
             if len(columns) == 1:
-                condition = columns[0].in_(chunk)
+                condition = columns[0].in_([key[0] for key in chunk])
             else:
-                condition = tuple_(*columns).in_([tuple(key.split(":", 1)) for key in chunk])
-            for record in self.session.scalars(select(self.table).where(self.table.domain == self.domain, condition)):
-                found[":".join(str(getattr(record, field)) for field in self.key_fields)] = record
+                condition = tuple_(*columns).in_(list(chunk))
+            for record in self.session.execute(select(table).where(table.c.domain == self.domain, condition)):
+                found[tuple(getattr(record, field) for field in self.key_fields)] = record
         return found
 
     # rules
@@ -194,14 +210,14 @@ class EntityImport:
             first_index_of_key[key] = index
             parsed.append((index, row))
 
-        existing = self.load_existing([self.key_of(row) for _, row in parsed])
+        existing = self.load_existing([self.key_parts(row) for _, row in parsed])
         self.prepare(parsed, existing)
         inserts: list[dict[str, Any]] = []
         ordered_updates: list[dict[str, Any]] = []  # must run one by one, in batch order (see UserImport)
         updates: list[dict[str, Any]] = []
         for index, row in parsed:
             key = self.key_of(row)
-            current = existing.get(key)
+            current = existing.get(self.key_parts(row))
             try:
                 values, note = self.values(row, current)
             except RowFailed as failure:
@@ -216,17 +232,23 @@ class EntityImport:
             if not changed:
                 outcomes[index] = RowOutcome(index, key, "unchanged", note=note)
                 continue
-            change = {"id": current.id, **changed, "updated_at": self.now}
-            (ordered_updates if self.must_update_in_order(changed) else updates).append(change)
+            if self.must_update_in_order(changed):
+                ordered_updates.append({"row_id": current.id, **changed, "updated_at": self.now})
+            else:
+                # the whole row, not just what changed: one UPDATE statement fits the whole batch
+                updates.append({"row_id": current.id, **values, "updated_at": self.now})
             outcomes[index] = RowOutcome(index, key, "updated", note=note)
 
         # Updates before inserts: a login released by an update may be taken by a created user.
+        table = self.table.__table__
         for change in ordered_updates:
-            self.session.execute(update(self.table).where(self.table.id == change.pop("id")).values(**change))
-        if updates:
-            self.session.execute(update(self.table), updates)
-        if inserts:
-            self.session.execute(insert(self.table), inserts)
+            self.session.execute(update(table).where(table.c.id == change.pop("row_id")).values(**change))
+        for group in _same_columns(updates):
+            statement = update(table).where(table.c.id == bindparam("row_id"))
+            statement = statement.values({name: bindparam(name) for name in group[0] if name != "row_id"})
+            self.session.execute(statement, group)
+        for group in _same_columns(inserts):
+            self.session.execute(insert(table), group)
         return [outcomes[index] for index in range(len(raw_rows))]
 
     def must_update_in_order(self, changed: dict[str, Any]) -> bool:
