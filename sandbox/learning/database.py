@@ -48,6 +48,9 @@ def open_database(url: str) -> sessionmaker[Session]:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine: Engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
+    elif parsed.get_driver_name() == "psycopg2":
+        # execute_batch for UPDATE executemany: one round trip per page of rows, not per row.
+        engine = create_engine(url, pool_pre_ping=True, executemany_mode="values_plus_batch")
     else:
         engine = create_engine(url, pool_pre_ping=True)
     LearningBase.metadata.create_all(engine)
