@@ -6,8 +6,8 @@ call but ``/health`` needs ``Authorization: Bearer <domain token>``; the token d
 the domain, and every read and write is confined to it.
 
 Errors answer ``{"message": "...", "errors": [...]}``: 400 malformed JSON, 401 no or
-wrong token, 404 unknown entity or object, 413 more than 1,000 rows, 422 a body that
-breaks the schema or a rule. Inside a batch, a bad row fails alone (status ``failed``
+wrong token, 404 unknown entity or object, 413 more than 1,000 rows, 415 a body that is
+not JSON, 422 a body that breaks the schema or a rule. Inside a batch, a bad row fails alone (status ``failed``
 with its reason) and the others are applied, in one transaction.
 """
 
@@ -92,8 +92,17 @@ def _field_of(location: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
-def validation_error_answer(_request: Request, error: RequestValidationError) -> JSONResponse:
+def validation_error_answer(request: Request, error: RequestValidationError) -> JSONResponse:
     details = error.errors()
+    body_errors = [detail for detail in details if tuple(detail.get("loc", ()))[:1] == ("body",)]
+    content_type = request.headers.get("content-type", "")
+    if body_errors and content_type and content_type.split(";")[0].strip().lower() != "application/json":
+        return JSONResponse(
+            status_code=415,
+            content=error_body(f"send the body as JSON with Content-Type: application/json (got {content_type[:60]})"),
+        )
+    if any(tuple(detail.get("loc", ())) == ("body",) and detail.get("type") == "missing" for detail in details):
+        return JSONResponse(status_code=422, content=error_body("the request has no JSON body"))
     malformed = [detail for detail in details if detail.get("type") == "json_invalid"]
     if malformed:
         context = malformed[0].get("ctx", {}).get("error", "")

@@ -22,6 +22,20 @@ def test_malformed_json_is_a_400_that_says_so(domain):
     assert response.json()["message"].startswith("malformed JSON body")
 
 
+def test_a_body_that_is_not_json_is_a_415_and_no_body_is_a_422(domain):
+    row = b'{"rows": [{"organization_id": "1", "name": "North"}]}'
+    response = domain.http.post("/api/v1/organizations/batch", content=row, headers={"Content-Type": "text/plain"})
+    assert response.status_code == 415
+    assert response.json()["message"] == "send the body as JSON with Content-Type: application/json (got text/plain)"
+    for empty in (b"", b"null"):
+        response = domain.http.post(
+            "/api/v1/organizations/batch", content=empty, headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == 422
+        assert response.json()["message"] == "the request has no JSON body"
+    assert domain.organizations() == {}
+
+
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
