@@ -678,21 +678,27 @@ def _staged_sections(engine: Engine, config: DistrictConfig, run_id: str, school
         return [tuple(row) for row in connection.execute(query)]
 
 
-def _section_enrollments_per_section(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, schools: list[str], reason: str) -> dict[str, Any]:
+def _entity_completed(engine: Engine, config: DistrictConfig, run_id: str, entity: str) -> bool:
+    """Whether ``entity`` finished extracting in this run (its extract_counts rows exist)."""
+    table = ExtractCount.__table__
     with engine.connect() as connection:
-        sections_staged = connection.execute(
-            select(ExtractCount.__table__.c.id).where(
-                ExtractCount.__table__.c.district_id == config.district_id,
-                ExtractCount.__table__.c.run_id == run_id,
-                ExtractCount.__table__.c.entity == "sections",
-            )
+        found = connection.execute(
+            select(table.c.id).where(table.c.district_id == config.district_id, table.c.run_id == run_id, table.c.entity == entity)
         ).first()
-    if sections_staged is None:
+    return found is not None
+
+
+def _section_enrollments_per_section(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, schools: list[str], reason: str) -> dict[str, Any]:
+    missing = [entity for entity in ("sections", "students") if not _entity_completed(engine, config, run_id, entity)]
+    if missing:
         raise ExtractOrderError(
             f"The PowerSchool Learning plugin may not read the CC table ({reason}), so section enrollments are read "
-            f"section by section, which needs extract_sections to run first in run {run_id}."
+            f"section by section, which needs {' and '.join(f'extract_{entity}' for entity in missing)} to run first "
+            f"in run {run_id}."
         )
     sections = {section_id: (school_id, term_id) for section_id, school_id, term_id in _staged_sections(engine, config, run_id, schools)}
+    # The same population as the CC read: enrollments of the students extract staged.
+    students = set(_staged_student_ids(engine, config, run_id, schools))
     listings = [
         hook.v1_listing(
             DISTRICT_SCOPE,
@@ -705,14 +711,20 @@ def _section_enrollments_per_section(hook: PowerSchoolHook, engine: Engine, conf
         )
         for section_id in sections
     ]
+    skipped_students = 0
 
-    def build(record: Mapping[str, Any], _listing: Listing) -> dict[str, Any]:
-        section_id = _text(record.get("section_id")) or _listing.path.split("/")[4]
+    def build(record: Mapping[str, Any], listing: Listing) -> dict[str, Any] | None:
+        nonlocal skipped_students
+        student_id = _text(record.get("student_id"))
+        if student_id not in students:
+            skipped_students += 1
+            return None
+        section_id = _text(record.get("section_id")) or listing.path.split("/")[4]
         school_id, term_id = sections.get(section_id, (None, None))
         return {
             "enrollment_id": id_string(record.get("id")),
             "section_id": section_id,
-            "student_id": _text(record.get("student_id")),
+            "student_id": student_id,
             "school_id": school_id,
             "term_id": term_id,
             "entry_date": iso_date(record.get("entry_date")),
@@ -723,6 +735,9 @@ def _section_enrollments_per_section(hook: PowerSchoolHook, engine: Engine, conf
     staging = EntityStaging(engine, config, run_id, "section_enrollments")
     staging.clear([DISTRICT_SCOPE])
     _stage_listings(hook, staging, listings, build)
+    note = f"read per section ({len(listings)} sections) because the CC table read was refused: {reason}"
+    if skipped_students:
+        note += f"; {skipped_students} enrollments of students not active in the selected schools left out"
     summary = {
         "scope": DISTRICT_SCOPE,
         "rows": staging.written.get(DISTRICT_SCOPE, 0),
@@ -730,7 +745,7 @@ def _section_enrollments_per_section(hook: PowerSchoolHook, engine: Engine, conf
         "requests": sum(listing.requests for listing in listings),
         "pages": sum(listing.pages for listing in listings),
         "mismatch": False,
-        "note": f"read per section ({len(listings)} sections) because the CC table read was refused: {reason}",
+        "note": note,
     }
     staging.write_counts([summary])
     return _result("section_enrollments", [summary], source="per_section")
@@ -818,15 +833,7 @@ def extract_guardians(hook: PowerSchoolHook, engine: Engine, config: DistrictCon
         staging.write_counts([summary])
         return _result("guardians", [summary], skipped=True)
     schools = _schools_in_scope(hook, config, school_ids)
-    with engine.connect() as connection:
-        students_staged = connection.execute(
-            select(ExtractCount.__table__.c.id).where(
-                ExtractCount.__table__.c.district_id == config.district_id,
-                ExtractCount.__table__.c.run_id == run_id,
-                ExtractCount.__table__.c.entity == "students",
-            )
-        ).first()
-    if students_staged is None:
+    if not _entity_completed(engine, config, run_id, "students"):
         raise ExtractOrderError(
             f"Guardians are read for the staged students, so extract_students must run before extract_guardians in run {run_id}."
         )

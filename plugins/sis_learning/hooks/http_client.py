@@ -223,22 +223,35 @@ def parse_wait_hint(text: str | None) -> float | None:
 
 
 class HostLimiter:
-    """Process-wide bound on requests in flight to one host, and a shared throttle pause.
+    """Process-wide bound on requests in flight to one host, and a shared throttle response.
 
     A throttle answer pauses every thread of the process that talks to the host (a
-    plugin's "minimum time between requests" is per plugin, not per thread).
+    plugin's "minimum time between requests" is per plugin, not per thread), and from
+    then on request starts are spaced apart: the spacing doubles on each throttle answer
+    (from 50 ms up to 2 s) and shrinks by 1% on each success, so a client settles just
+    under the server's limit instead of stampeding back after every pause.
     """
+
+    MIN_SPACING_SECONDS = 0.05
+    MAX_SPACING_SECONDS = 2.0
+    SPACING_DECAY = 0.99
 
     def __init__(self, limit: int) -> None:
         self._condition = threading.Condition()
         self._limit = max(1, int(limit))
         self._in_flight = 0
         self._resume_at = 0.0
+        self._spacing = 0.0
+        self._last_start = 0.0
         self.peak_in_flight = 0
 
     @property
     def limit(self) -> int:
         return self._limit
+
+    @property
+    def spacing_seconds(self) -> float:
+        return self._spacing
 
     def set_limit(self, limit: int) -> None:
         with self._condition:
@@ -249,14 +262,27 @@ class HostLimiter:
         with self._condition:
             self._resume_at = max(self._resume_at, monotonic_deadline)
 
+    def note_throttled(self) -> None:
+        with self._condition:
+            self._spacing = min(self.MAX_SPACING_SECONDS, max(self.MIN_SPACING_SECONDS, self._spacing * 2))
+
+    def note_success(self) -> None:
+        if self._spacing:
+            with self._condition:
+                self._spacing *= self.SPACING_DECAY
+                if self._spacing < 0.001:
+                    self._spacing = 0.0
+
     def acquire(self) -> None:
         with self._condition:
             while True:
-                wait_for_pause = self._resume_at - time.monotonic()
-                if wait_for_pause <= 0 and self._in_flight < self._limit:
+                now = time.monotonic()
+                wait_for = max(self._resume_at - now, self._last_start + self._spacing - now)
+                if wait_for <= 0 and self._in_flight < self._limit:
                     break
-                self._condition.wait(timeout=wait_for_pause if wait_for_pause > 0 else None)
+                self._condition.wait(timeout=wait_for if wait_for > 0 else None)
             self._in_flight += 1
+            self._last_start = time.monotonic()
             self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
 
     def release(self) -> None:
@@ -577,6 +603,7 @@ class ApiHttpHook(HttpHook):
             if response is not None:
                 status = response.status_code
                 if status in expected:
+                    self.limiter.note_success()
                     return response
                 body_message, errors = _error_body(response)
                 if status == 401 and authenticate and not credentials_refreshed:
@@ -610,6 +637,8 @@ class ApiHttpHook(HttpHook):
             if hint is not None:
                 # A throttle hint applies to the plugin as a whole: pause every thread.
                 self.limiter.pause_until(time.monotonic() + delay)
+            if response is not None and response.status_code == 429:
+                self.limiter.note_throttled()
             self.log.warning(
                 "%s %s: %s; retry %d/%d in %.2fs",
                 method,
