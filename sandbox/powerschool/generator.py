@@ -28,7 +28,7 @@ from typing import Any
 from sandbox.powerschool import store
 
 # Bump when the generated data changes: cached datasets are keyed by it.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 DISTRICT = {
     "district_name": "Demo Unified School District",
@@ -56,7 +56,7 @@ SIZES: dict[str, SizeProfile] = {
     "M": SizeProfile(schools=50, students=50_000, class_size=25),
     "L": SizeProfile(schools=200, students=200_000, class_size=25),
 }
-CURRENT_ENROLLMENTS = (4, 5)  # sections per student in the current year (4.5 on average)
+CURRENT_ENROLLMENTS = (4, 5, 5)  # sections per student in the current year (4.67 on average; 5.2 with prior years)
 CO_TEACHING_LOADS = (30, 26, 25, 24)  # the co-teacher cap is 25: below, at, just above, well above
 
 # Id spaces differ per table so that confusing an internal ID with a DCID (or one table's
@@ -152,6 +152,7 @@ class _Generator:
         self.connection = connection
         self.next_id: dict[str, int] = {}
         self.inactive_teachers: dict[int, list[int]] = {}
+        self.accounts = 0
 
     def new_id(self, table: str) -> int:
         value = self.next_id.get(table, 0) + 1
@@ -187,7 +188,8 @@ class _Generator:
         sections_by_school: dict[int, dict[int, list[tuple[int, int]]]] = {}
         teachers_by_school: dict[int, list[int]] = {}
         for school, student_count in zip(schools, students_per_school, strict=True):
-            current_sections = max(8, math.ceil(student_count * 4.5 / self.profile.class_size))
+            average = sum(CURRENT_ENROLLMENTS) / len(CURRENT_ENROLLMENTS)
+            current_sections = max(8, math.ceil(student_count * average / self.profile.class_size))
             teachers_by_school[school.number] = self.teachers(school, current_sections)
             sections_by_school[school.number] = self.courses_and_sections(
                 school, terms[school.number], current_sections, teachers_by_school[school.number]
@@ -455,7 +457,10 @@ class _Generator:
                 if self.random.random() < 0.75:
                     account = self.token()
                     username = f"{ascii_fold(first)[:1] or 'p'}{ascii_fold(last) or 'parent'}{guardian_id}"
-                    self.writer.add("pcas_account", (account, username, 1 if self.random.random() < 0.95 else 0))
+                    self.accounts += 1
+                    # one account in twenty is disabled (every district, however small, has some)
+                    enabled = 0 if self.accounts % 20 == 3 else 1
+                    self.writer.add("pcas_account", (account, username, enabled))
                     if self.random.random() < 0.9:
                         domain = self.random.choice(["gmail.com", "yahoo.com", "outlook.com", "icloud.com"])
                         self.writer.add("pcas_emailcontact", (account, f"{username}@{domain}"))

@@ -83,7 +83,7 @@ def _make_certificate(directory: str, queue) -> None:
 
 
 def test_concurrent_processes_agree_on_one_ca_and_certificate(tmp_path):
-    context = multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("fork")
     queue = context.Queue()
     processes = [context.Process(target=_make_certificate, args=(str(tmp_path), queue)) for _ in range(4)]
     for process in processes:
