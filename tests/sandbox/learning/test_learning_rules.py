@@ -269,3 +269,22 @@ def test_rosters_and_parent_links_are_removed_by_key(domain):
     assert links["results"][0] == {"index": 0, "key": "900:600", "status": "removed", "reason": None, "note": None}
     assert domain.parent_links() == set()
     assert set(domain.users()) >= {"600", "900"}  # removing a link or roster row never removes a user
+
+
+def test_concurrent_batches_cannot_both_take_a_login_or_create_a_user_twice(domain):
+    """Two imports at once (a retried task beside its first try): the rules hold, nothing answers 500."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    domain.batch("organizations", [organization()])
+    batches = [
+        [user(str(number), login=f"shared{number % 50}") for number in range(offset, offset + 200)]
+        for offset in (0, 1000)
+    ]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        answers = list(pool.map(lambda rows: domain.http.post("/api/v1/users/batch", json={"rows": rows}), batches * 2))
+    assert [answer.status_code for answer in answers] == [200] * 4
+    users = domain.users()
+    logins = [row["login"] for row in users.values()]
+    assert len(logins) == len(set(logins)) == 50
+    created = sum(answer.json()["summary"].get("created", 0) for answer in answers)
+    assert created == len(users) == 50
