@@ -35,12 +35,13 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Boolean, Integer, func, select
+from sqlalchemy import Boolean, Integer, String, cast, func, select
 from sqlalchemy.engine import Engine
 
 from sis_learning.config import DistrictConfig
 from sis_learning.staging.base import bulk_insert, delete_run_rows
 from sis_learning.staging.quality import ExcludedRow, RejectedRow, ValidationResult
+from sis_learning.staging.runs import utcnow
 from sis_learning.staging.source import (
     StgCourse,
     StgGuardian,
@@ -78,6 +79,8 @@ BLOCKED_LABELS = {
     "guardians": "parent(s)",
     "parent_links": "parent link(s)",
 }
+
+BLOCKED_ORDER = {entity: position for position, entity in enumerate(BLOCKED_LABELS)}
 
 INSERT_CHUNK_ROWS = 50_000
 
@@ -181,16 +184,24 @@ def _run_suites(frames: dict[str, pd.DataFrame], results_dir: Path, district_id:
     """
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # no network calls from a task
     import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
 
     docs_dir = results_dir / "data_docs"
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    context.add_data_docs_site(site_name="run", site_config={
-        "class_name": "SiteBuilder",
-        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
-        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-    })
+    # In memory, with the run's own Data Docs site only (the default one is a stray temp dir).
+    project_config = DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+        progress_bars=ProgressBarsConfig(globally=False),
+        data_docs_sites={"run": {
+            "class_name": "SiteBuilder",
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        }},
+    )
+    context = gx.get_context(mode="ephemeral", project_config=project_config)
     data_source = context.data_sources.add_pandas(f"staged_{district_id}")
     failures: dict[str, list[tuple[ColumnRule, list]]] = {}
     result_rows: list[dict] = []
@@ -300,7 +311,8 @@ class EntityOutcome:
         self.status[index] = REJECTED
         self.rejected_parts.append(pd.DataFrame({
             "entity": self.entity, "source_id": self.source_id[index], "rule": rule, "reason": reasons,
-            "caused_by": caused_by.loc[index].astype("string") if caused_by is not None else pd.NA,
+            "caused_by": (caused_by.loc[index].astype("string") if caused_by is not None
+                          else pd.Series(pd.NA, index=index, dtype="string")),
         }))
 
     def apply_suite(self, failures: list[tuple[ColumnRule, list]]) -> None:
@@ -328,11 +340,18 @@ def _lookup(keys: pd.Series, outcome: EntityOutcome, key_column: str) -> pd.Data
     table = table.assign(order=order).sort_values("order", kind="stable").drop_duplicates("key").set_index("key")
     found = table.reindex(keys.astype("string"))
     found.index = keys.index
-    return found
+    return found.astype({"why": "string", "root": "string"})
 
 
 def _blank(series: pd.Series) -> pd.Series:
     return series.isna() | series.astype("string").str.strip().eq("")
+
+
+def has_sso_email(config: DistrictConfig, emails: pd.Series) -> pd.Series:
+    """True where the email's domain is one of the district's Google / Office 365 domains."""
+    domains = set(config.sso_domains.google) | set(config.sso_domains.office365)
+    domain = emails.astype("string").str.strip().str.rsplit("@", n=1).str[-1].str.lower()
+    return (emails.astype("string").str.contains("@", regex=False) & domain.isin(domains)).fillna(False).astype(bool)
 
 
 def numeric_id_order(series: pd.Series) -> pd.Series:
@@ -357,7 +376,9 @@ def _read(engine: Engine, model: Any, config: DistrictConfig, run_id: str, colum
         elif isinstance(column_type, Boolean):
             frame[name] = frame[name].astype("boolean")
         else:
-            frame[name] = frame[name].astype("string")
+            # A blank value is a missing one: an id "" or a last name "  " must fail like null.
+            text = frame[name].astype("string")
+            frame[name] = text.mask(text.str.strip().eq(""))
     return frame
 
 
@@ -514,7 +535,7 @@ def evaluate(config: DistrictConfig, frames: dict[str, pd.DataFrame], results_di
                     + " is not a school PowerSchool returned")
     for outcome, username_column in ((staff, "teacher_username"), (students, "student_username")):
         if not config.autogenerate_usernames:
-            has_sso = outcome.frame["email"].map(config.is_sso_email, na_action="ignore").fillna(False).astype(bool)
+            has_sso = has_sso_email(config, outcome.frame["email"])
             outcome.reject(_blank(outcome.frame[username_column]) & ~has_sso, "username_missing",
                            "the user has no username and no Google Apps / Office 365 email, and the district does "
                            "not autogenerate usernames")
@@ -571,7 +592,7 @@ def _check_sections(sections: EntityOutcome, terms: EntityOutcome, courses: Enti
     sections.reject(course["status"].isna() | course["status"].eq(REJECTED), "course_reference",
                     "the section's course " + frame["course_id"].fillna("(none)") + " is missing or invalid in PowerSchool")
     course_rows = courses.frame.drop_duplicates("course_id").set_index("course_id")
-    class_name = (frame["course_id"].map(course_rows["course_name"]).fillna("") + " ("
+    class_name = (frame["course_id"].map(course_rows["course_name"]).astype("string").fillna("") + " ("
                   + frame["section_number"].fillna("") + ") - " + frame["expression"].fillna(""))
     sections.reject(class_name.str.len() > CLASS_NAME_MAX_LENGTH, "class_name_length",
                     f"the class name (course name, section number and expression) is longer than the "
@@ -706,7 +727,7 @@ def _blocks(rejected: pd.DataFrame) -> pd.Series:
     summaries: dict[str, str] = {}
     for root, group in cascaded.groupby("caused_by", sort=False):
         parts = []
-        for entity, rows in group.groupby("entity", sort=False):
+        for entity, rows in sorted(group.groupby("entity", sort=False), key=lambda item: BLOCKED_ORDER.get(item[0], 99)):
             label = BLOCKED_LABELS.get(entity, entity)
             text = f"{len(rows)} {label}"
             if entity == "sections":
@@ -732,7 +753,8 @@ def _write(engine: Engine, config: DistrictConfig, run_id: str, validation: RunV
     rejected["blocks"] = _blocks(rejected) if len(rejected) else pd.Series(dtype="string")
     excluded = (pd.concat(excluded_parts, ignore_index=True) if excluded_parts
                 else pd.DataFrame(columns=["entity", "source_id", "rule", "reason"]))
-    run_columns = {"district_id": config.district_id, "run_id": run_id, "stage": STAGE}
+    # COPY bypasses Python-side defaults: every column is given explicitly.
+    run_columns = {"district_id": config.district_id, "run_id": run_id, "stage": STAGE, "created_at": utcnow()}
     with engine.begin() as connection:
         for model in (RejectedRow, ExcludedRow):
             table = model.__table__
@@ -743,7 +765,8 @@ def _write(engine: Engine, config: DistrictConfig, run_id: str, validation: RunV
             for start in range(0, len(frame), INSERT_CHUNK_ROWS):
                 chunk = frame.iloc[start:start + INSERT_CHUNK_ROWS].assign(**run_columns)
                 bulk_insert(connection, model, _records(chunk))
-        bulk_insert(connection, ValidationResult, [{**row, "district_id": config.district_id, "run_id": run_id}
+        bulk_insert(connection, ValidationResult, [{**row, "district_id": config.district_id, "run_id": run_id,
+                                                    "created_at": run_columns["created_at"]}
                                                    for row in validation.suite_results])
 
 
@@ -792,7 +815,8 @@ def check_thresholds(engine: Engine, config: DistrictConfig, run_id: str) -> Non
     with engine.connect() as connection:
         def per_entity(table):
             rows = connection.execute(
-                select(table.c.entity, func.count(func.distinct(func.coalesce(table.c.source_id, table.c.id))))
+                select(table.c.entity,
+                       func.count(func.distinct(func.coalesce(table.c.source_id, cast(table.c.id, String)))))
                 .where(table.c.district_id == config.district_id, table.c.run_id == run_id, table.c.stage == STAGE)
                 .group_by(table.c.entity))
             return dict(rows.all())

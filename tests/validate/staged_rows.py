@@ -46,12 +46,13 @@ class StagedRun:
         return self._add("schools", {"school_id": school_id, "school_number": f"1{school_id}",
                                      "name": f"School {school_id}", "low_grade": 0, "high_grade": 12}, overrides)
 
-    def term(self, term_id: str = "3500", start_year: int = 2025, start_date: str | None = None,
+    def term(self, term_id: str = "3500", start_year: int | None = 2025, start_date: str | None = None,
              **overrides: Any) -> dict[str, Any]:
+        year = start_year or 2025
         return self._add("terms", {"term_id": term_id, "local_id": term_id, "school_id": "100", "name": "2025-2026",
                                    "abbreviation": "25-26", "start_year": start_year,
-                                   "start_date": start_date or f"{start_year}-08-15",
-                                   "end_date": f"{start_year + 1}-06-01", "portion": 1}, overrides)
+                                   "start_date": start_date or f"{year}-08-15",
+                                   "end_date": f"{year + 1}-06-01", "portion": 1}, overrides)
 
     def course(self, course_id: str = "700", **overrides: Any) -> dict[str, Any]:
         return self._add("courses", {"course_id": course_id, "school_id": "100", "course_number": f"ENG{course_id}",

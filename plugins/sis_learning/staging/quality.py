@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, Index, Integer, String, Text
+from sqlalchemy import Boolean, DateTime, Index, Integer, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sis_learning.staging.base import Base
@@ -30,14 +30,14 @@ class RejectedRow(RunKeyed, Base):
     """A row that failed a rule: it is not loaded, and neither is what it blocks."""
 
     __tablename__ = "rejected_rows"
-    stage: Mapped[str] = mapped_column(String(20), default="validate")  # validate | transform | load
+    stage: Mapped[str] = mapped_column(String(20), default="validate", server_default="validate")  # validate | transform | load
     entity: Mapped[str] = mapped_column(String(40))
     source_id: Mapped[str | None] = mapped_column(String(200))
     rule: Mapped[str] = mapped_column(String(80))
     reason: Mapped[str] = mapped_column(Text)
     blocks: Mapped[str | None] = mapped_column(Text)
     caused_by: Mapped[str | None] = mapped_column(String(250))
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, server_default=func.now())
     __table_args__ = (Index("ix_rejected_rows_run", "district_id", "run_id", "entity", "source_id"),)
 
 
@@ -45,12 +45,12 @@ class ExcludedRow(RunKeyed, Base):
     """A row left out by a rule of the source document (not an error)."""
 
     __tablename__ = "excluded_rows"
-    stage: Mapped[str] = mapped_column(String(20), default="validate")
+    stage: Mapped[str] = mapped_column(String(20), default="validate", server_default="validate")
     entity: Mapped[str] = mapped_column(String(40))
     source_id: Mapped[str | None] = mapped_column(String(200))
     rule: Mapped[str] = mapped_column(String(80))
     reason: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, server_default=func.now())
     __table_args__ = (Index("ix_excluded_rows_run", "district_id", "run_id", "entity", "source_id"),)
 
 
@@ -65,5 +65,5 @@ class ValidationResult(RunKeyed, Base):
     failed: Mapped[int] = mapped_column(Integer, default=0)
     results_path: Mapped[str | None] = mapped_column(Text)
     data_docs_path: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, server_default=func.now())
     __table_args__ = (Index("ix_validation_results_run", "district_id", "run_id", "entity"),)
