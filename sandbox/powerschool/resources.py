@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -91,19 +92,25 @@ class PageKeyCache:
     def __init__(self, capacity: int = 50_000):
         self.capacity = capacity
         self._entries: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+        self._lock = threading.Lock()
         self.generation = 0
 
     def get(self, key: tuple[Any, ...]) -> Any:
-        return self._entries.get((self.generation, *key))
+        with self._lock:
+            return self._entries.get((self.generation, *key))
 
-    def put(self, key: tuple[Any, ...], value: Any) -> None:
-        self._entries[(self.generation, *key)] = value
-        if len(self._entries) > self.capacity:
-            self._entries.popitem(last=False)
+    def put(self, key: tuple[Any, ...], value: Any, generation: int | None = None) -> None:
+        with self._lock:
+            if generation is not None and generation != self.generation:
+                return  # read before a write that has since changed the data
+            self._entries[(self.generation, *key)] = value
+            if len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
 
     def invalidate(self) -> None:
-        self.generation += 1
-        self._entries.clear()
+        with self._lock:
+            self.generation += 1
+            self._entries.clear()
 
 
 def read_page(
@@ -113,6 +120,7 @@ def read_page(
     """Rows ``offset .. offset+limit`` of a query ordered by a unique integer ``order_key``."""
     where_sql = " AND ".join(where) if where else "1=1"
     signature = (source, where_sql, tuple(parameters), order_key)
+    generation = cache.generation
     previous_key = cache.get((*signature, offset)) if offset else None
     if limit is None:
         sql = f"SELECT {select}, {order_key} AS page_key FROM {source} WHERE {where_sql} ORDER BY {order_key}"
@@ -126,7 +134,7 @@ def read_page(
                f"ORDER BY {order_key} LIMIT ? OFFSET ?")
         rows = connection.execute(sql, [*parameters, limit, offset]).fetchall()
     if rows:
-        cache.put((*signature, offset + len(rows)), rows[-1]["page_key"])
+        cache.put((*signature, offset + len(rows)), rows[-1]["page_key"], generation)
     return rows
 
 

@@ -215,7 +215,10 @@ class PowerSchoolApp:
     def _finish(self, request: Request, response: Response, client_id: str | None, fault: Response | None) -> Response:
         if fault is not None:
             response.delay_seconds = fault.delay_seconds
-        self._log(request, response.status, client_id, "error" if fault is not None and fault.status else None)
+        label = None
+        if fault is not None:
+            label = "error" if fault.status else "slow" if fault.delay_seconds > self.options.slow_ms / 1000 else "latency"
+        self._log(request, response.status, client_id, label)
         return response
 
     def _route(self, request: Request) -> tuple[Route | None, Any]:
@@ -466,9 +469,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         for name, value in response.headers:
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(response.body)))
-        self.end_headers()
+        # Headers and body leave in one write (one TLS record for small answers).
+        self._headers_buffer.append(b"\r\n")
         if self.command != "HEAD":
-            self.wfile.write(response.body)
+            self._headers_buffer.append(response.body)
+        self.flush_headers()
 
     def _reset(self) -> None:
         # SO_LINGER 0 makes close() send a TCP RST: the client sees "connection reset by peer".
