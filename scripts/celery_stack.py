@@ -482,6 +482,23 @@ def running_stack(settings: StackSettings, drop_databases: bool = False) -> Iter
             stack.drop_databases()
 
 
+@contextlib.contextmanager
+def demo_sandboxes(settings: StackSettings, **options: object) -> Iterator[object]:
+    """The demo's sandboxes (scripts/demo_environment.py) with their connections in the stack's env.
+
+    Their state lives under the stack's Airflow home, apart from `make demo`'s var/demo.
+    """
+    for path in (str(REPO_ROOT / "plugins"), str(REPO_ROOT)):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    from scripts.demo_environment import demo_services
+
+    home = Path(settings.airflow_home or REPO_ROOT / ".airflow" / f"celery-{settings.name}")
+    with demo_services(state_dir=home / "demo-state", **options) as services:
+        settings.extra_env = {**settings.extra_env, **services.env}
+        yield services
+
+
 def run_dags(stack: CeleryStack, dag_ids: list[str], timeout: float) -> tuple[dict[str, str], dict[str, str], float]:
     """Trigger the DAGs together and wait for all: ``(runs, states, seconds)``."""
     stack.wait_for_dags(dag_ids)
@@ -506,7 +523,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--drop-databases", action="store_true", help="drop the databases at the end")
     parser.add_argument("--timeout", type=float, default=1200, help="seconds to wait for the runs")
     parser.add_argument("--demo", action="store_true",
-                        help="start the sandboxes and use the demo district's connections (scripts/demo_environment.py)")
+                        help="start the sandboxes with the demo district's connections (scripts/demo_environment.py)")
     return parser
 
 
@@ -518,10 +535,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     with contextlib.ExitStack() as cleanup:
         if args.demo:
-            sys.path[:0] = [str(REPO_ROOT / "plugins"), str(REPO_ROOT)]
-            from scripts.demo_environment import demo_environment
-
-            settings.extra_env = demo_environment(start_sandboxes=True)
+            services = cleanup.enter_context(demo_sandboxes(settings))
+            print(f"sandboxes: SIS {services.powerschool.base_url}, Learning {services.learning.base_url}, "
+                  f"SMTP {services.smtp.host}:{services.smtp.port}", flush=True)
         stack = cleanup.enter_context(running_stack(settings, drop_databases=args.drop_databases))
         print(f"stack up: {stack.api_url} (user {stack.username}, password {stack.password}); logs in {stack.log_dir}",
               flush=True)

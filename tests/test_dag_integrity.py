@@ -124,3 +124,14 @@ def test_retry_delay_grows(dagbag):
     task = dagbag.dags["sis_import__demo"].get_task("extract.extract_students")
     assert task.retry_delay == timedelta(seconds=30)
     assert task.max_retry_delay is not None
+
+
+def test_airflow_does_not_load_the_package_files_as_plugins():
+    """Airflow imports every .py under plugins/ as a top-level module named after the file;
+    plugins/.airflowignore keeps the package out, or sis_learning/secrets.py would replace the
+    standard library's ``secrets`` (and every model module would be executed twice)."""
+    from airflow._shared.module_loading import find_path_from_directory
+
+    loaded = [path for path in find_path_from_directory(str(REPO_ROOT / "plugins"), ".airflowignore", "glob")
+              if path.endswith(".py")]
+    assert not [path for path in loaded if "/sis_learning/" in path]

@@ -120,17 +120,31 @@ def start_run(district_id: str, run_id: str, dag_id: str) -> dict[str, Any]:
 
 # ---- extract -------------------------------------------------------------------------
 
-def _powerschool_hook(config: DistrictConfig):
+def powerschool_hook(config: DistrictConfig):
+    """The district's PowerSchool hook, with its request limits from the district YAML."""
+    from sis_learning.hooks.http_client import RetryPolicy
     from sis_learning.hooks.powerschool import PowerSchoolHook
 
-    return PowerSchoolHook.from_district(config)
+    settings = config.powerschool
+    return PowerSchoolHook(
+        settings.connection_id,
+        max_concurrent_requests=settings.max_concurrent_requests,
+        timeout_seconds=settings.request_timeout_seconds,
+        retry_policy=RetryPolicy(max_retries=settings.max_retries),
+    )
+
+
+def learning_hook(config: DistrictConfig):
+    from sis_learning.hooks.learning import LearningHook
+
+    return LearningHook(config.learning.connection_id)
 
 
 def extract_schools(district_id: str, run_id: str) -> dict[str, Any]:
     from sis_learning import extract
 
     def work(engine, config):
-        return extract.extract_schools(_powerschool_hook(config), engine, config, run_id)
+        return extract.extract_schools(powerschool_hook(config), engine, config, run_id)
 
     return run_step("extract_schools", district_id, run_id, work, lambda r: {"schools": {"extracted": int(r.get("rows", 0))}})
 
@@ -141,7 +155,7 @@ def extract_entity(entity: str, district_id: str, run_id: str) -> dict[str, Any]
     function = getattr(extract, f"extract_{entity}")
 
     def work(engine, config):
-        return function(_powerschool_hook(config), engine, config, run_id)
+        return function(powerschool_hook(config), engine, config, run_id)
 
     return run_step(f"extract_{entity}", district_id, run_id, work, lambda r: {entity: {"extracted": int(r.get("rows", 0))}})
 
@@ -225,12 +239,15 @@ def check_mass_changes(district_id: str, run_id: str, approve_mass_changes: bool
 
 def load_learning(district_id: str, run_id: str) -> dict[str, Any]:
     from sis_learning import load
-    from sis_learning.hooks.learning import LearningHook
 
     def work(engine, config):
-        return load.load_run(engine, config, run_id, LearningHook.from_district(config))
+        return load.load_run(engine, config, run_id, learning_hook(config))
 
-    return run_step("load", district_id, run_id, work)
+    def counts(result: dict[str, Any]) -> dict[str, dict[str, int]]:
+        return {f"learning_{entity}": {action: int(n) for action, n in values.items() if n}
+                for entity, values in (result.get("counts") or {}).items()}
+
+    return run_step("load", district_id, run_id, work, counts)
 
 
 # ---- report --------------------------------------------------------------------------
@@ -265,8 +282,6 @@ def report(district_id: str, run_id: str, dag_id: str) -> dict[str, Any]:
         summary = build_summary(engine, config, run_id, dag_id)
         if not recorded_error and failed:
             summary.stage = failed[0]
-        else:
-            summary.stage = run.stage if run else summary.stage
         log.error("%s", format_text(summary))
         notify.send_failure_email(config, summary)
         from airflow.sdk.exceptions import AirflowFailException

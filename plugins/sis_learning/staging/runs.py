@@ -81,8 +81,19 @@ def record_stage(
 
 
 def finish_run(engine: Engine, district_id: str, run_id: str, status: str, error: str | None = None, kind: str = "import") -> None:
-    record_stage(engine, district_id, run_id, stage="finished" if status == "success" else "failed", kind=kind,
-                 status=status, error=error, finished_at=utcnow())
+    """Close the run. A failed run keeps the stage it failed at, so a reader sees where it stopped."""
+    with session_scope(engine) as session:
+        run = session.scalar(
+            select(SyncRun).where(SyncRun.district_id == district_id, SyncRun.run_id == run_id, SyncRun.kind == kind)
+        )
+        if run is None:
+            run = SyncRun(district_id=district_id, run_id=run_id, kind=kind, counts={}, durations={})
+            session.add(run)
+        run.status, run.finished_at = status, utcnow()
+        if status == "success":
+            run.stage, run.error = "finished", None
+        elif error:
+            run.error = error
 
 
 def get_run(engine: Engine, district_id: str, run_id: str, kind: str = "import") -> SyncRun | None:
