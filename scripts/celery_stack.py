@@ -180,15 +180,6 @@ class CeleryStack:
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
         })
-        if not (REPO_ROOT / "plugins" / ".airflowignore").exists():
-            # Airflow imports every .py file under the plugins folder as a top-level module
-            # named after the file, so plugins/sis_learning/secrets.py would replace the
-            # standard library's ``secrets`` in the scheduler. plugins/.airflowignore with
-            # ``sis_learning/`` prevents that; until it exists, give Airflow an empty plugins
-            # folder (the package stays importable: airflow-env.sh puts plugins/ on PYTHONPATH).
-            empty_plugins = self.home / "no-plugins"
-            empty_plugins.mkdir(parents=True, exist_ok=True)
-            env["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(empty_plugins)
         if self.settings.dags_folder:
             env["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(self.settings.dags_folder).resolve())
         if self.settings.districts_dir:
@@ -408,10 +399,41 @@ class CeleryStack:
             if missing:
                 time.sleep(2)
 
-    def trigger(self, dag_id: str, conf: dict | None = None) -> str:
-        self._api("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
-        run = self._api("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf or {}})
-        return run["dag_run_id"]
+    def start_runs(self, dag_ids: Iterable[str], timeout: float = 120) -> dict[str, str]:
+        """Unpause the DAGs together; ``{dag_id: id of the run each one starts}``.
+
+        A district DAG (CronTriggerTimetable, catchup off) whose latest 06:00/18:00 slot
+        has passed gets that scheduled run from the scheduler as soon as it is unpaused,
+        exactly as in production; that run is the one to wait for (with max_active_runs=1
+        a manual run would only queue behind it). Any other DAG is triggered through the
+        REST API. All DAGs are unpaused before any run is looked for, so many districts
+        start at once, as they do at 06:00.
+        """
+        import pendulum
+
+        due = {}
+        for dag_id in dag_ids:
+            run_after = self._api("GET", f"/dags/{dag_id}").get("next_dagrun_run_after")
+            due[dag_id] = run_after is not None and pendulum.parse(run_after) <= pendulum.now("UTC")
+        for dag_id in due:
+            self._api("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+        runs = {}
+        for dag_id, is_due in due.items():
+            if not is_due:
+                runs[dag_id] = self._api("POST", f"/dags/{dag_id}/dagRuns",
+                                         json={"logical_date": None, "conf": {}})["dag_run_id"]
+        deadline = time.monotonic() + timeout
+        while len(runs) < len(due):
+            for dag_id in [dag_id for dag_id in due if dag_id not in runs]:
+                scheduled = self._api("GET", f"/dags/{dag_id}/dagRuns", params={"run_type": "scheduled"})["dag_runs"]
+                if scheduled:
+                    runs[dag_id] = scheduled[0]["dag_run_id"]
+            if len(runs) < len(due):
+                if time.monotonic() > deadline:
+                    missing = sorted(set(due) - set(runs))
+                    raise TimeoutError(f"unpaused, but the scheduler made no scheduled run within {timeout:.0f}s: {missing}")
+                time.sleep(1)
+        return runs
 
     def wait_for_runs(self, runs: dict[str, str], timeout: float = 900) -> dict[str, str]:
         """``{dag_id: run_id}`` -> ``{dag_id: final state}``, polling the REST API."""
@@ -503,7 +525,7 @@ def run_dags(stack: CeleryStack, dag_ids: list[str], timeout: float) -> tuple[di
     """Trigger the DAGs together and wait for all: ``(runs, states, seconds)``."""
     stack.wait_for_dags(dag_ids)
     started = time.monotonic()
-    runs = {dag_id: stack.trigger(dag_id) for dag_id in dag_ids}
+    runs = stack.start_runs(dag_ids)
     states = stack.wait_for_runs(runs, timeout=timeout)
     return runs, states, time.monotonic() - started
 
