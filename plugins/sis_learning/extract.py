@@ -36,7 +36,7 @@ from sis_learning.config import DistrictConfig, DistrictConfigError
 from sis_learning.hooks.http_client import PermissionDeniedError, ValidationFailedError
 from sis_learning.hooks.powerschool import Listing, PowerSchoolHook, id_string
 from sis_learning.staging.base import bulk_insert
-from sis_learning.staging.source import STAGED_SOURCE_TABLES, ExtractCount, RawRecord, StgSection, StgStudent
+from sis_learning.staging.source import STAGED_SOURCE_TABLES, ExtractCount, RawRecord, StgStudent
 
 DISTRICT_SCOPE = "district"
 STUDENT_EXPANSIONS = "school_enrollment,contact_info"
@@ -405,6 +405,18 @@ def extract_courses(hook: PowerSchoolHook, engine: Engine, config: DistrictConfi
     return _run_extract(hook, engine, config, run_id, "courses", listings, build)
 
 
+def _sections_listing(hook: PowerSchoolHook, config: DistrictConfig, school: str) -> Listing:
+    """A school's sections in terms from the import start year on (the filter is in the request)."""
+    return hook.v1_listing(
+        school,
+        f"/ws/v1/school/{school}/section",
+        wrapper="sections",
+        item="section",
+        resource="section",
+        params={"q": f"term.start_year=ge={config.import_start_year}"},
+    )
+
+
 def extract_sections(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, school_ids: list[str] | None = None) -> dict[str, Any]:
     """Stage the sections of terms from the import start year on.
 
@@ -414,17 +426,7 @@ def extract_sections(hook: PowerSchoolHook, engine: Engine, config: DistrictConf
     """
     schools = _schools_in_scope(hook, config, school_ids)
     year = config.import_start_year
-    listings = [
-        hook.v1_listing(
-            school,
-            f"/ws/v1/school/{school}/section",
-            wrapper="sections",
-            item="section",
-            resource="section",
-            params={"q": f"term.start_year=ge={year}"},
-        )
-        for school in schools
-    ]
+    listings = [_sections_listing(hook, config, school) for school in schools]
     earlier = [
         hook.v1_listing(school, f"/ws/v1/school/{school}/section", wrapper="sections", item="section", resource="section", params={"q": f"term.start_year=lt={year}"})
         for school in schools
@@ -572,8 +574,11 @@ def _first_term_id(config: DistrictConfig) -> int:
     return (config.import_start_year - TERM_ID_YEAR_BASE) * 100
 
 
-def _section_map(hook: PowerSchoolHook, config: DistrictConfig, numbers: Mapping[str, str]) -> tuple[dict[str, tuple[str, str, str | None]], Listing]:
-    """Sections.ID -> (Sections.DCID, school id, term id) for the sections extract stages."""
+def _section_map(hook: PowerSchoolHook, config: DistrictConfig, numbers: Mapping[str, str]) -> tuple[dict[str, tuple[str, str, str | None]], int]:
+    """Sections.ID -> (Sections.DCID, school id, term id) for the sections extract stages.
+
+    Also returns the number of requests the two table reads (sections, terms) took.
+    """
     listing = hook.table_listing(
         DISTRICT_SCOPE,
         "sections",
@@ -590,7 +595,7 @@ def _section_map(hook: PowerSchoolHook, config: DistrictConfig, numbers: Mapping
         number = id_string(row.get("schoolid")) or ""
         if section_id and dcid:
             sections[section_id] = (dcid, numbers.get(number, number), term_ids.get((number, id_string(row.get("termid")) or "")))
-    return sections, listing
+    return sections, listing.requests + terms.requests
 
 
 def extract_section_enrollments(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, school_ids: list[str] | None = None) -> dict[str, Any]:
@@ -602,8 +607,9 @@ def extract_section_enrollments(hook: PowerSchoolHook, engine: Engine, config: D
     the selected schools in sections from the import start year on are staged, the
     same population the students and sections extracts stage; the others are counted
     in the note. When the plugin may not read CC (403 or "No access to the field"), it
-    falls back to ``/ws/v1/section/{id}/section_enrollment`` for every staged section,
-    which needs ``extract_sections`` to have run first in the same run.
+    falls back to ``/ws/v1/section/{id}/section_enrollment`` for every section from the
+    import start year on (reading the section and active student ids itself, so it does
+    not depend on other extract tasks).
     """
     schools = _schools_in_scope(hook, config, school_ids)
     try:
@@ -623,7 +629,7 @@ def _section_enrollments_from_cc(hook: PowerSchoolHook, engine: Engine, config: 
     )
     # Refusals come first and cheaply: the count of CC is read before any map is built.
     hook.read_counts([cc])
-    sections, section_listing = _section_map(hook, config, numbers)
+    sections, section_requests = _section_map(hook, config, numbers)
     student_listing = hook.table_listing(
         DISTRICT_SCOPE, "students", ("id", "dcid"), q=f"{_in_list('schoolid', numbers)};enroll_status==0"
     )
@@ -663,19 +669,8 @@ def _section_enrollments_from_cc(hook: PowerSchoolHook, engine: Engine, config: 
     # The cross-check compares CC rows read with CC's count, not the staged subset.
     summaries[0]["mismatch"] = cc.mismatch
     staging.write_counts(summaries)
-    translation_requests = section_listing.requests + student_listing.requests + 1  # + the terms read
+    translation_requests = section_requests + student_listing.requests
     return _result("section_enrollments", summaries, source="cc", translation_requests=translation_requests)
-
-
-def _staged_sections(engine: Engine, config: DistrictConfig, run_id: str, schools: list[str]) -> list[tuple[str, str | None, str | None]]:
-    table = StgSection.__table__
-    query = (
-        select(table.c.section_id, table.c.school_id, table.c.term_id)
-        .where(table.c.district_id == config.district_id, table.c.run_id == run_id, table.c.school_id.in_(schools))
-        .order_by(table.c.id)
-    )
-    with engine.connect() as connection:
-        return [tuple(row) for row in connection.execute(query)]
 
 
 def _entity_completed(engine: Engine, config: DistrictConfig, run_id: str, entity: str) -> bool:
@@ -689,16 +684,20 @@ def _entity_completed(engine: Engine, config: DistrictConfig, run_id: str, entit
 
 
 def _section_enrollments_per_section(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, schools: list[str], reason: str) -> dict[str, Any]:
-    missing = [entity for entity in ("sections", "students") if not _entity_completed(engine, config, run_id, entity)]
-    if missing:
-        raise ExtractOrderError(
-            f"The PowerSchool Learning plugin may not read the CC table ({reason}), so section enrollments are read "
-            f"section by section, which needs {' and '.join(f'extract_{entity}' for entity in missing)} to run first "
-            f"in run {run_id}."
-        )
-    sections = {section_id: (school_id, term_id) for section_id, school_id, term_id in _staged_sections(engine, config, run_id, schools)}
-    # The same population as the CC read: enrollments of the students extract staged.
-    students = set(_staged_student_ids(engine, config, run_id, schools))
+    # The fallback reads its own section and student ids (the same listings extract_sections
+    # and extract_students read), so it does not depend on those tasks having run first.
+    section_listings = [_sections_listing(hook, config, school) for school in schools]
+    sections: dict[str, tuple[str | None, str | None]] = {}
+    for listing, rows in hook.read_pages(section_listings):
+        for row in rows:
+            sections[id_string(row.get("id")) or ""] = (_text(row.get("school_id")) or listing.scope, _text(row.get("term_id")))
+    student_listings = [
+        hook.v1_listing(school, f"/ws/v1/school/{school}/student", wrapper="students", item="student", resource="student")
+        for school in schools
+    ]
+    # The same population as the CC read: enrollments of active students of the selected schools.
+    students = {id_string(row.get("id")) for _listing, rows in hook.read_pages(student_listings) for row in rows}
+    reference_requests = sum(listing.requests for listing in [*section_listings, *student_listings])
     listings = [
         hook.v1_listing(
             DISTRICT_SCOPE,
@@ -748,7 +747,7 @@ def _section_enrollments_per_section(hook: PowerSchoolHook, engine: Engine, conf
         "note": note,
     }
     staging.write_counts([summary])
-    return _result("section_enrollments", [summary], source="per_section")
+    return _result("section_enrollments", [summary], source="per_section", translation_requests=reference_requests)
 
 
 def extract_section_teachers(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, school_ids: list[str] | None = None) -> dict[str, Any]:
@@ -759,7 +758,7 @@ def extract_section_teachers(hook: PowerSchoolHook, engine: Engine, config: Dist
     """
     schools = _schools_in_scope(hook, config, school_ids)
     numbers = _school_numbers(hook, schools)
-    sections, section_listing = _section_map(hook, config, numbers)
+    sections, section_requests = _section_map(hook, config, numbers)
     roles_listing = hook.table_listing(DISTRICT_SCOPE, "roledef", ("id", "name"), identity=lambda row: id_string(row.get("id")))
     roles = _id_map(hook, roles_listing, "id", "name")
     teachers_listing = hook.table_listing(DISTRICT_SCOPE, "teachers", ("id", "dcid"), q="status==1")
@@ -799,7 +798,7 @@ def extract_section_teachers(hook: PowerSchoolHook, engine: Engine, config: Dist
     ]
     summaries = _scope_summaries([listing], staging.written, {DISTRICT_SCOPE: [note for note in notes if note]})
     staging.write_counts(summaries)
-    translation_requests = section_listing.requests + roles_listing.requests + teachers_listing.requests + 1
+    translation_requests = section_requests + roles_listing.requests + teachers_listing.requests
     return _result("section_teachers", summaries, translation_requests=translation_requests)
 
 
@@ -843,8 +842,14 @@ def extract_guardians(hook: PowerSchoolHook, engine: Engine, config: DistrictCon
         return f"{guardian}:{student}" if guardian and student else None
 
     staging.clear([DISTRICT_SCOPE])
+    # All batches go to one concurrent read: a few strings per student, never the guardians.
+    student_ids = list(_staged_student_ids(engine, config, run_id, schools))
     listings: list[Listing] = []
-    batch: list[str] = []
+    for start in range(0, len(student_ids), GUARDIAN_QUERY_STUDENTS_PER_CALL):
+        batch = student_ids[start:start + GUARDIAN_QUERY_STUDENTS_PER_CALL]
+        listing = hook.query_listing(DISTRICT_SCOPE, GUARDIAN_QUERY, {"students_dcid": batch}, identity=identity)
+        listing.label = f"students {batch[0]}..{batch[-1]}"
+        listings.append(listing)
 
     def build(row: Mapping[str, Any], _listing: Listing) -> dict[str, Any] | None:
         guardian_id, student_id = _guardian_id(row), _guardian_student_id(row)
@@ -862,19 +867,7 @@ def extract_guardians(hook: PowerSchoolHook, engine: Engine, config: DistrictCon
             "relationship": _text(_first(row, "relationship", "relationship_type")),
         }
 
-    def flush() -> None:
-        listing = hook.query_listing(DISTRICT_SCOPE, GUARDIAN_QUERY, {"students_dcid": list(batch)}, identity=identity)
-        listing.label = f"students {batch[0]}..{batch[-1]}"
-        listings.append(listing)
-        _stage_listings(hook, staging, [listing], build, source_id=identity)
-        batch.clear()
-
-    for student_id in _staged_student_ids(engine, config, run_id, schools):
-        batch.append(student_id)
-        if len(batch) >= GUARDIAN_QUERY_STUDENTS_PER_CALL:
-            flush()
-    if batch:
-        flush()
+    _stage_listings(hook, staging, listings, build, source_id=identity)
     summaries = _scope_summaries(listings, staging.written) if listings else [
         {"scope": DISTRICT_SCOPE, "rows": 0, "reported_count": None, "requests": 0, "pages": 0, "mismatch": False, "note": "no staged students"}
     ]
@@ -887,7 +880,7 @@ def _guardian_id(row: Mapping[str, Any]) -> str | None:
 
 
 def _guardian_student_id(row: Mapping[str, Any]) -> str | None:
-    return id_string(_first(row, "studentsdcid", "students_dcid", "studentdcid", "student_dcid", "dcid"))
+    return id_string(_first(row, "studentsdcid", "students_dcid", "studentdcid", "student_dcid"))
 
 
 ENTITY_EXTRACTS: dict[str, Callable[..., dict[str, Any]]] = {
