@@ -30,14 +30,14 @@ class NotFound(LookupError):
     """A record or parent record that does not exist (HTTP 404)."""
 
 
-def numbers_for_digit_strings(value: Any) -> Any:
-    """Quirk 3: every digit-only string becomes a JSON number, recursively."""
-    if isinstance(value, str):
-        return int(value) if _DIGITS.match(value) else value
-    if isinstance(value, dict):
-        return {key: numbers_for_digit_strings(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [numbers_for_digit_strings(item) for item in value]
+def digits_as_number(value: Any) -> Any:
+    """Quirk 3: a digit-only string comes back as a JSON number; other strings stay strings.
+
+    Applied to the identifier-like fields of each view (numbers, usernames, section and course
+    numbers, expressions), where PowerSchool's serialiser is seen doing it.
+    """
+    if isinstance(value, str) and _DIGITS.match(value):
+        return int(value)
     return value
 
 
@@ -49,10 +49,6 @@ def one_or_many(items: list[Any]) -> Any:
 def _without_none(mapping: dict[str, Any]) -> dict[str, Any]:
     # PowerSchool leaves fields without a value out of the record.
     return {key: value for key, value in mapping.items() if value is not None}
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
 
 
 @dataclass(frozen=True)
@@ -147,7 +143,7 @@ def count_rows(connection: sqlite3.Connection, *, source: str, where: list[str],
 
 def school_view(row: sqlite3.Row) -> dict[str, Any]:
     return {
-        "id": row["dcid"], "name": row["name"], "school_number": _text(row["school_number"]),
+        "id": row["dcid"], "name": row["name"], "school_number": row["school_number"],
         "low_grade": row["low_grade"], "high_grade": row["high_grade"],
         "addresses": "", "phones": "",  # quirk 2: no address or phone on file
     }
@@ -162,15 +158,17 @@ def term_view(row: sqlite3.Row, school_dcid: int) -> dict[str, Any]:
 
 
 def course_view(row: sqlite3.Row) -> dict[str, Any]:
-    return _without_none({"id": row["dcid"], "course_number": row["course_number"], "course_name": row["course_name"],
+    return _without_none({"id": row["dcid"], "course_number": digits_as_number(row["course_number"]), "course_name": row["course_name"],
                           "school_id": row["school_dcid"]})
 
 
 def section_view(row: sqlite3.Row, expansions: set[str]) -> dict[str, Any]:
     view = _without_none({
         "id": row["dcid"], "school_id": row["school_dcid"], "course_id": row["course_dcid"],
-        "term_id": row["term_dcid"], "section_number": row["section_number"], "expression": row["expression"],
-        "external_expression": row["external_expression"], "staff_id": row["staff_dcid"], "gradebooktype": "2",
+        "term_id": row["term_dcid"], "section_number": digits_as_number(row["section_number"]),
+        "expression": digits_as_number(row["expression"]),
+        "external_expression": digits_as_number(row["external_expression"]), "staff_id": row["staff_dcid"],
+        "gradebooktype": 2,
     })
     if "term" in expansions:
         view["term"] = _without_none({
@@ -185,7 +183,8 @@ def section_view(row: sqlite3.Row, expansions: set[str]) -> dict[str, Any]:
 def staff_view(row: sqlite3.Row, expansions: set[str], affiliations: list[dict[str, Any]]) -> dict[str, Any]:
     view = _without_none({
         "id": row["dcid"], "local_id": row["id"], "users_dcid": row["users_dcid"],
-        "admin_username": row["loginid"], "teacher_username": row["teacherloginid"],
+        "admin_username": digits_as_number(row["loginid"]),
+        "teacher_username": digits_as_number(row["teacherloginid"]),
         "name": _without_none({"first_name": row["first_name"], "middle_name": row["middle_name"],
                                "last_name": row["last_name"]}),
         "homeschool_id": row["home_school_dcid"],
@@ -202,7 +201,8 @@ def staff_view(row: sqlite3.Row, expansions: set[str], affiliations: list[dict[s
 
 def student_view(row: sqlite3.Row, expansions: set[str]) -> dict[str, Any]:
     view = _without_none({
-        "id": row["dcid"], "local_id": row["student_number"], "student_username": row["student_web_id"],
+        "id": row["dcid"], "local_id": digits_as_number(row["student_number"]),
+        "student_username": digits_as_number(row["student_web_id"]),
         "name": _without_none({"first_name": row["first_name"], "middle_name": row["middle_name"],
                                "last_name": row["last_name"]}),
     })

@@ -389,11 +389,11 @@ class PowerSchoolApp:
                                    offset=offset, limit=limit)
         items = resources.render(connection, kind, rows, _expansions(request), parent)
         payload = resources.list_envelope(spec.resource, items, self.empty_style())
-        return json_response(200, resources.numbers_for_digit_strings(payload))
+        return json_response(200, payload)
 
     def single_record(self, request: Request, kind: str, record: str) -> Response:
         view = resources.single(self.connection(), kind, record, _expansions(request))
-        return json_response(200, resources.numbers_for_digit_strings({kind: view}))
+        return json_response(200, {kind: view})
 
     # -- /ws/schema -------------------------------------------------------------------------------
     def schema_table(self, request: Request, table: str, count: str | None) -> Response:
