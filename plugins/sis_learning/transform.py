@@ -140,20 +140,26 @@ def mapping_context(config: DistrictConfig, rows: dict[str, pd.DataFrame]) -> Ma
     )
 
 
+def _stack(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Rows of several spec outputs one after the other (empty ones skipped: they carry no dtypes)."""
+    filled = [frame for frame in frames if len(frame)]
+    return pd.concat(filled, ignore_index=True) if filled else frames[0].reset_index(drop=True)
+
+
 def build_learning_frames(config: DistrictConfig, rows: dict[str, pd.DataFrame],
                           specs: dict[str, MappingSpec]) -> dict[str, pd.DataFrame]:
     """Apply the specs: Learning entity -> frame (no database access; tests call it directly)."""
     context = mapping_context(config, rows)
-    users = pd.concat([
+    users = _stack([
         specs["users_teachers"].apply(rows["staff"], context),
         specs["users_students"].apply(rows["students"], context),
         specs["users_parents"].apply(rows["guardians"], context),
-    ], ignore_index=True)
-    rosters = pd.concat([
+    ])
+    rosters = _stack([
         specs["rosters_teachers"].apply(rows["sections"], context),
         specs["rosters_co_teachers"].apply(rows["co_teachers"], context),
         specs["rosters_students"].apply(rows["section_enrollments"], context),
-    ], ignore_index=True)
+    ])
     # One roster row per (class, user): the first role wins (teacher, co-teacher, student).
     rosters = rosters.drop_duplicates(["class_id", "user_id"], keep="first")
     return {

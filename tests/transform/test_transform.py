@@ -1,0 +1,204 @@
+"""transform_run: validated staged rows -> the learning_* tables, on SQLite and PostgreSQL.
+
+The expected rows are worked out by hand from the source document's mapping tables.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlalchemy import inspect, select
+
+from sis_learning import transform, validate
+from sis_learning.staging.base import Base, create_all, get_engine
+from sis_learning.staging.learning import LEARNING_TABLES
+from tests.validate.staged_rows import RUN_ID, StagedRun, district_config, small_district
+
+SECOND_RUN_ID = "scheduled__2026-01-06T00:00:00+00:00"
+PASSWORD_SENTINEL = "Sentinel-Default-Password-9f3"
+
+
+def learning_rows(engine, entity: str, run_id: str = RUN_ID) -> list[dict]:
+    table = LEARNING_TABLES[entity].__table__
+    columns = [column for column in table.c if column.name not in ("id", "district_id", "run_id")]
+    with engine.connect() as connection:
+        rows = connection.execute(select(*columns).where(table.c.run_id == run_id).order_by(table.c.id)).mappings()
+        return [dict(row) for row in rows]
+
+
+def validate_and_transform(engine, staged: StagedRun | None, tmp_path: Path, run_id: str = RUN_ID, **overrides):
+    if staged is not None:
+        staged.insert(engine, run_id=run_id)
+    config = district_config(**overrides)
+    validate.validate_run(engine, config, run_id, tmp_path / run_id.replace(":", "_"))
+    return config, transform.transform_run(engine, config, run_id)
+
+
+def district_with_everything() -> StagedRun:
+    staged = small_district()  # school 100, term 3500, course 700 "English 9", teacher 200, class 400
+    staged.school("101", name="Élan Académie")
+    staged.student("302", first_name="Zoë", last_name="Ångström", student_username=None,
+                   email="zoe@gmail.com", school_id="101", grade_level=11)
+    staged.student("303", first_name="小龙", last_name="李", student_username=None, email="li@students.test.org",
+                   grade_level=10)
+    staged.student("304", first_name="Дмитрий", last_name="Иванов", student_username="divanov", email=None)
+    staged.student("305", enroll_status_code=2)  # excluded: not in Learning at all
+    staged.staff("201", first_name="Renée", last_name="O'Connor", teacher_username=None, email="renee@test.org")
+    staged.staff("202", last_name=None)  # fails, with its class 401 and roster
+    staged.section("401", staff_id="202")
+    staged.section("402", staff_id="201", course_id="700", section_number="7", expression="3-4(A)")
+    staged.section_teacher("400", "200", role="Lead Teacher")
+    staged.section_teacher("400", "201")
+    staged.enrollment("502", "402", "302")
+    staged.enrollment("503", "402", "303")
+    staged.enrollment("504", "401", "304")
+    staged.enrollment("505", "402", "304", dropped=True)
+    staged.guardian("601", "302")  # parent of a student of school 101, and of student 300 (lower id)
+    staged.guardian("601", "300")
+    staged.guardian("602", "305")  # only child not imported: parent left out
+    staged.guardian("603", "304", portal_username=None)
+    return staged
+
+
+def test_a_district_maps_to_exactly_the_learning_rows_worked_out_by_hand(
+        staging_engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_DEFAULT_PASSWORD", PASSWORD_SENTINEL)
+    _config, counts = validate_and_transform(staging_engine, district_with_everything(), tmp_path)
+
+    assert counts == {"organizations": 2, "users": 9, "user_levels": 5, "classes": 2, "rosters": 7, "parent_links": 3}
+    assert learning_rows(staging_engine, "organizations") == [
+        {"organization_id": "100", "name": "School 100"}, {"organization_id": "101", "name": "Élan Académie"}]
+    user = {"enabled": True, "password_temporary": True, "login_generated": False}
+    assert learning_rows(staging_engine, "users") == [
+        {**user, "external_id": "200", "first_name": "Pat", "last_name": "Teacher200", "login": "teacher200",
+         "email": "teacher200@test.org", "user_type": "T", "organization_id": "100",
+         "sso_email_address": "teacher200@test.org"},
+        {**user, "external_id": "201", "first_name": "Renée", "last_name": "O'Connor", "login": "renee@test.org",
+         "email": "renee@test.org", "user_type": "T", "organization_id": "100",
+         "sso_email_address": "renee@test.org", "login_generated": True},
+        {**user, "external_id": "300", "first_name": "Sam", "last_name": "Student300", "login": "student300",
+         "email": "student300@students.test.org", "user_type": "S", "organization_id": "100",
+         "sso_email_address": "student300@students.test.org"},
+        {**user, "external_id": "301", "first_name": "Sam", "last_name": "Student301", "login": "student301",
+         "email": "student301@students.test.org", "user_type": "S", "organization_id": "100",
+         "sso_email_address": "student301@students.test.org"},
+        {**user, "external_id": "302", "first_name": "Zoë", "last_name": "Ångström", "login": "zoe.angstrom.s302",
+         "email": "zoe@gmail.com", "user_type": "S", "organization_id": "101", "sso_email_address": None,
+         "login_generated": True},
+        {**user, "external_id": "303", "first_name": "小龙", "last_name": "李", "login": "li@students.test.org",
+         "email": "li@students.test.org", "user_type": "S", "organization_id": "100",
+         "sso_email_address": "li@students.test.org", "login_generated": True},
+        {**user, "external_id": "304", "first_name": "Дмитрий", "last_name": "Иванов", "login": "divanov",
+         "email": None, "user_type": "S", "organization_id": "100", "sso_email_address": None},
+        {**user, "external_id": "600", "first_name": "Alex", "last_name": "Parent600", "login": "parent600",
+         "email": "parent600@mail.example.com", "user_type": "P", "organization_id": "100",
+         "sso_email_address": None},
+        {**user, "external_id": "601", "first_name": "Alex", "last_name": "Parent601", "login": "parent601",
+         "email": "parent601@mail.example.com", "user_type": "P", "organization_id": "100",
+         "sso_email_address": None},
+    ]
+    assert learning_rows(staging_engine, "user_levels") == [
+        {"external_id": "300", "level_id": "9"}, {"external_id": "301", "level_id": "9"},
+        {"external_id": "302", "level_id": "11"}, {"external_id": "303", "level_id": "10"},
+        {"external_id": "304", "level_id": "9"}]
+    assert learning_rows(staging_engine, "classes") == [
+        {"class_id": "400", "name": "English 9 (1) - 1(A)", "code": "ENG700", "year": "3500", "teacher_id": "200",
+         "organization_id": "100"},
+        {"class_id": "402", "name": "English 9 (7) - 3-4(A)", "code": "ENG700", "year": "3500", "teacher_id": "201",
+         "organization_id": "100"}]
+    assert learning_rows(staging_engine, "rosters") == [
+        {"class_id": "400", "user_id": "200", "role": "teacher"},
+        {"class_id": "402", "user_id": "201", "role": "teacher"},
+        {"class_id": "400", "user_id": "201", "role": "co-teacher"},
+        {"class_id": "400", "user_id": "300", "role": "student"},
+        {"class_id": "400", "user_id": "301", "role": "student"},
+        {"class_id": "402", "user_id": "302", "role": "student"},
+        {"class_id": "402", "user_id": "303", "role": "student"}]
+    assert learning_rows(staging_engine, "parent_links") == [
+        {"parent_id": "600", "child_id": "300"}, {"parent_id": "601", "child_id": "300"},
+        {"parent_id": "601", "child_id": "302"}]
+
+
+def test_no_password_value_reaches_any_staged_table(
+        staging_engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_DEFAULT_PASSWORD", PASSWORD_SENTINEL)
+    validate_and_transform(staging_engine, district_with_everything(), tmp_path, imported_passwords_temporary=False)
+    assert "password" not in {column["name"] for column in inspect(staging_engine).get_columns("learning_users")}
+    assert {row["password_temporary"] for row in learning_rows(staging_engine, "users")} == {False}
+    with staging_engine.connect() as connection:
+        for table in Base.metadata.sorted_tables:
+            for row in connection.execute(select(table)):
+                assert PASSWORD_SENTINEL not in repr(tuple(row)), table.name
+    for path in (tmp_path).rglob("*.json"):
+        assert PASSWORD_SENTINEL not in path.read_text(encoding="utf-8")
+
+
+def test_logins_are_the_same_every_run_and_avoid_sis_usernames(staging_engine, tmp_path: Path) -> None:
+    def staged_run() -> StagedRun:
+        staged = small_district()
+        staged.student("310", first_name="Ana", last_name="Díaz", student_username=None, email=None)
+        staged.student("311", first_name="Ana", last_name="Díaz", student_username="ana.diaz.s312", email=None)
+        staged.student("312", first_name="Ana", last_name="Diaz", student_username=None, email=None)
+        staged.staff("210", first_name="Ana", last_name="Diaz", teacher_username=None, email=None)
+        return staged
+
+    validate_and_transform(staging_engine, staged_run(), tmp_path, run_id=RUN_ID)
+    validate_and_transform(staging_engine, staged_run(), tmp_path, run_id=SECOND_RUN_ID)
+    first = {row["external_id"]: row["login"] for row in learning_rows(staging_engine, "users", RUN_ID)}
+    second = {row["external_id"]: row["login"] for row in learning_rows(staging_engine, "users", SECOND_RUN_ID)}
+    assert first == second
+    assert first["310"] == "ana.diaz.s310"
+    assert first["311"] == "ana.diaz.s312"      # the SIS username is kept
+    assert first["312"] == "ana.diaz.s312-2"    # its generated login collided with it
+    assert first["210"] == "ana.diaz.t210"      # teachers and students never collide: t / s
+    assert len(set(first.values())) == len(first)
+
+
+def test_name_lengths_count_characters_not_bytes(staging_engine, tmp_path: Path) -> None:
+    staged = small_district()
+    staged.student("320", first_name="Ж" * 100, last_name="名" * 100)
+    staged.student("321", first_name="Ж" * 101)
+    validate_and_transform(staging_engine, staged, tmp_path)
+    users = {row["external_id"]: row for row in learning_rows(staging_engine, "users")}
+    assert users["320"]["first_name"] == "Ж" * 100 and users["320"]["last_name"] == "名" * 100
+    assert "321" not in users
+
+
+def test_the_co_teacher_cap_and_ignore_parents_reach_the_learning_rows(sqlite_url: str, tmp_path: Path) -> None:
+    engine = create_all(get_engine(sqlite_url))
+    staged = small_district()
+    staged.staff("260")
+    for number in range(26):
+        staged.section(str(1000 + number), staff_id="200", section_number=str(number))
+        staged.section_teacher(str(1000 + number), "260")
+    _config, counts = validate_and_transform(engine, staged, tmp_path, ignore_parents=True)
+    rosters = pd.DataFrame(learning_rows(engine, "rosters"))
+    co_teaching = rosters[(rosters["user_id"] == "260") & (rosters["role"] == "co-teacher")]
+    assert sorted(co_teaching["class_id"]) == [str(1000 + number) for number in range(25)]
+    assert counts["parent_links"] == 0
+    assert "P" not in {row["user_type"] for row in learning_rows(engine, "users")}
+
+
+def test_transforming_a_run_again_replaces_its_rows(staging_engine, tmp_path: Path) -> None:
+    config, first = validate_and_transform(staging_engine, small_district(), tmp_path)
+    second = transform.transform_run(staging_engine, config, RUN_ID)
+    assert first == second
+    assert len(learning_rows(staging_engine, "rosters")) == first["rosters"] == 3
+
+
+def test_a_bad_spec_stops_transform_before_it_writes(sqlite_url: str, tmp_path: Path) -> None:
+    from sis_learning.config import MAPPINGS_DIR
+    from sis_learning.mapping import MappingSpecError
+
+    engine = create_all(get_engine(sqlite_url))
+    specs = tmp_path / "mappings"
+    specs.mkdir()
+    for path in MAPPINGS_DIR.glob("*.csv"):
+        (specs / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    (specs / "classes.csv").write_text("target,source,constant,transform,argument,note\n"
+                                       "class_id,section/id,,,,\nname,,,template,{course_title},\n", encoding="utf-8")
+    config, _counts = validate_and_transform(engine, small_district(), tmp_path)
+    with pytest.raises(MappingSpecError, match=r"classes.csv:3: template placeholder \{course_title\}"):
+        transform.transform_run(engine, config, RUN_ID, mappings_dir=specs)
