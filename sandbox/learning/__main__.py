@@ -29,19 +29,37 @@ LISTENING_PREFIX = "Learning sandbox listening on "
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m sandbox.learning", description="Reference PowerSchool Learning server")
+    parser = argparse.ArgumentParser(
+        prog="python -m sandbox.learning", description="Reference PowerSchool Learning server"
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=int(os.environ.get(PORT_ENV, DEFAULT_PORT)),
-                        help=f"port (default {DEFAULT_PORT}; 0 = any free port, printed on start)")
-    parser.add_argument("--domain", action="append", default=[], metavar="NAME:TOKEN",
-                        help=f"a domain (district) and its bearer token; repeatable (or {DOMAINS_ENV}=a:T1,b:T2)")
-    parser.add_argument("--database", default=None,
-                        help="SQLAlchemy URL (default: SANDBOX_LEARNING_DATABASE, else a SQLite file under .sandbox/learning)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get(PORT_ENV, DEFAULT_PORT)),
+        help=f"port (default {DEFAULT_PORT}; 0 = any free port, printed on start)",
+    )
+    parser.add_argument(
+        "--domain",
+        action="append",
+        default=[],
+        metavar="NAME:TOKEN",
+        help=f"a domain (district) and its bearer token; repeatable (or {DOMAINS_ENV}=a:T1,b:T2)",
+    )
+    parser.add_argument(
+        "--database",
+        default=None,
+        help="SQLAlchemy URL (default: SANDBOX_LEARNING_DATABASE, else a SQLite file under .sandbox/learning)",
+    )
     parser.add_argument("--tls-dir", type=Path, default=None, help="sandbox CA directory (default .sandbox/tls)")
-    parser.add_argument("--hostname", action="append", default=[], help="extra name in the certificate (default localhost)")
+    parser.add_argument(
+        "--hostname", action="append", default=[], help="extra name in the certificate (default localhost)"
+    )
     parser.add_argument("--no-tls", action="store_true", help="serve plain HTTP (only for debugging)")
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
-    parser.add_argument("--write-openapi", type=Path, metavar="PATH", help="write the OpenAPI document to PATH and exit")
+    parser.add_argument(
+        "--write-openapi", type=Path, metavar="PATH", help="write the OpenAPI document to PATH and exit"
+    )
     return parser.parse_args(argv)
 
 
@@ -115,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  database: {make_url(database_url).render_as_string(hide_password=True)}")
     print(f"  CA bundle: {ca_bundle if ca_bundle else '(plain HTTP)'}", flush=True)
 
-    config = uvicorn.Config(app, log_level=arguments.log_level, access_log=arguments.log_level == "debug", **ssl_options)
+    config = uvicorn.Config(
+        app, log_level=arguments.log_level, access_log=arguments.log_level == "debug", **ssl_options
+    )
     uvicorn.Server(config).run(sockets=[listener])
     return 0
 

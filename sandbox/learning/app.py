@@ -66,12 +66,18 @@ BATCH_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 # What each entity's batch rows look like (for the OpenAPI document) and how it is named there.
 BATCH_BODIES = {
-    entity: batch_model(f"{''.join(part.title() for part in entity.split('_'))}Batch", importer.row_model, f"Rows of {entity} to upsert by key.")
+    entity: batch_model(
+        f"{''.join(part.title() for part in entity.split('_'))}Batch",
+        importer.row_model,
+        f"Rows of {entity} to upsert by key.",
+    )
     for entity, importer in ENTITY_IMPORTS.items()
 }
 REMOVE_BODIES = {
     "rosters": batch_model("RosterRemoval", RosterKey, "Roster rows to remove, by class_id and user_id."),
-    "parent_links": batch_model("ParentLinkRemoval", ParentLinkKey, "Parent links to remove, by parent_id and child_id."),
+    "parent_links": batch_model(
+        "ParentLinkRemoval", ParentLinkKey, "Parent links to remove, by parent_id and child_id."
+    ),
 }
 HIDDEN_COLUMNS = {"id", "domain", "password_hash", "login_key"}
 
@@ -230,7 +236,11 @@ def create_app(domains: dict[str, str], database_url: str) -> FastAPI:
             with transaction(domain, write=False) as session:
                 total = session.scalar(select(func.count()).select_from(table).where(table.domain == domain))
                 records = session.scalars(
-                    select(table).where(table.domain == domain).order_by(table.id).offset((page - 1) * page_size).limit(page_size)
+                    select(table)
+                    .where(table.domain == domain)
+                    .order_by(table.id)
+                    .offset((page - 1) * page_size)
+                    .limit(page_size)
                 ).all()
                 return {
                     "rows": [row_out(record) for record in records],
@@ -240,7 +250,9 @@ def create_app(domains: dict[str, str], database_url: str) -> FastAPI:
                     "has_more": page * page_size < total,
                 }
 
-        def read_one(domain: Domain, key: Annotated[str, Path(description=f"{key_help}, joined with ':'")]) -> dict[str, Any]:
+        def read_one(
+            domain: Domain, key: Annotated[str, Path(description=f"{key_help}, joined with ':'")]
+        ) -> dict[str, Any]:
             with transaction(domain, write=False) as session:
                 parts = tuple(key.split(":", len(importer.key_fields) - 1))
                 found = importer(session, domain, DomainSettingsBody(), datetime.now(UTC)).load_existing([parts])
@@ -249,22 +261,41 @@ def create_app(domains: dict[str, str], database_url: str) -> FastAPI:
                 return row_out(found[parts])
 
         app.add_api_route(
-            f"/api/v1/{entity}/batch", upsert, methods=["POST"], response_model=BatchAnswer, tags=["import"],
-            summary=f"Upsert up to {limits.MAX_BATCH_ROWS} {entity} by {key_help}", responses=BATCH_ERRORS,
+            f"/api/v1/{entity}/batch",
+            upsert,
+            methods=["POST"],
+            response_model=BatchAnswer,
+            tags=["import"],
+            summary=f"Upsert up to {limits.MAX_BATCH_ROWS} {entity} by {key_help}",
+            responses=BATCH_ERRORS,
             operation_id=f"upsert_{entity}",
         )
         app.add_api_route(
-            f"/api/v1/{entity}", list_rows, methods=["GET"], response_model=Page, tags=["read back"],
-            summary=f"List {entity}, page by page", responses=ERROR_RESPONSES, operation_id=f"list_{entity}",
+            f"/api/v1/{entity}",
+            list_rows,
+            methods=["GET"],
+            response_model=Page,
+            tags=["read back"],
+            summary=f"List {entity}, page by page",
+            responses=ERROR_RESPONSES,
+            operation_id=f"list_{entity}",
         )
         app.add_api_route(
-            f"/api/v1/{entity}/{{key}}", read_one, methods=["GET"], response_model=dict[str, Any], tags=["read back"],
-            summary=f"Read one of {entity} by {key_help}", responses={**ERROR_RESPONSES, 404: {"model": Message}},
+            f"/api/v1/{entity}/{{key}}",
+            read_one,
+            methods=["GET"],
+            response_model=dict[str, Any],
+            tags=["read back"],
+            summary=f"Read one of {entity} by {key_help}",
+            responses={**ERROR_RESPONSES, 404: {"model": Message}},
             operation_id=f"read_{entity}",
         )
 
     @app.post(
-        "/api/v1/users/deactivate", response_model=BatchAnswer, tags=["import"], responses=BATCH_ERRORS,
+        "/api/v1/users/deactivate",
+        response_model=BatchAnswer,
+        tags=["import"],
+        responses=BATCH_ERRORS,
         summary="Deactivate users (never deleted)",
     )
     def deactivate(domain: Domain, body: DeactivateRequest) -> dict[str, Any]:
@@ -281,8 +312,14 @@ def create_app(domains: dict[str, str], database_url: str) -> FastAPI:
                 return batch_answer(remove_rows(session, domain, entity, body.rows))
 
         app.add_api_route(
-            f"/api/v1/{entity}/remove", remove, methods=["POST"], response_model=BatchAnswer, tags=["import"],
-            summary=f"Remove {entity} by key", responses=BATCH_ERRORS, operation_id=f"remove_{entity}",
+            f"/api/v1/{entity}/remove",
+            remove,
+            methods=["POST"],
+            response_model=BatchAnswer,
+            tags=["import"],
+            summary=f"Remove {entity} by key",
+            responses=BATCH_ERRORS,
+            operation_id=f"remove_{entity}",
         )
 
     for entity in REMOVABLE:
@@ -290,14 +327,24 @@ def create_app(domains: dict[str, str], database_url: str) -> FastAPI:
 
     # --- domain settings ------------------------------------------------------------------------
 
-    @app.get("/api/v1/domain/settings", response_model=DomainSettingsBody, tags=["domain"], responses=ERROR_RESPONSES,
-             summary="Manage Domain settings (grade push per organization, usernames, passwords)")
+    @app.get(
+        "/api/v1/domain/settings",
+        response_model=DomainSettingsBody,
+        tags=["domain"],
+        responses=ERROR_RESPONSES,
+        summary="Manage Domain settings (grade push per organization, usernames, passwords)",
+    )
     def get_settings(domain: Domain) -> DomainSettingsBody:
         with transaction(domain, write=False) as session:
             return read_settings(session, domain)
 
-    @app.put("/api/v1/domain/settings", response_model=DomainSettingsBody, tags=["domain"], responses=ERROR_RESPONSES,
-             summary="Change domain settings (fields not sent keep their value)")
+    @app.put(
+        "/api/v1/domain/settings",
+        response_model=DomainSettingsBody,
+        tags=["domain"],
+        responses=ERROR_RESPONSES,
+        summary="Change domain settings (fields not sent keep their value)",
+    )
     def put_settings(domain: Domain, body: DomainSettingsUpdate) -> DomainSettingsBody:
         with transaction(domain, write=True) as session:
             try:
@@ -313,9 +360,12 @@ def create_app(domains: dict[str, str], database_url: str) -> FastAPI:
             raise ApiError(404, f"user {external_id} does not exist in this domain")
         return user
 
-    @app.put("/api/v1/admin/users/{external_id}/authentication", tags=["admin"],
-             responses={**ERROR_RESPONSES, 404: {"model": Message}},
-             summary="Set a user's authentication type by hand (imports never change it afterwards)")
+    @app.put(
+        "/api/v1/admin/users/{external_id}/authentication",
+        tags=["admin"],
+        responses={**ERROR_RESPONSES, 404: {"model": Message}},
+        summary="Set a user's authentication type by hand (imports never change it afterwards)",
+    )
     def set_authentication(domain: Domain, external_id: str, body: AuthenticationBody) -> dict[str, Any]:
         with transaction(domain, write=True) as session:
             user = _user(session, domain, external_id)
@@ -325,20 +375,29 @@ def create_app(domains: dict[str, str], database_url: str) -> FastAPI:
             session.flush()
             return row_out(user)
 
-    @app.post("/api/v1/admin/users/{external_id}/notifications", status_code=201, tags=["admin"],
-              responses={**ERROR_RESPONSES, 404: {"model": Message}},
-              summary="Send a user a notification by hand (the source document: 'inform users of their credentials later')")
+    @app.post(
+        "/api/v1/admin/users/{external_id}/notifications",
+        status_code=201,
+        tags=["admin"],
+        responses={**ERROR_RESPONSES, 404: {"model": Message}},
+        summary="Send a user a notification by hand (the source document: 'inform users of their credentials later')",
+    )
     def notify_user(domain: Domain, external_id: str, body: NotificationBody) -> dict[str, Any]:
         with transaction(domain, write=True) as session:
             _user(session, domain, external_id)
-            session.add(Notification(domain=domain, user_external_id=external_id, kind=body.kind,
-                                     created_at=datetime.now(UTC)))
+            session.add(
+                Notification(domain=domain, user_external_id=external_id, kind=body.kind, created_at=datetime.now(UTC))
+            )
             session.flush()
             count = session.scalar(select(func.count()).select_from(Notification).where(Notification.domain == domain))
             return {"count": count}
 
-    @app.get("/api/v1/notifications/count", tags=["admin"], responses=ERROR_RESPONSES,
-             summary="How many notifications this domain has sent (imports send none)")
+    @app.get(
+        "/api/v1/notifications/count",
+        tags=["admin"],
+        responses=ERROR_RESPONSES,
+        summary="How many notifications this domain has sent (imports send none)",
+    )
     def notification_count(domain: Domain) -> dict[str, int]:
         with transaction(domain, write=False) as session:
             count = session.scalar(select(func.count()).select_from(Notification).where(Notification.domain == domain))
@@ -357,38 +416,69 @@ def create_app(domains: dict[str, str], database_url: str) -> FastAPI:
 
     not_found = {**ERROR_RESPONSES, 404: {"model": Message}}
 
-    @app.post("/api/v1/classes/{class_id}/gradables", status_code=201, response_model=GradableOut, tags=["gradebook"],
-              responses=not_found, summary="Create a gradable in a class")
+    @app.post(
+        "/api/v1/classes/{class_id}/gradables",
+        status_code=201,
+        response_model=GradableOut,
+        tags=["gradebook"],
+        responses=not_found,
+        summary="Create a gradable in a class",
+    )
     def create_gradable(domain: Domain, class_id: str, body: GradableBody) -> dict[str, Any]:
         with gradebook_errors(), transaction(domain, write=True) as session:
             return gradebook.gradable_out(gradebook.create_gradable(session, domain, class_id, body))
 
-    @app.get("/api/v1/classes/{class_id}/gradables", response_model=list[GradableOut], tags=["gradebook"],
-             responses=not_found, summary="The gradables of a class")
+    @app.get(
+        "/api/v1/classes/{class_id}/gradables",
+        response_model=list[GradableOut],
+        tags=["gradebook"],
+        responses=not_found,
+        summary="The gradables of a class",
+    )
     def class_gradables(domain: Domain, class_id: str) -> list[dict[str, Any]]:
         with gradebook_errors(), transaction(domain, write=False) as session:
             return [gradebook.gradable_out(item) for item in gradebook.list_gradables(session, domain, class_id)]
 
-    @app.get("/api/v1/gradables/{gradable_id}", response_model=GradableOut, tags=["gradebook"], responses=not_found,
-             summary="One gradable")
+    @app.get(
+        "/api/v1/gradables/{gradable_id}",
+        response_model=GradableOut,
+        tags=["gradebook"],
+        responses=not_found,
+        summary="One gradable",
+    )
     def read_gradable(domain: Domain, gradable_id: int) -> dict[str, Any]:
         with gradebook_errors(), transaction(domain, write=False) as session:
             return gradebook.gradable_out(gradebook.get_gradable(session, domain, gradable_id))
 
-    @app.patch("/api/v1/gradables/{gradable_id}", response_model=GradableOut, tags=["gradebook"], responses=not_found,
-               summary="Change a gradable's fields (its scores reappear in the change feed)")
+    @app.patch(
+        "/api/v1/gradables/{gradable_id}",
+        response_model=GradableOut,
+        tags=["gradebook"],
+        responses=not_found,
+        summary="Change a gradable's fields (its scores reappear in the change feed)",
+    )
     def change_gradable(domain: Domain, gradable_id: int, body: GradableUpdate) -> dict[str, Any]:
         with gradebook_errors(), transaction(domain, write=True) as session:
             return gradebook.gradable_out(gradebook.update_gradable(session, domain, gradable_id, body))
 
-    @app.put("/api/v1/gradables/{gradable_id}/scores/{student_external_id}", response_model=ScoreOut, tags=["gradebook"],
-             responses=not_found, summary="Enter or change a student's score")
+    @app.put(
+        "/api/v1/gradables/{gradable_id}/scores/{student_external_id}",
+        response_model=ScoreOut,
+        tags=["gradebook"],
+        responses=not_found,
+        summary="Enter or change a student's score",
+    )
     def put_score(domain: Domain, gradable_id: int, student_external_id: str, body: ScoreBody) -> dict[str, Any]:
         with gradebook_errors(), transaction(domain, write=True) as session:
             return gradebook.set_score(session, domain, gradable_id, student_external_id, body.score)
 
-    @app.get("/api/v1/gradebook/changes", response_model=GradebookChanges, tags=["gradebook"], responses=ERROR_RESPONSES,
-             summary="Scores entered or changed after a cursor, oldest first")
+    @app.get(
+        "/api/v1/gradebook/changes",
+        response_model=GradebookChanges,
+        tags=["gradebook"],
+        responses=ERROR_RESPONSES,
+        summary="Scores entered or changed after a cursor, oldest first",
+    )
     def gradebook_changes(
         domain: Domain,
         after: Annotated[int, Query(ge=0, description="The last cursor already processed (0 = from the start).")] = 0,

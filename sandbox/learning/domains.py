@@ -25,7 +25,9 @@ def parse_domain_specs(specs: list[str]) -> dict[str, str]:
     for spec in specs:
         name, separator, token = spec.partition(":")
         if not separator or not name or not token:
-            raise DomainSpecError(f"domain spec {spec.split(':')[0]!r}...: expected NAME:TOKEN, e.g. demo:$(openssl rand -hex 16)")
+            raise DomainSpecError(
+                f"domain spec {spec.split(':')[0]!r}...: expected NAME:TOKEN, e.g. demo:$(openssl rand -hex 16)"
+            )
         if not DOMAIN_NAME.match(name):
             raise DomainSpecError(f"domain name {name!r}: use lower-case letters, digits, '-' or '_' (at most 64)")
         if len(token) < MIN_TOKEN_LENGTH:

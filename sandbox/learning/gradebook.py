@@ -143,7 +143,9 @@ def set_score(session: Session, domain: str, gradable_id: int, student_id: str, 
         return score_out(score, changed=False)
     now = datetime.now(UTC)
     if score is None:
-        score = Score(domain=domain, gradable_id=gradable.id, student_id=student_id, score=value, version=1, changed_at=now)
+        score = Score(
+            domain=domain, gradable_id=gradable.id, student_id=student_id, score=value, version=1, changed_at=now
+        )
         session.add(score)
     else:
         score.score = value
@@ -151,7 +153,12 @@ def set_score(session: Session, domain: str, gradable_id: int, student_id: str, 
         score.changed_at = now
     session.add(
         GradebookChange(
-            domain=domain, gradable_id=gradable.id, student_id=student_id, score=value, version=score.version, changed_at=now
+            domain=domain,
+            gradable_id=gradable.id,
+            student_id=student_id,
+            score=value,
+            version=score.version,
+            changed_at=now,
         )
     )
     session.flush()

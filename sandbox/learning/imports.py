@@ -104,7 +104,7 @@ def _existing_keys(session: Session, domain: str, column: Any, keys: Iterable[st
 
 
 def _plain_letters(text: str) -> str:
-    """"José Núñez" -> "Jose Nunez": a generated login people can type."""
+    """ "José Núñez" -> "Jose Nunez": a generated login people can type."""
     return "".join(char for char in unicodedata.normalize("NFKD", text) if not unicodedata.combining(char))
 
 
@@ -203,8 +203,11 @@ class EntityImport:
             key = self.key_of(row)
             if key in first_index_of_key:
                 outcomes[index] = RowOutcome(
-                    index, key, "failed", f"{self.entity} key {key} appears twice in this batch "
-                    f"(first at index {first_index_of_key[key]}); send each key once"
+                    index,
+                    key,
+                    "failed",
+                    f"{self.entity} key {key} appears twice in this batch "
+                    f"(first at index {first_index_of_key[key]}); send each key once",
                 )
                 continue
             first_index_of_key[key] = index
@@ -435,7 +438,9 @@ class RosterImport(EntityImport):
 
     def prepare(self, rows: list[tuple[int, RosterRow]], existing: dict[str, Roster]) -> None:
         self.user_types = _user_types(self.session, self.domain, (row.user_id for _, row in rows))
-        self.classes = _existing_keys(self.session, self.domain, LearningClass.class_id, (row.class_id for _, row in rows))
+        self.classes = _existing_keys(
+            self.session, self.domain, LearningClass.class_id, (row.class_id for _, row in rows)
+        )
 
     def values(self, row: RosterRow, existing: Roster | None) -> tuple[dict[str, Any], str | None]:
         if row.class_id not in self.classes:
@@ -492,7 +497,9 @@ def deactivate_users(session: Session, domain: str, external_ids: list[Any]) -> 
         external_id = str(value)
         if not external_id or len(external_id) > limits.EXTERNAL_ID_LENGTH:
             outcomes[index] = RowOutcome(
-                index, external_id or None, "failed",
+                index,
+                external_id or None,
+                "failed",
                 f"an external id has 1 to {limits.EXTERNAL_ID_LENGTH} characters",
             )
             continue
@@ -507,7 +514,9 @@ def deactivate_users(session: Session, domain: str, external_ids: list[Any]) -> 
     for index, external_id in wanted:
         user = users.get(external_id)
         if user is None:
-            outcomes[index] = RowOutcome(index, external_id, "failed", f"user {external_id} does not exist in this domain")
+            outcomes[index] = RowOutcome(
+                index, external_id, "failed", f"user {external_id} does not exist in this domain"
+            )
         elif not user.enabled or user.id in to_disable:
             outcomes[index] = RowOutcome(index, external_id, "unchanged", note="already deactivated")
         else:
@@ -515,7 +524,9 @@ def deactivate_users(session: Session, domain: str, external_ids: list[Any]) -> 
             outcomes[index] = RowOutcome(index, external_id, "deactivated")
     if to_disable:
         session.execute(
-            update(User).where(User.id.in_(sorted(to_disable))).values(enabled=False, deactivated_at=now, updated_at=now)
+            update(User)
+            .where(User.id.in_(sorted(to_disable)))
+            .values(enabled=False, deactivated_at=now, updated_at=now)
         )
     return [outcomes[index] for index in range(len(external_ids))]
 

@@ -40,8 +40,14 @@ def measure(database_url: str | None, batches: int, batch_size: int) -> dict[str
     with running_learning({"bench": "bench-token-" + "x" * 16}, database_url) as learning:
         client = learning.client("bench")
         client.post("/api/v1/organizations/batch", json={"rows": [{"organization_id": "1", "name": "Bench High"}]})
-        for phase, variant, expected in (("create", "", "created"), ("unchanged", "", "unchanged"), ("update", "v2", "updated")):
-            bodies = [{"rows": user_rows(1_000_000 + number * batch_size, batch_size, variant)} for number in range(batches)]
+        for phase, variant, expected in (
+            ("create", "", "created"),
+            ("unchanged", "", "unchanged"),
+            ("update", "v2", "updated"),
+        ):
+            bodies = [
+                {"rows": user_rows(1_000_000 + number * batch_size, batch_size, variant)} for number in range(batches)
+            ]
             started = time.perf_counter()
             for body in bodies:
                 answer = client.post("/api/v1/users/batch", json=body).json()
@@ -55,7 +61,9 @@ def measure(database_url: str | None, batches: int, batch_size: int) -> dict[str
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database", default=None, help="SQLAlchemy URL of an empty database (default: temporary SQLite)")
+    parser.add_argument(
+        "--database", default=None, help="SQLAlchemy URL of an empty database (default: temporary SQLite)"
+    )
     parser.add_argument("--batches", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=1000)
     arguments = parser.parse_args()

@@ -74,9 +74,7 @@ class UserRow(StrictModel):
         default=None, description="Default: the domain setting imported_passwords_temporary."
     )
 
-    _blank_optional = field_validator("login", "email", "sso_email_address", "password", mode="before")(
-        _blank_to_none
-    )
+    _blank_optional = field_validator("login", "email", "sso_email_address", "password", mode="before")(_blank_to_none)
 
 
 class UserLevelRow(StrictModel):
@@ -156,7 +154,9 @@ class RowResult(BaseModel):
     key: str | None
     status: RowStatus
     reason: str | None = None
-    note: str | None = Field(default=None, description="What the server kept or decided, e.g. a sticky authentication type.")
+    note: str | None = Field(
+        default=None, description="What the server kept or decided, e.g. a sticky authentication type."
+    )
 
 
 class BatchAnswer(BaseModel):

@@ -50,15 +50,24 @@ class LearningError(RuntimeError):
 
 def _json(response: httpx.Response) -> Any:
     if response.is_error:
-        raise LearningError(f"{response.request.method} {response.request.url.path} -> {response.status_code}: {response.text}")
+        raise LearningError(
+            f"{response.request.method} {response.request.url.path} -> {response.status_code}: {response.text}"
+        )
     return response.json()
 
 
 class LearningSandbox:
     """A running reference Learning server, with a client per domain and the admin/teacher helpers."""
 
-    def __init__(self, base_url: str, tokens: dict[str, str], ca_bundle: Path | None, database_url: str,
-                 process: subprocess.Popen, log_path: Path) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        tokens: dict[str, str],
+        ca_bundle: Path | None,
+        database_url: str,
+        process: subprocess.Popen,
+        log_path: Path,
+    ) -> None:
         self.base_url = base_url
         self.tokens = dict(tokens)
         self.ca_bundle = ca_bundle
@@ -84,7 +93,9 @@ class LearningSandbox:
             headers = {"Accept": "application/json"}
             if bearer is not None:
                 headers["Authorization"] = f"Bearer {bearer}"
-            self._clients[cache_key] = httpx.Client(base_url=self.base_url, headers=headers, verify=self.verify, timeout=60)
+            self._clients[cache_key] = httpx.Client(
+                base_url=self.base_url, headers=headers, verify=self.verify, timeout=60
+            )
         return self._clients[cache_key]
 
     def log(self) -> str:
@@ -98,8 +109,11 @@ class LearningSandbox:
     # --- admin side ----------------------------------------------------------------------------
 
     def set_authentication(self, domain: str, external_id: str, authentication_type: str) -> dict[str, Any]:
-        return _json(self.client(domain).put(f"/api/v1/admin/users/{external_id}/authentication",
-                                             json={"authentication_type": authentication_type}))
+        return _json(
+            self.client(domain).put(
+                f"/api/v1/admin/users/{external_id}/authentication", json={"authentication_type": authentication_type}
+            )
+        )
 
     def settings(self, domain: str, **changes: Any) -> dict[str, Any]:
         """The domain settings; with keyword arguments, change those first (PUT) and return the result."""
@@ -115,16 +129,33 @@ class LearningSandbox:
 
     # --- teacher side --------------------------------------------------------------------------
 
-    def create_gradable(self, domain: str, class_id: str, title: str, total_points: float = 100, *,
-                        description: str | None = None, due_date: str | None = None, type: str = "Assignment") -> dict[str, Any]:
-        body = {"title": title, "total_points": total_points, "description": description, "due_date": due_date, "type": type}
+    def create_gradable(
+        self,
+        domain: str,
+        class_id: str,
+        title: str,
+        total_points: float = 100,
+        *,
+        description: str | None = None,
+        due_date: str | None = None,
+        type: str = "Assignment",
+    ) -> dict[str, Any]:
+        body = {
+            "title": title,
+            "total_points": total_points,
+            "description": description,
+            "due_date": due_date,
+            "type": type,
+        }
         return _json(self.client(domain).post(f"/api/v1/classes/{class_id}/gradables", json=body))
 
     def update_gradable(self, domain: str, gradable_id: int, **changes: Any) -> dict[str, Any]:
         return _json(self.client(domain).patch(f"/api/v1/gradables/{gradable_id}", json=changes))
 
     def set_score(self, domain: str, gradable_id: int, student_id: str, score: str | None) -> dict[str, Any]:
-        return _json(self.client(domain).put(f"/api/v1/gradables/{gradable_id}/scores/{student_id}", json={"score": score}))
+        return _json(
+            self.client(domain).put(f"/api/v1/gradables/{gradable_id}/scores/{student_id}", json={"score": score})
+        )
 
     def changes(self, domain: str, after: int = 0, limit: int = 100) -> dict[str, Any]:
         return _json(self.client(domain).get("/api/v1/gradebook/changes", params={"after": after, "limit": limit}))
@@ -177,25 +208,33 @@ def _wait_for_url(process: subprocess.Popen, log_path: Path, deadline: float) ->
     while time.monotonic() < deadline:
         for line in log_path.read_text(errors="replace").splitlines() if log_path.exists() else []:
             if line.startswith(LISTENING_PREFIX):
-                return line[len(LISTENING_PREFIX):].strip()
+                return line[len(LISTENING_PREFIX) :].strip()
         if process.poll() is not None:
-            raise RuntimeError(f"the Learning sandbox exited with {process.returncode}:\n{log_path.read_text(errors='replace')}")
+            raise RuntimeError(
+                f"the Learning sandbox exited with {process.returncode}:\n{log_path.read_text(errors='replace')}"
+            )
         time.sleep(0.05)
     raise RuntimeError(f"the Learning sandbox did not print its URL in time:\n{log_path.read_text(errors='replace')}")
 
 
-def _wait_until_answering(process: subprocess.Popen, base_url: str, verify: str | bool, log_path: Path, deadline: float) -> None:
+def _wait_until_answering(
+    process: subprocess.Popen, base_url: str, verify: str | bool, log_path: Path, deadline: float
+) -> None:
     last_error: Exception | None = None
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"the Learning sandbox exited with {process.returncode}:\n{log_path.read_text(errors='replace')}")
+            raise RuntimeError(
+                f"the Learning sandbox exited with {process.returncode}:\n{log_path.read_text(errors='replace')}"
+            )
         try:
             if httpx.get(f"{base_url}/health", verify=verify, timeout=2).status_code == 200:
                 return
         except httpx.HTTPError as error:
             last_error = error
         time.sleep(0.05)
-    raise RuntimeError(f"the Learning sandbox did not answer in time ({last_error}):\n{log_path.read_text(errors='replace')}")
+    raise RuntimeError(
+        f"the Learning sandbox did not answer in time ({last_error}):\n{log_path.read_text(errors='replace')}"
+    )
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -225,15 +264,27 @@ def running_learning(
     work_directory = Path(tempfile.mkdtemp(prefix="learning-sandbox-"))
     database_url = database_url or f"sqlite:///{work_directory / 'learning.sqlite'}"
     log_path = work_directory / "server.log"
-    command = [sys.executable, "-m", "sandbox.learning", "--port", str(options.port), "--database", database_url,
-               "--log-level", options.log_level]
+    command = [
+        sys.executable,
+        "-m",
+        "sandbox.learning",
+        "--port",
+        str(options.port),
+        "--database",
+        database_url,
+        "--log-level",
+        options.log_level,
+    ]
     if not options.tls:
         command.append("--no-tls")
     if options.tls_directory is not None:
         command += ["--tls-dir", str(options.tls_directory)]
-    environment = {**os.environ, **options.extra_environment,
-                   DOMAINS_ENV: ",".join(f"{name}:{token}" for name, token in domains.items()),
-                   "PYTHONUNBUFFERED": "1"}
+    environment = {
+        **os.environ,
+        **options.extra_environment,
+        DOMAINS_ENV: ",".join(f"{name}:{token}" for name, token in domains.items()),
+        "PYTHONUNBUFFERED": "1",
+    }
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), environment.get("PYTHONPATH")]))
     sandbox = None
     with log_path.open("wb") as log_file:

@@ -25,8 +25,14 @@ def user(external_id: str, user_type: str = "S", organization_id: str = "10", **
 
 
 def learning_class(class_id: str, teacher_id: str, organization_id: str = "10", **fields: Any) -> dict[str, Any]:
-    row = {"class_id": class_id, "name": f"Algebra I ({class_id}) - 1(A)", "code": "MA101", "year": "3500",
-           "teacher_id": teacher_id, "organization_id": organization_id}
+    row = {
+        "class_id": class_id,
+        "name": f"Algebra I ({class_id}) - 1(A)",
+        "code": "MA101",
+        "year": "3500",
+        "teacher_id": teacher_id,
+        "organization_id": organization_id,
+    }
     row.update(fields)
     return row
 

@@ -117,7 +117,12 @@ def test_a_rule_failure_also_applies_nothing_of_its_row(domain):
 def test_bad_single_object_bodies_are_422_with_the_field_named(domain):
     domain.batch("organizations", [organization()])
     cases = [
-        ("put", "/api/v1/domain/settings", {"grade_push_organisations": ["10"]}, "grade_push_organisations: unknown field"),
+        (
+            "put",
+            "/api/v1/domain/settings",
+            {"grade_push_organisations": ["10"]},
+            "grade_push_organisations: unknown field",
+        ),
         ("put", "/api/v1/domain/settings", {"autogenerate_usernames": "maybe"}, "autogenerate_usernames"),
         ("post", "/api/v1/users/deactivate", {"external_ids": []}, "external_ids: List should have at least 1 item"),
         ("post", "/api/v1/rosters/remove", {}, "rows: missing required field"),

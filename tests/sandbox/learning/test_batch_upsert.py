@@ -12,7 +12,10 @@ from tests.sandbox.learning.sample_rows import learning_class, organization, see
 
 def test_organizations_are_created_updated_and_left_unchanged_by_key(domain):
     first = domain.batch("organizations", [organization("10", "North High"), organization("11", "South High")])
-    assert [(r["index"], r["key"], r["status"]) for r in first["results"]] == [(0, "10", "created"), (1, "11", "created")]
+    assert [(r["index"], r["key"], r["status"]) for r in first["results"]] == [
+        (0, "10", "created"),
+        (1, "11", "created"),
+    ]
     assert first["summary"] == {"total": 2, "created": 2}
 
     second = domain.batch("organizations", [organization("10", "North High School"), organization("11", "South High")])
@@ -28,8 +31,17 @@ def test_users_upsert_by_external_id_and_read_back_every_mapped_field(domain):
     row = user("1001", email="ana@example.org", sso_email_address="ana@district.org")
     assert domain.statuses("users", [row]) == ["created"]
     stored = domain.user("1001")
-    for field in ("external_id", "first_name", "last_name", "login", "email", "user_type", "organization_id",
-                  "enabled", "sso_email_address"):
+    for field in (
+        "external_id",
+        "first_name",
+        "last_name",
+        "login",
+        "email",
+        "user_type",
+        "organization_id",
+        "enabled",
+        "sso_email_address",
+    ):
         assert stored[field] == row[field], field
     assert "password" not in stored and "password_hash" not in stored
 
@@ -60,12 +72,17 @@ def test_user_levels_classes_rosters_and_links_round_trip(domain):
     result = domain.batch("rosters", [{"class_id": "700", "user_id": "600", "role": "student"}])["results"][0]
     assert (result["key"], result["status"]) == ("700:600", "unchanged")
 
-    links = domain.batch("parent_links", [{"parent_id": "900", "child_id": "600"}, {"parent_id": "900", "child_id": "601"}])
+    links = domain.batch(
+        "parent_links", [{"parent_id": "900", "child_id": "600"}, {"parent_id": "900", "child_id": "601"}]
+    )
     assert [(r["key"], r["status"]) for r in links["results"]] == [("900:600", "created"), ("900:601", "created")]
     assert domain.statuses("parent_links", [{"parent_id": "900", "child_id": "600"}]) == ["unchanged"]
     assert domain.parent_links() == {("900", "600"), ("900", "601")}
     assert domain.read("rosters", "700:601")["role"] == "student"
-    assert (domain.read("parent_links", "900:601")["parent_id"], domain.read("parent_links", "900:601")["child_id"]) == (
+    assert (
+        domain.read("parent_links", "900:601")["parent_id"],
+        domain.read("parent_links", "900:601")["child_id"],
+    ) == (
         "900",
         "601",
     )

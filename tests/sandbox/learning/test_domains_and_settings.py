@@ -45,17 +45,32 @@ def test_one_districts_token_never_reads_or_writes_another_districts_data(domain
     assert other_domain.read("classes", "700") is None
     # writing with the same keys creates the other district's own objects, and touches nothing of the first
     other_domain.batch("organizations", [organization()])
-    assert other_domain.reasons("classes", [learning_class("700", "500")]) == ["teacher 500 does not exist in this domain"]
-    assert other_domain.reasons("rosters", [{"class_id": "700", "user_id": "600"}]) == ["class 700 does not exist in this domain"]
+    assert other_domain.reasons("classes", [learning_class("700", "500")]) == [
+        "teacher 500 does not exist in this domain"
+    ]
+    assert other_domain.reasons("rosters", [{"class_id": "700", "user_id": "600"}]) == [
+        "class 700 does not exist in this domain"
+    ]
     assert other_domain.statuses("users", [user("600", first_name="Other")]) == ["created"]
     assert domain.user("600")["first_name"] == "Ana"
     # a login is unique within a domain, not across domains
     assert other_domain.statuses("users", [user("601", login="teacher500")]) == ["created"]
     # admin calls and removals stay in their own domain too
-    assert other_domain.http.put("/api/v1/admin/users/500/authentication",
-                                 json={"authentication_type": "google"}).status_code == 404
-    assert other_domain.http.post("/api/v1/users/deactivate", json={"external_ids": ["500"]}).json()["results"][0]["status"] == "failed"
-    removed = other_domain.http.post("/api/v1/rosters/remove", json={"rows": [{"class_id": "700", "user_id": "600"}]}).json()
+    assert (
+        other_domain.http.put(
+            "/api/v1/admin/users/500/authentication", json={"authentication_type": "google"}
+        ).status_code
+        == 404
+    )
+    assert (
+        other_domain.http.post("/api/v1/users/deactivate", json={"external_ids": ["500"]}).json()["results"][0][
+            "status"
+        ]
+        == "failed"
+    )
+    removed = other_domain.http.post(
+        "/api/v1/rosters/remove", json={"rows": [{"class_id": "700", "user_id": "600"}]}
+    ).json()
     assert removed["results"][0]["status"] == "unchanged"
     assert domain.rosters()[("700", "600")] == "student"
     assert domain.user("500")["enabled"] is True and domain.user("500")["authentication_type"] == "password"
@@ -96,6 +111,8 @@ def test_grade_push_can_only_be_enabled_for_organizations_the_domain_has(domain,
     )
     assert domain.settings()["grade_push_organizations"] == []
     # another district's organization does not count
-    assert other_domain.http.put("/api/v1/domain/settings", json={"grade_push_organizations": ["10"]}).status_code == 422
+    assert (
+        other_domain.http.put("/api/v1/domain/settings", json={"grade_push_organizations": ["10"]}).status_code == 422
+    )
     domain.settings(grade_push_organizations=["10"])
     assert other_domain.settings()["grade_push_organizations"] == []

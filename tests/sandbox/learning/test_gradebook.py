@@ -14,9 +14,18 @@ from tests.sandbox.learning.sample_rows import seed_school
 def test_a_score_change_carries_everything_grade_push_needs(domain):
     school = seed_school(domain, students=1)
     domain.settings(grade_push_organizations=["10"])
-    gradable = domain.create_gradable("700", "Quiz 1", 20, description="Fractions", due_date="2025-10-03", type="Assessment")
-    assert gradable == {"id": gradable["id"], "class_id": "700", "title": "Quiz 1", "description": "Fractions",
-                        "due_date": "2025-10-03", "total_points": 20.0, "type": "Assessment"}
+    gradable = domain.create_gradable(
+        "700", "Quiz 1", 20, description="Fractions", due_date="2025-10-03", type="Assessment"
+    )
+    assert gradable == {
+        "id": gradable["id"],
+        "class_id": "700",
+        "title": "Quiz 1",
+        "description": "Fractions",
+        "due_date": "2025-10-03",
+        "total_points": 20.0,
+        "type": "Assessment",
+    }
     score = domain.set_score(gradable["id"], "600", "17.5")
     assert (score["score"], score["version"], score["changed"]) == ("17.5", 1, True)
 
@@ -75,7 +84,11 @@ def test_the_feed_pages_by_cursor_without_missing_or_repeating_a_change(domain):
     assert pages == 3
     assert len(read) == 9 and len({c["cursor"] for c in read}) == 9
     # nothing new: the same cursor comes back, and an empty page
-    assert domain.changes(after=page["next_cursor"]) == {"changes": [], "next_cursor": page["next_cursor"], "has_more": False}
+    assert domain.changes(after=page["next_cursor"]) == {
+        "changes": [],
+        "next_cursor": page["next_cursor"],
+        "has_more": False,
+    }
     domain.set_score(gradable["id"], "600", "10")
     [latest] = domain.changes(after=page["next_cursor"])["changes"]
     assert latest["cursor"] > page["next_cursor"] and latest["version"] == 4
@@ -89,8 +102,10 @@ def test_editing_a_gradable_re_emits_its_scores_with_new_versions(domain):
     cursor = domain.changes()["next_cursor"]
     domain.update_gradable(gradable["id"], title="Essay (revised)", total_points=60)
     changes = domain.changes(after=cursor)["changes"]
-    assert [(c["student_id"], c["score"], c["version"], c["gradable"]["title"], c["gradable"]["total_points"])
-            for c in changes] == [("600", "40", 2, "Essay (revised)", 60.0), ("601", "45", 2, "Essay (revised)", 60.0)]
+    assert [
+        (c["student_id"], c["score"], c["version"], c["gradable"]["title"], c["gradable"]["total_points"])
+        for c in changes
+    ] == [("600", "40", 2, "Essay (revised)", 60.0), ("601", "45", 2, "Essay (revised)", 60.0)]
     domain.update_gradable(gradable["id"], title="Essay (revised)")  # no real change: nothing new
     assert domain.changes(after=changes[-1]["cursor"])["changes"] == []
 

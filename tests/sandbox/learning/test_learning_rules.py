@@ -64,7 +64,11 @@ def test_user_levels_and_parent_links_need_existing_users_of_the_right_type(doma
     assert "not a student" in domain.reasons("user_levels", [{"external_id": "500", "level_id": "9"}])[0]
     reasons = domain.reasons(
         "parent_links",
-        [{"parent_id": "404", "child_id": "600"}, {"parent_id": "900", "child_id": "404"}, {"parent_id": "600", "child_id": "600"}],
+        [
+            {"parent_id": "404", "child_id": "600"},
+            {"parent_id": "900", "child_id": "404"},
+            {"parent_id": "600", "child_id": "600"},
+        ],
     )
     assert reasons[0] == "parent 404 does not exist in this domain"
     assert reasons[1] == "child 404 does not exist in this domain"
@@ -104,17 +108,25 @@ def test_an_authentication_type_set_by_an_admin_is_never_changed_by_an_import(do
     domain.set_authentication("1", "password")  # an admin chose password on purpose
     domain.set_authentication("2", "password")  # an admin took a user off SSO: only an admin can
     assert domain.user("2")["authentication_type"] == "password"
-    answer = domain.batch("users", [user("1", authentication_type="google"), user("2", authentication_type="office365")])
+    answer = domain.batch(
+        "users", [user("1", authentication_type="google"), user("2", authentication_type="office365")]
+    )
     assert [r["status"] for r in answer["results"]] == ["unchanged", "unchanged"]
     assert all("an admin set it" in r["note"] for r in answer["results"])
-    assert {key: row["authentication_type"] for key, row in domain.users().items()} == {"1": "password", "2": "password"}
+    assert {key: row["authentication_type"] for key, row in domain.users().items()} == {
+        "1": "password",
+        "2": "password",
+    }
     assert domain.user("1")["authentication_set_by"] == "admin"
 
 
 def test_setting_the_authentication_type_of_an_unknown_user_or_to_an_unknown_type_is_refused(domain):
     domain.batch("organizations", [organization()])
     domain.batch("users", [user("1")])
-    assert domain.http.put("/api/v1/admin/users/404/authentication", json={"authentication_type": "google"}).status_code == 404
+    assert (
+        domain.http.put("/api/v1/admin/users/404/authentication", json={"authentication_type": "google"}).status_code
+        == 404
+    )
     bad = domain.http.put("/api/v1/admin/users/1/authentication", json={"authentication_type": "facebook"})
     assert bad.status_code == 422
     assert "authentication_type" in bad.json()["message"]
@@ -131,8 +143,13 @@ def test_logins_are_unique_in_a_domain_and_a_duplicate_fails_its_row(domain):
         [user("2", login="Ana.Lopez"), user("3", login="maria"), user("4", login="MARIA")],
     )
     assert [r["status"] for r in answer["results"]] == ["failed", "created", "failed"]
-    assert answer["results"][0]["reason"] == "login 'Ana.Lopez' is already used by user 1 in this domain (logins are unique)"
-    assert answer["results"][2]["reason"] == "login 'MARIA' is already used by user 3 in this domain (logins are unique)"
+    assert (
+        answer["results"][0]["reason"]
+        == "login 'Ana.Lopez' is already used by user 1 in this domain (logins are unique)"
+    )
+    assert (
+        answer["results"][2]["reason"] == "login 'MARIA' is already used by user 3 in this domain (logins are unique)"
+    )
     assert set(domain.users()) == {"1", "3"}
 
 
@@ -161,7 +178,10 @@ def test_a_user_without_a_login_uses_the_sso_email_else_fails_unless_autogenerat
     domain.settings(autogenerate_usernames=True)
     answer = domain.batch(
         "users",
-        [user("2", login="", first_name="José", last_name="Núñez"), user("3", login=None, first_name="Jose", last_name="Nunez")],
+        [
+            user("2", login="", first_name="José", last_name="Núñez"),
+            user("3", login=None, first_name="Jose", last_name="Nunez"),
+        ],
     )
     assert [r["status"] for r in answer["results"]] == ["created", "created"]
     generated = {key: (row["login"], row["login_generated"]) for key, row in domain.users().items() if key != "1"}
@@ -222,7 +242,10 @@ def test_passwords_are_stored_hashed_applied_on_create_only_and_flagged_temporar
 def test_the_domain_setting_makes_imported_passwords_temporary_by_default(domain):
     domain.batch("organizations", [organization()])
     domain.settings(imported_passwords_temporary=True)
-    domain.batch("users", [user("1", password="Default-Pass-2025"), user("2", password="Default-Pass-2025", password_temporary=False)])
+    domain.batch(
+        "users",
+        [user("1", password="Default-Pass-2025"), user("2", password="Default-Pass-2025", password_temporary=False)],
+    )
     users = domain.users()
     assert (users["1"]["password_temporary"], users["2"]["password_temporary"]) == (True, False)
 
@@ -242,7 +265,10 @@ def test_deactivated_users_are_disabled_never_deleted_and_an_import_can_enable_t
     domain.batch("users", [user("1"), user("2")])
     answer = domain.http.post("/api/v1/users/deactivate", json={"external_ids": ["1", "404", 2, "1"]}).json()
     assert [(r["key"], r["status"]) for r in answer["results"]] == [
-        ("1", "deactivated"), ("404", "failed"), ("2", "deactivated"), ("1", "unchanged")
+        ("1", "deactivated"),
+        ("404", "failed"),
+        ("2", "deactivated"),
+        ("1", "unchanged"),
     ]
     assert answer["results"][1]["reason"] == "user 404 does not exist in this domain"
     users = domain.users()
@@ -260,12 +286,16 @@ def test_rosters_and_parent_links_are_removed_by_key(domain):
     domain.batch("parent_links", [{"parent_id": "900", "child_id": "600"}])
     answer = domain.http.post(
         "/api/v1/rosters/remove",
-        json={"rows": [{"class_id": "700", "user_id": "600"}, {"class_id": "700", "user_id": "999"}, {"class_id": "700"}]},
+        json={
+            "rows": [{"class_id": "700", "user_id": "600"}, {"class_id": "700", "user_id": "999"}, {"class_id": "700"}]
+        },
     ).json()
     assert [r["status"] for r in answer["results"]] == ["removed", "unchanged", "failed"]
     assert answer["results"][2]["reason"] == "missing required field 'user_id'"
     assert set(domain.rosters()) == {("700", "500"), ("700", "601")}
-    links = domain.http.post("/api/v1/parent_links/remove", json={"rows": [{"parent_id": "900", "child_id": "600"}]}).json()
+    links = domain.http.post(
+        "/api/v1/parent_links/remove", json={"rows": [{"parent_id": "900", "child_id": "600"}]}
+    ).json()
     assert links["results"][0] == {"index": 0, "key": "900:600", "status": "removed", "reason": None, "note": None}
     assert domain.parent_links() == set()
     assert set(domain.users()) >= {"600", "900"}  # removing a link or roster row never removes a user

@@ -100,7 +100,10 @@ def test_the_openapi_document_holds_every_path_of_the_contract():
 def _run_cli(*arguments: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "sandbox.learning", *arguments],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
