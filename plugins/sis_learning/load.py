@@ -113,34 +113,52 @@ class LoadStats:
     per_phase: dict[str, int] = field(default_factory=dict)
 
 
-def _pending_batches(connection_engine: Engine, district_id: str, run_id: str, phase: Phase, batch_size: int):
-    """The phase's pending rows, batch by batch, in id order (keyset pagination)."""
+def _pending_pages(engine: Engine, district_id: str, run_id: str, phase: Phase, page_size: int):
+    """The phase's pending rows, page by page: per action, in id order (keyset pagination).
+
+    Each page is an index range scan (ix_change_set_run_pending), so a million rows cost
+    one pass. Rows already handed out are past the keyset cursor: a batch still in flight
+    is never read twice, whether or not its results are recorded yet.
+    """
     changes = ChangeSet.__table__
-    last_id = 0
-    while True:
-        with connection_engine.connect() as connection:
-            rows = connection.execute(
-                select(changes.c.id, changes.c.key, changes.c.action, changes.c.organization_id,
-                       changes.c.content_hash, changes.c.payload)
-                .where(
-                    changes.c.district_id == district_id,
-                    changes.c.run_id == run_id,
-                    changes.c.entity == phase.entity,
-                    changes.c.status == STATUS_PENDING,
-                    changes.c.action.in_(phase.actions),
-                    changes.c.id > last_id,
-                )
-                .order_by(changes.c.id)
-                .limit(batch_size)
-            ).all()
-        if not rows:
-            return
-        last_id = rows[-1].id
-        yield [
-            PendingRow(row.id, row.key, row.action, row.organization_id, row.content_hash,
-                       json.loads(row.payload) if row.payload else {})
-            for row in rows
-        ]
+    for action in phase.actions:
+        last_id = 0
+        while True:
+            with engine.connect() as connection:
+                rows = connection.execute(
+                    select(changes.c.id, changes.c.key, changes.c.action, changes.c.organization_id,
+                           changes.c.content_hash, changes.c.payload)
+                    .where(
+                        changes.c.district_id == district_id,
+                        changes.c.run_id == run_id,
+                        changes.c.entity == phase.entity,
+                        changes.c.action == action,
+                        changes.c.status == STATUS_PENDING,
+                        changes.c.id > last_id,
+                    )
+                    .order_by(changes.c.id)
+                    .limit(page_size)
+                ).all()
+            if not rows:
+                break
+            last_id = rows[-1].id
+            yield [
+                PendingRow(row.id, row.key, row.action, row.organization_id, row.content_hash,
+                           json.loads(row.payload) if row.payload else {})
+                for row in rows
+            ]
+
+
+def _pending_batches(engine: Engine, district_id: str, run_id: str, phase: Phase, batch_size: int):
+    """Full batches across the phase's actions (creates and updates share requests)."""
+    buffer: list[PendingRow] = []
+    for page in _pending_pages(engine, district_id, run_id, phase, batch_size):
+        buffer.extend(page)
+        while len(buffer) >= batch_size:
+            yield buffer[:batch_size]
+            buffer = buffer[batch_size:]
+    if buffer:
+        yield buffer
 
 
 def _request_rows(phase: Phase, batch: list[PendingRow], password: str | None, temporary: bool) -> list[dict]:
@@ -288,8 +306,6 @@ def _run_phase(
                 stats.requests += 1
                 stats.rows_sent += len(rows)
                 sent_in_phase += len(rows)
-                # The next page is read after these ids: rows being sent are no longer
-                # re-read, whether or not their results are recorded yet.
             if not window:
                 break
             batch, future = window.pop(0)

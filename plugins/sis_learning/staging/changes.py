@@ -80,5 +80,7 @@ class ChangeSet(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     __table_args__ = (
         Index("ix_change_set_run_key", "district_id", "run_id", "entity", "key"),
-        Index("ix_change_set_run_status", "district_id", "run_id", "entity", "status", "action"),
+        # The load pages through one entity's pending rows of one action in id order: with id
+        # last in the index, each batch is an index range scan however large the run.
+        Index("ix_change_set_run_pending", "district_id", "run_id", "entity", "action", "status", "id"),
     )
