@@ -81,7 +81,7 @@ def main() -> int:
         print_summary(first)
 
         say("\n=== Changing the SIS between imports ===")
-        for line in apply_everyday_changes(services.powerschool):
+        for line in apply_everyday_changes(services.powerschool, services.learning):
             say(f"  {line}")
 
         second = run_import(dag, "Second import (only the changes are sent)")

@@ -80,42 +80,40 @@ def demo_services(
         yield DemoServices(powerschool=powerschool, learning=learning, smtp=smtp, learning_token=token, env=env)
 
 
-def apply_everyday_changes(powerschool: Any, import_start_year: int = 2025) -> list[str]:
-    """Between two imports: a student enrolled in a section, an enrollment dropped, a rename.
+def apply_everyday_changes(powerschool: Any, learning: Any, domain: str = "demo") -> list[str]:
+    """Between two imports: a student enrolled in a class, another dropped from it, a rename.
 
-    Picks its records from the simulator's live data (deterministically: lowest DCIDs), so
-    the second import has a small, known change to send. Returns what it did, in words.
+    Picks its records among what the first import put in Learning (deterministically: the
+    lowest ids), so each change is one the second import must carry over: one roster row
+    created, one removed, one user updated. Returns what it did, in words.
     """
-    yearid = import_start_year - 1990
-    data = powerschool.store()
-    try:
-        section = data.query(
-            "SELECT s.dcid, s.id, s.schoolid, s.course_number, s.section_number FROM sections s "
-            "JOIN terms t ON t.id = s.termid AND t.schoolid = s.schoolid "
-            "WHERE t.yearid >= ? AND s.teacher != 0 ORDER BY s.dcid LIMIT 1", (yearid,))[0]
-        newcomer = data.query(
-            "SELECT dcid, first_name, last_name FROM students WHERE enroll_status = 0 AND schoolid = ? "
-            "AND student_web_id IS NOT NULL AND student_web_id != '' "
-            "AND id NOT IN (SELECT studentid FROM cc WHERE abs(sectionid) = ?) ORDER BY dcid LIMIT 1",
-            (section["schoolid"], section["id"]))[0]
-        leaver = data.query(
-            "SELECT st.dcid AS student_dcid, st.first_name, st.last_name, s.dcid AS section_dcid "
-            "FROM cc JOIN students st ON st.id = cc.studentid JOIN sections s ON s.id = cc.sectionid "
-            "WHERE cc.sectionid > 0 AND st.enroll_status = 0 AND s.dcid != ? ORDER BY cc.id LIMIT 1",
-            (section["dcid"],))[0]
-        renamed = data.query(
-            "SELECT dcid, first_name, last_name FROM students WHERE enroll_status = 0 AND dcid NOT IN (?, ?) "
-            "ORDER BY dcid DESC LIMIT 1", (newcomer["dcid"], leaver["student_dcid"]))[0]
-    finally:
-        data.close()
-    powerschool.enroll_student(int(newcomer["dcid"]), int(section["dcid"]))
-    powerschool.drop_enrollment(int(leaver["student_dcid"]), int(leaver["section_dcid"]))
-    new_last_name = f"{renamed['last_name']}-Okafor"
-    powerschool.rename("student", int(renamed["dcid"]), last_name=new_last_name)
+    classes = learning.classes(domain)
+    users = learning.users(domain)
+    rosters = learning.rosters(domain)
+    students = {key: user for key, user in users.items() if user.get("user_type") == "S"}
+
+    def number(value: str) -> int:
+        return int(value) if str(value).isdigit() else 0
+
+    class_id = min((key for key, item in classes.items()
+                    if any(c == key and role == "student" for (c, _), role in rosters.items())), key=number)
+    organization = classes[class_id].get("organization_id")
+    in_class = sorted((user for (c, user), role in rosters.items() if c == class_id and role == "student"), key=number)
+    leaver = in_class[0]
+    newcomer = min((key for key, user in students.items()
+                    if user.get("organization_id") == organization and key not in in_class), key=number)
+    renamed = max((key for key in students if key not in (leaver, newcomer)), key=number)
+    powerschool.enroll_student(number(newcomer), number(class_id))
+    powerschool.drop_enrollment(number(leaver), number(class_id))
+    old_name = students[renamed].get("last_name")
+    new_last_name = f"{old_name}-Okafor"
+    powerschool.rename("student", number(renamed), last_name=new_last_name)
+
+    def name(key: str) -> str:
+        return f"{students[key].get('first_name')} {students[key].get('last_name')}"
+
     return [
-        f"enrolled student {newcomer['dcid']} ({newcomer['first_name']} {newcomer['last_name']}) "
-        f"in section {section['dcid']} ({section['course_number']}.{section['section_number']})",
-        f"dropped student {leaver['student_dcid']} ({leaver['first_name']} {leaver['last_name']}) "
-        f"from section {leaver['section_dcid']}",
-        f"renamed student {renamed['dcid']}: {renamed['last_name']} -> {new_last_name}",
+        f"enrolled student {newcomer} ({name(newcomer)}) in class {class_id} ({classes[class_id].get('name')})",
+        f"dropped student {leaver} ({name(leaver)}) from class {class_id}",
+        f"renamed student {renamed}: {old_name} -> {new_last_name}",
     ]

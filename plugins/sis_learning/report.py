@@ -84,7 +84,8 @@ def build_summary(engine: Engine, config: DistrictConfig, run_id: str, dag_id: s
                 params,
             )
             for row in rows:
-                key = row.action if row.status in ("accepted", "pending", None) else f"{row.action}_{row.status}"
+                # accepted (or skipped, for unchanged rows) reads as the action itself; refusals stand apart
+                key = row.action if row.status in ("accepted", "pending", "skipped", None) else f"{row.action}_{row.status}"
                 summary.changes.setdefault(row.entity, {})[key] = summary.changes.get(row.entity, {}).get(key, 0) + row.n
         if _has(engine, "extract_counts"):
             rows = connection.execute(
