@@ -278,6 +278,9 @@ def test_deactivated_users_are_disabled_never_deleted_and_an_import_can_enable_t
     assert again["results"][0]["status"] == "unchanged"
     assert domain.statuses("users", [user("1")]) == ["updated"]
     assert (domain.user("1")["enabled"], domain.user("1")["deactivated_at"]) == (True, None)
+    # an import row with enabled false disables too (the source sends enabled "1"/"0")
+    assert domain.statuses("users", [user("2", enabled="0"), user("3", enabled=False)]) == ["unchanged", "created"]
+    assert domain.user("3")["enabled"] is False and domain.user("3")["deactivated_at"]
 
 
 def test_rosters_and_parent_links_are_removed_by_key(domain):

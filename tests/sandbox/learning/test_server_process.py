@@ -144,3 +144,15 @@ def test_tokens_and_passwords_never_reach_the_output_or_the_database(tmp_path):
     for secret in (tokens["demo"], "Plain-Text-Secret-42"):
         assert secret not in output
         assert secret.encode() not in stored
+
+
+def test_the_measurement_script_reports_rows_per_second_for_each_pass():
+    from sandbox.learning.measure_upsert import measure
+
+    figures = measure(None, batches=1, batch_size=50)
+    assert set(figures) == {
+        f"{phase}_{unit}"
+        for phase in ("create", "unchanged", "update")
+        for unit in ("rows_per_second", "seconds_per_batch")
+    }
+    assert all(value > 0 for value in figures.values())
