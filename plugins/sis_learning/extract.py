@@ -64,8 +64,6 @@ class ExtractOrderError(AirflowFailException):
 
 def _text(value: Any) -> str | None:
     """A text column: digit-only values PowerSchool sent as numbers become strings again."""
-    if value is None or value == "" or isinstance(value, (dict, list)):
-        return None
     return id_string(value)
 
 
@@ -92,6 +90,8 @@ def iso_date(value: Any) -> str | None:
     text = _text(value)
     if not text:
         return None
+    if len(text) == 10 and text[4] == "-" and text[7] == "-" and "1900-01-01" < text <= "9999-12-31":
+        return text  # already YYYY-MM-DD: the common case, checked cheaply
     match = ISO_DATE.match(text)
     if match:
         year, month, day = (int(part) for part in match.groups())
@@ -166,7 +166,7 @@ class EntityStaging:
             return
         keys = {"district_id": self.district_id, "run_id": self.run_id, "scope": scope}
         raw = [
-            {**keys, "entity": self.entity, "source_id": source_id, "payload": json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str)}
+            {**keys, "entity": self.entity, "source_id": source_id, "payload": json.dumps(record, ensure_ascii=False, separators=(",", ":"))}
             for record, source_id in zip(records, source_ids, strict=True)
         ]
         typed = [{**keys, **row} for row in rows]

@@ -75,13 +75,18 @@ def as_list(value: Any) -> list[Any]:
 
 def id_string(value: Any) -> str | None:
     """An identifier as a string: PowerSchool sends digit-only ids as JSON numbers."""
-    if value is None or value == "" or isinstance(value, (dict, list)):
+    kind = type(value)
+    if kind is str:  # the common cases first: this runs for every id of every row
+        return value.strip() or None
+    if kind is int:
+        return str(value)
+    if value is None or isinstance(value, (dict, list)):
         return None
     if isinstance(value, bool):
         return str(int(value))
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return str(value).strip()
+    return str(value).strip() or None
 
 
 def normalise_lists(record: Any) -> Any:
