@@ -1,8 +1,11 @@
-"""`make airflow`: Airflow standalone (api-server, scheduler, dag-processor, triggerer)
-from the repository, UI on http://localhost:8080, with the demo's connections and pools.
+"""`make airflow`: Airflow standalone from the repository, with the embedded default.
 
-The login is printed by Airflow itself at start ("Login with username: admin password: ...")
-and kept in .airflow/simple_auth_manager_passwords.json.generated.
+Starts the sandboxes (PowerSchool SIS simulator, reference Learning, SMTP catcher), gives
+Airflow their connections as AIRFLOW_CONN_* variables, creates the pools, and runs
+`airflow standalone` (api-server with the UI on http://localhost:8080, scheduler,
+dag-processor, triggerer). Airflow prints the login at start ("Login with username: admin
+password: ..."); it is also kept in .airflow/simple_auth_manager_passwords.json.generated.
+Ctrl-C stops everything.
 """
 
 from __future__ import annotations
@@ -15,15 +18,38 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO_ROOT / "plugins"), str(REPO_ROOT)]
 
+POOLS = {
+    "powerschool_api": (8, "PowerSchool API requests: extract tasks of all districts"),
+    "learning_api": (8, "Learning API requests: load tasks of all districts"),
+}
+
+
+def airflow(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run([str(Path(sys.executable).parent / "airflow"), *args], env=env, check=check)
+
+
+def create_pools(env: dict[str, str]) -> None:
+    for name, (slots, description) in POOLS.items():
+        airflow("pools", "set", name, str(slots), description, env=env)
+
 
 def main() -> None:
-    from scripts.demo_environment import demo_environment
+    from scripts.demo_environment import demo_services
 
-    env = {**os.environ, **demo_environment(start_sandboxes=True)}
-    env.setdefault("AIRFLOW__API__PORT", "8080")
-    passwords = Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
-    print(f"Airflow UI: http://localhost:{env['AIRFLOW__API__PORT']}  (login printed below; also in {passwords})", flush=True)
-    subprocess.run([str(Path(sys.executable).parent / "airflow"), "standalone"], env=env, check=False)
+    with demo_services(state_dir=REPO_ROOT / "var" / "standalone") as services:
+        env = {**os.environ, **services.env}
+        env.setdefault("AIRFLOW__API__PORT", "8080")
+        airflow("db", "migrate", env=env)
+        create_pools(env)
+        passwords = Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
+        print(f"\nAirflow UI: http://localhost:{env['AIRFLOW__API__PORT']} (user admin; the password is printed "
+              f"below by Airflow and kept in {passwords})", flush=True)
+        print(f"PowerSchool SIS simulator: {services.powerschool.base_url}; Learning: {services.learning.base_url}; "
+              f"SMTP catcher: {services.smtp.host}:{services.smtp.port}", flush=True)
+        try:
+            airflow("standalone", env=env, check=False)
+        except KeyboardInterrupt:
+            pass
 
 
 if __name__ == "__main__":
