@@ -33,6 +33,11 @@ class ServerOptions:
     oversize_page: str = "clamp"  # or "refuse": HTTP 400 when pagesize exceeds the maximum
     empty_page_style: str = "rotate"  # quirk 4: which shape an empty page takes; rotate = each in turn
     throttle_ms: int = 0  # minimum interval between two API requests of one client (0 = off)
+    # The API doc is unsure of the throttle's status and whether it sends Retry-After: both variants.
+    throttle_status: int = 429
+    throttle_retry_after: bool = True
+    # expires_in is a string in captured answers; clients must accept a number too.
+    expires_in_type: str = "string"
     latency_ms: int = 0  # added to every API response
     latency_jitter_ms: int = 0  # plus a uniform random 0..jitter
     error_rate: float = 0.0  # share of API requests answered with one of error_statuses
@@ -72,6 +77,12 @@ class ServerOptions:
         for resource, size in self.max_page_sizes.items():
             if not isinstance(size, int) or size < 1:
                 raise OptionsError(f"max_page_sizes.{resource} must be a positive integer, got {size!r}")
+        if self.expires_in_type not in ("string", "number"):
+            raise OptionsError("expires_in_type must be 'string' or 'number'")
+        if not isinstance(self.throttle_status, int) or not 400 <= self.throttle_status <= 599:
+            raise OptionsError("throttle_status must be an HTTP error code, e.g. 429 or 503")
+        if not isinstance(self.throttle_retry_after, bool):
+            raise OptionsError("throttle_retry_after must be true or false")
         if self.oversize_page not in ("clamp", "refuse"):
             raise OptionsError("oversize_page must be 'clamp' or 'refuse'")
         if self.empty_page_style not in EMPTY_PAGE_STYLES:

@@ -199,7 +199,20 @@ def staff_view(row: sqlite3.Row, expansions: set[str], affiliations: list[dict[s
     return view
 
 
-def student_view(row: sqlite3.Row, expansions: set[str]) -> dict[str, Any]:
+def student_extensions(row: sqlite3.Row, extensions: set[str]) -> dict[str, Any]:
+    """``_extension_data``: one ``_table_extension`` per requested extension (quirk 1 when only one)."""
+    tables = []
+    for name in sorted(extensions & set(RESOURCES["student"].extensions.replace(" ", "").split(","))):
+        if name == "studentcorefields":
+            fields = [{"name": "pscore_legal_first_name", "value": row["first_name"]},
+                      {"name": "pscore_legal_last_name", "value": row["last_name"]}]
+            tables.append({"recordFound": True, "name": name, "_field": fields})
+        else:
+            tables.append({"recordFound": False, "name": name, "_field": ""})
+    return {"_table_extension": one_or_many(tables)} if tables else {}
+
+
+def student_view(row: sqlite3.Row, expansions: set[str], extensions: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
     view = _without_none({
         "id": row["dcid"], "local_id": digits_as_number(row["student_number"]),
         "student_username": digits_as_number(row["student_web_id"]),
@@ -219,6 +232,8 @@ def student_view(row: sqlite3.Row, expansions: set[str]) -> dict[str, Any]:
     for empty in ("addresses", "phones", "alerts", "fees", "lunch", "contact", "ethnicity_race"):
         if empty in expansions:
             view[empty] = ""
+    if extensions:
+        view["_extension_data"] = student_extensions(row, set(extensions)) or ""
     return view
 
 
@@ -390,13 +405,13 @@ def list_spec(connection: sqlite3.Connection, kind: str, parent_id: str | None, 
 
 
 def render(connection: sqlite3.Connection, kind: str, rows: Iterable[sqlite3.Row], expansions: set[str],
-           parent_id: str | None = None) -> list[dict[str, Any]]:
+           parent_id: str | None = None, extensions: frozenset[str] | set[str] = frozenset()) -> list[dict[str, Any]]:
     """Turn SIS rows into API views (before quirk 3, which the caller applies to the whole answer)."""
     rows = list(rows)
     if kind == "school":
         return [school_view(row) for row in rows]
     if kind == "student":
-        return [student_view(row, expansions) for row in rows]
+        return [student_view(row, expansions, extensions) for row in rows]
     if kind == "section":
         return [section_view(row, expansions) for row in rows]
     if kind == "course":
@@ -444,12 +459,13 @@ SINGLE_SOURCES = {
 }
 
 
-def single(connection: sqlite3.Connection, kind: str, record_id: str, expansions: set[str]) -> dict[str, Any]:
+def single(connection: sqlite3.Connection, kind: str, record_id: str, expansions: set[str],
+           extensions: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
     select, source, key = SINGLE_SOURCES[kind]
     row = connection.execute(f"SELECT {select} FROM {source} WHERE {key} = ?", (_int_or_none(record_id),)).fetchone()
     if row is None:
         raise NotFound(f"{kind.replace('_', ' ').title()} {record_id} not found")
-    return render(connection, kind, [row], expansions)[0]
+    return render(connection, kind, [row], expansions, extensions=extensions)[0]
 
 
 def list_envelope(resource: Resource, items: list[dict[str, Any]], empty_style: str) -> dict[str, Any]:

@@ -282,7 +282,8 @@ class PowerSchoolApp:
             last = self.last_request_at.get(client_id)
             if last is not None and now - last < interval:
                 wait = max(1, int(-(-(interval - (now - last)) // 1)))
-                return error_response(429, f"too many requests, wait {wait} seconds", [("Retry-After", str(wait))])
+                headers = [("Retry-After", str(wait))] if self.options.throttle_retry_after else []
+                return error_response(self.options.throttle_status, f"too many requests, wait {wait} seconds", headers)
             self.last_request_at[client_id] = now
         return None
 
@@ -321,7 +322,8 @@ class PowerSchoolApp:
                 current = Token(str(uuid.uuid4()), client_id, now + self.options.token_lifetime_seconds)
                 self.tokens[current.value] = current
         remaining = max(1, int(current.expires_at - now))
-        return json_response(200, {"access_token": current.value, "token_type": "Bearer", "expires_in": str(remaining)})
+        expires_in: int | str = remaining if self.options.expires_in_type == "number" else str(remaining)
+        return json_response(200, {"access_token": current.value, "token_type": "Bearer", "expires_in": expires_in})
 
     def expire_tokens(self) -> int:
         with self.lock:
@@ -387,12 +389,14 @@ class PowerSchoolApp:
         rows = resources.read_page(connection, self.page_keys, select=spec.select, source=spec.source,
                                    where=spec.where, parameters=spec.parameters, order_key=spec.order_key,
                                    offset=offset, limit=limit)
-        items = resources.render(connection, kind, rows, _expansions(request), parent)
+        items = resources.render(connection, kind, rows, _expansions(request), parent,
+                                 extensions=_expansions(request, "extensions"))
         payload = resources.list_envelope(spec.resource, items, self.empty_style())
         return json_response(200, payload)
 
     def single_record(self, request: Request, kind: str, record: str) -> Response:
-        view = resources.single(self.connection(), kind, record, _expansions(request))
+        view = resources.single(self.connection(), kind, record, _expansions(request),
+                                _expansions(request, "extensions"))
         return json_response(200, {kind: view})
 
     # -- /ws/schema -------------------------------------------------------------------------------
@@ -438,8 +442,9 @@ class PowerSchoolApp:
         return json_response(200, self._records_envelope(name, [schema_api.guardian_record(row) for row in rows]))
 
 
-def _expansions(request: Request) -> set[str]:
-    raw = ",".join(request.query.get("expansions", []))
+def _expansions(request: Request, parameter: str = "expansions") -> set[str]:
+    """The comma-separated names of ``expansions=`` (or ``extensions=``), lower case."""
+    raw = ",".join(request.query.get(parameter, []))
     return {item.strip().lower() for item in raw.split(",") if item.strip()}
 
 

@@ -90,3 +90,8 @@ def test_the_server_is_only_reachable_with_a_trusted_certificate(powerschool):
     port = powerschool.base_url.rsplit(":", 1)[1]
     response = httpx.get(f"https://localhost:{port}/ws/v1/metadata", verify=powerschool.ssl_context())
     assert response.status_code == 401
+
+
+def test_expires_in_can_be_a_number(api, powerschool):
+    powerschool.configure(expires_in_type="number")
+    assert isinstance(api.token_response().json()["expires_in"], int)

@@ -120,3 +120,13 @@ def test_request_counts(api, powerschool):
 def test_admin_api_needs_its_token(powerschool):
     response = httpx.get(f"{powerschool.base_url}/sandbox/admin/info", verify=powerschool.ssl_context())
     assert response.status_code == 403
+
+
+def test_throttle_variants_without_retry_after_or_with_another_status(api, powerschool):
+    api.token()
+    powerschool.configure(throttle_ms=400, throttle_retry_after=False, throttle_status=503)
+    assert api.get("/ws/v1/metadata").status_code == 200
+    refused = api.get("/ws/v1/metadata")
+    assert refused.status_code == 503
+    assert "Retry-After" not in refused.headers
+    assert "wait 1 seconds" in refused.json()["message"]
