@@ -176,11 +176,14 @@ class EntityImport:
         return found
 
     # rules
-    def prepare(self, rows: list[tuple[int, Any]], existing: dict[str, Any]) -> None:
+    def prepare(self, rows: list[tuple[int, Any]], existing: dict[tuple[str, ...], Any]) -> None:
         """Bulk-load whatever the entity's rules refer to (one query per kind, not per row)."""
 
     def values(self, row: Any, existing: Any | None) -> tuple[dict[str, Any], str | None]:
-        """The columns this row sets (raise RowFailed to refuse it) and an optional note."""
+        """The columns this row sets (raise RowFailed to refuse it) and an optional note.
+
+        ``existing`` is the stored row with this key (a Core row, read by attribute), or None.
+        """
         return row.model_dump(), None
 
     def accepted(self, row: Any, existing: Any | None, values: dict[str, Any]) -> None:
@@ -271,7 +274,7 @@ class UserImport(EntityImport):
     table = User
     key_fields = ("external_id",)
 
-    def prepare(self, rows: list[tuple[int, UserRow]], existing: dict[str, User]) -> None:
+    def prepare(self, rows: list[tuple[int, UserRow]], existing: dict[tuple[str, ...], Any]) -> None:
         self.hash_password = PasswordHasher()
         self.organizations = _existing_keys(
             self.session, self.domain, Organization.organization_id, (row.organization_id for _, row in rows)
@@ -281,6 +284,7 @@ class UserImport(EntityImport):
         }
         # login_key -> external_id of its holder, as the batch goes (a row may free a login for a later row).
         self.login_owners: dict[str, str] = {}
+        self.released_logins: set[str] = set()
         for chunk in _chunks(sorted(wanted_logins)):
             statement = select(User.login_key, User.external_id).where(
                 User.domain == self.domain, User.login_key.in_(chunk)
@@ -305,13 +309,7 @@ class UserImport(EntityImport):
                 return candidate
             suffix += 1
 
-    released_logins: set[str]
-
-    def upsert(self, raw_rows: list[Any]) -> list[RowOutcome]:
-        self.released_logins = set()
-        return super().upsert(raw_rows)
-
-    def values(self, row: UserRow, existing: User | None) -> tuple[dict[str, Any], str | None]:
+    def values(self, row: UserRow, existing: Any | None) -> tuple[dict[str, Any], str | None]:
         if row.organization_id not in self.organizations:
             raise RowFailed(
                 f"organization {row.organization_id} does not exist in this domain (import the organization first)"
@@ -378,7 +376,7 @@ class UserImport(EntityImport):
             values["deactivated_at"] = None if row.enabled else self.now
         return values, note
 
-    def accepted(self, row: UserRow, existing: User | None, values: dict[str, Any]) -> None:
+    def accepted(self, row: UserRow, existing: Any | None, values: dict[str, Any]) -> None:
         releases_old_login = existing is not None and existing.login_key != values["login_key"]
         if releases_old_login and self.login_owners.get(existing.login_key, row.external_id) == row.external_id:
             self.login_owners.pop(existing.login_key, None)
@@ -398,10 +396,10 @@ class UserLevelImport(EntityImport):
     table = UserLevel
     key_fields = ("external_id",)
 
-    def prepare(self, rows: list[tuple[int, UserLevelRow]], existing: dict[str, UserLevel]) -> None:
+    def prepare(self, rows: list[tuple[int, UserLevelRow]], existing: dict[tuple[str, ...], Any]) -> None:
         self.user_types = _user_types(self.session, self.domain, (row.external_id for _, row in rows))
 
-    def values(self, row: UserLevelRow, existing: UserLevel | None) -> tuple[dict[str, Any], str | None]:
+    def values(self, row: UserLevelRow, existing: Any | None) -> tuple[dict[str, Any], str | None]:
         _require_user(self.user_types, row.external_id, "user", "S")
         return row.model_dump(), None
 
@@ -412,13 +410,13 @@ class ClassImport(EntityImport):
     table = LearningClass
     key_fields = ("class_id",)
 
-    def prepare(self, rows: list[tuple[int, ClassRow]], existing: dict[str, LearningClass]) -> None:
+    def prepare(self, rows: list[tuple[int, ClassRow]], existing: dict[tuple[str, ...], Any]) -> None:
         self.user_types = _user_types(self.session, self.domain, (row.teacher_id for _, row in rows))
         self.organizations = _existing_keys(
             self.session, self.domain, Organization.organization_id, (row.organization_id for _, row in rows)
         )
 
-    def values(self, row: ClassRow, existing: LearningClass | None) -> tuple[dict[str, Any], str | None]:
+    def values(self, row: ClassRow, existing: Any | None) -> tuple[dict[str, Any], str | None]:
         _require_user(self.user_types, row.teacher_id, "teacher", "T")
         if row.organization_id not in self.organizations:
             raise RowFailed(
@@ -436,13 +434,13 @@ class RosterImport(EntityImport):
     table = Roster
     key_fields = ("class_id", "user_id")
 
-    def prepare(self, rows: list[tuple[int, RosterRow]], existing: dict[str, Roster]) -> None:
+    def prepare(self, rows: list[tuple[int, RosterRow]], existing: dict[tuple[str, ...], Any]) -> None:
         self.user_types = _user_types(self.session, self.domain, (row.user_id for _, row in rows))
         self.classes = _existing_keys(
             self.session, self.domain, LearningClass.class_id, (row.class_id for _, row in rows)
         )
 
-    def values(self, row: RosterRow, existing: Roster | None) -> tuple[dict[str, Any], str | None]:
+    def values(self, row: RosterRow, existing: Any | None) -> tuple[dict[str, Any], str | None]:
         if row.class_id not in self.classes:
             raise RowFailed(f"class {row.class_id} does not exist in this domain")
         _require_user(self.user_types, row.user_id, "user", None)
@@ -461,11 +459,11 @@ class ParentLinkImport(EntityImport):
     table = ParentLink
     key_fields = ("parent_id", "child_id")
 
-    def prepare(self, rows: list[tuple[int, ParentLinkRow]], existing: dict[str, ParentLink]) -> None:
+    def prepare(self, rows: list[tuple[int, ParentLinkRow]], existing: dict[tuple[str, ...], Any]) -> None:
         ids = [row.parent_id for _, row in rows] + [row.child_id for _, row in rows]
         self.user_types = _user_types(self.session, self.domain, ids)
 
-    def values(self, row: ParentLinkRow, existing: ParentLink | None) -> tuple[dict[str, Any], str | None]:
+    def values(self, row: ParentLinkRow, existing: Any | None) -> tuple[dict[str, Any], str | None]:
         _require_user(self.user_types, row.parent_id, "parent", "P")
         _require_user(self.user_types, row.child_id, "child", "S")
         return row.model_dump(), None
@@ -549,7 +547,9 @@ def remove_rows(session: Session, domain: str, entity: str, raw_rows: list[Any])
         try:
             row = key_model.model_validate(raw)
         except ValidationError as error:
-            outcomes[index] = RowOutcome(index, None, "failed", describe_validation_error(error))
+            parts = [raw.get(first), raw.get(second)]
+            key = ":".join(map(str, parts)) if all(isinstance(part, str | int) for part in parts) else None
+            outcomes[index] = RowOutcome(index, key, "failed", describe_validation_error(error))
             continue
         keys.append((index, (getattr(row, first), getattr(row, second))))
     found: dict[tuple[str, str], int] = {}
