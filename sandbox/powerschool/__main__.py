@@ -72,7 +72,9 @@ def serve(arguments: argparse.Namespace) -> int:
     admin_token = os.environ.get("POWERSCHOOL_SANDBOX_ADMIN_TOKEN") or new_secret()
     tls_directory = Path(arguments.tls_dir) if arguments.tls_dir else tls.DEFAULT_TLS_DIR
     ca_bundle = tls.ensure_ca(tls_directory)
-    certificate, key = tls.server_certificate(tls_directory)
+    extra_names = [*arguments.hostname, *(name.strip() for name in os.environ.get("SANDBOX_HOSTNAMES", "").split(","))]
+    hostnames = list(dict.fromkeys([*tls.DEFAULT_HOSTNAMES, *(name for name in extra_names if name)]))
+    certificate, key = tls.server_certificate(tls_directory, hostnames)
     run_directory = Path(tempfile.mkdtemp(prefix="powerschool-sandbox-"))
     try:
         database = store.make_working_copy(dataset_path, run_directory)
@@ -84,7 +86,11 @@ def serve(arguments: argparse.Namespace) -> int:
             print(f"error: cannot listen on {arguments.host}:{arguments.port}: {error} (try --port 0 for any free port)",
                   file=sys.stderr)
             return 2
-        host = arguments.host if ":" not in arguments.host else f"[{arguments.host}]"
+        # Listening on every interface (a container): advertise the first extra certificate name.
+        host = arguments.host
+        if host in ("0.0.0.0", "::"):
+            host = next((name for name in extra_names if name), "127.0.0.1")
+        host = host if ":" not in host else f"[{host}]"
         app.base_url = f"https://{host}:{server.server_address[1]}"
         details = {
             "base_url": app.base_url, "port": server.server_address[1], "client_id": client_id,
@@ -151,6 +157,9 @@ def parser() -> argparse.ArgumentParser:
     main.add_argument("--seed", type=int, default=1, help="generator seed (default 1)")
     main.add_argument("--host", default="127.0.0.1")
     main.add_argument("--port", type=int, default=8443, help="0 = any free port (default 8443)")
+    main.add_argument("--hostname", action="append", default=[],
+                      help="extra name in the certificate (localhost, 127.0.0.1 and ::1 always); repeatable, "
+                           "or SANDBOX_HOSTNAMES=a,b")
     main.add_argument("--client-id", default=DEFAULT_CLIENT_ID)
     main.add_argument("--tls-dir", help="where the sandbox CA lives (default .sandbox/tls or SANDBOX_TLS_DIR)")
     main.add_argument("--latency-ms", type=int)

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[3]
 
@@ -61,3 +62,27 @@ def test_generate_reports_rows_and_timing(tmp_path):
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 0
     assert '"students": 60' in output and '"seconds"' in output and '"peak_rss_mb"' in output
+
+
+def test_extra_hostname_goes_into_the_certificate():
+    import socket
+
+    process = run("--dataset", "tiny", "--port", "0", "--hostname", "sandbox-powerschool.test")
+    try:
+        banner = {}
+        for line in process.stdout:
+            match = re.match(r"\s+(URL|CA bundle)\s+(\S+)", line)
+            if match:
+                banner[match.group(1)] = match.group(2)
+            if "Ctrl-C" in line:
+                break
+        port = int(banner["URL"].rsplit(":", 1)[1])
+        context = ssl.create_default_context(cafile=banner["CA bundle"])
+        with socket.create_connection(("127.0.0.1", port)) as raw, \
+                context.wrap_socket(raw, server_hostname="sandbox-powerschool.test") as connection:
+            assert connection.version()
+        with socket.create_connection(("127.0.0.1", port)) as raw, pytest.raises(ssl.SSLCertVerificationError):
+            context.wrap_socket(raw, server_hostname="elsewhere.test")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=10)
