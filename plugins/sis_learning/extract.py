@@ -342,7 +342,9 @@ def _schools_in_scope(hook: PowerSchoolHook, config: DistrictConfig, school_ids:
 def extract_schools(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, school_ids: list[str] | None = None) -> dict[str, Any]:
     """Stage the selected schools (organizations: Schools.DCID and name)."""
     chosen = set(_schools_in_scope(hook, config, school_ids))
-    listing = hook.v1_listing(DISTRICT_SCOPE, "/ws/v1/district/school", wrapper="schools", item="school", resource="school")
+    # Resolving the selection read every school already (a few hundred at most): stage that read.
+    records = hook.district_schools()
+    listing = hook.district_schools_listing
 
     def build(record: Mapping[str, Any], _listing: Listing) -> dict[str, Any] | None:
         school_id = id_string(record.get("id"))
@@ -356,7 +358,13 @@ def extract_schools(hook: PowerSchoolHook, engine: Engine, config: DistrictConfi
             "high_grade": _integer(record.get("high_grade")),
         }
 
-    return _run_extract(hook, engine, config, run_id, "schools", [listing], build)
+    staging = EntityStaging(engine, config, run_id, "schools")
+    staging.clear([DISTRICT_SCOPE])
+    kept = [record for record in records if id_string(record.get("id")) in chosen]
+    staging.write_page(DISTRICT_SCOPE, kept, [build(record, listing) for record in kept], [id_string(record.get("id")) for record in kept])
+    summaries = _scope_summaries([listing], staging.written)
+    staging.write_counts(summaries)
+    return _result("schools", summaries)
 
 
 # --------------------------------------------------------------------------- per-school v1 entities

@@ -251,6 +251,7 @@ class PowerSchoolHook(ApiHttpHook):
         self._token_expires_at = 0.0
         self._metadata: dict[str, Any] | None = None
         self._district_schools: list[dict[str, Any]] | None = None
+        self.district_schools_listing: Listing | None = None  # how the cached list was read
         self.tokens_issued = 0
 
     @classmethod
@@ -613,4 +614,5 @@ class PowerSchoolHook(ApiHttpHook):
                 "district", "/ws/v1/district/school", wrapper="schools", item="school", resource="school"
             )
             self._district_schools = list(self.read_all(listing))
+            self.district_schools_listing = listing
         return self._district_schools
