@@ -14,7 +14,6 @@ with its reason) and the others are applied, in one transaction.
 # No ``from __future__ import annotations`` here: FastAPI reads the route functions'
 # annotations, and some of them are local to create_app (the per-entity body models).
 import threading
-from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -157,7 +156,8 @@ def create_app(domains: dict[str, str], database_url: str) -> FastAPI:
     tokens = TokenBook(domains)
     sessions: sessionmaker[Session] = open_database(database_url)
     # One writer per domain at a time: rules that read then write (unique logins, cursors) stay exact.
-    write_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+    # Created up front (the domains are fixed at start): a lazily created lock could be created twice.
+    write_locks = {name: threading.Lock() for name in domains}
 
     app = FastAPI(
         title="PowerSchool Learning API (reference server)",
