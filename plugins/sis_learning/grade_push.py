@@ -9,7 +9,7 @@ items and Scores to the associated class in PowerSchool"):
 2. skip (and count) a change whose class was not imported (no ``classes`` row in
    ``learning_snapshot``) or whose organization does not have grade push enabled (the
    district's ``grade_push`` settings, and Learning's domain setting
-   ``grade_push_organizations`` when Learning has it); drop a change an already pushed
+   ``grade_push_organizations`` when it is filled in); drop a change an already pushed
    newer version supersedes;
 3. make sure the PowerTeacher Pro assignment of each gradable exists, acting as the
    section's teacher (``users_dcid`` from the last successful import's ``stg_staff``),
@@ -72,6 +72,7 @@ COUNT_NAMES = (
     "skipped_organization_disabled",
     "skipped_teacher_unknown",
     "skipped_superseded",
+    "skipped_score_cleared",
     "skipped_already_pushed",
     "assignments_created",
     "assignments_adopted",
@@ -365,7 +366,9 @@ class GradePush:
     def _load_domain_settings(self) -> None:
         settings = self.learning.get_domain_settings() or {}
         organizations = settings.get("grade_push_organizations") if isinstance(settings, dict) else None
-        self._learning_organizations = None if organizations is None else {str(value) for value in organizations}
+        # An empty or missing list means Learning's Grade Push Config was never filled in: the
+        # district YAML decides alone. A non-empty list narrows it further (both must enable).
+        self._learning_organizations = {str(value) for value in organizations} if organizations else None
 
     def organization_enabled(self, organization_id: str | None) -> bool:
         if not organization_id or not self.config.grade_push.enabled_for(str(organization_id)):
@@ -419,6 +422,10 @@ class GradePush:
             if previous is not None:
                 counts["skipped_superseded"] += 1
             latest[key] = pending
+        for key in [key for key, pending in latest.items() if pending.change.get("score") is None]:
+            # PowerTeacher Pro's API has no call to delete a score: a cleared score is counted, not sent.
+            counts["skipped_score_cleared"] += 1
+            del latest[key]
         if not latest:
             return
         with self.engine.connect() as connection:
@@ -463,7 +470,12 @@ class GradePush:
     # ---- scores
 
     def _put(self, users_dcid: str, items: list[tuple[_Pending, str]], pushed: list, refused: list) -> None:
-        """PUT a batch; on 409 halve it until each refused score stands alone."""
+        """PUT a batch of scores; on 409 set the refused ones aside and PUT the others again.
+
+        PowerTeacher refuses the whole request when one score is invalid; its ``errors``
+        name the refused items by index. Without indexes the batch is halved until each
+        refused score stands alone. Either way no valid score is held back.
+        """
         self.summary.counts["put_requests"] += 1
         refusal = self.powerteacher.put_scores(
             users_dcid, [score_body(item.student_id, section, item.change.get("score")) for item, section in items]
@@ -479,6 +491,15 @@ class GradePush:
         if len(items) == 1:
             item, section = items[0]
             refused.append(self._refusal_row(item, section, refusal.message))
+            return
+        by_index = {index: text for index, text in refusal.refused_indexes().items() if 0 <= index < len(items)}
+        if by_index:
+            for index, text in sorted(by_index.items()):
+                item, section = items[index]
+                refused.append(self._refusal_row(item, section, text))
+            rest = [entry for index, entry in enumerate(items) if index not in by_index]
+            if rest:
+                self._put(users_dcid, rest, pushed, refused)
             return
         middle = len(items) // 2
         self._put(users_dcid, items[:middle], pushed, refused)

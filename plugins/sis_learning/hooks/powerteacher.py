@@ -41,6 +41,17 @@ class Refusal:
 
     status: int
     message: str
+    errors: tuple[dict[str, Any], ...] = ()
+
+    def refused_indexes(self) -> dict[int, str]:
+        """Index of each refused item in the request -> PowerTeacher's message about it."""
+        found: dict[int, str] = {}
+        for error in self.errors:
+            index = error.get("index")
+            if isinstance(index, int) and not isinstance(index, bool):
+                text = error.get("message") or f"{error.get('field', '?')}: {error.get('code', 'invalid')}"
+                found[index] = f"{found[index]}; {text}" if index in found else str(text)
+        return found
 
 
 @dataclass(frozen=True)
@@ -49,18 +60,20 @@ class CreatedAssignment:
     assignment_section_ids: tuple[str, ...]
 
 
-def _message(response: Any) -> str:
+def _refusal(response: Any) -> Refusal:
+    """PowerTeacher's 409 as a :class:`Refusal`: its message and its per-item ``errors``."""
     try:
         body = response.json()
     except ValueError:
-        return (response.text or "").strip()[:500] or f"HTTP {response.status_code}"
-    if isinstance(body, dict):
-        message = body.get("message") or body.get("error") or ""
-        errors = body.get("errors")
-        if errors:
-            message = f"{message} {json.dumps(errors, ensure_ascii=False)}".strip()
-        return str(message)[:2000] or f"HTTP {response.status_code}"
-    return str(body)[:500]
+        return Refusal(response.status_code, (response.text or "").strip()[:500] or f"HTTP {response.status_code}")
+    if not isinstance(body, dict):
+        return Refusal(response.status_code, str(body)[:500])
+    errors = tuple(error for error in as_list(body.get("errors")) if isinstance(error, dict))
+    message = str(body.get("message") or body.get("error") or f"HTTP {response.status_code}")
+    details = "; ".join(str(error.get("message") or error.get("code")) for error in errors[:5])
+    if details:
+        message = f"{message}: {details}"
+    return Refusal(response.status_code, message[:2000], errors)
 
 
 class PowerTeacherClient:
@@ -119,7 +132,7 @@ class PowerTeacherClient:
             kind="POST /ws/xte/section/assignment",
         )
         if response.status_code == 409:
-            return Refusal(409, _message(response))
+            return _refusal(response)
         location = response.headers.get("Location", "").rstrip("/")
         assignment_id = location.rsplit("/", 1)[-1] if location else ""
         try:
@@ -153,5 +166,5 @@ class PowerTeacherClient:
             kind="PUT /ws/xte/score",
         )
         if response.status_code == 409:
-            return Refusal(409, _message(response))
+            return _refusal(response)
         return None

@@ -1,0 +1,75 @@
+"""Sandboxes shared by the grade-push tests: one PowerSchool simulator, one Learning server.
+
+Each test gets its own Learning domain (its own change feed), its own staging database
+and its own sections of the simulator's ``tiny`` district, so tests never see each
+other's gradables, scores or PowerTeacher assignments.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+
+import pytest
+
+from tests.grade_push.world import World, dataset_sections, district_config
+
+DOMAINS = [f"gp{index:02d}" for index in range(40)]
+
+
+@pytest.fixture(scope="session")
+def powerschool():
+    from sandbox.powerschool.testing import running_powerschool
+
+    with running_powerschool("tiny") as sandbox:
+        yield sandbox
+
+
+@pytest.fixture(scope="session")
+def learning():
+    from sandbox.learning.testing import running_learning
+
+    with running_learning(domains={name: secrets.token_urlsafe(24) for name in DOMAINS}) as sandbox:
+        yield sandbox
+
+
+class SectionPool:
+    """Sections with at least 3 students, each handed out once (never shared by two tests)."""
+
+    def __init__(self, sections):
+        self.sections = list(sections)
+        self.used: set[str] = set()
+
+    def take(self, count: int = 1, **wanted: str):
+        found = []
+        for section in self.sections:
+            if section.section_dcid in self.used:
+                continue
+            if any(getattr(section, name) != value for name, value in wanted.items()):
+                continue
+            found.append(section)
+            if len(found) == count:
+                break
+        if len(found) < count:
+            pytest.skip(f"the tiny dataset has no {count} unused section(s) with {wanted or 'students'}")
+        self.used.update(section.section_dcid for section in found)
+        return found
+
+
+@pytest.fixture(scope="session")
+def section_pool(powerschool):
+    return SectionPool(dataset_sections(powerschool.dataset_path, min_students=3))
+
+
+_domains = itertools.count()
+
+
+@pytest.fixture
+def world(powerschool, learning, sqlite_url, section_pool):
+    from sis_learning.staging.base import create_all, get_engine
+
+    domain = DOMAINS[next(_domains)]
+    engine = create_all(get_engine(sqlite_url))
+    created = World(powerschool, learning, domain, engine, district_config())
+    created.pool = section_pool  # type: ignore[attr-defined]
+    return created
