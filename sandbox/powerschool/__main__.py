@@ -118,6 +118,16 @@ def serve(arguments: argparse.Namespace) -> int:
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        if arguments.exit_with_parent:
+            # A test run killed hard must not leave its simulator running on a shared machine.
+            parent = os.getppid()
+
+            def watch_parent() -> None:
+                while os.getppid() == parent:
+                    time.sleep(1)
+                stop()
+
+            threading.Thread(target=watch_parent, daemon=True).start()
         server.serve_forever(poll_interval=0.2)
         server.server_close()
     finally:
@@ -179,6 +189,7 @@ def parser() -> argparse.ArgumentParser:
     main.add_argument("--options", help="any ServerOptions as JSON, e.g. '{\"field_grants\": {\"students\": [\"dcid\"]}}'")
     main.add_argument("--ready-file", help="write the connection details (JSON, mode 600) here once listening")
     main.add_argument("--quiet", action="store_true", help="print nothing at start")
+    main.add_argument("--exit-with-parent", action="store_true", help="stop when the starting process ends")
     commands = main.add_subparsers(dest="command")
     generate = commands.add_parser("generate", help="generate a district dataset and print its size and timing")
     generate.add_argument("--size", default="demo", choices=list(generator.SIZES))

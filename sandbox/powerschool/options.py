@@ -46,6 +46,7 @@ class ServerOptions:
     slow_rate: float = 0.0  # share of API requests answered only after slow_ms
     slow_ms: int = 30_000
     resubmit_rate: float = 0.0  # share of PUT /ws/xte/score answered 412 "Resubmit"
+    count_offset: int = 0  # added to every /ws/v1 .../count: a count that disagrees with the rows served
     fault_seed: int = 0  # the fault dice are seeded, so a failing test replays the same faults
     field_grants: dict[str, list[str]] | None = None  # table -> readable columns; absent table = all
     fault_paths: list[str] = field(default_factory=lambda: ["/ws/"])  # path prefixes faults apply to
@@ -90,6 +91,8 @@ class ServerOptions:
         for name in ("throttle_ms", "latency_ms", "latency_jitter_ms", "slow_ms", "fault_seed"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 raise OptionsError(f"{name} must be a non-negative integer")
+        if not isinstance(self.count_offset, int) or isinstance(self.count_offset, bool):
+            raise OptionsError("count_offset must be an integer")
         for name in ("error_rate", "reset_rate", "slow_rate", "resubmit_rate"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0 <= value <= 1:

@@ -384,7 +384,7 @@ class PowerSchoolApp:
         spec = resources.list_spec(connection, kind, parent, request.parameter("q"))
         if count:
             total = resources.count_rows(connection, source=spec.source, where=spec.where, parameters=spec.parameters)
-            return json_response(200, {"resource": {"count": total}})
+            return json_response(200, {"resource": {"count": max(0, total + self.options.count_offset)}})
         offset, limit = self.page_window(request, spec.resource.max_page_size_key)
         rows = resources.read_page(connection, self.page_keys, select=spec.select, source=spec.source,
                                    where=spec.where, parameters=spec.parameters, order_key=spec.order_key,

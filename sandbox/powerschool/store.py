@@ -13,6 +13,7 @@ alter the cached file.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -240,16 +241,24 @@ def resolve_dataset(dataset: str | Path, *, seed: int = 1, directory: Path | Non
 
 
 def _build_atomically(target: Path, build: Any) -> None:
+    """Build ``target`` once even when several processes (pytest-xdist workers) ask at once."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(descriptor)
-    temporary_path = Path(temporary)
-    temporary_path.unlink()
-    try:
-        build(temporary_path)
-        temporary_path.replace(target)
-    finally:
-        temporary_path.unlink(missing_ok=True)
+    with open(target.parent / f".{target.name}.lock", "a+") as lock_file:
+        fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
+        try:
+            if target.exists():  # another process built it while this one waited
+                return
+            descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+            os.close(descriptor)
+            temporary_path = Path(temporary)
+            temporary_path.unlink()
+            try:
+                build(temporary_path)
+                temporary_path.replace(target)
+            finally:
+                temporary_path.unlink(missing_ok=True)
+        finally:
+            fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
 
 
 def make_working_copy(dataset_path: Path, directory: Path) -> Path:

@@ -165,7 +165,7 @@ def running_powerschool(
         }
         environment.pop("POWERSCHOOL_SANDBOX_OPTIONS", None)
         command = [sys.executable, "-m", "sandbox.powerschool", "--dataset", str(dataset_path), "--port", "0",
-                   "--host", "127.0.0.1", "--ready-file", str(ready_file), "--quiet"]
+                   "--host", "127.0.0.1", "--ready-file", str(ready_file), "--quiet", "--exit-with-parent"]
         if options:
             command += ["--options", json.dumps(options)]
         process = subprocess.Popen(command, cwd=REPOSITORY_ROOT, env=environment)

@@ -86,3 +86,33 @@ def test_extra_hostname_goes_into_the_certificate():
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=10)
+
+
+def _gone(pid):
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return any(line.startswith("State:") and "Z" in line for line in status)
+    except FileNotFoundError:
+        return True
+
+
+def test_the_simulator_stops_when_the_test_process_dies_hard():
+    import time
+
+    script = ("from sandbox.powerschool.testing import running_powerschool\n"
+              "import time\n"
+              "context = running_powerschool('tiny')\n"
+              "sandbox = context.__enter__()\n"
+              "print(sandbox.process.pid, flush=True)\n"
+              "time.sleep(120)\n")
+    environment = {**os.environ, "PYTHONPATH": str(REPOSITORY_ROOT)}
+    parent = subprocess.Popen([sys.executable, "-c", script], cwd=REPOSITORY_ROOT, env=environment,
+                              stdout=subprocess.PIPE, text=True)
+    server_pid = int(parent.stdout.readline())
+    assert not _gone(server_pid)
+    parent.kill()
+    parent.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while not _gone(server_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _gone(server_pid)
