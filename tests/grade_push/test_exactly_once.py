@@ -1,0 +1,159 @@
+"""Exactly once across crashes and reruns, 412 retried, 409 recorded and emailed, bursts batched."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from sis_learning.hooks.powerteacher import PowerTeacherClient
+from sis_learning.staging import ledger
+from sis_learning.staging.ledger import GradePushAssignment, GradePushScore
+
+
+class Crash(RuntimeError):
+    """The worker died here (the process is gone before the next line runs)."""
+
+
+class CrashAfterCreate(PowerTeacherClient):
+    """The real client; the process dies right after PowerTeacher created the assignment."""
+
+    def create_assignment(self, users_dcid, assignment):
+        super().create_assignment(users_dcid, assignment)
+        raise Crash("killed between the POST and the ledger update")
+
+
+class CrashAfterPut(PowerTeacherClient):
+    """The real client; the process dies right after PowerTeacher accepted the scores."""
+
+    def put_scores(self, users_dcid, scores):
+        super().put_scores(users_dcid, scores)
+        raise Crash("killed between the PUT and the ledger update")
+
+
+def test_a_crash_between_create_and_ledger_never_makes_a_second_assignment(world):
+    section = world.pool.take(1)[0]
+    world.import_sections([section])
+    gradable = world.gradable(section, "Unit test: crash safety", 10)
+    world.score(gradable, section.students[0], "8")
+    world.score(gradable, section.students[1], "9")
+
+    with pytest.raises(Crash):
+        world.push("run_1", powerteacher=CrashAfterCreate(world.powerschool_hook()))
+    assert len(world.assignments(section)) == 1  # PowerTeacher has it
+    with world.engine.connect() as connection:
+        [row] = connection.execute(select(GradePushAssignment.__table__)).mappings().all()
+    assert row["status"] == "creating" and row["assignment_id"] is None  # the intent, recorded before the POST
+    assert ledger.read_cursor(world.engine, world.config.district_id) == 0
+
+    summary = world.push("run_1")  # the retry of the same run
+    [entry] = world.assignments(section)  # still exactly one
+    assert summary.counts["assignments_adopted"] == 1 and summary.counts["assignments_created"] == 0
+    assert world.scores_by_name(section) == {(entry["name"], section.students[0]): "8",
+                                             (entry["name"], section.students[1]): "9"}
+    with world.engine.connect() as connection:
+        [row] = connection.execute(select(GradePushAssignment.__table__)).mappings().all()
+    assert row["status"] == "created" and row["adopted"] is True
+    assert row["assignment_section_id"] == str(entry["assignmentsectionid"])
+
+
+def test_a_crash_between_put_and_ledger_rewrites_the_same_scores_once_more(world):
+    section = world.pool.take(1)[0]
+    world.import_sections([section])
+    gradable = world.gradable(section, "Quiz: crash after put", 10)
+    world.score(gradable, section.students[0], "4")
+    with pytest.raises(Crash):
+        world.push("run_1", powerteacher=CrashAfterPut(world.powerschool_hook()))
+    with world.engine.connect() as connection:
+        assert connection.execute(select(GradePushScore.__table__)).first() is None
+    assert ledger.read_cursor(world.engine, world.config.district_id) == 0
+
+    summary = world.push("run_1")
+    [entry] = world.assignments(section)
+    assert summary.counts["assignments_created"] == 0 and len(world.assignments(section)) == 1
+    assert [(score["actualscoreentered"], score["writes"]) for score in entry["_assignmentscores"]] == [("4", 2)]
+
+    # A rerun with nothing new sends nothing to PowerTeacher.
+    client = world.powerteacher()
+    again = world.push("run_2", powerteacher=client)
+    assert again.counts["changes_read"] == 0 and client.stats.total_requests == 0
+
+
+def test_412_resubmit_is_retried_with_backoff_until_every_score_is_written(world, powerschool):
+    section = world.pool.take(1)[0]
+    world.import_sections([section])
+    gradables = [world.gradable(section, f"Resubmit {index}", 10) for index in range(4)]
+    for index, gradable in enumerate(gradables):
+        for student in section.students:
+            world.score(gradable, student, str(index + 1))
+    client = world.powerteacher()
+    powerschool.configure(resubmit_rate=0.5, fault_seed=7)
+    try:
+        summary = world.push(powerteacher=client, scores_per_put=2)
+    finally:
+        powerschool.configure(resubmit_rate=0.0)
+    stats = client.stats.as_dict()
+    assert stats["retries"].get("PUT /ws/xte/score", 0) >= 1, stats
+    assert summary.counts["scores_pushed"] == 4 * len(section.students) and summary.counts["scores_refused"] == 0
+    written = world.scores_by_name(section)
+    assert written == {(f"Resubmit {index}", student): str(index + 1)
+                       for index in range(4) for student in section.students}
+
+
+def test_409_is_recorded_with_powerteachers_message_emailed_once_and_holds_nothing_back(world, monkeypatch):
+    from sandbox.smtp import running_smtp
+
+    section, other = world.pool.take(2)
+    stranger = next(student for student in other.students if student not in section.students)
+    world.import_sections([section], extra_students={section.section_dcid: [stranger]})
+    gradable = world.gradable(section, "Test with refusals", 10)
+    good, bad_value = section.students[0], section.students[1]
+    world.score(gradable, good, "10")
+    world.score(gradable, bad_value, "A+")  # not a score PowerTeacher accepts for a POINTS assignment
+    world.score(gradable, stranger, "7")  # on the Learning roster, not enrolled in the PowerSchool section
+
+    with running_smtp() as smtp:
+        monkeypatch.setenv(f"AIRFLOW_CONN_{world.config.notifications.smtp_connection_id.upper()}",
+                           smtp.airflow_connection_uri())
+        summary = world.push("run_1", notify=True)
+        [message] = smtp.mailbox.wait_for(1)
+    assert world.scores_by_name(section) == {("Test with refusals", good): "10"}
+    assert summary.counts["scores_pushed"] == 1 and summary.counts["scores_refused"] == 2
+    with world.engine.connect() as connection:
+        refused = {row["student_id"]: row for row in connection.execute(
+            select(GradePushScore.__table__).where(GradePushScore.status == "refused")).mappings()}
+    assert set(refused) == {bad_value, stranger}
+    assert "not a score" in refused[bad_value]["message"]
+    assert "not enrolled" in refused[stranger]["message"]
+    assert refused[stranger]["refused_version"] == 1 and refused[stranger]["version"] == 0
+    assert message["To"] == "grades@district.example.org"
+    assert "refused 2 score(s)" in message["Subject"]
+    body = message.get_body(("html",)).get_content()
+    assert "not enrolled" in body and "A+" in body and world.learning.tokens[world.domain] not in body
+
+    # The teacher fixes the score: the next change is pushed and clears the refusal.
+    world.score(gradable, bad_value, "6")
+    world.push("run_2")
+    assert world.scores_by_name(section)[("Test with refusals", bad_value)] == "6"
+    with world.engine.connect() as connection:
+        status = connection.scalar(select(GradePushScore.status).where(GradePushScore.student_id == bad_value))
+    assert status == "pushed"
+
+
+def test_a_burst_is_batched_per_teacher_in_few_requests(world):
+    sections = world.pool.take(3)
+    world.import_sections(sections)
+    changes = 0
+    for section in sections:
+        for index in range(6):
+            gradable = world.gradable(section, f"Burst {section.section_dcid}-{index}", 10)
+            for student in section.students:
+                world.score(gradable, student, str(index))
+                changes += 1
+    client = world.powerteacher()
+    summary = world.push(powerteacher=client, page_size=1000)
+    assert summary.counts["scores_pushed"] == changes
+    requests = client.stats.as_dict()["requests"]
+    teachers = {section.users_dcid for section in sections}
+    assert requests["PUT /ws/xte/score"] == len(teachers)  # one PUT per teacher for the whole page
+    assert requests["POST /ws/xte/section/assignment"] == 6 * len(sections)
+    assert requests["GET /ws/xte/teacher_category"] == len(teachers)  # categories read once per teacher
