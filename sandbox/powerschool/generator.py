@@ -28,7 +28,7 @@ from typing import Any
 from sandbox.powerschool import store
 
 # Bump when the generated data changes: cached datasets are keyed by it.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 DISTRICT = {
     "district_name": "Demo Unified School District",
@@ -485,6 +485,8 @@ class _Generator:
     def teacher_categories(self) -> None:
         for position, name in enumerate(["Classwork", "Homework", "Quiz", "Test"], start=1):
             self.writer.add("teachercategory", (position, None, name, "district", 1, position, "blue", None))
+        # a retired district category: listed with isactive false, refused for new assignments
+        self.writer.add("teachercategory", (5, None, "Participation", "district", 0, 5, "grey", "Retired"))
         category_id = 100
         for (users_dcid,) in self.connection.execute(
             "SELECT users_dcid FROM teachers WHERE id % 7 = 0 ORDER BY id"

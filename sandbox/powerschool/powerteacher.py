@@ -84,8 +84,9 @@ def _category(row: sqlite3.Row) -> dict[str, Any]:
 
 
 def _categories_for(app: PowerSchoolApp, users_dcid: int) -> list[sqlite3.Row]:
+    """District categories and the teacher's own, inactive ones included (flagged ``isactive``)."""
     return app.connection().execute(
-        "SELECT * FROM teachercategory WHERE (users_dcid IS NULL OR users_dcid = ?) AND isactive = 1 "
+        "SELECT * FROM teachercategory WHERE (users_dcid IS NULL OR users_dcid = ?) "
         "ORDER BY CASE categorytype WHEN 'district' THEN 0 ELSE 1 END, displayposition, id", (users_dcid,)
     ).fetchall()
 
@@ -124,7 +125,7 @@ def create_assignment(app: PowerSchoolApp, request: Request) -> Response:
     if not isinstance(sections, list) or not sections:
         raise _conflict("_assignmentsections must be a non-empty list")
     connection = app.connection()
-    allowed_categories = {row["id"] for row in _categories_for(app, teacher["users_dcid"])}
+    allowed_categories = {row["id"] for row in _categories_for(app, teacher["users_dcid"]) if row["isactive"]}
     errors: list[dict[str, Any]] = []
     prepared = []
     for index, item in enumerate(sections):
@@ -170,8 +171,8 @@ def create_assignment(app: PowerSchoolApp, request: Request) -> Response:
             category_id = _as_int(primary.get("teachercategoryid"))
             if category_id not in allowed_categories:
                 errors.append({"index": index, "field": "teachercategoryid", "code": "notfound",
-                               "message": f"category {primary.get('teachercategoryid')!r} is not available to "
-                                          f"user {teacher['users_dcid']}"})
+                               "message": f"category {primary.get('teachercategoryid')!r} is not an active category "
+                                          f"of user {teacher['users_dcid']}"})
         prepared.append((item, section, category_id))
     if errors:
         raise _conflict("Validation Failed", errors)

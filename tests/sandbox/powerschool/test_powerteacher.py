@@ -160,3 +160,13 @@ def test_json_is_required(classroom):
     response = api.http.post(ASSIGNMENT, params={"users_dcid": section["users_dcid"]}, content=b"name=x",
                              headers={**api.headers(), "Content-Type": "text/plain"})
     assert response.status_code == 415
+
+
+def test_an_inactive_category_is_listed_but_refused(classroom):
+    _, api, _, section, _ = classroom
+    users_dcid = section["users_dcid"]
+    categories = api.get("/ws/xte/teacher_category", users_dcid=users_dcid).json()
+    retired = next(category for category in categories if not category["isactive"])
+    response = api.post(ASSIGNMENT, assignment_body(section["dcid"], retired["id"]), users_dcid=users_dcid)
+    assert response.status_code == 409
+    assert "not an active category" in response.json()["errors"][0]["message"]
