@@ -223,6 +223,10 @@ def resolve_dataset(dataset: str | Path, *, seed: int = 1, directory: Path | Non
         target = directory / f"{dataset}-{seed}-v{generator.GENERATOR_VERSION}.sqlite"
         if not target.exists():
             _build_atomically(target, lambda path: generator.generate(path, size=dataset, seed=seed))
+            # Datasets of older generator versions are never read again (an L one is 200 MB).
+            for stale in directory.glob(f"{dataset}-{seed}-v*.sqlite"):
+                if stale != target:
+                    stale.unlink(missing_ok=True)
         return target
     path = Path(dataset)
     if not path.exists():
