@@ -14,7 +14,7 @@ with its reason) and the others are applied, in one transaction.
 # No ``from __future__ import annotations`` here: FastAPI reads the route functions'
 # annotations, and some of them are local to create_app (the per-entity body models).
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -31,6 +31,7 @@ from sandbox.learning import gradebook, limits
 from sandbox.learning.database import open_database
 from sandbox.learning.domain_settings import UnknownOrganizations, read_settings, update_settings
 from sandbox.learning.domains import TokenBook
+from sandbox.learning.faults import FaultInjector, FaultPlanBody
 from sandbox.learning.imports import ENTITY_IMPORTS, REMOVABLE, deactivate_users, remove_rows, summarize, upsert_batch
 from sandbox.learning.models import Notification, User
 from sandbox.learning.schemas import (
@@ -158,6 +159,7 @@ def create_app(domains: dict[str, str], database_url: str) -> FastAPI:
     # One writer per domain at a time: rules that read then write (unique logins, cursors) stay exact.
     # Created up front (the domains are fixed at start): a lazily created lock could be created twice.
     write_locks = {name: threading.Lock() for name in domains}
+    faults = FaultInjector()
 
     app = FastAPI(
         title="PowerSchool Learning API (reference server)",
@@ -210,6 +212,24 @@ def create_app(domains: dict[str, str], database_url: str) -> FastAPI:
             "summary": summarize(outcomes),
         }
 
+    def import_write(domain: str, count: int, apply: Callable[[Session], list[Any]]) -> dict[str, Any]:
+        """One import write in one transaction; an armed sandbox fault answers before or after it."""
+        check_batch_size(count)
+        fault = faults.take(domain)
+        if fault is not None and not fault.after_apply:
+            raise ApiError(fault.status, fault.message, headers=fault.headers)
+        with transaction(domain, write=True) as session:
+            answer = batch_answer(apply(session))
+        if fault is not None:
+            raise ApiError(fault.status, fault.message, headers=fault.headers)
+        return answer
+
+    @app.put("/sandbox/faults", include_in_schema=False)
+    def arm_faults(domain: Domain, body: FaultPlanBody) -> dict[str, int]:
+        """Sandbox only: make this domain's next import writes fail (see faults.py)."""
+        faults.arm(domain, body)
+        return {"remaining": faults.remaining(domain)}
+
     @app.get("/health", tags=["server"], summary="Liveness (no token needed)")
     def health() -> dict[str, str]:
         return {"status": "ok"}
@@ -222,10 +242,10 @@ def create_app(domains: dict[str, str], database_url: str) -> FastAPI:
         key_help = " + ".join(importer.key_fields)
 
         def upsert(domain: Domain, body: body_model) -> dict[str, Any]:  # type: ignore[valid-type]
-            check_batch_size(len(body.rows))
-            with transaction(domain, write=True) as session:
-                settings = read_settings(session, domain)
-                return batch_answer(upsert_batch(session, domain, entity, body.rows, settings))
+            def apply(session: Session) -> list[Any]:
+                return upsert_batch(session, domain, entity, body.rows, read_settings(session, domain))
+
+            return import_write(domain, len(body.rows), apply)
 
         def list_rows(
             domain: Domain,
@@ -299,17 +319,15 @@ def create_app(domains: dict[str, str], database_url: str) -> FastAPI:
         summary="Deactivate users (never deleted)",
     )
     def deactivate(domain: Domain, body: DeactivateRequest) -> dict[str, Any]:
-        check_batch_size(len(body.external_ids))
-        with transaction(domain, write=True) as session:
-            return batch_answer(deactivate_users(session, domain, body.external_ids))
+        return import_write(
+            domain, len(body.external_ids), lambda session: deactivate_users(session, domain, body.external_ids)
+        )
 
     def add_remove_route(entity: str) -> None:
         body_model = REMOVE_BODIES[entity]
 
         def remove(domain: Domain, body: body_model) -> dict[str, Any]:  # type: ignore[valid-type]
-            check_batch_size(len(body.rows))
-            with transaction(domain, write=True) as session:
-                return batch_answer(remove_rows(session, domain, entity, body.rows))
+            return import_write(domain, len(body.rows), lambda session: remove_rows(session, domain, entity, body.rows))
 
         app.add_api_route(
             f"/api/v1/{entity}/remove",

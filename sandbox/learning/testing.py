@@ -127,6 +127,19 @@ class LearningSandbox:
     def notify(self, domain: str, external_id: str, kind: str = "credentials") -> dict[str, Any]:
         return _json(self.client(domain).post(f"/api/v1/admin/users/{external_id}/notifications", json={"kind": kind}))
 
+    def inject_faults(
+        self,
+        domain: str,
+        count: int = 1,
+        status: int = 503,
+        *,
+        after_apply: bool = False,
+        retry_after: int | None = None,
+    ) -> int:
+        """Sandbox only: the domain's next ``count`` import writes answer ``status`` (see sandbox/learning/faults.py)."""
+        body = {"count": count, "status": status, "after_apply": after_apply, "retry_after": retry_after}
+        return _json(self.client(domain).put("/sandbox/faults", json=body))["remaining"]
+
     # --- teacher side --------------------------------------------------------------------------
 
     def create_gradable(
