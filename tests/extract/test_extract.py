@@ -25,7 +25,7 @@ from sis_learning.extract import (
 )
 from sis_learning.hooks.http_client import ValidationFailedError
 from sis_learning.staging.source import ExtractCount, RawRecord, StgStudent
-from tests.extract.conftest import START_YEAR, make_config, make_hook
+from tests.extract.conftest import START_YEAR, TEST_RETRIES, make_config, make_hook
 from tests.extract.oracle import checksum, expected_rows, staged_rows
 
 RUN = "manual__2026-01-05T06:00:00+00:00"
@@ -121,17 +121,33 @@ def test_throttle_is_honoured_and_data_complete(sqlite_url, sandbox):
 
 
 def test_token_expiring_mid_extract_is_renewed(sqlite_url, sandbox):
+    from sis_learning.hooks.powerschool import PowerSchoolHook
     from sis_learning.staging.base import create_all, get_engine
 
     engine = create_all(get_engine(sqlite_url))
-    hook = make_hook(sandbox)
+
+    class ExpiresAfterFirstPage(PowerSchoolHook):
+        """Has the server expire every token right after the first page of the CC read."""
+
+        pages_read = 0
+
+        def read_page(self, listing, page):
+            rows = super().read_page(listing, page)
+            if listing.path.endswith("/cc"):
+                type(self).pages_read += 1
+                if type(self).pages_read == 1:
+                    sandbox.expire_tokens()
+            return rows
+
+    sandbox.configure(max_page_sizes={"schema_table_query": 100})  # several CC pages
+    # one request at a time: page 2 is sent after the expiry and meets the 401
+    hook = ExpiresAfterFirstPage.from_settings(sandbox.base_url, sandbox.client_id, sandbox.client_secret,
+                                               sandbox.ca_bundle, max_concurrent_requests=1, retry_policy=TEST_RETRIES)
     config = make_config()
-    extract_students(hook, engine, config, RUN)
-    assert hook.tokens_issued == 1
-    sandbox.expire_tokens()  # every token the server issued is now refused with 401
-    extract_sections(hook, engine, config, RUN)
+    extract_section_enrollments(hook, engine, config, RUN)
+    assert ExpiresAfterFirstPage.pages_read >= 2
     assert hook.tokens_issued == 2
-    assert_staging_matches_sandbox(engine, sandbox, entities=("students", "sections"))
+    assert_staging_matches_sandbox(engine, sandbox, entities=("section_enrollments",))
 
 
 def test_refused_cc_read_falls_back_to_per_section_reads(staging_engine, sandbox):
