@@ -159,3 +159,27 @@ def test_dataset_info_describes_the_district(district):
     assert info["import_start_year"] == 2025
     assert info["google_domains"] == ["students.demo-usd.org", "demo-usd.org"]
     assert info["size"] == size and info["generator_version"] == generator.GENERATOR_VERSION
+
+
+@pytest.mark.slow
+def test_a_50000_student_district_in_bounded_time_and_memory(tmp_path):
+    """M scale in a separate process: CPU time and peak memory stay small (rows stream to SQLite)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    started = os.times()
+    output = subprocess.run(
+        [sys.executable, "-m", "sandbox.powerschool", "generate", "--size", "M", "--out", str(tmp_path / "m.sqlite")],
+        cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True, timeout=300, check=True,
+    ).stdout
+    finished = os.times()
+    report = json.loads(output)
+    cpu_seconds = (finished.children_user - started.children_user) + (finished.children_system - started.children_system)
+    assert report["rows"]["students"] == 50_000
+    assert report["rows"]["cc"] >= 250_000
+    assert report["peak_rss_mb"] < 250  # L measured ~70 MB: nothing is held whole
+    assert cpu_seconds < 30  # ~4 s here; L (4x) stays far under the 2-minute budget
