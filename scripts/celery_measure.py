@@ -154,14 +154,15 @@ def run_durations(stack: CeleryStack, runs: dict[str, str]) -> tuple[float, floa
     return total, min(spans), max(spans)
 
 
-def measure_districts(count: int, workers: int, concurrency: int, timeout: float) -> None:
+def measure_districts(count: int, workers: int, concurrency: int, timeout: float,
+                      overrides: dict | None = None) -> None:
     ids = district_ids(count + 1)
     baseline, many = ids[:1], ids[1:]
     name = f"sl_measure_{uuid.uuid4().hex[:6]}"
     with tempfile.TemporaryDirectory(prefix="measure-") as scratch, \
             scratch_database(DEFAULT_POSTGRES, f"{name}_learning") as learning_url:
         districts_dir = Path(scratch) / "districts"
-        write_districts(districts_dir, ids, overrides={"grade_push.enabled": False})
+        write_districts(districts_dir, ids, overrides={"grade_push.enabled": False, **(overrides or {})})
         with district_sandboxes(ids, learning_url) as sandbox_env:
             settings = StackSettings(
                 name=name, workers=workers, concurrency=concurrency, airflow_home=Path(scratch) / "airflow",
@@ -195,11 +196,14 @@ def main(argv: list[str] | None = None) -> int:
     districts.add_argument("--workers", type=int, default=2)
     districts.add_argument("--concurrency", type=int, default=4)
     districts.add_argument("--timeout", type=float, default=3600)
+    districts.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                           help="override a district setting, e.g. validation_thresholds.default=0.1 (repeatable)")
     arguments = parser.parse_args(argv)
     if arguments.command == "parse":
         measure_parse(arguments.districts)
     else:
-        measure_districts(arguments.count, arguments.workers, arguments.concurrency, arguments.timeout)
+        overrides = {key: json.loads(value) for key, _, value in (item.partition("=") for item in arguments.set)}
+        measure_districts(arguments.count, arguments.workers, arguments.concurrency, arguments.timeout, overrides)
     return 0
 
 
