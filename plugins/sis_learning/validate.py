@@ -73,6 +73,8 @@ ENTITIES = (
 
 # How a blocked row is described in its root failure's ``blocks``.
 BLOCKED_LABELS = {
+    "staff": "teacher(s)",
+    "students": "student(s)",
     "sections": "class(es)",
     "section_enrollments": "student roster row(s)",
     "section_teachers": "co-teacher roster row(s)",
@@ -533,6 +535,14 @@ def evaluate(config: DistrictConfig, frames: dict[str, pd.DataFrame], results_di
                     "school_reference",
                     "the student's school " + students.frame["school_id"].fillna("(none)")
                     + " is not a school PowerSchool returned")
+    # A rejected school (its organization cannot be created) holds back what belongs to it.
+    for outcome, column, what in ((students, "school_id", "student's school"),
+                                  (staff, "organization_school_id", "teacher's school"),
+                                  (sections, "school_id", "section's school")):
+        school = _lookup(outcome.frame[column], schools, "school_id")
+        outcome.reject(school["status"].eq(REJECTED), "school_rejected",
+                       "the " + what + " " + outcome.frame[column].fillna("") + " failed: " + school["why"].fillna(""),
+                       caused_by=school["root"])
     for outcome, username_column in ((staff, "teacher_username"), (students, "student_username")):
         if not config.autogenerate_usernames:
             has_sso = has_sso_email(config, outcome.frame["email"])
@@ -586,11 +596,18 @@ def _reject_duplicate_logins(staff: EntityOutcome, students: EntityOutcome, guar
 def _check_sections(sections: EntityOutcome, terms: EntityOutcome, courses: EntityOutcome, staff: EntityOutcome) -> None:
     frame = sections.frame
     term = _lookup(frame["term_id"], terms, "term_id")
-    sections.reject(term["status"].isna() | term["status"].eq(REJECTED), "term_reference",
-                    "the section's term " + frame["term_id"].fillna("(none)") + " is missing or invalid in PowerSchool")
+    sections.reject(term["status"].isna(), "term_reference",
+                    "the section's term " + frame["term_id"].fillna("(none)") + " does not exist in PowerSchool's terms")
+    sections.reject(term["status"].eq(REJECTED), "term_rejected",
+                    "the section's term " + frame["term_id"].fillna("") + " failed: " + term["why"].fillna(""),
+                    caused_by=term["root"])
     course = _lookup(frame["course_id"], courses, "course_id")
-    sections.reject(course["status"].isna() | course["status"].eq(REJECTED), "course_reference",
-                    "the section's course " + frame["course_id"].fillna("(none)") + " is missing or invalid in PowerSchool")
+    sections.reject(course["status"].isna(), "course_reference",
+                    "the section's course " + frame["course_id"].fillna("(none)")
+                    + " does not exist in PowerSchool's courses")
+    sections.reject(course["status"].eq(REJECTED), "course_rejected",
+                    "the section's course " + frame["course_id"].fillna("") + " failed: " + course["why"].fillna(""),
+                    caused_by=course["root"])
     course_rows = courses.frame.drop_duplicates("course_id").set_index("course_id")
     class_name = (frame["course_id"].map(course_rows["course_name"]).astype("string").fillna("") + " ("
                   + frame["section_number"].fillna("") + ") - " + frame["expression"].fillna(""))

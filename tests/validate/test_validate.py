@@ -41,6 +41,7 @@ def test_every_rule_rejects_its_failing_row_and_passes_the_good_rows(staging_eng
     long_name = "N" * 101
     # schools
     staged.school("101", name=None)
+    staged.student("318", school_id="101")
     staged.school("102")
     staged.school("102")
     # terms and courses
@@ -118,7 +119,7 @@ def test_every_rule_rejects_its_failing_row_and_passes_the_good_rows(staging_eng
         ("sections", "412", "term_reference"), ("sections", "413", "course_reference"),
         ("sections", "414", "teacher_reference"), ("sections", "415", "teacher_not_imported"),
         ("sections", "416", "class_name_length"), ("sections", "417", "teacher_rejected"),
-        ("sections", "418", "term_reference"),
+        ("sections", "418", "term_rejected"),
         ("section_enrollments", None, "id_present"), ("section_enrollments", "510", "section_reference"),
         ("section_enrollments", "511", "student_reference"), ("section_enrollments", "512", "section_rejected"),
         ("section_enrollments", "513", "student_rejected"),
@@ -128,7 +129,8 @@ def test_every_rule_rejects_its_failing_row_and_passes_the_good_rows(staging_eng
     assert expected <= found, sorted(expected - found, key=str)
     # The cascade from the failing parents and children adds only these rows:
     extra = found - expected
-    assert extra == {("parent_links", "610:300", "parent_rejected"), ("parent_links", "611:300", "parent_rejected"),
+    assert extra == {("students", "318", "school_rejected"),
+                     ("parent_links", "610:300", "parent_rejected"), ("parent_links", "611:300", "parent_rejected"),
                      ("parent_links", "612:300", "parent_rejected"), ("guardians", "620", "child_rejected"),
                      ("section_enrollments", "512", "section_rejected")} - expected
     # The good rows pass: nothing of the small district is rejected or excluded.
@@ -142,6 +144,10 @@ def test_every_rule_rejects_its_failing_row_and_passes_the_good_rows(staging_eng
     assert "already used by teacher 200" in reasons[("staff", "209", "login_unique")]
     assert "lead teacher 220 is not imported: the teacher is not active" in reasons[("sections", "415", "teacher_not_imported")]
     assert "longer than the 255 characters" in reasons[("sections", "416", "class_name_length")]
+    assert reasons[("students", "318", "school_rejected")] == "the student's school 101 failed: the school has no name"
+    school = rejected[(rejected["entity"] == "schools") & (rejected["source_id"] == "101")].iloc[0]
+    assert school["blocks"] == "1 student(s)"
+    assert rejected[(rejected["entity"] == "sections") & (rejected["source_id"] == "418")].iloc[0]["caused_by"] == "terms:3600"
     # The inactive teacher is excluded by design, not rejected.
     assert ("staff", "220", "inactive_staff") in keyed(excluded)
     assert counts["staff"] == {"evaluated": 12, "passed": 1, "rejected": 10, "excluded": 1}
