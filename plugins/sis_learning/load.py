@@ -103,6 +103,7 @@ class PendingRow:
     organization_id: str | None
     content_hash: str | None
     payload: dict[str, Any]
+    payload_text: str | None  # as the diff stored it: the snapshot keeps it without re-encoding
 
 
 @dataclass
@@ -144,7 +145,7 @@ def _pending_pages(engine: Engine, district_id: str, run_id: str, phase: Phase, 
             last_id = rows[-1].id
             yield [
                 PendingRow(row.id, row.key, row.action, row.organization_id, row.content_hash,
-                           json.loads(row.payload) if row.payload else {})
+                           json.loads(row.payload) if row.payload else {}, row.payload)
                 for row in rows
             ]
 
@@ -278,7 +279,7 @@ def _record_batch(
                 {
                     "district_id": district_id, "entity": phase.entity, "key": row.key,
                     "organization_id": row.organization_id, "content_hash": row.content_hash,
-                    "payload": json.dumps(row.payload, separators=(",", ":"), ensure_ascii=False),
+                    "payload": row.payload_text,
                     "active": True, "run_id": run_id, "updated_at": now,
                 }
                 for row in accepted_rows
