@@ -100,11 +100,20 @@ class ServerOptions:
         if not self.error_statuses or any(not isinstance(code, int) or not 400 <= code <= 599
                                           for code in self.error_statuses):
             raise OptionsError("error_statuses must be a non-empty list of HTTP error codes")
-        if self.field_grants is not None and (
-            not isinstance(self.field_grants, dict)
-            or any(not isinstance(columns, list) for columns in self.field_grants.values())
-        ):
-            raise OptionsError("field_grants must map a table name to a list of column names")
+        if self.field_grants is not None:
+            from sandbox.powerschool.store import TABLE_COLUMNS
+
+            if not isinstance(self.field_grants, dict) or any(
+                not isinstance(columns, list) for columns in self.field_grants.values()
+            ):
+                raise OptionsError("field_grants must map a table name to a list of column names")
+            for table, columns in self.field_grants.items():
+                if table not in TABLE_COLUMNS:
+                    raise OptionsError(f"field_grants: unknown table {table!r} (use lower-case SIS table names: "
+                                       f"{', '.join(TABLE_COLUMNS)})")
+                unknown = sorted({str(column).lower() for column in columns} - set(TABLE_COLUMNS[table]))
+                if unknown:
+                    raise OptionsError(f"field_grants.{table}: unknown column(s) {', '.join(unknown)}")
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

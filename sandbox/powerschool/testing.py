@@ -48,10 +48,10 @@ class PowerSchoolSandbox:
 
     base_url: str
     client_id: str
-    client_secret: str
     ca_bundle: Path
     dataset_path: Path  # the generated/loaded dataset (never modified)
     database_path: Path  # the live working copy (admin changes and PowerTeacher writes land here)
+    client_secret: str = field(repr=False)  # kept out of repr: a failing test's output never shows it
     admin_token: str = field(repr=False)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _admin_client: httpx.Client | None = field(default=None, repr=False)

@@ -130,3 +130,17 @@ def test_throttle_variants_without_retry_after_or_with_another_status(api, power
     assert refused.status_code == 503
     assert "Retry-After" not in refused.headers
     assert "wait 1 seconds" in refused.json()["message"]
+
+
+def test_field_grants_name_real_tables_and_columns(powerschool):
+    from sandbox.powerschool.testing import SandboxError
+
+    with pytest.raises(SandboxError, match="unknown table 'Students'"):
+        powerschool.configure(field_grants={"Students": ["dcid"]})
+    with pytest.raises(SandboxError, match="unknown column"):
+        powerschool.configure(field_grants={"students": ["dcid", "shoe_size"]})
+
+
+def test_the_client_secret_stays_out_of_repr(powerschool):
+    assert powerschool.client_secret not in repr(powerschool)
+    assert powerschool.admin_token not in repr(powerschool)
