@@ -46,6 +46,14 @@ def learning_domain(learning_server) -> LearningDomain:
 
 
 @pytest.fixture
+def sqlite_staging_engine(sqlite_url):
+    """SQLite staging only: for tests whose subject does not depend on the database."""
+    from sis_learning.staging.base import create_all, get_engine
+
+    return create_all(get_engine(sqlite_url))
+
+
+@pytest.fixture
 def default_password(monkeypatch) -> Iterator[str]:
     monkeypatch.setenv("LOADTEST_DEFAULT_PASSWORD", DEFAULT_PASSWORD)
     yield DEFAULT_PASSWORD

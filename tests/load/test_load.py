@@ -134,15 +134,16 @@ def test_first_run_loads_everything_and_the_next_sends_only_the_changes(staging_
     assert summary["counts"]["rosters"]["unchanged"] == len(second.rosters)
 
 
-def test_running_the_same_run_twice_sends_nothing_the_second_time(staging_engine, learning_domain, default_password):
+def test_running_the_same_run_twice_sends_nothing_the_second_time(sqlite_staging_engine, learning_domain,
+                                                                  default_password):
     hook = learning_domain.hook()
     district = LearningDistrict.generate(schools=1, students_per_school=30)
-    first = sync(staging_engine, district, "run-1", hook)
-    again = sync(staging_engine, district, "run-1", hook)
+    first = sync(sqlite_staging_engine, district, "run-1", hook)
+    again = sync(sqlite_staging_engine, district, "run-1", hook)
 
     assert again["requests"] == 0
     assert again["counts"] == first["counts"]  # what Learning accepted in this run is kept
-    changes = staged_rows(staging_engine, ChangeSet, "run-1")
+    changes = staged_rows(sqlite_staging_engine, ChangeSet, "run-1")
     assert len(changes) == sum(len(rows) for _, rows in district.tables())  # one row per key, no duplicates
     assert learning_state(hook) == expected_state(district)
 
@@ -214,15 +215,15 @@ def test_mass_removal_stops_the_run_until_approved(staging_engine, learning_doma
     assert learning_state(hook) == expected_state(first, second)
 
 
-def test_small_turnover_passes_the_guard(staging_engine, learning_domain, default_password):
+def test_small_turnover_passes_the_guard(sqlite_staging_engine, learning_domain, default_password):
     hook = learning_domain.hook()
     first = LearningDistrict.generate(schools=1, students_per_school=40, parents=False)
-    sync(staging_engine, first, "run-1", hook)
+    sync(sqlite_staging_engine, first, "run-1", hook)
     second = first.copy()
     for index, student in enumerate(second.students_of("100")[:3]):
         second.remove_user(student)
         second.add_user(f"3888000{index}", "S", "100", f"Other{index}", "Arrival")
-    summary = sync(staging_engine, second, "run-2", hook)  # check_safety raises nothing
+    summary = sync(sqlite_staging_engine, second, "run-2", hook)  # check_safety raises nothing
     assert summary["counts"]["users"]["deactivated"] == 3
 
 
@@ -322,16 +323,16 @@ def test_crash_mid_load_and_rerun_converges_to_a_clean_runs_state(staging_engine
     assert {row["key"] for row in snapshot if row["entity"] == "rosters"} == set(second.rosters)
 
 
-def test_load_alone_resumes_after_a_crash(staging_engine, learning_domain, default_password):
+def test_load_alone_resumes_after_a_crash(sqlite_staging_engine, learning_domain, default_password):
     """Retrying only the load task (the diff already done) sends just what is still pending."""
     hook = learning_domain.hook()
     district = LearningDistrict.generate(schools=2, students_per_school=40)
-    write_run(staging_engine, district, "run-1")
-    compute_changes(staging_engine, config(), "run-1")
+    write_run(sqlite_staging_engine, district, "run-1")
+    compute_changes(sqlite_staging_engine, config(), "run-1")
     crashing = CrashingLearningHook(connection=hook.connection(), crash_at=3, after_learning_applied=True)
     with pytest.raises(RuntimeError):
-        load_run(staging_engine, config(), "run-1", crashing, max_batches_in_flight=1)
-    summary = load_run(staging_engine, config(), "run-1", hook)
+        load_run(sqlite_staging_engine, config(), "run-1", crashing, max_batches_in_flight=1)
+    summary = load_run(sqlite_staging_engine, config(), "run-1", hook)
     total = sum(len(rows) for _, rows in district.tables())
     # writes 1-2 (organizations, first users batch) were recorded; write 3 (the second users
     # batch) reached Learning but not the change set: it is sent again and comes back unchanged
@@ -342,38 +343,65 @@ def test_load_alone_resumes_after_a_crash(staging_engine, learning_domain, defau
     assert sum(counts["pending"] for counts in summary["counts"].values()) == 0
 
 
-def test_default_password_goes_to_new_users_only_and_is_never_stored(staging_engine, learning_domain,
+class RecordingLearningHook(LearningHook):
+    """The real hook, keeping a copy of every users row it sends (to check what went over the wire)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.users_sent: list[dict] = []
+
+    def upsert(self, entity, rows):
+        if entity == "users":
+            self.users_sent.extend(dict(row) for row in rows)
+        return super().upsert(entity, rows)
+
+
+def test_default_password_goes_to_new_users_only_and_is_never_stored(sqlite_staging_engine, learning_domain,
                                                                      default_password, caplog):
     caplog.set_level("DEBUG")
-    hook = learning_domain.hook()
+    plain = learning_domain.hook()
+    hook = RecordingLearningHook(connection=plain.connection())
     district = LearningDistrict.generate(schools=1, students_per_school=5, teachers_per_school=1)
-    sync(staging_engine, district, "run-1", hook)
+    sync(sqlite_staging_engine, district, "run-1", hook)
+    assert hook.users_sent and all(row["password"] == default_password and row["password_temporary"] is True
+                                   for row in hook.users_sent)
 
     some_user = next(iter(district.users))
     read_back = hook.read("users", some_user)
     assert read_back["has_password"] is True
     assert read_back["password_temporary"] is True
+
+    hook.users_sent.clear()
+    district.users[some_user]["first_name"] = "Renamed"
+    district.add_user("39990002", "S", "100", "Late", "Arrival")
+    sync(sqlite_staging_engine, district, "run-2", hook)
+    sent = {row["external_id"]: row for row in hook.users_sent}
+    assert set(sent) == {some_user, "39990002"}
+    assert "password" not in sent[some_user] and "password_temporary" not in sent[some_user]  # an update
+    assert sent["39990002"]["password"] == default_password  # a create
+
     for table in (ChangeSet, LearningSnapshot, RejectedRow):
-        assert default_password not in json.dumps([dict(row) for row in staged_rows(staging_engine, table)],
+        assert default_password not in json.dumps([dict(row) for row in staged_rows(sqlite_staging_engine, table)],
                                                   default=str)
     assert default_password not in caplog.text
 
 
-def test_missing_default_password_secret_stops_before_anything_is_sent(staging_engine, learning_domain, monkeypatch):
+def test_missing_default_password_secret_stops_before_anything_is_sent(sqlite_staging_engine, learning_domain,
+                                                                      monkeypatch):
     monkeypatch.delenv("LOADTEST_DEFAULT_PASSWORD", raising=False)
     hook = learning_domain.hook()
     district = LearningDistrict.generate(schools=1, students_per_school=5)
-    write_run(staging_engine, district, "run-1")
-    compute_changes(staging_engine, config(), "run-1")
+    write_run(sqlite_staging_engine, district, "run-1")
+    compute_changes(sqlite_staging_engine, config(), "run-1")
     with pytest.raises(SecretReferenceError, match="LOADTEST_DEFAULT_PASSWORD is not set"):
-        load_run(staging_engine, config(), "run-1", hook)
+        load_run(sqlite_staging_engine, config(), "run-1", hook)
     assert hook.stats.total_requests == 0
 
 
-def test_entities_are_sent_in_dependency_order(staging_engine, learning_domain, default_password):
+def test_entities_are_sent_in_dependency_order(sqlite_staging_engine, learning_domain, default_password):
     hook = learning_domain.hook(max_concurrent_requests=1)
     district = LearningDistrict.generate(schools=1, students_per_school=10)
-    sync(staging_engine, district, "run-1", hook, max_batches_in_flight=1)
+    sync(sqlite_staging_engine, district, "run-1", hook, max_batches_in_flight=1)
     kinds = list(hook.stats.requests)  # Counter keeps first-seen order
     order = [kind.split()[1].split("/")[0] for kind in kinds if kind.startswith("POST")]
     assert order == ["organizations", "users", "user_levels", "classes", "rosters", "parent_links"]
