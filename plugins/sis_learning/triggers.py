@@ -82,9 +82,15 @@ class GradebookChangeTrigger(BaseEventTrigger):
     def _probe(self, after: int) -> dict[str, Any] | None:
         """The feed after ``after``: None when empty, else what the event reports."""
         if self._hook is None:
+            from sis_learning.hooks.http_client import RetryPolicy
             from sis_learning.hooks.learning import LearningHook
 
-            self._hook = LearningHook(self.learning_conn_id)
+            # Short retries: the poll loop itself tries again, so one poll never hangs for minutes.
+            self._hook = LearningHook(
+                self.learning_conn_id, timeout_seconds=10.0,
+                retry_policy=RetryPolicy(max_retries=1, base_delay_seconds=0.2, max_delay_seconds=1.0,
+                                         max_total_wait_seconds=5.0),
+            )
         body = self._hook.gradebook_changes(after, PROBE_LIMIT)
         changes = body.get("changes") or []
         if not changes:
