@@ -95,6 +95,17 @@ PHASES: tuple[Phase, ...] = (
 )
 
 
+# What a refused row points at: if that was refused in this run too, the row's refusal is
+# a cascade ("If the user fails and is the owner of a class, roster and class creation
+# will also fail") and rejected_rows.caused_by names it.
+REFERENCES: dict[str, tuple[tuple[str, str], ...]] = {
+    "user_levels": (("external_id", "users"),),
+    "classes": (("teacher_id", "users"),),
+    "rosters": (("class_id", "classes"), ("user_id", "users")),
+    "parent_links": (("parent_id", "users"), ("child_id", "users")),
+}
+
+
 @dataclass
 class PendingRow:
     id: int
@@ -253,12 +264,13 @@ def _record_batch(
                 ),
                 [{"row_id": row.id, "why": reason} for row, reason in refused],
             )
+            causes = _refused_causes(connection, district_id, run_id, phase, [row for row, _ in refused])
             bulk_insert(connection, RejectedRow, [
                 {
                     "district_id": district_id, "run_id": run_id, "stage": "load", "entity": phase.entity,
                     "source_id": row.key, "rule": LOAD_REJECTION_RULE,
                     "reason": f"Learning refused to {row.action} {phase.entity} {row.key}: {reason}",
-                    "blocks": None, "caused_by": None, "created_at": now,
+                    "blocks": None, "caused_by": causes.get(row.key), "created_at": now,
                 }
                 for row, reason in refused
             ])
@@ -284,6 +296,77 @@ def _record_batch(
                 }
                 for row in accepted_rows
             ])
+
+
+def _refused_causes(
+    connection: Connection, district_id: str, run_id: str, phase: Phase, refused: list[PendingRow]
+) -> dict[str, str]:
+    """key -> ``entity:key`` of a row it depends on that Learning refused in this run."""
+    references = REFERENCES.get(phase.entity) if phase.method == "upsert" else None
+    if not references:
+        return {}
+    changes = ChangeSet.__table__
+    causes: dict[str, str] = {}
+    for field_name, entity in references:
+        wanted = {str(row.payload.get(field_name)) for row in refused if row.key not in causes}
+        if not wanted:
+            continue
+        refused_there = set(connection.execute(
+            select(changes.c.key).where(
+                changes.c.district_id == district_id, changes.c.run_id == run_id, changes.c.entity == entity,
+                changes.c.status == STATUS_REFUSED, changes.c.key.in_(wanted),
+            )
+        ).scalars())
+        for row in refused:
+            value = str(row.payload.get(field_name))
+            if row.key not in causes and value in refused_there:
+                causes[row.key] = f"{entity}:{value}"
+    return causes
+
+
+ENTITY_LABELS = {
+    "users": ("user", "users"), "user_levels": ("user level", "user levels"), "classes": ("class", "classes"),
+    "rosters": ("roster row", "roster rows"), "parent_links": ("parent link", "parent links"),
+}
+
+
+def _record_blocks(engine: Engine, district_id: str, run_id: str) -> None:
+    """On each refused row that others failed because of, say what it held back (transitively).
+
+    A refused teacher holds back their classes and, through them, the classes' roster
+    rows: ``blocks`` reads "2 classes, 20 roster rows".
+    """
+    rejected = RejectedRow.__table__
+    with engine.begin() as connection:
+        cascades = connection.execute(
+            select(rejected.c.entity, rejected.c.source_id, rejected.c.caused_by)
+            .where(rejected.c.district_id == district_id, rejected.c.run_id == run_id, rejected.c.stage == "load",
+                   rejected.c.caused_by.is_not(None))
+        ).all()
+        dependants: dict[str, list[str]] = defaultdict(list)
+        for entity, key, cause in cascades:
+            dependants[cause].append(f"{entity}:{key}")
+        for cause in dependants:
+            held_back: dict[str, int] = defaultdict(int)
+            seen, stack = {cause}, list(dependants[cause])
+            while stack:
+                node = stack.pop()
+                if node in seen:
+                    continue
+                seen.add(node)
+                held_back[node.split(":", 1)[0]] += 1
+                stack.extend(dependants.get(node, ()))
+            text = ", ".join(
+                f"{count} {ENTITY_LABELS[entity][count != 1]}"
+                for entity, count in sorted(held_back.items(), key=lambda item: list(ENTITY_LABELS).index(item[0]))
+            )
+            entity, key = cause.split(":", 1)
+            connection.execute(
+                update(rejected).where(
+                    rejected.c.district_id == district_id, rejected.c.run_id == run_id, rejected.c.stage == "load",
+                    rejected.c.entity == entity, rejected.c.source_id == key,
+                ).values(blocks=text)
+            )
 
 
 def _run_phase(
@@ -385,6 +468,7 @@ def load_run(
     stats = LoadStats()
     for phase in PHASES:
         _run_phase(engine, config, run_id, hook, phase, password, batch_size, max_batches_in_flight, stats)
+    _record_blocks(engine, district_id, run_id)
     counts = load_counts(engine, district_id, run_id)
     changes = ChangeSet.__table__
     with engine.connect() as connection:

@@ -169,6 +169,14 @@ def test_refused_rows_are_recorded_with_learnings_reason_and_retried_next_run(st
     assert all(row["stage"] == "load" and row["rule"] == "learning_refused" for row in rejected.values())
     assert "login" in rejected[("users", duplicate)]["reason"].lower()
     assert "teacher" in rejected[("classes", duplicate_classes[0])]["reason"].lower()
+    # the cascade, row by row: each class failed because of the teacher, each roster row because of its class
+    assert {rejected[("classes", key)]["caused_by"] for key in duplicate_classes} == {f"users:{duplicate}"}
+    assert {rejected[("rosters", key)]["caused_by"] for key in duplicate_rosters} == {
+        f"classes:{key}" for key in duplicate_classes}
+    assert rejected[("users", duplicate)]["caused_by"] is None
+    assert rejected[("users", duplicate)]["blocks"] == (
+        f"{len(duplicate_classes)} classes, {len(duplicate_rosters)} roster rows")
+    assert rejected[("classes", duplicate_classes[0])]["blocks"].endswith("roster rows")
     refused_changes = [row for row in staged_rows(staging_engine, ChangeSet, "run-1") if row["status"] == "refused"]
     assert all(row["learning_result"] == "failed" and row["reason"] for row in refused_changes)
     snapshot_keys = {(row["entity"], row["key"]) for row in staged_rows(staging_engine, LearningSnapshot)}
