@@ -45,7 +45,7 @@ def _options_from(arguments: argparse.Namespace) -> ServerOptions:
         "latency_ms": arguments.latency_ms, "latency_jitter_ms": arguments.latency_jitter_ms,
         "throttle_ms": arguments.throttle_ms, "error_rate": arguments.error_rate,
         "reset_rate": arguments.reset_rate, "slow_rate": arguments.slow_rate, "slow_ms": arguments.slow_ms,
-        "resubmit_rate": arguments.resubmit_rate, "token_lifetime_seconds": arguments.token_lifetime,
+        "resubmit_rate": arguments.resubmit_rate, "truncate_rate": arguments.truncate_rate, "token_lifetime_seconds": arguments.token_lifetime,
         "oversize_page": arguments.oversize_page, "empty_page_style": arguments.empty_page, "fault_seed": arguments.fault_seed,
     }
     changes.update({name: value for name, value in flags.items() if value is not None})
@@ -179,6 +179,7 @@ def parser() -> argparse.ArgumentParser:
     main.add_argument("--reset-rate", type=float, help="share of requests whose connection is reset")
     main.add_argument("--slow-rate", type=float, help="share of requests answered after --slow-ms")
     main.add_argument("--slow-ms", type=int)
+    main.add_argument("--truncate-rate", type=float, help="share of requests whose answer stops half-way")
     main.add_argument("--resubmit-rate", type=float, help="share of score writes answered 412 Resubmit")
     main.add_argument("--fault-seed", type=int)
     main.add_argument("--token-lifetime", type=int, help="access token lifetime in seconds")

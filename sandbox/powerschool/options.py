@@ -45,6 +45,7 @@ class ServerOptions:
     reset_rate: float = 0.0  # share of API requests whose connection is reset (TCP RST, no answer)
     slow_rate: float = 0.0  # share of API requests answered only after slow_ms
     slow_ms: int = 30_000
+    truncate_rate: float = 0.0  # share of API requests whose answer stops half-way (connection reset)
     resubmit_rate: float = 0.0  # share of PUT /ws/xte/score answered 412 "Resubmit"
     count_offset: int = 0  # added to every /ws/v1 .../count: a count that disagrees with the rows served
     fault_seed: int = 0  # the fault dice are seeded, so a failing test replays the same faults
@@ -93,7 +94,7 @@ class ServerOptions:
                 raise OptionsError(f"{name} must be a non-negative integer")
         if not isinstance(self.count_offset, int) or isinstance(self.count_offset, bool):
             raise OptionsError("count_offset must be an integer")
-        for name in ("error_rate", "reset_rate", "slow_rate", "resubmit_rate"):
+        for name in ("error_rate", "reset_rate", "slow_rate", "truncate_rate", "resubmit_rate"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0 <= value <= 1:
                 raise OptionsError(f"{name} must be a number between 0 and 1")

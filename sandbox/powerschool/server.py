@@ -69,6 +69,7 @@ class Response:
     headers: list[tuple[str, str]] = field(default_factory=list)
     delay_seconds: float = 0.0
     reset: bool = False
+    truncate: bool = False  # send the headers and half the body, then reset the connection
 
 
 def json_response(status: int, payload: Any, headers: list[tuple[str, str]] | None = None) -> Response:
@@ -215,9 +216,11 @@ class PowerSchoolApp:
     def _finish(self, request: Request, response: Response, client_id: str | None, fault: Response | None) -> Response:
         if fault is not None:
             response.delay_seconds = fault.delay_seconds
+            response.truncate = fault.truncate
         label = None
         if fault is not None:
-            label = "error" if fault.status else "slow" if fault.delay_seconds > self.options.slow_ms / 1000 else "latency"
+            label = ("error" if fault.status else "truncated" if fault.truncate
+                     else "slow" if fault.delay_seconds > self.options.slow_ms / 1000 else "latency")
         self._log(request, response.status, client_id, label)
         return response
 
@@ -264,6 +267,9 @@ class PowerSchoolApp:
         if roll < options.slow_rate:
             return Response(0, delay_seconds=delay + options.slow_ms / 1000)
         roll -= options.slow_rate
+        if roll < options.truncate_rate:
+            return Response(0, delay_seconds=delay, truncate=True)
+        roll -= options.truncate_rate
         if roll < options.error_rate:
             messages = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
             response = error_response(status_pick, messages.get(status_pick, "Injected fault"))
@@ -476,6 +482,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(response.body)))
         # Headers and body leave in one write (one TLS record for small answers).
         self._headers_buffer.append(b"\r\n")
+        if response.truncate:
+            # The promised Content-Length never arrives: the client sees a cut-off body.
+            self._headers_buffer.append(response.body[: len(response.body) // 2])
+            self.flush_headers()
+            self._reset()
+            return
         if self.command != "HEAD":
             self._headers_buffer.append(response.body)
         self.flush_headers()

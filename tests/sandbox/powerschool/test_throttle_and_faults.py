@@ -144,3 +144,11 @@ def test_field_grants_name_real_tables_and_columns(powerschool):
 def test_the_client_secret_stays_out_of_repr(powerschool):
     assert powerschool.client_secret not in repr(powerschool)
     assert powerschool.admin_token not in repr(powerschool)
+
+
+def test_truncated_answer(api, powerschool):
+    api.token()
+    powerschool.configure(truncate_rate=1.0)
+    with pytest.raises(httpx.TransportError):
+        api.get("/ws/v1/district/student", pagesize=100)
+    assert powerschool.request_log()[-1]["fault"] == "truncated"
