@@ -158,7 +158,6 @@ class PowerSchoolApp:
         connection = getattr(self._local, "connection", None)
         if connection is None:
             connection = store.connect(self.database_path)
-            connection.execute("PRAGMA query_only = 0")
             self._local.connection = connection
         return connection
 
@@ -180,7 +179,7 @@ class PowerSchoolApp:
         if route.kind == "admin":
             if not hmac.compare_digest(request.headers.get("X-Sandbox-Admin-Token") or "", self._admin_token):
                 return error_response(403, "the admin API needs the X-Sandbox-Admin-Token header")
-            return self._call(route, match, request, None)
+            return self._call(route, match, request)
         fault = self._fault(request)
         if fault is not None and fault.reset:
             self._log(request, 0, None, "reset")
@@ -196,9 +195,9 @@ class PowerSchoolApp:
                 return self._finish(request, refusal, client_id, fault)
         if fault is not None and fault.status:
             return self._finish(request, fault, client_id, fault)
-        return self._finish(request, self._call(route, match, request, client_id), client_id, fault)
+        return self._finish(request, self._call(route, match, request), client_id, fault)
 
-    def _call(self, route: Route, match: re.Match[str], request: Request, client_id: str | None) -> Response:
+    def _call(self, route: Route, match: re.Match[str], request: Request) -> Response:
         try:
             return route.handler(request, **match.groupdict())
         except HttpError as error:
@@ -220,7 +219,7 @@ class PowerSchoolApp:
         label = None
         if fault is not None:
             label = ("error" if fault.status else "truncated" if fault.truncate
-                     else "slow" if fault.delay_seconds > self.options.slow_ms / 1000 else "latency")
+                     else "slow" if fault.delay_seconds >= self.options.slow_ms / 1000 else "latency")
         self._log(request, response.status, client_id, label)
         return response
 
