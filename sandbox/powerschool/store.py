@@ -69,7 +69,7 @@ CREATE TABLE terms (id INTEGER NOT NULL, dcid INTEGER PRIMARY KEY, schoolid INTE
     abbreviation TEXT, firstday TEXT, lastday TEXT, yearid INTEGER NOT NULL, portion INTEGER, isyearrec INTEGER,
     UNIQUE (schoolid, id));
 CREATE TABLE courses (id INTEGER NOT NULL UNIQUE, dcid INTEGER PRIMARY KEY, course_number TEXT NOT NULL,
-    course_name TEXT, schoolid INTEGER NOT NULL);
+    course_name TEXT, schoolid INTEGER NOT NULL, UNIQUE (schoolid, course_number));
 CREATE TABLE sections (id INTEGER NOT NULL UNIQUE, dcid INTEGER PRIMARY KEY, schoolid INTEGER NOT NULL,
     course_number TEXT NOT NULL, section_number TEXT, expression TEXT, external_expression TEXT,
     termid INTEGER NOT NULL, teacher INTEGER NOT NULL DEFAULT 0);
