@@ -414,3 +414,56 @@ def test_entities_are_sent_in_dependency_order(sqlite_staging_engine, learning_d
     order = [kind.split()[1].split("/")[0] for kind in kinds if kind.startswith("POST")]
     assert order == ["organizations", "users", "user_levels", "classes", "rosters", "parent_links"]
     assert ENTITY_BY_NAME["rosters"].vanished_action == "remove"
+
+
+class ServerKillingHook(LearningHook):
+    """The real hook; after Learning answers the Nth write, the Learning server process is killed (SIGKILL)."""
+
+    def __init__(self, *args, server, kill_after: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.server = server
+        self.kill_after = kill_after
+        self.writes = 0
+        self.lock = threading.Lock()
+
+    def _after_write(self, results):
+        with self.lock:
+            self.writes += 1
+            if self.writes == self.kill_after:
+                self.server.process.kill()
+                self.server.process.wait(timeout=10)
+        return results
+
+    def upsert(self, entity, rows):
+        return self._after_write(super().upsert(entity, rows))
+
+    def remove(self, entity, rows):
+        return self._after_write(super().remove(entity, rows))
+
+    def deactivate_users(self, external_ids):
+        return self._after_write(super().deactivate_users(external_ids))
+
+
+def test_learning_server_killed_mid_load_then_restarted_converges(sqlite_staging_engine, tmp_path, default_password):
+    from sandbox.learning.testing import running_learning
+    from sis_learning.hooks.http_client import ApiError, RetryPolicy
+
+    token = "server-kill-token-0123456789"
+    learning_database = f"sqlite:///{tmp_path / 'learning.sqlite'}"
+    district = LearningDistrict.generate(schools=2, students_per_school=40)
+    with running_learning(domains={"killed": token}, database_url=learning_database) as server:
+        connection = LearningHook.from_settings(server.base_url, token, server.ca_bundle).connection()
+        hook = ServerKillingHook(connection=connection, server=server, kill_after=3,
+                                 retry_policy=RetryPolicy(max_retries=2, base_delay_seconds=0.05))
+        with pytest.raises(ApiError):
+            sync(sqlite_staging_engine, district, "run-1", hook, max_batches_in_flight=1)
+        assert hook.writes == 3
+
+    # The server comes back with its database; the task is retried against it.
+    with running_learning(domains={"killed": token}, database_url=learning_database) as server:
+        hook = LearningHook.from_settings(server.base_url, token, server.ca_bundle)
+        summary = sync(sqlite_staging_engine, district, "run-1", hook)
+        assert learning_state(hook) == expected_state(district)
+        assert sum(counts["pending"] for counts in summary["counts"].values()) == 0
+        total = sum(len(rows) for _, rows in district.tables())
+        assert summary["rows_sent"] == total - len(district.organizations) - 2 * BATCH_SIZE
