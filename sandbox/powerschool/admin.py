@@ -38,6 +38,9 @@ def routes(app: PowerSchoolApp) -> list[Route]:
         ("POST", "sections", admin.add_section),
         ("GET", "assignments", admin.assignments),
         ("GET", "scores", admin.scores),
+        ("POST", "students", admin.add_student),
+        ("POST", "teachers", admin.add_teacher),
+        ("POST", "rekey", admin.rekey),
     ]
     return [Route(method, re.compile(rf"^/sandbox/admin/{name}/?$"), handler, "admin") for method, name, handler in table]
 
@@ -234,6 +237,79 @@ class Admin:
                     (section_id, teacher_id, role, term["firstday"], term["lastday"], 1 if role == 1 else 2),
                 )
             return {"section_id": section_id, "section_dcid": section_dcid}
+
+        return json_response(200, self.app.write(write))
+
+    def add_student(self, request: Request) -> Response:
+        """A new student: {"school_dcid", "first_name", "last_name", "grade_level"?, "student_web_id"?,
+        "email"?, "enroll_status"? (default 0), "entrydate"?}; returns {"id", "dcid", "student_number"}."""
+        body = _body(request)
+        school_dcid, first_name, last_name = _required(body, "school_dcid", "first_name", "last_name")
+
+        def write(connection: sqlite3.Connection) -> dict[str, Any]:
+            school = _one(connection, "SELECT school_number, low_grade FROM schools WHERE dcid = ?", (school_dcid,),
+                          f"school {school_dcid}")
+            student_id, dcid = connection.execute(
+                "SELECT coalesce(max(id), 0) + 1, coalesce(max(dcid), 0) + 1 FROM students").fetchone()
+            number = str(connection.execute(
+                "SELECT coalesce(max(CAST(student_number AS INTEGER)), 0) + 1 FROM students").fetchone()[0])
+            connection.execute(
+                "INSERT INTO students (id, dcid, student_number, first_name, middle_name, last_name, student_web_id, "
+                "schoolid, grade_level, enroll_status, entrydate, exitdate, email) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (student_id, dcid, number, first_name, body.get("middle_name"), last_name, body.get("student_web_id"),
+                 school["school_number"], body.get("grade_level", school["low_grade"]), body.get("enroll_status", 0),
+                 body.get("entrydate"), body.get("exitdate"), body.get("email")),
+            )
+            return {"id": student_id, "dcid": dcid, "student_number": number}
+
+        return json_response(200, self.app.write(write))
+
+    def add_teacher(self, request: Request) -> Response:
+        """A new active staff member: {"school_dcid", "first_name", "last_name", "teacherloginid"?, "loginid"?,
+        "email_addr"?}; returns {"id", "dcid", "users_dcid"}."""
+        body = _body(request)
+        school_dcid, first_name, last_name = _required(body, "school_dcid", "first_name", "last_name")
+
+        def write(connection: sqlite3.Connection) -> dict[str, Any]:
+            school = _one(connection, "SELECT school_number FROM schools WHERE dcid = ?", (school_dcid,),
+                          f"school {school_dcid}")
+            teacher_id, dcid, users_dcid = connection.execute(
+                "SELECT coalesce(max(id), 0) + 1, coalesce(max(dcid), 0) + 1, coalesce(max(users_dcid), 0) + 1 "
+                "FROM teachers").fetchone()
+            connection.execute(
+                "INSERT INTO teachers (id, dcid, users_dcid, schoolid, first_name, last_name, middle_name, "
+                "teacherloginid, loginid, email_addr, status, staffstatus) VALUES (?,?,?,?,?,?,?,?,?,?,1,1)",
+                (teacher_id, dcid, users_dcid, school["school_number"], first_name, last_name, body.get("middle_name"),
+                 body.get("teacherloginid"), body.get("loginid", body.get("teacherloginid")), body.get("email_addr")),
+            )
+            connection.execute("INSERT INTO teacher_schools (teacherid, schoolid) VALUES (?, ?)",
+                               (teacher_id, school["school_number"]))
+            return {"id": teacher_id, "dcid": dcid, "users_dcid": users_dcid}
+
+        return json_response(200, self.app.write(write))
+
+    def rekey(self, request: Request) -> Response:
+        """Give ``count`` students (or teachers) new DCIDs, as a mid-year change of import IDs would.
+
+        The source document warns that changing import IDs mid-year is dangerous; this lets a
+        test show the pipeline noticing "many users vanish while as many new ones appear".
+        Body: {"entity": "students"|"teachers", "count": N}; the first N by DCID are re-keyed.
+        Answers {"changed": [[old, new], ...]}.
+        """
+        body = _body(request)
+        entity, count = _required(body, "entity", "count")
+        if entity not in ("students", "teachers") or not isinstance(count, int) or count < 1:
+            raise HttpError(400, "rekey needs entity 'students' or 'teachers' and a positive integer count")
+
+        def write(connection: sqlite3.Connection) -> dict[str, Any]:
+            old = [row[0] for row in connection.execute(f"SELECT dcid FROM {entity} ORDER BY dcid LIMIT ?", (count,))]
+            start = connection.execute(f"SELECT max(dcid) FROM {entity}").fetchone()[0] + 1
+            changed = [(dcid, start + index) for index, dcid in enumerate(old)]
+            connection.executemany(f"UPDATE {entity} SET dcid = ? WHERE dcid = ?", [(new, dcid) for dcid, new in changed])
+            if entity == "students":
+                connection.executemany("UPDATE guardianstudent SET studentsdcid = ? WHERE studentsdcid = ?",
+                                       [(new, dcid) for dcid, new in changed])
+            return {"changed": changed}
 
         return json_response(200, self.app.write(write))
 

@@ -130,6 +130,20 @@ class PowerSchoolSandbox:
         return self._admin("POST", "sections", {"school_dcid": school_dcid, "course_number": course_number,
                                                 "term_id": term_id, "teacher_dcid": teacher_dcid, **extra})
 
+    def add_student(self, school_dcid: int, first_name: str, last_name: str, **columns: Any) -> dict[str, Any]:
+        """A new student (grade_level, student_web_id, email, enroll_status, ...); returns {"id", "dcid", ...}."""
+        return self._admin("POST", "students", {"school_dcid": school_dcid, "first_name": first_name,
+                                                "last_name": last_name, **columns})
+
+    def add_teacher(self, school_dcid: int, first_name: str, last_name: str, **columns: Any) -> dict[str, Any]:
+        """A new active teacher (teacherloginid, loginid, email_addr); returns {"id", "dcid", "users_dcid"}."""
+        return self._admin("POST", "teachers", {"school_dcid": school_dcid, "first_name": first_name,
+                                                "last_name": last_name, **columns})
+
+    def rekey(self, entity: str, count: int) -> list[tuple[int, int]]:
+        """Give the first ``count`` students/teachers new DCIDs (a mid-year import-ID change); [(old, new)]."""
+        return [tuple(pair) for pair in self._admin("POST", "rekey", {"entity": entity, "count": count})["changed"]]
+
     # -- PowerTeacher Pro read-back -------------------------------------------------------------
     def assignments(self, section_dcid: int | None = None) -> list[dict[str, Any]]:
         """Assignments written through /ws/xte, with their sections and ``_assignmentscores``."""

@@ -87,3 +87,34 @@ def test_student_status_change(powerschool_writable):
     assert api.get_json("/ws/v1/district/student/count")["resource"]["count"] == before - 1
     with pytest.raises(SandboxError, match="enroll_status"):
         sandbox.set_enroll_status(student["dcid"], 9)
+
+
+def test_add_a_student_and_a_teacher(powerschool_writable):
+    sandbox, api, store = powerschool_writable
+    school = next(store.rows("schools"))
+    student = sandbox.add_student(school["dcid"], "Ngozi", "Adébáyọ̀", grade_level=2, student_web_id="nadebayo",
+                                  email="nadebayo@students.demo-usd.org")
+    view = api.get_json(f"/ws/v1/student/{student['dcid']}", expansions="school_enrollment,contact_info")["student"]
+    assert view["name"]["last_name"] == "Adébáyọ̀"
+    assert view["school_enrollment"]["school_id"] == school["dcid"]
+    assert view["contact_info"] == {"email": "nadebayo@students.demo-usd.org"}
+    teacher = sandbox.add_teacher(school["dcid"], "Kai", "Ōta", teacherloginid="kota")
+    listed = {member["id"] for member in as_list(
+        api.get_json(f"/ws/v1/school/{school['dcid']}/staff", pagesize=100)["staffs"]["staff"])}
+    assert teacher["dcid"] in listed
+
+
+def test_rekey_students_changes_their_dcids_everywhere(powerschool_writable):
+    sandbox, api, store = powerschool_writable
+    before = {row["id"]: row["dcid"] for row in store.rows("students")}
+    changed = sandbox.rekey("students", 5)
+    assert len(changed) == 5
+    after = {row["id"]: row["dcid"] for row in store.rows("students")}
+    assert sorted(before.values())[:5] == [old for old, _ in changed]
+    assert {after[internal] for internal, dcid in before.items() if dcid in dict(changed)} == {new for _, new in changed}
+    old, new = changed[0]
+    assert api.get(f"/ws/v1/student/{old}").status_code == 404
+    assert api.get(f"/ws/v1/student/{new}").status_code == 200
+    assert store.count("guardianstudent", "studentsdcid = ?", (old,)) == 0
+    with pytest.raises(SandboxError, match="rekey needs"):
+        sandbox.rekey("schools", 1)
