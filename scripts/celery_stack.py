@@ -228,9 +228,27 @@ class CeleryStack:
             raise RuntimeError(f"airflow {' '.join(arguments)} failed ({result.returncode}):\n{result.stderr[-4000:]}")
         return result.stdout
 
+    def check_celery_executor(self) -> None:
+        """Fail with the fix, not with a worker's traceback, when the lock cannot load Celery.
+
+        apache-airflow-providers-celery 3.26.0 imports ``retry`` from
+        ``celery.backends.database``, which celery 5.7 removed; celery 5.6.3 has it.
+        """
+        probe = subprocess.run(
+            [sys.executable, "-c", "import airflow.providers.celery.executors.celery_executor"],
+            env=self.env, capture_output=True, text=True,
+        )
+        if probe.returncode != 0:
+            last = probe.stderr.strip().splitlines()[-1:] or ["(no output)"]
+            raise RuntimeError(
+                "the CeleryExecutor cannot be imported with the installed packages: "
+                f"{last[0]} (with apache-airflow-providers-celery 3.26.0, pin celery==5.6.3)"
+            )
+
     def initialise(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.env = self._base_env()
+        self.check_celery_executor()
         self.create_databases()
         self.airflow("db", "migrate")
         self.airflow("pools", "import", str(POOLS_FILE))
