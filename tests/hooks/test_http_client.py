@@ -239,3 +239,35 @@ def test_parsers():
     assert path_kind("/ws/v1/section/-45/section_enrollment/") == "/ws/v1/section/{id}/section_enrollment"
     assert "abc" not in redact_url("https://h/x?access_token=abc&page=2")
     assert "page=2" in redact_url("https://h/x?access_token=abc&page=2")
+
+
+def test_after_a_throttle_requests_are_spaced_instead_of_stampeding(tls_directory):
+    # A server with PowerSchool's "minimum time between requests" (40 ms); four threads.
+    last_accepted = [0.0]
+    lock = threading.Lock()
+
+    def script(_seen, _number):
+        with lock:
+            now = time.monotonic()
+            if now - last_accepted[0] < 0.04:
+                return Answer(429, {"message": "too many requests, wait 1 seconds"}, {"Retry-After": "1"})
+            last_accepted[0] = now
+        return Answer(200, {})
+
+    with scripted_server(script, tls_directory) as server:
+        hook = make_hook(server, max_concurrent_requests=4,
+                         retry_policy=RetryPolicy(max_retries=10, base_delay_seconds=0.01, max_total_wait_seconds=30))
+        started = time.monotonic()
+        threads = [threading.Thread(target=hook.request, args=("GET", f"/spaced/{n}")) for n in range(24)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.monotonic() - started
+    assert hook.stats.requests["GET /spaced/{id}"] == len(server.seen)
+    successes = len(server.seen) - hook.stats.throttled
+    assert successes == 24
+    # without spacing every pause ends in a new stampede; with it, a few refusals at most
+    assert hook.stats.throttled <= 6
+    assert elapsed < 10  # a few 1 s pauses, then requests about 50 ms apart
+    assert 0 < hook.limiter.spacing_seconds <= 0.2

@@ -235,6 +235,7 @@ class HostLimiter:
     MIN_SPACING_SECONDS = 0.05
     MAX_SPACING_SECONDS = 2.0
     SPACING_DECAY = 0.99
+    THROTTLE_BURST_SECONDS = 0.5
 
     def __init__(self, limit: int) -> None:
         self._condition = threading.Condition()
@@ -243,6 +244,7 @@ class HostLimiter:
         self._resume_at = 0.0
         self._spacing = 0.0
         self._last_start = 0.0
+        self._throttled_at = -1e9
         self.peak_in_flight = 0
 
     @property
@@ -264,7 +266,11 @@ class HostLimiter:
 
     def note_throttled(self) -> None:
         with self._condition:
-            self._spacing = min(self.MAX_SPACING_SECONDS, max(self.MIN_SPACING_SECONDS, self._spacing * 2))
+            now = time.monotonic()
+            # The refusals of one burst arrive together: they raise the spacing once.
+            if now - self._throttled_at >= self.THROTTLE_BURST_SECONDS:
+                self._spacing = min(self.MAX_SPACING_SECONDS, max(self.MIN_SPACING_SECONDS, self._spacing * 2))
+                self._throttled_at = now
 
     def note_success(self) -> None:
         if self._spacing:
