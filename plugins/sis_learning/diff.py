@@ -42,6 +42,7 @@ from sqlalchemy import Column, MetaData, String, Table, Text, and_, case, exists
 from sqlalchemy.engine import Connection, Engine
 
 from sis_learning.config import DistrictConfig
+from sis_learning.hooks.learning import ENTITY_KEY_FIELDS
 from sis_learning.staging.base import bulk_insert, create_all
 from sis_learning.staging.changes import (
     ACTION_CREATE,
@@ -93,19 +94,22 @@ class EntitySpec:
 # In dependency order: Learning refuses a class whose teacher does not exist, and a roster
 # row whose class or user does not exist.
 ENTITIES: tuple[EntitySpec, ...] = (
-    EntitySpec("organizations", ("organization_id",), ("organization_id", "name")),
+    EntitySpec("organizations", ENTITY_KEY_FIELDS["organizations"], ("organization_id", "name")),
     EntitySpec(
         "users",
-        ("external_id",),
+        ENTITY_KEY_FIELDS["users"],
         ("external_id", "first_name", "last_name", "login", "email", "user_type", "organization_id", "enabled",
          "sso_email_address"),
         sent_only_fields=("password_temporary",),
         vanished_action=ACTION_DEACTIVATE,
     ),
-    EntitySpec("user_levels", ("external_id",), ("external_id", "level_id")),
-    EntitySpec("classes", ("class_id",), ("class_id", "name", "code", "year", "teacher_id", "organization_id")),
-    EntitySpec("rosters", ("class_id", "user_id"), ("class_id", "user_id", "role"), vanished_action=ACTION_REMOVE),
-    EntitySpec("parent_links", ("parent_id", "child_id"), ("parent_id", "child_id"), vanished_action=ACTION_REMOVE),
+    EntitySpec("user_levels", ENTITY_KEY_FIELDS["user_levels"], ("external_id", "level_id")),
+    EntitySpec("classes", ENTITY_KEY_FIELDS["classes"],
+               ("class_id", "name", "code", "year", "teacher_id", "organization_id")),
+    EntitySpec("rosters", ENTITY_KEY_FIELDS["rosters"], ("class_id", "user_id", "role"),
+               vanished_action=ACTION_REMOVE),
+    EntitySpec("parent_links", ENTITY_KEY_FIELDS["parent_links"], ("parent_id", "child_id"),
+               vanished_action=ACTION_REMOVE),
 )
 ENTITY_BY_NAME = {spec.name: spec for spec in ENTITIES}
 
@@ -120,6 +124,9 @@ class MassChangeDetected(AirflowFailException):
     def __init__(self, message: str, findings: list[dict[str, Any]]):
         super().__init__(message)
         self.findings = findings
+
+    def __reduce__(self):  # picklable with its findings (executors ship exceptions across processes)
+        return (type(self), (str(self), self.findings))
 
 
 def content_hash(payload: dict[str, Any], spec: EntitySpec) -> str:

@@ -99,3 +99,13 @@ def test_hash_covers_learning_visible_fields_only():
     assert content_hash({**row, "last_name": "Li"}, users) != content_hash(row, users)
     assert content_hash({**row, "enabled": False}, users) != content_hash(row, users)
     assert entity_key({"class_id": "51", "user_id": "7", "role": "student"}, ENTITY_BY_NAME["rosters"]) == "51:7"
+
+
+def test_mass_change_detected_keeps_its_findings_across_processes():
+    import pickle
+
+    from sis_learning.diff import MassChangeDetected
+
+    findings = [{"kind": "mass_removal", "entity": "users", "organization_id": "100", "rows": 30}]
+    copied = pickle.loads(pickle.dumps(MassChangeDetected("Safety stop for district demo", findings)))
+    assert str(copied) == "Safety stop for district demo" and copied.findings == findings
