@@ -1,0 +1,121 @@
+"""Compare what Learning holds with the oracle, and the rows the pipeline says Learning refused.
+
+The assertions name every difference (entity, key, field, expected, actual), so a failing
+end-to-end test reads as a list of rule violations, not a dict diff.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.e2e.conftest import DISTRICT_ID, staged_rows
+from tests.e2e.oracle import Oracle, expected_state, login_collisions
+
+USER_ENTITIES = ("staff", "students", "guardians")
+
+
+def rejected_rows(staging_url: str, run_id: str) -> list[dict[str, Any]]:
+    return staged_rows(staging_url, "SELECT stage, entity, source_id, rule, reason, caused_by FROM rejected_rows "
+                       "WHERE district_id = :district AND run_id = :run", district=DISTRICT_ID, run=run_id)
+
+
+def failed_users(staging_url: str, run_id: str, dataset_path) -> set[str]:
+    """Users the run recorded as failing on their own (not by cascade), checked against Learning's login rule.
+
+    Every such user must be one of a group of oracle users sharing a login, each group must
+    keep exactly one user, and each failure must carry a reason naming the login.
+    """
+    full = expected_state(dataset_path)
+    collisions = login_collisions(full)
+    in_collision = {key: group for group in collisions for key in group}
+    failures = [row for row in rejected_rows(staging_url, run_id)
+                if row["entity"] in USER_ENTITIES and row["caused_by"] is None]
+    problems = []
+    failed = set()
+    for row in failures:
+        key = row["source_id"]
+        failed.add(key)
+        if key not in in_collision:
+            problems.append(f"{row['entity']} {key} rejected at {row['stage']} by rule {row['rule']!r} "
+                            f"({row['reason']}); the source document's rules import it and no other user shares "
+                            f"its login")
+        elif not row["reason"] or full.source_logins[key] not in row["reason"].lower():
+            problems.append(f"{row['entity']} {key} rejected without a reason naming its login: {row['reason']!r}")
+    for group in collisions:
+        kept = group - failed
+        if len(kept) != 1:
+            problems.append(f"users {sorted(group)} share the login {full.source_logins[next(iter(group))]!r}: "
+                            f"exactly one must keep it, kept {sorted(kept)}")
+    assert not problems, "rejected users disagree with the oracle:\n" + "\n".join(problems)
+    return failed
+
+
+def differences(oracle: Oracle, state: dict[str, Any]) -> list[str]:
+    """Every way Learning's state differs from the oracle's (empty when they agree)."""
+    problems: list[str] = []
+
+    def compare_keys(entity: str, expected: Any, actual: Any) -> None:
+        for key in sorted(set(expected) - set(actual), key=str):
+            problems.append(f"{entity} {key}: expected in Learning, missing")
+        for key in sorted(set(actual) - set(expected), key=str):
+            problems.append(f"{entity} {key}: in Learning, not expected by the rules")
+
+    compare_keys("organization", oracle.organizations, state["organizations"])
+    for key in set(oracle.organizations) & set(state["organizations"]):
+        if oracle.organizations[key] != state["organizations"][key]:
+            problems.append(f"organization {key}: name expected {oracle.organizations[key]!r}, "
+                            f"actual {state['organizations'][key]!r}")
+
+    users = state["users"]
+    compare_keys("user", oracle.users, users)
+    for key in sorted(set(oracle.users) & set(users), key=int):
+        expected, actual = oracle.users[key], users[key]
+        for name, value in expected.items():
+            if name == "login" and value is None:
+                if not actual.get("login"):
+                    problems.append(f"user {key}: no username in the SIS, expected a generated login, got none")
+                continue
+            if actual.get(name) != value:
+                problems.append(f"user {key} ({expected['user_type']}): {name} expected {value!r}, "
+                                f"actual {actual.get(name)!r}")
+        if actual.get("organization_id") not in oracle.user_school[key]:
+            problems.append(f"user {key} ({expected['user_type']}): organization_id expected one of "
+                            f"{sorted(oracle.user_school[key])}, actual {actual.get('organization_id')!r}")
+    logins = [str(user.get("login") or "").lower() for user in users.values()]
+    if len(logins) != len(set(logins)):
+        problems.append("Learning holds two users with the same login")
+
+    compare_keys("user level", oracle.user_levels, state["user_levels"])
+    for key in set(oracle.user_levels) & set(state["user_levels"]):
+        if str(state["user_levels"][key]) != oracle.user_levels[key]:
+            problems.append(f"user level {key}: expected {oracle.user_levels[key]!r}, "
+                            f"actual {state['user_levels'][key]!r}")
+
+    classes = state["classes"]
+    compare_keys("class", oracle.classes, classes)
+    for key in sorted(set(oracle.classes) & set(classes), key=int):
+        for name, value in oracle.classes[key].items():
+            if str(classes[key].get(name)) != value:
+                problems.append(f"class {key}: {name} expected {value!r}, actual {classes[key].get(name)!r}")
+
+    rosters = state["rosters"]
+    compare_keys("roster", oracle.rosters, rosters)
+    for key in sorted(set(oracle.rosters) & set(rosters)):
+        if oracle.rosters[key] != rosters[key]:
+            problems.append(f"roster {key}: role expected {oracle.rosters[key]!r}, actual {rosters[key]!r}")
+    per_co_teacher: dict[str, int] = {}
+    for (_, user), role in rosters.items():
+        if role == "co-teacher":
+            per_co_teacher[user] = per_co_teacher.get(user, 0) + 1
+    for user, count in per_co_teacher.items():
+        if count > 25:
+            problems.append(f"co-teacher {user} is in {count} classes, more than 25")
+
+    compare_keys("parent link", oracle.parent_links, state["parent_links"])
+    return problems
+
+
+def assert_learning_matches(oracle: Oracle, state: dict[str, Any]) -> None:
+    problems = differences(oracle, state)
+    assert not problems, f"Learning differs from the source document's rules in {len(problems)} way(s):\n" + \
+        "\n".join(problems[:60])

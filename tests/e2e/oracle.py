@@ -1,0 +1,246 @@
+"""The Learning end state the source document's rules give for the simulator's data (the oracle).
+
+Worked out straight from the SIS tables of the simulator's live dataset (the
+``DatasetStore`` over the copy the server serves, so admin changes are seen), with plain
+Python restating the rules of the source document (../shared/seed/000_*.txt), never with
+the pipeline's validate/transform code:
+
+- organizations: the selected schools (Schools.DCID, Schools.Name);
+- students: enroll_status 0 ("only ... Students with an 'Active' enrollment status"),
+  user_type S, external_id Students.DCID, login Students.Student_Web_ID (when blank: the
+  Google/O365 email, else a generated one: "an imported user without a username or
+  Google Apps or Office 365 email address will not fail"), organization Schools.DCID,
+  sso_email_address = the email when its domain is a district Google/O365 domain;
+- teachers: Active staff (Teachers.Status 1) of a selected school, user_type T,
+  external_id Teachers.DCID, "imported even with no class";
+- parents: guardians with an enabled Parent Portal account (PCAS_Account) linked to an
+  imported student, user_type P, external_id Guardian.GuardianID, login PCAS username,
+  email PCAS_EmailContact; parent-child links between imported users only;
+- user levels: Students.Grade_Level per imported student;
+- classes: sections in a term of the import start year or later, with a lead teacher
+  who is imported ("courses must be active and have a teacher assigned"), name
+  "Course_Name (Section_Number) - Expression", code Courses.Course_Number, year
+  Terms.DCID, teacher_id Teachers.DCID, organization Schools.DCID;
+- rosters: enrollments not dropped (CC.SectionID > 0) of imported students in imported
+  classes (student), the lead teacher (teacher), the other SectionTeacher rows of
+  imported teachers (co-teacher), a co-teacher in at most 25 classes, kept by the
+  documented rule (latest term first, then lowest section id).
+
+Learning's own uniqueness rule (a login is unique in a domain, case-insensitively) makes
+some of these rows fail whatever the pipeline does; ``expected_state`` takes the users
+that failed (read from rejected_rows by the test, checked against ``login_collisions``)
+and removes them and what depends on them (their classes, roster rows and links).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sandbox.powerschool.store import DatasetStore
+
+CO_TEACHER_CLASS_LIMIT = 25
+
+
+@dataclass
+class DistrictRules:
+    """The demo district's settings the rules depend on (include/districts/demo.yaml)."""
+
+    import_start_year: int = 2025
+    sso_domains: tuple[str, ...] = ("students.demo-usd.org", "demo-usd.org")
+    schools: str | tuple[int, ...] = "all"
+
+
+@dataclass
+class Oracle:
+    organizations: dict[str, str]
+    users: dict[str, dict[str, Any]]  # external_id -> expected fields (login None = generated)
+    user_levels: dict[str, str]
+    classes: dict[str, dict[str, str]]
+    rosters: dict[tuple[str, str], str]
+    parent_links: set[tuple[str, str]]
+    # What the test needs beside the end state
+    source_logins: dict[str, str] = field(default_factory=dict)  # external_id -> login from the SIS (lower case)
+    user_school: dict[str, set[str]] = field(default_factory=dict)  # external_id -> allowed organization ids
+    co_teacher_placements: dict[str, list[str]] = field(default_factory=dict)  # teacher -> classes, cap order
+
+
+def blank(value: Any) -> bool:
+    return value is None or str(value).strip() == ""
+
+
+def text(value: Any) -> str | None:
+    return None if blank(value) else str(value)
+
+
+def sso_email(email: Any, rules: DistrictRules) -> str | None:
+    if blank(email) or "@" not in str(email):
+        return None
+    domain = str(email).rsplit("@", 1)[1].strip().lower()
+    return str(email) if domain in rules.sso_domains else None
+
+
+def sis_login(username: Any, email: Any, rules: DistrictRules) -> str | None:
+    """The username; else the Google/O365 email (a user with one does not fail); else None (generated)."""
+    return text(username) or sso_email(email, rules)
+
+
+def _candidates(store: DatasetStore, rules: DistrictRules) -> dict[str, Any]:
+    """Every row the rules select, before Learning's uniqueness rule."""
+    query = store.query
+    schools = query("SELECT * FROM schools")
+    if rules.schools != "all":
+        schools = [s for s in schools if s["dcid"] in rules.schools or s["school_number"] in rules.schools]
+    school_dcid = {s["school_number"]: str(s["dcid"]) for s in schools}  # selected schools only
+
+    teachers = {}
+    affiliations: dict[int, list[str]] = defaultdict(list)
+    for row in query("SELECT * FROM teacher_schools ORDER BY schoolid"):
+        if row["schoolid"] in school_dcid:
+            affiliations[row["teacherid"]].append(school_dcid[row["schoolid"]])
+    for row in query("SELECT * FROM teachers WHERE status = 1"):
+        if not affiliations[row["id"]] and row["schoolid"] not in school_dcid:
+            continue  # not a staff member of a selected school
+        home = school_dcid.get(row["schoolid"])
+        teachers[row["id"]] = row | {"organizations": {home} if home else set(affiliations[row["id"]])}
+
+    students = {row["id"]: row for row in query("SELECT * FROM students WHERE enroll_status = 0")
+                if row["schoolid"] in school_dcid}
+
+    first_year_id = rules.import_start_year - 1990
+    terms = {(row["schoolid"], row["id"]): row for row in query("SELECT * FROM terms")}
+    courses = {(row["schoolid"], row["course_number"]): row for row in query("SELECT * FROM courses")}
+    sections = {}
+    for row in query("SELECT * FROM sections WHERE teacher <> 0"):
+        term = terms.get((row["schoolid"], row["termid"]))
+        if row["schoolid"] not in school_dcid or term is None or term["yearid"] < first_year_id:
+            continue
+        sections[row["id"]] = row | {"term": term, "course": courses.get((row["schoolid"], row["course_number"]))}
+
+    enrollments = query("SELECT * FROM cc WHERE sectionid > 0 ORDER BY id")
+    section_teachers = query("SELECT * FROM sectionteacher ORDER BY id")
+
+    accounts = {row["pcas_accounttoken"]: row for row in query("SELECT * FROM pcas_account")}
+    emails: dict[str, str] = {}
+    for row in query("SELECT * FROM pcas_emailcontact ORDER BY rowid"):
+        emails.setdefault(row["pcas_accounttoken"], row["emailaddress"])
+    guardians = {}
+    for row in query("SELECT * FROM guardian"):
+        account = accounts.get(row["accountidentifier"]) if row["accountidentifier"] else None
+        if account is None or blank(account["username"]) or not account["isenabled"]:
+            continue  # "a Parent needs to have a Parent Portal account set up"
+        guardians[row["guardianid"]] = row | {"username": account["username"],
+                                              "email": emails.get(row["accountidentifier"])}
+    guardian_students = query("SELECT * FROM guardianstudent ORDER BY guardianid, studentsdcid")
+    return {"schools": schools, "school_dcid": school_dcid, "teachers": teachers, "students": students,
+            "sections": sections, "enrollments": enrollments, "section_teachers": section_teachers,
+            "guardians": guardians, "guardian_students": guardian_students}
+
+
+def expected_state(dataset_path: Path, rules: DistrictRules | None = None,
+                   failed_users: set[str] = frozenset()) -> Oracle:
+    """The Learning end state, minus the users Learning's uniqueness rule failed (and what hangs on them)."""
+    rules = rules or DistrictRules()
+    with DatasetStore(dataset_path) as store:
+        data = _candidates(store, rules)
+    school_dcid = data["school_dcid"]
+    oracle = Oracle(organizations={str(s["dcid"]): s["name"] for s in data["schools"]},
+                    users={}, user_levels={}, classes={}, rosters={}, parent_links=set())
+
+    teacher_dcid = {}
+    for teacher_id, row in data["teachers"].items():
+        key = str(row["dcid"])
+        login = sis_login(row["teacherloginid"], row["email_addr"], rules)
+        if login:
+            oracle.source_logins[key] = login.lower()
+        if key in failed_users:
+            continue
+        teacher_dcid[teacher_id] = key
+        oracle.users[key] = {"user_type": "T", "first_name": row["first_name"], "last_name": row["last_name"],
+                             "login": login, "email": text(row["email_addr"]),
+                             "sso_email_address": sso_email(row["email_addr"], rules), "enabled": True}
+        oracle.user_school[key] = row["organizations"]
+
+    student_dcid = {}
+    for student_id, row in data["students"].items():
+        key = str(row["dcid"])
+        login = sis_login(row["student_web_id"], row["email"], rules)
+        if login:
+            oracle.source_logins[key] = login.lower()
+        if key in failed_users:
+            continue
+        student_dcid[student_id] = key
+        oracle.users[key] = {"user_type": "S", "first_name": row["first_name"], "last_name": row["last_name"],
+                             "login": login, "email": text(row["email"]),
+                             "sso_email_address": sso_email(row["email"], rules), "enabled": True}
+        oracle.user_school[key] = {school_dcid[row["schoolid"]]}
+        oracle.user_levels[key] = str(row["grade_level"])
+
+    imported_students = set(student_dcid.values())
+    children: dict[int, list[str]] = defaultdict(list)
+    for link in data["guardian_students"]:
+        if link["guardianid"] in data["guardians"] and str(link["studentsdcid"]) in imported_students:
+            children[link["guardianid"]].append(str(link["studentsdcid"]))
+    for guardian_id, row in data["guardians"].items():
+        key = str(guardian_id)
+        if not children[guardian_id]:
+            continue  # parent-child links only between imported users; a parent comes with a child
+        oracle.source_logins[key] = row["username"].strip().lower()
+        if key in failed_users:
+            continue
+        oracle.users[key] = {"user_type": "P", "first_name": row["firstname"], "last_name": row["lastname"],
+                             "login": row["username"], "email": text(row["email"]),
+                             "sso_email_address": None, "enabled": True}
+        oracle.user_school[key] = set().union(*(oracle.user_school[child] for child in children[guardian_id]))
+        for child in children[guardian_id]:
+            oracle.parent_links.add((key, child))
+
+    class_of_section = {}
+    for section_id, row in data["sections"].items():
+        lead = teacher_dcid.get(row["teacher"])
+        if lead is None:
+            continue  # the lead teacher is not imported: the class cannot be created
+        key = str(row["dcid"])
+        course = row["course"] or {}
+        class_of_section[section_id] = key
+        oracle.classes[key] = {
+            "name": f"{course.get('course_name')} ({row['section_number']}) - {row['expression']}",
+            "code": str(course.get("course_number")), "year": str(row["term"]["dcid"]), "teacher_id": lead,
+            "organization_id": school_dcid[row["schoolid"]],
+        }
+        oracle.rosters[(key, lead)] = "teacher"
+
+    for row in data["enrollments"]:
+        class_id, student = class_of_section.get(row["sectionid"]), student_dcid.get(row["studentid"])
+        if class_id and student:
+            oracle.rosters[(class_id, student)] = "student"
+
+    # Co-teachers: SectionTeacher rows other than the lead, capped at 25 classes per teacher,
+    # latest term first (term first day, then year, descending), then lowest section id.
+    placements: dict[str, set[str]] = defaultdict(set)
+    for row in data["section_teachers"]:
+        class_id, teacher = class_of_section.get(row["sectionid"]), teacher_dcid.get(row["teacherid"])
+        if class_id and teacher and oracle.classes[class_id]["teacher_id"] != teacher:
+            placements[teacher].add(class_id)
+    term_of_class = {class_of_section[s]: data["sections"][s]["term"] for s in class_of_section}
+    for teacher, class_ids in placements.items():
+        ordered = sorted(class_ids, key=lambda c: (_desc(term_of_class[c]["firstday"] or ""),
+                                                   -term_of_class[c]["yearid"], int(c)))
+        oracle.co_teacher_placements[teacher] = ordered
+        for class_id in ordered[:CO_TEACHER_CLASS_LIMIT]:
+            oracle.rosters[(class_id, teacher)] = "co-teacher"
+    return oracle
+
+
+def _desc(value: str) -> tuple[int, ...]:
+    return tuple(-ord(character) for character in value)
+
+
+def login_collisions(oracle: Oracle) -> list[set[str]]:
+    """Groups of oracle users whose SIS logins are equal (case-insensitively): all but one must fail."""
+    by_login: dict[str, set[str]] = defaultdict(set)
+    for key, login in oracle.source_logins.items():
+        by_login[login].add(key)
+    return [keys for keys in by_login.values() if len(keys) > 1]
