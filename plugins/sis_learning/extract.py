@@ -429,22 +429,11 @@ def extract_sections(hook: PowerSchoolHook, engine: Engine, config: DistrictConf
     """Stage the sections of terms from the import start year on.
 
     The start year filter is part of the request (``q=term.start_year=ge=YEAR``), so older
-    sections are never transferred; how many were left out is counted with one
-    ``/count`` per school and recorded in the ``extract_counts`` note.
+    sections are never transferred, staged or counted (counting them would cost one more
+    request per school for a figure nothing downstream uses).
     """
     schools = _schools_in_scope(hook, config, school_ids)
-    year = config.import_start_year
     listings = [_sections_listing(hook, config, school) for school in schools]
-    earlier = [
-        hook.v1_listing(school, f"/ws/v1/school/{school}/section", wrapper="sections", item="section", resource="section", params={"q": f"term.start_year=lt={year}"})
-        for school in schools
-    ]
-    hook.read_counts(earlier)
-    notes = {
-        listing.scope: [f"{listing.reported_count} sections in terms before the import start year {year} were not requested"]
-        for listing in earlier
-        if listing.reported_count
-    }
 
     def build(record: Mapping[str, Any], listing: Listing) -> dict[str, Any]:
         return {
@@ -460,9 +449,7 @@ def extract_sections(hook: PowerSchoolHook, engine: Engine, config: DistrictConf
             "gradebook_type": _text(record.get("gradebooktype")),
         }
 
-    result = _run_extract(hook, engine, config, run_id, "sections", listings, build, notes=notes)
-    result["requests"] += len(earlier)
-    return result
+    return _run_extract(hook, engine, config, run_id, "sections", listings, build)
 
 
 def extract_staff(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, school_ids: list[str] | None = None) -> dict[str, Any]:

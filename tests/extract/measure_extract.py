@@ -71,6 +71,7 @@ def measure(dataset: str, latency_ms: int, concurrency: int, staging_url: str, i
                 **{key: result[key] for key in ("source", "translation_requests") if key in result},
             }
         total_seconds = time.monotonic() - started
+    per_scope_minimum = _per_scope_minimum(engine, config.district_id, run_id, hook)
     total_requests = hook.stats.total_requests
     minimum_total = sum(item["minimum_requests"] for item in entities.values())
     return {
@@ -78,6 +79,10 @@ def measure(dataset: str, latency_ms: int, concurrency: int, staging_url: str, i
         "staging": engine.dialect.name,
         "requests": total_requests, "minimum_requests": minimum_total,
         "requests_over_minimum": round(total_requests / max(1, minimum_total), 3),
+        # The API lists terms, courses, sections, staff and students per school: at least one
+        # page per school and entity, ceil(rows / page size) in each.
+        "minimum_requests_per_school_listing": per_scope_minimum,
+        "requests_over_per_school_minimum": round(total_requests / max(1, per_scope_minimum), 3),
         "seconds": round(total_seconds, 1),
         "floor_seconds_for_requests_made": round(total_requests * latency_ms / 1000 / concurrency, 1),
         "floor_seconds_for_minimum": round(minimum_total * latency_ms / 1000 / concurrency, 1),
@@ -86,6 +91,23 @@ def measure(dataset: str, latency_ms: int, concurrency: int, staging_url: str, i
         "requests_by_kind": dict(hook.stats.requests),
         "entities": entities,
     }
+
+
+def _per_scope_minimum(engine, district_id: str, run_id: str, hook: PowerSchoolHook) -> int:
+    """Sum over (entity, scope) of the pages the rows read need: max(1, ceil(rows / page size))."""
+    from sqlalchemy import select
+
+    from sis_learning.staging.source import ExtractCount
+
+    table = ExtractCount.__table__
+    query = select(table.c.entity, table.c.rows, table.c.reported_count).where(
+        table.c.district_id == district_id, table.c.run_id == run_id)
+    total = 0
+    with engine.connect() as connection:
+        for entity, rows, reported in connection.execute(query):
+            page_size = hook.max_page_size(PAGE_SIZE_RESOURCE[entity])
+            total += max(1, math.ceil((reported if reported is not None else rows) / page_size))
+    return total
 
 
 def main() -> None:
