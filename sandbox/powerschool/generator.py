@@ -99,6 +99,10 @@ def ascii_fold(text: str | None) -> str:
     return "".join(character for character in decomposed if character.isascii() and character.isalnum()).lower()
 
 
+# The fixture tables, plus teacher_schools (the fixture's teachers.school_affiliations).
+WRITTEN_COLUMNS = {**store.TABLE_COLUMNS, "teacher_schools": ("teacherid", "schoolid")}
+
+
 class _BatchWriter:
     """Buffers rows per table and writes them in large executemany batches."""
 
@@ -120,7 +124,7 @@ class _BatchWriter:
             rows = self.buffers.get(name) or []
             if not rows:
                 continue
-            columns = store.TABLE_COLUMNS.get(name) or ("teacherid", "schoolid")
+            columns = WRITTEN_COLUMNS[name]
             placeholders = ",".join("?" * len(columns))
             self.connection.executemany(f"INSERT INTO {name} ({','.join(columns)}) VALUES ({placeholders})", rows)
             self.counts[name] = self.counts.get(name, 0) + len(rows)
@@ -182,7 +186,7 @@ class _Generator:
     # -- the district ----------------------------------------------------------------------
     def run(self) -> dict[str, int]:
         schools = self.schools()
-        self.roles_and_categories()
+        self.roles()
         terms = self.terms(schools)
         students_per_school = self.split(self.profile.students, len(schools))
         sections_by_school: dict[int, dict[int, list[tuple[int, int]]]] = {}
@@ -225,7 +229,7 @@ class _Generator:
             schools.append(school)
         return schools
 
-    def roles_and_categories(self) -> None:
+    def roles(self) -> None:
         for role_id, name in store.ROLE_NAMES.items():
             self.writer.add("roledef", (role_id, name))
 
