@@ -37,8 +37,9 @@ sandbox-powerschool: $(VENV)/.installed
 sandbox-learning: $(VENV)/.installed
 	$(ENV) $(PY) -m sandbox.learning
 
+# Re-pin the runtime lock from the virtualenv (keeps the header comment of requirements.txt).
 lock:
-	$(PY) -m pip freeze | grep -viE '^(pytest|ruff|execnet|iniconfig|pytest-)' > requirements.lock.tmp && mv requirements.lock.tmp requirements.txt
+	{ grep '^#' requirements.txt; $(PY) -m pip freeze | grep -viE '^(pytest|ruff|execnet|iniconfig|pytest-)'; } > requirements.lock.tmp && mv requirements.lock.tmp requirements.txt
 
 clean:
 	rm -rf .airflow var .sandbox
