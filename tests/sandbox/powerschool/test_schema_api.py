@@ -139,3 +139,15 @@ def test_powerquery_needs_json(api):
     response = api.http.post(GUARDIAN_QUERY, content=b"students_dcid=1",
                              headers={**api.headers(), "Content-Type": "application/x-www-form-urlencoded"})
     assert response.status_code == 415
+
+
+def test_a_chunked_request_body_is_read(api, oracle):
+    def chunks():
+        yield b'{"students_dcid": '
+        yield b"[%d]}" % next(oracle.rows("students"))["dcid"]
+
+    response = api.http.post(f"{GUARDIAN_QUERY}/count", content=chunks(),
+                             headers={**api.headers(), "Content-Type": "application/json"})
+    assert response.status_code == 200
+    assert response.json()["count"] >= 1
+    assert api.get("/ws/v1/metadata").status_code == 200  # the connection is still in step
