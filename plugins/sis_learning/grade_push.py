@@ -41,9 +41,11 @@ import html
 import json
 import logging
 import re
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -346,6 +348,7 @@ class GradePush:
         page_size: int = FEED_PAGE_SIZE,
         scores_per_put: int = SCORES_PER_PUT,
         max_pages: int = MAX_PAGES_PER_RUN,
+        workers: int | None = None,
     ) -> None:
         self.config = config
         self.district_id = config.district_id
@@ -359,6 +362,9 @@ class GradePush:
         self.classes = ImportedClasses(engine, self.district_id)
         self.summary = PushSummary(self.district_id, run_id)
         self._categories: dict[tuple[str, str | None], tuple[str, str] | None] = {}
+        self._category_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self.workers = workers if workers is not None else config.powerschool.max_concurrent_requests
         self._learning_organizations: set[str] | None = None
 
     # ---- organizations
@@ -446,26 +452,54 @@ class GradePush:
         # teacher users_dcid -> [(pending, assignment section id)]
         writes: dict[str, list[tuple[_Pending, str]]] = defaultdict(list)
         refused: list[dict[str, Any]] = []
+        creatable: list[tuple[str, list[_Pending]]] = []
         for gradable_id, items in by_gradable.items():
-            klass = items[0].klass
-            if not klass.teacher_users_dcid:
+            if not items[0].klass.teacher_users_dcid:
                 counts["skipped_teacher_unknown"] += len(items)
-                continue
-            outcome = self.ensure_assignment(items[0].change, klass, assignments.get(gradable_id))
+            else:
+                creatable.append((gradable_id, items))
+
+        def ensure(entry: tuple[str, list[_Pending]]) -> tuple[list[_Pending], AssignmentOutcome]:
+            gradable_id, items = entry
+            return items, self.ensure_assignment(items[0].change, items[0].klass, assignments.get(gradable_id))
+
+        # A crash left "creating" rows: resolve those one by one (two of them could match the same
+        # name in one section); every other gradable's assignment is made concurrently.
+        recovering = [entry for entry in creatable
+                      if (assignments.get(entry[0]) or {}).get("status") == ledger.ASSIGNMENT_CREATING]
+        fresh = [entry for entry in creatable if entry not in recovering]
+        outcomes = [ensure(entry) for entry in recovering] + self._parallel(ensure, fresh)
+        for items, outcome in outcomes:
             if outcome.section_id:
-                writes[klass.teacher_users_dcid].extend((item, outcome.section_id) for item in items)
+                writes[items[0].klass.teacher_users_dcid].extend((item, outcome.section_id) for item in items)
             else:
                 refused.extend(self._refusal_row(item, None, outcome.refusal or "refused") for item in items)
         pushed: list[dict[str, Any]] = []
-        for users_dcid, items in writes.items():
+
+        def put_all(entry: tuple[str, list[tuple[_Pending, str]]]) -> None:
+            users_dcid, items = entry
             for start in range(0, len(items), self.scores_per_put):
                 self._put(users_dcid, items[start:start + self.scores_per_put], pushed, refused)
+
+        self._parallel(put_all, list(writes.items()))
         with self.engine.begin() as connection:
             ledger.record_pushed_scores(connection, pushed)
             ledger.record_refused_scores(connection, refused)
         counts["scores_pushed"] += len(pushed)
         counts["scores_refused"] += len(refused)
         self.summary.refusals.extend(refused)
+
+    def _parallel(self, work, entries: list) -> list:
+        """``work`` over ``entries`` on up to ``workers`` threads (the hook's limiter bounds requests)."""
+        if self.workers <= 1 or len(entries) <= 1:
+            return [work(entry) for entry in entries]
+        with ThreadPoolExecutor(max_workers=min(self.workers, len(entries)),
+                                thread_name_prefix=f"grade-push-{self.district_id}") as pool:
+            return list(pool.map(work, entries))
+
+    def _count(self, name: str, amount: int = 1) -> None:
+        with self._lock:
+            self.summary.counts[name] += amount
 
     # ---- scores
 
@@ -476,7 +510,7 @@ class GradePush:
         name the refused items by index. Without indexes the batch is halved until each
         refused score stands alone. Either way no valid score is held back.
         """
-        self.summary.counts["put_requests"] += 1
+        self._count("put_requests")
         refusal = self.powerteacher.put_scores(
             users_dcid, [score_body(item.student_id, section, item.change.get("score")) for item, section in items]
         )
@@ -519,10 +553,11 @@ class GradePush:
 
     def category_for(self, users_dcid: str, year_id: str | None) -> tuple[str, str] | None:
         key = (users_dcid, year_id)
-        if key not in self._categories:
-            categories = self.powerteacher.teacher_categories(users_dcid, year_id)
-            self._categories[key] = choose_category(categories, self.config.grade_push.classwork_category)
-        return self._categories[key]
+        with self._category_lock:  # read once per teacher and year, even with concurrent gradables
+            if key not in self._categories:
+                categories = self.powerteacher.teacher_categories(users_dcid, year_id)
+                self._categories[key] = choose_category(categories, self.config.grade_push.classwork_category)
+            return self._categories[key]
 
     def ensure_assignment(
         self, change: Mapping[str, Any], klass: ImportedClass, row: Mapping[str, Any] | None
@@ -530,9 +565,8 @@ class GradePush:
         """The assignment section of the change's gradable (created once), or why there is none."""
         if row and row.get("status") == ledger.ASSIGNMENT_CREATED and row.get("assignment_section_id"):
             if row.get("fingerprint") != gradable_fingerprint(change.get("gradable") or {}):
-                self.summary.counts["gradables_edited_after_create"] += 1
+                self._count("gradables_edited_after_create")
             return AssignmentOutcome(section_id=str(row["assignment_section_id"]))
-        counts = self.summary.counts
         gradable = change.get("gradable") or {}
         gradable_id = str(gradable.get("id"))
         users_dcid = str(klass.teacher_users_dcid)
@@ -544,7 +578,7 @@ class GradePush:
                     ledger.update_assignment(connection, self.district_id, gradable_id, status=ledger.ASSIGNMENT_CREATED,
                                              assignment_id=adopted[0], assignment_section_id=adopted[1], adopted=True,
                                              message=None, run_id=self.run_id)
-                counts["assignments_adopted"] += 1
+                self._count("assignments_adopted")
                 return AssignmentOutcome(section_id=adopted[1])
         category = self.category_for(users_dcid, klass.year_id)
         if category is None:
@@ -575,11 +609,11 @@ class GradePush:
             ledger.update_assignment(connection, self.district_id, gradable_id, status=ledger.ASSIGNMENT_CREATED,
                                      assignment_id=created.assignment_id, assignment_section_id=section_id,
                                      message=None, run_id=self.run_id)
-        counts["assignments_created"] += 1
+        self._count("assignments_created")
         return AssignmentOutcome(section_id=section_id)
 
     def _record_assignment_refusal(self, gradable, klass, name, message, category) -> None:
-        self.summary.counts["assignments_refused"] += 1
+        self._count("assignments_refused")
         with self.engine.begin() as connection:
             ledger.record_assignment_intent(connection, {
                 "district_id": self.district_id, "gradable_id": str(gradable.get("id")), "class_id": klass.class_id,

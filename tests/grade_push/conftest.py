@@ -40,10 +40,10 @@ class SectionPool:
         self.sections = list(sections)
         self.used: set[str] = set()
 
-    def take(self, count: int = 1, **wanted: str):
+    def take(self, count: int = 1, *, not_school: str | None = None, **wanted: str):
         found = []
         for section in self.sections:
-            if section.section_dcid in self.used:
+            if section.section_dcid in self.used or section.school_dcid == not_school:
                 continue
             if any(getattr(section, name) != value for name, value in wanted.items()):
                 continue

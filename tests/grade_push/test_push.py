@@ -139,9 +139,10 @@ def test_no_grade_is_ever_pulled_into_learning(world):
 
 
 def test_organization_without_grade_push_is_skipped_and_counted(world):
-    enabled, disabled = world.pool.take(1, school_dcid="11")[0], world.pool.take(1, school_dcid="12")[0]
+    enabled = world.pool.take(1)[0]
+    disabled = world.pool.take(1, not_school=enabled.school_dcid)[0]
     world.config = world.config.model_copy(update={"grade_push": world.config.grade_push.model_copy(
-        update={"organizations": ("11",)})})
+        update={"organizations": (enabled.school_dcid,)})})
     world.import_sections([enabled, disabled])
     for section in (enabled, disabled):
         world.score(world.gradable(section, f"Quiz {section.section_dcid}", 10), section.students[0], "5")
@@ -150,7 +151,7 @@ def test_organization_without_grade_push_is_skipped_and_counted(world):
     assert world.assignments(disabled) == [] and len(world.assignments(enabled)) == 1
 
     # Learning's own Grade Push Config (domain settings) is honoured as well.
-    world.learning.settings(world.domain, grade_push_organizations=["12"])
+    world.learning.settings(world.domain, grade_push_organizations=[disabled.school_dcid])
     world.score(world.learning.create_gradable(world.domain, enabled.section_dcid, "Quiz again", 10),
                 enabled.students[0], "3")
     summary = world.push("run_2")
