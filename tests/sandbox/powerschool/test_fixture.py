@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -10,25 +11,8 @@ from sandbox.powerschool import fixture, store
 from sandbox.powerschool.testing import running_powerschool
 from tests.sandbox.powerschool.conftest import ApiClient, as_list
 
-SMALL_FIXTURE = {
-    "district": {"district_name": "Fixture USD", "google_domains": ["fixture.org"], "import_start_year": 2025},
-    "schools": [{"id": 1, "dcid": 501, "school_number": 10, "name": "Only School", "low_grade": 9, "high_grade": 12}],
-    "terms": [{"id": 3500, "dcid": 801, "schoolid": 10, "name": "2025-2026", "abbreviation": "25-26",
-               "firstday": "2025-08-15", "lastday": "2026-06-05", "yearid": 35, "portion": 1, "isyearrec": 1}],
-    "courses": [{"id": 1, "dcid": 601, "course_number": "ENG9", "course_name": "English 9", "schoolid": 10}],
-    "teachers": [{"id": 1, "dcid": 701, "users_dcid": 9701, "schoolid": 10, "first_name": "Ana", "last_name": "Peña",
-                  "teacherloginid": "apena", "email_addr": "apena@fixture.org", "status": 1, "staffstatus": 1}],
-    "sections": [{"id": 1, "dcid": 901, "schoolid": 10, "course_number": "ENG9", "section_number": "1",
-                  "expression": "1(A)", "termid": 3500, "teacher": 1}],
-    "sectionteacher": [{"id": 1, "sectionid": 1, "teacherid": 1, "roleid": 1}],
-    "students": [{"id": 1, "dcid": 1001, "student_number": "42", "first_name": "Liam", "last_name": "O'Neil",
-                  "student_web_id": "loneil", "schoolid": 10, "grade_level": 9, "enroll_status": 0}],
-    "cc": [{"id": 1, "dcid": 1101, "studentid": 1, "sectionid": 1, "schoolid": 10, "termid": 3500}],
-    "guardian": [{"guardianid": 1, "firstname": "Maeve", "lastname": "O'Neil", "accountidentifier": "tok-1"}],
-    "guardianstudent": [{"guardianid": 1, "studentsdcid": 1001, "relationship": "Mother"}],
-    "pcas_account": [{"pcas_accounttoken": "tok-1", "username": "maeve", "isenabled": 1}],
-    "pcas_emailcontact": [{"pcas_accounttoken": "tok-1", "emailaddress": "maeve@example.com"}],
-}
+EXAMPLE = Path(fixture.__file__).parent / "fixtures" / "small-district.json"
+SMALL_FIXTURE = json.loads(EXAMPLE.read_text(encoding="utf-8"))
 
 
 def write(tmp_path, document, name="district.json"):
@@ -74,9 +58,8 @@ def test_invalid_json_is_reported(tmp_path):
         fixture.load_fixture(path, tmp_path / "out.sqlite")
 
 
-def test_the_server_serves_a_fixture(tmp_path):
-    path = write(tmp_path, SMALL_FIXTURE)
-    with running_powerschool(path) as sandbox:
+def test_the_server_serves_the_documented_example_fixture():
+    with running_powerschool(EXAMPLE) as sandbox:
         api = ApiClient(sandbox)
         try:
             school = api.get_json("/ws/v1/district/school")["schools"]["school"]
