@@ -28,6 +28,7 @@ from sis_learning.staging.learning import LEARNING_TABLES
 from sis_learning.staging.quality import ExcludedRow, RejectedRow
 from sis_learning.validate import STAGE as VALIDATE_STAGE
 from sis_learning.validate import (
+    frame_rows,
     numeric_id_order,
     read_staged,
     selected_school_ids,
@@ -198,9 +199,7 @@ def _write(engine: Engine, config: DistrictConfig, run_id: str, learning: dict[s
             delete_run_rows(connection, model, config.district_id, run_id)
             frame = _table_rows(learning[entity], model).assign(district_id=config.district_id, run_id=run_id)
             for start in range(0, len(frame), INSERT_CHUNK_ROWS):
-                chunk = frame.iloc[start:start + INSERT_CHUNK_ROWS]
-                chunk = chunk.astype(object).where(chunk.notna(), None)
-                bulk_insert(connection, model, chunk.to_dict("records"))
+                bulk_insert(connection, model, frame_rows(frame.iloc[start:start + INSERT_CHUNK_ROWS]))
 
 
 def transform_run(engine: Engine, config: DistrictConfig, run_id: str,

@@ -27,6 +27,7 @@ joins. ``check_thresholds`` is the run-level guard that stops a run before load.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Boolean, Integer, String, cast, func, select
+from sqlalchemy import Boolean, Integer, String, case, cast, func, select
 from sqlalchemy.engine import Engine
 
 from sis_learning.config import DistrictConfig
@@ -363,24 +364,52 @@ def numeric_id_order(series: pd.Series) -> pd.Series:
 
 # ---- reading the staged rows --------------------------------------------------------------
 
+def _copy_out(connection: Any, query: Any, columns: list[str]) -> pd.DataFrame:
+    """PostgreSQL: the query's rows through COPY TO STDOUT and pandas' C CSV parser.
+
+    Several times faster than fetching a million rows as Python tuples. Values are bound
+    as literals by SQLAlchemy's compiler (the run's district and run ids only).
+    """
+    sql = str(query.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True}))
+    buffer = io.StringIO()
+    with connection.connection.dbapi_connection.cursor() as cursor:
+        cursor.copy_expert(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, NULL '\\N')", buffer)
+    buffer.seek(0)
+    frame = pd.read_csv(buffer, names=columns, header=None, dtype=str, keep_default_na=False,
+                        na_values=["\\N"])
+    return frame
+
+
 def _read(engine: Engine, model: Any, config: DistrictConfig, run_id: str, columns: list[str]) -> pd.DataFrame:
     table = model.__table__
-    query = (select(*[table.c[name] for name in columns])
+    selected = []
+    for name in columns:
+        column = table.c[name]
+        if isinstance(column.type, (Integer, Boolean)):
+            selected.append(column)
+        else:
+            # A blank value is a missing one: an id "" or a last name "  " must fail like null.
+            # Decided in the database, where it costs nothing.
+            selected.append(case((func.trim(column) == "", None), else_=column).label(name))
+    query = (select(*selected)
              .where(table.c.district_id == config.district_id, table.c.run_id == run_id)
              .order_by(table.c.id))
     with engine.connect() as connection:
-        frame = pd.read_sql(query, connection)
+        if connection.dialect.name == "postgresql":
+            frame = _copy_out(connection, query, columns)
+        else:
+            frame = pd.read_sql(query, connection)
     for name in columns:
         column_type = table.c[name].type
         if isinstance(column_type, Integer):
             # Nullable integers stay integers (a grade level 9 must not become "9.0").
             frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("Int64")
         elif isinstance(column_type, Boolean):
+            if frame[name].dtype == object:
+                frame[name] = frame[name].map({"t": True, "f": False, True: True, False: False})
             frame[name] = frame[name].astype("boolean")
         else:
-            # A blank value is a missing one: an id "" or a last name "  " must fail like null.
-            text = frame[name].astype("string")
-            frame[name] = text.mask(text.str.strip().eq(""))
+            frame[name] = frame[name].astype("string")
     return frame
 
 
@@ -549,7 +578,7 @@ def evaluate(config: DistrictConfig, frames: dict[str, pd.DataFrame], results_di
             outcome.reject(_blank(outcome.frame[username_column]) & ~has_sso, "username_missing",
                            "the user has no username and no Google Apps / Office 365 email, and the district does "
                            "not autogenerate usernames")
-    _reject_duplicate_logins(staff, students, guardians)
+    _reject_duplicate_users(staff, students, guardians)
 
     _check_sections(sections, terms, outcomes["courses"], staff)
     outcomes["sections"] = sections
@@ -562,35 +591,53 @@ def evaluate(config: DistrictConfig, frames: dict[str, pd.DataFrame], results_di
     return RunValidation(outcomes={entity: outcomes[entity] for entity in ENTITIES}, suite_results=suite_results)
 
 
-def _reject_duplicate_logins(staff: EntityOutcome, students: EntityOutcome, guardians: EntityOutcome) -> None:
-    """Learning logins are unique in a domain (case-insensitive): the first user keeps one, others fail.
+def _reject_shared_values(users: list[tuple[EntityOutcome, pd.Series, str]], rule: str, what: str,
+                          why: str) -> None:
+    """Reject every user whose value (login, import id) an earlier user already has.
 
-    "First" is teachers, then students, then parents, each by id (numerically).
+    Learning keeps one user per login and per import id in a domain, so the first keeps
+    it: teachers, then students, then parents, each by id (numerically). ``users`` is
+    (outcome, the value per row, label) in that order; only rows still ok take part.
     """
     parts = []
-    for rank, (outcome, column, label) in enumerate(((staff, "teacher_username", "teacher"),
-                                                     (students, "student_username", "student"),
-                                                     (guardians, "portal_username", "parent"))):
-        login = outcome.frame[column].str.strip().str.lower()
-        keep = outcome.ok & ~_blank(outcome.frame[column])
-        parts.append(pd.DataFrame({"login": login[keep], "rank": rank, "label": label,
-                                   "order": numeric_id_order(outcome.source_id[keep]), "source_id": outcome.source_id[keep],
-                                   "row": keep[keep].index}))
-    logins = pd.concat(parts, ignore_index=True).sort_values(["login", "rank", "order"], kind="stable")
-    first = logins.drop_duplicates("login").set_index("login")
-    duplicates = logins[logins.duplicated("login", keep="first")]
-    for rank, outcome in enumerate((staff, students, guardians)):
+    for rank, (outcome, values, label) in enumerate(users):
+        keep = outcome.ok & values.notna() & values.ne("")
+        parts.append(pd.DataFrame({"value": values[keep], "rank": rank, "label": label,
+                                   "order": numeric_id_order(outcome.source_id[keep]),
+                                   "source_id": outcome.source_id[keep], "row": keep[keep].index}))
+    shared = pd.concat(parts, ignore_index=True).sort_values(["value", "rank", "order"], kind="stable")
+    first = shared.drop_duplicates("value").set_index("value")
+    duplicates = shared[shared.duplicated("value", keep="first")]
+    for rank, (outcome, _values, _label) in enumerate(users):
         mine = duplicates[duplicates["rank"] == rank]
         if mine.empty:
             continue
-        owner = first.loc[mine["login"]]
+        owner = first.loc[mine["value"]]
+        rows = mine["row"].to_numpy()
         mask = pd.Series(False, index=outcome.frame.index)
-        mask[mine["row"].to_numpy()] = True
+        mask[rows] = True
         reason = pd.Series(pd.NA, index=outcome.frame.index, dtype="string")
-        reason[mine["row"].to_numpy()] = ("the login '" + mine["login"].to_numpy() + "' is already used by "
-                                          + owner["label"].to_numpy() + " " + owner["source_id"].to_numpy()
-                                          + "; Learning logins are unique")
-        outcome.reject(mask, "login_unique", reason)
+        reason[rows] = (f"the {what} '" + mine["value"].astype(str).to_numpy() + "' is already used by "
+                        + owner["label"].astype(str).to_numpy() + " " + owner["source_id"].astype(str).to_numpy()
+                        + f"; {why}")
+        outcome.reject(mask, rule, reason)
+
+
+def _reject_duplicate_users(staff: EntityOutcome, students: EntityOutcome, guardians: EntityOutcome) -> None:
+    """Logins are unique in a Learning domain (case-insensitive), and so are import ids.
+
+    Teachers', students' and parents' DCIDs come from different PowerSchool tables and
+    may coincide; Learning would take them for one user.
+    """
+    def login(outcome: EntityOutcome, column: str) -> pd.Series:
+        return outcome.frame[column].str.strip().str.lower()
+
+    people = ((staff, "teacher_username", "teacher"), (students, "student_username", "student"),
+              (guardians, "portal_username", "parent"))
+    _reject_shared_values([(outcome, outcome.source_id, label) for outcome, _column, label in people],
+                          "external_id_unique", "import id", "Learning identifies users by their import id")
+    _reject_shared_values([(outcome, login(outcome, column), label) for outcome, column, label in people],
+                          "login_unique", "login", "Learning logins are unique")
 
 
 def _check_sections(sections: EntityOutcome, terms: EntityOutcome, courses: EntityOutcome, staff: EntityOutcome) -> None:
@@ -757,9 +804,14 @@ def _blocks(rejected: pd.DataFrame) -> pd.Series:
     return blocks.where(rejected["caused_by"].isna(), pd.NA)
 
 
-def _records(frame: pd.DataFrame) -> list[dict]:
-    frame = frame.astype(object).where(frame.notna(), None)
-    return frame.to_dict("records")
+def frame_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """A frame's rows as plain dicts for ``bulk_insert`` (None for missing values).
+
+    Column by column, then zipped: many times faster than ``DataFrame.to_dict("records")``.
+    """
+    columns = list(frame.columns)
+    values = [frame[name].astype(object).where(frame[name].notna(), None).tolist() for name in columns]
+    return [dict(zip(columns, row, strict=True)) for row in zip(*values, strict=True)]
 
 
 def _write(engine: Engine, config: DistrictConfig, run_id: str, validation: RunValidation) -> None:
@@ -781,7 +833,7 @@ def _write(engine: Engine, config: DistrictConfig, run_id: str, validation: RunV
         for model, frame in ((RejectedRow, rejected), (ExcludedRow, excluded)):
             for start in range(0, len(frame), INSERT_CHUNK_ROWS):
                 chunk = frame.iloc[start:start + INSERT_CHUNK_ROWS].assign(**run_columns)
-                bulk_insert(connection, model, _records(chunk))
+                bulk_insert(connection, model, frame_rows(chunk))
         bulk_insert(connection, ValidationResult, [{**row, "district_id": config.district_id, "run_id": run_id,
                                                     "created_at": run_columns["created_at"]}
                                                    for row in validation.suite_results])

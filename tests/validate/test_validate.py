@@ -76,6 +76,7 @@ def test_every_rule_rejects_its_failing_row_and_passes_the_good_rows(staging_eng
     staged.guardian("611", "300", email="parent at home")
     staged.guardian("612", "300", portal_username="p" * 101)
     staged.guardian("620", "9999")
+    staged.guardian("200", "301", portal_username="sameid")  # the same DCID as teacher 200
     # sections
     staged.section("410")
     staged.section("410")
@@ -114,7 +115,7 @@ def test_every_rule_rejects_its_failing_row_and_passes_the_good_rows(staging_eng
         ("students", "316", "school_reference"), ("students", "317", "login_length"),
         ("guardians", "610", "first_name_present"), ("guardians", "611", "email_format"),
         ("guardians", "612", "login_length"),
-        ("parent_links", "620:9999", "child_reference"),
+        ("parent_links", "620:9999", "child_reference"), ("guardians", "200", "external_id_unique"),
         ("sections", "410", "id_unique"), ("sections", "411", "section_number_present"),
         ("sections", "412", "term_reference"), ("sections", "413", "course_reference"),
         ("sections", "414", "teacher_reference"), ("sections", "415", "teacher_not_imported"),
@@ -129,7 +130,7 @@ def test_every_rule_rejects_its_failing_row_and_passes_the_good_rows(staging_eng
     assert expected <= found, sorted(expected - found, key=str)
     # The cascade from the failing parents and children adds only these rows:
     extra = found - expected
-    assert extra == {("students", "318", "school_rejected"),
+    assert extra == {("students", "318", "school_rejected"), ("parent_links", "200:301", "parent_rejected"),
                      ("parent_links", "610:300", "parent_rejected"), ("parent_links", "611:300", "parent_rejected"),
                      ("parent_links", "612:300", "parent_rejected"), ("guardians", "620", "child_rejected"),
                      ("section_enrollments", "512", "section_rejected")} - expected
@@ -141,7 +142,10 @@ def test_every_rule_rejects_its_failing_row_and_passes_the_good_rows(staging_eng
     # Reasons speak to a district admin and carry the offending value.
     reasons = {(row.entity, row.source_id, row.rule): row.reason for row in rejected.itertuples()}
     assert reasons[("staff", "206", "email_format")] == "the email address 'not-an-email' is not a valid email address"
-    assert "already used by teacher 200" in reasons[("staff", "209", "login_unique")]
+    assert reasons[("staff", "209", "login_unique")] == ("the login 'teacher200' is already used by teacher 200; "
+                                                        "Learning logins are unique")
+    assert reasons[("guardians", "200", "external_id_unique")] == (
+        "the import id '200' is already used by teacher 200; Learning identifies users by their import id")
     assert "lead teacher 220 is not imported: the teacher is not active" in reasons[("sections", "415", "teacher_not_imported")]
     assert "longer than the 255 characters" in reasons[("sections", "416", "class_name_length")]
     assert reasons[("students", "318", "school_rejected")] == "the student's school 101 failed: the school has no name"
