@@ -230,9 +230,10 @@ def _scope_summaries(listings: list[Listing], written: Mapping[str, int], extra_
     return sorted(by_scope.values(), key=lambda summary: summary["scope"])
 
 
-def _result(entity: str, summaries: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+def _result(hook: PowerSchoolHook, entity: str, summaries: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    """The counts a task returns (and XCom carries); logged with the hook's request counts."""
     reported = [summary["reported_count"] for summary in summaries if summary["reported_count"] is not None]
-    return {
+    result = {
         "entity": entity,
         "rows": sum(summary["rows"] for summary in summaries),
         "requests": sum(summary["requests"] for summary in summaries),
@@ -242,6 +243,8 @@ def _result(entity: str, summaries: list[dict[str, Any]], **extra: Any) -> dict[
         "scopes": len(summaries),
         **extra,
     }
+    hook.log.info("extracted %s: %s; PowerSchool requests so far: %s", entity, result, hook.stats.as_dict())
+    return result
 
 
 RowBuilder = Callable[[Mapping[str, Any], Listing], dict[str, Any] | None]
@@ -285,7 +288,7 @@ def _run_extract(
     _stage_listings(hook, staging, listings, build_row)
     summaries = _scope_summaries(listings, staging.written, extra.pop("notes", None))
     staging.write_counts(summaries)
-    return _result(entity, summaries, **extra)
+    return _result(hook, entity, summaries, **extra)
 
 
 # --------------------------------------------------------------------------- schools
@@ -378,7 +381,7 @@ def extract_schools(hook: PowerSchoolHook, engine: Engine, config: DistrictConfi
     staging.close()
     summaries = _scope_summaries([listing], staging.written)
     staging.write_counts(summaries)
-    return _result("schools", summaries)
+    return _result(hook, "schools", summaries)
 
 
 # --------------------------------------------------------------------------- per-school v1 entities
@@ -520,7 +523,7 @@ def extract_staff(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig,
     notes = {scope: [f"{count} staff already staged under another selected school"] for scope, count in shared.items()}
     summaries = _scope_summaries(listings, staging.written, notes)
     staging.write_counts(summaries)
-    return _result("staff", summaries)
+    return _result(hook, "staff", summaries)
 
 
 def extract_students(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, school_ids: list[str] | None = None) -> dict[str, Any]:
@@ -679,7 +682,7 @@ def _section_enrollments_from_cc(hook: PowerSchoolHook, engine: Engine, config: 
     summaries[0]["mismatch"] = cc.mismatch
     staging.write_counts(summaries)
     translation_requests = section_requests + student_listing.requests
-    return _result("section_enrollments", summaries, source="cc", translation_requests=translation_requests)
+    return _result(hook, "section_enrollments", summaries, source="cc", translation_requests=translation_requests)
 
 
 def _entity_completed(engine: Engine, config: DistrictConfig, run_id: str, entity: str) -> bool:
@@ -756,7 +759,7 @@ def _section_enrollments_per_section(hook: PowerSchoolHook, engine: Engine, conf
         "note": note,
     }
     staging.write_counts([summary])
-    return _result("section_enrollments", [summary], source="per_section", translation_requests=reference_requests)
+    return _result(hook, "section_enrollments", [summary], source="per_section", translation_requests=reference_requests)
 
 
 def extract_section_teachers(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, school_ids: list[str] | None = None) -> dict[str, Any]:
@@ -808,7 +811,7 @@ def extract_section_teachers(hook: PowerSchoolHook, engine: Engine, config: Dist
     summaries = _scope_summaries([listing], staging.written, {DISTRICT_SCOPE: [note for note in notes if note]})
     staging.write_counts(summaries)
     translation_requests = section_requests + roles_listing.requests + teachers_listing.requests
-    return _result("section_teachers", summaries, translation_requests=translation_requests)
+    return _result(hook, "section_teachers", summaries, translation_requests=translation_requests)
 
 
 # --------------------------------------------------------------------------- guardians
@@ -839,7 +842,7 @@ def extract_guardians(hook: PowerSchoolHook, engine: Engine, config: DistrictCon
         summary = {"scope": DISTRICT_SCOPE, "rows": 0, "reported_count": None, "requests": 0, "pages": 0, "mismatch": False,
                    "note": "skipped: the district ignores parents from the SIS"}
         staging.write_counts([summary])
-        return _result("guardians", [summary], skipped=True)
+        return _result(hook, "guardians", [summary], skipped=True)
     schools = _schools_in_scope(hook, config, school_ids)
     if not _entity_completed(engine, config, run_id, "students"):
         raise ExtractOrderError(
@@ -881,7 +884,7 @@ def extract_guardians(hook: PowerSchoolHook, engine: Engine, config: DistrictCon
         {"scope": DISTRICT_SCOPE, "rows": 0, "reported_count": None, "requests": 0, "pages": 0, "mismatch": False, "note": "no staged students"}
     ]
     staging.write_counts(summaries)
-    return _result("guardians", summaries)
+    return _result(hook, "guardians", summaries)
 
 
 def _guardian_id(row: Mapping[str, Any]) -> str | None:
