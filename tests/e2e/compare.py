@@ -50,9 +50,22 @@ def failed_users(staging_url: str, run_id: str, dataset_path) -> set[str]:
     return failed
 
 
-def differences(oracle: Oracle, state: dict[str, Any]) -> list[str]:
-    """Every way Learning's state differs from the oracle's (empty when they agree)."""
+def differences(oracle: Oracle, state: dict[str, Any], disabled: set[str] = frozenset()) -> list[str]:
+    """Every way Learning's state differs from the oracle's (empty when they agree).
+
+    ``disabled``: users an earlier run imported that are no longer in the import; they must
+    be in Learning, disabled ("never deleted"), and their user level may stay.
+    """
     problems: list[str] = []
+    state = dict(state)
+    for key in sorted(disabled, key=int):
+        user = state["users"].get(key)
+        if user is None:
+            problems.append(f"user {key}: left the import, expected disabled in Learning, but it is gone")
+        elif user.get("enabled") is not False:
+            problems.append(f"user {key}: left the import, expected disabled, enabled is {user.get('enabled')!r}")
+    state["users"] = {key: user for key, user in state["users"].items() if key not in disabled}
+    state["user_levels"] = {key: level for key, level in state["user_levels"].items() if key not in disabled}
 
     def compare_keys(entity: str, expected: Any, actual: Any) -> None:
         for key in sorted(set(expected) - set(actual), key=str):
@@ -115,7 +128,7 @@ def differences(oracle: Oracle, state: dict[str, Any]) -> list[str]:
     return problems
 
 
-def assert_learning_matches(oracle: Oracle, state: dict[str, Any]) -> None:
-    problems = differences(oracle, state)
+def assert_learning_matches(oracle: Oracle, state: dict[str, Any], disabled: set[str] = frozenset()) -> None:
+    problems = differences(oracle, state, disabled)
     assert not problems, f"Learning differs from the source document's rules in {len(problems)} way(s):\n" + \
         "\n".join(problems[:60])

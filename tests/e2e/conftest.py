@@ -116,7 +116,14 @@ def write_district_yaml(directory: Path) -> Path:
 
 
 @pytest.fixture
-def sandboxes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[Sandboxes]:
+def dataset() -> str:
+    """The simulator's district; a test needing a bigger one parametrizes ``dataset``."""
+    return "tiny"
+
+
+@pytest.fixture
+def sandboxes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest,
+              dataset: str) -> Iterator[Sandboxes]:
     """Fresh sandboxes and a fresh staging database for one test (``staging_url`` when parametrized)."""
     import sis_learning.config
 
@@ -132,7 +139,7 @@ def sandboxes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.F
     learning_database_url = f"sqlite:///{tmp_path / 'learning.sqlite'}"
     token = secrets.token_urlsafe(24)
     with ExitStack() as stack:
-        powerschool = stack.enter_context(running_powerschool("tiny"))
+        powerschool = stack.enter_context(running_powerschool(dataset))
         learning = stack.enter_context(running_learning(
             domains={DISTRICT_ID: token}, database_url=learning_database_url,
             options=LearningOptions(log_level="debug")))
