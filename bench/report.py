@@ -1,0 +1,239 @@
+"""The benchmark's figures and targets: per-size summary, the machine, the JSON and markdown reports.
+
+Targets (issue 9), measured and marked met or missed, never asserted:
+- extract within 1.25 x the network floor (requests made x latency / concurrency allowed;
+  with a throttle, at least requests x throttle interval);
+- SIS requests within 1.05 x the minimum (sum over entities of ceil(rows / max page size));
+- validate + transform + load (diff and load: the DAG's load group) of L under 60 s;
+- peak RSS under 2 GB for L (the largest of the stage processes);
+- the 1% incremental rerun under 25% of the full run's time, with Learning rows sent
+  within 1.1 x the rows that changed (the oracle of bench/changes.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import uuid
+from pathlib import Path
+from typing import Any
+
+STAGES = ("extract", "validate", "transform", "diff", "load")
+SIZE_ORDER = {"tiny": 0, "demo": 1, "S": 2, "M": 3, "L": 4}
+
+
+def machine_info() -> dict[str, Any]:
+    cpu_model = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory_gb = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
+                break
+    except OSError:
+        pass
+    return {"cpu_model": cpu_model, "cores": os.cpu_count(), "memory_gb": memory_gb,
+            "python": platform.python_version(), "platform": platform.platform(),
+            "load_average_at_start": [round(value, 1) for value in os.getloadavg()]}
+
+
+def fresh_postgres_database(server_url: str, prefix: str) -> str:
+    """A new empty database on the PostgreSQL server of ``server_url``; returns its URL."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    if numerator is None or not denominator:
+        return None
+    return round(numerator / denominator, 3)
+
+
+def _target(name: str, measured: float | None, limit: float, unit: str = "", note: str = "") -> dict[str, Any]:
+    return {"target": name, "measured": measured, "limit": limit, "unit": unit,
+            "met": None if measured is None else measured <= limit, "note": note}
+
+
+def summarise(result: dict[str, Any]) -> dict[str, Any]:
+    settings = result["settings"]
+    full, incremental = result["full"], result["incremental"]
+    extract = full["extract"]
+    latency, concurrency, throttle = settings["latency_ms"], settings["concurrency"], settings["throttle_ms"]
+    latency_floor = extract["requests"] * latency / 1000 / concurrency
+    throttle_floor = extract["requests"] * throttle / 1000
+    floor = max(latency_floor, throttle_floor)
+    minimum_floor = max(extract["minimum_requests"] * latency / 1000 / concurrency,
+                        extract["minimum_requests"] * throttle / 1000)
+    full_seconds = sum(full[stage]["seconds"] for stage in STAGES)
+    incremental_seconds = sum(incremental[stage]["seconds"] for stage in STAGES)
+    after_extract = sum(full[stage]["seconds"] for stage in ("validate", "transform", "diff", "load"))
+    peak_rss = max(run[stage]["peak_rss_mb"] for run in (full, incremental) for stage in STAGES)
+    changed = result["rows_that_changed"]["total"]
+    sent = incremental["load"]["rows_sent"]
+    summary: dict[str, Any] = {
+        "full_seconds": round(full_seconds, 1),
+        "incremental_seconds": round(incremental_seconds, 1),
+        "extract_seconds": extract["seconds"],
+        "extract_cpu_seconds": extract["cpu_seconds"],
+        "sis_requests": extract["requests"],
+        "sis_minimum_requests": extract["minimum_requests"],
+        "sis_minimum_requests_per_school_listing": extract.get("minimum_requests_per_school_listing"),
+        "sis_requests_over_minimum": _ratio(extract["requests"], extract["minimum_requests"]),
+        "network_floor_seconds": round(floor, 1),
+        "network_floor_seconds_for_minimum": round(minimum_floor, 1),
+        "extract_over_floor": _ratio(extract["seconds"], floor),
+        "validate_transform_load_seconds": round(after_extract, 1),
+        "peak_rss_mb": peak_rss,
+        "learning_requests_full": full["load"]["requests"],
+        "learning_rows_sent_full": full["load"]["rows_sent"],
+        "learning_requests_incremental": incremental["load"]["requests"],
+        "learning_rows_sent_incremental": sent,
+        "rows_that_changed": changed,
+        "change_set_rows_changed": incremental["load"]["rows_changed"],
+        "incremental_over_full": _ratio(incremental_seconds, full_seconds),
+        "rows_sent_over_changed": _ratio(sent, changed),
+    }
+    naive = result.get("naive")
+    if naive:
+        whole = naive["whole_district"]
+        summary["naive_seconds"] = whole["seconds"]
+        summary["naive_requests"] = whole["requests"]
+        summary["naive_extrapolated"] = whole["extrapolated"]
+        summary["naive_measured_on"] = (f"{naive['schools_read']} of {naive['schools_total']} schools, "
+                                        f"{naive['seconds']} s for {naive['requests']} requests")
+        summary["extract_over_naive"] = _ratio(extract["seconds"], whole["seconds"])
+    targets = [
+        _target("extract / network floor", summary["extract_over_floor"], 1.25, "x"),
+        _target("SIS requests / minimum", summary["sis_requests_over_minimum"], 1.05, "x"),
+        _target("incremental time / full time", summary["incremental_over_full"], 0.25, "x"),
+        _target("Learning rows sent / rows that changed (incremental)", summary["rows_sent_over_changed"], 1.1, "x"),
+    ]
+    if result["size"] == "L":
+        targets += [
+            _target("validate + transform + diff + load of L", summary["validate_transform_load_seconds"], 60, "s"),
+            _target("peak RSS of L (largest stage process)", peak_rss, 2048, "MB"),
+        ]
+    summary["targets"] = targets
+    return summary
+
+
+def _mark(target: dict[str, Any]) -> str:
+    return "n/a" if target["met"] is None else ("**met**" if target["met"] else "**missed**")
+
+
+def _number(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.3f}".rstrip("0").rstrip(".") if abs(value) < 10 else f"{value:,.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def markdown(results: list[dict[str, Any]]) -> str:
+    lines = ["# Benchmark results (`make bench`)", ""]
+    if not results:
+        return "\n".join([*lines, "No results yet."])
+    machine = results[-1]["machine"]
+    lines += [
+        f"Machine: {machine['cpu_model']}, {machine['cores']} cores, {machine['memory_gb']} GB, "
+        f"Python {machine['python']} ({machine['platform']}). Shared with other engineers' test runs: "
+        "the load average is given with every figure (it was far above the core count), so times are "
+        "upper bounds for a quiet machine.",
+        "",
+    ]
+    for result in results:
+        summary, settings = result["summary"], result["settings"]
+        dataset = result["dataset"]
+        lines += [
+            f"## {result['size']}: {dataset['students']:,} students, {dataset['cc']:,} CC rows, "
+            f"{dataset['sections']:,} sections, {dataset['teachers']:,} staff, {dataset['guardian']:,} guardians",
+            "",
+            f"Run {result['started_at']} to {result['finished_at']}; latency {settings['latency_ms']} ms per SIS "
+            f"request, throttle {settings['throttle_ms']} ms, {settings['concurrency']} requests in flight allowed, "
+            f"staging {settings['staging']}, Learning on SQLite; load average at start/end "
+            f"{result['machine']['load_average_at_start'][0]} / {result['machine']['load_average_at_end'][0]}.",
+            "",
+            "| run | stage | wall s | CPU s | rows | rows/s | peak RSS MB | load avg (1 min) |",
+            "|---|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for run_name in ("full", "incremental"):
+            for stage in STAGES:
+                item = result[run_name][stage]
+                rate = item["rows"] / item["seconds"] if item["seconds"] else None
+                lines.append(f"| {run_name} | {stage} | {_number(item['seconds'])} | {_number(item['cpu_seconds'])} | "
+                             f"{_number(item['rows'])} | {_number(round(rate)) if rate else '-'} | "
+                             f"{_number(item['peak_rss_mb'])} | {item['load_average'][0]} |")
+            total = summary[f"{run_name}_seconds"]
+            lines.append(f"| {run_name} | **total** | **{_number(total)}** | | | | | |")
+        lines += ["", "| figure | value |", "|---|---:|"]
+        rows = [
+            ("SIS requests made / minimum (sum of ceil(rows / max page size))",
+             f"{_number(summary['sis_requests'])} / {_number(summary['sis_minimum_requests'])} = "
+             f"{_number(summary['sis_requests_over_minimum'])}x"),
+            ("minimum with one listing per school and entity (the API lists per school)",
+             _number(summary["sis_minimum_requests_per_school_listing"])),
+            ("network floor (requests made x latency / concurrency)", f"{_number(summary['network_floor_seconds'])} s"),
+            ("network floor for the minimum requests", f"{_number(summary['network_floor_seconds_for_minimum'])} s"),
+            ("extract wall / floor", f"{_number(summary['extract_over_floor'])}x"),
+            ("extract client CPU (parse + stage)", f"{_number(summary['extract_cpu_seconds'])} s"),
+        ]
+        if "naive_seconds" in summary:
+            label = "extrapolated from " + summary["naive_measured_on"] if summary["naive_extrapolated"] else \
+                "measured, " + summary["naive_measured_on"]
+            rows += [
+                (f"naive baseline extract (page size 100, sequential, one call per section; {label})",
+                 f"{_number(summary['naive_seconds'])} s, {_number(summary['naive_requests'])} requests"),
+                ("our extract / naive", f"{_number(summary['extract_over_naive'])}x"),
+            ]
+        rows += [
+            ("Learning requests / rows sent, full run",
+             f"{_number(summary['learning_requests_full'])} / {_number(summary['learning_rows_sent_full'])}"),
+            ("changes made through the admin API", ", ".join(f"{kind} {count}" for kind, count in
+                                                             result["changes"]["by_kind"].items())),
+            ("Learning requests / rows sent, incremental run",
+             f"{_number(summary['learning_requests_incremental'])} / {_number(summary['learning_rows_sent_incremental'])}"),
+            ("Learning rows that changed (oracle: run vs run) / change-set rows changed",
+             f"{_number(summary['rows_that_changed'])} / {_number(summary['change_set_rows_changed'])}"),
+            ("incremental run time / full run time",
+             f"{_number(summary['incremental_seconds'])} / {_number(summary['full_seconds'])} s = "
+             f"{_number(summary['incremental_over_full'])}"),
+            ("largest peak RSS of a stage process", f"{_number(summary['peak_rss_mb'])} MB"),
+        ]
+        lines += [f"| {label} | {value} |" for label, value in rows]
+        lines += ["", "| target | measured | limit | result |", "|---|---:|---:|---|"]
+        for target in summary["targets"]:
+            lines.append(f"| {target['target']} | {_number(target['measured'])} {target['unit']} | "
+                         f"{_number(target['limit'])} {target['unit']} | {_mark(target)} |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def write_combined(results_dir: Path) -> None:
+    """latest.json and latest.md: the latest result of every size in ``results_dir``."""
+    results = []
+    for path in results_dir.glob("*.json"):
+        if path.stem == "latest":
+            continue
+        results.append(json.loads(path.read_text()))
+    results.sort(key=lambda item: SIZE_ORDER.get(item["size"], 99))
+    (results_dir / "latest.json").write_text(json.dumps(
+        {"sizes": {item["size"]: item["summary"] | {"started_at": item["started_at"]} for item in results}},
+        indent=2, default=str) + "\n")
+    (results_dir / "latest.md").write_text(markdown(results))

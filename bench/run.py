@@ -1,0 +1,215 @@
+"""`make bench`: the import at district scale, stage by stage, against the floor and a naive client.
+
+    make bench                                   # sizes S and M (BENCH_SIZES, default "S,M")
+    BENCH_SIZES=S,M,L make bench                 # L adds roughly 30-60 min on the shared 2-core machine
+    .venv/bin/python bench/run.py --sizes S --latency-ms 50 --throttle-ms 0 --concurrency 4
+
+For each size: build (or reuse) the generated sandbox district, serve it from the
+PowerSchool simulator over HTTPS with a latency per request (and a throttle, if asked),
+start a fresh reference Learning server, and run the import stages, each in its own
+process (bench/stages.py) so each has its own peak RSS: extract (the real hook), validate,
+transform, diff, load. Then the naive baseline (bench/naive_client.py), 1% of the district
+changed through the simulator's admin API (bench/changes.py), and the same stages again.
+Reports: bench/results/<size>.json (one per size, the latest run of that size) and
+bench/results/latest.md / latest.json (every size present), with the machine they ran on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+for _path in (REPO_ROOT / "plugins", REPO_ROOT):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from bench import report  # noqa: E402
+from bench.changes import apply_changes, rows_that_changed  # noqa: E402
+
+RESULTS_DIR = REPO_ROOT / "bench" / "results"
+WORK_DIR = REPO_ROOT / "var" / "bench"
+DISTRICT_ID = "bench"
+IMPORT_START_YEAR = 2025
+STAGES = ("extract", "validate", "transform", "diff", "load")
+# Naive baseline share of the district per size (it is one request at a time: 62,200
+# per-section calls for L would take most of an hour at 50 ms each).
+DEFAULT_NAIVE_FRACTION = {"tiny": 1.0, "demo": 1.0, "S": 1.0, "M": 0.2, "L": 0.03}
+
+
+def log(message: str) -> None:
+    print(f"[bench {datetime.now(UTC):%H:%M:%S}] {message} (load average {os.getloadavg()[0]:.1f})", flush=True)
+
+
+def run_child(script: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """Run bench/<script> with the spec on stdin; its last stdout line is the JSON answer."""
+    environment = {**os.environ,
+                   "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT / "plugins"), str(REPO_ROOT),
+                                                               os.environ.get("PYTHONPATH")]))}
+    process = subprocess.run([sys.executable, str(REPO_ROOT / "bench" / script)], input=json.dumps(spec),
+                             capture_output=True, text=True, cwd=REPO_ROOT, env=environment)
+    if process.returncode != 0:
+        raise RuntimeError(f"bench/{script} ({spec.get('stage', '')}) failed with {process.returncode}:\n"
+                           f"{process.stderr[-6000:]}")
+    lines = [line for line in process.stdout.splitlines() if line.startswith("{")]
+    return json.loads(lines[-1])
+
+
+def run_import(base_spec: dict[str, Any], run_id: str) -> dict[str, Any]:
+    stages = {}
+    for stage in STAGES:
+        result = run_child("stages.py", {**base_spec, "stage": stage, "run_id": run_id})
+        stages[stage] = result
+        log(f"  {run_id} {stage}: {result['seconds']} s, {result['rows']} rows, peak RSS {result['peak_rss_mb']} MB")
+    return stages
+
+
+def naive_extrapolation(naive: dict[str, Any], extract: dict[str, Any]) -> dict[str, Any]:
+    """Scale each kind of the naive client's requests from the subset it read to the whole district."""
+    entities = extract["entities"]
+    kinds = naive["kinds"]
+    scaled: dict[str, float] = {}
+    for kind, item in kinds.items():
+        if kind == "schools":
+            factor = 1.0
+        elif kind == "section_enrollments":  # one call per section: scale by sections
+            factor = entities["sections"]["rows"] / max(1, naive["sections_read"])
+        elif kind in naive["district_pages"]:
+            pages = naive["district_pages"][kind]
+            factor = pages["total_pages"] / max(1, pages["pages_read"])
+        else:
+            factor = entities[kind]["rows"] / item["rows"] if item["rows"] else naive["schools_total"] / naive["schools_read"]
+        scaled[kind] = factor
+    seconds = sum(kinds[kind]["seconds"] * factor for kind, factor in scaled.items())
+    requests = sum(kinds[kind]["requests"] * factor for kind, factor in scaled.items())
+    return {"seconds": round(seconds, 1), "requests": round(requests), "factors": {k: round(v, 2) for k, v in scaled.items()},
+            "extrapolated": naive["fraction"] < 1}
+
+
+def bench_size(size: str, options: argparse.Namespace) -> dict[str, Any]:
+    from sandbox.learning.testing import running_learning
+    from sandbox.powerschool import store
+    from sandbox.powerschool.testing import running_powerschool
+
+    started_at = datetime.now(UTC)
+    log(f"size {size}: building (or reusing) the generated district")
+    build_started = time.perf_counter()
+    dataset_path = store.resolve_dataset(size, seed=options.seed)
+    build_seconds = time.perf_counter() - build_started
+    with store.DatasetStore(dataset_path) as dataset:
+        dataset_info = {"path": str(dataset_path.relative_to(REPO_ROOT)) if dataset_path.is_relative_to(REPO_ROOT)
+                        else str(dataset_path),
+                        **{table: dataset.count(table) for table in ("schools", "students", "teachers", "sections",
+                                                                     "cc", "guardian", "guardianstudent")}}
+
+    work = WORK_DIR / size
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    staging_url = options.staging_url or f"sqlite:///{work / 'staging.sqlite'}"
+    if staging_url.startswith("postgresql"):
+        staging_url = report.fresh_postgres_database(staging_url, f"bench_{size.lower()}")
+    server_options: dict[str, Any] = {"latency_ms": options.latency_ms, "throttle_ms": options.throttle_ms}
+    if options.max_page_size:
+        server_options["max_page_sizes"] = dict(item.split("=") for item in options.max_page_size)
+        server_options["max_page_sizes"] = {key: int(value) for key, value in server_options["max_page_sizes"].items()}
+    token = secrets.token_urlsafe(24)
+    result: dict[str, Any] = {
+        "size": size, "started_at": started_at.isoformat(timespec="seconds"), "dataset": dataset_info,
+        "dataset_build_seconds": round(build_seconds, 1),
+        "settings": {"latency_ms": options.latency_ms, "throttle_ms": options.throttle_ms,
+                     "concurrency": options.concurrency, "staging": staging_url.split(":", 1)[0],
+                     "max_page_sizes": server_options.get("max_page_sizes", "simulator defaults"),
+                     "learning_database": "sqlite", "learning_batch_size": 1000, "change_fraction": options.change_fraction},
+    }
+    with running_powerschool(dataset=dataset_path, options=server_options) as powerschool, \
+            running_learning(domains={DISTRICT_ID: token}) as learning:
+        base_spec = {
+            "district_id": DISTRICT_ID, "concurrency": options.concurrency, "staging_url": staging_url,
+            "work_dir": str(work), "default_password": secrets.token_urlsafe(12),
+            "powerschool": {"base_url": powerschool.base_url, "client_id": powerschool.client_id,
+                            "client_secret": powerschool.client_secret, "ca_bundle": str(powerschool.ca_bundle)},
+            "learning": {"base_url": learning.base_url, "token": token, "ca_bundle": str(learning.ca_bundle)},
+        }
+        log(f"size {size}: full run")
+        result["full"] = run_import(base_spec, "bench_full")
+
+        if options.naive:
+            fraction = options.naive_fraction.get(size, 1.0)
+            log(f"size {size}: naive baseline on {fraction:.0%} of the district")
+            naive = run_child("naive_client.py", {
+                "base_url": powerschool.base_url, "client_id": powerschool.client_id,
+                "client_secret": powerschool.client_secret, "ca_bundle": str(powerschool.ca_bundle),
+                "fraction": fraction, "import_start_year": IMPORT_START_YEAR})
+            naive["load_average"] = [round(value, 1) for value in os.getloadavg()]
+            naive["whole_district"] = naive_extrapolation(naive, result["full"]["extract"])
+            result["naive"] = naive
+            log(f"  naive: {naive['seconds']} s for {naive['requests']} requests; whole district "
+                f"{naive['whole_district']['seconds']} s")
+
+        log(f"size {size}: changing {options.change_fraction:.0%} of the district through the admin API")
+        change_started = time.perf_counter()
+        result["changes"] = apply_changes(powerschool, dataset_path, options.change_fraction, seed=options.seed)
+        result["changes"]["seconds"] = round(time.perf_counter() - change_started, 1)
+        log(f"size {size}: incremental run")
+        result["incremental"] = run_import(base_spec, "bench_incremental")
+    result["rows_that_changed"] = rows_that_changed(staging_url, DISTRICT_ID, "bench_full", "bench_incremental")
+    result["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    result["summary"] = report.summarise(result)
+    return result
+
+
+def parse_fractions(text: str) -> dict[str, float]:
+    fractions = dict(DEFAULT_NAIVE_FRACTION)
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        size, value = item.split(":")
+        fractions[size] = float(value)
+    return fractions
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default=os.environ.get("BENCH_SIZES", "S,M"),
+                        help="comma-separated sizes: tiny, demo, S, M, L (env BENCH_SIZES; default S,M)")
+    parser.add_argument("--latency-ms", type=int, default=int(os.environ.get("BENCH_LATENCY_MS", "50")),
+                        help="latency the simulator adds to every /ws/ answer (env BENCH_LATENCY_MS; default 50)")
+    parser.add_argument("--throttle-ms", type=int, default=int(os.environ.get("BENCH_THROTTLE_MS", "0")),
+                        help="simulator throttle: minimum ms between two requests of a client (env BENCH_THROTTLE_MS)")
+    parser.add_argument("--concurrency", type=int, default=int(os.environ.get("BENCH_CONCURRENCY", "4")),
+                        help="the district's max_concurrent_requests (env BENCH_CONCURRENCY; default 4)")
+    parser.add_argument("--max-page-size", action="append", default=[], metavar="RESOURCE=N",
+                        help="simulator max page size per resource (repeatable; default the simulator's)")
+    parser.add_argument("--staging-url", default=os.environ.get("BENCH_STAGING_URL"),
+                        help="staging database: default SQLite under var/bench/<size>/; a PostgreSQL server URL "
+                             "gets a fresh database per size (env BENCH_STAGING_URL)")
+    parser.add_argument("--change-fraction", type=float, default=0.01, help="share of the district changed (0.01)")
+    parser.add_argument("--naive-fraction", type=parse_fractions, default=parse_fractions(
+        os.environ.get("BENCH_NAIVE_FRACTION", "")), help="e.g. M:0.2,L:0.03 (env BENCH_NAIVE_FRACTION)")
+    parser.add_argument("--no-naive", dest="naive", action="store_false", help="skip the naive baseline")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    options = parser.parse_args(argv)
+
+    options.results_dir.mkdir(parents=True, exist_ok=True)
+    machine = report.machine_info()
+    for size in [item.strip() for item in options.sizes.split(",") if item.strip()]:
+        result = bench_size(size, options)
+        result["machine"] = {**machine, "load_average_at_end": [round(value, 1) for value in os.getloadavg()]}
+        (options.results_dir / f"{size}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+        log(f"size {size}: written to {options.results_dir / f'{size}.json'}")
+        report.write_combined(options.results_dir)
+    log(f"reports: {options.results_dir / 'latest.md'}, {options.results_dir / 'latest.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
