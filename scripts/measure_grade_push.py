@@ -98,6 +98,8 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=5000, help="score changes in the burst")
     parser.add_argument("--poll-interval", type=float, default=1.0, help="grade_push.poll_interval_seconds")
     parser.add_argument("--dataset", default="demo", help="PowerSchool simulator dataset")
+    parser.add_argument("--min-file-process-interval", type=int, default=None,
+                        help="[dag_processor] min_file_process_interval (Airflow's default: 30 s); see docs/grade-push.md")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs) afterwards")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _on_signal)
@@ -166,6 +168,9 @@ def main() -> None:
                 "extra": {"ca_bundle": str(learning.ca_bundle)}}),
             f"AIRFLOW_CONN_SMTP_{DISTRICT.upper()}": smtp.airflow_connection_uri(),
         }
+        if args.min_file_process_interval is not None:
+            environment["AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL"] = str(args.min_file_process_interval)
+        results["min_file_process_interval"] = args.min_file_process_interval or "default (30)"
         for name in ("AIRFLOW__CORE__UNIT_TEST_MODE", "POWERSCHOOL_SANDBOX_OPTIONS"):
             environment.pop(name, None)
         airflow = str(REPO_ROOT / ".venv" / "bin" / "airflow")
