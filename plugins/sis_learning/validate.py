@@ -249,21 +249,58 @@ def _run_suites(frames: dict[str, pd.DataFrame], results_dir: Path, district_id:
 
 # ---- row outcomes -----------------------------------------------------------------------
 
-OK, EXCLUDED, REJECTED = "ok", "excluded", "rejected"
+# Row states as small integers: comparing a million of them is then a vector operation.
+OK, EXCLUDED, REJECTED = 0, 1, 2
 
 
-def _reason_series(reason: str | pd.Series, index: pd.Index) -> pd.Series:
+class ReasonText:
+    """A reason built from literal text and column values, filled in only for the rows that fail.
+
+    ``"the student " + value(frame["student_id"]) + " failed"`` composes without touching a
+    row; ``rows(index)`` renders it for the failing rows alone, so a rule that fails no
+    row of a million costs nothing.
+    """
+
+    def __init__(self, parts: list[Any]):
+        self.parts = parts
+
+    def __add__(self, other: Any) -> ReasonText:
+        return ReasonText(self.parts + (other.parts if isinstance(other, ReasonText) else [other]))
+
+    def __radd__(self, other: Any) -> ReasonText:
+        return ReasonText([other, *self.parts])
+
+    def rows(self, index: pd.Index) -> pd.Series:
+        text = pd.Series("", index=index, dtype=object)
+        for part in self.parts:
+            if isinstance(part, str):
+                text = text + part
+            else:
+                series, missing = part
+                values = series.loc[index].astype(object)
+                text = text + values.where(values.notna(), missing).astype(str)
+        return text.astype("string")
+
+
+def value(series: pd.Series, missing: str = "") -> ReasonText:
+    """A column's value inside a reason (``missing`` where the row has none)."""
+    return ReasonText([(series, missing)])
+
+
+def _reason_series(reason: str | pd.Series | ReasonText, index: pd.Index) -> pd.Series:
+    if isinstance(reason, ReasonText):
+        return reason.rows(index)
     if isinstance(reason, pd.Series):
         return reason.loc[index].astype("string")
     return pd.Series(reason, index=index, dtype="string")
 
 
-def _fill_value(template: str, values: pd.Series) -> pd.Series:
-    """``template`` with ``{value}`` replaced row by row (vectorised)."""
+def _fill_value(template: str, values: pd.Series) -> str | ReasonText:
+    """``template`` with ``{value}`` replaced by the row's value."""
     if "{value}" not in template:
-        return pd.Series(template, index=values.index, dtype="string")
+        return template
     before, after = template.split("{value}", 1)
-    return before + values.astype("string").fillna("") + after
+    return before + value(values) + after
 
 
 class EntityOutcome:
@@ -278,7 +315,7 @@ class EntityOutcome:
         self.entity = entity
         self.frame = frame.reset_index(drop=True)
         self.source_id = source_id.reset_index(drop=True).astype("string")
-        self.status = pd.Series(OK, index=self.frame.index, dtype=object)
+        self.status = pd.Series(OK, index=self.frame.index, dtype="int8")
         self.why = pd.Series(pd.NA, index=self.frame.index, dtype="string")
         self.root = pd.Series(pd.NA, index=self.frame.index, dtype="string")
         self.rejected_parts: list[pd.DataFrame] = []
@@ -288,7 +325,7 @@ class EntityOutcome:
     def ok(self) -> pd.Series:
         return self.status.eq(OK)
 
-    def exclude(self, mask: pd.Series, rule: str, reason: str | pd.Series) -> None:
+    def exclude(self, mask: pd.Series, rule: str, reason: str | pd.Series | ReasonText) -> None:
         mask = mask.fillna(False).astype(bool) & self.ok
         if not mask.any():
             return
@@ -300,7 +337,8 @@ class EntityOutcome:
             "entity": self.entity, "source_id": self.source_id[index], "rule": rule, "reason": reasons,
         }))
 
-    def reject(self, mask: pd.Series, rule: str, reason: str | pd.Series, caused_by: pd.Series | None = None) -> None:
+    def reject(self, mask: pd.Series, rule: str, reason: str | pd.Series | ReasonText,
+               caused_by: pd.Series | None = None) -> None:
         mask = mask.fillna(False).astype(bool) & self.status.ne(EXCLUDED)
         if not mask.any():
             return
@@ -339,8 +377,7 @@ def _lookup(keys: pd.Series, outcome: EntityOutcome, key_column: str) -> pd.Data
         "why": outcome.why, "root": outcome.root,
     })
     # A key present twice (a duplicated id) resolves to its worst outcome: rejected.
-    order = table["status"].map({REJECTED: 0, EXCLUDED: 1, OK: 2})
-    table = table.assign(order=order).sort_values("order", kind="stable").drop_duplicates("key").set_index("key")
+    table = table.sort_values("status", ascending=False, kind="stable").drop_duplicates("key").set_index("key")
     found = table.reindex(keys.astype("string"))
     found.index = keys.index
     return found.astype({"why": "string", "root": "string"})
@@ -536,7 +573,7 @@ def evaluate(config: DistrictConfig, frames: dict[str, pd.DataFrame], results_di
                      "the section's school is not selected for the import")
     term_of_section = _lookup(section_frame["term_id"], terms, "term_id")
     sections.exclude(term_of_section["status"].eq(EXCLUDED), "term_before_import_start_year",
-                     "the section's term " + section_frame["term_id"].fillna("") + " starts before the import start year "
+                     "the section's term " + value(section_frame["term_id"]) + " starts before the import start year "
                      + str(config.import_start_year))
     sections.exclude(_blank(section_frame["staff_id"]), "no_teacher",
                      "the section has no lead teacher (only sections with a teacher are imported)")
@@ -562,7 +599,7 @@ def evaluate(config: DistrictConfig, frames: dict[str, pd.DataFrame], results_di
     # Row-level rules GE cannot express: references, usernames, unique logins.
     students.reject(~students.frame["school_id"].isin(staged_school_ids) | students.frame["school_id"].isna(),
                     "school_reference",
-                    "the student's school " + students.frame["school_id"].fillna("(none)")
+                    "the student's school " + value(students.frame["school_id"], "(none)")
                     + " is not a school PowerSchool returned")
     # A rejected school (its organization cannot be created) holds back what belongs to it.
     for outcome, column, what in ((students, "school_id", "student's school"),
@@ -570,7 +607,7 @@ def evaluate(config: DistrictConfig, frames: dict[str, pd.DataFrame], results_di
                                   (sections, "school_id", "section's school")):
         school = _lookup(outcome.frame[column], schools, "school_id")
         outcome.reject(school["status"].eq(REJECTED), "school_rejected",
-                       "the " + what + " " + outcome.frame[column].fillna("") + " failed: " + school["why"].fillna(""),
+                       "the " + what + " " + value(outcome.frame[column]) + " failed: " + value(school["why"]),
                        caused_by=school["root"])
     for outcome, username_column in ((staff, "teacher_username"), (students, "student_username")):
         if not config.autogenerate_usernames:
@@ -644,16 +681,16 @@ def _check_sections(sections: EntityOutcome, terms: EntityOutcome, courses: Enti
     frame = sections.frame
     term = _lookup(frame["term_id"], terms, "term_id")
     sections.reject(term["status"].isna(), "term_reference",
-                    "the section's term " + frame["term_id"].fillna("(none)") + " does not exist in PowerSchool's terms")
+                    "the section's term " + value(frame["term_id"], "(none)") + " does not exist in PowerSchool's terms")
     sections.reject(term["status"].eq(REJECTED), "term_rejected",
-                    "the section's term " + frame["term_id"].fillna("") + " failed: " + term["why"].fillna(""),
+                    "the section's term " + value(frame["term_id"]) + " failed: " + value(term["why"]),
                     caused_by=term["root"])
     course = _lookup(frame["course_id"], courses, "course_id")
     sections.reject(course["status"].isna(), "course_reference",
-                    "the section's course " + frame["course_id"].fillna("(none)")
+                    "the section's course " + value(frame["course_id"], "(none)")
                     + " does not exist in PowerSchool's courses")
     sections.reject(course["status"].eq(REJECTED), "course_rejected",
-                    "the section's course " + frame["course_id"].fillna("") + " failed: " + course["why"].fillna(""),
+                    "the section's course " + value(frame["course_id"]) + " failed: " + value(course["why"]),
                     caused_by=course["root"])
     course_rows = courses.frame.drop_duplicates("course_id").set_index("course_id")
     class_name = (frame["course_id"].map(course_rows["course_name"]).astype("string").fillna("") + " ("
@@ -663,13 +700,13 @@ def _check_sections(sections: EntityOutcome, terms: EntityOutcome, courses: Enti
                     f"{CLASS_NAME_MAX_LENGTH} characters Learning accepts")
     teacher = _lookup(frame["staff_id"], staff, "staff_id")
     sections.reject(teacher["status"].isna(), "teacher_reference",
-                    "the section's lead teacher " + frame["staff_id"].fillna("") + " is not among the active staff "
+                    "the section's lead teacher " + value(frame["staff_id"]) + " is not among the active staff "
                     "PowerSchool returned")
     sections.reject(teacher["status"].eq(EXCLUDED), "teacher_not_imported",
-                    "the section's lead teacher " + frame["staff_id"].fillna("") + " is not imported: "
-                    + teacher["why"].fillna(""))
+                    "the section's lead teacher " + value(frame["staff_id"]) + " is not imported: "
+                    + value(teacher["why"]))
     sections.reject(teacher["status"].eq(REJECTED), "teacher_rejected",
-                    "the section's lead teacher " + frame["staff_id"].fillna("") + " failed: " + teacher["why"].fillna(""),
+                    "the section's lead teacher " + value(frame["staff_id"]) + " failed: " + value(teacher["why"]),
                     caused_by=teacher["root"])
 
 
@@ -678,21 +715,21 @@ def _check_enrollments(enrollments: EntityOutcome, sections: EntityOutcome, stud
     section = _lookup(frame["section_id"], sections, "section_id")
     student = _lookup(frame["student_id"], students, "student_id")
     enrollments.exclude(section["status"].eq(EXCLUDED), "section_not_imported",
-                        "the section " + frame["section_id"].fillna("") + " is not imported: " + section["why"].fillna(""))
+                        "the section " + value(frame["section_id"]) + " is not imported: " + value(section["why"]))
     enrollments.exclude(student["status"].eq(EXCLUDED), "student_not_imported",
-                        "the student " + frame["student_id"].fillna("") + " is not imported: " + student["why"].fillna(""))
+                        "the student " + value(frame["student_id"]) + " is not imported: " + value(student["why"]))
     pair = frame["section_id"].fillna("") + ":" + frame["student_id"].fillna("")
     enrollments.exclude(pair.duplicated(keep="first") & enrollments.ok, "duplicate_enrollment",
                         "the student is enrolled in this section more than once; the first enrollment is kept")
     enrollments.reject(section["status"].isna() & frame["section_id"].notna(), "section_reference",
-                       "the section " + frame["section_id"].fillna("") + " does not exist in PowerSchool's sections")
+                       "the section " + value(frame["section_id"]) + " does not exist in PowerSchool's sections")
     enrollments.reject(student["status"].isna() & frame["student_id"].notna(), "student_reference",
-                       "the student " + frame["student_id"].fillna("") + " does not exist in PowerSchool's students")
+                       "the student " + value(frame["student_id"]) + " does not exist in PowerSchool's students")
     enrollments.reject(section["status"].eq(REJECTED), "section_rejected",
-                       "the class " + frame["section_id"].fillna("") + " failed: " + section["why"].fillna(""),
+                       "the class " + value(frame["section_id"]) + " failed: " + value(section["why"]),
                        caused_by=section["root"])
     enrollments.reject(student["status"].eq(REJECTED), "student_rejected",
-                       "the student " + frame["student_id"].fillna("") + " failed: " + student["why"].fillna(""),
+                       "the student " + value(frame["student_id"]) + " failed: " + value(student["why"]),
                        caused_by=student["root"])
 
 
@@ -709,21 +746,21 @@ def _check_section_teachers(config: DistrictConfig, frame: pd.DataFrame, section
     section = _lookup(frame["section_id"], sections, "section_id")
     member = _lookup(frame["staff_id"], staff, "staff_id")
     teachers.exclude(section["status"].eq(EXCLUDED), "section_not_imported",
-                     "the section " + frame["section_id"].fillna("") + " is not imported: " + section["why"].fillna(""))
+                     "the section " + value(frame["section_id"]) + " is not imported: " + value(section["why"]))
     teachers.exclude(member["status"].eq(EXCLUDED) & ~teachers.frame["is_lead"], "co_teacher_not_imported",
-                     "the co-teacher " + frame["staff_id"].fillna("") + " is not imported: " + member["why"].fillna(""))
+                     "the co-teacher " + value(frame["staff_id"]) + " is not imported: " + value(member["why"]))
     teachers.exclude(source_id.duplicated(keep="first"), "duplicate_co_teacher",
                      "the teacher is listed on this section more than once; the first row is kept")
     teachers.apply_suite(suite_failures)
     teachers.reject(section["status"].isna() & frame["section_id"].notna(), "section_reference",
-                    "the section " + frame["section_id"].fillna("") + " does not exist in PowerSchool's sections")
+                    "the section " + value(frame["section_id"]) + " does not exist in PowerSchool's sections")
     teachers.reject(member["status"].isna() & frame["staff_id"].notna(), "staff_reference",
-                    "the co-teacher " + frame["staff_id"].fillna("") + " is not among the active staff PowerSchool returned")
+                    "the co-teacher " + value(frame["staff_id"]) + " is not among the active staff PowerSchool returned")
     teachers.reject(section["status"].eq(REJECTED) & ~teachers.frame["is_lead"], "section_rejected",
-                    "the class " + frame["section_id"].fillna("") + " failed: " + section["why"].fillna(""),
+                    "the class " + value(frame["section_id"]) + " failed: " + value(section["why"]),
                     caused_by=section["root"])
     teachers.reject(member["status"].eq(REJECTED) & ~teachers.frame["is_lead"], "staff_rejected",
-                    "the co-teacher " + frame["staff_id"].fillna("") + " failed: " + member["why"].fillna(""),
+                    "the co-teacher " + value(frame["staff_id"]) + " failed: " + value(member["why"]),
                     caused_by=member["root"])
 
     placements = frame[teachers.ok & ~teachers.frame["is_lead"]][["section_id", "staff_id"]]
@@ -737,7 +774,7 @@ def _check_section_teachers(config: DistrictConfig, frame: pd.DataFrame, section
     mask = pd.Series(False, index=frame.index)
     mask[over] = True
     teachers.exclude(mask, "co_teacher_class_limit",
-                     "the co-teacher " + frame["staff_id"].fillna("") + f" already has {config.co_teacher_class_limit} "
+                     "the co-teacher " + value(frame["staff_id"]) + f" already has {config.co_teacher_class_limit} "
                      "classes (a co-teacher is placed in at most "
                      f"{config.co_teacher_class_limit}; latest term first, then lowest section id)")
     return teachers
@@ -751,19 +788,19 @@ def _check_parent_links(frame: pd.DataFrame, guardians: EntityOutcome, students:
     parent = _lookup(frame["guardian_id"], guardians, "guardian_id")
     child = _lookup(frame["student_id"], students, "student_id")
     links.exclude(parent["status"].eq(EXCLUDED), "parent_not_imported",
-                  "the parent " + frame["guardian_id"].fillna("") + " is not imported: " + parent["why"].fillna(""))
+                  "the parent " + value(frame["guardian_id"]) + " is not imported: " + value(parent["why"]))
     links.exclude(child["status"].eq(EXCLUDED), "child_not_imported",
-                  "the student " + frame["student_id"].fillna("") + " is not imported: " + child["why"].fillna(""))
+                  "the student " + value(frame["student_id"]) + " is not imported: " + value(child["why"]))
     links.exclude(source_id.duplicated(keep="first"), "duplicate_parent_link",
                   "the parent-child link is listed more than once; the first row is kept")
     links.apply_suite(suite_failures)
     links.reject(child["status"].isna() & frame["student_id"].notna(), "child_reference",
-                 "the student " + frame["student_id"].fillna("") + " does not exist in PowerSchool's students")
+                 "the student " + value(frame["student_id"]) + " does not exist in PowerSchool's students")
     links.reject(parent["status"].eq(REJECTED), "parent_rejected",
-                 "the parent " + frame["guardian_id"].fillna("") + " failed: " + parent["why"].fillna(""),
+                 "the parent " + value(frame["guardian_id"]) + " failed: " + value(parent["why"]),
                  caused_by=parent["root"])
     links.reject(child["status"].eq(REJECTED), "child_rejected",
-                 "the student " + frame["student_id"].fillna("") + " failed: " + child["why"].fillna(""),
+                 "the student " + value(frame["student_id"]) + " failed: " + value(child["why"]),
                  caused_by=child["root"])
 
     # A parent is imported only with at least one imported child (links only between imported users).
