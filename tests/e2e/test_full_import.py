@@ -17,7 +17,21 @@ from tests.e2e.oracle import expected_state
 pytestmark = pytest.mark.slow
 
 
+# The co-teacher cap: the tiny district's busiest co-teachers (3019, 3020) are in 22 and 20
+# imported classes; six more sections in the three 2025 terms (year, S1, S2) take 3019 past
+# the cap (28: three must go, the earliest terms and highest ids) and 3020 to exactly 25.
+EXTRA_SECTIONS = [(3500, [3019, 3020]), (3501, [3019, 3020]), (3502, [3019, 3020]), (3501, [3019, 3020]),
+                  (3502, [3019, 3020]), (3500, [3019])]
+
+
+def add_co_teacher_sections(powerschool) -> None:
+    for term_id, co_teachers in EXTRA_SECTIONS:
+        # Lincoln Elementary (DCID 11), Mathematics (1002), led by Zoë Miller (3004)
+        powerschool.add_section(11, "1002", term_id, teacher_dcid=3004, co_teacher_dcids=co_teachers)
+
+
 def test_full_import_equals_the_rules(import_dag, sandboxes, staging_url):
+    add_co_teacher_sections(sandboxes.powerschool)
     dag_run, seconds = run_dag(import_dag)
     print(f"full import on {staging_url.split(':')[0]}: {seconds:.1f}s")
     assert dag_run.state == "success", f"the run ended {dag_run.state}"
@@ -25,6 +39,8 @@ def test_full_import_equals_the_rules(import_dag, sandboxes, staging_url):
     failed = failed_users(staging_url, dag_run.run_id, sandboxes.powerschool.database_path)
     assert failed, "the tiny district has users sharing a login: some must fail"
     oracle = expected_state(sandboxes.powerschool.database_path, failed_users=failed)
+    placements = {teacher: len(classes) for teacher, classes in oracle.co_teacher_placements.items()}
+    assert placements["3019"] > 25 and placements["3020"] == 25, placements  # the cap is exercised
     state = sandboxes.learning_state()
     assert_learning_matches(oracle, state)
 

@@ -1,0 +1,105 @@
+"""The second run sends only the changes: one roster row created, one removed, one user renamed.
+
+After a first full import, ``apply_everyday_changes`` (the demo's own between-run changes)
+enrols a student in a class, drops another from it and renames a third, in the SIS
+simulator. The second run's change set, its load counts and the requests the Learning
+server served (its access log) must show exactly those three changes, and the Learning
+end state must again equal the oracle on the changed SIS data.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from scripts.demo_environment import apply_everyday_changes
+from tests.e2e.compare import assert_learning_matches, failed_users
+from tests.e2e.conftest import DISTRICT_ID, run_dag, staged_rows
+from tests.e2e.oracle import expected_state
+
+pytestmark = pytest.mark.slow
+
+
+def change_counts(staging_url: str, run_id: str) -> dict[tuple[str, str, str], int]:
+    rows = staged_rows(staging_url, "SELECT entity, action, status, COUNT(*) AS n FROM change_set "
+                       "WHERE district_id = :d AND run_id = :r AND action <> 'unchanged' "
+                       "GROUP BY entity, action, status", d=DISTRICT_ID, r=run_id)
+    return {(row["entity"], row["action"], row["status"]): row["n"] for row in rows}
+
+
+def load_counts(staging_url: str, run_id: str) -> dict[str, dict[str, int]]:
+    import json
+
+    rows = staged_rows(staging_url, "SELECT counts FROM sync_runs WHERE district_id = :d AND run_id = :r",
+                       d=DISTRICT_ID, r=run_id)
+    counts = rows[0]["counts"]
+    return json.loads(counts) if isinstance(counts, str) else counts
+
+
+def test_second_run_sends_only_the_changes(import_dag, sandboxes):
+    first_mark = sandboxes.learning_log_mark()
+    first, first_seconds = run_dag(import_dag)
+    assert first.state == "success"
+    first_requests = [r for r in sandboxes.learning_requests(first_mark) if r[0] != "GET"]
+
+    changes = apply_everyday_changes(sandboxes.powerschool, sandboxes.learning)
+    enrolled = changes[0].split()[2]
+    class_id = changes[0].split(" in class ")[1].split()[0]
+    dropped = changes[1].split()[2]
+    renamed = changes[2].split()[2].rstrip(":")
+    new_last_name = changes[2].split(" -> ")[1]
+
+    mark = sandboxes.learning_log_mark()
+    second, second_seconds = run_dag(import_dag)
+    print(f"first run {first_seconds:.1f}s ({len(first_requests)} Learning writes), "
+          f"second run {second_seconds:.1f}s")
+    assert second.state == "success"
+    writes = [r for r in sandboxes.learning_requests(mark) if r[0] != "GET"]
+
+    # Rows Learning refused in an earlier run are tried again (by design: the snapshot only
+    # advances for accepted rows); they are checked apart, at the end.
+    all_changes = change_counts(sandboxes.staging_url, second.run_id)
+    refused_again = {key: n for key, n in all_changes.items() if key[2] == "refused"}
+    assert {key: n for key, n in all_changes.items() if key[2] != "refused"} == {
+        ("rosters", "create", "accepted"): 1,
+        ("rosters", "remove", "accepted"): 1,
+        ("users", "update", "accepted"): 1,
+    }
+    changed = staged_rows(sandboxes.staging_url, "SELECT entity, action, key FROM change_set WHERE district_id = :d "
+                          "AND run_id = :r AND action <> 'unchanged' AND status <> 'refused'",
+                          d=DISTRICT_ID, r=second.run_id)
+    assert sorted((row["entity"], row["action"], row["key"]) for row in changed) == sorted([
+        ("rosters", "create", f"{class_id}:{enrolled}"),
+        ("rosters", "remove", f"{class_id}:{dropped}"),
+        ("users", "update", renamed),
+    ])
+    counts = load_counts(sandboxes.staging_url, second.run_id)
+    assert counts["learning_rosters"].get("created") == 1, counts
+    assert counts["learning_rosters"].get("removed") == 1, counts
+    assert counts["learning_users"].get("updated") == 1, counts
+
+    # The requests: one per kind of change, not a reload (the first run wrote every entity).
+    assert Counter(path for _, path, _ in writes) == Counter({
+        "/api/v1/rosters/batch": 1, "/api/v1/rosters/remove": 1, "/api/v1/users/batch": 1,
+    }), writes
+    assert all(status == 200 for _, _, status in writes)
+    assert len(first_requests) >= 6
+
+    learning = sandboxes.learning
+    assert learning.rosters(DISTRICT_ID).get((class_id, enrolled)) == "student"
+    assert (class_id, dropped) not in learning.rosters(DISTRICT_ID)
+    assert learning.user(DISTRICT_ID, renamed)["last_name"] == new_last_name
+    failed = failed_users(sandboxes.staging_url, second.run_id, sandboxes.powerschool.database_path)
+    assert_learning_matches(expected_state(sandboxes.powerschool.database_path, failed_users=failed),
+                            sandboxes.learning_state())
+
+    if refused_again:
+        resent = staged_rows(sandboxes.staging_url, "SELECT key, reason FROM change_set WHERE district_id = :d AND "
+                             "run_id = :r AND status = 'refused' ORDER BY key", d=DISTRICT_ID, r=second.run_id)
+        pytest.xfail(
+            "pipeline bug (validate/transform, reported to the lead): a lead teacher who failed validation "
+            "(login_unique) has their classes rejected by the cascade, but their own SectionTeacher row is kept and "
+            "becomes a co-teacher roster row of a class that is never sent; Learning refuses it in every run, so "
+            "every incremental run re-sends it. Source rule: 'If the user fails and is the owner of a class, roster "
+            f"and class creation will also fail'. Re-sent rows: {resent}")
