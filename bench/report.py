@@ -69,42 +69,50 @@ def _target(name: str, measured: float | None, limit: float, unit: str = "", not
             "met": None if measured is None else measured <= limit, "note": note}
 
 
+def _stage_total(run: dict[str, Any] | None, stages: tuple[str, ...] = STAGES) -> float | None:
+    if not run or any(stage not in run for stage in stages):
+        return None
+    return round(sum(run[stage]["seconds"] for stage in stages), 1)
+
+
 def summarise(result: dict[str, Any]) -> dict[str, Any]:
+    """The figures and targets of one size; parts not run (a stopped L run) come out as None."""
     settings = result["settings"]
-    full, incremental = result["full"], result["incremental"]
-    extract = full["extract"]
+    full, incremental = result.get("full") or {}, result.get("incremental") or {}
+    extract = full.get("extract") or {}
     latency, concurrency, throttle = settings["latency_ms"], settings["concurrency"], settings["throttle_ms"]
-    latency_floor = extract["requests"] * latency / 1000 / concurrency
-    throttle_floor = extract["requests"] * throttle / 1000
-    floor = max(latency_floor, throttle_floor)
-    minimum_floor = max(extract["minimum_requests"] * latency / 1000 / concurrency,
-                        extract["minimum_requests"] * throttle / 1000)
-    full_seconds = sum(full[stage]["seconds"] for stage in STAGES)
-    incremental_seconds = sum(incremental[stage]["seconds"] for stage in STAGES)
-    after_extract = sum(full[stage]["seconds"] for stage in ("validate", "transform", "diff", "load"))
-    peak_rss = max(run[stage]["peak_rss_mb"] for run in (full, incremental) for stage in STAGES)
-    changed = result["rows_that_changed"]["total"]
-    sent = incremental["load"]["rows_sent"]
+    requests, minimum = extract.get("requests"), extract.get("minimum_requests")
+    floor = minimum_floor = None
+    if requests is not None:
+        floor = max(requests * latency / 1000 / concurrency, requests * throttle / 1000)
+        minimum_floor = max(minimum * latency / 1000 / concurrency, minimum * throttle / 1000)
+    full_seconds, incremental_seconds = _stage_total(full), _stage_total(incremental)
+    after_extract = _stage_total(full, ("validate", "transform", "diff", "load"))
+    peak_rss = max((run[stage]["peak_rss_mb"] for run in (full, incremental) for stage in STAGES if stage in run),
+                   default=None)
+    changed = (result.get("rows_that_changed") or {}).get("total")
+    sent = (incremental.get("load") or {}).get("rows_sent")
     summary: dict[str, Any] = {
-        "full_seconds": round(full_seconds, 1),
-        "incremental_seconds": round(incremental_seconds, 1),
-        "extract_seconds": extract["seconds"],
-        "extract_cpu_seconds": extract["cpu_seconds"],
-        "sis_requests": extract["requests"],
-        "sis_minimum_requests": extract["minimum_requests"],
+        "complete": "summary" in result or bool(result.get("finished_at")),
+        "full_seconds": full_seconds,
+        "incremental_seconds": incremental_seconds,
+        "extract_seconds": extract.get("seconds"),
+        "extract_cpu_seconds": extract.get("cpu_seconds"),
+        "sis_requests": requests,
+        "sis_minimum_requests": minimum,
         "sis_minimum_requests_per_school_listing": extract.get("minimum_requests_per_school_listing"),
-        "sis_requests_over_minimum": _ratio(extract["requests"], extract["minimum_requests"]),
-        "network_floor_seconds": round(floor, 1),
-        "network_floor_seconds_for_minimum": round(minimum_floor, 1),
-        "extract_over_floor": _ratio(extract["seconds"], floor),
-        "validate_transform_load_seconds": round(after_extract, 1),
+        "sis_requests_over_minimum": _ratio(requests, minimum),
+        "network_floor_seconds": None if floor is None else round(floor, 1),
+        "network_floor_seconds_for_minimum": None if minimum_floor is None else round(minimum_floor, 1),
+        "extract_over_floor": _ratio(extract.get("seconds"), floor),
+        "validate_transform_load_seconds": after_extract,
         "peak_rss_mb": peak_rss,
-        "learning_requests_full": full["load"]["requests"],
-        "learning_rows_sent_full": full["load"]["rows_sent"],
-        "learning_requests_incremental": incremental["load"]["requests"],
+        "learning_requests_full": (full.get("load") or {}).get("requests"),
+        "learning_rows_sent_full": (full.get("load") or {}).get("rows_sent"),
+        "learning_requests_incremental": (incremental.get("load") or {}).get("requests"),
         "learning_rows_sent_incremental": sent,
         "rows_that_changed": changed,
-        "change_set_rows_changed": incremental["load"]["rows_changed"],
+        "change_set_rows_changed": (incremental.get("load") or {}).get("rows_changed"),
         "incremental_over_full": _ratio(incremental_seconds, full_seconds),
         "rows_sent_over_changed": _ratio(sent, changed),
     }
@@ -165,7 +173,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
             f"## {result['size']}: {dataset['students']:,} students, {dataset['cc']:,} CC rows, "
             f"{dataset['sections']:,} sections, {dataset['teachers']:,} staff, {dataset['guardian']:,} guardians",
             "",
-            f"Run {result['started_at']} to {result['finished_at']}; latency {settings['latency_ms']} ms per SIS "
+            f"Run {result['started_at']} to {result.get('finished_at') or '(not finished: partial result)'}; latency {settings['latency_ms']} ms per SIS "
             f"request, throttle {settings['throttle_ms']} ms, {settings['concurrency']} requests in flight allowed, "
             f"staging {settings['staging']}, Learning on SQLite; load average at start/end "
             f"{result['machine']['load_average_at_start'][0]} / {result['machine']['load_average_at_end'][0]}.",
@@ -175,13 +183,17 @@ def markdown(results: list[dict[str, Any]]) -> str:
         ]
         for run_name in ("full", "incremental"):
             for stage in STAGES:
-                item = result[run_name][stage]
+                item = (result.get(run_name) or {}).get(stage)
+                if item is None:
+                    lines.append(f"| {run_name} | {stage} | not run | | | | | |")
+                    continue
                 rate = item["rows"] / item["seconds"] if item["seconds"] else None
                 lines.append(f"| {run_name} | {stage} | {_number(item['seconds'])} | {_number(item['cpu_seconds'])} | "
                              f"{_number(item['rows'])} | {_number(round(rate)) if rate else '-'} | "
                              f"{_number(item['peak_rss_mb'])} | {item['load_average'][0]} |")
             total = summary[f"{run_name}_seconds"]
-            lines.append(f"| {run_name} | **total** | **{_number(total)}** | | | | | |")
+            if total is not None:
+                lines.append(f"| {run_name} | **total** | **{_number(total)}** | | | | | |")
         lines += ["", "| figure | value |", "|---|---:|"]
         rows = [
             ("SIS requests made / minimum (sum of ceil(rows / max page size))",
@@ -206,7 +218,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
             ("Learning requests / rows sent, full run",
              f"{_number(summary['learning_requests_full'])} / {_number(summary['learning_rows_sent_full'])}"),
             ("changes made through the admin API", ", ".join(f"{kind} {count}" for kind, count in
-                                                             result["changes"]["by_kind"].items())),
+                                                             (result.get("changes") or {}).get("by_kind", {}).items()) or "-"),
             ("Learning requests / rows sent, incremental run",
              f"{_number(summary['learning_requests_incremental'])} / {_number(summary['learning_rows_sent_incremental'])}"),
             ("Learning rows that changed (oracle: run vs run) / change-set rows changed",
@@ -227,11 +239,17 @@ def markdown(results: list[dict[str, Any]]) -> str:
 
 def write_combined(results_dir: Path) -> None:
     """latest.json and latest.md: the latest result of every size in ``results_dir``."""
-    results = []
-    for path in results_dir.glob("*.json"):
+    by_size: dict[str, dict[str, Any]] = {}
+    for path in sorted(results_dir.glob("*.json")):
         if path.stem == "latest":
             continue
-        results.append(json.loads(path.read_text()))
+        result = json.loads(path.read_text())
+        if path.name.endswith(".partial.json"):
+            result["summary"] = summarise(result)  # a run still going, or stopped: what it measured so far
+        known = by_size.get(result["size"])
+        if known is None or result["started_at"] > known["started_at"]:
+            by_size[result["size"]] = result
+    results = list(by_size.values())
     results.sort(key=lambda item: SIZE_ORDER.get(item["size"], 99))
     (results_dir / "latest.json").write_text(json.dumps(
         {"sizes": {item["size"]: item["summary"] | {"started_at": item["started_at"]} for item in results}},

@@ -64,11 +64,12 @@ def run_child(script: str, spec: dict[str, Any]) -> dict[str, Any]:
     return json.loads(lines[-1])
 
 
-def run_import(base_spec: dict[str, Any], run_id: str) -> dict[str, Any]:
-    stages = {}
+def run_import(base_spec: dict[str, Any], run_id: str, stages: dict[str, Any], save: Any) -> dict[str, Any]:
+    """Run the stages in order into ``stages`` (saving the partial result after each one)."""
     for stage in STAGES:
         result = run_child("stages.py", {**base_spec, "stage": stage, "run_id": run_id})
         stages[stage] = result
+        save()
         log(f"  {run_id} {stage}: {result['seconds']} s, {result['rows']} rows, peak RSS {result['peak_rss_mb']} MB")
     return stages
 
@@ -95,7 +96,7 @@ def naive_extrapolation(naive: dict[str, Any], extract: dict[str, Any]) -> dict[
             "extrapolated": naive["fraction"] < 1}
 
 
-def bench_size(size: str, options: argparse.Namespace) -> dict[str, Any]:
+def bench_size(size: str, options: argparse.Namespace, machine_info: dict[str, Any]) -> dict[str, Any]:
     from sandbox.learning.testing import running_learning
     from sandbox.powerschool import store
     from sandbox.powerschool.testing import running_powerschool
@@ -139,8 +140,16 @@ def bench_size(size: str, options: argparse.Namespace) -> dict[str, Any]:
                             "client_secret": powerschool.client_secret, "ca_bundle": str(powerschool.ca_bundle)},
             "learning": {"base_url": learning.base_url, "token": token, "ca_bundle": str(learning.ca_bundle)},
         }
+        partial = options.results_dir / f"{size}.partial.json"
+
+        def save() -> None:
+            # A long size (L) leaves its figures so far even if it is stopped before the end.
+            result["machine"] = {**machine_info, "load_average_at_end": [round(v, 1) for v in os.getloadavg()]}
+            partial.write_text(json.dumps(result, indent=2, default=str) + "\n")
+
         log(f"size {size}: full run")
-        result["full"] = run_import(base_spec, "bench_full")
+        result["full"] = {}
+        run_import(base_spec, "bench_full", result["full"], save)
 
         if options.naive:
             fraction = options.naive_fraction.get(size, 1.0)
@@ -152,6 +161,7 @@ def bench_size(size: str, options: argparse.Namespace) -> dict[str, Any]:
             naive["load_average"] = [round(value, 1) for value in os.getloadavg()]
             naive["whole_district"] = naive_extrapolation(naive, result["full"]["extract"])
             result["naive"] = naive
+            save()
             log(f"  naive: {naive['seconds']} s for {naive['requests']} requests; whole district "
                 f"{naive['whole_district']['seconds']} s")
 
@@ -159,11 +169,14 @@ def bench_size(size: str, options: argparse.Namespace) -> dict[str, Any]:
         change_started = time.perf_counter()
         result["changes"] = apply_changes(powerschool, dataset_path, options.change_fraction, seed=options.seed)
         result["changes"]["seconds"] = round(time.perf_counter() - change_started, 1)
+        save()
         log(f"size {size}: incremental run")
-        result["incremental"] = run_import(base_spec, "bench_incremental")
+        result["incremental"] = {}
+        run_import(base_spec, "bench_incremental", result["incremental"], save)
     result["rows_that_changed"] = rows_that_changed(staging_url, DISTRICT_ID, "bench_full", "bench_incremental")
     result["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     result["summary"] = report.summarise(result)
+    partial.unlink(missing_ok=True)
     return result
 
 
@@ -197,12 +210,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-naive", dest="naive", action="store_false", help="skip the naive baseline")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--report-only", action="store_true",
+                        help="only rebuild latest.md / latest.json from the results present (partial ones too)")
     options = parser.parse_args(argv)
+    if options.report_only:
+        report.write_combined(options.results_dir)
+        return 0
 
     options.results_dir.mkdir(parents=True, exist_ok=True)
     machine = report.machine_info()
     for size in [item.strip() for item in options.sizes.split(",") if item.strip()]:
-        result = bench_size(size, options)
+        result = bench_size(size, options, machine)
         result["machine"] = {**machine, "load_average_at_end": [round(value, 1) for value in os.getloadavg()]}
         (options.results_dir / f"{size}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
         log(f"size {size}: written to {options.results_dir / f'{size}.json'}")
