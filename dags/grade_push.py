@@ -27,7 +27,7 @@ enabled ({organizations}), and never the other way (no grade is pulled into Lear
 - **Started by** the asset `{asset}`: its watcher polls Learning's change feed every
   {interval}s in the triggerer (no worker slot held while waiting) and records an asset
   event when there are changes after the ledger cursor.
-- **push_grades** (pool `{pool}`): reads the feed from the cursor, creates each
+- **push_grades** (pool `{pool}`, first in line for a free slot): reads the feed from the cursor, creates each
   gradable's PowerTeacher Pro assignment once (category `{category}` if the district has
   it, else the teacher's first), writes the scores (batched per teacher), records
   everything in the ledger (`grade_push_assignments`, `grade_push_scores`,
@@ -87,7 +87,9 @@ def grade_push_dag(config: DistrictConfig) -> DAG:
         },
     ) as dag:
 
-        @task(task_id="push_grades", pool=config.powerschool.pool)
+        # Shares the PowerSchool pool with the import's extract tasks (one pool per API); the
+        # high absolute priority gives it the next free slot, so an import never queues it long.
+        @task(task_id="push_grades", pool=config.powerschool.pool, priority_weight=100, weight_rule="absolute")
         def push_grades(run_id=None):
             from sis_learning.grade_push import run_grade_push_task
 

@@ -79,6 +79,7 @@ COUNT_NAMES = (
     "assignments_created",
     "assignments_adopted",
     "assignments_refused",
+    "gradables_edited_after_create",
     "put_requests",
 )
 
