@@ -64,12 +64,23 @@ def section_pool(powerschool):
 _domains = itertools.count()
 
 
-@pytest.fixture
-def world(powerschool, learning, sqlite_url, section_pool):
+def _world(powerschool, learning, url, section_pool) -> World:
     from sis_learning.staging.base import create_all, get_engine
 
     domain = DOMAINS[next(_domains)]
-    engine = create_all(get_engine(sqlite_url))
+    engine = create_all(get_engine(url))
     created = World(powerschool, learning, domain, engine, district_config())
     created.pool = section_pool  # type: ignore[attr-defined]
     return created
+
+
+@pytest.fixture
+def world(powerschool, learning, sqlite_url, section_pool):
+    """A world on a SQLite staging database (the embedded default)."""
+    return _world(powerschool, learning, sqlite_url, section_pool)
+
+
+@pytest.fixture
+def world_on_both(powerschool, learning, staging_url, section_pool):
+    """A world on SQLite, then on a real PostgreSQL staging database (``staging_url``)."""
+    return _world(powerschool, learning, staging_url, section_pool)

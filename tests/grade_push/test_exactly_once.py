@@ -30,7 +30,8 @@ class CrashAfterPut(PowerTeacherClient):
         raise Crash("killed between the PUT and the ledger update")
 
 
-def test_a_crash_between_create_and_ledger_never_makes_a_second_assignment(world):
+def test_a_crash_between_create_and_ledger_never_makes_a_second_assignment(world_on_both):
+    world = world_on_both  # SQLite, then PostgreSQL
     section = world.pool.take(1)[0]
     world.import_sections([section])
     gradable = world.gradable(section, "Unit test: crash safety", 10)

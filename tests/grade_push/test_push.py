@@ -11,7 +11,8 @@ from sis_learning.staging.ledger import GradePushAssignment, GradePushScore
 from sis_learning.staging.runs import get_run
 
 
-def test_a_score_saved_in_learning_arrives_in_powerteacher_with_the_source_mapping(world):
+def test_a_score_saved_in_learning_arrives_in_powerteacher_with_the_source_mapping(world_on_both):
+    world = world_on_both  # SQLite, then PostgreSQL
     section = world.pool.take(1)[0]
     world.import_sections([section])
     first, second = section.students[:2]
