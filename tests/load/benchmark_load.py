@@ -1,7 +1,8 @@
 """Benchmark: diff + load of a large district into the reference Learning server, full then 1% changed.
 
     PYTHONPATH=plugins .venv/bin/python -m tests.load.benchmark_load --users 200000 --rosters 1000000
-    PYTHONPATH=plugins .venv/bin/python -m tests.load.benchmark_load --users 20000 --rosters 100000 --staging-url postgresql+psycopg2://...
+    PYTHONPATH=plugins .venv/bin/python -m tests.load.benchmark_load --users 20000 --rosters 100000 \
+        --staging-url postgresql+psycopg2://... --learning-database-url postgresql+psycopg2://...
 
 Writes two runs of ``learning_*`` rows straight into staging (streamed in chunks: memory
 stays bounded at any size, the way transform writes them), then for each run times
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import secrets
 import sys
 import tempfile
@@ -153,6 +155,7 @@ def measure_run(engine, config, run_id: str, hook: LearningHook, in_flight: int)
         "diff_seconds": round(diff_seconds, 2),
         "diff_rows_per_second": round(rows / diff_seconds),
         "load_seconds": summary["seconds"],
+        "seconds_waiting_for_learning": summary["seconds_waiting_for_learning"],
         "total_seconds": round(total_seconds, 2),
         "rows_per_second_end_to_end": round(rows / total_seconds),
         "rows_sent_per_second": round(summary["rows_sent"] / summary["seconds"]) if summary["seconds"] else None,
@@ -173,17 +176,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--changed-every", type=int, default=100, help="1 row in N changes in the second run")
     parser.add_argument("--staging-url", default=None, help="default: a SQLite file in a temporary directory")
     parser.add_argument("--in-flight", type=int, default=2, help="Learning batches in flight at once")
+    parser.add_argument("--learning-database-url", default=None,
+                        help="the reference Learning server's database (default: its own SQLite file)")
     arguments = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="benchmark-load-"))
     engine = create_all(get_engine(arguments.staging_url or f"sqlite:///{work / 'staging.sqlite'}"))
     config = make_config(DISTRICT_ID, default_password="env:BENCHMARK_DEFAULT_PASSWORD")
-    import os
-
     os.environ.setdefault("BENCHMARK_DEFAULT_PASSWORD", secrets.token_urlsafe(12))
     report: dict = {"staging": engine.dialect.name, "users": arguments.users, "rosters_target": arguments.rosters}
     token = secrets.token_urlsafe(24)
-    with running_learning(domains={DISTRICT_ID: token}) as learning:
+    report["learning_database"] = (arguments.learning_database_url or "sqlite").split(":", 1)[0]
+    with running_learning(domains={DISTRICT_ID: token}, database_url=arguments.learning_database_url) as learning:
         hook = LearningHook.from_settings(learning.base_url, token, learning.ca_bundle,
                                           max_concurrent_requests=arguments.in_flight)
         full = SyntheticDistrict(arguments.users, arguments.rosters, arguments.schools)
