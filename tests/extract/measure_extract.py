@@ -1,7 +1,7 @@
 """Measure extract against a sandbox district: requests against the minimum, wall time against the floor.
 
     .venv/bin/python -m tests.extract.measure_extract --dataset L --latency-ms 25 --concurrency 4 \
-        [--staging-url postgresql+psycopg2://postgres@127.0.0.1:5432/extract_bench]
+        [--staging-url postgresql+psycopg2://postgres@127.0.0.1:5432/extract_bench] [--out figures.json]
 
 The minimum number of requests is the sum over entities of ceil(rows / max page size);
 the floor on wall time is requests x latency / concurrency (the server adds the latency
@@ -125,12 +125,17 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--staging-url", default=None, help="SQLAlchemy URL (default: a SQLite file under var/)")
     parser.add_argument("--import-start-year", type=int, default=2025)
+    parser.add_argument("--out", type=Path, default=None, help="write the JSON here (the task logs go to stdout)")
     arguments = parser.parse_args()
     staging_url = arguments.staging_url or f"sqlite:///{REPO_ROOT / 'var' / f'extract-bench-{arguments.dataset}.sqlite'}"
     if staging_url.startswith("sqlite:///"):
         Path(staging_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    print(json.dumps(measure(arguments.dataset, arguments.latency_ms, arguments.concurrency, staging_url,
-                             arguments.import_start_year), indent=2))
+    figures = json.dumps(measure(arguments.dataset, arguments.latency_ms, arguments.concurrency, staging_url,
+                                 arguments.import_start_year), indent=2)
+    if arguments.out:
+        arguments.out.write_text(figures + "\n")
+    else:
+        print(figures)
 
 
 if __name__ == "__main__":
