@@ -391,7 +391,8 @@ class CeleryStack:
             self._token = response.json()["access_token"]
         return {"Authorization": f"Bearer {self._token}"}
 
-    def _api(self, method: str, path: str, **kwargs: object) -> dict:
+    def api(self, method: str, path: str, **kwargs: object) -> dict:
+        """One call to the REST API (/api/v2), as the stack's admin user; raises on an error status."""
         import requests
 
         response = requests.request(method, f"{self.api_url}/api/v2{path}", headers=self._headers(), timeout=60, **kwargs)
@@ -409,10 +410,10 @@ class CeleryStack:
             self._check_alive()
             for dag_id in sorted(missing):
                 with contextlib.suppress(RuntimeError, requests.RequestException):
-                    self._api("GET", f"/dags/{dag_id}/details")
+                    self.api("GET", f"/dags/{dag_id}/details")
                     missing.discard(dag_id)
             if missing and time.monotonic() > deadline:
-                errors = self._api("GET", "/importErrors").get("import_errors", [])
+                errors = self.api("GET", "/importErrors").get("import_errors", [])
                 raise TimeoutError(f"DAGs not parsed after {timeout:.0f}s: {sorted(missing)}; import errors: {errors}")
             if missing:
                 time.sleep(2)
@@ -431,19 +432,19 @@ class CeleryStack:
 
         due = {}
         for dag_id in dag_ids:
-            run_after = self._api("GET", f"/dags/{dag_id}").get("next_dagrun_run_after")
+            run_after = self.api("GET", f"/dags/{dag_id}").get("next_dagrun_run_after")
             due[dag_id] = run_after is not None and pendulum.parse(run_after) <= pendulum.now("UTC")
         for dag_id in due:
-            self._api("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+            self.api("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
         runs = {}
         for dag_id, is_due in due.items():
             if not is_due:
-                runs[dag_id] = self._api("POST", f"/dags/{dag_id}/dagRuns",
+                runs[dag_id] = self.api("POST", f"/dags/{dag_id}/dagRuns",
                                          json={"logical_date": None, "conf": {}})["dag_run_id"]
         deadline = time.monotonic() + timeout
         while len(runs) < len(due):
             for dag_id in [dag_id for dag_id in due if dag_id not in runs]:
-                scheduled = self._api("GET", f"/dags/{dag_id}/dagRuns", params={"run_type": "scheduled"})["dag_runs"]
+                scheduled = self.api("GET", f"/dags/{dag_id}/dagRuns", params={"run_type": "scheduled"})["dag_runs"]
                 if scheduled:
                     runs[dag_id] = scheduled[0]["dag_run_id"]
             if len(runs) < len(due):
@@ -461,7 +462,7 @@ class CeleryStack:
             self._check_alive()
             for dag_id, run_id in runs.items():
                 if dag_id not in states:
-                    state = self._api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"]
+                    state = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"]
                     if state in FINISHED_STATES:
                         states[dag_id] = state
             if len(states) < len(runs):
@@ -567,8 +568,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stop_on_sigterm(_signum: int, _frame: object) -> None:
+    # Unwind like Ctrl-C so the context managers stop every process and sandbox.
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.action == "run" and not args.dag:
+        _parser().error("run needs at least one --dag (for example --dag sis_import__demo)")
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     settings = StackSettings(
         name=args.name, workers=args.workers, concurrency=args.concurrency, postgres_admin_url=args.postgres,
         broker_url=args.broker, dags_folder=args.dags_folder, districts_dir=args.districts_dir, fresh=args.fresh,

@@ -132,14 +132,14 @@ def test_a_score_saved_in_learning_reaches_powerteacher_through_the_stack(stack:
     assert students, "the import put no student in any class (the import test must run first)"
     class_id, student_id = students[0]
     stack.wait_for_dags(["grade_push__demo"])
-    stack._api("PATCH", "/dags/grade_push__demo", json={"is_paused": False})
+    stack.api("PATCH", "/dags/grade_push__demo", json={"is_paused": False})
     gradable = learning.create_gradable("demo", class_id, "Scale-out quiz", 10, due_date="2026-03-02")
     learning.set_score("demo", gradable["id"], student_id, "9")
 
     deadline = time.monotonic() + 240
     finished: list[dict] = []
     while time.monotonic() < deadline and not finished:
-        runs = stack._api("GET", "/dags/grade_push__demo/dagRuns")["dag_runs"]
+        runs = stack.api("GET", "/dags/grade_push__demo/dagRuns")["dag_runs"]
         finished = [run for run in runs if run["state"] in ("success", "failed")]
         time.sleep(2)
     assert finished, "no grade push run finished within 240s of the score being saved"
