@@ -9,6 +9,7 @@ exactly once and a finite number of requests.
 from __future__ import annotations
 
 import json
+import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -174,3 +175,21 @@ def test_quirk_parsers():
     assert query_records({"record": [{"guardian.guardianid": "5", "username": "p"}]}) == [{"guardianid": "5", "username": "p"}]
     assert parse_count({"resource": {"count": "423"}}) == 423 and parse_count({"count": 7}) == 7
     assert parse_count(json.loads('{"x": 1}')) is None
+
+
+def test_pages_in_memory_are_bounded_while_the_consumer_is_slow(tls_directory):
+    district = FakeDistrict(2000)  # 20 pages of 100
+    with scripted_server(district, tls_directory) as server:
+        hook = PowerSchoolHook.from_settings(server.base_url, "client", "secret", server.ca_bundle,
+                                             retry_policy=FAST, max_concurrent_requests=2)
+        listing = hook.v1_listing("5", "/ws/v1/school/5/student", wrapper="students", item="student", resource="student")
+        consumed = 0
+        most_ahead = 0
+        for _listing, page in hook.read_pages([listing]):
+            consumed += 1
+            # pages fetched but not yet handed over: never more than the window (2 x concurrency)
+            most_ahead = max(most_ahead, len(district.page_requests) - consumed)
+            time.sleep(0.03)  # a slow staging write
+            assert len(page) == 100
+    assert consumed == 20
+    assert most_ahead <= 4
