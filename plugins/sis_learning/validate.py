@@ -883,8 +883,10 @@ def validate_run(engine: Engine, config: DistrictConfig, run_id: str, results_di
     district and run) receives ``<entity>.json`` and ``data_docs/``.
     """
     results_dir = Path(results_dir)
-    if results_dir.exists():
-        shutil.rmtree(results_dir)  # a retried task starts from clean results
+    # A retried task starts from clean results; only what validate itself writes is removed.
+    shutil.rmtree(results_dir / "data_docs", ignore_errors=True)
+    for entity in SUITES:
+        (results_dir / f"{entity}.json").unlink(missing_ok=True)
     results_dir.mkdir(parents=True, exist_ok=True)
     frames = read_staged(engine, config, run_id)
     validation = evaluate(config, frames, results_dir)
