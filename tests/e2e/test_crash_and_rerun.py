@@ -62,6 +62,9 @@ def test_crash_mid_load_then_rerun_converges(import_dag, sandboxes, monkeypatch)
     states = {ti.task_id: str(ti.state) for ti in crashed_run.get_task_instances()}
     assert states["load.load_learning"] == "failed", states
 
+    message = sandboxes.smtp.mailbox.wait_for(1, timeout=30)[0]  # one email for the crashed run, naming the step
+    assert "failed at load" in message["Subject"], message["Subject"]
+
     sandboxes.restart_learning()
     learning = sandboxes.learning
     assert learning.users(DISTRICT_ID), "the users sent before the crash are in Learning"
@@ -85,3 +88,4 @@ def test_crash_mid_load_then_rerun_converges(import_dag, sandboxes, monkeypatch)
     assert by_entity.get(("classes", "unchanged")) == crashed["classes"], by_entity
     assert not any(entity == "users" for entity, _ in by_entity), by_entity
     assert by_entity.get(("rosters", "created"), 0) > 0, by_entity
+    assert len(sandboxes.smtp.mailbox.messages) == 1, "the successful rerun sends no email"

@@ -43,12 +43,17 @@ def test_second_run_sends_only_the_changes(import_dag, sandboxes):
     assert first.state == "success"
     first_requests = [r for r in sandboxes.learning_requests(first_mark) if r[0] != "GET"]
 
-    changes = apply_everyday_changes(sandboxes.powerschool, sandboxes.learning)
-    enrolled = changes[0].split()[2]
-    class_id = changes[0].split(" in class ")[1].split()[0]
-    dropped = changes[1].split()[2]
-    renamed = changes[2].split()[2].rstrip(":")
-    new_last_name = changes[2].split(" -> ")[1]
+    dataset_path = sandboxes.powerschool.database_path
+    failed_first = failed_users(sandboxes.staging_url, first.run_id, dataset_path)
+    before = expected_state(dataset_path, failed_users=failed_first)
+    print("\n".join(apply_everyday_changes(sandboxes.powerschool, sandboxes.learning)))
+    # What the SIS changes mean for Learning, by the rules (independently of the demo's wording).
+    after = expected_state(dataset_path, failed_users=failed_first)
+    roster_created = sorted(f"{c}:{u}" for c, u in set(after.rosters) - set(before.rosters))
+    roster_removed = sorted(f"{c}:{u}" for c, u in set(before.rosters) - set(after.rosters))
+    user_updated = sorted(key for key in set(before.users) & set(after.users) if before.users[key] != after.users[key])
+    assert (len(roster_created), len(roster_removed), len(user_updated)) == (1, 1, 1), \
+        (roster_created, roster_removed, user_updated)
 
     mark = sandboxes.learning_log_mark()
     second, second_seconds = run_dag(import_dag)
@@ -70,9 +75,9 @@ def test_second_run_sends_only_the_changes(import_dag, sandboxes):
                           "AND run_id = :r AND action <> 'unchanged' AND status <> 'refused'",
                           d=DISTRICT_ID, r=second.run_id)
     assert sorted((row["entity"], row["action"], row["key"]) for row in changed) == sorted([
-        ("rosters", "create", f"{class_id}:{enrolled}"),
-        ("rosters", "remove", f"{class_id}:{dropped}"),
-        ("users", "update", renamed),
+        ("rosters", "create", roster_created[0]),
+        ("rosters", "remove", roster_removed[0]),
+        ("users", "update", user_updated[0]),
     ])
     counts = load_counts(sandboxes.staging_url, second.run_id)
     assert counts["learning_rosters"].get("created") == 1, counts
@@ -87,9 +92,10 @@ def test_second_run_sends_only_the_changes(import_dag, sandboxes):
     assert len(first_requests) >= 6
 
     learning = sandboxes.learning
+    class_id, enrolled = roster_created[0].split(":")
     assert learning.rosters(DISTRICT_ID).get((class_id, enrolled)) == "student"
-    assert (class_id, dropped) not in learning.rosters(DISTRICT_ID)
-    assert learning.user(DISTRICT_ID, renamed)["last_name"] == new_last_name
+    assert tuple(roster_removed[0].split(":")) not in learning.rosters(DISTRICT_ID)
+    assert learning.user(DISTRICT_ID, user_updated[0])["last_name"] == after.users[user_updated[0]]["last_name"]
     failed = failed_users(sandboxes.staging_url, second.run_id, sandboxes.powerschool.database_path)
     assert_learning_matches(expected_state(sandboxes.powerschool.database_path, failed_users=failed),
                             sandboxes.learning_state())
