@@ -28,6 +28,7 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
     delay_seconds: float = 0.0
     reset_connection: bool = False
+    truncate_body: bool = False  # promise the whole body, send half of it, hang up
 
 
 @dataclass
@@ -80,6 +81,13 @@ class ScriptedServer:
                     self.send_response(answer.status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(payload)))
+                    if answer.truncate_body:
+                        self.end_headers()
+                        self.wfile.write(payload[: len(payload) // 2])
+                        self.wfile.flush()
+                        self.connection.shutdown(2)
+                        self.close_connection = True
+                        return
                     for name, value in answer.headers.items():
                         self.send_header(name, value)
                     self.end_headers()

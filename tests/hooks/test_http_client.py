@@ -184,6 +184,14 @@ def test_connection_reset_and_timeout_are_retried(tls_directory):
     assert len(server.seen) == 3
 
 
+def test_connection_broken_mid_body_is_retried(tls_directory):
+    body = {"rows": list(range(2000))}
+    answers = sequence(Answer(200, body, truncate_body=True), Answer(200, body))
+    with scripted_server(answers, tls_directory) as server:
+        assert make_hook(server).request_json("GET", "/data") == body
+    assert len(server.seen) == 2
+
+
 def test_non_idempotent_request_is_not_repeated_after_a_server_error(tls_directory):
     with (
         scripted_server(sequence(Answer(500, {"message": "oops"}), Answer(201, {})), tls_directory) as server,

@@ -589,7 +589,11 @@ class ApiHttpHook(HttpHook):
                     redact_url(url),
                     method=method,
                 ) from None
-            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as error:
+            except (
+                requests.exceptions.ConnectionError,
+                requests.exceptions.Timeout,
+                requests.exceptions.ChunkedEncodingError,  # the connection broke mid-body
+            ) as error:
                 # A connect failure means nothing was sent; a read timeout may have been processed.
                 sent_nothing = isinstance(error, requests.exceptions.ConnectTimeout) or (
                     isinstance(error, requests.exceptions.ConnectionError)
