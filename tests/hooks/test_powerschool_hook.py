@@ -87,6 +87,14 @@ def test_wrong_client_secret_names_the_plugin_settings_and_hides_the_secret(sand
     assert "not-the-secret-123" not in message and sandbox.client_secret not in message
 
 
+def test_connection_test_reports_success_or_what_to_fix(sandbox):
+    ok, message = hook_for(sandbox).test_connection()
+    assert ok and "accepted the plugin's credentials" in message
+    ok, message = PowerSchoolHook.from_settings(sandbox.base_url, sandbox.client_id, "wrong-secret-xyz",
+                                                sandbox.ca_bundle, retry_policy=FAST).test_connection()
+    assert not ok and "Data Provider Configuration" in message and "wrong-secret-xyz" not in message
+
+
 def test_401_with_a_fresh_token_is_fatal_not_a_loop(tmp_path):
     def script(seen, _number):
         if urlsplit(seen.path).path == "/oauth/access_token":

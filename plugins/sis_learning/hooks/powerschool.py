@@ -362,6 +362,15 @@ class PowerSchoolHook(ApiHttpHook):
             return NotFoundError, f"PowerSchool has no {path} (HTTP 404 on {where}){said}."
         return super().describe_error(status, method, path, message, errors)
 
+    def test_connection(self) -> tuple[bool, str]:
+        """Airflow's "Test connection": a token and the metadata, with the admin-facing error."""
+        try:
+            self.access_token()
+            version = self.metadata().get("powerschool_version", "unknown version")
+        except ApiError as error:
+            return False, str(error)
+        return True, f"PowerSchool {version} at {self.base_url} accepted the plugin's credentials"
+
     # ---- metadata and page sizes
 
     def metadata(self) -> dict[str, Any]:
