@@ -362,12 +362,9 @@ def extract_schools(hook: PowerSchoolHook, engine: Engine, config: DistrictConfi
     records = hook.district_schools()
     listing = hook.district_schools_listing
 
-    def build(record: Mapping[str, Any], _listing: Listing) -> dict[str, Any] | None:
-        school_id = id_string(record.get("id"))
-        if school_id not in chosen:
-            return None
+    def build(record: Mapping[str, Any]) -> dict[str, Any]:
         return {
-            "school_id": school_id,
+            "school_id": id_string(record.get("id")),
             "school_number": _text(record.get("school_number")),
             "name": _text(record.get("name")),
             "low_grade": _integer(record.get("low_grade")),
@@ -377,9 +374,11 @@ def extract_schools(hook: PowerSchoolHook, engine: Engine, config: DistrictConfi
     staging = EntityStaging(engine, config, run_id, "schools")
     staging.clear([DISTRICT_SCOPE])
     kept = [record for record in records if id_string(record.get("id")) in chosen]
-    staging.write_page(DISTRICT_SCOPE, kept, [build(record, listing) for record in kept], [id_string(record.get("id")) for record in kept])
+    staging.write_page(DISTRICT_SCOPE, kept, [build(record) for record in kept], [id_string(record.get("id")) for record in kept])
     staging.close()
-    summaries = _scope_summaries([listing], staging.written)
+    left_out = len(records) - len(kept)
+    notes = {DISTRICT_SCOPE: [f"{left_out} schools the district did not select were not staged"]} if left_out else None
+    summaries = _scope_summaries([listing], staging.written, notes)
     staging.write_counts(summaries)
     return _result(hook, "schools", summaries)
 

@@ -205,3 +205,19 @@ def test_schools_by_number_or_id_and_unknown_school_named(sandbox):
     assert len(everything) == len(hook.district_schools())
     with pytest.raises(UnknownSchoolError, match="'424242'"):
         selected_school_ids(hook, make_config(schools=[str(first["id"]), "424242"]))
+
+
+def test_only_the_selected_schools_are_read_and_staged(sqlite_url, sandbox):
+    from sis_learning.extract import extract_schools
+    from sis_learning.staging.base import create_all, get_engine
+
+    engine = create_all(get_engine(sqlite_url))
+    hook = make_hook(sandbox)
+    school = hook.district_schools()[1]
+    config = make_config(schools=[str(school["school_number"])])  # chosen by school number
+    assert extract_schools(hook, engine, config, RUN)["rows"] == 1
+    assert "2 schools the district did not select" in extract_counts(engine, "schools")[0]["note"]
+    extract_students(hook, engine, config, RUN)
+    expected = [row for row in expected_rows(sandbox.database_path, START_YEAR)["students"] if row[6] == str(school["id"])]
+    assert staged_rows(engine, "tiny", RUN, "students") == expected
+    assert [row["scope"] for row in extract_counts(engine, "students")] == [str(school["id"])]
