@@ -9,6 +9,9 @@ export AIRFLOW__CORE__PLUGINS_FOLDER="$REPO_ROOT/plugins"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__CORE__UNIT_TEST_MODE="${AIRFLOW__CORE__UNIT_TEST_MODE:-False}"
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="${SIS_LEARNING_METADATA_URL:-sqlite:///$AIRFLOW_HOME/airflow.db}"
+# Re-parse DAG files every 5 s (default 30): a grade push run is not held back by a stale
+# "max active runs reached" flag set during a parse (docs/grade-push.md).
+export AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL="${AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL:-5}"
 export AIRFLOW__LOGGING__BASE_LOG_FOLDER="$AIRFLOW_HOME/logs"
 export PYTHONPATH="$REPO_ROOT/plugins:$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p "$AIRFLOW_HOME"
