@@ -122,6 +122,7 @@ class LoadStats:
     requests: int = 0
     rows_sent: int = 0
     seconds_waiting_for_learning: float = 0.0
+    seconds_recording: float = 0.0
     per_phase: dict[str, int] = field(default_factory=dict)
 
 
@@ -395,7 +396,9 @@ def _run_phase(
             batch, future = window.pop(0)
             results, seconds = future.result()  # an error here leaves the batch pending
             stats.seconds_waiting_for_learning += seconds
+            recording_started = time.perf_counter()
             _record_batch(engine, config, run_id, phase, batch, results)
+            stats.seconds_recording += time.perf_counter() - recording_started
     stats.per_phase[f"{phase.entity}.{phase.method}"] = sent_in_phase
 
 
@@ -450,7 +453,8 @@ def load_run(
          "requests": <Learning requests made by this call>,
          "rows_sent": <rows in them>,
          "rows_changed": <change-set rows that are not "unchanged">,
-         "seconds": <wall time>, "seconds_waiting_for_learning": <summed request time>}
+         "seconds": <wall time>, "seconds_waiting_for_learning": <summed request time>,
+         "seconds_recording_results": <time spent writing results and the snapshot>}
 
     Safe to call again (after a crash, or twice): only rows still pending are sent.
     """
@@ -484,6 +488,7 @@ def load_run(
         "rows_changed": rows_changed,
         "seconds": round(time.perf_counter() - started, 3),
         "seconds_waiting_for_learning": round(stats.seconds_waiting_for_learning, 3),
+        "seconds_recording_results": round(stats.seconds_recording, 3),
     }
     log.info(
         "load of %s run %s: %d requests, %d rows sent, %d rows changed; %s",

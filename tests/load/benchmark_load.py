@@ -156,6 +156,7 @@ def measure_run(engine, config, run_id: str, hook: LearningHook, in_flight: int)
         "diff_rows_per_second": round(rows / diff_seconds),
         "load_seconds": summary["seconds"],
         "seconds_waiting_for_learning": summary["seconds_waiting_for_learning"],
+        "seconds_recording_results": summary["seconds_recording_results"],
         "total_seconds": round(total_seconds, 2),
         "rows_per_second_end_to_end": round(rows / total_seconds),
         "rows_sent_per_second": round(summary["rows_sent"] / summary["seconds"]) if summary["seconds"] else None,
