@@ -22,7 +22,7 @@ from sqlalchemy import Boolean, select, union_all
 from sqlalchemy.engine import Engine
 
 from sis_learning.config import MAPPINGS_DIR, DistrictConfig
-from sis_learning.mapping import MappingContext, MappingSpec, load_spec
+from sis_learning.mapping import MappingContext, MappingSpec, MappingSpecError, load_spec
 from sis_learning.staging.base import bulk_insert, delete_run_rows
 from sis_learning.staging.learning import LEARNING_TABLES
 from sis_learning.staging.quality import ExcludedRow, RejectedRow
@@ -37,16 +37,34 @@ from sis_learning.validate import (
 
 INSERT_CHUNK_ROWS = 100_000
 
-SPEC_NAMES = (
-    "organizations", "users_teachers", "users_students", "users_parents", "user_levels",
-    "classes", "rosters_teachers", "rosters_co_teachers", "rosters_students", "parent_links",
-)
+# spec file (include/mappings/<name>.csv) -> the Learning entity whose table it fills
+SPEC_ENTITIES = {
+    "organizations": "organizations", "users_teachers": "users", "users_students": "users",
+    "users_parents": "users", "user_levels": "user_levels", "classes": "classes",
+    "rosters_teachers": "rosters", "rosters_co_teachers": "rosters", "rosters_students": "rosters",
+    "parent_links": "parent_links",
+}
+RUN_COLUMNS = frozenset({"id", "district_id", "run_id"})
 
 
 def load_specs(directory: Path | str = MAPPINGS_DIR) -> dict[str, MappingSpec]:
-    """Every spec transform applies, checked up front (a bad spec fails before any work)."""
+    """Every spec transform applies, checked up front (a bad spec fails before any work).
+
+    Beyond ``load_spec``'s checks, each target must be a column of the spec's learning_*
+    table (a misspelt target would otherwise be silently dropped).
+    """
     directory = Path(directory)
-    return {name: load_spec(directory / f"{name}.csv") for name in SPEC_NAMES}
+    specs = {}
+    for name, entity in SPEC_ENTITIES.items():
+        spec = load_spec(directory / f"{name}.csv")
+        table = LEARNING_TABLES[entity].__table__
+        columns = {column.name for column in table.columns} - RUN_COLUMNS
+        for field in spec.fields:
+            if field.target not in columns:
+                raise MappingSpecError(f"{spec.path}:{field.line}: target {field.target!r} is not a column of "
+                                       f"{table.name} ({', '.join(sorted(columns))})")
+        specs[name] = spec
+    return specs
 
 
 def _blocked_source_ids(engine: Engine, config: DistrictConfig, run_id: str) -> dict[str, set[str]]:

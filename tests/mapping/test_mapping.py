@@ -249,3 +249,17 @@ def test_a_spec_with_a_wrong_header_or_no_rows_is_an_error(tmp_path: Path) -> No
 def test_applying_a_spec_to_rows_without_its_columns_is_a_clear_error() -> None:
     with pytest.raises(MappingSpecError, match=r"no column\(s\) \['course_name'"):
         spec("classes").apply(pd.DataFrame({"section_id": ["1"]}))
+
+
+def test_every_spec_target_is_a_column_of_its_learning_table(tmp_path: Path) -> None:
+    from sis_learning.transform import SPEC_ENTITIES, load_specs
+
+    specs = load_specs()
+    assert set(specs) == set(SPEC_ENTITIES)
+    for path in MAPPINGS_DIR.glob("*.csv"):
+        (tmp_path / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    (tmp_path / "user_levels.csv").write_text(HEADER + "external_id,student/id,,,,\nlevel,student/school_enrollment/"
+                                              "grade_level,,,,\n", encoding="utf-8")
+    with pytest.raises(MappingSpecError, match=r"user_levels.csv:3: target 'level' is not a column of "
+                                               r"learning_user_levels \(external_id, level_id\)"):
+        load_specs(tmp_path)
