@@ -199,6 +199,9 @@ def test_a_bad_spec_stops_transform_before_it_writes(sqlite_url: str, tmp_path: 
         (specs / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
     (specs / "classes.csv").write_text("target,source,constant,transform,argument,note\n"
                                        "class_id,section/id,,,,\nname,,,template,{course_title},\n", encoding="utf-8")
-    config, _counts = validate_and_transform(engine, small_district(), tmp_path)
+    small_district().insert(engine)
     with pytest.raises(MappingSpecError, match=r"classes.csv:3: template placeholder \{course_title\}"):
-        transform.transform_run(engine, config, RUN_ID, mappings_dir=specs)
+        transform.transform_run(engine, district_config(), RUN_ID, mappings_dir=specs)
+    with engine.connect() as connection:
+        for model in LEARNING_TABLES.values():
+            assert connection.execute(select(model.__table__)).first() is None
