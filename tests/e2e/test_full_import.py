@@ -8,6 +8,8 @@ oracle's rows minus those (and what hangs on them) must be in Learning.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tests.e2e.compare import assert_learning_matches, failed_users
@@ -22,6 +24,20 @@ pytestmark = pytest.mark.slow
 # the cap (28: three must go, the earliest terms and highest ids) and 3020 to exactly 25.
 EXTRA_SECTIONS = [(3500, [3019, 3020]), (3501, [3019, 3020]), (3502, [3019, 3020]), (3501, [3019, 3020]),
                   (3502, [3019, 3020]), (3500, [3019])]
+
+
+def tables_containing(staging_url: str, needle: str) -> list[str]:
+    """Staged tables holding ``needle`` anywhere in any column."""
+    from sqlalchemy import create_engine, inspect
+
+    engine = create_engine(staging_url)
+    try:
+        tables = inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+    return [table for table in tables
+            if any(needle in str(value) for row in staged_rows(staging_url, f'SELECT * FROM "{table}"')
+                   for value in row.values())]
 
 
 def add_co_teacher_sections(powerschool) -> None:
@@ -43,6 +59,11 @@ def test_full_import_equals_the_rules(import_dag, sandboxes, staging_url):
     assert placements["3019"] > 25 and placements["3020"] == 25, placements  # the cap is exercised
     state = sandboxes.learning_state()
     assert_learning_matches(oracle, state)
+
+    # Passwords: the district default, temporary, never from the SIS, never in a staged table.
+    assert all(user["has_password"] and user["password_temporary"] for user in state["users"].values())
+    password = os.environ[f"{DISTRICT_ID.upper()}_DEFAULT_PASSWORD"]
+    assert not tables_containing(staging_url, password), "the default password landed in a staged table"
 
     # No notification to imported users; the run is recorded as a success.
     assert sandboxes.learning.notification_count(DISTRICT_ID) == 0

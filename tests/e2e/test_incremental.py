@@ -55,6 +55,9 @@ def test_second_run_sends_only_the_changes(import_dag, sandboxes):
     assert (len(roster_created), len(roster_removed), len(user_updated)) == (1, 1, 1), \
         (roster_created, roster_removed, user_updated)
 
+    # An admin puts the user about to be updated on Office 365 SSO by hand: imports never change that.
+    sandboxes.learning.set_authentication(DISTRICT_ID, user_updated[0], "office365")
+
     mark = sandboxes.learning_log_mark()
     second, second_seconds = run_dag(import_dag)
     print(f"first run {first_seconds:.1f}s ({len(first_requests)} Learning writes), "
@@ -95,7 +98,9 @@ def test_second_run_sends_only_the_changes(import_dag, sandboxes):
     class_id, enrolled = roster_created[0].split(":")
     assert learning.rosters(DISTRICT_ID).get((class_id, enrolled)) == "student"
     assert tuple(roster_removed[0].split(":")) not in learning.rosters(DISTRICT_ID)
-    assert learning.user(DISTRICT_ID, user_updated[0])["last_name"] == after.users[user_updated[0]]["last_name"]
+    updated_user = learning.user(DISTRICT_ID, user_updated[0])
+    assert updated_user["last_name"] == after.users[user_updated[0]]["last_name"]
+    assert updated_user["authentication_type"] == "office365", "an import changed an admin-set SSO authentication"
     failed = failed_users(sandboxes.staging_url, second.run_id, sandboxes.powerschool.database_path)
     assert_learning_matches(expected_state(sandboxes.powerschool.database_path, failed_users=failed),
                             sandboxes.learning_state())
