@@ -97,10 +97,8 @@ def test_one_school_task_leaves_other_schools_rows_alone(staging_engine, sandbox
     assert sum(per_school) == len(staged_rows(staging_engine, "tiny", RUN, "students"))
 
 
-def test_five_xx_and_connection_resets_end_with_complete_data(sqlite_url, sandbox):
-    from sis_learning.staging.base import create_all, get_engine
-
-    engine = create_all(get_engine(sqlite_url))
+def test_five_xx_and_connection_resets_end_with_complete_data(staging_engine, sandbox):
+    engine = staging_engine
     sandbox.configure(error_rate=0.2, reset_rate=0.05, fault_seed=7)
     hook = make_hook(sandbox)
     extract_everything(hook, engine, make_config())
