@@ -69,10 +69,10 @@ def _target(name: str, measured: float | None, limit: float, unit: str = "", not
             "met": None if measured is None else measured <= limit, "note": note}
 
 
-def _stage_total(run: dict[str, Any] | None, stages: tuple[str, ...] = STAGES) -> float | None:
+def _stage_total(run: dict[str, Any] | None, stages: tuple[str, ...] = STAGES, field: str = "seconds") -> float | None:
     if not run or any(stage not in run for stage in stages):
         return None
-    return round(sum(run[stage]["seconds"] for stage in stages), 1)
+    return round(sum(run[stage][field] for stage in stages), 1)
 
 
 def summarise(result: dict[str, Any]) -> dict[str, Any]:
@@ -106,6 +106,12 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
         "network_floor_seconds_for_minimum": None if minimum_floor is None else round(minimum_floor, 1),
         "extract_over_floor": _ratio(extract.get("seconds"), floor),
         "validate_transform_load_seconds": after_extract,
+        # CPU of the stage processes only (not the Learning server's, not SQLite's disk waits):
+        # on a machine shared at load average 15-25 the wall time is mostly waiting for a core.
+        "validate_transform_load_cpu_seconds": _stage_total(full, ("validate", "transform", "diff", "load"),
+                                                            "cpu_seconds"),
+        "full_cpu_seconds": _stage_total(full, field="cpu_seconds"),
+        "incremental_cpu_seconds": _stage_total(incremental, field="cpu_seconds"),
         "peak_rss_mb": peak_rss,
         "learning_requests_full": (full.get("load") or {}).get("requests"),
         "learning_rows_sent_full": (full.get("load") or {}).get("rows_sent"),
@@ -115,6 +121,17 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
         "change_set_rows_changed": (incremental.get("load") or {}).get("rows_changed"),
         "incremental_over_full": _ratio(incremental_seconds, full_seconds),
         "rows_sent_over_changed": _ratio(sent, changed),
+    }
+    by_kind = extract.get("requests_by_kind") or {}
+    translation_tables = ("students", "sections", "terms", "teachers", "roledef")
+    summary["sis_request_breakdown"] = {
+        "token_and_metadata": sum(n for kind, n in by_kind.items() if "oauth" in kind or kind.endswith("/metadata")),
+        "counts": sum(n for kind, n in by_kind.items() if kind.endswith("/count")),
+        "id_translation_reads": sum(n for kind, n in by_kind.items() if not kind.endswith("/count") and any(
+            kind.endswith(f"/ws/schema/table/{table}") for table in translation_tables)),
+        "data_pages": sum(n for kind, n in by_kind.items() if not kind.endswith("/count") and "oauth" not in kind
+                          and not kind.endswith("/metadata") and not any(
+                              kind.endswith(f"/ws/schema/table/{table}") for table in translation_tables)),
     }
     naive = result.get("naive")
     if naive:
@@ -199,6 +216,8 @@ def markdown(results: list[dict[str, Any]]) -> str:
             ("SIS requests made / minimum (sum of ceil(rows / max page size))",
              f"{_number(summary['sis_requests'])} / {_number(summary['sis_minimum_requests'])} = "
              f"{_number(summary['sis_requests_over_minimum'])}x"),
+            ("requests made, by purpose", ", ".join(f"{name.replace('_', ' ')} {count:,}" for name, count in
+                                                     summary["sis_request_breakdown"].items()) or "-"),
             ("minimum with one listing per school and entity (the API lists per school)",
              _number(summary["sis_minimum_requests_per_school_listing"])),
             ("network floor (requests made x latency / concurrency)", f"{_number(summary['network_floor_seconds'])} s"),
@@ -226,6 +245,9 @@ def markdown(results: list[dict[str, Any]]) -> str:
             ("incremental run time / full run time",
              f"{_number(summary['incremental_seconds'])} / {_number(summary['full_seconds'])} s = "
              f"{_number(summary['incremental_over_full'])}"),
+            ("CPU seconds of the stage processes: validate + transform + diff + load (full run); "
+             "full run; incremental run", f"{_number(summary['validate_transform_load_cpu_seconds'])}; "
+             f"{_number(summary['full_cpu_seconds'])}; {_number(summary['incremental_cpu_seconds'])}"),
             ("largest peak RSS of a stage process", f"{_number(summary['peak_rss_mb'])} MB"),
         ]
         lines += [f"| {label} | {value} |" for label, value in rows]
@@ -244,8 +266,8 @@ def write_combined(results_dir: Path) -> None:
         if path.stem == "latest":
             continue
         result = json.loads(path.read_text())
-        if path.name.endswith(".partial.json"):
-            result["summary"] = summarise(result)  # a run still going, or stopped: what it measured so far
+        # Recomputed from the raw figures (a partial run: what it measured so far).
+        result["summary"] = summarise(result)
         known = by_size.get(result["size"])
         if known is None or result["started_at"] > known["started_at"]:
             by_size[result["size"]] = result
