@@ -181,5 +181,7 @@ def test_a_50000_student_district_in_bounded_time_and_memory(tmp_path):
     cpu_seconds = (finished.children_user - started.children_user) + (finished.children_system - started.children_system)
     assert report["rows"]["students"] == 50_000
     assert report["rows"]["cc"] >= 250_000
-    assert report["peak_rss_mb"] < 250  # L measured ~70 MB: nothing is held whole
-    assert cpu_seconds < 30  # ~4 s here; L (4x) stays far under the 2-minute budget
+    # Bounds, not timings: far above what streaming needs (L measured ~70 MB, ~14 s of CPU) and far
+    # below what holding the district whole would take, so they hold on a loaded machine too.
+    assert report["peak_rss_mb"] < 1024
+    assert cpu_seconds < 120
