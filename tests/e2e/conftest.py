@@ -12,6 +12,12 @@ setting: the validation threshold is 100% instead of 5%. The tiny district holds
 edge case the import rules exist for (duplicate logins, sections led by an inactive
 teacher, ...) in 60 students, so a few failing rows are far more than 5% of it; the
 tests check those rows one by one instead (rejected_rows against the oracle).
+
+Run them (a few minutes; every test is marked ``slow`` and kept on one xdist worker by
+``xdist_group("e2e")``, since they share Airflow's metadata database and pay Airflow's
+and Great Expectations' import cost once per process):
+
+    source scripts/airflow-env.sh && .venv/bin/python -m pytest tests/e2e
 """
 
 from __future__ import annotations

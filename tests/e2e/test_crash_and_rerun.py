@@ -20,7 +20,7 @@ from tests.e2e.compare import assert_learning_matches, failed_users
 from tests.e2e.conftest import DISTRICT_ID, run_dag, staged_rows
 from tests.e2e.oracle import expected_state
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
 
 KEYS = {"organizations": ("organization_id",), "users": ("external_id",), "user_levels": ("external_id",),
         "classes": ("class_id",), "rosters": ("class_id", "user_id"), "parent_links": ("parent_id", "child_id")}

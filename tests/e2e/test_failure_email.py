@@ -17,7 +17,7 @@ import pytest
 
 from tests.e2e.conftest import DAG_ID, DISTRICT_ID, run_dag
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
 
 
 def body_text(message) -> str:

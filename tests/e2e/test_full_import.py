@@ -16,7 +16,7 @@ from tests.e2e.compare import assert_learning_matches, failed_users
 from tests.e2e.conftest import DISTRICT_ID, run_dag, staged_rows
 from tests.e2e.oracle import expected_state
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
 
 
 # The co-teacher cap: the tiny district's busiest co-teachers (3019, 3020) are in 22 and 20

@@ -18,7 +18,7 @@ from tests.e2e.compare import assert_learning_matches, failed_users
 from tests.e2e.conftest import DISTRICT_ID, run_dag, staged_rows
 from tests.e2e.oracle import expected_state
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
 
 
 def change_counts(staging_url: str, run_id: str) -> dict[tuple[str, str, str], int]:

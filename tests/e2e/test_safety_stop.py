@@ -22,7 +22,7 @@ from tests.e2e.conftest import run_dag
 from tests.e2e.oracle import expected_state
 from tests.e2e.test_failure_email import body_text
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
 LEAVERS = 40
 
 
