@@ -111,14 +111,17 @@ class ColumnRule:
         import great_expectations.expectations as gxe
 
         meta = {"rule": self.rule, "reason": self.reason}
+        # Data Docs show the notes beside each expectation: the rule name and the admin's reason.
+        common = {"column": self.column, "meta": meta,
+                  "notes": f"rule {self.rule}: {self.reason.replace('{value}', '...')}"}
         if self.check == "not_null":
-            return gxe.ExpectColumnValuesToNotBeNull(column=self.column, meta=meta)
+            return gxe.ExpectColumnValuesToNotBeNull(**common)
         if self.check == "unique":
-            return gxe.ExpectColumnValuesToBeUnique(column=self.column, meta=meta)
+            return gxe.ExpectColumnValuesToBeUnique(**common)
         if self.check == "max_length":
-            return gxe.ExpectColumnValueLengthsToBeBetween(column=self.column, max_value=self.limit, meta=meta)
+            return gxe.ExpectColumnValueLengthsToBeBetween(max_value=self.limit, **common)
         if self.check == "email":
-            return gxe.ExpectColumnValuesToMatchRegex(column=self.column, regex=EMAIL_PATTERN, meta=meta)
+            return gxe.ExpectColumnValuesToMatchRegex(regex=EMAIL_PATTERN, **common)
         raise ValueError(f"unknown check {self.check!r}")
 
 

@@ -333,7 +333,10 @@ def test_results_and_data_docs_are_kept_per_run(staging_engine, tmp_path: Path) 
     document = json.loads(Path(students["results_path"]).read_text(encoding="utf-8"))
     assert document["success"] is False
     assert Path(students["data_docs_path"]).is_file()
-    assert "students_suite" in Path(students["data_docs_path"]).read_text(encoding="utf-8")
+    page = Path(students["data_docs_path"]).read_text(encoding="utf-8")
+    assert "students_suite" in page
+    suite_page = tmp_path / "results" / "data_docs" / "expectations" / "students_suite.html"
+    assert "rule email_format" in suite_page.read_text(encoding="utf-8")  # each rule's notes, for the reader
     assert (tmp_path / "results" / "data_docs" / "index.html").is_file()
 
 
