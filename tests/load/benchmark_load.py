@@ -142,14 +142,18 @@ def write_run(engine, district: SyntheticDistrict, run_id: str) -> dict[str, int
     return counts
 
 
-def measure_run(engine, config, run_id: str, hook: LearningHook, in_flight: int) -> dict:
+def measure_run(engine, config, run_id: str, hook: LearningHook, in_flight: int, diff_only: bool = False) -> dict:
     started = time.perf_counter()
     changes = compute_changes(engine, config, run_id)
     diff_seconds = time.perf_counter() - started
+    rows = sum(sum(actions.values()) for actions in changes.values())
+    print(json.dumps({"run": run_id, "rows": rows, "diff_seconds": round(diff_seconds, 2)}), file=sys.stderr, flush=True)
+    if diff_only:
+        return {"rows_in_run": rows, "diff_seconds": round(diff_seconds, 2),
+                "diff_rows_per_second": round(rows / diff_seconds)}
     check_safety(engine, config, run_id, approve_mass_changes=True)
     summary = load_run(engine, config, run_id, hook, max_batches_in_flight=in_flight)
     total_seconds = time.perf_counter() - started
-    rows = sum(sum(actions.values()) for actions in changes.values())
     return {
         "rows_in_run": rows,
         "diff_seconds": round(diff_seconds, 2),
@@ -177,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--changed-every", type=int, default=100, help="1 row in N changes in the second run")
     parser.add_argument("--staging-url", default=None, help="default: a SQLite file in a temporary directory")
     parser.add_argument("--in-flight", type=int, default=2, help="Learning batches in flight at once")
+    parser.add_argument("--diff-only", action="store_true", help="time writing and diffing the full run, then stop")
     parser.add_argument("--learning-database-url", default=None,
                         help="the reference Learning server's database (default: its own SQLite file)")
     arguments = parser.parse_args(argv)
@@ -195,8 +200,10 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         report["full_rows_written"] = write_run(engine, full, "full")
         report["full_staging_write_seconds"] = round(time.perf_counter() - started, 2)
-        report["full"] = measure_run(engine, config, "full", hook, arguments.in_flight)
+        report["full"] = measure_run(engine, config, "full", hook, arguments.in_flight, arguments.diff_only)
         print(json.dumps(report, indent=2), flush=True)
+        if arguments.diff_only:
+            return 0
 
         changed = SyntheticDistrict(arguments.users, arguments.rosters, arguments.schools, arguments.changed_every)
         started = time.perf_counter()
