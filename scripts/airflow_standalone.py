@@ -18,10 +18,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO_ROOT / "plugins"), str(REPO_ROOT)]
 
-POOLS = {
-    "powerschool_api": (8, "PowerSchool API requests: extract tasks of all districts"),
-    "learning_api": (8, "Learning API requests: load tasks of all districts"),
-}
+POOLS_FILE = REPO_ROOT / "docker" / "pools.json"  # one pools file for standalone, the Celery stack and compose
 
 
 def airflow(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
@@ -29,8 +26,7 @@ def airflow(*args: str, env: dict[str, str], check: bool = True) -> subprocess.C
 
 
 def create_pools(env: dict[str, str]) -> None:
-    for name, (slots, description) in POOLS.items():
-        airflow("pools", "set", name, str(slots), description, env=env)
+    airflow("pools", "import", str(POOLS_FILE), env=env)
 
 
 def main() -> None:
