@@ -120,6 +120,8 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
         "rows_that_changed": changed,
         "change_set_rows_changed": (incremental.get("load") or {}).get("rows_changed"),
         "incremental_over_full": _ratio(incremental_seconds, full_seconds),
+        "incremental_over_full_cpu": _ratio(_stage_total(incremental, field="cpu_seconds"),
+                                            _stage_total(full, field="cpu_seconds")),
         "rows_sent_over_changed": _ratio(sent, changed),
     }
     by_kind = extract.get("requests_by_kind") or {}
@@ -245,6 +247,9 @@ def markdown(results: list[dict[str, Any]]) -> str:
             ("incremental run time / full run time",
              f"{_number(summary['incremental_seconds'])} / {_number(summary['full_seconds'])} s = "
              f"{_number(summary['incremental_over_full'])}"),
+            ("the same in CPU seconds of the stage processes (steadier when the load average moves between the "
+             "runs; leaves out the Learning server's work, most of a full load)",
+             f"{_number(summary['incremental_over_full_cpu'])}"),
             ("CPU seconds of the stage processes: validate + transform + diff + load (full run); "
              "full run; incremental run", f"{_number(summary['validate_transform_load_cpu_seconds'])}; "
              f"{_number(summary['full_cpu_seconds'])}; {_number(summary['incremental_cpu_seconds'])}"),
