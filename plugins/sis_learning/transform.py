@@ -127,7 +127,9 @@ def passed_rows(engine: Engine, config: DistrictConfig, run_id: str) -> dict[str
     section_teachers = frames["section_teachers"]
     teacher_ids = section_teachers["section_id"].fillna("") + ":" + section_teachers["staff_id"].fillna("")
     section_teachers = passed("section_teachers", section_teachers, teacher_ids)
-    lead_of_section = sections.set_index("section_id")["staff_id"]
+    # The lead teacher of every staged section (not only those that passed): a lead's own
+    # SectionTeacher row is never a co-teacher row, even when its class was held back.
+    lead_of_section = frames["sections"].drop_duplicates("section_id").set_index("section_id")["staff_id"]
     is_lead = section_teachers["section_id"].map(lead_of_section).eq(section_teachers["staff_id"]).fillna(False)
     co_teachers = section_teachers[~is_lead.astype(bool).to_numpy()]
     return {

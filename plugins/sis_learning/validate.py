@@ -78,7 +78,7 @@ BLOCKED_LABELS = {
     "students": "student(s)",
     "sections": "class(es)",
     "section_enrollments": "student roster row(s)",
-    "section_teachers": "co-teacher roster row(s)",
+    "section_teachers": "teacher and co-teacher roster row(s)",
     "guardians": "parent(s)",
     "parent_links": "parent link(s)",
 }
@@ -682,6 +682,17 @@ def _reject_duplicate_users(staff: EntityOutcome, students: EntityOutcome, guard
 
 def _check_sections(sections: EntityOutcome, terms: EntityOutcome, courses: EntityOutcome, staff: EntityOutcome) -> None:
     frame = sections.frame
+    # Only active teachers are imported, and a class comes over only with its teacher: a
+    # section whose lead teacher is inactive (not among the active staff PowerSchool lists)
+    # or left out by rule is excluded by design, not broken data. A lead teacher who FAILED
+    # validation is a failure, and cascades below (teacher_rejected).
+    teacher = _lookup(frame["staff_id"], staff, "staff_id")
+    sections.exclude(teacher["status"].isna() & frame["staff_id"].notna(), "teacher_not_active",
+                     "the section's lead teacher " + value(frame["staff_id"]) + " is not among the active staff "
+                     "PowerSchool returned (only active teachers, and their classes, are imported)")
+    sections.exclude(teacher["status"].eq(EXCLUDED), "teacher_not_imported",
+                     "the section's lead teacher " + value(frame["staff_id"]) + " is not imported: "
+                     + value(teacher["why"]))
     term = _lookup(frame["term_id"], terms, "term_id")
     sections.reject(term["status"].isna(), "term_reference",
                     "the section's term " + value(frame["term_id"], "(none)") + " does not exist in PowerSchool's terms")
@@ -701,13 +712,6 @@ def _check_sections(sections: EntityOutcome, terms: EntityOutcome, courses: Enti
     sections.reject(class_name.str.len() > CLASS_NAME_MAX_LENGTH, "class_name_length",
                     f"the class name (course name, section number and expression) is longer than the "
                     f"{CLASS_NAME_MAX_LENGTH} characters Learning accepts")
-    teacher = _lookup(frame["staff_id"], staff, "staff_id")
-    sections.reject(teacher["status"].isna(), "teacher_reference",
-                    "the section's lead teacher " + value(frame["staff_id"]) + " is not among the active staff "
-                    "PowerSchool returned")
-    sections.reject(teacher["status"].eq(EXCLUDED), "teacher_not_imported",
-                    "the section's lead teacher " + value(frame["staff_id"]) + " is not imported: "
-                    + value(teacher["why"]))
     sections.reject(teacher["status"].eq(REJECTED), "teacher_rejected",
                     "the section's lead teacher " + value(frame["staff_id"]) + " failed: " + value(teacher["why"]),
                     caused_by=teacher["root"])
@@ -759,7 +763,7 @@ def _check_section_teachers(config: DistrictConfig, frame: pd.DataFrame, section
                     "the section " + value(frame["section_id"]) + " does not exist in PowerSchool's sections")
     teachers.reject(member["status"].isna() & frame["staff_id"].notna(), "staff_reference",
                     "the co-teacher " + value(frame["staff_id"]) + " is not among the active staff PowerSchool returned")
-    teachers.reject(section["status"].eq(REJECTED) & ~teachers.frame["is_lead"], "section_rejected",
+    teachers.reject(section["status"].eq(REJECTED), "section_rejected",
                     "the class " + value(frame["section_id"]) + " failed: " + value(section["why"]),
                     caused_by=section["root"])
     teachers.reject(member["status"].eq(REJECTED) & ~teachers.frame["is_lead"], "staff_rejected",
@@ -916,23 +920,28 @@ def _evaluated_counts(engine: Engine, config: DistrictConfig, run_id: str) -> di
 def check_thresholds(engine: Engine, config: DistrictConfig, run_id: str) -> None:
     """Stop the run when an entity's failing share exceeds its threshold.
 
-    The share is the entity's rejected rows (its own failures and the cascade) over its
-    rows in scope (evaluated minus excluded by design). The message names the entity,
+    The share is the entity's own rejected rows (not the ones rejected only by the cascade)
+    over its rows in scope (evaluated minus excluded by design). The message names the entity,
     the rules, the share and the threshold, and shows up to 5 examples with reasons.
     """
     evaluated = _evaluated_counts(engine, config, run_id)
     rejected_table, excluded_table = RejectedRow.__table__, ExcludedRow.__table__
     problems: list[str] = []
     with engine.connect() as connection:
-        def per_entity(table):
+        def per_entity(table, *conditions):
             rows = connection.execute(
                 select(table.c.entity,
                        func.count(func.distinct(func.coalesce(table.c.source_id, cast(table.c.id, String)))))
-                .where(table.c.district_id == config.district_id, table.c.run_id == run_id, table.c.stage == STAGE)
+                .where(table.c.district_id == config.district_id, table.c.run_id == run_id, table.c.stage == STAGE,
+                       *conditions)
                 .group_by(table.c.entity))
             return dict(rows.all())
 
-        rejected, excluded = per_entity(rejected_table), per_entity(excluded_table)
+        # An entity's failing share counts its own broken rows. Rows rejected only because
+        # something they depend on failed (the cascade, caused_by set) are that other row's
+        # failure, already counted where it happened.
+        rejected = per_entity(rejected_table, rejected_table.c.caused_by.is_(None))
+        excluded = per_entity(excluded_table)
         for entity in ENTITIES:
             failing = int(rejected.get(entity, 0))
             in_scope = evaluated.get(entity, 0) - int(excluded.get(entity, 0))
@@ -943,7 +952,8 @@ def check_thresholds(engine: Engine, config: DistrictConfig, run_id: str) -> Non
             if share <= threshold:
                 continue
             scope = (rejected_table.c.district_id == config.district_id, rejected_table.c.run_id == run_id,
-                     rejected_table.c.stage == STAGE, rejected_table.c.entity == entity)
+                     rejected_table.c.stage == STAGE, rejected_table.c.entity == entity,
+                     rejected_table.c.caused_by.is_(None))
             rules = connection.execute(
                 select(rejected_table.c.rule, func.count()).where(*scope).group_by(rejected_table.c.rule)
                 .order_by(func.count().desc(), rejected_table.c.rule)).all()

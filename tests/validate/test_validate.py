@@ -118,7 +118,6 @@ def test_every_rule_rejects_its_failing_row_and_passes_the_good_rows(staging_eng
         ("parent_links", "620:9999", "child_reference"), ("guardians", "200", "external_id_unique"),
         ("sections", "410", "id_unique"), ("sections", "411", "section_number_present"),
         ("sections", "412", "term_reference"), ("sections", "413", "course_reference"),
-        ("sections", "414", "teacher_reference"), ("sections", "415", "teacher_not_imported"),
         ("sections", "416", "class_name_length"), ("sections", "417", "teacher_rejected"),
         ("sections", "418", "term_rejected"),
         ("section_enrollments", None, "id_present"), ("section_enrollments", "510", "section_reference"),
@@ -146,7 +145,13 @@ def test_every_rule_rejects_its_failing_row_and_passes_the_good_rows(staging_eng
                                                         "Learning logins are unique")
     assert reasons[("guardians", "200", "external_id_unique")] == (
         "the import id '200' is already used by teacher 200; Learning identifies users by their import id")
-    assert "lead teacher 220 is not imported: the teacher is not active" in reasons[("sections", "415", "teacher_not_imported")]
+    # A section whose lead teacher is inactive (or left out by rule) is excluded by design: only
+    # active teachers are imported, and a class comes over only with its teacher.
+    excluded_reasons = {(row.entity, row.source_id, row.rule): row.reason for row in excluded.itertuples()}
+    assert "is not among the active staff" in excluded_reasons[("sections", "414", "teacher_not_active")]
+    assert ("lead teacher 220 is not imported: the teacher is not active"
+            in excluded_reasons[("sections", "415", "teacher_not_imported")])
+    assert not {("sections", "414"), ("sections", "415")} & {(row.entity, row.source_id) for row in rejected.itertuples()}
     assert "longer than the 255 characters" in reasons[("sections", "416", "class_name_length")]
     assert reasons[("students", "318", "school_rejected")] == "the student's school 101 failed: the school has no name"
     school = rejected[(rejected["entity"] == "schools") & (rejected["source_id"] == "101")].iloc[0]
@@ -233,6 +238,7 @@ def test_the_cascade_is_recorded_row_by_row(staging_engine, tmp_path: Path) -> N
     staged.staff("250", last_name=None)  # fails: owns two classes and co-teaches one
     staged.section("440", staff_id="250")
     staged.section("441", staff_id="250", section_number="2")
+    staged.section_teacher("441", "250", role="Lead Teacher")  # the failed lead's own row is held back too
     staged.section_teacher("400", "250")
     staged.section_teacher("440", "201")
     staged.enrollment("540", "440", "300")
@@ -248,11 +254,12 @@ def test_the_cascade_is_recorded_row_by_row(staging_engine, tmp_path: Path) -> N
     by_key = {(row.entity, row.source_id, row.rule): row for row in rejected.itertuples()}
     teacher = by_key[("staff", "250", "last_name_present")]
     assert teacher.caused_by is None
-    assert teacher.blocks == "2 class(es) (440, 441), 3 student roster row(s), 2 co-teacher roster row(s)"
+    assert teacher.blocks == "2 class(es) (440, 441), 3 student roster row(s), 3 teacher and co-teacher roster row(s)"
     for key in [("sections", "440", "teacher_rejected"), ("sections", "441", "teacher_rejected"),
                 ("section_enrollments", "540", "section_rejected"), ("section_enrollments", "541", "section_rejected"),
                 ("section_enrollments", "542", "section_rejected"),
-                ("section_teachers", "400:250", "staff_rejected"), ("section_teachers", "440:201", "section_rejected")]:
+                ("section_teachers", "400:250", "staff_rejected"), ("section_teachers", "440:201", "section_rejected"),
+                ("section_teachers", "441:250", "section_rejected")]:
         assert by_key[key].caused_by == "staff:250", key
         assert "the last name is missing" in by_key[key].reason
     student = by_key[("students", "340", "first_name_present")]
@@ -380,3 +387,30 @@ def test_the_guard_lets_a_run_within_its_thresholds_pass(staging_engine, tmp_pat
     stricter = district_config(validation_thresholds={"default": 0.05, "per_entity": {"students": 0.01}})
     with pytest.raises(validate.ValidationThresholdExceeded, match=r"students: 1 of 20 .* threshold of 1.0%"):
         validate.check_thresholds(staging_engine, stricter, RUN_ID)
+
+
+def test_the_guard_counts_an_entitys_own_failures_not_the_cascade(staging_engine, tmp_path: Path) -> None:
+    """One teacher with a broken record holds back all 10 of their classes and 40 roster rows: the
+    staff share counts that failure (1 of 20 teachers is 5%, within the threshold); the sections and
+    enrollments held back by the cascade are that teacher's failure, not 10 broken sections."""
+    staged = StagedRun()
+    staged.school("100")
+    staged.term("3500", start_year=2025, start_date="2025-08-15")
+    staged.course("700")
+    for number in range(20):
+        staged.staff(str(200 + number), last_name=None if number == 0 else "Ng")
+    for number in range(20):
+        section_id = str(400 + number)
+        staged.section(section_id, staff_id="200" if number < 10 else str(200 + number), section_number=str(number))
+        for seat in range(4):
+            student_id = str(3000 + number * 4 + seat)
+            staged.student(student_id)
+            staged.enrollment(str(5000 + number * 4 + seat), section_id, student_id)
+    config, counts, rejected, _excluded = run_validate(staging_engine, staged, tmp_path)
+    assert counts["sections"]["rejected"] == 10 and counts["section_enrollments"]["rejected"] == 40
+    validate.check_thresholds(staging_engine, config, RUN_ID)  # passes: only staff 200 itself is broken
+    stricter = district_config(validation_thresholds={"default": 0.05, "per_entity": {"staff": 0.01}})
+    with pytest.raises(validate.ValidationThresholdExceeded) as raised:
+        validate.check_thresholds(staging_engine, stricter, RUN_ID)
+    assert "staff: 1 of 20 rows failed validation (5.0%)" in str(raised.value)
+    assert "sections" not in str(raised.value).split("\n", 1)[1]
