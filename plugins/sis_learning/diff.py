@@ -340,6 +340,12 @@ def compute_changes(engine: Engine, config: DistrictConfig, run_id: str) -> dict
                 rejected.c.district_id == district_id, rejected.c.run_id == run_id, rejected.c.stage == "load"
             )
         )
+        if connection.dialect.name == "postgresql":
+            # Transform has just filled the learning_* tables; before autovacuum gets to them
+            # the planner thinks they are empty and picks nested loops that take hours.
+            tables = [LEARNING_TABLES[spec.name].__table__.name for spec in ENTITIES]
+            tables += [LearningSnapshot.__table__.name, changes.name]
+            connection.exec_driver_sql("ANALYZE " + ", ".join(f'"{name}"' for name in tables))
         for spec in ENTITIES:
             _diff_entity(connection, spec, district_id, run_id)
     counts = change_counts(engine, district_id, run_id)

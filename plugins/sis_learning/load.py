@@ -469,6 +469,11 @@ def load_run(
     password = None
     if config.default_password and _has_pending_user_creates(engine, district_id, run_id):
         password = resolve_secret(config.default_password)
+    if engine.dialect.name == "postgresql":
+        # The diff has just written the change set: fresh statistics keep the per-batch
+        # queries on their indexes.
+        with engine.begin() as connection:
+            connection.exec_driver_sql(f'ANALYZE "{ChangeSet.__table__.name}", "{LearningSnapshot.__table__.name}"')
     stats = LoadStats()
     for phase in PHASES:
         _run_phase(engine, config, run_id, hook, phase, password, batch_size, max_batches_in_flight, stats)
