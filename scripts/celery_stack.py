@@ -300,7 +300,8 @@ class CeleryStack:
                 tail = component.log_path.read_text(errors="replace")[-3000:]
                 raise RuntimeError(f"{component.name} exited with {component.process.returncode}; its log ends:\n{tail}")
 
-    def wait_until_ready(self, timeout: float = 240) -> None:
+    def wait_until_ready(self, timeout: float = 600) -> None:
+        # Generous: on a loaded 2-core machine a Celery worker alone has taken 4 minutes to boot.
         import requests
 
         deadline = time.monotonic() + timeout

@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import bindparam, delete, insert, select, tuple_, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from sandbox.learning import limits
@@ -167,12 +167,16 @@ class EntityImport:
         columns = [table.c[field] for field in self.key_fields]
         found: dict[tuple[str, ...], Any] = {}
         for chunk in _chunks(keys):
-            if len(columns) == 1:
-                condition = columns[0].in_([key[0] for key in chunk])
-            else:
-                condition = tuple_(*columns).in_(list(chunk))
-            for record in self.session.execute(select(table).where(table.c.domain == self.domain, condition)):
-                found[tuple(getattr(record, field) for field in self.key_fields)] = record
+            # One IN per key column (not a row-value IN, which neither SQLite nor PostgreSQL
+            # answers from the (domain, a, b) index): the index narrows to the candidates and
+            # the exact pairs are matched here.
+            conditions = [column.in_(sorted({key[position] for key in chunk}))
+                          for position, column in enumerate(columns)]
+            wanted = set(chunk)
+            for record in self.session.execute(select(table).where(table.c.domain == self.domain, *conditions)):
+                key = tuple(getattr(record, field) for field in self.key_fields)
+                if key in wanted:
+                    found[key] = record
         return found
 
     # rules
@@ -553,13 +557,16 @@ def remove_rows(session: Session, domain: str, entity: str, raw_rows: list[Any])
             continue
         keys.append((index, (getattr(row, first), getattr(row, second))))
     found: dict[tuple[str, str], int] = {}
-    columns = tuple_(getattr(table, first), getattr(table, second))
     pairs = sorted({pair for _, pair in keys})
     for chunk in _chunks(pairs):
+        # Per-column INs use the (domain, a, b) index; the exact pairs are matched here.
+        wanted = set(chunk)
         statement = select(getattr(table, first), getattr(table, second), table.id).where(
-            table.domain == domain, columns.in_(chunk)
+            table.domain == domain,
+            getattr(table, first).in_(sorted({a for a, _ in chunk})),
+            getattr(table, second).in_(sorted({b for _, b in chunk})),
         )
-        found.update({(a, b): row_id for a, b, row_id in session.execute(statement).tuples()})
+        found.update({(a, b): row_id for a, b, row_id in session.execute(statement).tuples() if (a, b) in wanted})
     to_delete: set[int] = set()
     for index, pair in keys:
         key = f"{pair[0]}:{pair[1]}"
