@@ -174,8 +174,28 @@ def _pending_batches(engine: Engine, district_id: str, run_id: str, phase: Phase
         yield buffer
 
 
-def _request_rows(phase: Phase, batch: list[PendingRow], password: str | None, temporary: bool) -> list[dict]:
-    """What goes over the wire for a batch; the password only ever exists here."""
+def sso_authentication_types(config: DistrictConfig) -> dict[str, str]:
+    """Email domain -> the Learning authentication type an import asks for (google, office365)."""
+    types = {domain: "office365" for domain in config.sso_domains.office365}
+    types.update({domain: "google" for domain in config.sso_domains.google})
+    return types
+
+
+def _authentication_type(sso_email: str | None, sso_types: dict[str, str]) -> str | None:
+    if not sso_email or "@" not in sso_email:
+        return None
+    return sso_types.get(sso_email.rsplit("@", 1)[1].strip().lower())
+
+
+def _request_rows(phase: Phase, batch: list[PendingRow], password: str | None, temporary: bool,
+                  sso_types: dict[str, str] | None = None) -> list[dict]:
+    """What goes over the wire for a batch; the password only ever exists here.
+
+    A user whose ``sso_email_address`` is on one of the district's Google Apps / Office 365
+    domains is asked onto that SSO authentication ("users ... automatically set to this
+    authentication via the import"); Learning applies it only to a user not already on SSO
+    and whose type no admin set, so an import never undoes either.
+    """
     spec = ENTITY_BY_NAME[phase.entity]
     if phase.method == "deactivate":
         return [{"external_id": row.key} for row in batch]
@@ -184,6 +204,10 @@ def _request_rows(phase: Phase, batch: list[PendingRow], password: str | None, t
     rows = []
     for row in batch:
         sent = {name: row.payload.get(name) for name in spec.compared_fields}
+        if phase.entity == "users" and sso_types:
+            authentication = _authentication_type(row.payload.get("sso_email_address"), sso_types)
+            if authentication:
+                sent["authentication_type"] = authentication
         if phase.entity == "users" and row.action == ACTION_CREATE:
             # Learning applies a password on create only; it is never part of an update.
             if password is not None:
@@ -375,6 +399,7 @@ def _run_phase(
     batch_size: int, in_flight: int, stats: LoadStats,
 ) -> None:
     temporary = config.imported_passwords_temporary
+    sso_types = sso_authentication_types(config)
     window: list[tuple[list[PendingRow], Future]] = []
     sent_in_phase = 0
     with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix=f"learning-{phase.entity}") as pool:
@@ -386,7 +411,7 @@ def _run_phase(
                 if batch is None:
                     exhausted = True
                     break
-                rows = _request_rows(phase, batch, password, temporary)
+                rows = _request_rows(phase, batch, password, temporary, sso_types)
                 window.append((batch, pool.submit(_send, hook, phase, rows)))
                 stats.requests += 1
                 stats.rows_sent += len(rows)

@@ -467,3 +467,36 @@ def test_learning_server_killed_mid_load_then_restarted_converges(sqlite_staging
         assert sum(counts["pending"] for counts in summary["counts"].values()) == 0
         total = sum(len(rows) for _, rows in district.tables())
         assert summary["rows_sent"] == total - len(district.organizations) - 2 * BATCH_SIZE
+
+
+def test_users_on_the_districts_sso_domains_are_put_on_sso_authentication(sqlite_staging_engine, learning_domain,
+                                                                         default_password):
+    """'users ... automatically set to this authentication via the import': a user whose
+    sso_email_address is on a Google Apps / Office 365 domain is created on that SSO type;
+    one an admin moved to another type keeps it (Learning never lets an import undo it)."""
+    sso_config = make_config(DISTRICT_ID, learning={"connection_id": "learning_loadtest", "batch_size": BATCH_SIZE},
+                             sso_domains={"google": ["kids.example.org"], "office365": ["staff.example.org"]})
+    hook = learning_domain.hook()
+    district = LearningDistrict.generate(schools=1, students_per_school=3, teachers_per_school=1)
+    student, other_student = sorted(key for key, row in district.users.items() if row["user_type"] == "S")[:2]
+    teacher = next(key for key, row in district.users.items() if row["user_type"] == "T")
+    district.users[student]["sso_email_address"] = f"{student}@kids.example.org"
+    district.users[teacher]["sso_email_address"] = f"{teacher}@staff.example.org"
+
+    def run(run_id: str) -> None:
+        write_run(sqlite_staging_engine, district, run_id, DISTRICT_ID)
+        compute_changes(sqlite_staging_engine, sso_config, run_id)
+        check_safety(sqlite_staging_engine, sso_config, run_id, approve_mass_changes=False)
+        load_run(sqlite_staging_engine, sso_config, run_id, hook)
+
+    run("run-1")
+    assert hook.read("users", student)["authentication_type"] == "google"
+    assert hook.read("users", teacher)["authentication_type"] == "office365"
+    assert hook.read("users", other_student)["authentication_type"] == "password"
+
+    hook.request("PUT", f"/api/v1/admin/users/{student}/authentication",  # an admin's choice
+                 json={"authentication_type": "password"})
+    district.users[student]["first_name"] = "Renamed"  # the next import updates this user
+    run("run-2")
+    assert hook.read("users", student)["first_name"] == "Renamed"
+    assert hook.read("users", student)["authentication_type"] == "password", "an import undid an admin's choice"
