@@ -406,7 +406,7 @@ def test_the_guard_counts_an_entitys_own_failures_not_the_cascade(staging_engine
             student_id = str(3000 + number * 4 + seat)
             staged.student(student_id)
             staged.enrollment(str(5000 + number * 4 + seat), section_id, student_id)
-    config, counts, rejected, _excluded = run_validate(staging_engine, staged, tmp_path)
+    config, counts, _rejected, _excluded = run_validate(staging_engine, staged, tmp_path)
     assert counts["sections"]["rejected"] == 10 and counts["section_enrollments"]["rejected"] == 40
     validate.check_thresholds(staging_engine, config, RUN_ID)  # passes: only staff 200 itself is broken
     stricter = district_config(validation_thresholds={"default": 0.05, "per_entity": {"staff": 0.01}})
