@@ -142,7 +142,8 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
         summary["naive_requests"] = whole["requests"]
         summary["naive_extrapolated"] = whole["extrapolated"]
         summary["naive_measured_on"] = (f"{naive['schools_read']} of {naive['schools_total']} schools, "
-                                        f"{naive['seconds']} s for {naive['requests']} requests")
+                                        f"{naive['seconds']} s for {naive['requests']} requests"
+                                        + (f"; {naive['note']}" if naive.get("note") else ""))
         summary["extract_over_naive"] = _ratio(extract["seconds"], whole["seconds"])
     targets = [
         _target("extract / network floor", summary["extract_over_floor"], 1.25, "x"),
