@@ -175,6 +175,9 @@ class CeleryStack:
             "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + self.metadata_url.replace("+psycopg2", ""),
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.settings.concurrency),
             "AIRFLOW__OPERATORS__DEFAULT_QUEUE": self.queue,
+            # INFO at least, whatever the caller's environment says: a worker is known to be
+            # ready by Celery's INFO line "... ready." in its log.
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
