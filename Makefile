@@ -18,7 +18,10 @@ venv: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(ENV) $(PY) scripts/demo.py
 
+# The end-to-end tests run DAGs with dag.test(), which needs Airflow's metadata database:
+# migrate it first (idempotent, a few seconds; SQLite under .airflow/ unless configured).
 test: $(VENV)/.installed lint
+	$(ENV) $(VENV)/bin/airflow db migrate > .airflow-migrate.log 2>&1 || { cat .airflow-migrate.log; exit 1; }
 	$(ENV) $(PY) -m pytest -n 2 --dist loadgroup tests
 
 lint: $(VENV)/.installed
