@@ -13,7 +13,13 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
+import pytest
 from sqlalchemy import create_engine, text
+
+# dag.test() writes the DAGs and their assets into Airflow's metadata database: keep it on
+# the worker the other dag.test() runs use (tests/e2e), or two workers race on the same
+# asset row (SQLite: UNIQUE constraint failed: asset.name, asset.uri).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,8 +40,6 @@ def _dag(file_name: str, dag_id: str):
 
 
 def test_scores_on_a_class_the_import_created_reach_powerteacher_through_the_dag(tmp_path, monkeypatch):
-    import pytest
-
     if not _metadata_database_ready():
         pytest.skip("dag.test() needs an initialised Airflow metadata database: run with "
                     "`source scripts/airflow-env.sh` (AIRFLOW_HOME=.airflow), as `make test` does")
