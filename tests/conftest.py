@@ -102,3 +102,20 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         terminalreporter.write_line(
             f"NOTE: PostgreSQL tests were skipped: {_skipped_postgres[0]}", yellow=True, bold=True
         )
+
+
+@pytest.fixture(autouse=True)
+def _xdist_group_is_honoured(request: pytest.FixtureRequest) -> None:
+    """Under ``--dist loadgroup`` a grouped test must carry its ``@group`` suffix.
+
+    Tests that share one resource (Airflow's metadata database for ``dag.test()``, the
+    Celery stack) rely on xdist keeping their group on one worker. pytest-xdist does that
+    by renaming the node id; a pytest release that ignores the rename (pytest 9 with xdist
+    3.8 does) silently spreads the group over both workers, and they race. Fail loudly.
+    """
+    if os.environ.get("PYTEST_XDIST_WORKER") is None or request.config.getoption("dist", None) != "loadgroup":
+        return
+    groups = [mark.args[0] if mark.args else mark.kwargs.get("name") for mark in request.node.iter_markers("xdist_group")]
+    if groups and "@" not in request.node.nodeid:
+        pytest.fail(f"xdist_group {groups} is not honoured by this pytest/pytest-xdist pair: pin the versions of "
+                    "requirements-dev.txt", pytrace=False)
