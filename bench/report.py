@@ -42,7 +42,23 @@ def machine_info() -> dict[str, Any]:
         pass
     return {"cpu_model": cpu_model, "cores": os.cpu_count(), "memory_gb": memory_gb,
             "python": platform.python_version(), "platform": platform.platform(),
+            "code": code_version(),
             "load_average_at_start": [round(value, 1) for value in os.getloadavg()]}
+
+
+def code_version() -> str | None:
+    """The commit the benchmark measured, with ``+changes`` when the tree had uncommitted edits."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "plugins", "sandbox",
+                                "bench", "dags"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return f"{commit}+changes" if dirty else commit
 
 
 def fresh_postgres_database(server_url: str, prefix: str) -> str:
@@ -196,7 +212,8 @@ def markdown(results: list[dict[str, Any]]) -> str:
             f"Run {result['started_at']} to {result.get('finished_at') or '(not finished: partial result)'}; latency {settings['latency_ms']} ms per SIS "
             f"request, throttle {settings['throttle_ms']} ms, {settings['concurrency']} requests in flight allowed, "
             f"staging {settings['staging']}, Learning on SQLite; load average at start/end "
-            f"{result['machine']['load_average_at_start'][0]} / {result['machine']['load_average_at_end'][0]}.",
+            f"{result['machine']['load_average_at_start'][0]} / {result['machine']['load_average_at_end'][0]}; "
+            f"code {result['machine'].get('code') or 'unrecorded'}.",
             "",
             "| run | stage | wall s | CPU s | rows | rows/s | peak RSS MB | load avg (1 min) |",
             "|---|---|---:|---:|---:|---:|---:|---:|",
