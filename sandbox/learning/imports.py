@@ -17,9 +17,11 @@ Learning's side of the PowerSchool SIS import:
 - users are never deleted, only deactivated; nobody is ever notified of an import.
 
 A batch is one transaction: valid rows are applied, invalid rows are reported with a
-reason, and a row is never applied in part. Existing objects are read with one query
-per batch (by key), new ones inserted with one executemany: 1,000 rows take tens of
-milliseconds.
+reason, and a row is never applied in part. The work is set-based (``batch_sql.py``): the
+rows are validated together, existing objects and everything the rules refer to are read
+with one query per kind (by key), new ones inserted and changed ones updated with one
+executemany each, and a password is hashed once per domain (``passwords.PasswordHasher``):
+1,000 rows take a few milliseconds of database time.
 """
 
 from __future__ import annotations
@@ -31,11 +33,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ValidationError
-from sqlalchemy import bindparam, delete, insert, select, update
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from sandbox.learning import limits
+from sandbox.learning.batch_sql import insert_rows, rows_by_keys, update_rows_by_id
 from sandbox.learning.models import LearningBase, LearningClass, Organization, ParentLink, Roster, User, UserLevel
 from sandbox.learning.passwords import PasswordHasher
 from sandbox.learning.schemas import (
@@ -86,21 +89,17 @@ def _chunks(items: Sequence[Any], size: int = 500) -> Iterable[Sequence[Any]]:
 
 def _user_types(session: Session, domain: str, external_ids: Iterable[str]) -> dict[str, str]:
     """external_id -> user_type for the users of ``external_ids`` that exist in the domain."""
-    wanted = sorted(set(external_ids))
-    found: dict[str, str] = {}
-    for chunk in _chunks(wanted):
-        statement = select(User.external_id, User.user_type).where(User.domain == domain, User.external_id.in_(chunk))
-        found.update(dict(session.execute(statement).tuples().all()))
-    return found
+    found = rows_by_keys(
+        session, User.__table__, domain, ("external_id",), ((value,) for value in external_ids),
+        columns=("external_id", "user_type"),
+    )
+    return {key[0]: record.user_type for key, record in found.items()}
 
 
 def _existing_keys(session: Session, domain: str, column: Any, keys: Iterable[str]) -> set[str]:
-    wanted = sorted(set(keys))
-    found: set[str] = set()
-    table = column.class_
-    for chunk in _chunks(wanted):
-        found.update(session.scalars(select(column).where(table.domain == domain, column.in_(chunk))))
-    return found
+    table = column.class_.__table__
+    found = rows_by_keys(session, table, domain, (column.key,), ((key,) for key in keys), columns=(column.key,))
+    return {key[0] for key in found}
 
 
 def _plain_letters(text: str) -> str:
@@ -138,11 +137,19 @@ class EntityImport:
     table: ClassVar[type[LearningBase]]
     key_fields: ClassVar[tuple[str, ...]]
 
-    def __init__(self, session: Session, domain: str, settings: DomainSettingsBody, now: datetime) -> None:
+    def __init__(
+        self,
+        session: Session,
+        domain: str,
+        settings: DomainSettingsBody,
+        now: datetime,
+        password_hasher: PasswordHasher | None = None,
+    ) -> None:
         self.session = session
         self.domain = domain
         self.settings = settings
         self.now = now
+        self.password_hasher = password_hasher
 
     # keys
     @classmethod
@@ -162,14 +169,11 @@ class EntityImport:
         return ":".join(parts) if parts is not None else None
 
     def load_existing(self, keys: list[tuple[str, ...]]) -> dict[tuple[str, ...], Any]:
-        """The stored rows of these keys (Core rows: plain and fast, read by attribute)."""
+        """The stored rows of these keys, typed by SQLAlchemy (the read back shows them as they are)."""
         table = self.table.__table__
         columns = [table.c[field] for field in self.key_fields]
         found: dict[tuple[str, ...], Any] = {}
         for chunk in _chunks(keys):
-            # One IN per key column (not a row-value IN, which neither SQLite nor PostgreSQL
-            # answers from the (domain, a, b) index): the index narrows to the candidates and
-            # the exact pairs are matched here.
             conditions = [column.in_(sorted({key[position] for key in chunk}))
                           for position, column in enumerate(columns)]
             wanted = set(chunk)
@@ -178,6 +182,10 @@ class EntityImport:
                 if key in wanted:
                     found[key] = record
         return found
+
+    def existing_rows(self, keys: list[tuple[str, ...]]) -> dict[tuple[str, ...], Any]:
+        """The stored rows of a batch's keys, for the import: one lookup per 500 keys, the driver's values."""
+        return rows_by_keys(self.session, self.table.__table__, self.domain, self.key_fields, keys)
 
     # rules
     def prepare(self, rows: list[tuple[int, Any]], existing: dict[tuple[str, ...], Any]) -> None:
@@ -194,20 +202,40 @@ class EntityImport:
         """Called once a row is accepted, so later rows of the same batch see it."""
 
     # the batch
-    def upsert(self, raw_rows: list[Any]) -> list[RowOutcome]:
-        outcomes: dict[int, RowOutcome] = {}
-        parsed: list[tuple[int, Any]] = []
-        first_index_of_key: dict[str, int] = {}
+    @classmethod
+    def rows_adapter(cls) -> TypeAdapter:
+        adapter = _LIST_ADAPTERS.get(cls.row_model)
+        if adapter is None:
+            adapter = _LIST_ADAPTERS[cls.row_model] = TypeAdapter(list[cls.row_model])  # type: ignore[name-defined]
+        return adapter
+
+    def validated(self, raw_rows: list[Any], outcomes: dict[int, RowOutcome]) -> list[tuple[int, Any]]:
+        """(index, row model) of the rows that keep the row schema; the others fail here with the reason."""
+        if all(type(raw) is dict for raw in raw_rows):
+            try:
+                # Usually every row is valid: one call validates them all.
+                return list(enumerate(self.rows_adapter().validate_python(raw_rows)))
+            except ValidationError:
+                pass  # row by row below, so each bad row gets its own reason
+        valid: list[tuple[int, Any]] = []
         for index, raw in enumerate(raw_rows):
             if not isinstance(raw, dict):
                 outcomes[index] = RowOutcome(index, None, "failed", "a row must be a JSON object")
                 continue
             try:
-                row = self.row_model.model_validate(raw)
+                valid.append((index, self.row_model.model_validate(raw)))
             except ValidationError as error:
                 outcomes[index] = RowOutcome(index, self.key_of(raw), "failed", describe_validation_error(error))
-                continue
-            key = self.key_of(row)
+        return valid
+
+    def upsert(self, raw_rows: list[Any]) -> list[RowOutcome]:
+        outcomes: dict[int, RowOutcome] = {}
+        parsed: list[tuple[int, tuple[str, ...], str, Any]] = []
+        first_index_of_key: dict[str, int] = {}
+        key_fields = self.key_fields
+        for index, row in self.validated(raw_rows, outcomes):
+            parts = tuple(getattr(row, field) for field in key_fields)
+            key = ":".join(parts)
             if key in first_index_of_key:
                 outcomes[index] = RowOutcome(
                     index,
@@ -218,16 +246,16 @@ class EntityImport:
                 )
                 continue
             first_index_of_key[key] = index
-            parsed.append((index, row))
+            parsed.append((index, parts, key, row))
 
-        existing = self.load_existing([self.key_parts(row) for _, row in parsed])
-        self.prepare(parsed, existing)
+        existing = self.existing_rows([parts for _, parts, _, _ in parsed])
+        self.prepare([(index, row) for index, _, _, row in parsed], existing)
         inserts: list[dict[str, Any]] = []
         ordered_updates: list[dict[str, Any]] = []  # must run one by one, in batch order (see UserImport)
         updates: list[dict[str, Any]] = []
-        for index, row in parsed:
-            key = self.key_of(row)
-            current = existing.get(self.key_parts(row))
+        now = self.now
+        for index, parts, key, row in parsed:
+            current = existing.get(parts)
             try:
                 values, note = self.values(row, current)
             except RowFailed as failure:
@@ -235,34 +263,37 @@ class EntityImport:
                 continue
             self.accepted(row, current, values)
             if current is None:
-                inserts.append({**values, "domain": self.domain, "created_at": self.now, "updated_at": self.now})
+                inserts.append({**values, "domain": self.domain, "created_at": now, "updated_at": now})
                 outcomes[index] = RowOutcome(index, key, "created", note=note)
                 continue
-            changed = {name: value for name, value in values.items() if getattr(current, name) != value}
+            stored = current._mapping
+            changed = {name: value for name, value in values.items() if stored[name] != value}
             if not changed:
                 outcomes[index] = RowOutcome(index, key, "unchanged", note=note)
                 continue
             if self.must_update_in_order(changed):
-                ordered_updates.append({"row_id": current.id, **changed, "updated_at": self.now})
+                ordered_updates.append({"row_id": current.id, **changed, "updated_at": now})
             else:
                 # the whole row, not just what changed: one UPDATE statement fits the whole batch
-                updates.append({"row_id": current.id, **values, "updated_at": self.now})
+                updates.append({"row_id": current.id, **values, "updated_at": now})
             outcomes[index] = RowOutcome(index, key, "updated", note=note)
 
         # Updates before inserts: a login released by an update may be taken by a created user.
         table = self.table.__table__
         for change in ordered_updates:
-            self.session.execute(update(table).where(table.c.id == change.pop("row_id")).values(**change))
+            update_rows_by_id(self.session, table, [change])
         for group in _same_columns(updates):
-            statement = update(table).where(table.c.id == bindparam("row_id"))
-            statement = statement.values({name: bindparam(name) for name in group[0] if name != "row_id"})
-            self.session.execute(statement, group)
+            update_rows_by_id(self.session, table, group)
         for group in _same_columns(inserts):
-            self.session.execute(insert(table), group)
+            insert_rows(self.session, table, group)
         return [outcomes[index] for index in range(len(raw_rows))]
 
     def must_update_in_order(self, changed: dict[str, Any]) -> bool:
         return False
+
+
+# row model -> TypeAdapter(list[row model]), built once
+_LIST_ADAPTERS: dict[type[BaseModel], TypeAdapter] = {}
 
 
 class OrganizationImport(EntityImport):
@@ -279,21 +310,20 @@ class UserImport(EntityImport):
     key_fields = ("external_id",)
 
     def prepare(self, rows: list[tuple[int, UserRow]], existing: dict[tuple[str, ...], Any]) -> None:
-        self.hash_password = PasswordHasher()
+        self.hash_password = self.password_hasher or PasswordHasher()
         self.organizations = _existing_keys(
             self.session, self.domain, Organization.organization_id, (row.organization_id for _, row in rows)
         )
         wanted_logins = {
-            (row.login or row.sso_email_address).lower() for _, row in rows if row.login or row.sso_email_address
+            ((row.login or row.sso_email_address).lower(),) for _, row in rows if row.login or row.sso_email_address
         }
         # login_key -> external_id of its holder, as the batch goes (a row may free a login for a later row).
-        self.login_owners: dict[str, str] = {}
+        owners = rows_by_keys(
+            self.session, User.__table__, self.domain, ("login_key",), wanted_logins,
+            columns=("login_key", "external_id"),
+        )
+        self.login_owners: dict[str, str] = {key[0]: record.external_id for key, record in owners.items()}
         self.released_logins: set[str] = set()
-        for chunk in _chunks(sorted(wanted_logins)):
-            statement = select(User.login_key, User.external_id).where(
-                User.domain == self.domain, User.login_key.in_(chunk)
-            )
-            self.login_owners.update(dict(self.session.execute(statement).tuples().all()))
 
     def _generate_login(self, row: UserRow) -> str:
         """first.last (letters and digits), then first.last2, 3, ...: the first free one, deterministically."""
@@ -480,10 +510,19 @@ ENTITY_IMPORTS: dict[str, type[EntityImport]] = {
 
 
 def upsert_batch(
-    session: Session, domain: str, entity: str, rows: list[Any], settings: DomainSettingsBody
+    session: Session,
+    domain: str,
+    entity: str,
+    rows: list[Any],
+    settings: DomainSettingsBody,
+    password_hasher: PasswordHasher | None = None,
 ) -> list[RowOutcome]:
-    """Upsert one batch of ``entity`` rows into ``domain`` inside the caller's transaction."""
-    importer = ENTITY_IMPORTS[entity](session, domain, settings, datetime.now(UTC))
+    """Upsert one batch of ``entity`` rows into ``domain`` inside the caller's transaction.
+
+    ``password_hasher``: the domain's (the server keeps one per domain, so a district's
+    default password is hashed once, not once per batch); default a fresh one.
+    """
+    importer = ENTITY_IMPORTS[entity](session, domain, settings, datetime.now(UTC), password_hasher)
     return importer.upsert(rows)
 
 
@@ -506,15 +545,13 @@ def deactivate_users(session: Session, domain: str, external_ids: list[Any]) -> 
             )
             continue
         wanted.append((index, external_id))
-    users: dict[str, User] = {}
-    for chunk in _chunks(sorted({external_id for _, external_id in wanted})):
-        users.update(
-            (user.external_id, user)
-            for user in session.scalars(select(User).where(User.domain == domain, User.external_id.in_(chunk)))
-        )
+    users = rows_by_keys(
+        session, User.__table__, domain, ("external_id",), ((external_id,) for _, external_id in wanted),
+        columns=("id", "external_id", "enabled"),
+    )
     to_disable: set[int] = set()
     for index, external_id in wanted:
-        user = users.get(external_id)
+        user = users.get((external_id,))
         if user is None:
             outcomes[index] = RowOutcome(
                 index, external_id, "failed", f"user {external_id} does not exist in this domain"
@@ -556,17 +593,8 @@ def remove_rows(session: Session, domain: str, entity: str, raw_rows: list[Any])
             outcomes[index] = RowOutcome(index, key, "failed", describe_validation_error(error))
             continue
         keys.append((index, (getattr(row, first), getattr(row, second))))
-    found: dict[tuple[str, str], int] = {}
-    pairs = sorted({pair for _, pair in keys})
-    for chunk in _chunks(pairs):
-        # Per-column INs use the (domain, a, b) index; the exact pairs are matched here.
-        wanted = set(chunk)
-        statement = select(getattr(table, first), getattr(table, second), table.id).where(
-            table.domain == domain,
-            getattr(table, first).in_(sorted({a for a, _ in chunk})),
-            getattr(table, second).in_(sorted({b for _, b in chunk})),
-        )
-        found.update({(a, b): row_id for a, b, row_id in session.execute(statement).tuples() if (a, b) in wanted})
+    stored = rows_by_keys(session, table.__table__, domain, (first, second), (pair for _, pair in keys), columns=("id",))
+    found = {pair: record.id for pair, record in stored.items()}
     to_delete: set[int] = set()
     for index, pair in keys:
         key = f"{pair[0]}:{pair[1]}"

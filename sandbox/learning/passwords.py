@@ -2,9 +2,13 @@
 PowerSchool SIS integration. PowerSchool Learning can set default passwords for you").
 
 Only a scrypt hash is ever stored (``scrypt$n$r$p$salt$hash``, standard library only).
-An import sends the district's default password for every created user, so one batch
-hashes each distinct password once (``PasswordHasher``), with a fresh salt per batch:
-hashing 1,000 times at scrypt's cost would take far longer than the batch itself.
+An import sends the district's default password for every created user, and one scrypt
+hash takes 50-90 ms (it is meant to be slow), so the server keeps one ``PasswordHasher``
+per domain that hashes each distinct password once, with a fresh salt, and reuses that
+hash for the domain's later users with the same password while the server runs. (Hashing
+per user would take longer than the import itself: a 200,000-student district would
+spend hours in scrypt.) The cache is bounded and keyed by an HMAC of the password under
+a key that exists only in this process: the plain text is never kept.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import base64
 import hashlib
 import hmac
 import os
+import threading
+from collections import OrderedDict
 
 SCRYPT_N = 2**14
 SCRYPT_R = 8
@@ -47,13 +53,28 @@ def verify_password(password: str, stored: str) -> bool:
 
 
 class PasswordHasher:
-    """Hashes each distinct password of one batch once."""
+    """Hashes each distinct password once, then reuses the hash (one hasher per domain).
 
-    def __init__(self) -> None:
-        self._hashes: dict[str, str] = {}
+    Holds at most ``max_passwords`` hashes (least recently used dropped first), keyed by
+    HMAC-SHA256 under a random per-process key, never by the password itself.
+    """
+
+    def __init__(self, max_passwords: int = 16) -> None:
+        self._key = os.urandom(32)
+        self._max_passwords = max_passwords
+        self._hashes: OrderedDict[bytes, str] = OrderedDict()
+        self._lock = threading.Lock()
 
     def __call__(self, password: str) -> str:
-        stored = self._hashes.get(password)
-        if stored is None:
-            stored = self._hashes[password] = hash_password(password)
+        fingerprint = hmac.new(self._key, password.encode("utf-8"), hashlib.sha256).digest()
+        with self._lock:
+            stored = self._hashes.get(fingerprint)
+            if stored is not None:
+                self._hashes.move_to_end(fingerprint)
+                return stored
+        stored = hash_password(password)
+        with self._lock:
+            self._hashes[fingerprint] = stored
+            while len(self._hashes) > self._max_passwords:
+                self._hashes.popitem(last=False)
         return stored
