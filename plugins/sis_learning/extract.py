@@ -23,19 +23,24 @@ docs/extract.md.
 from __future__ import annotations
 
 import json
+import queue
 import re
+import threading
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import date
+from operator import itemgetter
 from typing import Any
 
+import orjson
 from airflow.sdk.exceptions import AirflowFailException
 from sqlalchemy import select
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from sis_learning.config import DistrictConfig, DistrictConfigError
 from sis_learning.hooks.http_client import PermissionDeniedError, ValidationFailedError
 from sis_learning.hooks.powerschool import Listing, PowerSchoolHook, id_string
-from sis_learning.staging.base import bulk_insert
+from sis_learning.staging.base import bulk_insert, insert_tuples
 from sis_learning.staging.source import STAGED_SOURCE_TABLES, ExtractCount, RawRecord, StgStudent
 
 DISTRICT_SCOPE = "district"
@@ -129,7 +134,16 @@ def _first(record: Mapping[str, Any], *names: str) -> Any:
 
 
 class EntityStaging:
-    """Writes one entity of one run: clears its scopes first, then page after page."""
+    """Writes one entity of one run: clears its scopes first, then page after page.
+
+    Pages are written by a thread of their own, so the database's work (SQLite's inserts
+    and PostgreSQL's COPY run without Python's global lock) overlaps with reading and
+    parsing the next pages. Pages waiting for it are bounded (``WRITE_QUEUE_PAGES``); a
+    transaction holds one page or, when pages queue up, several (never a part of one).
+    """
+
+    WRITE_QUEUE_PAGES = 8
+    ROWS_PER_TRANSACTION = 20_000
 
     def __init__(self, engine: Engine, config: DistrictConfig, run_id: str, entity: str) -> None:
         self.engine = engine
@@ -138,7 +152,9 @@ class EntityStaging:
         self.entity = entity
         self.table = STAGED_SOURCE_TABLES[entity].__table__
         self.written: dict[str, int] = {}
-        self._connection: Connection | None = None
+        self._pages: queue.Queue[_StagedPage | None] | None = None
+        self._writer: threading.Thread | None = None
+        self._failure: BaseException | None = None
 
     def clear(self, scopes: Iterable[str]) -> None:
         scopes = sorted(set(scopes))
@@ -162,28 +178,71 @@ class EntityStaging:
         self.written = {}
 
     def write_page(self, scope: str, records: list[Mapping[str, Any]], rows: list[dict[str, Any]], source_ids: list[str | None]) -> None:
-        """One page in one transaction: raw JSON and typed rows, both or neither."""
+        """Hand one page to the writer: raw JSON and typed rows, committed together."""
         if not rows:
             return
-        keys = {"district_id": self.district_id, "run_id": self.run_id, "scope": scope}
+        if self._failure is not None:
+            raise self._failure
+        district_id, run_id, entity = self.district_id, self.run_id, self.entity
         raw = [
-            {**keys, "entity": self.entity, "source_id": source_id, "payload": json.dumps(record, ensure_ascii=False, separators=(",", ":"))}
+            (district_id, run_id, scope, entity, source_id, raw_json(record))
             for record, source_id in zip(records, source_ids, strict=True)
         ]
-        typed = [{**keys, **row} for row in rows]
-        # One connection for the whole entity (a pool checkout and ping per page cost more
-        # than the page's COPY), one transaction per page.
-        if self._connection is None:
-            self._connection = self.engine.connect()
-        with self._connection.begin():
-            bulk_insert(self._connection, RawRecord, raw)
-            bulk_insert(self._connection, self.table, typed)
-        self.written[scope] = self.written.get(scope, 0) + len(rows)
+        columns = tuple(rows[0])
+        values = itemgetter(*columns)
+        keys = (district_id, run_id, scope)
+        typed = [keys + values(row) for row in rows] if len(columns) > 1 else [(*keys, values(row)) for row in rows]
+        if self._writer is None:
+            self._pages = queue.Queue(maxsize=self.WRITE_QUEUE_PAGES)
+            self._writer = threading.Thread(target=self._write_pages, name=f"staging-{entity}", daemon=True)
+            self._writer.start()
+        assert self._pages is not None
+        self._pages.put(_StagedPage(scope, raw, (*TYPED_KEY_COLUMNS, *columns), typed))
+
+    def _write_pages(self) -> None:
+        """The writer thread: one connection for the whole entity, a transaction per batch."""
+        assert self._pages is not None
+        pages = self._pages
+        finished = False
+        try:
+            with self.engine.connect() as connection:
+                while not finished:
+                    batch = [pages.get()]
+                    if batch[0] is None:
+                        break
+                    rows = len(batch[0].typed)
+                    while rows < self.ROWS_PER_TRANSACTION:
+                        try:
+                            page = pages.get_nowait()
+                        except queue.Empty:
+                            break
+                        if page is None:
+                            finished = True
+                            break
+                        batch.append(page)
+                        rows += len(page.typed)
+                    with connection.begin():
+                        for page in batch:
+                            insert_tuples(connection, RawRecord.__table__, RAW_COLUMNS, page.raw)
+                            insert_tuples(connection, self.table, page.columns, page.typed)
+                    for page in batch:
+                        self.written[page.scope] = self.written.get(page.scope, 0) + len(page.typed)
+        except BaseException as error:  # handed to the reading thread, which raises it
+            self._failure = error
+            while not finished:  # keep the reader from blocking on a full queue
+                finished = pages.get() is None
 
     def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        """Wait for every handed page to be written; raise what the writer met, if anything."""
+        if self._writer is not None:
+            assert self._pages is not None
+            self._pages.put(None)
+            self._writer.join()
+            self._writer = None
+            self._pages = None
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
 
     def write_counts(self, summaries: list[dict[str, Any]]) -> None:
         rows = [
@@ -203,6 +262,26 @@ class EntityStaging:
         ]
         with self.engine.begin() as connection:
             bulk_insert(connection, ExtractCount, rows)
+
+
+@dataclass
+class _StagedPage:
+    scope: str
+    raw: list[tuple[Any, ...]]
+    columns: tuple[str, ...]
+    typed: list[tuple[Any, ...]]
+
+
+RAW_COLUMNS = ("district_id", "run_id", "scope", "entity", "source_id", "payload")
+TYPED_KEY_COLUMNS = ("district_id", "run_id", "scope")
+
+
+def raw_json(record: Any) -> str:
+    """A record's JSON for ``raw_records``: compact, non-ASCII kept as it is."""
+    try:
+        return orjson.dumps(record).decode()
+    except TypeError:  # what orjson refuses (integers past 64 bits, non-string keys)
+        return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
 
 
 def _scope_summaries(listings: list[Listing], written: Mapping[str, int], extra_notes: Mapping[str, list[str]] | None = None) -> list[dict[str, Any]]:
@@ -256,10 +335,16 @@ def _stage_listings(
     listings: list[Listing],
     build_row: RowBuilder,
     source_id: Callable[[Mapping[str, Any]], str | None] = lambda record: id_string(record.get("id")),
+    *,
+    page_by_page: bool = False,
 ) -> None:
-    """Read the listings page by page and stage each page as it arrives."""
+    """Read the listings page by page and stage each page as it arrives.
+
+    ``page_by_page`` for many listings (one per school): no ``/count`` for a listing that
+    fits in one page (see ``PowerSchoolHook.read_pages``).
+    """
     try:
-        for listing, records in hook.read_pages(listings):
+        for listing, records in hook.read_pages(listings, page_by_page=page_by_page):
             kept_records, rows, ids = [], [], []
             for record in records:
                 row = build_row(record, listing)
@@ -283,9 +368,10 @@ def _run_extract(
     build_row: RowBuilder,
     **extra: Any,
 ) -> dict[str, Any]:
+    """Stage per-school listings (one listing per school: read page by page)."""
     staging = EntityStaging(engine, config, run_id, entity)
     staging.clear(listing.scope for listing in listings)
-    _stage_listings(hook, staging, listings, build_row)
+    _stage_listings(hook, staging, listings, build_row, page_by_page=True)
     summaries = _scope_summaries(listings, staging.written, extra.pop("notes", None))
     staging.write_counts(summaries)
     return _result(hook, entity, summaries, **extra)
@@ -518,7 +604,7 @@ def extract_staff(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig,
 
     staging = EntityStaging(engine, config, run_id, "staff")
     staging.clear(schools)
-    _stage_listings(hook, staging, listings, build)
+    _stage_listings(hook, staging, listings, build, page_by_page=True)
     notes = {scope: [f"{count} staff already staged under another selected school"] for scope, count in shared.items()}
     summaries = _scope_summaries(listings, staging.written, notes)
     staging.write_counts(summaries)
@@ -572,41 +658,50 @@ def _in_list(column: str, values: Iterable[str]) -> str:
     return f"{column}==({','.join(values)})"
 
 
-def _id_map(hook: PowerSchoolHook, listing: Listing, key: str, value: str) -> dict[str, str]:
-    mapping: dict[str, str] = {}
-    for row in hook.read_all(listing):
-        source, target = id_string(row.get(key)), id_string(row.get(value))
-        if source is not None and target is not None:
-            mapping[source] = target
-    return mapping
+TableRead = tuple[Listing, tuple[str, ...]]
+
+
+def _read_tables(hook: PowerSchoolHook, reads: Mapping[str, TableRead]) -> dict[str, list[tuple[str | None, ...]]]:
+    """Read several id-translation tables side by side (one concurrent read, not one after
+    the other); per name, the requested columns of every row as identifier strings."""
+    names = {id(listing): (name, columns) for name, (listing, columns) in reads.items()}
+    found: dict[str, list[tuple[str | None, ...]]] = {name: [] for name in reads}
+    for listing, rows in hook.read_pages([listing for listing, _columns in reads.values()]):
+        name, columns = names[id(listing)]
+        found[name].extend(tuple(id_string(row.get(column)) for column in columns) for row in rows)
+    return found
+
+
+def _id_map(rows: Iterable[tuple[str | None, ...]]) -> dict[str, str]:
+    """(source, target) rows -> {source: target}, rows missing either left out."""
+    return {source: target for source, target in rows if source is not None and target is not None}
 
 
 def _first_term_id(config: DistrictConfig) -> int:
     return (config.import_start_year - TERM_ID_YEAR_BASE) * 100
 
 
-def _section_map(hook: PowerSchoolHook, config: DistrictConfig, numbers: Mapping[str, str]) -> tuple[dict[str, tuple[str, str, str | None]], int]:
-    """Sections.ID -> (Sections.DCID, school id, term id) for the sections extract stages.
-
-    Also returns the number of requests the two table reads (sections, terms) took.
-    """
-    listing = hook.table_listing(
+def _section_map_reads(hook: PowerSchoolHook, config: DistrictConfig, numbers: Mapping[str, str]) -> dict[str, TableRead]:
+    """The table reads behind :func:`_section_map`: sections from the start year, and terms."""
+    sections = hook.table_listing(
         DISTRICT_SCOPE,
         "sections",
         ("id", "dcid", "schoolid", "termid"),
         q=f"{_in_list('schoolid', numbers)};termid=ge={_first_term_id(config)}",
     )
     terms = hook.table_listing(DISTRICT_SCOPE, "terms", ("id", "dcid", "schoolid"), q=_in_list("schoolid", numbers))
-    term_ids: dict[tuple[str, str], str] = {}
-    for row in hook.read_all(terms):
-        term_ids[(id_string(row.get("schoolid")) or "", id_string(row.get("id")) or "")] = id_string(row.get("dcid")) or ""
+    return {"sections": (sections, ("id", "dcid", "schoolid", "termid")), "terms": (terms, ("schoolid", "id", "dcid"))}
+
+
+def _section_map(found: Mapping[str, list[tuple[str | None, ...]]], numbers: Mapping[str, str]) -> dict[str, tuple[str, str, str | None]]:
+    """Sections.ID -> (Sections.DCID, school id, term id) for the sections extract stages."""
+    term_ids = {(number or "", term or ""): dcid or "" for number, term, dcid in found["terms"]}
     sections: dict[str, tuple[str, str, str | None]] = {}
-    for row in hook.read_all(listing):
-        section_id, dcid = id_string(row.get("id")), id_string(row.get("dcid"))
-        number = id_string(row.get("schoolid")) or ""
+    for section_id, dcid, number, term in found["sections"]:
         if section_id and dcid:
-            sections[section_id] = (dcid, numbers.get(number, number), term_ids.get((number, id_string(row.get("termid")) or "")))
-    return sections, listing.requests + terms.requests
+            number = number or ""
+            sections[section_id] = (dcid, numbers.get(number, number), term_ids.get((number, term or "")))
+    return sections
 
 
 def extract_section_enrollments(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, school_ids: list[str] | None = None) -> dict[str, Any]:
@@ -640,11 +735,14 @@ def _section_enrollments_from_cc(hook: PowerSchoolHook, engine: Engine, config: 
     )
     # Refusals come first and cheaply: the count of CC is read before any map is built.
     hook.read_counts([cc])
-    sections, section_requests = _section_map(hook, config, numbers)
     student_listing = hook.table_listing(
         DISTRICT_SCOPE, "students", ("id", "dcid"), q=f"{_in_list('schoolid', numbers)};enroll_status==0"
     )
-    students = _id_map(hook, student_listing, "id", "dcid")
+    reads = {**_section_map_reads(hook, config, numbers), "students": (student_listing, ("id", "dcid"))}
+    found = _read_tables(hook, reads)
+    sections = _section_map(found, numbers)
+    students = _id_map(found.pop("students"))
+    found.clear()
     skipped = {"section": 0, "student": 0}
 
     def build(row: Mapping[str, Any], _listing: Listing) -> dict[str, Any] | None:
@@ -680,7 +778,7 @@ def _section_enrollments_from_cc(hook: PowerSchoolHook, engine: Engine, config: 
     # The cross-check compares CC rows read with CC's count, not the staged subset.
     summaries[0]["mismatch"] = cc.mismatch
     staging.write_counts(summaries)
-    translation_requests = section_requests + student_listing.requests
+    translation_requests = sum(listing.requests for listing, _columns in reads.values())
     return _result(hook, "section_enrollments", summaries, source="cc", translation_requests=translation_requests)
 
 
@@ -699,7 +797,7 @@ def _section_enrollments_per_section(hook: PowerSchoolHook, engine: Engine, conf
     # and extract_students read), so it does not depend on those tasks having run first.
     section_listings = [_sections_listing(hook, config, school) for school in schools]
     sections: dict[str, tuple[str | None, str | None]] = {}
-    for listing, rows in hook.read_pages(section_listings):
+    for listing, rows in hook.read_pages(section_listings, page_by_page=True):
         for row in rows:
             sections[id_string(row.get("id")) or ""] = (_text(row.get("school_id")) or listing.scope, _text(row.get("term_id")))
     student_listings = [
@@ -707,7 +805,7 @@ def _section_enrollments_per_section(hook: PowerSchoolHook, engine: Engine, conf
         for school in schools
     ]
     # The same population as the CC read: enrollments of active students of the selected schools.
-    students = {id_string(row.get("id")) for _listing, rows in hook.read_pages(student_listings) for row in rows}
+    students = {id_string(row.get("id")) for _listing, rows in hook.read_pages(student_listings, page_by_page=True) for row in rows}
     reference_requests = sum(listing.requests for listing in [*section_listings, *student_listings])
     listings = [
         hook.v1_listing(
@@ -769,11 +867,17 @@ def extract_section_teachers(hook: PowerSchoolHook, engine: Engine, config: Dist
     """
     schools = _schools_in_scope(hook, config, school_ids)
     numbers = _school_numbers(hook, schools)
-    sections, section_requests = _section_map(hook, config, numbers)
     roles_listing = hook.table_listing(DISTRICT_SCOPE, "roledef", ("id", "name"), identity=lambda row: id_string(row.get("id")))
-    roles = _id_map(hook, roles_listing, "id", "name")
     teachers_listing = hook.table_listing(DISTRICT_SCOPE, "teachers", ("id", "dcid"), q="status==1")
-    teachers = _id_map(hook, teachers_listing, "id", "dcid")
+    reads = {
+        **_section_map_reads(hook, config, numbers),
+        "roles": (roles_listing, ("id", "name")),
+        "teachers": (teachers_listing, ("id", "dcid")),
+    }
+    found = _read_tables(hook, reads)
+    sections = _section_map(found, numbers)
+    roles = _id_map(found["roles"])
+    teachers = _id_map(found["teachers"])
     listing = hook.table_listing(
         DISTRICT_SCOPE,
         "sectionteacher",
@@ -809,7 +913,7 @@ def extract_section_teachers(hook: PowerSchoolHook, engine: Engine, config: Dist
     ]
     summaries = _scope_summaries([listing], staging.written, {DISTRICT_SCOPE: [note for note in notes if note]})
     staging.write_counts(summaries)
-    translation_requests = section_requests + roles_listing.requests + teachers_listing.requests
+    translation_requests = sum(listing.requests for listing, _columns in reads.values())
     return _result(hook, "section_teachers", summaries, translation_requests=translation_requests)
 
 
@@ -878,7 +982,9 @@ def extract_guardians(hook: PowerSchoolHook, engine: Engine, config: DistrictCon
             "relationship": _text(_first(row, "relationship", "relationship_type")),
         }
 
-    _stage_listings(hook, staging, listings, build, source_id=identity)
+    # Many batches are read side by side, each page by page; one or a few, counted and fanned out.
+    page_by_page = len(listings) >= hook.max_concurrent_requests
+    _stage_listings(hook, staging, listings, build, source_id=identity, page_by_page=page_by_page)
     summaries = _scope_summaries(listings, staging.written) if listings else [
         {"scope": DISTRICT_SCOPE, "rows": 0, "reported_count": None, "requests": 0, "pages": 0, "mismatch": False, "note": "no staged students"}
     ]

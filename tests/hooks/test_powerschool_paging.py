@@ -193,3 +193,112 @@ def test_pages_in_memory_are_bounded_while_the_consumer_is_slow(tls_directory):
             assert len(page) == 100
     assert consumed == 20
     assert most_ahead <= 4
+
+
+# --------------------------------------------------------------------------- page by page (many listings)
+
+
+class FakeSchools:
+    """One student list per school (``sizes[school]`` rows); the same bends as FakeDistrict."""
+
+    def __init__(self, sizes: dict[str, int], *, page_size: int = 100, clamp_to: int | None = None,
+                 ignore_page: bool = False, grow_after_page_1: dict[str, int] | None = None):
+        self.rows = {school: [{"id": int(school) * 10_000 + n} for n in range(size)] for school, size in sizes.items()}
+        self.page_size = page_size
+        self.clamp_to = clamp_to
+        self.ignore_page = ignore_page
+        self.grow_after_page_1 = dict(grow_after_page_1 or {})
+        self.page_requests: list[tuple[str, int]] = []
+        self.count_requests: list[str] = []
+
+    def __call__(self, seen, _number):
+        url = urlsplit(seen.path)
+        query = {key: values[0] for key, values in parse_qs(url.query).items()}
+        if url.path == "/oauth/access_token":
+            return Answer(200, {"access_token": "tok", "token_type": "Bearer", "expires_in": "3600"})
+        if url.path == "/ws/v1/metadata":
+            return Answer(200, {"metadata": {"student_max_page_size": self.page_size}})
+        school = url.path.split("/")[4]
+        if url.path.endswith("/student/count"):
+            self.count_requests.append(school)
+            return Answer(200, {"resource": {"count": len(self.rows[school])}})
+        page = 1 if self.ignore_page else int(query["page"])
+        self.page_requests.append((school, int(query["page"])))
+        size = min(int(query["pagesize"]), self.clamp_to or 10**9)
+        chunk = self.rows[school][(page - 1) * size: page * size]
+        if page == 1 and self.grow_after_page_1.get(school):
+            grown = self.grow_after_page_1.pop(school)
+            self.rows[school] += [{"id": int(school) * 10_000 + 5_000 + n} for n in range(grown)]
+        return Answer(200, {"students": {"student": chunk[0] if len(chunk) == 1 else chunk} if chunk else ""})
+
+
+def read_schools_page_by_page(server, schools):
+    hook = PowerSchoolHook.from_settings(server.base_url, "client", "secret", server.ca_bundle, retry_policy=FAST,
+                                         max_concurrent_requests=3)
+    listings = {school: hook.v1_listing(school, f"/ws/v1/school/{school}/student", wrapper="students", item="student",
+                                        resource="student") for school in schools}
+    ids: dict[str, list[int]] = {school: [] for school in schools}
+    for listing, page in hook.read_pages(listings.values(), page_by_page=True):
+        ids[listing.scope] += [record["id"] for record in page]
+    return hook, listings, ids
+
+
+def test_page_by_page_listings_that_fit_in_one_page_need_no_count(tls_directory):
+    sizes = {"1": 30, "2": 250, "3": 100, "4": 0}
+    district = FakeSchools(sizes)
+    with scripted_server(district, tls_directory) as server:
+        hook, listings, ids = read_schools_page_by_page(server, sizes)
+    for school, size in sizes.items():
+        assert sorted(ids[school]) == [int(school) * 10_000 + n for n in range(size)]
+    # a full page 1 (school 2) shows the server does not clamp: no /count at all, and
+    # every listing costs the pages its rows need (an exact multiple: one empty page more)
+    assert district.count_requests == []
+    assert sorted(district.page_requests) == [("1", 1), ("2", 1), ("2", 2), ("2", 3), ("3", 1), ("3", 2), ("4", 1)]
+    assert hook.stats.total_requests == 2 + 7  # token, metadata and the pages
+    assert all(listing.reported_count is None and not listing.mismatch for listing in listings.values())
+
+
+def test_page_by_page_counts_only_the_longest_short_listings(tls_directory):
+    sizes = {"1": 30, "2": 70, "3": 70, "4": 12}
+    district = FakeSchools(sizes)
+    with scripted_server(district, tls_directory) as server:
+        _hook, listings, ids = read_schools_page_by_page(server, sizes)
+    assert {school: len(found) for school, found in ids.items()} == sizes
+    # no page 1 was full: the longest (70) could be a clamp, so those two are counted, and
+    # their count agrees; the shorter ones cannot have been clamped
+    assert sorted(district.count_requests) == ["2", "3"]
+    assert listings["2"].reported_count == listings["3"].reported_count == 70
+    assert not any(listing.mismatch for listing in listings.values())
+    assert listings["1"].reported_count is None and listings["4"].reported_count is None
+
+
+def test_page_by_page_clamped_page_size_is_detected_and_paged_through(tls_directory):
+    sizes = {"1": 450, "2": 100, "3": 60, "4": 0}
+    district = FakeSchools(sizes, page_size=200, clamp_to=100)  # metadata says 200, server sends 100
+    with scripted_server(district, tls_directory) as server:
+        _hook, listings, ids = read_schools_page_by_page(server, sizes)
+    for school, size in sizes.items():
+        assert sorted(ids[school]) == [int(school) * 10_000 + n for n in range(size)], school
+    assert sorted(district.count_requests) == ["1", "2"]  # the two whose page 1 held 100 rows
+    assert "pages of 100 rows" in listings["1"].note and not listings["1"].mismatch
+    assert sorted(page for school, page in district.page_requests if school == "1") == [1, 2, 3, 4, 5]
+    assert listings["2"].note is None and listings["2"].reported_count == 100
+
+
+def test_page_by_page_reads_rows_added_mid_read(tls_directory):
+    sizes = {"1": 250, "2": 40}
+    district = FakeSchools(sizes, grow_after_page_1={"1": 130})  # 380 rows by the time page 2 is read
+    with scripted_server(district, tls_directory) as server:
+        _hook, _listings, ids = read_schools_page_by_page(server, sizes)
+    assert len(ids["1"]) == len(set(ids["1"])) == 380
+    assert sorted(ids["2"]) == [20_000 + n for n in range(40)]
+
+
+def test_page_by_page_server_ignoring_the_page_parameter_does_not_loop_forever(tls_directory):
+    sizes = {"1": 500, "2": 300}
+    district = FakeSchools(sizes, ignore_page=True)  # every page is page 1, always full
+    with scripted_server(district, tls_directory) as server:
+        _hook, listings, ids = read_schools_page_by_page(server, sizes)
+    assert {school: len(set(found)) for school, found in ids.items()} == {"1": 100, "2": 100}
+    assert all("repeated rows" in listing.note for listing in listings.values())
+    assert len(district.page_requests) == 4  # page 1 and a page 2 that brought nothing new, per school

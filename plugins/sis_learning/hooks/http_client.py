@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+import orjson
 import requests
 from airflow.providers.http.hooks.http import HttpHook
 from airflow.sdk import Connection
@@ -471,8 +472,12 @@ class ApiHttpHook(HttpHook):
         session = getattr(self._thread_local, "session", None)
         if session is None:
             session = requests.Session()
-            # Proxies from the environment stay honoured; credentials never come from ~/.netrc.
+            # Proxies from the environment stay honoured; credentials never come from ~/.netrc:
+            # a session-level auth (one that changes nothing) stops requests from looking the
+            # host up in ~/.netrc on every request, which would replace our Authorization
+            # header with the file's login (and costs a file lookup per request).
             session.trust_env = True
+            session.auth = _keep_request_auth
             adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(4, self.max_concurrent_requests))
             session.mount("https://", adapter)
             session.headers.update(self.default_headers)
@@ -666,8 +671,16 @@ class ApiHttpHook(HttpHook):
     def request_json(self, method: str, path: str, **kwargs: Any) -> Any:
         """:meth:`request`, then the JSON body (a clear error when the body is not JSON)."""
         response = self.request(method, path, **kwargs)
-        if not response.content:
+        content = response.content
+        if not content:
             return None
+        try:
+            # orjson parses a page several times faster than the standard library (a large
+            # part of extract's CPU); what it refuses (NaN, integers past 64 bits) the
+            # standard library still reads.
+            return orjson.loads(content)
+        except orjson.JSONDecodeError:
+            pass
         try:
             return response.json()
         except ValueError:
@@ -685,6 +698,11 @@ class ApiHttpHook(HttpHook):
         except ApiError as error:
             return False, str(error)
         return True, f"Configured for {self.base_url}"
+
+
+def _keep_request_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    """The session's auth: the request keeps the headers the hook gave it."""
+    return request
 
 
 def _error_body(response: requests.Response) -> tuple[str, list[dict[str, Any]]]:

@@ -13,7 +13,7 @@ import csv
 import importlib
 import io
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -125,9 +125,11 @@ def session_scope(engine: Engine | None = None) -> Iterator[Session]:
 
 def _copy_value(value: Any) -> Any:
     if value is None:
-        return None  # written as the NULL marker below
-    if isinstance(value, bool):
-        return "t" if value else "f"
+        return _NULL
+    if value is True:
+        return "t"
+    if value is False:
+        return "f"
     if isinstance(value, (dict, list)):
         import json
 
@@ -136,6 +138,8 @@ def _copy_value(value: Any) -> Any:
 
 
 _NULL = "\\N"
+# Values csv writes as they are in COPY's CSV form (everything else goes through _copy_value).
+_COPY_AS_IS = frozenset({str, int, float})
 
 
 def bulk_insert(connection_or_engine: Any, table: Table | Any, rows: Iterable[Mapping[str, Any]]) -> int:
@@ -152,17 +156,31 @@ def bulk_insert(connection_or_engine: Any, table: Table | Any, rows: Iterable[Ma
     if isinstance(connection_or_engine, Engine):
         with connection_or_engine.begin() as connection:
             return bulk_insert(connection, table, rows)
-    connection = connection_or_engine
+    columns = list(rows[0].keys())
+    return insert_tuples(connection_or_engine, table, columns, [tuple(row.get(name) for name in columns) for row in rows])
+
+
+def insert_tuples(connection: Any, table: Table | Any, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
+    """Insert rows given as tuples in ``columns`` order: :func:`bulk_insert` without the dicts.
+
+    For a caller that builds many rows (extract): no per-row dictionary to build and take
+    apart again. Runs inside the caller's transaction; returns the count.
+    """
+    table = getattr(table, "__table__", table)
+    if not rows:
+        return 0
     if isinstance(connection, Session):
         connection = connection.connection()
-    columns = list(rows[0].keys())
-    if connection.dialect.name == "postgresql":
+    dialect = connection.dialect.name
+    quoted = ", ".join(f'"{name}"' for name in columns)
+    if dialect == "postgresql":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        for row in rows:
-            writer.writerow([_NULL if row.get(name) is None else _copy_value(row.get(name)) for name in columns])
+        as_is = _COPY_AS_IS
+        writer.writerows(
+            [value if type(value) in as_is else _copy_value(value) for value in row] for row in rows
+        )
         buffer.seek(0)
-        quoted = ", ".join(f'"{name}"' for name in columns)
         raw = connection.connection.dbapi_connection
         with raw.cursor() as cursor:
             cursor.copy_expert(
@@ -170,19 +188,19 @@ def bulk_insert(connection_or_engine: Any, table: Table | Any, rows: Iterable[Ma
                 buffer,
             )
         return len(rows)
-    if connection.dialect.name == "sqlite":
+    if dialect == "sqlite":
         # One executemany through the driver: SQLAlchemy's per-row parameter processing is
         # most of the cost of a large insert on SQLite. Values are converted the way the
         # column types would: JSON for dicts and lists, SQLAlchemy's text form for datetimes.
         placeholders = ", ".join("?" for _ in columns)
-        quoted = ", ".join(f'"{name}"' for name in columns)
         converters = [_sqlite_converter(table.c[name].type) for name in columns]
-        connection.exec_driver_sql(
-            f'INSERT INTO "{table.name}" ({quoted}) VALUES ({placeholders})',
-            [tuple(convert(row.get(name)) for name, convert in zip(columns, converters, strict=True)) for row in rows],
-        )
+        if all(convert is _identity for convert in converters):
+            parameters = rows
+        else:
+            parameters = [tuple(convert(value) for value, convert in zip(row, converters, strict=True)) for row in rows]
+        connection.exec_driver_sql(f'INSERT INTO "{table.name}" ({quoted}) VALUES ({placeholders})', parameters)
         return len(rows)
-    connection.execute(table.insert(), rows)
+    connection.execute(table.insert(), [dict(zip(columns, row, strict=True)) for row in rows])
     return len(rows)
 
 
