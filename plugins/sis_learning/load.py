@@ -27,15 +27,15 @@ already applied, so nothing is lost and nothing is duplicated.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, func, select, update
+import orjson
+from sqlalchemy import Boolean, DateTime, bindparam, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
@@ -106,15 +106,13 @@ REFERENCES: dict[str, tuple[tuple[str, str], ...]] = {
 }
 
 
-@dataclass
-class PendingRow:
+class PendingRow(NamedTuple):
+    """A pending change-set row as the load sends it (the snapshot copies the rest from change_set)."""
+
     id: int
     key: str
     action: str
-    organization_id: str | None
-    content_hash: str | None
     payload: dict[str, Any]
-    payload_text: str | None  # as the diff stored it: the snapshot keeps it without re-encoding
 
 
 @dataclass
@@ -131,7 +129,8 @@ def _pending_pages(engine: Engine, district_id: str, run_id: str, phase: Phase, 
 
     Each page is an index range scan (ix_change_set_run_pending), so a million rows cost
     one pass. Rows already handed out are past the keyset cursor: a batch still in flight
-    is never read twice, whether or not its results are recorded yet.
+    is never read twice, whether or not its results are recorded yet. A page's payloads
+    are decoded in one call (one JSON array), not row by row.
     """
     changes = ChangeSet.__table__
     for action in phase.actions:
@@ -139,8 +138,7 @@ def _pending_pages(engine: Engine, district_id: str, run_id: str, phase: Phase, 
         while True:
             with engine.connect() as connection:
                 rows = connection.execute(
-                    select(changes.c.id, changes.c.key, changes.c.action, changes.c.organization_id,
-                           changes.c.content_hash, changes.c.payload)
+                    select(changes.c.id, changes.c.key, changes.c.payload)
                     .where(
                         changes.c.district_id == district_id,
                         changes.c.run_id == run_id,
@@ -154,12 +152,9 @@ def _pending_pages(engine: Engine, district_id: str, run_id: str, phase: Phase, 
                 ).all()
             if not rows:
                 break
-            last_id = rows[-1].id
-            yield [
-                PendingRow(row.id, row.key, row.action, row.organization_id, row.content_hash,
-                           json.loads(row.payload) if row.payload else {}, row.payload)
-                for row in rows
-            ]
+            last_id = rows[-1][0]
+            payloads = orjson.loads("[" + ",".join(row[2] or "{}" for row in rows) + "]")
+            yield [PendingRow(row[0], row[1], action, payload) for row, payload in zip(rows, payloads, strict=True)]
 
 
 def _pending_batches(engine: Engine, district_id: str, run_id: str, phase: Phase, batch_size: int):
@@ -201,14 +196,20 @@ def _request_rows(phase: Phase, batch: list[PendingRow], password: str | None, t
         return [{"external_id": row.key} for row in batch]
     if phase.method == "remove":
         return [{name: row.payload.get(name) for name in spec.key_fields} for row in batch]
+    fields = spec.compared_fields
+    if phase.entity != "users":
+        # The payload is what the diff compared, usually exactly the fields sent: sent as it is.
+        wanted = set(fields)
+        return [row.payload if row.payload.keys() == wanted else {name: row.payload.get(name) for name in fields}
+                for row in batch]
     rows = []
     for row in batch:
-        sent = {name: row.payload.get(name) for name in spec.compared_fields}
-        if phase.entity == "users" and sso_types:
+        sent = {name: row.payload.get(name) for name in fields}
+        if sso_types:
             authentication = _authentication_type(row.payload.get("sso_email_address"), sso_types)
             if authentication:
                 sent["authentication_type"] = authentication
-        if phase.entity == "users" and row.action == ACTION_CREATE:
+        if row.action == ACTION_CREATE:
             # Learning applies a password on create only; it is never part of an update.
             if password is not None:
                 sent["password"] = password
@@ -228,11 +229,21 @@ def _send(hook: LearningHook, phase: Phase, rows: list[dict]) -> tuple[list[dict
     return results, time.perf_counter() - started
 
 
-def _snapshot_upsert(connection: Connection):
+def _advance_snapshot(connection: Connection, change_ids: list[int], now: Any) -> None:
+    """Upsert the snapshot from these accepted change-set rows, in SQL (payloads never pass through Python)."""
     table = LearningSnapshot.__table__
+    changes = ChangeSet.__table__
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(table)
-    return statement.on_conflict_do_update(
+    accepted = select(
+        changes.c.district_id, changes.c.entity, changes.c.key, changes.c.organization_id, changes.c.content_hash,
+        changes.c.payload, literal(True, Boolean()), changes.c.run_id, literal(now, DateTime()),
+    ).where(changes.c.id.in_(change_ids))
+    statement = dialect.insert(table).from_select(
+        ["district_id", "entity", "key", "organization_id", "content_hash", "payload", "active", "run_id",
+         "updated_at"],
+        accepted,
+    )
+    connection.execute(statement.on_conflict_do_update(
         index_elements=[table.c.district_id, table.c.entity, table.c.key],
         set_={
             "organization_id": statement.excluded.organization_id,
@@ -242,7 +253,7 @@ def _snapshot_upsert(connection: Connection):
             "run_id": statement.excluded.run_id,
             "updated_at": statement.excluded.updated_at,
         },
-    )
+    ))
 
 
 def _record_batch(
@@ -257,7 +268,7 @@ def _record_batch(
     refused: list[tuple[PendingRow, str]] = []
     for row, result in zip(batch, results, strict=True):
         answered_key = result.get("key")
-        if answered_key is not None and str(answered_key) != row.key:
+        if answered_key is not None and answered_key != row.key and str(answered_key) != row.key:
             raise LearningResponseError(
                 200, f"PowerSchool Learning answered key {answered_key!r} for the row sent as {row.key!r} "
                 f"({phase.entity} {phase.method}); results must come back in the order sent.", phase.entity,
@@ -301,26 +312,19 @@ def _record_batch(
             ])
         if not accepted_rows:
             return
+        if phase.method == "upsert":
+            _advance_snapshot(connection, [row.id for row in accepted_rows], now)
+            return
         keys = [row.key for row in accepted_rows]
         where_keys = (snapshot.c.district_id == district_id, snapshot.c.entity == phase.entity, snapshot.c.key.in_(keys))
         if phase.method == "remove":
             connection.execute(snapshot.delete().where(*where_keys))
-        elif phase.method == "deactivate":
+        else:
             connection.execute(
                 update(snapshot).where(*where_keys).values(
                     active=False, content_hash=DEACTIVATED_HASH, run_id=run_id, updated_at=now
                 )
             )
-        else:
-            connection.execute(_snapshot_upsert(connection), [
-                {
-                    "district_id": district_id, "entity": phase.entity, "key": row.key,
-                    "organization_id": row.organization_id, "content_hash": row.content_hash,
-                    "payload": row.payload_text,
-                    "active": True, "run_id": run_id, "updated_at": now,
-                }
-                for row in accepted_rows
-            ])
 
 
 def _refused_causes(
