@@ -18,9 +18,10 @@ integrations setup during the school year"):
   change (many users vanish while about as many appear with the same name and user type,
   or the same email).
 
-Bounded memory: the current rows are streamed in pages through Python only to compute
-their hashes, into a temporary table; the comparison itself is SQL (one INSERT ...
-SELECT with a join per entity), on SQLite and PostgreSQL alike.
+In the database: the content hash and the payload are SQL expressions (PostgreSQL's
+sha256(); on SQLite the same function registered from Python), and the comparison is one
+INSERT ... SELECT with a join per entity, so no row of the run passes through Python and
+memory stays flat at any district size.
 
 A rerun of the same run keeps the change-set rows Learning already accepted in that run
 and recomputes the rest from the snapshot (which advanced only for accepted rows), so a
@@ -38,12 +39,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
-from sqlalchemy import Column, MetaData, String, Table, Text, and_, case, exists, func, literal, select, tuple_
+from sqlalchemy import Boolean, String, Text, and_, case, cast, exists, func, literal, select
 from sqlalchemy.engine import Connection, Engine
 
 from sis_learning.config import DistrictConfig
 from sis_learning.hooks.learning import ENTITY_KEY_FIELDS
-from sis_learning.staging.base import bulk_insert, create_all
+from sis_learning.staging.base import create_all
 from sis_learning.staging.changes import (
     ACTION_CREATE,
     ACTION_DEACTIVATE,
@@ -64,10 +65,7 @@ log = logging.getLogger(__name__)
 
 _FIELD_SEPARATOR = "\x1f"
 _NULL_MARK = "\x00"
-# One encoder for every payload (skips json.dumps' per-call argument handling).
-_encode_payload = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
-
-# Rows hashed per page: a page of 1M roster rows never sits in memory at once.
+# Rows read per round trip when the safety guard reads pending rows.
 STREAM_PAGE_ROWS = 20_000
 
 
@@ -167,39 +165,8 @@ def _organization_column(spec: EntitySpec):
     return alias.c.organization_id, (alias, condition)
 
 
-def _stream_current_rows(connection: Connection, spec: EntitySpec, district_id: str, run_id: str) -> Iterator[list]:
-    """This run's rows of one entity, page by page, as tuples (payload fields..., school).
-
-    Keyset pagination on the entity's key, which the learning_* tables index together
-    with district and run: every page is an index range scan, so a million roster rows
-    cost one pass, not one pass per page.
-    """
-    table = LEARNING_TABLES[spec.name].__table__
-    organization, join = _organization_column(spec)
-    key_columns = [table.c[name] for name in spec.key_fields]
-    columns = [*(table.c[name] for name in spec.payload_fields), organization.label("school")]
-    key_positions = [spec.payload_fields.index(name) for name in spec.key_fields]
-    source = table if join is None else table.outerjoin(join[0], join[1])
-    after: tuple | None = None
-    while True:
-        query = (
-            select(*columns)
-            .select_from(source)
-            .where(table.c.district_id == district_id, table.c.run_id == run_id)
-            .order_by(*key_columns)
-            .limit(STREAM_PAGE_ROWS)
-        )
-        if after is not None:
-            query = query.where(tuple_(*key_columns) > tuple_(*after) if len(after) > 1 else key_columns[0] > after[0])
-        page = connection.execute(query).all()
-        if not page:
-            return
-        after = tuple(page[-1][position] for position in key_positions)
-        yield page
-
-
 def _check_unique_keys(connection: Connection, spec: EntitySpec, district_id: str, run_id: str) -> None:
-    """Transform writes one row per key; two would be sent twice (and page by key skips one)."""
+    """Transform writes one row per key; two would be sent twice."""
     table = LEARNING_TABLES[spec.name].__table__
     key_columns = [table.c[name] for name in spec.key_fields]
     duplicates = connection.execute(
@@ -217,51 +184,113 @@ def _check_unique_keys(connection: Connection, spec: EntitySpec, district_id: st
         )
 
 
-def _current_rows_table() -> Table:
-    # A temporary table per connection: the hashed rows of one entity of this run.
-    return Table(
-        "diff_current_rows",
-        MetaData(),
-        Column("key", String(200), nullable=False),
-        Column("organization_id", String(64)),
-        Column("content_hash", String(64), nullable=False),
-        Column("payload", Text, nullable=False),
-        prefixes=["TEMPORARY"],
+# --- content hash and payload, computed by the database ---------------------------------------
+#
+# The hash and the payload of every row are SQL expressions, so the comparison with the
+# snapshot is one INSERT ... SELECT per entity and no row passes through Python (at district
+# scale, 1.6 million rows, fetching them and writing them back was most of the diff). Both
+# produce exactly what ``content_hash`` and the payload encoder give for the same row: the
+# snapshot written by earlier runs stays comparable. PostgreSQL has sha256(); SQLite gets
+# the same function from Python (``_register_sqlite_functions``), called once per row.
+
+SQLITE_SHA256_FUNCTION = "sis_learning_sha256"
+
+
+def _sha256_hex(text: str | None) -> str | None:
+    return None if text is None else hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _register_sqlite_functions(connection: Connection) -> None:
+    connection.connection.driver_connection.create_function(SQLITE_SHA256_FUNCTION, 1, _sha256_hex,
+                                                            deterministic=True)
+
+
+def _as_text(column: Any) -> Any:
+    """The text ``str(value)`` gives: booleans as ``True`` / ``False`` (None stays NULL)."""
+    if isinstance(column.type, Boolean):
+        return case((column.is_(True), literal("True")), (column.is_(False), literal("False")))
+    return column
+
+
+def _concat(parts: list[Any]) -> Any:
+    expression = parts[0]
+    for part in parts[1:]:
+        expression = expression.op("||")(part)
+    return expression
+
+
+def _hash_expression(columns: list[Any], dialect: str) -> Any:
+    """SHA-256 (hex) of the fields joined by \\x1f, a NULL as \\x00: the same as ``content_hash``."""
+    if dialect == "sqlite":
+        separator, null_mark = func.char(0x1F), func.char(0)
+        parts = [func.coalesce(_as_text(column), null_mark) for column in columns]
+        joined = _concat([item for part in parts for item in (separator, part)][1:])
+        return func.sis_learning_sha256(joined, type_=String)
+    # PostgreSQL text cannot hold \x00: the input is assembled as bytes.
+    separator, null_mark = func.decode("1f", "hex"), func.decode("00", "hex")
+    parts = [func.coalesce(func.convert_to(_as_text(column), "UTF8"), null_mark) for column in columns]
+    joined = _concat([item for part in parts for item in (separator, part)][1:])
+    return func.encode(func.sha256(joined), "hex", type_=String)
+
+
+def _payload_expression(columns: list[Any], names: tuple[str, ...], dialect: str) -> Any:
+    """The payload as JSON text, fields in spec order (booleans as JSON true / false)."""
+    arguments: list[Any] = []
+    for name, column in zip(names, columns, strict=True):
+        if dialect == "sqlite" and isinstance(column.type, Boolean):
+            # SQLite stores booleans as 0/1; json() marks the text as JSON so it is not quoted.
+            column = func.json(case((column.is_(True), literal("true")), (column.is_(False), literal("false"))))
+        arguments += [literal(name), column]
+    if dialect == "sqlite":
+        return func.json_object(*arguments, type_=Text)
+    return cast(func.json_build_object(*arguments), Text)
+
+
+def _key_expression(columns: list[Any]) -> Any:
+    """The key Learning answers with: the external id, or ``a:b`` for rosters and links."""
+    if len(columns) == 1:
+        return columns[0]
+    return _concat([item for column in columns for item in (literal(":"), column)][1:])
+
+
+def _current_rows(spec: EntitySpec, district_id: str, run_id: str, dialect: str) -> Any:
+    """This run's rows of one entity with key, school and content hash (a CTE, materialized).
+
+    Materialized so the hash is computed once per row however often the comparison
+    refers to it (SQLite would otherwise inline the subquery and call it four times).
+    """
+    table = LEARNING_TABLES[spec.name].__table__
+    organization, join = _organization_column(spec)
+    source = table if join is None else table.outerjoin(join[0], join[1])
+    key_columns = [table.c[name] for name in spec.key_fields]
+    compared = [table.c[name] for name in spec.compared_fields]
+    query = (
+        select(
+            _key_expression(key_columns).label("key"),
+            organization.label("organization_id"),
+            _hash_expression(compared, dialect).label("content_hash"),
+            *(table.c[name] for name in spec.payload_fields),
+        )
+        .select_from(source)
+        .where(table.c.district_id == district_id, table.c.run_id == run_id)
+        .order_by(*key_columns)
     )
+    return query.cte(f"current_{spec.name}").prefix_with("MATERIALIZED")
 
 
 def _diff_entity(connection: Connection, spec: EntitySpec, district_id: str, run_id: str) -> None:
     _check_unique_keys(connection, spec, district_id, run_id)
-    current = _current_rows_table()
-    current.drop(connection, checkfirst=True)
-    current.create(connection)
-    try:
-        for page in _stream_current_rows(connection, spec, district_id, run_id):
-            rows = []
-            for row in page:
-                payload = dict(zip(spec.payload_fields, row[:-1], strict=True))
-                rows.append({
-                    "key": entity_key(payload, spec),
-                    "organization_id": row[-1],
-                    "content_hash": content_hash(payload, spec),
-                    "payload": _encode_payload(payload),
-                })
-            bulk_insert(connection, current, rows)
-        connection.exec_driver_sql("CREATE INDEX ix_diff_current_rows_key ON diff_current_rows (key)")
-        _insert_changes(connection, spec, current, district_id, run_id)
-    finally:
-        current.drop(connection, checkfirst=True)
-
-
-def _insert_changes(connection: Connection, spec: EntitySpec, current: Table, district_id: str, run_id: str) -> None:
+    dialect = connection.dialect.name
     snapshot = LearningSnapshot.__table__
     changes = ChangeSet.__table__
-    accepted_in_this_run = exists().where(
-        changes.c.district_id == district_id,
-        changes.c.run_id == run_id,
-        changes.c.entity == spec.name,
-        changes.c.status == STATUS_ACCEPTED,
-    )
+    current = _current_rows(spec, district_id, run_id, dialect)
+    run_changes = (changes.c.district_id == district_id, changes.c.run_id == run_id, changes.c.entity == spec.name)
+    # Rows Learning accepted in an earlier attempt of this run stay as they are. Usually
+    # there are none, and the lookup per row is left out.
+    any_accepted = connection.execute(
+        select(changes.c.id).where(*run_changes, changes.c.status == STATUS_ACCEPTED).limit(1)
+    ).first() is not None
+
     previous = snapshot.alias("previous")
     joined = current.outerjoin(
         previous,
@@ -275,18 +304,25 @@ def _insert_changes(connection: Connection, spec: EntitySpec, current: Table, di
     )
     status = case((previous.c.key.is_not(None) & is_unchanged, STATUS_SKIPPED), else_=STATUS_PENDING)
     # The payload of an unchanged row is in the snapshot already: not copied a second time.
-    payload = case((previous.c.key.is_not(None) & is_unchanged, None), else_=current.c.payload)
+    payload = case(
+        (previous.c.key.is_not(None) & is_unchanged, None),
+        else_=_payload_expression([current.c[name] for name in spec.payload_fields], spec.payload_fields, dialect),
+    )
     present_rows = select(
         literal(district_id), literal(run_id), literal(spec.name), current.c.key, current.c.organization_id,
         action, status, current.c.content_hash, payload,
-    ).select_from(joined).where(~accepted_in_this_run.where(changes.c.key == current.c.key))
+    ).select_from(joined)
+    if any_accepted:
+        present_rows = present_rows.where(~exists().where(
+            *run_changes, changes.c.status == STATUS_ACCEPTED, changes.c.key == current.c.key))
     columns = ["district_id", "run_id", "entity", "key", "organization_id", "action", "status", "content_hash",
                "payload"]
     connection.execute(changes.insert().from_select(columns, present_rows))
 
     if spec.vanished_action is None:
         return
-    # Keys Learning has (active) that this run no longer has: deactivate / remove.
+    # Keys Learning has (active) that this run no longer has: deactivate / remove. This run's
+    # change set now holds every key present (and every key accepted in an earlier attempt).
     vanished_rows = select(
         literal(district_id), literal(run_id), literal(spec.name), snapshot.c.key, snapshot.c.organization_id,
         literal(spec.vanished_action), literal(STATUS_PENDING), snapshot.c.content_hash, snapshot.c.payload,
@@ -294,8 +330,7 @@ def _insert_changes(connection: Connection, spec: EntitySpec, current: Table, di
         snapshot.c.district_id == district_id,
         snapshot.c.entity == spec.name,
         snapshot.c.active.is_(True),
-        ~exists().where(current.c.key == snapshot.c.key),
-        ~accepted_in_this_run.where(changes.c.key == snapshot.c.key),
+        ~exists().where(*run_changes, changes.c.key == snapshot.c.key),
     )
     connection.execute(changes.insert().from_select(columns, vanished_rows))
 
@@ -327,9 +362,13 @@ def compute_changes(engine: Engine, config: DistrictConfig, run_id: str) -> dict
         raise ValueError("compute_changes needs the run id of the DAG run whose learning_* rows to diff")
     create_all(engine)
     district_id = config.district_id
+    if engine.dialect.name not in ("sqlite", "postgresql"):
+        raise NotImplementedError(f"the diff runs on SQLite or PostgreSQL staging, not {engine.dialect.name}")
     changes = ChangeSet.__table__
     rejected = RejectedRow.__table__
     with engine.begin() as connection:
+        if connection.dialect.name == "sqlite":
+            _register_sqlite_functions(connection)
         connection.execute(
             changes.delete().where(
                 changes.c.district_id == district_id, changes.c.run_id == run_id, changes.c.status != STATUS_ACCEPTED
@@ -430,8 +469,11 @@ def find_mass_changes(engine: Engine, config: DistrictConfig, run_id: str) -> li
                 })
 
         # Import ID change: users leaving while new users with the same identity arrive.
+        # Without any user leaving there is nothing to match (a first run creates every user:
+        # reading them all would be wasted).
         arriving_identities: set[str] = set()
-        for row in _pending_rows(connection, district_id, run_id, "users", ACTION_CREATE):
+        any_leaving = any(entity == "users" and action == ACTION_DEACTIVATE for entity, _school, action, _rows in leaving)
+        for row in _pending_rows(connection, district_id, run_id, "users", ACTION_CREATE) if any_leaving else ():
             arriving_identities.update(_identity_keys(json.loads(row.payload)))
         vanished = matched = 0
         matched_per_school: dict[str | None, int] = defaultdict(int)

@@ -85,6 +85,30 @@ def test_duplicate_keys_from_transform_fail_with_a_clear_message(staging_engine)
     assert _change_rows(staging_engine, "run-1") == []  # one transaction: nothing half-written
 
 
+def test_database_hash_and_payload_match_the_python_definition(staging_engine):
+    """The diff hashes in SQL; a snapshot written by a Python-hashing version must still compare equal.
+
+    Covers what the SQL has to render like Python: None apart from "", booleans as True/False
+    (true/false in JSON), non-ASCII text, quotes and control characters.
+    """
+    district = LearningDistrict.generate(schools=1, students_per_school=6, teachers_per_school=1)
+    users = list(district.users.values())
+    users[0].update(first_name="Zoë", last_name='O"Brien\\', email=None, enabled=False)
+    users[1].update(first_name="Анна", last_name="Tab\there", sso_email_address="ann@school.org",
+                    password_temporary=False)
+    users[2].update(email="", last_name="\u00e9\u4e2d\U0001F600")
+    write_run(staging_engine, district, "run-1")
+    compute_changes(staging_engine, make_config(), "run-1")
+    rows = _change_rows(staging_engine, "run-1")
+    assert rows
+    for row in rows:
+        spec = ENTITY_BY_NAME[row["entity"]]
+        expected = {name: getattr(district, spec.name)[row["key"]][name] for name in spec.payload_fields}
+        assert json.loads(row["payload"]) == expected
+        assert row["content_hash"] == content_hash(expected, spec)
+        assert row["key"] == entity_key(expected, spec)
+
+
 def test_missing_run_id_is_refused(staging_engine):
     with pytest.raises(ValueError, match="needs the run id"):
         compute_changes(staging_engine, make_config(), "")
