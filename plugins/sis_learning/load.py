@@ -35,8 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import Boolean, DateTime, bindparam, func, literal, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from sis_learning.config import DistrictConfig
@@ -107,12 +106,45 @@ REFERENCES: dict[str, tuple[tuple[str, str], ...]] = {
 
 
 class PendingRow(NamedTuple):
-    """A pending change-set row as the load sends it (the snapshot copies the rest from change_set)."""
+    """One pending change-set row (built for the rows Learning refused, to report them)."""
 
     id: int
     key: str
     action: str
     payload: dict[str, Any]
+
+
+@dataclass
+class PendingBatch:
+    """Pending change-set rows of one phase, in id order, column by column (no object per row).
+
+    The snapshot copies organization, hash and payload text from change_set itself, so
+    only what is sent and checked is read.
+    """
+
+    ids: list[int] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+    actions: list[str] = field(default_factory=list)
+    payloads: list[dict[str, Any]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def extend(self, other: PendingBatch) -> None:
+        self.ids += other.ids
+        self.keys += other.keys
+        self.actions += other.actions
+        self.payloads += other.payloads
+
+    def split(self, size: int) -> tuple[PendingBatch, PendingBatch]:
+        """The first ``size`` rows, and the rest."""
+        return (
+            PendingBatch(self.ids[:size], self.keys[:size], self.actions[:size], self.payloads[:size]),
+            PendingBatch(self.ids[size:], self.keys[size:], self.actions[size:], self.payloads[size:]),
+        )
+
+    def row(self, position: int) -> PendingRow:
+        return PendingRow(self.ids[position], self.keys[position], self.actions[position], self.payloads[position])
 
 
 @dataclass
@@ -153,19 +185,20 @@ def _pending_pages(engine: Engine, district_id: str, run_id: str, phase: Phase, 
             if not rows:
                 break
             last_id = rows[-1][0]
-            payloads = orjson.loads("[" + ",".join(row[2] or "{}" for row in rows) + "]")
-            yield [PendingRow(row[0], row[1], action, payload) for row, payload in zip(rows, payloads, strict=True)]
+            ids, keys, payloads = zip(*rows, strict=True)
+            yield PendingBatch(list(ids), list(keys), [action] * len(rows),
+                               orjson.loads("[" + ",".join(payload or "{}" for payload in payloads) + "]"))
 
 
 def _pending_batches(engine: Engine, district_id: str, run_id: str, phase: Phase, batch_size: int):
     """Full batches across the phase's actions (creates and updates share requests)."""
-    buffer: list[PendingRow] = []
+    buffer = PendingBatch()
     for page in _pending_pages(engine, district_id, run_id, phase, batch_size):
         buffer.extend(page)
         while len(buffer) >= batch_size:
-            yield buffer[:batch_size]
-            buffer = buffer[batch_size:]
-    if buffer:
+            batch, buffer = buffer.split(batch_size)
+            yield batch
+    if len(buffer):
         yield buffer
 
 
@@ -182,7 +215,7 @@ def _authentication_type(sso_email: str | None, sso_types: dict[str, str]) -> st
     return sso_types.get(sso_email.rsplit("@", 1)[1].strip().lower())
 
 
-def _request_rows(phase: Phase, batch: list[PendingRow], password: str | None, temporary: bool,
+def _request_rows(phase: Phase, batch: PendingBatch, password: str | None, temporary: bool,
                   sso_types: dict[str, str] | None = None) -> list[dict]:
     """What goes over the wire for a batch; the password only ever exists here.
 
@@ -193,23 +226,23 @@ def _request_rows(phase: Phase, batch: list[PendingRow], password: str | None, t
     """
     spec = ENTITY_BY_NAME[phase.entity]
     if phase.method == "deactivate":
-        return [{"external_id": row.key} for row in batch]
+        return [{"external_id": key} for key in batch.keys]
     if phase.method == "remove":
-        return [{name: row.payload.get(name) for name in spec.key_fields} for row in batch]
+        return [{name: payload.get(name) for name in spec.key_fields} for payload in batch.payloads]
     fields = spec.compared_fields
     if phase.entity != "users":
         # The payload is what the diff compared, usually exactly the fields sent: sent as it is.
         wanted = set(fields)
-        return [row.payload if row.payload.keys() == wanted else {name: row.payload.get(name) for name in fields}
-                for row in batch]
+        return [payload if payload.keys() == wanted else {name: payload.get(name) for name in fields}
+                for payload in batch.payloads]
     rows = []
-    for row in batch:
-        sent = {name: row.payload.get(name) for name in fields}
+    for action, payload in zip(batch.actions, batch.payloads, strict=True):
+        sent = {name: payload.get(name) for name in fields}
         if sso_types:
-            authentication = _authentication_type(row.payload.get("sso_email_address"), sso_types)
+            authentication = _authentication_type(payload.get("sso_email_address"), sso_types)
             if authentication:
                 sent["authentication_type"] = authentication
-        if row.action == ACTION_CREATE:
+        if action == ACTION_CREATE:
             # Learning applies a password on create only; it is never part of an update.
             if password is not None:
                 sent["password"] = password
@@ -229,70 +262,86 @@ def _send(hook: LearningHook, phase: Phase, rows: list[dict]) -> tuple[list[dict
     return results, time.perf_counter() - started
 
 
-def _advance_snapshot(connection: Connection, change_ids: list[int], now: Any) -> None:
-    """Upsert the snapshot from these accepted change-set rows, in SQL (payloads never pass through Python)."""
-    table = LearningSnapshot.__table__
-    changes = ChangeSet.__table__
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    accepted = select(
-        changes.c.district_id, changes.c.entity, changes.c.key, changes.c.organization_id, changes.c.content_hash,
-        changes.c.payload, literal(True, Boolean()), changes.c.run_id, literal(now, DateTime()),
-    ).where(changes.c.id.in_(change_ids))
-    statement = dialect.insert(table).from_select(
-        ["district_id", "entity", "key", "organization_id", "content_hash", "payload", "active", "run_id",
-         "updated_at"],
-        accepted,
+def _driver_value(connection: Connection, column: Any, value: Any) -> Any:
+    """``value`` as SQLAlchemy's column type hands it to the driver (for statements sent as SQL text)."""
+    convert = column.type.dialect_impl(connection.dialect).bind_processor(connection.dialect)
+    return convert(value) if convert is not None else value
+
+
+def _markers(connection: Connection, count: int) -> str:
+    marker = "?" if connection.dialect.paramstyle in ("qmark", "numeric") else "%s"
+    return ", ".join([marker] * count)
+
+
+# The two statements every batch makes, as SQL text through the driver: with a thousand
+# ids each, SQLAlchemy's per-parameter compilation cost more than the statements
+# themselves. Same SQL on SQLite (3.24+) and PostgreSQL.
+_ACCEPT_SQL = "UPDATE change_set SET status = {m}, learning_result = {m}, reason = NULL WHERE id IN ({ids})"
+# The snapshot is upserted from the accepted change-set rows: payloads never pass through Python.
+_ADVANCE_SNAPSHOT_SQL = (
+    'INSERT INTO learning_snapshot (district_id, entity, "key", organization_id, content_hash, payload, active, '
+    "run_id, updated_at) "
+    'SELECT district_id, entity, "key", organization_id, content_hash, payload, {m}, run_id, {m} '
+    "FROM change_set WHERE id IN ({ids}) "
+    'ON CONFLICT (district_id, entity, "key") DO UPDATE SET organization_id = excluded.organization_id, '
+    "content_hash = excluded.content_hash, payload = excluded.payload, active = excluded.active, "
+    "run_id = excluded.run_id, updated_at = excluded.updated_at"
+)
+
+
+def _accept(connection: Connection, change_ids: list[int], result: str) -> None:
+    marker = _markers(connection, 1)
+    connection.exec_driver_sql(
+        _ACCEPT_SQL.format(m=marker, ids=_markers(connection, len(change_ids))),
+        (STATUS_ACCEPTED, result, *change_ids),
     )
-    connection.execute(statement.on_conflict_do_update(
-        index_elements=[table.c.district_id, table.c.entity, table.c.key],
-        set_={
-            "organization_id": statement.excluded.organization_id,
-            "content_hash": statement.excluded.content_hash,
-            "payload": statement.excluded.payload,
-            "active": statement.excluded.active,
-            "run_id": statement.excluded.run_id,
-            "updated_at": statement.excluded.updated_at,
-        },
-    ))
+
+
+def _advance_snapshot(connection: Connection, change_ids: list[int], now: Any) -> None:
+    """Upsert the snapshot from these accepted change-set rows (upserts: creates and updates)."""
+    snapshot = LearningSnapshot.__table__
+    connection.exec_driver_sql(
+        _ADVANCE_SNAPSHOT_SQL.format(m=_markers(connection, 1), ids=_markers(connection, len(change_ids))),
+        (_driver_value(connection, snapshot.c.active, True), _driver_value(connection, snapshot.c.updated_at, now),
+         *change_ids),
+    )
 
 
 def _record_batch(
-    engine: Engine, config: DistrictConfig, run_id: str, phase: Phase, batch: list[PendingRow], results: list[dict]
+    engine: Engine, config: DistrictConfig, run_id: str, phase: Phase, batch: PendingBatch, results: list[dict]
 ) -> None:
     """One transaction: the rows' results, the refused rows, and the snapshot's advance."""
     district_id = config.district_id
     changes = ChangeSet.__table__
     snapshot = LearningSnapshot.__table__
     accepted_by_result: dict[str, list[int]] = defaultdict(list)
-    accepted_rows: list[PendingRow] = []
+    accepted_ids: list[int] = []
+    accepted_keys: list[str] = []
     refused: list[tuple[PendingRow, str]] = []
-    for row, result in zip(batch, results, strict=True):
+    for position, (key, result) in enumerate(zip(batch.keys, results, strict=True)):
         answered_key = result.get("key")
-        if answered_key is not None and answered_key != row.key and str(answered_key) != row.key:
+        if answered_key is not None and answered_key != key and str(answered_key) != key:
             raise LearningResponseError(
-                200, f"PowerSchool Learning answered key {answered_key!r} for the row sent as {row.key!r} "
+                200, f"PowerSchool Learning answered key {answered_key!r} for the row sent as {key!r} "
                 f"({phase.entity} {phase.method}); results must come back in the order sent.", phase.entity,
                 method="POST",
             )
         status = result.get("status")
         if status in ACCEPTED_RESULTS:
-            accepted_by_result[status].append(row.id)
-            accepted_rows.append(row)
+            accepted_by_result[status].append(batch.ids[position])
+            accepted_ids.append(batch.ids[position])
+            accepted_keys.append(key)
         elif status == REFUSED_RESULT:
-            refused.append((row, str(result.get("reason") or "Learning gave no reason")))
+            refused.append((batch.row(position), str(result.get("reason") or "Learning gave no reason")))
         else:
             raise LearningResponseError(
                 200, f"PowerSchool Learning answered an unknown row status {status!r} for {phase.entity} "
-                f"{row.key}.", phase.entity, method="POST",
+                f"{key}.", phase.entity, method="POST",
             )
     now = utcnow()
     with engine.begin() as connection:
         for result, ids in accepted_by_result.items():
-            connection.execute(
-                update(changes).where(changes.c.id.in_(ids)).values(
-                    status=STATUS_ACCEPTED, learning_result=result, reason=None
-                )
-            )
+            _accept(connection, ids, result)
         if refused:
             connection.execute(
                 update(changes).where(changes.c.id == bindparam("row_id")).values(
@@ -310,13 +359,13 @@ def _record_batch(
                 }
                 for row, reason in refused
             ])
-        if not accepted_rows:
+        if not accepted_ids:
             return
         if phase.method == "upsert":
-            _advance_snapshot(connection, [row.id for row in accepted_rows], now)
+            _advance_snapshot(connection, accepted_ids, now)
             return
-        keys = [row.key for row in accepted_rows]
-        where_keys = (snapshot.c.district_id == district_id, snapshot.c.entity == phase.entity, snapshot.c.key.in_(keys))
+        where_keys = (snapshot.c.district_id == district_id, snapshot.c.entity == phase.entity,
+                      snapshot.c.key.in_(accepted_keys))
         if phase.method == "remove":
             connection.execute(snapshot.delete().where(*where_keys))
         else:
@@ -404,7 +453,7 @@ def _run_phase(
 ) -> None:
     temporary = config.imported_passwords_temporary
     sso_types = sso_authentication_types(config)
-    window: list[tuple[list[PendingRow], Future]] = []
+    window: list[tuple[PendingBatch, Future]] = []
     sent_in_phase = 0
     with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix=f"learning-{phase.entity}") as pool:
         batches = _pending_batches(engine, config.district_id, run_id, phase, batch_size)

@@ -109,7 +109,8 @@ def _converted(connection: Connection, table: Table, columns: Sequence[str], row
                 try:
                     value = cache[value]
                 except KeyError:
-                    value = cache[value] = convert(value)
+                    stored = cache[value] = convert(value)
+                    value = stored
                 except TypeError:  # unhashable: converted every time
                     value = convert(value)
             values.append(value)
