@@ -23,6 +23,7 @@ docs/extract.md.
 from __future__ import annotations
 
 import json
+import math
 import queue
 import re
 import threading
@@ -658,18 +659,32 @@ def _in_list(column: str, values: Iterable[str]) -> str:
     return f"{column}==({','.join(values)})"
 
 
-TableRead = tuple[Listing, tuple[str, ...]]
+TableRead = tuple["SchoolTableRead | Listing", tuple[str, ...]]
 
 
 def _read_tables(hook: PowerSchoolHook, reads: Mapping[str, TableRead]) -> dict[str, list[tuple[str | None, ...]]]:
     """Read several id-translation tables side by side (one concurrent read, not one after
     the other); per name, the requested columns of every row as identifier strings."""
-    names = {id(listing): (name, columns) for name, (listing, columns) in reads.items()}
+    wholes = [read.whole if isinstance(read, SchoolTableRead) else read for read, _columns in reads.values()]
+    hook.read_counts(wholes)
+    names: dict[int, tuple[str, tuple[str, ...]]] = {}
+    listings: list[Listing] = []
+    for name, (read, columns) in reads.items():
+        for listing in read.parts() if isinstance(read, SchoolTableRead) else [read]:
+            names[id(listing)] = (name, columns)
+            listings.append(listing)
     found: dict[str, list[tuple[str | None, ...]]] = {name: [] for name in reads}
-    for listing, rows in hook.read_pages([listing for listing, _columns in reads.values()]):
+    for listing, rows in hook.read_pages(listings, page_by_page=True):
         name, columns = names[id(listing)]
         found[name].extend(tuple(id_string(row.get(column)) for column in columns) for row in rows)
+    for read, _columns in reads.values():
+        if isinstance(read, SchoolTableRead):
+            read.finish()
     return found
+
+
+def _table_requests(reads: Mapping[str, TableRead]) -> int:
+    return sum((read.whole if isinstance(read, SchoolTableRead) else read).requests for read, _columns in reads.values())
 
 
 def _id_map(rows: Iterable[tuple[str | None, ...]]) -> dict[str, str]:
@@ -681,15 +696,69 @@ def _first_term_id(config: DistrictConfig) -> int:
     return (config.import_start_year - TERM_ID_YEAR_BASE) * 100
 
 
+# A school-wide table read of more pages than this is read as several listings, one per
+# group of schools, each paged in order (see _school_groups).
+SPLIT_TABLE_READ_ABOVE_PAGES = 100
+
+
+class SchoolTableRead:
+    """A ``/ws/schema/table`` read over the selected schools (``schoolid==(numbers)``).
+
+    ``whole`` is the read as one listing: its ``/count`` is read first (a refused table or
+    field fails there, cheaply) and is the cross-check of everything read. A large read is
+    then paged as several listings, one per group of schools (:meth:`parts`): each is read
+    page by page, in order, the groups side by side. Paging one listing hundreds of pages
+    deep with every page requested at once makes the server find each page's start from
+    the top (an OFFSET-style scan, in PowerSchool's database as in the simulator), so its
+    work grows with the square of the table; in order, each page continues where the last
+    ended. The split costs about one short last page per group.
+    """
+
+    def __init__(self, hook: PowerSchoolHook, table: str, projection: tuple[str, ...], numbers: Iterable[str],
+                 q: str | None = None, identity: Callable[[Mapping[str, Any]], str | None] | None = None) -> None:
+        self.hook = hook
+        self.table = table
+        self.projection = projection
+        self.numbers = sorted(numbers, key=_numeric_first)
+        self.q = q
+        self.identity = identity
+        self.whole = self._listing(self.numbers)
+        self._parts: list[Listing] = []
+
+    def _listing(self, numbers: list[str]) -> Listing:
+        q = ";".join(part for part in (_in_list("schoolid", numbers), self.q) if part)
+        return self.hook.table_listing(DISTRICT_SCOPE, self.table, self.projection, q=q, identity=self.identity)
+
+    def parts(self) -> list[Listing]:
+        """The listings to page (the whole one when small); needs ``whole``'s count read."""
+        pages = math.ceil((self.whole.reported_count or 0) / self.whole.page_size)
+        groups = min(len(self.numbers), 2 * self.hook.max_concurrent_requests)
+        if pages <= SPLIT_TABLE_READ_ABOVE_PAGES or groups < 2:
+            self._parts = [self.whole]
+        else:
+            self._parts = [self._listing(self.numbers[start::groups]) for start in range(groups)]
+            for number, part in enumerate(self._parts, start=1):
+                part.label = f"table {self.table} (school group {number} of {groups})"
+        return self._parts
+
+    def finish(self) -> Listing:
+        """``whole`` with what its parts read added up (rows, pages, requests, their notes)."""
+        whole = self.whole
+        for part in self._parts:
+            if part is whole:
+                continue
+            whole.rows += part.rows
+            whole.pages += part.pages
+            whole.requests += part.requests
+            if part.note:  # repeated rows dropped, clamping, ...
+                whole.notes.append(f"{part.label}: {part.note}")
+        return whole
+
+
 def _section_map_reads(hook: PowerSchoolHook, config: DistrictConfig, numbers: Mapping[str, str]) -> dict[str, TableRead]:
     """The table reads behind :func:`_section_map`: sections from the start year, and terms."""
-    sections = hook.table_listing(
-        DISTRICT_SCOPE,
-        "sections",
-        ("id", "dcid", "schoolid", "termid"),
-        q=f"{_in_list('schoolid', numbers)};termid=ge={_first_term_id(config)}",
-    )
-    terms = hook.table_listing(DISTRICT_SCOPE, "terms", ("id", "dcid", "schoolid"), q=_in_list("schoolid", numbers))
+    sections = SchoolTableRead(hook, "sections", ("id", "dcid", "schoolid", "termid"), numbers, q=f"termid=ge={_first_term_id(config)}")
+    terms = SchoolTableRead(hook, "terms", ("id", "dcid", "schoolid"), numbers)
     return {"sections": (sections, ("id", "dcid", "schoolid", "termid")), "terms": (terms, ("schoolid", "id", "dcid"))}
 
 
@@ -727,18 +796,18 @@ def extract_section_enrollments(hook: PowerSchoolHook, engine: Engine, config: D
 
 def _section_enrollments_from_cc(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, schools: list[str]) -> dict[str, Any]:
     numbers = _school_numbers(hook, schools)
-    cc = hook.table_listing(
-        DISTRICT_SCOPE,
+    cc_read = SchoolTableRead(
+        hook,
         "cc",
         ("id", "dcid", "studentid", "sectionid", "schoolid", "termid", "dateenrolled", "dateleft"),
-        q=f"{_in_list('schoolid', numbers)};termid=ge={_first_term_id(config)}",
+        numbers,
+        q=f"termid=ge={_first_term_id(config)}",
     )
+    cc = cc_read.whole
     # Refusals come first and cheaply: the count of CC is read before any map is built.
     hook.read_counts([cc])
-    student_listing = hook.table_listing(
-        DISTRICT_SCOPE, "students", ("id", "dcid"), q=f"{_in_list('schoolid', numbers)};enroll_status==0"
-    )
-    reads = {**_section_map_reads(hook, config, numbers), "students": (student_listing, ("id", "dcid"))}
+    students_read = SchoolTableRead(hook, "students", ("id", "dcid"), numbers, q="enroll_status==0")
+    reads = {**_section_map_reads(hook, config, numbers), "students": (students_read, ("id", "dcid"))}
     found = _read_tables(hook, reads)
     sections = _section_map(found, numbers)
     students = _id_map(found.pop("students"))
@@ -769,7 +838,10 @@ def _section_enrollments_from_cc(hook: PowerSchoolHook, engine: Engine, config: 
 
     staging = EntityStaging(engine, config, run_id, "section_enrollments")
     staging.clear([DISTRICT_SCOPE])
-    _stage_listings(hook, staging, [cc], build, source_id=lambda row: id_string(row.get("dcid") or row.get("id")))
+    parts = cc_read.parts()
+    _stage_listings(hook, staging, parts, build, source_id=lambda row: id_string(row.get("dcid") or row.get("id")),
+                    page_by_page=len(parts) > 1)
+    cc_read.finish()
     notes = [
         f"{skipped['section']} CC rows of sections not staged (other schools or terms) left out" if skipped["section"] else "",
         f"{skipped['student']} CC rows of students not active in the selected schools left out" if skipped["student"] else "",
@@ -778,7 +850,7 @@ def _section_enrollments_from_cc(hook: PowerSchoolHook, engine: Engine, config: 
     # The cross-check compares CC rows read with CC's count, not the staged subset.
     summaries[0]["mismatch"] = cc.mismatch
     staging.write_counts(summaries)
-    translation_requests = sum(listing.requests for listing, _columns in reads.values())
+    translation_requests = _table_requests(reads)
     return _result(hook, "section_enrollments", summaries, source="cc", translation_requests=translation_requests)
 
 
@@ -913,7 +985,7 @@ def extract_section_teachers(hook: PowerSchoolHook, engine: Engine, config: Dist
     ]
     summaries = _scope_summaries([listing], staging.written, {DISTRICT_SCOPE: [note for note in notes if note]})
     staging.write_counts(summaries)
-    translation_requests = sum(listing.requests for listing, _columns in reads.values())
+    translation_requests = _table_requests(reads)
     return _result(hook, "section_teachers", summaries, translation_requests=translation_requests)
 
 

@@ -259,17 +259,28 @@ def test_page_by_page_listings_that_fit_in_one_page_need_no_count(tls_directory)
 
 
 def test_page_by_page_counts_only_the_longest_short_listings(tls_directory):
-    sizes = {"1": 30, "2": 70, "3": 70, "4": 12}
+    sizes = {"1": 130, "2": 170, "3": 170, "4": 12}
+    district = FakeSchools(sizes, page_size=250)
+    with scripted_server(district, tls_directory) as server:
+        _hook, listings, ids = read_schools_page_by_page(server, sizes)
+    assert {school: len(found) for school, found in ids.items()} == sizes
+    # no page 1 was full: the longest (170) could be a clamp, so those two are counted, and
+    # their count agrees; the shorter ones cannot have been clamped
+    assert sorted(district.count_requests) == ["2", "3"]
+    assert listings["2"].reported_count == listings["3"].reported_count == 170
+    assert not any(listing.mismatch for listing in listings.values())
+    assert listings["1"].reported_count is None and listings["4"].reported_count is None
+
+
+def test_page_by_page_pages_under_100_rows_are_ends(tls_directory):
+    sizes = {"1": 30, "2": 70, "3": 70}
     district = FakeSchools(sizes)
     with scripted_server(district, tls_directory) as server:
         _hook, listings, ids = read_schools_page_by_page(server, sizes)
     assert {school: len(found) for school, found in ids.items()} == sizes
-    # no page 1 was full: the longest (70) could be a clamp, so those two are counted, and
-    # their count agrees; the shorter ones cannot have been clamped
-    assert sorted(district.count_requests) == ["2", "3"]
-    assert listings["2"].reported_count == listings["3"].reported_count == 70
-    assert not any(listing.mismatch for listing in listings.values())
-    assert listings["1"].reported_count is None and listings["4"].reported_count is None
+    # no plugin the integration accepts serves pages under 100 rows: nothing to count
+    assert district.count_requests == [] and len(district.page_requests) == 3
+    assert all(listing.reported_count is None and listing.note is None for listing in listings.values())
 
 
 def test_page_by_page_clamped_page_size_is_detected_and_paged_through(tls_directory):

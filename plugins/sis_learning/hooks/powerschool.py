@@ -184,18 +184,22 @@ def query_records(body: Any) -> list[dict[str, Any]]:
     if not isinstance(body, dict):
         return []
     rows = []
+    names: dict[str, str] = {}  # column as sent -> its name (the same few columns on every row)
     for record in as_list(body.get("record")):
         if not isinstance(record, dict):
             continue
         flat: dict[str, Any] = {}
         tables = record.get("tables")
-        sources = list(tables.values()) if isinstance(tables, dict) else [record]
+        sources = tables.values() if isinstance(tables, dict) else (record,)
         for source in sources:
             if not isinstance(source, dict):
                 continue
             for key, value in source.items():
-                name = str(key).lower()
-                flat.setdefault(name.rsplit(".", 1)[-1], value)
+                name = names.get(key)
+                if name is None:
+                    name = names[key] = str(key).lower().rsplit(".", 1)[-1]
+                if name not in flat:
+                    flat[name] = value
         rows.append(flat)
     return rows
 
@@ -563,10 +567,12 @@ class PowerSchoolHook(ApiHttpHook):
           listing that fits in one page costs one request and no ``/count``. A server that
           clamps the page size below what metadata advertises is still caught: a clamped
           listing's page 1 is short, but exactly as long as the longest page 1 of its kind
-          (a clamp gives every larger listing the same length). So when no listing of a
-          kind returned a full page 1, the listings whose page 1 is that longest length
-          have their ``/count`` read (usually one request); a count above the rows read
-          means the server clamps, and the listing is paged on the size it returned.
+          (a clamp gives every larger listing the same length), and at least 100 rows long
+          (the least page size the integration accepts; a shorter page is an end). So when
+          no listing of a kind returned a full page 1, the listings whose page 1 is that
+          longest length, if 100 rows or more, have their ``/count`` read (usually one
+          request); a count above the rows read means the server clamps, and the listing
+          is paged on the size it returned.
         """
         listings = list(listings)
         work: deque[tuple[Listing, int]] = deque()  # page 0 = the planning /count, -1 = the clamp check
@@ -643,7 +649,9 @@ class PowerSchoolHook(ApiHttpHook):
         group.pending -= 1
         if size >= listing.page_size:
             group.full_page_seen = True
-        elif size:
+        elif size >= MINIMUM_PAGE_SIZE:
+            # Shorter than the least page size any usable plugin serves (100), a page cannot
+            # have been clamped: it is the end of its listing.
             group.short.append(listing)
         if group.pending or group.full_page_seen or not group.short:
             return
