@@ -23,12 +23,12 @@ from sqlalchemy.engine import Engine
 
 from sis_learning.config import MAPPINGS_DIR, DistrictConfig
 from sis_learning.mapping import MappingContext, MappingSpec, MappingSpecError, load_spec
-from sis_learning.staging.base import bulk_insert, delete_run_rows
+from sis_learning.staging.base import delete_run_rows
 from sis_learning.staging.learning import LEARNING_TABLES
 from sis_learning.staging.quality import ExcludedRow, RejectedRow
 from sis_learning.validate import STAGE as VALIDATE_STAGE
 from sis_learning.validate import (
-    frame_rows,
+    insert_frame,
     numeric_id_order,
     read_staged,
     selected_school_ids,
@@ -217,9 +217,8 @@ def _write(engine: Engine, config: DistrictConfig, run_id: str, learning: dict[s
     with engine.begin() as connection:
         for entity, model in LEARNING_TABLES.items():
             delete_run_rows(connection, model, config.district_id, run_id)
-            frame = _table_rows(learning[entity], model).assign(district_id=config.district_id, run_id=run_id)
-            for start in range(0, len(frame), INSERT_CHUNK_ROWS):
-                bulk_insert(connection, model, frame_rows(frame.iloc[start:start + INSERT_CHUNK_ROWS]))
+            insert_frame(connection, model, _table_rows(learning[entity], model),
+                         {"district_id": config.district_id, "run_id": run_id}, chunk_rows=INSERT_CHUNK_ROWS)
 
 
 def transform_run(engine: Engine, config: DistrictConfig, run_id: str,
