@@ -13,6 +13,7 @@ with its reason) and the others are applied, in one transaction.
 
 # No ``from __future__ import annotations`` here: FastAPI reads the route functions'
 # annotations, and some of them are local to create_app (the per-entity body models).
+import json
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ import orjson
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -82,6 +84,33 @@ REMOVE_BODIES = {
     ),
 }
 HIDDEN_COLUMNS = {"id", "domain", "password_hash", "login_key"}
+
+
+class OrjsonRequest(Request):
+    """A request whose JSON body is parsed by orjson (a 1,000-row batch several times faster)."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            body = await self.body()
+            try:
+                self._json = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                # What orjson refuses (NaN, integers past 64 bits) the standard library may
+                # read; truly malformed JSON raises its JSONDecodeError, answered with a 400.
+                self._json = json.loads(body)
+        return self._json
+
+
+class OrjsonRoute(APIRoute):
+    """Every route of the app reads its JSON body with :class:`OrjsonRequest`."""
+
+    def get_route_handler(self) -> Callable:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            return await handler(OrjsonRequest(request.scope, request.receive))
+
+        return handle
 
 
 class ApiError(HTTPException):
@@ -173,6 +202,7 @@ def create_app(domains: dict[str, str], database_url: str) -> FastAPI:
             "Every call needs `Authorization: Bearer <domain token>`. See docs/sandbox-learning.md."
         ),
     )
+    app.router.route_class = OrjsonRoute
     app.add_exception_handler(RequestValidationError, validation_error_answer)
     app.add_exception_handler(HTTPException, http_error_answer)
     bearer = HTTPBearer(auto_error=False, description="The domain's token (one per district).")

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Boolean, Table
 from sqlalchemy.engine import Connection, Dialect, Row
 from sqlalchemy.orm import Session
 
@@ -57,10 +58,10 @@ def rows_by_keys(
     """
     connection: Connection = session.connection()
     marker = _marker(connection.dialect)
-    wanted = sorted(set(keys))
+    wanted = list(dict.fromkeys(keys))
     names = list(columns or [column.name for column in table.c])
     names += [name for name in key_columns if name not in names]
-    key_positions = [names.index(name) for name in key_columns]
+    key_of = itemgetter(*(names.index(name) for name in key_columns))
     selected = ", ".join(f"stored.{_quoted(name)}" for name in names)
     found: dict[tuple[str, ...], Row] = {}
     width = len(key_columns)
@@ -74,19 +75,22 @@ def rows_by_keys(
             parameters: list[Any] = [domain, *(key[0] for key in chunk)]
         else:
             pair = "(" + ", ".join([marker] * width) + ")"
-            names = ", ".join(f"k{position}" for position in range(width))
+            aliases = ", ".join(f"k{position}" for position in range(width))
             joins = " AND ".join(
                 f"stored.{_quoted(name)} = wanted.k{position}" for position, name in enumerate(key_columns)
             )
             sql = (
-                f"WITH wanted ({names}) AS (VALUES {', '.join([pair] * len(chunk))}) "
+                f"WITH wanted ({aliases}) AS (VALUES {', '.join([pair] * len(chunk))}) "
                 f"SELECT {selected} FROM wanted JOIN {_quoted(table.name)} AS stored "
                 f"ON stored.domain = {marker} AND {joins}"
             )
             parameters = [value for key in chunk for value in key]
             parameters.append(domain)
-        for record in connection.exec_driver_sql(sql, tuple(parameters)):
-            found[tuple(record[position] for position in key_positions)] = record
+        records = connection.exec_driver_sql(sql, tuple(parameters)).fetchall()
+        if width == 1:
+            found.update(((key_of(record),), record) for record in records)
+        else:
+            found.update((key_of(record), record) for record in records)
     return found
 
 
@@ -97,25 +101,26 @@ def _converters(table: Table, dialect_name: str, dialect: Dialect) -> dict[str, 
 
 
 def _converted(connection: Connection, table: Table, columns: Sequence[str], rows: Sequence[dict[str, Any]]):
-    converters = _converters(table, connection.dialect.name, connection.dialect)
-    # A batch's timestamps are one value (the batch's "now"): each column converts each distinct value once.
-    plan = [(name, converters[name], {}) for name in columns]
-    converted = []
-    for row in rows:
-        values = []
-        for name, convert, cache in plan:
-            value = row[name]
-            if convert is not None and value is not None:
-                try:
-                    value = cache[value]
-                except KeyError:
-                    stored = cache[value] = convert(value)
-                    value = stored
-                except TypeError:  # unhashable: converted every time
-                    value = convert(value)
-            values.append(value)
-        converted.append(tuple(values))
-    return converted
+    """The rows as tuples of driver values, in ``columns`` order, converted column by column."""
+    dialect = connection.dialect
+    converters = _converters(table, dialect.name, dialect)
+    values_of = itemgetter(*columns)
+    tuples = [values_of(row) for row in rows] if len(columns) > 1 else [(values_of(row),) for row in rows]
+    to_convert = [
+        position for position, name in enumerate(columns)
+        if converters[name] is not None
+        # sqlite3 binds a bool as 0/1 itself, exactly what SQLAlchemy's Boolean would store
+        and not (dialect.name == "sqlite" and isinstance(table.c[name].type, Boolean))
+    ]
+    if not to_convert:
+        return tuples
+    by_column = list(zip(*tuples, strict=True))
+    for position in to_convert:
+        convert = converters[columns[position]]
+        # A batch's timestamps are one value (the batch's "now"): each distinct value is converted once.
+        distinct = {value: None if value is None else convert(value) for value in set(by_column[position])}
+        by_column[position] = tuple(map(distinct.__getitem__, by_column[position]))
+    return list(zip(*by_column, strict=True))
 
 
 def insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:

@@ -28,9 +28,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -111,7 +112,8 @@ def _same_columns(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     """Rows grouped by their set of columns (an executemany needs the same columns in every row)."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in rows:
-        groups.setdefault(tuple(sorted(row)), []).append(row)
+        # In the order the columns were set (one code path builds a batch's rows: one group, as a rule).
+        groups.setdefault(tuple(row), []).append(row)
     return list(groups.values())
 
 
@@ -203,6 +205,14 @@ class EntityImport:
 
     # the batch
     @classmethod
+    def key_getter(cls) -> Callable[[Any], tuple[str, ...]]:
+        """row model -> its key fields' values, as a tuple."""
+        if len(cls.key_fields) == 1:
+            (field,) = cls.key_fields
+            return lambda row: (getattr(row, field),)
+        return attrgetter(*cls.key_fields)
+
+    @classmethod
     def rows_adapter(cls) -> TypeAdapter:
         adapter = _LIST_ADAPTERS.get(cls.row_model)
         if adapter is None:
@@ -232,9 +242,9 @@ class EntityImport:
         outcomes: dict[int, RowOutcome] = {}
         parsed: list[tuple[int, tuple[str, ...], str, Any]] = []
         first_index_of_key: dict[str, int] = {}
-        key_fields = self.key_fields
+        key_parts = self.key_getter()
         for index, row in self.validated(raw_rows, outcomes):
-            parts = tuple(getattr(row, field) for field in key_fields)
+            parts = key_parts(row)
             key = ":".join(parts)
             if key in first_index_of_key:
                 outcomes[index] = RowOutcome(
@@ -311,6 +321,7 @@ class UserImport(EntityImport):
 
     def prepare(self, rows: list[tuple[int, UserRow]], existing: dict[tuple[str, ...], Any]) -> None:
         self.hash_password = self.password_hasher or PasswordHasher()
+        self.batch_password_hashes: dict[str, str] = {}
         self.organizations = _existing_keys(
             self.session, self.domain, Organization.organization_id, (row.organization_id for _, row in rows)
         )
@@ -324,6 +335,13 @@ class UserImport(EntityImport):
         )
         self.login_owners: dict[str, str] = {key[0]: record.external_id for key, record in owners.items()}
         self.released_logins: set[str] = set()
+
+    def _password_hash(self, password: str) -> str:
+        # The batch's users share the district default: the domain's hasher is asked once per batch.
+        stored = self.batch_password_hashes.get(password)
+        if stored is None:
+            stored = self.batch_password_hashes[password] = self.hash_password(password)
+        return stored
 
     def _generate_login(self, row: UserRow) -> str:
         """first.last (letters and digits), then first.last2, 3, ...: the first free one, deterministically."""
@@ -400,7 +418,7 @@ class UserImport(EntityImport):
         }
         if existing is None:
             values["authentication_set_by"] = "import"
-            values["password_hash"] = self.hash_password(row.password) if row.password else None
+            values["password_hash"] = self._password_hash(row.password) if row.password else None
             temporary = row.password_temporary
             if temporary is None:
                 temporary = self.settings.imported_passwords_temporary
@@ -434,8 +452,9 @@ class UserLevelImport(EntityImport):
         self.user_types = _user_types(self.session, self.domain, (row.external_id for _, row in rows))
 
     def values(self, row: UserLevelRow, existing: Any | None) -> tuple[dict[str, Any], str | None]:
-        _require_user(self.user_types, row.external_id, "user", "S")
-        return row.model_dump(), None
+        if self.user_types.get(row.external_id) != "S":
+            _require_user(self.user_types, row.external_id, "user", "S")
+        return {"external_id": row.external_id, "level_id": row.level_id}, None
 
 
 class ClassImport(EntityImport):
@@ -477,14 +496,15 @@ class RosterImport(EntityImport):
     def values(self, row: RosterRow, existing: Any | None) -> tuple[dict[str, Any], str | None]:
         if row.class_id not in self.classes:
             raise RowFailed(f"class {row.class_id} does not exist in this domain")
-        _require_user(self.user_types, row.user_id, "user", None)
-        user_type = self.user_types[row.user_id]
+        user_type = self.user_types.get(row.user_id)
+        if user_type is None:
+            _require_user(self.user_types, row.user_id, "user", None)
         if user_type != ROLE_USER_TYPE[row.role]:
             raise RowFailed(
                 f"role '{row.role}' needs {USER_TYPE_NAMES[ROLE_USER_TYPE[row.role]]}; "
                 f"user {row.user_id} is {USER_TYPE_NAMES.get(user_type, user_type)} (user_type {user_type})"
             )
-        return row.model_dump(), None
+        return {"class_id": row.class_id, "user_id": row.user_id, "role": row.role}, None
 
 
 class ParentLinkImport(EntityImport):
@@ -498,9 +518,11 @@ class ParentLinkImport(EntityImport):
         self.user_types = _user_types(self.session, self.domain, ids)
 
     def values(self, row: ParentLinkRow, existing: Any | None) -> tuple[dict[str, Any], str | None]:
-        _require_user(self.user_types, row.parent_id, "parent", "P")
-        _require_user(self.user_types, row.child_id, "child", "S")
-        return row.model_dump(), None
+        user_types = self.user_types
+        if user_types.get(row.parent_id) != "P" or user_types.get(row.child_id) != "S":
+            _require_user(user_types, row.parent_id, "parent", "P")
+            _require_user(user_types, row.child_id, "child", "S")
+        return {"parent_id": row.parent_id, "child_id": row.child_id}, None
 
 
 ENTITY_IMPORTS: dict[str, type[EntityImport]] = {
