@@ -22,12 +22,14 @@ docs/extract.md.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import queue
 import re
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from operator import itemgetter
@@ -345,18 +347,47 @@ def _stage_listings(
     fits in one page (see ``PowerSchoolHook.read_pages``).
     """
     try:
-        for listing, records in hook.read_pages(listings, page_by_page=page_by_page):
-            kept_records, rows, ids = [], [], []
-            for record in records:
-                row = build_row(record, listing)
-                if row is None:
-                    continue
-                kept_records.append(record)
-                rows.append(row)
-                ids.append(source_id(record))
-            staging.write_page(listing.scope, kept_records, rows, ids)
+        with _fewer_collections():
+            _stage_pages(hook, staging, listings, build_row, source_id, page_by_page)
     finally:
         staging.close()
+
+
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Run the garbage collector's youngest generation less often while pages stream.
+
+    Every page allocates thousands of short-lived dicts, each allocation counting towards
+    a collection that then also walks the id maps held for the whole read: collecting
+    every 50,000 allocations instead of every 700 saves about a tenth of extract's CPU.
+    Reading pages creates few reference cycles, so little memory waits longer for it.
+    """
+    threshold = gc.get_threshold()
+    gc.set_threshold(max(threshold[0], 50_000), *threshold[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+
+
+def _stage_pages(
+    hook: PowerSchoolHook,
+    staging: EntityStaging,
+    listings: list[Listing],
+    build_row: RowBuilder,
+    source_id: Callable[[Mapping[str, Any]], str | None],
+    page_by_page: bool,
+) -> None:
+    for listing, records in hook.read_pages(listings, page_by_page=page_by_page):
+        kept_records, rows, ids = [], [], []
+        for record in records:
+            row = build_row(record, listing)
+            if row is None:
+                continue
+            kept_records.append(record)
+            rows.append(row)
+            ids.append(source_id(record))
+        staging.write_page(listing.scope, kept_records, rows, ids)
 
 
 def _run_extract(
@@ -674,9 +705,10 @@ def _read_tables(hook: PowerSchoolHook, reads: Mapping[str, TableRead]) -> dict[
             names[id(listing)] = (name, columns)
             listings.append(listing)
     found: dict[str, list[tuple[str | None, ...]]] = {name: [] for name in reads}
-    for listing, rows in hook.read_pages(listings, page_by_page=True):
-        name, columns = names[id(listing)]
-        found[name].extend(tuple(id_string(row.get(column)) for column in columns) for row in rows)
+    with _fewer_collections():
+        for listing, rows in hook.read_pages(listings, page_by_page=True):
+            name, columns = names[id(listing)]
+            found[name].extend(tuple(id_string(row.get(column)) for column in columns) for row in rows)
     for read, _columns in reads.values():
         if isinstance(read, SchoolTableRead):
             read.finish()

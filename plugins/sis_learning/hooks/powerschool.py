@@ -740,6 +740,7 @@ class PowerSchoolHook(ApiHttpHook):
             listing = self.v1_listing(
                 "district", "/ws/v1/district/school", wrapper="schools", item="school", resource="school"
             )
-            self._district_schools = list(self.read_all(listing))
+            # Read page by page: a district's schools usually fit in one page, then no /count.
+            self._district_schools = [row for _listing, rows in self.read_pages([listing], page_by_page=True) for row in rows]
             self.district_schools_listing = listing
         return self._district_schools
