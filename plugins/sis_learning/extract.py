@@ -1104,6 +1104,34 @@ def _guardian_student_id(row: Mapping[str, Any]) -> str | None:
     return id_string(_first(row, "studentsdcid", "students_dcid", "studentdcid", "student_dcid"))
 
 
+# The metadata resource whose maximum page size bounds each entity's main read.
+PAGE_SIZE_RESOURCE = {
+    "schools": "school", "terms": "term", "courses": "course", "sections": "section", "staff": "staff",
+    "students": "student", "section_enrollments": "schema_table_query", "section_teachers": "schema_table_query",
+    "guardians": "schema_table_query",
+}
+
+
+def minimum_requests(engine: Engine, district_id: str, run_id: str, hook: PowerSchoolHook) -> int:
+    """The fewest page requests the run's extract could have made, listing as the API lists.
+
+    Sum over the run's ``extract_counts`` rows (entity and scope) of
+    ``max(1, ceil(rows / max page size))``, with the reported count standing for the rows
+    where one was read: terms, courses, sections, staff and students can only be listed
+    school by school, so at least one page per school and entity. The benchmark and
+    ``tests/extract/measure_extract.py`` compare the requests made with it.
+    """
+    table = ExtractCount.__table__
+    query = select(table.c.entity, table.c.rows, table.c.reported_count).where(
+        table.c.district_id == district_id, table.c.run_id == run_id)
+    total = 0
+    with engine.connect() as connection:
+        for entity, rows, reported in connection.execute(query):
+            page_size = hook.max_page_size(PAGE_SIZE_RESOURCE[entity])
+            total += max(1, math.ceil((reported if reported is not None else rows) / page_size))
+    return total
+
+
 ENTITY_EXTRACTS: dict[str, Callable[..., dict[str, Any]]] = {
     "schools": extract_schools,
     "terms": extract_terms,

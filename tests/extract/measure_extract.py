@@ -25,17 +25,10 @@ for path in (REPO_ROOT / "plugins", REPO_ROOT):
         sys.path.insert(0, str(path))
 
 from sis_learning.config import DistrictConfig  # noqa: E402
-from sis_learning.extract import ENTITY_EXTRACTS  # noqa: E402
+from sis_learning.extract import ENTITY_EXTRACTS, PAGE_SIZE_RESOURCE, minimum_requests  # noqa: E402
 from sis_learning.hooks.http_client import RetryPolicy  # noqa: E402
 from sis_learning.hooks.powerschool import PowerSchoolHook  # noqa: E402
 from sis_learning.staging.base import create_all, get_engine  # noqa: E402
-
-# The metadata resource whose page size bounds each entity's main read.
-PAGE_SIZE_RESOURCE = {
-    "schools": "school", "terms": "term", "courses": "course", "sections": "section", "staff": "staff",
-    "students": "student", "section_enrollments": "schema_table_query", "section_teachers": "schema_table_query",
-    "guardians": "schema_table_query",
-}
 
 
 def measure(dataset: str, latency_ms: int, concurrency: int, staging_url: str, import_start_year: int) -> dict:
@@ -71,7 +64,7 @@ def measure(dataset: str, latency_ms: int, concurrency: int, staging_url: str, i
                 **{key: result[key] for key in ("source", "translation_requests") if key in result},
             }
         total_seconds = time.monotonic() - started
-    per_scope_minimum = _per_scope_minimum(engine, config.district_id, run_id, hook)
+    per_scope_minimum = minimum_requests(engine, config.district_id, run_id, hook)
     total_requests = hook.stats.total_requests
     minimum_total = sum(item["minimum_requests"] for item in entities.values())
     return {
@@ -102,20 +95,8 @@ def _cpu_seconds() -> float:
 
 
 def _per_scope_minimum(engine, district_id: str, run_id: str, hook: PowerSchoolHook) -> int:
-    """Sum over (entity, scope) of the pages the rows read need: max(1, ceil(rows / page size))."""
-    from sqlalchemy import select
-
-    from sis_learning.staging.source import ExtractCount
-
-    table = ExtractCount.__table__
-    query = select(table.c.entity, table.c.rows, table.c.reported_count).where(
-        table.c.district_id == district_id, table.c.run_id == run_id)
-    total = 0
-    with engine.connect() as connection:
-        for entity, rows, reported in connection.execute(query):
-            page_size = hook.max_page_size(PAGE_SIZE_RESOURCE[entity])
-            total += max(1, math.ceil((reported if reported is not None else rows) / page_size))
-    return total
+    """Kept for ``bench/stages.py``: the package's :func:`sis_learning.extract.minimum_requests`."""
+    return minimum_requests(engine, district_id, run_id, hook)
 
 
 def main() -> None:
