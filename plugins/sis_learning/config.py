@@ -48,6 +48,9 @@ class PowerSchoolSettings(_Strict):
 class LearningSettings(_Strict):
     connection_id: str = Field(description="Airflow connection: Learning's base URL (host) and the domain's bearer token (password)")
     batch_size: int = Field(1000, ge=1, le=1000)
+    max_batches_in_flight: int = Field(
+        3, ge=1, le=8, description="load: batches sent before the oldest is answered (Learning applies them in turn)"
+    )
     pool: str = Field("learning_api")
 
 

@@ -28,6 +28,8 @@ already applied, so nothing is lost and nothing is duplicated.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -65,7 +67,6 @@ log = logging.getLogger(__name__)
 ACCEPTED_RESULTS = frozenset({"created", "updated", "unchanged", "deactivated", "removed"})
 REFUSED_RESULT = "failed"
 LOAD_REJECTION_RULE = "learning_refused"
-DEFAULT_BATCHES_IN_FLIGHT = 2
 
 # The counts load_run reports per entity.
 COUNT_NAMES = ("created", "updated", "unchanged", "deactivated", "removed", "refused", "pending")
@@ -308,9 +309,10 @@ def _advance_snapshot(connection: Connection, change_ids: list[int], now: Any) -
 
 
 def _record_batch(
-    engine: Engine, config: DistrictConfig, run_id: str, phase: Phase, batch: PendingBatch, results: list[dict]
+    connection: Connection, config: DistrictConfig, run_id: str, phase: Phase, batch: PendingBatch,
+    results: list[dict],
 ) -> None:
-    """One transaction: the rows' results, the refused rows, and the snapshot's advance."""
+    """In the caller's transaction: the rows' results, the refused rows, and the snapshot's advance."""
     district_id = config.district_id
     changes = ChangeSet.__table__
     snapshot = LearningSnapshot.__table__
@@ -339,41 +341,118 @@ def _record_batch(
                 f"{key}.", phase.entity, method="POST",
             )
     now = utcnow()
-    with engine.begin() as connection:
-        for result, ids in accepted_by_result.items():
-            _accept(connection, ids, result)
-        if refused:
-            connection.execute(
-                update(changes).where(changes.c.id == bindparam("row_id")).values(
-                    status=STATUS_REFUSED, learning_result=REFUSED_RESULT, reason=bindparam("why")
-                ),
-                [{"row_id": row.id, "why": reason} for row, reason in refused],
+    for result, ids in accepted_by_result.items():
+        _accept(connection, ids, result)
+    if refused:
+        connection.execute(
+            update(changes).where(changes.c.id == bindparam("row_id")).values(
+                status=STATUS_REFUSED, learning_result=REFUSED_RESULT, reason=bindparam("why")
+            ),
+            [{"row_id": row.id, "why": reason} for row, reason in refused],
+        )
+        causes = _refused_causes(connection, district_id, run_id, phase, [row for row, _ in refused])
+        bulk_insert(connection, RejectedRow, [
+            {
+                "district_id": district_id, "run_id": run_id, "stage": "load", "entity": phase.entity,
+                "source_id": row.key, "rule": LOAD_REJECTION_RULE,
+                "reason": f"Learning refused to {row.action} {phase.entity} {row.key}: {reason}",
+                "blocks": None, "caused_by": causes.get(row.key), "created_at": now,
+            }
+            for row, reason in refused
+        ])
+    if not accepted_ids:
+        return
+    if phase.method == "upsert":
+        _advance_snapshot(connection, accepted_ids, now)
+        return
+    where_keys = (snapshot.c.district_id == district_id, snapshot.c.entity == phase.entity,
+                  snapshot.c.key.in_(accepted_keys))
+    if phase.method == "remove":
+        connection.execute(snapshot.delete().where(*where_keys))
+    else:
+        connection.execute(
+            update(snapshot).where(*where_keys).values(
+                active=False, content_hash=DEACTIVATED_HASH, run_id=run_id, updated_at=now
             )
-            causes = _refused_causes(connection, district_id, run_id, phase, [row for row, _ in refused])
-            bulk_insert(connection, RejectedRow, [
-                {
-                    "district_id": district_id, "run_id": run_id, "stage": "load", "entity": phase.entity,
-                    "source_id": row.key, "rule": LOAD_REJECTION_RULE,
-                    "reason": f"Learning refused to {row.action} {phase.entity} {row.key}: {reason}",
-                    "blocks": None, "caused_by": causes.get(row.key), "created_at": now,
-                }
-                for row, reason in refused
-            ])
-        if not accepted_ids:
+        )
+
+
+class ResultRecorder:
+    """Records Learning's answers in a thread of its own, in send order, while the next batches go out.
+
+    Writing a batch's results (and, on SQLite, the commit and the write-ahead log's
+    checkpoints) took as long as Learning took to answer; on the sending thread it held
+    the next request back. Answers are queued (at most ``backlog`` batches: memory stays
+    bounded) and written in the order they were sent, so the rows a refusal points at
+    are recorded before it. Whatever is queued when the recorder catches up is written
+    in one transaction, atomically: a batch's results and its snapshot advance are never
+    committed apart. The first error stops the recorder: the batches not yet written
+    stay pending (resent by the rerun, and answered "unchanged"), and :meth:`close` and
+    :meth:`put` raise it.
+    """
+
+    MAX_BATCHES_PER_TRANSACTION = 8
+
+    def __init__(self, engine: Engine, config: DistrictConfig, run_id: str, stats: LoadStats, backlog: int = 8):
+        self.engine = engine
+        self.config = config
+        self.run_id = run_id
+        self.stats = stats
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, backlog))
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="learning-results", daemon=True)
+        self._thread.start()
+
+    def put(self, phase: Phase, batch: PendingBatch, results: list[dict]) -> None:
+        """Queue one answered batch (waits while the backlog is full); raises the recorder's error."""
+        self._raise_error()
+        while True:
+            try:
+                self._queue.put((phase, batch, results), timeout=0.5)
+                return
+            except queue.Full:
+                self._raise_error()
+
+    def close(self) -> None:
+        """Wait until everything queued is written; raise the recorder's error, if any."""
+        self._queue.put(None)
+        self._thread.join()
+        self._raise_error()
+
+    def abandon(self) -> None:
+        """Write what is queued (the load is stopping on another error), without raising."""
+        try:
+            self._queue.put(None, timeout=60)
+        except queue.Full:
             return
-        if phase.method == "upsert":
-            _advance_snapshot(connection, accepted_ids, now)
-            return
-        where_keys = (snapshot.c.district_id == district_id, snapshot.c.entity == phase.entity,
-                      snapshot.c.key.in_(accepted_keys))
-        if phase.method == "remove":
-            connection.execute(snapshot.delete().where(*where_keys))
-        else:
-            connection.execute(
-                update(snapshot).where(*where_keys).values(
-                    active=False, content_hash=DEACTIVATED_HASH, run_id=run_id, updated_at=now
-                )
-            )
+        self._thread.join(timeout=600)
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        finished = False
+        while not finished:
+            items = [self._queue.get()]
+            while len(items) < self.MAX_BATCHES_PER_TRANSACTION and items[-1] is not None:
+                try:
+                    items.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            if items[-1] is None:
+                finished = True
+                items.pop()
+            if not items or self._error is not None:
+                continue  # after an error, what is queued stays pending
+            started = time.perf_counter()
+            try:
+                with self.engine.begin() as connection:
+                    for phase, batch, results in items:
+                        _record_batch(connection, self.config, self.run_id, phase, batch, results)
+            except BaseException as error:  # raised on the sending thread by put() or close()
+                self._error = error
+            self.stats.seconds_recording += time.perf_counter() - started
 
 
 def _refused_causes(
@@ -449,8 +528,13 @@ def _record_blocks(engine: Engine, district_id: str, run_id: str) -> None:
 
 def _run_phase(
     engine: Engine, config: DistrictConfig, run_id: str, hook: LearningHook, phase: Phase, password: str | None,
-    batch_size: int, in_flight: int, stats: LoadStats,
+    batch_size: int, in_flight: int, stats: LoadStats, recorder: ResultRecorder,
 ) -> None:
+    """Send the phase's pending rows, ``in_flight`` batches at once; hand each answer to the recorder, in order.
+
+    The phase ends when Learning has answered all its batches (the next phase's rows may
+    refer to them); the recorder may still be writing the last answers.
+    """
     temporary = config.imported_passwords_temporary
     sso_types = sso_authentication_types(config)
     window: list[tuple[PendingBatch, Future]] = []
@@ -474,9 +558,7 @@ def _run_phase(
             batch, future = window.pop(0)
             results, seconds = future.result()  # an error here leaves the batch pending
             stats.seconds_waiting_for_learning += seconds
-            recording_started = time.perf_counter()
-            _record_batch(engine, config, run_id, phase, batch, results)
-            stats.seconds_recording += time.perf_counter() - recording_started
+            recorder.put(phase, batch, results)
     stats.per_phase[f"{phase.entity}.{phase.method}"] = sent_in_phase
 
 
@@ -520,7 +602,7 @@ def load_run(
     run_id: str,
     hook: LearningHook,
     *,
-    max_batches_in_flight: int = DEFAULT_BATCHES_IN_FLIGHT,
+    max_batches_in_flight: int | None = None,
 ) -> dict[str, Any]:
     """Send the run's pending change set to Learning; return what happened.
 
@@ -538,6 +620,8 @@ def load_run(
     """
     if not run_id:
         raise ValueError("load_run needs the run id whose change set to send")
+    if max_batches_in_flight is None:
+        max_batches_in_flight = config.learning.max_batches_in_flight
     if max_batches_in_flight < 1:
         raise ValueError("max_batches_in_flight must be at least 1")
     batch_size = min(config.learning.batch_size, MAX_BATCH_ROWS)
@@ -553,8 +637,15 @@ def load_run(
         with engine.begin() as connection:
             connection.exec_driver_sql(f'ANALYZE "{ChangeSet.__table__.name}", "{LearningSnapshot.__table__.name}"')
     stats = LoadStats()
-    for phase in PHASES:
-        _run_phase(engine, config, run_id, hook, phase, password, batch_size, max_batches_in_flight, stats)
+    recorder = ResultRecorder(engine, config, run_id, stats)
+    try:
+        for phase in PHASES:
+            _run_phase(engine, config, run_id, hook, phase, password, batch_size, max_batches_in_flight, stats,
+                       recorder)
+    except BaseException:
+        recorder.abandon()  # the answers already received are still recorded
+        raise
+    recorder.close()
     _record_blocks(engine, district_id, run_id)
     counts = load_counts(engine, district_id, run_id)
     changes = ChangeSet.__table__
