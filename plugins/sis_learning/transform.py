@@ -29,9 +29,9 @@ from sis_learning.staging.quality import ExcludedRow, RejectedRow
 from sis_learning.validate import STAGE as VALIDATE_STAGE
 from sis_learning.validate import (
     insert_frame,
-    numeric_id_order,
     read_staged,
     selected_school_ids,
+    sorted_by_id,
     teacher_organization_school,
 )
 
@@ -87,12 +87,6 @@ def _passed(frame: pd.DataFrame, source_id: pd.Series, blocked: set[str]) -> pd.
     return frame[keep.to_numpy()]
 
 
-def _sorted_by_id(frame: pd.DataFrame, column: str) -> pd.DataFrame:
-    """Rows in id order (numerically), so anything order-dependent is the same every run."""
-    order = numeric_id_order(frame[column])
-    return frame.assign(_order=order).sort_values(["_order", column], kind="stable").drop(columns="_order")
-
-
 def passed_rows(engine: Engine, config: DistrictConfig, run_id: str) -> dict[str, pd.DataFrame]:
     """The staged rows validate passed, prepared with the columns the specs read."""
     frames = read_staged(engine, config, run_id)
@@ -109,7 +103,7 @@ def passed_rows(engine: Engine, config: DistrictConfig, run_id: str) -> dict[str
     staff["organization_school_id"] = teacher_organization_school(staff, selected)
     students = passed("students", frames["students"], frames["students"]["student_id"])
 
-    guardian_rows = _sorted_by_id(frames["guardians"], "student_id")
+    guardian_rows = sorted_by_id(frames["guardians"], "student_id")
     guardians = guardian_rows.drop_duplicates("guardian_id")
     guardians = passed("guardians", guardians, guardians["guardian_id"])
     link_ids = guardian_rows["guardian_id"].fillna("") + ":" + guardian_rows["student_id"].fillna("")
@@ -133,11 +127,11 @@ def passed_rows(engine: Engine, config: DistrictConfig, run_id: str) -> dict[str
     is_lead = section_teachers["section_id"].map(lead_of_section).eq(section_teachers["staff_id"]).fillna(False)
     co_teachers = section_teachers[~is_lead.astype(bool).to_numpy()]
     return {
-        "schools": _sorted_by_id(schools, "school_id"),
-        "staff": _sorted_by_id(staff, "staff_id"),
-        "students": _sorted_by_id(students, "student_id"),
-        "guardians": _sorted_by_id(guardians, "guardian_id"),
-        "sections": _sorted_by_id(sections, "section_id"),
+        "schools": sorted_by_id(schools, "school_id"),
+        "staff": sorted_by_id(staff, "staff_id"),
+        "students": sorted_by_id(students, "student_id"),
+        "guardians": sorted_by_id(guardians, "guardian_id"),
+        "sections": sorted_by_id(sections, "section_id"),
         "section_enrollments": enrollments,
         "co_teachers": co_teachers,
         "parent_links": links,
