@@ -76,12 +76,18 @@ def _text(value: Any) -> str | None:
 
 
 def _integer(value: Any) -> int | None:
+    if type(value) is int:
+        return value
     text = _text(value)
     if text is None:
         return None
     try:
-        return int(float(text))
+        return int(text)
     except ValueError:
+        pass
+    try:
+        return int(float(text))
+    except (ValueError, OverflowError):
         return None
 
 
@@ -847,12 +853,23 @@ def _section_enrollments_from_cc(hook: PowerSchoolHook, engine: Engine, config: 
     skipped = {"section": 0, "student": 0}
 
     def build(row: Mapping[str, Any], _listing: Listing) -> dict[str, Any] | None:
-        raw_section = _integer(row.get("sectionid"))
-        section = sections.get(str(abs(raw_section))) if raw_section is not None else None
+        # Table values are strings: a positive section id is looked up as it came (the
+        # common case, once per CC row); anything else (a dropped enrollment's negative
+        # id, a number, spaces) goes the general way.
+        raw_section_id = row.get("sectionid")
+        section = sections.get(raw_section_id) if type(raw_section_id) is str else None
+        dropped = False
+        if section is None:
+            raw_section = _integer(raw_section_id)
+            section = sections.get(str(abs(raw_section))) if raw_section is not None else None
+            dropped = raw_section is not None and raw_section < 0
         if section is None:
             skipped["section"] += 1
             return None
-        student = students.get(id_string(row.get("studentid")) or "")
+        raw_student_id = row.get("studentid")
+        student = students.get(raw_student_id) if type(raw_student_id) is str else None
+        if student is None:
+            student = students.get(id_string(raw_student_id) or "")
         if student is None:
             skipped["student"] += 1
             return None
@@ -865,7 +882,7 @@ def _section_enrollments_from_cc(hook: PowerSchoolHook, engine: Engine, config: 
             "term_id": term_id,
             "entry_date": iso_date(row.get("dateenrolled")),
             "exit_date": iso_date(row.get("dateleft")),
-            "dropped": raw_section < 0,
+            "dropped": dropped,
         }
 
     staging = EntityStaging(engine, config, run_id, "section_enrollments")

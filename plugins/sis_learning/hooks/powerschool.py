@@ -163,19 +163,29 @@ def table_records(body: Any, table: str) -> list[dict[str, Any]]:
     if not isinstance(body, dict):
         return []
     rows = []
+    name = table.lower()
+    lower_columns: set[str] = set()  # a column set already seen to be lower-case (the common case)
     for record in as_list(body.get("record")):
-        if not isinstance(record, dict):
+        if type(record) is not dict:
             continue
         tables = record.get("tables")
-        if isinstance(tables, dict):
-            lowered = _lower_keys(tables)
-            columns = lowered.get(table.lower())
-            if columns is None and len(lowered) == 1:
-                columns = next(iter(lowered.values()))
+        if type(tables) is dict:
+            columns = tables.get(name)
+            if columns is None:
+                lowered = _lower_keys(tables)
+                columns = lowered.get(name)
+                if columns is None and len(lowered) == 1:
+                    columns = next(iter(lowered.values()))
         else:
             columns = record
-        if isinstance(columns, dict):
-            rows.append(_lower_keys(columns))
+        if type(columns) is dict:
+            if columns.keys() == lower_columns:
+                rows.append(columns)
+            else:
+                row = _lower_keys(columns)
+                if row is columns:
+                    lower_columns = set(columns)
+                rows.append(row)
     return rows
 
 
