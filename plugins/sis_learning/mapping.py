@@ -229,8 +229,12 @@ def _transform_template(frame, mapping, context, output):
 
 def _transform_sso_email(frame, mapping, context, output):
     email = _text(frame[mapping.column])
-    domain = email.str.rsplit("@", n=1).str[-1].str.lower()
-    matches = email.str.contains("@", regex=False).fillna(False) & domain.isin(context.sso_domains).fillna(False)
+    if not context.sso_domains:
+        return pd.Series(pd.NA, index=frame.index, dtype="string")
+    # "The part after the last @, lower-cased, is a district domain", in one pass per row
+    # (a domain holds no @): the email, lower-cased, ends with "@" + the domain.
+    endings = tuple(sorted(f"@{domain}" for domain in context.sso_domains))
+    matches = email.str.lower().str.endswith(endings).fillna(False)
     return email.where(matches.astype(bool), pd.NA)
 
 

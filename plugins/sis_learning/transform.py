@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Boolean, select, union_all
 from sqlalchemy.engine import Engine
@@ -28,6 +29,7 @@ from sis_learning.staging.learning import LEARNING_TABLES
 from sis_learning.staging.quality import ExcludedRow, RejectedRow
 from sis_learning.validate import STAGE as VALIDATE_STAGE
 from sis_learning.validate import (
+    fetch_frame,
     insert_frame,
     read_staged,
     selected_school_ids,
@@ -45,6 +47,7 @@ SPEC_ENTITIES = {
     "parent_links": "parent_links",
 }
 RUN_COLUMNS = frozenset({"id", "district_id", "run_id"})
+NOTHING_BLOCKED = np.array([], dtype=object)
 
 
 def load_specs(directory: Path | str = MAPPINGS_DIR) -> dict[str, MappingSpec]:
@@ -67,22 +70,20 @@ def load_specs(directory: Path | str = MAPPINGS_DIR) -> dict[str, MappingSpec]:
     return specs
 
 
-def _blocked_source_ids(engine: Engine, config: DistrictConfig, run_id: str) -> dict[str, set[str]]:
-    """Per entity, the source ids validate rejected or excluded in this run."""
+def _blocked_source_ids(engine: Engine, config: DistrictConfig, run_id: str) -> dict[str, np.ndarray]:
+    """Per entity, the source ids validate rejected or excluded in this run (as arrays, for ``isin``)."""
     queries = []
     for model in (RejectedRow, ExcludedRow):
         table = model.__table__
         queries.append(select(table.c.entity, table.c.source_id).where(
             table.c.district_id == config.district_id, table.c.run_id == run_id,
             table.c.stage == VALIDATE_STAGE, table.c.source_id.is_not(None)))
-    blocked: dict[str, set[str]] = {}
     with engine.connect() as connection:
-        for entity, source_id in connection.execute(union_all(*queries)):
-            blocked.setdefault(entity, set()).add(source_id)
-    return blocked
+        rows = fetch_frame(connection, union_all(*queries), ["entity", "source_id"])
+    return {entity: ids.to_numpy(dtype=object) for entity, ids in rows.groupby("entity", sort=False)["source_id"]}
 
 
-def _passed(frame: pd.DataFrame, source_id: pd.Series, blocked: set[str]) -> pd.DataFrame:
+def _passed(frame: pd.DataFrame, source_id: pd.Series, blocked: np.ndarray) -> pd.DataFrame:
     keep = source_id.notna() & ~source_id.isin(blocked)
     return frame[keep.to_numpy()]
 
@@ -93,7 +94,7 @@ def passed_rows(engine: Engine, config: DistrictConfig, run_id: str) -> dict[str
     blocked = _blocked_source_ids(engine, config, run_id)
 
     def passed(entity: str, frame: pd.DataFrame, source_id: pd.Series) -> pd.DataFrame:
-        return _passed(frame, source_id, blocked.get(entity, set()))
+        return _passed(frame, source_id, blocked.get(entity, NOTHING_BLOCKED))
 
     schools = passed("schools", frames["schools"], frames["schools"]["school_id"])
     selected = selected_school_ids(config, frames["schools"])
@@ -202,7 +203,10 @@ def _table_rows(frame: pd.DataFrame, model: Any) -> pd.DataFrame:
             if values.dtype == "boolean" or values.dtype == bool:
                 values = values.astype(object)
             else:
-                values = values.astype("string").str.strip().str.lower().isin(TRUE_TEXT).astype(object)
+                # Decided once per distinct value (a flag column holds two or three).
+                codes, distinct = pd.factorize(values.astype("string"), use_na_sentinel=True)
+                truth = pd.Series(distinct).str.strip().str.lower().isin(TRUE_TEXT).to_numpy(dtype=object)
+                values = pd.Series(np.append(truth, False)[codes], index=values.index, dtype=object)
         out[column.name] = values
     return pd.DataFrame(out)
 

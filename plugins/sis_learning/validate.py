@@ -497,6 +497,13 @@ def _fetch_records(connection: Any, query: Any, columns: list[str]) -> pd.DataFr
     return pd.DataFrame({name: values[:, position] for position, name in enumerate(columns)}, copy=False)
 
 
+def fetch_frame(connection: Any, query: Any, columns: list[str]) -> pd.DataFrame:
+    """A query's rows as a frame of text columns, the fastest way each database allows."""
+    if connection.dialect.name == "postgresql":
+        return _copy_out(connection, query, columns)
+    return _fetch_records(connection, query, columns)
+
+
 def _sqlite_run_rows(connection: Any, table: Any, query: Any, district_id: str, run_id: str) -> Any:
     """``query`` (a run's rows in id order) read as a range of row ids when the run's rows are contiguous.
 
