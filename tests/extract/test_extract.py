@@ -223,3 +223,20 @@ def test_only_the_selected_schools_are_read_and_staged(sqlite_url, sandbox):
     expected = [row for row in expected_rows(sandbox.database_path, START_YEAR)["students"] if row[6] == str(school["id"])]
     assert staged_rows(engine, "tiny", RUN, "students") == expected
     assert [row["scope"] for row in extract_counts(engine, "students")] == [str(school["id"])]
+
+
+def test_a_large_cc_read_is_paged_in_school_groups(staging_engine, sandbox, monkeypatch):
+    from sis_learning import extract
+
+    monkeypatch.setattr(extract, "SPLIT_TABLE_READ_ABOVE_PAGES", 1)  # every multi-page table read is "large"
+    sandbox.configure(max_page_sizes={"schema_table_query": 100})  # CC of the tiny district: 3 pages
+    hook = make_hook(sandbox, max_concurrent_requests=2)
+    result = extract_section_enrollments(hook, staging_engine, make_config(), RUN)
+    assert_staging_matches_sandbox(staging_engine, sandbox, entities=("section_enrollments",))
+    # one count for the whole read, then one listing per school group (3 schools, at most
+    # 2 x 2 groups): the groups' rows together are cross-checked against that count
+    assert hook.stats.requests["GET /ws/schema/table/cc/count"] == 1
+    assert hook.stats.requests["GET /ws/schema/table/cc"] >= 3
+    counts = extract_counts(staging_engine, "section_enrollments")[0]
+    assert counts["reported_count"] is not None and not counts["mismatch"] and not result["mismatch"]
+    assert counts["requests"] == 1 + hook.stats.requests["GET /ws/schema/table/cc"]
