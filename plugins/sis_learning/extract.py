@@ -1073,8 +1073,10 @@ def extract_guardians(hook: PowerSchoolHook, engine: Engine, config: DistrictCon
             f"Guardians are read for the staged students, so extract_students must run before extract_guardians in run {run_id}."
         )
 
+    columns = _ColumnPicker(GUARDIAN_COLUMNS)
+
     def identity(row: Mapping[str, Any]) -> str | None:
-        guardian, student = _guardian_id(row), _guardian_student_id(row)
+        guardian, student = id_string(columns.value(row, "guardian_id")), id_string(columns.value(row, "student_id"))
         return f"{guardian}:{student}" if guardian and student else None
 
     staging.clear([DISTRICT_SCOPE])
@@ -1088,19 +1090,20 @@ def extract_guardians(hook: PowerSchoolHook, engine: Engine, config: DistrictCon
         listings.append(listing)
 
     def build(row: Mapping[str, Any], _listing: Listing) -> dict[str, Any] | None:
-        guardian_id, student_id = _guardian_id(row), _guardian_student_id(row)
+        value = columns.values(row)
+        guardian_id, student_id = id_string(value["guardian_id"]), id_string(value["student_id"])
         if guardian_id is None or student_id is None:
             return None
-        username = _text(_first(row, "username", "pcas_username", "portal_username"))
+        username = _text(value["portal_username"])
         return {
             "guardian_id": guardian_id,
             "student_id": student_id,
-            "first_name": _text(_first(row, "firstname", "first_name")),
-            "last_name": _text(_first(row, "lastname", "last_name")),
+            "first_name": _text(value["first_name"]),
+            "last_name": _text(value["last_name"]),
             "portal_username": username,
-            "portal_enabled": _boolean(_first(row, "isenabled", "portal_enabled")) if username else None,
-            "email": _text(_first(row, "emailaddress", "email")),
-            "relationship": _text(_first(row, "relationship", "relationship_type")),
+            "portal_enabled": _boolean(value["portal_enabled"]) if username else None,
+            "email": _text(value["email"]),
+            "relationship": _text(value["relationship"]),
         }
 
     # Many batches are read side by side, each page by page; one or a few, counted and fanned out.
@@ -1113,12 +1116,58 @@ def extract_guardians(hook: PowerSchoolHook, engine: Engine, config: DistrictCon
     return _result(hook, "guardians", summaries)
 
 
-def _guardian_id(row: Mapping[str, Any]) -> str | None:
-    return id_string(_first(row, "guardianid", "guardian_id"))
+# Staged guardian field -> the PowerQuery column names it may come under (the first one
+# with a value wins), as the query's versions name them.
+GUARDIAN_COLUMNS = {
+    "guardian_id": ("guardianid", "guardian_id"),
+    "student_id": ("studentsdcid", "students_dcid", "studentdcid", "student_dcid"),
+    "first_name": ("firstname", "first_name"),
+    "last_name": ("lastname", "last_name"),
+    "portal_username": ("username", "pcas_username", "portal_username"),
+    "portal_enabled": ("isenabled", "portal_enabled"),
+    "email": ("emailaddress", "email"),
+    "relationship": ("relationship", "relationship_type"),
+}
 
 
-def _guardian_student_id(row: Mapping[str, Any]) -> str | None:
-    return id_string(_first(row, "studentsdcid", "students_dcid", "studentdcid", "student_dcid"))
+class _ColumnPicker:
+    """``_first(row, *names)`` for many rows with the same columns, decided once per column set.
+
+    Where a row has exactly one of a field's names, that column is read directly; where it
+    has several, the first with a value wins, as :func:`_first` does.
+    """
+
+    def __init__(self, fields: Mapping[str, tuple[str, ...]]) -> None:
+        self.fields = dict(fields)
+        self._columns: set[str] | None = None
+        self._plan: dict[str, tuple[str | None, tuple[str, ...]]] = {}
+
+    def _plan_for(self, row: Mapping[str, Any]) -> dict[str, tuple[str | None, tuple[str, ...]]]:
+        if self._columns is None or row.keys() != self._columns:
+            self._columns = set(row)
+            plan = {}
+            for field, names in self.fields.items():
+                present = tuple(name for name in names if name in self._columns)
+                plan[field] = (present[0], ()) if len(present) == 1 else (None, present)
+            self._plan = plan
+        return self._plan
+
+    def value(self, row: Mapping[str, Any], field: str) -> Any:
+        single, several = self._plan_for(row)[field]
+        if single is not None:
+            found = row[single]
+            return None if found == "" else found
+        return _first(row, *several) if several else None
+
+    def values(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        found = {}
+        for field, (single, several) in self._plan_for(row).items():
+            if single is not None:
+                value = row[single]
+                found[field] = None if value == "" else value
+            else:
+                found[field] = _first(row, *several) if several else None
+        return found
 
 
 # The metadata resource whose maximum page size bounds each entity's main read.
