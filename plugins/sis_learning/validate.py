@@ -356,6 +356,13 @@ class EntityOutcome:
         self.root = pd.Series(pd.NA, index=self.frame.index, dtype="string")
         self.rejected_parts: list[pd.DataFrame] = []
         self.excluded_parts: list[pd.DataFrame] = []
+        self._key_indexes: dict[str, pd.Index] = {}
+
+    def key_index(self, column: str) -> pd.Index:
+        """The rows' values of ``column`` as an index (built once: lookups into it reuse its hash table)."""
+        if column not in self._key_indexes:
+            self._key_indexes[column] = pd.Index(self.frame[column].astype("string"))
+        return self._key_indexes[column]
 
     @property
     def ok(self) -> pd.Series:
@@ -408,6 +415,20 @@ class EntityOutcome:
 
 def _lookup(keys: pd.Series, outcome: EntityOutcome, key_column: str) -> pd.DataFrame:
     """Status, reason and root of the referenced rows (first row per key), aligned to ``keys``."""
+    index = outcome.key_index(key_column)
+    if index.is_unique:
+        # The usual case: one row per key. The index (and its hash table) is built once per
+        # entity and column, and only the statuses, taken as they are now, are read.
+        positions = index.get_indexer(keys.astype("string"))
+        missing = positions < 0
+        status = outcome.status.to_numpy(dtype="float64")[positions]
+        status[missing] = np.nan
+        found = pd.DataFrame({
+            "status": status,
+            "why": outcome.why.array.take(positions, allow_fill=True),
+            "root": outcome.root.array.take(positions, allow_fill=True),
+        }, index=keys.index)
+        return found
     table = pd.DataFrame({
         "key": outcome.frame[key_column].astype("string"), "status": outcome.status,
         "why": outcome.why, "root": outcome.root,
