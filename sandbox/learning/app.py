@@ -207,7 +207,8 @@ def create_app(domains: dict[str, str], database_url: str) -> FastAPI:
     app.add_exception_handler(HTTPException, http_error_answer)
     bearer = HTTPBearer(auto_error=False, description="The domain's token (one per district).")
 
-    def current_domain(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
+    async def current_domain(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
+        # async: a dictionary lookup needs no worker thread (a sync dependency costs a thread hop per request)
         challenge = {"WWW-Authenticate": 'Bearer realm="Learning"'}
         if credentials is None:
             raise ApiError(401, "missing bearer token: send Authorization: Bearer <domain token>", headers=challenge)
