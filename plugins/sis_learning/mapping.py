@@ -209,7 +209,9 @@ def generate_logins(frame: pd.DataFrame, template: str, taken: set[str]) -> pd.S
     base = base.mask(base == "", "user")
     logins = base.copy()
     lowered = base.str.lower()
-    clashes = lowered.isin(taken) | lowered.duplicated(keep="first")
+    # Membership row by row: ``isin`` would first copy the whole set (every login of the run).
+    already_taken = pd.Series([login in taken for login in lowered.tolist()], index=lowered.index, dtype=bool)
+    clashes = already_taken | lowered.duplicated(keep="first")
     taken.update(lowered[~clashes].tolist())
     # Collisions are rare (the id is in the default templates); resolve them one by one.
     for position in clashes[clashes].index:
