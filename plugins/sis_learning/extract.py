@@ -834,10 +834,13 @@ def extract_section_enrollments(hook: PowerSchoolHook, engine: Engine, config: D
 
 def _section_enrollments_from_cc(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, schools: list[str]) -> dict[str, Any]:
     numbers = _school_numbers(hook, schools)
+    # Only the columns staging uses: a CC row's school and term are its section's (from the
+    # section map), so CC.SchoolID and CC.TermID are filtered on but not transferred (a
+    # quarter less for PowerSchool to render and for extract to parse, per CC row).
     cc_read = SchoolTableRead(
         hook,
         "cc",
-        ("id", "dcid", "studentid", "sectionid", "schoolid", "termid", "dateenrolled", "dateleft"),
+        ("id", "dcid", "studentid", "sectionid", "dateenrolled", "dateleft"),
         numbers,
         q=f"termid=ge={_first_term_id(config)}",
     )
