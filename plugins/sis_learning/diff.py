@@ -188,10 +188,12 @@ def _check_unique_keys(connection: Connection, spec: EntitySpec, district_id: st
 #
 # The hash and the payload of every row are SQL expressions, so the comparison with the
 # snapshot is one INSERT ... SELECT per entity and no row passes through Python (at district
-# scale, 1.6 million rows, fetching them and writing them back was most of the diff). Both
-# produce exactly what ``content_hash`` and the payload encoder give for the same row: the
-# snapshot written by earlier runs stays comparable. PostgreSQL has sha256(); SQLite gets
-# the same function from Python (``_register_sqlite_functions``), called once per row.
+# scale, 1.6 million rows, fetching them and writing them back was most of the diff). The
+# hash is exactly ``content_hash`` of the same row, so a snapshot written by an earlier
+# version stays comparable (tests/load/test_diff.py holds both to it); the payload is the
+# same JSON object (byte for byte on SQLite; PostgreSQL's json_build_object spaces it).
+# PostgreSQL has sha256(); SQLite gets the same function from Python
+# (``_register_sqlite_functions``), called once per row.
 
 SQLITE_SHA256_FUNCTION = "sis_learning_sha256"
 
@@ -225,7 +227,7 @@ def _hash_expression(columns: list[Any], dialect: str) -> Any:
         separator, null_mark = func.char(0x1F), func.char(0)
         parts = [func.coalesce(_as_text(column), null_mark) for column in columns]
         joined = _concat([item for part in parts for item in (separator, part)][1:])
-        return func.sis_learning_sha256(joined, type_=String)
+        return getattr(func, SQLITE_SHA256_FUNCTION)(joined, type_=String)
     # PostgreSQL text cannot hold \x00: the input is assembled as bytes.
     separator, null_mark = func.decode("1f", "hex"), func.decode("00", "hex")
     parts = [func.coalesce(func.convert_to(_as_text(column), "UTF8"), null_mark) for column in columns]
