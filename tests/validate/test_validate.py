@@ -414,3 +414,47 @@ def test_the_guard_counts_an_entitys_own_failures_not_the_cascade(staging_engine
         validate.check_thresholds(staging_engine, stricter, RUN_ID)
     assert "staff: 1 of 20 rows failed validation (5.0%)" in str(raised.value)
     assert "sections" not in str(raised.value).split("\n", 1)[1]
+
+
+def test_staged_rows_read_the_same_whether_a_run_is_contiguous_or_interleaved(staging_engine) -> None:
+    """SQLite reads a run's rows as a range of row ids when they are (nearly) contiguous, else through the index.
+
+    Either way: the run's rows only, in the order they were staged, blanks read as missing.
+    """
+    config = district_config()
+    contiguous = StagedRun()
+    for index in range(6):
+        contiguous.student(f"3{index:02d}", first_name="  " if index == 2 else "Sam")
+    contiguous.insert(staging_engine, run_id="run-a")
+    # run-b: one other district's row after each of its own (range read, others filtered out);
+    # run-c: two after each (too spread out for a range: the index).
+    for run_id, others in (("run-b", 1), ("run-c", 2)):
+        for index in range(6):
+            own = StagedRun()
+            own.student(f"5{index:02d}")
+            own.insert(staging_engine, run_id=run_id)
+            other = StagedRun()
+            for copy in range(others):
+                other.student(f"9{index}{copy}")
+            other.insert(staging_engine, run_id=run_id, district_id="other_district")
+
+    run_a = validate.read_staged(staging_engine, config, "run-a")["students"]
+    assert run_a["student_id"].tolist() == [f"3{index:02d}" for index in range(6)]
+    assert run_a["first_name"].isna().tolist() == [index == 2 for index in range(6)]
+    assert str(run_a["grade_level"].dtype) == "Int64" and run_a["grade_level"].tolist() == [9] * 6
+    for run_id in ("run-b", "run-c"):
+        students = validate.read_staged(staging_engine, config, run_id)["students"]
+        assert students["student_id"].tolist() == [f"5{index:02d}" for index in range(6)]
+
+
+def test_id_order_is_numeric_then_textual_and_stable() -> None:
+    frame = pd.DataFrame({"id": pd.array(["10", "9", "x", None, "07", "7", "9", "a"], dtype="string"),
+                          "row": range(8)})
+    expected = (frame.assign(_order=validate.numeric_id_order(frame["id"]))
+                .sort_values(["_order", "id"], kind="stable")["row"].tolist())
+    assert validate.sorted_by_id(frame, "id")["row"].tolist() == expected == [4, 5, 1, 6, 0, 7, 2, 3]
+    # Ties on the number with the same text keep their order (the fast path).
+    assert validate.sorted_by_id(frame.iloc[[0, 6, 1]], "id")["row"].tolist() == [6, 1, 0]
+    # An id that is not a number sorts last instead of failing (a text column gives Int64).
+    assert validate.numeric_id_order(pd.Series(["2", "x", None], dtype="string")).tolist() == [
+        2.0, float("inf"), float("inf")]
