@@ -510,9 +510,30 @@ def extract_schools(hook: PowerSchoolHook, engine: Engine, config: DistrictConfi
 # --------------------------------------------------------------------------- per-school v1 entities
 
 
+TERM_COLUMNS = ("id", "dcid", "schoolid", "name", "abbreviation", "yearid", "firstday", "lastday", "portion")
+# From this many schools on, one read of the terms table replaces one v1 listing per school.
+TERMS_TABLE_FROM_SCHOOLS = 3
+
+
 def extract_terms(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, school_ids: list[str] | None = None) -> dict[str, Any]:
-    """Stage every term of the selected schools (the class ``year`` is the term id)."""
+    """Stage every term of the selected schools (the class ``year`` is the term id).
+
+    For all selected schools at once (the DAG's task), the terms come from one read of
+    the ``terms`` table, scope ``district``: a page for every 1,000 terms instead of a
+    request per school (the v1 term is that table's row: ``id`` = DCID, ``local_id`` = ID,
+    ``start_year`` = YearID + 1990). For a subset of the schools (a task mapped over
+    schools), or when the plugin may not read the table, one ``/ws/v1/school/{id}/term``
+    listing per school, scope = the school.
+    """
     schools = _schools_in_scope(hook, config, school_ids)
+    refused_note = None
+    if school_ids is None and len(schools) >= TERMS_TABLE_FROM_SCHOOLS:
+        try:
+            return _terms_from_table(hook, engine, config, run_id, schools)
+        except (PermissionDeniedError, ValidationFailedError) as refused:
+            hook.log.warning("terms table read refused (%s); reading terms school by school", refused)
+            refused_note = f"read per school because the terms table read was refused: {refused}"
+    EntityStaging(engine, config, run_id, "terms").clear([DISTRICT_SCOPE])  # a table read's rows, if any
     listings = [
         hook.v1_listing(school, f"/ws/v1/school/{school}/term", wrapper="terms", item="term", resource="term", counted=False)
         for school in schools
@@ -531,7 +552,37 @@ def extract_terms(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig,
             "portion": _integer(record.get("portion")),
         }
 
-    return _run_extract(hook, engine, config, run_id, "terms", listings, build)
+    notes = {schools[0]: [refused_note]} if refused_note and schools else None
+    return _run_extract(hook, engine, config, run_id, "terms", listings, build, notes=notes)
+
+
+def _terms_from_table(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, schools: list[str]) -> dict[str, Any]:
+    numbers = _school_numbers(hook, schools)
+    listing = hook.table_listing(DISTRICT_SCOPE, "terms", TERM_COLUMNS, q=_in_list("schoolid", numbers))
+    hook.read_counts([listing])  # a refused table or field fails here, before anything is staged
+
+    def build(row: Mapping[str, Any], _listing: Listing) -> dict[str, Any]:
+        number = id_string(row.get("schoolid")) or ""
+        year_id = _integer(row.get("yearid"))
+        return {
+            "term_id": id_string(row.get("dcid")),
+            "local_id": _text(row.get("id")),
+            "school_id": numbers.get(number, number),
+            "name": _text(row.get("name")),
+            "abbreviation": _text(row.get("abbreviation")),
+            "start_year": year_id + TERM_ID_YEAR_BASE if year_id is not None else None,
+            "start_date": iso_date(row.get("firstday")),
+            "end_date": iso_date(row.get("lastday")),
+            "portion": _integer(row.get("portion")),
+        }
+
+    staging = EntityStaging(engine, config, run_id, "terms")
+    staging.clear([DISTRICT_SCOPE, *schools])  # and any per-school rows of an earlier attempt
+    _stage_listings(hook, staging, [listing], build, source_id=lambda row: id_string(row.get("dcid")))
+    note = f"the terms of the {len(schools)} selected schools, from one read of the terms table"
+    summaries = _scope_summaries([listing], staging.written, {DISTRICT_SCOPE: [note]})
+    staging.write_counts(summaries)
+    return _result(hook, "terms", summaries, source="table")
 
 
 def extract_courses(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, school_ids: list[str] | None = None) -> dict[str, Any]:

@@ -240,3 +240,36 @@ def test_a_large_cc_read_is_paged_in_school_groups(staging_engine, sandbox, monk
     counts = extract_counts(staging_engine, "section_enrollments")[0]
     assert counts["reported_count"] is not None and not counts["mismatch"] and not result["mismatch"]
     assert counts["requests"] == 1 + hook.stats.requests["GET /ws/schema/table/cc"]
+
+
+def test_terms_of_all_schools_come_from_one_table_read(staging_engine, sandbox):
+    from sis_learning.extract import extract_terms
+
+    hook = make_hook(sandbox)
+    result = extract_terms(hook, staging_engine, make_config(), RUN)
+    assert result["source"] == "table" and not result["mismatch"]
+    assert hook.stats.requests["GET /ws/schema/table/terms"] == 1
+    assert hook.stats.requests["GET /ws/v1/school/{id}/term"] == 0
+    assert_staging_matches_sandbox(staging_engine, sandbox, entities=("terms",))
+    [counts] = extract_counts(staging_engine, "terms")
+    assert counts["scope"] == "district" and counts["reported_count"] == counts["rows"] == result["rows"]
+
+
+def test_terms_of_one_school_and_a_refused_terms_table_read_per_school(staging_engine, sandbox):
+    from sis_learning.extract import extract_terms
+
+    hook = make_hook(sandbox)
+    config = make_config()
+    schools = selected_school_ids(hook, config)
+    extract_terms(hook, staging_engine, config, RUN)  # a table read first: the per-school reads replace it
+    per_school = [extract_terms(hook, staging_engine, config, RUN, [school])["rows"] for school in schools]
+    assert hook.stats.requests["GET /ws/v1/school/{id}/term"] == len(schools)
+    assert sum(per_school) == len(staged_rows(staging_engine, "tiny", RUN, "terms"))
+    assert_staging_matches_sandbox(staging_engine, sandbox, entities=("terms",))
+    assert [row["scope"] for row in extract_counts(staging_engine, "terms")] == sorted(schools)
+
+    sandbox.configure(field_grants={"terms": ["id", "dcid", "schoolid"]})  # name, dates, ... withheld
+    result = extract_terms(hook, staging_engine, config, RUN)
+    assert "source" not in result and result["rows"] == sum(per_school)
+    assert_staging_matches_sandbox(staging_engine, sandbox, entities=("terms",))
+    assert "terms table read was refused" in extract_counts(staging_engine, "terms")[0]["note"]
