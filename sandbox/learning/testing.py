@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ import httpx
 
 from sandbox.learning.__main__ import LISTENING_PREFIX
 from sandbox.learning.domains import DOMAINS_ENV, new_token
+from sandbox.processes import stop_process
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -250,16 +250,6 @@ def _wait_until_answering(
     )
 
 
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
 @contextmanager
 def running_learning(
     domains: dict[str, str] | None = None,
@@ -317,5 +307,5 @@ def running_learning(
     finally:
         if sandbox is not None:
             sandbox.close_clients()
-        _stop(process)
+        stop_process(process)
         shutil.rmtree(work_directory, ignore_errors=True)

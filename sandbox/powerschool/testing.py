@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
 import ssl
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from typing import Any
 import httpx
 
 from sandbox.powerschool import store
+from sandbox.processes import stop_process
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
 
@@ -205,10 +205,4 @@ def running_powerschool(
         finally:
             if sandbox is not None:
                 sandbox.close()
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=10)
+            stop_process(process)
