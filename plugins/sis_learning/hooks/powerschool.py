@@ -14,11 +14,13 @@ under the Data Configuration settings", a valid SSL certificate) and every behav
   ``[]`` / ``{}`` for an empty page or nested object, digit-only strings sent as
   numbers (identifiers are coerced to strings), a server that clamps the page size.
   Every row is yielded exactly once (de-duplicated by identity), reading stops on a
-  short or empty page, never loops forever when ``/count`` drifts mid-run, and the total
-  is cross-checked against ``/count`` with any mismatch recorded.
-- Once a listing's count and page size are known its pages are fetched concurrently
-  (bounded by the hook's ``max_concurrent_requests`` and the per-host limiter) and
-  handed to the caller page by page as they arrive, so staging streams.
+  short or empty page, never loops forever when ``/count`` drifts mid-run, and where a
+  ``/count`` is read the total is cross-checked against it with any mismatch recorded.
+- Pages are fetched concurrently (bounded by the hook's ``max_concurrent_requests`` and
+  the per-host limiter) and handed to the caller page by page as they arrive, so staging
+  streams: a large listing's count is read first and its pages requested at once; many
+  listings (one per school) are read side by side, each page by page, with no count for
+  one that fits in one page (a clamping server is still caught: see ``read_pages``).
 """
 
 from __future__ import annotations
