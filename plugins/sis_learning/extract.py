@@ -1224,9 +1224,10 @@ class _ColumnPicker:
         return found
 
 
-# The metadata resource whose maximum page size bounds each entity's main read.
+# The metadata resource whose maximum page size bounds each entity's main read (terms:
+# the terms table, read for all the selected schools at once).
 PAGE_SIZE_RESOURCE = {
-    "schools": "school", "terms": "term", "courses": "course", "sections": "section", "staff": "staff",
+    "schools": "school", "terms": "schema_table_query", "courses": "course", "sections": "section", "staff": "staff",
     "students": "student", "section_enrollments": "schema_table_query", "section_teachers": "schema_table_query",
     "guardians": "schema_table_query",
 }
