@@ -21,7 +21,8 @@ integrations setup during the school year"):
 In the database: the content hash and the payload are SQL expressions (PostgreSQL's
 sha256(); on SQLite the same function registered from Python), and the comparison is one
 INSERT ... SELECT with a join per entity, so no row of the run passes through Python and
-memory stays flat at any district size.
+memory stays flat at any district size. It needs ``WITH ... AS MATERIALIZED``: SQLite 3.35+
+(Python 3.11 images ship 3.40), PostgreSQL 12+.
 
 A rerun of the same run keeps the change-set rows Learning already accepted in that run
 and recomputes the rest from the snapshot (which advanced only for accepted rows), so a
