@@ -89,10 +89,10 @@ class Sandboxes:
 
         old = self.learning
         # The context managers stop what they started; stop this one by hand, then start again.
-        from sandbox.learning.testing import _stop
+        from sandbox.processes import stop_process
 
         old.close_clients()
-        _stop(old.process)
+        stop_process(old.process)
         self.learning = self.stack.enter_context(running_learning(
             domains={DISTRICT_ID: self.learning_token}, database_url=self.learning_database_url,
             options=LearningOptions(log_level="debug")))

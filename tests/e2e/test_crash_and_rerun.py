@@ -36,7 +36,7 @@ def duplicated_keys(learning) -> dict[str, list]:
 
 
 def test_crash_mid_load_then_rerun_converges(import_dag, sandboxes, monkeypatch):
-    from sandbox.learning.testing import _stop
+    from sandbox.processes import stop_process
     from sis_learning.hooks.http_client import ApiError
     from sis_learning.hooks.learning import LearningHook
 
@@ -47,7 +47,7 @@ def test_crash_mid_load_then_rerun_converges(import_dag, sandboxes, monkeypatch)
         results = original_upsert(self, entity, rows)
         if entity == "classes" and not crashed:
             crashed["classes"] = len(rows)
-            _stop(sandboxes.learning.process)  # Learning applied the batch, then went down
+            stop_process(sandboxes.learning.process)  # Learning applied the batch, then went down
             raise ApiError(None, "PowerSchool Learning did not answer POST classes/batch (ConnectionError); the "
                            "request is not safe to repeat automatically, so check whether it took effect.",
                            f"{sandboxes.learning.base_url}/api/v1/classes/batch", method="POST")
