@@ -94,11 +94,6 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _per_scope_minimum(engine, district_id: str, run_id: str, hook: PowerSchoolHook) -> int:
-    """Kept for ``bench/stages.py``: the package's :func:`sis_learning.extract.minimum_requests`."""
-    return minimum_requests(engine, district_id, run_id, hook)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="M")
