@@ -210,6 +210,19 @@ def _number(value: Any) -> str:
     return str(value)
 
 
+def _load_note(results: list[dict[str, Any]]) -> str:
+    """How busy the machine was: the wall times are only as good as the cores the stages got."""
+    cores = results[-1]["machine"].get("cores") or 1
+    highest = max(max(result["machine"].get("load_average_at_start", [0])[0],
+                      result["machine"].get("load_average_at_end", [0])[0]) for result in results)
+    if highest > cores:
+        return (f"The machine is shared with other engineers' runs: its load average at the start or end of a size "
+                f"reached {highest} on {cores} cores (each stage's is in its row): wall times are upper bounds for a quiet machine; "
+                "CPU seconds are steadier.")
+    return (f"The load average at the start and end of each size was at most {highest} on {cores} cores (each "
+            "stage's is in its row): the machine was quiet.")
+
+
 def markdown(results: list[dict[str, Any]]) -> str:
     lines = ["# Benchmark results (`make bench`)", ""]
     if not results:
@@ -217,9 +230,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
     machine = results[-1]["machine"]
     lines += [
         f"Machine: {machine['cpu_model']}, {machine['cores']} cores, {machine['memory_gb']} GB, "
-        f"Python {machine['python']} ({machine['platform']}). Shared with other engineers' test runs: "
-        "the load average is given with every figure (it was far above the core count), so times are "
-        "upper bounds for a quiet machine.",
+        f"Python {machine['python']} ({machine['platform']}). " + _load_note(results),
         "",
     ]
     for result in results:
