@@ -47,6 +47,25 @@ SPEC_ENTITIES = {
     "parent_links": "parent_links",
 }
 RUN_COLUMNS = frozenset({"id", "district_id", "run_id"})
+# spec -> the staged entity whose rows it maps (co-teachers and parent links are section
+# teacher and guardian rows)
+SPEC_SOURCES = {
+    "organizations": "schools", "users_teachers": "staff", "users_students": "students",
+    "users_parents": "guardians", "user_levels": "students", "classes": "sections",
+    "rosters_teachers": "sections", "rosters_co_teachers": "section_teachers",
+    "rosters_students": "section_enrollments", "parent_links": "guardians",
+}
+# What passed_rows and mapping_context read themselves, beyond what the specs read.
+PREPARATION_COLUMNS = {
+    "schools": {"school_id", "school_number"},
+    "courses": {"course_id", "course_name", "course_number"},
+    "staff": {"staff_id", "school_id", "school_ids", "teacher_username"},
+    "students": {"student_id", "student_username", "school_id"},
+    "guardians": {"guardian_id", "student_id", "portal_username"},
+    "sections": {"section_id", "course_id", "staff_id"},
+    "section_enrollments": {"enrollment_id"},
+    "section_teachers": {"section_id", "staff_id"},
+}
 NOTHING_BLOCKED = np.array([], dtype=object)
 
 
@@ -88,9 +107,24 @@ def _passed(frame: pd.DataFrame, source_id: pd.Series, blocked: np.ndarray) -> p
     return frame[keep.to_numpy()]
 
 
-def passed_rows(engine: Engine, config: DistrictConfig, run_id: str) -> dict[str, pd.DataFrame]:
-    """The staged rows validate passed, prepared with the columns the specs read."""
-    frames = read_staged(engine, config, run_id)
+def staged_columns(specs: dict[str, MappingSpec] | None) -> dict[str, set[str]] | None:
+    """Per staged entity, the columns transform reads: the preparation's and the specs' (None: all)."""
+    if specs is None:
+        return None
+    columns = {entity: set(names) for entity, names in PREPARATION_COLUMNS.items()}
+    for name, spec in specs.items():
+        columns[SPEC_SOURCES[name]] |= spec.source_columns
+    return columns
+
+
+def passed_rows(engine: Engine, config: DistrictConfig, run_id: str,
+                specs: dict[str, MappingSpec] | None = None) -> dict[str, pd.DataFrame]:
+    """The staged rows validate passed, prepared with the columns the specs read.
+
+    With ``specs``, only the staged columns they and the preparation read (without, all
+    of validate's).
+    """
+    frames = read_staged(engine, config, run_id, staged_columns(specs))
     blocked = _blocked_source_ids(engine, config, run_id)
 
     def passed(entity: str, frame: pd.DataFrame, source_id: pd.Series) -> pd.DataFrame:
@@ -226,7 +260,7 @@ def transform_run(engine: Engine, config: DistrictConfig, run_id: str,
     Idempotent: the run's earlier learning_* rows are replaced.
     """
     specs = load_specs(mappings_dir)
-    rows = passed_rows(engine, config, run_id)
+    rows = passed_rows(engine, config, run_id, specs)
     learning = build_learning_frames(config, rows, specs)
     _write(engine, config, run_id, learning)
     return {entity: len(frame) for entity, frame in learning.items()}

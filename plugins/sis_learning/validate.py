@@ -581,25 +581,40 @@ def _read(engine: Engine, model: Any, config: DistrictConfig, run_id: str, colum
     return frame
 
 
-def read_staged(engine: Engine, config: DistrictConfig, run_id: str) -> dict[str, pd.DataFrame]:
-    """The staged source columns validate and transform need, one frame per entity."""
-    return {
-        "schools": _read(engine, StgSchool, config, run_id, ["school_id", "school_number", "name"]),
-        "terms": _read(engine, StgTerm, config, run_id, ["term_id", "school_id", "start_year", "start_date"]),
-        "courses": _read(engine, StgCourse, config, run_id, ["course_id", "course_number", "course_name"]),
-        "staff": _read(engine, StgStaff, config, run_id, ["staff_id", "first_name", "last_name", "teacher_username",
-                                                           "email", "school_id", "school_ids", "status"]),
-        "students": _read(engine, StgStudent, config, run_id, ["student_id", "first_name", "last_name",
-                                                                "student_username", "email", "school_id",
-                                                                "grade_level", "enroll_status_code"]),
-        "guardians": _read(engine, StgGuardian, config, run_id, ["guardian_id", "student_id", "first_name", "last_name",
-                                                                  "portal_username", "portal_enabled", "email"]),
-        "sections": _read(engine, StgSection, config, run_id, ["section_id", "school_id", "course_id", "term_id",
-                                                                "section_number", "expression", "staff_id"]),
-        "section_enrollments": _read(engine, StgSectionEnrollment, config, run_id,
-                                     ["enrollment_id", "section_id", "student_id", "dropped"]),
-        "section_teachers": _read(engine, StgSectionTeacher, config, run_id, ["section_id", "staff_id", "role"]),
-    }
+# The staged source columns validate reads, per entity (transform reads a subset: ``read_staged``'s ``columns``).
+STAGED_COLUMNS: dict[str, tuple[Any, list[str]]] = {
+    "schools": (StgSchool, ["school_id", "school_number", "name"]),
+    "terms": (StgTerm, ["term_id", "school_id", "start_year", "start_date"]),
+    "courses": (StgCourse, ["course_id", "course_number", "course_name"]),
+    "staff": (StgStaff, ["staff_id", "first_name", "last_name", "teacher_username", "email", "school_id", "school_ids",
+                         "status"]),
+    "students": (StgStudent, ["student_id", "first_name", "last_name", "student_username", "email", "school_id",
+                              "grade_level", "enroll_status_code"]),
+    "guardians": (StgGuardian, ["guardian_id", "student_id", "first_name", "last_name", "portal_username",
+                                "portal_enabled", "email"]),
+    "sections": (StgSection, ["section_id", "school_id", "course_id", "term_id", "section_number", "expression",
+                              "staff_id"]),
+    "section_enrollments": (StgSectionEnrollment, ["enrollment_id", "section_id", "student_id", "dropped"]),
+    "section_teachers": (StgSectionTeacher, ["section_id", "staff_id", "role"]),
+}
+
+
+def read_staged(engine: Engine, config: DistrictConfig, run_id: str,
+                columns: dict[str, set[str]] | None = None) -> dict[str, pd.DataFrame]:
+    """The staged source columns validate and transform need, one frame per entity.
+
+    ``columns`` (entity -> column names) reads only those entities, and of each only the
+    listed columns of ``STAGED_COLUMNS`` (in its order): transform needs fewer than
+    validate, and every column read costs time at district scale.
+    """
+    frames = {}
+    for entity, (model, names) in STAGED_COLUMNS.items():
+        if columns is not None:
+            if entity not in columns:
+                continue
+            names = [name for name in names if name in columns[entity]]
+        frames[entity] = _read(engine, model, config, run_id, names)
+    return frames
 
 
 # ---- the rules, entity by entity ------------------------------------------------------------

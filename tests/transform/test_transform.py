@@ -205,3 +205,31 @@ def test_a_bad_spec_stops_transform_before_it_writes(sqlite_url: str, tmp_path: 
     with engine.connect() as connection:
         for model in LEARNING_TABLES.values():
             assert connection.execute(select(model.__table__)).first() is None
+
+
+def test_transform_reads_only_the_staged_columns_its_specs_and_preparation_need() -> None:
+    specs = transform.load_specs()
+    columns = transform.staged_columns(specs)
+    # Validate-only columns are not read again (every column costs time at district scale) ...
+    assert "terms" not in columns
+    assert "dropped" not in columns["section_enrollments"]
+    assert "enroll_status_code" not in columns["students"]
+    assert "portal_enabled" not in columns["guardians"]
+    assert "status" not in columns["staff"]
+    # ... and every column a spec reads from a staged entity is.
+    for name, spec in specs.items():
+        entity = transform.SPEC_SOURCES[name]
+        staged = set(validate.STAGED_COLUMNS[entity][1])
+        assert spec.source_columns & staged <= columns[entity], name
+    assert transform.staged_columns(None) is None
+
+
+def test_read_staged_reads_the_columns_asked_for(staging_engine) -> None:
+    small_district().insert(staging_engine)
+    config = district_config()
+    frames = validate.read_staged(staging_engine, config, RUN_ID, {"students": {"student_id", "grade_level"}})
+    assert list(frames) == ["students"]
+    assert list(frames["students"].columns) == ["student_id", "grade_level"]
+    every = validate.read_staged(staging_engine, config, RUN_ID)
+    assert list(every) == list(validate.STAGED_COLUMNS)
+    assert frames["students"].equals(every["students"][["student_id", "grade_level"]])
