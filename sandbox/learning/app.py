@@ -239,12 +239,14 @@ def create_app(domains: dict[str, str], database_url: str) -> FastAPI:
             )
 
     def batch_answer(outcomes: list[Any]) -> Response:
-        """The BatchAnswer, encoded by orjson: a thousand results as plain values, not validated models.
-
-        A ``RowOutcome`` is a dataclass whose fields are a result's (index, key, status, reason,
-        note, in that order): orjson writes it as that object itself, with no dict per row.
-        """
-        body = {"results": outcomes, "summary": summarize(outcomes)}
+        """The BatchAnswer, encoded by orjson: a thousand results as plain values, not validated models."""
+        body = {
+            "results": [
+                {"index": item.index, "key": item.key, "status": item.status, "reason": item.reason, "note": item.note}
+                for item in outcomes
+            ],
+            "summary": summarize(outcomes),
+        }
         return Response(content=orjson.dumps(body), media_type="application/json")
 
     def import_write(domain: str, count: int, apply: Callable[[Session], list[Any]]) -> Response:
@@ -293,10 +295,7 @@ def create_app(domains: dict[str, str], database_url: str) -> FastAPI:
                 total = session.scalar(select(func.count()).select_from(table).where(table.domain == domain))
                 records = session.scalars(
                     select(table)
-                    # The domain through an expression: no index on it is used, so the rows are
-                    # read in id order (the primary key) and filtered, never sorted per page (the
-                    # unique keys start with the domain but are not in id order).
-                    .where(func.coalesce(table.domain, "") == domain)
+                    .where(table.domain == domain)
                     .order_by(table.id)
                     .offset((page - 1) * page_size)
                     .limit(page_size)

@@ -36,9 +36,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL: readers (a test reading back) do not block the import's writer.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    # Checkpoint every 16,384 pages (64 MB of WAL), not SQLite's 1,000: an import batch
-    # rewrites the same hot index pages, and each checkpoint copies them back and syncs twice.
-    cursor.execute("PRAGMA wal_autocheckpoint=16384")
     cursor.execute("PRAGMA busy_timeout=30000")
     # A district's rosters are a million rows: with SQLite's default 2 MB page cache every
     # batch's key lookups read their index pages from the file again. 256 MB of cache and

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Integer, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from sandbox.learning.limits import (
@@ -50,18 +50,12 @@ class LearningBase(DeclarativeBase):
 RowId = BigInteger().with_variant(Integer(), "sqlite")
 
 
-# The import tables' domain column has no index of its own: each table's unique key starts
-# with it, so that index serves "WHERE domain = ?" too, and every imported row costs one
-# index entry less (at L: server CPU 30.7-31.1 s with it, 26.1-27.7 s without). The paged
-# read-back reads in id order without it (see list_rows in app.py).
-
-
 class Organization(LearningBase):
     __tablename__ = "organizations"
     __table_args__ = (UniqueConstraint("domain", "organization_id"),)
 
     id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
-    domain: Mapped[str] = mapped_column(String(DOMAIN_LENGTH))
+    domain: Mapped[str] = mapped_column(String(DOMAIN_LENGTH), index=True)
     organization_id: Mapped[str] = mapped_column(String(EXTERNAL_ID_LENGTH))
     name: Mapped[str] = mapped_column(String(NAME_LENGTH))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -71,16 +65,10 @@ class Organization(LearningBase):
 class User(LearningBase):
     __tablename__ = "users"
     # login_key is the login in lower case: logins are unique in a domain whatever their case.
-    # ix_users_type: every roster row and parent link checks its users' types (a million
-    # lookups in a large district); this index answers them without reading the user rows.
-    __table_args__ = (
-        UniqueConstraint("domain", "external_id"),
-        UniqueConstraint("domain", "login_key"),
-        Index("ix_users_type", "domain", "external_id", "user_type"),
-    )
+    __table_args__ = (UniqueConstraint("domain", "external_id"), UniqueConstraint("domain", "login_key"))
 
     id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
-    domain: Mapped[str] = mapped_column(String(DOMAIN_LENGTH))
+    domain: Mapped[str] = mapped_column(String(DOMAIN_LENGTH), index=True)
     external_id: Mapped[str] = mapped_column(String(EXTERNAL_ID_LENGTH))
     first_name: Mapped[str] = mapped_column(String(NAME_LENGTH))
     last_name: Mapped[str] = mapped_column(String(NAME_LENGTH))
@@ -107,7 +95,7 @@ class UserLevel(LearningBase):
     __table_args__ = (UniqueConstraint("domain", "external_id"),)
 
     id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
-    domain: Mapped[str] = mapped_column(String(DOMAIN_LENGTH))
+    domain: Mapped[str] = mapped_column(String(DOMAIN_LENGTH), index=True)
     external_id: Mapped[str] = mapped_column(String(EXTERNAL_ID_LENGTH))
     level_id: Mapped[str] = mapped_column(String(LEVEL_LENGTH))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -119,7 +107,7 @@ class LearningClass(LearningBase):
     __table_args__ = (UniqueConstraint("domain", "class_id"),)
 
     id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
-    domain: Mapped[str] = mapped_column(String(DOMAIN_LENGTH))
+    domain: Mapped[str] = mapped_column(String(DOMAIN_LENGTH), index=True)
     class_id: Mapped[str] = mapped_column(String(EXTERNAL_ID_LENGTH))
     name: Mapped[str] = mapped_column(String(CLASS_NAME_LENGTH))
     code: Mapped[str | None] = mapped_column(String(CODE_LENGTH), nullable=True)
@@ -135,7 +123,7 @@ class Roster(LearningBase):
     __table_args__ = (UniqueConstraint("domain", "class_id", "user_id"),)
 
     id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
-    domain: Mapped[str] = mapped_column(String(DOMAIN_LENGTH))
+    domain: Mapped[str] = mapped_column(String(DOMAIN_LENGTH), index=True)
     class_id: Mapped[str] = mapped_column(String(EXTERNAL_ID_LENGTH))
     user_id: Mapped[str] = mapped_column(String(EXTERNAL_ID_LENGTH))
     role: Mapped[str] = mapped_column(String(ROLE_LENGTH))
@@ -148,7 +136,7 @@ class ParentLink(LearningBase):
     __table_args__ = (UniqueConstraint("domain", "parent_id", "child_id"),)
 
     id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
-    domain: Mapped[str] = mapped_column(String(DOMAIN_LENGTH))
+    domain: Mapped[str] = mapped_column(String(DOMAIN_LENGTH), index=True)
     parent_id: Mapped[str] = mapped_column(String(EXTERNAL_ID_LENGTH))
     child_id: Mapped[str] = mapped_column(String(EXTERNAL_ID_LENGTH))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
