@@ -37,6 +37,15 @@ def tls_directory(tmp_path_factory):
     return tmp_path_factory.mktemp("tls")
 
 
+def _token_or_metadata(path: str, page_size: int) -> Answer | None:
+    """The OAuth token and the metadata (student page size) every fake server answers alike."""
+    if path == "/oauth/access_token":
+        return Answer(200, {"access_token": "tok", "token_type": "Bearer", "expires_in": "3600"})
+    if path == "/ws/v1/metadata":
+        return Answer(200, {"metadata": {"student_max_page_size": page_size}})
+    return None
+
+
 class FakeDistrict:
     """Serves /oauth, /ws/v1/metadata and one student list whose behaviour a test bends."""
 
@@ -54,10 +63,9 @@ class FakeDistrict:
     def __call__(self, seen, _number):
         url = urlsplit(seen.path)
         query = {key: values[0] for key, values in parse_qs(url.query).items()}
-        if url.path == "/oauth/access_token":
-            return Answer(200, {"access_token": "tok", "token_type": "Bearer", "expires_in": "3600"})
-        if url.path == "/ws/v1/metadata":
-            return Answer(200, {"metadata": {"student_max_page_size": self.page_size}})
+        answer = _token_or_metadata(url.path, self.page_size)
+        if answer is not None:
+            return answer
         if url.path.endswith("/student/count"):
             count = len(self.rows) if self.reported is None else self.reported
             if self.grow_after_count:
@@ -214,10 +222,9 @@ class FakeSchools:
     def __call__(self, seen, _number):
         url = urlsplit(seen.path)
         query = {key: values[0] for key, values in parse_qs(url.query).items()}
-        if url.path == "/oauth/access_token":
-            return Answer(200, {"access_token": "tok", "token_type": "Bearer", "expires_in": "3600"})
-        if url.path == "/ws/v1/metadata":
-            return Answer(200, {"metadata": {"student_max_page_size": self.page_size}})
+        answer = _token_or_metadata(url.path, self.page_size)
+        if answer is not None:
+            return answer
         school = url.path.split("/")[4]
         if url.path.endswith("/student/count"):
             self.count_requests.append(school)
