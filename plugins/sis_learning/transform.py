@@ -24,13 +24,12 @@ from sqlalchemy.engine import Engine
 
 from sis_learning.config import MAPPINGS_DIR, DistrictConfig
 from sis_learning.mapping import MappingContext, MappingSpec, MappingSpecError, load_spec
-from sis_learning.staging.base import delete_run_rows
+from sis_learning.staging.base import delete_run_rows, insert_frame
 from sis_learning.staging.learning import LEARNING_TABLES
 from sis_learning.staging.quality import ExcludedRow, RejectedRow
 from sis_learning.validate import STAGE as VALIDATE_STAGE
 from sis_learning.validate import (
     fetch_frame,
-    insert_frame,
     read_staged,
     selected_school_ids,
     sorted_by_id,

@@ -28,26 +28,22 @@ joins. ``check_thresholds`` is the run-level guard that stops a run before load.
 from __future__ import annotations
 
 import io
-import itertools
 import json
 import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Boolean, DateTime, Integer, String, Text, case, cast, func, select, text
-from sqlalchemy import column as column_clause
-from sqlalchemy import table as table_clause
+from sqlalchemy import Boolean, Integer, String, case, cast, func, select, text
 from sqlalchemy.engine import Engine
 
 from sis_learning.config import DistrictConfig
-from sis_learning.staging.base import bulk_insert, delete_run_rows, insert_tuples
+from sis_learning.staging.base import bulk_insert, delete_run_rows, insert_frame
 from sis_learning.staging.quality import ExcludedRow, RejectedRow, ValidationResult
 from sis_learning.staging.runs import utcnow
 from sis_learning.staging.source import (
@@ -1003,47 +999,6 @@ def _blocks(rejected: pd.DataFrame) -> pd.Series:
     return blocks.where(rejected["caused_by"].isna(), pd.NA)
 
 
-# How SQLAlchemy's SQLite dialect stores a DateTime (and staging.base's driver-level insert).
-SQLITE_DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
-_PLAIN_TYPES = (String, Text, Boolean, Integer)
-
-
-def _insert_target(connection: Any, model: Any, columns: list[str], constants: dict[str, Any]) -> tuple[Any, dict]:
-    """The table ``insert_tuples`` gets, and the constants as they go in.
-
-    On SQLite ``insert_tuples`` converts every value of a DateTime column row by row (about
-    a second per 200,000 rows, for one ``created_at`` shared by all of them). When the
-    only such columns are constants, they are converted here once, and the rows go in
-    through a table clause without types (nothing left to convert).
-    """
-    table = model.__table__
-    typed = [name for name in columns if not isinstance(table.c[name].type, _PLAIN_TYPES)]
-    if connection.dialect.name != "sqlite" or not typed or not all(
-            name in constants and isinstance(table.c[name].type, DateTime) for name in typed):
-        return model, constants
-    converted = {name: value.strftime(SQLITE_DATETIME_FORMAT) if isinstance(value, datetime) else value
-                 for name, value in constants.items()}
-    return table_clause(table.name, *(column_clause(name) for name in columns)), converted
-
-
-def insert_frame(connection: Any, model: Any, frame: pd.DataFrame, constants: dict[str, Any] | None = None,
-                 chunk_rows: int = INSERT_CHUNK_ROWS) -> int:
-    """Insert a frame's rows (plus ``constants``, the same on every row) through ``insert_tuples``.
-
-    Column by column into plain lists (None for missing values), then zipped into tuples:
-    no dict per row and no per-row pandas access, in chunks so the Python copy of a
-    million rows never sits in memory at once. Returns the row count.
-    """
-    columns = [*frame.columns, *(constants or {})]
-    target, constants = _insert_target(connection, model, columns, dict(constants or {}))
-    for start in range(0, len(frame), chunk_rows):
-        chunk = frame.iloc[start:start + chunk_rows]
-        values: list[Any] = [chunk[name].to_numpy(dtype=object, na_value=None).tolist() for name in frame.columns]
-        values += [itertools.repeat(value, len(chunk)) for value in constants.values()]
-        insert_tuples(connection, target, columns, list(zip(*values, strict=True)))
-    return len(frame)
-
-
 def _write(engine: Engine, config: DistrictConfig, run_id: str, validation: RunValidation) -> None:
     rejected_parts = [part for outcome in validation.outcomes.values() for part in outcome.rejected_parts]
     excluded_parts = [part for outcome in validation.outcomes.values() for part in outcome.excluded_parts]
@@ -1061,7 +1016,7 @@ def _write(engine: Engine, config: DistrictConfig, run_id: str, validation: RunV
                                                     table.c.run_id == run_id, table.c.stage == STAGE))
         delete_run_rows(connection, ValidationResult, config.district_id, run_id)
         for model, frame in ((RejectedRow, rejected), (ExcludedRow, excluded)):
-            insert_frame(connection, model, frame, run_columns)
+            insert_frame(connection, model, frame, run_columns, chunk_rows=INSERT_CHUNK_ROWS)
         bulk_insert(connection, ValidationResult, [{**row, "district_id": config.district_id, "run_id": run_id,
                                                     "created_at": run_columns["created_at"]}
                                                    for row in validation.suite_results])

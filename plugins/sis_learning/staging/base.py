@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import importlib
 import io
+import itertools
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -160,11 +161,14 @@ def bulk_insert(connection_or_engine: Any, table: Table | Any, rows: Iterable[Ma
     return insert_tuples(connection_or_engine, table, columns, [tuple(row.get(name) for name in columns) for row in rows])
 
 
-def insert_tuples(connection: Any, table: Table | Any, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
+def insert_tuples(connection: Any, table: Table | Any, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+                  *, converted: bool = False) -> int:
     """Insert rows given as tuples in ``columns`` order: :func:`bulk_insert` without the dicts.
 
     For a caller that builds many rows (extract): no per-row dictionary to build and take
-    apart again. Runs inside the caller's transaction; returns the count.
+    apart again. ``converted``: the values are already in the SQLite driver's form (see
+    :func:`insert_frame`), so none is converted row by row. Runs inside the caller's
+    transaction; returns the count.
     """
     table = getattr(table, "__table__", table)
     if not rows:
@@ -194,7 +198,7 @@ def insert_tuples(connection: Any, table: Table | Any, columns: Sequence[str], r
         # column types would: JSON for dicts and lists, SQLAlchemy's text form for datetimes.
         placeholders = ", ".join("?" for _ in columns)
         converters = [_sqlite_converter(table.c[name].type) for name in columns]
-        if all(convert is _identity for convert in converters):
+        if converted or all(convert is _identity for convert in converters):
             parameters = rows
         else:
             parameters = [tuple(convert(value) for value, convert in zip(row, converters, strict=True)) for row in rows]
@@ -202,6 +206,36 @@ def insert_tuples(connection: Any, table: Table | Any, columns: Sequence[str], r
         return len(rows)
     connection.execute(table.insert(), [dict(zip(columns, row, strict=True)) for row in rows])
     return len(rows)
+
+
+def insert_frame(connection: Any, table: Table | Any, frame: Any, constants: Mapping[str, Any] | None = None,
+                 chunk_rows: int = 50_000) -> int:
+    """Insert a pandas frame's rows, plus ``constants`` (the same on every row); returns the count.
+
+    Column by column into plain lists (None for missing values), then zipped into tuples
+    for :func:`insert_tuples`: no dict per row and no per-row pandas access, in chunks so
+    the Python copy of a million rows never sits in memory at once. On SQLite the values
+    are converted to the driver's form column by column, and a constant (a run's
+    ``created_at``) once, instead of row by row.
+    """
+    table = getattr(table, "__table__", table)
+    if isinstance(connection, Session):
+        connection = connection.connection()
+    constants = dict(constants or {})
+    columns = [*frame.columns, *constants]
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        constants = {name: _sqlite_converter(table.c[name].type)(value) for name, value in constants.items()}
+    for start in range(0, len(frame), chunk_rows):
+        chunk = frame.iloc[start:start + chunk_rows]
+        values: list[Any] = []
+        for name in frame.columns:
+            column = chunk[name].to_numpy(dtype=object, na_value=None).tolist()
+            convert = _sqlite_converter(table.c[name].type) if sqlite else _identity
+            values.append(column if convert is _identity else [convert(value) for value in column])
+        values += [itertools.repeat(value, len(chunk)) for value in constants.values()]
+        insert_tuples(connection, table, columns, list(zip(*values, strict=True)), converted=sqlite)
+    return len(frame)
 
 
 def _identity(value: Any) -> Any:
