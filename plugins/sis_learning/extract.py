@@ -161,6 +161,7 @@ class EntityStaging:
         self.entity = entity
         self.table = STAGED_SOURCE_TABLES[entity].__table__
         self.written: dict[str, int] = {}
+        self.problems: dict[tuple[str, str], int] = {}  # (scope, rule) -> rows staged with that id problem
         self._pages: queue.Queue[_StagedPage | None] | None = None
         self._writer: threading.Thread | None = None
         self._failure: BaseException | None = None
@@ -252,6 +253,32 @@ class EntityStaging:
         if self._failure is not None:
             failure, self._failure = self._failure, None
             raise failure
+
+    def mark_duplicates(self, scope: str, identities: Iterable[str]) -> None:
+        """Mark every staged copy of ids a listing held with different values (duplicate_source_id).
+
+        Identities are the listing's (``guardian:student`` for guardian links). The copies
+        were staged as read; validate rejects each, so neither wins by the order it came in.
+        """
+        keys = SOURCE_KEYS[self.entity]
+        if not keys:
+            return
+        table = self.table
+        with self.engine.begin() as connection:
+            for identity in sorted(identities):
+                values = identity.split(":") if len(keys) > 1 else [identity]
+                if len(values) != len(keys):
+                    continue
+                shown = ", ".join(f"{field_name} {value}" for (_column, field_name), value in zip(keys, values, strict=True))
+                connection.execute(
+                    table.update()
+                    .where(table.c.district_id == self.district_id, table.c.run_id == self.run_id,
+                           table.c.scope == scope,
+                           *[table.c[column] == value for (column, _field), value in zip(keys, values, strict=True)])
+                    .values(source_problem=DUPLICATE_SOURCE_ID,
+                            source_problem_reason=f"PowerSchool listed {shown} more than once with different values; "
+                                                  "which record is right cannot be told, so every copy is rejected")
+                )
 
     def write_counts(self, summaries: list[dict[str, Any]]) -> None:
         rows = [
@@ -357,6 +384,14 @@ def _stage_listings(
             _stage_pages(hook, staging, listings, build_row, source_id, page_by_page)
     finally:
         staging.close()
+    for listing in listings:
+        if listing.conflicting:
+            staging.mark_duplicates(listing.scope, listing.conflicting)
+    first_of_scope = {}
+    for listing in listings:
+        first_of_scope.setdefault(listing.scope, listing)
+    for (scope, rule), count in sorted(staging.problems.items()):
+        first_of_scope[scope].notes.append(f"{count} records staged for rejection as {rule}")
 
 
 @contextmanager
@@ -376,6 +411,36 @@ def _fewer_collections() -> Iterator[None]:
         gc.set_threshold(*threshold)
 
 
+# Per entity, the staged columns holding the record's own PowerSchool ids (all integers:
+# DCIDs, GuardianID), with the source field each comes from, for the reason texts.
+SOURCE_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
+    "schools": (("school_id", "id"),),
+    "terms": (("term_id", "id"),),
+    "courses": (("course_id", "id"),),
+    "sections": (("section_id", "id"),),
+    "staff": (("staff_id", "id"),),
+    "students": (("student_id", "id"),),
+    "section_enrollments": (("enrollment_id", "dcid"),),
+    "section_teachers": (),
+    "guardians": (("guardian_id", "guardianid"), ("student_id", "studentsdcid")),
+}
+MISSING_SOURCE_ID = "missing_source_id"
+NON_INTEGER_SOURCE_ID = "non_integer_source_id"
+DUPLICATE_SOURCE_ID = "duplicate_source_id"
+
+
+def source_id_problem(entity: str, row: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(rule, reason) when a staged row's own id is missing or not an integer, else None."""
+    for column, field_name in SOURCE_KEYS[entity]:
+        value = row[column]
+        if value is None:
+            return MISSING_SOURCE_ID, f"the PowerSchool record has no {field_name} (the {entity} id); it cannot be identified"
+        if not (value.isascii() and value.isdigit()):
+            return NON_INTEGER_SOURCE_ID, (f"the PowerSchool record's {field_name} is {value!r}, not an integer "
+                                           "(PowerSchool ids are integers)")
+    return None
+
+
 def _stage_pages(
     hook: PowerSchoolHook,
     staging: EntityStaging,
@@ -384,15 +449,29 @@ def _stage_pages(
     source_id: Callable[[Mapping[str, Any]], str | None],
     page_by_page: bool,
 ) -> None:
+    entity = staging.entity
     for listing, records in hook.read_pages(listings, page_by_page=page_by_page):
         kept_records, rows, ids = [], [], []
+        problems = []
         for record in records:
             row = build_row(record, listing)
             if row is None:
                 continue
+            problem = source_id_problem(entity, row)
+            if problem is not None:
+                problems.append((len(rows), problem))
             kept_records.append(record)
             rows.append(row)
             ids.append(source_id(record))
+        if problems:
+            # A bad id is staged with its problem (every row of the page gets the columns).
+            for row in rows:
+                row["source_problem"] = row["source_problem_reason"] = None
+            for position, (rule, reason) in problems:
+                rows[position]["source_problem"], rows[position]["source_problem_reason"] = rule, reason
+            for _position, (rule, _reason) in problems:
+                key = (listing.scope, rule)
+                staging.problems[key] = staging.problems.get(key, 0) + 1
         staging.write_page(listing.scope, kept_records, rows, ids)
 
 
@@ -655,24 +734,29 @@ def extract_staff(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig,
         hook.v1_listing(school, f"/ws/v1/school/{school}/staff", wrapper="staffs", item="staff", resource="staff", params={"expansions": STAFF_EXPANSIONS})
         for school in schools
     ]
-    seen: set[str] = set()
+    seen: dict[str, str] = {}  # staff id -> the school it is staged under
     shared: dict[str, int] = {}
 
     def build(record: Mapping[str, Any], listing: Listing) -> dict[str, Any] | None:
         staff_id = id_string(record.get("id"))
-        if staff_id in seen:
+        staged_under = seen.get(staff_id) if staff_id is not None else None
+        if staged_under is not None and staged_under != listing.scope:
             shared[listing.scope] = shared.get(listing.scope, 0) + 1
             return None
+        # (the same id twice in one school's listing, with different values, is kept:
+        # both copies are staged for rejection as duplicate_source_id)
         if staff_id is not None:
-            seen.add(staff_id)
+            seen[staff_id] = listing.scope
         affiliations = _nested(record, "school_affiliations", "school_affiliation") or []
         if isinstance(affiliations, Mapping):
             affiliations = [affiliations]
         affiliated = [id_string(item.get("school_id")) for item in affiliations if isinstance(item, Mapping)]
+        # An affiliation without a status field counts as active; a status sent as ""
+        # (PowerSchool's NULL) is unknown, never active by default.
         active = [
             id_string(item.get("school_id"))
             for item in affiliations
-            if isinstance(item, Mapping) and _integer(item.get("status")) in (None, 1)
+            if isinstance(item, Mapping) and ("status" not in item or _integer(item.get("status")) == 1)
         ]
         home = _text(record.get("homeschool_id"))
         return {
@@ -687,8 +771,9 @@ def extract_staff(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig,
             "email": _text(_nested(record, "emails", "work_email")),
             "school_id": home or next((school for school in active if school), None) or listing.scope,
             "school_ids": ",".join(dict.fromkeys(school for school in affiliated if school)) or listing.scope,
-            # The v1 listing returns active staff only; a status field, when sent, wins.
-            "status": _integer(record.get("status")) or 1,
+            # The v1 listing returns active staff only: without a status field, 1. A status
+            # field, when sent, wins, and one sent as "" (NULL) stays unknown (never active).
+            "status": _integer(record.get("status")) if "status" in record else 1,
         }
 
     staging = EntityStaging(engine, config, run_id, "staff")
@@ -1145,9 +1230,8 @@ def extract_guardians(hook: PowerSchoolHook, engine: Engine, config: DistrictCon
 
     def build(row: Mapping[str, Any], _listing: Listing) -> dict[str, Any] | None:
         value = columns.values(row)
+        # A link without a guardian or student id is staged too (as missing_source_id).
         guardian_id, student_id = id_string(value["guardian_id"]), id_string(value["student_id"])
-        if guardian_id is None or student_id is None:
-            return None
         username = _text(value["portal_username"])
         return {
             "guardian_id": guardian_id,

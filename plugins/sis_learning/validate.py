@@ -356,6 +356,18 @@ class EntityOutcome:
         self.rejected_parts: list[pd.DataFrame] = []
         self.excluded_parts: list[pd.DataFrame] = []
         self._key_indexes: dict[str, pd.Index] = {}
+        self._reject_source_problems()
+
+    def _reject_source_problems(self) -> None:
+        """Rows extract staged with a bad id (missing_source_id, non_integer_source_id,
+        duplicate_source_id): rejected first, under that rule, with extract's reason
+        (it names the field and the value)."""
+        if "source_problem" not in self.frame:
+            return
+        problems = self.frame["source_problem"]
+        for rule in problems.dropna().unique():
+            mask = problems.eq(rule)
+            self.reject(mask, str(rule), self.frame["source_problem_reason"].fillna(str(rule)).astype("string"))
 
     def key_index(self, column: str) -> pd.Index:
         """The rows' values of ``column`` as an index (built once: lookups into it reuse its hash table)."""
@@ -579,19 +591,19 @@ def _read(engine: Engine, model: Any, config: DistrictConfig, run_id: str, colum
 
 # The staged source columns validate reads, per entity (transform reads a subset: ``read_staged``'s ``columns``).
 STAGED_COLUMNS: dict[str, tuple[Any, list[str]]] = {
-    "schools": (StgSchool, ["school_id", "school_number", "name"]),
-    "terms": (StgTerm, ["term_id", "school_id", "start_year", "start_date"]),
-    "courses": (StgCourse, ["course_id", "course_number", "course_name"]),
+    "schools": (StgSchool, ["school_id", "school_number", "name", "source_problem", "source_problem_reason"]),
+    "terms": (StgTerm, ["term_id", "school_id", "start_year", "start_date", "source_problem", "source_problem_reason"]),
+    "courses": (StgCourse, ["course_id", "course_number", "course_name", "source_problem", "source_problem_reason"]),
     "staff": (StgStaff, ["staff_id", "first_name", "last_name", "teacher_username", "email", "school_id", "school_ids",
-                         "status"]),
+                         "status", "source_problem", "source_problem_reason"]),
     "students": (StgStudent, ["student_id", "first_name", "last_name", "student_username", "email", "school_id",
-                              "grade_level", "enroll_status_code"]),
+                              "grade_level", "enroll_status_code", "source_problem", "source_problem_reason"]),
     "guardians": (StgGuardian, ["guardian_id", "student_id", "first_name", "last_name", "portal_username",
-                                "portal_enabled", "email"]),
+                                "portal_enabled", "email", "source_problem", "source_problem_reason"]),
     "sections": (StgSection, ["section_id", "school_id", "course_id", "term_id", "section_number", "expression",
-                              "staff_id"]),
-    "section_enrollments": (StgSectionEnrollment, ["enrollment_id", "section_id", "student_id", "dropped"]),
-    "section_teachers": (StgSectionTeacher, ["section_id", "staff_id", "role"]),
+                              "staff_id", "source_problem", "source_problem_reason"]),
+    "section_enrollments": (StgSectionEnrollment, ["enrollment_id", "section_id", "student_id", "dropped", "source_problem", "source_problem_reason"]),
+    "section_teachers": (StgSectionTeacher, ["section_id", "staff_id", "role", "source_problem", "source_problem_reason"]),
 }
 
 

@@ -1,8 +1,9 @@
 """The ``q=`` filter language of the PowerSchool API, translated to SQL for the simulator.
 
-Implements the operators of docs/powerschool-api.md: ``==``, ``=gt=``, ``=ge=``, ``=lt=``,
-``=le=``, ``;`` for AND, ``*`` as a wildcard in an ``==`` value, ``==(A,P)`` lists, dates as
-``YYYY-MM-DD``. Each resource declares which API fields it can filter on and the SQL
+Implements the operators of docs/powerschool-api.md: ``==``, ``!=``, ``=gt=``, ``=ge=``,
+``=lt=``, ``=le=``, ``;`` for AND, ``*`` as a wildcard in an ``==`` or ``!=`` value,
+``==(A,P)`` and ``!=(A,P)`` lists, dates as ``YYYY-MM-DD``. As in PowerSchool's Oracle
+database, ``!=`` never matches a NULL (empty) value. Each resource declares which API fields it can filter on and the SQL
 expression behind each field; anything else is a 400 with a message naming the field.
 """
 
@@ -13,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-OPERATORS = {"==": "=", "=gt=": ">", "=ge=": ">=", "=lt=": "<", "=le=": "<="}
-_CONDITION = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(==|=gt=|=ge=|=lt=|=le=)\s*(.*?)\s*$", re.DOTALL)
+OPERATORS = {"==": "=", "!=": "<>", "=gt=": ">", "=ge=": ">=", "=lt=": "<", "=le=": "<="}
+_CONDITION = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(==|!=|=gt=|=ge=|=lt=|=le=)\s*(.*?)\s*$", re.DOTALL)
 
 
 class FilterError(ValueError):
@@ -68,15 +69,16 @@ def parse(expression: str | None, fields: dict[str, FilterField]) -> SqlFilter:
             known = ", ".join(sorted(fields))
             raise FilterError(f"Invalid q filter: unknown field {name!r}; filterable fields: {known}")
         result.fields.add(name.lower())
-        if operator == "==" and raw.startswith("(") and raw.endswith(")"):
+        negated = operator == "!="
+        if operator in ("==", "!=") and raw.startswith("(") and raw.endswith(")"):
             values = [_value(item, spec, name) for item in raw[1:-1].split(",") if item.strip()]
             if not values:
                 raise FilterError(f"Invalid q filter: empty list for {name}")
-            result.clauses.append(f"{spec.sql} IN ({','.join('?' * len(values))})")
+            result.clauses.append(f"{spec.sql} {'NOT IN' if negated else 'IN'} ({','.join('?' * len(values))})")
             result.parameters.extend(values)
-        elif operator == "==" and "*" in raw and not spec.numeric and spec.convert is None:
+        elif operator in ("==", "!=") and "*" in raw and not spec.numeric and spec.convert is None:
             pattern = raw.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_").replace("*", "%")
-            result.clauses.append(f"{spec.sql} LIKE ? ESCAPE '\\'")
+            result.clauses.append(f"{spec.sql} {'NOT LIKE' if negated else 'LIKE'} ? ESCAPE '\\'")
             result.parameters.append(pattern)
         else:
             result.clauses.append(f"{spec.sql} {OPERATORS[operator]} ?")

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sandbox.powerschool.query_filter import FilterField, parse
+from sandbox.powerschool.query_filter import FilterError, FilterField, parse
 
 ENROLL_STATUS = {0: ("A", "Active"), -1: ("P", "Pre-registered"), 2: ("T", "Transferred out"),
                  3: ("G", "Graduated"), 4: ("I", "Imported as historical")}
@@ -111,10 +111,19 @@ class PageKeyCache:
 
 def read_page(
     connection: sqlite3.Connection, cache: PageKeyCache, *, select: str, source: str, where: list[str],
-    parameters: list[Any], order_key: str, offset: int, limit: int | None,
+    parameters: list[Any], order_key: str, offset: int, limit: int | None, order_by: str | None = None,
 ) -> list[sqlite3.Row]:
-    """Rows ``offset .. offset+limit`` of a query ordered by a unique integer ``order_key``."""
+    """Rows ``offset .. offset+limit`` of a query ordered by a unique integer ``order_key``.
+
+    ``order_by`` (a client's ``sort``) orders by that first, ``order_key`` breaking ties;
+    such a read pages with OFFSET (sorted reads are rare; the keyset cursor is for id order).
+    """
     where_sql = " AND ".join(where) if where else "1=1"
+    if order_by is not None:
+        sql = f"SELECT {select}, {order_key} AS page_key FROM {source} WHERE {where_sql} ORDER BY {order_by}, {order_key}"
+        if limit is None:
+            return connection.execute(sql, parameters).fetchall()
+        return connection.execute(f"{sql} LIMIT ? OFFSET ?", [*parameters, limit, offset]).fetchall()
     signature = (source, where_sql, tuple(parameters), order_key)
     generation = cache.generation
     previous_key = cache.get((*signature, offset)) if offset else None
@@ -321,6 +330,30 @@ ENROLLMENT_FIELDS = {
     "entry_date": FilterField("cc.dateenrolled"),
     "exit_date": FilterField("cc.dateleft"),
 }
+
+
+LIST_FIELDS = {
+    "school": SCHOOL_FIELDS, "student": STUDENT_FIELDS, "staff": STAFF_FIELDS, "section": SECTION_FIELDS,
+    "course": COURSE_FIELDS, "term": TERM_FIELDS, "section_enrollment": ENROLLMENT_FIELDS,
+}
+
+
+def sort_order(kind: str, sort: str | None, descending: str | None) -> str | None:
+    """The ORDER BY of a v1 list's ``sort=field`` and ``sortdescending=true|false`` (None: by id).
+
+    Any field the list can filter on can order it; anything else is a 400 naming it.
+    """
+    if descending is not None and descending.strip().lower() not in ("true", "false"):
+        raise FilterError(f"sortdescending must be true or false, got {descending!r}")
+    if sort is None or not sort.strip():
+        if descending is not None:
+            raise FilterError("sortdescending needs sort (the field to sort by)")
+        return None
+    fields = LIST_FIELDS[kind]
+    spec = fields.get(sort.strip().lower())
+    if spec is None:
+        raise FilterError(f"Invalid sort: unknown field {sort.strip()!r}; sortable fields: {', '.join(sorted(fields))}")
+    return f"{spec.sql} {'DESC' if descending.strip().lower() == 'true' else 'ASC'}" if descending else f"{spec.sql} ASC"
 
 
 @dataclass

@@ -1,9 +1,13 @@
 """``/ws/schema``: direct table reads and PowerQueries, with the plugin's field grants.
 
 Implements the table and PowerQuery calls of docs/powerschool-api.md: ``projection`` is
-required, every value comes back as a string (quirk 5; a null value leaves its column out of
-the record), ``/count`` answers a bare ``{"count": N}``, and a projected or filtered field
-the plugin was not granted answers ``Validation Failed`` / ``No access to the field``.
+required, every value comes back as a string and a NULL column as ``""`` with its key
+present, numeric and date columns included (quirk 5: Oracle stores '' as NULL), ``record``
+is always an array (also for one row; the empty page is ``{"name": ..., "record": []}``),
+``/count`` answers a bare ``{"count": N}``, ``/metadata`` lists the columns with the
+plugin's access, ``/{id}`` answers one row under a top-level ``tables``, ``sort`` and
+``sortdescending`` order a read, and a projected or filtered field the plugin was not
+granted answers ``Validation Failed`` / ``No access to the field``.
 The CC table is how a plugin reads every section enrollment of a district in one paged
 read; SectionTeacher + RoleDef is how it reads co-teachers. The guardian PowerQuery
 ``com.pearson.core.guardian.student_guardian_detail`` joins Guardian, GuardianStudent,
@@ -27,6 +31,7 @@ INTEGER_COLUMNS = {
     "teacherid", "roleid", "priorityorder", "users_dcid", "status", "staffstatus", "grade_level", "enroll_status",
     "studentid", "guardianid", "studentsdcid", "isenabled", "low_grade", "high_grade", "displayposition", "isactive",
 }
+DATE_COLUMNS = {"firstday", "lastday", "start_date", "end_date", "entrydate", "exitdate", "dateenrolled", "dateleft"}
 GUARDIAN_QUERY = "com.pearson.core.guardian.student_guardian_detail"
 # Each output column of the guardian PowerQuery and the table.column it comes from (for grants).
 GUARDIAN_COLUMNS = {
@@ -98,13 +103,64 @@ class TableRead:
     columns: list[str]
     where: list[str]
     parameters: list[Any]
+    order_by: str | None = None  # from sort/sortdescending; None = the table's key order
 
 
-def table_read(table: str, projection: str | None, q: str | None, grants: dict[str, list[str]] | None,
-               *, projection_required: bool = True) -> TableRead:
+def known_table(table: str) -> str:
     table = table.lower()
     if table not in store.TABLE_COLUMNS:
         raise NotFound(f"Table {table} not found")
+    return table
+
+
+def column_type(column: str) -> str:
+    if column in INTEGER_COLUMNS:
+        return "Long"
+    if column in DATE_COLUMNS:
+        return "Date"
+    if column == "allocation":
+        return "Double"
+    return "String"
+
+
+def table_metadata(table: str, grants: dict[str, list[str]] | None) -> dict[str, Any]:
+    """``GET /ws/schema/table/{table}/metadata``: the columns with the plugin's access to each.
+
+    Clients build their default projection from the columns whose access is not
+    ``NoAccess`` (a plugin reads; ``ViewOnly`` is what a read grant gives).
+    """
+    table = known_table(table)
+    granted = None
+    if grants and table in grants:
+        granted = {column.lower() for column in grants[table]}
+    columns = [
+        {"name": column, "type": column_type(column),
+         "access": "ViewOnly" if granted is None or column in granted else "NoAccess"}
+        for column in store.TABLE_COLUMNS[table]
+    ]
+    key = TABLE_KEYS.get(table) or store.TABLE_COLUMNS[table][0]
+    return {"name": table, "comment": "", "primaryKey": key, "columns": columns}
+
+
+def sort_order(table: str, sort: str | None, descending: str | None) -> str | None:
+    """The ORDER BY of ``sort=column`` (``sortdescending=true|false``), or None without ``sort``."""
+    if descending is not None and descending.strip().lower() not in ("true", "false"):
+        raise BadRequest(f"sortdescending must be true or false, got {descending!r}")
+    if sort is None or not sort.strip():
+        if descending is not None:
+            raise BadRequest("sortdescending needs sort (the column to sort by)")
+        return None
+    column = sort.strip().lower().split(".")[-1]
+    if column not in store.TABLE_COLUMNS[table]:
+        raise BadRequest(f"Invalid sort: {table} has no column {column!r}; columns: {', '.join(store.TABLE_COLUMNS[table])}")
+    direction = "DESC" if (descending or "").strip().lower() == "true" else "ASC"
+    return f"{table}.{column} {direction}"
+
+
+def table_read(table: str, projection: str | None, q: str | None, grants: dict[str, list[str]] | None,
+               *, projection_required: bool = True, sort: str | None = None,
+               sortdescending: str | None = None) -> TableRead:
+    table = known_table(table)
     all_columns = list(store.TABLE_COLUMNS[table])
     fields = {column: FilterField(f"{table}.{column}", numeric=column in INTEGER_COLUMNS) for column in all_columns}
     fields.update({f"{table}.{column}": spec for column, spec in fields.items()})
@@ -129,12 +185,15 @@ def table_read(table: str, projection: str | None, q: str | None, grants: dict[s
                 raise BadRequest(f"Invalid projection: {table} has no column {column!r}; columns: {', '.join(all_columns)}")
             if column not in columns:
                 columns.append(column)
-    check_grants(grants, [(table, column) for column in dict.fromkeys([*columns, *filtered])])
-    return TableRead(table, columns, condition.clauses, condition.parameters)
+    order_by = sort_order(table, sort, sortdescending)
+    sorted_by = [order_by.split(" ")[0].split(".")[-1]] if order_by else []
+    check_grants(grants, [(table, column) for column in dict.fromkeys([*columns, *filtered, *sorted_by])])
+    return TableRead(table, columns, condition.clauses, condition.parameters, order_by)
 
 
 def table_record(table: str, row: sqlite3.Row, columns: list[str]) -> dict[str, Any]:
-    values = {column: as_string(row[column]) for column in columns if row[column] is not None}
+    """One table row: every value a string, a NULL column ``""`` with its key present (quirk 5)."""
+    values = {column: "" if row[column] is None else as_string(row[column]) for column in columns}
     return {"id": row["page_key"], "name": table, "tables": {table: values}}
 
 

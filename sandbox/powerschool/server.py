@@ -147,6 +147,10 @@ class PowerSchoolApp:
                 self.single_record, "api"),
             Route("GET", re.compile(r"^/ws/schema/table/(?P<table>[^/]+?)(?P<count>/count)?/?$"), self.schema_table,
                   "api"),
+            Route("GET", re.compile(r"^/ws/schema/table/(?P<table>[^/]+)/metadata/?$"), self.schema_table_metadata,
+                  "api"),
+            Route("GET", re.compile(r"^/ws/schema/table/(?P<table>[^/]+)/(?P<record>[^/]+)/?$"),
+                  self.schema_table_row, "api"),
             Route("POST", re.compile(r"^/ws/schema/query/(?P<name>[^/]+?)(?P<count>/count)?/?$"), self.power_query,
                   "api"),
             *powerteacher.routes(self),
@@ -367,6 +371,7 @@ class PowerSchoolApp:
 
     # -- /ws/v1 -----------------------------------------------------------------------------------
     def metadata(self, request: Request) -> Response:
+        check_parameters(request, set())
         info = self.dataset_info
         metadata: dict[str, Any] = {
             "powerschool_version": info.get("powerschool_version", "24.7.0.0"),
@@ -385,29 +390,35 @@ class PowerSchoolApp:
         return self._list(request, kind, parent, count)
 
     def _list(self, request: Request, kind: str, parent: str | None, count: str | None) -> Response:
+        check_parameters(request, V1_COUNT_PARAMETERS if count else V1_LIST_PARAMETERS)
         connection = self.connection()
         spec = resources.list_spec(connection, kind, parent, request.parameter("q"))
         if count:
             total = resources.count_rows(connection, source=spec.source, where=spec.where, parameters=spec.parameters)
             return json_response(200, {"resource": {"count": max(0, total + self.options.count_offset)}})
+        order_by = resources.sort_order(kind, request.parameter("sort"), request.parameter("sortdescending"))
         offset, limit = self.page_window(request, spec.resource.max_page_size_key)
         rows = resources.read_page(connection, self.page_keys, select=spec.select, source=spec.source,
                                    where=spec.where, parameters=spec.parameters, order_key=spec.order_key,
-                                   offset=offset, limit=limit)
+                                   offset=offset, limit=limit, order_by=order_by)
         items = resources.render(connection, kind, rows, _expansions(request), parent,
                                  extensions=_expansions(request, "extensions"))
         payload = resources.list_envelope(spec.resource, items, self.empty_style())
         return json_response(200, payload)
 
     def single_record(self, request: Request, kind: str, record: str) -> Response:
+        check_parameters(request, V1_SINGLE_PARAMETERS)
         view = resources.single(self.connection(), kind, record, _expansions(request),
                                 _expansions(request, "extensions"))
         return json_response(200, {kind: view})
 
     # -- /ws/schema -------------------------------------------------------------------------------
     def schema_table(self, request: Request, table: str, count: str | None) -> Response:
+        check_parameters(request, SCHEMA_COUNT_PARAMETERS if count else SCHEMA_TABLE_PARAMETERS)
         read = schema_api.table_read(table, request.parameter("projection"), request.parameter("q"),
-                                     self.options.field_grants, projection_required=not count)
+                                     self.options.field_grants, projection_required=not count,
+                                     sort=None if count else request.parameter("sort"),
+                                     sortdescending=None if count else request.parameter("sortdescending"))
         connection = self.connection()
         order_key = f"{read.table}.rowid"
         if count:
@@ -416,20 +427,33 @@ class PowerSchoolApp:
         offset, limit = self.page_window(request, "schema_table_query")
         select = ", ".join(f"{read.table}.{column}" for column in read.columns) or f"{read.table}.rowid"
         rows = resources.read_page(connection, self.page_keys, select=select, source=read.table, where=read.where,
-                                   parameters=read.parameters, order_key=order_key, offset=offset, limit=limit)
+                                   parameters=read.parameters, order_key=order_key, offset=offset, limit=limit,
+                                   order_by=read.order_by)
         records = [schema_api.table_record(read.table, row, read.columns) for row in rows]
-        return json_response(200, self._records_envelope(read.table, records))
+        return json_response(200, records_envelope(read.table, records))
 
-    def _records_envelope(self, name: str, records: list[dict[str, Any]]) -> dict[str, Any]:
-        if records:
-            return {"name": name, "record": resources.one_or_many(records), "@extensions": ""}
-        style = self.empty_style()
-        empty: dict[str, Any] = {"name": name, "@extensions": ""}
-        if style != "missing":
-            empty["record"] = {"null": None, "empty_string": "", "empty_list": [], "empty_object": {}}[style]
-        return empty
+    def schema_table_metadata(self, request: Request, table: str) -> Response:
+        check_parameters(request, set())
+        return json_response(200, schema_api.table_metadata(table, self.options.field_grants))
+
+    def schema_table_row(self, request: Request, table: str, record: str) -> Response:
+        """One row by its key (the DCID, or the table's own id): ``{"id", "name", "tables": {table: {...}}}``."""
+        check_parameters(request, {"projection"})
+        read = schema_api.table_read(table, request.parameter("projection"), None, self.options.field_grants)
+        try:
+            key = int(record)
+        except ValueError:
+            raise resources.NotFound(f"{read.table} record {record} not found") from None
+        select = ", ".join(f"{read.table}.{column}" for column in read.columns) or f"{read.table}.rowid"
+        row = self.connection().execute(
+            f"SELECT {select}, {read.table}.rowid AS page_key FROM {read.table} WHERE {read.table}.rowid = ?", (key,)
+        ).fetchone()
+        if row is None:
+            raise resources.NotFound(f"{read.table} record {record} not found")
+        return json_response(200, schema_api.table_record(read.table, row, read.columns))
 
     def power_query(self, request: Request, name: str, count: str | None) -> Response:
+        check_parameters(request, set() if count else {"page", "pagesize"})
         if name != schema_api.GUARDIAN_QUERY:
             raise HttpError(404, f"PowerQuery {name} not found (the sandbox serves {schema_api.GUARDIAN_QUERY})")
         content_type = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
@@ -444,7 +468,34 @@ class PowerSchoolApp:
         offset, limit = self.page_window(request, "schema_table_query", zero_means_all=True)
         rows = resources.read_page(connection, self.page_keys, select=select, source=source, where=where,
                                    parameters=parameters, order_key="gs.rowid", offset=offset, limit=limit)
-        return json_response(200, self._records_envelope(name, [schema_api.guardian_record(row) for row in rows]))
+        return json_response(200, records_envelope(name, [schema_api.guardian_record(row) for row in rows]))
+
+
+# The query parameters each call honours. Anything else is refused with a 400 naming it:
+# a server that silently ignored, say, ``sort`` or ``order`` would hand a client a result
+# it did not ask for. students_to_include / teachers_to_include are accepted on table reads
+# because PowerSchool documents them as having no effect for plugins.
+V1_LIST_PARAMETERS = {"page", "pagesize", "q", "expansions", "extensions", "sort", "sortdescending"}
+V1_COUNT_PARAMETERS = {"q", "expansions", "extensions"}
+V1_SINGLE_PARAMETERS = {"expansions", "extensions"}
+SCHEMA_TABLE_PARAMETERS = {"projection", "q", "page", "pagesize", "sort", "sortdescending", "students_to_include",
+                           "teachers_to_include"}
+SCHEMA_COUNT_PARAMETERS = {"projection", "q", "students_to_include", "teachers_to_include"}
+
+
+def check_parameters(request: Request, allowed: set[str]) -> None:
+    unsupported = sorted(name for name in request.query if name.lower() not in allowed)
+    if unsupported:
+        takes = ", ".join(sorted(allowed)) or "no parameters"
+        raise HttpError(400, f"unsupported parameter(s) {', '.join(unsupported)} on {request.method} {request.path}; "
+                             f"this call takes {takes}")
+
+
+def records_envelope(name: str, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """A ``/ws/schema`` page: ``record`` is always an array, also for one row or none (quirks 1 and 6)."""
+    if not records:
+        return {"name": name, "record": []}
+    return {"name": name, "record": records, "@extensions": ""}
 
 
 def _expansions(request: Request, parameter: str = "expansions") -> set[str]:

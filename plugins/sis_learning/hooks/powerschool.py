@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import orjson
+
 from sis_learning.hooks.http_client import (
     RETRYABLE_STATUSES,
     ApiError,
@@ -160,8 +162,23 @@ def _lower_keys(record: Mapping[str, Any]) -> dict[str, Any]:
     return record if type(record) is dict else dict(record)
 
 
+def _empty_as_null(row: dict[str, Any]) -> dict[str, Any]:
+    """Quirk 5: ``/ws/schema`` sends a NULL column as ``""`` (any type): it is null here.
+
+    Checked once per row at C speed (``in`` over the values); only rows holding an empty
+    value are rebuilt.
+    """
+    if "" in row.values():
+        return {key: (None if value == "" else value) for key, value in row.items()}
+    return row
+
+
 def table_records(body: Any, table: str) -> list[dict[str, Any]]:
-    """Rows of a ``/ws/schema/table`` page: ``{"record": [{"tables": {table: {...}}}]}``."""
+    """Rows of a ``/ws/schema/table`` page: ``{"record": [{"tables": {table: {...}}}]}``.
+
+    A ``""`` value (how PowerSchool sends NULL, numeric and date columns included) comes
+    back as None, so no reader mistakes it for a value.
+    """
     if not isinstance(body, dict):
         return []
     rows = []
@@ -182,17 +199,20 @@ def table_records(body: Any, table: str) -> list[dict[str, Any]]:
             columns = record
         if type(columns) is dict:
             if columns.keys() == lower_columns:
-                rows.append(columns)
+                rows.append(_empty_as_null(columns))
             else:
                 row = _lower_keys(columns)
                 if row is columns:
                     lower_columns = set(columns)
-                rows.append(row)
+                rows.append(_empty_as_null(row))
     return rows
 
 
 def query_records(body: Any) -> list[dict[str, Any]]:
-    """Rows of a PowerQuery page; columns flattened to lower-case names without table prefix."""
+    """Rows of a PowerQuery page; columns flattened to lower-case names without table prefix.
+
+    As in :func:`table_records`, a ``""`` value is None.
+    """
     if not isinstance(body, dict):
         return []
     rows = []
@@ -211,7 +231,7 @@ def query_records(body: Any) -> list[dict[str, Any]]:
                 if name is None:
                     name = names[key] = str(key).lower().rsplit(".", 1)[-1]
                 if name not in flat:
-                    flat[name] = value
+                    flat[name] = None if value == "" else value
         rows.append(flat)
     return rows
 
@@ -229,6 +249,17 @@ def parse_count(body: Any) -> int | None:
             if found is not None:
                 return found
     return None
+
+
+def fingerprint(record: Mapping[str, Any]) -> int:
+    """A hash of a record's content, to tell a repeated record from a different one under the same id.
+
+    Flat table rows hash their values directly; nested v1 records through their JSON.
+    """
+    try:
+        return hash(tuple(record.items()))
+    except TypeError:  # nested dicts or lists
+        return hash(orjson.dumps(record, option=orjson.OPT_SORT_KEYS))
 
 
 def record_identity(record: Mapping[str, Any]) -> str | None:
@@ -265,7 +296,10 @@ class Listing:
     stopped: bool = False
     count_read: bool = False
     first_page_size: int = 0
-    _seen: set[str] = field(default_factory=set, repr=False)
+    # Ids listed twice with different values (not a page shift: the source holds two
+    # records under one id). Both are kept, for validate to reject as duplicate_source_id.
+    conflicting: set[str] = field(default_factory=set)
+    _seen: dict[str, int] = field(default_factory=dict, repr=False)  # identity -> fingerprint
     _first_pages: _FirstPages | None = field(default=None, repr=False)
 
     @property
@@ -277,6 +311,9 @@ class Listing:
         notes = list(self.notes)
         if self.duplicates:
             notes.append(f"{self.duplicates} repeated rows dropped (pages shifted while reading)")
+        if self.conflicting:
+            notes.append(f"{len(self.conflicting)} ids listed more than once with different values "
+                         "(every copy kept, to be rejected as duplicate_source_id)")
         if self.mismatch:
             notes.append(f"/count reported {self.reported_count}, read {self.rows}")
         return "; ".join(notes) or None
@@ -698,10 +735,17 @@ class PowerSchoolHook(ApiHttpHook):
         for row in rows:
             identity = identity_of(row)
             if identity is not None:
-                if identity in seen:
+                content = fingerprint(row)
+                previous = seen.get(identity)
+                if previous is None:
+                    seen[identity] = content
+                elif previous == content:
+                    # The same record again: a page shifted while reading (a row inserted or
+                    # deleted before it). Dropped and counted.
                     listing.duplicates += 1
                     continue
-                seen.add(identity)
+                else:
+                    listing.conflicting.add(identity)
             fresh.append(row)
         listing.rows += len(fresh)
         size = len(rows)

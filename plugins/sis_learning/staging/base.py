@@ -106,7 +106,35 @@ def create_all(engine: Engine | None = None) -> Engine:
     engine = engine or get_engine()
     import_models()
     Base.metadata.create_all(engine)
+    _add_missing_columns(engine)
     return engine
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Bring a staging database made by an older version up to the models: nullable columns
+    added since are added (``ALTER TABLE ... ADD COLUMN``), and on PostgreSQL a column the
+    models now allow to be null loses its NOT NULL. Staged tables only ever gain columns.
+    """
+    from sqlalchemy import inspect
+
+    inspector = inspect(engine)
+    statements = []
+    for table in Base.metadata.sorted_tables:
+        if not inspector.has_table(table.name):
+            continue
+        existing = {column["name"]: column for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            found = existing.get(column.name)
+            if found is None and column.nullable:
+                column_type = column.type.compile(dialect=engine.dialect)
+                statements.append(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {column_type}')
+            elif (found is not None and column.nullable and not found["nullable"] and not column.primary_key
+                  and engine.dialect.name == "postgresql"):
+                statements.append(f'ALTER TABLE "{table.name}" ALTER COLUMN "{column.name}" DROP NOT NULL')
+    if statements:
+        with engine.begin() as connection:
+            for statement in statements:
+                connection.exec_driver_sql(statement)
 
 
 @contextmanager

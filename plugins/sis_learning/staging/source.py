@@ -33,6 +33,19 @@ class ExtractScoped:
     scope: Mapped[str] = mapped_column(String(64), default="district", server_default="district")
 
 
+class SourceChecked:
+    """What extract found wrong with a source record's id, for validate to reject it by.
+
+    ``source_problem`` is the rule (``missing_source_id``, ``non_integer_source_id``,
+    ``duplicate_source_id``), ``source_problem_reason`` names the field and the value.
+    Such a row is staged as it came (its id null or as sent) instead of stopping the
+    extract: one bad record never costs the district the rest of the run.
+    """
+
+    source_problem: Mapped[str | None] = mapped_column(String(40))
+    source_problem_reason: Mapped[str | None] = mapped_column(Text)
+
+
 class RawRecord(RunKeyed, Base):
     __tablename__ = "raw_records"
     entity: Mapped[str] = mapped_column(String(40))
@@ -55,9 +68,9 @@ class ExtractCount(RunKeyed, Base):
     __table_args__ = (Index("ix_extract_counts_run", "district_id", "run_id", "entity"),)
 
 
-class StgSchool(RunKeyed, ExtractScoped, Base):
+class StgSchool(RunKeyed, ExtractScoped, SourceChecked, Base):
     __tablename__ = "stg_schools"
-    school_id: Mapped[str] = mapped_column(String(64))
+    school_id: Mapped[str | None] = mapped_column(String(64))
     school_number: Mapped[str | None] = mapped_column(String(64))
     name: Mapped[str | None] = mapped_column(String(400))
     low_grade: Mapped[int | None] = mapped_column(Integer)
@@ -65,9 +78,9 @@ class StgSchool(RunKeyed, ExtractScoped, Base):
     __table_args__ = (Index("ix_stg_schools_run", "district_id", "run_id", "school_id"),)
 
 
-class StgTerm(RunKeyed, ExtractScoped, Base):
+class StgTerm(RunKeyed, ExtractScoped, SourceChecked, Base):
     __tablename__ = "stg_terms"
-    term_id: Mapped[str] = mapped_column(String(64))
+    term_id: Mapped[str | None] = mapped_column(String(64))
     local_id: Mapped[str | None] = mapped_column(String(64))
     school_id: Mapped[str | None] = mapped_column(String(64))
     name: Mapped[str | None] = mapped_column(String(400))
@@ -79,18 +92,18 @@ class StgTerm(RunKeyed, ExtractScoped, Base):
     __table_args__ = (Index("ix_stg_terms_run", "district_id", "run_id", "term_id"),)
 
 
-class StgCourse(RunKeyed, ExtractScoped, Base):
+class StgCourse(RunKeyed, ExtractScoped, SourceChecked, Base):
     __tablename__ = "stg_courses"
-    course_id: Mapped[str] = mapped_column(String(64))
+    course_id: Mapped[str | None] = mapped_column(String(64))
     school_id: Mapped[str | None] = mapped_column(String(64))
     course_number: Mapped[str | None] = mapped_column(String(100))
     course_name: Mapped[str | None] = mapped_column(String(400))
     __table_args__ = (Index("ix_stg_courses_run", "district_id", "run_id", "course_id"),)
 
 
-class StgSection(RunKeyed, ExtractScoped, Base):
+class StgSection(RunKeyed, ExtractScoped, SourceChecked, Base):
     __tablename__ = "stg_sections"
-    section_id: Mapped[str] = mapped_column(String(64))
+    section_id: Mapped[str | None] = mapped_column(String(64))
     local_id: Mapped[str | None] = mapped_column(String(64))
     school_id: Mapped[str | None] = mapped_column(String(64))
     course_id: Mapped[str | None] = mapped_column(String(64))
@@ -103,9 +116,9 @@ class StgSection(RunKeyed, ExtractScoped, Base):
     __table_args__ = (Index("ix_stg_sections_run", "district_id", "run_id", "section_id"),)
 
 
-class StgStaff(RunKeyed, ExtractScoped, Base):
+class StgStaff(RunKeyed, ExtractScoped, SourceChecked, Base):
     __tablename__ = "stg_staff"
-    staff_id: Mapped[str] = mapped_column(String(64))
+    staff_id: Mapped[str | None] = mapped_column(String(64))
     local_id: Mapped[str | None] = mapped_column(String(64))
     users_dcid: Mapped[str | None] = mapped_column(String(64))
     first_name: Mapped[str | None] = mapped_column(String(400))
@@ -120,9 +133,9 @@ class StgStaff(RunKeyed, ExtractScoped, Base):
     __table_args__ = (Index("ix_stg_staff_run", "district_id", "run_id", "staff_id"),)
 
 
-class StgStudent(RunKeyed, ExtractScoped, Base):
+class StgStudent(RunKeyed, ExtractScoped, SourceChecked, Base):
     __tablename__ = "stg_students"
-    student_id: Mapped[str] = mapped_column(String(64))
+    student_id: Mapped[str | None] = mapped_column(String(64))
     local_id: Mapped[str | None] = mapped_column(String(64))
     student_number: Mapped[str | None] = mapped_column(String(64))
     first_name: Mapped[str | None] = mapped_column(String(400))
@@ -139,7 +152,7 @@ class StgStudent(RunKeyed, ExtractScoped, Base):
     __table_args__ = (Index("ix_stg_students_run", "district_id", "run_id", "student_id"),)
 
 
-class StgSectionEnrollment(RunKeyed, ExtractScoped, Base):
+class StgSectionEnrollment(RunKeyed, ExtractScoped, SourceChecked, Base):
     __tablename__ = "stg_section_enrollments"
     enrollment_id: Mapped[str | None] = mapped_column(String(64))
     section_id: Mapped[str] = mapped_column(String(64))
@@ -152,7 +165,7 @@ class StgSectionEnrollment(RunKeyed, ExtractScoped, Base):
     __table_args__ = (Index("ix_stg_section_enrollments_run", "district_id", "run_id", "section_id"),)
 
 
-class StgSectionTeacher(RunKeyed, ExtractScoped, Base):
+class StgSectionTeacher(RunKeyed, ExtractScoped, SourceChecked, Base):
     __tablename__ = "stg_section_teachers"
     section_id: Mapped[str] = mapped_column(String(64))
     staff_id: Mapped[str] = mapped_column(String(64))
@@ -163,10 +176,10 @@ class StgSectionTeacher(RunKeyed, ExtractScoped, Base):
     __table_args__ = (Index("ix_stg_section_teachers_run", "district_id", "run_id", "section_id"),)
 
 
-class StgGuardian(RunKeyed, ExtractScoped, Base):
+class StgGuardian(RunKeyed, ExtractScoped, SourceChecked, Base):
     __tablename__ = "stg_guardians"
-    guardian_id: Mapped[str] = mapped_column(String(64))
-    student_id: Mapped[str] = mapped_column(String(64))
+    guardian_id: Mapped[str | None] = mapped_column(String(64))
+    student_id: Mapped[str | None] = mapped_column(String(64))
     first_name: Mapped[str | None] = mapped_column(String(400))
     last_name: Mapped[str | None] = mapped_column(String(400))
     portal_username: Mapped[str | None] = mapped_column(String(400))

@@ -63,11 +63,114 @@ def test_co_teachers_are_sectionteacher_rows_with_a_role(api, oracle):
     assert leads == [{"teacherid": str(section["teacher"])}]
 
 
-def test_null_values_leave_their_column_out(api, oracle):
+def test_null_values_come_back_as_empty_strings_with_their_key(api, oracle):
+    # Quirk 5: Oracle stores '' as NULL, and a NULL column is sent as "" with its key,
+    # text, numeric and date columns alike.
     student = next(oracle.rows("students", "student_web_id IS NULL"))
     row = records(api.get_json("/ws/schema/table/students", projection="dcid,student_web_id,last_name",
                                q=f"dcid=={student['dcid']}"), "students")[0]
-    assert row == {"dcid": str(student["dcid"]), "last_name": student["last_name"]}
+    assert row == {"dcid": str(student["dcid"]), "student_web_id": "", "last_name": student["last_name"]}
+    district_category = records(api.get_json("/ws/schema/table/teachercategory", projection="id,users_dcid,description",
+                                             q="categorytype==district", pagesize=1), "teachercategory")[0]
+    assert district_category["users_dcid"] == ""  # a numeric column, NULL
+    assert district_category["description"] == ""
+
+
+def test_record_is_an_array_even_for_one_row_and_empty_page_shape(api, oracle):
+    student = next(oracle.rows("students"))
+    body = api.get_json("/ws/schema/table/students", projection="dcid", q=f"dcid=={student['dcid']}")
+    assert isinstance(body["record"], list) and len(body["record"]) == 1
+    assert body["record"][0]["tables"]["students"] == {"dcid": str(student["dcid"])}
+    # Every empty-page style of /ws/v1 leaves /ws/schema alone: always {"name", "record": []}.
+    for _ in range(6):
+        assert api.get_json("/ws/schema/table/students", projection="dcid", q="dcid==-1") == {
+            "name": "students", "record": []}
+    one = api.post(GUARDIAN_QUERY, {"students_dcid": [student["dcid"]]}, pagesize=1).json()
+    assert isinstance(one["record"], list) and len(one["record"]) == 1
+    assert api.post(GUARDIAN_QUERY, {"students_dcid": [-5]}).json() == {"name": GUARDIAN_QUERY[len("/ws/schema/query/"):],
+                                                                        "record": []}
+
+
+def test_table_metadata_lists_columns_with_access(api, powerschool):
+    body = api.get_json("/ws/schema/table/students/metadata")
+    assert body["name"] == "students"
+    columns = {column["name"]: column for column in body["columns"]}
+    assert {"dcid", "id", "student_web_id", "grade_level", "entrydate"} <= set(columns)
+    assert all(column["access"] == "ViewOnly" for column in columns.values())
+    assert columns["grade_level"]["type"] == "Long" and columns["entrydate"]["type"] == "Date"
+    powerschool.configure(field_grants={"students": ["dcid", "last_name"]})
+    limited = {column["name"]: column["access"] for column in api.get_json("/ws/schema/table/students/metadata")["columns"]}
+    assert limited["dcid"] == "ViewOnly" and limited["email"] == "NoAccess"
+    assert api.get("/ws/schema/table/nothing/metadata").status_code == 404
+
+
+def test_one_row_by_id_under_top_level_tables(api, oracle):
+    student = next(oracle.rows("students", "student_web_id IS NULL"))
+    body = api.get_json(f"/ws/schema/table/students/{student['dcid']}", projection="dcid,last_name,student_web_id")
+    assert body["tables"] == {"students": {"dcid": str(student["dcid"]), "last_name": student["last_name"],
+                                           "student_web_id": ""}}
+    assert body["name"] == "students"
+    role = api.get_json("/ws/schema/table/roledef/2", projection="name")
+    assert role["tables"] == {"roledef": {"name": "Co-teacher"}}
+    assert api.get("/ws/schema/table/students/999999999", projection="dcid").status_code == 404
+    assert api.get(f"/ws/schema/table/students/{student['dcid']}").status_code == 400  # projection required
+
+
+def test_not_equal_operator(api, oracle):
+    body = api.get_json("/ws/schema/table/students", projection="dcid,enroll_status", q="enroll_status!=0", pagesize=1000)
+    rows = records(body, "students")
+    assert len(rows) == oracle.count("students", "enroll_status <> 0") > 0
+    assert all(row["enroll_status"] != "0" for row in rows)
+    # != never matches NULL, as in PowerSchool's database
+    assert api.get_json("/ws/schema/table/students/count", q="student_web_id!=nobody") == {
+        "count": oracle.count("students", "student_web_id IS NOT NULL")}
+    listed = api.get_json("/ws/schema/table/students/count", q="enroll_status!=(0,2)")
+    assert listed == {"count": oracle.count("students", "enroll_status NOT IN (0, 2)")}
+    school = next(oracle.rows("schools"))
+    v1 = as_list(api.get_json(f"/ws/v1/school/{school['dcid']}/student", q="school_enrollment.enroll_status!=A",
+                              pagesize=1000, expansions="school_enrollment")["students"]["student"])
+    assert len(v1) == oracle.count("students", "schoolid = ? AND enroll_status <> 0", (school["school_number"],)) > 0
+    assert all(item["school_enrollment"]["enroll_status"] != "A" for item in v1)
+
+
+def test_sort_and_sortdescending(api, oracle):
+    rows = records(api.get_json("/ws/schema/table/students", projection="dcid,last_name", sort="last_name",
+                                pagesize=1000), "students")
+    expected = [str(row["dcid"]) for row in oracle.query("SELECT dcid FROM students ORDER BY last_name, dcid")]
+    assert [row["dcid"] for row in rows] == expected
+    down = records(api.get_json("/ws/schema/table/cc", projection="dcid", sort="dcid", sortdescending="true",
+                                pagesize=1000), "cc")
+    assert [int(row["dcid"]) for row in down] == sorted((row["dcid"] for row in oracle.rows("cc")), reverse=True)
+    # paged sorted reads continue where the last page ended
+    paged = []
+    for page in (1, 2, 3):
+        paged += records(api.get_json("/ws/schema/table/students", projection="dcid", sort="last_name", page=page,
+                                      pagesize=25), "students")
+    assert [row["dcid"] for row in paged] == expected[:75]
+    school = next(oracle.rows("schools"))
+    v1 = as_list(api.get_json(f"/ws/v1/school/{school['dcid']}/student", sort="name.last_name", sortdescending="true",
+                              pagesize=1000)["students"]["student"])
+    names = [item["name"]["last_name"] for item in v1]
+    assert names == sorted(names, reverse=True)
+    assert api.get("/ws/schema/table/students", projection="dcid", sort="shoe_size").status_code == 400
+    assert api.get("/ws/schema/table/students", projection="dcid", sort="dcid", sortdescending="maybe").status_code == 400
+
+
+@pytest.mark.parametrize(("path", "params", "named"), [
+    ("/ws/schema/table/students", {"projection": "dcid", "order": "dcid"}, "order"),
+    ("/ws/schema/table/students/count", {"pagesize": "5"}, "pagesize"),
+    ("/ws/v1/district/school", {"limit": "5"}, "limit"),
+    ("/ws/v1/metadata", {"verbose": "1"}, "verbose"),
+])
+def test_an_unsupported_parameter_is_refused_naming_it(api, path, params, named):
+    response = api.get(path, **params)
+    assert response.status_code == 400
+    assert named in response.json()["message"]
+
+
+def test_powerquery_refuses_unknown_parameters(api):
+    response = api.post(GUARDIAN_QUERY, {}, order="guardianid")
+    assert response.status_code == 400 and "order" in response.json()["message"]
 
 
 def test_field_grants_answer_validation_failed(api, powerschool):

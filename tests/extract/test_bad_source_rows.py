@@ -1,0 +1,178 @@
+"""Bad source rows never crash the extract: they are staged for validate to reject, by name.
+
+A record without an id, a non-integer id where PowerSchool's ids are integers, and an id
+listed twice with different values are staged with their problem (``source_problem``)
+and rejected by validate under ``missing_source_id``, ``non_integer_source_id`` and
+``duplicate_source_id``, naming the field and the value; an identical repeat (a page that
+shifted while reading) is dropped and counted. On SQLite and on PostgreSQL staging.
+
+The sandbox cannot serve such records (its SIS tables key on integer DCIDs), so the
+PowerSchool answers here are scripted at the hook's JSON layer: paging, quirk parsing,
+de-duplication, staging and validation are the real ones.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from sis_learning.extract import extract_guardians, extract_schools, extract_staff, extract_students
+from sis_learning.hooks.powerschool import PowerSchoolHook
+from sis_learning.staging.quality import RejectedRow
+from sis_learning.staging.source import ExtractCount, StgGuardian, StgStaff, StgStudent
+from sis_learning.validate import validate_run
+from tests.extract.conftest import make_config
+
+RUN = "manual__2026-02-02T06:00:00+00:00"
+SCHOOL = {"id": 11, "school_number": 100, "name": "Lincoln Elementary School"}
+
+
+def student(identifier: Any, last_name: str = "Smith", web_id: str | None = None) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "name": {"first_name": "Ann", "last_name": last_name},
+        "school_enrollment": {"school_id": 11, "enroll_status": "A", "enroll_status_code": 0, "grade_level": 3},
+        "student_username": web_id or f"ann{last_name.lower()}",
+    }
+    if identifier is not None:
+        record["id"] = identifier
+    return record
+
+
+class ScriptedPowerSchool(PowerSchoolHook):
+    """A PowerSchoolHook whose JSON answers come from ``pages`` (path -> list of pages)."""
+
+    def __init__(self, pages: dict[str, list[Any]], query_pages: list[Any] | None = None) -> None:
+        connection = self.connection_from_settings("https://powerschool.invalid", "client", "secret")
+        super().__init__(connection=connection, max_concurrent_requests=2)
+        self.pages = pages
+        self.query_pages = query_pages or []
+
+    def request_json(self, method: str, path: str, **kwargs: Any) -> Any:
+        params = kwargs.get("params") or {}
+        if path == "/ws/v1/metadata":
+            return {"metadata": {f"{name}_max_page_size": 100 for name in (
+                "school", "student", "staff", "section", "section_enrollment", "term", "course", "schema_table_query")}}
+        if path.endswith("/count"):
+            listed = self.query_pages if "/ws/schema/query/" in path else self.pages.get(path[: -len("/count")], [])
+            return {"count": sum(len(page) for page in listed)}
+        page = int(params.get("page", 1))
+        if path == "/ws/v1/district/school":
+            return {"schools": {"school": SCHOOL}} if page == 1 else {"schools": ""}
+        if "/ws/schema/query/" in path:
+            rows = self.query_pages[page - 1] if page <= len(self.query_pages) else []
+            return {"name": "guardians", "record": rows}
+        listed = self.pages.get(path, [])
+        rows = listed[page - 1] if page <= len(listed) else []
+        wrapper, item = {"student": ("students", "student"), "staff": ("staffs", "staff")}[path.rsplit("/", 1)[-1]]
+        return {wrapper: {item: rows}} if rows else {wrapper: ""}
+
+
+def full_page(first_id: int, count: int = 100) -> list[dict[str, Any]]:
+    return [student(first_id + offset, last_name=f"Name{offset}") for offset in range(count)]
+
+
+def staged(engine, model, *columns):
+    table = model.__table__
+    with engine.connect() as connection:
+        return [tuple(row) for row in connection.execute(
+            select(*(table.c[column] for column in columns)).where(table.c.run_id == RUN).order_by(table.c.id))]
+
+
+def rejections(engine, entity: str) -> dict[str | None, list[tuple[str, str]]]:
+    table = RejectedRow.__table__
+    found: dict[str | None, list[tuple[str, str]]] = {}
+    with engine.connect() as connection:
+        for source_id, rule, reason in connection.execute(
+                select(table.c.source_id, table.c.rule, table.c.reason).where(table.c.run_id == RUN, table.c.entity == entity)):
+            found.setdefault(source_id, []).append((rule, reason))
+    return found
+
+
+def test_students_without_an_id_or_with_a_non_integer_id_are_staged_and_rejected_by_name(staging_engine, tmp_path: Path):
+    pages = {"/ws/v1/school/11/student": [[student(2001, "Good"), student(None, "Noid"), student("", "Emptyid"),
+                                           student("12a", "Letters"), student(2002.5, "Fraction"), student(2003, "Fine")]]}
+    hook = ScriptedPowerSchool(pages)
+    config = make_config()
+    result = extract_students(hook, staging_engine, config, RUN)  # used to die with an IntegrityError
+
+    assert result["rows"] == 6
+    rows = staged(staging_engine, StgStudent, "student_id", "last_name", "source_problem", "source_problem_reason")
+    by_name = {last_name: (student_id, problem, reason) for student_id, last_name, problem, reason in rows}
+    assert by_name["Good"] == ("2001", None, None)
+    assert by_name["Fine"] == ("2003", None, None)
+    assert by_name["Noid"][:2] == (None, "missing_source_id")
+    assert by_name["Emptyid"][:2] == (None, "missing_source_id")  # "" is PowerSchool's null
+    assert by_name["Letters"][:2] == ("12a", "non_integer_source_id")
+    assert "'12a'" in by_name["Letters"][2] and "id" in by_name["Letters"][2]
+    assert by_name["Fraction"][:2] == ("2002.5", "non_integer_source_id")
+    (count,) = [row for row in staged(staging_engine, ExtractCount, "note", "entity") if row[1] == "students"]
+    assert "2 records staged for rejection as missing_source_id" in count[0]
+    assert "2 records staged for rejection as non_integer_source_id" in count[0]
+
+    extract_schools(hook, staging_engine, config, RUN)
+    validate_run(staging_engine, config, RUN, tmp_path / "results")
+    rejected = rejections(staging_engine, "students")
+    assert [rule for rule, _reason in rejected["12a"]][0] == "non_integer_source_id"
+    assert "'12a'" in rejected["12a"][0][1]
+    assert [rule for rule, _reason in rejected["2002.5"]][0] == "non_integer_source_id"
+    missing = [rule for rule, _reason in rejected[None]]
+    assert missing.count("missing_source_id") == 2
+    assert "2001" not in rejected and "2003" not in rejected
+
+
+def test_repeats_across_pages_dropped_and_differing_duplicates_both_rejected(staging_engine, tmp_path: Path):
+    first = full_page(3000)
+    # Page 2 starts with the last record of page 1 again (a row was inserted before it
+    # while reading: the page shifted), then a second, different record under id 3005.
+    second = [dict(first[-1]), student(3005, "Other"), student(3200, "Last")]
+    hook = ScriptedPowerSchool({"/ws/v1/school/11/student": [first, second]})
+    config = make_config()
+    result = extract_students(hook, staging_engine, config, RUN)
+
+    assert result["rows"] == 102  # 100 + the differing 3005 + 3200; the identical repeat dropped
+    rows = staged(staging_engine, StgStudent, "student_id", "last_name", "source_problem")
+    copies = [(last_name, problem) for student_id, last_name, problem in rows if student_id == "3005"]
+    assert sorted(copies) == [("Name5", "duplicate_source_id"), ("Other", "duplicate_source_id")]
+    assert sum(1 for student_id, *_ in rows if student_id == str(first[-1]["id"])) == 1
+    assert all(problem is None for student_id, _name, problem in rows if student_id != "3005")
+    (count,) = [row for row in staged(staging_engine, ExtractCount, "note", "entity") if row[1] == "students"]
+    assert "1 repeated rows dropped" in count[0]
+    assert "1 ids listed more than once with different values" in count[0]
+
+    extract_schools(hook, staging_engine, config, RUN)
+    validate_run(staging_engine, config, RUN, tmp_path / "results")
+    rejected = rejections(staging_engine, "students")
+    assert [rule for rule, _reason in rejected["3005"]].count("duplicate_source_id") == 2
+    assert "id 3005" in rejected["3005"][0][1]
+    assert set(rejected) == {"3005"}
+
+
+def test_staff_duplicate_in_one_school_is_kept_and_a_status_sent_empty_is_not_active(staging_engine, tmp_path: Path):
+    def staff(identifier, last_name, **extra):
+        return {"id": identifier, "users_dcid": identifier + 100, "name": {"first_name": "T", "last_name": last_name},
+                "teacher_username": f"t{last_name.lower()}", "homeschool_id": 11,
+                "school_affiliations": {"school_affiliation": {"school_id": 11, "status": 1}}, **extra}
+
+    pages = {"/ws/v1/school/11/staff": [[staff(41, "Alpha"), staff(42, "Beta", status=""), staff(41, "Gamma"),
+                                         staff(43, "Delta", status="1")]]}
+    hook = ScriptedPowerSchool(pages)
+    extract_staff(hook, staging_engine, make_config(), RUN)
+    rows = staged(staging_engine, StgStaff, "staff_id", "last_name", "status", "source_problem")
+    assert rows == [("41", "Alpha", 1, "duplicate_source_id"), ("42", "Beta", None, None),
+                    ("41", "Gamma", 1, "duplicate_source_id"), ("43", "Delta", 1, None)]
+
+
+def test_guardian_links_without_ids_are_staged_for_rejection(staging_engine, tmp_path: Path):
+    config = make_config()
+    hook = ScriptedPowerSchool({"/ws/v1/school/11/student": [[student(2001, "Good")]]}, query_pages=[[
+        {"studentsdcid": "2001", "guardianid": "9001", "firstname": "Pat", "lastname": "Good", "username": "pgood",
+         "isenabled": "1", "emailaddress": ""},
+        {"studentsdcid": "2001", "guardianid": "", "firstname": "Lee", "lastname": "Good", "username": "lgood",
+         "isenabled": "1", "emailaddress": "lee@example.org"},
+    ]])
+    extract_students(hook, staging_engine, config, RUN)
+    extract_guardians(hook, staging_engine, config, RUN)
+    rows = staged(staging_engine, StgGuardian, "guardian_id", "first_name", "email", "source_problem")
+    assert rows == [("9001", "Pat", None, None), (None, "Lee", "lee@example.org", "missing_source_id")]
