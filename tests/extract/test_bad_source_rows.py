@@ -114,9 +114,9 @@ def test_students_without_an_id_or_with_a_non_integer_id_are_staged_and_rejected
     extract_schools(hook, staging_engine, config, RUN)
     validate_run(staging_engine, config, RUN, tmp_path / "results")
     rejected = rejections(staging_engine, "students")
-    assert [rule for rule, _reason in rejected["12a"]][0] == "non_integer_source_id"
+    assert rejected["12a"][0][0] == "non_integer_source_id"
     assert "'12a'" in rejected["12a"][0][1]
-    assert [rule for rule, _reason in rejected["2002.5"]][0] == "non_integer_source_id"
+    assert rejected["2002.5"][0][0] == "non_integer_source_id"
     missing = [rule for rule, _reason in rejected[None]]
     assert missing.count("missing_source_id") == 2
     assert "2001" not in rejected and "2003" not in rejected
