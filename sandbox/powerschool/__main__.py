@@ -60,10 +60,16 @@ def _options_from(arguments: argparse.Namespace) -> ServerOptions:
     return ServerOptions().update(changes)
 
 
+def _irregularities(arguments: argparse.Namespace) -> bool | None:
+    choice = getattr(arguments, "irregularities", None)
+    return None if choice is None else choice == "on"
+
+
 def serve(arguments: argparse.Namespace) -> int:
     try:
         options = _options_from(arguments)
-        dataset_path = store.resolve_dataset(arguments.dataset, seed=arguments.seed)
+        dataset_path = store.resolve_dataset(arguments.dataset, seed=arguments.seed,
+                                             irregularities=_irregularities(arguments))
     except (OptionsError, store.DatasetError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -139,10 +145,10 @@ def generate_command(arguments: argparse.Namespace) -> int:
     target = Path(arguments.out) if arguments.out else None
     started = time.perf_counter()
     if target is None:
-        path = store.resolve_dataset(arguments.size, seed=arguments.seed)
+        path = store.resolve_dataset(arguments.size, seed=arguments.seed, irregularities=_irregularities(arguments))
     else:
         path = target
-        generator.generate(target, size=arguments.size, seed=arguments.seed)
+        generator.generate(target, size=arguments.size, seed=arguments.seed, irregularities=_irregularities(arguments))
     seconds = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     with store.DatasetStore(path) as dataset:
@@ -153,7 +159,7 @@ def generate_command(arguments: argparse.Namespace) -> int:
 
 
 def export_command(arguments: argparse.Namespace) -> int:
-    path = store.resolve_dataset(arguments.dataset, seed=arguments.seed)
+    path = store.resolve_dataset(arguments.dataset, seed=arguments.seed, irregularities=_irregularities(arguments))
     fixture.export_fixture(path, Path(arguments.out))
     print(f"wrote {arguments.out}")
     return 0
@@ -165,6 +171,9 @@ def parser() -> argparse.ArgumentParser:
     main.add_argument("--dataset", default="demo",
                       help=f"a size ({', '.join(generator.SIZES)}), a fixture .json or a dataset .sqlite (default demo)")
     main.add_argument("--seed", type=int, default=1, help="generator seed (default 1)")
+    main.add_argument("--irregularities", choices=("on", "off"), default=None,
+                      help="generated districts with the irregularities of real ones (default: "
+                           "POWERSCHOOL_SANDBOX_IRREGULARITIES, else the generator's default)")
     main.add_argument("--host", default="127.0.0.1")
     main.add_argument("--port", type=int, default=8443, help="0 = any free port (default 8443)")
     main.add_argument("--hostname", action="append", default=[],
@@ -195,10 +204,12 @@ def parser() -> argparse.ArgumentParser:
     generate = commands.add_parser("generate", help="generate a district dataset and print its size and timing")
     generate.add_argument("--size", default="demo", choices=list(generator.SIZES))
     generate.add_argument("--seed", type=int, default=1)
+    generate.add_argument("--irregularities", choices=("on", "off"), default=None)
     generate.add_argument("--out", help="write here instead of the .sandbox/datasets cache")
     export = commands.add_parser("export-fixture", help="write a dataset out as a JSON fixture")
     export.add_argument("--dataset", default="tiny")
     export.add_argument("--seed", type=int, default=1)
+    export.add_argument("--irregularities", choices=("on", "off"), default=None)
     export.add_argument("--out", required=True)
     return main
 

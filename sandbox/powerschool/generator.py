@@ -16,6 +16,7 @@ Rows are written straight to SQLite in batches, so the large district is never h
 from __future__ import annotations
 
 import math
+import os
 import random
 import sqlite3
 import time
@@ -26,9 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.powerschool import store
+from sandbox.powerschool.irregularities import Irregularities
 
 # Bump when the generated data changes: cached datasets are keyed by it.
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
+# Whether generated districts carry the irregularities of real ones (irregularities.py)
+# unless asked otherwise; POWERSCHOOL_SANDBOX_IRREGULARITIES=on|off overrides it.
+IRREGULARITIES_BY_DEFAULT = False
 
 DISTRICT = {
     "district_name": "Demo Unified School District",
@@ -501,8 +506,26 @@ class _Generator:
                                                     None))
 
 
-def generate(path: Path, *, size: str, seed: int) -> dict[str, Any]:
-    """Generate a district of ``size`` into a new SQLite file at ``path``; return row counts and timing."""
+def irregularities_default() -> bool:
+    """Whether a district is generated with irregularities when the caller does not say."""
+    setting = os.environ.get("POWERSCHOOL_SANDBOX_IRREGULARITIES", "").strip().lower()
+    if setting in ("on", "1", "true", "yes"):
+        return True
+    if setting in ("off", "0", "false", "no"):
+        return False
+    if setting:
+        raise store.DatasetError(f"POWERSCHOOL_SANDBOX_IRREGULARITIES must be on or off, not {setting!r}")
+    return IRREGULARITIES_BY_DEFAULT
+
+
+def generate(path: Path, *, size: str, seed: int, irregularities: bool | None = None) -> dict[str, Any]:
+    """Generate a district of ``size`` into a new SQLite file at ``path``; return row counts and timing.
+
+    ``irregularities`` (default: :func:`irregularities_default`) applies irregularities.py:
+    what real districts have and a tidy generator would not.
+    """
+    if irregularities is None:
+        irregularities = irregularities_default()
     path = Path(path)
     if path.exists():
         raise store.DatasetError(f"{path} already exists; the generator writes new files only")
@@ -514,8 +537,12 @@ def generate(path: Path, *, size: str, seed: int) -> dict[str, Any]:
         store.create_schema(connection)
         counts = _Generator(connection, size, seed).run()
         store.create_indexes(connection)
+        found: dict[str, int] = {}
+        if irregularities:
+            found = Irregularities(connection, f"{size}:{seed}").apply()
+            counts = {table: connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in counts}
         info = {**DISTRICT, "name": size, "seed": seed, "size": size, "generator_version": GENERATOR_VERSION,
-                "source": "generator"}
+                "source": "generator", "irregularities": found}
         store.write_info(connection, info)
         connection.commit()
         connection.execute("ANALYZE")

@@ -298,7 +298,8 @@ STAFF_SOURCE = (
     "teacher_schools ts JOIN teachers t ON t.id = ts.teacherid "
     "LEFT JOIN schools home ON home.school_number = t.schoolid"
 )
-STAFF_SELECT = "t.*, home.dcid AS home_school_dcid"
+# A home school of 0 is the District Office: no Schools row, and homeschool_id 0 in the view.
+STAFF_SELECT = "t.*, CASE WHEN t.schoolid = 0 THEN 0 ELSE home.dcid END AS home_school_dcid"
 STAFF_FIELDS = {
     "id": FilterField("t.dcid", numeric=True),
     "local_id": FilterField("t.id", numeric=True),

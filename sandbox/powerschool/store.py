@@ -209,23 +209,30 @@ class DatasetStore:
         return [dict(row) for row in self._connection.execute(sql, parameters)]
 
 
-def resolve_dataset(dataset: str | Path, *, seed: int = 1, directory: Path | None = None) -> Path:
+def resolve_dataset(dataset: str | Path, *, seed: int = 1, directory: Path | None = None,
+                    irregularities: bool | None = None) -> Path:
     """Turn a dataset argument into a SQLite dataset file, generating or loading it if needed.
 
     ``dataset`` is a generator size (tiny, demo, S, M, L), a fixture ``.json`` file, or a
     ``.sqlite`` dataset file. Generated and loaded datasets are cached under ``directory``
-    (default ``.sandbox/datasets``) by name, seed and generator version.
+    (default ``.sandbox/datasets``) by name, seed, generator version and whether the
+    district has the irregularities of real ones (``irregularities``; default
+    ``generator.irregularities_default()``).
     """
     from sandbox.powerschool import fixture, generator
 
     directory = Path(directory or DEFAULT_DATASET_DIR)
     if isinstance(dataset, str) and dataset in generator.SIZES:
-        target = directory / f"{dataset}-{seed}-v{generator.GENERATOR_VERSION}.sqlite"
+        if irregularities is None:
+            irregularities = generator.irregularities_default()
+        current = f"{dataset}-{seed}-v{generator.GENERATOR_VERSION}"
+        target = directory / f"{current}{'-irregular' if irregularities else ''}.sqlite"
         if not target.exists():
-            _build_atomically(target, lambda path: generator.generate(path, size=dataset, seed=seed))
+            _build_atomically(target, lambda path: generator.generate(path, size=dataset, seed=seed,
+                                                                      irregularities=irregularities))
             # Datasets of older generator versions are never read again (an L one is 200 MB).
             for stale in directory.glob(f"{dataset}-{seed}-v*.sqlite"):
-                if stale != target:
+                if not stale.name.startswith(f"{current}.") and not stale.name.startswith(f"{current}-"):
                     stale.unlink(missing_ok=True)
         return target
     path = Path(dataset)

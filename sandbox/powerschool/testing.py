@@ -161,14 +161,16 @@ class PowerSchoolSandbox:
 @contextmanager
 def running_powerschool(
     dataset: str | Path = "tiny", *, seed: int = 1, options: dict[str, Any] | None = None,
-    startup_timeout: float = 180.0,
+    startup_timeout: float = 180.0, irregularities: bool | None = None,
 ) -> Iterator[PowerSchoolSandbox]:
     """Start the simulator on a free port of 127.0.0.1 and yield it; stop it on exit.
 
     ``dataset`` is a size (tiny, demo, S, M, L), a fixture .json or a dataset .sqlite. The
     dataset is generated (or loaded) here, once, and cached under .sandbox/datasets.
+    ``irregularities``: a generated district with (True) or without (False) the
+    irregularities of real districts; None = the generator's default.
     """
-    dataset_path = store.resolve_dataset(dataset, seed=seed)
+    dataset_path = store.resolve_dataset(dataset, seed=seed, irregularities=irregularities)
     with tempfile.TemporaryDirectory(prefix="powerschool-sandbox-test-") as scratch:
         ready_file = Path(scratch) / "ready.json"
         environment = {

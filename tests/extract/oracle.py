@@ -33,7 +33,10 @@ STAGED_COLUMNS = {
 
 
 def _text(value: Any) -> str | None:
-    return None if value is None or value == "" else str(value)
+    """A text value as extract stages it: surrounding spaces trimmed, empty = null."""
+    if value is None:
+        return None
+    return str(value).strip() or None
 
 
 def expected_rows(dataset_path, import_start_year: int) -> dict[str, list[tuple]]:

@@ -36,9 +36,17 @@ def test_unknown_size_and_existing_target_are_refused(tmp_path):
         generator.generate(tmp_path / "exists.sqlite", size="tiny", seed=1)
 
 
-@pytest.fixture(scope="module", params=["tiny", "demo"])
+@pytest.fixture(scope="module", params=[("tiny", False), ("demo", False), ("tiny", True), ("demo", True)],
+                ids=["tiny", "demo", "tiny-irregular", "demo-irregular"])
 def district(request):
-    with store.DatasetStore(store.resolve_dataset(request.param, seed=1)) as dataset:
+    size, irregular = request.param
+    with store.DatasetStore(store.resolve_dataset(size, seed=1, irregularities=irregular)) as dataset:
+        yield size, dataset
+
+
+@pytest.fixture(scope="module", params=["tiny", "demo"])
+def irregular_district(request):
+    with store.DatasetStore(store.resolve_dataset(request.param, seed=1, irregularities=True)) as dataset:
         yield request.param, dataset
 
 
@@ -75,8 +83,10 @@ def test_referential_integrity(district):
         "accounts": "SELECT count(*) FROM guardian WHERE accountidentifier IS NOT NULL AND accountidentifier NOT IN "
                     "(SELECT pcas_accounttoken FROM pcas_account)",
         "students school": "SELECT count(*) FROM students WHERE schoolid NOT IN (SELECT school_number FROM schools)",
-        "affiliations": "SELECT count(*) FROM teachers t WHERE NOT EXISTS (SELECT 1 FROM teacher_schools ts "
-                        "WHERE ts.teacherid = t.id AND ts.schoolid = t.schoolid)",
+        "affiliations": "SELECT count(*) FROM teachers t WHERE t.schoolid <> 0 AND NOT EXISTS (SELECT 1 FROM "
+                        "teacher_schools ts WHERE ts.teacherid = t.id AND ts.schoolid = t.schoolid)",
+        "district office staff without a school": "SELECT count(*) FROM teachers t WHERE t.schoolid = 0 AND "
+                                                  "(SELECT count(*) FROM teacher_schools ts WHERE ts.teacherid = t.id) < 2",
     }
     assert {name: scalar(dataset, sql) for name, sql in orphans.items()} == dict.fromkeys(orphans, 0)
 
@@ -159,6 +169,76 @@ def test_dataset_info_describes_the_district(district):
     assert info["import_start_year"] == 2025
     assert info["google_domains"] == ["students.demo-usd.org", "demo-usd.org"]
     assert info["size"] == size and info["generator_version"] == generator.GENERATOR_VERSION
+
+
+IRREGULARITY_ORACLES = {
+    # each irregularity of a real district, counted independently of the generator
+    "overlapping_ids": "SELECT (SELECT count(*) FROM students WHERE dcid IN (SELECT dcid FROM teachers) "
+                       "OR dcid IN (SELECT guardianid FROM guardian)) "
+                       "+ (SELECT count(*) FROM guardian WHERE guardianid IN (SELECT dcid FROM teachers))",
+    "bad_emails": "SELECT (SELECT count(*) FROM students WHERE email IN ('none', 'n/a', 'x@') OR email <> trim(email) "
+                  "OR email <> lower(email)) + (SELECT count(*) FROM teachers WHERE email_addr IN ('none', 'n/a', 'x@') "
+                  "OR email_addr <> trim(email_addr) OR email_addr <> lower(email_addr)) + (SELECT count(*) FROM "
+                  "pcas_emailcontact WHERE emailaddress IS NULL OR emailaddress IN ('none', 'n/a', 'x@') "
+                  "OR emailaddress <> trim(emailaddress) OR emailaddress <> lower(emailaddress))",
+    "prek_without_grade_level": "SELECT count(*) FROM students WHERE grade_level IS NULL AND enroll_status = 0",
+    "duplicate_full_names": "SELECT count(*) FROM (SELECT first_name, last_name FROM students WHERE enroll_status = 0 "
+                            "GROUP BY first_name, last_name HAVING count(*) > 1)",
+    "same_web_id_two_schools": "SELECT count(*) FROM (SELECT student_web_id FROM students WHERE student_web_id IS NOT "
+                               "NULL GROUP BY student_web_id HAVING count(DISTINCT schoolid) > 1)",
+    "district_office_staff": "SELECT count(*) FROM teachers t WHERE t.schoolid = 0 AND t.status = 1 AND "
+                             "(SELECT count(*) FROM teacher_schools ts WHERE ts.teacherid = t.id) >= 2",
+    "lead_teacher_replaced": "SELECT count(*) FROM sections s WHERE (SELECT count(*) FROM sectionteacher st WHERE "
+                             "st.sectionid = s.id AND st.roleid = 1) = 2 AND EXISTS (SELECT 1 FROM sectionteacher st "
+                             "WHERE st.sectionid = s.id AND st.roleid = 1 AND st.teacherid = s.teacher "
+                             "AND st.start_date = '2026-01-05') AND EXISTS (SELECT 1 FROM sectionteacher st WHERE "
+                             "st.sectionid = s.id AND st.roleid = 1 AND st.teacherid <> s.teacher "
+                             "AND st.end_date = '2025-12-19')",
+    "ended_co_teachers": "SELECT count(*) FROM sectionteacher WHERE roleid = 2 AND end_date = '2025-10-31'",
+    "transfers_between_schools": "SELECT count(*) FROM students s WHERE s.enroll_status = 0 AND s.entrydate = "
+                                 "'2025-10-15' AND EXISTS (SELECT 1 FROM cc WHERE cc.studentid = s.id AND "
+                                 "cc.sectionid < 0 AND cc.schoolid <> s.schoolid AND cc.dateleft = '2025-10-15')",
+    "guardian_children_two_schools": "SELECT count(*) FROM (SELECT gs.guardianid FROM guardianstudent gs JOIN students s "
+                                     "ON s.dcid = gs.studentsdcid GROUP BY gs.guardianid "
+                                     "HAVING count(DISTINCT s.schoolid) > 1)",
+    "empty_expression": "SELECT count(*) FROM sections WHERE expression IS NULL",
+}
+
+
+def test_irregular_districts_carry_every_irregularity_counted_in_their_info(irregular_district):
+    _size, dataset = irregular_district
+    counted = dataset.info()["irregularities"]
+    assert set(counted) == set(IRREGULARITY_ORACLES)
+    found = {name: scalar(dataset, sql) for name, sql in IRREGULARITY_ORACLES.items()}
+    assert all(value > 0 for value in found.values()), found
+    # what the info says is what the dataset holds (duplicate names and shared guardians
+    # may also occur by chance, so the info is a lower bound there)
+    for name in ("overlapping_ids", "prek_without_grade_level", "district_office_staff", "lead_teacher_replaced",
+                 "ended_co_teachers", "transfers_between_schools", "empty_expression", "same_web_id_two_schools"):
+        assert counted[name] == found[name], name
+    assert found["duplicate_full_names"] >= 1 and found["guardian_children_two_schools"] >= counted[
+        "guardian_children_two_schools"]
+    # a few percent of students share their DCID with a teacher, and guardians with a teacher
+    students = dataset.count("students")
+    shared = scalar(dataset, "SELECT count(*) FROM students WHERE dcid IN (SELECT dcid FROM teachers)")
+    assert 0 < shared <= max(2, 0.05 * students)
+    assert scalar(dataset, "SELECT count(*) FROM guardian WHERE guardianid IN (SELECT dcid FROM teachers)") > 0
+    assert scalar(dataset, "SELECT count(*) FROM teachers WHERE users_dcid IN (SELECT dcid FROM students)") > 0
+    kinds = {row["email"] for row in dataset.query("SELECT email FROM students WHERE email IN ('none', 'n/a', 'x@')")}
+    assert kinds == {"none", "n/a", "x@"}
+
+
+def test_irregularities_are_deterministic_and_off_leaves_the_tidy_district(tmp_path):
+    generator.generate(tmp_path / "a.sqlite", size="tiny", seed=3, irregularities=True)
+    generator.generate(tmp_path / "b.sqlite", size="tiny", seed=3, irregularities=True)
+    generator.generate(tmp_path / "c.sqlite", size="tiny", seed=3, irregularities=False)
+    assert dump(tmp_path / "a.sqlite") == dump(tmp_path / "b.sqlite")
+    tidy = dump(tmp_path / "c.sqlite")
+    assert tidy != dump(tmp_path / "a.sqlite")
+    with store.DatasetStore(tmp_path / "c.sqlite") as dataset:
+        assert dataset.info()["irregularities"] == {}
+        assert scalar(dataset, "SELECT count(*) FROM students WHERE dcid IN (SELECT dcid FROM teachers)") == 0
+    assert len(tidy["students"]) == generator.SIZES["tiny"].students
 
 
 @pytest.mark.slow
