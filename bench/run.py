@@ -98,13 +98,13 @@ def naive_extrapolation(naive: dict[str, Any], extract: dict[str, Any]) -> dict[
 
 def bench_size(size: str, options: argparse.Namespace, machine_info: dict[str, Any]) -> dict[str, Any]:
     from sandbox.learning.testing import running_learning
-    from sandbox.powerschool import store
+    from sandbox.powerschool import datasets, store
     from sandbox.powerschool.testing import running_powerschool
 
     started_at = datetime.now(UTC)
     log(f"size {size}: building (or reusing) the generated district")
     build_started = time.perf_counter()
-    dataset_path = store.resolve_dataset(size, seed=options.seed)
+    dataset_path = datasets.resolve_dataset(size, seed=options.seed)
     build_seconds = time.perf_counter() - build_started
     with store.DatasetStore(dataset_path) as dataset:
         dataset_info = {"path": str(dataset_path.relative_to(REPO_ROOT)) if dataset_path.is_relative_to(REPO_ROOT)

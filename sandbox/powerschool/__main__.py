@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from sandbox import tls
-from sandbox.powerschool import fixture, generator, store
+from sandbox.powerschool import datasets, fixture, generator, store
 from sandbox.powerschool.options import DEFAULT_MAX_PAGE_SIZES, OptionsError, ServerOptions
 from sandbox.powerschool.server import PowerSchoolApp, TLSServer, make_ssl_context, new_secret
 
@@ -68,7 +68,7 @@ def _irregularities(arguments: argparse.Namespace) -> bool | None:
 def serve(arguments: argparse.Namespace) -> int:
     try:
         options = _options_from(arguments)
-        dataset_path = store.resolve_dataset(arguments.dataset, seed=arguments.seed,
+        dataset_path = datasets.resolve_dataset(arguments.dataset, seed=arguments.seed,
                                              irregularities=_irregularities(arguments))
     except (OptionsError, store.DatasetError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -145,7 +145,7 @@ def generate_command(arguments: argparse.Namespace) -> int:
     target = Path(arguments.out) if arguments.out else None
     started = time.perf_counter()
     if target is None:
-        path = store.resolve_dataset(arguments.size, seed=arguments.seed, irregularities=_irregularities(arguments))
+        path = datasets.resolve_dataset(arguments.size, seed=arguments.seed, irregularities=_irregularities(arguments))
     else:
         path = target
         generator.generate(target, size=arguments.size, seed=arguments.seed, irregularities=_irregularities(arguments))
@@ -159,7 +159,7 @@ def generate_command(arguments: argparse.Namespace) -> int:
 
 
 def export_command(arguments: argparse.Namespace) -> int:
-    path = store.resolve_dataset(arguments.dataset, seed=arguments.seed, irregularities=_irregularities(arguments))
+    path = datasets.resolve_dataset(arguments.dataset, seed=arguments.seed, irregularities=_irregularities(arguments))
     fixture.export_fixture(path, Path(arguments.out))
     print(f"wrote {arguments.out}")
     return 0

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from sandbox.powerschool import powerteacher
 from sandbox.powerschool.options import OptionsError
-from sandbox.powerschool.server import HttpError, Request, Response, Route, json_response
+from sandbox.powerschool.routing import HttpError, Request, Response, Route, json_response
 
 if TYPE_CHECKING:
     from sandbox.powerschool.server import PowerSchoolApp

@@ -17,7 +17,7 @@ import re
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
-from sandbox.powerschool.server import HttpError, Request, Response, Route, json_response
+from sandbox.powerschool.routing import HttpError, Request, Response, Route, json_response
 
 if TYPE_CHECKING:
     from sandbox.powerschool.server import PowerSchoolApp

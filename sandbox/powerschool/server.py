@@ -16,7 +16,6 @@ from __future__ import annotations
 import hmac
 import http.server
 import itertools
-import json
 import random
 import re
 import secrets
@@ -32,16 +31,24 @@ import uuid
 from base64 import b64decode
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from sandbox.powerschool import resources, schema_api, store
+from sandbox.powerschool import admin, powerteacher, resources, schema_api, store
 from sandbox.powerschool.options import ServerOptions
 from sandbox.powerschool.query_filter import FilterError
+from sandbox.powerschool.routing import (  # noqa: F401  (Request, Response, JSON_TYPE: used by callers too)
+    JSON_TYPE,
+    HttpError,
+    Request,
+    Response,
+    Route,
+    error_response,
+    json_response,
+)
 
-JSON_TYPE = "application/json;charset=UTF-8"
 EXPIRED_TOKEN_CHALLENGE = (
     'Bearer error="invalid_token",realm="PowerSchool",error_description="The access token has expired"'
 )
@@ -50,61 +57,10 @@ REQUEST_LOG_LIMIT = 200_000
 
 
 @dataclass
-class Request:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: Any  # http.client.HTTPMessage (case-insensitive get)
-    body: bytes
-
-    def parameter(self, name: str) -> str | None:
-        values = self.query.get(name)
-        return values[-1] if values else None
-
-
-@dataclass
-class Response:
-    status: int
-    body: bytes = b""
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    delay_seconds: float = 0.0
-    reset: bool = False
-    truncate: bool = False  # send the headers and half the body, then reset the connection
-
-
-def json_response(status: int, payload: Any, headers: list[tuple[str, str]] | None = None) -> Response:
-    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    return Response(status, body, [("Content-Type", JSON_TYPE), *(headers or [])])
-
-
-def error_response(status: int, message: str, headers: list[tuple[str, str]] | None = None) -> Response:
-    return json_response(status, {"message": message}, headers)
-
-
-class HttpError(Exception):
-    """Raised by a handler to answer with an error status and ``{"message": ...}``."""
-
-    def __init__(self, status: int, message: str, payload: Any = None):
-        super().__init__(message)
-        self.status, self.message, self.payload = status, message, payload
-
-    def response(self) -> Response:
-        return json_response(self.status, self.payload if self.payload is not None else {"message": self.message})
-
-
-@dataclass
 class Token:
     value: str
     client_id: str
     expires_at: float
-
-
-@dataclass
-class Route:
-    method: str
-    pattern: re.Pattern[str]
-    handler: Callable[..., Response]
-    kind: str  # "oauth", "api" or "admin": decides auth, throttle, faults and logging
 
 
 class PowerSchoolApp:
@@ -130,8 +86,6 @@ class PowerSchoolApp:
         self.page_keys = resources.PageKeyCache()
         with store.DatasetStore(self.database_path) as dataset:
             self.dataset_info = dataset.info()
-        from sandbox.powerschool import admin, powerteacher
-
         self.routes = [
             Route("POST", re.compile(r"^/oauth/access_token/?$"), self.access_token, "oauth"),
             Route("GET", re.compile(r"^/ws/v1/metadata/?$"), self.metadata, "api"),

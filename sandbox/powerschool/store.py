@@ -8,17 +8,17 @@ generated once per (size, seed, generator version) under ``.sandbox/datasets`` a
 the server serves a private working copy so admin changes and PowerTeacher writes never
 alter the cached file.
 
-``DatasetStore(path).rows("students")`` reads a dataset directly, for test oracles.
+``DatasetStore(path).rows("students")`` reads a dataset directly, for test oracles;
+``datasets.resolve_dataset`` finds or builds a dataset file (it sits above this module,
+the generator and the fixture loader, which all write through this one).
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
 import sqlite3
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -207,69 +207,6 @@ class DatasetStore:
     def query(self, sql: str, parameters: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         """Any read-only SQL over the dataset (the connection is opened read-only)."""
         return [dict(row) for row in self._connection.execute(sql, parameters)]
-
-
-def resolve_dataset(dataset: str | Path, *, seed: int = 1, directory: Path | None = None,
-                    irregularities: bool | None = None) -> Path:
-    """Turn a dataset argument into a SQLite dataset file, generating or loading it if needed.
-
-    ``dataset`` is a generator size (tiny, demo, S, M, L), a fixture ``.json`` file, or a
-    ``.sqlite`` dataset file. Generated and loaded datasets are cached under ``directory``
-    (default ``.sandbox/datasets``) by name, seed, generator version and whether the
-    district has the irregularities of real ones (``irregularities``; default
-    ``generator.irregularities_default()``).
-    """
-    from sandbox.powerschool import fixture, generator
-
-    directory = Path(directory or DEFAULT_DATASET_DIR)
-    if isinstance(dataset, str) and dataset in generator.SIZES:
-        if irregularities is None:
-            irregularities = generator.irregularities_default()
-        current = f"{dataset}-{seed}-v{generator.GENERATOR_VERSION}"
-        target = directory / f"{current}{'-irregular' if irregularities else ''}.sqlite"
-        if not target.exists():
-            _build_atomically(target, lambda path: generator.generate(path, size=dataset, seed=seed,
-                                                                      irregularities=irregularities))
-            # Datasets of older generator versions are never read again (an L one is 200 MB).
-            for stale in directory.glob(f"{dataset}-{seed}-v*.sqlite"):
-                if not stale.name.startswith(f"{current}.") and not stale.name.startswith(f"{current}-"):
-                    stale.unlink(missing_ok=True)
-        return target
-    path = Path(dataset)
-    if not path.exists():
-        raise DatasetError(
-            f"dataset {dataset!r} is neither a size ({', '.join(generator.SIZES)}) nor an existing file"
-        )
-    if path.suffix == ".json":
-        digest = fixture.fixture_digest(path)
-        target = directory / f"fixture-{path.stem}-{digest[:16]}-v{generator.GENERATOR_VERSION}.sqlite"
-        if not target.exists():
-            _build_atomically(target, lambda built: fixture.load_fixture(path, built))
-        return target
-    if path.suffix in (".sqlite", ".db", ".sqlite3"):
-        return path
-    raise DatasetError(f"dataset file {path} must be a fixture (.json) or a dataset (.sqlite)")
-
-
-def _build_atomically(target: Path, build: Any) -> None:
-    """Build ``target`` once even when several processes (pytest-xdist workers) ask at once."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / f".{target.name}.lock", "a+") as lock_file:
-        fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
-        try:
-            if target.exists():  # another process built it while this one waited
-                return
-            descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-            os.close(descriptor)
-            temporary_path = Path(temporary)
-            temporary_path.unlink()
-            try:
-                build(temporary_path)
-                temporary_path.replace(target)
-            finally:
-                temporary_path.unlink(missing_ok=True)
-        finally:
-            fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
 
 
 def make_working_copy(dataset_path: Path, directory: Path) -> Path:

@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from sandbox.powerschool import store
+from sandbox.powerschool import datasets, store
 from sandbox.processes import stop_process
 
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
@@ -170,7 +170,7 @@ def running_powerschool(
     ``irregularities``: a generated district with (True) or without (False) the
     irregularities of real districts; None = the generator's default.
     """
-    dataset_path = store.resolve_dataset(dataset, seed=seed, irregularities=irregularities)
+    dataset_path = datasets.resolve_dataset(dataset, seed=seed, irregularities=irregularities)
     with tempfile.TemporaryDirectory(prefix="powerschool-sandbox-test-") as scratch:
         ready_file = Path(scratch) / "ready.json"
         environment = {

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.powerschool import fixture, store
+from sandbox.powerschool import datasets, fixture, store
 from sandbox.powerschool.testing import running_powerschool
 from tests.sandbox.powerschool.conftest import ApiClient, as_list
 
@@ -22,7 +22,7 @@ def write(tmp_path, document, name="district.json"):
 
 
 def test_export_then_load_gives_the_same_tables(tmp_path):
-    source = store.resolve_dataset("tiny", seed=1)
+    source = datasets.resolve_dataset("tiny", seed=1)
     exported = tmp_path / "tiny.json"
     fixture.export_fixture(source, exported)
     loaded = tmp_path / "loaded.sqlite"

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from sandbox.powerschool import generator, store
+from sandbox.powerschool import datasets, generator, store
 
 
 def dump(path):
@@ -40,13 +40,13 @@ def test_unknown_size_and_existing_target_are_refused(tmp_path):
                 ids=["tiny", "demo", "tiny-irregular", "demo-irregular"])
 def district(request):
     size, irregular = request.param
-    with store.DatasetStore(store.resolve_dataset(size, seed=1, irregularities=irregular)) as dataset:
+    with store.DatasetStore(datasets.resolve_dataset(size, seed=1, irregularities=irregular)) as dataset:
         yield size, dataset
 
 
 @pytest.fixture(scope="module", params=["tiny", "demo"])
 def irregular_district(request):
-    with store.DatasetStore(store.resolve_dataset(request.param, seed=1, irregularities=True)) as dataset:
+    with store.DatasetStore(datasets.resolve_dataset(request.param, seed=1, irregularities=True)) as dataset:
         yield request.param, dataset
 
 
