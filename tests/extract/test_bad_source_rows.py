@@ -176,3 +176,33 @@ def test_guardian_links_without_ids_are_staged_for_rejection(staging_engine, tmp
     extract_guardians(hook, staging_engine, config, RUN)
     rows = staged(staging_engine, StgGuardian, "guardian_id", "first_name", "email", "source_problem")
     assert rows == [("9001", "Pat", None, None), (None, "Lee", "lee@example.org", "missing_source_id")]
+
+
+def test_a_staging_database_of_an_older_version_is_upgraded_and_keeps_its_rows(staging_url):
+    """stg_students as an older version made it (student_id NOT NULL, no source_problem):
+    create_all adds the columns, drops the NOT NULL (SQLite: rebuilds the table) and keeps
+    the rows, so a student without an id is staged instead of failing the insert."""
+    from sqlalchemy import create_engine, inspect, text
+
+    from sis_learning.staging.base import create_all
+
+    engine = create_engine(staging_url)
+    with engine.begin() as connection:
+        connection.execute(text(
+            "CREATE TABLE stg_students (id INTEGER PRIMARY KEY, district_id VARCHAR(64) NOT NULL, "
+            "run_id VARCHAR(250) NOT NULL, scope VARCHAR(64) NOT NULL DEFAULT 'district', "
+            "student_id VARCHAR(64) NOT NULL, last_name VARCHAR(400))"))
+        connection.execute(text("CREATE INDEX ix_stg_students_run ON stg_students (district_id, run_id, student_id)"))
+        connection.execute(text("INSERT INTO stg_students (id, district_id, run_id, scope, student_id, last_name) "
+                                "VALUES (1, 'tiny', 'old-run', '11', '2001', 'Kept')"))
+    create_all(engine)
+    create_all(engine)  # idempotent
+    columns = {column["name"]: column for column in inspect(engine).get_columns("stg_students")}
+    assert {"source_problem", "source_problem_reason", "grade_level"} <= set(columns)
+    assert columns["student_id"]["nullable"]
+    with engine.begin() as connection:
+        assert connection.execute(text("SELECT student_id, last_name FROM stg_students")).all() == [("2001", "Kept")]
+        connection.execute(text("INSERT INTO stg_students (id, district_id, run_id, scope, student_id, source_problem) "
+                                "VALUES (2, 'tiny', 'new-run', '11', NULL, 'missing_source_id')"))
+    assert "ix_stg_students_run" in {index["name"] for index in inspect(engine).get_indexes("stg_students")}
+    engine.dispose()

@@ -112,13 +112,15 @@ def create_all(engine: Engine | None = None) -> Engine:
 
 def _add_missing_columns(engine: Engine) -> None:
     """Bring a staging database made by an older version up to the models: nullable columns
-    added since are added (``ALTER TABLE ... ADD COLUMN``), and on PostgreSQL a column the
-    models now allow to be null loses its NOT NULL. Staged tables only ever gain columns.
+    added since are added (``ALTER TABLE ... ADD COLUMN``), and a column the models now allow
+    to be null loses its NOT NULL (PostgreSQL: ``ALTER COLUMN ... DROP NOT NULL``; SQLite,
+    which cannot alter a column, rebuilds the table with its rows). Nothing is dropped.
     """
     from sqlalchemy import inspect
 
     inspector = inspect(engine)
     statements = []
+    rebuild = []
     for table in Base.metadata.sorted_tables:
         if not inspector.has_table(table.name):
             continue
@@ -128,13 +130,26 @@ def _add_missing_columns(engine: Engine) -> None:
             if found is None and column.nullable:
                 column_type = column.type.compile(dialect=engine.dialect)
                 statements.append(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {column_type}')
-            elif (found is not None and column.nullable and not found["nullable"] and not column.primary_key
-                  and engine.dialect.name == "postgresql"):
-                statements.append(f'ALTER TABLE "{table.name}" ALTER COLUMN "{column.name}" DROP NOT NULL')
-    if statements:
-        with engine.begin() as connection:
-            for statement in statements:
-                connection.exec_driver_sql(statement)
+            elif found is not None and column.nullable and not found["nullable"] and not column.primary_key:
+                if engine.dialect.name == "postgresql":
+                    statements.append(f'ALTER TABLE "{table.name}" ALTER COLUMN "{column.name}" DROP NOT NULL')
+                elif engine.dialect.name == "sqlite" and table not in rebuild:
+                    rebuild.append(table)
+    if not statements and not rebuild:
+        return
+    with engine.begin() as connection:
+        for statement in statements:
+            connection.exec_driver_sql(statement)
+        for table in rebuild:
+            columns = ", ".join(f'"{column["name"]}"' for column in inspect(connection).get_columns(table.name)
+                                if column["name"] in table.c)
+            for index in inspect(connection).get_indexes(table.name):
+                connection.exec_driver_sql(f'DROP INDEX IF EXISTS "{index["name"]}"')
+            connection.exec_driver_sql(f'ALTER TABLE "{table.name}" RENAME TO "{table.name}__before_upgrade"')
+            table.create(connection)
+            connection.exec_driver_sql(f'INSERT INTO "{table.name}" ({columns}) SELECT {columns} '
+                                       f'FROM "{table.name}__before_upgrade"')
+            connection.exec_driver_sql(f'DROP TABLE "{table.name}__before_upgrade"')
 
 
 @contextmanager
