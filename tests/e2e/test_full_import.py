@@ -19,11 +19,18 @@ from tests.e2e.oracle import expected_state
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
 
 
-# The co-teacher cap: the tiny district's busiest co-teachers (3019, 3020) are in 22 and 20
-# imported classes; six more sections in the three 2025 terms (year, S1, S2) take 3019 past
-# the cap (28: three must go, the earliest terms and highest ids) and 3020 to exactly 25.
-EXTRA_SECTIONS = [(3500, [3019, 3020]), (3501, [3019, 3020]), (3502, [3019, 3020]), (3501, [3019, 3020]),
-                  (3502, [3019, 3020]), (3500, [3019])]
+# The co-teacher cap: the tiny district's busiest co-teachers (Teachers.ID 19 and 20; DCIDs
+# 3019 and 3020 in a tidy district) are in 22 and 20 imported classes; six more sections in
+# the three 2025 terms (year, S1, S2) take 19 past the cap (28: three must go, the earliest
+# terms and highest ids) and 20 to exactly 25. Teachers are named by Teachers.ID and their
+# DCIDs looked up: DCIDs differ when the district has the irregularities of real ones.
+EXTRA_SECTIONS = [(3500, [19, 20]), (3501, [19, 20]), (3502, [19, 20]), (3501, [19, 20]),
+                  (3502, [19, 20]), (3500, [19])]
+
+
+def teacher_dcid(powerschool, teacher_id: int) -> int:
+    with powerschool.store() as dataset:
+        return next(dataset.rows("teachers", "id = ?", (teacher_id,)))["dcid"]
 
 
 def tables_containing(staging_url: str, needle: str) -> list[str]:
@@ -42,8 +49,9 @@ def tables_containing(staging_url: str, needle: str) -> list[str]:
 
 def add_co_teacher_sections(powerschool) -> None:
     for term_id, co_teachers in EXTRA_SECTIONS:
-        # Lincoln Elementary (DCID 11), Mathematics (1002), led by Zoë Miller (3004)
-        powerschool.add_section(11, "1002", term_id, teacher_dcid=3004, co_teacher_dcids=co_teachers)
+        # Lincoln Elementary (DCID 11), Mathematics (1002), led by Zoë Miller (Teachers.ID 4)
+        powerschool.add_section(11, "1002", term_id, teacher_dcid=teacher_dcid(powerschool, 4),
+                                co_teacher_dcids=[teacher_dcid(powerschool, teacher) for teacher in co_teachers])
 
 
 def test_full_import_equals_the_rules(import_dag, sandboxes, staging_url):
@@ -56,7 +64,8 @@ def test_full_import_equals_the_rules(import_dag, sandboxes, staging_url):
     assert failed, "the tiny district has users sharing a login: some must fail"
     oracle = expected_state(sandboxes.powerschool.database_path, failed_users=failed)
     placements = {teacher: len(classes) for teacher, classes in oracle.co_teacher_placements.items()}
-    assert placements["3019"] > 25 and placements["3020"] == 25, placements  # the cap is exercised
+    busiest, second = (str(teacher_dcid(sandboxes.powerschool, teacher)) for teacher in (19, 20))
+    assert placements[busiest] > 25 and placements[second] == 25, placements  # the cap is exercised
     state = sandboxes.learning_state()
     assert_learning_matches(oracle, state)
 
