@@ -20,6 +20,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from sis_learning.exceptions import DistrictConfigError
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # SIS_LEARNING_DISTRICTS_DIR points the DAG factory at another folder of district YAMLs.
 DISTRICTS_DIR = Path(os.environ.get("SIS_LEARNING_DISTRICTS_DIR", REPO_ROOT / "include" / "districts"))
@@ -27,10 +29,6 @@ MAPPINGS_DIR = REPO_ROOT / "include" / "mappings"
 
 DISTRICT_ID_PATTERN = re.compile(r"^[a-z][a-z0-9_]{1,62}$")
 SECRET_REFERENCE_PATTERN = re.compile(r"^(env|variable|connection):[A-Za-z0-9_.\-]+$")
-
-
-class DistrictConfigError(ValueError):
-    """A district YAML that cannot be used; the message names file, key and fix."""
 
 
 class _Strict(BaseModel):

@@ -21,25 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from sis_learning.config import REPO_ROOT, DistrictConfig, load_district_by_id
+from sis_learning.exceptions import FatalError
 
 log = logging.getLogger(__name__)
 
 VALIDATION_RESULTS_ROOT = REPO_ROOT / "var" / "validation"
-
-# Exception class names that no retry can fix: the task fails at once with the message.
-FATAL_ERRORS = {
-    "ValidationThresholdExceeded",
-    "MassChangeDetected",
-    "DistrictConfigError",
-    "AuthenticationError",
-    "PermissionDeniedError",
-    "ValidationFailedError",
-    "FieldAccessError",
-    "NotFoundError",
-    "UnknownSchoolError",
-    "PageSizeTooSmallError",
-    "SecretNotFoundError",
-}
 
 EXTRACT_ENTITIES = (
     "terms",
@@ -60,7 +46,8 @@ def _engine():
 
 
 def _is_fatal(error: BaseException) -> bool:
-    return any(cls.__name__ in FATAL_ERRORS for cls in type(error).__mro__)
+    """No retry can fix it: the type says so (sis_learning.exceptions.FatalError)."""
+    return isinstance(error, FatalError)
 
 
 def _plain_reason(error: BaseException) -> str:
@@ -75,25 +62,34 @@ def run_step(
     work: Callable[[Any, DistrictConfig], dict[str, Any]],
     to_counts: Callable[[dict[str, Any]], dict[str, dict[str, int]]] | None = None,
 ) -> dict[str, Any]:
-    """Run one step of a district run with bookkeeping; returns the step's counts."""
-    from sis_learning.staging.runs import record_stage
+    """Run one step of a district run with bookkeeping; returns the step's counts.
+
+    Each call is one attempt of the stage in the run's history (``sync_run_attempts``).
+    A database error is replaced by its value-free summary (staging/errors.py) before
+    it is recorded, logged or raised; a FatalError fails the task without retries.
+    """
+    from sis_learning.staging.errors import summarise
+    from sis_learning.staging.runs import ATTEMPT_FAILED, ATTEMPT_SUCCEEDED, begin_attempt, end_attempt, record_stage
 
     config = load_district_by_id(district_id)
     engine = _engine()
+    attempt = begin_attempt(engine, district_id, run_id, stage)
     started = time.monotonic()
     try:
         result = work(engine, config) or {}
     except Exception as error:
-        reason = _plain_reason(error)
+        summary = summarise(error, stage)
+        reason = _plain_reason(summary or error)
         record_stage(engine, district_id, run_id, stage, seconds=time.monotonic() - started, error=reason)
-        log.error("%s failed for district %s: %s", stage, district_id, reason)
-        if _is_fatal(error):
-            from airflow.sdk.exceptions import AirflowFailException
-
-            raise AirflowFailException(reason) from error
+        end_attempt(engine, attempt, ATTEMPT_FAILED, reason)
+        log.error("%s failed for district %s%s: %s", stage, district_id,
+                  " (no retry can fix this)" if _is_fatal(summary or error) else "", reason)
+        if summary is not None:
+            raise summary from None  # the driver's message and parameters carry row values
         raise
     counts = to_counts(result) if to_counts else {}
     record_stage(engine, district_id, run_id, stage, counts=counts, seconds=time.monotonic() - started)
+    end_attempt(engine, attempt, ATTEMPT_SUCCEEDED)
     return _xcom_safe(result)
 
 
@@ -110,12 +106,18 @@ def _xcom_safe(result: dict[str, Any]) -> dict[str, Any]:
 # ---- start ---------------------------------------------------------------------------
 
 def start_run(district_id: str, run_id: str, dag_id: str) -> dict[str, Any]:
+    """Open the run's row; a run of the district still ``running`` died unreported: mark it abandoned."""
+    from sis_learning.staging.runs import abandon_unfinished_runs
     from sis_learning.staging.runs import start_run as start
 
     config = load_district_by_id(district_id)
     engine = _engine()
     start(engine, district_id, run_id, dag_id=dag_id)
-    return {"district_id": config.district_id, "run_id": run_id}
+    abandoned = abandon_unfinished_runs(engine, district_id, run_id)
+    for item in abandoned:
+        log.warning("Run %s of district %s stopped without reporting while in %s: marked abandoned",
+                    item["run_id"], district_id, ", ".join(item["stages"]))
+    return {"district_id": config.district_id, "run_id": run_id, "abandoned_runs": len(abandoned)}
 
 
 # ---- extract -------------------------------------------------------------------------
@@ -265,23 +267,54 @@ def failed_tasks(dag_id: str, run_id: str) -> list[str]:
     return sorted(task_id for task_id, state in by_task.items() if str(state) in ("failed", "upstream_failed"))
 
 
+def failed_stages(engine, district_id: str, run_id: str) -> list[tuple[str, str]]:
+    """(stage, reason) of each stage whose LAST attempt did not succeed, in the order they started.
+
+    The run's outcome is its final state: a stage that failed and then succeeded on retry
+    succeeded. An attempt still running when the report runs died with its process.
+    """
+    from sis_learning.staging.runs import (
+        ATTEMPT_FAILED,
+        ATTEMPT_KILLED,
+        ATTEMPT_RUNNING,
+        PREVIOUS_RUN_NOTE,
+        final_attempts,
+        run_attempts,
+    )
+
+    attempts = [a for a in run_attempts(engine, district_id, run_id) if a.stage != PREVIOUS_RUN_NOTE]
+    failed = []
+    for stage, attempt in final_attempts(attempts).items():
+        if attempt.status in (ATTEMPT_FAILED, ATTEMPT_KILLED, ATTEMPT_RUNNING):
+            reason = attempt.error if attempt.status == ATTEMPT_FAILED else (
+                "the task process stopped without reporting (killed or lost)")
+            failed.append((stage, reason or "no reason was recorded"))
+    return failed
+
+
 def report(district_id: str, run_id: str, dag_id: str) -> dict[str, Any]:
-    """Write the run summary; on any failure send one email, then fail so the run shows failed."""
+    """Write the run summary; on any failure send one email, then fail so the run shows failed.
+
+    Failed means a task's final state is failed (Airflow's view) or a stage's last attempt
+    did not succeed (the run's history); an attempt that failed and was retried
+    successfully is history, not a failure.
+    """
     from sis_learning import notify
     from sis_learning.report import build_summary, format_text
-    from sis_learning.staging.runs import finish_run, get_run
+    from sis_learning.staging.runs import finish_run
 
     config = load_district_by_id(district_id)
     engine = _engine()
     failed = [task_id for task_id in failed_tasks(dag_id, run_id) if not task_id.endswith("report")]
-    run = get_run(engine, district_id, run_id)
-    recorded_error = run.error if run else None
-    if failed or recorded_error:
-        reason = recorded_error or f"task(s) {', '.join(failed)} failed without a recorded reason: see their logs"
+    stages = failed_stages(engine, district_id, run_id)
+    if failed or stages:
+        if stages:
+            stage, reason = stages[0]
+        else:
+            stage, reason = failed[0], f"task(s) {', '.join(failed)} failed without a recorded reason: see their logs"
         finish_run(engine, district_id, run_id, status="failed", error=reason)
         summary = build_summary(engine, config, run_id, dag_id)
-        if not recorded_error and failed:
-            summary.stage = failed[0]
+        summary.stage, summary.error = stage, reason
         log.error("%s", format_text(summary))
         notify.send_failure_email(config, summary)
         from airflow.sdk.exceptions import AirflowFailException

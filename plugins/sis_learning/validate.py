@@ -43,6 +43,7 @@ from sqlalchemy import Boolean, Integer, String, case, cast, func, select, text
 from sqlalchemy.engine import Engine
 
 from sis_learning.config import DistrictConfig
+from sis_learning.exceptions import ValidationThresholdExceeded
 from sis_learning.staging.base import bulk_insert, delete_run_rows, insert_frame
 from sis_learning.staging.quality import ExcludedRow, RejectedRow, ValidationResult
 from sis_learning.staging.runs import utcnow
@@ -89,10 +90,6 @@ BLOCKED_LABELS = {
 BLOCKED_ORDER = {entity: position for position, entity in enumerate(BLOCKED_LABELS)}
 
 INSERT_CHUNK_ROWS = 50_000
-
-
-class ValidationThresholdExceeded(RuntimeError):
-    """Too large a share of an entity's rows failed: the run stops before anything is loaded."""
 
 
 # ---- the expectation suites -----------------------------------------------------------

@@ -41,7 +41,6 @@ import orjson
 import requests
 from airflow.providers.http.hooks.http import HttpHook
 from airflow.sdk import Connection
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from requests.adapters import HTTPAdapter
 
 # Statuses that mean "not now" rather than "never": retried with backoff.
@@ -57,67 +56,17 @@ WAIT_HINT_PATTERN = re.compile(r"wait\s+(\d+(?:\.\d+)?)\s*(?:seconds?|secs?|s)\b
 # --------------------------------------------------------------------------- errors
 
 
-class ApiError(AirflowException):
-    """An HTTP API answered in a way the pipeline cannot use; ``str()`` is admin-facing."""
-
-    def __init__(
-        self,
-        status: int | None,
-        message: str,
-        url: str,
-        *,
-        method: str = "GET",
-        errors: list[dict[str, Any]] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.url = url
-        self.method = method
-        self.errors = errors or []
-
-    def __str__(self) -> str:
-        return self.message
-
-    def __reduce__(self):  # picklable across processes (Celery, multiprocessing)
-        return (_rebuild_api_error, (type(self), self.status, self.message, self.url, self.method, self.errors))
-
-
-def _rebuild_api_error(cls, status, message, url, method, errors):
-    return cls(status, message, url, method=method, errors=errors)
-
-
-class FatalApiError(ApiError, AirflowFailException):
-    """A failure retrying cannot fix (Airflow fails the task without spending its retries)."""
-
-
-class AuthenticationError(FatalApiError):
-    """401 even with fresh credentials: the client id/secret or token is wrong."""
-
-
-class PermissionDeniedError(FatalApiError):
-    """403: the credentials are valid but not allowed to do this."""
-
-
-class NotFoundError(FatalApiError):
-    """404: the resource (a school, a section, a path) does not exist."""
-
-
-class ValidationFailedError(FatalApiError):
-    """The server refused the request's content (409, 422, "Validation Failed", field access)."""
-
-
-class TlsVerificationError(FatalApiError):
-    """The server's certificate could not be verified against the configured CA bundle."""
-
-
-class ApiConfigurationError(FatalApiError):
-    """The Airflow connection itself is unusable (not HTTPS, missing CA bundle file, ...)."""
-
-
-class RetriesExhaustedError(ApiError):
-    """Transient failures outlasted the retry budget (Airflow may retry the whole task)."""
-
+# One module for the pipeline's errors (sis_learning.exceptions); re-exported here.
+from sis_learning.exceptions import (  # noqa: E402
+    ApiConfigurationError,
+    ApiError,
+    AuthenticationError,
+    NotFoundError,
+    PermissionDeniedError,
+    RetriesExhaustedError,
+    TlsVerificationError,
+    ValidationFailedError,
+)
 
 # --------------------------------------------------------------------------- settings
 

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 import orjson
 
+from sis_learning.exceptions import LearningResponseError
 from sis_learning.hooks.http_client import ApiError, ApiHttpHook, AuthenticationError, path_kind, redact_url
 
 # The Learning API's limit, and the entities it knows, with the fields that key them.
@@ -41,10 +42,6 @@ UPSERT_RESULTS = frozenset({"created", "updated", "unchanged", "failed"})
 
 # A batch is up to 1,000 rows each way: encoded and decoded by orjson (several times
 # faster than the json module; a district's load sends and reads over a million rows).
-
-
-class LearningResponseError(ApiError):
-    """Learning answered 200 with a body that does not keep the contract (missing rows, ...)."""
 
 
 class LearningHook(ApiHttpHook):

@@ -37,12 +37,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from sis_learning.exceptions import PageSizeTooSmallError
 from sis_learning.hooks.http_client import (
     RETRYABLE_STATUSES,
     ApiError,
     ApiHttpHook,
     AuthenticationError,
-    FatalApiError,
     NotFoundError,
     PermissionDeniedError,
     ValidationFailedError,
@@ -58,10 +58,6 @@ SCHOOL_PATH = re.compile(r"^/ws/v1/school/([^/]+)")
 # A listing that keeps returning full pages this far past /count is broken: stop, record it.
 MAX_PAGES_PAST_COUNT = 50
 MAX_PAGES_WITHOUT_COUNT = 100_000
-
-
-class PageSizeTooSmallError(FatalApiError):
-    """The plugin's Data Configuration page size is below the integration's minimum of 100."""
 
 
 # --------------------------------------------------------------------------- quirk parsing
