@@ -117,7 +117,79 @@ def start_run(district_id: str, run_id: str, dag_id: str) -> dict[str, Any]:
     for item in abandoned:
         log.warning("Run %s of district %s stopped without reporting while in %s: marked abandoned",
                     item["run_id"], district_id, ", ".join(item["stages"]))
+    run_step("configuration_check", district_id, run_id, lambda engine, config: check_targets_not_shared(config))
     return {"district_id": config.district_id, "run_id": run_id, "abandoned_runs": len(abandoned)}
+
+
+def _learning_target(connection_id: str) -> tuple[str, str] | None:
+    """(host, digest of the domain token) a Learning connection reaches; None when it cannot be read."""
+    import hashlib
+
+    from airflow.sdk import BaseHook
+
+    try:
+        connection = BaseHook.get_connection(connection_id)
+    except Exception:  # another district's connection may not exist here: nothing to compare
+        return None
+    host = (connection.host or "").lower().split("://", 1)[-1].rstrip("/")
+    if connection.port:
+        host = f"{host}:{connection.port}"
+    token = connection.password or ""
+    return (host, hashlib.sha256(token.encode()).hexdigest()) if host and token else None
+
+
+def check_targets_not_shared(config: DistrictConfig) -> dict[str, Any]:
+    """Refuse to run a district that shares a PowerSchool connection, a Learning connection, or a
+    Learning host and domain (the same host and domain token) with another district file."""
+    from sis_learning.config import scan_districts
+    from sis_learning.exceptions import DistrictConfigError
+
+    source = str(config.source_file)
+    configs, broken = scan_districts(Path(source).parent)
+    for item in broken:
+        if item.source_file == source:
+            raise DistrictConfigError(item.error)
+    mine = _learning_target(config.learning.connection_id)
+    for other in configs:
+        if other.district_id == config.district_id or mine is None:
+            continue
+        if _learning_target(other.learning.connection_id) == mine:
+            raise DistrictConfigError(
+                f"{source}: invalid district configuration\n  - learning.connection_id: "
+                f"{config.learning.connection_id!r} reaches the same Learning host ({mine[0]}) and domain (the same "
+                f"token) as {other.learning.connection_id!r} of {other.source_file}: two districts must not share "
+                "a Learning domain (one would write into the other's); give each district its own domain token")
+    return {"checked": len(configs)}
+
+
+def configuration_error(source_file: str, run_id: str) -> dict[str, Any]:
+    """The task of a broken district's DAG: email the recipients once per distinct error, then fail at once."""
+    import hashlib
+
+    from sis_learning import notify
+    from sis_learning.config import load_district, scan_districts
+    from sis_learning.exceptions import DistrictConfigError
+    from sis_learning.staging.runs import claim_config_error_notice, release_config_error_notice
+
+    _, broken = scan_districts(Path(source_file).parent)
+    found = [item for item in broken if item.source_file == source_file]
+    if not found:
+        load_district(source_file)  # fixed since the DAG was parsed (or deleted: that raises)
+        log.info("%s is valid now: the district's DAGs replace this one at the next parse", source_file)
+        return {"fixed": True}
+    item = found[0]
+    engine = _engine()
+    digest = hashlib.sha256(item.error.encode()).hexdigest()
+    if claim_config_error_notice(engine, source_file, digest):
+        try:
+            notify.send_config_error_email(item.failure_emails, item.smtp_connection_id, item.district_id,
+                                           source_file, item.error)
+        except Exception:
+            release_config_error_notice(engine, source_file, digest)
+            log.exception("Could not send the configuration error email for %s", source_file)
+    else:
+        log.info("The recipients of %s were already told about this error", source_file)
+    raise DistrictConfigError(item.error)
 
 
 # ---- extract -------------------------------------------------------------------------

@@ -203,3 +203,38 @@ def abandon_unfinished_runs(engine: Engine, district_id: str, current_run_id: st
                 status=RUN_ABANDONED, finished_at=utcnow(),
                 error=f"previous run {item['run_id']} was abandoned in {', '.join(item['stages'])}"))
     return found
+
+
+class ConfigErrorNotice(Base):
+    """One row per distinct configuration error a district's recipients were emailed about."""
+
+    __tablename__ = "config_error_notices"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source_file: Mapped[str] = mapped_column(String(500))
+    error_digest: Mapped[str] = mapped_column(String(64))
+    sent_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    __table_args__ = (Index("uq_config_error_notices", "source_file", "error_digest", unique=True),)
+
+
+def claim_config_error_notice(engine: Engine, source_file: str, error_digest: str) -> bool:
+    """True the first time this error of this file is seen (send the email), False after."""
+    from sqlalchemy.exc import IntegrityError
+
+    try:
+        with session_scope(engine) as session:
+            if session.scalar(select(ConfigErrorNotice).where(
+                    ConfigErrorNotice.source_file == source_file, ConfigErrorNotice.error_digest == error_digest)):
+                return False
+            session.add(ConfigErrorNotice(source_file=source_file, error_digest=error_digest))
+    except IntegrityError:  # another run claimed it at the same moment
+        return False
+    return True
+
+
+def release_config_error_notice(engine: Engine, source_file: str, error_digest: str) -> None:
+    """Forget a claim whose email could not be sent, so the next run tries again."""
+    from sqlalchemy import delete
+
+    with session_scope(engine) as session:
+        session.execute(delete(ConfigErrorNotice).where(
+            ConfigErrorNotice.source_file == source_file, ConfigErrorNotice.error_digest == error_digest))
