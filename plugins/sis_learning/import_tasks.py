@@ -218,7 +218,11 @@ def extract_schools(district_id: str, run_id: str) -> dict[str, Any]:
     from sis_learning import extract
 
     def work(engine, config):
-        return extract.extract_schools(powerschool_hook(config), engine, config, run_id)
+        from sis_learning.extract_guard import check_listings_not_emptied
+
+        result = extract.extract_schools(powerschool_hook(config), engine, config, run_id)
+        check_listings_not_emptied(engine, district_id, run_id, "schools")
+        return result
 
     return run_step("extract_schools", district_id, run_id, work, lambda r: {"schools": {"extracted": int(r.get("rows", 0))}})
 
@@ -229,7 +233,11 @@ def extract_entity(entity: str, district_id: str, run_id: str) -> dict[str, Any]
     function = getattr(extract, f"extract_{entity}")
 
     def work(engine, config):
-        return function(powerschool_hook(config), engine, config, run_id)
+        from sis_learning.extract_guard import check_listings_not_emptied
+
+        result = function(powerschool_hook(config), engine, config, run_id)
+        check_listings_not_emptied(engine, district_id, run_id, entity)  # no school's rows vanish unnoticed
+        return result
 
     return run_step(f"extract_{entity}", district_id, run_id, work, lambda r: {entity: {"extracted": int(r.get("rows", 0))}})
 
