@@ -92,6 +92,10 @@ class PowerSchoolSandbox:
         """Expire every issued access token now; the next API call gets a 401."""
         return self._admin("POST", "expire-tokens")["expired"]
 
+    def issued_tokens(self) -> list[str]:
+        """Every access token the server issued since it started (secrets a log must never show)."""
+        return self._admin("GET", "tokens")["tokens"]
+
     def request_log(self, after: int = 0) -> list[dict[str, Any]]:
         """API requests served (method, path, query, status, client_id, fault), oldest first."""
         return self._admin("GET", "requests", params={"after": after})["requests"]
