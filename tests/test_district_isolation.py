@@ -144,3 +144,19 @@ def test_two_districts_reaching_the_same_learning_host_and_domain_are_refused_at
     assert str(folder / "north.yaml") in message and str(folder / "south.yaml") in message
     assert "tok-1" not in message, "the token is compared, never shown"
     assert isinstance(raised.value, AirflowFailException)
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("e2e")
+def test_the_broken_districts_dag_run_fails_at_once_without_retry(districts, tmp_path, monkeypatch):
+    """A real DAG run (dag.test) of a broken district's DAG: failed, one try, one email."""
+    monkeypatch.setenv("SIS_LEARNING_STAGING_URL", f"sqlite:///{tmp_path / 'staging.sqlite'}")
+    dag = _dagbag().dags["sis_import__unknown_key"]
+    with running_smtp() as smtp:
+        monkeypatch.setenv("AIRFLOW_CONN_SMTP_SANDBOX", smtp.airflow_connection_uri())
+        dag_run = dag.test()
+        [message] = smtp.mailbox.wait_for(1)
+    assert dag_run.state == "failed"
+    [ti] = dag_run.get_task_instances()
+    assert (ti.task_id, str(ti.state), ti.try_number) == ("configuration_error", "failed", 1)
+    assert "colour" in message.get_body(preferencelist=("html", "plain")).get_content()
