@@ -64,6 +64,7 @@ def routes(app: PowerSchoolApp) -> list[Route]:
               bind(delete_assignment), "api"),
         Route("PUT", re.compile(r"^/ws/xte/score/?$"), bind(put_scores), "api"),
         Route("POST", re.compile(rf"^{PTG}/section/(?P<section_id>[^/]+)/assignment/?$"), bind(ptg_create), "api"),
+        Route("GET", re.compile(rf"^{PTG}/section/(?P<section_id>[^/]+)/assignment/?$"), bind(ptg_list), "api"),
         Route("GET", re.compile(rf"^{PTG}/assignment/(?P<assignment_id>[^/]+)/?$"), bind(ptg_read), "api"),
         Route("PUT", re.compile(rf"^{PTG}/assignment/(?P<assignment_id>[^/]+)/?$"), bind(ptg_update), "api"),
         Route("DELETE", re.compile(rf"^{PTG}/assignment/(?P<assignment_id>[^/]+)/?$"), bind(ptg_delete), "api"),
@@ -601,6 +602,14 @@ def ptg_assignment_view(connection: sqlite3.Connection, row: sqlite3.Row) -> dic
             "abbreviation": row["abbreviation"], "description": row["description"],
             "date_assignment_due": row["date_assignment_due"], "points_possible": row["points_possible"],
             "category": {"name": row["category"]}, "updates": row["updates"], "_assignment_scores": scores}
+
+
+def ptg_list(app: PowerSchoolApp, request: Request, section_id: str) -> Response:
+    """The section's assignments (the collection of the create path; assumed, as the API doc lists only the item)."""
+    section = _ptg_section(app, section_id)
+    connection = app.connection()
+    rows = connection.execute("SELECT * FROM ptg_assignment WHERE sectionsdcid = ? ORDER BY id", (section["dcid"],))
+    return json_response(200, {"assignments": {"assignment": [ptg_assignment_view(connection, row) for row in rows]}})
 
 
 def ptg_read(app: PowerSchoolApp, request: Request, assignment_id: str) -> Response:
