@@ -161,4 +161,5 @@ def test_one_grade_push_dag_per_enabled_district_scheduled_by_the_watched_asset(
     pool, retries, backoff = dag["tasks"]["push_grades"]
     assert pool == "powerschool_api" and retries >= 2 and backoff == 2.0
     assert dag["owner"] == "data-engineering" and "grade-push" in dag["tags"]
-    assert dag["max_active_runs"] == 1 and dag["catchup"] is False and dag["doc"] > 200
+    # runs may overlap (no Airflow max_active_runs=1 stall); the ledger lease serialises the writes
+    assert dag["max_active_runs"] == 8 and dag["catchup"] is False and dag["doc"] > 200
