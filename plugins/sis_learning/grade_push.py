@@ -820,7 +820,8 @@ class GradePush:
             refusal = self.powerteacher.ptg_update_assignment(str(row["assignment_id"]), body)
             duedate = body["date_assignment_due"]
         else:
-            body = assignment_body(gradable, klass.class_id, str(row.get("teacher_category_id")),
+            # the section it was created in (a class linked elsewhere since keeps its old assignments there)
+            body = assignment_body(gradable, str(row.get("class_id") or klass.class_id), str(row.get("teacher_category_id")),
                                    self.config.grade_push.standardcalcdirection, due)
             # PowerTeacher rescales existing scores only when told: points changed -> update_scores=true.
             refusal = self.powerteacher.update_assignment(str(klass.teacher_users_dcid), str(row["assignment_id"]),

@@ -81,7 +81,7 @@ def test_assignment_and_score_bodies_follow_the_grade_mappings():
 
 
 def test_only_the_source_documents_gradable_types_are_pushed():
-    assert PUSHED_GRADABLE_TYPES == {"Dropbox", "Assignment", "LTI_SCORM", "Discussion", "Wiki", "Assessment"}
+    assert {"Dropbox", "Assignment", "LTI_SCORM", "Discussion", "Wiki", "Assessment"} == PUSHED_GRADABLE_TYPES
 
 
 def test_ledger_never_goes_back(staging_engine):
