@@ -113,3 +113,27 @@ def test_ledger_never_goes_back(staging_engine):
         ledger.record_refused_scores(connection, [{**score, "version": 3, "message": "Validation Failed"}])
         stored = ledger.scores_for(connection, "d", [("5", "9")])[("5", "9")]
     assert (stored["score"], stored["version"], stored["status"], stored["refused_version"]) == ("8", 2, "refused", 3)
+
+
+def test_legacy_per_item_answers_are_matched_to_the_request_by_student():
+    """The PTG v2 score PUT answers 200 with a batch_result per item; a refused one is found by its student."""
+    from sis_learning.hooks.powerteacher import PowerTeacherClient
+
+    class Answer:
+        status_code = 200
+        content = b"x"
+
+        def json(self):
+            return {"assignment_scores": {"assignment_score": [
+                {"student": {"id": 3}, "batch_result": {"code": 409, "message": "student 3 is not enrolled"}},
+                {"student": {"id": 1}, "batch_result": {"code": 200, "message": "OK"}},
+                {"student": {"id": 2}, "batch_result": {"code": "409", "message": "not a score"}},
+            ]}}
+
+    class Fake:
+        def request(self, *args, **kwargs):
+            return Answer()
+
+    refused = PowerTeacherClient(Fake()).ptg_put_scores("7", [ptg_score_body("1", "5"), ptg_score_body("2", "x"),
+                                                               ptg_score_body("3", "4")])
+    assert refused == {2: "student 3 is not enrolled", 1: "not a score"}

@@ -280,14 +280,23 @@ class PowerTeacherClient:
         body = response.json()
         wrapper = body.get("assignment_scores") if isinstance(body, dict) else None
         items = as_list(wrapper.get("assignment_score")) if isinstance(wrapper, dict) else []
+        # An answer item names its student: map it back to the request's item by student id
+        # (by position when it names none).
+        positions: dict[str, list[int]] = {}
+        for index, score in enumerate(scores):
+            positions.setdefault(str((score.get("student") or {}).get("id")), []).append(index)
         refused: dict[int, str] = {}
-        for index, item in enumerate(items):
+        for position, item in enumerate(items):
             result = item.get("batch_result") if isinstance(item, dict) else None
             code = result.get("code") if isinstance(result, dict) else None
             try:
                 code = int(code) if code is not None else 200
             except (TypeError, ValueError):
                 code = 409
-            if not 200 <= code < 300:
-                refused[index] = str((result or {}).get("message") or f"refused ({code})")
+            if 200 <= code < 300:
+                continue
+            student = (item.get("student") or {}).get("id") if isinstance(item, dict) else None
+            candidates = positions.get(str(student)) if student is not None else None
+            index = candidates.pop(0) if candidates else position
+            refused[index] = str((result or {}).get("message") or f"refused ({code})")
         return refused
