@@ -40,6 +40,7 @@ class Section:
     teacher_dcid: str
     users_dcid: str
     students: tuple[str, ...]
+    course_number: str = ""
 
 
 def dataset_sections(database_path: Any, *, min_students: int = 1) -> list[Section]:
@@ -48,7 +49,7 @@ def dataset_sections(database_path: Any, *, min_students: int = 1) -> list[Secti
     connection.row_factory = sqlite3.Row
     try:
         rows = connection.execute(
-            "SELECT se.id, se.dcid, sc.dcid AS school_dcid, te.dcid AS term_dcid, te.id AS term_id, "
+            "SELECT se.id, se.dcid, se.course_number, sc.dcid AS school_dcid, te.dcid AS term_dcid, te.id AS term_id, "
             "t.dcid AS teacher_dcid, t.users_dcid FROM sections se "
             "JOIN teachers t ON t.id = se.teacher AND t.status = 1 "
             "JOIN schools sc ON sc.school_number = se.schoolid "
@@ -62,7 +63,7 @@ def dataset_sections(database_path: Any, *, min_students: int = 1) -> list[Secti
             if len(students) >= min_students:
                 sections.append(Section(str(row["dcid"]), str(row["school_dcid"]), str(row["term_dcid"]),
                                         str(row["term_id"]), str(row["teacher_dcid"]), str(row["users_dcid"]),
-                                        students))
+                                        students, str(row["course_number"])))
         return sections
     finally:
         connection.close()
