@@ -27,10 +27,9 @@ from sis_learning.mapping import MappingContext, MappingSpec, MappingSpecError, 
 from sis_learning.staging.base import delete_run_rows, insert_frame
 from sis_learning.staging.learning import LEARNING_TABLES
 from sis_learning.staging.quality import ExcludedRow, RejectedRow
+from sis_learning.staging.reads import fetch_frame, read_staged
 from sis_learning.validate import STAGE as VALIDATE_STAGE
 from sis_learning.validate import (
-    fetch_frame,
-    read_staged,
     selected_school_ids,
     sorted_by_id,
     teacher_organization_school,
