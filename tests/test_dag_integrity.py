@@ -34,7 +34,8 @@ def test_every_dag_has_the_operational_settings(dagbag):
         assert dag.owner and dag.owner != "airflow", dag_id
         assert dag.tags, dag_id
         assert dag.doc_md and len(dag.doc_md) > 200, dag_id
-        assert dag.max_active_runs == 1, dag_id
+        # Imports run one at a time; grade push runs may overlap (its ledger lease keeps writes one at a time).
+        assert dag.max_active_runs == (8 if dag_id.startswith("grade_push__") else 1), dag_id
         assert dag.catchup is False, dag_id
         for task in dag.tasks:
             if task.task_id.endswith(("report", "check_thresholds", "check_mass_changes")):
