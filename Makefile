@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ENV := source scripts/airflow-env.sh &&
 
-.PHONY: demo test lint airflow bench lock clean sandbox-powerschool sandbox-learning
+.PHONY: demo test lint airflow bench soak lock clean sandbox-powerschool sandbox-learning
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ airflow: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(ENV) $(PY) bench/run.py
+
+# 20 imports of the demo district under random faults, each checked against a clean import
+# (docs/reliability.md); bounded (SOAK_MAX_MINUTES, default 14), loopback only.
+soak: $(VENV)/.installed
+	$(ENV) $(PY) bench/soak.py
 
 sandbox-powerschool: $(VENV)/.installed
 	$(ENV) $(PY) -m sandbox.powerschool --dataset demo

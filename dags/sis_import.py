@@ -12,7 +12,7 @@ import pendulum
 from airflow.sdk import DAG, CronTriggerTimetable, Param, TaskGroup, TriggerRule, task
 
 from sis_learning import import_tasks as steps
-from sis_learning.config import DistrictConfig, load_districts
+from sis_learning.config import DEFAULT_BROKEN_SCHEDULE, BrokenDistrict, DistrictConfig, scan_districts
 
 DOC_MD = """
 ### SIS import for {name} (`{district_id}`)
@@ -64,10 +64,10 @@ def import_dag(config: DistrictConfig) -> DAG:
         },
         default_args={
             "owner": config.owner,
-            "retries": 2,
-            "retry_delay": timedelta(seconds=30),
+            "retries": config.task_retries.retries,
+            "retry_delay": timedelta(seconds=config.task_retries.retry_delay_seconds),
             "retry_exponential_backoff": 2.0,
-            "max_retry_delay": timedelta(minutes=10),
+            "max_retry_delay": timedelta(seconds=config.task_retries.max_retry_delay_seconds),
         },
     ) as dag:
 
@@ -147,5 +147,49 @@ def import_dag(config: DistrictConfig) -> DAG:
     return dag
 
 
-for _config in load_districts():
+BROKEN_DOC_MD = """
+### Configuration error: `{source}`
+
+This district's file cannot be used, so its import and grade push DAGs are not built.
+Every other district is unaffected. Fix the file; the real DAGs replace this one at the
+next parse.
+
+```
+{error}
+```
+
+The task `configuration_error` fails at once with this message every {every}; the district's
+failure recipients ({emails}) get one email per distinct error.
+"""
+
+
+def configuration_error_dag(broken: BrokenDistrict) -> DAG:
+    """A DAG that stands for a broken district file in the UI and fails at once, naming file, key and problem."""
+    first_line = broken.error.splitlines()[0]
+    details = "; ".join(line.strip(" -") for line in broken.error.splitlines()[1:4])
+    with DAG(
+        dag_id=broken.import_dag_id,
+        description=f"CONFIGURATION ERROR: {first_line}{': ' + details if details else ''}"[:1000],
+        schedule=CronTriggerTimetable(DEFAULT_BROKEN_SCHEDULE, timezone="UTC"),
+        start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
+        catchup=False,
+        max_active_runs=1,
+        tags=["sis-import", "configuration-error", f"district:{broken.district_id}"],
+        doc_md=BROKEN_DOC_MD.format(source=broken.source_file, error=broken.error, every="15 minutes",
+                                    emails=", ".join(broken.failure_emails) or "none could be read from the file"),
+        default_args={"owner": broken.owner, "retries": 0},
+    ) as dag:
+
+        @task(task_id="configuration_error", retries=0)
+        def configuration_error(run_id=None):
+            return steps.configuration_error(broken.source_file, run_id)
+
+        configuration_error()
+    return dag
+
+
+_configs, _broken = scan_districts()
+for _config in _configs:
     globals()[_config.import_dag_id] = import_dag(_config)
+for _bad in _broken:
+    globals()[_bad.import_dag_id] = configuration_error_dag(_bad)

@@ -34,7 +34,8 @@ def test_every_dag_has_the_operational_settings(dagbag):
         assert dag.owner and dag.owner != "airflow", dag_id
         assert dag.tags, dag_id
         assert dag.doc_md and len(dag.doc_md) > 200, dag_id
-        assert dag.max_active_runs == 1, dag_id
+        # Imports run one at a time; grade push runs may overlap (its ledger lease keeps writes one at a time).
+        assert dag.max_active_runs == (8 if dag_id.startswith("grade_push__") else 1), dag_id
         assert dag.catchup is False, dag_id
         for task in dag.tasks:
             if task.task_id.endswith(("report", "check_thresholds", "check_mass_changes")):
@@ -85,10 +86,12 @@ import airflow.sdk  # the framework's own import time is not the DAG file's
 before = set(sys.modules)
 start = time.perf_counter()
 import runpy
-runpy.run_path({str(DAGS_DIR / 'sis_import.py')!r})
+namespace = runpy.run_path({str(DAGS_DIR / 'sis_import.py')!r})
 elapsed = time.perf_counter() - start
+dags = [value for value in namespace.values() if type(value).__name__ == "DAG"]
+broken = [dag for dag in dags if "configuration-error" in dag.tags]
 heavy = [m for m in {HEAVY_MODULES!r} if m in sys.modules and m not in before]
-print(json.dumps({{"seconds": elapsed, "heavy": heavy}}))
+print(json.dumps({{"seconds": elapsed, "heavy": heavy, "dags": len(dags), "broken": len(broken)}}))
 """
     env = {**os.environ, "PYTHONPATH": f"{REPO_ROOT / 'plugins'}:{REPO_ROOT}"}
     if districts_dir:
@@ -105,9 +108,11 @@ def test_dag_file_parses_fast_and_without_heavy_imports():
 
 def test_dag_file_with_many_districts_parses_under_two_seconds(tmp_path):
     demo = (REPO_ROOT / "include" / "districts" / "demo.yaml").read_text()
-    for index in range(20):
-        (tmp_path / f"district_{index:03d}.yaml").write_text(demo)
+    for index in range(20):  # each district with its own connections (sharing one is a configuration error)
+        (tmp_path / f"district_{index:03d}.yaml").write_text(
+            demo.replace("powerschool_demo", f"powerschool_{index}").replace("learning_demo", f"learning_{index}"))
     result = _parse_in_fresh_process(tmp_path)
+    assert result["dags"] == 20 and result["broken"] == 0, result
     assert result["seconds"] < 2.0, f"20 districts took {result['seconds']:.2f}s to parse"
 
 

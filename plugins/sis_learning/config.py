@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from sis_learning.exceptions import DistrictConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # SIS_LEARNING_DISTRICTS_DIR points the DAG factory at another folder of district YAMLs.
@@ -29,12 +32,16 @@ DISTRICT_ID_PATTERN = re.compile(r"^[a-z][a-z0-9_]{1,62}$")
 SECRET_REFERENCE_PATTERN = re.compile(r"^(env|variable|connection):[A-Za-z0-9_.\-]+$")
 
 
-class DistrictConfigError(ValueError):
-    """A district YAML that cannot be used; the message names file, key and fix."""
-
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TaskRetrySettings(_Strict):
+    """Airflow retries of the import's tasks (the guards and the report never retry)."""
+
+    retries: int = Field(2, ge=0, le=10)
+    retry_delay_seconds: float = Field(30.0, gt=0, description="first wait; doubles each retry")
+    max_retry_delay_seconds: float = Field(600.0, gt=0)
 
 
 class PowerSchoolSettings(_Strict):
@@ -121,6 +128,7 @@ class DistrictConfig(_Strict):
     notifications: NotificationSettings = NotificationSettings()
     validation_thresholds: ValidationThresholds = ValidationThresholds()
     safety: SafetyThresholds = SafetyThresholds()
+    task_retries: TaskRetrySettings = TaskRetrySettings()
     source_file: str | None = Field(None, exclude=True)
 
     @field_validator("district_id")
@@ -212,8 +220,105 @@ def district_files(directory: Path | str | None = None) -> list[Path]:
 
 
 def load_districts(directory: Path | str | None = None) -> list[DistrictConfig]:
-    """All district configs in sorted file order; the first bad file raises."""
+    """All district configs in sorted file order; the first bad file raises (scripts, tests).
+
+    The DAG files use :func:`scan_districts`, which keeps a bad file to its own district.
+    """
     return [load_district(path) for path in district_files(directory)]
+
+
+# ---- isolation: one district's bad file stays its own ------------------------------------
+
+DEFAULT_BROKEN_SCHEDULE = "*/15 * * * *"  # a broken district's DAG fails (and notifies) within 15 minutes
+
+
+@dataclass(frozen=True)
+class BrokenDistrict:
+    """A district file that cannot be used, with what could still be read from it.
+
+    The DAG factory makes it a DAG whose only task fails at once with ``error`` (and
+    emails ``failure_emails`` once per distinct error); every other district is unaffected.
+    """
+
+    district_id: str
+    source_file: str
+    error: str
+    failure_emails: tuple[str, ...] = ()
+    smtp_connection_id: str = "smtp_default"
+    owner: str = "data-engineering"
+
+    @property
+    def import_dag_id(self) -> str:
+        return f"sis_import__{self.district_id}"
+
+
+def _readable(path: Path) -> dict:
+    """The file's settings as far as they can be read (a broken file yields what it can)."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def broken_district(path: Path, error: str) -> BrokenDistrict:
+    data = _readable(path)
+    notifications = data.get("notifications") if isinstance(data.get("notifications"), dict) else {}
+    emails = notifications.get("failure_emails")
+    emails = tuple(item.strip() for item in emails if isinstance(item, str) and "@" in item) if isinstance(
+        emails, list) else ()
+    smtp = notifications.get("smtp_connection_id")
+    owner = data.get("owner")
+    district_id = re.sub(r"[^a-z0-9_]", "_", path.stem.lower()) or "unnamed"
+    return BrokenDistrict(
+        district_id=district_id, source_file=str(path), error=error, failure_emails=emails,
+        smtp_connection_id=smtp if isinstance(smtp, str) and smtp else "smtp_default",
+        owner=owner if isinstance(owner, str) and owner and owner != "airflow" else "data-engineering",
+    )
+
+
+SHARED_TARGETS = (
+    ("powerschool.connection_id", "a PowerSchool connection", lambda config: config.powerschool.connection_id),
+    ("learning.connection_id", "a Learning connection (one would write into the other's Learning domain)",
+     lambda config: config.learning.connection_id),
+)
+
+
+def shared_target_errors(configs: list[DistrictConfig]) -> dict[str, list[str]]:
+    """Per source file, the districts it shares a PowerSchool or Learning connection with."""
+    errors: dict[str, list[str]] = {}
+    for key, what, value_of in SHARED_TARGETS:
+        by_value: dict[str, list[DistrictConfig]] = {}
+        for config in configs:
+            by_value.setdefault(value_of(config), []).append(config)
+        for value, sharing in by_value.items():
+            if len(sharing) < 2:
+                continue
+            files = [str(config.source_file) for config in sharing]
+            for config in sharing:
+                others = ", ".join(f for f in files if f != config.source_file)
+                errors.setdefault(str(config.source_file), []).append(
+                    f"  - {key}: {value!r} is also the {key} of {others}: two districts must not share {what}; "
+                    "give each district its own")
+    return errors
+
+
+def scan_districts(directory: Path | str | None = None) -> tuple[list[DistrictConfig], list[BrokenDistrict]]:
+    """Every district file, valid or not: (usable configs, broken files), both in file order."""
+    configs: list[DistrictConfig] = []
+    broken: list[BrokenDistrict] = []
+    for path in district_files(directory):
+        try:
+            configs.append(load_district(path))
+        except DistrictConfigError as error:
+            broken.append(broken_district(path, str(error)))
+    shared = shared_target_errors(configs)
+    for config in [config for config in configs if str(config.source_file) in shared]:
+        configs.remove(config)
+        path = Path(str(config.source_file))
+        broken.append(broken_district(path, f"{path}: invalid district configuration\n" + "\n".join(shared[str(path)])))
+    broken.sort(key=lambda item: item.source_file)
+    return configs, broken
 
 
 def load_district_by_id(district_id: str, directory: Path | str | None = None) -> DistrictConfig:

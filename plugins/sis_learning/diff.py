@@ -39,11 +39,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowFailException
 from sqlalchemy import Boolean, String, Text, and_, case, cast, exists, func, literal, select
 from sqlalchemy.engine import Connection, Engine
 
 from sis_learning.config import DistrictConfig
+from sis_learning.exceptions import MassChangeDetected
 from sis_learning.hooks.learning import ENTITY_KEY_FIELDS
 from sis_learning.staging.base import create_all
 from sis_learning.staging.changes import (
@@ -111,21 +111,6 @@ ENTITIES: tuple[EntitySpec, ...] = (
                vanished_action=ACTION_REMOVE),
 )
 ENTITY_BY_NAME = {spec.name: spec for spec in ENTITIES}
-
-
-class MassChangeDetected(AirflowFailException):
-    """The run would deactivate/remove too much, or looks like an Import ID change.
-
-    An AirflowFailException: retrying cannot help, a person has to look and approve.
-    ``findings`` holds the structured counts the failure email shows.
-    """
-
-    def __init__(self, message: str, findings: list[dict[str, Any]]):
-        super().__init__(message)
-        self.findings = findings
-
-    def __reduce__(self):  # picklable with its findings (executors ship exceptions across processes)
-        return (type(self), (str(self), self.findings))
 
 
 def content_hash(payload: dict[str, Any], spec: EntitySpec) -> str:

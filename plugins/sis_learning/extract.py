@@ -36,11 +36,11 @@ from operator import itemgetter
 from typing import Any
 
 import orjson
-from airflow.sdk.exceptions import AirflowFailException
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from sis_learning.config import DistrictConfig, DistrictConfigError
+from sis_learning.config import DistrictConfig
+from sis_learning.exceptions import ExtractOrderError, UnknownSchoolError
 from sis_learning.hooks.http_client import PermissionDeniedError, ValidationFailedError
 from sis_learning.hooks.powerschool import Listing, PowerSchoolHook, id_string
 from sis_learning.staging.base import bulk_insert, insert_tuples
@@ -57,14 +57,6 @@ GUARDIAN_QUERY_STUDENTS_PER_CALL = 5000
 TERM_ID_YEAR_BASE = 1990
 ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})")
 US_DATE = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$")
-
-
-class UnknownSchoolError(DistrictConfigError, AirflowFailException):
-    """The district configuration names a school PowerSchool does not have."""
-
-
-class ExtractOrderError(AirflowFailException):
-    """An extract needs rows another extract task stages first in the same run."""
 
 
 # --------------------------------------------------------------------------- value helpers

@@ -65,22 +65,41 @@ SCORES_PER_PUT = 500
 FEED_PAGE_SIZE = 1000
 MAX_PAGES_PER_RUN = 200  # a run ends so the next one (already queued by the trigger) takes over
 
+# The gradable types pushed: the source document's list ("Dropbox", "Assignment",
+# "LTI_SCORM", "Discussion", "Wiki", "Assessment"); others are skipped and counted.
+PUSHED_GRADABLE_TYPES = frozenset({"Dropbox", "Assignment", "LTI_SCORM", "Discussion", "Wiki", "Assessment"})
+# Sections.GradebookType: 1 is the legacy PowerTeacher Gradebook; 2 (or none) PowerTeacher Pro.
+LEGACY_GRADEBOOK_TYPES = frozenset({"1"})
+LINK_EVENTS = frozenset({"class_linked", "class_unlinked"})
+LEASE_SECONDS = 120.0
+LEASE_WAIT_SECONDS = 600.0
+
 # Counts kept per run (sync_runs.counts["grade_push"]).
 COUNT_NAMES = (
     "changes_read",
     "scores_pushed",
+    "scores_cleared",
     "scores_refused",
     "skipped_class_not_imported",
     "skipped_organization_disabled",
     "skipped_teacher_unknown",
+    "skipped_gradable_type",
+    "skipped_gradable_deleted",
     "skipped_superseded",
-    "skipped_score_cleared",
+    "skipped_clear_never_pushed",
     "skipped_already_pushed",
+    "changes_via_linked_class",
+    "class_link_events",
     "assignments_created",
     "assignments_adopted",
     "assignments_refused",
-    "gradables_edited_after_create",
+    "assignments_updated",
+    "assignments_update_refused",
+    "assignments_deleted",
+    "assignments_delete_refused",
+    "gradables_deleted_before_push",
     "put_requests",
+    "lease_wait_ms",
 )
 
 
@@ -153,16 +172,18 @@ def assignment_body(
     standardcalcdirection: str,
     fallback_due_date: str,
 ) -> dict[str, Any]:
-    """The POST body of the source document's Grade Mappings for one gradable."""
+    """The PowerTeacher Pro body (create and replace) of the source document's Grade Mappings for one gradable."""
     title = gradable.get("title") or ""
     description = gradable.get("description") or title
     points = _points(gradable.get("total_points"))
+    name = assignment_name(title)
     return {
+        "name": name,  # assignment/name <- gradable.title
         "standardcalcdirection": standardcalcdirection,
         "_assignmentsections": [
             {
                 "sectionsdcid": int(section_dcid) if str(section_dcid).isdigit() else section_dcid,
-                "name": assignment_name(title),
+                "name": name,
                 "description": description,
                 "duedate": (gradable.get("due_date") or fallback_due_date)[:10],
                 "scoretype": "POINTS",
@@ -171,12 +192,26 @@ def assignment_body(
                 "weight": 1,
                 "extracreditpoints": 0,
                 "publishoption": "Immediately",
+                "_onlinework": {"issubtypeopt1enabled": False},
                 "_assignmentcategoryassociations": [
-                    {"teachercategoryid": int(category_id) if category_id.isdigit() else category_id,
+                    {"teachercategoryid": int(category_id) if str(category_id).isdigit() else category_id,
                      "isprimary": True}
                 ],
             }
         ],
+    }
+
+
+def ptg_assignment_body(gradable: Mapping[str, Any], fallback_due_date: str) -> dict[str, Any]:
+    """The legacy PowerTeacher Gradebook's assignment for one gradable (no category: its API applies 'TEST'/'UNDEFINED')."""
+    title = gradable.get("title") or ""
+    name = assignment_name(title)
+    return {
+        "name": name,
+        "abbreviation": name[:10].rstrip() or "LRN",
+        "description": gradable.get("description") or title,
+        "date_assignment_due": (gradable.get("due_date") or fallback_due_date)[:10],
+        "points_possible": _points(gradable.get("total_points")),
     }
 
 
@@ -185,14 +220,41 @@ def gradable_fingerprint(gradable: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
-def score_body(student_id: str, assignment_section_id: str, score: str | None) -> dict[str, Any]:
-    """One ``assignment_scores`` entry (source document: score_entered <- Learning's score)."""
+def _student(student_id: str) -> int | str:
+    return int(student_id) if str(student_id).isdigit() else student_id
+
+
+def clear_score_body(student_id: str, assignment_section_id: str) -> dict[str, Any]:
+    """The one place that says how a score is cleared in PowerTeacher Pro.
+
+    ``powerschool-api.md`` marks it UNCONFIRMED: no public source shows the call, so it is
+    modelled as a ``PUT /ws/xte/score`` item with ``actualscoreentered`` and ``scorepoints``
+    null. Change it here (and in the simulator) when the real call is known.
+    """
     return {
-        "studentsdcid": int(student_id) if str(student_id).isdigit() else student_id,
+        "studentsdcid": _student(student_id),
         "_assignmentsection": {"assignmentsectionid": int(assignment_section_id)},
-        "actualscoreentered": "" if score is None else str(score),
+        "actualscoreentered": None,
+        "scorepoints": None,
         "actualscorekind": "REAL_SCORE",
     }
+
+
+def score_body(student_id: str, assignment_section_id: str, score: str | None) -> dict[str, Any]:
+    """One ``assignment_scores`` entry (source document: score_entered <- Learning's score); None clears it."""
+    if score is None:
+        return clear_score_body(student_id, assignment_section_id)
+    return {
+        "studentsdcid": _student(student_id),
+        "_assignmentsection": {"assignmentsectionid": int(assignment_section_id)},
+        "actualscoreentered": str(score),
+        "actualscorekind": "REAL_SCORE",
+    }
+
+
+def ptg_score_body(student_id: str, score: str | None) -> dict[str, Any]:
+    """One legacy-gradebook score (score/student_id, score/assignment_score/score_entered); None clears it (UNCONFIRMED)."""
+    return {"student": {"id": _student(student_id)}, "score_entered": None if score is None else str(score)}
 
 
 # --------------------------------------------------------------------------- what was imported
@@ -205,6 +267,7 @@ class ImportedClass:
     teacher_id: str | None
     teacher_users_dcid: str | None
     year_id: str | None
+    gradebook: str = ledger.GRADEBOOK_PRO
 
 
 class ImportedClasses:
@@ -233,7 +296,7 @@ class ImportedClasses:
 
     def load(self, class_ids: Iterable[str]) -> None:
         from sis_learning.staging.changes import LearningSnapshot
-        from sis_learning.staging.source import StgStaff, StgTerm
+        from sis_learning.staging.source import StgSection, StgStaff, StgTerm
 
         wanted = sorted({str(value) for value in class_ids} - set(self._classes))
         if not wanted:
@@ -256,7 +319,17 @@ class ImportedClasses:
             terms = {str(row.get("year")) for row in rows.values() if row.get("year")}
             users_dcid: dict[str, str] = {}
             year_ids: dict[str, str] = {}
+            gradebooks: dict[str, str] = {}
             run_id = self._import_run()
+            if run_id and rows:
+                for start in range(0, len(rows), 500):
+                    for section_id, gradebook_type in connection.execute(
+                        select(StgSection.section_id, StgSection.gradebook_type).where(
+                            StgSection.district_id == self.district_id, StgSection.run_id == run_id,
+                            StgSection.section_id.in_(sorted(rows)[start:start + 500]))
+                    ):
+                        if str(gradebook_type or "").strip() in LEGACY_GRADEBOOK_TYPES:
+                            gradebooks[str(section_id)] = ledger.GRADEBOOK_LEGACY
             if run_id and teachers:
                 for staff_id, dcid in connection.execute(
                     select(StgStaff.staff_id, StgStaff.users_dcid).where(
@@ -286,6 +359,7 @@ class ImportedClasses:
                 teacher_id=teacher_id,
                 teacher_users_dcid=users_dcid.get(teacher_id or ""),
                 year_id=year_ids.get(str(row.get("year") or "")),
+                gradebook=gradebooks.get(class_id, ledger.GRADEBOOK_PRO),
             )
 
     def get(self, class_id: str) -> ImportedClass | None:
@@ -319,7 +393,8 @@ class PushSummary:
 
 @dataclass(frozen=True)
 class AssignmentOutcome:
-    """The assignment section id to write scores to, or the reason there is none."""
+    """Where the gradable's scores go (PowerTeacher Pro: the assignment section id; legacy: the assignment id),
+    or the reason there is none."""
 
     section_id: str | None = None
     refusal: str | None = None
@@ -333,6 +408,18 @@ class _Pending:
     version: int
     cursor: int
     klass: ImportedClass
+
+
+class LeaseBusy(RuntimeError):
+    """Another push run of the district held the lease for longer than this run waits."""
+
+
+def change_event(change: Mapping[str, Any]) -> str:
+    """The feed entry's event (entries without one are score changes)."""
+    event = change.get("event")
+    if event:
+        return str(event)
+    return "score_set" if change.get("score") is not None else "score_cleared"
 
 
 class GradePush:
@@ -350,6 +437,8 @@ class GradePush:
         scores_per_put: int = SCORES_PER_PUT,
         max_pages: int = MAX_PAGES_PER_RUN,
         workers: int | None = None,
+        lease_seconds: float = LEASE_SECONDS,
+        lease_wait_seconds: float = LEASE_WAIT_SECONDS,
     ) -> None:
         self.config = config
         self.district_id = config.district_id
@@ -360,6 +449,8 @@ class GradePush:
         self.page_size = page_size
         self.scores_per_put = scores_per_put
         self.max_pages = max_pages
+        self.lease_seconds = lease_seconds
+        self.lease_wait_seconds = lease_wait_seconds
         self.classes = ImportedClasses(engine, self.district_id)
         self.summary = PushSummary(self.district_id, run_id)
         self._categories: dict[tuple[str, str | None], tuple[str, str] | None] = {}
@@ -384,59 +475,108 @@ class GradePush:
 
     # ---- the run
 
+    def _take_lease(self) -> None:
+        """One push per district at a time: runs may overlap (no max_active_runs=1), writes may not."""
+        started = time.monotonic()
+        delay = 0.05
+        while not ledger.acquire_lease(self.engine, self.district_id, self.run_id, self.lease_seconds):
+            if time.monotonic() - started > self.lease_wait_seconds:
+                raise LeaseBusy(f"another grade push run of district {self.district_id} has held the lease for "
+                                f"over {self.lease_wait_seconds:.0f}s; this run gives up (the task is retried)")
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.5)
+        self.summary.counts["lease_wait_ms"] += int((time.monotonic() - started) * 1000)
+
     def run(self) -> PushSummary:
         started = time.monotonic()
-        self._load_domain_settings()
-        cursor = ledger.read_cursor(self.engine, self.district_id)
-        self.summary.cursor_before = self.summary.cursor_after = cursor
-        for _ in range(self.max_pages):
-            body = self.learning.gradebook_changes(cursor, self.page_size)
-            changes = list(body.get("changes") or [])
-            if not changes:
-                break
-            self.process_page(changes)
-            newest = max(int(change["cursor"]) for change in changes)
-            with self.engine.begin() as connection:
-                ledger.save_cursor(connection, self.district_id, newest, self.run_id)
-            cursor = self.summary.cursor_after = newest
-            if not body.get("has_more"):
-                break
+        self._take_lease()
+        try:
+            self._load_domain_settings()
+            cursor = ledger.read_cursor(self.engine, self.district_id)
+            self.summary.cursor_before = self.summary.cursor_after = cursor
+            for _ in range(self.max_pages):
+                body = self.learning.gradebook_changes(cursor, self.page_size)
+                changes = list(body.get("changes") or [])
+                if not changes:
+                    break
+                self.process_page(changes)
+                newest = max(int(change["cursor"]) for change in changes)
+                with self.engine.begin() as connection:
+                    ledger.save_cursor(connection, self.district_id, newest, self.run_id)
+                cursor = self.summary.cursor_after = newest
+                if not body.get("has_more"):
+                    break
+                ledger.acquire_lease(self.engine, self.district_id, self.run_id, self.lease_seconds)  # renew
+        finally:
+            ledger.release_lease(self.engine, self.district_id, self.run_id)
         self.summary.seconds = time.monotonic() - started
         return self.summary
+
+    def target_class(self, change: Mapping[str, Any]) -> tuple[ImportedClass | None, bool]:
+        """The imported class the change goes to: its own class, else the imported class it is linked to."""
+        klass = self.classes.get(str(change.get("class_id")))
+        if klass is not None:
+            return klass, False
+        linked = change.get("linked_class_id")
+        if linked:
+            return self.classes.get(str(linked)), True
+        return None, False
 
     def process_page(self, changes: Sequence[Mapping[str, Any]]) -> None:
         counts = self.summary.counts
         counts["changes_read"] += len(changes)
-        self.classes.load(str(change.get("class_id")) for change in changes)
+        self.classes.load({str(change.get(name)) for change in changes
+                           for name in ("class_id", "linked_class_id") if change.get(name)})
+        gradables: dict[str, tuple[dict[str, Any], ImportedClass]] = {}  # the latest entry per gradable
+        evented: set[str] = set()  # gradables with a gradable_* entry in this page
         latest: dict[tuple[str, str], _Pending] = {}
         for change in changes:
-            klass = self.classes.get(str(change.get("class_id")))
+            event = change_event(change)
+            if event in LINK_EVENTS:
+                counts["class_link_events"] += 1  # linking re-emits the class's gradables and scores after it
+                continue
+            klass, linked = self.target_class(change)
             if klass is None:
                 counts["skipped_class_not_imported"] += 1
                 continue
-            organization = change.get("organization_id") or klass.organization_id
+            organization = klass.organization_id if linked else (change.get("organization_id")
+                                                                 or klass.organization_id)
             if not self.organization_enabled(organization):
                 counts["skipped_organization_disabled"] += 1
                 continue
             gradable = change.get("gradable") or {}
-            pending = _Pending(dict(change), str(gradable.get("id")), str(change.get("student_id")),
+            if str(gradable.get("type") or "Assignment") not in PUSHED_GRADABLE_TYPES:
+                counts["skipped_gradable_type"] += 1
+                continue
+            if not klass.teacher_users_dcid:
+                counts["skipped_teacher_unknown"] += 1
+                continue
+            if linked:
+                counts["changes_via_linked_class"] += 1
+            gradable_id = str(gradable.get("id"))
+            gradables[gradable_id] = (dict(change), klass)
+            if event.startswith("gradable_"):
+                evented.add(gradable_id)
+                continue
+            pending = _Pending(dict(change), gradable_id, str(change.get("student_id")),
                                int(change.get("version") or 0), int(change["cursor"]), klass)
             key = (pending.gradable_id, pending.student_id)
             previous = latest.get(key)
-            if previous is not None and previous.version >= pending.version:
-                counts["skipped_superseded"] += 1
-                continue
             if previous is not None:
                 counts["skipped_superseded"] += 1
+                if previous.version >= pending.version:
+                    continue
             latest[key] = pending
-        for key in [key for key, pending in latest.items() if pending.change.get("score") is None]:
-            # PowerTeacher Pro's API has no call to delete a score: a cleared score is counted, not sent.
-            counts["skipped_score_cleared"] += 1
-            del latest[key]
-        if not latest:
+        if not gradables:
             return
+        deleted = {gradable_id for gradable_id, (change, _) in gradables.items()
+                   if (change.get("gradable") or {}).get("deleted")}
+        for key in [key for key in latest if key[0] in deleted]:
+            counts["skipped_gradable_deleted"] += 1  # its assignment is being deleted (or kept, with its grades)
+            del latest[key]
         with self.engine.connect() as connection:
-            known = ledger.scores_for(connection, self.district_id, latest)
+            known = ledger.scores_for(connection, self.district_id, latest) if latest else {}
+            assignments = ledger.assignments_for(connection, self.district_id, gradables)
         todo: list[_Pending] = []
         for key, pending in latest.items():
             row = known.get(key)
@@ -444,37 +584,40 @@ class GradePush:
             if pending.version <= done_version:
                 counts["skipped_already_pushed"] += 1
                 continue
+            if pending.change.get("score") is None and (row is None or row["score"] is None):
+                counts["skipped_clear_never_pushed"] += 1  # PowerTeacher holds no score from us to clear
+                continue
             todo.append(pending)
         by_gradable: dict[str, list[_Pending]] = defaultdict(list)
         for pending in todo:
             by_gradable[pending.gradable_id].append(pending)
-        with self.engine.connect() as connection:
-            assignments = ledger.assignments_for(connection, self.district_id, by_gradable)
-        # teacher users_dcid -> [(pending, assignment section id)]
-        writes: dict[str, list[tuple[_Pending, str]]] = defaultdict(list)
-        refused: list[dict[str, Any]] = []
-        creatable: list[tuple[str, list[_Pending]]] = []
-        for gradable_id, items in by_gradable.items():
-            if not items[0].klass.teacher_users_dcid:
-                counts["skipped_teacher_unknown"] += len(items)
-            else:
-                creatable.append((gradable_id, items))
+        needed = [gradable_id for gradable_id in gradables
+                  if gradable_id not in deleted and (gradable_id in by_gradable or gradable_id in evented)]
 
-        def ensure(entry: tuple[str, list[_Pending]]) -> tuple[list[_Pending], AssignmentOutcome]:
-            gradable_id, items = entry
-            return items, self.ensure_assignment(items[0].change, items[0].klass, assignments.get(gradable_id))
+        def ensure(gradable_id: str) -> tuple[str, AssignmentOutcome]:
+            change, klass = gradables[gradable_id]
+            return gradable_id, self.ensure_assignment(change, klass, assignments.get(gradable_id))
 
         # A crash left "creating" rows: resolve those one by one (two of them could match the same
-        # name in one section); every other gradable's assignment is made concurrently.
-        recovering = [entry for entry in creatable
-                      if (assignments.get(entry[0]) or {}).get("status") == ledger.ASSIGNMENT_CREATING]
-        fresh = [entry for entry in creatable if entry not in recovering]
-        outcomes = [ensure(entry) for entry in recovering] + self._parallel(ensure, fresh)
-        for items, outcome in outcomes:
-            if outcome.section_id:
-                writes[items[0].klass.teacher_users_dcid].extend((item, outcome.section_id) for item in items)
-            else:
+        # name in one section); every other gradable's assignment is made or updated concurrently.
+        recovering = [gradable_id for gradable_id in needed
+                      if (assignments.get(gradable_id) or {}).get("status") == ledger.ASSIGNMENT_CREATING]
+        fresh = [gradable_id for gradable_id in needed if gradable_id not in recovering]
+        outcomes = dict([ensure(gradable_id) for gradable_id in recovering] + self._parallel(ensure, fresh))
+        # PowerTeacher Pro: per teacher, many assignments per PUT; legacy gradebook: per assignment.
+        writes: dict[str, list[tuple[_Pending, str]]] = defaultdict(list)
+        legacy: dict[str, list[tuple[_Pending, str]]] = defaultdict(list)
+        refused: list[dict[str, Any]] = []
+        for gradable_id, items in by_gradable.items():
+            outcome = outcomes[gradable_id]
+            if not outcome.section_id:
                 refused.extend(self._refusal_row(item, None, outcome.refusal or "refused") for item in items)
+                continue
+            klass = items[0].klass
+            if klass.gradebook == ledger.GRADEBOOK_LEGACY:
+                legacy[outcome.section_id].extend((item, outcome.section_id) for item in items)
+            else:
+                writes[str(klass.teacher_users_dcid)].extend((item, outcome.section_id) for item in items)
         pushed: list[dict[str, Any]] = []
 
         def put_all(entry: tuple[str, list[tuple[_Pending, str]]]) -> None:
@@ -482,13 +625,24 @@ class GradePush:
             for start in range(0, len(items), self.scores_per_put):
                 self._put(users_dcid, items[start:start + self.scores_per_put], pushed, refused)
 
+        def put_legacy(entry: tuple[str, list[tuple[_Pending, str]]]) -> None:
+            assignment_id, items = entry
+            for start in range(0, len(items), self.scores_per_put):
+                self._put_legacy(assignment_id, items[start:start + self.scores_per_put], pushed, refused)
+
         self._parallel(put_all, list(writes.items()))
+        self._parallel(put_legacy, list(legacy.items()))
         with self.engine.begin() as connection:
             ledger.record_pushed_scores(connection, pushed)
             ledger.record_refused_scores(connection, refused)
-        counts["scores_pushed"] += len(pushed)
+        cleared = sum(1 for row in pushed if row["score"] is None)
+        counts["scores_pushed"] += len(pushed) - cleared
+        counts["scores_cleared"] += cleared
         counts["scores_refused"] += len(refused)
         self.summary.refusals.extend(refused)
+        for gradable_id in sorted(deleted):
+            change, klass = gradables[gradable_id]
+            self.delete_assignment(change, klass, assignments.get(gradable_id))
 
     def _parallel(self, work, entries: list) -> list:
         """``work`` over ``entries`` on up to ``workers`` threads (the hook's limiter bounds requests)."""
@@ -504,6 +658,11 @@ class GradePush:
 
     # ---- scores
 
+    def _pushed_row(self, item: _Pending, section: str) -> dict[str, Any]:
+        return {"district_id": self.district_id, "gradable_id": item.gradable_id, "student_id": item.student_id,
+                "assignment_section_id": section, "score": item.change.get("score"), "version": item.version,
+                "cursor": item.cursor, "run_id": self.run_id}
+
     def _put(self, users_dcid: str, items: list[tuple[_Pending, str]], pushed: list, refused: list) -> None:
         """PUT a batch of scores; on 409 set the refused ones aside and PUT the others again.
 
@@ -516,12 +675,7 @@ class GradePush:
             users_dcid, [score_body(item.student_id, section, item.change.get("score")) for item, section in items]
         )
         if refusal is None:
-            pushed.extend(
-                {"district_id": self.district_id, "gradable_id": item.gradable_id, "student_id": item.student_id,
-                 "assignment_section_id": section, "score": item.change.get("score"), "version": item.version,
-                 "cursor": item.cursor, "run_id": self.run_id}
-                for item, section in items
-            )
+            pushed.extend(self._pushed_row(item, section) for item, section in items)
             return
         if len(items) == 1:
             item, section = items[0]
@@ -540,6 +694,17 @@ class GradePush:
         self._put(users_dcid, items[:middle], pushed, refused)
         self._put(users_dcid, items[middle:], pushed, refused)
 
+    def _put_legacy(self, assignment_id: str, items: list[tuple[_Pending, str]], pushed: list, refused: list) -> None:
+        """The legacy gradebook answers 200 and names each refused item (batch_result 409); the others are written."""
+        self._count("put_requests")
+        refused_items = self.powerteacher.ptg_put_scores(
+            assignment_id, [ptg_score_body(item.student_id, item.change.get("score")) for item, _ in items])
+        for index, (item, section) in enumerate(items):
+            if index in refused_items:
+                refused.append(self._refusal_row(item, section, refused_items[index]))
+            else:
+                pushed.append(self._pushed_row(item, section))
+
     def _refusal_row(self, item: _Pending, section: str | None, message: str) -> dict[str, Any]:
         gradable = item.change.get("gradable") or {}
         return {
@@ -549,6 +714,14 @@ class GradePush:
             # for the email only (not ledger columns)
             "class_id": item.klass.class_id, "title": gradable.get("title"), "score": item.change.get("score"),
         }
+
+    def _report(self, kind: str, gradable: Mapping[str, Any], klass: ImportedClass, message: str) -> None:
+        """An assignment-level outcome the district must hear about (listed in the run's email)."""
+        with self._lock:
+            self.summary.refusals.append({
+                "kind": kind, "gradable_id": str(gradable.get("id")), "class_id": klass.class_id,
+                "title": gradable.get("title"), "student_id": "", "score": "", "message": message,
+            })
 
     # ---- assignments
 
@@ -563,85 +736,182 @@ class GradePush:
     def ensure_assignment(
         self, change: Mapping[str, Any], klass: ImportedClass, row: Mapping[str, Any] | None
     ) -> AssignmentOutcome:
-        """The assignment section of the change's gradable (created once), or why there is none."""
-        if row and row.get("status") == ledger.ASSIGNMENT_CREATED and row.get("assignment_section_id"):
-            if row.get("fingerprint") != gradable_fingerprint(change.get("gradable") or {}):
-                self._count("gradables_edited_after_create")
-            return AssignmentOutcome(section_id=str(row["assignment_section_id"]))
+        """The assignment of the change's gradable: created once, brought up to its latest revision, or why not."""
         gradable = change.get("gradable") or {}
+        if row and row.get("status") == ledger.ASSIGNMENT_CREATED and row.get("assignment_section_id"):
+            if int(gradable.get("revision") or 1) > int(row.get("revision") or 1):
+                self.update_assignment(gradable, klass, row)
+            return AssignmentOutcome(section_id=str(row["assignment_section_id"]))
+        if row and row.get("status") in (ledger.ASSIGNMENT_DELETED, ledger.ASSIGNMENT_DELETE_REFUSED):
+            return AssignmentOutcome(refusal="the gradable was deleted")
         gradable_id = str(gradable.get("id"))
         users_dcid = str(klass.teacher_users_dcid)
         name = assignment_name(gradable.get("title"))
+        legacy = klass.gradebook == ledger.GRADEBOOK_LEGACY
         if row and row.get("status") == ledger.ASSIGNMENT_CREATING:
-            adopted = self._find_existing(klass.class_id, users_dcid, row.get("name") or name)
+            adopted = self._find_existing(klass, users_dcid, row.get("name") or name)
             if adopted is not None:
                 with self.engine.begin() as connection:
                     ledger.update_assignment(connection, self.district_id, gradable_id, status=ledger.ASSIGNMENT_CREATED,
                                              assignment_id=adopted[0], assignment_section_id=adopted[1], adopted=True,
                                              message=None, run_id=self.run_id)
                 self._count("assignments_adopted")
+                adopted_row = {**row, "assignment_id": adopted[0], "assignment_section_id": adopted[1]}
+                if int(gradable.get("revision") or 1) > int(row.get("revision") or 1):
+                    self.update_assignment(gradable, klass, adopted_row)
                 return AssignmentOutcome(section_id=adopted[1])
-        category = self.category_for(users_dcid, klass.year_id)
-        if category is None:
-            message = (f"PowerTeacher Pro lists no active category for teacher users_dcid {users_dcid}: the "
-                       f"assignment cannot be created (add a '{self.config.grade_push.classwork_category}' district "
-                       f"category or a teacher category).")
-            self._record_assignment_refusal(gradable, klass, name, message, None)
-            return AssignmentOutcome(refusal=message)
-        category_id, category_rule = category
         fallback_due = str(change.get("changed_at") or datetime.now(UTC).isoformat())[:10]
-        body = assignment_body(gradable, klass.class_id, category_id, self.config.grade_push.standardcalcdirection,
-                               fallback_due)
+        if legacy:
+            category: tuple[str, str] | None = (None, "ptg_api_rule")  # type: ignore[assignment]
+            body = ptg_assignment_body(gradable, fallback_due)
+            duedate = body["date_assignment_due"]
+        else:
+            category = self.category_for(users_dcid, klass.year_id)
+            if category is None:
+                message = (f"PowerTeacher Pro lists no active category for teacher users_dcid {users_dcid}: the "
+                           f"assignment cannot be created (add a '{self.config.grade_push.classwork_category}' "
+                           f"district category or a teacher category).")
+                self._record_assignment_refusal(gradable, klass, name, message, None)
+                return AssignmentOutcome(refusal=message)
+            body = assignment_body(gradable, klass.class_id, category[0], self.config.grade_push.standardcalcdirection,
+                                   fallback_due)
+            duedate = body["_assignmentsections"][0]["duedate"]
         # The intent is committed before the POST: a crash after it leaves a "creating" row.
         with self.engine.begin() as connection:
-            ledger.record_assignment_intent(connection, {
-                "district_id": self.district_id, "gradable_id": gradable_id, "class_id": klass.class_id,
-                "teacher_users_dcid": users_dcid, "name": name, "teacher_category_id": category_id,
-                "category_rule": category_rule, "fingerprint": gradable_fingerprint(gradable), "run_id": self.run_id,
-            })
+            ledger.record_assignment_intent(connection, self._intent(gradable, klass, name, category, duedate))
         from sis_learning.hooks.powerteacher import Refusal
 
-        created = self.powerteacher.create_assignment(users_dcid, body)
-        if isinstance(created, Refusal):
-            self._record_assignment_refusal(gradable, klass, name, created.message, category)
-            return AssignmentOutcome(refusal=created.message)
-        section_id = created.assignment_section_ids[0]
+        if legacy:
+            created = self.powerteacher.ptg_create_assignment(klass.class_id, body)
+            if isinstance(created, Refusal):
+                self._record_assignment_refusal(gradable, klass, name, created.message, category)
+                return AssignmentOutcome(refusal=created.message)
+            assignment_id = section_id = str(created)
+        else:
+            created = self.powerteacher.create_assignment(users_dcid, body)
+            if isinstance(created, Refusal):
+                self._record_assignment_refusal(gradable, klass, name, created.message, category)
+                return AssignmentOutcome(refusal=created.message)
+            assignment_id, section_id = created.assignment_id, created.assignment_section_ids[0]
         with self.engine.begin() as connection:
             ledger.update_assignment(connection, self.district_id, gradable_id, status=ledger.ASSIGNMENT_CREATED,
-                                     assignment_id=created.assignment_id, assignment_section_id=section_id,
+                                     assignment_id=assignment_id, assignment_section_id=section_id,
                                      message=None, run_id=self.run_id)
         self._count("assignments_created")
         return AssignmentOutcome(section_id=section_id)
 
+    def _intent(self, gradable, klass, name, category, duedate) -> dict[str, Any]:
+        return {
+            "district_id": self.district_id, "gradable_id": str(gradable.get("id")), "class_id": klass.class_id,
+            "teacher_users_dcid": klass.teacher_users_dcid, "name": name,
+            "teacher_category_id": category[0] if category else None,
+            "category_rule": category[1] if category else None,
+            "fingerprint": gradable_fingerprint(gradable), "run_id": self.run_id, "gradebook": klass.gradebook,
+            "revision": int(gradable.get("revision") or 1), "total_points": str(_points(gradable.get("total_points"))),
+            "duedate": duedate,
+        }
+
+    def update_assignment(self, gradable: Mapping[str, Any], klass: ImportedClass, row: Mapping[str, Any]) -> None:
+        """Bring the assignment to the gradable's latest fields (a PUT of the whole assignment; idempotent)."""
+        points = str(_points(gradable.get("total_points")))
+        due = row.get("duedate") or datetime.now(UTC).date().isoformat()
+        if klass.gradebook == ledger.GRADEBOOK_LEGACY:
+            body = ptg_assignment_body(gradable, due)
+            refusal = self.powerteacher.ptg_update_assignment(str(row["assignment_id"]), body)
+            duedate = body["date_assignment_due"]
+        else:
+            # the section it was created in (a class linked elsewhere since keeps its old assignments there)
+            body = assignment_body(gradable, str(row.get("class_id") or klass.class_id), str(row.get("teacher_category_id")),
+                                   self.config.grade_push.standardcalcdirection, due)
+            # PowerTeacher rescales existing scores only when told: points changed -> update_scores=true.
+            refusal = self.powerteacher.update_assignment(str(klass.teacher_users_dcid), str(row["assignment_id"]),
+                                                          body, update_scores=points != row.get("total_points"))
+            duedate = body["_assignmentsections"][0]["duedate"]
+        name = assignment_name(gradable.get("title"))
+        with self.engine.begin() as connection:
+            if refusal is not None:
+                ledger.update_assignment(connection, self.district_id, str(gradable.get("id")),
+                                         message=f"update refused: {refusal.message}", run_id=self.run_id)
+            else:
+                ledger.update_assignment(connection, self.district_id, str(gradable.get("id")), name=name,
+                                         revision=int(gradable.get("revision") or 1), total_points=points,
+                                         duedate=duedate, fingerprint=gradable_fingerprint(gradable), message=None,
+                                         run_id=self.run_id)
+        if refusal is not None:
+            self._count("assignments_update_refused")
+            self._report("update_refused", gradable, klass,
+                         f"PowerTeacher refused the change of the assignment: {refusal.message}")
+        else:
+            self._count("assignments_updated")
+
+    def delete_assignment(self, change: Mapping[str, Any], klass: ImportedClass, row: Mapping[str, Any] | None) -> None:
+        """A gradable deleted in Learning: delete its assignment, or report it when PowerTeacher keeps it (412)."""
+        gradable = change.get("gradable") or {}
+        gradable_id = str(gradable.get("id"))
+        status = (row or {}).get("status")
+        if status in (ledger.ASSIGNMENT_DELETED, ledger.ASSIGNMENT_DELETE_REFUSED):
+            return  # already handled (a replayed page)
+        if status == ledger.ASSIGNMENT_CREATING and row is not None:
+            adopted = self._find_existing(klass, str(klass.teacher_users_dcid), row.get("name") or "")
+            row = {**row, "assignment_id": adopted[0], "assignment_section_id": adopted[1]} if adopted else None
+        if not row or not row.get("assignment_id") or status == ledger.ASSIGNMENT_REFUSED:
+            self._count("gradables_deleted_before_push")  # nothing of it in PowerTeacher
+            if row:
+                with self.engine.begin() as connection:
+                    ledger.update_assignment(connection, self.district_id, gradable_id,
+                                             status=ledger.ASSIGNMENT_DELETED, run_id=self.run_id)
+            return
+        if klass.gradebook == ledger.GRADEBOOK_LEGACY:
+            refusal = self.powerteacher.ptg_delete_assignment(str(row["assignment_id"]))
+        else:
+            refusal = self.powerteacher.delete_assignment(str(klass.teacher_users_dcid), str(row["assignment_id"]))
+        with self.engine.begin() as connection:
+            if refusal is None:
+                ledger.update_assignment(connection, self.district_id, gradable_id, status=ledger.ASSIGNMENT_DELETED,
+                                         message=None, run_id=self.run_id)
+            else:
+                ledger.update_assignment(connection, self.district_id, gradable_id,
+                                         status=ledger.ASSIGNMENT_DELETE_REFUSED, message=refusal.message,
+                                         run_id=self.run_id)
+        if refusal is None:
+            self._count("assignments_deleted")
+        else:
+            self._count("assignments_delete_refused")
+            self._report("delete_refused", gradable, klass, (
+                f"The gradable was deleted in Learning, but PowerTeacher keeps its assignment: {refusal.message}. "
+                f"Delete it in PowerTeacher (with its grades) if it should go."))
+
     def _record_assignment_refusal(self, gradable, klass, name, message, category) -> None:
         self._count("assignments_refused")
         with self.engine.begin() as connection:
-            ledger.record_assignment_intent(connection, {
-                "district_id": self.district_id, "gradable_id": str(gradable.get("id")), "class_id": klass.class_id,
-                "teacher_users_dcid": klass.teacher_users_dcid, "name": name,
-                "teacher_category_id": category[0] if category else None,
-                "category_rule": category[1] if category else None,
-                "fingerprint": gradable_fingerprint(gradable), "run_id": self.run_id,
-            })
+            ledger.record_assignment_intent(connection, self._intent(gradable, klass, name, category, None))
             ledger.update_assignment(connection, self.district_id, str(gradable.get("id")),
                                      status=ledger.ASSIGNMENT_REFUSED, message=message)
 
-    def _find_existing(self, class_id: str, users_dcid: str, name: str) -> tuple[str, str] | None:
+    def _find_existing(self, klass: ImportedClass, users_dcid: str, name: str) -> tuple[str, str] | None:
         """An assignment of this name in the section that no other gradable claims: (id, section id)."""
+        class_id = klass.class_id
         with self.engine.connect() as connection:
             claimed = ledger.claimed_assignment_ids(connection, self.district_id, class_id)
         candidates: list[tuple[int, str, str]] = []
-        for assignment in self.powerteacher.section_assignments(users_dcid, [class_id]):
-            assignment_id = str(assignment.get("assignmentid") or assignment.get("id") or "")
-            if not assignment_id or assignment_id in claimed:
-                continue
+        if klass.gradebook == ledger.GRADEBOOK_LEGACY:
+            for assignment in self.powerteacher.ptg_section_assignments(class_id):
+                assignment_id = str(assignment.get("id") or "")
+                if assignment_id and assignment_id not in claimed and assignment.get("name") == name:
+                    candidates.append((int(assignment_id) if assignment_id.isdigit() else 0, assignment_id,
+                                       assignment_id))
+        else:
             from sis_learning.hooks.powerschool import as_list
 
-            for section in as_list(assignment.get("_assignmentsections") or assignment.get("_assignmentsection")):
-                if (str(section.get("sectionsdcid")) == str(class_id) and section.get("name") == name
-                        and section.get("assignmentsectionid") is not None):
-                    order = int(assignment_id) if assignment_id.isdigit() else 0
-                    candidates.append((order, assignment_id, str(section["assignmentsectionid"])))
+            for assignment in self.powerteacher.section_assignments(users_dcid, [class_id]):
+                assignment_id = str(assignment.get("assignmentid") or assignment.get("id") or "")
+                if not assignment_id or assignment_id in claimed:
+                    continue
+                for section in as_list(assignment.get("_assignmentsections") or assignment.get("_assignmentsection")):
+                    if (str(section.get("sectionsdcid")) == str(class_id) and section.get("name") == name
+                            and section.get("assignmentsectionid") is not None):
+                        order = int(assignment_id) if assignment_id.isdigit() else 0
+                        candidates.append((order, assignment_id, str(section["assignmentsectionid"])))
         if not candidates:
             return None
         _, assignment_id, section_id = min(candidates)
@@ -652,27 +922,46 @@ class GradePush:
 
 
 def compose_refusal_email(config: DistrictConfig, summary: PushSummary) -> tuple[str, str]:
-    """Subject and HTML body listing the scores PowerTeacher Pro refused in one run."""
+    """Subject and HTML body listing what PowerTeacher refused or kept in one run (scores, assignments)."""
     esc = html.escape
-    refusals = summary.refusals
-    subject = (f"[SIS -> Learning] {config.name}: PowerTeacher Pro refused {len(refusals)} score(s) "
-               f"in grade push run {summary.run_id}")
+    scores = [item for item in summary.refusals if not item.get("kind")]
+    kept = [item for item in summary.refusals if item.get("kind")]
+    parts = []
+    if scores:
+        parts.append(f"PowerTeacher refused {len(scores)} score(s)")
+    if kept:
+        parts.append(f"{len(kept)} assignment change(s) not made")
+    subject = f"[SIS -> Learning] {config.name}: {', '.join(parts)} in grade push run {summary.run_id}"
     rows = "".join(
         f"<tr><td>{esc(str(item.get('class_id')))}</td><td>{esc(str(item.get('title') or item.get('gradable_id')))}"
         f"</td><td>{esc(str(item.get('student_id')))}</td><td>{esc(str(item.get('score')))}</td>"
         f"<td>{esc(str(item.get('message')))}</td></tr>"
-        for item in refusals[:500]
+        for item in scores[:500]
     )
-    more = f"<p>... and {len(refusals) - 500} more (table grade_push_scores, status 'refused').</p>" if len(refusals) > 500 else ""
-    body = (
-        f"<h2>{esc(config.name)} ({esc(config.district_id)}): grade push refusals</h2>"
-        f"<p>PowerTeacher Pro refused these scores from PowerSchool Learning (HTTP 409, its message below). "
-        f"Every other score of the run was written. Fix the cause in PowerTeacher Pro (or the gradable in "
-        f"Learning); the next change of the score is pushed again.</p>"
-        f"<table border='1' cellpadding='4'><tr><th>Class (section DCID)</th><th>Gradable</th><th>Student DCID</th>"
-        f"<th>Score</th><th>PowerTeacher Pro said</th></tr>{rows}</table>{more}"
-        f"<p>Run {esc(summary.run_id)}; counts: {esc(json.dumps(summary.as_dict()))}</p>"
-    )
+    more = (f"<p>... and {len(scores) - 500} more (table grade_push_scores, status 'refused').</p>"
+            if len(scores) > 500 else "")
+    body = f"<h2>{esc(config.name)} ({esc(config.district_id)}): grade push refusals</h2>"
+    if scores:
+        body += (
+            f"<p>PowerTeacher refused these scores from PowerSchool Learning (its message below). "
+            f"Every other score of the run was written. Fix the cause in PowerTeacher (or the gradable in "
+            f"Learning); the next change of the score is pushed again.</p>"
+            f"<table border='1' cellpadding='4'><tr><th>Class (section DCID)</th><th>Gradable</th><th>Student DCID</th>"
+            f"<th>Score</th><th>PowerTeacher said</th></tr>{rows}</table>{more}"
+        )
+    if kept:
+        kept_rows = "".join(
+            f"<tr><td>{esc(str(item.get('class_id')))}</td><td>{esc(str(item.get('title') or item.get('gradable_id')))}"
+            f"</td><td>{esc(str(item.get('kind')))}</td><td>{esc(str(item.get('message')))}</td></tr>"
+            for item in kept[:500]
+        )
+        body += (
+            "<p>These gradables changed in Learning but their PowerTeacher assignment was left as it is "
+            "(table grade_push_assignments, column message):</p>"
+            "<table border='1' cellpadding='4'><tr><th>Class (section DCID)</th><th>Gradable</th><th>What</th>"
+            f"<th>Why</th></tr>{kept_rows}</table>"
+        )
+    body += f"<p>Run {esc(summary.run_id)}; counts: {esc(json.dumps(summary.as_dict()))}</p>"
     return subject, body
 
 
@@ -757,5 +1046,6 @@ def run_grade_push_task(district_id: str, run_id: str) -> dict[str, Any]:
 
     config = load_district_by_id(district_id)
     engine = create_all(get_engine())
+    ledger.add_missing_columns(engine)
     summary = push_grades(config, engine, learning_hook(config), powerteacher_client(config), run_id)
     return summary.as_dict()

@@ -21,25 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from sis_learning.config import REPO_ROOT, DistrictConfig, load_district_by_id
+from sis_learning.exceptions import FatalError
 
 log = logging.getLogger(__name__)
 
 VALIDATION_RESULTS_ROOT = REPO_ROOT / "var" / "validation"
-
-# Exception class names that no retry can fix: the task fails at once with the message.
-FATAL_ERRORS = {
-    "ValidationThresholdExceeded",
-    "MassChangeDetected",
-    "DistrictConfigError",
-    "AuthenticationError",
-    "PermissionDeniedError",
-    "ValidationFailedError",
-    "FieldAccessError",
-    "NotFoundError",
-    "UnknownSchoolError",
-    "PageSizeTooSmallError",
-    "SecretNotFoundError",
-}
 
 EXTRACT_ENTITIES = (
     "terms",
@@ -60,7 +46,8 @@ def _engine():
 
 
 def _is_fatal(error: BaseException) -> bool:
-    return any(cls.__name__ in FATAL_ERRORS for cls in type(error).__mro__)
+    """No retry can fix it: the type says so (sis_learning.exceptions.FatalError)."""
+    return isinstance(error, FatalError)
 
 
 def _plain_reason(error: BaseException) -> str:
@@ -75,25 +62,34 @@ def run_step(
     work: Callable[[Any, DistrictConfig], dict[str, Any]],
     to_counts: Callable[[dict[str, Any]], dict[str, dict[str, int]]] | None = None,
 ) -> dict[str, Any]:
-    """Run one step of a district run with bookkeeping; returns the step's counts."""
-    from sis_learning.staging.runs import record_stage
+    """Run one step of a district run with bookkeeping; returns the step's counts.
+
+    Each call is one attempt of the stage in the run's history (``sync_run_attempts``).
+    A database error is replaced by its value-free summary (staging/errors.py) before
+    it is recorded, logged or raised; a FatalError fails the task without retries.
+    """
+    from sis_learning.staging.errors import summarise
+    from sis_learning.staging.runs import ATTEMPT_FAILED, ATTEMPT_SUCCEEDED, begin_attempt, end_attempt, record_stage
 
     config = load_district_by_id(district_id)
     engine = _engine()
+    attempt = begin_attempt(engine, district_id, run_id, stage)
     started = time.monotonic()
     try:
         result = work(engine, config) or {}
     except Exception as error:
-        reason = _plain_reason(error)
+        summary = summarise(error, stage)
+        reason = _plain_reason(summary or error)
         record_stage(engine, district_id, run_id, stage, seconds=time.monotonic() - started, error=reason)
-        log.error("%s failed for district %s: %s", stage, district_id, reason)
-        if _is_fatal(error):
-            from airflow.sdk.exceptions import AirflowFailException
-
-            raise AirflowFailException(reason) from error
+        end_attempt(engine, attempt, ATTEMPT_FAILED, reason)
+        log.error("%s failed for district %s%s: %s", stage, district_id,
+                  " (no retry can fix this)" if _is_fatal(summary or error) else "", reason)
+        if summary is not None:
+            raise summary from None  # the driver's message and parameters carry row values
         raise
     counts = to_counts(result) if to_counts else {}
     record_stage(engine, district_id, run_id, stage, counts=counts, seconds=time.monotonic() - started)
+    end_attempt(engine, attempt, ATTEMPT_SUCCEEDED)
     return _xcom_safe(result)
 
 
@@ -110,12 +106,90 @@ def _xcom_safe(result: dict[str, Any]) -> dict[str, Any]:
 # ---- start ---------------------------------------------------------------------------
 
 def start_run(district_id: str, run_id: str, dag_id: str) -> dict[str, Any]:
+    """Open the run's row; a run of the district still ``running`` died unreported: mark it abandoned."""
+    from sis_learning.staging.runs import abandon_unfinished_runs
     from sis_learning.staging.runs import start_run as start
 
     config = load_district_by_id(district_id)
     engine = _engine()
     start(engine, district_id, run_id, dag_id=dag_id)
-    return {"district_id": config.district_id, "run_id": run_id}
+    abandoned = abandon_unfinished_runs(engine, district_id, run_id)
+    for item in abandoned:
+        log.warning("Run %s of district %s stopped without reporting while in %s: marked abandoned",
+                    item["run_id"], district_id, ", ".join(item["stages"]))
+    run_step("configuration_check", district_id, run_id, lambda engine, config: check_targets_not_shared(config))
+    return {"district_id": config.district_id, "run_id": run_id, "abandoned_runs": len(abandoned)}
+
+
+def _learning_target(connection_id: str) -> tuple[str, str] | None:
+    """(host, digest of the domain token) a Learning connection reaches; None when it cannot be read."""
+    import hashlib
+
+    from airflow.sdk import BaseHook
+
+    try:
+        connection = BaseHook.get_connection(connection_id)
+    except Exception:  # another district's connection may not exist here: nothing to compare
+        return None
+    host = (connection.host or "").lower().split("://", 1)[-1].rstrip("/")
+    if connection.port:
+        host = f"{host}:{connection.port}"
+    token = connection.password or ""
+    return (host, hashlib.sha256(token.encode()).hexdigest()) if host and token else None
+
+
+def check_targets_not_shared(config: DistrictConfig) -> dict[str, Any]:
+    """Refuse to run a district that shares a PowerSchool connection, a Learning connection, or a
+    Learning host and domain (the same host and domain token) with another district file."""
+    from sis_learning.config import scan_districts
+    from sis_learning.exceptions import DistrictConfigError
+
+    source = str(config.source_file)
+    configs, broken = scan_districts(Path(source).parent)
+    for item in broken:
+        if item.source_file == source:
+            raise DistrictConfigError(item.error)
+    mine = _learning_target(config.learning.connection_id)
+    for other in configs:
+        if other.district_id == config.district_id or mine is None:
+            continue
+        if _learning_target(other.learning.connection_id) == mine:
+            raise DistrictConfigError(
+                f"{source}: invalid district configuration\n  - learning.connection_id: "
+                f"{config.learning.connection_id!r} reaches the same Learning host ({mine[0]}) and domain (the same "
+                f"token) as {other.learning.connection_id!r} of {other.source_file}: two districts must not share "
+                "a Learning domain (one would write into the other's); give each district its own domain token")
+    return {"checked": len(configs)}
+
+
+def configuration_error(source_file: str, run_id: str) -> dict[str, Any]:
+    """The task of a broken district's DAG: email the recipients once per distinct error, then fail at once."""
+    import hashlib
+
+    from sis_learning import notify
+    from sis_learning.config import load_district, scan_districts
+    from sis_learning.exceptions import DistrictConfigError
+    from sis_learning.staging.runs import claim_config_error_notice, release_config_error_notice
+
+    _, broken = scan_districts(Path(source_file).parent)
+    found = [item for item in broken if item.source_file == source_file]
+    if not found:
+        load_district(source_file)  # fixed since the DAG was parsed (or deleted: that raises)
+        log.info("%s is valid now: the district's DAGs replace this one at the next parse", source_file)
+        return {"fixed": True}
+    item = found[0]
+    engine = _engine()
+    digest = hashlib.sha256(item.error.encode()).hexdigest()
+    if claim_config_error_notice(engine, source_file, digest):
+        try:
+            notify.send_config_error_email(item.failure_emails, item.smtp_connection_id, item.district_id,
+                                           source_file, item.error)
+        except Exception:
+            release_config_error_notice(engine, source_file, digest)
+            log.exception("Could not send the configuration error email for %s", source_file)
+    else:
+        log.info("The recipients of %s were already told about this error", source_file)
+    raise DistrictConfigError(item.error)
 
 
 # ---- extract -------------------------------------------------------------------------
@@ -144,7 +218,11 @@ def extract_schools(district_id: str, run_id: str) -> dict[str, Any]:
     from sis_learning import extract
 
     def work(engine, config):
-        return extract.extract_schools(powerschool_hook(config), engine, config, run_id)
+        from sis_learning.extract_guard import check_listings_not_emptied
+
+        result = extract.extract_schools(powerschool_hook(config), engine, config, run_id)
+        check_listings_not_emptied(engine, district_id, run_id, "schools")
+        return result
 
     return run_step("extract_schools", district_id, run_id, work, lambda r: {"schools": {"extracted": int(r.get("rows", 0))}})
 
@@ -155,7 +233,11 @@ def extract_entity(entity: str, district_id: str, run_id: str) -> dict[str, Any]
     function = getattr(extract, f"extract_{entity}")
 
     def work(engine, config):
-        return function(powerschool_hook(config), engine, config, run_id)
+        from sis_learning.extract_guard import check_listings_not_emptied
+
+        result = function(powerschool_hook(config), engine, config, run_id)
+        check_listings_not_emptied(engine, district_id, run_id, entity)  # no school's rows vanish unnoticed
+        return result
 
     return run_step(f"extract_{entity}", district_id, run_id, work, lambda r: {entity: {"extracted": int(r.get("rows", 0))}})
 
@@ -265,23 +347,54 @@ def failed_tasks(dag_id: str, run_id: str) -> list[str]:
     return sorted(task_id for task_id, state in by_task.items() if str(state) in ("failed", "upstream_failed"))
 
 
+def failed_stages(engine, district_id: str, run_id: str) -> list[tuple[str, str]]:
+    """(stage, reason) of each stage whose LAST attempt did not succeed, in the order they started.
+
+    The run's outcome is its final state: a stage that failed and then succeeded on retry
+    succeeded. An attempt still running when the report runs died with its process.
+    """
+    from sis_learning.staging.runs import (
+        ATTEMPT_FAILED,
+        ATTEMPT_KILLED,
+        ATTEMPT_RUNNING,
+        PREVIOUS_RUN_NOTE,
+        final_attempts,
+        run_attempts,
+    )
+
+    attempts = [a for a in run_attempts(engine, district_id, run_id) if a.stage != PREVIOUS_RUN_NOTE]
+    failed = []
+    for stage, attempt in final_attempts(attempts).items():
+        if attempt.status in (ATTEMPT_FAILED, ATTEMPT_KILLED, ATTEMPT_RUNNING):
+            reason = attempt.error if attempt.status == ATTEMPT_FAILED else (
+                "the task process stopped without reporting (killed or lost)")
+            failed.append((stage, reason or "no reason was recorded"))
+    return failed
+
+
 def report(district_id: str, run_id: str, dag_id: str) -> dict[str, Any]:
-    """Write the run summary; on any failure send one email, then fail so the run shows failed."""
+    """Write the run summary; on any failure send one email, then fail so the run shows failed.
+
+    Failed means a task's final state is failed (Airflow's view) or a stage's last attempt
+    did not succeed (the run's history); an attempt that failed and was retried
+    successfully is history, not a failure.
+    """
     from sis_learning import notify
     from sis_learning.report import build_summary, format_text
-    from sis_learning.staging.runs import finish_run, get_run
+    from sis_learning.staging.runs import finish_run
 
     config = load_district_by_id(district_id)
     engine = _engine()
     failed = [task_id for task_id in failed_tasks(dag_id, run_id) if not task_id.endswith("report")]
-    run = get_run(engine, district_id, run_id)
-    recorded_error = run.error if run else None
-    if failed or recorded_error:
-        reason = recorded_error or f"task(s) {', '.join(failed)} failed without a recorded reason: see their logs"
+    stages = failed_stages(engine, district_id, run_id)
+    if failed or stages:
+        if stages:
+            stage, reason = stages[0]
+        else:
+            stage, reason = failed[0], f"task(s) {', '.join(failed)} failed without a recorded reason: see their logs"
         finish_run(engine, district_id, run_id, status="failed", error=reason)
         summary = build_summary(engine, config, run_id, dag_id)
-        if not recorded_error and failed:
-            summary.stage = failed[0]
+        summary.stage, summary.error = stage, reason
         log.error("%s", format_text(summary))
         notify.send_failure_email(config, summary)
         from airflow.sdk.exceptions import AirflowFailException

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from sis_learning.exceptions import MappingSpecError
+
 SPEC_COLUMNS = ("target", "source", "constant", "transform", "argument", "note")
 
 # Learning's limit on a login (docs/validation-and-mapping.md "Lengths").
@@ -37,10 +39,6 @@ LOGIN_MAX_LENGTH = 100
 # A generated login keeps at most this many characters of each name part, so the
 # id suffix that makes it unique always fits in LOGIN_MAX_LENGTH.
 GENERATED_LOGIN_NAME_PART_MAX = 40
-
-
-class MappingSpecError(ValueError):
-    """A mapping spec that cannot be used; the message names the file and line."""
 
 
 # Every source a spec may name: (API attribute path, SIS database column, staged column).

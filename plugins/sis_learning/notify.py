@@ -59,3 +59,31 @@ def send_failure_email(config: DistrictConfig, summary: RunSummary) -> bool:
         hook.send_email_smtp(to=recipients, subject=subject, html_content=body)
     log.info("Failure email for run %s sent to %d recipient(s)", summary.run_id, len(recipients))
     return True
+
+
+def compose_config_error_email(district_id: str, source_file: str, error: str) -> tuple[str, str]:
+    """Subject and HTML body for a district file that cannot be used (no run can start)."""
+    esc = html.escape
+    subject = f"[SIS -> Learning] {district_id}: the district configuration has an error; imports are stopped"
+    body = "\n".join([
+        f"<h2>{esc(district_id)}: the district configuration cannot be used</h2>",
+        f"<p><b>File:</b> {esc(source_file)}</p>",
+        f"<p><b>What is wrong:</b></p><pre style='white-space:pre-wrap'>{esc(error)}</pre>",
+        "<p>This district's imports and grade push do not run until the file is fixed; other districts "
+        "are not affected. You get this email once per distinct error.</p>",
+    ])
+    return subject, body
+
+
+def send_config_error_email(recipients: tuple[str, ...], smtp_connection_id: str, district_id: str,
+                            source_file: str, error: str) -> bool:
+    if not recipients:
+        log.warning("%s: no failure_emails could be read from the file: no email sent", source_file)
+        return False
+    from airflow.providers.smtp.hooks.smtp import SmtpHook
+
+    subject, body = compose_config_error_email(district_id, source_file, error)
+    with SmtpHook(smtp_conn_id=smtp_connection_id) as hook:
+        hook.send_email_smtp(to=list(recipients), subject=subject, html_content=body)
+    log.info("Configuration error email for %s sent to %d recipient(s)", source_file, len(recipients))
+    return True

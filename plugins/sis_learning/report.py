@@ -16,7 +16,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 
 from sis_learning.config import DistrictConfig
-from sis_learning.staging.runs import SyncRun, get_run
+from sis_learning.staging.runs import PREVIOUS_RUN_NOTE, SyncRun, get_run, run_attempts
 
 
 @dataclass
@@ -34,6 +34,10 @@ class RunSummary:
     extract_mismatches: list[dict[str, Any]] = field(default_factory=list)
     validation_docs: str | None = None
     run_url: str | None = None
+    # The run's history: attempts that did not succeed (retried or final) and earlier runs this
+    # run found abandoned (``sync_run_attempts``).
+    failed_attempts: list[dict[str, Any]] = field(default_factory=list)
+    abandoned_runs: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -63,6 +67,13 @@ def build_summary(engine: Engine, config: DistrictConfig, run_id: str, dag_id: s
         validation_docs=run.validation_docs if run else None,
         run_url=run_url(config, dag_id or config.import_dag_id, run_id),
     )
+    if _has(engine, "sync_run_attempts"):
+        for attempt in run_attempts(engine, config.district_id, run_id):
+            if attempt.stage == PREVIOUS_RUN_NOTE:
+                summary.abandoned_runs.append(attempt.error or "")
+            elif attempt.status != "succeeded":
+                summary.failed_attempts.append({"stage": attempt.stage, "attempt": attempt.attempt,
+                                                "status": attempt.status, "error": attempt.error})
     params = {"district_id": config.district_id, "run_id": run_id}
     with engine.connect() as connection:
         if _has(engine, "rejected_rows"):
@@ -106,6 +117,12 @@ def format_text(summary: RunSummary) -> str:
     ]
     if summary.error:
         lines.append(f"Failed at {summary.stage}: {summary.error}")
+    for note in summary.abandoned_runs:
+        lines.append(f"Found at start: {note} (marked abandoned)")
+    if summary.failed_attempts:
+        lines.append("Attempts that did not succeed (a later attempt of the same stage may have):")
+        for item in summary.failed_attempts:
+            lines.append(f"  {item['stage']} attempt {item['attempt']}: {item['status']}: {item['error']}")
     for entity in sorted(summary.counts):
         values = ", ".join(f"{stage} {count}" for stage, count in summary.counts[entity].items())
         lines.append(f"  {entity}: {values}")

@@ -18,10 +18,7 @@ from __future__ import annotations
 import os
 
 from sis_learning.config import SECRET_REFERENCE_PATTERN
-
-
-class SecretReferenceError(ValueError):
-    """A secret reference that is malformed or points at nothing."""
+from sis_learning.exceptions import SecretReferenceError
 
 
 def _mask(value: str) -> None:

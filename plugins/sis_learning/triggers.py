@@ -12,9 +12,10 @@ starts ``grade_push__<district_id>``, whose task pushes every change after the c
 
 Why an event trigger rather than a deferrable sensor in a continuous DAG: nothing waits in
 a DAG run between changes (no run per idle poll, no task resumed on a worker just to find
-nothing), events that arrive while a push runs collapse into one queued run (the DAG has
-``max_active_runs=1``), and the watch is part of the DAG definition, so it starts with the
-triggerer and follows the district config.
+nothing), each event starts a run at once (runs may overlap; the push's ledger lease keeps
+their writes one at a time and in order), and the watch is part of the DAG definition, so
+it starts with the triggerer and follows the district config. The feed announces
+gradable, score and class-link changes alike: each is work for the push.
 
 The trigger does not push and does not move the cursor: it only says "there is work".
 It remembers the newest cursor it has announced so it does not fire again for the same

@@ -41,6 +41,8 @@ from sandbox.learning.passwords import PasswordHasher
 from sandbox.learning.schemas import (
     AuthenticationBody,
     BatchAnswer,
+    ClassLinkBody,
+    ClassLinkOut,
     DeactivateRequest,
     DomainSettingsBody,
     DomainSettingsUpdate,
@@ -511,11 +513,44 @@ def create_app(domains: dict[str, str], database_url: str) -> FastAPI:
         response_model=GradableOut,
         tags=["gradebook"],
         responses=not_found,
-        summary="Change a gradable's fields (its scores reappear in the change feed)",
+        summary="Change a gradable's fields (a gradable_edited entry in the change feed)",
     )
     def change_gradable(domain: Domain, gradable_id: int, body: GradableUpdate) -> dict[str, Any]:
         with gradebook_errors(), transaction(domain, write=True) as session:
             return gradebook.gradable_out(gradebook.update_gradable(session, domain, gradable_id, body))
+
+    @app.delete(
+        "/api/v1/gradables/{gradable_id}",
+        response_model=GradableOut,
+        tags=["gradebook"],
+        responses=not_found,
+        summary="Delete a gradable (a gradable_deleted entry in the change feed; it takes no more scores)",
+    )
+    def remove_gradable(domain: Domain, gradable_id: int) -> dict[str, Any]:
+        with gradebook_errors(), transaction(domain, write=True) as session:
+            return gradebook.gradable_out(gradebook.delete_gradable(session, domain, gradable_id))
+
+    @app.put(
+        "/api/v1/classes/{class_id}/link",
+        response_model=ClassLinkOut,
+        tags=["gradebook"],
+        responses=not_found,
+        summary="Link a Learning class to an imported class (its gradables and scores are pushed to that class)",
+    )
+    def put_class_link(domain: Domain, class_id: str, body: ClassLinkBody) -> dict[str, Any]:
+        with gradebook_errors(), transaction(domain, write=True) as session:
+            return gradebook.link_class(session, domain, class_id, body.imported_class_id)
+
+    @app.delete(
+        "/api/v1/classes/{class_id}/link",
+        response_model=ClassLinkOut,
+        tags=["gradebook"],
+        responses=not_found,
+        summary="Unlink a Learning class from the imported class it was linked to",
+    )
+    def delete_class_link(domain: Domain, class_id: str) -> dict[str, Any]:
+        with gradebook_errors(), transaction(domain, write=True) as session:
+            return gradebook.link_class(session, domain, class_id, None)
 
     @app.put(
         "/api/v1/gradables/{gradable_id}/scores/{student_external_id}",
@@ -533,7 +568,7 @@ def create_app(domains: dict[str, str], database_url: str) -> FastAPI:
         response_model=GradebookChanges,
         tags=["gradebook"],
         responses=ERROR_RESPONSES,
-        summary="Scores entered or changed after a cursor, oldest first",
+        summary="Gradebook changes (gradables, scores, class links) after a cursor, oldest first",
     )
     def gradebook_changes(
         domain: Domain,

@@ -1,17 +1,21 @@
-"""The teacher's side of Learning for grade push: gradables, scores and the gradebook change feed.
+"""The teacher's side of Learning for grade push: gradables, scores, class links and the change feed.
 
 The source document's Grade Mappings read a gradable's title, description, due date and
 total points, the class's import id and the student's import id and score; grade push
-is "Immediate", and only for organizations enabled under Grade Push Config. The change
-feed gives all of that per score change, in the order the changes happened:
+is "Immediate", for "imported classes (and those linked to imported classes)", and only
+for organizations enabled under Grade Push Config. The change feed says all of that, in
+the order it happened:
 
-- every score that is entered or changed appends one entry with a new ``cursor``; the
-  cursor only grows (entries are never rewritten or deleted), so a reader that keeps the
-  last cursor it processed never misses or repeats a change;
-- ``version`` counts the changes of one (gradable, student) score, so a consumer can
-  drop a stale write;
-- editing a gradable's fields re-emits its scores (new versions), since the
-  PowerTeacher assignment must follow the new title or points.
+- every change appends one entry with a new ``cursor``; the cursor only grows (entries
+  are never rewritten or deleted), so a reader that keeps the last cursor it processed
+  never misses or repeats a change;
+- ``event`` says what changed: ``score_set`` / ``score_cleared`` (``version`` counts the
+  changes of one (gradable, student) score, so a consumer can drop a stale write),
+  ``gradable_created`` / ``gradable_edited`` / ``gradable_deleted`` (``revision`` counts
+  the gradable's edits), ``class_linked`` / ``class_unlinked`` (a Learning class linked
+  to an imported class; linking re-emits the class's gradables and scores after it, so a
+  consumer sends what was made before the link);
+- an entry carries the gradable's *current* fields (a consumer always writes the latest).
 
 Writes are serialised per domain by the caller, so within a domain cursors are
 committed in increasing order.
@@ -22,11 +26,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from sandbox.learning.domain_settings import read_settings
-from sandbox.learning.models import Gradable, GradebookChange, LearningClass, Roster, Score
+from sandbox.learning.models import ClassLink, Gradable, GradebookChange, LearningClass, Roster, Score
 from sandbox.learning.schemas import GradableBody, GradableUpdate
 
 
@@ -53,6 +57,8 @@ def gradable_out(gradable: Gradable) -> dict[str, Any]:
         "due_date": gradable.due_date,
         "total_points": gradable.total_points,
         "type": gradable.type,
+        "revision": gradable.revision,
+        "deleted": gradable.deleted_at is not None,
     }
 
 
@@ -65,18 +71,27 @@ def _class(session: Session, domain: str, class_id: str) -> LearningClass:
     return learning_class
 
 
-def get_gradable(session: Session, domain: str, gradable_id: int) -> Gradable:
+def get_gradable(session: Session, domain: str, gradable_id: int, *, live: bool = False) -> Gradable:
     gradable = session.get(Gradable, gradable_id)
     if gradable is None or gradable.domain != domain:
         raise NotFound(f"gradable {gradable_id} does not exist in this domain")
+    if live and gradable.deleted_at is not None:
+        raise NotFound(f"gradable {gradable_id} was deleted")
     return gradable
+
+
+def _append(session: Session, domain: str, event: str, class_id: str, now: datetime, **values: Any) -> None:
+    session.add(GradebookChange(domain=domain, event=event, class_id=class_id, changed_at=now, **values))
 
 
 def create_gradable(session: Session, domain: str, class_id: str, body: GradableBody) -> Gradable:
     _class(session, domain, class_id)
     now = datetime.now(UTC)
-    gradable = Gradable(domain=domain, class_id=class_id, created_at=now, updated_at=now, **body.model_dump())
+    gradable = Gradable(domain=domain, class_id=class_id, created_at=now, updated_at=now, revision=1,
+                        **body.model_dump())
     session.add(gradable)
+    session.flush()
+    _append(session, domain, "gradable_created", class_id, now, gradable_id=gradable.id, revision=1)
     session.flush()
     return gradable
 
@@ -85,13 +100,16 @@ def list_gradables(session: Session, domain: str, class_id: str) -> list[Gradabl
     _class(session, domain, class_id)
     return list(
         session.scalars(
-            select(Gradable).where(Gradable.domain == domain, Gradable.class_id == class_id).order_by(Gradable.id)
+            select(Gradable)
+            .where(Gradable.domain == domain, Gradable.class_id == class_id, Gradable.deleted_at.is_(None))
+            .order_by(Gradable.id)
         )
     )
 
 
 def update_gradable(session: Session, domain: str, gradable_id: int, body: GradableUpdate) -> Gradable:
-    gradable = get_gradable(session, domain, gradable_id)
+    """Change a gradable's fields: one ``gradable_edited`` entry naming the changed fields."""
+    gradable = get_gradable(session, domain, gradable_id, live=True)
     changes = {
         name: value for name, value in body.model_dump(exclude_unset=True).items() if getattr(gradable, name) != value
     }
@@ -99,38 +117,79 @@ def update_gradable(session: Session, domain: str, gradable_id: int, body: Grada
         raise Refused("title cannot be empty")
     if "total_points" in changes and changes["total_points"] is None:
         raise Refused("total_points cannot be empty")
+    if "type" in changes and changes["type"] is None:
+        raise Refused("type cannot be empty")
     if not changes:
         return gradable
     now = datetime.now(UTC)
     for name, value in changes.items():
         setattr(gradable, name, value)
     gradable.updated_at = now
-    scores = list(session.scalars(select(Score).where(Score.gradable_id == gradable.id).order_by(Score.id)))
-    for score in scores:
-        score.version += 1
-        score.changed_at = now
-    if scores:
-        session.execute(
-            insert(GradebookChange),
-            [
-                {
-                    "domain": domain,
-                    "gradable_id": gradable.id,
-                    "student_id": score.student_id,
-                    "score": score.score,
-                    "version": score.version,
-                    "changed_at": now,
-                }
-                for score in scores
-            ],
-        )
+    gradable.revision += 1
+    _append(session, domain, "gradable_edited", gradable.class_id, now, gradable_id=gradable.id,
+            revision=gradable.revision, changed_fields=",".join(sorted(changes)))
     session.flush()
     return gradable
 
 
+def delete_gradable(session: Session, domain: str, gradable_id: int) -> Gradable:
+    """Delete a gradable (kept, marked deleted; its scores stay in Learning): one ``gradable_deleted`` entry."""
+    gradable = get_gradable(session, domain, gradable_id, live=True)
+    now = datetime.now(UTC)
+    gradable.deleted_at = now
+    gradable.updated_at = now
+    _append(session, domain, "gradable_deleted", gradable.class_id, now, gradable_id=gradable.id,
+            revision=gradable.revision)
+    session.flush()
+    return gradable
+
+
+def link_class(session: Session, domain: str, class_id: str, imported_class_id: str | None) -> dict[str, Any]:
+    """Link ``class_id`` to an imported class (None: unlink). Linking re-emits the class's gradables and scores."""
+    _class(session, domain, class_id)
+    if imported_class_id is not None:
+        if imported_class_id == class_id:
+            raise Refused("a class cannot be linked to itself")
+        _class(session, domain, imported_class_id)
+        if session.scalar(select(ClassLink.id).where(ClassLink.domain == domain,
+                                                     ClassLink.class_id == imported_class_id)):
+            raise Refused(f"class {imported_class_id} is itself linked to another class; link to the imported class")
+    link = session.scalar(select(ClassLink).where(ClassLink.domain == domain, ClassLink.class_id == class_id))
+    current = link.imported_class_id if link else None
+    if current == imported_class_id:
+        return {"class_id": class_id, "imported_class_id": current, "changed": False}
+    now = datetime.now(UTC)
+    if imported_class_id is None:
+        session.execute(delete(ClassLink).where(ClassLink.domain == domain, ClassLink.class_id == class_id))
+        _append(session, domain, "class_unlinked", class_id, now, linked_class_id=current)
+        session.flush()
+        return {"class_id": class_id, "imported_class_id": None, "changed": True}
+    if link is None:
+        session.add(ClassLink(domain=domain, class_id=class_id, imported_class_id=imported_class_id, linked_at=now))
+    else:
+        link.imported_class_id = imported_class_id
+        link.linked_at = now
+    _append(session, domain, "class_linked", class_id, now, linked_class_id=imported_class_id)
+    gradables = list_gradables(session, domain, class_id)
+    rows: list[dict[str, Any]] = []
+    for gradable in gradables:
+        rows.append({"domain": domain, "event": "gradable_created", "class_id": class_id, "gradable_id": gradable.id,
+                     "revision": gradable.revision, "changed_at": now})
+        for score in session.scalars(select(Score).where(Score.gradable_id == gradable.id).order_by(Score.id)):
+            if score.score is not None:
+                rows.append({"domain": domain, "event": "score_set", "class_id": class_id,
+                             "gradable_id": gradable.id, "student_id": score.student_id, "score": score.score,
+                             "version": score.version, "changed_at": now})
+    session.flush()
+    if rows:
+        session.execute(insert(GradebookChange), rows)
+    session.flush()
+    return {"class_id": class_id, "imported_class_id": imported_class_id, "changed": True}
+
+
 def set_score(session: Session, domain: str, gradable_id: int, student_id: str, value: str | None) -> dict[str, Any]:
     """Enter or change one score; an unchanged value adds nothing to the feed."""
-    gradable = get_gradable(session, domain, gradable_id)
+    gradable = get_gradable(session, domain, gradable_id, live=True)
     on_roster = session.scalar(
         select(Roster.role).where(
             Roster.domain == domain, Roster.class_id == gradable.class_id, Roster.user_id == student_id
@@ -141,6 +200,9 @@ def set_score(session: Session, domain: str, gradable_id: int, student_id: str, 
     score = session.scalar(select(Score).where(Score.gradable_id == gradable.id, Score.student_id == student_id))
     if score is not None and score.score == value:
         return score_out(score, changed=False)
+    if score is None and value is None:  # nothing to clear
+        return {"gradable_id": gradable.id, "student_id": student_id, "score": None, "version": 0,
+                "changed_at": timestamp(datetime.now(UTC)), "changed": False}
     now = datetime.now(UTC)
     if score is None:
         score = Score(
@@ -151,16 +213,8 @@ def set_score(session: Session, domain: str, gradable_id: int, student_id: str, 
         score.score = value
         score.version += 1
         score.changed_at = now
-    session.add(
-        GradebookChange(
-            domain=domain,
-            gradable_id=gradable.id,
-            student_id=student_id,
-            score=value,
-            version=score.version,
-            changed_at=now,
-        )
-    )
+    _append(session, domain, "score_set" if value is not None else "score_cleared", gradable.class_id, now,
+            gradable_id=gradable.id, student_id=student_id, score=value, version=score.version)
     session.flush()
     return score_out(score, changed=True)
 
@@ -179,9 +233,12 @@ def score_out(score: Score, changed: bool) -> dict[str, Any]:
 def read_changes(session: Session, domain: str, after: int, limit: int) -> dict[str, Any]:
     """Changes with cursor > ``after``, oldest first, at most ``limit`` of them."""
     rows = session.execute(
-        select(GradebookChange, Gradable, LearningClass)
-        .join(Gradable, Gradable.id == GradebookChange.gradable_id)
-        .join(LearningClass, (LearningClass.domain == Gradable.domain) & (LearningClass.class_id == Gradable.class_id))
+        select(GradebookChange, Gradable, LearningClass, ClassLink.imported_class_id)
+        .outerjoin(Gradable, Gradable.id == GradebookChange.gradable_id)
+        .join(LearningClass, (LearningClass.domain == GradebookChange.domain)
+              & (LearningClass.class_id == GradebookChange.class_id))
+        .outerjoin(ClassLink, (ClassLink.domain == GradebookChange.domain)
+                   & (ClassLink.class_id == GradebookChange.class_id))
         .where(GradebookChange.domain == domain, GradebookChange.cursor > after)
         .order_by(GradebookChange.cursor)
         .limit(limit + 1)
@@ -192,17 +249,21 @@ def read_changes(session: Session, domain: str, after: int, limit: int) -> dict[
     changes = [
         {
             "cursor": change.cursor,
+            "event": change.event,
             "class_id": learning_class.class_id,
             "organization_id": learning_class.organization_id,
             "teacher_id": learning_class.teacher_id,
             "year": learning_class.year,
             "grade_push_enabled": learning_class.organization_id in grade_push_organizations,
-            "gradable": gradable_out(gradable),
+            "linked_class_id": change.linked_class_id if change.event == "class_unlinked" else linked_to,
+            "gradable": gradable_out(gradable) if gradable is not None else None,
+            "revision": change.revision,
+            "changed_fields": change.changed_fields.split(",") if change.changed_fields else None,
             "student_id": change.student_id,
             "score": change.score,
             "version": change.version,
             "changed_at": timestamp(change.changed_at),
         }
-        for change, gradable, learning_class in rows
+        for change, gradable, learning_class, linked_to in rows
     ]
     return {"changes": changes, "next_cursor": changes[-1]["cursor"] if changes else after, "has_more": has_more}

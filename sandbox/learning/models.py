@@ -165,8 +165,12 @@ class Gradable(LearningBase):
     due_date: Mapped[str | None] = mapped_column(String(10), nullable=True)
     total_points: Mapped[float] = mapped_column()
     type: Mapped[str] = mapped_column(String(GRADABLE_TYPE_LENGTH))
+    # Counts the edits of the gradable's fields (1 at creation), so a consumer can drop a stale edit.
+    revision: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # A deleted gradable is kept (the feed still names it); it takes no more scores or edits.
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class Score(LearningBase):
@@ -182,18 +186,41 @@ class Score(LearningBase):
     changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class ClassLink(LearningBase):
+    """A Learning class linked to an imported class: its gradables and scores go to that class's section."""
+
+    __tablename__ = "class_links"
+    __table_args__ = (UniqueConstraint("domain", "class_id"),)
+
+    id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
+    domain: Mapped[str] = mapped_column(String(DOMAIN_LENGTH))
+    class_id: Mapped[str] = mapped_column(String(EXTERNAL_ID_LENGTH))
+    imported_class_id: Mapped[str] = mapped_column(String(EXTERNAL_ID_LENGTH))
+    linked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class GradebookChange(LearningBase):
-    """One entry of the change feed; ``cursor`` only ever grows (never reused, never deleted)."""
+    """One entry of the change feed; ``cursor`` only ever grows (never reused, never deleted).
+
+    ``event`` is one of ``gradebook.EVENTS``: score events name a gradable and a student,
+    gradable events a gradable, link events only the class.
+    """
 
     __tablename__ = "gradebook_changes"
     __table_args__ = {"sqlite_autoincrement": True}
 
     cursor: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
     domain: Mapped[str] = mapped_column(String(DOMAIN_LENGTH), index=True)
-    gradable_id: Mapped[int] = mapped_column(RowId)
-    student_id: Mapped[str] = mapped_column(String(EXTERNAL_ID_LENGTH))
+    event: Mapped[str] = mapped_column(String(24), default="score_set")
+    class_id: Mapped[str | None] = mapped_column(String(EXTERNAL_ID_LENGTH), nullable=True)
+    gradable_id: Mapped[int | None] = mapped_column(RowId, nullable=True)
+    student_id: Mapped[str | None] = mapped_column(String(EXTERNAL_ID_LENGTH), nullable=True)
     score: Mapped[str | None] = mapped_column(String(SCORE_LENGTH), nullable=True)
-    version: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # gradable events: the gradable's revision and (edits) the fields that changed, comma-separated
+    revision: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    changed_fields: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    linked_class_id: Mapped[str | None] = mapped_column(String(EXTERNAL_ID_LENGTH), nullable=True)
     changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

@@ -20,8 +20,18 @@ AuthenticationType = Literal["password", "google", "office365", "sso"]
 SSO_AUTHENTICATION_TYPES = frozenset({"google", "office365", "sso"})
 UserType = Literal["S", "T", "P"]
 RosterRole = Literal["teacher", "co-teacher", "student"]
-# The gradable types the source document lists for grade push.
-GradableType = Literal["Assignment", "Assessment", "Dropbox", "Discussion", "Wiki", "LTI_SCORM"]
+# The gradable types the source document lists for grade push ("Dropbox", "Assignment",
+# "LTI_SCORM", "Discussion", "Wiki", "Assessment"). Learning knows other types too, so the
+# server takes any type name; grade push decides which it sends (docs/grade-push.md).
+DOCUMENTED_GRADABLE_TYPES = ("Assignment", "Assessment", "Dropbox", "Discussion", "Wiki", "LTI_SCORM")
+GradableType = Annotated[str, Field(min_length=1, max_length=limits.GRADABLE_TYPE_LENGTH,
+                                    pattern=r"^[A-Za-z][A-Za-z0-9_]*$",
+                                    description="The gradable's type: one of " + ", ".join(DOCUMENTED_GRADABLE_TYPES)
+                                    + " (the source document's list) or another Learning type name.")]
+GradebookEvent = Literal[
+    "score_set", "score_cleared", "gradable_created", "gradable_edited", "gradable_deleted", "class_linked",
+    "class_unlinked",
+]
 
 
 def _text(max_length: int, min_length: int = 1) -> Any:
@@ -239,6 +249,16 @@ class ScoreBody(StrictModel):
     )
 
 
+class ClassLinkBody(StrictModel):
+    imported_class_id: ExternalId = Field(description="The imported class (its import id) this class is linked to.")
+
+
+class ClassLinkOut(BaseModel):
+    class_id: str
+    imported_class_id: str | None
+    changed: bool
+
+
 class GradableOut(BaseModel):
     id: int
     class_id: str
@@ -247,6 +267,8 @@ class GradableOut(BaseModel):
     due_date: str | None
     total_points: float
     type: str
+    revision: int = Field(description="1 at creation, +1 per edit of the gradable's fields.")
+    deleted: bool
 
 
 class ScoreOut(BaseModel):
@@ -260,15 +282,25 @@ class ScoreOut(BaseModel):
 
 class GradebookChangeOut(BaseModel):
     cursor: int
+    event: GradebookEvent = Field(description=(
+        "score_set / score_cleared (a score entered, changed or cleared: `student_id`, `score`, `version`); "
+        "gradable_created / gradable_edited (`changed_fields`) / gradable_deleted (`gradable`, `revision`); "
+        "class_linked / class_unlinked (`linked_class_id`: the imported class); linking re-emits the class's "
+        "gradables and scores after the class_linked entry."))
     class_id: str
     organization_id: str
     teacher_id: str
     year: str | None
     grade_push_enabled: bool = Field(description="The class's organization has grade push enabled (domain settings).")
-    gradable: GradableOut
-    student_id: str
+    linked_class_id: str | None = Field(description=(
+        "The imported class this class is linked to at read time (class_unlinked: the one it was linked to); "
+        "null when not linked."))
+    gradable: GradableOut | None = Field(description="The gradable's current fields (null for link events).")
+    revision: int | None = Field(description="Gradable events: the gradable's revision this entry records.")
+    changed_fields: list[str] | None = Field(description="gradable_edited: the fields that changed.")
+    student_id: str | None
     score: str | None
-    version: int
+    version: int | None = Field(description="Score events: counts the changes of this (gradable, student) score.")
     changed_at: str
 
 

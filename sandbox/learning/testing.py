@@ -165,6 +165,15 @@ class LearningSandbox:
     def update_gradable(self, domain: str, gradable_id: int, **changes: Any) -> dict[str, Any]:
         return _json(self.client(domain).patch(f"/api/v1/gradables/{gradable_id}", json=changes))
 
+    def delete_gradable(self, domain: str, gradable_id: int) -> dict[str, Any]:
+        return _json(self.client(domain).delete(f"/api/v1/gradables/{gradable_id}"))
+
+    def link_class(self, domain: str, class_id: str, imported_class_id: str | None) -> dict[str, Any]:
+        if imported_class_id is None:
+            return _json(self.client(domain).delete(f"/api/v1/classes/{class_id}/link"))
+        return _json(self.client(domain).put(f"/api/v1/classes/{class_id}/link",
+                                             json={"imported_class_id": imported_class_id}))
+
     def set_score(self, domain: str, gradable_id: int, student_id: str, score: str | None) -> dict[str, Any]:
         return _json(
             self.client(domain).put(f"/api/v1/gradables/{gradable_id}/scores/{student_id}", json={"score": score})

@@ -28,6 +28,7 @@ def routes(app: PowerSchoolApp) -> list[Route]:
         ("GET", "info", admin.info),
         ("POST", "options", admin.configure),
         ("POST", "expire-tokens", admin.expire_tokens),
+        ("GET", "tokens", admin.tokens),
         ("GET", "requests", admin.requests),
         ("DELETE", "requests", admin.reset_requests),
         ("POST", "enroll", admin.enroll),
@@ -91,6 +92,11 @@ class Admin:
 
     def expire_tokens(self, request: Request) -> Response:
         return json_response(200, {"expired": self.app.expire_tokens()})
+
+    def tokens(self, request: Request) -> Response:
+        """Every access token issued since start (the soak searches logs and tables for them)."""
+        with self.app.lock:
+            return json_response(200, {"tokens": sorted(self.app.tokens)})
 
     def requests(self, request: Request) -> Response:
         after = int(request.parameter("after") or 0)

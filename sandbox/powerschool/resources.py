@@ -177,7 +177,7 @@ def section_view(row: sqlite3.Row, expansions: set[str]) -> dict[str, Any]:
         "term_id": row["term_dcid"], "section_number": digits_as_number(row["section_number"]),
         "expression": digits_as_number(row["expression"]),
         "external_expression": digits_as_number(row["external_expression"]), "staff_id": row["staff_dcid"],
-        "gradebooktype": 2,
+        "gradebooktype": row["gradebooktype"],  # 2 PowerTeacher Pro, 1 the legacy PowerTeacher Gradebook
     })
     if "term" in expansions:
         view["term"] = _without_none({
@@ -275,12 +275,14 @@ SECTION_SOURCE = (
     "sections se JOIN schools sc ON sc.school_number = se.schoolid "
     "LEFT JOIN courses c ON c.schoolid = se.schoolid AND c.course_number = se.course_number "
     "LEFT JOIN terms tm ON tm.schoolid = se.schoolid AND tm.id = se.termid "
-    "LEFT JOIN teachers lead ON lead.id = se.teacher AND se.teacher <> 0"
+    "LEFT JOIN teachers lead ON lead.id = se.teacher AND se.teacher <> 0 "
+    "LEFT JOIN section_gradebook gb ON gb.sectionsdcid = se.dcid"  # PowerTeacher's table (store.POWERTEACHER_SCHEMA)
 )
 SECTION_SELECT = (
     "se.*, sc.dcid AS school_dcid, c.dcid AS course_dcid, tm.dcid AS term_dcid, lead.dcid AS staff_dcid, "
     "tm.name AS term_name, tm.abbreviation AS term_abbreviation, tm.yearid AS term_yearid, "
-    "tm.firstday AS term_firstday, tm.lastday AS term_lastday, tm.portion AS term_portion"
+    "tm.firstday AS term_firstday, tm.lastday AS term_lastday, tm.portion AS term_portion, "
+    "coalesce(gb.gradebooktype, 2) AS gradebooktype"
 )
 SECTION_FIELDS = {
     "id": FilterField("se.dcid", numeric=True),

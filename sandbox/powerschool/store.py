@@ -113,7 +113,7 @@ CREATE INDEX IF NOT EXISTS teachers_by_users_dcid ON teachers (users_dcid);
 # PowerTeacher Pro's writes (grade push) land here, in the working copy only.
 POWERTEACHER_SCHEMA = """
 CREATE TABLE IF NOT EXISTS assignment (id INTEGER PRIMARY KEY, users_dcid INTEGER NOT NULL,
-    standardcalcdirection TEXT, created_at TEXT NOT NULL);
+    standardcalcdirection TEXT, created_at TEXT NOT NULL, name TEXT, updated_at TEXT, updates INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS assignmentsection (id INTEGER PRIMARY KEY, assignmentid INTEGER NOT NULL,
     sectionsdcid INTEGER NOT NULL, name TEXT NOT NULL, description TEXT, duedate TEXT, scoretype TEXT,
     scoreentrypoints REAL, totalpointvalue REAL, weight REAL, extracreditpoints REAL, publishoption TEXT,
@@ -122,6 +122,15 @@ CREATE INDEX IF NOT EXISTS assignmentsection_by_section ON assignmentsection (se
 CREATE TABLE IF NOT EXISTS assignmentscore (assignmentsectionid INTEGER NOT NULL, studentsdcid INTEGER NOT NULL,
     actualscoreentered TEXT, actualscorekind TEXT, scorepoints REAL, payload TEXT NOT NULL,
     writes INTEGER NOT NULL DEFAULT 1, whenmodified TEXT NOT NULL, PRIMARY KEY (assignmentsectionid, studentsdcid));
+-- Sections.GradebookType: 2 = PowerTeacher Pro (the default: no row), 1 = the legacy PowerTeacher Gradebook.
+CREATE TABLE IF NOT EXISTS section_gradebook (sectionsdcid INTEGER PRIMARY KEY, gradebooktype INTEGER NOT NULL);
+-- The legacy PowerTeacher Gradebook's assignments and scores (/powerschool-ptg-api/v2).
+CREATE TABLE IF NOT EXISTS ptg_assignment (id INTEGER PRIMARY KEY, sectionsdcid INTEGER NOT NULL, name TEXT NOT NULL,
+    abbreviation TEXT, description TEXT, date_assignment_due TEXT, points_possible REAL, category TEXT NOT NULL,
+    payload TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT, updates INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS ptg_score (assignmentid INTEGER NOT NULL, studentsdcid INTEGER NOT NULL,
+    score_entered TEXT, writes INTEGER NOT NULL DEFAULT 1, whenmodified TEXT NOT NULL,
+    PRIMARY KEY (assignmentid, studentsdcid));
 """
 
 ROLE_NAMES = {1: "Lead Teacher", 2: "Co-teacher", 3: "Support Staff"}
@@ -185,7 +194,7 @@ class DatasetStore:
         ``where`` is an optional SQL condition for oracles, e.g. ``rows("cc", "sectionid > 0")``.
         ``teachers`` rows carry ``school_affiliations`` (list of school numbers) as in the fixture.
         """
-        if table not in TABLE_COLUMNS and table not in ("assignment", "assignmentsection", "assignmentscore"):
+        if table not in TABLE_COLUMNS and table not in ("assignment", "assignmentsection", "assignmentscore", "ptg_assignment", "ptg_score"):
             raise DatasetError(f"unknown table {table!r}; known: {', '.join(SIS_TABLES)}")
         sql = f"SELECT * FROM {table}" + (f" WHERE {where}" if where else "") + " ORDER BY rowid"
         affiliations: dict[int, list[int]] = {}
@@ -199,7 +208,7 @@ class DatasetStore:
             yield record
 
     def count(self, table: str, where: str = "", parameters: tuple[Any, ...] = ()) -> int:
-        if table not in TABLE_COLUMNS and table not in ("assignment", "assignmentsection", "assignmentscore"):
+        if table not in TABLE_COLUMNS and table not in ("assignment", "assignmentsection", "assignmentscore", "ptg_assignment", "ptg_score"):
             raise DatasetError(f"unknown table {table!r}")
         sql = f"SELECT count(*) FROM {table}" + (f" WHERE {where}" if where else "")
         return self._connection.execute(sql, parameters).fetchone()[0]

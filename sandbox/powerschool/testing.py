@@ -92,6 +92,10 @@ class PowerSchoolSandbox:
         """Expire every issued access token now; the next API call gets a 401."""
         return self._admin("POST", "expire-tokens")["expired"]
 
+    def issued_tokens(self) -> list[str]:
+        """Every access token the server issued since it started (secrets a log must never show)."""
+        return self._admin("GET", "tokens")["tokens"]
+
     def request_log(self, after: int = 0) -> list[dict[str, Any]]:
         """API requests served (method, path, query, status, client_id, fault), oldest first."""
         return self._admin("GET", "requests", params={"after": after})["requests"]
@@ -148,6 +152,19 @@ class PowerSchoolSandbox:
     def assignments(self, section_dcid: int | None = None) -> list[dict[str, Any]]:
         """Assignments written through /ws/xte, with their sections and ``_assignmentscores``."""
         return self._admin("GET", "assignments", params={"section_dcid": section_dcid} if section_dcid else None)
+
+    def set_gradebook_type(self, section_dcid: int, gradebooktype: int) -> dict[str, Any]:
+        """Put a section on the legacy PowerTeacher Gradebook (1) or PowerTeacher Pro (2, the default)."""
+        return self._admin("POST", "gradebook-type", {"section_dcid": section_dcid, "gradebooktype": gradebooktype})
+
+    def add_teacher_category(self, users_dcid: int | None, name: str, categorytype: str = "user",
+                             isactive: bool = True) -> int:
+        return self._admin("POST", "teacher-category", {"users_dcid": users_dcid, "name": name,
+                                                        "categorytype": categorytype, "isactive": isactive})["id"]
+
+    def ptg_assignments(self, section_dcid: int | None = None) -> list[dict[str, Any]]:
+        """Assignments written through the legacy PowerTeacher Gradebook API, with their ``_assignment_scores``."""
+        return self._admin("GET", "ptg-assignments", params={"section_dcid": section_dcid} if section_dcid else None)
 
     def scores(self, assignment_section_id: int | None = None, section_dcid: int | None = None) -> list[dict[str, Any]]:
         params: dict[str, Any] = {}

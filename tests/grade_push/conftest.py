@@ -34,22 +34,45 @@ def learning():
 
 
 class SectionPool:
-    """Sections with at least 3 students, each handed out once (never shared by two tests)."""
+    """Sections with at least 3 students, each handed out once (never shared by two tests).
 
-    def __init__(self, sections):
+    When the dataset's own sections run out (the tiny district has about 30), a used one is
+    cloned through the simulator's admin API: a new section of the same school, course,
+    term and lead teacher, with the same students enrolled.
+    """
+
+    def __init__(self, sections, powerschool=None):
         self.sections = list(sections)
         self.used: set[str] = set()
+        self.powerschool = powerschool
+
+    def _matches(self, section, not_school, wanted) -> bool:
+        return section.school_dcid != not_school and all(getattr(section, name) == value
+                                                         for name, value in wanted.items())
+
+    def _clone(self, template):
+        import dataclasses
+
+        created = self.powerschool.add_section(int(template.school_dcid), template.course_number,
+                                               int(template.term_local_id), int(template.teacher_dcid))
+        for student in template.students:
+            self.powerschool.enroll_student(int(student), created["section_dcid"])
+        clone = dataclasses.replace(template, section_dcid=str(created["section_dcid"]))
+        self.sections.append(clone)
+        return clone
 
     def take(self, count: int = 1, *, not_school: str | None = None, **wanted: str):
         found = []
         for section in self.sections:
-            if section.section_dcid in self.used or section.school_dcid == not_school:
-                continue
-            if any(getattr(section, name) != value for name, value in wanted.items()):
+            if section.section_dcid in self.used or not self._matches(section, not_school, wanted):
                 continue
             found.append(section)
             if len(found) == count:
                 break
+        templates = [section for section in self.sections if self._matches(section, not_school, wanted)
+                     and section.course_number]
+        while len(found) < count and templates and self.powerschool is not None:
+            found.append(self._clone(templates[len(found) % len(templates)]))
         if len(found) < count:
             pytest.skip(f"the tiny dataset has no {count} unused section(s) with {wanted or 'students'}")
         self.used.update(section.section_dcid for section in found)
@@ -58,7 +81,7 @@ class SectionPool:
 
 @pytest.fixture(scope="session")
 def section_pool(powerschool):
-    return SectionPool(dataset_sections(powerschool.dataset_path, min_students=3))
+    return SectionPool(dataset_sections(powerschool.dataset_path, min_students=3), powerschool)
 
 
 _domains = itertools.count()

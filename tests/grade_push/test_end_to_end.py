@@ -65,6 +65,12 @@ def test_scores_on_a_class_the_import_created_reach_powerteacher_through_the_dag
             running_smtp() as smtp:
         for name, value in connection_env("demo", powerschool, learning, token, smtp).items():
             monkeypatch.setenv(name, value)
+        # a few sections on the legacy PowerTeacher Gradebook: the import stages their gradebooktype
+        from tests.grade_push.world import dataset_sections
+
+        legacy = {section.section_dcid for section in dataset_sections(powerschool.dataset_path, min_students=2)[:6]}
+        for section_dcid in legacy:
+            powerschool.set_gradebook_type(int(section_dcid), 1)
         import_run = _dag("sis_import.py", "sis_import__demo").test()
         assert str(import_run.state) in ("success", "DagRunState.SUCCESS"), import_run.state
 
@@ -73,13 +79,20 @@ def test_scores_on_a_class_the_import_created_reach_powerteacher_through_the_dag
             imported = {row.key for row in connection.execute(text(
                 "SELECT key FROM learning_snapshot WHERE district_id = 'demo' AND entity = 'classes'"))}
         rosters = learning.rosters("demo")
-        class_id, students = next(
-            (class_id, sorted(user for (klass, user), role in rosters.items() if klass == class_id and role == "student"))
-            for class_id in sorted(imported)
-            if sum(1 for (klass, _), role in rosters.items() if klass == class_id and role == "student") >= 2)
+        def with_students(candidates):
+            return next(
+                (class_id, sorted(user for (klass, user), role in rosters.items()
+                                  if klass == class_id and role == "student"))
+                for class_id in sorted(candidates)
+                if sum(1 for (klass, _), role in rosters.items() if klass == class_id and role == "student") >= 2)
+
+        class_id, students = with_students(imported - legacy)
+        legacy_class, legacy_students = with_students(imported & legacy)
         gradable = learning.create_gradable("demo", class_id, "End to end quiz", 25, due_date="2026-04-01")
         learning.set_score("demo", gradable["id"], students[0], "21")
         learning.set_score("demo", gradable["id"], students[1], "18.5")
+        legacy_gradable = learning.create_gradable("demo", legacy_class, "Legacy gradebook quiz", 10)
+        learning.set_score("demo", legacy_gradable["id"], legacy_students[0], "7")
 
         push_run = _dag("grade_push.py", "grade_push__demo").test()
         assert str(push_run.state) in ("success", "DagRunState.SUCCESS"), push_run.state
@@ -88,6 +101,12 @@ def test_scores_on_a_class_the_import_created_reach_powerteacher_through_the_dag
         assert entry["name"] == "End to end quiz" and entry["totalpointvalue"] == 25
         assert {str(score["studentsdcid"]): score["actualscoreentered"] for score in entry["_assignmentscores"]} == {
             students[0]: "21", students[1]: "18.5"}
+        # the legacy section went through the PowerTeacher Gradebook v2 API, as the import staged it
+        assert powerschool.assignments(int(legacy_class)) == []
+        [legacy_assignment] = powerschool.ptg_assignments(int(legacy_class))
+        assert legacy_assignment["name"] == "Legacy gradebook quiz"
+        assert [(str(score["student"]["id"]), score["score_entered"])
+                for score in legacy_assignment["_assignment_scores"]] == [(legacy_students[0], "7")]
         with engine.connect() as connection:
             [run] = connection.execute(text(
                 "SELECT status, counts FROM sync_runs WHERE district_id = 'demo' AND kind = 'grade_push'")).all()

@@ -161,3 +161,173 @@ def test_a_burst_is_batched_per_teacher_in_few_requests(world):
     # teacher's sections in different years are two reads.
     teacher_years = {(section.users_dcid, int(section.term_local_id) // 100) for section in sections}
     assert requests["GET /ws/xte/teacher_category"] == len(teacher_years)
+
+
+# --------------------------------------------------------------------------- the new kinds of change
+
+
+class CrashAfterUpdate(PowerTeacherClient):
+    def update_assignment(self, users_dcid, assignment_id, assignment, *, update_scores):
+        super().update_assignment(users_dcid, assignment_id, assignment, update_scores=update_scores)
+        raise Crash("killed between the assignment PUT and the ledger update")
+
+
+class CrashAfterDelete(PowerTeacherClient):
+    def delete_assignment(self, users_dcid, assignment_id):
+        super().delete_assignment(users_dcid, assignment_id)
+        raise Crash("killed between the DELETE and the ledger update")
+
+
+class CrashAfterLegacyCreate(PowerTeacherClient):
+    def ptg_create_assignment(self, section_dcid, assignment):
+        super().ptg_create_assignment(section_dcid, assignment)
+        raise Crash("killed between the legacy POST and the ledger update")
+
+
+class CrashAfterLegacyPut(PowerTeacherClient):
+    def ptg_put_scores(self, assignment_id, scores):
+        super().ptg_put_scores(assignment_id, scores)
+        raise Crash("killed between the legacy score PUT and the ledger update")
+
+
+def _assignment(world):
+    with world.engine.connect() as connection:
+        return connection.execute(select(GradePushAssignment.__table__)).mappings().one()
+
+
+def test_a_crash_after_an_assignment_update_puts_the_same_assignment_once_more(world):
+    section = world.pool.take(1)[0]
+    world.import_sections([section])
+    gradable = world.gradable(section, "Poem", 10)
+    world.score(gradable, section.students[0], "8")
+    world.push("run_1")
+    world.learning.update_gradable(world.domain, gradable["id"], title="Poem (recited)", total_points=12)
+    with pytest.raises(Crash):
+        world.push("run_2", powerteacher=CrashAfterUpdate(world.powerschool_hook()))
+    assert _assignment(world)["revision"] == 1  # not recorded
+    summary = world.push("run_2")  # the retry: PUTs the whole assignment again (idempotent), records it
+    [entry] = world.assignments(section)
+    assert (entry["name"], entry["totalpointvalue"]) == ("Poem (recited)", 12)
+    assert summary.counts["assignments_updated"] == 1 and summary.counts["assignments_update_refused"] == 0
+    assert (_assignment(world)["revision"], _assignment(world)["total_points"]) == (2, "12")
+    assert world.scores_by_name(section) == {("Poem (recited)", section.students[0]): "8"}
+    assert world.push("run_3").counts["assignments_updated"] == 0
+
+
+def test_a_crash_after_a_delete_finds_the_assignment_gone_and_records_it(world):
+    section = world.pool.take(1)[0]
+    world.import_sections([section])
+    gradable = world.gradable(section, "Draft gradable", 10)
+    world.push("run_1")
+    world.learning.delete_gradable(world.domain, gradable["id"])
+    with pytest.raises(Crash):
+        world.push("run_2", powerteacher=CrashAfterDelete(world.powerschool_hook()))
+    assert world.assignments(section) == [] and _assignment(world)["status"] == "created"
+    summary = world.push("run_2")  # DELETE again: 404, already gone
+    assert summary.counts["assignments_deleted"] == 1 and not summary.refusals
+    assert _assignment(world)["status"] == "deleted"
+
+
+def test_a_crash_after_clearing_clears_once_more_and_never_resurrects_the_score(world):
+    section = world.pool.take(1)[0]
+    world.import_sections([section])
+    student = section.students[0]
+    gradable = world.gradable(section, "Cleared after crash", 10)
+    world.score(gradable, student, "3")
+    world.push("run_1")
+    world.score(gradable, student, None)
+    with pytest.raises(Crash):
+        world.push("run_2", powerteacher=CrashAfterPut(world.powerschool_hook()))
+    summary = world.push("run_2")
+    [entry] = world.assignments(section)
+    assert [(score["actualscoreentered"], score["writes"]) for score in entry["_assignmentscores"]] == [(None, 3)]
+    assert summary.counts["scores_cleared"] == 1
+    with world.engine.connect() as connection:
+        row = connection.execute(select(GradePushScore.__table__)).mappings().one()
+    assert (row["score"], row["version"]) == (None, 2)
+    assert world.push("run_3").counts["put_requests"] == 0
+
+
+def test_a_crash_between_a_legacy_create_and_the_ledger_never_makes_a_second_assignment(world):
+    section = world.pool.take(1)[0]
+    world.import_sections([section], legacy=True)
+    gradable = world.gradable(section, "Legacy crash quiz", 10)
+    world.score(gradable, section.students[0], "9")
+    with pytest.raises(Crash):
+        world.push("run_1", powerteacher=CrashAfterLegacyCreate(world.powerschool_hook()))
+    assert len(world.ptg_assignments(section)) == 1 and _assignment(world)["status"] == "creating"
+    summary = world.push("run_1")
+    [assignment] = world.ptg_assignments(section)  # adopted by name in the section, not made twice
+    assert summary.counts["assignments_adopted"] == 1 and summary.counts["assignments_created"] == 0
+    assert _assignment(world)["assignment_id"] == str(assignment["id"])
+    assert world.ptg_scores_by_name(section) == {("Legacy crash quiz", section.students[0]): "9"}
+
+
+def test_a_crash_after_a_legacy_score_put_writes_the_same_score_once_more(world):
+    section = world.pool.take(1)[0]
+    world.import_sections([section], legacy=True)
+    gradable = world.gradable(section, "Legacy put crash", 10)
+    world.score(gradable, section.students[0], "5")
+    with pytest.raises(Crash):
+        world.push("run_1", powerteacher=CrashAfterLegacyPut(world.powerschool_hook()))
+    world.push("run_1")
+    [assignment] = world.ptg_assignments(section)
+    assert [(score["score_entered"], score["writes"]) for score in assignment["_assignment_scores"]] == [("5", 2)]
+    assert world.push("run_2").counts["put_requests"] == 0
+
+
+def test_overlapping_push_runs_write_each_change_once_and_in_order(world):
+    """Airflow may start a second run while one pushes (no max_active_runs=1): the ledger lease serialises them."""
+    import threading
+
+    section = world.pool.take(1)[0]
+    world.import_sections([section])
+    gradables = [world.gradable(section, f"Overlap {index}", 10) for index in range(5)]
+    for gradable in gradables:
+        for student in section.students:
+            world.score(gradable, student, "1")
+            world.score(gradable, student, "2")  # two versions: the newer must win
+    results, errors = {}, []
+
+    def run(run_id):
+        try:
+            results[run_id] = world.push(run_id, page_size=7)
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(f"overlap_{index}",)) for index in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors
+    entries = world.assignments(section)
+    assert len(entries) == 5  # each gradable's assignment made once
+    scores = [score for entry in entries for score in entry["_assignmentscores"]]
+    assert len(scores) == 5 * len(section.students) and {score["actualscoreentered"] for score in scores} == {"2"}
+    # Each version is written at most once (a page boundary between "1" and "2" writes both, in order;
+    # both in one page writes only the newer), and every write PowerTeacher saw is one a run recorded.
+    assert all(score["writes"] <= 2 for score in scores)
+    pushed = sum(summary.counts["scores_pushed"] for summary in results.values())
+    assert sum(score["writes"] for score in scores) == pushed
+    assert sum(summary.counts["assignments_created"] for summary in results.values()) == 5
+
+
+def test_a_run_waits_for_the_lease_and_gives_up_when_it_is_never_released(world):
+    from sis_learning.grade_push import LeaseBusy
+
+    section = world.pool.take(1)[0]
+    world.import_sections([section])
+    world.score(world.gradable(section, "Lease quiz", 10), section.students[0], "7")
+    assert ledger.acquire_lease(world.engine, world.config.district_id, "someone_else", 60)
+    with pytest.raises(LeaseBusy):
+        world.push("run_waiting", lease_wait_seconds=0.5)
+    assert world.assignments(section) == []  # nothing written while another run holds the lease
+    ledger.release_lease(world.engine, world.config.district_id, "someone_else")
+    # an expired lease (its run died) is taken over
+    assert ledger.acquire_lease(world.engine, world.config.district_id, "dead_run", 0.01)
+    import time
+
+    time.sleep(0.05)
+    summary = world.push("run_after")
+    assert summary.counts["scores_pushed"] == 1

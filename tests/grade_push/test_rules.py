@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from sis_learning.grade_push import assignment_body, assignment_name, choose_category, score_body
+from sis_learning.grade_push import (
+    PUSHED_GRADABLE_TYPES,
+    assignment_body,
+    assignment_name,
+    choose_category,
+    clear_score_body,
+    ptg_assignment_body,
+    ptg_score_body,
+    score_body,
+)
 from sis_learning.staging import ledger
 
 
@@ -48,16 +57,31 @@ def test_category_rule():
 def test_assignment_and_score_bodies_follow_the_grade_mappings():
     body = assignment_body({"id": 9, "title": "Quiz", "description": None, "due_date": "2026-05-01",
                             "total_points": 12.0}, "300006", "4", "NONE", "2026-01-01")
-    assert body == {"standardcalcdirection": "NONE", "_assignmentsections": [{
+    assert body == {"name": "Quiz", "standardcalcdirection": "NONE", "_assignmentsections": [{
         "sectionsdcid": 300006, "name": "Quiz", "description": "Quiz", "duedate": "2026-05-01", "scoretype": "POINTS",
         "scoreentrypoints": 12, "totalpointvalue": 12, "weight": 1, "extracreditpoints": 0,
-        "publishoption": "Immediately",
+        "publishoption": "Immediately", "_onlinework": {"issubtypeopt1enabled": False},
         "_assignmentcategoryassociations": [{"teachercategoryid": 4, "isprimary": True}]}]}
     no_date = assignment_body({"title": "Q", "total_points": 2.5}, "1", "4", "RollupAsmtScoreToStandard", "2026-01-02")
     assert no_date["_assignmentsections"][0]["duedate"] == "2026-01-02"
     assert no_date["_assignmentsections"][0]["totalpointvalue"] == 2.5
     assert score_body("1000009", "77", "8.5") == {"studentsdcid": 1000009, "_assignmentsection": {
         "assignmentsectionid": 77}, "actualscoreentered": "8.5", "actualscorekind": "REAL_SCORE"}
+    # a cleared score: the one (UNCONFIRMED) clear call of powerschool-api.md
+    assert score_body("1000009", "77", None) == clear_score_body("1000009", "77") == {
+        "studentsdcid": 1000009, "_assignmentsection": {"assignmentsectionid": 77}, "actualscoreentered": None,
+        "scorepoints": None, "actualscorekind": "REAL_SCORE"}
+    # the legacy PowerTeacher Gradebook: score/student_id and score/assignment_score/score_entered
+    assert ptg_score_body("1000009", "8.5") == {"student": {"id": 1000009}, "score_entered": "8.5"}
+    assert ptg_score_body("1000009", None) == {"student": {"id": 1000009}, "score_entered": None}
+    long_title = "Unit 3 Test: Fractions, Decimals and Percents - Part 2 (retake)"
+    assert ptg_assignment_body({"title": long_title, "total_points": 40, "due_date": None}, "2026-02-03") == {
+        "name": "Unit 3 Test: Fractions, Decimals and Percents...", "abbreviation": "Unit 3 Tes",
+        "description": long_title, "date_assignment_due": "2026-02-03", "points_possible": 40}
+
+
+def test_only_the_source_documents_gradable_types_are_pushed():
+    assert {"Dropbox", "Assignment", "LTI_SCORM", "Discussion", "Wiki", "Assessment"} == PUSHED_GRADABLE_TYPES
 
 
 def test_ledger_never_goes_back(staging_engine):
@@ -89,3 +113,27 @@ def test_ledger_never_goes_back(staging_engine):
         ledger.record_refused_scores(connection, [{**score, "version": 3, "message": "Validation Failed"}])
         stored = ledger.scores_for(connection, "d", [("5", "9")])[("5", "9")]
     assert (stored["score"], stored["version"], stored["status"], stored["refused_version"]) == ("8", 2, "refused", 3)
+
+
+def test_legacy_per_item_answers_are_matched_to_the_request_by_student():
+    """The PTG v2 score PUT answers 200 with a batch_result per item; a refused one is found by its student."""
+    from sis_learning.hooks.powerteacher import PowerTeacherClient
+
+    class Answer:
+        status_code = 200
+        content = b"x"
+
+        def json(self):
+            return {"assignment_scores": {"assignment_score": [
+                {"student": {"id": 3}, "batch_result": {"code": 409, "message": "student 3 is not enrolled"}},
+                {"student": {"id": 1}, "batch_result": {"code": 200, "message": "OK"}},
+                {"student": {"id": 2}, "batch_result": {"code": "409", "message": "not a score"}},
+            ]}}
+
+    class Fake:
+        def request(self, *args, **kwargs):
+            return Answer()
+
+    refused = PowerTeacherClient(Fake()).ptg_put_scores("7", [ptg_score_body("1", "5"), ptg_score_body("2", "x"),
+                                                               ptg_score_body("3", "4")])
+    assert refused == {2: "student 3 is not enrolled", 1: "not a score"}

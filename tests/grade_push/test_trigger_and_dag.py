@@ -38,7 +38,6 @@ def test_the_trigger_fires_on_new_changes_once_and_again_after_the_push_moves_th
     _connect(world, monkeypatch, sqlite_url)
     section = world.pool.take(1)[0]
     world.import_sections([section])
-    gradable = world.gradable(section, "Trigger quiz", 10)
     trigger = GradebookChangeTrigger(world.config.district_id, world.config.learning.connection_id,
                                      poll_interval_seconds=0.2)
 
@@ -47,12 +46,11 @@ def test_the_trigger_fires_on_new_changes_once_and_again_after_the_push_moves_th
         watcher = asyncio.create_task(_watch(trigger, queue))
         try:
             assert await _next(queue, 1.0) is None  # nothing in the feed: no event
-            saved = await asyncio.to_thread(world.score, gradable, section.students[0], "5")
+            gradable = await asyncio.to_thread(world.gradable, section, "Trigger quiz", 10)  # gradable_created
             _, payload = await _next(queue, 5.0)
             first = payload
             assert payload["district_id"] == world.config.district_id and payload["after"] == 0
             assert payload["changes"] == 1 and payload["through"] >= 1
-            assert payload["first_changed_at"] == saved["changed_at"]
             assert await _next(queue, 1.0) is None  # announced already: not again while the push is pending
             summary = await asyncio.to_thread(world.push, "run_1")
             assert summary.cursor_after == first["through"]
@@ -163,4 +161,5 @@ def test_one_grade_push_dag_per_enabled_district_scheduled_by_the_watched_asset(
     pool, retries, backoff = dag["tasks"]["push_grades"]
     assert pool == "powerschool_api" and retries >= 2 and backoff == 2.0
     assert dag["owner"] == "data-engineering" and "grade-push" in dag["tags"]
-    assert dag["max_active_runs"] == 1 and dag["catchup"] is False and dag["doc"] > 200
+    # runs may overlap (no Airflow max_active_runs=1 stall); the ledger lease serialises the writes
+    assert dag["max_active_runs"] == 8 and dag["catchup"] is False and dag["doc"] > 200

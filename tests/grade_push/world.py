@@ -26,7 +26,7 @@ from sis_learning.hooks.powerschool import PowerSchoolHook
 from sis_learning.hooks.powerteacher import PowerTeacherClient
 from sis_learning.staging.changes import LearningSnapshot
 from sis_learning.staging.runs import SyncRun, utcnow
-from sis_learning.staging.source import StgStaff, StgTerm
+from sis_learning.staging.source import StgSection, StgStaff, StgTerm
 
 IMPORT_RUN_ID = "scheduled__import_for_grade_push"
 
@@ -40,6 +40,7 @@ class Section:
     teacher_dcid: str
     users_dcid: str
     students: tuple[str, ...]
+    course_number: str = ""
 
 
 def dataset_sections(database_path: Any, *, min_students: int = 1) -> list[Section]:
@@ -48,7 +49,7 @@ def dataset_sections(database_path: Any, *, min_students: int = 1) -> list[Secti
     connection.row_factory = sqlite3.Row
     try:
         rows = connection.execute(
-            "SELECT se.id, se.dcid, sc.dcid AS school_dcid, te.dcid AS term_dcid, te.id AS term_id, "
+            "SELECT se.id, se.dcid, se.course_number, sc.dcid AS school_dcid, te.dcid AS term_dcid, te.id AS term_id, "
             "t.dcid AS teacher_dcid, t.users_dcid FROM sections se "
             "JOIN teachers t ON t.id = se.teacher AND t.status = 1 "
             "JOIN schools sc ON sc.school_number = se.schoolid "
@@ -62,7 +63,7 @@ def dataset_sections(database_path: Any, *, min_students: int = 1) -> list[Secti
             if len(students) >= min_students:
                 sections.append(Section(str(row["dcid"]), str(row["school_dcid"]), str(row["term_dcid"]),
                                         str(row["term_id"]), str(row["teacher_dcid"]), str(row["users_dcid"]),
-                                        students))
+                                        students, str(row["course_number"])))
         return sections
     finally:
         connection.close()
@@ -111,9 +112,17 @@ class World:
 
     # ---- the imported state
 
-    def import_sections(self, sections: list[Section], *, stage: bool = True, extra_students: dict[str, list[str]] | None = None) -> None:
-        """Put sections into Learning (as the load does) and, with ``stage``, into staging (as the import leaves it)."""
+    def import_sections(self, sections: list[Section], *, stage: bool = True,
+                        extra_students: dict[str, list[str]] | None = None, legacy: bool = False) -> None:
+        """Put sections into Learning (as the load does) and, with ``stage``, into staging (as the import leaves it).
+
+        ``legacy``: the sections are on the legacy PowerTeacher Gradebook (``gradebooktype`` 1) in the
+        simulator, and staged so, as the import's extract would stage them.
+        """
         extra_students = extra_students or {}
+        if legacy:
+            for section in sections:
+                self.powerschool.set_gradebook_type(int(section.section_dcid), 1)
         organizations = sorted({section.school_dcid for section in sections})
         self.learning.upsert(self.domain, "organizations",
                              [{"organization_id": school, "name": f"School {school}"} for school in organizations])
@@ -137,7 +146,7 @@ class World:
         for start in range(0, len(rosters), 1000):
             self.learning.upsert(self.domain, "rosters", rosters[start:start + 1000])
         if stage:
-            self.stage_import(sections)
+            self.stage_import(sections, gradebook_type="1" if legacy else "2")
         self.sections.extend(sections)
 
     @staticmethod
@@ -145,7 +154,7 @@ class World:
         return {"class_id": section.section_dcid, "name": f"Class {section.section_dcid}", "code": "C",
                 "year": section.term_dcid, "teacher_id": section.teacher_dcid, "organization_id": section.school_dcid}
 
-    def stage_import(self, sections: list[Section]) -> None:
+    def stage_import(self, sections: list[Section], gradebook_type: str = "2") -> None:
         district_id = self.config.district_id
         now = utcnow()
         with self.engine.begin() as connection:
@@ -163,6 +172,10 @@ class World:
             connection.execute(StgTerm.__table__.insert(), [
                 {"district_id": district_id, "run_id": IMPORT_RUN_ID, "term_id": term_id, "local_id": local_id}
                 for term_id, local_id in terms.items()])
+            connection.execute(StgSection.__table__.insert(), [
+                {"district_id": district_id, "run_id": IMPORT_RUN_ID, "section_id": section.section_dcid,
+                 "school_id": section.school_dcid, "term_id": section.term_dcid, "staff_id": section.teacher_dcid,
+                 "gradebook_type": gradebook_type} for section in sections])
             connection.execute(LearningSnapshot.__table__.insert(), [
                 {"district_id": district_id, "entity": "classes", "key": section.section_dcid,
                  "organization_id": section.school_dcid, "content_hash": "staged-by-test",
@@ -173,6 +186,9 @@ class World:
 
     def gradable(self, section: Section, title: str, total_points: float = 10, **fields: Any) -> dict[str, Any]:
         return self.learning.create_gradable(self.domain, section.section_dcid, title, total_points, **fields)
+
+    def gradable_in(self, class_id: str, title: str, total_points: float = 10, **fields: Any) -> dict[str, Any]:
+        return self.learning.create_gradable(self.domain, class_id, title, total_points, **fields)
 
     def score(self, gradable: dict[str, Any], student: str, value: str | None) -> dict[str, Any]:
         return self.learning.set_score(self.domain, gradable["id"], student, value)
@@ -188,6 +204,13 @@ class World:
                     entries.append({**entry, "assignmentid": assignment["assignmentid"],
                                     "standardcalcdirection": assignment["standardcalcdirection"]})
         return entries
+
+    def ptg_assignments(self, section: Section) -> list[dict[str, Any]]:
+        return self.powerschool.ptg_assignments(int(section.section_dcid))
+
+    def ptg_scores_by_name(self, section: Section) -> dict[tuple[str, str], str | None]:
+        return {(assignment["name"], str(score["student"]["id"])): score["score_entered"]
+                for assignment in self.ptg_assignments(section) for score in assignment["_assignment_scores"]}
 
     def scores_by_name(self, section: Section) -> dict[tuple[str, str], str]:
         """(assignment name, student dcid) -> the score PowerTeacher holds."""

@@ -30,7 +30,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -41,7 +41,6 @@ import orjson
 import requests
 from airflow.providers.http.hooks.http import HttpHook
 from airflow.sdk import Connection
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from requests.adapters import HTTPAdapter
 
 # Statuses that mean "not now" rather than "never": retried with backoff.
@@ -57,67 +56,19 @@ WAIT_HINT_PATTERN = re.compile(r"wait\s+(\d+(?:\.\d+)?)\s*(?:seconds?|secs?|s)\b
 # --------------------------------------------------------------------------- errors
 
 
-class ApiError(AirflowException):
-    """An HTTP API answered in a way the pipeline cannot use; ``str()`` is admin-facing."""
-
-    def __init__(
-        self,
-        status: int | None,
-        message: str,
-        url: str,
-        *,
-        method: str = "GET",
-        errors: list[dict[str, Any]] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.url = url
-        self.method = method
-        self.errors = errors or []
-
-    def __str__(self) -> str:
-        return self.message
-
-    def __reduce__(self):  # picklable across processes (Celery, multiprocessing)
-        return (_rebuild_api_error, (type(self), self.status, self.message, self.url, self.method, self.errors))
-
-
-def _rebuild_api_error(cls, status, message, url, method, errors):
-    return cls(status, message, url, method=method, errors=errors)
-
-
-class FatalApiError(ApiError, AirflowFailException):
-    """A failure retrying cannot fix (Airflow fails the task without spending its retries)."""
-
-
-class AuthenticationError(FatalApiError):
-    """401 even with fresh credentials: the client id/secret or token is wrong."""
-
-
-class PermissionDeniedError(FatalApiError):
-    """403: the credentials are valid but not allowed to do this."""
-
-
-class NotFoundError(FatalApiError):
-    """404: the resource (a school, a section, a path) does not exist."""
-
-
-class ValidationFailedError(FatalApiError):
-    """The server refused the request's content (409, 422, "Validation Failed", field access)."""
-
-
-class TlsVerificationError(FatalApiError):
-    """The server's certificate could not be verified against the configured CA bundle."""
-
-
-class ApiConfigurationError(FatalApiError):
-    """The Airflow connection itself is unusable (not HTTPS, missing CA bundle file, ...)."""
-
-
-class RetriesExhaustedError(ApiError):
-    """Transient failures outlasted the retry budget (Airflow may retry the whole task)."""
-
+# One module for the pipeline's errors (sis_learning.exceptions); re-exported here.
+from sis_learning.exceptions import (  # noqa: E402
+    ApiConfigurationError,
+    ApiError,
+    AuthenticationError,
+    NotFoundError,
+    PermissionDeniedError,
+    RetriesExhaustedError,
+    TlsVerificationError,
+    UnexpectedResponseError,
+    ValidationFailedError,
+)
+from sis_learning.exceptions import FatalApiError as FatalApiError  # noqa: E402 - re-exported
 
 # --------------------------------------------------------------------------- settings
 
@@ -668,29 +619,55 @@ class ApiHttpHook(HttpHook):
             waited += delay
             retries += 1
 
-    def request_json(self, method: str, path: str, **kwargs: Any) -> Any:
-        """:meth:`request`, then the JSON body (a clear error when the body is not JSON)."""
+    def request_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        envelope: Callable[[Any], bool] | None = None,
+        documented: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """:meth:`request`, then the JSON body (a clear error when the body is not JSON).
+
+        With ``envelope``, the body must be what the API documents for this URL
+        (``documented`` says what, for the message): a 200 with an empty body, a bare
+        ``{"message": ...}``, an HTML page or another resource's envelope raises
+        :class:`UnexpectedResponseError` naming the URL and what came back, instead of
+        being read as an empty listing.
+        """
         response = self.request(method, path, **kwargs)
         content = response.content
+        url = redact_url(response.url or path)
         if not content:
+            if envelope is not None:
+                raise UnexpectedResponseError(
+                    response.status_code, f"{self.service_name} answered {method} {url} with {response.status_code} "
+                    f"and an empty body, not {documented or 'the documented JSON envelope'}.", url, method=method)
             return None
         try:
             # orjson parses a page several times faster than the standard library (a large
             # part of extract's CPU); what it refuses (NaN, integers past 64 bits) the
             # standard library still reads.
-            return orjson.loads(content)
+            body = orjson.loads(content)
         except orjson.JSONDecodeError:
-            pass
-        try:
-            return response.json()
-        except ValueError:
-            raise ApiError(
+            try:
+                body = response.json()
+            except ValueError:
+                raise UnexpectedResponseError(
+                    response.status_code,
+                    f"{self.service_name} answered {method} {url} with {describe_body(None, response)}"
+                    + (f", not {documented}." if documented else "."),
+                    url,
+                    method=method,
+                ) from None
+        if envelope is not None and not envelope(body):
+            raise UnexpectedResponseError(
                 response.status_code,
-                f"{self.service_name} answered {method} {path_kind(path)} with a body that is not JSON "
-                f"(content type {response.headers.get('Content-Type', 'unknown')!r}).",
-                redact_url(response.url),
-                method=method,
-            ) from None
+                f"{self.service_name} answered {method} {url} with {response.status_code} and "
+                f"{describe_body(body, response)}, not {documented or 'the documented JSON envelope'}.",
+                url, method=method)
+        return body
 
     def test_connection(self) -> tuple[bool, str]:
         try:
@@ -698,6 +675,25 @@ class ApiHttpHook(HttpHook):
         except ApiError as error:
             return False, str(error)
         return True, f"Configured for {self.base_url}"
+
+
+def describe_body(body: Any, response: requests.Response | None = None) -> str:
+    """What came back, for an error message: its shape and keys, never its row values."""
+    if body is None and response is not None:
+        kind = response.headers.get("Content-Type", "unknown content type")
+        text = response.content[:200].lstrip().lower()
+        what = "an HTML page" if text.startswith((b"<!doctype html", b"<html")) else "a body that is not JSON"
+        if what != "an HTML page" and text[:1] in (b"{", b"["):
+            what = "a JSON body cut short (not valid JSON)"
+        return f"{what} ({kind}, {len(response.content)} bytes)"
+    if isinstance(body, dict):
+        keys = ", ".join(sorted(str(key) for key in body)[:8]) or "none"
+        message = body.get("message")
+        said = f" saying {message[:200]!r}" if isinstance(message, str) and message else ""
+        return f"a JSON object with keys {keys}{said}"
+    if isinstance(body, list):
+        return f"a JSON array of {len(body)} item(s)"
+    return f"a JSON {type(body).__name__}"
 
 
 def _keep_request_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:

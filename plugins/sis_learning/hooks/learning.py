@@ -24,7 +24,15 @@ from typing import Any, ClassVar
 
 import orjson
 
-from sis_learning.hooks.http_client import ApiError, ApiHttpHook, AuthenticationError, path_kind, redact_url
+from sis_learning.exceptions import LearningResponseError
+from sis_learning.hooks.http_client import (
+    ApiHttpHook,
+    AuthenticationError,
+    UnexpectedResponseError,
+    describe_body,
+    path_kind,
+    redact_url,
+)
 
 # The Learning API's limit, and the entities it knows, with the fields that key them.
 MAX_BATCH_ROWS = 1000
@@ -41,10 +49,6 @@ UPSERT_RESULTS = frozenset({"created", "updated", "unchanged", "failed"})
 
 # A batch is up to 1,000 rows each way: encoded and decoded by orjson (several times
 # faster than the json module; a district's load sends and reads over a million rows).
-
-
-class LearningResponseError(ApiError):
-    """Learning answered 200 with a body that does not keep the contract (missing rows, ...)."""
 
 
 class LearningHook(ApiHttpHook):
@@ -110,11 +114,16 @@ class LearningHook(ApiHttpHook):
     def _results(self, path: str, body: Any, sent: int) -> list[dict[str, Any]]:
         """The per-row results, checked: one per row sent, in index order."""
         results = body.get("results") if isinstance(body, dict) else None
-        if not isinstance(results, list) or len(results) != sent:
-            got = len(results) if isinstance(results, list) else "no"
+        if not isinstance(results, list):
+            url = f"{self.base_url}/{path.lstrip('/')}"
             raise LearningResponseError(
-                200, f"PowerSchool Learning answered POST {path} with {got} results for {sent} rows sent.", path,
-                method="POST",
+                200, f"PowerSchool Learning answered POST {url} with 200 and {describe_body(body)}, not the "
+                'documented batch answer {"results": [...], "summary": {...}}.', url, method="POST",
+            )
+        if len(results) != sent:
+            raise LearningResponseError(
+                200, f"PowerSchool Learning answered POST {path} with {len(results)} results for {sent} rows sent.",
+                path, method="POST",
             )
         in_order = all(isinstance(result, dict) and result.get("index") == position
                        for position, result in enumerate(results))
@@ -134,10 +143,11 @@ class LearningHook(ApiHttpHook):
         try:
             answer = orjson.loads(response.content)
         except orjson.JSONDecodeError:
-            raise ApiError(
+            raise UnexpectedResponseError(
                 response.status_code,
-                f"{self.service_name} answered POST {path_kind(path)} with a body that is not JSON "
-                f"(content type {response.headers.get('Content-Type', 'unknown')!r}).",
+                f"{self.service_name} answered POST {redact_url(response.url)} ({path_kind(path)}) with "
+                f"{'an empty body' if not response.content else describe_body(None, response)}, not the "
+                "documented batch answer.",
                 redact_url(response.url),
                 method="POST",
             ) from None
@@ -177,7 +187,8 @@ class LearningHook(ApiHttpHook):
         """``GET /api/v1/{entity}?page=&page_size=``: one page, as Learning answers it."""
         self._check_entity(entity)
         return self.request_json("GET", f"api/v1/{entity}", params={"page": page, "page_size": page_size},
-                                  kind=f"GET {entity}")
+                                 kind=f"GET {entity}", envelope=_is_page,
+                                 documented='the page envelope {"rows": [...], "page", "page_size", "total", "has_more"}')
 
     def read_all(self, entity: str, page_size: int = MAX_BATCH_ROWS) -> Iterator[dict[str, Any]]:
         """Every row of an entity, page by page (for checks and read-back, not for the load)."""
@@ -201,10 +212,12 @@ class LearningHook(ApiHttpHook):
     # ---- domain settings (grade push per organization lives here, as in Learning)
 
     def get_domain_settings(self) -> dict[str, Any]:
-        return self.request_json("GET", "api/v1/domain/settings")
+        return self.request_json("GET", "api/v1/domain/settings", envelope=_is_settings,
+                                 documented="the domain settings object")
 
     def put_domain_settings(self, settings: Mapping[str, Any]) -> dict[str, Any]:
-        return self.request_json("PUT", "api/v1/domain/settings", json=dict(settings))
+        return self.request_json("PUT", "api/v1/domain/settings", json=dict(settings), envelope=_is_settings,
+                                 documented="the domain settings object")
 
     # ---- gradebook change feed (grade push)
 
@@ -213,7 +226,8 @@ class LearningHook(ApiHttpHook):
         if limit < 1:
             raise ValueError("limit must be at least 1")
         return self.request_json("GET", "api/v1/gradebook/changes", params={"after": int(after), "limit": limit},
-                                 kind="GET gradebook/changes")
+                                 kind="GET gradebook/changes", envelope=_is_change_page,
+                                 documented='{"changes": [...], "next_cursor", "has_more"}')
 
     def iter_gradebook_changes(self, after: int = 0, limit: int = 500) -> Iterator[dict[str, Any]]:
         """Every change after the cursor, following ``next_cursor`` until ``has_more`` is false."""
@@ -225,6 +239,19 @@ class LearningHook(ApiHttpHook):
             if not body.get("has_more") or next_cursor is None or int(next_cursor) <= cursor:
                 return
             cursor = int(next_cursor)
+
+
+def _is_page(body: Any) -> bool:
+    return isinstance(body, dict) and isinstance(body.get("rows"), list) and "has_more" in body
+
+
+def _is_settings(body: Any) -> bool:
+    # The settings object has only settings (no "message" of an error answer, no list envelope).
+    return isinstance(body, dict) and bool(body) and "message" not in body and "rows" not in body
+
+
+def _is_change_page(body: Any) -> bool:
+    return isinstance(body, dict) and isinstance(body.get("changes"), list)
 
 
 def _page_rows(body: Any, entity: str) -> list[dict[str, Any]]:

@@ -39,12 +39,12 @@ from typing import Any, ClassVar
 
 import orjson
 
+from sis_learning.exceptions import PageSizeTooSmallError
 from sis_learning.hooks.http_client import (
     RETRYABLE_STATUSES,
     ApiError,
     ApiHttpHook,
     AuthenticationError,
-    FatalApiError,
     NotFoundError,
     PermissionDeniedError,
     ValidationFailedError,
@@ -60,10 +60,6 @@ SCHOOL_PATH = re.compile(r"^/ws/v1/school/([^/]+)")
 # A listing that keeps returning full pages this far past /count is broken: stop, record it.
 MAX_PAGES_PAST_COUNT = 50
 MAX_PAGES_WITHOUT_COUNT = 100_000
-
-
-class PageSizeTooSmallError(FatalApiError):
-    """The plugin's Data Configuration page size is below the integration's minimum of 100."""
 
 
 # --------------------------------------------------------------------------- quirk parsing
@@ -262,6 +258,11 @@ def fingerprint(record: Mapping[str, Any]) -> int:
         return hash(orjson.dumps(record, option=orjson.OPT_SORT_KEYS))
 
 
+def schema_envelope(body: Any) -> bool:
+    """A ``/ws/schema`` page: ``{"name": ..., "record": [...]}`` (record is always an array there)."""
+    return isinstance(body, dict) and isinstance(body.get("record"), list)
+
+
 def record_identity(record: Mapping[str, Any]) -> str | None:
     return id_string(record.get("id"))
 
@@ -283,6 +284,9 @@ class Listing:
     method: str = "GET"
     body: Any = None
     identity: Callable[[Mapping[str, Any]], str | None] = record_identity
+    # What a page must look like (the documented envelope); anything else is an error, not an empty page.
+    envelope: Callable[[Any], bool] | None = None
+    documented: str | None = None
     reported_count: int | None = None
     rows: int = 0
     pages: int = 0
@@ -478,7 +482,8 @@ class PowerSchoolHook(ApiHttpHook):
 
     def metadata(self) -> dict[str, Any]:
         if self._metadata is None:
-            body = self.request_json("GET", "/ws/v1/metadata")
+            body = self.request_json("GET", "/ws/v1/metadata", envelope=lambda answer: isinstance(answer, dict) and
+                                     isinstance(answer.get("metadata"), dict), documented='{"metadata": {...}}')
             metadata = body.get("metadata") if isinstance(body, dict) else None
             self._metadata = metadata if isinstance(metadata, dict) else {}
         return self._metadata
@@ -531,6 +536,8 @@ class PowerSchoolHook(ApiHttpHook):
             page_size=self.max_page_size(resource),
             params=dict(params or {}),
             count_path=f"{path}/count" if counted else None,
+            envelope=lambda body: isinstance(body, dict) and (wrapper in body or item in body),
+            documented=f'the {wrapper} list envelope {{"{wrapper}": {{"{item}": [...]}}}}',
         )
 
     def table_listing(
@@ -555,6 +562,8 @@ class PowerSchoolHook(ApiHttpHook):
             page_size=self.max_page_size("schema_table_query"),
             params=params,
             count_path=f"{path}/count",
+            envelope=schema_envelope,
+            documented=f'the table envelope {{"name": "{table.lower()}", "record": [...]}}',
             identity=identity or (lambda row: id_string(row.get("dcid") or row.get("id"))),
         )
 
@@ -575,6 +584,8 @@ class PowerSchoolHook(ApiHttpHook):
             parse=query_records,
             page_size=self.max_page_size("schema_table_query"),
             count_path=f"{path}/count",
+            envelope=schema_envelope,
+            documented='the PowerQuery envelope {"name": ..., "record": [...]}',
             method="POST",
             body=dict(arguments or {}),
             identity=identity,
@@ -587,13 +598,16 @@ class PowerSchoolHook(ApiHttpHook):
             listing.count_path or f"{listing.path}/count",
             params=params or None,
             json=listing.body if listing.method == "POST" else None,
+            envelope=lambda answer: parse_count(answer) is not None,
+            documented='a count ({"resource": {"count": N}} or {"count": N})',
         )
         return parse_count(body)
 
     def read_page(self, listing: Listing, page: int) -> list[dict[str, Any]]:
         params = {**listing.params, "page": page, "pagesize": listing.page_size}
         body = self.request_json(
-            listing.method, listing.path, params=params, json=listing.body if listing.method == "POST" else None
+            listing.method, listing.path, params=params, json=listing.body if listing.method == "POST" else None,
+            envelope=listing.envelope, documented=listing.documented,
         )
         return listing.parse(body)
 

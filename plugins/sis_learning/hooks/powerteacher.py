@@ -1,25 +1,33 @@
-"""PowerTeacher Pro's ``/ws/xte`` calls for grade push, on top of the PowerSchoolHook.
+"""PowerTeacher's calls for grade push, on top of the PowerSchoolHook: PowerTeacher Pro and the legacy gradebook.
 
 The source document's grade push writes Learning's gradables and scores into
-PowerTeacher Pro (SIS 10.1+): an assignment per gradable in the class's section, then the
-scores. ``powerschool-api.md`` ("Grade push: PowerTeacher Pro") gives the calls; every
-one carries the acting teacher's ``users_dcid``:
+PowerTeacher (SIS 10.1+: PowerTeacher Pro or the PowerTeacher Gradebook): an assignment
+per gradable in the class's section, then the scores. ``powerschool-api.md`` ("Grade
+push") gives the calls. PowerTeacher Pro (``/ws/xte``; every call carries the acting
+teacher's ``users_dcid``):
 
 - ``GET /ws/xte/teacher_category?users_dcid=&year_id=``: the teacher's categories;
 - ``GET /ws/xte/section/assignment/?users_dcid=&section_ids=``: the section's assignments
   (used to find an assignment a crashed run created but did not record);
 - ``POST /ws/xte/section/assignment/?users_dcid=``: 201, the id is the last segment of
   ``Location``, the assignment-section ids a JSON array in ``AssignmentSectionIds``;
+- ``PUT /ws/xte/section/assignment/{id}?users_dcid=[&update_scores=true]``: replaces it;
+- ``DELETE /ws/xte/section/assignment/{id}?users_dcid=``: 204, or 412 "Assignment has
+  grades associated" (never retried, never forced: grade push does not delete grades);
 - ``PUT /ws/xte/score?users_dcid=``: many scores in one request; they upsert on
   (assignment section, student), the last write wins.
 
+The legacy PowerTeacher Gradebook v2 (``/powerschool-ptg-api/v2``): assignment create
+(201, id in ``Location``), update and delete, and ``PUT .../assignment/{id}/score``, which
+answers 200 with a ``batch_result`` per item (409 for a refused one).
+
 Built by composition: OAuth, the token cache, TLS, the per-host concurrency bound and
-the retries (429/5xx and PowerTeacher's 412 "Resubmit", with backoff) all come from
-:class:`~sis_learning.hooks.powerschool.PowerSchoolHook`. This class only knows the
-paths and the shapes. A 409 (PowerTeacher's validation error) is *not* an exception
-here: it comes back as a :class:`Refusal` carrying PowerTeacher's message, so the caller
-can record it and carry on with the other scores. Nothing is ever read back into
-Learning; the only reads are categories and the section's assignment list.
+the retries (429/5xx and PowerTeacher's 412 "Resubmit" on score writes, with backoff) all
+come from :class:`~sis_learning.hooks.powerschool.PowerSchoolHook`. This class only knows
+the paths and the shapes. A 409 (PowerTeacher's validation error) or a 412 on a delete is
+*not* an exception here: it comes back as a :class:`Refusal` carrying PowerTeacher's
+message, so the caller can record it and carry on. Nothing is ever read back into
+Learning.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from sis_learning.hooks.http_client import ApiError
 from sis_learning.hooks.powerschool import PowerSchoolHook, as_list
 
 XTE = "/ws/xte"
+PTG = "/powerschool-ptg-api/v2"
 
 
 @dataclass(frozen=True)
@@ -76,8 +85,13 @@ def _refusal(response: Any) -> Refusal:
     return Refusal(response.status_code, message[:2000], errors)
 
 
+def _location_id(response: Any) -> str:
+    location = response.headers.get("Location", "").rstrip("/")
+    return location.rsplit("/", 1)[-1] if location else ""
+
+
 class PowerTeacherClient:
-    """The four PowerTeacher Pro calls grade push makes, as the given teacher."""
+    """The PowerTeacher Pro and PowerTeacher Gradebook calls grade push makes."""
 
     def __init__(self, powerschool: PowerSchoolHook) -> None:
         self.powerschool = powerschool
@@ -168,3 +182,121 @@ class PowerTeacherClient:
         if response.status_code == 409:
             return _refusal(response)
         return None
+
+    def update_assignment(self, users_dcid: str, assignment_id: str, assignment: Mapping[str, Any], *,
+                          update_scores: bool) -> Refusal | None:
+        """PUT the whole assignment again (idempotent); ``update_scores`` when its scoring changes."""
+        params: dict[str, Any] = {"users_dcid": users_dcid}
+        if update_scores:
+            params["update_scores"] = "true"
+        response = self.powerschool.request(
+            "PUT", f"{XTE}/section/assignment/{assignment_id}", params=params, json=dict(assignment),
+            headers={"Content-Type": "application/json"}, expected=(200, 201, 204, 404, 409), idempotent=True,
+            kind="PUT /ws/xte/section/assignment/{id}",
+        )
+        if response.status_code in (404, 409):
+            return _refusal(response)
+        return None
+
+    def delete_assignment(self, users_dcid: str, assignment_id: str) -> Refusal | None:
+        """DELETE (never forced): None when gone (204, or 404: already deleted), a Refusal on 412/409."""
+        response = self.powerschool.request(
+            "DELETE", f"{XTE}/section/assignment/{assignment_id}", params={"users_dcid": users_dcid},
+            expected=(200, 204, 404, 409, 412), idempotent=True, kind="DELETE /ws/xte/section/assignment/{id}",
+        )
+        if response.status_code in (409, 412):
+            return _refusal(response)
+        return None
+
+    # ---- the legacy PowerTeacher Gradebook (v2)
+
+    def ptg_create_assignment(self, section_dcid: str, assignment: Mapping[str, Any]) -> str | Refusal:
+        """POST one assignment to a legacy-gradebook section: its id (``Location``), or a Refusal on 409."""
+        response = self.powerschool.request(
+            "POST", f"{PTG}/section/{section_dcid}/assignment", json={"assignment": dict(assignment)},
+            headers={"Content-Type": "application/json"}, expected=(200, 201, 409), idempotent=False,
+            kind="POST /powerschool-ptg-api/v2/section/{id}/assignment",
+        )
+        if response.status_code == 409:
+            return _refusal(response)
+        assignment_id = _location_id(response)
+        if not assignment_id.strip("-").isdigit():
+            raise ApiError(response.status_code, "the PowerTeacher Gradebook created an assignment but its answer "
+                           "lacks the id (Location header); the push cannot record it.", response.url, method="POST")
+        return assignment_id
+
+    def ptg_section_assignments(self, section_dcid: str) -> list[dict[str, Any]]:
+        """The assignments of a legacy-gradebook section (to find one a crashed run created but did not record)."""
+        body = self.powerschool.request_json(
+            "GET", f"{PTG}/section/{section_dcid}/assignment", kind="GET /powerschool-ptg-api/v2/section/{id}/assignment"
+        )
+        if isinstance(body, dict):
+            wrapper = body.get("assignments")
+            body = wrapper.get("assignment") if isinstance(wrapper, dict) else (wrapper or body.get("assignment") or [])
+        return [dict(item) for item in as_list(body) if isinstance(item, Mapping)]
+
+    def ptg_assignment(self, assignment_id: str) -> dict[str, Any] | None:
+        response = self.powerschool.request(
+            "GET", f"{PTG}/assignment/{assignment_id}", expected=(200, 404),
+            kind="GET /powerschool-ptg-api/v2/assignment/{id}",
+        )
+        if response.status_code == 404:
+            return None
+        body = response.json()
+        return dict(body.get("assignment") or {}) if isinstance(body, dict) else None
+
+    def ptg_update_assignment(self, assignment_id: str, assignment: Mapping[str, Any]) -> Refusal | None:
+        response = self.powerschool.request(
+            "PUT", f"{PTG}/assignment/{assignment_id}", json={"assignment": dict(assignment)},
+            headers={"Content-Type": "application/json"}, expected=(200, 201, 204, 404, 409), idempotent=True,
+            kind="PUT /powerschool-ptg-api/v2/assignment/{id}",
+        )
+        return _refusal(response) if response.status_code in (404, 409) else None
+
+    def ptg_delete_assignment(self, assignment_id: str) -> Refusal | None:
+        response = self.powerschool.request(
+            "DELETE", f"{PTG}/assignment/{assignment_id}", expected=(200, 204, 404, 409, 412), idempotent=True,
+            kind="DELETE /powerschool-ptg-api/v2/assignment/{id}",
+        )
+        return _refusal(response) if response.status_code in (409, 412) else None
+
+    def ptg_put_scores(self, assignment_id: str, scores: Sequence[Mapping[str, Any]]) -> dict[int, str]:
+        """PUT many scores of one assignment; {index: message} of the items it refused (batch_result 409).
+
+        PowerTeacher Gradebook answers 200 and writes the accepted items; a refused one
+        carries ``batch_result.code`` 409 (or another non-2xx code) and a message.
+        """
+        response = self.powerschool.request(
+            "PUT", f"{PTG}/assignment/{assignment_id}/score",
+            json={"assignment_scores": {"assignment_score": [dict(score) for score in scores]}},
+            headers={"Content-Type": "application/json"}, expected=(200, 201, 204, 409), idempotent=True,
+            kind="PUT /powerschool-ptg-api/v2/assignment/{id}/score",
+        )
+        if response.status_code == 409:  # the whole request refused: every item with its message
+            refusal = _refusal(response)
+            return {index: refusal.message for index in range(len(scores))}
+        if response.status_code == 204 or not response.content:
+            return {}
+        body = response.json()
+        wrapper = body.get("assignment_scores") if isinstance(body, dict) else None
+        items = as_list(wrapper.get("assignment_score")) if isinstance(wrapper, dict) else []
+        # An answer item names its student: map it back to the request's item by student id
+        # (by position when it names none).
+        positions: dict[str, list[int]] = {}
+        for index, score in enumerate(scores):
+            positions.setdefault(str((score.get("student") or {}).get("id")), []).append(index)
+        refused: dict[int, str] = {}
+        for position, item in enumerate(items):
+            result = item.get("batch_result") if isinstance(item, dict) else None
+            code = result.get("code") if isinstance(result, dict) else None
+            try:
+                code = int(code) if code is not None else 200
+            except (TypeError, ValueError):
+                code = 409
+            if 200 <= code < 300:
+                continue
+            student = (item.get("student") or {}).get("id") if isinstance(item, dict) else None
+            candidates = positions.get(str(student)) if student is not None else None
+            index = candidates.pop(0) if candidates else position
+            refused[index] = str((result or {}).get("message") or f"refused ({code})")
+        return refused

@@ -43,6 +43,12 @@ from sis_learning.staging.runs import utcnow
 ASSIGNMENT_CREATING = "creating"
 ASSIGNMENT_CREATED = "created"
 ASSIGNMENT_REFUSED = "refused"
+ASSIGNMENT_DELETED = "deleted"  # the gradable was deleted in Learning and the assignment in PowerTeacher
+ASSIGNMENT_DELETE_REFUSED = "delete_refused"  # deleted in Learning; PowerTeacher keeps it (it has grades: 412)
+
+# grade_push_assignments.gradebook
+GRADEBOOK_PRO = "ptp"  # PowerTeacher Pro (/ws/xte)
+GRADEBOOK_LEGACY = "ptg"  # the legacy PowerTeacher Gradebook (/powerschool-ptg-api/v2)
 
 # grade_push_scores.status
 SCORE_PUSHED = "pushed"
@@ -65,6 +71,11 @@ class GradePushAssignment(Base):
     teacher_category_id: Mapped[str | None] = mapped_column(String(64))
     category_rule: Mapped[str | None] = mapped_column(String(40))
     fingerprint: Mapped[str | None] = mapped_column(String(64))
+    # what was last written: the gradable's revision, its points and the due date sent
+    gradebook: Mapped[str | None] = mapped_column(String(8))
+    revision: Mapped[int | None] = mapped_column(Integer)
+    total_points: Mapped[str | None] = mapped_column(String(32))
+    duedate: Mapped[str | None] = mapped_column(String(10))
     adopted: Mapped[bool] = mapped_column(default=False)
     message: Mapped[str | None] = mapped_column(Text)
     run_id: Mapped[str | None] = mapped_column(String(250))
@@ -104,9 +115,54 @@ class GradePushCursor(Base):
     cursor: Mapped[int] = mapped_column(Integer, default=0)
     run_id: Mapped[str | None] = mapped_column(String(250))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The lease: one push run of a district at a time (runs may overlap in Airflow).
+    lease_owner: Mapped[str | None] = mapped_column(String(250))
+    lease_until: Mapped[datetime | None] = mapped_column()
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def add_missing_columns(engine: Engine) -> None:
+    """Add the columns newer code expects to ledger tables created by an older version (no data change)."""
+    from sqlalchemy import inspect
+
+    inspector = inspect(engine)
+    for model in (GradePushAssignment, GradePushScore, GradePushCursor):
+        table = model.__table__
+        if not inspector.has_table(table.name):
+            continue
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in present:
+                kind = column.type.compile(dialect=engine.dialect)
+                with engine.begin() as connection:
+                    connection.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}")
+
+
+def acquire_lease(engine: Engine, district_id: str, owner: str, seconds: float) -> bool:
+    """Take (or renew) the district's push lease; False while another live run holds it."""
+    from datetime import timedelta
+
+    now = utcnow()
+    table = GradePushCursor.__table__
+    with engine.begin() as connection:
+        statement = _insert(connection, GradePushCursor).values(district_id=district_id, cursor=0, updated_at=now)
+        connection.execute(statement.on_conflict_do_nothing(index_elements=[table.c.district_id]))
+        result = connection.execute(
+            table.update()
+            .where(table.c.district_id == district_id,
+                   (table.c.lease_owner.is_(None)) | (table.c.lease_owner == owner) | (table.c.lease_until < now))
+            .values(lease_owner=owner, lease_until=now + timedelta(seconds=seconds))
+        )
+        return result.rowcount == 1
+
+
+def release_lease(engine: Engine, district_id: str, owner: str) -> None:
+    table = GradePushCursor.__table__
+    with engine.begin() as connection:
+        connection.execute(table.update().where(table.c.district_id == district_id, table.c.lease_owner == owner)
+                           .values(lease_owner=None, lease_until=None))
 
 
 def _insert(connection: Connection, table: Any):

@@ -6,6 +6,7 @@ from sqlalchemy import String, cast, func, select
 from sqlalchemy.engine import Engine
 
 from sis_learning.config import DistrictConfig
+from sis_learning.exceptions import ValidationThresholdExceeded
 from sis_learning.staging.quality import ExcludedRow, RejectedRow
 from sis_learning.staging.source import (
     StgCourse,
@@ -19,10 +20,6 @@ from sis_learning.staging.source import (
     StgTerm,
 )
 from sis_learning.validate.outcomes import ENTITIES, STAGE
-
-
-class ValidationThresholdExceeded(RuntimeError):
-    """Too large a share of an entity's rows failed: the run stops before anything is loaded."""
 
 
 def _evaluated_counts(engine: Engine, config: DistrictConfig, run_id: str) -> dict[str, int]:

@@ -25,14 +25,19 @@ def test_a_score_change_carries_everything_grade_push_needs(domain):
         "due_date": "2025-10-03",
         "total_points": 20.0,
         "type": "Assessment",
+        "revision": 1,
+        "deleted": False,
     }
     score = domain.set_score(gradable["id"], "600", "17.5")
     assert (score["score"], score["version"], score["changed"]) == ("17.5", 1, True)
 
     feed = domain.changes()
     assert feed["has_more"] is False
-    [change] = feed["changes"]
-    assert feed["next_cursor"] == change["cursor"]
+    created, change = feed["changes"]
+    assert (created["event"], created["gradable"], created["revision"], created["student_id"]) == (
+        "gradable_created", gradable, 1, None)
+    assert change["event"] == "score_set" and change["linked_class_id"] is None
+    assert feed["next_cursor"] == change["cursor"] > created["cursor"]
     assert change["class_id"] == school["class_id"]
     assert change["organization_id"] == "10"
     assert change["teacher_id"] == "500"
@@ -54,13 +59,17 @@ def test_versions_grow_per_gradable_and_student_and_an_unchanged_score_adds_noth
     domain.set_score(quiz["id"], "601", "7")
     domain.set_score(test["id"], "600", "88")
     domain.set_score(quiz["id"], "600", None)  # cleared
-    changes = domain.changes()["changes"]
-    assert [(c["gradable"]["title"], c["student_id"], c["score"], c["version"]) for c in changes] == [
-        ("Quiz", "600", "8", 1),
-        ("Quiz", "600", "9", 2),
-        ("Quiz", "601", "7", 1),
-        ("Test", "600", "88", 1),
-        ("Quiz", "600", None, 3),
+    domain.set_score(quiz["id"], "601", None)
+    assert domain.set_score(quiz["id"], "601", None)["changed"] is False  # already cleared: nothing new
+    assert domain.set_score(test["id"], "601", None)["changed"] is False  # never entered: nothing to clear
+    changes = [c for c in domain.changes()["changes"] if c["event"].startswith("score_")]
+    assert [(c["event"], c["gradable"]["title"], c["student_id"], c["score"], c["version"]) for c in changes] == [
+        ("score_set", "Quiz", "600", "8", 1),
+        ("score_set", "Quiz", "600", "9", 2),
+        ("score_set", "Quiz", "601", "7", 1),
+        ("score_set", "Test", "600", "88", 1),
+        ("score_cleared", "Quiz", "600", None, 3),
+        ("score_cleared", "Quiz", "601", None, 2),
     ]
     cursors = [c["cursor"] for c in changes]
     assert cursors == sorted(cursors) and len(set(cursors)) == len(cursors)
@@ -82,7 +91,7 @@ def test_the_feed_pages_by_cursor_without_missing_or_repeating_a_change(domain):
             break
         after = page["next_cursor"]
     assert pages == 3
-    assert len(read) == 9 and len({c["cursor"] for c in read}) == 9
+    assert len(read) == 10 and len({c["cursor"] for c in read}) == 10  # the gradable_created entry and 9 scores
     # nothing new: the same cursor comes back, and an empty page
     assert domain.changes(after=page["next_cursor"]) == {
         "changes": [],
@@ -94,29 +103,82 @@ def test_the_feed_pages_by_cursor_without_missing_or_repeating_a_change(domain):
     assert latest["cursor"] > page["next_cursor"] and latest["version"] == 4
 
 
-def test_editing_a_gradable_re_emits_its_scores_with_new_versions(domain):
+def test_editing_a_gradable_adds_one_entry_naming_the_changed_fields(domain):
     seed_school(domain, students=2)
     gradable = domain.create_gradable("700", "Essay", 50)
     domain.set_score(gradable["id"], "600", "40")
-    domain.set_score(gradable["id"], "601", "45")
     cursor = domain.changes()["next_cursor"]
-    domain.update_gradable(gradable["id"], title="Essay (revised)", total_points=60)
-    changes = domain.changes(after=cursor)["changes"]
-    assert [
-        (c["student_id"], c["score"], c["version"], c["gradable"]["title"], c["gradable"]["total_points"])
-        for c in changes
-    ] == [("600", "40", 2, "Essay (revised)", 60.0), ("601", "45", 2, "Essay (revised)", 60.0)]
+    edited = domain.update_gradable(gradable["id"], title="Essay (revised)", total_points=60)
+    assert edited["revision"] == 2
+    [change] = domain.changes(after=cursor)["changes"]
+    assert (change["event"], change["revision"], change["changed_fields"], change["student_id"]) == (
+        "gradable_edited", 2, ["title", "total_points"], None)
+    assert (change["gradable"]["title"], change["gradable"]["total_points"]) == ("Essay (revised)", 60.0)
     domain.update_gradable(gradable["id"], title="Essay (revised)")  # no real change: nothing new
-    assert domain.changes(after=changes[-1]["cursor"])["changes"] == []
+    assert domain.changes(after=change["cursor"])["changes"] == []
+
+
+def test_a_deleted_gradable_is_announced_once_and_takes_no_more_scores_or_edits(domain):
+    seed_school(domain, students=1)
+    gradable = domain.create_gradable("700", "Poster", 10)
+    domain.set_score(gradable["id"], "600", "7")
+    cursor = domain.changes()["next_cursor"]
+    deleted = domain.delete_gradable(gradable["id"])
+    assert deleted["deleted"] is True
+    [change] = domain.changes(after=cursor)["changes"]
+    assert (change["event"], change["gradable"]["id"], change["gradable"]["deleted"]) == (
+        "gradable_deleted", gradable["id"], True)
+    with pytest.raises(LearningError, match=r"404.*was deleted"):
+        domain.set_score(gradable["id"], "600", "8")
+    with pytest.raises(LearningError, match=r"404.*was deleted"):
+        domain.update_gradable(gradable["id"], title="Poster 2")
+    assert domain.http.delete(f"/api/v1/gradables/{gradable['id']}").status_code == 404
+    assert domain.http.get("/api/v1/classes/700/gradables").json() == []
+
+
+def test_a_linked_class_announces_the_link_and_re_emits_its_gradables_and_scores(domain):
+    seed_school(domain, students=1)
+    domain.upsert("classes", [{"class_id": "T-1", "name": "Teacher's own class", "teacher_id": "500",
+                               "organization_id": "10"}])
+    domain.upsert("rosters", [{"class_id": "T-1", "user_id": "600", "role": "student"}])
+    own = domain.create_gradable("T-1", "Warm-up", 5)
+    domain.set_score(own["id"], "600", "4")
+    cursor = domain.changes()["next_cursor"]
+    assert domain.link_class("T-1", "700") == {"class_id": "T-1", "imported_class_id": "700", "changed": True}
+    assert domain.link_class("T-1", "700")["changed"] is False
+    changes = domain.changes(after=cursor)["changes"]
+    assert [(c["event"], c["class_id"], c["linked_class_id"], c["student_id"], c["score"]) for c in changes] == [
+        ("class_linked", "T-1", "700", None, None),
+        ("gradable_created", "T-1", "700", None, None),
+        ("score_set", "T-1", "700", "600", "4"),
+    ]
+    with pytest.raises(LearningError, match=r"422.*itself linked"):
+        domain.link_class("700", "T-1")
+    with pytest.raises(LearningError, match=r"422.*linked to itself"):
+        domain.link_class("T-1", "T-1")
+    with pytest.raises(LearningError, match=r"404.*class 799"):
+        domain.link_class("T-1", "799")
+    cursor = changes[-1]["cursor"]
+    domain.link_class("T-1", None)
+    [unlinked] = domain.changes(after=cursor)["changes"]
+    assert (unlinked["event"], unlinked["linked_class_id"]) == ("class_unlinked", "700")
+
+
+def test_a_gradable_may_have_a_type_the_source_document_does_not_list(domain):
+    seed_school(domain, students=1)
+    poll = domain.create_gradable("700", "Opinion poll", 1, type="Poll")
+    assert poll["type"] == "Poll"
+    assert domain.http.post("/api/v1/classes/700/gradables",
+                            json={"title": "x", "total_points": 1, "type": "no spaces!"}).status_code == 422
 
 
 def test_grade_push_enabled_follows_the_domain_settings(domain):
     seed_school(domain, students=1)
     gradable = domain.create_gradable("700", "Quiz", 10)
     domain.set_score(gradable["id"], "600", "5")
-    assert domain.changes()["changes"][0]["grade_push_enabled"] is False
+    assert domain.changes()["changes"][-1]["grade_push_enabled"] is False
     domain.settings(grade_push_organizations=["10"])
-    assert domain.changes()["changes"][0]["grade_push_enabled"] is True
+    assert domain.changes()["changes"][-1]["grade_push_enabled"] is True
 
 
 def test_gradables_and_scores_are_refused_where_they_cannot_exist(domain):
@@ -136,7 +198,7 @@ def test_gradables_and_scores_are_refused_where_they_cannot_exist(domain):
     assert "title" in message and "total_points" in message and "due_date" in message
     too_long = domain.http.put(f"/api/v1/gradables/{gradable['id']}/scores/600", json={"score": "9" * 33})
     assert too_long.status_code == 422 and "score" in too_long.json()["message"]
-    assert domain.changes()["changes"] == []
+    assert [c["event"] for c in domain.changes()["changes"]] == ["gradable_created"]  # no score entry
 
 
 def test_a_domain_sees_only_its_own_gradebook(domain, other_domain):
@@ -148,4 +210,4 @@ def test_a_domain_sees_only_its_own_gradebook(domain, other_domain):
     response = other_domain.http.put(f"/api/v1/gradables/{gradable['id']}/scores/600", json={"score": "0"})
     assert response.status_code == 404
     assert other_domain.http.get(f"/api/v1/gradables/{gradable['id']}").status_code == 404
-    assert domain.changes()["changes"][0]["score"] == "5"
+    assert domain.changes()["changes"][-1]["score"] == "5"
