@@ -54,6 +54,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from sis_learning.config import DistrictConfig
+from sis_learning.hooks.district import learning_hook, powerteacher_client
 from sis_learning.staging import ledger
 
 log = logging.getLogger(__name__)
@@ -983,26 +984,6 @@ def send_refusal_email(config: DistrictConfig, summary: PushSummary) -> bool:
 
 
 # --------------------------------------------------------------------------- the task
-
-
-def powerteacher_client(config: DistrictConfig):
-    from sis_learning.hooks.http_client import RetryPolicy
-    from sis_learning.hooks.powerschool import PowerSchoolHook
-    from sis_learning.hooks.powerteacher import PowerTeacherClient
-
-    hook = PowerSchoolHook(
-        config.powerschool.connection_id,
-        max_concurrent_requests=config.powerschool.max_concurrent_requests,
-        timeout_seconds=config.powerschool.request_timeout_seconds,
-        retry_policy=RetryPolicy(max_retries=config.powerschool.max_retries),
-    )
-    return PowerTeacherClient(hook)
-
-
-def learning_hook(config: DistrictConfig):
-    from sis_learning.hooks.learning import LearningHook
-
-    return LearningHook(config.learning.connection_id)
 
 
 def push_grades(

@@ -22,6 +22,7 @@ from typing import Any
 
 from sis_learning.config import REPO_ROOT, DistrictConfig, load_district_by_id
 from sis_learning.exceptions import FatalError
+from sis_learning.hooks.district import learning_hook, powerschool_hook
 
 log = logging.getLogger(__name__)
 
@@ -193,26 +194,6 @@ def configuration_error(source_file: str, run_id: str) -> dict[str, Any]:
 
 
 # ---- extract -------------------------------------------------------------------------
-
-def powerschool_hook(config: DistrictConfig):
-    """The district's PowerSchool hook, with its request limits from the district YAML."""
-    from sis_learning.hooks.http_client import RetryPolicy
-    from sis_learning.hooks.powerschool import PowerSchoolHook
-
-    settings = config.powerschool
-    return PowerSchoolHook(
-        settings.connection_id,
-        max_concurrent_requests=settings.max_concurrent_requests,
-        timeout_seconds=settings.request_timeout_seconds,
-        retry_policy=RetryPolicy(max_retries=settings.max_retries),
-    )
-
-
-def learning_hook(config: DistrictConfig):
-    from sis_learning.hooks.learning import LearningHook
-
-    return LearningHook(config.learning.connection_id)
-
 
 def extract_schools(district_id: str, run_id: str) -> dict[str, Any]:
     from sis_learning import extract
