@@ -1316,7 +1316,7 @@ def minimum_requests(engine: Engine, district_id: str, run_id: str, hook: PowerS
     ``max(1, ceil(rows / max page size))``, with the reported count standing for the rows
     where one was read: terms, courses, sections, staff and students can only be listed
     school by school, so at least one page per school and entity. The benchmark and
-    ``tests/extract/measure_extract.py`` compare the requests made with it.
+    ``bench/extract_benchmark.py`` compare the requests made with it.
     """
     table = ExtractCount.__table__
     query = select(table.c.entity, table.c.rows, table.c.reported_count).where(

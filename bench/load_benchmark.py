@@ -1,7 +1,7 @@
 """Benchmark: diff + load of a large district into the reference Learning server, full then 1% changed.
 
-    PYTHONPATH=plugins .venv/bin/python -m tests.load.benchmark_load --users 200000 --rosters 1000000
-    PYTHONPATH=plugins .venv/bin/python -m tests.load.benchmark_load --users 20000 --rosters 100000 \
+    PYTHONPATH=plugins .venv/bin/python -m bench.load_benchmark --users 200000 --rosters 1000000
+    PYTHONPATH=plugins .venv/bin/python -m bench.load_benchmark --users 20000 --rosters 100000 \
         --staging-url postgresql+psycopg2://... --learning-database-url postgresql+psycopg2://...
 
 Writes two runs of ``learning_*`` rows straight into staging (streamed in chunks: memory
