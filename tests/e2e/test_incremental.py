@@ -95,9 +95,9 @@ def test_second_run_sends_only_the_changes(import_dag, sandboxes):
     assert len(first_requests) >= 6
 
     learning = sandboxes.learning
-    class_id, enrolled = roster_created[0].split(":")
+    class_id, enrolled = roster_created[0].split(":", 1)  # "<class>:S:<dcid>"
     assert learning.rosters(DISTRICT_ID).get((class_id, enrolled)) == "student"
-    assert tuple(roster_removed[0].split(":")) not in learning.rosters(DISTRICT_ID)
+    assert tuple(roster_removed[0].split(":", 1)) not in learning.rosters(DISTRICT_ID)
     updated_user = learning.user(DISTRICT_ID, user_updated[0])
     assert updated_user["last_name"] == after.users[user_updated[0]]["last_name"]
     assert updated_user["authentication_type"] == "office365", "an import changed an admin-set SSO authentication"
