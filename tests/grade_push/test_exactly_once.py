@@ -415,3 +415,68 @@ def test_a_run_whose_lease_was_taken_over_stops_writing_and_each_change_is_still
     assert status == "failed" and "lost the lease" in error
     again = world.push("run_C")
     assert again.counts["put_requests"] == 0 and again.counts["assignments_created"] == 0
+
+
+class CrashAfterLegacyUpdate(PowerTeacherClient):
+    def ptg_update_assignment(self, assignment_id, assignment):
+        super().ptg_update_assignment(assignment_id, assignment)
+        raise Crash("killed between the legacy assignment PUT and the ledger update")
+
+
+class CrashAfterLegacyDelete(PowerTeacherClient):
+    def ptg_delete_assignment(self, assignment_id):
+        super().ptg_delete_assignment(assignment_id)
+        raise Crash("killed between the legacy DELETE and the ledger update")
+
+
+def test_a_crash_after_a_legacy_assignment_update_puts_the_same_assignment_once_more(world):
+    section = world.pool.take(1)[0]
+    world.import_sections([section], legacy=True)
+    gradable = world.gradable(section, "Legacy essay", 10)
+    world.score(gradable, section.students[0], "8")
+    world.push("run_1")
+    world.learning.update_gradable(world.domain, gradable["id"], title="Legacy essay (final)", total_points=20)
+    with pytest.raises(Crash):
+        world.push("run_2", powerteacher=CrashAfterLegacyUpdate(world.powerschool_hook()))
+    assert _assignment(world)["revision"] == 1  # not recorded
+    summary = world.push("run_2")  # the retry PUTs the whole assignment again (idempotent) and records it
+    [assignment] = world.ptg_assignments(section)
+    assert (assignment["name"], assignment["points_possible"], assignment["updates"]) == ("Legacy essay (final)", 20, 2)
+    assert summary.counts["assignments_updated"] == 1 and _assignment(world)["revision"] == 2
+    assert world.ptg_scores_by_name(section) == {("Legacy essay (final)", section.students[0]): "8"}
+    assert world.push("run_3").counts["assignments_updated"] == 0
+
+
+def test_a_crash_after_a_legacy_delete_finds_the_assignment_gone_and_records_it(world):
+    section = world.pool.take(1)[0]
+    world.import_sections([section], legacy=True)
+    gradable = world.gradable(section, "Legacy draft", 10)
+    world.push("run_1")
+    assert len(world.ptg_assignments(section)) == 1
+    world.learning.delete_gradable(world.domain, gradable["id"])
+    with pytest.raises(Crash):
+        world.push("run_2", powerteacher=CrashAfterLegacyDelete(world.powerschool_hook()))
+    assert world.ptg_assignments(section) == [] and _assignment(world)["status"] == "created"
+    summary = world.push("run_2")  # DELETE again: 404, already gone
+    assert summary.counts["assignments_deleted"] == 1 and not summary.refusals
+    assert _assignment(world)["status"] == "deleted"
+
+
+def test_a_crash_after_a_legacy_clear_clears_once_more_and_never_resurrects_the_score(world):
+    section = world.pool.take(1)[0]
+    world.import_sections([section], legacy=True)
+    student = section.students[0]
+    gradable = world.gradable(section, "Legacy cleared", 10)
+    world.score(gradable, student, "6")
+    world.push("run_1")
+    world.score(gradable, student, None)
+    with pytest.raises(Crash):
+        world.push("run_2", powerteacher=CrashAfterLegacyPut(world.powerschool_hook()))
+    summary = world.push("run_2")
+    [assignment] = world.ptg_assignments(section)
+    assert [(score["score_entered"], score["writes"]) for score in assignment["_assignment_scores"]] == [(None, 3)]
+    assert summary.counts["scores_cleared"] == 1
+    with world.engine.connect() as connection:
+        row = connection.execute(select(GradePushScore.__table__)).mappings().one()
+    assert (row["score"], row["version"]) == (None, 2)
+    assert world.push("run_3").counts["put_requests"] == 0
