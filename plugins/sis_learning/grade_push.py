@@ -997,6 +997,7 @@ def push_grades(
     **options: Any,
 ) -> PushSummary:
     """One grade-push run with its bookkeeping in ``sync_runs`` (kind ``grade_push``) and the refusal email."""
+    from sis_learning.staging.errors import summarise
     from sis_learning.staging.runs import finish_run, record_stage, start_run
 
     start_run(engine, config.district_id, run_id, dag_id=config.grade_push_dag_id, kind=RUN_KIND)
@@ -1004,11 +1005,19 @@ def push_grades(
     try:
         summary = push.run()
     except Exception as error:
+        # A database error (ledger or staging write) quotes its SQL parameters: other people's
+        # student ids and scores. Replace it by its value-free summary (staging/errors.py) before
+        # it is recorded, logged, emailed or raised, as the import's steps do.
+        summarised = summarise(error, "grade push")
+        reason = str(summarised or error).strip() or type(error).__name__
         record_stage(engine, config.district_id, run_id, "push", kind=RUN_KIND,
                      counts={"grade_push": push.summary.as_dict()})
-        finish_run(engine, config.district_id, run_id, "failed", error=str(error)[:4000], kind=RUN_KIND)
+        finish_run(engine, config.district_id, run_id, "failed", error=reason[:4000], kind=RUN_KIND)
+        log.error("Grade push %s failed for district %s: %s", run_id, config.district_id, reason[:4000])
         if notify:
             send_refusal_email(config, push.summary)
+        if summarised is not None:
+            raise summarised from None  # the driver's message and parameters carry row values
         raise
     record_stage(engine, config.district_id, run_id, "push", kind=RUN_KIND, seconds=summary.seconds,
                  counts={"grade_push": {key: value for key, value in summary.as_dict().items()
