@@ -9,10 +9,12 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from sis_learning.config import DistrictConfig
+from sis_learning.extract import incremental
 from sis_learning.extract.listing import (
     SchoolTableRead,
     TableRead,
     _id_map,
+    _in_list,
     _read_tables,
     _result,
     _run_extract,
@@ -25,7 +27,7 @@ from sis_learning.extract.schools import (
     _school_numbers,
     _schools_in_scope,
 )
-from sis_learning.extract.values import _boolean, _integer, _text, iso_date
+from sis_learning.extract.values import _boolean, _integer, _numeric_first, _text, iso_date
 from sis_learning.extract.writer import DISTRICT_SCOPE, EntityStaging
 from sis_learning.hooks.http_client import PermissionDeniedError, ValidationFailedError
 from sis_learning.hooks.powerschool import Listing, PowerSchoolHook, id_string
@@ -109,21 +111,39 @@ def extract_section_enrollments(hook: PowerSchoolHook, engine: Engine, config: D
         return _section_enrollments_per_section(hook, engine, config, run_id, schools, reason=str(refused))
 
 
+CC_COLUMNS = ("id", "dcid", "studentid", "sectionid", "dateenrolled", "dateleft")
+# Ids per CC read of the enrollments of students or sections new since the base run.
+CC_IDS_PER_READ = 400
+
+
 def _section_enrollments_from_cc(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, schools: list[str]) -> dict[str, Any]:
     numbers = _school_numbers(hook, schools)
+    plan = incremental.plan_read(engine, config, run_id, "section_enrollments")
     # Only the columns staging uses: a CC row's school and term are its section's (from the
     # section map), so CC.SchoolID and CC.TermID are filtered on but not transferred (a
     # quarter less for PowerSchool to render and for extract to parse, per CC row).
-    cc_read = SchoolTableRead(
-        hook,
-        "cc",
-        ("id", "dcid", "studentid", "sectionid", "dateenrolled", "dateleft"),
-        numbers,
-        q=f"termid=ge={_first_term_id(config)}",
-    )
+    in_terms = f"termid=ge={_first_term_id(config)}"
+
+    def cc_read_from(plan: incremental.ReadPlan) -> SchoolTableRead:
+        cursor = incremental.ENTITY_CURSORS["section_enrollments"][1]
+        q = f"{in_terms};{cursor}=ge={plan.read_from}" if plan.incremental else in_terms
+        return SchoolTableRead(hook, "cc", CC_COLUMNS, numbers, q=q)
+
+    cc_read = cc_read_from(plan)
     cc = cc_read.whole
     # Refusals come first and cheaply: the count of CC is read before any map is built.
-    hook.read_counts([cc])
+    try:
+        hook.read_counts([cc])
+    except (PermissionDeniedError, ValidationFailedError) as refused:
+        if not plan.incremental:
+            raise
+        # The plugin may read CC but not its cursor: read in full, and say so in the report.
+        hook.log.warning("CC cursor read refused (%s); reading CC in full", refused)
+        plan = incremental.ReadPlan("section_enrollments", incremental.FULL, plan.read_at,
+                                    note=f"full read: the plugin may not filter CC on whenmodified ({refused})")
+        cc_read = cc_read_from(plan)
+        cc = cc_read.whole
+        hook.read_counts([cc])
     students_read = SchoolTableRead(hook, "students", ("id", "dcid"), numbers, q="enroll_status==0")
     reads = {**_section_map_reads(hook, config, numbers), "students": (students_read, ("id", "dcid"))}
     found = _read_tables(hook, reads)
@@ -131,8 +151,16 @@ def _section_enrollments_from_cc(hook: PowerSchoolHook, engine: Engine, config: 
     students = _id_map(found.pop("students"))
     found.clear()
     skipped = {"section": 0, "student": 0}
+    read_ids: set[str] = set()  # every CC row read (incremental: none of them is carried forward)
+    track = plan.incremental
 
     def build(row: Mapping[str, Any], _listing: Listing) -> dict[str, Any] | None:
+        if track:
+            source_id = id_string(row.get("dcid") or row.get("id"))
+            if source_id is not None:
+                if source_id in read_ids:
+                    return None  # read by both the cursor read and a new student's or section's read
+                read_ids.add(source_id)
         # Table values are strings: a positive section id is looked up as it came (the
         # common case, once per CC row); anything else (a dropped enrollment's negative
         # id, a number, spaces) goes the general way.
@@ -168,19 +196,71 @@ def _section_enrollments_from_cc(hook: PowerSchoolHook, engine: Engine, config: 
     staging = EntityStaging(engine, config, run_id, "section_enrollments")
     staging.clear([DISTRICT_SCOPE])
     parts = cc_read.parts()
-    _stage_listings(hook, staging, parts, build, source_id=lambda row: id_string(row.get("dcid") or row.get("id")),
-                    page_by_page=len(parts) > 1)
+    newcomers: list[Listing] = []
+    if plan.incremental:
+        assert plan.base_run_id is not None
+        newcomers = _newcomer_reads(hook, engine, config, plan.base_run_id, sections, students)
+    listings = [*parts, *newcomers]
+    _stage_listings(hook, staging, listings, build, source_id=lambda row: id_string(row.get("dcid") or row.get("id")),
+                    page_by_page=len(listings) > 1)
     cc_read.finish()
     notes = [
         f"{skipped['section']} CC rows of sections not staged (other schools or terms) left out" if skipped["section"] else "",
         f"{skipped['student']} CC rows of students not active in the selected schools left out" if skipped["student"] else "",
     ]
-    summaries = _scope_summaries([cc], staging.written, {DISTRICT_SCOPE: [note for note in notes if note]})
+    carried = 0
+    if plan.incremental:
+        assert plan.base_run_id is not None
+        place = {dcid: (school_id, term_id) for dcid, school_id, term_id in sections.values()}
+        active = set(students.values())
+
+        def keep(row: dict[str, Any]) -> dict[str, Any] | None:
+            # What a full read would stage of an unchanged row, by today's sections and students.
+            where = place.get(row["section_id"])
+            if where is None or row["student_id"] not in active:
+                return None
+            row["school_id"], row["term_id"] = where
+            return row
+
+        carried = incremental.carry_forward(engine, config, run_id, "section_enrollments", plan.base_run_id,
+                                            read_ids, keep, DISTRICT_SCOPE)
+        changed = staging.written.get(DISTRICT_SCOPE, 0)
+        staging.written[DISTRICT_SCOPE] = changed + carried
+        notes.append(f"{len(read_ids)} CC rows read as changed or new ({sum(part.requests for part in newcomers)} "
+                     f"requests for {len(newcomers)} reads of newly active students' or new sections' rows), "
+                     f"{carried} unchanged rows carried forward from run {plan.base_run_id}")
+    summaries = _scope_summaries([cc], staging.written, {DISTRICT_SCOPE: [plan.note, *(note for note in notes if note)]})
     # The cross-check compares CC rows read with CC's count, not the staged subset.
     summaries[0]["mismatch"] = cc.mismatch
+    summaries[0]["requests"] += sum(listing.requests for listing in newcomers)
+    summaries[0]["pages"] += sum(listing.pages for listing in newcomers)
     staging.write_counts(summaries)
+    incremental.record_read(engine, config, run_id, plan)
     translation_requests = _table_requests(reads)
-    return _result(hook, "section_enrollments", summaries, source="cc", translation_requests=translation_requests)
+    return _result(hook, "section_enrollments", summaries, source="cc", translation_requests=translation_requests,
+                   read_mode=plan.mode, carried_forward=carried)
+
+
+def _newcomer_reads(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, base_run_id: str,
+                    sections: Mapping[str, tuple[str, str, str | None]], students: Mapping[str, str]) -> list[Listing]:
+    """CC reads for students and sections in scope now but not in the base run.
+
+    Their enrollments may be unchanged (a student whose enrollment became active again, a
+    section whose term moved into the import years): the cursor does not see them, and the
+    base run left them out, so they are read by id.
+    """
+    base_students = incremental.staged_ids(engine, config.district_id, base_run_id, "students", "student_id")
+    base_sections = incremental.staged_ids(engine, config.district_id, base_run_id, "sections", "section_id")
+    new_students = sorted((student_id for student_id, dcid in students.items() if dcid not in base_students), key=_numeric_first)
+    new_sections = sorted((section_id for section_id, (dcid, _school, _term) in sections.items() if dcid not in base_sections),
+                          key=_numeric_first)
+    listings = []
+    for column, ids in (("studentid", new_students), ("sectionid", [*new_sections, *(f"-{i}" for i in new_sections)])):
+        for start in range(0, len(ids), CC_IDS_PER_READ):
+            listing = hook.table_listing(DISTRICT_SCOPE, "cc", CC_COLUMNS, q=_in_list(column, ids[start:start + CC_IDS_PER_READ]))
+            listing.label = f"cc of new {column} ({len(ids[start:start + CC_IDS_PER_READ])})"
+            listings.append(listing)
+    return listings
 
 
 def _section_enrollments_per_section(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, schools: list[str], reason: str) -> dict[str, Any]:
