@@ -53,3 +53,19 @@ def test_email_escapes_html_from_data(failed_run):
     _, body = compose_failure_email(summary)
     assert "<script>" not in body and "&lt;script&gt;" in body
     assert "Failed at validation_guard" in format_text(summary)
+
+
+def test_warnings_are_counted_apart_from_rejections_in_the_report_and_the_email():
+    from sis_learning.notify import compose_failure_email
+    from sis_learning.report import RunSummary, format_text
+
+    summary = RunSummary(district_id="demo", district_name="Demo", run_id="r1", status="failed", stage="load",
+                         error="boom", warned=7,
+                         top_warnings=[{"entity": "students", "rule": "email_format", "field": "email", "n": 7,
+                                        "example": "the email address 'none' is not a valid email address"}])
+    text = format_text(summary)
+    assert "Warnings (imported without the value; never counted toward thresholds): 7" in text
+    assert "7 x students / email_format (email)" in text
+    _subject, body = compose_failure_email(summary)
+    assert "<b>Warnings:</b> 7 field(s) imported without their value" in body
+    assert "rejection" not in body.split("<b>Warnings:</b>")[1].split("</p>")[0].replace("not rejections", "")

@@ -39,6 +39,14 @@ def compose_failure_email(summary: RunSummary) -> tuple[str, str]:
             for item in summary.top_rejections
         )
         parts.append(f"<p><b>Most common rejection reasons:</b></p><ul>{items}</ul>")
+    if summary.warned:
+        items = "".join(
+            f"<li>{item['n']} {esc(item['entity'])} row(s), rule <code>{esc(item['rule'])}</code> "
+            f"({esc(item['field'])}): e.g. {esc(str(item['example']))}</li>"
+            for item in summary.top_warnings
+        )
+        parts.append(f"<p><b>Warnings:</b> {summary.warned} field(s) imported without their value "
+                     f"(not rejections; never counted toward the thresholds)</p><ul>{items}</ul>")
     if summary.validation_docs:
         parts.append(f"<p><b>Validation results:</b> {esc(summary.validation_docs)}</p>")
     if summary.run_url:

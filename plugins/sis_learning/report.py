@@ -30,6 +30,9 @@ class RunSummary:
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     durations: dict[str, float] = field(default_factory=dict)
     top_rejections: list[dict[str, Any]] = field(default_factory=list)
+    # Fields imported without their value (validation_warnings): counted apart, never a rejection.
+    warned: int = 0
+    top_warnings: list[dict[str, Any]] = field(default_factory=list)
     changes: dict[str, dict[str, int]] = field(default_factory=dict)
     extract_mismatches: list[dict[str, Any]] = field(default_factory=list)
     validation_docs: str | None = None
@@ -86,6 +89,18 @@ def build_summary(engine: Engine, config: DistrictConfig, run_id: str, dag_id: s
                 params,
             )
             summary.top_rejections = [dict(row._mapping) for row in rows]
+        if _has(engine, "validation_warnings"):
+            rows = connection.execute(
+                text(
+                    "SELECT entity, rule, field, MIN(reason) AS example, COUNT(*) AS n FROM validation_warnings "
+                    "WHERE district_id = :district_id AND run_id = :run_id "
+                    "GROUP BY entity, rule, field ORDER BY n DESC, entity, rule"
+                ),
+                params,
+            )
+            warnings = [dict(row._mapping) for row in rows]
+            summary.warned = sum(int(item["n"]) for item in warnings)
+            summary.top_warnings = warnings[:5]
         if _has(engine, "change_set"):
             rows = connection.execute(
                 text(
@@ -135,6 +150,10 @@ def format_text(summary: RunSummary) -> str:
         lines.append("Most common rejections:")
         for item in summary.top_rejections:
             lines.append(f"  {item['n']} x {item['entity']} / {item['rule']}: {item['example']}")
+    if summary.warned:
+        lines.append(f"Warnings (imported without the value; never counted toward thresholds): {summary.warned}")
+        for item in summary.top_warnings:
+            lines.append(f"  {item['n']} x {item['entity']} / {item['rule']} ({item['field']}): {item['example']}")
     if summary.extract_mismatches:
         lines.append("Extract count mismatches (PowerSchool /count vs rows read):")
         for item in summary.extract_mismatches:

@@ -26,7 +26,7 @@ from sis_learning.config import MAPPINGS_DIR, DistrictConfig
 from sis_learning.mapping import MappingContext, MappingSpec, MappingSpecError, load_spec
 from sis_learning.staging.base import delete_run_rows, insert_frame
 from sis_learning.staging.learning import LEARNING_TABLES
-from sis_learning.staging.quality import ExcludedRow, RejectedRow
+from sis_learning.staging.quality import ExcludedRow, RejectedRow, ValidationWarning
 from sis_learning.staging.reads import fetch_frame, read_staged
 from sis_learning.validate import STAGE as VALIDATE_STAGE
 from sis_learning.validate import (
@@ -100,6 +100,32 @@ def _blocked_source_ids(engine: Engine, config: DistrictConfig, run_id: str) -> 
     return {entity: ids.to_numpy(dtype=object) for entity, ids in rows.groupby("entity", sort=False)["source_id"]}
 
 
+# The staged entities whose warned fields transform clears, and the column naming their rows.
+WARNED_ENTITY_IDS = {"staff": "staff_id", "students": "student_id", "guardians": "guardian_id"}
+
+
+def _clear_warned_fields(engine: Engine, config: DistrictConfig, run_id: str,
+                         frames: dict[str, pd.DataFrame]) -> None:
+    """Fields validate warned about (action ``cleared``) are imported empty: an email that is
+    not an address, a missing grade level. The row itself passes (validation_warnings)."""
+    table = ValidationWarning.__table__
+    query = select(table.c.entity, table.c.source_id, table.c.field).where(
+        table.c.district_id == config.district_id, table.c.run_id == run_id, table.c.stage == VALIDATE_STAGE,
+        table.c.action == "cleared", table.c.source_id.is_not(None))
+    with engine.connect() as connection:
+        warned = fetch_frame(connection, query, ["entity", "source_id", "field"])
+    for (entity, field), rows in warned.groupby(["entity", "field"], sort=False):
+        frame = frames.get(entity)
+        id_column = WARNED_ENTITY_IDS.get(entity)
+        if frame is None or id_column is None or field not in frame.columns:
+            continue
+        hit = frame[id_column].isin(rows["source_id"].to_numpy(dtype=object)).to_numpy()
+        if hit.any():
+            frame = frame.copy()
+            frame.loc[hit, field] = None
+            frames[entity] = frame
+
+
 def _passed(frame: pd.DataFrame, source_id: pd.Series, blocked: np.ndarray) -> pd.DataFrame:
     keep = source_id.notna() & ~source_id.isin(blocked)
     return frame[keep.to_numpy()]
@@ -123,6 +149,7 @@ def passed_rows(engine: Engine, config: DistrictConfig, run_id: str,
     of validate's).
     """
     frames = read_staged(engine, config, run_id, staged_columns(specs))
+    _clear_warned_fields(engine, config, run_id, frames)
     blocked = _blocked_source_ids(engine, config, run_id)
 
     def passed(entity: str, frame: pd.DataFrame, source_id: pd.Series) -> pd.DataFrame:
@@ -210,10 +237,14 @@ def build_learning_frames(config: DistrictConfig, rows: dict[str, pd.DataFrame],
     ])
     # One roster row per (class, user): the first role wins (teacher, co-teacher, student).
     rosters = rosters.drop_duplicates(["class_id", "user_type", "user_id"], keep="first")
+    user_levels = specs["user_levels"].apply(rows["students"], context)
+    # A student without a grade level (pre-K) is imported without a user level (a validation warning).
+    level = user_levels["level_id"].astype("string").str.strip()
+    user_levels = user_levels[(level.notna() & level.ne("")).to_numpy()]
     return {
         "organizations": specs["organizations"].apply(rows["schools"], context),
         "users": users,
-        "user_levels": specs["user_levels"].apply(rows["students"], context),
+        "user_levels": user_levels,
         "classes": specs["classes"].apply(rows["sections"], context),
         "rosters": rosters,
         "parent_links": specs["parent_links"].apply(rows["parent_links"], context),

@@ -77,8 +77,22 @@ def text(value: Any) -> str | None:
     return None if blank(value) else str(value)
 
 
+def is_address(email: Any) -> bool:
+    """An email Learning takes: one @, text before it, a dot in the domain, no spaces anywhere."""
+    if blank(email):
+        return False
+    local, at, domain = str(email).partition("@")
+    return (bool(at) and bool(local) and "@" not in domain and "." in domain.strip(".")
+            and not any(character.isspace() for character in str(email)))
+
+
+def address(email: Any) -> str | None:
+    """The email as imported: an email that is not an address is a warning, imported as none."""
+    return str(email) if is_address(email) else None
+
+
 def sso_email(email: Any, rules: DistrictRules) -> str | None:
-    if blank(email) or "@" not in str(email):
+    if not is_address(email):
         return None
     domain = str(email).rsplit("@", 1)[1].strip().lower()
     return str(email) if domain in rules.sso_domains else None
@@ -164,7 +178,7 @@ def expected_state(dataset_path: Path, rules: DistrictRules | None = None,
             continue
         teacher_dcid[teacher_id] = str(row["dcid"])
         oracle.users[key] = {"user_type": "T", "first_name": row["first_name"], "last_name": row["last_name"],
-                             "login": login, "email": text(row["email_addr"]),
+                             "login": login, "email": address(row["email_addr"]),
                              "sso_email_address": sso_email(row["email_addr"], rules), "enabled": True}
         oracle.user_school[key] = row["organizations"]
 
@@ -178,10 +192,11 @@ def expected_state(dataset_path: Path, rules: DistrictRules | None = None,
             continue
         student_dcid[student_id] = str(row["dcid"])
         oracle.users[key] = {"user_type": "S", "first_name": row["first_name"], "last_name": row["last_name"],
-                             "login": login, "email": text(row["email"]),
+                             "login": login, "email": address(row["email"]),
                              "sso_email_address": sso_email(row["email"], rules), "enabled": True}
         oracle.user_school[key] = {school_dcid[row["schoolid"]]}
-        oracle.user_levels[str(row["dcid"])] = str(row["grade_level"])
+        if not blank(row["grade_level"]):  # no grade level (pre-K): a warning, no user level
+            oracle.user_levels[str(row["dcid"])] = str(row["grade_level"])
 
     imported_students = set(student_dcid.values())
     children: dict[int, list[str]] = defaultdict(list)
@@ -196,7 +211,7 @@ def expected_state(dataset_path: Path, rules: DistrictRules | None = None,
         if key in failed_users:
             continue
         oracle.users[key] = {"user_type": "P", "first_name": row["firstname"], "last_name": row["lastname"],
-                             "login": row["username"], "email": text(row["email"]),
+                             "login": row["username"], "email": address(row["email"]),
                              "sso_email_address": None, "enabled": True}
         oracle.user_school[key] = set().union(*(oracle.user_school[f"S:{child}"] for child in children[guardian_id]))
         for child in children[guardian_id]:

@@ -233,3 +233,23 @@ def test_read_staged_reads_the_columns_asked_for(staging_engine) -> None:
     every = validate.read_staged(staging_engine, config, RUN_ID)
     assert list(every) == list(validate.STAGED_COLUMNS)
     assert frames["students"].equals(every["students"][["student_id", "grade_level"]])
+
+
+def test_a_bad_email_or_a_missing_grade_level_is_a_warning_and_the_user_comes_without_it(
+        staging_engine, tmp_path: Path) -> None:
+    """The source document fails a user only for a missing username: a student whose email is
+    not an address, or who has no grade level (pre-K), is imported without that value."""
+    staged = small_district()
+    staged.student("330", email="none", grade_level=None, student_username="prek330")
+    staged.student("331", email="n/a", student_username="na331")
+    staged.staff("230", email="x@", teacher_username="teacher230")
+    staged.enrollment("530", "400", "330")
+    validate_and_transform(staging_engine, staged, tmp_path)
+    users = {(row["user_type"], row["external_id"]): row for row in learning_rows(staging_engine, "users")}
+    assert users[("S", "330")]["email"] is None and users[("S", "330")]["sso_email_address"] is None
+    assert users[("S", "331")]["email"] is None
+    assert users[("T", "230")]["email"] is None
+    levels = {row["external_id"] for row in learning_rows(staging_engine, "user_levels")}
+    assert "330" not in levels and "331" in levels
+    rosters = {(row["class_id"], row["user_type"], row["user_id"]) for row in learning_rows(staging_engine, "rosters")}
+    assert ("400", "S", "330") in rosters  # in their class, like any student

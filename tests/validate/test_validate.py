@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from sis_learning import validate
-from sis_learning.staging.quality import ExcludedRow, RejectedRow, ValidationResult
+from sis_learning.staging.quality import ExcludedRow, RejectedRow, ValidationResult, ValidationWarning
 from tests.validate.staged_rows import RUN_ID, StagedRun, district_config, small_district
 
 
@@ -108,13 +108,12 @@ def test_every_rule_rejects_its_failing_row_and_passes_the_good_rows(staging_eng
         ("courses", "701", "course_name_present"), ("courses", "702", "course_number_present"),
         ("staff", "201", "id_unique"), ("staff", "202", "first_name_present"), ("staff", "203", "last_name_present"),
         ("staff", "204", "first_name_length"), ("staff", "205", "last_name_length"),
-        ("staff", "206", "email_format"), ("staff", "207", "email_length"), ("staff", "208", "login_length"),
+        ("staff", "208", "login_length"),
         ("staff", "209", "login_unique"),
         ("students", None, "id_present"), ("students", "311", "id_unique"),
         ("students", "312", "first_name_present"), ("students", "313", "last_name_present"),
-        ("students", "314", "grade_level_present"), ("students", "315", "email_format"),
         ("students", "316", "school_reference"), ("students", "317", "login_length"),
-        ("guardians", "610", "first_name_present"), ("guardians", "611", "email_format"),
+        ("guardians", "610", "first_name_present"),
         ("guardians", "612", "login_length"),
         ("parent_links", "620:9999", "child_reference"),
         ("sections", "410", "id_unique"), ("sections", "411", "section_number_present"),
@@ -131,18 +130,35 @@ def test_every_rule_rejects_its_failing_row_and_passes_the_good_rows(staging_eng
     # The cascade from the failing parents and children adds only these rows:
     extra = found - expected
     assert extra == {("students", "318", "school_rejected"),
-                     ("parent_links", "610:300", "parent_rejected"), ("parent_links", "611:300", "parent_rejected"),
+                     ("parent_links", "610:300", "parent_rejected"),
                      ("parent_links", "612:300", "parent_rejected"), ("guardians", "620", "child_rejected"),
                      ("section_enrollments", "512", "section_rejected")} - expected
     # The good rows pass: nothing of the small district is rejected or excluded.
     good = {("schools", "100"), ("terms", "3500"), ("courses", "700"), ("staff", "200"), ("students", "300"),
             ("students", "301"), ("guardians", "600"), ("sections", "400"), ("section_enrollments", "500"),
             ("section_enrollments", "501"), ("parent_links", "600:300"), ("guardians", "200"),
-            ("parent_links", "200:301")}
+            ("parent_links", "200:301"),
+            # a bad field is a warning, not a rejection: the user is imported without it
+            ("staff", "206"), ("staff", "207"), ("students", "314"), ("students", "315"), ("guardians", "611"),
+            ("parent_links", "611:300")}
     assert not good & {(row.entity, row.source_id) for row in rejected.itertuples()}
+    warnings = outcome_rows(staging_engine, ValidationWarning)
+    assert {(row.entity, row.source_id, row.rule, row.field, row.action) for row in warnings.itertuples()} == {
+        ("staff", "206", "email_format", "email", "cleared"), ("staff", "207", "email_length", "email", "cleared"),
+        ("students", "314", "grade_level_present", "grade_level", "cleared"),
+        ("students", "315", "email_format", "email", "cleared"),
+        ("guardians", "611", "email_format", "email", "cleared"),
+    }
+    warned = {(row.entity, row.source_id): row for row in warnings.itertuples()}
+    assert warned[("staff", "206")].value == "not-an-email"
+    assert warned[("staff", "206")].reason == (
+        "the email address 'not-an-email' is not a valid email address: imported without an email "
+        "(and without a Google / Office 365 SSO email)")
+    assert len(warned[("staff", "207")].value) == 200  # a warning quotes at most 200 characters
+    assert "a" * 201 not in warned[("staff", "207")].reason
+    assert counts["staff"]["warned"] == 2 and counts["students"]["warned"] == 2
     # Reasons speak to a district admin and carry the offending value.
     reasons = {(row.entity, row.source_id, row.rule): row.reason for row in rejected.itertuples()}
-    assert reasons[("staff", "206", "email_format")] == "the email address 'not-an-email' is not a valid email address"
     assert reasons[("staff", "209", "login_unique")] == ("the login 'teacher200' is already used by teacher 200; "
                                                         "Learning logins are unique")
     # A section whose lead teacher is inactive (or left out by rule) is excluded by design: only
@@ -159,8 +175,8 @@ def test_every_rule_rejects_its_failing_row_and_passes_the_good_rows(staging_eng
     assert rejected[(rejected["entity"] == "sections") & (rejected["source_id"] == "418")].iloc[0]["caused_by"] == "terms:3600"
     # The inactive teacher is excluded by design, not rejected.
     assert ("staff", "220", "inactive_staff") in keyed(excluded)
-    assert counts["staff"] == {"evaluated": 12, "passed": 1, "rejected": 10, "excluded": 1}
-    assert counts["students"]["passed"] == 2
+    assert counts["staff"] == {"evaluated": 12, "passed": 3, "rejected": 8, "excluded": 1, "warned": 2}
+    assert counts["students"]["passed"] == 4  # 314 and 315 pass with a warning
     # The lead teacher's own section-teacher row is not a co-teacher placement and passes.
     assert ("section_teachers", "400:200") not in {(row.entity, row.source_id) for row in rejected.itertuples()}
     assert ("section_teachers", "400:200") not in {(row.entity, row.source_id) for row in excluded.itertuples()}
@@ -209,8 +225,8 @@ def test_exclusions_by_design_are_kept_apart_from_failures(staging_engine, tmp_p
     assert reasons[("students", "321")] == ("the student's enroll status is 2, not 0 (Active); "
                                             "only active students are imported")
     assert reasons[("section_enrollments", "522")].startswith("the section 420 is not imported: the section has no lead")
-    assert counts["students"] == {"evaluated": 6, "passed": 2, "rejected": 0, "excluded": 4}
-    assert counts["section_enrollments"] == {"evaluated": 6, "passed": 2, "rejected": 0, "excluded": 4}
+    assert counts["students"] == {"evaluated": 6, "passed": 2, "rejected": 0, "excluded": 4, "warned": 0}
+    assert counts["section_enrollments"] == {"evaluated": 6, "passed": 2, "rejected": 0, "excluded": 4, "warned": 0}
 
 
 def test_ignore_parents_excludes_every_parent_and_link(staging_engine, tmp_path: Path) -> None:
@@ -272,7 +288,7 @@ def test_the_cascade_is_recorded_row_by_row(staging_engine, tmp_path: Path) -> N
     assert ("guardians", "600") not in {(row.entity, row.source_id) for row in rejected.itertuples()}
     # The class of the good teacher and its other students are untouched.
     assert ("sections", "400") not in {(row.entity, row.source_id) for row in rejected.itertuples()}
-    assert counts["section_enrollments"] == {"evaluated": 6, "passed": 2, "rejected": 4, "excluded": 0}
+    assert counts["section_enrollments"] == {"evaluated": 6, "passed": 2, "rejected": 4, "excluded": 0, "warned": 0}
 
 
 def co_teacher_district(sections: int) -> StagedRun:

@@ -54,6 +54,32 @@ class ExcludedRow(RunKeyed, Base):
     __table_args__ = (Index("ix_excluded_rows_run", "district_id", "run_id", "entity", "source_id"),)
 
 
+# A warning quotes at most this many characters of the value it is about.
+WARNING_VALUE_MAX_LENGTH = 200
+
+
+class ValidationWarning(RunKeyed, Base):
+    """A field the row is imported without (or with a cleaned value): the row itself passes.
+
+    The source document fails a user only for a missing username; anything else wrong with
+    a field (an email that is not an address, a missing grade level) is a warning: the row
+    is imported without that value (``action`` says what was done), and warnings never
+    count toward the validation thresholds.
+    """
+
+    __tablename__ = "validation_warnings"
+    stage: Mapped[str] = mapped_column(String(20), default="validate", server_default="validate")
+    entity: Mapped[str] = mapped_column(String(40))
+    source_id: Mapped[str | None] = mapped_column(String(200))
+    rule: Mapped[str] = mapped_column(String(80))
+    field: Mapped[str] = mapped_column(String(80))
+    value: Mapped[str | None] = mapped_column(Text)  # at most WARNING_VALUE_MAX_LENGTH characters of it
+    reason: Mapped[str] = mapped_column(Text)
+    action: Mapped[str] = mapped_column(String(40))  # cleared | stripped
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, server_default=func.now())
+    __table_args__ = (Index("ix_validation_warnings_run", "district_id", "run_id", "entity", "source_id"),)
+
+
 class ValidationResult(RunKeyed, Base):
     """One Great Expectations suite run of one entity in one run, and where its results are."""
 

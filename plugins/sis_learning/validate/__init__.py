@@ -40,7 +40,7 @@ from sqlalchemy.engine import Engine
 
 from sis_learning.config import DistrictConfig
 from sis_learning.staging.base import bulk_insert, delete_run_rows, insert_frame
-from sis_learning.staging.quality import ExcludedRow, RejectedRow, ValidationResult
+from sis_learning.staging.quality import ExcludedRow, RejectedRow, ValidationResult, ValidationWarning
 from sis_learning.staging.reads import STAGED_COLUMNS, fetch_frame, read_staged
 from sis_learning.staging.runs import utcnow
 from sis_learning.validate.cascade import blocks_summary
@@ -71,15 +71,18 @@ def _write(engine: Engine, config: DistrictConfig, run_id: str, validation: RunV
     rejected["blocks"] = blocks_summary(rejected) if len(rejected) else pd.Series(dtype="string")
     excluded = (pd.concat(excluded_parts, ignore_index=True) if excluded_parts
                 else pd.DataFrame(columns=["entity", "source_id", "rule", "reason"]))
+    warning_parts = [part for outcome in validation.outcomes.values() for part in outcome.warning_parts]
+    warnings = (pd.concat(warning_parts, ignore_index=True) if warning_parts
+                else pd.DataFrame(columns=["entity", "source_id", "rule", "field", "value", "reason", "action"]))
     # COPY bypasses Python-side defaults: every column is given explicitly.
     run_columns = {"district_id": config.district_id, "run_id": run_id, "stage": STAGE, "created_at": utcnow()}
     with engine.begin() as connection:
-        for model in (RejectedRow, ExcludedRow):
+        for model in (RejectedRow, ExcludedRow, ValidationWarning):
             table = model.__table__
             connection.execute(table.delete().where(table.c.district_id == config.district_id,
                                                     table.c.run_id == run_id, table.c.stage == STAGE))
         delete_run_rows(connection, ValidationResult, config.district_id, run_id)
-        for model, frame in ((RejectedRow, rejected), (ExcludedRow, excluded)):
+        for model, frame in ((RejectedRow, rejected), (ExcludedRow, excluded), (ValidationWarning, warnings)):
             insert_frame(connection, model, frame, run_columns, chunk_rows=INSERT_CHUNK_ROWS)
         bulk_insert(connection, ValidationResult, [{**row, "district_id": config.district_id, "run_id": run_id,
                                                     "created_at": run_columns["created_at"]}

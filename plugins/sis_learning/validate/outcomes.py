@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from sis_learning.config import DistrictConfig
+from sis_learning.staging.quality import WARNING_VALUE_MAX_LENGTH
 
 if TYPE_CHECKING:
     from sis_learning.validate.suites import ColumnRule
@@ -96,6 +97,7 @@ class EntityOutcome:
         self.why = pd.Series(pd.NA, index=self.frame.index, dtype="string")
         self.root = pd.Series(pd.NA, index=self.frame.index, dtype="string")
         self.rejected_parts: list[pd.DataFrame] = []
+        self.warning_parts: list[pd.DataFrame] = []
         self.excluded_parts: list[pd.DataFrame] = []
         self._key_indexes: dict[str, pd.Index] = {}
         self._reject_source_problems()
@@ -152,18 +154,37 @@ class EntityOutcome:
                           else pd.Series(pd.NA, index=index, dtype="string")),
         }))
 
+    def warn(self, mask: pd.Series, rule: str, field: str, reason: str | pd.Series | ReasonText,
+             action: str = "cleared") -> None:
+        """The rows pass, imported without ``field`` (action ``cleared``): a staged warning, not a rejection."""
+        mask = mask.fillna(False).astype(bool) & self.ok
+        if not mask.any():
+            return
+        index = mask[mask].index
+        values = self.frame.loc[index, field].astype("string").str.slice(0, WARNING_VALUE_MAX_LENGTH)
+        self.warning_parts.append(pd.DataFrame({
+            "entity": self.entity, "source_id": self.source_id[index], "rule": rule, "field": field,
+            "value": values, "reason": reason_series(reason, index), "action": action,
+        }))
+
     def apply_suite(self, failures: list[tuple[ColumnRule, list]]) -> None:
         for rule, labels in failures:
             mask = pd.Series(False, index=self.frame.index)
             mask[labels] = True
-            self.reject(mask, rule.rule, fill_value(rule.reason, self.frame[rule.column]))
+            reason = fill_value(rule.reason, self.frame[rule.column].astype("string").str.slice(
+                0, WARNING_VALUE_MAX_LENGTH))
+            if rule.warn:
+                self.warn(mask, rule.rule, rule.column, reason)
+            else:
+                self.reject(mask, rule.rule, reason)
 
     def counts(self) -> dict[str, int]:
         evaluated = len(self.frame)
         rejected = int(self.status.eq(REJECTED).sum())
         excluded = int(self.status.eq(EXCLUDED).sum())
+        warned = int(sum(len(part) for part in self.warning_parts))
         return {"evaluated": evaluated, "passed": evaluated - rejected - excluded,
-                "rejected": rejected, "excluded": excluded}
+                "rejected": rejected, "excluded": excluded, "warned": warned}
 
 
 def lookup(keys: pd.Series, outcome: EntityOutcome, key_column: str) -> pd.DataFrame:

@@ -41,6 +41,9 @@ class ColumnRule:
     check: str  # not_null | unique | max_length | email
     reason: str
     limit: int | None = None
+    # Set for a field the source document does not fail a user for: the row passes and is
+    # imported without the value (a validation warning; never counted toward thresholds).
+    warn: bool = False
 
     def expectation(self) -> Any:
         import great_expectations.expectations as gxe
@@ -77,10 +80,12 @@ def _person_rules(login_column: str, login_name: str) -> list[ColumnRule]:
         ColumnRule("last_name_length", "last_name", "max_length",
                    f"the last name '{{value}}' is longer than the {NAME_MAX_LENGTH} characters Learning accepts",
                    NAME_MAX_LENGTH),
-        ColumnRule("email_format", "email", "email", "the email address '{value}' is not a valid email address"),
+        ColumnRule("email_format", "email", "email",
+                   "the email address '{value}' is not a valid email address: imported without an email "
+                   "(and without a Google / Office 365 SSO email)", warn=True),
         ColumnRule("email_length", "email", "max_length",
-                   f"the email address '{{value}}' is longer than the {EMAIL_MAX_LENGTH} characters Learning accepts",
-                   EMAIL_MAX_LENGTH),
+                   f"the email address '{{value}}' is longer than the {EMAIL_MAX_LENGTH} characters Learning accepts: "
+                   "imported without an email", EMAIL_MAX_LENGTH, warn=True),
         ColumnRule("login_length", login_column, "max_length",
                    f"the {login_name} '{{value}}' is longer than the {LOGIN_MAX_LENGTH} characters Learning accepts",
                    LOGIN_MAX_LENGTH),
@@ -98,7 +103,7 @@ SUITES: dict[str, list[ColumnRule]] = {
     "staff": [*_id_rules("staff_id", "teacher"), *_person_rules("teacher_username", "teacher username")],
     "students": [*_id_rules("student_id", "student"), *_person_rules("student_username", "student web id"),
                  ColumnRule("grade_level_present", "grade_level", "not_null",
-                            "the student has no grade level (Learning's user level)")],
+                            "the student has no grade level: imported without a user level", warn=True)],
     "guardians": [ColumnRule("id_present", "guardian_id", "not_null", "the parent has no id (Guardian.GuardianID)"),
                   *_person_rules("portal_username", "Parent Portal username")],
     "sections": [*_id_rules("section_id", "section"),
