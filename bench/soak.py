@@ -57,8 +57,9 @@ for _path in (REPO_ROOT / "plugins", REPO_ROOT):
 DISTRICT = "demo"
 WORK_ROOT = REPO_ROOT / "var" / "soak"
 VALIDATION_ROOT = REPO_ROOT / "var" / "validation" / DISTRICT
-KEYS = {"organizations": ("organization_id",), "users": ("external_id",), "user_levels": ("external_id",),
-        "classes": ("class_id",), "rosters": ("class_id", "user_id"), "parent_links": ("parent_id", "child_id")}
+KEYS = {"organizations": ("organization_id",), "users": ("user_type", "external_id"),
+        "user_levels": ("external_id",), "classes": ("class_id",), "rosters": ("class_id", "user_type", "user_id"),
+        "parent_links": ("parent_id", "child_id")}
 FAULT_KINDS = ("sis_5xx", "sis_throttle_429", "sis_token_expired", "sis_connection_reset", "sis_truncated_body",
                "learning_500_after_apply", "learning_killed", "worker_killed")
 RUN_TIMEOUT_SECONDS = 300

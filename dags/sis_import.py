@@ -61,6 +61,10 @@ def import_dag(config: DistrictConfig) -> DAG:
                 False, type="boolean",
                 description="Approve a run the safety guard stopped (mass deactivations or an Import ID change)",
             ),
+            "full_refresh": Param(
+                False, type="boolean",
+                description="Read everything from PowerSchool instead of only what changed since the last successful run",
+            ),
         },
         default_args={
             "owner": config.owner,
@@ -72,8 +76,8 @@ def import_dag(config: DistrictConfig) -> DAG:
     ) as dag:
 
         @task(task_id="start_run")
-        def start_run(run_id=None, dag=None):
-            return steps.start_run(district_id, run_id, dag.dag_id)
+        def start_run(run_id=None, dag=None, params=None):
+            return steps.start_run(district_id, run_id, dag.dag_id, bool((params or {}).get("full_refresh")))
 
         started = start_run()
 

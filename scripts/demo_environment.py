@@ -88,20 +88,34 @@ def apply_everyday_changes(powerschool: Any, learning: Any, domain: str = "demo"
     created, one removed, one user updated. Returns what it did, in words.
     """
     classes = learning.classes(domain)
-    users = learning.users(domain)
-    rosters = learning.rosters(domain)
+    users = learning.users(domain)  # keyed "S:<dcid>": a user is identified by type and DCID
+    rosters = learning.rosters(domain)  # (class_id, "S:<dcid>") -> role
     students = {key: user for key, user in users.items() if user.get("user_type") == "S"}
 
     def number(value: str) -> int:
-        return int(value) if str(value).isdigit() else 0
+        value = str(value).rsplit(":", 1)[-1]
+        return int(value) if value.isdigit() else 0
 
-    class_id = min((key for key, item in classes.items()
-                    if any(c == key and role == "student" for (c, _), role in rosters.items())), key=number)
-    organization = classes[class_id].get("organization_id")
-    in_class = sorted((user for (c, user), role in rosters.items() if c == class_id and role == "student"), key=number)
+    in_class_of: dict[str, list[str]] = {}
+    for (c, user), role in rosters.items():
+        if role == "student":
+            in_class_of.setdefault(c, []).append(user)
+
+    def candidates(class_id: str) -> list[str]:
+        """Students of the class's school who are not in it (one of them is enrolled)."""
+        organization = classes[class_id].get("organization_id")
+        return [key for key, user in students.items()
+                if user.get("organization_id") == organization and key not in in_class_of[class_id]]
+
+    # The lowest class that has a student to drop and a schoolmate to enroll (a district where
+    # few classes reached Learning may have none: then there is nothing to change, said so).
+    usable = sorted((key for key in in_class_of if key in classes and candidates(key)), key=number)
+    if not usable or len(students) < 3:
+        return ["no class in Learning has a student to drop and another to enroll: no everyday changes made"]
+    class_id = usable[0]
+    in_class = sorted(in_class_of[class_id], key=number)
     leaver = in_class[0]
-    newcomer = min((key for key, user in students.items()
-                    if user.get("organization_id") == organization and key not in in_class), key=number)
+    newcomer = min(candidates(class_id), key=number)
     renamed = max((key for key in students if key not in (leaver, newcomer)), key=number)
     powerschool.enroll_student(number(newcomer), number(class_id))
     powerschool.drop_enrollment(number(leaver), number(class_id))
@@ -113,7 +127,8 @@ def apply_everyday_changes(powerschool: Any, learning: Any, domain: str = "demo"
         return f"{students[key].get('first_name')} {students[key].get('last_name')}"
 
     return [
-        f"enrolled student {newcomer} ({name(newcomer)}) in class {class_id} ({classes[class_id].get('name')})",
-        f"dropped student {leaver} ({name(leaver)}) from class {class_id}",
-        f"renamed student {renamed}: {old_name} -> {new_last_name}",
+        f"enrolled student {number(newcomer)} ({name(newcomer)}) in class {class_id} "
+        f"({classes[class_id].get('name')})",
+        f"dropped student {number(leaver)} ({name(leaver)}) from class {class_id}",
+        f"renamed student {number(renamed)}: {old_name} -> {new_last_name}",
     ]

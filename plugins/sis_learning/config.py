@@ -44,6 +44,20 @@ class TaskRetrySettings(_Strict):
     max_retry_delay_seconds: float = Field(600.0, gt=0)
 
 
+class IncrementalSettings(_Strict):
+    """Incremental extract: read only what changed since the last successful run (docs/extract.md).
+
+    ``full_read`` says when a run reads everything instead (a full reconcile, which also sees
+    hard deletes and changes that did not move the cursor): ``first_run_of_day`` (the first
+    run of each local day, i.e. 06:00 full and 18:00 incremental), ``every_run`` (never
+    incremental). The DAG param ``full_refresh`` asks for a full read on demand.
+    ``overlap_minutes`` is read again before the last cursor (clock skew between servers).
+    """
+
+    full_read: Literal["first_run_of_day", "every_run"] = "first_run_of_day"
+    overlap_minutes: int = Field(60, ge=0, le=7 * 24 * 60)
+
+
 class PowerSchoolSettings(_Strict):
     connection_id: str = Field(description="Airflow connection: host, client id (login), secret (password), CA bundle (extra ca_bundle)")
     max_concurrent_requests: int = Field(4, ge=1, le=64, description="requests in flight at once for this district")
@@ -129,6 +143,7 @@ class DistrictConfig(_Strict):
     validation_thresholds: ValidationThresholds = ValidationThresholds()
     safety: SafetyThresholds = SafetyThresholds()
     task_retries: TaskRetrySettings = TaskRetrySettings()
+    incremental: IncrementalSettings = IncrementalSettings()
     source_file: str | None = Field(None, exclude=True)
 
     @field_validator("district_id")

@@ -58,6 +58,7 @@ from sis_learning.staging.changes import (
     STATUS_SKIPPED,
     ChangeSet,
     LearningSnapshot,
+    migrate_user_identity,
 )
 from sis_learning.staging.learning import LEARNING_TABLES, LearningClass, LearningUser
 from sis_learning.staging.quality import RejectedRow
@@ -105,7 +106,7 @@ ENTITIES: tuple[EntitySpec, ...] = (
     EntitySpec("user_levels", ENTITY_KEY_FIELDS["user_levels"], ("external_id", "level_id")),
     EntitySpec("classes", ENTITY_KEY_FIELDS["classes"],
                ("class_id", "name", "code", "year", "teacher_id", "organization_id")),
-    EntitySpec("rosters", ENTITY_KEY_FIELDS["rosters"], ("class_id", "user_id", "role"),
+    EntitySpec("rosters", ENTITY_KEY_FIELDS["rosters"], ("class_id", "user_type", "user_id", "role"),
                vanished_action=ACTION_REMOVE),
     EntitySpec("parent_links", ENTITY_KEY_FIELDS["parent_links"], ("parent_id", "child_id"),
                vanished_action=ACTION_REMOVE),
@@ -133,11 +134,12 @@ def _organization_column(spec: EntitySpec):
     table = LEARNING_TABLES[spec.name].__table__
     if "organization_id" in spec.compared_fields:
         return table.c.organization_id, None
+    user_type = None
     if spec.name == "user_levels":
-        other, on = LearningUser.__table__, "external_id"
+        other, on, user_type = LearningUser.__table__, "external_id", "S"
         join_column = table.c.external_id
     elif spec.name == "parent_links":
-        other, on = LearningUser.__table__, "external_id"
+        other, on, user_type = LearningUser.__table__, "external_id", "S"
         join_column = table.c.child_id
     elif spec.name == "rosters":
         other, on = LearningClass.__table__, "class_id"
@@ -148,6 +150,8 @@ def _organization_column(spec: EntitySpec):
     condition = and_(
         alias.c.district_id == table.c.district_id, alias.c.run_id == table.c.run_id, alias.c[on] == join_column
     )
+    if user_type is not None:  # a student's DCID may also be a teacher's or a parent's
+        condition = and_(condition, alias.c.user_type == user_type)
     return alias.c.organization_id, (alias, condition)
 
 
@@ -357,6 +361,10 @@ def compute_changes(engine: Engine, config: DistrictConfig, run_id: str) -> dict
     with engine.begin() as connection:
         if connection.dialect.name == "sqlite":
             _register_sqlite_functions(connection)
+        migrated = migrate_user_identity(connection, district_id,
+                                         lambda payload: content_hash(payload, ENTITY_BY_NAME["rosters"]))
+        if any(migrated.values()):
+            log.info("snapshot of %s rekeyed for identity by user type: %s", district_id, migrated)
         connection.execute(
             changes.delete().where(
                 changes.c.district_id == district_id, changes.c.run_id == run_id, changes.c.status != STATUS_ACCEPTED

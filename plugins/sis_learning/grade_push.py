@@ -54,6 +54,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from sis_learning.config import DistrictConfig
+from sis_learning.hooks.district import learning_hook, powerteacher_client
 from sis_learning.staging import ledger
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,11 @@ PUSHED_GRADABLE_TYPES = frozenset({"Dropbox", "Assignment", "LTI_SCORM", "Discus
 # Sections.GradebookType: 1 is the legacy PowerTeacher Gradebook; 2 (or none) PowerTeacher Pro.
 LEGACY_GRADEBOOK_TYPES = frozenset({"1"})
 LINK_EVENTS = frozenset({"class_linked", "class_unlinked"})
-LEASE_SECONDS = 120.0
+# The district's push lease (ledger): held for LEASE_SECONDS, renewed before a write once a
+# third of it has passed (so a run holds at least 200 s of lease whenever it writes), and
+# with every cursor advance. A run that finds it taken over stops writing (LeaseLost).
+LEASE_SECONDS = 300.0
+LEASE_RENEW_FRACTION = 1 / 3
 LEASE_WAIT_SECONDS = 600.0
 
 # Counts kept per run (sync_runs.counts["grade_push"]).
@@ -100,6 +105,7 @@ COUNT_NAMES = (
     "gradables_deleted_before_push",
     "put_requests",
     "lease_wait_ms",
+    "lease_renewals",
 )
 
 
@@ -414,6 +420,14 @@ class LeaseBusy(RuntimeError):
     """Another push run of the district held the lease for longer than this run waits."""
 
 
+class LeaseLost(RuntimeError):
+    """This run's lease expired and another run took it over: this run must not write any more.
+
+    Raised before the next PowerTeacher write or cursor advance; what this run already wrote
+    is in the ledger (scores are recorded per PUT), so the new holder does not write it again.
+    """
+
+
 def change_event(change: Mapping[str, Any]) -> str:
     """The feed entry's event (entries without one are score changes)."""
     event = change.get("event")
@@ -451,6 +465,9 @@ class GradePush:
         self.max_pages = max_pages
         self.lease_seconds = lease_seconds
         self.lease_wait_seconds = lease_wait_seconds
+        self._lease_renewed_at = 0.0
+        self._lease_lost: str | None = None
+        self._lease_lock = threading.Lock()
         self.classes = ImportedClasses(engine, self.district_id)
         self.summary = PushSummary(self.district_id, run_id)
         self._categories: dict[tuple[str, str | None], tuple[str, str] | None] = {}
@@ -485,7 +502,34 @@ class GradePush:
                                 f"over {self.lease_wait_seconds:.0f}s; this run gives up (the task is retried)")
             time.sleep(delay)
             delay = min(delay * 1.5, 0.5)
+        self._lease_renewed_at = time.monotonic()
         self.summary.counts["lease_wait_ms"] += int((time.monotonic() - started) * 1000)
+
+    def _lease_lost_error(self) -> LeaseLost:
+        holder = ledger.lease_holder(self.engine, self.district_id)
+        self._lease_lost = (f"grade push run {self.run_id} lost the lease of district {self.district_id} "
+                            f"(now held by {holder or 'no run'}): it stopped writing; what it wrote is in the "
+                            f"ledger and the holder continues from the cursor")
+        return LeaseLost(self._lease_lost)
+
+    def hold_lease(self) -> None:
+        """Called before every PowerTeacher write: renew the lease when due; LeaseLost if it was taken over.
+
+        Renewal happens once ``lease_seconds * LEASE_RENEW_FRACTION`` has passed since the last one,
+        so a long page (hundreds of assignments, slow PowerTeacher answers) keeps its lease, and a
+        write starts with at least two thirds of the lease left.
+        """
+        with self._lease_lock:
+            if self._lease_lost:
+                raise LeaseLost(self._lease_lost)
+            if time.monotonic() - self._lease_renewed_at < self.lease_seconds * LEASE_RENEW_FRACTION:
+                return
+            with self.engine.begin() as connection:
+                renewed = ledger.renew_lease(connection, self.district_id, self.run_id, self.lease_seconds)
+            if not renewed:
+                raise self._lease_lost_error()
+            self._lease_renewed_at = time.monotonic()
+            self.summary.counts["lease_renewals"] += 1
 
     def run(self) -> PushSummary:
         started = time.monotonic()
@@ -501,12 +545,16 @@ class GradePush:
                     break
                 self.process_page(changes)
                 newest = max(int(change["cursor"]) for change in changes)
-                with self.engine.begin() as connection:
-                    ledger.save_cursor(connection, self.district_id, newest, self.run_id)
+                with self._lease_lock, self.engine.begin() as connection:  # the cursor moves only under our lease
+                    advanced = ledger.save_cursor_holding_lease(connection, self.district_id, newest, self.run_id,
+                                                                self.lease_seconds)
+                    if advanced:
+                        self._lease_renewed_at = time.monotonic()
+                if not advanced:
+                    raise self._lease_lost_error()
                 cursor = self.summary.cursor_after = newest
                 if not body.get("has_more"):
                     break
-                ledger.acquire_lease(self.engine, self.district_id, self.run_id, self.lease_seconds)  # renew
         finally:
             ledger.release_lease(self.engine, self.district_id, self.run_id)
         self.summary.seconds = time.monotonic() - started
@@ -618,31 +666,45 @@ class GradePush:
                 legacy[outcome.section_id].extend((item, outcome.section_id) for item in items)
             else:
                 writes[str(klass.teacher_users_dcid)].extend((item, outcome.section_id) for item in items)
-        pushed: list[dict[str, Any]] = []
+        self._record_scores([], refused)  # scores refused with their assignment
 
         def put_all(entry: tuple[str, list[tuple[_Pending, str]]]) -> None:
             users_dcid, items = entry
             for start in range(0, len(items), self.scores_per_put):
-                self._put(users_dcid, items[start:start + self.scores_per_put], pushed, refused)
+                pushed_now: list[dict[str, Any]] = []
+                refused_now: list[dict[str, Any]] = []
+                self._put(users_dcid, items[start:start + self.scores_per_put], pushed_now, refused_now)
+                self._record_scores(pushed_now, refused_now)
 
         def put_legacy(entry: tuple[str, list[tuple[_Pending, str]]]) -> None:
             assignment_id, items = entry
             for start in range(0, len(items), self.scores_per_put):
-                self._put_legacy(assignment_id, items[start:start + self.scores_per_put], pushed, refused)
+                pushed_now: list[dict[str, Any]] = []
+                refused_now: list[dict[str, Any]] = []
+                self._put_legacy(assignment_id, items[start:start + self.scores_per_put], pushed_now, refused_now)
+                self._record_scores(pushed_now, refused_now)
 
         self._parallel(put_all, list(writes.items()))
         self._parallel(put_legacy, list(legacy.items()))
-        with self.engine.begin() as connection:
-            ledger.record_pushed_scores(connection, pushed)
-            ledger.record_refused_scores(connection, refused)
-        cleared = sum(1 for row in pushed if row["score"] is None)
-        counts["scores_pushed"] += len(pushed) - cleared
-        counts["scores_cleared"] += cleared
-        counts["scores_refused"] += len(refused)
-        self.summary.refusals.extend(refused)
         for gradable_id in sorted(deleted):
             change, klass = gradables[gradable_id]
             self.delete_assignment(change, klass, assignments.get(gradable_id))
+
+    def _record_scores(self, pushed: list[dict[str, Any]], refused: list[dict[str, Any]]) -> None:
+        """Ledger rows of one PUT's outcome, committed at once (so a run that loses its lease mid-page
+        leaves no written-but-unrecorded score for the next holder to write again)."""
+        if not pushed and not refused:
+            return
+        with self._lock:  # one ledger writer at a time (SQLite), counts kept with it
+            with self.engine.begin() as connection:
+                ledger.record_pushed_scores(connection, pushed)
+                ledger.record_refused_scores(connection, refused)
+            counts = self.summary.counts
+            cleared = sum(1 for row in pushed if row["score"] is None)
+            counts["scores_pushed"] += len(pushed) - cleared
+            counts["scores_cleared"] += cleared
+            counts["scores_refused"] += len(refused)
+            self.summary.refusals.extend(refused)
 
     def _parallel(self, work, entries: list) -> list:
         """``work`` over ``entries`` on up to ``workers`` threads (the hook's limiter bounds requests)."""
@@ -670,6 +732,7 @@ class GradePush:
         name the refused items by index. Without indexes the batch is halved until each
         refused score stands alone. Either way no valid score is held back.
         """
+        self.hold_lease()
         self._count("put_requests")
         refusal = self.powerteacher.put_scores(
             users_dcid, [score_body(item.student_id, section, item.change.get("score")) for item, section in items]
@@ -696,6 +759,7 @@ class GradePush:
 
     def _put_legacy(self, assignment_id: str, items: list[tuple[_Pending, str]], pushed: list, refused: list) -> None:
         """The legacy gradebook answers 200 and names each refused item (batch_result 409); the others are written."""
+        self.hold_lease()
         self._count("put_requests")
         refused_items = self.powerteacher.ptg_put_scores(
             assignment_id, [ptg_score_body(item.student_id, item.change.get("score")) for item, _ in items])
@@ -742,6 +806,7 @@ class GradePush:
             if int(gradable.get("revision") or 1) > int(row.get("revision") or 1):
                 self.update_assignment(gradable, klass, row)
             return AssignmentOutcome(section_id=str(row["assignment_section_id"]))
+        self.hold_lease()  # before the adoption or the intent and the POST
         if row and row.get("status") in (ledger.ASSIGNMENT_DELETED, ledger.ASSIGNMENT_DELETE_REFUSED):
             return AssignmentOutcome(refusal="the gradable was deleted")
         gradable_id = str(gradable.get("id"))
@@ -813,6 +878,7 @@ class GradePush:
 
     def update_assignment(self, gradable: Mapping[str, Any], klass: ImportedClass, row: Mapping[str, Any]) -> None:
         """Bring the assignment to the gradable's latest fields (a PUT of the whole assignment; idempotent)."""
+        self.hold_lease()
         points = str(_points(gradable.get("total_points")))
         due = row.get("duedate") or datetime.now(UTC).date().isoformat()
         if klass.gradebook == ledger.GRADEBOOK_LEGACY:
@@ -851,6 +917,7 @@ class GradePush:
         status = (row or {}).get("status")
         if status in (ledger.ASSIGNMENT_DELETED, ledger.ASSIGNMENT_DELETE_REFUSED):
             return  # already handled (a replayed page)
+        self.hold_lease()
         if status == ledger.ASSIGNMENT_CREATING and row is not None:
             adopted = self._find_existing(klass, str(klass.teacher_users_dcid), row.get("name") or "")
             row = {**row, "assignment_id": adopted[0], "assignment_section_id": adopted[1]} if adopted else None
@@ -985,26 +1052,6 @@ def send_refusal_email(config: DistrictConfig, summary: PushSummary) -> bool:
 # --------------------------------------------------------------------------- the task
 
 
-def powerteacher_client(config: DistrictConfig):
-    from sis_learning.hooks.http_client import RetryPolicy
-    from sis_learning.hooks.powerschool import PowerSchoolHook
-    from sis_learning.hooks.powerteacher import PowerTeacherClient
-
-    hook = PowerSchoolHook(
-        config.powerschool.connection_id,
-        max_concurrent_requests=config.powerschool.max_concurrent_requests,
-        timeout_seconds=config.powerschool.request_timeout_seconds,
-        retry_policy=RetryPolicy(max_retries=config.powerschool.max_retries),
-    )
-    return PowerTeacherClient(hook)
-
-
-def learning_hook(config: DistrictConfig):
-    from sis_learning.hooks.learning import LearningHook
-
-    return LearningHook(config.learning.connection_id)
-
-
 def push_grades(
     config: DistrictConfig,
     engine: Engine,
@@ -1016,6 +1063,7 @@ def push_grades(
     **options: Any,
 ) -> PushSummary:
     """One grade-push run with its bookkeeping in ``sync_runs`` (kind ``grade_push``) and the refusal email."""
+    from sis_learning.staging.errors import summarise
     from sis_learning.staging.runs import finish_run, record_stage, start_run
 
     start_run(engine, config.district_id, run_id, dag_id=config.grade_push_dag_id, kind=RUN_KIND)
@@ -1023,11 +1071,19 @@ def push_grades(
     try:
         summary = push.run()
     except Exception as error:
+        # A database error (ledger or staging write) quotes its SQL parameters: other people's
+        # student ids and scores. Replace it by its value-free summary (staging/errors.py) before
+        # it is recorded, logged, emailed or raised, as the import's steps do.
+        summarised = summarise(error, "grade push")
+        reason = str(summarised or error).strip() or type(error).__name__
         record_stage(engine, config.district_id, run_id, "push", kind=RUN_KIND,
                      counts={"grade_push": push.summary.as_dict()})
-        finish_run(engine, config.district_id, run_id, "failed", error=str(error)[:4000], kind=RUN_KIND)
+        finish_run(engine, config.district_id, run_id, "failed", error=reason[:4000], kind=RUN_KIND)
+        log.error("Grade push %s failed for district %s: %s", run_id, config.district_id, reason[:4000])
         if notify:
             send_refusal_email(config, push.summary)
+        if summarised is not None:
+            raise summarised from None  # the driver's message and parameters carry row values
         raise
     record_stage(engine, config.district_id, run_id, "push", kind=RUN_KIND, seconds=summary.seconds,
                  counts={"grade_push": {key: value for key, value in summary.as_dict().items()

@@ -22,6 +22,7 @@ from typing import Any
 
 from sis_learning.config import REPO_ROOT, DistrictConfig, load_district_by_id
 from sis_learning.exceptions import FatalError
+from sis_learning.hooks.district import learning_hook, powerschool_hook
 
 log = logging.getLogger(__name__)
 
@@ -105,14 +106,20 @@ def _xcom_safe(result: dict[str, Any]) -> dict[str, Any]:
 
 # ---- start ---------------------------------------------------------------------------
 
-def start_run(district_id: str, run_id: str, dag_id: str) -> dict[str, Any]:
-    """Open the run's row; a run of the district still ``running`` died unreported: mark it abandoned."""
+def start_run(district_id: str, run_id: str, dag_id: str, full_refresh: bool = False) -> dict[str, Any]:
+    """Open the run's row; a run of the district still ``running`` died unreported: mark it abandoned.
+
+    ``full_refresh`` (the DAG param) makes every extract of this run read in full.
+    """
+    from sis_learning.extract.incremental import request_full_read
     from sis_learning.staging.runs import abandon_unfinished_runs
     from sis_learning.staging.runs import start_run as start
 
     config = load_district_by_id(district_id)
     engine = _engine()
     start(engine, district_id, run_id, dag_id=dag_id)
+    if full_refresh:
+        request_full_read(engine, district_id, run_id, "full_refresh requested when the run was triggered")
     abandoned = abandon_unfinished_runs(engine, district_id, run_id)
     for item in abandoned:
         log.warning("Run %s of district %s stopped without reporting while in %s: marked abandoned",
@@ -193,26 +200,6 @@ def configuration_error(source_file: str, run_id: str) -> dict[str, Any]:
 
 
 # ---- extract -------------------------------------------------------------------------
-
-def powerschool_hook(config: DistrictConfig):
-    """The district's PowerSchool hook, with its request limits from the district YAML."""
-    from sis_learning.hooks.http_client import RetryPolicy
-    from sis_learning.hooks.powerschool import PowerSchoolHook
-
-    settings = config.powerschool
-    return PowerSchoolHook(
-        settings.connection_id,
-        max_concurrent_requests=settings.max_concurrent_requests,
-        timeout_seconds=settings.request_timeout_seconds,
-        retry_policy=RetryPolicy(max_retries=settings.max_retries),
-    )
-
-
-def learning_hook(config: DistrictConfig):
-    from sis_learning.hooks.learning import LearningHook
-
-    return LearningHook(config.learning.connection_id)
-
 
 def extract_schools(district_id: str, run_id: str) -> dict[str, Any]:
     from sis_learning import extract

@@ -32,6 +32,7 @@ import queue
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -98,11 +99,15 @@ PHASES: tuple[Phase, ...] = (
 # What a refused row points at: if that was refused in this run too, the row's refusal is
 # a cascade ("If the user fails and is the owner of a class, roster and class creation
 # will also fail") and rejected_rows.caused_by names it.
-REFERENCES: dict[str, tuple[tuple[str, str], ...]] = {
-    "user_levels": (("external_id", "users"),),
-    "classes": (("teacher_id", "users"),),
-    "rosters": (("class_id", "classes"), ("user_id", "users")),
-    "parent_links": (("parent_id", "users"), ("child_id", "users")),
+# Each reference: (entity referred to, the referred key from the row's payload). A user's key
+# is "<user_type>:<external_id>": the type is the field's (a class's teacher is a T) or the row's.
+REFERENCES: dict[str, tuple[tuple[str, Callable[[dict[str, Any]], str]], ...]] = {
+    "user_levels": (("users", lambda payload: f"S:{payload.get('external_id')}"),),
+    "classes": (("users", lambda payload: f"T:{payload.get('teacher_id')}"),),
+    "rosters": (("classes", lambda payload: str(payload.get("class_id"))),
+                ("users", lambda payload: f"{payload.get('user_type')}:{payload.get('user_id')}")),
+    "parent_links": (("users", lambda payload: f"P:{payload.get('parent_id')}"),
+                     ("users", lambda payload: f"S:{payload.get('child_id')}")),
 }
 
 
@@ -227,7 +232,8 @@ def _request_rows(phase: Phase, batch: PendingBatch, password: str | None, tempo
     """
     spec = ENTITY_BY_NAME[phase.entity]
     if phase.method == "deactivate":
-        return [{"external_id": key} for key in batch.keys]
+        # users are keyed "<user_type>:<external_id>"
+        return [dict(zip(("user_type", "external_id"), key.split(":", 1), strict=True)) for key in batch.keys]
     if phase.method == "remove":
         return [{name: payload.get(name) for name in spec.key_fields} for payload in batch.payloads]
     fields = spec.compared_fields
@@ -259,7 +265,7 @@ def _send(hook: LearningHook, phase: Phase, rows: list[dict]) -> tuple[list[dict
     elif phase.method == "remove":
         results = hook.remove(phase.entity, rows)
     else:
-        results = hook.deactivate_users([row["external_id"] for row in rows])
+        results = hook.deactivate_users(rows)
     return results, time.perf_counter() - started
 
 
@@ -464,8 +470,8 @@ def _refused_causes(
         return {}
     changes = ChangeSet.__table__
     causes: dict[str, str] = {}
-    for field_name, entity in references:
-        wanted = {str(row.payload.get(field_name)) for row in refused if row.key not in causes}
+    for entity, referred_key in references:
+        wanted = {referred_key(row.payload) for row in refused if row.key not in causes}
         if not wanted:
             continue
         refused_there = set(connection.execute(
@@ -475,7 +481,7 @@ def _refused_causes(
             )
         ).scalars())
         for row in refused:
-            value = str(row.payload.get(field_name))
+            value = referred_key(row.payload)
             if row.key not in causes and value in refused_there:
                 causes[row.key] = f"{entity}:{value}"
     return causes

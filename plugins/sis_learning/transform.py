@@ -209,7 +209,7 @@ def build_learning_frames(config: DistrictConfig, rows: dict[str, pd.DataFrame],
         specs["rosters_students"].apply(rows["section_enrollments"], context),
     ])
     # One roster row per (class, user): the first role wins (teacher, co-teacher, student).
-    rosters = rosters.drop_duplicates(["class_id", "user_id"], keep="first")
+    rosters = rosters.drop_duplicates(["class_id", "user_type", "user_id"], keep="first")
     return {
         "organizations": specs["organizations"].apply(rows["schools"], context),
         "users": users,

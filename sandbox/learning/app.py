@@ -57,6 +57,7 @@ from sandbox.learning.schemas import (
     RosterKey,
     ScoreBody,
     ScoreOut,
+    UserType,
     batch_model,
 )
 
@@ -315,6 +316,9 @@ def create_app(domains: dict[str, str], database_url: str) -> FastAPI:
         ) -> dict[str, Any]:
             with transaction(domain, write=False) as session:
                 parts = tuple(key.split(":", len(importer.key_fields) - 1))
+                if len(parts) != len(importer.key_fields):
+                    raise ApiError(404, f"no {entity} with key {key} in this domain (a key is {key_help}, "
+                                        "joined with ':')")
                 found = importer(session, domain, DomainSettingsBody(), datetime.now(UTC)).load_existing([parts])
                 if parts not in found:
                     raise ApiError(404, f"no {entity} with key {key} in this domain")
@@ -359,9 +363,7 @@ def create_app(domains: dict[str, str], database_url: str) -> FastAPI:
         summary="Deactivate users (never deleted)",
     )
     def deactivate(domain: Domain, body: DeactivateRequest) -> Response:
-        return import_write(
-            domain, len(body.external_ids), lambda session: deactivate_users(session, domain, body.external_ids)
-        )
+        return import_write(domain, len(body.users), lambda session: deactivate_users(session, domain, body.users))
 
     def add_remove_route(entity: str) -> None:
         body_model = REMOVE_BODIES[entity]
@@ -412,21 +414,25 @@ def create_app(domains: dict[str, str], database_url: str) -> FastAPI:
 
     # --- admin side -----------------------------------------------------------------------------
 
-    def _user(session: Session, domain: str, external_id: str) -> User:
-        user = session.scalar(select(User).where(User.domain == domain, User.external_id == external_id))
+    def _user(session: Session, domain: str, user_type: str, external_id: str) -> User:
+        user = session.scalar(
+            select(User).where(User.domain == domain, User.user_type == user_type, User.external_id == external_id)
+        )
         if user is None:
-            raise ApiError(404, f"user {external_id} does not exist in this domain")
+            raise ApiError(404, f"user {user_type}:{external_id} does not exist in this domain")
         return user
 
     @app.put(
-        "/api/v1/admin/users/{external_id}/authentication",
+        "/api/v1/admin/users/{user_type}/{external_id}/authentication",
         tags=["admin"],
         responses={**ERROR_RESPONSES, 404: {"model": Message}},
         summary="Set a user's authentication type by hand (imports never change it afterwards)",
     )
-    def set_authentication(domain: Domain, external_id: str, body: AuthenticationBody) -> dict[str, Any]:
+    def set_authentication(
+        domain: Domain, user_type: UserType, external_id: str, body: AuthenticationBody
+    ) -> dict[str, Any]:
         with transaction(domain, write=True) as session:
-            user = _user(session, domain, external_id)
+            user = _user(session, domain, user_type, external_id)
             user.authentication_type = body.authentication_type
             user.authentication_set_by = "admin"
             user.updated_at = datetime.now(UTC)
@@ -434,18 +440,17 @@ def create_app(domains: dict[str, str], database_url: str) -> FastAPI:
             return row_out(user)
 
     @app.post(
-        "/api/v1/admin/users/{external_id}/notifications",
+        "/api/v1/admin/users/{user_type}/{external_id}/notifications",
         status_code=201,
         tags=["admin"],
         responses={**ERROR_RESPONSES, 404: {"model": Message}},
         summary="Send a user a notification by hand (the source document: 'inform users of their credentials later')",
     )
-    def notify_user(domain: Domain, external_id: str, body: NotificationBody) -> dict[str, Any]:
+    def notify_user(domain: Domain, user_type: UserType, external_id: str, body: NotificationBody) -> dict[str, Any]:
         with transaction(domain, write=True) as session:
-            _user(session, domain, external_id)
-            session.add(
-                Notification(domain=domain, user_external_id=external_id, kind=body.kind, created_at=datetime.now(UTC))
-            )
+            _user(session, domain, user_type, external_id)
+            session.add(Notification(domain=domain, user_type=user_type, user_external_id=external_id, kind=body.kind,
+                                     created_at=datetime.now(UTC)))
             session.flush()
             count = session.scalar(select(func.count()).select_from(Notification).where(Notification.domain == domain))
             return {"count": count}

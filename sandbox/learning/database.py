@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Engine, create_engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -59,5 +59,27 @@ def open_database(url: str) -> sessionmaker[Session]:
         engine = create_engine(url, pool_pre_ping=True, executemany_mode="values_plus_batch")
     else:
         engine = create_engine(url, pool_pre_ping=True)
+    _drop_tables_keyed_by_external_id_alone(engine)
     LearningBase.metadata.create_all(engine)
     return sessionmaker(engine, expire_on_commit=False)
+
+
+# Tables whose rows changed key when users became identified by (user_type, external_id).
+_RESHAPED_TABLES = ("users", "user_levels", "classes", "rosters", "parent_links", "notifications")
+
+
+def _drop_tables_keyed_by_external_id_alone(engine: Engine) -> None:
+    """A reference-server database from before identity by type is rebuilt empty (it is a sandbox).
+
+    Its users were keyed by external id alone, so a student and a teacher with the same
+    number could not both exist.
+    """
+    names = set(inspect(engine).get_table_names())
+    if "rosters" not in names:
+        return
+    if "user_type" in {column["name"] for column in inspect(engine).get_columns("rosters")}:
+        return
+    with engine.begin() as connection:
+        for name in _RESHAPED_TABLES:
+            if name in names:
+                connection.execute(text(f'DROP TABLE "{name}"'))

@@ -3,7 +3,8 @@
 This is where the reference server keeps the rules the source document states for
 Learning's side of the PowerSchool SIS import:
 
-- every object is keyed by its import id (external id); a row creates, updates or leaves
+- every object is keyed by its import id (external id), a user by user type and external
+  id (a student, a teacher and a parent may carry the same number); a row creates, updates or leaves
   unchanged the object with that key, and each row gets its own result;
 - a class whose teacher does not exist fails; a roster row whose class or user does not
   exist fails (and so does a user level or parent link whose user does not exist);
@@ -43,6 +44,7 @@ from sandbox.learning.batch_sql import insert_rows, rows_by_keys, update_rows_by
 from sandbox.learning.models import LearningBase, LearningClass, Organization, ParentLink, Roster, User, UserLevel
 from sandbox.learning.passwords import PasswordHasher
 from sandbox.learning.schemas import (
+    ROLE_USER_TYPE,
     SSO_AUTHENTICATION_TYPES,
     ClassRow,
     DomainSettingsBody,
@@ -51,6 +53,7 @@ from sandbox.learning.schemas import (
     ParentLinkRow,
     RosterKey,
     RosterRow,
+    UserKey,
     UserLevelRow,
     UserRow,
 )
@@ -88,13 +91,15 @@ def _chunks(items: Sequence[Any], size: int = 500) -> Iterable[Sequence[Any]]:
         yield items[start : start + size]
 
 
-def _user_types(session: Session, domain: str, external_ids: Iterable[str]) -> dict[str, str]:
-    """external_id -> user_type for the users of ``external_ids`` that exist in the domain."""
-    found = rows_by_keys(
-        session, User.__table__, domain, ("external_id",), ((value,) for value in external_ids),
-        columns=("external_id", "user_type"),
-    )
-    return {key[0]: record.user_type for key, record in found.items()}
+def _existing_users(session: Session, domain: str, users: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The (user_type, external_id) of ``users`` that exist in the domain.
+
+    A user is identified by type and external id: a student, a teacher and a parent with
+    the same number are three users (PowerSchool keeps one id sequence per table).
+    """
+    found = rows_by_keys(session, User.__table__, domain, ("user_type", "external_id"), set(users),
+                         columns=("user_type", "external_id"))
+    return set(found)
 
 
 def _existing_keys(session: Session, domain: str, column: Any, keys: Iterable[str]) -> set[str]:
@@ -120,15 +125,9 @@ def _same_columns(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 USER_TYPE_NAMES = {"S": "a student", "T": "a teacher", "P": "a parent"}
 
 
-def _require_user(user_types: dict[str, str], external_id: str, role: str, wanted_type: str | None) -> None:
-    user_type = user_types.get(external_id)
-    if user_type is None:
-        raise RowFailed(f"{role} {external_id} does not exist in this domain")
-    if wanted_type is not None and user_type != wanted_type:
-        raise RowFailed(
-            f"{role} {external_id} is {USER_TYPE_NAMES.get(user_type, user_type)} (user_type {user_type}), "
-            f"not {USER_TYPE_NAMES[wanted_type]} ({wanted_type})"
-        )
+def _require_user(existing: set[tuple[str, str]], external_id: str, role: str, user_type: str) -> None:
+    if (user_type, external_id) not in existing:
+        raise RowFailed(f"{role} {user_type}:{external_id} does not exist in this domain")
 
 
 class EntityImport:
@@ -317,7 +316,7 @@ class UserImport(EntityImport):
     entity = "users"
     row_model = UserRow
     table = User
-    key_fields = ("external_id",)
+    key_fields = ("user_type", "external_id")
 
     def prepare(self, rows: list[tuple[int, UserRow]], existing: dict[tuple[str, ...], Any]) -> None:
         self.hash_password = self.password_hasher or PasswordHasher()
@@ -328,12 +327,15 @@ class UserImport(EntityImport):
         wanted_logins = {
             ((row.login or row.sso_email_address).lower(),) for _, row in rows if row.login or row.sso_email_address
         }
-        # login_key -> external_id of its holder, as the batch goes (a row may free a login for a later row).
+        # login_key -> "<user_type>:<external_id>" of its holder, as the batch goes (a row may free a
+        # login for a later row).
         owners = rows_by_keys(
             self.session, User.__table__, self.domain, ("login_key",), wanted_logins,
-            columns=("login_key", "external_id"),
+            columns=("login_key", "user_type", "external_id"),
         )
-        self.login_owners: dict[str, str] = {key[0]: record.external_id for key, record in owners.items()}
+        self.login_owners: dict[str, str] = {
+            key[0]: f"{record.user_type}:{record.external_id}" for key, record in owners.items()
+        }
         self.released_logins: set[str] = set()
 
     def _password_hash(self, password: str) -> str:
@@ -381,7 +383,7 @@ class UserImport(EntityImport):
             )
         login_key = login.lower()
         holder = self.login_owners.get(login_key)
-        if holder is not None and holder != row.external_id:
+        if holder is not None and holder != _identity(row):
             raise RowFailed(f"login '{login}' is already used by user {holder} in this domain (logins are unique)")
 
         note = None
@@ -430,10 +432,11 @@ class UserImport(EntityImport):
 
     def accepted(self, row: UserRow, existing: Any | None, values: dict[str, Any]) -> None:
         releases_old_login = existing is not None and existing.login_key != values["login_key"]
-        if releases_old_login and self.login_owners.get(existing.login_key, row.external_id) == row.external_id:
+        identity = _identity(row)
+        if releases_old_login and self.login_owners.get(existing.login_key, identity) == identity:
             self.login_owners.pop(existing.login_key, None)
             self.released_logins.add(existing.login_key)
-        self.login_owners[values["login_key"]] = row.external_id
+        self.login_owners[values["login_key"]] = identity
         self.released_logins.discard(values["login_key"])
 
     def must_update_in_order(self, changed: dict[str, Any]) -> bool:
@@ -449,11 +452,11 @@ class UserLevelImport(EntityImport):
     key_fields = ("external_id",)
 
     def prepare(self, rows: list[tuple[int, UserLevelRow]], existing: dict[tuple[str, ...], Any]) -> None:
-        self.user_types = _user_types(self.session, self.domain, (row.external_id for _, row in rows))
+        self.users = _existing_users(self.session, self.domain, (("S", row.external_id) for _, row in rows))
 
     def values(self, row: UserLevelRow, existing: Any | None) -> tuple[dict[str, Any], str | None]:
-        if self.user_types.get(row.external_id) != "S":
-            _require_user(self.user_types, row.external_id, "user", "S")
+        # A user level belongs to a student: external_id is a student's.
+        _require_user(self.users, row.external_id, "user", "S")
         return {"external_id": row.external_id, "level_id": row.level_id}, None
 
 
@@ -464,13 +467,13 @@ class ClassImport(EntityImport):
     key_fields = ("class_id",)
 
     def prepare(self, rows: list[tuple[int, ClassRow]], existing: dict[tuple[str, ...], Any]) -> None:
-        self.user_types = _user_types(self.session, self.domain, (row.teacher_id for _, row in rows))
+        self.users = _existing_users(self.session, self.domain, (("T", row.teacher_id) for _, row in rows))
         self.organizations = _existing_keys(
             self.session, self.domain, Organization.organization_id, (row.organization_id for _, row in rows)
         )
 
     def values(self, row: ClassRow, existing: Any | None) -> tuple[dict[str, Any], str | None]:
-        _require_user(self.user_types, row.teacher_id, "teacher", "T")
+        _require_user(self.users, row.teacher_id, "teacher", "T")
         if row.organization_id not in self.organizations:
             raise RowFailed(
                 f"organization {row.organization_id} does not exist in this domain (import the organization first)"
@@ -478,17 +481,14 @@ class ClassImport(EntityImport):
         return row.model_dump(), None
 
 
-ROLE_USER_TYPE = {"student": "S", "teacher": "T", "co-teacher": "T"}
-
-
 class RosterImport(EntityImport):
     entity = "rosters"
     row_model = RosterRow
     table = Roster
-    key_fields = ("class_id", "user_id")
+    key_fields = ("class_id", "user_type", "user_id")
 
     def prepare(self, rows: list[tuple[int, RosterRow]], existing: dict[tuple[str, ...], Any]) -> None:
-        self.user_types = _user_types(self.session, self.domain, (row.user_id for _, row in rows))
+        self.users = _existing_users(self.session, self.domain, ((row.user_type, row.user_id) for _, row in rows))
         self.classes = _existing_keys(
             self.session, self.domain, LearningClass.class_id, (row.class_id for _, row in rows)
         )
@@ -496,15 +496,13 @@ class RosterImport(EntityImport):
     def values(self, row: RosterRow, existing: Any | None) -> tuple[dict[str, Any], str | None]:
         if row.class_id not in self.classes:
             raise RowFailed(f"class {row.class_id} does not exist in this domain")
-        user_type = self.user_types.get(row.user_id)
-        if user_type is None:
-            _require_user(self.user_types, row.user_id, "user", None)
-        if user_type != ROLE_USER_TYPE[row.role]:
+        if row.user_type != ROLE_USER_TYPE[row.role]:
             raise RowFailed(
-                f"role '{row.role}' needs {USER_TYPE_NAMES[ROLE_USER_TYPE[row.role]]}; "
-                f"user {row.user_id} is {USER_TYPE_NAMES.get(user_type, user_type)} (user_type {user_type})"
+                f"role '{row.role}' needs {USER_TYPE_NAMES[ROLE_USER_TYPE[row.role]]} "
+                f"(user_type {ROLE_USER_TYPE[row.role]}), not user_type {row.user_type}"
             )
-        return {"class_id": row.class_id, "user_id": row.user_id, "role": row.role}, None
+        _require_user(self.users, row.user_id, "user", row.user_type)
+        return {"class_id": row.class_id, "user_type": row.user_type, "user_id": row.user_id, "role": row.role}, None
 
 
 class ParentLinkImport(EntityImport):
@@ -514,14 +512,13 @@ class ParentLinkImport(EntityImport):
     key_fields = ("parent_id", "child_id")
 
     def prepare(self, rows: list[tuple[int, ParentLinkRow]], existing: dict[tuple[str, ...], Any]) -> None:
-        ids = [row.parent_id for _, row in rows] + [row.child_id for _, row in rows]
-        self.user_types = _user_types(self.session, self.domain, ids)
+        wanted = [("P", row.parent_id) for _, row in rows] + [("S", row.child_id) for _, row in rows]
+        self.users = _existing_users(self.session, self.domain, wanted)
 
     def values(self, row: ParentLinkRow, existing: Any | None) -> tuple[dict[str, Any], str | None]:
-        user_types = self.user_types
-        if user_types.get(row.parent_id) != "P" or user_types.get(row.child_id) != "S":
-            _require_user(user_types, row.parent_id, "parent", "P")
-            _require_user(user_types, row.child_id, "child", "S")
+        # parent_id is a parent's external id, child_id a student's.
+        _require_user(self.users, row.parent_id, "parent", "P")
+        _require_user(self.users, row.child_id, "child", "S")
         return {"parent_id": row.parent_id, "child_id": row.child_id}, None
 
 
@@ -548,61 +545,64 @@ def upsert_batch(
     return importer.upsert(rows)
 
 
-def deactivate_users(session: Session, domain: str, external_ids: list[Any]) -> list[RowOutcome]:
-    """Disable users (never delete: their work, grades and history stay in Learning)."""
+def _identity(row: Any) -> str:
+    """``"<user_type>:<external_id>"``: how a user is named in results and reasons."""
+    return f"{row.user_type}:{row.external_id}"
+
+
+def deactivate_users(session: Session, domain: str, raw_users: list[Any]) -> list[RowOutcome]:
+    """Disable users (never delete: their work, grades and history stay in Learning).
+
+    Each item is ``{"user_type", "external_id"}``; its result key is ``"<user_type>:<external_id>"``.
+    """
     now = datetime.now(UTC)
     outcomes: dict[int, RowOutcome] = {}
-    wanted: list[tuple[int, str]] = []
-    for index, value in enumerate(external_ids):
-        if isinstance(value, bool) or not isinstance(value, str | int):
-            outcomes[index] = RowOutcome(index, None, "failed", "an external id must be a string")
+    wanted: list[tuple[int, tuple[str, str]]] = []
+    for index, raw in enumerate(raw_users):
+        if not isinstance(raw, dict):
+            outcomes[index] = RowOutcome(index, None, "failed", "a user must be a JSON object {user_type, external_id}")
             continue
-        external_id = str(value)
-        if not external_id or len(external_id) > limits.EXTERNAL_ID_LENGTH:
-            outcomes[index] = RowOutcome(
-                index,
-                external_id or None,
-                "failed",
-                f"an external id has 1 to {limits.EXTERNAL_ID_LENGTH} characters",
-            )
+        try:
+            user_key = UserKey.model_validate(raw)
+        except ValidationError as error:
+            outcomes[index] = RowOutcome(index, UserImport.key_of(raw), "failed", describe_validation_error(error))
             continue
-        wanted.append((index, external_id))
+        wanted.append((index, (user_key.user_type, user_key.external_id)))
     users = rows_by_keys(
-        session, User.__table__, domain, ("external_id",), ((external_id,) for _, external_id in wanted),
-        columns=("id", "external_id", "enabled"),
+        session, User.__table__, domain, ("user_type", "external_id"), (key for _, key in wanted),
+        columns=("id", "user_type", "external_id", "enabled"),
     )
     to_disable: set[int] = set()
-    for index, external_id in wanted:
-        user = users.get((external_id,))
+    for index, key in wanted:
+        user = users.get(key)
+        name = ":".join(key)
         if user is None:
-            outcomes[index] = RowOutcome(
-                index, external_id, "failed", f"user {external_id} does not exist in this domain"
-            )
+            outcomes[index] = RowOutcome(index, name, "failed", f"user {name} does not exist in this domain")
         elif not user.enabled or user.id in to_disable:
-            outcomes[index] = RowOutcome(index, external_id, "unchanged", note="already deactivated")
+            outcomes[index] = RowOutcome(index, name, "unchanged", note="already deactivated")
         else:
             to_disable.add(user.id)
-            outcomes[index] = RowOutcome(index, external_id, "deactivated")
+            outcomes[index] = RowOutcome(index, name, "deactivated")
     if to_disable:
         session.execute(
             update(User)
             .where(User.id.in_(sorted(to_disable)))
             .values(enabled=False, deactivated_at=now, updated_at=now)
         )
-    return [outcomes[index] for index in range(len(external_ids))]
+    return [outcomes[index] for index in range(len(raw_users))]
 
 
-REMOVABLE: dict[str, tuple[type[LearningBase], type[BaseModel], tuple[str, str]]] = {
-    "rosters": (Roster, RosterKey, ("class_id", "user_id")),
+REMOVABLE: dict[str, tuple[type[LearningBase], type[BaseModel], tuple[str, ...]]] = {
+    "rosters": (Roster, RosterKey, ("class_id", "user_type", "user_id")),
     "parent_links": (ParentLink, ParentLinkKey, ("parent_id", "child_id")),
 }
 
 
 def remove_rows(session: Session, domain: str, entity: str, raw_rows: list[Any]) -> list[RowOutcome]:
     """Remove roster rows or parent links by key; a key that is not there is ``unchanged``."""
-    table, key_model, (first, second) = REMOVABLE[entity]
+    table, key_model, fields = REMOVABLE[entity]
     outcomes: dict[int, RowOutcome] = {}
-    keys: list[tuple[int, tuple[str, str]]] = []
+    keys: list[tuple[int, tuple[str, ...]]] = []
     for index, raw in enumerate(raw_rows):
         if not isinstance(raw, dict):
             outcomes[index] = RowOutcome(index, None, "failed", "a row must be a JSON object")
@@ -610,16 +610,16 @@ def remove_rows(session: Session, domain: str, entity: str, raw_rows: list[Any])
         try:
             row = key_model.model_validate(raw)
         except ValidationError as error:
-            parts = [raw.get(first), raw.get(second)]
+            parts = [raw.get(name) for name in fields]
             key = ":".join(map(str, parts)) if all(isinstance(part, str | int) for part in parts) else None
             outcomes[index] = RowOutcome(index, key, "failed", describe_validation_error(error))
             continue
-        keys.append((index, (getattr(row, first), getattr(row, second))))
-    stored = rows_by_keys(session, table.__table__, domain, (first, second), (pair for _, pair in keys), columns=("id",))
+        keys.append((index, tuple(getattr(row, name) for name in fields)))
+    stored = rows_by_keys(session, table.__table__, domain, fields, (pair for _, pair in keys), columns=("id",))
     found = {pair: record.id for pair, record in stored.items()}
     to_delete: set[int] = set()
     for index, pair in keys:
-        key = f"{pair[0]}:{pair[1]}"
+        key = ":".join(pair)
         row_id = found.get(pair)
         if row_id is None or row_id in to_delete:
             outcomes[index] = RowOutcome(index, key, "unchanged", note="not present")

@@ -64,8 +64,10 @@ class Organization(LearningBase):
 
 class User(LearningBase):
     __tablename__ = "users"
+    # A user is identified by (user_type, external_id): a student, a teacher and a parent
+    # may carry the same number (PowerSchool keeps a sequence per table).
     # login_key is the login in lower case: logins are unique in a domain whatever their case.
-    __table_args__ = (UniqueConstraint("domain", "external_id"), UniqueConstraint("domain", "login_key"))
+    __table_args__ = (UniqueConstraint("domain", "user_type", "external_id"), UniqueConstraint("domain", "login_key"))
 
     id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
     domain: Mapped[str] = mapped_column(String(DOMAIN_LENGTH), index=True)
@@ -120,11 +122,12 @@ class LearningClass(LearningBase):
 
 class Roster(LearningBase):
     __tablename__ = "rosters"
-    __table_args__ = (UniqueConstraint("domain", "class_id", "user_id"),)
+    __table_args__ = (UniqueConstraint("domain", "class_id", "user_type", "user_id"),)
 
     id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
     domain: Mapped[str] = mapped_column(String(DOMAIN_LENGTH), index=True)
     class_id: Mapped[str] = mapped_column(String(EXTERNAL_ID_LENGTH))
+    user_type: Mapped[str] = mapped_column(String(1))
     user_id: Mapped[str] = mapped_column(String(EXTERNAL_ID_LENGTH))
     role: Mapped[str] = mapped_column(String(ROLE_LENGTH))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -231,6 +234,7 @@ class Notification(LearningBase):
 
     id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
     domain: Mapped[str] = mapped_column(String(DOMAIN_LENGTH), index=True)
+    user_type: Mapped[str] = mapped_column(String(1))
     user_external_id: Mapped[str] = mapped_column(String(EXTERNAL_ID_LENGTH))
     kind: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -101,8 +101,12 @@ class ClassRow(StrictModel):
     organization_id: ExternalId
 
 
+ROLE_USER_TYPE = {"student": "S", "teacher": "T", "co-teacher": "T"}
+
+
 class RosterRow(StrictModel):
     class_id: ExternalId
+    user_type: UserType = Field(description="The user's type: S for the role student, T for teacher and co-teacher.")
     user_id: ExternalId
     role: RosterRole = "student"
 
@@ -114,7 +118,15 @@ class ParentLinkRow(StrictModel):
 
 class RosterKey(StrictModel):
     class_id: ExternalId
+    user_type: UserType
     user_id: ExternalId
+
+
+class UserKey(StrictModel):
+    """A user is identified by type and external id (a student and a teacher may share a number)."""
+
+    user_type: UserType
+    external_id: ExternalId
 
 
 class ParentLinkKey(StrictModel):
@@ -149,10 +161,10 @@ def batch_model(name: str, row_model: type[BaseModel], description: str) -> type
 
 
 class DeactivateRequest(StrictModel):
-    external_ids: list[Any] = Field(
+    users: list[Any] = Field(
         min_length=1,
-        description=f"1 to {limits.MAX_BATCH_ROWS} user external ids.",
-        json_schema_extra={"items": {"type": "string"}, "maxItems": limits.MAX_BATCH_ROWS},
+        description=f"1 to {limits.MAX_BATCH_ROWS} users, each {{user_type, external_id}}.",
+        json_schema_extra={"items": UserKey.model_json_schema(), "maxItems": limits.MAX_BATCH_ROWS},
     )
 
 

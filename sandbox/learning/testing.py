@@ -108,10 +108,13 @@ class LearningSandbox:
 
     # --- admin side ----------------------------------------------------------------------------
 
-    def set_authentication(self, domain: str, external_id: str, authentication_type: str) -> dict[str, Any]:
+    def set_authentication(self, domain: str, user: str, authentication_type: str) -> dict[str, Any]:
+        """``user`` is ``"<user_type>:<external_id>"`` (``"S:600"``), as ``users()`` keys them."""
+        user_type, external_id = user.split(":", 1)
         return _json(
             self.client(domain).put(
-                f"/api/v1/admin/users/{external_id}/authentication", json={"authentication_type": authentication_type}
+                f"/api/v1/admin/users/{user_type}/{external_id}/authentication",
+                json={"authentication_type": authentication_type},
             )
         )
 
@@ -124,8 +127,11 @@ class LearningSandbox:
     def notification_count(self, domain: str) -> int:
         return _json(self.client(domain).get("/api/v1/notifications/count"))["count"]
 
-    def notify(self, domain: str, external_id: str, kind: str = "credentials") -> dict[str, Any]:
-        return _json(self.client(domain).post(f"/api/v1/admin/users/{external_id}/notifications", json={"kind": kind}))
+    def notify(self, domain: str, user: str, kind: str = "credentials") -> dict[str, Any]:
+        """``user`` is ``"<user_type>:<external_id>"``."""
+        user_type, external_id = user.split(":", 1)
+        return _json(self.client(domain).post(f"/api/v1/admin/users/{user_type}/{external_id}/notifications",
+                                              json={"kind": kind}))
 
     def inject_faults(
         self,
@@ -199,10 +205,12 @@ class LearningSandbox:
         return None if response.status_code == 404 else _json(response)
 
     def users(self, domain: str) -> dict[str, dict[str, Any]]:
-        return {row["external_id"]: row for row in self.read_all(domain, "users")}
+        """``"<user_type>:<external_id>"`` (``"S:600"``) -> user: a student and a teacher may share a number."""
+        return {f"{row['user_type']}:{row['external_id']}": row for row in self.read_all(domain, "users")}
 
-    def user(self, domain: str, external_id: str) -> dict[str, Any] | None:
-        return self.read(domain, "users", external_id)
+    def user(self, domain: str, user: str) -> dict[str, Any] | None:
+        """``user`` is ``"<user_type>:<external_id>"``."""
+        return self.read(domain, "users", user)
 
     def organizations(self, domain: str) -> dict[str, dict[str, Any]]:
         return {row["organization_id"]: row for row in self.read_all(domain, "organizations")}
@@ -214,8 +222,9 @@ class LearningSandbox:
         return {row["external_id"]: row["level_id"] for row in self.read_all(domain, "user_levels")}
 
     def rosters(self, domain: str) -> dict[tuple[str, str], str]:
-        """(class_id, user_id) -> role."""
-        return {(row["class_id"], row["user_id"]): row["role"] for row in self.read_all(domain, "rosters")}
+        """(class_id, "<user_type>:<user_id>") -> role."""
+        return {(row["class_id"], f"{row['user_type']}:{row['user_id']}"): row["role"]
+                for row in self.read_all(domain, "rosters")}
 
     def parent_links(self, domain: str) -> set[tuple[str, str]]:
         return {(row["parent_id"], row["child_id"]) for row in self.read_all(domain, "parent_links")}

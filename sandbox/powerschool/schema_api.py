@@ -162,6 +162,11 @@ def table_read(table: str, projection: str | None, q: str | None, grants: dict[s
                sortdescending: str | None = None) -> TableRead:
     table = known_table(table)
     all_columns = list(store.TABLE_COLUMNS[table])
+    # The change cursor can be projected and filtered on (``whenmodified=ge=2026-12-04``);
+    # ``*`` keeps to the table's own columns.
+    cursor = store.CHANGE_CURSORS.get(table)
+    if cursor:
+        all_columns.append(cursor)
     fields = {column: FilterField(f"{table}.{column}", numeric=column in INTEGER_COLUMNS) for column in all_columns}
     fields.update({f"{table}.{column}": spec for column, spec in fields.items()})
     condition = parse(q, fields)
@@ -174,7 +179,7 @@ def table_read(table: str, projection: str | None, q: str | None, grants: dict[s
         denied = set()
         if grants and table in grants:
             denied = {column for column in all_columns if column not in {g.lower() for g in grants[table]}}
-        columns = [column for column in all_columns if column not in denied]
+        columns = [column for column in all_columns if column not in denied and column != cursor]
     else:
         columns = []
         for raw in projection.split(","):

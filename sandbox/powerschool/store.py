@@ -61,6 +61,20 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 SIS_TABLES = tuple(TABLE_COLUMNS)
 
+# The change cursors the real API offers on tables ("Reading only what changed" in
+# ../shared/docs/powerschool-api.md): most tables have ``whenmodified``, ``students`` has
+# ``transaction_date`` instead. The working copy keeps them with triggers (see
+# ``track_changes``), so every insert or update, through the admin API or straight into the
+# working copy, moves them; a hard delete leaves nothing behind, as in PowerSchool, so a
+# cursor read never sees it. Rows of the generated dataset carry no cursor value (NULL:
+# "before anything the simulator changed").
+CHANGE_CURSORS: dict[str, str] = {
+    "schools": "whenmodified", "terms": "whenmodified", "courses": "whenmodified", "sections": "whenmodified",
+    "sectionteacher": "whenmodified", "teachers": "whenmodified", "students": "transaction_date",
+    "cc": "whenmodified", "guardian": "whenmodified", "guardianstudent": "whenmodified",
+}
+CURSOR_CLOCK = "strftime('%Y-%m-%d %H:%M:%S', 'now')"  # UTC, second resolution
+
 SCHEMA = """
 CREATE TABLE dataset_info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE schools (id INTEGER NOT NULL UNIQUE, dcid INTEGER PRIMARY KEY, school_number INTEGER NOT NULL UNIQUE,
@@ -227,7 +241,26 @@ def make_working_copy(dataset_path: Path, directory: Path) -> Path:
     try:
         connection.execute("PRAGMA journal_mode = WAL")
         connection.executescript(POWERTEACHER_SCHEMA)
+        track_changes(connection)
         connection.commit()
     finally:
         connection.close()
     return working
+
+
+def track_changes(connection: sqlite3.Connection) -> None:
+    """Add each table's change cursor column and the triggers that keep it (idempotent)."""
+    for table, column in CHANGE_CURSORS.items():
+        existing = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
+        if not existing:
+            continue
+        if column not in existing:
+            connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
+        connection.executescript(f"""
+            CREATE TRIGGER IF NOT EXISTS {table}_{column}_on_insert AFTER INSERT ON {table}
+            WHEN NEW.{column} IS NULL
+            BEGIN UPDATE {table} SET {column} = {CURSOR_CLOCK} WHERE rowid = NEW.rowid; END;
+            CREATE TRIGGER IF NOT EXISTS {table}_{column}_on_update AFTER UPDATE ON {table}
+            WHEN NEW.{column} IS OLD.{column}
+            BEGIN UPDATE {table} SET {column} = {CURSOR_CLOCK} WHERE rowid = NEW.rowid; END;
+        """)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.e2e.conftest import DISTRICT_ID, staged_rows
-from tests.e2e.oracle import Oracle, expected_state, login_collisions
+from tests.e2e.oracle import Oracle, expected_state, login_collisions, user_key, user_order
 
 USER_ENTITIES = ("staff", "students", "guardians")
 
@@ -33,7 +33,7 @@ def failed_users(staging_url: str, run_id: str, dataset_path) -> set[str]:
     problems = []
     failed = set()
     for row in failures:
-        key = row["source_id"]
+        key = user_key(row["entity"], row["source_id"])
         failed.add(key)
         if key not in in_collision:
             problems.append(f"{row['entity']} {key} rejected at {row['stage']} by rule {row['rule']!r} "
@@ -58,14 +58,14 @@ def differences(oracle: Oracle, state: dict[str, Any], disabled: set[str] = froz
     """
     problems: list[str] = []
     state = dict(state)
-    for key in sorted(disabled, key=int):
+    for key in sorted(disabled, key=user_order):
         user = state["users"].get(key)
         if user is None:
             problems.append(f"user {key}: left the import, expected disabled in Learning, but it is gone")
         elif user.get("enabled") is not False:
             problems.append(f"user {key}: left the import, expected disabled, enabled is {user.get('enabled')!r}")
     state["users"] = {key: user for key, user in state["users"].items() if key not in disabled}
-    state["user_levels"] = {key: level for key, level in state["user_levels"].items() if key not in disabled}
+    state["user_levels"] = {key: level for key, level in state["user_levels"].items() if f"S:{key}" not in disabled}
 
     def compare_keys(entity: str, expected: Any, actual: Any) -> None:
         for key in sorted(set(expected) - set(actual), key=str):
@@ -81,7 +81,7 @@ def differences(oracle: Oracle, state: dict[str, Any], disabled: set[str] = froz
 
     users = state["users"]
     compare_keys("user", oracle.users, users)
-    for key in sorted(set(oracle.users) & set(users), key=int):
+    for key in sorted(set(oracle.users) & set(users), key=user_order):
         expected, actual = oracle.users[key], users[key]
         for name, value in expected.items():
             if name == "login" and value is None:

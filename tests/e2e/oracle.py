@@ -56,14 +56,16 @@ class DistrictRules:
 @dataclass
 class Oracle:
     organizations: dict[str, str]
-    users: dict[str, dict[str, Any]]  # external_id -> expected fields (login None = generated)
+    # A user is identified by type and DCID ("S:5", "T:5", "P:5": PowerSchool's id sequences
+    # overlap), as Learning keys them; user levels, classes' teacher_id and links use the DCID.
+    users: dict[str, dict[str, Any]]  # "<user_type>:<external_id>" -> expected fields (login None = generated)
     user_levels: dict[str, str]
     classes: dict[str, dict[str, str]]
-    rosters: dict[tuple[str, str], str]
+    rosters: dict[tuple[str, str], str]  # (class_id, "<user_type>:<user_id>") -> role
     parent_links: set[tuple[str, str]]
     # What the test needs beside the end state
-    source_logins: dict[str, str] = field(default_factory=dict)  # external_id -> login from the SIS (lower case)
-    user_school: dict[str, set[str]] = field(default_factory=dict)  # external_id -> allowed organization ids
+    source_logins: dict[str, str] = field(default_factory=dict)  # user key -> login from the SIS (lower case)
+    user_school: dict[str, set[str]] = field(default_factory=dict)  # user key -> allowed organization ids
     co_teacher_placements: dict[str, list[str]] = field(default_factory=dict)  # teacher -> classes, cap order
 
 
@@ -141,7 +143,10 @@ def _candidates(store: DatasetStore, rules: DistrictRules) -> dict[str, Any]:
 
 def expected_state(dataset_path: Path, rules: DistrictRules | None = None,
                    failed_users: set[str] = frozenset()) -> Oracle:
-    """The Learning end state, minus the users Learning's uniqueness rule failed (and what hangs on them)."""
+    """The Learning end state, minus the users Learning's uniqueness rule failed (and what hangs on them).
+
+    ``failed_users`` holds user keys ("T:5").
+    """
     rules = rules or DistrictRules()
     with DatasetStore(dataset_path) as store:
         data = _candidates(store, rules)
@@ -151,13 +156,13 @@ def expected_state(dataset_path: Path, rules: DistrictRules | None = None,
 
     teacher_dcid = {}
     for teacher_id, row in data["teachers"].items():
-        key = str(row["dcid"])
+        key = f"T:{row['dcid']}"
         login = sis_login(row["teacherloginid"], row["email_addr"], rules)
         if login:
             oracle.source_logins[key] = login.lower()
         if key in failed_users:
             continue
-        teacher_dcid[teacher_id] = key
+        teacher_dcid[teacher_id] = str(row["dcid"])
         oracle.users[key] = {"user_type": "T", "first_name": row["first_name"], "last_name": row["last_name"],
                              "login": login, "email": text(row["email_addr"]),
                              "sso_email_address": sso_email(row["email_addr"], rules), "enabled": True}
@@ -165,18 +170,18 @@ def expected_state(dataset_path: Path, rules: DistrictRules | None = None,
 
     student_dcid = {}
     for student_id, row in data["students"].items():
-        key = str(row["dcid"])
+        key = f"S:{row['dcid']}"
         login = sis_login(row["student_web_id"], row["email"], rules)
         if login:
             oracle.source_logins[key] = login.lower()
         if key in failed_users:
             continue
-        student_dcid[student_id] = key
+        student_dcid[student_id] = str(row["dcid"])
         oracle.users[key] = {"user_type": "S", "first_name": row["first_name"], "last_name": row["last_name"],
                              "login": login, "email": text(row["email"]),
                              "sso_email_address": sso_email(row["email"], rules), "enabled": True}
         oracle.user_school[key] = {school_dcid[row["schoolid"]]}
-        oracle.user_levels[key] = str(row["grade_level"])
+        oracle.user_levels[str(row["dcid"])] = str(row["grade_level"])
 
     imported_students = set(student_dcid.values())
     children: dict[int, list[str]] = defaultdict(list)
@@ -184,7 +189,7 @@ def expected_state(dataset_path: Path, rules: DistrictRules | None = None,
         if link["guardianid"] in data["guardians"] and str(link["studentsdcid"]) in imported_students:
             children[link["guardianid"]].append(str(link["studentsdcid"]))
     for guardian_id, row in data["guardians"].items():
-        key = str(guardian_id)
+        key = f"P:{guardian_id}"
         if not children[guardian_id]:
             continue  # parent-child links only between imported users; a parent comes with a child
         oracle.source_logins[key] = row["username"].strip().lower()
@@ -193,9 +198,9 @@ def expected_state(dataset_path: Path, rules: DistrictRules | None = None,
         oracle.users[key] = {"user_type": "P", "first_name": row["firstname"], "last_name": row["lastname"],
                              "login": row["username"], "email": text(row["email"]),
                              "sso_email_address": None, "enabled": True}
-        oracle.user_school[key] = set().union(*(oracle.user_school[child] for child in children[guardian_id]))
+        oracle.user_school[key] = set().union(*(oracle.user_school[f"S:{child}"] for child in children[guardian_id]))
         for child in children[guardian_id]:
-            oracle.parent_links.add((key, child))
+            oracle.parent_links.add((str(guardian_id), child))
 
     class_of_section = {}
     for section_id, row in data["sections"].items():
@@ -210,12 +215,12 @@ def expected_state(dataset_path: Path, rules: DistrictRules | None = None,
             "code": str(course.get("course_number")), "year": str(row["term"]["dcid"]), "teacher_id": lead,
             "organization_id": school_dcid[row["schoolid"]],
         }
-        oracle.rosters[(key, lead)] = "teacher"
+        oracle.rosters[(key, f"T:{lead}")] = "teacher"
 
     for row in data["enrollments"]:
         class_id, student = class_of_section.get(row["sectionid"]), student_dcid.get(row["studentid"])
         if class_id and student:
-            oracle.rosters[(class_id, student)] = "student"
+            oracle.rosters[(class_id, f"S:{student}")] = "student"
 
     # Co-teachers: SectionTeacher rows other than the lead, capped at 25 classes per teacher,
     # latest term first (term first day, then year, descending), then lowest section id.
@@ -230,7 +235,7 @@ def expected_state(dataset_path: Path, rules: DistrictRules | None = None,
                                                    -term_of_class[c]["yearid"], int(c)))
         oracle.co_teacher_placements[teacher] = ordered
         for class_id in ordered[:CO_TEACHER_CLASS_LIMIT]:
-            oracle.rosters[(class_id, teacher)] = "co-teacher"
+            oracle.rosters[(class_id, f"T:{teacher}")] = "co-teacher"
     return oracle
 
 
@@ -244,3 +249,17 @@ def login_collisions(oracle: Oracle) -> list[set[str]]:
     for key, login in oracle.source_logins.items():
         by_login[login].add(key)
     return [keys for keys in by_login.values() if len(keys) > 1]
+
+
+USER_TYPE_OF_ENTITY = {"staff": "T", "students": "S", "guardians": "P"}
+
+
+def user_key(entity: str, source_id: Any) -> str:
+    """The Learning key of a staged user row: staff 5 -> "T:5"."""
+    return f"{USER_TYPE_OF_ENTITY[entity]}:{source_id}"
+
+
+def user_order(key: str) -> tuple[str, int]:
+    """Sort user keys by type, then DCID as a number."""
+    user_type, _, external_id = key.partition(":")
+    return (user_type, int(external_id) if external_id.isdigit() else -1)

@@ -31,8 +31,9 @@ from tests.e2e.oracle import expected_state
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
 
-KEYS = {"organizations": ("organization_id",), "users": ("external_id",), "user_levels": ("external_id",),
-        "classes": ("class_id",), "rosters": ("class_id", "user_id"), "parent_links": ("parent_id", "child_id")}
+KEYS = {"organizations": ("organization_id",), "users": ("user_type", "external_id"),
+        "user_levels": ("external_id",), "classes": ("class_id",), "rosters": ("class_id", "user_type", "user_id"),
+        "parent_links": ("parent_id", "child_id")}
 
 
 def duplicated_keys(learning) -> dict[str, list]:

@@ -19,7 +19,7 @@ import pytest
 
 from tests.e2e.compare import assert_learning_matches, failed_users
 from tests.e2e.conftest import run_dag
-from tests.e2e.oracle import expected_state
+from tests.e2e.oracle import expected_state, user_order
 from tests.e2e.test_failure_email import body_text
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
@@ -46,10 +46,10 @@ def test_mass_deactivation_stops_until_approved(import_dag, sandboxes):
     for key in students:
         by_school.setdefault(learning_before["users"][key]["organization_id"], []).append(key)
     school, members = max(by_school.items(), key=lambda item: len(item[1]))
-    leavers = sorted(members, key=int)[:LEAVERS]
+    leavers = sorted(members, key=user_order)[:LEAVERS]  # user keys, "S:<dcid>"
     assert len(members) >= 25 and 0.10 * len(members) < LEAVERS
     for key in leavers:
-        sandboxes.powerschool.set_enroll_status(int(key), 2, exitdate="2025-12-01")
+        sandboxes.powerschool.set_enroll_status(int(key.split(":", 1)[1]), 2, exitdate="2025-12-01")
     # Who leaves Learning by the rules: the students, and parents left with no imported child.
     leaving = set(before.users) - set(expected_state(dataset_path, failed_users=failed_first).users)
     leaving_here = sum(1 for key in leaving if learning_before["users"][key]["organization_id"] == school)

@@ -226,9 +226,9 @@ def test_only_the_selected_schools_are_read_and_staged(sqlite_url, sandbox):
 
 
 def test_a_large_cc_read_is_paged_in_school_groups(staging_engine, sandbox, monkeypatch):
-    from sis_learning import extract
+    from sis_learning.extract import listing
 
-    monkeypatch.setattr(extract, "SPLIT_TABLE_READ_ABOVE_PAGES", 1)  # every multi-page table read is "large"
+    monkeypatch.setattr(listing, "SPLIT_TABLE_READ_ABOVE_PAGES", 1)  # every multi-page table read is "large"
     sandbox.configure(max_page_sizes={"schema_table_query": 100})  # CC of the tiny district: 3 pages
     hook = make_hook(sandbox, max_concurrent_requests=2)
     result = extract_section_enrollments(hook, staging_engine, make_config(), RUN)

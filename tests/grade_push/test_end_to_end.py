@@ -81,7 +81,7 @@ def test_scores_on_a_class_the_import_created_reach_powerteacher_through_the_dag
         rosters = learning.rosters("demo")
         def with_students(candidates):
             return next(
-                (class_id, sorted(user for (klass, user), role in rosters.items()
+                (class_id, sorted(user.split(":", 1)[1] for (klass, user), role in rosters.items()  # "S:<dcid>"
                                   if klass == class_id and role == "student"))
                 for class_id in sorted(candidates)
                 if sum(1 for (klass, _), role in rosters.items() if klass == class_id and role == "student") >= 2)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from sis_learning.hooks.powerteacher import PowerTeacherClient
 from sis_learning.staging import ledger
@@ -331,3 +333,150 @@ def test_a_run_waits_for_the_lease_and_gives_up_when_it_is_never_released(world)
     time.sleep(0.05)
     summary = world.push("run_after")
     assert summary.counts["scores_pushed"] == 1
+
+
+class SlowCreate(PowerTeacherClient):
+    """The real client; PowerTeacher takes ``seconds`` per assignment POST (a long page)."""
+
+    def __init__(self, hook, seconds, on_create=None):
+        super().__init__(hook)
+        self.seconds = seconds
+        self.on_create = on_create
+        self.creates = 0
+
+    def create_assignment(self, users_dcid, assignment):
+        created = super().create_assignment(users_dcid, assignment)
+        self.creates += 1
+        time.sleep(self.seconds)
+        if self.on_create is not None:
+            self.on_create(self.creates)
+        return created
+
+
+def test_a_long_page_renews_the_lease_so_no_other_run_takes_it_over(world):
+    """A page that takes longer than the lease (slow POSTs) renews it before each write: another
+    run trying to take the lease mid-page never gets it (without renewal it would, after 2 s)."""
+    section = world.pool.take(1)[0]
+    world.import_sections([section])
+    for index in range(5):
+        world.score(world.gradable(section, f"Long page {index}", 10), section.students[0], "6")
+    attempts = []
+
+    def intruder(_count):  # another run of the district, mid-page
+        attempts.append(ledger.acquire_lease(world.engine, world.config.district_id, "intruder", 60))
+
+    client = SlowCreate(world.powerschool_hook(), 0.8, on_create=intruder)
+    summary = world.push("run_long", powerteacher=client, workers=1, lease_seconds=2.0)
+    assert client.creates == 5 and attempts == [False] * 5  # 4 s of POSTs under a 2 s lease, never taken over
+    assert summary.counts["lease_renewals"] >= 4 and summary.counts["scores_pushed"] == 5
+    assert ledger.lease_holder(world.engine, world.config.district_id) is None  # released at the end
+
+
+def test_a_run_whose_lease_was_taken_over_stops_writing_and_each_change_is_still_written_once(world_on_both):
+    """Run A stalls mid-page past its lease (after PowerTeacher created an assignment, before its
+    ledger row says so); run B takes the lease over and pushes everything. When A resumes it
+    finds the lease gone before its next write (LeaseLost): it writes nothing more and never
+    moves the cursor. Each assignment exists once and each score was written once."""
+    from sis_learning.grade_push import LeaseLost
+
+    world = world_on_both  # SQLite, then PostgreSQL
+    section = world.pool.take(1)[0]
+    world.import_sections([section])
+    gradables = [world.gradable(section, f"Takeover {index}", 10) for index in range(4)]
+    for gradable in gradables:
+        for student in section.students:
+            world.score(gradable, student, "3")
+    runs = {}
+
+    def stall_then_b_takes_over(count):
+        if count == 2:  # the second POST is done, its ledger row still says "creating"
+            time.sleep(1.2)  # A's 1 s lease runs out
+            runs["B"] = world.push("run_B")
+
+    client = SlowCreate(world.powerschool_hook(), 0, on_create=stall_then_b_takes_over)
+    with pytest.raises(LeaseLost, match="lost the lease"):
+        world.push("run_A", powerteacher=client, workers=1, lease_seconds=1.0)
+    # A wrote nothing after its lease was gone: its two POSTs only (no score PUT, no third POST)
+    assert {request: count for request, count in client.stats.requests.items() if not request.startswith("GET")
+            and "oauth" not in request} == {"POST /ws/xte/section/assignment": 2}
+    b = runs["B"].counts
+    assert b["assignments_adopted"] == 1 and b["assignments_created"] == 2  # A's second POST adopted, not repeated
+    entries = world.assignments(section)
+    assert sorted(entry["name"] for entry in entries) == [f"Takeover {index}" for index in range(4)]
+    scores = [score for entry in entries for score in entry["_assignmentscores"]]
+    assert len(scores) == 4 * len(section.students)
+    assert {(score["actualscoreentered"], score["writes"]) for score in scores} == {("3", 1)}
+    assert b["scores_pushed"] == len(scores)
+    newest = max(int(change["cursor"]) for change in world.learning_hook().gradebook_changes(0, 1000)["changes"])
+    assert ledger.read_cursor(world.engine, world.config.district_id) == newest
+    with world.engine.connect() as connection:
+        status, error = connection.execute(text(
+            "SELECT status, error FROM sync_runs WHERE run_id = 'run_A'")).one()
+    assert status == "failed" and "lost the lease" in error
+    again = world.push("run_C")
+    assert again.counts["put_requests"] == 0 and again.counts["assignments_created"] == 0
+
+
+class CrashAfterLegacyUpdate(PowerTeacherClient):
+    def ptg_update_assignment(self, assignment_id, assignment):
+        super().ptg_update_assignment(assignment_id, assignment)
+        raise Crash("killed between the legacy assignment PUT and the ledger update")
+
+
+class CrashAfterLegacyDelete(PowerTeacherClient):
+    def ptg_delete_assignment(self, assignment_id):
+        super().ptg_delete_assignment(assignment_id)
+        raise Crash("killed between the legacy DELETE and the ledger update")
+
+
+def test_a_crash_after_a_legacy_assignment_update_puts_the_same_assignment_once_more(world):
+    section = world.pool.take(1)[0]
+    world.import_sections([section], legacy=True)
+    gradable = world.gradable(section, "Legacy essay", 10)
+    world.score(gradable, section.students[0], "8")
+    world.push("run_1")
+    world.learning.update_gradable(world.domain, gradable["id"], title="Legacy essay (final)", total_points=20)
+    with pytest.raises(Crash):
+        world.push("run_2", powerteacher=CrashAfterLegacyUpdate(world.powerschool_hook()))
+    assert _assignment(world)["revision"] == 1  # not recorded
+    summary = world.push("run_2")  # the retry PUTs the whole assignment again (idempotent) and records it
+    [assignment] = world.ptg_assignments(section)
+    assert (assignment["name"], assignment["points_possible"], assignment["updates"]) == ("Legacy essay (final)", 20, 2)
+    assert summary.counts["assignments_updated"] == 1 and _assignment(world)["revision"] == 2
+    assert world.ptg_scores_by_name(section) == {("Legacy essay (final)", section.students[0]): "8"}
+    assert world.push("run_3").counts["assignments_updated"] == 0
+
+
+def test_a_crash_after_a_legacy_delete_finds_the_assignment_gone_and_records_it(world):
+    section = world.pool.take(1)[0]
+    world.import_sections([section], legacy=True)
+    gradable = world.gradable(section, "Legacy draft", 10)
+    world.push("run_1")
+    assert len(world.ptg_assignments(section)) == 1
+    world.learning.delete_gradable(world.domain, gradable["id"])
+    with pytest.raises(Crash):
+        world.push("run_2", powerteacher=CrashAfterLegacyDelete(world.powerschool_hook()))
+    assert world.ptg_assignments(section) == [] and _assignment(world)["status"] == "created"
+    summary = world.push("run_2")  # DELETE again: 404, already gone
+    assert summary.counts["assignments_deleted"] == 1 and not summary.refusals
+    assert _assignment(world)["status"] == "deleted"
+
+
+def test_a_crash_after_a_legacy_clear_clears_once_more_and_never_resurrects_the_score(world):
+    section = world.pool.take(1)[0]
+    world.import_sections([section], legacy=True)
+    student = section.students[0]
+    gradable = world.gradable(section, "Legacy cleared", 10)
+    world.score(gradable, student, "6")
+    world.push("run_1")
+    world.score(gradable, student, None)
+    with pytest.raises(Crash):
+        world.push("run_2", powerteacher=CrashAfterLegacyPut(world.powerschool_hook()))
+    summary = world.push("run_2")
+    [assignment] = world.ptg_assignments(section)
+    assert [(score["score_entered"], score["writes"]) for score in assignment["_assignment_scores"]] == [(None, 3)]
+    assert summary.counts["scores_cleared"] == 1
+    with world.engine.connect() as connection:
+        row = connection.execute(select(GradePushScore.__table__)).mappings().one()
+    assert (row["score"], row["version"]) == (None, 2)
+    assert world.push("run_3").counts["put_requests"] == 0

@@ -166,7 +166,7 @@ def test_a_class_linked_to_an_imported_class_pushes_into_that_section(world):
     own = f"LRN-{section.section_dcid}"  # a class a teacher made in Learning
     world.learning.upsert(world.domain, "classes", [{**world.class_row(section), "class_id": own,
                                                      "name": "My own class"}])
-    world.learning.upsert(world.domain, "rosters", [{"class_id": own, "user_id": student, "role": "student"}])
+    world.learning.upsert(world.domain, "rosters", [{"class_id": own, "user_type": "S", "user_id": student, "role": "student"}])
     early = world.gradable_in(own, "Before the link", 10)
     world.learning.set_score(world.domain, early["id"], student, "4")
     summary = world.push("run_1")

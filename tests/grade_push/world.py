@@ -140,7 +140,7 @@ class World:
             self.learning.upsert(self.domain, "users", rows[start:start + 1000])
         classes = [self.class_row(section) for section in sections]
         self.learning.upsert(self.domain, "classes", classes)
-        rosters = [{"class_id": section.section_dcid, "user_id": student, "role": "student"}
+        rosters = [{"class_id": section.section_dcid, "user_type": "S", "user_id": student, "role": "student"}
                    for section in sections
                    for student in (*section.students, *extra_students.get(section.section_dcid, []))]
         for start in range(0, len(rosters), 1000):

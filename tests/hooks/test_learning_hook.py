@@ -75,9 +75,9 @@ def test_a_refused_row_fails_alone_with_learnings_reason(hook):
 
 def test_deactivate_disables_and_never_deletes(hook):
     seed_school(hook)
-    assert hook.deactivate_users(["3001"])[0]["status"] == "deactivated"
-    assert hook.deactivate_users(["3001"])[0]["status"] == "unchanged"
-    user = hook.read("users", "3001")
+    assert hook.deactivate_users([{"user_type": "S", "external_id": "3001"}])[0]["status"] == "deactivated"
+    assert hook.deactivate_users([{"user_type": "S", "external_id": "3001"}])[0]["status"] == "unchanged"
+    user = hook.read("users", "S:3001")
     assert user is not None and user["enabled"] is False
 
 
@@ -85,11 +85,11 @@ def test_remove_rosters_and_links_by_key(hook):
     seed_school(hook)
     hook.upsert("users", [{"external_id": "4001", "first_name": "Pat", "last_name": "Student", "login": "pparent",
                            "user_type": "P", "organization_id": "100"}])
-    hook.upsert("rosters", [{"class_id": "5001", "user_id": "3001", "role": "student"}])
+    hook.upsert("rosters", [{"class_id": "5001", "user_type": "S", "user_id": "3001", "role": "student"}])
     hook.upsert("parent_links", [{"parent_id": "4001", "child_id": "3001"}])
 
-    removed = hook.remove("rosters", [{"class_id": "5001", "user_id": "3001", "role": "ignored: keys only"}])
-    assert removed[0]["key"] == "5001:3001" and removed[0]["status"] == "removed"
+    removed = hook.remove("rosters", [{"class_id": "5001", "user_type": "S", "user_id": "3001", "role": "ignored: keys only"}])
+    assert removed[0]["key"] == "5001:S:3001" and removed[0]["status"] == "removed"
     assert hook.remove("parent_links", [{"parent_id": "4001", "child_id": "3001"}])[0]["status"] == "removed"
     assert list(hook.read_all("rosters")) == [] and list(hook.read_all("parent_links")) == []
     with pytest.raises(ValueError, match="unknown Learning entity 'users'"):
@@ -154,7 +154,7 @@ def test_gradebook_change_feed_is_followed_to_the_end(hook, learning, domain):
     seed_school(hook)
     hook.upsert("users", [{"external_id": f"30{index:02d}", "first_name": "S", "last_name": f"N{index}",
                            "login": f"s{index}", "user_type": "S", "organization_id": "100"} for index in range(2, 7)])
-    hook.upsert("rosters", [{"class_id": "5001", "user_id": f"30{index:02d}", "role": "student"} for index in range(1, 7)])
+    hook.upsert("rosters", [{"class_id": "5001", "user_type": "S", "user_id": f"30{index:02d}", "role": "student"} for index in range(1, 7)])
     gradable = learning.create_gradable(domain, "5001", "Quiz 1", 20)
     for index in range(1, 7):
         learning.set_score(domain, gradable["id"], f"30{index:02d}", str(10 + index))

@@ -98,7 +98,9 @@ class LearningDistrict:
         return row
 
     def add_roster(self, class_id: str, user_id: str, role: str) -> None:
-        self.rosters[f"{class_id}:{user_id}"] = {"class_id": class_id, "user_id": user_id, "role": role}
+        user_type = "S" if role == "student" else "T"
+        self.rosters[f"{class_id}:{user_type}:{user_id}"] = {"class_id": class_id, "user_type": user_type,
+                                                              "user_id": user_id, "role": role}
 
     def remove_user(self, external_id: str) -> None:
         """A user leaving the import, with everything that points at them."""

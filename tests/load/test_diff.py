@@ -35,7 +35,7 @@ def test_first_run_creates_every_row_once(staging_engine):
     rows = _change_rows(staging_engine, "run-1")
     assert {row["status"] for row in rows} == {"pending"}
     roster_keys = {row["key"] for row in rows if row["entity"] == "rosters"}
-    assert roster_keys == set(district.rosters)  # "<class_id>:<user_id>", as Learning answers
+    assert roster_keys == set(district.rosters)  # "<class_id>:<user_type>:<user_id>", as Learning answers
     schools = {row["key"]: row["organization_id"] for row in rows if row["entity"] == "rosters"}
     for key, school in schools.items():
         assert school == district.classes[key.split(":")[0]]["organization_id"]  # rosters count per class's school
@@ -50,7 +50,7 @@ def test_payload_is_what_learning_gets_and_never_a_password(staging_engine):
     some_id, some_user = next(iter(users.items()))
     assert "password" not in some_user
     assert "login_generated" not in some_user  # a staging detail Learning does not know
-    assert some_user["first_name"] == district.users[some_id]["first_name"]
+    assert some_user["first_name"] == district.users[some_id.split(":", 1)[1]]["first_name"]
     assert some_user["enabled"] is True
 
 
@@ -80,7 +80,7 @@ def test_duplicate_keys_from_transform_fail_with_a_clear_message(staging_engine)
 
     one_user = next(iter(district.users.values()))
     bulk_insert(staging_engine, LearningUser, [{"district_id": DISTRICT_ID, "run_id": "run-1", **one_user}])
-    with pytest.raises(ValueError, match=rf"learning_users of run run-1 has the same key more than once \({one_user['external_id']} \(2 rows\)"):
+    with pytest.raises(ValueError, match=rf"learning_users of run run-1 has the same key more than once \({one_user['user_type']}:{one_user['external_id']} \(2 rows\)"):
         compute_changes(staging_engine, make_config(), "run-1")
     assert _change_rows(staging_engine, "run-1") == []  # one transaction: nothing half-written
 
@@ -103,7 +103,8 @@ def test_database_hash_and_payload_match_the_python_definition(staging_engine):
     assert rows
     for row in rows:
         spec = ENTITY_BY_NAME[row["entity"]]
-        expected = {name: getattr(district, spec.name)[row["key"]][name] for name in spec.payload_fields}
+        by_key = {entity_key(source, spec): source for source in getattr(district, spec.name).values()}
+        expected = {name: by_key[row["key"]][name] for name in spec.payload_fields}
         assert json.loads(row["payload"]) == expected
         assert row["content_hash"] == content_hash(expected, spec)
         assert row["key"] == entity_key(expected, spec)
@@ -122,7 +123,10 @@ def test_hash_covers_learning_visible_fields_only():
     assert content_hash({**row, "password_temporary": False}, users) == content_hash(row, users)
     assert content_hash({**row, "last_name": "Li"}, users) != content_hash(row, users)
     assert content_hash({**row, "enabled": False}, users) != content_hash(row, users)
-    assert entity_key({"class_id": "51", "user_id": "7", "role": "student"}, ENTITY_BY_NAME["rosters"]) == "51:7"
+    roster = {"class_id": "51", "user_type": "S", "user_id": "7", "role": "student"}
+    assert entity_key(roster, ENTITY_BY_NAME["rosters"]) == "51:S:7"
+    # a student, a teacher and a parent may share a number: a user is keyed by type and id
+    assert entity_key(row, users) == "S:7" and entity_key({**row, "user_type": "T"}, users) == "T:7"
 
 
 def test_mass_change_detected_keeps_its_findings_across_processes():
@@ -133,3 +137,50 @@ def test_mass_change_detected_keeps_its_findings_across_processes():
     findings = [{"kind": "mass_removal", "entity": "users", "organization_id": "100", "rows": 30}]
     copied = pickle.loads(pickle.dumps(MassChangeDetected("Safety stop for district demo", findings)))
     assert str(copied) == "Safety stop for district demo" and copied.findings == findings
+
+
+def test_a_snapshot_from_before_identity_by_type_is_rekeyed_on_first_use_and_nothing_is_resent(staging_engine):
+    """Users were keyed "5", roster rows "<class>:5": the first diff after the upgrade rekeys
+    them to "S:5" and "<class>:S:5" (roster payload and hash gain user_type), so an unchanged
+    district is all unchanged, and a student and a teacher with the same number stay two users."""
+    import hashlib
+
+    from sis_learning.staging.changes import LearningSnapshot
+
+    district = LearningDistrict.generate(schools=1, students_per_school=6, teachers_per_school=1, parents=False)
+    write_run(staging_engine, district, "run-1")
+    compute_changes(staging_engine, make_config(), "run-1")
+    old_rows = []
+    for change in _change_rows(staging_engine, "run-1"):
+        payload = json.loads(change["payload"])
+        key, content = change["key"], change["content_hash"]
+        if change["entity"] == "users":
+            key = payload["external_id"]  # the old key: the external id alone
+        elif change["entity"] == "rosters":
+            del payload["user_type"]
+            key = f"{payload['class_id']}:{payload['user_id']}"
+            old_text = "\x1f".join(str(payload[name]) for name in ("class_id", "user_id", "role"))
+            content = hashlib.sha256(old_text.encode()).hexdigest()
+        old_rows.append({"district_id": DISTRICT_ID, "entity": change["entity"], "key": key,
+                         "organization_id": change["organization_id"], "content_hash": content,
+                         "payload": json.dumps(payload), "active": True, "run_id": "run-0"})
+    with staging_engine.begin() as connection:
+        connection.execute(ChangeSet.__table__.delete())
+        connection.execute(LearningSnapshot.__table__.insert(), old_rows)
+    assert any(":" not in row["key"] for row in old_rows if row["entity"] == "users")
+
+    write_run(staging_engine, district, "run-2")
+    counts = compute_changes(staging_engine, make_config(), "run-2")
+
+    for entity, rows in district.tables():
+        assert counts[entity]["unchanged"] == len(rows), (entity, counts[entity])
+    with staging_engine.connect() as connection:
+        snapshot = connection.execute(select(LearningSnapshot.entity, LearningSnapshot.key, LearningSnapshot.payload)
+                                      ).all()
+    user_keys = {key for entity, key, _ in snapshot if entity == "users"}
+    assert user_keys == {f"{row['user_type']}:{row['external_id']}" for row in district.users.values()}
+    roster_keys = {key for entity, key, _ in snapshot if entity == "rosters"}
+    assert roster_keys == set(district.rosters)
+    assert all("user_type" in json.loads(payload) for entity, _, payload in snapshot if entity == "rosters")
+    # a second diff finds nothing left to rekey and changes nothing
+    assert compute_changes(staging_engine, make_config(), "run-2") == counts

@@ -18,7 +18,7 @@ import threading
 import pytest
 from sqlalchemy import select
 
-from sis_learning.diff import ENTITIES, ENTITY_BY_NAME, MassChangeDetected, check_safety, compute_changes
+from sis_learning.diff import ENTITIES, ENTITY_BY_NAME, MassChangeDetected, check_safety, compute_changes, entity_key
 from sis_learning.hooks.learning import LearningHook
 from sis_learning.load import load_run
 from sis_learning.secrets import SecretReferenceError
@@ -60,8 +60,9 @@ def expected_state(*runs: LearningDistrict) -> dict[str, dict[str, dict]]:
     state: dict[str, dict[str, dict]] = {spec.name: {} for spec in ENTITIES}
     for district in runs:
         for spec in ENTITIES:
-            current = {key: {name: row.get(name) for name in spec.compared_fields}
-                       for key, row in getattr(district, spec.name).items()}
+            # keyed as Learning keys them (a user: "S:<id>"; the district's dicts by plain id)
+            current = {entity_key(row, spec): {name: row.get(name) for name in spec.compared_fields}
+                       for row in getattr(district, spec.name).values()}
             if spec.name == "users":
                 for key, row in state["users"].items():
                     if key not in current:
@@ -126,7 +127,7 @@ def test_first_run_loads_everything_and_the_next_sends_only_the_changes(staging_
     # one request per entity and action that changed: users upsert, user_levels, rosters
     # remove, rosters upsert, users deactivate, and parent_links remove when the leaver had a parent
     assert summary["requests"] == 5 + (1 if leaving_links else 0)
-    assert new_student["external_id"] in learning_state(hook)["users"]
+    assert f"S:{new_student['external_id']}" in learning_state(hook)["users"]
 
     # a third run with nothing new sends nothing at all
     summary = sync(staging_engine, second, "run-3", hook)
@@ -164,24 +165,24 @@ def test_refused_rows_are_recorded_with_learnings_reason_and_retried_next_run(st
     assert summary["counts"]["classes"]["refused"] == len(duplicate_classes)
     assert summary["counts"]["rosters"]["refused"] == len(duplicate_rosters)
     rejected = {(row["entity"], row["source_id"]): row for row in staged_rows(staging_engine, RejectedRow, "run-1")}
-    assert set(rejected) == {("users", duplicate)} | {("classes", key) for key in duplicate_classes} | {
+    assert set(rejected) == {("users", f"T:{duplicate}")} | {("classes", key) for key in duplicate_classes} | {
         ("rosters", key) for key in duplicate_rosters}
     assert all(row["stage"] == "load" and row["rule"] == "learning_refused" for row in rejected.values())
-    assert "login" in rejected[("users", duplicate)]["reason"].lower()
+    assert "login" in rejected[("users", f"T:{duplicate}")]["reason"].lower()
     assert "teacher" in rejected[("classes", duplicate_classes[0])]["reason"].lower()
     # the cascade, row by row: each class failed because of the teacher, each roster row because of its class
-    assert {rejected[("classes", key)]["caused_by"] for key in duplicate_classes} == {f"users:{duplicate}"}
+    assert {rejected[("classes", key)]["caused_by"] for key in duplicate_classes} == {f"users:T:{duplicate}"}
     assert {rejected[("rosters", key)]["caused_by"] for key in duplicate_rosters} == {
         f"classes:{key}" for key in duplicate_classes}
-    assert rejected[("users", duplicate)]["caused_by"] is None
-    assert rejected[("users", duplicate)]["blocks"] == (
+    assert rejected[("users", f"T:{duplicate}")]["caused_by"] is None
+    assert rejected[("users", f"T:{duplicate}")]["blocks"] == (
         f"{len(duplicate_classes)} classes, {len(duplicate_rosters)} roster rows")
     assert rejected[("classes", duplicate_classes[0])]["blocks"].endswith("roster rows")
     refused_changes = [row for row in staged_rows(staging_engine, ChangeSet, "run-1") if row["status"] == "refused"]
     assert all(row["learning_result"] == "failed" and row["reason"] for row in refused_changes)
     snapshot_keys = {(row["entity"], row["key"]) for row in staged_rows(staging_engine, LearningSnapshot)}
-    assert ("users", duplicate) not in snapshot_keys and ("users", owner) in snapshot_keys
-    assert duplicate not in learning_state(hook)["users"]
+    assert ("users", f"T:{duplicate}") not in snapshot_keys and ("users", f"T:{owner}") in snapshot_keys
+    assert f"T:{duplicate}" not in learning_state(hook)["users"]
 
     # The district fixes the login in PowerSchool: the next run sends the refused rows again.
     district.users[duplicate]["login"] = "fixed.login." + duplicate
@@ -375,7 +376,7 @@ def test_default_password_goes_to_new_users_only_and_is_never_stored(sqlite_stag
                                    for row in hook.users_sent)
 
     some_user = next(iter(district.users))
-    read_back = hook.read("users", some_user)
+    read_back = hook.read("users", f"{district.users[some_user]['user_type']}:{some_user}")
     assert read_back["has_password"] is True
     assert read_back["password_temporary"] is True
 
@@ -490,13 +491,13 @@ def test_users_on_the_districts_sso_domains_are_put_on_sso_authentication(sqlite
         load_run(sqlite_staging_engine, sso_config, run_id, hook)
 
     run("run-1")
-    assert hook.read("users", student)["authentication_type"] == "google"
-    assert hook.read("users", teacher)["authentication_type"] == "office365"
-    assert hook.read("users", other_student)["authentication_type"] == "password"
+    assert hook.read("users", f"S:{student}")["authentication_type"] == "google"
+    assert hook.read("users", f"T:{teacher}")["authentication_type"] == "office365"
+    assert hook.read("users", f"S:{other_student}")["authentication_type"] == "password"
 
-    hook.request("PUT", f"/api/v1/admin/users/{student}/authentication",  # an admin's choice
+    hook.request("PUT", f"/api/v1/admin/users/S/{student}/authentication",  # an admin's choice
                  json={"authentication_type": "password"})
     district.users[student]["first_name"] = "Renamed"  # the next import updates this user
     run("run-2")
-    assert hook.read("users", student)["first_name"] == "Renamed"
-    assert hook.read("users", student)["authentication_type"] == "password", "an import undid an admin's choice"
+    assert hook.read("users", f"S:{student}")["first_name"] == "Renamed"
+    assert hook.read("users", f"S:{student}")["authentication_type"] == "password", "an import undid an admin's choice"

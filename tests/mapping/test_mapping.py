@@ -108,11 +108,11 @@ def test_roster_specs_give_each_source_its_role() -> None:
     sections = pd.DataFrame({"section_id": ["4101"], "staff_id": ["200"]})
     co_teachers = pd.DataFrame({"section_id": ["4101"], "staff_id": ["201"]})
     assert records(spec("rosters_students").apply(enrollments)) == [
-        {"class_id": "4101", "user_id": "3001", "role": "student"}]
+        {"class_id": "4101", "user_type": "S", "user_id": "3001", "role": "student"}]
     assert records(spec("rosters_teachers").apply(sections)) == [
-        {"class_id": "4101", "user_id": "200", "role": "teacher"}]
+        {"class_id": "4101", "user_type": "T", "user_id": "200", "role": "teacher"}]
     assert records(spec("rosters_co_teachers").apply(co_teachers)) == [
-        {"class_id": "4101", "user_id": "201", "role": "co-teacher"}]
+        {"class_id": "4101", "user_type": "T", "user_id": "201", "role": "co-teacher"}]
 
 
 def test_both_source_spellings_resolve_to_the_same_column(tmp_path: Path) -> None:

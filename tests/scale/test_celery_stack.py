@@ -140,7 +140,7 @@ def test_a_score_saved_in_learning_reaches_powerteacher_through_the_stack(
     learning = services.learning
     students = sorted(key for key, role in learning.rosters("demo").items() if role == "student")
     assert students, "the import put no student in any class"
-    class_id, student_id = students[0]
+    class_id, student_id = students[0][0], students[0][1].split(":", 1)[1]  # the roster names "S:<dcid>"
     stack.wait_for_dags(["grade_push__demo"])
     stack.api("PATCH", "/dags/grade_push__demo", json={"is_paused": False})
     gradable = learning.create_gradable("demo", class_id, "Scale-out quiz", 10, due_date="2026-03-02")

@@ -109,13 +109,13 @@ def test_a_district_maps_to_exactly_the_learning_rows_worked_out_by_hand(
         {"class_id": "402", "name": "English 9 (7) - 3-4(A)", "code": "ENG700", "year": "3500", "teacher_id": "201",
          "organization_id": "100"}]
     assert learning_rows(staging_engine, "rosters") == [
-        {"class_id": "400", "user_id": "200", "role": "teacher"},
-        {"class_id": "402", "user_id": "201", "role": "teacher"},
-        {"class_id": "400", "user_id": "201", "role": "co-teacher"},
-        {"class_id": "400", "user_id": "300", "role": "student"},
-        {"class_id": "400", "user_id": "301", "role": "student"},
-        {"class_id": "402", "user_id": "302", "role": "student"},
-        {"class_id": "402", "user_id": "303", "role": "student"}]
+        {"class_id": "400", "user_type": "T", "user_id": "200", "role": "teacher"},
+        {"class_id": "402", "user_type": "T", "user_id": "201", "role": "teacher"},
+        {"class_id": "400", "user_type": "T", "user_id": "201", "role": "co-teacher"},
+        {"class_id": "400", "user_type": "S", "user_id": "300", "role": "student"},
+        {"class_id": "400", "user_type": "S", "user_id": "301", "role": "student"},
+        {"class_id": "402", "user_type": "S", "user_id": "302", "role": "student"},
+        {"class_id": "402", "user_type": "S", "user_id": "303", "role": "student"}]
     assert learning_rows(staging_engine, "parent_links") == [
         {"parent_id": "600", "child_id": "300"}, {"parent_id": "601", "child_id": "300"},
         {"parent_id": "601", "child_id": "302"}]

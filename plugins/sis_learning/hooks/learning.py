@@ -38,10 +38,12 @@ from sis_learning.hooks.http_client import (
 MAX_BATCH_ROWS = 1000
 ENTITY_KEY_FIELDS: dict[str, tuple[str, ...]] = {
     "organizations": ("organization_id",),
-    "users": ("external_id",),
-    "user_levels": ("external_id",),
+    # A user is identified by type and external id: a student, a teacher and a parent may carry
+    # the same number (PowerSchool keeps one id sequence per table). Their key is "S:5".
+    "users": ("user_type", "external_id"),
+    "user_levels": ("external_id",),  # a student's
     "classes": ("class_id",),
-    "rosters": ("class_id", "user_id"),
+    "rosters": ("class_id", "user_type", "user_id"),
     "parent_links": ("parent_id", "child_id"),
 }
 REMOVABLE_ENTITIES = ("rosters", "parent_links")
@@ -167,11 +169,15 @@ class LearningHook(ApiHttpHook):
         body = {"rows": [row if type(row) is dict else dict(row) for row in rows]}
         return self._post_batch(f"api/v1/{entity}/batch", body, f"POST {entity}/batch", len(rows))
 
-    def deactivate_users(self, external_ids: Sequence[str]) -> list[dict[str, Any]]:
-        """``POST /api/v1/users/deactivate``: disable users (never deleted); per-row results."""
-        self._check_batch(external_ids)
-        body = {"external_ids": [str(value) for value in external_ids]}
-        return self._post_batch("api/v1/users/deactivate", body, "POST users/deactivate", len(external_ids))
+    def deactivate_users(self, users: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """``POST /api/v1/users/deactivate``: disable users (never deleted); per-row results.
+
+        Each user is ``{"user_type", "external_id"}``; a result's key is ``"<user_type>:<external_id>"``.
+        """
+        self._check_batch(users)
+        body = {"users": [{"user_type": str(user["user_type"]), "external_id": str(user["external_id"])}
+                          for user in users]}
+        return self._post_batch("api/v1/users/deactivate", body, "POST users/deactivate", len(users))
 
     def remove(self, entity: str, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """``POST /api/v1/{rosters|parent_links}/remove``: rows are their key fields only."""

@@ -16,14 +16,14 @@ import itertools
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import JSON, MetaData, Table, event, text
 from sqlalchemy.engine import Engine, create_engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+from sis_learning.config import REPO_ROOT
+
 DEFAULT_SQLITE_PATH = REPO_ROOT / "var" / "staging.sqlite"
 STAGING_URL_ENV = "SIS_LEARNING_STAGING_URL"
 

@@ -17,9 +17,13 @@ sent, so an analyst sees exactly what went to Learning. No password is ever stor
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Boolean, DateTime, Index, Integer, String, Text
+from sqlalchemy import Boolean, DateTime, Index, Integer, String, Text, bindparam, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sis_learning.staging.base import Base
@@ -84,3 +88,66 @@ class ChangeSet(Base):
         # last in the index, each batch is an index range scan however large the run.
         Index("ix_change_set_run_pending", "district_id", "run_id", "entity", "action", "status", "id"),
     )
+
+
+# --- identity by type: snapshots and change sets from before it -------------------------------
+
+ROLE_USER_TYPE = {"student": "S", "teacher": "T", "co-teacher": "T"}
+
+
+def migrate_user_identity(connection: Connection, district_id: str,
+                          roster_hash: Callable[[dict[str, Any]], str]) -> dict[str, int]:
+    """Rekey a district's snapshot and change-set rows written before users were identified by type.
+
+    Learning identifies a user by (user_type, external_id): a student, a teacher and a
+    parent may carry the same number. A user's key was ``"5"`` and becomes ``"S:5"`` (the
+    type is in its payload); a roster row's was ``"<class>:5"`` and becomes
+    ``"<class>:S:5"``, its payload gains ``user_type`` (from its role: student -> S,
+    teacher and co-teacher -> T) and its content hash is recomputed with ``roster_hash``,
+    so the first run after the upgrade sends nothing that did not change. Idempotent: rows
+    already in the new shape are left alone, so it runs at the start of every diff and
+    costs one indexed range read once done. Returns the rows rekeyed per table and entity.
+    """
+    counts: dict[str, int] = {}
+    for table in (LearningSnapshot.__table__, ChangeSet.__table__):
+        old_users = connection.execute(
+            select(table.c.id, table.c.key, table.c.payload)
+            .where(table.c.district_id == district_id, table.c.entity == "users", ~table.c.key.contains(":"))
+        ).all()
+        updates = []
+        for row_id, key, payload in old_users:
+            user_type = (json.loads(payload) if payload else {}).get("user_type")
+            if user_type:
+                updates.append({"row_id": row_id, "new_key": f"{user_type}:{key}"})
+        if updates:
+            connection.execute(
+                update(table).where(table.c.id == bindparam("row_id")).values(key=bindparam("new_key")), updates
+            )
+        counts[f"{table.name}.users"] = len(updates)
+
+        old_rosters = connection.execute(
+            select(table.c.id, table.c.key, table.c.payload, table.c.content_hash)
+            .where(table.c.district_id == district_id, table.c.entity == "rosters",
+                   ~table.c.key.like("%:%:%"))
+        ).all()
+        updates = []
+        for row_id, key, payload, old_hash in old_rosters:
+            values = json.loads(payload) if payload else {}
+            user_type = ROLE_USER_TYPE.get(values.get("role"))
+            if user_type is None:
+                continue
+            class_id, _, user_id = key.partition(":")
+            new_payload = {"class_id": values.get("class_id", class_id), "user_type": user_type,
+                           "user_id": values.get("user_id", user_id), "role": values.get("role")}
+            new_hash = old_hash if old_hash is None else roster_hash(new_payload)
+            updates.append({"row_id": row_id, "new_key": f"{class_id}:{user_type}:{user_id}",
+                            "new_payload": json.dumps(new_payload, separators=(",", ":")), "new_hash": new_hash})
+        if updates:
+            connection.execute(
+                update(table).where(table.c.id == bindparam("row_id"))
+                .values(key=bindparam("new_key"), payload=bindparam("new_payload"),
+                        content_hash=bindparam("new_hash")),
+                updates,
+            )
+        counts[f"{table.name}.rosters"] = len(updates)
+    return counts

@@ -2,7 +2,8 @@
 
 One table per Learning entity, with the columns of the source document's mapping
 tables (Student / Teacher / Parent, Users Levels, Organizational, Course and roster
-mappings, Parent Child). Keys are PowerSchool DCIDs as strings. ``learning_users``
+mappings, Parent Child). Keys are PowerSchool DCIDs as strings; a user is identified by
+``user_type`` and ``external_id`` (rosters carry the user's type too). ``learning_users``
 never holds a password: only ``password_temporary`` (the district's "Imported passwords
 are temporary" setting); load resolves the district's default password reference itself.
 """
@@ -60,6 +61,9 @@ class LearningClass(RunKeyed, Base):
 class LearningRoster(RunKeyed, Base):
     __tablename__ = "learning_rosters"
     class_id: Mapped[str] = mapped_column(String(64))
+    # S (role student) | T (teacher, co-teacher): a user is identified by type and external id.
+    # Nullable only so an older staging database gains the column in place.
+    user_type: Mapped[str | None] = mapped_column(String(1))
     user_id: Mapped[str] = mapped_column(String(64))
     role: Mapped[str] = mapped_column(String(20))  # teacher | co-teacher | student
     __table_args__ = (Index("ix_learning_rosters_run", "district_id", "run_id", "class_id", "user_id"),)

@@ -158,6 +158,40 @@ def acquire_lease(engine: Engine, district_id: str, owner: str, seconds: float) 
         return result.rowcount == 1
 
 
+def renew_lease(connection: Connection, district_id: str, owner: str, seconds: float) -> bool:
+    """Extend the lease ``owner`` holds; False when it is no longer its own (another run took it over).
+
+    A lease past its ``lease_until`` that nobody took is still the owner's and is renewed:
+    only a takeover (``acquire_lease`` by another run once it expired) ends it.
+    """
+    from datetime import timedelta
+
+    table = GradePushCursor.__table__
+    result = connection.execute(
+        table.update()
+        .where(table.c.district_id == district_id, table.c.lease_owner == owner)
+        .values(lease_until=utcnow() + timedelta(seconds=seconds))
+    )
+    return result.rowcount == 1
+
+
+def lease_holder(engine: Engine, district_id: str) -> str | None:
+    with engine.connect() as connection:
+        return connection.scalar(select(GradePushCursor.lease_owner).where(GradePushCursor.district_id == district_id))
+
+
+def save_cursor_holding_lease(connection: Connection, district_id: str, cursor: int, run_id: str,
+                              seconds: float) -> bool:
+    """Advance the cursor only while ``run_id`` holds the lease (renewing it); False when it lost it.
+
+    One transaction: a run whose lease was taken over never moves the cursor the new holder reads from.
+    """
+    if not renew_lease(connection, district_id, run_id, seconds):
+        return False
+    save_cursor(connection, district_id, cursor, run_id)
+    return True
+
+
 def release_lease(engine: Engine, district_id: str, owner: str) -> None:
     table = GradePushCursor.__table__
     with engine.begin() as connection:

@@ -9,7 +9,9 @@ See docs/architecture.md and docs/staged-tables.md.
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Index, Integer, String, Text
+from datetime import datetime
+
+from sqlalchemy import Boolean, DateTime, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sis_learning.staging.base import Base
@@ -201,3 +203,27 @@ STAGED_SOURCE_TABLES = {
     "section_teachers": StgSectionTeacher,
     "guardians": StgGuardian,
 }
+
+
+class ExtractRead(Base):
+    """How a run read one entity: a full read, or only what changed since a cursor.
+
+    ``read_at`` is when the read started (UTC, the pipeline's clock); the next incremental
+    read of the entity starts from the ``read_at`` of the district's last *successful* run
+    (its load committed) minus the overlap window, so a failed or abandoned run's read is
+    never a starting point and its changes are read again. ``base_run_id`` is the run whose
+    staged rows an incremental read carried forward. Entity ``*`` records what the run was
+    asked for (``full_refresh``). See docs/extract.md, "Incremental and full reads".
+    """
+
+    __tablename__ = "extract_reads"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    district_id: Mapped[str] = mapped_column(String(64))
+    run_id: Mapped[str] = mapped_column(String(250))
+    entity: Mapped[str] = mapped_column(String(40))
+    mode: Mapped[str] = mapped_column(String(20))  # full | incremental | requested_full
+    read_at: Mapped[datetime] = mapped_column(DateTime)
+    read_from: Mapped[str | None] = mapped_column(String(40))
+    base_run_id: Mapped[str | None] = mapped_column(String(250))
+    note: Mapped[str | None] = mapped_column(Text)
+    __table_args__ = (Index("uq_extract_reads_run", "district_id", "run_id", "entity", unique=True),)

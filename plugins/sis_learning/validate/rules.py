@@ -221,18 +221,16 @@ def _reject_shared_values(users: list[tuple[EntityOutcome, pd.Series, str]], rul
 
 
 def _reject_duplicate_users(staff: EntityOutcome, students: EntityOutcome, guardians: EntityOutcome) -> None:
-    """Logins are unique in a Learning domain (case-insensitive), and so are import ids.
+    """Logins are unique in a Learning domain (case-insensitive).
 
     Teachers', students' and parents' DCIDs come from different PowerSchool tables and
-    may coincide; Learning would take them for one user.
+    may coincide: that is no conflict, Learning identifies a user by type and import id.
     """
     def login(outcome: EntityOutcome, column: str) -> pd.Series:
         return outcome.frame[column].str.strip().str.lower()
 
     people = ((staff, "teacher_username", "teacher"), (students, "student_username", "student"),
               (guardians, "portal_username", "parent"))
-    _reject_shared_values([(outcome, outcome.source_id, label) for outcome, _column, label in people],
-                          "external_id_unique", "import id", "Learning identifies users by their import id")
     _reject_shared_values([(outcome, login(outcome, column), label) for outcome, column, label in people],
                           "login_unique", "login", "Learning logins are unique")
 

@@ -17,9 +17,10 @@ from typing import Any
 
 import pandas as pd
 
+from sis_learning.mapping import LOGIN_MAX_LENGTH
+
 # Learning's limits (docs/validation-and-mapping.md "Lengths Learning accepts").
 NAME_MAX_LENGTH = 100
-LOGIN_MAX_LENGTH = 100
 EMAIL_MAX_LENGTH = 254
 CLASS_NAME_MAX_LENGTH = 255
 

@@ -44,8 +44,8 @@ def seed_school(domain: Any, students: int = 2) -> dict[str, Any]:
     student_ids = [str(600 + number) for number in range(students)]
     assert set(domain.statuses("users", [teacher] + [user(sid) for sid in student_ids])) == {"created"}
     assert domain.statuses("classes", [learning_class("700", "500")]) == ["created"]
-    roster = [{"class_id": "700", "user_id": "500", "role": "teacher"}] + [
-        {"class_id": "700", "user_id": sid, "role": "student"} for sid in student_ids
+    roster = [{"class_id": "700", "user_type": "T", "user_id": "500", "role": "teacher"}] + [
+        {"class_id": "700", "user_type": "S", "user_id": sid, "role": "student"} for sid in student_ids
     ]
     assert set(domain.statuses("rosters", roster)) == {"created"}
     return {"organization_id": "10", "teacher_id": "500", "class_id": "700", "student_ids": student_ids}

@@ -88,30 +88,30 @@ def test_bad_rows_fail_alone_with_the_field_named_and_the_valid_rows_are_applied
     assert reasons[6] == "a row must be a JSON object"
     assert reasons[7] == f"login: String should have at most {limits.LOGIN_LENGTH} characters"
     assert reasons[8] == f"email: String should have at most {limits.EMAIL_LENGTH} characters"
-    assert reasons[10] == "users key 1 appears twice in this batch (first at index 0); send each key once"
-    assert [r["key"] for r in results[:4]] == ["1", "2", "3", "4"]
+    assert reasons[10] == "users key S:1 appears twice in this batch (first at index 0); send each key once"
+    assert [r["key"] for r in results[:4]] == ["S:1", "S:2", "S:3", "S:4"]
     assert answer["summary"] == {"total": 11, "created": 2, "failed": 9}
-    assert set(domain.users()) == {"1", "10"}
-    assert domain.user("1")["first_name"] == "Ana"
+    assert set(domain.users()) == {"S:1", "S:10"}
+    assert domain.user("S:1")["first_name"] == "Ana"
 
 
 def test_a_failed_row_leaves_the_existing_object_exactly_as_it_was(domain):
     domain.batch("organizations", [organization()])
     domain.batch("users", [user("1", first_name="Ana", email="ana@example.org")])
-    before = domain.user("1")
+    before = domain.user("S:1")
     # the new first name is fine, the last name is too long: nothing of the row is applied
     reasons = domain.reasons("users", [user("1", first_name="Anabel", last_name="z" * 500)])
     assert reasons[0].startswith("last_name: String should have at most")
-    assert domain.user("1") == before
+    assert domain.user("S:1") == before
 
 
 def test_a_rule_failure_also_applies_nothing_of_its_row(domain):
     domain.batch("organizations", [organization()])
     domain.batch("users", [user("1", login="ana"), user("2", login="bea", first_name="Bea")])
-    before = domain.user("2")
+    before = domain.user("S:2")
     reasons = domain.reasons("users", [user("2", login="ana", first_name="Beatriz")])
-    assert reasons == ["login 'ana' is already used by user 1 in this domain (logins are unique)"]
-    assert domain.user("2") == before
+    assert reasons == ["login 'ana' is already used by user S:1 in this domain (logins are unique)"]
+    assert domain.user("S:2") == before
 
 
 def test_bad_single_object_bodies_are_422_with_the_field_named(domain):
@@ -124,7 +124,7 @@ def test_bad_single_object_bodies_are_422_with_the_field_named(domain):
             "grade_push_organisations: unknown field",
         ),
         ("put", "/api/v1/domain/settings", {"autogenerate_usernames": "maybe"}, "autogenerate_usernames"),
-        ("post", "/api/v1/users/deactivate", {"external_ids": []}, "external_ids: List should have at least 1 item"),
+        ("post", "/api/v1/users/deactivate", {"users": []}, "users: List should have at least 1 item"),
         ("post", "/api/v1/rosters/remove", {}, "rows: missing required field"),
     ]
     for method, path, body, expected in cases:
@@ -142,7 +142,7 @@ def test_paging_parameters_are_checked(domain):
 
 
 def test_too_many_ids_to_deactivate_is_a_413(domain):
-    response = domain.http.post("/api/v1/users/deactivate", json={"external_ids": [str(n) for n in range(1001)]})
+    response = domain.http.post("/api/v1/users/deactivate", json={"users": [{"user_type": "S", "external_id": str(n)} for n in range(1001)]})
     assert response.status_code == 413
     assert "at most 1000 rows" in response.json()["message"]
 

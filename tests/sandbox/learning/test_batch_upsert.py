@@ -30,7 +30,7 @@ def test_users_upsert_by_external_id_and_read_back_every_mapped_field(domain):
     domain.batch("organizations", [organization()])
     row = user("1001", email="ana@example.org", sso_email_address="ana@district.org")
     assert domain.statuses("users", [row]) == ["created"]
-    stored = domain.user("1001")
+    stored = domain.user("S:1001")
     for field in (
         "external_id",
         "first_name",
@@ -47,7 +47,7 @@ def test_users_upsert_by_external_id_and_read_back_every_mapped_field(domain):
 
     assert domain.statuses("users", [row]) == ["unchanged"]
     assert domain.statuses("users", [{**row, "last_name": "Lopez-Garcia"}]) == ["updated"]
-    assert domain.user("1001")["last_name"] == "Lopez-Garcia"
+    assert domain.user("S:1001")["last_name"] == "Lopez-Garcia"
     assert len(domain.users()) == 1
 
 
@@ -68,9 +68,10 @@ def test_user_levels_classes_rosters_and_links_round_trip(domain):
     assert domain.statuses("classes", [learning_class("700", "500", name="Algebra I (1) - 2(A)")]) == ["updated"]
     assert domain.classes()["700"]["name"] == "Algebra I (1) - 2(A)"
 
-    assert domain.rosters() == {("700", "500"): "teacher", ("700", "600"): "student", ("700", "601"): "student"}
-    result = domain.batch("rosters", [{"class_id": "700", "user_id": "600", "role": "student"}])["results"][0]
-    assert (result["key"], result["status"]) == ("700:600", "unchanged")
+    assert domain.rosters() == {("700", "T:500"): "teacher", ("700", "S:600"): "student", ("700", "S:601"): "student"}
+    row = {"class_id": "700", "user_type": "S", "user_id": "600", "role": "student"}
+    result = domain.batch("rosters", [row])["results"][0]
+    assert (result["key"], result["status"]) == ("700:S:600", "unchanged")
 
     links = domain.batch(
         "parent_links", [{"parent_id": "900", "child_id": "600"}, {"parent_id": "900", "child_id": "601"}]
@@ -78,7 +79,7 @@ def test_user_levels_classes_rosters_and_links_round_trip(domain):
     assert [(r["key"], r["status"]) for r in links["results"]] == [("900:600", "created"), ("900:601", "created")]
     assert domain.statuses("parent_links", [{"parent_id": "900", "child_id": "600"}]) == ["unchanged"]
     assert domain.parent_links() == {("900", "600"), ("900", "601")}
-    assert domain.read("rosters", "700:601")["role"] == "student"
+    assert domain.read("rosters", "700:S:601")["role"] == "student"
     assert (
         domain.read("parent_links", "900:601")["parent_id"],
         domain.read("parent_links", "900:601")["child_id"],
@@ -92,9 +93,9 @@ def test_user_levels_classes_rosters_and_links_round_trip(domain):
 def test_a_co_teacher_role_can_be_changed_by_a_later_import(domain):
     seed_school(domain, students=1)
     domain.batch("users", [user("501", "T", login="teacher501")])
-    assert domain.statuses("rosters", [{"class_id": "700", "user_id": "501", "role": "co-teacher"}]) == ["created"]
-    assert domain.statuses("rosters", [{"class_id": "700", "user_id": "501", "role": "teacher"}]) == ["updated"]
-    assert domain.rosters()[("700", "501")] == "teacher"
+    assert domain.statuses("rosters", [{"class_id": "700", "user_type": "T", "user_id": "501", "role": "co-teacher"}]) == ["created"]
+    assert domain.statuses("rosters", [{"class_id": "700", "user_type": "T", "user_id": "501", "role": "teacher"}]) == ["updated"]
+    assert domain.rosters()[("700", "T:501")] == "teacher"
 
 
 def test_a_batch_of_1000_rows_is_accepted_and_1001_is_refused_with_413(domain):
@@ -114,7 +115,7 @@ def test_a_batch_of_1000_rows_is_accepted_and_1001_is_refused_with_413(domain):
     too_many = domain.http.post("/api/v1/users/batch", json={"rows": [*rows, user("200000")]})
     assert too_many.status_code == 413
     assert "at most 1000 rows" in too_many.json()["message"]
-    assert domain.user("200000") is None
+    assert domain.user("S:200000") is None
 
 
 def test_paging_reads_every_row_once(domain):

@@ -13,11 +13,11 @@ from tests.sandbox.learning.sample_rows import learning_class, organization, see
 PROTECTED = [
     ("get", "/api/v1/users", None),
     ("post", "/api/v1/users/batch", {"rows": [{"external_id": "1"}]}),
-    ("post", "/api/v1/users/deactivate", {"external_ids": ["1"]}),
+    ("post", "/api/v1/users/deactivate", {"users": [{"user_type": "S", "external_id": "1"}]}),
     ("get", "/api/v1/domain/settings", None),
     ("get", "/api/v1/gradebook/changes", None),
     ("get", "/api/v1/notifications/count", None),
-    ("put", "/api/v1/admin/users/1/authentication", {"authentication_type": "google"}),
+    ("put", "/api/v1/admin/users/S/1/authentication", {"authentication_type": "google"}),
 ]
 
 
@@ -46,13 +46,13 @@ def test_one_districts_token_never_reads_or_writes_another_districts_data(domain
     # writing with the same keys creates the other district's own objects, and touches nothing of the first
     other_domain.batch("organizations", [organization()])
     assert other_domain.reasons("classes", [learning_class("700", "500")]) == [
-        "teacher 500 does not exist in this domain"
+        "teacher T:500 does not exist in this domain"
     ]
-    assert other_domain.reasons("rosters", [{"class_id": "700", "user_id": "600"}]) == [
+    assert other_domain.reasons("rosters", [{"class_id": "700", "user_type": "S", "user_id": "600"}]) == [
         "class 700 does not exist in this domain"
     ]
     assert other_domain.statuses("users", [user("600", first_name="Other")]) == ["created"]
-    assert domain.user("600")["first_name"] == "Ana"
+    assert domain.user("S:600")["first_name"] == "Ana"
     # a login is unique within a domain, not across domains
     assert other_domain.statuses("users", [user("601", login="teacher500")]) == ["created"]
     # admin calls and removals stay in their own domain too
@@ -62,18 +62,15 @@ def test_one_districts_token_never_reads_or_writes_another_districts_data(domain
         ).status_code
         == 404
     )
-    assert (
-        other_domain.http.post("/api/v1/users/deactivate", json={"external_ids": ["500"]}).json()["results"][0][
-            "status"
-        ]
-        == "failed"
-    )
+    teacher = {"user_type": "T", "external_id": "500"}
+    answer = other_domain.http.post("/api/v1/users/deactivate", json={"users": [teacher]}).json()
+    assert answer["results"][0]["status"] == "failed"
     removed = other_domain.http.post(
-        "/api/v1/rosters/remove", json={"rows": [{"class_id": "700", "user_id": "600"}]}
+        "/api/v1/rosters/remove", json={"rows": [{"class_id": "700", "user_type": "S", "user_id": "600"}]}
     ).json()
     assert removed["results"][0]["status"] == "unchanged"
-    assert domain.rosters()[("700", "600")] == "student"
-    assert domain.user("500")["enabled"] is True and domain.user("500")["authentication_type"] == "password"
+    assert domain.rosters()[("700", "S:600")] == "student"
+    assert domain.user("T:500")["enabled"] is True and domain.user("T:500")["authentication_type"] == "password"
 
 
 def test_the_server_speaks_https_with_a_certificate_from_the_sandbox_ca(learning_server):

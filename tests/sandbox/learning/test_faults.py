@@ -22,7 +22,7 @@ def test_a_lost_answer_applies_the_batch_once_and_the_retry_reports_unchanged(do
     domain.inject_faults(count=1, status=502, after_apply=True)
     response = domain.http.post("/api/v1/users/batch", json={"rows": [user("1"), user("2")]})
     assert response.status_code == 502
-    assert set(domain.users()) == {"1", "2"}
+    assert set(domain.users()) == {"S:1", "S:2"}
     assert domain.statuses("users", [user("1"), user("2")]) == ["unchanged", "unchanged"]
 
 
@@ -31,7 +31,7 @@ def test_faults_hit_only_the_armed_domain_and_can_be_disarmed(domain, other_doma
         each.batch("organizations", [organization()])
     domain.inject_faults(count=5, status=429)
     assert other_domain.statuses("users", [user("1")]) == ["created"]
-    assert domain.http.post("/api/v1/users/deactivate", json={"external_ids": ["1"]}).status_code == 429
+    assert domain.http.post("/api/v1/users/deactivate", json={"users": [{"user_type": "S", "external_id": "1"}]}).status_code == 429
     assert domain.inject_faults(count=0) == 0
     assert domain.statuses("users", [user("1")]) == ["created"]
     assert domain.http.get("/openapi.json").json()["paths"].get("/sandbox/faults") is None

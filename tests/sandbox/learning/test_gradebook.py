@@ -140,7 +140,7 @@ def test_a_linked_class_announces_the_link_and_re_emits_its_gradables_and_scores
     seed_school(domain, students=1)
     domain.upsert("classes", [{"class_id": "T-1", "name": "Teacher's own class", "teacher_id": "500",
                                "organization_id": "10"}])
-    domain.upsert("rosters", [{"class_id": "T-1", "user_id": "600", "role": "student"}])
+    domain.upsert("rosters", [{"class_id": "T-1", "user_type": "S", "user_id": "600", "role": "student"}])
     own = domain.create_gradable("T-1", "Warm-up", 5)
     domain.set_score(own["id"], "600", "4")
     cursor = domain.changes()["next_cursor"]

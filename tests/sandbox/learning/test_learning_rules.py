@@ -21,8 +21,9 @@ def test_a_class_whose_teacher_does_not_exist_fails_and_the_others_are_created(d
         "classes", [learning_class("700", "500"), learning_class("701", "404"), learning_class("702", "600")]
     )
     assert [r["status"] for r in answer["results"]] == ["created", "failed", "failed"]
-    assert answer["results"][1]["reason"] == "teacher 404 does not exist in this domain"
-    assert "is a student (user_type S), not a teacher (T)" in answer["results"][2]["reason"]
+    assert answer["results"][1]["reason"] == "teacher T:404 does not exist in this domain"
+    # a student with that number is not the teacher: users are identified by type and id
+    assert answer["results"][2]["reason"] == "teacher T:600 does not exist in this domain"
     assert answer["summary"] == {"total": 3, "created": 1, "failed": 2}
     assert set(domain.classes()) == {"700"}
 
@@ -43,25 +44,29 @@ def test_a_roster_row_whose_class_or_user_does_not_exist_fails(domain):
     answer = domain.batch(
         "rosters",
         [
-            {"class_id": "799", "user_id": "600", "role": "student"},
-            {"class_id": "700", "user_id": "699", "role": "student"},
-            {"class_id": "700", "user_id": "500", "role": "student"},
+            {"class_id": "799", "user_type": "S", "user_id": "600", "role": "student"},
+            {"class_id": "700", "user_type": "S", "user_id": "699", "role": "student"},
+            {"class_id": "700", "user_type": "S", "user_id": "500", "role": "student"},
         ],
     )
     assert [r["status"] for r in answer["results"]] == ["failed", "failed", "failed"]
     assert answer["results"][0]["reason"] == "class 799 does not exist in this domain"
-    assert answer["results"][1]["reason"] == "user 699 does not exist in this domain"
-    assert "role 'student' needs a student" in answer["results"][2]["reason"]
-    assert ("700", "699") not in domain.rosters()
+    assert answer["results"][1]["reason"] == "user S:699 does not exist in this domain"
+    assert answer["results"][2]["reason"] == "user S:500 does not exist in this domain"
+    assert ("700", "S:699") not in domain.rosters()
+    wrong_type = {"class_id": "700", "user_type": "T", "user_id": "500", "role": "student"}
+    assert "role 'student' needs a student" in domain.reasons("rosters", [wrong_type])[0]
 
 
 def test_user_levels_and_parent_links_need_existing_users_of_the_right_type(domain):
     seed_school(domain, students=1)
     domain.batch("users", [user("900", "P", login="parent900")])
     assert domain.reasons("user_levels", [{"external_id": "404", "level_id": "9"}]) == [
-        "user 404 does not exist in this domain"
+        "user S:404 does not exist in this domain"
     ]
-    assert "not a student" in domain.reasons("user_levels", [{"external_id": "500", "level_id": "9"}])[0]
+    assert domain.reasons("user_levels", [{"external_id": "500", "level_id": "9"}]) == [
+        "user S:500 does not exist in this domain"  # 500 is a teacher's number
+    ]
     reasons = domain.reasons(
         "parent_links",
         [
@@ -70,9 +75,9 @@ def test_user_levels_and_parent_links_need_existing_users_of_the_right_type(doma
             {"parent_id": "600", "child_id": "600"},
         ],
     )
-    assert reasons[0] == "parent 404 does not exist in this domain"
-    assert reasons[1] == "child 404 does not exist in this domain"
-    assert "not a parent (P)" in reasons[2]
+    assert reasons[0] == "parent P:404 does not exist in this domain"
+    assert reasons[1] == "child S:404 does not exist in this domain"
+    assert reasons[2] == "parent P:600 does not exist in this domain"  # 600 is a student's number
     assert domain.parent_links() == set()
 
 
@@ -82,10 +87,10 @@ def test_user_levels_and_parent_links_need_existing_users_of_the_right_type(doma
 def test_an_import_sets_the_authentication_type_of_a_new_user_and_of_a_password_user(domain):
     domain.batch("organizations", [organization()])
     domain.batch("users", [user("1", authentication_type="google"), user("2")])
-    assert domain.user("1")["authentication_type"] == "google"
-    assert domain.user("2")["authentication_type"] == "password"
+    assert domain.user("S:1")["authentication_type"] == "google"
+    assert domain.user("S:2")["authentication_type"] == "password"
     assert domain.statuses("users", [user("2", authentication_type="office365")]) == ["updated"]
-    assert domain.user("2")["authentication_type"] == "office365"
+    assert domain.user("S:2")["authentication_type"] == "office365"
 
 
 def test_sso_authentication_is_sticky_whatever_an_import_sends(domain):
@@ -95,39 +100,39 @@ def test_sso_authentication_is_sticky_whatever_an_import_sends(domain):
     result = answer["results"][0]
     assert result["status"] == "updated"  # the other fields are applied
     assert "stays 'google'" in result["note"]
-    stored = domain.user("1")
+    stored = domain.user("S:1")
     assert (stored["authentication_type"], stored["first_name"]) == ("google", "Anna")
     # an import that sends no type leaves it alone as well
     domain.batch("users", [user("1", first_name="Anna")])
-    assert domain.user("1")["authentication_type"] == "google"
+    assert domain.user("S:1")["authentication_type"] == "google"
 
 
 def test_an_authentication_type_set_by_an_admin_is_never_changed_by_an_import(domain):
     domain.batch("organizations", [organization()])
     domain.batch("users", [user("1"), user("2", authentication_type="google")])
-    domain.set_authentication("1", "password")  # an admin chose password on purpose
-    domain.set_authentication("2", "password")  # an admin took a user off SSO: only an admin can
-    assert domain.user("2")["authentication_type"] == "password"
+    domain.set_authentication("S:1", "password")  # an admin chose password on purpose
+    domain.set_authentication("S:2", "password")  # an admin took a user off SSO: only an admin can
+    assert domain.user("S:2")["authentication_type"] == "password"
     answer = domain.batch(
         "users", [user("1", authentication_type="google"), user("2", authentication_type="office365")]
     )
     assert [r["status"] for r in answer["results"]] == ["unchanged", "unchanged"]
     assert all("an admin set it" in r["note"] for r in answer["results"])
     assert {key: row["authentication_type"] for key, row in domain.users().items()} == {
-        "1": "password",
-        "2": "password",
+        "S:1": "password",
+        "S:2": "password",
     }
-    assert domain.user("1")["authentication_set_by"] == "admin"
+    assert domain.user("S:1")["authentication_set_by"] == "admin"
 
 
 def test_setting_the_authentication_type_of_an_unknown_user_or_to_an_unknown_type_is_refused(domain):
     domain.batch("organizations", [organization()])
     domain.batch("users", [user("1")])
     assert (
-        domain.http.put("/api/v1/admin/users/404/authentication", json={"authentication_type": "google"}).status_code
+        domain.http.put("/api/v1/admin/users/S/404/authentication", json={"authentication_type": "google"}).status_code
         == 404
     )
-    bad = domain.http.put("/api/v1/admin/users/1/authentication", json={"authentication_type": "facebook"})
+    bad = domain.http.put("/api/v1/admin/users/S/1/authentication", json={"authentication_type": "facebook"})
     assert bad.status_code == 422
     assert "authentication_type" in bad.json()["message"]
 
@@ -145,12 +150,12 @@ def test_logins_are_unique_in_a_domain_and_a_duplicate_fails_its_row(domain):
     assert [r["status"] for r in answer["results"]] == ["failed", "created", "failed"]
     assert (
         answer["results"][0]["reason"]
-        == "login 'Ana.Lopez' is already used by user 1 in this domain (logins are unique)"
+        == "login 'Ana.Lopez' is already used by user S:1 in this domain (logins are unique)"
     )
     assert (
-        answer["results"][2]["reason"] == "login 'MARIA' is already used by user 3 in this domain (logins are unique)"
+        answer["results"][2]["reason"] == "login 'MARIA' is already used by user S:3 in this domain (logins are unique)"
     )
-    assert set(domain.users()) == {"1", "3"}
+    assert set(domain.users()) == {"S:1", "S:3"}
 
 
 def test_a_login_freed_earlier_in_a_batch_can_be_taken_later_in_it(domain):
@@ -158,7 +163,7 @@ def test_a_login_freed_earlier_in_a_batch_can_be_taken_later_in_it(domain):
     domain.batch("users", [user("1", login="shared"), user("2", login="other")])
     answer = domain.batch("users", [user("1", login="renamed"), user("2", login="shared"), user("3", login="other")])
     assert [r["status"] for r in answer["results"]] == ["updated", "updated", "created"]
-    assert {key: row["login"] for key, row in domain.users().items()} == {"1": "renamed", "2": "shared", "3": "other"}
+    assert {key: row["login"] for key, row in domain.users().items()} == {"S:1": "renamed", "S:2": "shared", "S:3": "other"}
 
 
 def test_a_user_without_a_login_uses_the_sso_email_else_fails_unless_autogenerate_is_on(domain):
@@ -171,7 +176,7 @@ def test_a_user_without_a_login_uses_the_sso_email_else_fails_unless_autogenerat
         ],
     )
     assert answer["results"][0]["status"] == "created"
-    assert domain.user("1")["login"] == "ana@district.org"
+    assert domain.user("S:1")["login"] == "ana@district.org"
     assert answer["results"][1]["status"] == "failed"
     assert "no login" in answer["results"][1]["reason"] and "autogenerate usernames" in answer["results"][1]["reason"]
 
@@ -184,8 +189,8 @@ def test_a_user_without_a_login_uses_the_sso_email_else_fails_unless_autogenerat
         ],
     )
     assert [r["status"] for r in answer["results"]] == ["created", "created"]
-    generated = {key: (row["login"], row["login_generated"]) for key, row in domain.users().items() if key != "1"}
-    assert generated == {"2": ("jose.nunez", True), "3": ("jose.nunez2", True)}
+    generated = {key: (row["login"], row["login_generated"]) for key, row in domain.users().items() if key != "S:1"}
+    assert generated == {"S:2": ("jose.nunez", True), "S:3": ("jose.nunez2", True)}
     # a later import without a login keeps the generated one
     assert domain.statuses("users", [user("3", login=None, first_name="Jose", last_name="Nunez")]) == ["unchanged"]
 
@@ -221,9 +226,9 @@ def test_passwords_are_stored_hashed_applied_on_create_only_and_flagged_temporar
         ],
     )
     users = domain.users()
-    assert (users["1"]["has_password"], users["1"]["password_temporary"]) == (True, True)
-    assert (users["2"]["has_password"], users["2"]["password_temporary"]) == (True, False)
-    assert (users["3"]["has_password"], users["3"]["password_temporary"]) == (False, False)
+    assert (users["S:1"]["has_password"], users["S:1"]["password_temporary"]) == (True, True)
+    assert (users["S:2"]["has_password"], users["S:2"]["password_temporary"]) == (True, False)
+    assert (users["S:3"]["has_password"], users["S:3"]["password_temporary"]) == (False, False)
 
     stored = _stored_users(learning_server.sandbox.database_url)
     hashes = {key: row.password_hash for key, row in stored.items() if row.domain == domain.name}
@@ -236,7 +241,7 @@ def test_passwords_are_stored_hashed_applied_on_create_only_and_flagged_temporar
     assert [row.password_hash for row in again.values() if row.domain == domain.name and row.external_id == "1"] == [
         hashes["1"]
     ]
-    assert domain.user("1")["password_temporary"] is True
+    assert domain.user("S:1")["password_temporary"] is True
 
 
 def test_the_domain_setting_makes_imported_passwords_temporary_by_default(domain):
@@ -247,40 +252,50 @@ def test_the_domain_setting_makes_imported_passwords_temporary_by_default(domain
         [user("1", password="Default-Pass-2025"), user("2", password="Default-Pass-2025", password_temporary=False)],
     )
     users = domain.users()
-    assert (users["1"]["password_temporary"], users["2"]["password_temporary"]) == (True, False)
+    assert (users["S:1"]["password_temporary"], users["S:2"]["password_temporary"]) == (True, False)
 
 
 def test_no_notification_is_ever_sent_to_imported_users(domain):
     seed_school(domain, students=3)
     domain.batch("users", [user("600", first_name="Changed"), user("900", "P", login="p900", password="Pass-word-1")])
-    domain.http.post("/api/v1/users/deactivate", json={"external_ids": ["601"]})
+    domain.http.post("/api/v1/users/deactivate", json={"users": [{"user_type": "S", "external_id": "601"}]})
     assert domain.notification_count() == 0
     # the counter does count: an admin informing a user later is one notification
-    assert domain.notify("600")["count"] == 1
+    assert domain.notify("S:600")["count"] == 1
     assert domain.notification_count() == 1
 
 
 def test_deactivated_users_are_disabled_never_deleted_and_an_import_can_enable_them_again(domain):
     domain.batch("organizations", [organization()])
-    domain.batch("users", [user("1"), user("2")])
-    answer = domain.http.post("/api/v1/users/deactivate", json={"external_ids": ["1", "404", 2, "1"]}).json()
+    # a student and a teacher with the same number are two users
+    domain.batch("users", [user("1"), user("2"), user("1", "T", login="teacher1")])
+
+    def key(user_type, external_id):
+        return {"user_type": user_type, "external_id": external_id}
+
+    answer = domain.http.post("/api/v1/users/deactivate", json={"users": [
+        key("S", "1"), key("S", "404"), key("S", 2), key("S", "1"), {"external_id": "3"},
+    ]}).json()
     assert [(r["key"], r["status"]) for r in answer["results"]] == [
-        ("1", "deactivated"),
-        ("404", "failed"),
-        ("2", "deactivated"),
-        ("1", "unchanged"),
+        ("S:1", "deactivated"),
+        ("S:404", "failed"),
+        ("S:2", "deactivated"),
+        ("S:1", "unchanged"),
+        (None, "failed"),
     ]
-    assert answer["results"][1]["reason"] == "user 404 does not exist in this domain"
+    assert answer["results"][1]["reason"] == "user S:404 does not exist in this domain"
+    assert answer["results"][4]["reason"] == "missing required field 'user_type'"
     users = domain.users()
-    assert set(users) == {"1", "2"}
-    assert users["1"]["enabled"] is False and users["1"]["deactivated_at"]
-    again = domain.http.post("/api/v1/users/deactivate", json={"external_ids": ["1"]}).json()
+    assert set(users) == {"S:1", "S:2", "T:1"}
+    assert users["S:1"]["enabled"] is False and users["S:1"]["deactivated_at"]
+    assert users["T:1"]["enabled"] is True  # the teacher with the same number is someone else
+    again = domain.http.post("/api/v1/users/deactivate", json={"users": [key("S", "1")]}).json()
     assert again["results"][0]["status"] == "unchanged"
     assert domain.statuses("users", [user("1")]) == ["updated"]
-    assert (domain.user("1")["enabled"], domain.user("1")["deactivated_at"]) == (True, None)
+    assert (domain.user("S:1")["enabled"], domain.user("S:1")["deactivated_at"]) == (True, None)
     # an import row with enabled false disables too (the source sends enabled "1"/"0")
     assert domain.statuses("users", [user("2", enabled="0"), user("3", enabled=False)]) == ["unchanged", "created"]
-    assert domain.user("3")["enabled"] is False and domain.user("3")["deactivated_at"]
+    assert domain.user("S:3")["enabled"] is False and domain.user("S:3")["deactivated_at"]
 
 
 def test_rosters_and_parent_links_are_removed_by_key(domain):
@@ -290,18 +305,22 @@ def test_rosters_and_parent_links_are_removed_by_key(domain):
     answer = domain.http.post(
         "/api/v1/rosters/remove",
         json={
-            "rows": [{"class_id": "700", "user_id": "600"}, {"class_id": "700", "user_id": "999"}, {"class_id": "700"}]
+            "rows": [{"class_id": "700", "user_type": "S", "user_id": "600"},
+                     {"class_id": "700", "user_type": "S", "user_id": "999"},
+                     {"class_id": "700", "user_type": "S"},
+                     {"class_id": "700", "user_type": "S", "user_id": "500"}]  # 500 is a teacher's number
         },
     ).json()
-    assert [r["status"] for r in answer["results"]] == ["removed", "unchanged", "failed"]
+    assert [r["status"] for r in answer["results"]] == ["removed", "unchanged", "failed", "unchanged"]
+    assert answer["results"][0]["key"] == "700:S:600"
     assert answer["results"][2]["reason"] == "missing required field 'user_id'"
-    assert set(domain.rosters()) == {("700", "500"), ("700", "601")}
+    assert set(domain.rosters()) == {("700", "T:500"), ("700", "S:601")}
     links = domain.http.post(
         "/api/v1/parent_links/remove", json={"rows": [{"parent_id": "900", "child_id": "600"}]}
     ).json()
     assert links["results"][0] == {"index": 0, "key": "900:600", "status": "removed", "reason": None, "note": None}
     assert domain.parent_links() == set()
-    assert set(domain.users()) >= {"600", "900"}  # removing a link or roster row never removes a user
+    assert set(domain.users()) >= {"S:600", "P:900"}  # removing a link or roster row never removes a user
 
 
 def test_concurrent_batches_cannot_both_take_a_login_or_create_a_user_twice(domain):

@@ -34,7 +34,7 @@ def test_state_survives_a_restart(server_database_url):
         demo = DomainUnderTest(first, "demo")
         seed_school(demo, students=2)
         demo.batch("users", [user("900", "P", login="p900", password="Default-Pass-1", password_temporary=True)])
-        demo.set_authentication("600", "google")
+        demo.set_authentication("S:600", "google")
         demo.settings(grade_push_organizations=["10"], autogenerate_usernames=True)
         gradable = demo.create_gradable("700", "Quiz", 10)
         demo.set_score(gradable["id"], "600", "9")
@@ -55,7 +55,7 @@ def test_state_survives_a_restart(server_database_url):
             "changes": demo.changes(),
         }
         assert after == before
-        assert after["users"]["600"]["authentication_type"] == "google"
+        assert after["users"]["S:600"]["authentication_type"] == "google"
         # the admin's choice still holds against an import after the restart
         assert demo.batch("users", [user("600", authentication_type="password")])["results"][0]["status"] == "unchanged"
         # the change feed carries on after the last cursor, with the score's next version
@@ -85,7 +85,7 @@ def test_the_openapi_document_holds_every_path_of_the_contract():
         "/api/v1/rosters/remove",
         "/api/v1/parent_links/remove",
         "/api/v1/domain/settings",
-        "/api/v1/admin/users/{external_id}/authentication",
+        "/api/v1/admin/users/{user_type}/{external_id}/authentication",
         "/api/v1/classes/{class_id}/gradables",
         "/api/v1/gradables/{gradable_id}/scores/{student_external_id}",
         "/api/v1/notifications/count",

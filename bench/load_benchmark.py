@@ -1,7 +1,7 @@
 """Benchmark: diff + load of a large district into the reference Learning server, full then 1% changed.
 
-    PYTHONPATH=plugins .venv/bin/python -m tests.load.benchmark_load --users 200000 --rosters 1000000
-    PYTHONPATH=plugins .venv/bin/python -m tests.load.benchmark_load --users 20000 --rosters 100000 \
+    PYTHONPATH=plugins .venv/bin/python -m bench.load_benchmark --users 200000 --rosters 1000000
+    PYTHONPATH=plugins .venv/bin/python -m bench.load_benchmark --users 20000 --rosters 100000 \
         --staging-url postgresql+psycopg2://... --learning-database-url postgresql+psycopg2://...
 
 Writes two runs of ``learning_*`` rows straight into staging (streamed in chunks: memory
@@ -102,17 +102,17 @@ class SyntheticDistrict:
         roster_index = 0
         for index in range(self.classes):
             class_id = f"5{index:07d}"
-            yield {"class_id": class_id, "user_id": f"2{index // 5:07d}", "role": "teacher"}
+            yield {"class_id": class_id, "user_type": "T", "user_id": f"2{index // 5:07d}", "role": "teacher"}
             for offset in range(self.students_per_class):
                 student = (index * self.students_per_class + offset) * 7 % self.students
                 roster_index += 1
                 if self._left(student) or (self._changed(roster_index + 3)):
                     continue  # left the district, or dropped the class
-                yield {"class_id": class_id, "user_id": f"3{student:07d}", "role": "student"}
+                yield {"class_id": class_id, "user_type": "S", "user_id": f"3{student:07d}", "role": "student"}
             if self.changed_every and index % self.changed_every == 0:
                 newcomers = self.students // (10 * self.changed_every)
                 if newcomers:
-                    yield {"class_id": class_id, "user_id": f"6{index % newcomers:07d}", "role": "student"}
+                    yield {"class_id": class_id, "user_type": "S", "user_id": f"6{index % newcomers:07d}", "role": "student"}
 
     def parent_links(self) -> Iterator[dict]:
         for index in range(self.parents):

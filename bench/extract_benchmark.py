@@ -1,6 +1,6 @@
 """Measure extract against a sandbox district: requests against the minimum, wall time against the floor.
 
-    .venv/bin/python -m tests.extract.measure_extract --dataset L --latency-ms 25 --concurrency 4 \
+    .venv/bin/python -m bench.extract_benchmark --dataset L --latency-ms 25 --concurrency 4 \
         [--staging-url postgresql+psycopg2://postgres@127.0.0.1:5432/extract_bench] [--out figures.json]
 
 The minimum number of requests is the sum over entities of ceil(rows / max page size);
