@@ -14,7 +14,9 @@ import pytest
 
 from tests.grade_push.world import World, dataset_sections, district_config
 
-DOMAINS = [f"gp{index:02d}" for index in range(40)]
+# One domain per world: enough for every grade-push test (and its PostgreSQL variant) landing
+# on a single xdist worker.
+DOMAINS = [f"gp{index:03d}" for index in range(200)]
 
 
 @pytest.fixture(scope="session")
