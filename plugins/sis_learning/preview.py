@@ -312,42 +312,9 @@ def _finding_text(finding: dict[str, Any]) -> str:
 
 # ---- email -----------------------------------------------------------------------------------
 
-def compose_preview_email(preview_summary: dict[str, Any], report_path: str, run_url: str | None) -> tuple[str, str]:
-    """Subject and HTML body telling the district what an import would do (the totals and the report's place)."""
-    esc = html.escape
-    name = preview_summary.get("district_name") or preview_summary.get("district_id")
-    subject = f"[SIS -> Learning] {name}: preview of the next import (nothing was sent)"
-    actions = [*ACTION_ORDER, "unchanged"]
-    rows = [[entity, *(counts.get(action, 0) for action in actions)]
-            for entity, counts in (preview_summary.get("totals") or {}).items()]
-    parts = [
-        f"<h2>{esc(str(name))}: what the next import would do</h2>",
-        f"<p>Run {esc(str(preview_summary.get('run_id')))} was a <b>preview</b>: nothing was sent to PowerSchool "
-        "Learning. If an import ran now it would send:</p>",
-        _table(["entity", *actions], rows, numeric_from=1),
-    ]
-    findings = preview_summary.get("safety_findings") or []
-    if findings:
-        items = "".join(f"<li>{esc(_finding_text(item))}</li>" for item in findings)
-        parts.append(f"<p><b>The safety guard would stop this import until approved:</b></p><ul>{items}</ul>")
-    parts.append(f"<p>The full report (per school, with examples, and a CSV per entity): {esc(report_path)}</p>")
-    if run_url:
-        parts.append(f"<p><a href='{esc(run_url)}'>Open this run in Airflow</a></p>")
-    return subject, "\n".join(parts)
-
-
 def send_preview_email(config: DistrictConfig, report_dir: Path, run_url: str | None) -> bool:
     """Email the preview's totals to the district's contacts (``notifications.failure_emails``)."""
-    recipients = list(config.notifications.failure_emails)
-    if not recipients:
-        log.warning("District %s has no notification recipients: the preview was not emailed", config.district_id)
-        return False
-    from airflow.providers.smtp.hooks.smtp import SmtpHook
+    from sis_learning import notify
 
     summary = json.loads((report_dir / "summary.json").read_text(encoding="utf-8"))
-    subject, body = compose_preview_email(summary, str(report_dir / "index.html"), run_url)
-    with SmtpHook(smtp_conn_id=config.notifications.smtp_connection_id) as hook:
-        hook.send_email_smtp(to=recipients, subject=subject, html_content=body,
-                             files=[str(report_dir / "index.html")])
-    log.info("Preview of run %s emailed to %d recipient(s)", summary.get("run_id"), len(recipients))
-    return True
+    return notify.send_preview_email(config, summary, str(report_dir / "index.html"), run_url)

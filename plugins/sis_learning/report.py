@@ -85,6 +85,7 @@ STAGE_WORDS = {
     "diff": "could not compare with what Learning already has",
     "safety_guard": "stopped before a mass change in Learning (needs approval)",
     "load": "could not write the changes to PowerSchool Learning",
+    "preview": "could not write the preview report (nothing was sent to Learning)",
     "push": "could not push grades to PowerTeacher",
     "report": "could not write its report",
 }
