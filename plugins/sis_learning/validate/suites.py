@@ -8,6 +8,7 @@ results and the Data Docs are kept under the run's ``results_dir``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +19,11 @@ from typing import Any
 import pandas as pd
 
 from sis_learning.mapping import LOGIN_MAX_LENGTH
+
+# Great Expectations logs at INFO what only its own developers read: ~200 "Skipping registering
+# function ..." lines at import (its public-API docs decorator) and "Loading 'datasources'".
+# Its warnings and errors still reach the task log.
+logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
 # Learning's limits (docs/validation-and-mapping.md "Lengths Learning accepts").
 NAME_MAX_LENGTH = 100
