@@ -605,7 +605,14 @@ def load_run(
 ) -> dict[str, Any]:
     """Send the run's pending change set to Learning; return what happened.
 
-    Call after ``diff.compute_changes`` and ``diff.check_safety``. Returns::
+    Call after ``diff.compute_changes`` and ``diff.check_safety``.
+
+    Args: ``engine`` staging (the run's ``change_set``), ``config`` the district (batch size,
+    default password reference), ``run_id`` the run whose change set to send, ``hook`` the
+    district's LearningHook (``hooks.district.learning_hook``), ``max_batches_in_flight``
+    concurrent batch requests (default: the district's ``learning.max_batches_in_flight``).
+
+    Returns::
 
         {"counts": {entity: {"created", "updated", "unchanged", "deactivated",
                              "removed", "refused", "pending"}},
