@@ -163,6 +163,18 @@ class MassChangeDetected(FatalError):
 
 # ---- the staging database -----------------------------------------------------------------
 
+class LeaseBusy(RetryableError):
+    """Another grade push run of the district held the lease for longer than this run waits."""
+
+
+class LeaseLost(RetryableError):
+    """This grade push run's lease expired and another run took it over: it must not write any more.
+
+    Raised before the next PowerTeacher write or cursor advance; what this run already wrote
+    is in the ledger (scores are recorded per PUT), so the new holder does not write it again.
+    """
+
+
 class StagingDataError(FatalError):
     """The staging database refused rows (a constraint): summarised by table, constraint, count."""
 

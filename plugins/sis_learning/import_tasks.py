@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sis_learning.config import REPO_ROOT, DistrictConfig, load_district_by_id
+from sis_learning.entities import SOURCE_ENTITIES
 from sis_learning.exceptions import FatalError
 from sis_learning.hooks.district import learning_hook, powerschool_hook
 
@@ -28,16 +29,8 @@ log = logging.getLogger(__name__)
 
 VALIDATION_RESULTS_ROOT = REPO_ROOT / "var" / "validation"
 
-EXTRACT_ENTITIES = (
-    "terms",
-    "courses",
-    "sections",
-    "staff",
-    "students",
-    "section_enrollments",
-    "section_teachers",
-    "guardians",
-)
+# The entities with an extract.<name> task, in extract order (schools are read by start).
+EXTRACT_ENTITIES = tuple(entity.name for entity in SOURCE_ENTITIES if entity.extracted_by_task)
 
 
 def _engine():
