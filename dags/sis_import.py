@@ -72,6 +72,7 @@ def import_dag(config: DistrictConfig) -> DAG:
             "retry_delay": timedelta(seconds=config.task_retries.retry_delay_seconds),
             "retry_exponential_backoff": 2.0,
             "max_retry_delay": timedelta(seconds=config.task_retries.max_retry_delay_seconds),
+            "show_return_value_in_logs": False,  # each task logs its own summary line; XCom keeps the counts
         },
     ) as dag:
 

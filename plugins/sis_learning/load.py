@@ -670,7 +670,7 @@ def load_run(
         "seconds_waiting_for_learning": round(stats.seconds_waiting_for_learning, 3),
         "seconds_recording_results": round(stats.seconds_recording, 3),
     }
-    log.info(
+    log.debug(  # the task logs a summary line (report.step_summary)
         "load of %s run %s: %d requests, %d rows sent, %d rows changed; %s",
         district_id, run_id, stats.requests, stats.rows_sent, rows_changed, counts,
     )

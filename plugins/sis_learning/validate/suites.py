@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +21,11 @@ import pandas as pd
 
 from sis_learning.config import COLUMN_RULES_PATH
 from sis_learning.exceptions import ColumnRulesError
+
+# Great Expectations logs at INFO what only its own developers read: ~200 "Skipping registering
+# function ..." lines at import (its public-API docs decorator) and "Loading 'datasources'".
+# Its warnings and errors still reach the task log.
+logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
 # Learning's limits (docs/validation-and-mapping.md "Lengths Learning accepts").
 NAME_MAX_LENGTH = 100
