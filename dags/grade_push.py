@@ -95,6 +95,7 @@ def grade_push_dag(config: DistrictConfig) -> DAG:
             "retry_delay": timedelta(seconds=5),
             "retry_exponential_backoff": 2.0,
             "max_retry_delay": timedelta(minutes=5),
+            "show_return_value_in_logs": False,  # the task logs its own summary line; XCom keeps the counts
         },
     ) as dag:
 

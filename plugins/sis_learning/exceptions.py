@@ -49,6 +49,10 @@ class MappingSpecError(FatalError, ValueError):
     """A mapping spec that cannot be used; the message names the file and line."""
 
 
+class ColumnRulesError(FatalError, ValueError):
+    """The column rules file cannot be used; the message names the file and line."""
+
+
 class UnknownSchoolError(DistrictConfigError):
     """The district configuration names a school PowerSchool does not have."""
 

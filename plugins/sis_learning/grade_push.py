@@ -1015,5 +1015,18 @@ def push_grades(
     finish_run(engine, config.district_id, run_id, "success", kind=RUN_KIND)
     if notify:
         send_refusal_email(config, summary)
-    log.info("Grade push %s: %s", run_id, json.dumps(summary.as_dict()))
+    log.info("%s", push_summary_line(summary))
     return summary
+
+
+def push_summary_line(summary: PushSummary) -> str:
+    """What one grade-push run did, in a sentence for the task log."""
+    counts = summary.as_dict()
+    skipped = sum(value for key, value in counts.items() if key.startswith("skipped_") and isinstance(value, int))
+    assignments = [f"{counts[key]} {key.removeprefix('assignments_').replace('_', ' ')}"
+                   for key in COUNT_NAMES if key.startswith("assignments_") and counts.get(key)]
+    return (f"Grade push {summary.run_id}: read {counts['changes_read']} gradebook change(s) from Learning; "
+            f"{counts['scores_pushed']} score(s) written to PowerTeacher, {counts['scores_cleared']} cleared, "
+            f"{counts['scores_refused']} refused (grade_push_scores), {skipped} skipped by rule; assignments: "
+            f"{', '.join(assignments) or 'no change'} (grade_push_assignments); {summary.seconds:.1f} s.")
+

@@ -254,6 +254,22 @@ def _request_rows(phase: Phase, batch: PendingBatch, password: str | None, tempo
     return rows
 
 
+def planned_requests(engine: Engine, config: DistrictConfig, run_id: str):
+    """What ``load_run`` would send for the run's pending change set, in the order it would send it.
+
+    Yields ``(phase, batch, rows)`` per request, the rows exactly as they would go over the
+    wire except the default password (never shown: a preview says where it would go). The
+    preview (preview.py) writes these instead of sending them; nothing is read from or
+    written to Learning, and nothing in staging changes.
+    """
+    batch_size = min(config.learning.batch_size, MAX_BATCH_ROWS)
+    temporary = config.imported_passwords_temporary
+    sso_types = sso_authentication_types(config)
+    for phase in PHASES:
+        for batch in _pending_batches(engine, config.district_id, run_id, phase, batch_size):
+            yield phase, batch, _request_rows(phase, batch, None, temporary, sso_types)
+
+
 def _send(hook: LearningHook, phase: Phase, rows: list[dict]) -> tuple[list[dict], float]:
     started = time.perf_counter()
     if phase.method == "upsert":
@@ -642,7 +658,14 @@ def load_run(
 ) -> dict[str, Any]:
     """Send the run's pending change set to Learning; return what happened.
 
-    Call after ``diff.compute_changes`` and ``diff.check_safety``. Returns::
+    Call after ``diff.compute_changes`` and ``diff.check_safety``.
+
+    Args: ``engine`` staging (the run's ``change_set``), ``config`` the district (batch size,
+    default password reference), ``run_id`` the run whose change set to send, ``hook`` the
+    district's LearningHook (``hooks.district.learning_hook``), ``max_batches_in_flight``
+    concurrent batch requests (default: the district's ``learning.max_batches_in_flight``).
+
+    Returns::
 
         {"counts": {entity: {"created", "updated", "unchanged", "deactivated",
                              "removed", "refused", "pending"}},
@@ -702,7 +725,7 @@ def load_run(
         "seconds_recording_results": round(stats.seconds_recording, 3),
         "domain_settings": domain_settings,
     }
-    log.info(
+    log.debug(  # the task logs a summary line (report.step_summary)
         "load of %s run %s: %d requests, %d rows sent, %d rows changed; %s",
         district_id, run_id, stats.requests, stats.rows_sent, rows_changed, counts,
     )

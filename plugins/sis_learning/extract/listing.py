@@ -65,7 +65,8 @@ def _result(hook: PowerSchoolHook, entity: str, summaries: list[dict[str, Any]],
         "scopes": len(summaries),
         **extra,
     }
-    hook.log.info("extracted %s: %s; PowerSchool requests so far: %s", entity, result, hook.stats.as_dict())
+    # The task logs its own one-line summary (report.step_summary); the detail is for debugging.
+    hook.log.debug("extracted %s: %s; PowerSchool requests so far: %s", entity, result, hook.stats.as_dict())
     return result
 
 

@@ -46,7 +46,12 @@ UPSERT_RESULTS = frozenset({"created", "updated", "unchanged", "failed"})
 
 
 class LearningHook(ApiHttpHook):
-    """Batch upsert / deactivate / remove / read back / settings / gradebook change feed."""
+    """Batch upsert / deactivate / remove / read back / settings / gradebook change feed.
+
+    Args: ``learning_conn_id`` the Airflow connection of the district's Learning domain (host,
+    password = the domain token, extra ``ca_bundle``); ``options`` as ``ApiHttpHook``. Built
+    from a district's config by ``hooks.district.learning_hook``.
+    """
 
     conn_name_attr = "learning_conn_id"
     default_conn_name = "learning_default"
