@@ -156,5 +156,5 @@ def test_a_plugin_without_the_cursor_falls_back_to_a_full_read(staging_engine, o
                                           "dateenrolled", "dateleft"]})
     result, _ = run(staging_engine, server, "r2")
     assert result["read_mode"] == "full"
-    assert "may not filter CC on whenmodified" in note(staging_engine, "r2")
+    assert "may not read the change cursor" in note(staging_engine, "r2")
     assert staged(staging_engine, "r2") == oracle(server)
