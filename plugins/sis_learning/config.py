@@ -119,7 +119,8 @@ class GradePushSettings(_Strict):
 class NotificationSettings(_Strict):
     failure_emails: tuple[str, ...] = ()
     smtp_connection_id: str = "smtp_default"
-    airflow_base_url: str = "http://localhost:8080"
+    # The Airflow UI's address for links in emails; unset: Airflow's [api] base_url (report.airflow_base_url).
+    airflow_base_url: str | None = None
 
 
 class DistrictConfig(_Strict):

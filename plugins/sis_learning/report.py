@@ -49,10 +49,68 @@ class RunSummary:
         return dict(self.__dict__)
 
 
+DEFAULT_AIRFLOW_BASE_URL = "http://localhost:8080"
+
+
+def airflow_base_url(config: DistrictConfig | None) -> str:
+    """Where the Airflow UI is, for links in emails: the district's ``notifications.airflow_base_url``,
+    else Airflow's own ``[api] base_url`` (``AIRFLOW__API__BASE_URL``), else http://localhost:8080."""
+    if config is not None and config.notifications.airflow_base_url:
+        return config.notifications.airflow_base_url.rstrip("/")
+    try:
+        from airflow.sdk.configuration import conf
+
+        base = conf.get("api", "base_url", fallback=None)
+    except Exception:  # Airflow's configuration cannot be read (a bare script): the default
+        base = None
+    return (base or DEFAULT_AIRFLOW_BASE_URL).rstrip("/")
+
+
 def run_url(config: DistrictConfig, dag_id: str, run_id: str) -> str:
     """The run's page in the Airflow 3 UI."""
-    base = config.notifications.airflow_base_url.rstrip("/")
-    return f"{base}/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}"
+    return f"{airflow_base_url(config)}/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}"
+
+
+# What each step does, in words a district admin reads: "<district>: could not read students
+# from PowerSchool". Task ids (when a task failed without recording its stage) map to stages.
+ENTITY_WORDS = {
+    "schools": "schools", "terms": "terms", "courses": "courses", "sections": "classes (sections)",
+    "staff": "teachers (staff)", "students": "students", "section_enrollments": "class rosters (section enrollments)",
+    "section_teachers": "co-teachers", "guardians": "parents (guardians)",
+}
+STAGE_WORDS = {
+    "configuration_check": "stopped: the district configuration was refused",
+    "validate": "could not check the rows read from PowerSchool",
+    "validation_guard": "stopped: too many rows failed validation",
+    "transform": "could not build the rows for Learning",
+    "diff": "could not compare with what Learning already has",
+    "safety_guard": "stopped before a mass change in Learning (needs approval)",
+    "load": "could not write the changes to PowerSchool Learning",
+    "push": "could not push grades to PowerTeacher",
+    "report": "could not write its report",
+}
+TASK_STAGES = {
+    "start_run": "configuration_check", "validate_rows": "validate", "check_thresholds": "validation_guard",
+    "transform_rows": "transform", "compute_changes": "diff", "check_mass_changes": "safety_guard",
+    "load_learning": "load", "push_grades": "push",
+}
+
+
+def stage_name(stage_or_task_id: str) -> str:
+    """The stage of a stage name or a task id (``extract.extract_students`` -> ``extract_students``)."""
+    name = stage_or_task_id.rsplit(".", 1)[-1]
+    return TASK_STAGES.get(name, name)
+
+
+def describe_stage(stage_or_task_id: str | None) -> str:
+    """What failed, in words: 'could not read students from PowerSchool'."""
+    if not stage_or_task_id:
+        return "failed at a step that was not recorded"
+    stage = stage_name(stage_or_task_id)
+    if stage.startswith("extract_"):
+        entity = stage.removeprefix("extract_")
+        return f"could not read {ENTITY_WORDS.get(entity, entity.replace('_', ' '))} from PowerSchool"
+    return STAGE_WORDS.get(stage, f"failed at step {stage}")
 
 
 def _has(engine: Engine, table: str) -> bool:
@@ -79,7 +137,9 @@ def build_summary(engine: Engine, config: DistrictConfig, run_id: str, dag_id: s
                 summary.abandoned_runs.append(attempt.error or "")
             elif attempt.status != "succeeded":
                 summary.failed_attempts.append({"stage": attempt.stage, "attempt": attempt.attempt,
-                                                "status": attempt.status, "error": attempt.error})
+                                                "status": attempt.status, "error": attempt.error,
+                                                "started_at": attempt.started_at,
+                                                "finished_at": attempt.finished_at})
     params = {"district_id": config.district_id, "run_id": run_id}
     with engine.connect() as connection:
         if _has(engine, "rejected_rows"):
@@ -143,7 +203,7 @@ def format_text(summary: RunSummary) -> str:
         f"District {summary.district_name} ({summary.district_id}), run {summary.run_id}: {summary.status}",
     ]
     if summary.error:
-        lines.append(f"Failed at {summary.stage}: {summary.error}")
+        lines.append(f"Failed at {summary.stage} ({describe_stage(summary.stage)}): {summary.error}")
     for note in summary.abandoned_runs:
         lines.append(f"Found at start: {note} (marked abandoned)")
     if summary.failed_attempts:
