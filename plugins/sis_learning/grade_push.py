@@ -53,7 +53,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from sis_learning.config import DistrictConfig
-from sis_learning.hooks.district import learning_hook, powerteacher_client
+from sis_learning.exceptions import LeaseBusy, LeaseLost
 from sis_learning.staging import ledger
 
 log = logging.getLogger(__name__)
@@ -413,18 +413,6 @@ class _Pending:
     version: int
     cursor: int
     klass: ImportedClass
-
-
-class LeaseBusy(RuntimeError):
-    """Another push run of the district held the lease for longer than this run waits."""
-
-
-class LeaseLost(RuntimeError):
-    """This run's lease expired and another run took it over: this run must not write any more.
-
-    Raised before the next PowerTeacher write or cursor advance; what this run already wrote
-    is in the ledger (scores are recorded per PUT), so the new holder does not write it again.
-    """
 
 
 def change_event(change: Mapping[str, Any]) -> str:
@@ -1027,17 +1015,18 @@ def push_grades(
     finish_run(engine, config.district_id, run_id, "success", kind=RUN_KIND)
     if notify:
         send_refusal_email(config, summary)
-    log.info("Grade push %s: %s", run_id, json.dumps(summary.as_dict()))
+    log.info("%s", push_summary_line(summary))
     return summary
 
 
-def run_grade_push_task(district_id: str, run_id: str) -> dict[str, Any]:
-    """What the DAG's ``push_grades`` task runs: counts out (XCom), never data."""
-    from sis_learning.config import load_district_by_id
-    from sis_learning.staging.base import create_all, get_engine
+def push_summary_line(summary: PushSummary) -> str:
+    """What one grade-push run did, in a sentence for the task log."""
+    counts = summary.as_dict()
+    skipped = sum(value for key, value in counts.items() if key.startswith("skipped_") and isinstance(value, int))
+    assignments = [f"{counts[key]} {key.removeprefix('assignments_').replace('_', ' ')}"
+                   for key in COUNT_NAMES if key.startswith("assignments_") and counts.get(key)]
+    return (f"Grade push {summary.run_id}: read {counts['changes_read']} gradebook change(s) from Learning; "
+            f"{counts['scores_pushed']} score(s) written to PowerTeacher, {counts['scores_cleared']} cleared, "
+            f"{counts['scores_refused']} refused (grade_push_scores), {skipped} skipped by rule; assignments: "
+            f"{', '.join(assignments) or 'no change'} (grade_push_assignments); {summary.seconds:.1f} s.")
 
-    config = load_district_by_id(district_id)
-    engine = create_all(get_engine())
-    ledger.add_missing_columns(engine)
-    summary = push_grades(config, engine, learning_hook(config), powerteacher_client(config), run_id)
-    return summary.as_dict()

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sis_learning.config import REPO_ROOT, DistrictConfig, load_district_by_id
+from sis_learning.entities import SOURCE_ENTITIES
 from sis_learning.exceptions import FatalError
 from sis_learning.hooks.district import learning_hook, powerschool_hook
 
@@ -28,16 +29,8 @@ log = logging.getLogger(__name__)
 
 VALIDATION_RESULTS_ROOT = REPO_ROOT / "var" / "validation"
 
-EXTRACT_ENTITIES = (
-    "terms",
-    "courses",
-    "sections",
-    "staff",
-    "students",
-    "section_enrollments",
-    "section_teachers",
-    "guardians",
-)
+# The entities with an extract.<name> task, in extract order (schools are read by start).
+EXTRACT_ENTITIES = tuple(entity.name for entity in SOURCE_ENTITIES if entity.extracted_by_task)
 
 
 def _engine():
@@ -69,6 +62,7 @@ def run_step(
     A database error is replaced by its value-free summary (staging/errors.py) before
     it is recorded, logged or raised; a FatalError fails the task without retries.
     """
+    from sis_learning.report import step_summary
     from sis_learning.staging.errors import summarise
     from sis_learning.staging.runs import ATTEMPT_FAILED, ATTEMPT_SUCCEEDED, begin_attempt, end_attempt, record_stage
 
@@ -89,8 +83,11 @@ def run_step(
             raise summary from None  # the driver's message and parameters carry row values
         raise
     counts = to_counts(result) if to_counts else {}
-    record_stage(engine, district_id, run_id, stage, counts=counts, seconds=time.monotonic() - started)
+    seconds = time.monotonic() - started
+    record_stage(engine, district_id, run_id, stage, counts=counts, seconds=seconds)
     end_attempt(engine, attempt, ATTEMPT_SUCCEEDED)
+    log.info("%s (%.1f s)", step_summary(stage, result, str(validation_results_dir(district_id, run_id))
+                                         if stage == "validate" else None), seconds)
     return _xcom_safe(result)
 
 

@@ -248,3 +248,71 @@ def format_text(summary: RunSummary) -> str:
     if summary.run_url:
         lines.append(f"Airflow: {summary.run_url}")
     return "\n".join(lines)
+
+
+# ---- one line per step, for the task log ------------------------------------------------------
+
+
+def _number(value: Any) -> str:
+    return f"{int(value):,}"
+
+
+def _entity_list(parts: list[str]) -> str:
+    return "; ".join(parts) if parts else "nothing"
+
+
+def step_summary(stage: str, result: dict[str, Any], validation_docs: str | None = None) -> str:
+    """What one step did, in a sentence an operator reads in the task log (counts, not data)."""
+    if stage.startswith("extract_"):
+        entity = result.get("entity") or stage.removeprefix("extract_")
+        words = ENTITY_WORDS.get(entity, entity.replace("_", " "))
+        line = (f"Read {_number(result.get('rows', 0))} {words} from PowerSchool in {_number(result.get('requests', 0))} "
+                f"request(s) ({_number(result.get('pages', 0))} page(s), {_number(result.get('scopes', 0))} "
+                f"{'school(s)' if result.get('scopes', 0) != 1 else 'listing'})")
+        if result.get("read_mode") == "incremental":
+            line += f", only what changed since the last run ({_number(result.get('carried_forward', 0))} rows carried forward)"
+        if result.get("mismatch"):
+            line += f"; PowerSchool's /count said {result.get('reported_count')}: see extract_counts where mismatch"
+        return line + f". Staged in stg_{entity}; per school: extract_counts."
+    if stage == "validate":
+        totals = {key: sum(int(values.get(key, 0)) for values in result.values() if isinstance(values, dict))
+                  for key in ("evaluated", "passed", "rejected", "excluded", "warned")}
+        problems = [f"{entity} {values.get('rejected', 0)} rejected, {values.get('excluded', 0)} left out"
+                    for entity, values in result.items()
+                    if isinstance(values, dict) and (values.get("rejected") or values.get("excluded"))]
+        line = (f"Checked {_number(totals['evaluated'])} rows: {_number(totals['passed'])} passed, "
+                f"{_number(totals['rejected'])} rejected (rejected_rows), {_number(totals['excluded'])} left out by "
+                f"rule (excluded_rows), {_number(totals['warned'])} field warning(s) (validation_warnings). "
+                f"By entity: {_entity_list(problems)}.")
+        if validation_docs:
+            line += f" Data Docs: {validation_docs}/data_docs/index.html"
+        return line
+    if stage == "validation_guard":
+        return "Every entity is within its rejection threshold: the run goes on."
+    if stage == "transform":
+        built = [f"{entity.replace('_', ' ')} {_number(n)}" for entity, n in result.items() if isinstance(n, (int, float))]
+        return f"Built the rows Learning should hold: {_entity_list(built)} (tables learning_*)."
+    if stage == "diff":
+        changes = []
+        for entity, actions in result.items():
+            if isinstance(actions, dict):
+                done = [f"{n} {action}" for action, n in actions.items() if n and action != "unchanged"]
+                changes.append(f"{entity.replace('_', ' ')} {', '.join(done) if done else 'no change'}")
+        return f"Changes to send to Learning: {_entity_list(changes)} (table change_set)."
+    if stage == "safety_guard":
+        return ("Mass changes approved by the run's approve_mass_changes parameter: the load goes ahead."
+                if result.get("approved") else "No mass change and no Import ID change: the load goes ahead.")
+    if stage == "load":
+        counts = result.get("counts") or {}
+        sent = []
+        refused = 0
+        for entity, actions in counts.items():
+            refused += int(actions.get("refused", 0) or 0)
+            done = [f"{n} {action}" for action, n in actions.items() if n and action not in ("unchanged", "refused", "pending")]
+            if done:
+                sent.append(f"{entity.replace('_', ' ')} {', '.join(done)}")
+        return (f"Sent {_number(result.get('rows_sent', 0))} row(s) to Learning in {_number(result.get('requests', 0))} "
+                f"request(s): {_entity_list(sent)}; {refused} refused (change_set.status = 'refused', rejected_rows).")
+    if stage == "configuration_check":
+        return f"Configuration checked against {result.get('checked', 0)} district file(s): no shared PowerSchool or Learning target."
+    return f"{stage} done."

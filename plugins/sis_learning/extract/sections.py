@@ -55,6 +55,10 @@ def extract_sections(hook: PowerSchoolHook, engine: Engine, config: DistrictConf
     request per school for a figure nothing downstream uses). Incremental: the ``sections``
     table's ``whenmodified`` names the changed sections, each school with one is asked for
     them by id, the rest is carried forward.
+
+    Args: ``hook`` the district's PowerSchoolHook, ``engine`` staging, ``config`` the district,
+    ``run_id`` the run the rows are staged under, ``school_ids`` only these selected schools
+    (None: all). Returns counts (rows, per school, requests), never rows.
     """
     schools = _schools_in_scope(hook, config, school_ids)
 
@@ -124,6 +128,10 @@ def extract_section_enrollments(hook: PowerSchoolHook, engine: Engine, config: D
     falls back to ``/ws/v1/section/{id}/section_enrollment`` for every section from the
     import start year on (reading the section and active student ids itself, so it does
     not depend on other extract tasks).
+
+    Args: ``hook`` the district's PowerSchoolHook, ``engine`` staging, ``config`` the district,
+    ``run_id`` the run the rows are staged under, ``school_ids`` only these selected schools
+    (None: all). Returns counts (rows, per school, requests), never rows.
     """
     schools = _schools_in_scope(hook, config, school_ids)
 
@@ -432,6 +440,10 @@ def extract_section_teachers(hook: PowerSchoolHook, engine: Engine, config: Dist
 
     Sections.ID and Teachers.ID are translated to DCIDs; rows of sections extract does not
     stage and of teachers who are not active are left out and counted in the note.
+
+    Args: ``hook`` the district's PowerSchoolHook, ``engine`` staging, ``config`` the district,
+    ``run_id`` the run the rows are staged under, ``school_ids`` only these selected schools
+    (None: all). Returns counts (rows, per school, requests), never rows.
     """
     schools = _schools_in_scope(hook, config, school_ids)
     numbers = _school_numbers(hook, schools)

@@ -48,6 +48,10 @@ def extract_students(hook: PowerSchoolHook, engine: Engine, config: DistrictConf
     students; those now active in a selected school are read by id from
     ``/ws/v1/district/student`` (the same record, a page per 99 students), the others leave,
     and every unchanged student of the base run is carried forward under its school.
+
+    Args: ``hook`` the district's PowerSchoolHook, ``engine`` staging, ``config`` the district,
+    ``run_id`` the run the rows are staged under, ``school_ids`` only these selected schools
+    (None: all). Returns counts (rows, per school, requests), never rows.
     """
     schools = _schools_in_scope(hook, config, school_ids)
 

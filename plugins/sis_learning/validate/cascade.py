@@ -12,6 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from sis_learning.config import DistrictConfig
+from sis_learning.entities import BLOCKED_LABELS
 from sis_learning.validate.outcomes import (
     EXCLUDED,
     OK,
@@ -23,17 +24,7 @@ from sis_learning.validate.outcomes import (
 )
 from sis_learning.validate.suites import CLASS_NAME_MAX_LENGTH
 
-# How a blocked row is described in its root failure's ``blocks``.
-BLOCKED_LABELS = {
-    "staff": "teacher(s)",
-    "students": "student(s)",
-    "sections": "class(es)",
-    "section_enrollments": "student roster row(s)",
-    "section_teachers": "teacher and co-teacher roster row(s)",
-    "guardians": "parent(s)",
-    "parent_links": "parent link(s)",
-}
-
+# How a blocked row is described in its root failure's ``blocks`` (sis_learning.entities).
 BLOCKED_ORDER = {entity: position for position, entity in enumerate(BLOCKED_LABELS)}
 
 
