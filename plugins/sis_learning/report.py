@@ -44,6 +44,8 @@ class RunSummary:
     # run found abandoned (``sync_run_attempts``).
     failed_attempts: list[dict[str, Any]] = field(default_factory=list)
     abandoned_runs: list[str] = field(default_factory=list)
+    # A preview run (status "previewed"): its report, where nothing was sent (preview.py).
+    preview_report: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -86,6 +88,7 @@ STAGE_WORDS = {
     "diff": "could not compare with what Learning already has",
     "safety_guard": "stopped before a mass change in Learning (needs approval)",
     "load": "could not write the changes to PowerSchool Learning",
+    "preview": "could not write the preview report (nothing was sent to Learning)",
     "push": "could not push grades to PowerTeacher",
     "report": "could not write its report",
 }
@@ -131,6 +134,10 @@ def build_summary(engine: Engine, config: DistrictConfig, run_id: str, dag_id: s
         validation_docs=run.validation_docs if run else None,
         run_url=run_url(config, dag_id or config.import_dag_id, run_id),
     )
+    if summary.status == "previewed":
+        from sis_learning.preview import preview_dir
+
+        summary.preview_report = str(preview_dir(config.district_id, run_id) / "index.html")
     if _has(engine, "sync_run_attempts"):
         for attempt in run_attempts(engine, config.district_id, run_id):
             if attempt.stage == PREVIOUS_RUN_NOTE:
@@ -213,8 +220,10 @@ def format_text(summary: RunSummary) -> str:
     for entity in sorted(summary.counts):
         values = ", ".join(f"{stage} {count}" for stage, count in summary.counts[entity].items())
         lines.append(f"  {entity}: {values}")
+    if summary.preview_report:
+        lines.append(f"Preview: nothing was sent to Learning. What would be sent: {summary.preview_report}")
     if summary.changes:
-        lines.append("Changes sent to Learning:")
+        lines.append("Changes that would be sent (preview):" if summary.preview_report else "Changes sent to Learning:")
         for entity in sorted(summary.changes):
             values = ", ".join(f"{action} {count}" for action, count in sorted(summary.changes[entity].items()))
             lines.append(f"  {entity}: {values}")
