@@ -36,6 +36,11 @@ integration for SIS 10.1+ describes it: users, classes and rosters, twice a day
 5. **report**: the run summary in `sync_runs`; on any failure one email to
    {emails}.
 
+Trigger with `preview=true` for a dry run: everything up to the load, then the change set
+it would send written as a report (`var/previews/{district_id}/<run>/index.html`, a CSV per
+entity) instead of sending; the run ends `previewed` and nothing advances
+(`email_preview=true` also emails it).
+
 Config: `{source}`. Staged tables: docs/staged-tables.md.
 """
 
@@ -60,6 +65,15 @@ def import_dag(config: DistrictConfig) -> DAG:
             "approve_mass_changes": Param(
                 False, type="boolean",
                 description="Approve a run the safety guard stopped (mass deactivations or an Import ID change)",
+            ),
+            "preview": Param(
+                False, type="boolean",
+                description="Preview (dry run): do everything up to the load, send nothing, and write what would be "
+                            "sent as a report (var/previews/<district>/<run>/); nothing advances",
+            ),
+            "email_preview": Param(
+                False, type="boolean",
+                description="With preview: email the preview's totals to the district's contacts",
             ),
             "full_refresh": Param(
                 False, type="boolean",
@@ -132,10 +146,13 @@ def import_dag(config: DistrictConfig) -> DAG:
 
             @task(task_id="check_mass_changes", retries=0)
             def check_mass_changes(run_id=None, params=None):
-                return import_tasks.check_mass_changes(district_id, run_id, bool(params.get("approve_mass_changes")))
+                return import_tasks.check_mass_changes(district_id, run_id, bool(params.get("approve_mass_changes")),
+                                                       preview=bool(params.get("preview")))
 
             @task(task_id="load_learning", pool=config.learning.pool)
-            def load_learning(run_id=None):
+            def load_learning(run_id=None, params=None):
+                if (params or {}).get("preview"):
+                    return import_tasks.preview_learning(district_id, run_id)
                 return import_tasks.load_learning(district_id, run_id)
 
             compute_changes() >> check_mass_changes() >> load_learning()
@@ -143,8 +160,10 @@ def import_dag(config: DistrictConfig) -> DAG:
         with TaskGroup("report") as report_group:
 
             @task(task_id="report", trigger_rule=TriggerRule.ALL_DONE, retries=0)
-            def report(run_id=None, dag=None):
-                return import_tasks.report(district_id, run_id, dag.dag_id)
+            def report(run_id=None, dag=None, params=None):
+                params = params or {}
+                return import_tasks.report(district_id, run_id, dag.dag_id, preview=bool(params.get("preview")),
+                                           email_preview=bool(params.get("email_preview")))
 
             report()
 

@@ -254,6 +254,22 @@ def _request_rows(phase: Phase, batch: PendingBatch, password: str | None, tempo
     return rows
 
 
+def planned_requests(engine: Engine, config: DistrictConfig, run_id: str):
+    """What ``load_run`` would send for the run's pending change set, in the order it would send it.
+
+    Yields ``(phase, batch, rows)`` per request, the rows exactly as they would go over the
+    wire except the default password (never shown: a preview says where it would go). The
+    preview (preview.py) writes these instead of sending them; nothing is read from or
+    written to Learning, and nothing in staging changes.
+    """
+    batch_size = min(config.learning.batch_size, MAX_BATCH_ROWS)
+    temporary = config.imported_passwords_temporary
+    sso_types = sso_authentication_types(config)
+    for phase in PHASES:
+        for batch in _pending_batches(engine, config.district_id, run_id, phase, batch_size):
+            yield phase, batch, _request_rows(phase, batch, None, temporary, sso_types)
+
+
 def _send(hook: LearningHook, phase: Phase, rows: list[dict]) -> tuple[list[dict], float]:
     started = time.perf_counter()
     if phase.method == "upsert":

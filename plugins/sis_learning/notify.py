@@ -7,7 +7,8 @@ Three messages, all to the district's ``notifications.failure_emails``:
   the reason, how many attempts Airflow made, what Learning has, the counts so far, the
   most common rejections and a link to the run in the Airflow UI;
 - the **grade-push refusal email**: the scores and assignment changes PowerTeacher refused;
-- the **configuration error email**: a district file that cannot be used (once per error).
+- the **configuration error email**: a district file that cannot be used (once per error);
+- the **preview email** (asked for with ``email_preview``): what the next import would send.
 
 Each is an :class:`Email` with a plain-text and an HTML part built from the same blocks,
 sent by :func:`send_email` through the district's Airflow SMTP connection. No secret ever
@@ -326,3 +327,36 @@ def send_refusal_email(config: DistrictConfig, summary: PushSummary) -> bool:
         return False
     return _send(f"District {config.district_id}", "grade push refusal email", config.notifications.failure_emails,
                  config.notifications.smtp_connection_id, refusal_email(config, summary))
+
+
+# ---- the preview email -----------------------------------------------------------------------
+
+PREVIEW_ACTIONS = ("create", "update", "deactivate", "remove", "unchanged")
+
+
+def preview_email(config: DistrictConfig, preview: dict[str, Any], report_path: str, link: str | None) -> Email:
+    """What a preview run found the next import would send (``preview.py``'s summary.json)."""
+    blocks: list[Block] = [
+        ("p", f"Run {preview.get('run_id')} was a preview: nothing was sent to PowerSchool Learning. If an import "
+              f"ran now it would send {preview.get('rows', 0)} row(s):"),
+        ("table", "What the import would do, per entity", ["Entity", *(a.capitalize() for a in PREVIEW_ACTIONS)],
+         [[entity, *(counts.get(action, 0) for action in PREVIEW_ACTIONS)]
+          for entity, counts in (preview.get("totals") or {}).items()]),
+    ]
+    findings = preview.get("safety_findings") or []
+    if findings:
+        blocks.append(("list", "The safety guard would stop this import until someone approves it "
+                               "(approve_mass_changes=true):",
+                       [f"{item.get('entity')}: {item.get('rows')} of {item.get('previous_rows')} "
+                        f"({item.get('kind', '').replace('_', ' ')}), e.g. {', '.join(map(str, item.get('examples') or []))}"
+                        for item in findings]))
+    blocks.append(("p", f"The full report, per school with examples and a CSV per entity: {report_path}"))
+    if link:
+        blocks.append(("link", "Open this run in Airflow", link))
+    subject = f"{SUBJECT_PREFIX} {config.name}: preview of the next import (nothing was sent)"
+    return _email(subject, f"{config.name} ({config.district_id}): what the next import would do", blocks)
+
+
+def send_preview_email(config: DistrictConfig, preview: dict[str, Any], report_path: str, link: str | None) -> bool:
+    return _send(f"District {config.district_id}", "preview email", config.notifications.failure_emails,
+                 config.notifications.smtp_connection_id, preview_email(config, preview, report_path, link))

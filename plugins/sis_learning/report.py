@@ -41,6 +41,8 @@ class RunSummary:
     # run found abandoned (``sync_run_attempts``).
     failed_attempts: list[dict[str, Any]] = field(default_factory=list)
     abandoned_runs: list[str] = field(default_factory=list)
+    # A preview run (status "previewed"): its report, where nothing was sent (preview.py).
+    preview_report: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -83,6 +85,7 @@ STAGE_WORDS = {
     "diff": "could not compare with what Learning already has",
     "safety_guard": "stopped before a mass change in Learning (needs approval)",
     "load": "could not write the changes to PowerSchool Learning",
+    "preview": "could not write the preview report (nothing was sent to Learning)",
     "push": "could not push grades to PowerTeacher",
     "report": "could not write its report",
 }
@@ -128,6 +131,10 @@ def build_summary(engine: Engine, config: DistrictConfig, run_id: str, dag_id: s
         validation_docs=run.validation_docs if run else None,
         run_url=run_url(config, dag_id or config.import_dag_id, run_id),
     )
+    if summary.status == "previewed":
+        from sis_learning.preview import preview_dir
+
+        summary.preview_report = str(preview_dir(config.district_id, run_id) / "index.html")
     if _has(engine, "sync_run_attempts"):
         for attempt in run_attempts(engine, config.district_id, run_id):
             if attempt.stage == PREVIOUS_RUN_NOTE:
@@ -201,8 +208,10 @@ def format_text(summary: RunSummary) -> str:
     for entity in sorted(summary.counts):
         values = ", ".join(f"{stage} {count}" for stage, count in summary.counts[entity].items())
         lines.append(f"  {entity}: {values}")
+    if summary.preview_report:
+        lines.append(f"Preview: nothing was sent to Learning. What would be sent: {summary.preview_report}")
     if summary.changes:
-        lines.append("Changes sent to Learning:")
+        lines.append("Changes that would be sent (preview):" if summary.preview_report else "Changes sent to Learning:")
         for entity in sorted(summary.changes):
             values = ", ".join(f"{action} {count}" for action, count in sorted(summary.changes[entity].items()))
             lines.append(f"  {entity}: {values}")
@@ -276,6 +285,15 @@ def step_summary(stage: str, result: dict[str, Any], validation_docs: str | None
                 done = [f"{n} {action}" for action, n in actions.items() if n and action != "unchanged"]
                 changes.append(f"{entity.replace('_', ' ')} {', '.join(done) if done else 'no change'}")
         return f"Changes to send to Learning: {_entity_list(changes)} (table change_set)."
+    if stage == "safety_guard" and result.get("preview"):
+        return (f"Preview: the safety guard found {result.get('findings', 0)} mass change(s); they go into the "
+                "preview report instead of stopping the run.")
+    if stage == "preview":
+        would = [f"{entity.replace('_', ' ')} {', '.join(f'{n} {action}' for action, n in actions.items())}"
+                 for entity, actions in (result.get("counts") or {}).items() if actions]
+        return (f"Preview written, nothing sent to Learning: {_number(result.get('rows', 0))} row(s) in "
+                f"{_number(result.get('requests', 0))} request(s) would go: {_entity_list(would)}. "
+                f"Report: {result.get('report')}")
     if stage == "safety_guard":
         return ("Mass changes approved by the run's approve_mass_changes parameter: the load goes ahead."
                 if result.get("approved") else "No mass change and no Import ID change: the load goes ahead.")
