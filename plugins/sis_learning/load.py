@@ -644,7 +644,9 @@ def write_domain_settings(engine: Engine, config: DistrictConfig, hook: Learning
     if all(current.get(name) == value for name, value in wanted.items()):
         return "unchanged"
     hook.put_domain_settings(wanted)
-    log.info("district %s: Learning's domain settings set from the district file: %s", config.district_id, wanted)
+    log.info("district %s: Learning's domain settings set from the district file: %s", config.district_id,
+             ", ".join(f"{name} {', '.join(value) if isinstance(value, list) else str(value).lower()}"
+                       for name, value in wanted.items()))
     return "updated"
 
 
