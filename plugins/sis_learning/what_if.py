@@ -4,9 +4,10 @@ Issue 19: a data engineer changing a mapping (an edited ``users_students.csv``) 
 district setting (a different ``co_teacher_class_limit``) sees, before merging it, which
 Learning rows would change and how, on real data. ``run_what_if``:
 
-1. copies the past run's staged SIS rows (``stg_*``) and its ``sync_runs`` row (validate
-   reads the run's day from it) into a scratch SQLite database beside the report, so the
-   staging database is only read, never written;
+1. copies the past run's staged SIS rows (``stg_*``), its ``sync_runs`` row (validate
+   reads the run's day from it) and the district's users in the Learning snapshot (the
+   generated logins Learning holds, which transform keeps) into a scratch SQLite database
+   beside the report, so the staging database is only read, never written;
 2. runs validate and transform there with the other mappings folder and/or settings;
 3. compares the result with what that run produced (its ``learning_*`` rows, and what its
    validate rejected or left out) per Learning entity and key: rows the change would add
@@ -40,6 +41,7 @@ from sqlalchemy.engine import Engine
 from sis_learning.config import MAPPINGS_DIR, REPO_ROOT, DistrictConfig
 from sis_learning.diff import ENTITIES, EntitySpec
 from sis_learning.exceptions import DistrictConfigError
+from sis_learning.staging.changes import LearningSnapshot
 from sis_learning.staging.learning import LEARNING_TABLES
 from sis_learning.staging.quality import ExcludedRow, RejectedRow
 from sis_learning.staging.runs import SyncRun, utcnow
@@ -119,6 +121,10 @@ def copy_run_inputs(source: Engine, target: Engine, district_id: str, run_id: st
     runs = SyncRun.__table__
     _copy_rows(source, target, runs, (runs.c.district_id == district_id, runs.c.run_id == run_id,
                                       runs.c.kind == "import"))
+    # Transform keeps the generated logins Learning accepted (staging.changes.held_logins).
+    snapshot = LearningSnapshot.__table__
+    copied["held_logins"] = _copy_rows(source, target, snapshot, (snapshot.c.district_id == district_id,
+                                                                  snapshot.c.entity == "users"))
     return copied
 
 

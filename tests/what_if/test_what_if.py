@@ -127,7 +127,7 @@ def test_a_bad_mapping_or_setting_is_refused_before_any_work(sqlite_url, tmp_pat
     config = staged_run(engine, tmp_path)
     before = table_counts(engine)
     mappings = edited_mappings(tmp_path, "student/name/first_name", "student/name/nickname")
-    with pytest.raises(MappingSpecError, match="users_students.csv"):
+    with pytest.raises(MappingSpecError, match=r"users_students\.csv"):
         run_what_if(engine, config, RUN_ID, mappings_dir=mappings)
     with pytest.raises(Exception, match="co_teacher_class_limit"):
         with_settings(config, {"co_teacher_class_limit": 0})
