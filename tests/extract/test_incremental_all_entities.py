@@ -105,7 +105,7 @@ def everyday_changes(server):
                                teacher_dcid=hired["dcid"])
     server.enroll_student(active[3]["dcid"], added["section_dcid"])
     # A student moves to another selected school (the SIS's own transfer screens write the row).
-    other_school = [row for row in active if row["schoolid"] != active[4]["schoolid"]][0]["schoolid"]
+    other_school = next(row for row in active if row["schoolid"] != active[4]["schoolid"])["schoolid"]
     sis(server, "UPDATE students SET schoolid = ? WHERE dcid = ?", (other_school, active[4]["dcid"]))
     course = sis(server, "SELECT dcid FROM courses ORDER BY dcid")[0]["dcid"]
     server.rename("course", course, course_name="Renamed Course")
