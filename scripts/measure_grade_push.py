@@ -324,8 +324,8 @@ def main() -> None:
         results["grade_push_runs_total"] = len(runs)
         log(f"burst: {results['burst']}")
         results["refusal_emails"] = len(smtp.mailbox.messages)
+        _stop_children()  # Airflow first, so no task or watcher is left polling the sandboxes as they stop
 
-    _stop_children()
     print(json.dumps(results, indent=2))
     if args.keep:
         log(f"kept {work}")
