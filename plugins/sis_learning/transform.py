@@ -23,6 +23,7 @@ from sqlalchemy import Boolean, select, union_all
 from sqlalchemy.engine import Engine
 
 from sis_learning.config import MAPPINGS_DIR, DistrictConfig
+from sis_learning.entities import MAPPING_SPECS, SOURCE_ENTITIES
 from sis_learning.mapping import MappingContext, MappingSpec, MappingSpecError, load_spec
 from sis_learning.staging.base import delete_run_rows, insert_frame
 from sis_learning.staging.learning import LEARNING_TABLES
@@ -38,32 +39,13 @@ from sis_learning.validate import (
 INSERT_CHUNK_ROWS = 100_000
 
 # spec file (include/mappings/<name>.csv) -> the Learning entity whose table it fills
-SPEC_ENTITIES = {
-    "organizations": "organizations", "users_teachers": "users", "users_students": "users",
-    "users_parents": "users", "user_levels": "user_levels", "classes": "classes",
-    "rosters_teachers": "rosters", "rosters_co_teachers": "rosters", "rosters_students": "rosters",
-    "parent_links": "parent_links",
-}
+SPEC_ENTITIES = {spec.name: spec.learning_entity for spec in MAPPING_SPECS}
 RUN_COLUMNS = frozenset({"id", "district_id", "run_id"})
-# spec -> the staged entity whose rows it maps (co-teachers and parent links are section
-# teacher and guardian rows)
-SPEC_SOURCES = {
-    "organizations": "schools", "users_teachers": "staff", "users_students": "students",
-    "users_parents": "guardians", "user_levels": "students", "classes": "sections",
-    "rosters_teachers": "sections", "rosters_co_teachers": "section_teachers",
-    "rosters_students": "section_enrollments", "parent_links": "guardians",
-}
+# spec -> the staged entity whose rows it maps
+SPEC_SOURCES = {spec.name: spec.source_entity for spec in MAPPING_SPECS}
 # What passed_rows and mapping_context read themselves, beyond what the specs read.
-PREPARATION_COLUMNS = {
-    "schools": {"school_id", "school_number"},
-    "courses": {"course_id", "course_name", "course_number"},
-    "staff": {"staff_id", "school_id", "school_ids", "teacher_username"},
-    "students": {"student_id", "student_username", "school_id"},
-    "guardians": {"guardian_id", "student_id", "portal_username"},
-    "sections": {"section_id", "course_id", "staff_id"},
-    "section_enrollments": {"enrollment_id"},
-    "section_teachers": {"section_id", "staff_id"},
-}
+PREPARATION_COLUMNS = {entity.name: set(entity.preparation_columns) for entity in SOURCE_ENTITIES
+                       if entity.preparation_columns}
 NOTHING_BLOCKED = np.array([], dtype=object)
 
 

@@ -5,7 +5,9 @@ The expected rows are worked out by hand from the source document's mapping tabl
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pytest
@@ -14,7 +16,9 @@ from sqlalchemy import inspect, select
 from sis_learning import transform, validate
 from sis_learning.staging.base import Base, create_all, get_engine
 from sis_learning.staging.learning import LEARNING_TABLES
+from sis_learning.staging.quality import ExcludedRow
 from tests.validate.staged_rows import RUN_ID, StagedRun, district_config, small_district
+from tests.validate.test_validate import outcome_rows
 
 SECOND_RUN_ID = "scheduled__2026-01-06T00:00:00+00:00"
 PASSWORD_SENTINEL = "Sentinel-Default-Password-9f3"
@@ -253,3 +257,69 @@ def test_a_bad_email_or_a_missing_grade_level_is_a_warning_and_the_user_comes_wi
     assert "330" not in levels and "331" in levels
     rosters = {(row["class_id"], row["user_type"], row["user_id"]) for row in learning_rows(staging_engine, "rosters")}
     assert ("400", "S", "330") in rosters  # in their class, like any student
+
+
+def test_current_teachers_only_ended_section_teacher_rows_are_not_rostered(staging_engine, tmp_path: Path) -> None:
+    """Ended SectionTeacher rows (lead or co-teacher) are not rostered and do not count toward
+    the 25-class cap; a lead teacher replaced mid-year leaves the class to the current lead."""
+    staged = StagedRun()
+    staged.school("100")
+    staged.term("3500")  # 2025-08-15 .. 2026-06-01
+    staged.course("700")
+    for staff_id in ("200", "201", "260", "261"):
+        staged.staff(staff_id)
+    # Section 400: teacher 200 led it until the winter break, 201 leads it since (Sections.Teacher).
+    staged.section("400", staff_id="201")
+    staged.section_teacher("400", "200", role="Lead Teacher", end_date="2025-12-19")
+    staged.section_teacher("400", "201", role="Lead Teacher", start_date="2026-01-05")
+    # Co-teacher 260's assignment ended in October; 261's is current.
+    staged.section_teacher("400", "260", end_date="2025-10-31")
+    staged.section_teacher("400", "261")
+    # Co-teacher 260 has 25 current classes besides: the ended one does not take a place.
+    for number in range(25):
+        section_id = str(1000 + number)
+        staged.section(section_id, staff_id="200", section_number=str(number))
+        staged.section_teacher(section_id, "200", role="Lead Teacher")
+        staged.section_teacher(section_id, "260")
+    staged.student("300")
+    staged.enrollment("500", "400", "300")
+    validate_and_transform(staging_engine, staged, tmp_path)
+
+    excluded = {(row.entity, row.source_id, row.rule): row.reason
+                for row in outcome_rows(staging_engine, ExcludedRow).itertuples()}
+    assert excluded[("section_teachers", "400:260", "section_teacher_ended")] == (
+        "the teacher's assignment to the section ended on 2025-10-31 (only current teachers are rostered)")
+    assert ("section_teachers", "400:200", "section_teacher_ended") in excluded
+    assert not [key for key in excluded if key[2] == "co_teacher_class_limit"]  # 25 current classes: at the cap
+    rosters = {(row["class_id"], row["user_type"], row["user_id"]): row["role"]
+               for row in learning_rows(staging_engine, "rosters")}
+    assert rosters[("400", "T", "201")] == "teacher"
+    assert rosters[("400", "T", "261")] == "co-teacher"
+    assert ("400", "T", "200") not in rosters and ("400", "T", "260") not in rosters
+    assert sum(1 for (_class, _type, user), role in rosters.items() if user == "260" and role == "co-teacher") == 25
+    assert {row["class_id"]: row["teacher_id"] for row in learning_rows(staging_engine, "classes")}["400"] == "201"
+
+
+def test_an_assignment_ending_later_in_the_term_is_current_until_then(sqlite_url: str, tmp_path: Path) -> None:
+    """Before the run's day an end date in the future leaves the teacher in; after it, out."""
+    from sis_learning.staging.runs import start_run
+
+    engine = create_all(get_engine(sqlite_url))
+    staged = StagedRun()
+    staged.school("100")
+    staged.term("3500")
+    staged.course("700")
+    staged.staff("200")
+    staged.staff("260")
+    staged.section("400", staff_id="200")
+    staged.section_teacher("400", "260", end_date="2026-03-01")
+    staged.insert(engine)
+    assert validate.run_date(engine, district_config(), RUN_ID) is None  # no sync_runs row: term end only
+    start_run(engine, "test_district", RUN_ID)
+    assert validate.run_date(engine, district_config(), RUN_ID) == datetime.now(ZoneInfo("America/Chicago")).date().isoformat()
+    for as_of, rostered in (("2026-02-01", True), ("2026-03-01", True), ("2026-03-02", False)):
+        frames = validate.read_staged(engine, district_config(), RUN_ID)
+        (tmp_path / as_of).mkdir()
+        outcome = validate.evaluate(district_config(), frames, tmp_path / as_of, as_of=as_of).outcomes
+        ended = outcome["section_teachers"].status.eq(1).tolist()
+        assert ended == [not rostered], as_of

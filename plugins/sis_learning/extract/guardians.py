@@ -52,6 +52,10 @@ def extract_guardians(hook: PowerSchoolHook, engine: Engine, config: DistrictCon
     Parents are imported by default; "Ignore Parents from SIS" (``ignore_parents``) skips
     the read entirely. The query takes student DCIDs, so this runs after
     ``extract_students`` in the same run and asks for them in batches.
+
+    Args: ``hook`` the district's PowerSchoolHook, ``engine`` staging, ``config`` the district,
+    ``run_id`` the run the rows are staged under, ``school_ids`` only these selected schools
+    (None: all). Returns counts (rows, per school, requests), never rows.
     """
     staging = EntityStaging(engine, config, run_id, "guardians")
     if config.ignore_parents:

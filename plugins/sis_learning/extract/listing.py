@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from sis_learning.config import DistrictConfig
+from sis_learning.entities import SOURCE_ENTITIES
 from sis_learning.extract.values import _numeric_first
 from sis_learning.extract.writer import DISTRICT_SCOPE, EntityStaging, source_id_problem
 from sis_learning.hooks.powerschool import Listing, PowerSchoolHook, id_string
@@ -64,7 +65,8 @@ def _result(hook: PowerSchoolHook, entity: str, summaries: list[dict[str, Any]],
         "scopes": len(summaries),
         **extra,
     }
-    hook.log.info("extracted %s: %s; PowerSchool requests so far: %s", entity, result, hook.stats.as_dict())
+    # The task logs its own one-line summary (report.step_summary); the detail is for debugging.
+    hook.log.debug("extracted %s: %s; PowerSchool requests so far: %s", entity, result, hook.stats.as_dict())
     return result
 
 
@@ -279,11 +281,7 @@ def _entity_completed(engine: Engine, config: DistrictConfig, run_id: str, entit
 
 # The metadata resource whose maximum page size bounds each entity's main read (terms:
 # the terms table, read for all the selected schools at once).
-PAGE_SIZE_RESOURCE = {
-    "schools": "school", "terms": "schema_table_query", "courses": "course", "sections": "section", "staff": "staff",
-    "students": "student", "section_enrollments": "schema_table_query", "section_teachers": "schema_table_query",
-    "guardians": "schema_table_query",
-}
+PAGE_SIZE_RESOURCE = {entity.name: entity.page_size_resource for entity in SOURCE_ENTITIES}
 
 
 def minimum_requests(engine: Engine, district_id: str, run_id: str, hook: PowerSchoolHook) -> int:

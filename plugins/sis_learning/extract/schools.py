@@ -83,7 +83,12 @@ def _schools_in_scope(hook: PowerSchoolHook, config: DistrictConfig, school_ids:
 
 
 def extract_schools(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, school_ids: list[str] | None = None) -> dict[str, Any]:
-    """Stage the selected schools (organizations: Schools.DCID and name)."""
+    """Stage the selected schools (organizations: Schools.DCID and name).
+
+    Args: ``hook`` the district's PowerSchoolHook, ``engine`` staging, ``config`` the district,
+    ``run_id`` the run the rows are staged under, ``school_ids`` only these selected schools
+    (None: all). Returns counts (rows, per school, requests), never rows.
+    """
     chosen = set(_schools_in_scope(hook, config, school_ids))
     # Resolving the selection read every school already (a few hundred at most): stage that read.
     records = hook.district_schools()
@@ -127,6 +132,10 @@ def extract_terms(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig,
     ``start_year`` = YearID + 1990). For a subset of the schools (a task mapped over
     schools), or when the plugin may not read the table, one ``/ws/v1/school/{id}/term``
     listing per school, scope = the school.
+
+    Args: ``hook`` the district's PowerSchoolHook, ``engine`` staging, ``config`` the district,
+    ``run_id`` the run the rows are staged under, ``school_ids`` only these selected schools
+    (None: all). Returns counts (rows, per school, requests), never rows.
     """
     schools = _schools_in_scope(hook, config, school_ids)
     refused_note = None
@@ -189,7 +198,12 @@ def _terms_from_table(hook: PowerSchoolHook, engine: Engine, config: DistrictCon
 
 
 def extract_courses(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, school_ids: list[str] | None = None) -> dict[str, Any]:
-    """Stage the courses of the selected schools (the class ``code`` is the course number)."""
+    """Stage the courses of the selected schools (the class ``code`` is the course number).
+
+    Args: ``hook`` the district's PowerSchoolHook, ``engine`` staging, ``config`` the district,
+    ``run_id`` the run the rows are staged under, ``school_ids`` only these selected schools
+    (None: all). Returns counts (rows, per school, requests), never rows.
+    """
     schools = _schools_in_scope(hook, config, school_ids)
     listings = [
         hook.v1_listing(school, f"/ws/v1/school/{school}/course", wrapper="courses", item="course", resource="course", counted=False)

@@ -51,6 +51,10 @@ def extract_sections(hook: PowerSchoolHook, engine: Engine, config: DistrictConf
     The start year filter is part of the request (``q=term.start_year=ge=YEAR``), so older
     sections are never transferred, staged or counted (counting them would cost one more
     request per school for a figure nothing downstream uses).
+
+    Args: ``hook`` the district's PowerSchoolHook, ``engine`` staging, ``config`` the district,
+    ``run_id`` the run the rows are staged under, ``school_ids`` only these selected schools
+    (None: all). Returns counts (rows, per school, requests), never rows.
     """
     schools = _schools_in_scope(hook, config, school_ids)
     listings = [_sections_listing(hook, config, school) for school in schools]
@@ -102,6 +106,10 @@ def extract_section_enrollments(hook: PowerSchoolHook, engine: Engine, config: D
     falls back to ``/ws/v1/section/{id}/section_enrollment`` for every section from the
     import start year on (reading the section and active student ids itself, so it does
     not depend on other extract tasks).
+
+    Args: ``hook`` the district's PowerSchoolHook, ``engine`` staging, ``config`` the district,
+    ``run_id`` the run the rows are staged under, ``school_ids`` only these selected schools
+    (None: all). Returns counts (rows, per school, requests), never rows.
     """
     schools = _schools_in_scope(hook, config, school_ids)
     try:
@@ -335,6 +343,10 @@ def extract_section_teachers(hook: PowerSchoolHook, engine: Engine, config: Dist
 
     Sections.ID and Teachers.ID are translated to DCIDs; rows of sections extract does not
     stage and of teachers who are not active are left out and counted in the note.
+
+    Args: ``hook`` the district's PowerSchoolHook, ``engine`` staging, ``config`` the district,
+    ``run_id`` the run the rows are staged under, ``school_ids`` only these selected schools
+    (None: all). Returns counts (rows, per school, requests), never rows.
     """
     schools = _schools_in_scope(hook, config, school_ids)
     numbers = _school_numbers(hook, schools)

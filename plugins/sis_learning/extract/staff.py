@@ -30,6 +30,10 @@ def extract_staff(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig,
     A teacher affiliated with several selected schools is listed by each of them; the row
     is staged under the first school that lists it (the others' ``extract_counts`` note
     how many they shared). Call it once for all schools rather than mapped per school.
+
+    Args: ``hook`` the district's PowerSchoolHook, ``engine`` staging, ``config`` the district,
+    ``run_id`` the run the rows are staged under, ``school_ids`` only these selected schools
+    (None: all). Returns counts (rows, per school, requests), never rows.
     """
     schools = _schools_in_scope(hook, config, school_ids)
     listings = [

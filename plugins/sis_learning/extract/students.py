@@ -26,6 +26,10 @@ def extract_students(hook: PowerSchoolHook, engine: Engine, config: DistrictConf
 
     The v1 student listing returns students with an Active enrollment (enroll_status 0)
     by default, which is exactly what the source document imports.
+
+    Args: ``hook`` the district's PowerSchoolHook, ``engine`` staging, ``config`` the district,
+    ``run_id`` the run the rows are staged under, ``school_ids`` only these selected schools
+    (None: all). Returns counts (rows, per school, requests), never rows.
     """
     schools = _schools_in_scope(hook, config, school_ids)
     listings = [

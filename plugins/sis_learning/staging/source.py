@@ -14,6 +14,7 @@ from datetime import datetime
 from sqlalchemy import Boolean, DateTime, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from sis_learning.entities import SOURCE_ENTITIES
 from sis_learning.staging.base import Base
 
 
@@ -192,17 +193,7 @@ class StgGuardian(RunKeyed, ExtractScoped, SourceChecked, Base):
 
 
 # entity name (as used in task ids, extract_counts and raw_records) -> typed table
-STAGED_SOURCE_TABLES = {
-    "schools": StgSchool,
-    "terms": StgTerm,
-    "courses": StgCourse,
-    "sections": StgSection,
-    "staff": StgStaff,
-    "students": StgStudent,
-    "section_enrollments": StgSectionEnrollment,
-    "section_teachers": StgSectionTeacher,
-    "guardians": StgGuardian,
-}
+STAGED_SOURCE_TABLES = {entity.name: globals()[entity.staged_model] for entity in SOURCE_ENTITIES}
 
 
 class ExtractRead(Base):
