@@ -611,6 +611,43 @@ def load_counts(engine: Engine, district_id: str, run_id: str) -> dict[str, dict
     return counts
 
 
+def domain_settings(engine: Engine, config: DistrictConfig) -> dict[str, Any]:
+    """The Manage Domain switches as the district YAML sets them, in Learning's settings shape.
+
+    The source document puts "Ignore Parents from SIS", "Autogenerate usernames",
+    "Imported passwords are temporary" and "Grade Push Config" in Learning's Manage Domain;
+    here the YAML holds them, and the import writes them to Learning so Learning shows what
+    is in force. Grade push is listed for the organizations Learning has accepted (it
+    refuses to enable an organization it does not have) that the YAML enables.
+    """
+    snapshot = LearningSnapshot.__table__
+    with engine.connect() as connection:
+        organizations = connection.execute(select(snapshot.c.key).where(
+            snapshot.c.district_id == config.district_id, snapshot.c.entity == "organizations")).scalars().all()
+    return {
+        "ignore_parents": config.ignore_parents,
+        "autogenerate_usernames": config.autogenerate_usernames,
+        "imported_passwords_temporary": config.imported_passwords_temporary,
+        "grade_push_organizations": sorted((organization for organization in organizations
+                                            if config.grade_push.enabled_for(organization)),
+                                           key=lambda value: (not value.isdigit(), len(value), value)),
+    }
+
+
+def write_domain_settings(engine: Engine, config: DistrictConfig, hook: LearningHook) -> str:
+    """Make Learning's domain settings say what the YAML says (the YAML wins); "updated" or "unchanged".
+
+    Read first and written only when they differ, so a run that changes nothing writes nothing.
+    """
+    wanted = domain_settings(engine, config)
+    current = hook.get_domain_settings() or {}
+    if all(current.get(name) == value for name, value in wanted.items()):
+        return "unchanged"
+    hook.put_domain_settings(wanted)
+    log.info("district %s: Learning's domain settings set from the district file: %s", config.district_id, wanted)
+    return "updated"
+
+
 def load_run(
     engine: Engine,
     config: DistrictConfig,
@@ -669,6 +706,7 @@ def load_run(
         raise
     recorder.close()
     _record_blocks(engine, district_id, run_id)
+    domain_settings = write_domain_settings(engine, config, hook)
     counts = load_counts(engine, district_id, run_id)
     changes = ChangeSet.__table__
     with engine.connect() as connection:
@@ -685,6 +723,7 @@ def load_run(
         "seconds": round(time.perf_counter() - started, 3),
         "seconds_waiting_for_learning": round(stats.seconds_waiting_for_learning, 3),
         "seconds_recording_results": round(stats.seconds_recording, 3),
+        "domain_settings": domain_settings,
     }
     log.debug(  # the task logs a summary line (report.step_summary)
         "load of %s run %s: %d requests, %d rows sent, %d rows changed; %s",

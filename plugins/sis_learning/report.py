@@ -35,6 +35,9 @@ class RunSummary:
     top_warnings: list[dict[str, Any]] = field(default_factory=list)
     changes: dict[str, dict[str, int]] = field(default_factory=dict)
     extract_mismatches: list[dict[str, Any]] = field(default_factory=list)
+    # How each entity was read (``extract_reads``): full or incremental, and why (a full read
+    # that replaced an incremental one says so: a refused change cursor, too many changes).
+    reads: list[dict[str, Any]] = field(default_factory=list)
     validation_docs: str | None = None
     run_url: str | None = None
     # The run's history: attempts that did not succeed (retried or final) and earlier runs this
@@ -189,6 +192,15 @@ def build_summary(engine: Engine, config: DistrictConfig, run_id: str, dag_id: s
                 params,
             )
             summary.extract_mismatches = [dict(row._mapping) for row in rows]
+        if _has(engine, "extract_reads"):
+            rows = connection.execute(
+                text(
+                    "SELECT entity, mode, read_from, base_run_id, note FROM extract_reads "
+                    "WHERE district_id = :district_id AND run_id = :run_id AND entity <> '*' ORDER BY entity"
+                ),
+                params,
+            )
+            summary.reads = [dict(row._mapping) for row in rows]
     return summary
 
 
@@ -227,6 +239,17 @@ def format_text(summary: RunSummary) -> str:
         lines.append("Extract count mismatches (PowerSchool /count vs rows read):")
         for item in summary.extract_mismatches:
             lines.append(f"  {item['entity']} [{item['scope']}]: read {item['rows']}, /count said {item['reported_count']}")
+    if summary.reads:
+        incremental = [item["entity"] for item in summary.reads if item["mode"] == "incremental"]
+        full = [item for item in summary.reads if item["mode"] != "incremental"]
+        if incremental:
+            since = sorted({item["read_from"] for item in summary.reads if item["read_from"]})
+            lines.append(f"Read incrementally (what changed since {', '.join(since)}): {', '.join(incremental)}")
+        by_reason: dict[str, list[str]] = {}
+        for item in full:
+            by_reason.setdefault((item["note"] or "").removeprefix("full read: "), []).append(item["entity"])
+        for reason, entities in by_reason.items():
+            lines.append(f"Read in full: {', '.join(entities)}" + (f" ({reason})" if reason else ""))
     if summary.durations:
         lines.append("Durations: " + ", ".join(f"{stage} {seconds:.1f}s" for stage, seconds in summary.durations.items()))
     if summary.validation_docs:

@@ -217,4 +217,7 @@ class ExtractRead(Base):
     read_from: Mapped[str | None] = mapped_column(String(40))
     base_run_id: Mapped[str | None] = mapped_column(String(250))
     note: Mapped[str | None] = mapped_column(Text)
+    # The selected schools, import start year and ignore_parents the read staged rows for:
+    # a run with other settings reads in full.
+    scope_key: Mapped[str | None] = mapped_column(Text)
     __table_args__ = (Index("uq_extract_reads_run", "district_id", "run_id", "entity", unique=True),)
