@@ -24,12 +24,12 @@ from tests.extract.conftest import START_YEAR, make_config, make_hook
 from tests.extract.oracle import STAGED_COLUMNS, expected_rows, staged_rows
 
 
-@pytest.fixture
-def own_sandbox():
-    """A sandbox of its own: this test changes SIS rows."""
+@pytest.fixture(params=[False, True], ids=["tidy", "irregular"])
+def own_sandbox(request):
+    """A sandbox of its own (this test changes SIS rows), tidy and with a real district's irregularities."""
     from sandbox.powerschool.testing import running_powerschool
 
-    with running_powerschool(dataset="tiny", irregularities=False) as server:
+    with running_powerschool(dataset="tiny", irregularities=request.param) as server:
         yield server
 
 
@@ -104,6 +104,9 @@ def everyday_changes(server):
     added = server.add_section(same_school[0]["school"], same_school[0]["course_number"], same_school[0]["termid"],
                                teacher_dcid=hired["dcid"])
     server.enroll_student(active[3]["dcid"], added["section_dcid"])
+    # A student moves to another selected school (the SIS's own transfer screens write the row).
+    other_school = next(row for row in active if row["schoolid"] != active[4]["schoolid"])["schoolid"]
+    sis(server, "UPDATE students SET schoolid = ? WHERE dcid = ?", (other_school, active[4]["dcid"]))
     course = sis(server, "SELECT dcid FROM courses ORDER BY dcid")[0]["dcid"]
     server.rename("course", course, course_name="Renamed Course")
     guardian = sis(server, "SELECT guardianid FROM guardian ORDER BY guardianid")[0]["guardianid"]
