@@ -153,8 +153,10 @@ def generate_command(arguments: argparse.Namespace) -> int:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     with store.DatasetStore(path) as dataset:
         counts = {table: dataset.count(table) for table in store.SIS_TABLES}
+        irregularities = dataset.info().get("irregularities", {})
     print(json.dumps({"dataset": str(path), "seconds": round(seconds, 2), "peak_rss_mb": round(peak_mb, 1),
-                      "file_mb": round(path.stat().st_size / 1e6, 1), "rows": counts}, indent=1))
+                      "file_mb": round(path.stat().st_size / 1e6, 1), "rows": counts,
+                      "irregularities": irregularities}, indent=1))
     return 0
 
 

@@ -31,9 +31,10 @@ from sandbox.powerschool.irregularities import Irregularities
 
 # Bump when the generated data changes: cached datasets are keyed by it.
 GENERATOR_VERSION = 5
-# Whether generated districts carry the irregularities of real ones (irregularities.py)
-# unless asked otherwise; POWERSCHOOL_SANDBOX_IRREGULARITIES=on|off overrides it.
-IRREGULARITIES_BY_DEFAULT = False
+# Generated districts carry the irregularities of real ones (irregularities.py) unless
+# asked otherwise, so every test, the demo and the benchmark see them (issue 22);
+# POWERSCHOOL_SANDBOX_IRREGULARITIES=on|off overrides it.
+IRREGULARITIES_BY_DEFAULT = True
 
 DISTRICT = {
     "district_name": "Demo Unified School District",

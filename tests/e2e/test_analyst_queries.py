@@ -143,7 +143,8 @@ def test_explain_answers_from_staging(staged):
     assert any("REJECTED by rule login_unique" in line and "ava.gonzalez11" in line for line in student.lines)
 
     teachers = _explain(staged.staging_url, "ETHOMAS3").findings  # a login, any case
-    assert sorted((f.dcid, f.in_learning) for f in teachers) == [("3003", True), ("3012", False)]
+    # Teachers.ID 3 and 12 (their DCIDs follow the Students.DCIDs in the demo district: one sequence per table)
+    assert sorted((f.dcid, f.in_learning) for f in teachers) == [("1000585", True), ("1000594", False)]
 
     [section] = [f for f in _explain(staged.staging_url, "300023").findings if f.kind == "class"]
     assert any("LEFT OUT by rule no_teacher" in line for line in section.lines) and not section.in_learning

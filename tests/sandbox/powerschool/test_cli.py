@@ -62,6 +62,7 @@ def test_generate_reports_rows_and_timing(tmp_path):
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 0
     assert '"students": 60' in output and '"seconds"' in output and '"peak_rss_mb"' in output
+    assert '"overlapping_ids"' in output  # irregularities on by default, counted
 
 
 def test_extra_hostname_goes_into_the_certificate():
