@@ -88,5 +88,5 @@ def test_the_district_csv_is_checked(tmp_path: Path):
     with pytest.raises(ValueError, match="header"):
         read_district_csv(bad)
     bad.write_text("user_type,old_id,new_id\nX,1,2\n")
-    with pytest.raises(ValueError, match="bad.csv:2"):
+    with pytest.raises(ValueError, match=r"bad\.csv:2"):
         read_district_csv(bad)
