@@ -41,7 +41,13 @@ MAX_ERROR_BACKOFF_SECONDS = 60.0
 
 
 class GradebookChangeTrigger(BaseEventTrigger):
-    """Fires when Learning's gradebook change feed has entries after the district's ledger cursor."""
+    """Fires when Learning's gradebook change feed has entries after the district's ledger cursor.
+
+    Args: ``district_id`` the district whose ledger cursor to compare with, ``learning_conn_id``
+    the Airflow connection of its Learning domain, ``poll_interval_seconds`` how often the feed
+    is read, ``rearm_seconds`` after how long the same unconsumed entries fire again (a push run
+    that never moved the cursor).
+    """
 
     def __init__(
         self,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from sis_learning.grade_push import compose_refusal_email
+from sis_learning.notify import refusal_email
 from sis_learning.staging.ledger import GradePushAssignment, GradePushScore
 
 
@@ -111,8 +111,9 @@ def test_a_deleted_gradable_with_scores_is_left_in_powerteacher_and_reported(wor
     assert row["status"] == "delete_refused" and "grades associated" in row["message"]
     [report] = summary.refusals
     assert report["kind"] == "delete_refused" and report["class_id"] == section.section_dcid
-    subject, body = compose_refusal_email(world.config, summary)
-    assert "1 assignment change(s) not made" in subject and "Graded lab" in body and "grades associated" in body
+    email = refusal_email(world.config, summary)
+    assert "1 assignment change(s) not made" in email.subject
+    assert all("Graded lab" in body and "grades associated" in body for body in (email.text, email.html))
     assert world.push("run_3").counts["assignments_delete_refused"] == 0  # reported once, not every run
 
 
