@@ -19,9 +19,10 @@ from sis_learning.triggers import GradebookChangeTrigger
 DOC_MD = """
 ### Grade push for {name} (`{district_id}`)
 
-Writes PowerSchool Learning gradebook scores into PowerTeacher Pro, as the PowerSchool
-Learning integration for SIS 10.1+ describes it: **immediately** (seconds after a
-teacher saves a score), only for imported classes of organizations with grade push
+Writes PowerSchool Learning's gradables and scores into PowerTeacher (Pro, or the
+legacy PowerTeacher Gradebook for its sections), as the PowerSchool Learning integration
+for SIS 10.1+ describes it: **immediately** (seconds after a teacher saves a change),
+only for imported classes and classes linked to them, of organizations with grade push
 enabled ({organizations}), and never the other way (no grade is pulled into Learning).
 
 - **Started by** the asset `{asset}`: its watcher polls Learning's change feed every
@@ -70,7 +71,7 @@ def grade_push_dag(config: DistrictConfig) -> DAG:
     asset = gradebook_asset(config)
     with DAG(
         dag_id=config.grade_push_dag_id,
-        description=f"Learning gradebook -> PowerTeacher Pro for {config.name}",
+        description=f"Learning gradebook -> PowerTeacher for {config.name}",
         schedule=[asset],
         start_date=pendulum.datetime(2025, 1, 1, tz=config.timezone),
         catchup=False,

@@ -1,4 +1,4 @@
-"""Grade push: Learning's gradebook changes -> PowerTeacher Pro, exactly once, in seconds.
+"""Grade push: Learning's gradebook changes -> PowerTeacher (Pro or the legacy Gradebook), exactly once, in seconds.
 
 Implements the source document's grade push (SIS 10.1+, "Grade Push Frequency:
 Immediate", "Grade Pull: No", the "Grade Mappings" table, and "Manage Domain -> Grade
@@ -7,11 +7,14 @@ items and Scores to the associated class in PowerSchool"):
 
 1. read Learning's gradebook change feed from the district's ledger cursor, page by page;
 2. skip (and count) a change whose class was not imported (no ``classes`` row in
-   ``learning_snapshot``) or whose organization does not have grade push enabled (the
+   ``learning_snapshot``) and is not linked to an imported class, whose gradable type is
+   not one the source document lists (:data:`PUSHED_GRADABLE_TYPES`), or whose
+   organization does not have grade push enabled (the
    district's ``grade_push`` settings, and Learning's domain setting
    ``grade_push_organizations`` when it is filled in); drop a change an already pushed
    newer version supersedes;
-3. make sure the PowerTeacher Pro assignment of each gradable exists, acting as the
+3. make sure the PowerTeacher assignment of each gradable exists (created when the
+   gradable is, updated when it is edited, deleted or reported when it is deleted), acting as the
    section's teacher (``users_dcid`` from the last successful import's ``stg_staff``),
    created once with the Grade Mappings (see :func:`assignment_body`,
    :func:`assignment_name` for the 50-character shortening rule and

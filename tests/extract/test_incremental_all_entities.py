@@ -24,12 +24,12 @@ from tests.extract.conftest import START_YEAR, make_config, make_hook
 from tests.extract.oracle import STAGED_COLUMNS, expected_rows, staged_rows
 
 
-@pytest.fixture
-def own_sandbox():
-    """A sandbox of its own: this test changes SIS rows."""
+@pytest.fixture(params=[False, True], ids=["tidy", "irregular"])
+def own_sandbox(request):
+    """A sandbox of its own (this test changes SIS rows), tidy and with a real district's irregularities."""
     from sandbox.powerschool.testing import running_powerschool
 
-    with running_powerschool(dataset="tiny", irregularities=False) as server:
+    with running_powerschool(dataset="tiny", irregularities=request.param) as server:
         yield server
 
 
@@ -104,6 +104,9 @@ def everyday_changes(server):
     added = server.add_section(same_school[0]["school"], same_school[0]["course_number"], same_school[0]["termid"],
                                teacher_dcid=hired["dcid"])
     server.enroll_student(active[3]["dcid"], added["section_dcid"])
+    # A student moves to another selected school (the SIS's own transfer screens write the row).
+    other_school = next(row for row in active if row["schoolid"] != active[4]["schoolid"])["schoolid"]
+    sis(server, "UPDATE students SET schoolid = ? WHERE dcid = ?", (other_school, active[4]["dcid"]))
     course = sis(server, "SELECT dcid FROM courses ORDER BY dcid")[0]["dcid"]
     server.rename("course", course, course_name="Renamed Course")
     guardian = sis(server, "SELECT guardianid FROM guardian ORDER BY guardianid")[0]["guardianid"]
@@ -118,7 +121,9 @@ def everyday_changes(server):
 
 
 @pytest.mark.slow
-def test_every_entity_read_incrementally_stages_what_a_full_read_stages(staging_engine, own_sandbox):
+def test_every_entity_read_incrementally_stages_what_a_full_read_stages(staging_engine, own_sandbox, tmp_path,
+                                                                        monkeypatch):
+    monkeypatch.setenv("TEST_DEFAULT_PASSWORD", "Incremental-Test-Password-1")
     server = own_sandbox
     run(staging_engine, server, "r1")
     assert set(modes(staging_engine, "r1").values()) == {"full"}
@@ -152,6 +157,27 @@ def test_every_entity_read_incrementally_stages_what_a_full_read_stages(staging_
     after_full = raw_counts(staging_engine, "r5")
     after_incremental = raw_counts(staging_engine, "r4")
     assert after_incremental == after_full, (after_incremental, after_full, full_raw)
+    # And what Learning would get: validate + transform of the incremental run (r4) and of the
+    # full run (r5, the same SIS data) give the same Learning rows, field by field.
+    assert learning_state(staging_engine, "r4", tmp_path) == learning_state(staging_engine, "r5", tmp_path)
+
+
+def learning_state(engine, run_id, tmp_path):
+    from sis_learning import transform, validate
+    from sis_learning.staging.learning import LEARNING_TABLES
+
+    config = make_config(default_password="env:TEST_DEFAULT_PASSWORD")
+    validate.validate_run(engine, config, run_id, tmp_path / run_id)
+    transform.transform_run(engine, config, run_id)
+    state = {}
+    for entity, model in LEARNING_TABLES.items():
+        table = model.__table__
+        columns = [column for column in table.c if column.name not in ("id", "district_id", "run_id")]
+        with engine.connect() as connection:
+            state[entity] = sorted((tuple(row) for row in connection.execute(
+                select(*columns).where(table.c.district_id == "tiny", table.c.run_id == run_id))), key=repr)
+    assert any(state.values())
+    return state
 
 
 def _reads(engine, run_id):
