@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ENV := source scripts/airflow-env.sh &&
 
-.PHONY: demo preview what-if test lint airflow bench soak lock clean sandbox-powerschool sandbox-learning explain
+.PHONY: demo preview what-if transition-demo test lint airflow bench soak lock clean sandbox-powerschool sandbox-learning explain
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ preview: $(VENV)/.installed
 # (include/mappings/README.md); nothing is sent. WHAT_IF_ARGS="--set co_teacher_class_limit=2".
 what-if: $(VENV)/.installed
 	$(ENV) $(PY) scripts/what_if.py $(WHAT_IF_ARGS)
+
+# Existing Learning users moved onto their Import IDs, then the first import (sandboxes, var/transition-demo/).
+# A real district: scripts/transition.py plan <district> [--csv FILE], then apply --plan ID --approve.
+transition-demo: $(VENV)/.installed
+	$(ENV) $(PY) scripts/transition.py demo
 
 # The end-to-end tests run DAGs with dag.test(), which needs Airflow's metadata database:
 # migrate it first (idempotent, a few seconds; SQLite under .airflow/ unless configured).

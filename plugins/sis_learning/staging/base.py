@@ -43,6 +43,7 @@ MODEL_MODULES = (
     "sis_learning.staging.learning",
     "sis_learning.staging.changes",
     "sis_learning.staging.ledger",
+    "sis_learning.staging.transition",
 )
 
 
