@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ENV := source scripts/airflow-env.sh &&
 
-.PHONY: demo test lint airflow bench soak lock clean sandbox-powerschool sandbox-learning
+.PHONY: demo preview what-if test lint airflow bench soak lock clean sandbox-powerschool sandbox-learning
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,16 @@ venv: $(VENV)/.installed
 
 demo: $(VENV)/.installed
 	$(ENV) $(PY) scripts/demo.py
+
+# A preview (dry run) of the demo district's import on the demo's state: nothing is sent;
+# the report goes to var/previews/demo/<run>/ (PREVIEW_ARGS=--email also emails it).
+preview: $(VENV)/.installed
+	$(ENV) $(PY) scripts/preview.py $(PREVIEW_ARGS)
+
+# A past run's staged inputs through other mappings or settings, compared with what it produced
+# (include/mappings/README.md); nothing is sent. WHAT_IF_ARGS="--set co_teacher_class_limit=2".
+what-if: $(VENV)/.installed
+	$(ENV) $(PY) scripts/what_if.py $(WHAT_IF_ARGS)
 
 # The end-to-end tests run DAGs with dag.test(), which needs Airflow's metadata database:
 # migrate it first (idempotent, a few seconds; SQLite under .airflow/ unless configured).

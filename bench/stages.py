@@ -73,6 +73,11 @@ def run_extract(spec: dict[str, Any], engine, config) -> dict[str, Any]:
         max_concurrent_requests=spec["concurrency"], retry_policy=RetryPolicy(),
     )
     run_id = spec["run_id"]
+    from sis_learning.staging.runs import start_run
+
+    # Recorded as the DAG's start_run does: a later run reads incrementally from the last
+    # run whose load committed (the load stage marks it successful).
+    start_run(engine, config.district_id, run_id)
     entities: dict[str, Any] = {}
     stage_started = time.perf_counter()
     for entity, extract in ENTITY_EXTRACTS.items():
@@ -90,7 +95,7 @@ def run_extract(spec: dict[str, Any], engine, config) -> dict[str, Any]:
             "mismatch": bool(result.get("mismatch")),
             "requests_by_kind": {kind: count - kinds_before.get(kind, 0) for kind, count in hook.stats.requests.items()
                                  if count - kinds_before.get(kind, 0)},
-            **{key: result[key] for key in ("source",) if key in result},
+            **{key: result[key] for key in ("source", "read_mode", "carried_forward") if key in result},
         }
     stage_seconds = time.perf_counter() - stage_started  # the counting below is the benchmark's, not extract's
     stats = hook.stats.as_dict()
@@ -150,6 +155,9 @@ def run_load(spec: dict[str, Any], engine, config) -> dict[str, Any]:
     learning = spec["learning"]
     hook = LearningHook.from_settings(learning["base_url"], learning["token"], learning["ca_bundle"])
     summary = load_run(engine, config, spec["run_id"], hook)
+    from sis_learning.staging.runs import finish_run
+
+    finish_run(engine, config.district_id, spec["run_id"], status="success")  # as the report task does
     refused = sum(int(values.get("refused", 0)) for values in summary["counts"].values())
     return {"rows": int(summary["rows_sent"]), "requests": int(summary["requests"]),
             "rows_sent": int(summary["rows_sent"]), "rows_changed": int(summary["rows_changed"]),

@@ -3,7 +3,7 @@
 Thin by design: it loops over the validated district configs in sorted order; each DAG
 is scheduled by an asset whose watcher (``sis_learning.triggers.GradebookChangeTrigger``,
 run by the triggerer) fires when Learning's gradebook change feed has news, and its one
-task calls ``sis_learning.grade_push.run_grade_push_task``. No I/O at parse time.
+task calls ``sis_learning.grade_push_tasks.push_grades``. No I/O at parse time.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from sis_learning.triggers import GradebookChangeTrigger
 DOC_MD = """
 ### Grade push for {name} (`{district_id}`)
 
-Writes PowerSchool Learning gradebook scores into PowerTeacher Pro, as the PowerSchool
-Learning integration for SIS 10.1+ describes it: **immediately** (seconds after a
-teacher saves a score), only for imported classes of organizations with grade push
+Writes PowerSchool Learning's gradables and scores into PowerTeacher (Pro, or the
+legacy PowerTeacher Gradebook for its sections), as the PowerSchool Learning integration
+for SIS 10.1+ describes it: **immediately** (seconds after a teacher saves a change),
+only for imported classes and classes linked to them, of organizations with grade push
 enabled ({organizations}), and never the other way (no grade is pulled into Learning).
 
 - **Started by** the asset `{asset}`: its watcher polls Learning's change feed every
@@ -70,7 +71,7 @@ def grade_push_dag(config: DistrictConfig) -> DAG:
     asset = gradebook_asset(config)
     with DAG(
         dag_id=config.grade_push_dag_id,
-        description=f"Learning gradebook -> PowerTeacher Pro for {config.name}",
+        description=f"Learning gradebook -> PowerTeacher for {config.name}",
         schedule=[asset],
         start_date=pendulum.datetime(2025, 1, 1, tz=config.timezone),
         catchup=False,
@@ -95,6 +96,7 @@ def grade_push_dag(config: DistrictConfig) -> DAG:
             "retry_delay": timedelta(seconds=5),
             "retry_exponential_backoff": 2.0,
             "max_retry_delay": timedelta(minutes=5),
+            "show_return_value_in_logs": False,  # the task logs its own summary line; XCom keeps the counts
         },
     ) as dag:
 
@@ -102,9 +104,9 @@ def grade_push_dag(config: DistrictConfig) -> DAG:
         # high absolute priority gives it the next free slot, so an import never queues it long.
         @task(task_id="push_grades", pool=config.powerschool.pool, priority_weight=100, weight_rule="absolute")
         def push_grades(run_id=None):
-            from sis_learning.grade_push import run_grade_push_task
+            from sis_learning import grade_push_tasks
 
-            return run_grade_push_task(district_id, run_id)
+            return grade_push_tasks.push_grades(district_id, run_id)
 
         push_grades()
     return dag

@@ -11,7 +11,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import DAG, CronTriggerTimetable, Param, TaskGroup, TriggerRule, task
 
-from sis_learning import import_tasks as steps
+from sis_learning import import_tasks
 from sis_learning.config import DEFAULT_BROKEN_SCHEDULE, BrokenDistrict, DistrictConfig, scan_districts
 
 DOC_MD = """
@@ -35,6 +35,11 @@ integration for SIS 10.1+ describes it: users, classes and rosters, twice a day
    changes, in dependency order.
 5. **report**: the run summary in `sync_runs`; on any failure one email to
    {emails}.
+
+Trigger with `preview=true` for a dry run: everything up to the load, then the change set
+it would send written as a report (`var/previews/{district_id}/<run>/index.html`, a CSV per
+entity) instead of sending; the run ends `previewed` and nothing advances
+(`email_preview=true` also emails it).
 
 Config: `{source}`. Staged tables: docs/staged-tables.md.
 """
@@ -61,6 +66,15 @@ def import_dag(config: DistrictConfig) -> DAG:
                 False, type="boolean",
                 description="Approve a run the safety guard stopped (mass deactivations or an Import ID change)",
             ),
+            "preview": Param(
+                False, type="boolean",
+                description="Preview (dry run): do everything up to the load, send nothing, and write what would be "
+                            "sent as a report (var/previews/<district>/<run>/); nothing advances",
+            ),
+            "email_preview": Param(
+                False, type="boolean",
+                description="With preview: email the preview's totals to the district's contacts",
+            ),
             "full_refresh": Param(
                 False, type="boolean",
                 description="Read everything from PowerSchool instead of only what changed since the last successful run",
@@ -72,12 +86,13 @@ def import_dag(config: DistrictConfig) -> DAG:
             "retry_delay": timedelta(seconds=config.task_retries.retry_delay_seconds),
             "retry_exponential_backoff": 2.0,
             "max_retry_delay": timedelta(seconds=config.task_retries.max_retry_delay_seconds),
+            "show_return_value_in_logs": False,  # each task logs its own summary line; XCom keeps the counts
         },
     ) as dag:
 
         @task(task_id="start_run")
         def start_run(run_id=None, dag=None, params=None):
-            return steps.start_run(district_id, run_id, dag.dag_id, bool((params or {}).get("full_refresh")))
+            return import_tasks.start_run(district_id, run_id, dag.dag_id, bool((params or {}).get("full_refresh")))
 
         started = start_run()
 
@@ -85,17 +100,17 @@ def import_dag(config: DistrictConfig) -> DAG:
 
             @task(task_id="extract_schools", pool=config.powerschool.pool)
             def extract_schools(run_id=None):
-                return steps.extract_schools(district_id, run_id)
+                return import_tasks.extract_schools(district_id, run_id)
 
             schools = extract_schools()
             by_entity = {}
-            for entity in steps.EXTRACT_ENTITIES:
+            for entity in import_tasks.EXTRACT_ENTITIES:
                 if entity == "guardians" and config.ignore_parents:
                     continue
 
                 @task(task_id=f"extract_{entity}", pool=config.powerschool.pool)
                 def extract_one(entity=entity, run_id=None):
-                    return steps.extract_entity(entity, district_id, run_id)
+                    return import_tasks.extract_entity(entity, district_id, run_id)
 
                 by_entity[entity] = extract_one()
                 schools >> by_entity[entity]
@@ -107,11 +122,11 @@ def import_dag(config: DistrictConfig) -> DAG:
 
             @task(task_id="validate_rows")
             def validate_rows(run_id=None):
-                return steps.validate_rows(district_id, run_id)
+                return import_tasks.validate_rows(district_id, run_id)
 
             @task(task_id="check_thresholds", retries=0)
             def check_thresholds(run_id=None):
-                return steps.check_validation_thresholds(district_id, run_id)
+                return import_tasks.check_validation_thresholds(district_id, run_id)
 
             validate_rows() >> check_thresholds()
 
@@ -119,7 +134,7 @@ def import_dag(config: DistrictConfig) -> DAG:
 
             @task(task_id="transform_rows")
             def transform_rows(run_id=None):
-                return steps.transform_rows(district_id, run_id)
+                return import_tasks.transform_rows(district_id, run_id)
 
             transform_rows()
 
@@ -127,23 +142,28 @@ def import_dag(config: DistrictConfig) -> DAG:
 
             @task(task_id="compute_changes")
             def compute_changes(run_id=None):
-                return steps.compute_changes(district_id, run_id)
+                return import_tasks.compute_changes(district_id, run_id)
 
             @task(task_id="check_mass_changes", retries=0)
             def check_mass_changes(run_id=None, params=None):
-                return steps.check_mass_changes(district_id, run_id, bool(params.get("approve_mass_changes")))
+                return import_tasks.check_mass_changes(district_id, run_id, bool(params.get("approve_mass_changes")),
+                                                       preview=bool(params.get("preview")))
 
             @task(task_id="load_learning", pool=config.learning.pool)
-            def load_learning(run_id=None):
-                return steps.load_learning(district_id, run_id)
+            def load_learning(run_id=None, params=None):
+                if (params or {}).get("preview"):
+                    return import_tasks.preview_learning(district_id, run_id)
+                return import_tasks.load_learning(district_id, run_id)
 
             compute_changes() >> check_mass_changes() >> load_learning()
 
         with TaskGroup("report") as report_group:
 
             @task(task_id="report", trigger_rule=TriggerRule.ALL_DONE, retries=0)
-            def report(run_id=None, dag=None):
-                return steps.report(district_id, run_id, dag.dag_id)
+            def report(run_id=None, dag=None, params=None):
+                params = params or {}
+                return import_tasks.report(district_id, run_id, dag.dag_id, preview=bool(params.get("preview")),
+                                           email_preview=bool(params.get("email_preview")))
 
             report()
 
@@ -186,7 +206,7 @@ def configuration_error_dag(broken: BrokenDistrict) -> DAG:
 
         @task(task_id="configuration_error", retries=0)
         def configuration_error(run_id=None):
-            return steps.configuration_error(broken.source_file, run_id)
+            return import_tasks.configuration_error(broken.source_file, run_id)
 
         configuration_error()
     return dag

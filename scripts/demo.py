@@ -4,8 +4,10 @@ Starts the PowerSchool SIS simulator (generated demo district, HTTPS), the refer
 Learning server and an SMTP catcher; runs `sis_import__demo` with `dag.test()` (real
 Airflow tasks, in this process) and staging in SQLite; then changes a few things in the
 SIS (a student enrolled in a section, an enrollment dropped, a student renamed), runs the
-import again, and prints what each run did and where to look. Each `make demo` starts
-from a clean demo state under var/demo/, so it can be run any number of times.
+import again, and prints what each run did and where to look: only files that are there after
+it exits (the sandboxes' addresses are printed as what they are: gone when it ends). Each
+`make demo` starts from a clean demo state under var/demo/ (SIS_LEARNING_DEMO_DIR moves it),
+so it can be run any number of times.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO_ROOT / "plugins"), str(REPO_ROOT)]
-STATE_DIR = REPO_ROOT / "var" / "demo"
+STATE_DIR = Path(os.environ.get("SIS_LEARNING_DEMO_DIR") or REPO_ROOT / "var" / "demo")
+DATASET = os.environ.get("SIS_LEARNING_DEMO_DATASET", "demo")  # the simulator's district (tests: tiny)
 
 
 def say(message: str = "") -> None:
@@ -46,7 +49,7 @@ def run_import(dag, label: str) -> str:
     state = dag_run.state
     say(f"{dag.dag_id} finished: {state} in {time.monotonic() - started:.1f}s (run id {dag_run.run_id})")
     if state != DagRunState.SUCCESS:
-        say("The run failed: see the summary below and the failure email in var/demo/mailbox/.")
+        say(f"The run failed: see the summary below and the failure email in {STATE_DIR / 'mailbox'}/.")
     return dag_run.run_id
 
 
@@ -56,6 +59,7 @@ def print_summary(run_id: str) -> None:
     from sis_learning.staging.base import get_engine
 
     summary = build_summary(get_engine(), load_district_by_id("demo"), run_id)
+    summary.run_url = None  # no Airflow UI runs here (make airflow has one)
     say(format_text(summary))
 
 
@@ -66,11 +70,12 @@ def main() -> int:
     from scripts.demo_environment import apply_everyday_changes, demo_services
 
     say("Starting the sandboxes (PowerSchool SIS simulator, reference Learning, SMTP catcher) ...")
-    with demo_services(state_dir=STATE_DIR) as services:
+    with demo_services(dataset=DATASET, state_dir=STATE_DIR) as services:
         os.environ.update(services.env)
-        say(f"  PowerSchool SIS simulator: {services.powerschool.base_url} (CA {services.powerschool.ca_bundle})")
+        say("  (these addresses answer only while the demo runs)")
+        say(f"  PowerSchool SIS simulator: {services.powerschool.base_url}")
         say(f"  Reference Learning:        {services.learning.base_url}")
-        say(f"  SMTP catcher:              {services.smtp.host}:{services.smtp.port} -> {STATE_DIR / 'mailbox'}")
+        say(f"  SMTP catcher:              {services.smtp.host}:{services.smtp.port}")
         dagbag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
         if dagbag.import_errors:
             say(f"DAG import errors: {dagbag.import_errors}")
@@ -87,15 +92,33 @@ def main() -> int:
         second = run_import(dag, "Second import (only the changes are sent)")
         print_summary(second)
 
-        learning = services.learning
-        say("\n=== Where to look ===")
-        say(f"  Staged tables (SQLite): {STATE_DIR / 'staging.sqlite'}  (docs/staged-tables.md)")
-        say(f"    sqlite3 {STATE_DIR / 'staging.sqlite'} \"SELECT entity, rule, COUNT(*) FROM rejected_rows GROUP BY 1, 2\"")
-        say("  Validation results and Data Docs: var/validation/demo/")
-        say(f"  Learning state (reference server): {learning.base_url}/api/v1/users (token in the demo's env)")
-        say(f"  Emails: {STATE_DIR / 'mailbox'}")
-        say("  Airflow UI with the same DAGs: make airflow")
+        emails = len(services.smtp.mailbox.messages)
+    # Printed after the sandboxes stopped: every path below is there now.
+    say("\n=== Where to look (the sandboxes have stopped; these files stay) ===")
+    for line in where_to_look(second, emails):
+        say(line)
     return 0
+
+
+def where_to_look(run_id: str, emails: int) -> list[str]:
+    """What the demo left behind, each path checked to exist."""
+    from sis_learning.import_tasks import validation_results_dir
+
+    staging = STATE_DIR / "staging.sqlite"
+    data_docs = validation_results_dir("demo", run_id) / "data_docs" / "index.html"
+    mailbox = STATE_DIR / "mailbox"
+    places = [
+        ("Staged tables (SQLite, docs/staged-tables.md)", staging),
+        ("Data Docs of the second run (open in a browser)", data_docs),
+        ("What Learning holds now (the reference server's SQLite database)", STATE_DIR / "learning.sqlite"),
+    ]
+    if emails:
+        places.append((f"Emails ({emails}, one .eml file each)", mailbox))
+    lines = [f"  {label}:\n    {path}" for label, path in places if path.exists()]
+    if not emails:
+        lines.append("  Emails: none were sent (a run that succeeds sends none; a failed one emails the district)")
+    lines.append("  The Airflow UI with the same DAGs: make airflow")
+    return lines
 
 
 if __name__ == "__main__":

@@ -84,10 +84,10 @@ def _parse_in_fresh_process(districts_dir: Path | None = None) -> dict:
 import json, sys, time
 import airflow.sdk  # the framework's own import time is not the DAG file's
 before = set(sys.modules)
-start = time.perf_counter()
+start = time.process_time()  # CPU time: wall time measures the busy machine, not the parse
 import runpy
 namespace = runpy.run_path({str(DAGS_DIR / 'sis_import.py')!r})
-elapsed = time.perf_counter() - start
+elapsed = time.process_time() - start
 dags = [value for value in namespace.values() if type(value).__name__ == "DAG"]
 broken = [dag for dag in dags if "configuration-error" in dag.tags]
 heavy = [m for m in {HEAVY_MODULES!r} if m in sys.modules and m not in before]
@@ -103,7 +103,7 @@ print(json.dumps({{"seconds": elapsed, "heavy": heavy, "dags": len(dags), "broke
 def test_dag_file_parses_fast_and_without_heavy_imports():
     result = _parse_in_fresh_process()
     assert result["heavy"] == [], f"the DAG file imported heavy modules at parse time: {result['heavy']}"
-    assert result["seconds"] < 2.0, f"parse took {result['seconds']:.2f}s"
+    assert result["seconds"] < 2.0, f"parse took {result['seconds']:.2f}s of CPU"
 
 
 def test_dag_file_with_many_districts_parses_under_two_seconds(tmp_path):
@@ -113,7 +113,7 @@ def test_dag_file_with_many_districts_parses_under_two_seconds(tmp_path):
             demo.replace("powerschool_demo", f"powerschool_{index}").replace("learning_demo", f"learning_{index}"))
     result = _parse_in_fresh_process(tmp_path)
     assert result["dags"] == 20 and result["broken"] == 0, result
-    assert result["seconds"] < 2.0, f"20 districts took {result['seconds']:.2f}s to parse"
+    assert result["seconds"] < 2.0, f"20 districts took {result['seconds']:.2f}s of CPU to parse"
 
 
 def test_dag_files_do_no_io_at_module_level():

@@ -136,7 +136,7 @@ def test_the_failed_step_is_named_even_when_a_parallel_step_finishes_later(stagi
         import_tasks.report(DISTRICT, run_id, DAG_ID)
     assert "Run failed at extract_students" in str(raised.value)
     [message] = smtp.mailbox.wait_for(1)
-    assert "failed at extract_students" in message["Subject"]
+    assert "could not read students from PowerSchool" in message["Subject"]
 
 
 KILLED_STAGE = """
@@ -216,4 +216,4 @@ def test_a_database_error_names_table_constraint_and_count_but_no_row_values(sta
     for name, address in PEOPLE:
         for where, content in (("error", message), ("email", body), ("sync_runs", stored), ("log", logged)):
             assert name not in content and address not in content, f"{where} carries a row value"
-    assert "failed at extract_students" in email["Subject"]
+    assert "could not read students from PowerSchool" in email["Subject"]

@@ -27,6 +27,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # SIS_LEARNING_DISTRICTS_DIR points the DAG factory at another folder of district YAMLs.
 DISTRICTS_DIR = Path(os.environ.get("SIS_LEARNING_DISTRICTS_DIR", REPO_ROOT / "include" / "districts"))
 MAPPINGS_DIR = REPO_ROOT / "include" / "mappings"
+# The column rules validate runs (one line per entity and rule; validate/suites.py reads it).
+COLUMN_RULES_PATH = REPO_ROOT / "include" / "rules" / "column_rules.csv"
 
 DISTRICT_ID_PATTERN = re.compile(r"^[a-z][a-z0-9_]{1,62}$")
 SECRET_REFERENCE_PATTERN = re.compile(r"^(env|variable|connection):[A-Za-z0-9_.\-]+$")
@@ -119,7 +121,8 @@ class GradePushSettings(_Strict):
 class NotificationSettings(_Strict):
     failure_emails: tuple[str, ...] = ()
     smtp_connection_id: str = "smtp_default"
-    airflow_base_url: str = "http://localhost:8080"
+    # The Airflow UI's address for links in emails; unset: Airflow's [api] base_url (report.airflow_base_url).
+    airflow_base_url: str | None = None
 
 
 class DistrictConfig(_Strict):

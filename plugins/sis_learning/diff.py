@@ -43,8 +43,8 @@ from sqlalchemy import Boolean, String, Text, and_, case, cast, exists, func, li
 from sqlalchemy.engine import Connection, Engine
 
 from sis_learning.config import DistrictConfig
+from sis_learning.entities import LEARNING_ENTITIES
 from sis_learning.exceptions import MassChangeDetected
-from sis_learning.hooks.learning import ENTITY_KEY_FIELDS
 from sis_learning.staging.base import create_all
 from sis_learning.staging.changes import (
     ACTION_CREATE,
@@ -91,25 +91,12 @@ class EntitySpec:
         return self.compared_fields + self.sent_only_fields
 
 
-# In dependency order: Learning refuses a class whose teacher does not exist, and a roster
-# row whose class or user does not exist.
-ENTITIES: tuple[EntitySpec, ...] = (
-    EntitySpec("organizations", ENTITY_KEY_FIELDS["organizations"], ("organization_id", "name")),
-    EntitySpec(
-        "users",
-        ENTITY_KEY_FIELDS["users"],
-        ("external_id", "first_name", "last_name", "login", "email", "user_type", "organization_id", "enabled",
-         "sso_email_address"),
-        sent_only_fields=("password_temporary",),
-        vanished_action=ACTION_DEACTIVATE,
-    ),
-    EntitySpec("user_levels", ENTITY_KEY_FIELDS["user_levels"], ("external_id", "level_id")),
-    EntitySpec("classes", ENTITY_KEY_FIELDS["classes"],
-               ("class_id", "name", "code", "year", "teacher_id", "organization_id")),
-    EntitySpec("rosters", ENTITY_KEY_FIELDS["rosters"], ("class_id", "user_type", "user_id", "role"),
-               vanished_action=ACTION_REMOVE),
-    EntitySpec("parent_links", ENTITY_KEY_FIELDS["parent_links"], ("parent_id", "child_id"),
-               vanished_action=ACTION_REMOVE),
+# In dependency order (sis_learning.entities): Learning refuses a class whose teacher does
+# not exist, and a roster row whose class or user does not exist.
+ENTITIES: tuple[EntitySpec, ...] = tuple(
+    EntitySpec(entity.name, entity.key_fields, entity.compared_fields, entity.sent_only_fields,
+               entity.vanished_action)
+    for entity in LEARNING_ENTITIES
 )
 ENTITY_BY_NAME = {spec.name: spec for spec in ENTITIES}
 
@@ -384,7 +371,7 @@ def compute_changes(engine: Engine, config: DistrictConfig, run_id: str) -> dict
         for spec in ENTITIES:
             _diff_entity(connection, spec, district_id, run_id)
     counts = change_counts(engine, district_id, run_id)
-    log.info("change set of %s run %s: %s", district_id, run_id, counts)
+    log.debug("change set of %s run %s: %s", district_id, run_id, counts)  # the task logs a summary line
     return counts
 
 

@@ -49,6 +49,10 @@ class MappingSpecError(FatalError, ValueError):
     """A mapping spec that cannot be used; the message names the file and line."""
 
 
+class ColumnRulesError(FatalError, ValueError):
+    """The column rules file cannot be used; the message names the file and line."""
+
+
 class UnknownSchoolError(DistrictConfigError):
     """The district configuration names a school PowerSchool does not have."""
 
@@ -162,6 +166,18 @@ class MassChangeDetected(FatalError):
 
 
 # ---- the staging database -----------------------------------------------------------------
+
+class LeaseBusy(RetryableError):
+    """Another grade push run of the district held the lease for longer than this run waits."""
+
+
+class LeaseLost(RetryableError):
+    """This grade push run's lease expired and another run took it over: it must not write any more.
+
+    Raised before the next PowerTeacher write or cursor advance; what this run already wrote
+    is in the ledger (scores are recorded per PUT), so the new holder does not write it again.
+    """
+
 
 class StagingDataError(FatalError):
     """The staging database refused rows (a constraint): summarised by table, constraint, count."""

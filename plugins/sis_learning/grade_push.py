@@ -1,4 +1,4 @@
-"""Grade push: Learning's gradebook changes -> PowerTeacher Pro, exactly once, in seconds.
+"""Grade push: Learning's gradebook changes -> PowerTeacher (Pro or the legacy Gradebook), exactly once, in seconds.
 
 Implements the source document's grade push (SIS 10.1+, "Grade Push Frequency:
 Immediate", "Grade Pull: No", the "Grade Mappings" table, and "Manage Domain -> Grade
@@ -7,11 +7,14 @@ items and Scores to the associated class in PowerSchool"):
 
 1. read Learning's gradebook change feed from the district's ledger cursor, page by page;
 2. skip (and count) a change whose class was not imported (no ``classes`` row in
-   ``learning_snapshot``) or whose organization does not have grade push enabled (the
+   ``learning_snapshot``) and is not linked to an imported class, whose gradable type is
+   not one the source document lists (:data:`PUSHED_GRADABLE_TYPES`), or whose
+   organization does not have grade push enabled (the
    district's ``grade_push`` settings, and Learning's domain setting
    ``grade_push_organizations`` when it is filled in); drop a change an already pushed
    newer version supersedes;
-3. make sure the PowerTeacher Pro assignment of each gradable exists, acting as the
+3. make sure the PowerTeacher assignment of each gradable exists (created when the
+   gradable is, updated when it is edited, deleted or reported when it is deleted), acting as the
    section's teacher (``users_dcid`` from the last successful import's ``stg_staff``),
    created once with the Grade Mappings (see :func:`assignment_body`,
    :func:`assignment_name` for the 50-character shortening rule and
@@ -37,7 +40,6 @@ one.
 from __future__ import annotations
 
 import hashlib
-import html
 import json
 import logging
 import re
@@ -54,7 +56,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from sis_learning.config import DistrictConfig
-from sis_learning.hooks.district import learning_hook, powerteacher_client
+from sis_learning.exceptions import LeaseBusy, LeaseLost
 from sis_learning.staging import ledger
 
 log = logging.getLogger(__name__)
@@ -426,18 +428,6 @@ def change_time(change: Mapping[str, Any]) -> datetime | None:
     except ValueError:
         return None
     return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
-
-
-class LeaseBusy(RuntimeError):
-    """Another push run of the district held the lease for longer than this run waits."""
-
-
-class LeaseLost(RuntimeError):
-    """This run's lease expired and another run took it over: this run must not write any more.
-
-    Raised before the next PowerTeacher write or cursor advance; what this run already wrote
-    is in the ledger (scores are recorded per PUT), so the new holder does not write it again.
-    """
 
 
 def change_event(change: Mapping[str, Any]) -> str:
@@ -997,70 +987,6 @@ class GradePush:
         return assignment_id, section_id
 
 
-# --------------------------------------------------------------------------- email
-
-
-def compose_refusal_email(config: DistrictConfig, summary: PushSummary) -> tuple[str, str]:
-    """Subject and HTML body listing what PowerTeacher refused or kept in one run (scores, assignments)."""
-    esc = html.escape
-    scores = [item for item in summary.refusals if not item.get("kind")]
-    kept = [item for item in summary.refusals if item.get("kind")]
-    parts = []
-    if scores:
-        parts.append(f"PowerTeacher refused {len(scores)} score(s)")
-    if kept:
-        parts.append(f"{len(kept)} assignment change(s) not made")
-    subject = f"[SIS -> Learning] {config.name}: {', '.join(parts)} in grade push run {summary.run_id}"
-    rows = "".join(
-        f"<tr><td>{esc(str(item.get('class_id')))}</td><td>{esc(str(item.get('title') or item.get('gradable_id')))}"
-        f"</td><td>{esc(str(item.get('student_id')))}</td><td>{esc(str(item.get('score')))}</td>"
-        f"<td>{esc(str(item.get('message')))}</td></tr>"
-        for item in scores[:500]
-    )
-    more = (f"<p>... and {len(scores) - 500} more (table grade_push_scores, status 'refused').</p>"
-            if len(scores) > 500 else "")
-    body = f"<h2>{esc(config.name)} ({esc(config.district_id)}): grade push refusals</h2>"
-    if scores:
-        body += (
-            f"<p>PowerTeacher refused these scores from PowerSchool Learning (its message below). "
-            f"Every other score of the run was written. Fix the cause in PowerTeacher (or the gradable in "
-            f"Learning); the next change of the score is pushed again.</p>"
-            f"<table border='1' cellpadding='4'><tr><th>Class (section DCID)</th><th>Gradable</th><th>Student DCID</th>"
-            f"<th>Score</th><th>PowerTeacher said</th></tr>{rows}</table>{more}"
-        )
-    if kept:
-        kept_rows = "".join(
-            f"<tr><td>{esc(str(item.get('class_id')))}</td><td>{esc(str(item.get('title') or item.get('gradable_id')))}"
-            f"</td><td>{esc(str(item.get('kind')))}</td><td>{esc(str(item.get('message')))}</td></tr>"
-            for item in kept[:500]
-        )
-        body += (
-            "<p>These gradables changed in Learning but their PowerTeacher assignment was left as it is "
-            "(table grade_push_assignments, column message):</p>"
-            "<table border='1' cellpadding='4'><tr><th>Class (section DCID)</th><th>Gradable</th><th>What</th>"
-            f"<th>Why</th></tr>{kept_rows}</table>"
-        )
-    body += f"<p>Run {esc(summary.run_id)}; counts: {esc(json.dumps(summary.as_dict()))}</p>"
-    return subject, body
-
-
-def send_refusal_email(config: DistrictConfig, summary: PushSummary) -> bool:
-    recipients = list(config.notifications.failure_emails)
-    if not summary.refusals:
-        return False
-    if not recipients:
-        log.warning("District %s has no failure_emails configured: %d refusal(s) not emailed",
-                    config.district_id, len(summary.refusals))
-        return False
-    from airflow.providers.smtp.hooks.smtp import SmtpHook
-
-    subject, body = compose_refusal_email(config, summary)
-    with SmtpHook(smtp_conn_id=config.notifications.smtp_connection_id) as hook:
-        hook.send_email_smtp(to=recipients, subject=subject, html_content=body)
-    log.info("Refusal email for grade push run %s sent to %d recipient(s)", summary.run_id, len(recipients))
-    return True
-
-
 # --------------------------------------------------------------------------- the task
 
 
@@ -1075,6 +1001,7 @@ def push_grades(
     **options: Any,
 ) -> PushSummary:
     """One grade-push run with its bookkeeping in ``sync_runs`` (kind ``grade_push``) and the refusal email."""
+    from sis_learning.notify import send_refusal_email
     from sis_learning.staging.errors import summarise
     from sis_learning.staging.runs import finish_run, record_stage, start_run
 
@@ -1103,17 +1030,18 @@ def push_grades(
     finish_run(engine, config.district_id, run_id, "success", kind=RUN_KIND)
     if notify:
         send_refusal_email(config, summary)
-    log.info("Grade push %s: %s", run_id, json.dumps(summary.as_dict()))
+    log.info("%s", push_summary_line(summary))
     return summary
 
 
-def run_grade_push_task(district_id: str, run_id: str) -> dict[str, Any]:
-    """What the DAG's ``push_grades`` task runs: counts out (XCom), never data."""
-    from sis_learning.config import load_district_by_id
-    from sis_learning.staging.base import create_all, get_engine
+def push_summary_line(summary: PushSummary) -> str:
+    """What one grade-push run did, in a sentence for the task log."""
+    counts = summary.as_dict()
+    skipped = sum(value for key, value in counts.items() if key.startswith("skipped_") and isinstance(value, int))
+    assignments = [f"{counts[key]} {key.removeprefix('assignments_').replace('_', ' ')}"
+                   for key in COUNT_NAMES if key.startswith("assignments_") and counts.get(key)]
+    return (f"Grade push {summary.run_id}: read {counts['changes_read']} gradebook change(s) from Learning; "
+            f"{counts['scores_pushed']} score(s) written to PowerTeacher, {counts['scores_cleared']} cleared, "
+            f"{counts['scores_refused']} refused (grade_push_scores), {skipped} skipped by rule; assignments: "
+            f"{', '.join(assignments) or 'no change'} (grade_push_assignments); {summary.seconds:.1f} s.")
 
-    config = load_district_by_id(district_id)
-    engine = create_all(get_engine())
-    ledger.add_missing_columns(engine)
-    summary = push_grades(config, engine, learning_hook(config), powerteacher_client(config), run_id)
-    return summary.as_dict()

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sis_learning.config import REPO_ROOT, DistrictConfig, load_district_by_id
+from sis_learning.entities import SOURCE_ENTITIES
 from sis_learning.exceptions import FatalError
 from sis_learning.hooks.district import learning_hook, powerschool_hook
 
@@ -28,16 +29,8 @@ log = logging.getLogger(__name__)
 
 VALIDATION_RESULTS_ROOT = REPO_ROOT / "var" / "validation"
 
-EXTRACT_ENTITIES = (
-    "terms",
-    "courses",
-    "sections",
-    "staff",
-    "students",
-    "section_enrollments",
-    "section_teachers",
-    "guardians",
-)
+# The entities with an extract.<name> task, in extract order (schools are read by start).
+EXTRACT_ENTITIES = tuple(entity.name for entity in SOURCE_ENTITIES if entity.extracted_by_task)
 
 
 def _engine():
@@ -69,6 +62,7 @@ def run_step(
     A database error is replaced by its value-free summary (staging/errors.py) before
     it is recorded, logged or raised; a FatalError fails the task without retries.
     """
+    from sis_learning.report import step_summary
     from sis_learning.staging.errors import summarise
     from sis_learning.staging.runs import ATTEMPT_FAILED, ATTEMPT_SUCCEEDED, begin_attempt, end_attempt, record_stage
 
@@ -89,8 +83,11 @@ def run_step(
             raise summary from None  # the driver's message and parameters carry row values
         raise
     counts = to_counts(result) if to_counts else {}
-    record_stage(engine, district_id, run_id, stage, counts=counts, seconds=time.monotonic() - started)
+    seconds = time.monotonic() - started
+    record_stage(engine, district_id, run_id, stage, counts=counts, seconds=seconds)
     end_attempt(engine, attempt, ATTEMPT_SUCCEEDED)
+    log.info("%s (%.1f s)", step_summary(stage, result, str(validation_results_dir(district_id, run_id))
+                                         if stage == "validate" else None), seconds)
     return _xcom_safe(result)
 
 
@@ -296,10 +293,18 @@ def compute_changes(district_id: str, run_id: str) -> dict[str, Any]:
     return run_step("diff", district_id, run_id, work)
 
 
-def check_mass_changes(district_id: str, run_id: str, approve_mass_changes: bool) -> dict[str, Any]:
+def check_mass_changes(district_id: str, run_id: str, approve_mass_changes: bool,
+                       preview: bool = False) -> dict[str, Any]:
+    """The safety guard; in a preview its findings go into the report instead of stopping the run."""
     from sis_learning import diff
 
     def work(engine, config):
+        if preview:
+            findings = diff.find_mass_changes(engine, config, run_id)
+            if findings:
+                log.warning("Preview: the safety guard would stop a real run (%d finding(s)); they are in the "
+                            "preview report", len(findings))
+            return {"approved": bool(approve_mass_changes), "preview": True, "findings": len(findings)}
         diff.check_safety(engine, config, run_id, approve_mass_changes=approve_mass_changes)
         return {"approved": bool(approve_mass_changes)}
 
@@ -317,6 +322,20 @@ def load_learning(district_id: str, run_id: str) -> dict[str, Any]:
                 for entity, values in (result.get("counts") or {}).items()}
 
     return run_step("load", district_id, run_id, work, counts)
+
+
+def preview_learning(district_id: str, run_id: str) -> dict[str, Any]:
+    """The load task of a preview: write what would be sent (preview.py); nothing reaches Learning."""
+    from sis_learning import preview
+
+    def work(engine, config):
+        return preview.write_preview(engine, config, run_id)
+
+    def counts(result: dict[str, Any]) -> dict[str, dict[str, int]]:
+        return {f"learning_{entity}": {f"would_{action}": int(n) for action, n in values.items()}
+                for entity, values in (result.get("counts") or {}).items()}
+
+    return run_step("preview", district_id, run_id, work, counts)
 
 
 # ---- report --------------------------------------------------------------------------
@@ -359,8 +378,13 @@ def failed_stages(engine, district_id: str, run_id: str) -> list[tuple[str, str]
     return failed
 
 
-def report(district_id: str, run_id: str, dag_id: str) -> dict[str, Any]:
+def report(district_id: str, run_id: str, dag_id: str, preview: bool = False,
+           email_preview: bool = False) -> dict[str, Any]:
     """Write the run summary; on any failure send one email, then fail so the run shows failed.
+
+    A preview that got through ends ``previewed`` (not ``success``: no later run reads
+    changes since it), its report linked from the summary and, with ``email_preview``,
+    emailed to the district's contacts.
 
     Failed means a task's final state is failed (Airflow's view) or a stage's last attempt
     did not succeed (the run's history); an attempt that failed and was retried
@@ -387,6 +411,15 @@ def report(district_id: str, run_id: str, dag_id: str) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowFailException
 
         raise AirflowFailException(f"Run failed at {summary.stage}: {reason}")
+    if preview:
+        from sis_learning.preview import STATUS_PREVIEWED, preview_dir, send_preview_email
+
+        finish_run(engine, district_id, run_id, status=STATUS_PREVIEWED)
+        summary = build_summary(engine, config, run_id, dag_id)
+        log.info("%s", format_text(summary))
+        if email_preview:
+            send_preview_email(config, preview_dir(district_id, run_id), summary.run_url)
+        return {"status": STATUS_PREVIEWED, "counts": summary.counts, "report": summary.preview_report}
     finish_run(engine, district_id, run_id, status="success")
     summary = build_summary(engine, config, run_id, dag_id)
     log.info("%s", format_text(summary))

@@ -43,6 +43,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from sis_learning.config import DistrictConfig
 from sis_learning.diff import ENTITIES, ENTITY_BY_NAME
+from sis_learning.entities import LEARNING_ENTITIES
 from sis_learning.hooks.learning import MAX_BATCH_ROWS, LearningHook, LearningResponseError
 from sis_learning.secrets import resolve_secret
 from sis_learning.staging.base import bulk_insert, create_all
@@ -84,15 +85,14 @@ class Phase:
 # is missing, so parents come before children; a user is deactivated only after the
 # rosters and links that point at them are removed.
 PHASES: tuple[Phase, ...] = (
-    Phase("organizations", "upsert", (ACTION_CREATE, ACTION_UPDATE)),
-    Phase("users", "upsert", (ACTION_CREATE, ACTION_UPDATE)),
-    Phase("user_levels", "upsert", (ACTION_CREATE, ACTION_UPDATE)),
-    Phase("classes", "upsert", (ACTION_CREATE, ACTION_UPDATE)),
-    Phase("rosters", "remove", (ACTION_REMOVE,)),
-    Phase("parent_links", "remove", (ACTION_REMOVE,)),
-    Phase("rosters", "upsert", (ACTION_CREATE, ACTION_UPDATE)),
-    Phase("parent_links", "upsert", (ACTION_CREATE, ACTION_UPDATE)),
-    Phase("users", "deactivate", (ACTION_DEACTIVATE,)),
+    *(Phase(entity.name, "upsert", (ACTION_CREATE, ACTION_UPDATE))
+      for entity in LEARNING_ENTITIES if entity.vanished_action != "remove"),
+    *(Phase(entity.name, "remove", (ACTION_REMOVE,)) for entity in LEARNING_ENTITIES
+      if entity.vanished_action == "remove"),
+    *(Phase(entity.name, "upsert", (ACTION_CREATE, ACTION_UPDATE))
+      for entity in LEARNING_ENTITIES if entity.vanished_action == "remove"),
+    *(Phase(entity.name, "deactivate", (ACTION_DEACTIVATE,)) for entity in LEARNING_ENTITIES
+      if entity.vanished_action == "deactivate"),
 )
 
 
@@ -102,12 +102,8 @@ PHASES: tuple[Phase, ...] = (
 # Each reference: (entity referred to, the referred key from the row's payload). A user's key
 # is "<user_type>:<external_id>": the type is the field's (a class's teacher is a T) or the row's.
 REFERENCES: dict[str, tuple[tuple[str, Callable[[dict[str, Any]], str]], ...]] = {
-    "user_levels": (("users", lambda payload: f"S:{payload.get('external_id')}"),),
-    "classes": (("users", lambda payload: f"T:{payload.get('teacher_id')}"),),
-    "rosters": (("classes", lambda payload: str(payload.get("class_id"))),
-                ("users", lambda payload: f"{payload.get('user_type')}:{payload.get('user_id')}")),
-    "parent_links": (("users", lambda payload: f"P:{payload.get('parent_id')}"),
-                     ("users", lambda payload: f"S:{payload.get('child_id')}")),
+    entity.name: tuple((reference.entity, reference.key) for reference in entity.references)
+    for entity in LEARNING_ENTITIES if entity.references
 }
 
 
@@ -256,6 +252,22 @@ def _request_rows(phase: Phase, batch: PendingBatch, password: str | None, tempo
             sent["password_temporary"] = temporary
         rows.append(sent)
     return rows
+
+
+def planned_requests(engine: Engine, config: DistrictConfig, run_id: str):
+    """What ``load_run`` would send for the run's pending change set, in the order it would send it.
+
+    Yields ``(phase, batch, rows)`` per request, the rows exactly as they would go over the
+    wire except the default password (never shown: a preview says where it would go). The
+    preview (preview.py) writes these instead of sending them; nothing is read from or
+    written to Learning, and nothing in staging changes.
+    """
+    batch_size = min(config.learning.batch_size, MAX_BATCH_ROWS)
+    temporary = config.imported_passwords_temporary
+    sso_types = sso_authentication_types(config)
+    for phase in PHASES:
+        for batch in _pending_batches(engine, config.district_id, run_id, phase, batch_size):
+            yield phase, batch, _request_rows(phase, batch, None, temporary, sso_types)
 
 
 def _send(hook: LearningHook, phase: Phase, rows: list[dict]) -> tuple[list[dict], float]:
@@ -487,10 +499,7 @@ def _refused_causes(
     return causes
 
 
-ENTITY_LABELS = {
-    "users": ("user", "users"), "user_levels": ("user level", "user levels"), "classes": ("class", "classes"),
-    "rosters": ("roster row", "roster rows"), "parent_links": ("parent link", "parent links"),
-}
+ENTITY_LABELS = {entity.name: entity.labels for entity in LEARNING_ENTITIES if entity.name != "organizations"}
 
 
 def _record_blocks(engine: Engine, district_id: str, run_id: str) -> None:
@@ -602,6 +611,51 @@ def load_counts(engine: Engine, district_id: str, run_id: str) -> dict[str, dict
     return counts
 
 
+def domain_settings(engine: Engine, config: DistrictConfig) -> dict[str, Any]:
+    """The Manage Domain switches as the district YAML sets them, in Learning's settings shape.
+
+    The source document puts "Ignore Parents from SIS", "Autogenerate usernames",
+    "Imported passwords are temporary" and "Grade Push Config" in Learning's Manage Domain;
+    here the YAML holds them, and the import writes them to Learning so Learning shows what
+    is in force. Grade push is listed for the organizations Learning has accepted (it
+    refuses to enable an organization it does not have) that the YAML enables.
+    """
+    snapshot = LearningSnapshot.__table__
+    with engine.connect() as connection:
+        organizations = connection.execute(select(snapshot.c.key).where(
+            snapshot.c.district_id == config.district_id, snapshot.c.entity == "organizations")).scalars().all()
+    return {
+        "ignore_parents": config.ignore_parents,
+        "autogenerate_usernames": config.autogenerate_usernames,
+        "imported_passwords_temporary": config.imported_passwords_temporary,
+        "grade_push_organizations": sorted((organization for organization in organizations
+                                            if config.grade_push.enabled_for(organization)),
+                                           key=lambda value: (not value.isdigit(), len(value), value)),
+    }
+
+
+def _yes_no(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+def write_domain_settings(engine: Engine, config: DistrictConfig, hook: LearningHook) -> str:
+    """Make Learning's domain settings say what the YAML says (the YAML wins); "updated" or "unchanged".
+
+    Read first and written only when they differ, so a run that changes nothing writes nothing.
+    """
+    wanted = domain_settings(engine, config)
+    current = hook.get_domain_settings() or {}
+    if all(current.get(name) == value for name, value in wanted.items()):
+        return "unchanged"
+    hook.put_domain_settings(wanted)
+    organizations = wanted["grade_push_organizations"]
+    log.info("Learning's domain settings now say what the district file says: ignore parents %s, autogenerate "
+             "usernames %s, imported passwords temporary %s, grade push for %d organization(s).",
+             _yes_no(wanted["ignore_parents"]), _yes_no(wanted["autogenerate_usernames"]),
+             _yes_no(wanted["imported_passwords_temporary"]), len(organizations))
+    return "updated"
+
+
 def load_run(
     engine: Engine,
     config: DistrictConfig,
@@ -612,7 +666,14 @@ def load_run(
 ) -> dict[str, Any]:
     """Send the run's pending change set to Learning; return what happened.
 
-    Call after ``diff.compute_changes`` and ``diff.check_safety``. Returns::
+    Call after ``diff.compute_changes`` and ``diff.check_safety``.
+
+    Args: ``engine`` staging (the run's ``change_set``), ``config`` the district (batch size,
+    default password reference), ``run_id`` the run whose change set to send, ``hook`` the
+    district's LearningHook (``hooks.district.learning_hook``), ``max_batches_in_flight``
+    concurrent batch requests (default: the district's ``learning.max_batches_in_flight``).
+
+    Returns::
 
         {"counts": {entity: {"created", "updated", "unchanged", "deactivated",
                              "removed", "refused", "pending"}},
@@ -653,6 +714,7 @@ def load_run(
         raise
     recorder.close()
     _record_blocks(engine, district_id, run_id)
+    domain_settings = write_domain_settings(engine, config, hook)
     counts = load_counts(engine, district_id, run_id)
     changes = ChangeSet.__table__
     with engine.connect() as connection:
@@ -669,8 +731,9 @@ def load_run(
         "seconds": round(time.perf_counter() - started, 3),
         "seconds_waiting_for_learning": round(stats.seconds_waiting_for_learning, 3),
         "seconds_recording_results": round(stats.seconds_recording, 3),
+        "domain_settings": domain_settings,
     }
-    log.info(
+    log.debug(  # the task logs a summary line (report.step_summary)
         "load of %s run %s: %d requests, %d rows sent, %d rows changed; %s",
         district_id, run_id, stats.requests, stats.rows_sent, rows_changed, counts,
     )

@@ -23,8 +23,10 @@ from sqlalchemy import Boolean, select, union_all
 from sqlalchemy.engine import Engine
 
 from sis_learning.config import MAPPINGS_DIR, DistrictConfig
-from sis_learning.mapping import MappingContext, MappingSpec, MappingSpecError, load_spec
+from sis_learning.entities import MAPPING_SPECS, SOURCE_ENTITIES
+from sis_learning.mapping import KEPT_LOGIN_COLUMN, MappingContext, MappingSpec, MappingSpecError, load_spec
 from sis_learning.staging.base import delete_run_rows, insert_frame
+from sis_learning.staging.changes import held_logins
 from sis_learning.staging.learning import LEARNING_TABLES
 from sis_learning.staging.quality import ExcludedRow, RejectedRow, ValidationWarning
 from sis_learning.staging.reads import fetch_frame, read_staged
@@ -38,32 +40,13 @@ from sis_learning.validate import (
 INSERT_CHUNK_ROWS = 100_000
 
 # spec file (include/mappings/<name>.csv) -> the Learning entity whose table it fills
-SPEC_ENTITIES = {
-    "organizations": "organizations", "users_teachers": "users", "users_students": "users",
-    "users_parents": "users", "user_levels": "user_levels", "classes": "classes",
-    "rosters_teachers": "rosters", "rosters_co_teachers": "rosters", "rosters_students": "rosters",
-    "parent_links": "parent_links",
-}
+SPEC_ENTITIES = {spec.name: spec.learning_entity for spec in MAPPING_SPECS}
 RUN_COLUMNS = frozenset({"id", "district_id", "run_id"})
-# spec -> the staged entity whose rows it maps (co-teachers and parent links are section
-# teacher and guardian rows)
-SPEC_SOURCES = {
-    "organizations": "schools", "users_teachers": "staff", "users_students": "students",
-    "users_parents": "guardians", "user_levels": "students", "classes": "sections",
-    "rosters_teachers": "sections", "rosters_co_teachers": "section_teachers",
-    "rosters_students": "section_enrollments", "parent_links": "guardians",
-}
+# spec -> the staged entity whose rows it maps
+SPEC_SOURCES = {spec.name: spec.source_entity for spec in MAPPING_SPECS}
 # What passed_rows and mapping_context read themselves, beyond what the specs read.
-PREPARATION_COLUMNS = {
-    "schools": {"school_id", "school_number"},
-    "courses": {"course_id", "course_name", "course_number"},
-    "staff": {"staff_id", "school_id", "school_ids", "teacher_username"},
-    "students": {"student_id", "student_username", "school_id"},
-    "guardians": {"guardian_id", "student_id", "portal_username"},
-    "sections": {"section_id", "course_id", "staff_id"},
-    "section_enrollments": {"enrollment_id"},
-    "section_teachers": {"section_id", "staff_id"},
-}
+PREPARATION_COLUMNS = {entity.name: set(entity.preparation_columns) for entity in SOURCE_ENTITIES
+                       if entity.preparation_columns}
 NOTHING_BLOCKED = np.array([], dtype=object)
 
 
@@ -198,21 +181,47 @@ def passed_rows(engine: Engine, config: DistrictConfig, run_id: str,
     }
 
 
-def mapping_context(config: DistrictConfig, rows: dict[str, pd.DataFrame]) -> MappingContext:
-    """District settings and the run's SIS usernames (so generated logins avoid them)."""
-    taken: set[str] = set()
+def mapping_context(config: DistrictConfig, rows: dict[str, pd.DataFrame],
+                    held_logins: dict[str, str] | None = None) -> MappingContext:
+    """District settings, the run's SIS usernames and the logins Learning holds (generated logins avoid both)."""
+    source: set[str] = set()
     for entity, column in (("staff", "teacher_username"), ("students", "student_username"),
                            ("guardians", "portal_username")):
         usernames = rows[entity][column].dropna().str.strip().str.lower()
-        taken.update(usernames[usernames != ""].tolist())
+        source.update(usernames[usernames != ""].tolist())
+    taken = set(source)
+    taken.update(login.strip().lower() for login in (held_logins or {}).values())
     students = rows["students"].drop_duplicates("student_id").set_index("student_id")
     return MappingContext(
         sso_domains=frozenset(config.sso_domains.google) | frozenset(config.sso_domains.office365),
         autogenerate_usernames=config.autogenerate_usernames,
         imported_passwords_temporary=config.imported_passwords_temporary,
         taken_logins=taken,
+        source_logins=frozenset(source),
         lookups={"students": students[["school_id"]]},
     )
+
+
+# The user type and id column of the staged rows whose users may get a generated login.
+GENERATED_LOGIN_USERS = {"staff": ("T", "staff_id"), "students": ("S", "student_id")}
+
+
+def with_kept_logins(rows: dict[str, pd.DataFrame], held_logins: dict[str, str]) -> dict[str, pd.DataFrame]:
+    """Teachers and students with ``kept_login``: the login Learning holds for them, if any.
+
+    "A login generated for a user and accepted by Learning stays theirs for good": the
+    mapping uses it instead of generating one when the user has no SIS username and no
+    SSO email, so a rename, a move to another school or a return after deactivation keeps
+    the login. A username from the SIS is never replaced by it.
+    """
+    if not held_logins:
+        return rows
+    rows = dict(rows)
+    for entity, (user_type, id_column) in GENERATED_LOGIN_USERS.items():
+        frame = rows[entity]
+        keys = user_type + ":" + frame[id_column].astype("string")
+        rows[entity] = frame.assign(**{KEPT_LOGIN_COLUMN: keys.map(held_logins).astype("string")})
+    return rows
 
 
 def _stack(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -222,9 +231,16 @@ def _stack(frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 def build_learning_frames(config: DistrictConfig, rows: dict[str, pd.DataFrame],
-                          specs: dict[str, MappingSpec]) -> dict[str, pd.DataFrame]:
-    """Apply the specs: Learning entity -> frame (no database access; tests call it directly)."""
-    context = mapping_context(config, rows)
+                          specs: dict[str, MappingSpec],
+                          held_logins: dict[str, str] | None = None) -> dict[str, pd.DataFrame]:
+    """Apply the specs: Learning entity -> frame (no database access; tests call it directly).
+
+    ``held_logins`` (user key -> login, from ``staging.changes.held_logins``): the logins
+    Learning holds; a user who would get a generated login keeps theirs, and new generated
+    logins avoid all of them.
+    """
+    context = mapping_context(config, rows, held_logins)
+    rows = with_kept_logins(rows, held_logins or {})
     users = _stack([
         specs["users_teachers"].apply(rows["staff"], context),
         specs["users_students"].apply(rows["students"], context),
@@ -290,6 +306,8 @@ def transform_run(engine: Engine, config: DistrictConfig, run_id: str,
     """
     specs = load_specs(mappings_dir)
     rows = passed_rows(engine, config, run_id, specs)
-    learning = build_learning_frames(config, rows, specs)
+    with engine.connect() as connection:
+        held = held_logins(connection, config.district_id)
+    learning = build_learning_frames(config, rows, specs, held)
     _write(engine, config, run_id, learning)
     return {entity: len(frame) for entity, frame in learning.items()}

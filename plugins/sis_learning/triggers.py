@@ -19,7 +19,8 @@ gradable, score and class-link changes alike: each is work for the push.
 
 The trigger does not push and does not move the cursor: it only says "there is work".
 It remembers the newest cursor it has announced so it does not fire again for the same
-changes; if the ledger cursor has not moved ``rearm_seconds`` after an announcement (a
+changes (a backlog is read to its end, up to ``PROBE_MAX_PAGES`` pages, and announced
+once, so a burst starts one run, not one per page); if the ledger cursor has not moved ``rearm_seconds`` after an announcement (a
 push that failed all its retries), it announces again. The feed and the ledger are read
 with the project's one HTTP client layer (``LearningHook``) and staging layer, in a
 worker thread (``asyncio.to_thread``) so the triggerer's event loop never blocks. Errors
@@ -37,11 +38,18 @@ from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
 CLASS_PATH = "sis_learning.triggers.GradebookChangeTrigger"
 PROBE_LIMIT = 500
+PROBE_MAX_PAGES = 20  # a backlog of up to 10,000 entries is one announcement
 MAX_ERROR_BACKOFF_SECONDS = 60.0
 
 
 class GradebookChangeTrigger(BaseEventTrigger):
-    """Fires when Learning's gradebook change feed has entries after the district's ledger cursor."""
+    """Fires when Learning's gradebook change feed has entries after the district's ledger cursor.
+
+    Args: ``district_id`` the district whose ledger cursor to compare with, ``learning_conn_id``
+    the Airflow connection of its Learning domain, ``poll_interval_seconds`` how often the feed
+    is read, ``rearm_seconds`` after how long the same unconsumed entries fire again (a push run
+    that never moved the cursor).
+    """
 
     def __init__(
         self,
@@ -96,14 +104,29 @@ class GradebookChangeTrigger(BaseEventTrigger):
         changes = body.get("changes") or []
         if not changes:
             return None
-        newest = max(int(change["cursor"]) for change in changes)
+        first_changed_at = changes[0].get("changed_at")
+        count, newest = len(changes), max(int(change["cursor"]) for change in changes)
+        # A backlog (a burst, or changes made while the DAG was paused) is announced once, through its
+        # newest entry, not 500 entries per poll: each event starts a run, and every run but the first
+        # would only wait for the lease, holding a worker and a PowerSchool pool slot. The run started
+        # reads the feed to its end anyway. The chase is bounded (PROBE_MAX_PAGES): a larger backlog
+        # is announced in steps of that size.
+        pages = 1
+        while body.get("has_more") and pages < PROBE_MAX_PAGES:
+            body = self._hook.gradebook_changes(newest, PROBE_LIMIT)
+            more = body.get("changes") or []
+            if not more:
+                break
+            pages += 1
+            count += len(more)
+            newest = max(newest, *(int(change["cursor"]) for change in more))
         return {
             "district_id": self.district_id,
             "after": after,
             "through": newest,
-            "changes": len(changes),
+            "changes": count,
             "has_more": bool(body.get("has_more")),
-            "first_changed_at": changes[0].get("changed_at"),
+            "first_changed_at": first_changed_at,
         }
 
     def poll_once(self, announced_through: int | None) -> tuple[int, dict[str, Any] | None]:

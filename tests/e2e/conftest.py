@@ -128,8 +128,14 @@ def dataset() -> str:
 
 
 @pytest.fixture
+def irregularities() -> bool | None:
+    """Whether the district has the irregularities of real ones; None: the generator's default."""
+    return None
+
+
+@pytest.fixture
 def sandboxes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest,
-              dataset: str) -> Iterator[Sandboxes]:
+              dataset: str, irregularities: bool | None) -> Iterator[Sandboxes]:
     """Fresh sandboxes and a fresh staging database for one test (``staging_url`` when parametrized)."""
     import sis_learning.config
 
@@ -145,7 +151,7 @@ def sandboxes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.F
     learning_database_url = f"sqlite:///{tmp_path / 'learning.sqlite'}"
     token = secrets.token_urlsafe(24)
     with ExitStack() as stack:
-        powerschool = stack.enter_context(running_powerschool(dataset))
+        powerschool = stack.enter_context(running_powerschool(dataset, irregularities=irregularities))
         learning = stack.enter_context(running_learning(
             domains={DISTRICT_ID: token}, database_url=learning_database_url,
             options=LearningOptions(log_level="debug")))

@@ -22,8 +22,8 @@ the pipeline's validate/transform code:
   "Course_Name (Section_Number) - Expression", code Courses.Course_Number, year
   Terms.DCID, teacher_id Teachers.DCID, organization Schools.DCID;
 - rosters: enrollments not dropped (CC.SectionID > 0) of imported students in imported
-  classes (student), the lead teacher (teacher), the other SectionTeacher rows of
-  imported teachers (co-teacher), a co-teacher in at most 25 classes, kept by the
+  classes (student), the lead teacher (teacher), the other current SectionTeacher rows of
+  imported teachers (co-teacher; "current teachers only": a row that ended is not rostered), a co-teacher in at most 25 classes, kept by the
   documented rule (latest term first, then lowest section id).
 
 Learning's own uniqueness rule (a login is unique in a domain, case-insensitively) makes
@@ -36,8 +36,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sandbox.powerschool.store import DatasetStore
 
@@ -51,6 +53,8 @@ class DistrictRules:
     import_start_year: int = 2025
     sso_domains: tuple[str, ...] = ("students.demo-usd.org", "demo-usd.org")
     schools: str | tuple[int, ...] = "all"
+    timezone: str = "America/Chicago"
+    today: str | None = None  # the run's day in the district (YYYY-MM-DD); None: today
 
 
 @dataclass
@@ -78,24 +82,29 @@ def text(value: Any) -> str | None:
 
 
 def is_address(email: Any) -> bool:
-    """An email Learning takes: one @, text before it, a dot in the domain, no spaces anywhere."""
+    """An email Learning takes: one @, text before it, a dot in the domain, no spaces inside.
+
+    Surrounding spaces are not part of a value: the SIS field ``"  ann@x.org "`` is the
+    address ``ann@x.org`` (every text value is read trimmed).
+    """
     if blank(email):
         return False
-    local, at, domain = str(email).partition("@")
+    email = str(email).strip()
+    local, at, domain = email.partition("@")
     return (bool(at) and bool(local) and "@" not in domain and "." in domain.strip(".")
-            and not any(character.isspace() for character in str(email)))
+            and not any(character.isspace() for character in email))
 
 
 def address(email: Any) -> str | None:
-    """The email as imported: an email that is not an address is a warning, imported as none."""
-    return str(email) if is_address(email) else None
+    """The email as imported (trimmed): an email that is not an address is a warning, imported as none."""
+    return str(email).strip() if is_address(email) else None
 
 
 def sso_email(email: Any, rules: DistrictRules) -> str | None:
     if not is_address(email):
         return None
-    domain = str(email).rsplit("@", 1)[1].strip().lower()
-    return str(email) if domain in rules.sso_domains else None
+    domain = str(email).strip().rsplit("@", 1)[1].lower()
+    return str(email).strip() if domain in rules.sso_domains else None
 
 
 def sis_login(username: Any, email: Any, rules: DistrictRules) -> str | None:
@@ -226,7 +235,7 @@ def expected_state(dataset_path: Path, rules: DistrictRules | None = None,
         course = row["course"] or {}
         class_of_section[section_id] = key
         oracle.classes[key] = {
-            "name": f"{course.get('course_name')} ({row['section_number']}) - {row['expression']}",
+            "name": f"{course.get('course_name')} ({row['section_number']}) - {row['expression'] or ''}",
             "code": str(course.get("course_number")), "year": str(row["term"]["dcid"]), "teacher_id": lead,
             "organization_id": school_dcid[row["schoolid"]],
         }
@@ -237,11 +246,17 @@ def expected_state(dataset_path: Path, rules: DistrictRules | None = None,
         if class_id and student:
             oracle.rosters[(class_id, f"S:{student}")] = "student"
 
-    # Co-teachers: SectionTeacher rows other than the lead, capped at 25 classes per teacher,
-    # latest term first (term first day, then year, descending), then lowest section id.
+    # Co-teachers: current SectionTeacher rows other than the lead, capped at 25 classes per
+    # teacher, latest term first (term first day, then year, descending), then lowest section id.
+    # A row has ended (the teacher left the section) when its end date is before the run's day
+    # or, once the term is over, before the term's last day.
+    today = rules.today or datetime.now(ZoneInfo(rules.timezone)).date().isoformat()
     placements: dict[str, set[str]] = defaultdict(set)
     for row in data["section_teachers"]:
         class_id, teacher = class_of_section.get(row["sectionid"]), teacher_dcid.get(row["teacherid"])
+        section = data["sections"].get(row["sectionid"])
+        if section is not None and row["end_date"] and row["end_date"] < min(today, section["term"]["lastday"] or today):
+            continue
         if class_id and teacher and oracle.classes[class_id]["teacher_id"] != teacher:
             placements[teacher].add(class_id)
     term_of_class = {class_of_section[s]: data["sections"][s]["term"] for s in class_of_section}

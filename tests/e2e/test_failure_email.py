@@ -25,6 +25,12 @@ def body_text(message) -> str:
     return part.get_content() if part is not None else message.get_content()
 
 
+def text_and_html(message) -> tuple[str, str]:
+    assert message.get_content_type() == "multipart/alternative", message.get_content_type()
+    return tuple(message.get_body(preferencelist=(kind,)).get_content().replace("\r\n", "\n")
+                 for kind in ("plain", "html"))
+
+
 def test_wrong_client_secret_fails_the_run_with_one_email(import_dag, sandboxes):
     name = f"AIRFLOW_CONN_POWERSCHOOL_{DISTRICT_ID.upper()}"
     connection = json.loads(os.environ[name])
@@ -40,15 +46,20 @@ def test_wrong_client_secret_fails_the_run_with_one_email(import_dag, sandboxes)
     time.sleep(1.0)  # a second email would have arrived by now
     assert len(sandboxes.smtp.mailbox.messages) == 1, [m["Subject"] for m in sandboxes.smtp.mailbox.messages]
     message = messages[0]
-    subject, body = message["Subject"], body_text(message)
+    subject = message["Subject"]
     assert "sis-admin@demo-usd.org" in message["To"]
-    assert "Demo Unified School District" in subject
-    assert "extract" in subject  # the failed step
-    assert "(demo)" in body
-    assert "not-the-client-secret" not in body  # no secret in an email
-    lowered = body.lower()
-    assert "client" in lowered and ("secret" in lowered or "credential" in lowered), body
-    assert f"/dags/{DAG_ID}/runs/{quote(dag_run.run_id, safe='')}" in body, body
+    assert subject == "[SIS -> Learning] Demo Unified School District: could not read schools from PowerSchool"
+    text, html = text_and_html(message)
+    # The first sentence says what to do: the credentials PowerSchool refused, and where they are set.
+    first = text.split("\n\n")[0].replace("\n", " ")
+    assert first.startswith("Action needed before the next import can succeed: PowerSchool"), first
+    assert "powerschool_demo" in first and ("secret" in first.lower() or "credential" in first.lower()), first
+    for body in (text, html):
+        flat = body.replace("\n", " ")
+        assert "(demo)" in flat
+        assert "not-the-client-secret" not in flat  # no secret in an email
+        assert "Airflow made 1 attempt at this step and did not retry" in flat, flat
+        assert f"/dags/{DAG_ID}/runs/{quote(dag_run.run_id, safe='')}" in flat, flat
 
     assert [r for r in sandboxes.learning_requests(mark) if r[0] != "GET"] == []
     assert sandboxes.learning.users(DISTRICT_ID) == {}

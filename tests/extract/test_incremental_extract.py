@@ -156,5 +156,11 @@ def test_a_plugin_without_the_cursor_falls_back_to_a_full_read(staging_engine, o
                                           "dateenrolled", "dateleft"]})
     result, _ = run(staging_engine, server, "r2")
     assert result["read_mode"] == "full"
-    assert "may not filter CC on whenmodified" in note(staging_engine, "r2")
+    assert "may not read the change cursor" in note(staging_engine, "r2")
     assert staged(staging_engine, "r2") == oracle(server)
+    # The run's report says which entity fell back to a full read, and why.
+    from sis_learning.report import build_summary, format_text
+
+    report = format_text(build_summary(staging_engine, make_config(), "r2"))
+    assert "Read in full: section_enrollments (the plugin may not read the change cursor" in report, report
+    assert "Read incrementally" in report and "students" in report.split("Read incrementally")[1], report

@@ -480,3 +480,45 @@ def test_a_crash_after_a_legacy_clear_clears_once_more_and_never_resurrects_the_
         row = connection.execute(select(GradePushScore.__table__)).mappings().one()
     assert (row["score"], row["version"]) == (None, 2)
     assert world.push("run_3").counts["put_requests"] == 0
+
+
+def test_a_linked_class_survives_crashes_after_create_and_after_put_with_each_write_once(world):
+    """The linked class's gradables and scores (re-emitted at the link, or new) follow the same ledger rules."""
+    section = world.pool.take(1)[0]
+    world.import_sections([section])
+    student = section.students[0]
+    own = f"LRN-crash-{section.section_dcid}"
+    world.learning.upsert(world.domain, "classes", [{**world.class_row(section), "class_id": own,
+                                                     "name": "A teacher's own class"}])
+    world.learning.upsert(world.domain, "rosters", [{"class_id": own, "user_type": "S", "user_id": student,
+                                                     "role": "student"}])
+    early = world.gradable_in(own, "Made before the link", 10)
+    world.learning.set_score(world.domain, early["id"], student, "4")
+    world.learning.link_class(world.domain, own, section.section_dcid)
+    later = world.gradable_in(own, "Made after the link, no score yet", 10)
+
+    # one gradable at a time (workers=1): the process dies right after the first POST
+    with pytest.raises(Crash):
+        world.push("run_1", powerteacher=CrashAfterCreate(world.powerschool_hook()), workers=1)
+    assert len(world.assignments(section)) == 1
+    assert ledger.read_cursor(world.engine, world.config.district_id) == 0
+    summary = world.push("run_1", workers=1)  # the retry adopts the first, creates the second
+    assert summary.counts["assignments_adopted"] == 1 and summary.counts["assignments_created"] == 1
+    assert sorted(entry["name"] for entry in world.assignments(section)) == [
+        "Made after the link, no score yet", "Made before the link"]
+    with world.engine.connect() as connection:
+        rows = connection.execute(select(GradePushAssignment.__table__)).mappings().all()
+    assert {(row["class_id"], row["status"]) for row in rows} == {(section.section_dcid, "created")}
+
+    # a score of the linked class: the process dies right after PowerTeacher took it
+    world.learning.set_score(world.domain, later["id"], student, "9")
+    with pytest.raises(Crash):
+        world.push("run_2", powerteacher=CrashAfterPut(world.powerschool_hook()))
+    summary = world.push("run_2")
+    assert summary.counts["changes_via_linked_class"] == 1 and summary.counts["scores_pushed"] == 1
+    written = {(entry["name"], str(score["studentsdcid"])): (score["actualscoreentered"], score["writes"])
+               for entry in world.assignments(section) for score in entry["_assignmentscores"]}
+    assert written == {("Made before the link", student): ("4", 1),
+                       ("Made after the link, no score yet", student): ("9", 2)}  # the same value once more
+    again = world.push("run_3")
+    assert again.counts["changes_read"] == 0 and again.counts["put_requests"] == 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from sis_learning.grade_push import compose_refusal_email
+from sis_learning.notify import refusal_email
 from sis_learning.staging.ledger import GradePushAssignment, GradePushScore
 
 
@@ -111,8 +111,9 @@ def test_a_deleted_gradable_with_scores_is_left_in_powerteacher_and_reported(wor
     assert row["status"] == "delete_refused" and "grades associated" in row["message"]
     [report] = summary.refusals
     assert report["kind"] == "delete_refused" and report["class_id"] == section.section_dcid
-    subject, body = compose_refusal_email(world.config, summary)
-    assert "1 assignment change(s) not made" in subject and "Graded lab" in body and "grades associated" in body
+    email = refusal_email(world.config, summary)
+    assert "1 assignment change(s) not made" in email.subject
+    assert all("Graded lab" in body and "grades associated" in body for body in (email.text, email.html))
     assert world.push("run_3").counts["assignments_delete_refused"] == 0  # reported once, not every run
 
 
@@ -186,3 +187,51 @@ def test_a_class_linked_to_an_imported_class_pushes_into_that_section(world):
     summary = world.push("run_3")
     assert summary.counts["skipped_class_not_imported"] == 1  # unlinked: no longer pushed
     assert world.scores_by_name(section)[("After the link", student)] == "18"
+
+
+def test_an_edit_powerteacher_refuses_keeps_the_assignment_is_reported_and_tried_again_on_the_next_change(
+        world, powerschool):
+    import sqlite3
+
+    section = world.pool.take(1)[0]
+    world.import_sections([section])
+    first, second = section.students[:2]
+    gradable = world.gradable(section, "Lab report", 10)
+    world.score(gradable, first, "7")
+    world.push("run_1")
+    category = _assignment_row(world, gradable["id"])["teacher_category_id"]
+
+    # the district retires the category the assignment was made in: PowerTeacher refuses the edit (409)
+    connection = sqlite3.connect(powerschool.database_path)
+    try:
+        connection.execute("UPDATE teachercategory SET isactive = 0 WHERE id = ?", (int(category),))
+        connection.commit()
+        world.learning.update_gradable(world.domain, gradable["id"], title="Lab report (revised)")
+        world.score(gradable, second, "9")
+        summary = world.push("run_2")
+    finally:  # the district categories are shared with other tests' sections
+        connection.execute("UPDATE teachercategory SET isactive = 1 WHERE id = ?", (int(category),))
+        connection.commit()
+        connection.close()
+
+    assert summary.counts["assignments_update_refused"] == 1 and summary.counts["assignments_updated"] == 0
+    [entry] = world.assignments(section)
+    assert entry["name"] == "Lab report"  # left as it was
+    # the score of the same page is written all the same, into the existing assignment
+    assert world.scores_by_name(section) == {("Lab report", first): "7", ("Lab report", second): "9"}
+    row = _assignment_row(world, gradable["id"])
+    assert row["revision"] == 1 and row["message"].startswith("update refused:") and "category" in row["message"]
+    [report] = summary.refusals
+    assert report["kind"] == "update_refused" and report["class_id"] == section.section_dcid
+    email = refusal_email(world.config, summary)
+    assert "1 assignment change(s) not made" in email.subject
+    assert all("Lab report" in body and "update_refused" in body for body in (email.text, email.html))
+
+    # the next change of the gradable carries its current fields: the edit is sent again and lands
+    world.score(gradable, first, "8")
+    summary = world.push("run_3")
+    assert summary.counts["assignments_updated"] == 1 and not summary.refusals
+    [entry] = world.assignments(section)
+    assert entry["name"] == "Lab report (revised)"
+    row = _assignment_row(world, gradable["id"])
+    assert (row["revision"], row["message"]) == (2, None)

@@ -163,3 +163,28 @@ def test_one_grade_push_dag_per_enabled_district_scheduled_by_the_watched_asset(
     assert dag["owner"] == "data-engineering" and "grade-push" in dag["tags"]
     # runs may overlap (no Airflow max_active_runs=1 stall); the ledger lease serialises the writes
     assert dag["max_active_runs"] == 8 and dag["catchup"] is False and dag["doc"] > 200
+
+
+def test_a_backlog_is_announced_once_through_its_newest_change(world, monkeypatch, sqlite_url):
+    """A burst (or changes made while the DAG was paused) starts one run, not one per probe page."""
+    import sis_learning.triggers as triggers
+
+    _connect(world, monkeypatch, sqlite_url)
+    monkeypatch.setattr(triggers, "PROBE_LIMIT", 4)  # pages of 4 entries, so a small backlog spans several
+    section = world.pool.take(1)[0]
+    world.import_sections([section])
+    for index in range(3):
+        gradable = world.gradable(section, f"Backlog {index}", 10)
+        for student in section.students[:3]:
+            world.score(gradable, student, "5")
+    newest = max(int(change["cursor"]) for change in world.learning_hook().gradebook_changes(0, 1000)["changes"])
+    trigger = GradebookChangeTrigger(world.config.district_id, world.config.learning.connection_id)
+
+    _, payload = trigger.poll_once(None)
+    assert (payload["after"], payload["through"], payload["changes"], payload["has_more"]) == (0, newest, 12, False)
+    assert trigger.poll_once(payload["through"])[1] is None  # nothing more to announce until the push moves on
+
+    monkeypatch.setattr(triggers, "PROBE_MAX_PAGES", 2)  # the chase is bounded: a larger backlog goes in steps
+    _, first = trigger.poll_once(None)
+    _, second = trigger.poll_once(first["through"])
+    assert (first["changes"], first["has_more"], second["changes"], second["through"]) == (8, True, 4, newest)

@@ -501,3 +501,33 @@ def test_users_on_the_districts_sso_domains_are_put_on_sso_authentication(sqlite
     run("run-2")
     assert hook.read("users", f"S:{student}")["first_name"] == "Renamed"
     assert hook.read("users", f"S:{student}")["authentication_type"] == "password", "an import undid an admin's choice"
+
+
+def test_the_import_writes_the_district_files_domain_switches_to_learning(sqlite_staging_engine, learning_domain,
+                                                                         default_password):
+    """"Ignore Parents", "Autogenerate usernames", "Imported passwords are temporary" and "Grade
+    Push Config" live in the district YAML; the load makes Learning's Manage Domain say the same
+    (the YAML wins over an admin's change in Learning), and writes only when they differ."""
+    hook = learning_domain.hook()
+    district = LearningDistrict.generate(schools=2, students_per_school=3, teachers_per_school=1, parents=False)
+    summary = sync(sqlite_staging_engine, district, "run-1", hook)
+    assert summary["domain_settings"] == "updated"
+    settings = hook.get_domain_settings()
+    assert {name: settings[name] for name in ("ignore_parents", "autogenerate_usernames",
+                                              "imported_passwords_temporary", "grade_push_organizations")} == {
+        "ignore_parents": False, "autogenerate_usernames": True, "imported_passwords_temporary": True,
+        "grade_push_organizations": []}
+    assert sync(sqlite_staging_engine, district, "run-2", hook)["domain_settings"] == "unchanged"
+
+    # The district turns grade push on for one school and parents off; an admin flips a switch in Learning.
+    hook.put_domain_settings({"imported_passwords_temporary": False})
+    organization = sorted(district.organizations)[0]
+    changed = make_config(learning={"connection_id": "learning_loadtest", "batch_size": BATCH_SIZE},
+                          ignore_parents=True, grade_push={"enabled": True, "organizations": [organization]})
+    write_run(sqlite_staging_engine, district, "run-3")
+    compute_changes(sqlite_staging_engine, changed, "run-3")
+    check_safety(sqlite_staging_engine, changed, "run-3", approve_mass_changes=False)
+    assert load_run(sqlite_staging_engine, changed, "run-3", hook)["domain_settings"] == "updated"
+    settings = hook.get_domain_settings()
+    assert (settings["ignore_parents"], settings["imported_passwords_temporary"],
+            settings["grade_push_organizations"]) == (True, True, [organization])

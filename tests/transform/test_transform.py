@@ -5,7 +5,10 @@ The expected rows are worked out by hand from the source document's mapping tabl
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pytest
@@ -14,7 +17,9 @@ from sqlalchemy import inspect, select
 from sis_learning import transform, validate
 from sis_learning.staging.base import Base, create_all, get_engine
 from sis_learning.staging.learning import LEARNING_TABLES
+from sis_learning.staging.quality import ExcludedRow
 from tests.validate.staged_rows import RUN_ID, StagedRun, district_config, small_district
+from tests.validate.test_validate import outcome_rows
 
 SECOND_RUN_ID = "scheduled__2026-01-06T00:00:00+00:00"
 PASSWORD_SENTINEL = "Sentinel-Default-Password-9f3"
@@ -253,3 +258,145 @@ def test_a_bad_email_or_a_missing_grade_level_is_a_warning_and_the_user_comes_wi
     assert "330" not in levels and "331" in levels
     rosters = {(row["class_id"], row["user_type"], row["user_id"]) for row in learning_rows(staging_engine, "rosters")}
     assert ("400", "S", "330") in rosters  # in their class, like any student
+
+
+def test_current_teachers_only_ended_section_teacher_rows_are_not_rostered(staging_engine, tmp_path: Path) -> None:
+    """Ended SectionTeacher rows (lead or co-teacher) are not rostered and do not count toward
+    the 25-class cap; a lead teacher replaced mid-year leaves the class to the current lead."""
+    staged = StagedRun()
+    staged.school("100")
+    staged.term("3500")  # 2025-08-15 .. 2026-06-01
+    staged.course("700")
+    for staff_id in ("200", "201", "260", "261"):
+        staged.staff(staff_id)
+    # Section 400: teacher 200 led it until the winter break, 201 leads it since (Sections.Teacher).
+    staged.section("400", staff_id="201")
+    staged.section_teacher("400", "200", role="Lead Teacher", end_date="2025-12-19")
+    staged.section_teacher("400", "201", role="Lead Teacher", start_date="2026-01-05")
+    # Co-teacher 260's assignment ended in October; 261's is current.
+    staged.section_teacher("400", "260", end_date="2025-10-31")
+    staged.section_teacher("400", "261")
+    # Co-teacher 260 has 25 current classes besides: the ended one does not take a place.
+    for number in range(25):
+        section_id = str(1000 + number)
+        staged.section(section_id, staff_id="200", section_number=str(number))
+        staged.section_teacher(section_id, "200", role="Lead Teacher")
+        staged.section_teacher(section_id, "260")
+    staged.student("300")
+    staged.enrollment("500", "400", "300")
+    validate_and_transform(staging_engine, staged, tmp_path)
+
+    excluded = {(row.entity, row.source_id, row.rule): row.reason
+                for row in outcome_rows(staging_engine, ExcludedRow).itertuples()}
+    assert excluded[("section_teachers", "400:260", "section_teacher_ended")] == (
+        "the teacher's assignment to the section ended on 2025-10-31 (only current teachers are rostered)")
+    assert ("section_teachers", "400:200", "section_teacher_ended") in excluded
+    assert not [key for key in excluded if key[2] == "co_teacher_class_limit"]  # 25 current classes: at the cap
+    rosters = {(row["class_id"], row["user_type"], row["user_id"]): row["role"]
+               for row in learning_rows(staging_engine, "rosters")}
+    assert rosters[("400", "T", "201")] == "teacher"
+    assert rosters[("400", "T", "261")] == "co-teacher"
+    assert ("400", "T", "200") not in rosters and ("400", "T", "260") not in rosters
+    assert sum(1 for (_class, _type, user), role in rosters.items() if user == "260" and role == "co-teacher") == 25
+    assert {row["class_id"]: row["teacher_id"] for row in learning_rows(staging_engine, "classes")}["400"] == "201"
+
+
+def test_an_assignment_ending_later_in_the_term_is_current_until_then(sqlite_url: str, tmp_path: Path) -> None:
+    """Before the run's day an end date in the future leaves the teacher in; after it, out."""
+    from sis_learning.staging.runs import start_run
+
+    engine = create_all(get_engine(sqlite_url))
+    staged = StagedRun()
+    staged.school("100")
+    staged.term("3500")
+    staged.course("700")
+    staged.staff("200")
+    staged.staff("260")
+    staged.section("400", staff_id="200")
+    staged.section_teacher("400", "260", end_date="2026-03-01")
+    staged.insert(engine)
+    assert validate.run_date(engine, district_config(), RUN_ID) is None  # no sync_runs row: term end only
+    start_run(engine, "test_district", RUN_ID)
+    assert validate.run_date(engine, district_config(), RUN_ID) == datetime.now(ZoneInfo("America/Chicago")).date().isoformat()
+    for as_of, rostered in (("2026-02-01", True), ("2026-03-01", True), ("2026-03-02", False)):
+        frames = validate.read_staged(engine, district_config(), RUN_ID)
+        (tmp_path / as_of).mkdir()
+        outcome = validate.evaluate(district_config(), frames, tmp_path / as_of, as_of=as_of).outcomes
+        ended = outcome["section_teachers"].status.eq(1).tolist()
+        assert ended == [not rostered], as_of
+
+
+def accept_users(engine, run_id: str) -> None:
+    """What a load that Learning accepted leaves behind: the run's users in the snapshot."""
+    from sis_learning.staging.changes import LearningSnapshot
+
+    with engine.begin() as connection:
+        for user in learning_rows(engine, "users", run_id):
+            key = f"{user['user_type']}:{user['external_id']}"
+            connection.execute(LearningSnapshot.__table__.delete().where(LearningSnapshot.key == key))
+            payload = {name: user[name] for name in ("external_id", "first_name", "last_name", "login", "user_type")}
+            connection.execute(LearningSnapshot.__table__.insert().values(
+                district_id="test_district", entity="users", key=key, organization_id=user["organization_id"],
+                content_hash="x", payload=json.dumps(payload), active=True, run_id=run_id))
+
+
+def test_a_generated_login_stays_the_users_for_good(staging_engine, tmp_path: Path) -> None:
+    """Renamed, moved to another school, away (deactivated) and back: the generated login
+    Learning accepted stays; a username from the SIS still follows the SIS; new generated
+    logins avoid every login Learning holds, not only this run's."""
+    def run(number: int) -> StagedRun:
+        staged = small_district()
+        staged.school("101")
+        renamed = number > 1
+        staged.student("310", first_name="Ana", last_name="Díaz López" if renamed else "Díaz", student_username=None,
+                       email=None, school_id="101" if renamed else "100")
+        staged.student("311", student_username="sis.second" if renamed else "sis.first")
+        if number != 2:  # away in the second run (deactivated in Learning), back in the third, renamed
+            staged.student("330", first_name="Bo", last_name="Lee" if number == 1 else "Lee-Park",
+                           student_username=None, email=None)
+        staged.staff("210", first_name="Ana", last_name="Diaz" if number == 1 else "Moreno", teacher_username=None,
+                     email=None)
+        if number == 3:
+            staged.student("340", first_name="Cy", last_name="Ray", student_username=None, email=None)
+        return staged
+
+    runs = [f"scheduled__2026-01-0{day}T12:00:00+00:00" for day in (5, 6, 7)]
+    logins = []
+    for number, run_id in enumerate(runs, start=1):
+        validate_and_transform(staging_engine, run(number), tmp_path, run_id=run_id)
+        logins.append({f"{row['user_type']}:{row['external_id']}": row["login"]
+                       for row in learning_rows(staging_engine, "users", run_id)})
+        accept_users(staging_engine, run_id)
+        if number == 2:
+            # A login Learning holds for a user of another type (the snapshot is every login it holds).
+            with staging_engine.begin() as connection:
+                from sis_learning.staging.changes import LearningSnapshot
+                connection.execute(LearningSnapshot.__table__.insert().values(
+                    district_id="test_district", entity="users", key="P:77", organization_id="100",
+                    content_hash="x", payload=json.dumps({"login": "cy.ray.s340", "user_type": "P"}), active=True,
+                    run_id=run_id))
+    first, second, third = logins
+    assert first["S:310"] == "ana.diaz.s310" == second["S:310"] == third["S:310"]  # renamed and moved: kept
+    assert first["T:210"] == "ana.diaz.t210" == second["T:210"]
+    assert first["S:330"] == "bo.lee.s330" == third["S:330"] and "S:330" not in second  # back after deactivation
+    assert (first["S:311"], second["S:311"]) == ("sis.first", "sis.second")  # an SIS username follows the SIS
+    assert third["S:340"] == "cy.ray.s340-2"  # Learning holds cy.ray.s340 already (parent 77)
+    generated = {row["external_id"]: row["login_generated"] for row in learning_rows(staging_engine, "users", runs[2])}
+    assert generated["310"] is True and generated["311"] is False
+
+
+def test_a_kept_login_yields_to_a_sis_username_that_claims_it(staging_engine, tmp_path: Path) -> None:
+    def run(number: int) -> StagedRun:
+        staged = small_district()
+        staged.student("310", first_name="Ana", last_name="Díaz", student_username=None, email=None)
+        if number == 2:  # the SIS now gives that login to student 312 as their username
+            staged.student("312", student_username="Ana.Diaz.S310")
+        return staged
+
+    runs = [RUN_ID, SECOND_RUN_ID]
+    validate_and_transform(staging_engine, run(1), tmp_path, run_id=runs[0])
+    accept_users(staging_engine, runs[0])
+    validate_and_transform(staging_engine, run(2), tmp_path, run_id=runs[1])
+    second = {row["external_id"]: row["login"] for row in learning_rows(staging_engine, "users", runs[1])}
+    assert second["312"] == "Ana.Diaz.S310"
+    assert second["310"] == "ana.diaz.s310-2"

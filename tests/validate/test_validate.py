@@ -302,9 +302,12 @@ def co_teacher_district(sections: int) -> StagedRun:
     staged.staff("260")
     for number in range(sections):
         section_id = str(1000 + number)
-        staged.section(section_id, term_id="3501" if number % 2 else "3500", section_number=str(number))
-        staged.section_teacher(section_id, "200", role="Lead Teacher")
-        staged.section_teacher(section_id, "260")
+        term_id = "3501" if number % 2 else "3500"
+        staged.section(section_id, term_id=term_id, section_number=str(number))
+        # Assignments run with their term (the 2026 term ends 2027-06-01): all current.
+        term_end = "2027-06-01" if term_id == "3501" else "2026-06-01"
+        staged.section_teacher(section_id, "200", role="Lead Teacher", end_date=term_end)
+        staged.section_teacher(section_id, "260", end_date=term_end)
     return staged
 
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from sis_learning.entities import SOURCE_ENTITIES
 from sis_learning.exceptions import ExtractOrderError, UnknownSchoolError
 from sis_learning.extract.guardians import (
     GUARDIAN_COLUMNS,
@@ -76,15 +77,7 @@ from sis_learning.extract.writer import (
 )
 
 ENTITY_EXTRACTS: dict[str, Callable[..., dict[str, Any]]] = {
-    "schools": extract_schools,
-    "terms": extract_terms,
-    "courses": extract_courses,
-    "sections": extract_sections,
-    "staff": extract_staff,
-    "students": extract_students,
-    "section_enrollments": extract_section_enrollments,
-    "section_teachers": extract_section_teachers,
-    "guardians": extract_guardians,
+    entity.name: globals()[entity.extract_function] for entity in SOURCE_ENTITIES
 }
 """Entity name -> extract function, in an order that satisfies their dependencies."""
 

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 
 from sis_learning.config import DistrictConfig
 from sis_learning.exceptions import ExtractOrderError
+from sis_learning.extract import incremental
 from sis_learning.extract.listing import (
     _entity_completed,
     _result,
@@ -52,6 +53,10 @@ def extract_guardians(hook: PowerSchoolHook, engine: Engine, config: DistrictCon
     Parents are imported by default; "Ignore Parents from SIS" (``ignore_parents``) skips
     the read entirely. The query takes student DCIDs, so this runs after
     ``extract_students`` in the same run and asks for them in batches.
+
+    Args: ``hook`` the district's PowerSchoolHook, ``engine`` staging, ``config`` the district,
+    ``run_id`` the run the rows are staged under, ``school_ids`` only these selected schools
+    (None: all). Returns counts (rows, per school, requests), never rows.
     """
     staging = EntityStaging(engine, config, run_id, "guardians")
     if config.ignore_parents:
@@ -72,16 +77,6 @@ def extract_guardians(hook: PowerSchoolHook, engine: Engine, config: DistrictCon
         guardian, student = id_string(columns.value(row, "guardian_id")), id_string(columns.value(row, "student_id"))
         return f"{guardian}:{student}" if guardian and student else None
 
-    staging.clear([DISTRICT_SCOPE])
-    # All batches go to one concurrent read: a few strings per student, never the guardians.
-    student_ids = list(_staged_student_ids(engine, config, run_id, schools))
-    listings: list[Listing] = []
-    for start in range(0, len(student_ids), GUARDIAN_QUERY_STUDENTS_PER_CALL):
-        batch = student_ids[start:start + GUARDIAN_QUERY_STUDENTS_PER_CALL]
-        listing = hook.query_listing(DISTRICT_SCOPE, GUARDIAN_QUERY, {"students_dcid": batch}, identity=identity)
-        listing.label = f"students {batch[0]}..{batch[-1]}"
-        listings.append(listing)
-
     def build(row: Mapping[str, Any], _listing: Listing) -> dict[str, Any] | None:
         value = columns.values(row)
         # A link without a guardian or student id is staged too (as missing_source_id).
@@ -98,14 +93,82 @@ def extract_guardians(hook: PowerSchoolHook, engine: Engine, config: DistrictCon
             "relationship": _text(value["relationship"]),
         }
 
-    # Many batches are read side by side, each page by page; one or a few, counted and fanned out.
-    page_by_page = len(listings) >= hook.max_concurrent_requests
-    _stage_listings(hook, staging, listings, build, source_id=identity, page_by_page=page_by_page)
-    summaries = _scope_summaries(listings, staging.written) if listings else [
-        {"scope": DISTRICT_SCOPE, "rows": 0, "reported_count": None, "requests": 0, "pages": 0, "mismatch": False, "note": "no staged students"}
-    ]
-    staging.write_counts(summaries)
-    return _result(hook, "guardians", summaries)
+    def query_listings(student_ids: list[str]) -> list[Listing]:
+        listings: list[Listing] = []
+        for start in range(0, len(student_ids), GUARDIAN_QUERY_STUDENTS_PER_CALL):
+            batch = student_ids[start:start + GUARDIAN_QUERY_STUDENTS_PER_CALL]
+            listing = hook.query_listing(DISTRICT_SCOPE, GUARDIAN_QUERY, {"students_dcid": batch}, identity=identity)
+            listing.label = f"students {batch[0]}..{batch[-1]}"
+            listings.append(listing)
+        return listings
+
+    def stage(student_ids: list[str]) -> tuple[list[Listing], EntityStaging]:
+        staging.clear([DISTRICT_SCOPE])
+        listings = query_listings(student_ids)
+        # Many batches are read side by side, each page by page; one or a few, counted and fanned out.
+        page_by_page = len(listings) >= hook.max_concurrent_requests
+        _stage_listings(hook, staging, listings, build, source_id=identity, page_by_page=page_by_page)
+        return listings, staging
+
+    def read_full(plan: incremental.ReadPlan) -> dict[str, Any]:
+        # All batches go to one concurrent read: a few strings per student, never the guardians.
+        listings, _ = stage(list(_staged_student_ids(engine, config, run_id, schools)))
+        summaries = _scope_summaries(listings, staging.written) if listings else [
+            {"scope": DISTRICT_SCOPE, "rows": 0, "reported_count": None, "requests": 0, "pages": 0, "mismatch": False, "note": "no staged students"}
+        ]
+        if plan.fallback:
+            summaries[0]["note"] = "; ".join(part for part in (plan.note, summaries[0]["note"]) if part)
+        staging.write_counts(summaries)
+        return _result(hook, "guardians", summaries)
+
+    def read_changed(plan: incremental.ReadPlan) -> dict[str, Any]:
+        return _guardians_changed(hook, engine, config, run_id, schools, plan, stage)
+
+    return incremental.read_with_plan(hook, engine, config, run_id, "guardians", school_ids is not None,
+                                      read_changed, read_full)
+
+
+def _guardians_changed(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, schools: list[str],
+                       plan: incremental.ReadPlan, stage: Any) -> dict[str, Any]:
+    """The PowerQuery for the students whose links may have changed; every other link carried.
+
+    Asked again: students linked to a guardian whose ``Guardian`` row changed, students of a
+    ``GuardianStudent`` row that changed, and students staged now but not in the base run.
+    Links of students no longer staged are left out, as a full read would.
+    """
+    assert plan.base_run_id is not None
+    base = plan.base_run_id
+    changed_guardians, guardian_cursor = incremental.changed_rows(
+        hook, "guardian", ("guardianid",), plan, identity=lambda row: id_string(row.get("guardianid")))
+    link_identity = lambda row: f"{id_string(row.get('guardianid'))}:{id_string(row.get('studentsdcid'))}"  # noqa: E731
+    changed_links, link_cursor = incremental.changed_rows(
+        hook, "guardianstudent", ("guardianid", "studentsdcid"), plan, identity=link_identity)
+    guardian_ids = {id_string(row.get("guardianid")) for row in changed_guardians} - {None}
+    link_reads = incremental.by_id_reads(hook, "guardianstudent", ("guardianid", "studentsdcid"), "guardianid",
+                                         guardian_ids, identity=link_identity)
+    linked = changed_links + incremental.read_rows(hook, link_reads)
+    current = set(_staged_student_ids(engine, config, run_id, schools))
+    base_students = incremental.staged_ids(engine, config.district_id, base, "students", "student_id")
+    asked = {id_string(row.get("studentsdcid")) for row in linked} & current
+    asked |= current - base_students
+    listings, staging = stage(sorted(asked, key=lambda value: (len(value), value)))
+    read = staging.written.get(DISTRICT_SCOPE, 0)
+    carried = incremental.carry_forward(
+        engine, config, run_id, "guardians", base,
+        drop={"student_id": asked | (base_students - current)}, scopes=[DISTRICT_SCOPE],
+        raw_key="t.guardian_id || ':' || t.student_id")
+    cursor_reads = [guardian_cursor, link_cursor, *link_reads]
+    written = incremental.staged_counts(engine, config.district_id, run_id, "guardians")
+    summary = {
+        "scope": DISTRICT_SCOPE, "rows": written.get(DISTRICT_SCOPE, 0), "reported_count": None,
+        "requests": sum(listing.requests for listing in [*cursor_reads, *listings]),
+        "pages": sum(listing.pages for listing in [*cursor_reads, *listings]), "mismatch": False,
+        "note": (f"{plan.note}; {len(guardian_ids)} guardians and {len(changed_links)} guardian-student links changed, "
+                 f"the PowerQuery asked again for {len(asked)} students ({read} links), {carried} unchanged links "
+                 f"carried forward from run {base}"),
+    }
+    staging.write_counts([summary])
+    return _result(hook, "guardians", [summary], carried_forward=carried)
 
 
 # Staged guardian field -> the PowerQuery column names it may come under (the first one

@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from sis_learning.config import DistrictConfig
+from sis_learning.entities import SOURCE_ENTITIES
 from sis_learning.extract.values import _numeric_first
 from sis_learning.extract.writer import DISTRICT_SCOPE, EntityStaging, source_id_problem
 from sis_learning.hooks.powerschool import Listing, PowerSchoolHook, id_string
@@ -64,7 +65,8 @@ def _result(hook: PowerSchoolHook, entity: str, summaries: list[dict[str, Any]],
         "scopes": len(summaries),
         **extra,
     }
-    hook.log.info("extracted %s: %s; PowerSchool requests so far: %s", entity, result, hook.stats.as_dict())
+    # The task logs its own one-line summary (report.step_summary); the detail is for debugging.
+    hook.log.debug("extracted %s: %s; PowerSchool requests so far: %s", entity, result, hook.stats.as_dict())
     return result
 
 
@@ -79,15 +81,18 @@ def _stage_listings(
     source_id: Callable[[Mapping[str, Any]], str | None] = lambda record: id_string(record.get("id")),
     *,
     page_by_page: bool = False,
+    scope_of: Callable[[dict[str, Any], Listing], str] | None = None,
 ) -> None:
     """Read the listings page by page and stage each page as it arrives.
 
     ``page_by_page`` for many listings (one per school): no ``/count`` for a listing that
-    fits in one page (see ``PowerSchoolHook.read_pages``).
+    fits in one page (see ``PowerSchoolHook.read_pages``). ``scope_of`` stages each row
+    under a scope of its own (a district-wide read of rows staged per school) instead of
+    its listing's.
     """
     try:
         with _fewer_collections():
-            _stage_pages(hook, staging, listings, build_row, source_id, page_by_page)
+            _stage_pages(hook, staging, listings, build_row, source_id, page_by_page, scope_of)
     finally:
         staging.close()
     for listing in listings:
@@ -97,7 +102,7 @@ def _stage_listings(
     for listing in listings:
         first_of_scope.setdefault(listing.scope, listing)
     for (scope, rule), count in sorted(staging.problems.items()):
-        first_of_scope[scope].notes.append(f"{count} records staged for rejection as {rule}")
+        (first_of_scope.get(scope) or listings[0]).notes.append(f"{count} records staged for rejection as {rule}")
 
 
 @contextmanager
@@ -124,31 +129,43 @@ def _stage_pages(
     build_row: RowBuilder,
     source_id: Callable[[Mapping[str, Any]], str | None],
     page_by_page: bool,
+    scope_of: Callable[[dict[str, Any], Listing], str] | None = None,
 ) -> None:
     entity = staging.entity
     for listing, records in hook.read_pages(listings, page_by_page=page_by_page):
-        kept_records, rows, ids = [], [], []
-        problems = []
-        for record in records:
-            row = build_row(record, listing)
-            if row is None:
-                continue
-            problem = source_id_problem(entity, row)
-            if problem is not None:
-                problems.append((len(rows), problem))
-            kept_records.append(record)
-            rows.append(row)
-            ids.append(source_id(record))
-        if problems:
-            # A bad id is staged with its problem (every row of the page gets the columns).
-            for row in rows:
-                row["source_problem"] = row["source_problem_reason"] = None
-            for position, (rule, reason) in problems:
-                rows[position]["source_problem"], rows[position]["source_problem_reason"] = rule, reason
-            for _position, (rule, _reason) in problems:
-                key = (listing.scope, rule)
-                staging.problems[key] = staging.problems.get(key, 0) + 1
-        staging.write_page(listing.scope, kept_records, rows, ids)
+        built = [(record, row) for record in records if (row := build_row(record, listing)) is not None]
+        if scope_of is None:
+            _stage_page(staging, listing.scope, built, source_id, entity)
+            continue
+        by_scope: dict[str, list[tuple[Mapping[str, Any], dict[str, Any]]]] = {}
+        for record, row in built:
+            by_scope.setdefault(scope_of(row, listing), []).append((record, row))
+        for scope, scoped in by_scope.items():
+            _stage_page(staging, scope, scoped, source_id, entity)
+
+
+def _stage_page(staging: EntityStaging, scope: str, built: list[tuple[Mapping[str, Any], dict[str, Any]]],
+                source_id: Callable[[Mapping[str, Any]], str | None], entity: str) -> None:
+    """Stage one page's built rows under ``scope``, each own-id problem staged with its row."""
+    kept_records, rows, ids = [], [], []
+    problems = []
+    for record, row in built:
+        problem = source_id_problem(entity, row)
+        if problem is not None:
+            problems.append((len(rows), problem))
+        kept_records.append(record)
+        rows.append(row)
+        ids.append(source_id(record))
+    if problems:
+        # A bad id is staged with its problem (every row of the page gets the columns).
+        for row in rows:
+            row["source_problem"] = row["source_problem_reason"] = None
+        for position, (rule, reason) in problems:
+            rows[position]["source_problem"], rows[position]["source_problem_reason"] = rule, reason
+        for _position, (rule, _reason) in problems:
+            key = (scope, rule)
+            staging.problems[key] = staging.problems.get(key, 0) + 1
+    staging.write_page(scope, kept_records, rows, ids)
 
 
 def _run_extract(
@@ -279,11 +296,7 @@ def _entity_completed(engine: Engine, config: DistrictConfig, run_id: str, entit
 
 # The metadata resource whose maximum page size bounds each entity's main read (terms:
 # the terms table, read for all the selected schools at once).
-PAGE_SIZE_RESOURCE = {
-    "schools": "school", "terms": "schema_table_query", "courses": "course", "sections": "section", "staff": "staff",
-    "students": "student", "section_enrollments": "schema_table_query", "section_teachers": "schema_table_query",
-    "guardians": "schema_table_query",
-}
+PAGE_SIZE_RESOURCE = {entity.name: entity.page_size_resource for entity in SOURCE_ENTITIES}
 
 
 def minimum_requests(engine: Engine, district_id: str, run_id: str, hook: PowerSchoolHook) -> int:

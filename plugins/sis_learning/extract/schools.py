@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 
 from sis_learning.config import DistrictConfig
 from sis_learning.exceptions import UnknownSchoolError
+from sis_learning.extract import incremental
 from sis_learning.extract.listing import _in_list, _result, _run_extract, _scope_summaries, _stage_listings
 from sis_learning.extract.values import _integer, _numeric_first, _text, iso_date
 from sis_learning.extract.writer import DISTRICT_SCOPE, EntityStaging
@@ -83,7 +84,12 @@ def _schools_in_scope(hook: PowerSchoolHook, config: DistrictConfig, school_ids:
 
 
 def extract_schools(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, school_ids: list[str] | None = None) -> dict[str, Any]:
-    """Stage the selected schools (organizations: Schools.DCID and name)."""
+    """Stage the selected schools (organizations: Schools.DCID and name).
+
+    Args: ``hook`` the district's PowerSchoolHook, ``engine`` staging, ``config`` the district,
+    ``run_id`` the run the rows are staged under, ``school_ids`` only these selected schools
+    (None: all). Returns counts (rows, per school, requests), never rows.
+    """
     chosen = set(_schools_in_scope(hook, config, school_ids))
     # Resolving the selection read every school already (a few hundred at most): stage that read.
     records = hook.district_schools()
@@ -127,6 +133,10 @@ def extract_terms(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig,
     ``start_year`` = YearID + 1990). For a subset of the schools (a task mapped over
     schools), or when the plugin may not read the table, one ``/ws/v1/school/{id}/term``
     listing per school, scope = the school.
+
+    Args: ``hook`` the district's PowerSchoolHook, ``engine`` staging, ``config`` the district,
+    ``run_id`` the run the rows are staged under, ``school_ids`` only these selected schools
+    (None: all). Returns counts (rows, per school, requests), never rows.
     """
     schools = _schools_in_scope(hook, config, school_ids)
     refused_note = None
@@ -189,12 +199,21 @@ def _terms_from_table(hook: PowerSchoolHook, engine: Engine, config: DistrictCon
 
 
 def extract_courses(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, school_ids: list[str] | None = None) -> dict[str, Any]:
-    """Stage the courses of the selected schools (the class ``code`` is the course number)."""
+    """Stage the courses of the selected schools (the class ``code`` is the course number).
+
+    Incremental (docs/extract.md): the ``courses`` table's ``whenmodified`` names the
+    changed courses, each school with one is asked for them by id, the rest is carried.
+
+    Args: ``hook`` the district's PowerSchoolHook, ``engine`` staging, ``config`` the district,
+    ``run_id`` the run the rows are staged under, ``school_ids`` only these selected schools
+    (None: all). Returns counts (rows, per school, requests), never rows.
+    """
     schools = _schools_in_scope(hook, config, school_ids)
-    listings = [
-        hook.v1_listing(school, f"/ws/v1/school/{school}/course", wrapper="courses", item="course", resource="course", counted=False)
-        for school in schools
-    ]
+
+    def listing_for(school: str, ids: list[str] | None = None) -> Listing:
+        params = {"q": f"id==({','.join(ids)})"} if ids else None
+        return hook.v1_listing(school, f"/ws/v1/school/{school}/course", wrapper="courses", item="course",
+                               resource="course", counted=False, params=params)
 
     def build(record: Mapping[str, Any], listing: Listing) -> dict[str, Any]:
         return {
@@ -204,7 +223,26 @@ def extract_courses(hook: PowerSchoolHook, engine: Engine, config: DistrictConfi
             "course_name": _text(record.get("course_name")),
         }
 
-    return _run_extract(hook, engine, config, run_id, "courses", listings, build)
+    def read_changed(plan: incremental.ReadPlan) -> dict[str, Any]:
+        changed, cursor = incremental.changed_rows(hook, "courses", ("dcid", "schoolid"), plan)
+        numbers = _school_numbers(hook, schools)
+        ids_by_school: dict[str, list[str]] = {}
+        for row in changed:
+            school = numbers.get(id_string(row.get("schoolid")) or "")
+            if school is not None and id_string(row.get("dcid")):
+                ids_by_school.setdefault(school, []).append(id_string(row.get("dcid")) or "")
+        return incremental.per_school_changes(
+            hook, engine, config, run_id, "courses", plan, schools, changed=changed, cursor_reads=[cursor],
+            ids_by_school=ids_by_school, listing_for=listing_for, build=build,
+            ids_per_read=hook.max_page_size("course") - 1)
+
+    def read_full(plan: incremental.ReadPlan) -> dict[str, Any]:
+        notes = {schools[0]: [plan.note]} if plan.fallback and schools else None
+        return _run_extract(hook, engine, config, run_id, "courses", [listing_for(school) for school in schools], build,
+                            notes=notes)
+
+    return incremental.read_with_plan(hook, engine, config, run_id, "courses", school_ids is not None,
+                                      read_changed, read_full)
 
 
 def _school_numbers(hook: PowerSchoolHook, school_ids: list[str]) -> dict[str, str]:

@@ -14,12 +14,12 @@ from sis_learning.extract.listing import (
     SchoolTableRead,
     TableRead,
     _id_map,
-    _in_list,
     _read_tables,
     _result,
     _run_extract,
     _scope_summaries,
     _stage_listings,
+    _stage_page,
     _table_requests,
 )
 from sis_learning.extract.schools import (
@@ -27,21 +27,23 @@ from sis_learning.extract.schools import (
     _school_numbers,
     _schools_in_scope,
 )
-from sis_learning.extract.values import _boolean, _integer, _numeric_first, _text, iso_date
+from sis_learning.extract.values import _boolean, _integer, _text, iso_date
 from sis_learning.extract.writer import DISTRICT_SCOPE, EntityStaging
 from sis_learning.hooks.http_client import PermissionDeniedError, ValidationFailedError
 from sis_learning.hooks.powerschool import Listing, PowerSchoolHook, id_string
+from sis_learning.staging.source import STAGED_SOURCE_TABLES
 
 
-def _sections_listing(hook: PowerSchoolHook, config: DistrictConfig, school: str) -> Listing:
+def _sections_listing(hook: PowerSchoolHook, config: DistrictConfig, school: str, ids: list[str] | None = None) -> Listing:
     """A school's sections in terms from the import start year on (the filter is in the request)."""
+    q = f"term.start_year=ge={config.import_start_year}"
     return hook.v1_listing(
         school,
         f"/ws/v1/school/{school}/section",
         wrapper="sections",
         item="section",
         resource="section",
-        params={"q": f"term.start_year=ge={config.import_start_year}"},
+        params={"q": f"{q};id==({','.join(ids)})" if ids else q},
     )
 
 
@@ -50,10 +52,15 @@ def extract_sections(hook: PowerSchoolHook, engine: Engine, config: DistrictConf
 
     The start year filter is part of the request (``q=term.start_year=ge=YEAR``), so older
     sections are never transferred, staged or counted (counting them would cost one more
-    request per school for a figure nothing downstream uses).
+    request per school for a figure nothing downstream uses). Incremental: the ``sections``
+    table's ``whenmodified`` names the changed sections, each school with one is asked for
+    them by id, the rest is carried forward.
+
+    Args: ``hook`` the district's PowerSchoolHook, ``engine`` staging, ``config`` the district,
+    ``run_id`` the run the rows are staged under, ``school_ids`` only these selected schools
+    (None: all). Returns counts (rows, per school, requests), never rows.
     """
     schools = _schools_in_scope(hook, config, school_ids)
-    listings = [_sections_listing(hook, config, school) for school in schools]
 
     def build(record: Mapping[str, Any], listing: Listing) -> dict[str, Any]:
         return {
@@ -69,7 +76,26 @@ def extract_sections(hook: PowerSchoolHook, engine: Engine, config: DistrictConf
             "gradebook_type": _text(record.get("gradebooktype")),
         }
 
-    return _run_extract(hook, engine, config, run_id, "sections", listings, build)
+    def read_changed(plan: incremental.ReadPlan) -> dict[str, Any]:
+        changed, cursor = incremental.changed_rows(hook, "sections", ("dcid", "schoolid"), plan)
+        numbers = _school_numbers(hook, schools)
+        ids_by_school: dict[str, list[str]] = {}
+        for row in changed:
+            school = numbers.get(id_string(row.get("schoolid")) or "")
+            if school is not None and id_string(row.get("dcid")):
+                ids_by_school.setdefault(school, []).append(id_string(row.get("dcid")) or "")
+        return incremental.per_school_changes(
+            hook, engine, config, run_id, "sections", plan, schools, changed=changed, cursor_reads=[cursor],
+            ids_by_school=ids_by_school, listing_for=lambda school, ids: _sections_listing(hook, config, school, ids),
+            build=build, ids_per_read=hook.max_page_size("section") - 1)
+
+    def read_full(plan: incremental.ReadPlan) -> dict[str, Any]:
+        listings = [_sections_listing(hook, config, school) for school in schools]
+        notes = {schools[0]: [plan.note]} if plan.fallback and schools else None
+        return _run_extract(hook, engine, config, run_id, "sections", listings, build, notes=notes)
+
+    return incremental.read_with_plan(hook, engine, config, run_id, "sections", school_ids is not None,
+                                      read_changed, read_full)
 
 
 def _section_map_reads(hook: PowerSchoolHook, config: DistrictConfig, numbers: Mapping[str, str]) -> dict[str, TableRead]:
@@ -102,65 +128,42 @@ def extract_section_enrollments(hook: PowerSchoolHook, engine: Engine, config: D
     falls back to ``/ws/v1/section/{id}/section_enrollment`` for every section from the
     import start year on (reading the section and active student ids itself, so it does
     not depend on other extract tasks).
+
+    Args: ``hook`` the district's PowerSchoolHook, ``engine`` staging, ``config`` the district,
+    ``run_id`` the run the rows are staged under, ``school_ids`` only these selected schools
+    (None: all). Returns counts (rows, per school, requests), never rows.
     """
     schools = _schools_in_scope(hook, config, school_ids)
-    try:
-        return _section_enrollments_from_cc(hook, engine, config, run_id, schools)
-    except (PermissionDeniedError, ValidationFailedError) as refused:
-        hook.log.warning("CC table read refused (%s); reading enrollments section by section", refused)
-        return _section_enrollments_per_section(hook, engine, config, run_id, schools, reason=str(refused))
+
+    def read_full(plan: incremental.ReadPlan) -> dict[str, Any]:
+        try:
+            return _section_enrollments_from_cc(hook, engine, config, run_id, schools, plan)
+        except (PermissionDeniedError, ValidationFailedError) as refused:
+            hook.log.warning("CC table read refused (%s); reading enrollments section by section", refused)
+            return _section_enrollments_per_section(hook, engine, config, run_id, schools, reason=str(refused))
+
+    def read_changed(plan: incremental.ReadPlan) -> dict[str, Any]:
+        return _section_enrollments_changed(hook, engine, config, run_id, schools, plan)
+
+    return incremental.read_with_plan(hook, engine, config, run_id, "section_enrollments", school_ids is not None,
+                                      read_changed, read_full)
 
 
 CC_COLUMNS = ("id", "dcid", "studentid", "sectionid", "dateenrolled", "dateleft")
-# Ids per CC read of the enrollments of students or sections new since the base run.
-CC_IDS_PER_READ = 400
+STUDENT_MAP_COLUMNS = ("id", "dcid", "schoolid", "enroll_status")
+SECTION_MAP_COLUMNS = ("id", "dcid", "schoolid", "termid")
 
 
-def _section_enrollments_from_cc(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, schools: list[str]) -> dict[str, Any]:
-    numbers = _school_numbers(hook, schools)
-    plan = incremental.plan_read(engine, config, run_id, "section_enrollments")
-    # Only the columns staging uses: a CC row's school and term are its section's (from the
-    # section map), so CC.SchoolID and CC.TermID are filtered on but not transferred (a
-    # quarter less for PowerSchool to render and for extract to parse, per CC row).
-    in_terms = f"termid=ge={_first_term_id(config)}"
+class _CcRows:
+    """CC rows -> staged section enrollments, by Students.ID / Sections.ID -> DCID maps."""
 
-    def cc_read_from(plan: incremental.ReadPlan) -> SchoolTableRead:
-        cursor = incremental.ENTITY_CURSORS["section_enrollments"][1]
-        q = f"{in_terms};{cursor}=ge={plan.read_from}" if plan.incremental else in_terms
-        return SchoolTableRead(hook, "cc", CC_COLUMNS, numbers, q=q)
+    def __init__(self, sections: Mapping[str, tuple[str, str, str | None]], students: Mapping[str, str]) -> None:
+        self.sections = sections  # Sections.ID -> (DCID, school id, term id), the staged sections only
+        self.students = students  # Students.ID -> DCID, the active students of the selected schools only
+        self.skipped = {"section": 0, "student": 0}
 
-    cc_read = cc_read_from(plan)
-    cc = cc_read.whole
-    # Refusals come first and cheaply: the count of CC is read before any map is built.
-    try:
-        hook.read_counts([cc])
-    except (PermissionDeniedError, ValidationFailedError) as refused:
-        if not plan.incremental:
-            raise
-        # The plugin may read CC but not its cursor: read in full, and say so in the report.
-        hook.log.warning("CC cursor read refused (%s); reading CC in full", refused)
-        plan = incremental.ReadPlan("section_enrollments", incremental.FULL, plan.read_at,
-                                    note=f"full read: the plugin may not filter CC on whenmodified ({refused})")
-        cc_read = cc_read_from(plan)
-        cc = cc_read.whole
-        hook.read_counts([cc])
-    students_read = SchoolTableRead(hook, "students", ("id", "dcid"), numbers, q="enroll_status==0")
-    reads = {**_section_map_reads(hook, config, numbers), "students": (students_read, ("id", "dcid"))}
-    found = _read_tables(hook, reads)
-    sections = _section_map(found, numbers)
-    students = _id_map(found.pop("students"))
-    found.clear()
-    skipped = {"section": 0, "student": 0}
-    read_ids: set[str] = set()  # every CC row read (incremental: none of them is carried forward)
-    track = plan.incremental
-
-    def build(row: Mapping[str, Any], _listing: Listing) -> dict[str, Any] | None:
-        if track:
-            source_id = id_string(row.get("dcid") or row.get("id"))
-            if source_id is not None:
-                if source_id in read_ids:
-                    return None  # read by both the cursor read and a new student's or section's read
-                read_ids.add(source_id)
+    def build(self, row: Mapping[str, Any], _listing: Listing | None = None) -> dict[str, Any] | None:
+        sections, students = self.sections, self.students
         # Table values are strings: a positive section id is looked up as it came (the
         # common case, once per CC row); anything else (a dropped enrollment's negative
         # id, a number, spaces) goes the general way.
@@ -172,14 +175,14 @@ def _section_enrollments_from_cc(hook: PowerSchoolHook, engine: Engine, config: 
             section = sections.get(str(abs(raw_section))) if raw_section is not None else None
             dropped = raw_section is not None and raw_section < 0
         if section is None:
-            skipped["section"] += 1
+            self.skipped["section"] += 1
             return None
         raw_student_id = row.get("studentid")
         student = students.get(raw_student_id) if type(raw_student_id) is str else None
         if student is None:
             student = students.get(id_string(raw_student_id) or "")
         if student is None:
-            skipped["student"] += 1
+            self.skipped["student"] += 1
             return None
         section_id, school_id, term_id = section
         return {
@@ -193,74 +196,176 @@ def _section_enrollments_from_cc(hook: PowerSchoolHook, engine: Engine, config: 
             "dropped": dropped,
         }
 
+    def notes(self) -> list[str]:
+        skipped = self.skipped
+        return [note for note in (
+            f"{skipped['section']} CC rows of sections not staged (other schools or terms) left out" if skipped["section"] else "",
+            f"{skipped['student']} CC rows of students not active in the selected schools left out" if skipped["student"] else "",
+        ) if note]
+
+
+def _section_enrollments_from_cc(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str,
+                                 schools: list[str], plan: incremental.ReadPlan) -> dict[str, Any]:
+    numbers = _school_numbers(hook, schools)
+    # Only the columns staging uses: a CC row's school and term are its section's (from the
+    # section map), so CC.SchoolID and CC.TermID are filtered on but not transferred (a
+    # quarter less for PowerSchool to render and for extract to parse, per CC row).
+    cc_read = SchoolTableRead(hook, "cc", CC_COLUMNS, numbers, q=f"termid=ge={_first_term_id(config)}")
+    cc = cc_read.whole
+    # Refusals come first and cheaply: the count of CC is read before any map is built.
+    hook.read_counts([cc])
+    students_read = SchoolTableRead(hook, "students", ("id", "dcid"), numbers, q="enroll_status==0")
+    reads = {**_section_map_reads(hook, config, numbers), "students": (students_read, ("id", "dcid"))}
+    found = _read_tables(hook, reads)
+    rows = _CcRows(_section_map(found, numbers), _id_map(found.pop("students")))
+    found.clear()
     staging = EntityStaging(engine, config, run_id, "section_enrollments")
     staging.clear([DISTRICT_SCOPE])
     parts = cc_read.parts()
-    newcomers: list[Listing] = []
-    if plan.incremental:
-        assert plan.base_run_id is not None
-        newcomers = _newcomer_reads(hook, engine, config, plan.base_run_id, sections, students)
-    listings = [*parts, *newcomers]
-    _stage_listings(hook, staging, listings, build, source_id=lambda row: id_string(row.get("dcid") or row.get("id")),
-                    page_by_page=len(listings) > 1)
+    _stage_listings(hook, staging, parts, rows.build, source_id=lambda row: id_string(row.get("dcid") or row.get("id")),
+                    page_by_page=len(parts) > 1)
     cc_read.finish()
-    notes = [
-        f"{skipped['section']} CC rows of sections not staged (other schools or terms) left out" if skipped["section"] else "",
-        f"{skipped['student']} CC rows of students not active in the selected schools left out" if skipped["student"] else "",
-    ]
-    carried = 0
-    if plan.incremental:
-        assert plan.base_run_id is not None
-        place = {dcid: (school_id, term_id) for dcid, school_id, term_id in sections.values()}
-        active = set(students.values())
-
-        def keep(row: dict[str, Any]) -> dict[str, Any] | None:
-            # What a full read would stage of an unchanged row, by today's sections and students.
-            where = place.get(row["section_id"])
-            if where is None or row["student_id"] not in active:
-                return None
-            row["school_id"], row["term_id"] = where
-            return row
-
-        carried = incremental.carry_forward(engine, config, run_id, "section_enrollments", plan.base_run_id,
-                                            read_ids, keep, DISTRICT_SCOPE)
-        changed = staging.written.get(DISTRICT_SCOPE, 0)
-        staging.written[DISTRICT_SCOPE] = changed + carried
-        notes.append(f"{len(read_ids)} CC rows read as changed or new ({sum(part.requests for part in newcomers)} "
-                     f"requests for {len(newcomers)} reads of newly active students' or new sections' rows), "
-                     f"{carried} unchanged rows carried forward from run {plan.base_run_id}")
-    summaries = _scope_summaries([cc], staging.written, {DISTRICT_SCOPE: [plan.note, *(note for note in notes if note)]})
+    summaries = _scope_summaries([cc], staging.written, {DISTRICT_SCOPE: [plan.note, *rows.notes()]})
     # The cross-check compares CC rows read with CC's count, not the staged subset.
     summaries[0]["mismatch"] = cc.mismatch
-    summaries[0]["requests"] += sum(listing.requests for listing in newcomers)
-    summaries[0]["pages"] += sum(listing.pages for listing in newcomers)
     staging.write_counts(summaries)
-    incremental.record_read(engine, config, run_id, plan)
-    translation_requests = _table_requests(reads)
-    return _result(hook, "section_enrollments", summaries, source="cc", translation_requests=translation_requests,
-                   read_mode=plan.mode, carried_forward=carried)
+    return _result(hook, "section_enrollments", summaries, source="cc", translation_requests=_table_requests(reads),
+                   carried_forward=0)
 
 
-def _newcomer_reads(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, base_run_id: str,
-                    sections: Mapping[str, tuple[str, str, str | None]], students: Mapping[str, str]) -> list[Listing]:
-    """CC reads for students and sections in scope now but not in the base run.
+def _section_enrollments_changed(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str,
+                                 schools: list[str], plan: incremental.ReadPlan) -> dict[str, Any]:
+    """CC rows changed since the cursor, those of students and sections new in scope, the rest carried.
 
-    Their enrollments may be unchanged (a student whose enrollment became active again, a
-    section whose term moved into the import years): the cursor does not see them, and the
-    base run left them out, so they are read by id.
+    Self-contained (it reads no other task's rows of this run): today's active students and
+    staged sections are the base run's staged ones updated with the students and sections
+    the cursors say changed; ids are translated only for the CC rows read, by id.
     """
-    base_students = incremental.staged_ids(engine, config.district_id, base_run_id, "students", "student_id")
-    base_sections = incremental.staged_ids(engine, config.district_id, base_run_id, "sections", "section_id")
-    new_students = sorted((student_id for student_id, dcid in students.items() if dcid not in base_students), key=_numeric_first)
-    new_sections = sorted((section_id for section_id, (dcid, _school, _term) in sections.items() if dcid not in base_sections),
-                          key=_numeric_first)
-    listings = []
+    assert plan.base_run_id is not None
+    base = plan.base_run_id
+    district = config.district_id
+    numbers = _school_numbers(hook, schools)
+    first_term = _first_term_id(config)
+    cursor = incremental.cursor_column("cc")
+    cc_read = SchoolTableRead(hook, "cc", CC_COLUMNS, numbers, q=f"termid=ge={first_term};{cursor}=ge={plan.read_from}")
+    hook.read_counts([cc_read.whole])  # a refused cursor fails here, before anything is staged
+    base_rows = sum(incremental.staged_counts(engine, district, base, "section_enrollments").values())
+    incremental.check_change_share("section_enrollments", cc_read.whole.reported_count or 0, base_rows)
+    changed_students, students_cursor = incremental.changed_rows(hook, "students", STUDENT_MAP_COLUMNS, plan)
+    changed_sections, sections_cursor = incremental.changed_rows(hook, "sections", SECTION_MAP_COLUMNS, plan)
+    terms_listing = hook.table_listing(DISTRICT_SCOPE, "terms", ("id", "dcid", "schoolid"),
+                                       q=f"schoolid==({','.join(sorted(numbers))})")
+    term_ids = {(id_string(row.get("schoolid")) or "", id_string(row.get("id")) or ""): id_string(row.get("dcid"))
+                for row in incremental.read_rows(hook, [terms_listing])}
+    requests = [cc_read.whole, students_cursor, sections_cursor, terms_listing]
+
+    # Today's active students (DCIDs) and staged sections (DCID -> school, term): the base
+    # run's, updated with what the cursors say changed.
+    base_students = incremental.staged_ids(engine, district, base, "students", "student_id")
+    active = set(base_students)
+    student_ids: dict[str, str] = {}  # Students.ID -> DCID of the active students met so far
+    new_students: list[str] = []  # Students.ID of students active now and not in the base run
+
+    def note_student(row: Mapping[str, Any]) -> None:
+        student_id, dcid = id_string(row.get("id")), id_string(row.get("dcid"))
+        if not student_id or not dcid:
+            return
+        if id_string(row.get("enroll_status")) == "0" and id_string(row.get("schoolid")) in numbers:
+            active.add(dcid)
+            student_ids[student_id] = dcid
+        else:
+            active.discard(dcid)
+
+    for row in changed_students:
+        note_student(row)
+    new_students = [student_id for student_id, dcid in student_ids.items() if dcid not in base_students]
+    base_sections = {dcid: (school, term) for dcid, school, term in incremental.staged_values(
+        engine, district, base, "sections", "section_id", "school_id", "term_id") if dcid}
+    staged_sections = dict(base_sections)
+    section_ids: dict[str, tuple[str, str, str | None]] = {}  # Sections.ID -> (DCID, school, term) in scope
+    moved: dict[str, tuple[str, str | None]] = {}  # sections whose school or term changed
+
+    def note_section(row: Mapping[str, Any]) -> None:
+        section_id, dcid = id_string(row.get("id")), id_string(row.get("dcid"))
+        number, term = id_string(row.get("schoolid")) or "", id_string(row.get("termid")) or ""
+        if not section_id or not dcid:
+            return
+        if number in numbers and (_integer(term) or 0) >= first_term:
+            place = (numbers[number], term_ids.get((number, term)))
+            staged_sections[dcid] = place
+            section_ids[section_id] = (dcid, *place)
+            if dcid in base_sections and base_sections[dcid] != place:
+                moved[dcid] = place
+        else:
+            staged_sections.pop(dcid, None)
+
+    for row in changed_sections:
+        note_section(row)
+    new_sections = [section_id for section_id, (dcid, _school, _term) in section_ids.items() if dcid not in base_sections]
+
+    # The CC rows to stage afresh: changed ones, and every row of a student or section new in scope.
+    parts = cc_read.parts()
+    reads: list[Listing] = []
     for column, ids in (("studentid", new_students), ("sectionid", [*new_sections, *(f"-{i}" for i in new_sections)])):
-        for start in range(0, len(ids), CC_IDS_PER_READ):
-            listing = hook.table_listing(DISTRICT_SCOPE, "cc", CC_COLUMNS, q=_in_list(column, ids[start:start + CC_IDS_PER_READ]))
-            listing.label = f"cc of new {column} ({len(ids[start:start + CC_IDS_PER_READ])})"
-            listings.append(listing)
-    return listings
+        reads += incremental.by_id_reads(hook, "cc", CC_COLUMNS, column, ids, q=f"termid=ge={first_term}")
+    cc_rows: dict[str, dict[str, Any]] = {}
+    for _listing, page in hook.read_pages([*parts, *reads], page_by_page=True):
+        for row in page:
+            cc_rows.setdefault(id_string(row.get("dcid") or row.get("id")) or "", row)
+    cc_read.finish()
+    # Ids of those rows not met yet: read by id (unchanged students and sections).
+    unknown_students = {id_string(row.get("studentid")) or "" for row in cc_rows.values()} - set(student_ids) - {""}
+    unknown_sections = {str(abs(value)) for row in cc_rows.values() if (value := _integer(row.get("sectionid")))} - set(section_ids)
+    map_reads = [*incremental.by_id_reads(hook, "students", STUDENT_MAP_COLUMNS, "id", unknown_students),
+                 *incremental.by_id_reads(hook, "sections", SECTION_MAP_COLUMNS, "id", unknown_sections)]
+    for listing, page in hook.read_pages(map_reads, page_by_page=True):
+        for row in page:
+            if listing.path.endswith("/students"):
+                # Unchanged since the base run: active now exactly when it was staged then.
+                dcid = id_string(row.get("dcid"))
+                if dcid in active:
+                    student_ids[id_string(row.get("id")) or ""] = dcid
+            else:
+                dcid = id_string(row.get("dcid"))
+                if dcid in staged_sections:
+                    section_ids[id_string(row.get("id")) or ""] = (dcid, *staged_sections[dcid])
+    rows = _CcRows(section_ids, student_ids)
+    staging = EntityStaging(engine, config, run_id, "section_enrollments")
+    staging.clear([DISTRICT_SCOPE])
+    records = list(cc_rows.values())
+    source_id = lambda row: id_string(row.get("dcid") or row.get("id"))  # noqa: E731
+    for start in range(0, len(records), 5000):
+        page = records[start:start + 5000]
+        _stage_page(staging, DISTRICT_SCOPE, [(record, row) for record in page if (row := rows.build(record))], source_id,
+                    "section_enrollments")
+    staging.close()
+    read = staging.written.get(DISTRICT_SCOPE, 0)
+    left_students = base_students - active
+    left_sections = set(base_sections) - set(staged_sections)
+    carried = incremental.carry_forward(
+        engine, config, run_id, "section_enrollments", base,
+        drop={"enrollment_id": set(cc_rows), "student_id": left_students, "section_id": left_sections},
+        scopes=[DISTRICT_SCOPE])
+    if moved:
+        table = STAGED_SOURCE_TABLES["section_enrollments"].__table__
+        with engine.begin() as connection:
+            for dcid, (school, term) in moved.items():
+                connection.execute(table.update().where(
+                    table.c.district_id == district, table.c.run_id == run_id, table.c.section_id == dcid,
+                ).values(school_id=school, term_id=term))
+    all_reads = [*requests, *reads, *map_reads]
+    written = incremental.staged_counts(engine, district, run_id, "section_enrollments")
+    note = (f"{plan.note}; {len(cc_rows)} CC rows read as changed or new ({len(changed_students)} students and "
+            f"{len(changed_sections)} sections changed, {len(new_students)} students and {len(new_sections)} sections "
+            f"new in scope), {read} staged afresh, {carried} unchanged rows carried forward from run {base}")
+    summary = {
+        "scope": DISTRICT_SCOPE, "rows": written.get(DISTRICT_SCOPE, 0), "reported_count": None,
+        "requests": sum(listing.requests for listing in all_reads), "pages": sum(listing.pages for listing in all_reads),
+        "mismatch": False, "note": "; ".join([note, *rows.notes()]),
+    }
+    staging.write_counts([summary])
+    return _result(hook, "section_enrollments", [summary], source="cc", carried_forward=carried,
+                   translation_requests=sum(listing.requests for listing in map_reads))
 
 
 def _section_enrollments_per_section(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, schools: list[str], reason: str) -> dict[str, Any]:
@@ -335,6 +440,10 @@ def extract_section_teachers(hook: PowerSchoolHook, engine: Engine, config: Dist
 
     Sections.ID and Teachers.ID are translated to DCIDs; rows of sections extract does not
     stage and of teachers who are not active are left out and counted in the note.
+
+    Args: ``hook`` the district's PowerSchoolHook, ``engine`` staging, ``config`` the district,
+    ``run_id`` the run the rows are staged under, ``school_ids`` only these selected schools
+    (None: all). Returns counts (rows, per school, requests), never rows.
     """
     schools = _schools_in_scope(hook, config, school_ids)
     numbers = _school_numbers(hook, schools)

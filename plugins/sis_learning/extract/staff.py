@@ -9,14 +9,13 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from sis_learning.config import DistrictConfig
+from sis_learning.extract import incremental
 from sis_learning.extract.listing import (
     _result,
     _scope_summaries,
     _stage_listings,
 )
-from sis_learning.extract.schools import (
-    _schools_in_scope,
-)
+from sis_learning.extract.schools import _school_numbers, _schools_in_scope
 from sis_learning.extract.values import _integer, _nested, _text
 from sis_learning.extract.writer import EntityStaging
 from sis_learning.hooks.powerschool import Listing, PowerSchoolHook, id_string
@@ -30,12 +29,20 @@ def extract_staff(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig,
     A teacher affiliated with several selected schools is listed by each of them; the row
     is staged under the first school that lists it (the others' ``extract_counts`` note
     how many they shared). Call it once for all schools rather than mapped per school.
+
+    Args: ``hook`` the district's PowerSchoolHook, ``engine`` staging, ``config`` the district,
+    ``run_id`` the run the rows are staged under, ``school_ids`` only these selected schools
+    (None: all). Returns counts (rows, per school, requests), never rows.
     """
     schools = _schools_in_scope(hook, config, school_ids)
-    listings = [
-        hook.v1_listing(school, f"/ws/v1/school/{school}/staff", wrapper="staffs", item="staff", resource="staff", params={"expansions": STAFF_EXPANSIONS})
-        for school in schools
-    ]
+
+    def listing_for(school: str, ids: list[str] | None = None) -> Listing:
+        params = {"expansions": STAFF_EXPANSIONS}
+        if ids:
+            params["q"] = f"id==({','.join(ids)})"
+        return hook.v1_listing(school, f"/ws/v1/school/{school}/staff", wrapper="staffs", item="staff", resource="staff",
+                               params=params)
+
     seen: dict[str, str] = {}  # staff id -> the school it is staged under
     shared: dict[str, int] = {}
 
@@ -78,10 +85,39 @@ def extract_staff(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig,
             "status": _integer(record.get("status")) if "status" in record else 1,
         }
 
-    staging = EntityStaging(engine, config, run_id, "staff")
-    staging.clear(schools)
-    _stage_listings(hook, staging, listings, build, page_by_page=True)
-    notes = {scope: [f"{count} staff already staged under another selected school"] for scope, count in shared.items()}
-    summaries = _scope_summaries(listings, staging.written, notes)
-    staging.write_counts(summaries)
-    return _result(hook, "staff", summaries)
+    def read_changed(plan: incremental.ReadPlan) -> dict[str, Any]:
+        # A changed teacher is asked of every selected school it was affiliated with in the
+        # base run and of its home school (affiliations live in the v1 record, not the table).
+        changed, cursor = incremental.changed_rows(hook, "teachers", ("dcid", "schoolid"), plan)
+        numbers = _school_numbers(hook, schools)
+        affiliated = {staff_id: (affiliations or "").split(",") for staff_id, affiliations in incremental.staged_values(
+            engine, config.district_id, plan.base_run_id or "", "staff", "staff_id", "school_ids")}
+        selected = set(schools)
+        ids_by_school: dict[str, set[str]] = {}
+        for row in changed:
+            staff_id = id_string(row.get("dcid"))
+            if staff_id is None:
+                continue
+            home = numbers.get(id_string(row.get("schoolid")) or "")
+            for school in {home, *affiliated.get(staff_id, [])}:
+                if school in selected:
+                    ids_by_school.setdefault(school, set()).add(staff_id)
+        return incremental.per_school_changes(
+            hook, engine, config, run_id, "staff", plan, schools, changed=changed, cursor_reads=[cursor],
+            ids_by_school=ids_by_school, listing_for=listing_for, build=build,
+            ids_per_read=hook.max_page_size("staff") - 1)
+
+    def read_full(plan: incremental.ReadPlan) -> dict[str, Any]:
+        listings = [listing_for(school) for school in schools]
+        staging = EntityStaging(engine, config, run_id, "staff")
+        staging.clear(schools)
+        _stage_listings(hook, staging, listings, build, page_by_page=True)
+        notes = {scope: [f"{count} staff already staged under another selected school"] for scope, count in shared.items()}
+        if plan.fallback and schools:
+            notes.setdefault(schools[0], []).insert(0, plan.note)
+        summaries = _scope_summaries(listings, staging.written, notes)
+        staging.write_counts(summaries)
+        return _result(hook, "staff", summaries)
+
+    return incremental.read_with_plan(hook, engine, config, run_id, "staff", school_ids is not None,
+                                      read_changed, read_full)

@@ -280,6 +280,12 @@ class ApiHttpHook(HttpHook):
     Subclasses set ``service_name`` (used in messages), add authentication by overriding
     :meth:`auth_headers` and :meth:`refresh_credentials`, and may specialise
     :meth:`describe_error` to tell an admin what to fix.
+
+    Args: ``http_conn_id`` the Airflow connection (host, login, password, extra
+    ``ca_bundle``); ``connection`` a Connection object used instead of looking the id up
+    (tests, the benchmark); ``max_concurrent_requests`` requests in flight at once from this
+    hook (and the host limiter's starting limit); ``retry_policy`` retries, backoff and
+    Retry-After handling (default ``RetryPolicy()``); ``timeout_seconds`` per request.
     """
 
     conn_name_attr = "http_conn_id"

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 import orjson
 
+from sis_learning.entities import LEARNING_ENTITIES
 from sis_learning.exceptions import LearningResponseError
 from sis_learning.hooks.http_client import (
     ApiHttpHook,
@@ -36,17 +37,8 @@ from sis_learning.hooks.http_client import (
 
 # The Learning API's limit, and the entities it knows, with the fields that key them.
 MAX_BATCH_ROWS = 1000
-ENTITY_KEY_FIELDS: dict[str, tuple[str, ...]] = {
-    "organizations": ("organization_id",),
-    # A user is identified by type and external id: a student, a teacher and a parent may carry
-    # the same number (PowerSchool keeps one id sequence per table). Their key is "S:5".
-    "users": ("user_type", "external_id"),
-    "user_levels": ("external_id",),  # a student's
-    "classes": ("class_id",),
-    "rosters": ("class_id", "user_type", "user_id"),
-    "parent_links": ("parent_id", "child_id"),
-}
-REMOVABLE_ENTITIES = ("rosters", "parent_links")
+ENTITY_KEY_FIELDS: dict[str, tuple[str, ...]] = {entity.name: entity.key_fields for entity in LEARNING_ENTITIES}
+REMOVABLE_ENTITIES = tuple(entity.name for entity in LEARNING_ENTITIES if entity.vanished_action == "remove")
 UPSERT_RESULTS = frozenset({"created", "updated", "unchanged", "failed"})
 
 # A batch is up to 1,000 rows each way: encoded and decoded by orjson (several times
@@ -54,7 +46,12 @@ UPSERT_RESULTS = frozenset({"created", "updated", "unchanged", "failed"})
 
 
 class LearningHook(ApiHttpHook):
-    """Batch upsert / deactivate / remove / read back / settings / gradebook change feed."""
+    """Batch upsert / deactivate / remove / read back / settings / gradebook change feed.
+
+    Args: ``learning_conn_id`` the Airflow connection of the district's Learning domain (host,
+    password = the domain token, extra ``ca_bundle``); ``options`` as ``ApiHttpHook``. Built
+    from a district's config by ``hooks.district.learning_hook``.
+    """
 
     conn_name_attr = "learning_conn_id"
     default_conn_name = "learning_default"

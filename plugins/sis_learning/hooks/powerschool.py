@@ -340,6 +340,10 @@ class PowerSchoolHook(ApiHttpHook):
 
     Connection: host (and schema https, port) of the PowerSchool server, login = the
     plugin's client id, password = its client secret, extra ``ca_bundle`` for a private CA.
+
+    Args: ``powerschool_conn_id`` that connection's id; ``options`` as ``ApiHttpHook``
+    (``max_concurrent_requests``, ``retry_policy``, ``timeout_seconds``, ``connection``).
+    Built from a district's config by ``hooks.district.powerschool_hook``.
     """
 
     conn_name_attr = "powerschool_conn_id"

@@ -22,7 +22,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, DateTime, Index, Integer, String, Text, bindparam, select, update
+from sqlalchemy import Boolean, DateTime, Index, Integer, String, Text, bindparam, cast, func, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -151,3 +152,31 @@ def migrate_user_identity(connection: Connection, district_id: str,
             )
         counts[f"{table.name}.rosters"] = len(updates)
     return counts
+
+
+# --- logins Learning holds ---------------------------------------------------------------------
+
+def held_logins(connection: Connection, district_id: str) -> dict[str, str]:
+    """Every login Learning accepted for a user of the district, by user key (``"S:5"``).
+
+    Read from the snapshot, deactivated users included (their login stays theirs while
+    they are away): transform keeps a generated login for its user and makes new ones
+    avoid all of these. The login is taken out of the JSON payload by the database.
+    """
+    snapshot = LearningSnapshot.__table__
+    if connection.dialect.name == "postgresql":
+        payload = cast(snapshot.c.payload, postgresql.JSON)
+        login, user_type = payload["login"].astext, payload["user_type"].astext
+    else:
+        login = func.json_extract(snapshot.c.payload, "$.login")
+        user_type = func.json_extract(snapshot.c.payload, "$.user_type")
+    rows = connection.execute(
+        select(snapshot.c.key, login, user_type).where(snapshot.c.district_id == district_id,
+                                                       snapshot.c.entity == "users"))
+    held = {}
+    for key, value, kind in rows:
+        if not value:
+            continue
+        # A key from before identity by type ("5") gets its type from the payload.
+        held[key if ":" in key else f"{kind}:{key}"] = str(value)
+    return held

@@ -13,6 +13,7 @@ from __future__ import annotations
 from sqlalchemy import Boolean, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from sis_learning.entities import LEARNING_ENTITIES
 from sis_learning.staging.base import Base
 from sis_learning.staging.source import RunKeyed
 
@@ -77,11 +78,4 @@ class LearningParentLink(RunKeyed, Base):
 
 
 # Learning entity name (as in the Learning API and change_set.entity) -> table
-LEARNING_TABLES = {
-    "organizations": LearningOrganization,
-    "users": LearningUser,
-    "user_levels": LearningUserLevel,
-    "classes": LearningClass,
-    "rosters": LearningRoster,
-    "parent_links": LearningParentLink,
-}
+LEARNING_TABLES = {entity.name: globals()[entity.table_model] for entity in LEARNING_ENTITIES}

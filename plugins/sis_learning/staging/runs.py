@@ -90,7 +90,7 @@ def finish_run(engine: Engine, district_id: str, run_id: str, status: str, error
             run = SyncRun(district_id=district_id, run_id=run_id, kind=kind, counts={}, durations={})
             session.add(run)
         run.status, run.finished_at = status, utcnow()
-        if status == "success":
+        if status in ("success", "previewed"):
             run.stage, run.error = "finished", None
         elif error:
             run.error = error

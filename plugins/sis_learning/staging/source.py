@@ -14,6 +14,7 @@ from datetime import datetime
 from sqlalchemy import Boolean, DateTime, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from sis_learning.entities import SOURCE_ENTITIES
 from sis_learning.staging.base import Base
 
 
@@ -192,17 +193,7 @@ class StgGuardian(RunKeyed, ExtractScoped, SourceChecked, Base):
 
 
 # entity name (as used in task ids, extract_counts and raw_records) -> typed table
-STAGED_SOURCE_TABLES = {
-    "schools": StgSchool,
-    "terms": StgTerm,
-    "courses": StgCourse,
-    "sections": StgSection,
-    "staff": StgStaff,
-    "students": StgStudent,
-    "section_enrollments": StgSectionEnrollment,
-    "section_teachers": StgSectionTeacher,
-    "guardians": StgGuardian,
-}
+STAGED_SOURCE_TABLES = {entity.name: globals()[entity.staged_model] for entity in SOURCE_ENTITIES}
 
 
 class ExtractRead(Base):
@@ -226,4 +217,7 @@ class ExtractRead(Base):
     read_from: Mapped[str | None] = mapped_column(String(40))
     base_run_id: Mapped[str | None] = mapped_column(String(250))
     note: Mapped[str | None] = mapped_column(Text)
+    # The selected schools, import start year and ignore_parents the read staged rows for:
+    # a run with other settings reads in full.
+    scope_key: Mapped[str | None] = mapped_column(Text)
     __table_args__ = (Index("uq_extract_reads_run", "district_id", "run_id", "entity", unique=True),)

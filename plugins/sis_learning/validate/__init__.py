@@ -33,16 +33,19 @@ states and reasons); the staged reads are ``staging.reads``.
 from __future__ import annotations
 
 import shutil
+from datetime import UTC
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pandas as pd
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from sis_learning.config import DistrictConfig
 from sis_learning.staging.base import bulk_insert, delete_run_rows, insert_frame
 from sis_learning.staging.quality import ExcludedRow, RejectedRow, ValidationResult, ValidationWarning
 from sis_learning.staging.reads import STAGED_COLUMNS, fetch_frame, read_staged
-from sis_learning.staging.runs import utcnow
+from sis_learning.staging.runs import SyncRun, utcnow
 from sis_learning.validate.cascade import blocks_summary
 from sis_learning.validate.outcomes import ENTITIES, STAGE, numeric_id_order, sorted_by_id
 from sis_learning.validate.rules import (
@@ -55,9 +58,21 @@ from sis_learning.validate.suites import SUITES
 from sis_learning.validate.thresholds import ValidationThresholdExceeded, check_thresholds
 
 __all__ = [
-    "ENTITIES", "STAGE", "STAGED_COLUMNS", "SUITES", "ValidationThresholdExceeded", "check_thresholds", "evaluate",
-    "fetch_frame", "numeric_id_order", "read_staged", "selected_school_ids", "sorted_by_id",
-    "teacher_organization_school", "validate_run",
+    "ENTITIES",
+    "STAGE",
+    "STAGED_COLUMNS",
+    "SUITES",
+    "ValidationThresholdExceeded",
+    "check_thresholds",
+    "evaluate",
+    "fetch_frame",
+    "numeric_id_order",
+    "read_staged",
+    "run_date",
+    "selected_school_ids",
+    "sorted_by_id",
+    "teacher_organization_school",
+    "validate_run",
 ]
 
 INSERT_CHUNK_ROWS = 50_000
@@ -89,6 +104,20 @@ def _write(engine: Engine, config: DistrictConfig, run_id: str, validation: RunV
                                                    for row in validation.suite_results])
 
 
+def run_date(engine: Engine, config: DistrictConfig, run_id: str) -> str | None:
+    """The day the run started, in the district's time zone (``YYYY-MM-DD``), or None without a run row.
+
+    Read from ``sync_runs`` so a retried validate of the same run decides the same way.
+    """
+    table = SyncRun.__table__
+    with engine.connect() as connection:
+        started = connection.execute(select(table.c.started_at).where(
+            table.c.district_id == config.district_id, table.c.run_id == run_id, table.c.kind == "import")).scalar()
+    if started is None:
+        return None
+    return started.replace(tzinfo=UTC).astimezone(ZoneInfo(config.timezone)).date().isoformat()
+
+
 def validate_run(engine: Engine, config: DistrictConfig, run_id: str, results_dir: Path) -> dict[str, dict[str, int]]:
     """Validate one run's staged rows; write rejected/excluded rows and results; return counts per entity.
 
@@ -102,7 +131,7 @@ def validate_run(engine: Engine, config: DistrictConfig, run_id: str, results_di
         (results_dir / f"{entity}.json").unlink(missing_ok=True)
     results_dir.mkdir(parents=True, exist_ok=True)
     frames = read_staged(engine, config, run_id)
-    validation = evaluate(config, frames, results_dir)
+    validation = evaluate(config, frames, results_dir, as_of=run_date(engine, config, run_id))
     _write(engine, config, run_id, validation)
     return {entity: outcome.counts() for entity, outcome in validation.outcomes.items()}
 

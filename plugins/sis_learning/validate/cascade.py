@@ -12,6 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from sis_learning.config import DistrictConfig
+from sis_learning.entities import BLOCKED_LABELS
 from sis_learning.validate.outcomes import (
     EXCLUDED,
     OK,
@@ -23,17 +24,7 @@ from sis_learning.validate.outcomes import (
 )
 from sis_learning.validate.suites import CLASS_NAME_MAX_LENGTH
 
-# How a blocked row is described in its root failure's ``blocks``.
-BLOCKED_LABELS = {
-    "staff": "teacher(s)",
-    "students": "student(s)",
-    "sections": "class(es)",
-    "section_enrollments": "student roster row(s)",
-    "section_teachers": "teacher and co-teacher roster row(s)",
-    "guardians": "parent(s)",
-    "parent_links": "parent link(s)",
-}
-
+# How a blocked row is described in its root failure's ``blocks`` (sis_learning.entities).
 BLOCKED_ORDER = {entity: position for position, entity in enumerate(BLOCKED_LABELS)}
 
 
@@ -113,9 +104,32 @@ def check_enrollments(enrollments: EntityOutcome, sections: EntityOutcome, stude
                        caused_by=student["root"])
 
 
+def ended_assignments(frame: pd.DataFrame, term_end: pd.Series, as_of: str | None) -> pd.Series:
+    """SectionTeacher rows that have ended: the teacher no longer teaches the section.
+
+    A row has ended when its end date is before the run's date (``as_of``, district time)
+    or, for a term that is over, before the term's last day: the teacher left before the
+    term ended (a lead teacher replaced mid-year, a co-teacher assignment that ended). A
+    row without an end date has not ended. Dates are ``YYYY-MM-DD`` text, so they compare
+    as text.
+    """
+    end = frame["end_date"].astype("string").str.strip() if "end_date" in frame else pd.Series(
+        pd.NA, index=frame.index, dtype="string")
+    cutoff = term_end.astype("string").str.strip().where(lambda dates: dates.ne(""))
+    if as_of:
+        cutoff = cutoff.where(cutoff.notna() & cutoff.lt(as_of), as_of)
+    ended = end.notna() & end.ne("") & cutoff.notna() & end.lt(cutoff)
+    return ended.fillna(False).astype(bool)
+
+
 def check_section_teachers(config: DistrictConfig, frame: pd.DataFrame, sections: EntityOutcome, staff: EntityOutcome,
-                            terms: EntityOutcome, suite_failures: list) -> EntityOutcome:
-    """Co-teachers: every section teacher row but the section's lead teacher, capped per teacher."""
+                            terms: EntityOutcome, suite_failures: list, as_of: str | None = None) -> EntityOutcome:
+    """Co-teachers: every current section teacher row but the section's lead teacher, capped per teacher.
+
+    Current teachers only: a row that has ended (``ended_assignments``) is not rostered and
+    does not count toward the co-teacher cap; a lead teacher replaced mid-year leaves an
+    ended row behind, and the class follows the section's current lead (Sections.Teacher).
+    """
     source_id = frame["section_id"].fillna("") + ":" + frame["staff_id"].fillna("")
     teachers = EntityOutcome("section_teachers", frame, source_id)
     frame = teachers.frame
@@ -129,7 +143,15 @@ def check_section_teachers(config: DistrictConfig, frame: pd.DataFrame, sections
                      "the section " + value(frame["section_id"]) + " is not imported: " + value(section["why"]))
     teachers.exclude(member["status"].eq(EXCLUDED) & ~teachers.frame["is_lead"], "co_teacher_not_imported",
                      "the co-teacher " + value(frame["staff_id"]) + " is not imported: " + value(member["why"]))
-    teachers.exclude(source_id.duplicated(keep="first"), "duplicate_co_teacher",
+    term_rows = terms.frame.drop_duplicates("term_id").set_index("term_id")
+    section_term = frame["section_id"].map(section_rows["term_id"])
+    term_end = (section_term.map(term_rows["end_date"]) if "end_date" in term_rows
+                else pd.Series(pd.NA, index=frame.index, dtype="string"))
+    teachers.exclude(ended_assignments(frame, term_end, as_of), "section_teacher_ended",
+                     "the teacher's assignment to the section ended on " + value(frame["end_date"])
+                     + " (only current teachers are rostered)")
+    # Among the rows still in: an ended row listed first does not make the current one a repeat.
+    teachers.exclude(source_id.where(teachers.ok).duplicated(keep="first") & teachers.ok, "duplicate_co_teacher",
                      "the teacher is listed on this section more than once; the first row is kept")
     teachers.apply_suite(suite_failures)
     teachers.reject(section["status"].isna() & frame["section_id"].notna(), "section_reference",
@@ -145,7 +167,6 @@ def check_section_teachers(config: DistrictConfig, frame: pd.DataFrame, sections
 
     placements = frame[teachers.ok & ~teachers.frame["is_lead"]][["section_id", "staff_id"]]
     term_id = placements["section_id"].map(section_rows["term_id"])
-    term_rows = terms.frame.set_index("term_id")
     placements = placements.assign(term_start_date=term_id.map(term_rows["start_date"]),
                                    term_start_year=term_id.map(term_rows["start_year"]))
     ranked = co_teacher_priority(placements)

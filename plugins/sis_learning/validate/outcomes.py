@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from sis_learning.config import DistrictConfig
+from sis_learning.entities import VALIDATED_ENTITIES
 from sis_learning.staging.quality import WARNING_VALUE_MAX_LENGTH
 
 if TYPE_CHECKING:
@@ -22,10 +23,7 @@ if TYPE_CHECKING:
 STAGE = "validate"
 
 # Entities in the order the result lists them; also the entity names of the quality tables.
-ENTITIES = (
-    "schools", "terms", "courses", "staff", "students", "guardians",
-    "sections", "section_enrollments", "section_teachers", "parent_links",
-)
+ENTITIES = VALIDATED_ENTITIES
 
 # Row states as small integers: comparing a million of them is then a vector operation.
 OK, EXCLUDED, REJECTED = 0, 1, 2

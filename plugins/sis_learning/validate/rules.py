@@ -63,8 +63,14 @@ class RunValidation:
     suite_results: list[dict]
 
 
-def evaluate(config: DistrictConfig, frames: dict[str, pd.DataFrame], results_dir: Path) -> RunValidation:
-    """Apply every rule to the staged frames; no database access (tests call it directly too)."""
+def evaluate(config: DistrictConfig, frames: dict[str, pd.DataFrame], results_dir: Path,
+             as_of: str | None = None) -> RunValidation:
+    """Apply every rule to the staged frames; no database access (tests call it directly too).
+
+    ``as_of`` is the run's date in the district's time zone (``YYYY-MM-DD``): a section
+    teacher whose assignment ended before it is not rostered. Without it, only assignments
+    that ended before their term did are.
+    """
     outcomes: dict[str, EntityOutcome] = {}
 
     schools = EntityOutcome("schools", frames["schools"], frames["schools"]["school_id"])
@@ -168,7 +174,8 @@ def evaluate(config: DistrictConfig, frames: dict[str, pd.DataFrame], results_di
     outcomes["sections"] = sections
     check_enrollments(enrollments, sections, students)
     outcomes["section_enrollments"] = enrollments
-    teachers = check_section_teachers(config, teachers_frame, sections, staff, terms, failures["section_teachers"])
+    teachers = check_section_teachers(config, teachers_frame, sections, staff, terms, failures["section_teachers"],
+                                      as_of)
     outcomes["section_teachers"] = teachers
     links = check_parent_links(links_frame, guardians, students, failures["parent_links"])
     outcomes["parent_links"] = links

@@ -7,7 +7,9 @@ results and the Data Docs are kept under the run's ``results_dir``.
 
 from __future__ import annotations
 
+import csv
 import json
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +19,13 @@ from typing import Any
 
 import pandas as pd
 
-from sis_learning.mapping import LOGIN_MAX_LENGTH
+from sis_learning.config import COLUMN_RULES_PATH
+from sis_learning.exceptions import ColumnRulesError
+
+# Great Expectations logs at INFO what only its own developers read: ~200 "Skipping registering
+# function ..." lines at import (its public-API docs decorator) and "Loading 'datasources'".
+# Its warnings and errors still reach the task log.
+logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
 # Learning's limits (docs/validation-and-mapping.md "Lengths Learning accepts").
 NAME_MAX_LENGTH = 100
@@ -63,64 +71,72 @@ class ColumnRule:
         raise ValueError(f"unknown check {self.check!r}")
 
 
-def _id_rules(column: str, what: str) -> list[ColumnRule]:
-    return [
-        ColumnRule("id_present", column, "not_null", f"the {what} has no id ({column}) in PowerSchool"),
-        ColumnRule("id_unique", column, "unique", f"the {what} id {{value}} appears more than once; Learning needs one row per id"),
-    ]
+CHECKS = ("not_null", "unique", "max_length", "email")
+RULE_COLUMNS = ("entity", "rule", "column", "check", "limit", "warn", "reason")
 
 
-def _person_rules(login_column: str, login_name: str) -> list[ColumnRule]:
-    return [
-        ColumnRule("first_name_present", "first_name", "not_null", "the first name is missing"),
-        ColumnRule("last_name_present", "last_name", "not_null", "the last name is missing"),
-        ColumnRule("first_name_length", "first_name", "max_length",
-                   f"the first name '{{value}}' is longer than the {NAME_MAX_LENGTH} characters Learning accepts",
-                   NAME_MAX_LENGTH),
-        ColumnRule("last_name_length", "last_name", "max_length",
-                   f"the last name '{{value}}' is longer than the {NAME_MAX_LENGTH} characters Learning accepts",
-                   NAME_MAX_LENGTH),
-        ColumnRule("email_format", "email", "email",
-                   "the email address '{value}' is not a valid email address: imported without an email "
-                   "(and without a Google / Office 365 SSO email)", warn=True),
-        ColumnRule("email_length", "email", "max_length",
-                   f"the email address '{{value}}' is longer than the {EMAIL_MAX_LENGTH} characters Learning accepts: "
-                   "imported without an email", EMAIL_MAX_LENGTH, warn=True),
-        ColumnRule("login_length", login_column, "max_length",
-                   f"the {login_name} '{{value}}' is longer than the {LOGIN_MAX_LENGTH} characters Learning accepts",
-                   LOGIN_MAX_LENGTH),
-    ]
+def _rules_error(path: Path, line: int, message: str) -> ColumnRulesError:
+    return ColumnRulesError(f"{path}, line {line}: {message}")
 
 
-SUITES: dict[str, list[ColumnRule]] = {
-    "schools": [*_id_rules("school_id", "school"),
-                ColumnRule("name_present", "name", "not_null", "the school has no name")],
-    "terms": [ColumnRule("id_present", "term_id", "not_null", "the term has no id (Terms.DCID)"),
-              ColumnRule("start_year_present", "start_year", "not_null", "the term has no start year")],
-    "courses": [ColumnRule("id_present", "course_id", "not_null", "the course has no id (Courses.DCID)"),
-                ColumnRule("course_name_present", "course_name", "not_null", "the course has no name"),
-                ColumnRule("course_number_present", "course_number", "not_null", "the course has no course number")],
-    "staff": [*_id_rules("staff_id", "teacher"), *_person_rules("teacher_username", "teacher username")],
-    "students": [*_id_rules("student_id", "student"), *_person_rules("student_username", "student web id"),
-                 ColumnRule("grade_level_present", "grade_level", "not_null",
-                            "the student has no grade level: imported without a user level", warn=True)],
-    "guardians": [ColumnRule("id_present", "guardian_id", "not_null", "the parent has no id (Guardian.GuardianID)"),
-                  *_person_rules("portal_username", "Parent Portal username")],
-    "sections": [*_id_rules("section_id", "section"),
-                 ColumnRule("section_number_present", "section_number", "not_null", "the section has no section number")],
-    "section_enrollments": [
-        ColumnRule("id_present", "enrollment_id", "not_null", "the section enrollment has no id"),
-        ColumnRule("section_reference", "section_id", "not_null", "the section enrollment names no section"),
-        ColumnRule("student_reference", "student_id", "not_null", "the section enrollment names no student"),
-    ],
-    "section_teachers": [
-        ColumnRule("section_reference", "section_id", "not_null", "the section teacher row names no section"),
-        ColumnRule("staff_reference", "staff_id", "not_null", "the section teacher row names no teacher"),
-    ],
-    "parent_links": [
-        ColumnRule("child_reference", "student_id", "not_null", "the parent-child link names no student"),
-    ],
-}
+def load_column_rules(path: Path | str = COLUMN_RULES_PATH) -> dict[str, list[ColumnRule]]:
+    """Read and check the column rules file; any problem raises ColumnRulesError naming file and line.
+
+    One line per entity and rule (include/rules/README.md): the entity (a validated entity),
+    the rule's name, the staged column it checks, the check (``not_null``, ``unique``,
+    ``max_length`` with its ``limit``, ``email``), ``warn`` (``yes``: the row passes without
+    the value) and the reason a district admin reads (``{value}``: the row's value,
+    ``{limit}``: the limit). Returns ``{entity: [ColumnRule, ...]}`` in file order.
+    """
+    from sis_learning.entities import VALIDATED_ENTITIES
+    from sis_learning.staging.source import STAGED_SOURCE_TABLES
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as problem:
+        raise ColumnRulesError(f"{path}: cannot read the column rules: {problem}") from None
+    reader = csv.DictReader(text.splitlines())
+    header = [name.strip() for name in (reader.fieldnames or [])]
+    if header != list(RULE_COLUMNS):
+        raise _rules_error(path, 1, f"header must be {','.join(RULE_COLUMNS)} (found {','.join(header)})")
+    suites: dict[str, list[ColumnRule]] = {}
+    seen: dict[tuple[str, str], int] = {}
+    for line, row in enumerate(reader, start=2):
+        if None in row:
+            raise _rules_error(path, line, f"has more than {len(RULE_COLUMNS)} columns (quote a reason containing commas)")
+        values = {key: (row.get(key) or "").strip() for key in RULE_COLUMNS}
+        entity, rule, column, check = values["entity"], values["rule"], values["column"], values["check"]
+        if entity not in VALIDATED_ENTITIES:
+            raise _rules_error(path, line, f"unknown entity {entity!r} (known: {', '.join(VALIDATED_ENTITIES)})")
+        if not rule or not column or not values["reason"]:
+            raise _rules_error(path, line, "'rule', 'column' and 'reason' must not be empty")
+        if (entity, rule) in seen:
+            raise _rules_error(path, line, f"rule {rule!r} of {entity} is already defined on line {seen[entity, rule]}")
+        seen[entity, rule] = line
+        # Parent links are judged on the guardian rows they come from.
+        table = STAGED_SOURCE_TABLES["guardians" if entity == "parent_links" else entity].__table__
+        if column not in table.columns:
+            raise _rules_error(path, line, f"{entity} has no staged column {column!r}")
+        if check not in CHECKS:
+            raise _rules_error(path, line, f"unknown check {check!r} (known: {', '.join(CHECKS)})")
+        limit = None
+        if check == "max_length":
+            if not values["limit"].isdigit() or int(values["limit"]) < 1:
+                raise _rules_error(path, line, f"check max_length needs a positive whole 'limit' (found {values['limit']!r})")
+            limit = int(values["limit"])
+        elif values["limit"]:
+            raise _rules_error(path, line, f"only max_length takes a 'limit' (found {values['limit']!r})")
+        if values["warn"] not in ("", "yes"):
+            raise _rules_error(path, line, f"'warn' is 'yes' or empty (found {values['warn']!r})")
+        reason = values["reason"].replace("{limit}", str(limit)) if limit is not None else values["reason"]
+        if "{limit}" in reason:
+            raise _rules_error(path, line, "'{limit}' in a reason needs check max_length")
+        suites.setdefault(entity, []).append(ColumnRule(rule, column, check, reason, limit, warn=values["warn"] == "yes"))
+    return suites
+
+
+SUITES: dict[str, list[ColumnRule]] = load_column_rules()
 
 
 def run_suites(frames: dict[str, pd.DataFrame], results_dir: Path, district_id: str) -> tuple[dict[str, Any], list[dict]]:

@@ -170,3 +170,64 @@ def test_an_inactive_category_is_listed_but_refused(classroom):
     response = api.post(ASSIGNMENT, assignment_body(section["dcid"], retired["id"]), users_dcid=users_dcid)
     assert response.status_code == 409
     assert "not an active category" in response.json()["errors"][0]["message"]
+
+
+def test_an_assignment_is_replaced_and_its_scoring_changes_over_scores_only_with_update_scores(classroom):
+    sandbox, api, _, section, students = classroom
+    users_dcid = section["users_dcid"]
+    category = classwork(api, users_dcid)
+    created = api.post(ASSIGNMENT, assignment_body(section["dcid"], category, name="Replace me"), users_dcid=users_dcid)
+    assignment_id = int(created.headers["Location"].rstrip("/").rsplit("/", 1)[1])
+    assignment_section = json.loads(created.headers["AssignmentSectionIds"])[0]
+    path = f"{ASSIGNMENT}{assignment_id}"
+
+    # no score yet: the scoring may change without update_scores
+    renamed = api.put(path, assignment_body(section["dcid"], category, name="Replaced", duedate="2025-10-08",
+                                            totalpointvalue=25, scoreentrypoints=25), users_dcid=users_dcid)
+    assert renamed.status_code == 204, renamed.text
+    assert json.loads(renamed.headers["AssignmentSectionIds"]) == [assignment_section]  # the same section, changed
+    api.put("/ws/xte/score", {"assignment_scores": [
+        {"studentsdcid": students[0], "_assignmentsection": {"assignmentsectionid": assignment_section},
+         "actualscoreentered": "20", "actualscorekind": "REAL_SCORE"}]}, users_dcid=users_dcid)
+
+    # scored: a change of the points is refused unless update_scores=true; a name change is not
+    rescaled = assignment_body(section["dcid"], category, name="Replaced", totalpointvalue=30, scoreentrypoints=30)
+    refused = api.put(path, rescaled, users_dcid=users_dcid)
+    assert refused.status_code == 409 and refused.json()["errors"][0]["field"] == "update_scores"
+    assert api.put(path, assignment_body(section["dcid"], category, name="Replaced again", totalpointvalue=25,
+                                         scoreentrypoints=25), users_dcid=users_dcid).status_code == 204
+    assert api.put(path, rescaled, users_dcid=users_dcid, update_scores="true").status_code == 204
+    [entry] = [item for item in sandbox.assignments(section["dcid"]) if item["assignmentid"] == assignment_id]
+    [view] = entry["_assignmentsections"]
+    assert (view["name"], view["totalpointvalue"], view["duedate"]) == ("Replaced", 30, "2025-10-01")
+    assert [score["actualscoreentered"] for score in view["_assignmentscores"]] == ["20"]  # kept
+
+
+def test_a_graded_assignment_is_not_deleted_without_force_and_a_cleared_score_is_no_grade(classroom):
+    sandbox, api, _, section, students = classroom
+    users_dcid = section["users_dcid"]
+    created = api.post(ASSIGNMENT, assignment_body(section["dcid"], classwork(api, users_dcid), name="Delete me"),
+                       users_dcid=users_dcid)
+    assignment_id = int(created.headers["Location"].rstrip("/").rsplit("/", 1)[1])
+    assignment_section = json.loads(created.headers["AssignmentSectionIds"])[0]
+    path = f"{ASSIGNMENT}{assignment_id}"
+
+    def score(**values):
+        return api.put("/ws/xte/score", {"assignment_scores": [
+            {"studentsdcid": students[0], "_assignmentsection": {"assignmentsectionid": assignment_section},
+             "actualscorekind": "REAL_SCORE", **values}]}, users_dcid=users_dcid)
+
+    assert score(actualscoreentered="7").status_code == 200
+    kept = api.http.delete(path, params={"users_dcid": users_dcid}, headers=api.headers())
+    assert kept.status_code == 412 and kept.json()["message"] == "Assignment has grades associated"
+
+    # the clear (UNCONFIRMED call, modelled): both fields present and null
+    assert score(actualscoreentered=None, scorepoints=None).status_code == 200
+    [row] = sandbox.scores(assignment_section_id=assignment_section)
+    assert (row["actualscoreentered"], row["writes"]) == (None, 2)
+    assert score(actualscoreentered=None).status_code == 409  # a null score without scorepoints: not a clear
+
+    gone = api.http.delete(path, params={"users_dcid": users_dcid}, headers=api.headers())
+    assert gone.status_code == 204  # no grade left
+    assert api.http.delete(path, params={"users_dcid": users_dcid}, headers=api.headers()).status_code == 404
+    assert all(item["assignmentid"] != assignment_id for item in sandbox.assignments(section["dcid"]))
