@@ -127,7 +127,7 @@ def browser(standalone):
 @pytest.fixture
 def page(browser, standalone, request):
     """A signed-in page (Airflow's own login form); a screenshot of where it ended when the test fails."""
-    context = browser.new_context(viewport={"width": 1600, "height": 1000})
+    context = browser.new_context(viewport={"width": 1800, "height": 900})
     page = context.new_page()
     page.set_default_timeout(90_000)
     page.goto(f"{standalone['base_url']}/auth/login")

@@ -5,11 +5,10 @@ run was not triggered with ``approve_mass_changes``, the run waits for a person 
 Airflow UI (the standard provider's human-in-the-loop approval). This table keeps what
 the person is shown and what they decided, per district and run:
 
-- ``fingerprint``: a SHA-256 over the run's pending change set (entity, key, action,
-  content hash of every row that would be sent) and the snapshot it was diffed against.
-  Approving loads exactly that change set: the load checks the fingerprint again, and
-  when it differs (the change set was recomputed, or Learning's snapshot moved) nothing
-  is loaded and the run asks again with the new figures.
+- ``fingerprint``: a SHA-256 over the run's change set (entity, key, action, content
+  hash of every row that would be sent). Approving loads exactly that change set: the
+  answer and the load check the fingerprint again, and when it differs (the change set
+  was recomputed) nothing is loaded and the run asks again with the new figures.
 - ``findings``: the guard's findings (per school and entity, with examples), as JSON.
 - ``status``: ``waiting`` (the run waits), ``approved``, ``rejected``, ``timed_out``
   (nobody answered within the district's ``safety.approval_timeout_hours``) or
@@ -23,7 +22,7 @@ import hashlib
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Index, Integer, String, Text, func, select
+from sqlalchemy import JSON, DateTime, Index, Integer, String, Text, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -59,28 +58,27 @@ class MassChangeReview(Base):
 # ---- what was shown, and whether it is still what would be loaded ----------------------------
 
 def change_set_fingerprint(connection: Connection, district_id: str, run_id: str) -> tuple[str, int]:
-    """(SHA-256, rows) of what the run's load would send, and of the snapshot it was diffed against.
+    """(SHA-256, rows) of what the run's load would send.
 
     Covers every change-set row of the run that is not ``unchanged`` (entity, key, action,
-    content hash, status) in key order, and the district's snapshot (row count and newest
-    ``updated_at``): a recomputed diff, or a snapshot that moved, gives another fingerprint.
+    content hash) in key order: a recomputed diff (the diff task cleared and run again) gives
+    another fingerprint. Not the rows' status, nor the snapshot, which the load itself
+    advances: a load retried after a crash still matches what was approved. (A district's
+    runs go one at a time, ``max_active_runs=1``, so no other load moves the snapshot.)
     """
-    from sis_learning.staging.changes import ChangeSet, LearningSnapshot
+    from sis_learning.staging.changes import ChangeSet
 
     changes = ChangeSet.__table__
-    snapshot = LearningSnapshot.__table__
     digest = hashlib.sha256()
     rows = 0
-    result = connection.execution_options(yield_per=20_000).execute(
-        select(changes.c.entity, changes.c.key, changes.c.action, changes.c.content_hash, changes.c.status)
+    # Streamed (yield_per on the statement: on the connection it would stream the caller's later INSERTs too).
+    result = connection.execute(
+        select(changes.c.entity, changes.c.key, changes.c.action, changes.c.content_hash)
         .where(changes.c.district_id == district_id, changes.c.run_id == run_id, changes.c.action != "unchanged")
-        .order_by(changes.c.entity, changes.c.key, changes.c.action))
-    for entity, key, action, content_hash, status in result:
+        .order_by(changes.c.entity, changes.c.key, changes.c.action).execution_options(yield_per=20_000))
+    for entity, key, action, content_hash in result:
         rows += 1
-        digest.update(f"{entity}\x1f{key}\x1f{action}\x1f{content_hash or ''}\x1f{status}\x1e".encode())
-    count, newest = connection.execute(
-        select(func.count(), func.max(snapshot.c.updated_at)).where(snapshot.c.district_id == district_id)).one()
-    digest.update(f"snapshot\x1f{count}\x1f{newest}".encode())
+        digest.update(f"{entity}\x1f{key}\x1f{action}\x1f{content_hash or ''}\x1e".encode())
     return digest.hexdigest(), rows
 
 
