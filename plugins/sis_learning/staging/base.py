@@ -44,6 +44,7 @@ MODEL_MODULES = (
     "sis_learning.staging.changes",
     "sis_learning.staging.ledger",
     "sis_learning.staging.reviews",
+    "sis_learning.staging.transition",
 )
 
 

@@ -89,6 +89,8 @@ def _write(engine: Engine, config: DistrictConfig, run_id: str, validation: RunV
     warning_parts = [part for outcome in validation.outcomes.values() for part in outcome.warning_parts]
     warnings = (pd.concat(warning_parts, ignore_index=True) if warning_parts
                 else pd.DataFrame(columns=["entity", "source_id", "rule", "field", "value", "reason", "action"]))
+    # One warning per row and field: the first (a grade level "3.5" is not also "missing").
+    warnings = warnings.drop_duplicates(["entity", "source_id", "field"], keep="first")
     # COPY bypasses Python-side defaults: every column is given explicitly.
     run_columns = {"district_id": config.district_id, "run_id": run_id, "stage": STAGE, "created_at": utcnow()}
     with engine.begin() as connection:
