@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ENV := source scripts/airflow-env.sh &&
 
-.PHONY: demo preview what-if transition-demo test lint airflow bench soak lock clean sandbox-powerschool sandbox-learning explain
+.PHONY: demo preview what-if transition-demo test lint airflow bench soak lock clean sandbox-powerschool sandbox-learning explain score
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ lint: $(VENV)/.installed
 
 airflow: $(VENV)/.installed
 	$(ENV) $(PY) scripts/airflow_standalone.py
+
+# Be a teacher: enter a score in the demo's Learning (make airflow running) and watch PowerTeacher get it.
+score: $(VENV)/.installed
+	@$(ENV) $(PY) scripts/teacher.py $(if $(CLASS),--class-id "$(CLASS)") $(if $(STUDENT),--student "$(STUDENT)") $(if $(SCORE),--score "$(SCORE)")
 
 # Why is this student, teacher, parent or class (not) in Learning? make explain ID=<DCID, number, login or email>
 explain: $(VENV)/.installed
