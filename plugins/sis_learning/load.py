@@ -634,6 +634,10 @@ def domain_settings(engine: Engine, config: DistrictConfig) -> dict[str, Any]:
     }
 
 
+def _yes_no(value: bool) -> str:
+    return "yes" if value else "no"
+
+
 def write_domain_settings(engine: Engine, config: DistrictConfig, hook: LearningHook) -> str:
     """Make Learning's domain settings say what the YAML says (the YAML wins); "updated" or "unchanged".
 
@@ -644,7 +648,11 @@ def write_domain_settings(engine: Engine, config: DistrictConfig, hook: Learning
     if all(current.get(name) == value for name, value in wanted.items()):
         return "unchanged"
     hook.put_domain_settings(wanted)
-    log.info("district %s: Learning's domain settings set from the district file: %s", config.district_id, wanted)
+    organizations = wanted["grade_push_organizations"]
+    log.info("Learning's domain settings now say what the district file says: ignore parents %s, autogenerate "
+             "usernames %s, imported passwords temporary %s, grade push for %d organization(s).",
+             _yes_no(wanted["ignore_parents"]), _yes_no(wanted["autogenerate_usernames"]),
+             _yes_no(wanted["imported_passwords_temporary"]), len(organizations))
     return "updated"
 
 

@@ -308,6 +308,15 @@ def step_summary(stage: str, result: dict[str, Any], validation_docs: str | None
                 done = [f"{n} {action}" for action, n in actions.items() if n and action != "unchanged"]
                 changes.append(f"{entity.replace('_', ' ')} {', '.join(done) if done else 'no change'}")
         return f"Changes to send to Learning: {_entity_list(changes)} (table change_set)."
+    if stage == "safety_guard" and result.get("preview"):
+        return (f"Preview: the safety guard found {result.get('findings', 0)} mass change(s); they go into the "
+                "preview report instead of stopping the run.")
+    if stage == "preview":
+        would = [f"{entity.replace('_', ' ')} {', '.join(f'{n} {action}' for action, n in actions.items())}"
+                 for entity, actions in (result.get("counts") or {}).items() if actions]
+        return (f"Preview written, nothing sent to Learning: {_number(result.get('rows', 0))} row(s) in "
+                f"{_number(result.get('requests', 0))} request(s) would go: {_entity_list(would)}. "
+                f"Report: {result.get('report')}")
     if stage == "safety_guard":
         return ("Mass changes approved by the run's approve_mass_changes parameter: the load goes ahead."
                 if result.get("approved") else "No mass change and no Import ID change: the load goes ahead.")

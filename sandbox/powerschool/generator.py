@@ -30,7 +30,7 @@ from sandbox.powerschool import store
 from sandbox.powerschool.irregularities import Irregularities
 
 # Bump when the generated data changes: cached datasets are keyed by it.
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5
 # Whether generated districts carry the irregularities of real ones (irregularities.py)
 # unless asked otherwise; POWERSCHOOL_SANDBOX_IRREGULARITIES=on|off overrides it.
 IRREGULARITIES_BY_DEFAULT = False

@@ -22,6 +22,10 @@ once and counted (the dataset info's ``irregularities``):
 - ``guardian_children_two_schools``: a guardian with children in two schools;
 - ``empty_expression``: sections whose expression (period) is empty (NULL).
 
+Counted beside them (the generator writes these in every district, tidy or not):
+``names_with_apostrophes``, ``names_with_diacritics``, ``names_in_non_latin_scripts``
+(people whose first or last name holds them) and ``missing_emails``.
+
 Everything is done in SQL on the finished dataset, so a district with irregularities is
 the same district as without them, plus these changes.
 """
@@ -31,6 +35,7 @@ from __future__ import annotations
 import math
 import random
 import sqlite3
+import unicodedata
 from typing import Any
 
 CURRENT_YEAR = 2025
@@ -41,6 +46,21 @@ BAD_EMAILS = ("none", "n/a", "x@", "spaces", "upper", "missing")
 # Students at these positions of their school carry the generator's forced cases (names,
 # every enroll status, no username): irregularities leave them as they are.
 FORCED_POSITIONS = 10
+
+
+def name_kinds(name: str) -> set[str]:
+    """Which of apostrophes, diacritics and non-Latin letters a name holds."""
+    kinds = set()
+    if "'" in name or "\u2019" in name:
+        kinds.add("names_with_apostrophes")
+    for character in name:
+        if not character.isalpha() or character.isascii():
+            continue
+        if unicodedata.name(character, "").startswith("LATIN"):
+            kinds.add("names_with_diacritics")
+        else:
+            kinds.add("names_in_non_latin_scripts")
+    return kinds
 
 
 def _share(total: int, ratio: float, least: int) -> int:
@@ -70,6 +90,7 @@ class Irregularities:
         self.guardian_children_two_schools()
         self.bad_emails()
         self.overlapping_ids()  # last: the others find rows by the generator's ids
+        self.count_names_and_missing_emails()
         self.counts["same_web_id_two_schools"] = self.value(
             "SELECT count(*) FROM (SELECT student_web_id FROM students WHERE student_web_id IS NOT NULL "
             "GROUP BY student_web_id HAVING count(DISTINCT schoolid) > 1)")
@@ -244,6 +265,27 @@ class Irregularities:
                 self.connection.execute(f"UPDATE {table} SET {column} = ? WHERE {key} = ?", (messy, row_key))
             total += len(chosen)
         self.counts["bad_emails"] = total
+
+    def count_names_and_missing_emails(self) -> None:
+        """Counted, not made: the generator already writes these for every district.
+
+        People (students, teachers, guardians) whose first or last name holds an apostrophe,
+        a Latin letter with a diacritic, or letters of a non-Latin script; and missing emails
+        (students, teachers, Parent Portal accounts without an email contact).
+        """
+        counts = {"names_with_apostrophes": 0, "names_with_diacritics": 0, "names_in_non_latin_scripts": 0}
+        for first, last in self.rows("SELECT first_name, last_name FROM students UNION ALL "
+                                     "SELECT first_name, last_name FROM teachers UNION ALL "
+                                     "SELECT firstname, lastname FROM guardian"):
+            name = f"{first or ''} {last or ''}"
+            kinds = name_kinds(name)
+            for kind in kinds:
+                counts[kind] += 1
+        self.counts.update(counts)
+        self.counts["missing_emails"] = self.value(
+            "SELECT (SELECT count(*) FROM students WHERE email IS NULL) + (SELECT count(*) FROM teachers "
+            "WHERE email_addr IS NULL) + (SELECT count(*) FROM pcas_account pa WHERE NOT EXISTS (SELECT 1 FROM "
+            "pcas_emailcontact pe WHERE pe.pcas_accounttoken = pa.pcas_accounttoken AND pe.emailaddress IS NOT NULL))")
 
     def overlapping_ids(self) -> None:
         """One DCID sequence per table: the numbers of students, teachers, users and guardians meet.

@@ -206,3 +206,74 @@ def test_a_staging_database_of_an_older_version_is_upgraded_and_keeps_its_rows(s
                                 "VALUES (2, 'tiny', 'new-run', '11', NULL, 'missing_source_id')"))
     assert "ix_stg_students_run" in {index["name"] for index in inspect(engine).get_indexes("stg_students")}
     engine.dispose()
+
+
+def warnings_of(engine, entity: str) -> dict[str, list[tuple[str, str, str, str, str]]]:
+    from sis_learning.staging.quality import ValidationWarning
+
+    table = ValidationWarning.__table__
+    found: dict[str, list[tuple[str, str, str, str, str]]] = {}
+    with engine.connect() as connection:
+        for row in connection.execute(select(table.c.source_id, table.c.rule, table.c.field, table.c.value,
+                                             table.c.reason, table.c.action)
+                                      .where(table.c.run_id == RUN, table.c.entity == entity)):
+            found.setdefault(row.source_id, []).append(tuple(row)[1:])
+    return found
+
+
+def test_control_characters_and_non_integer_numbers_are_cleaned_and_named_never_truncated(
+        staging_engine, tmp_path: Path):
+    """NUL and bidirectional overrides are removed from names and logins with a warning
+    (PostgreSQL staging refuses NUL); 3.5 and "ten" in an integer field are never
+    truncated: a grade level is a warning (imported without a level), an enroll status or
+    a staff status rejects the row; every reason quotes at most 200 characters."""
+    def with_enrollment(record, **enrollment):
+        record["school_enrollment"] = {**record["school_enrollment"], **enrollment}
+        return record
+
+    nul = student(2101, "Nul\x00son", web_id="nul\x00son")
+    bidi = student(2102, "\u202eEvil", web_id="bidi.kid")
+    half = with_enrollment(student(2103, "Half"), grade_level="3.5")
+    ten = with_enrollment(student(2104, "Ten"), enroll_status_code="ten")
+    whole = with_enrollment(student(2105, "Whole"), grade_level="4.0")
+    long_name = student(2106, "L" * 300 + "\x00")
+    staff = {"id": 44, "users_dcid": 144, "name": {"first_name": "T", "last_name": "Status"},
+             "teacher_username": "tstatus", "homeschool_id": 11, "status": "ten",
+             "school_affiliations": {"school_affiliation": {"school_id": 11, "status": 1}}}
+    hook = ScriptedPowerSchool({"/ws/v1/school/11/student": [[nul, bidi, half, ten, whole, long_name]],
+                                "/ws/v1/school/11/staff": [[staff]]})
+    config = make_config()
+    extract_schools(hook, staging_engine, config, RUN)
+    extract_students(hook, staging_engine, config, RUN)
+    extract_staff(hook, staging_engine, config, RUN)
+
+    rows = {student_id: (last_name, username, grade, status) for student_id, last_name, username, grade, status in
+            staged(staging_engine, StgStudent, "student_id", "last_name", "student_username", "grade_level",
+                   "enroll_status_code")}
+    assert rows["2101"][:2] == ("Nulson", "nulson")
+    assert rows["2102"][0] == "Evil"
+    assert rows["2103"][2] is None and rows["2104"][3] is None  # never 3, never a guess
+    assert rows["2105"][2] == 4
+    assert staged(staging_engine, StgStaff, "staff_id", "status") == [("44", None)]
+
+    validate_run(staging_engine, config, RUN, tmp_path / "results")
+    warned = warnings_of(staging_engine, "students")
+    assert sorted((rule, field, action) for rule, field, _value, _reason, action in warned["2101"]) == [
+        ("control_characters", "last_name", "cleaned"), ("control_characters", "student_username", "cleaned")]
+    assert {value for _rule, _field, value, _reason, _action in warned["2101"]} == {"Nul\\u0000son", "nul\\u0000son"}
+    assert warned["2102"][0][:2] == ("control_characters", "last_name")
+    assert warned["2103"] == [("non_integer_value", "grade_level", "3.5",
+                               "the grade_level '3.5' is not an integer (PowerSchool stores a whole number there); "
+                               "it is not truncated or guessed", "cleared")]
+    long_warning = warned["2106"][0]
+    # the value staged and every value the reason quotes: at most 200 characters each
+    assert len(long_warning[2]) == 200 and "L" * 201 not in long_warning[3]
+    rejected = rejections(staging_engine, "students")
+    assert [rule for rule, _reason in rejected["2104"]] == ["non_integer_value"]
+    assert "'ten'" in rejected["2104"][0][1]
+    assert not {"2101", "2102", "2103", "2105"} & set(rejected)  # warned rows pass
+    # 300 letters are too long for Learning anyway: rejected, the reason quoting 200 of them
+    assert "last_name_length" in [rule for rule, _reason in rejected["2106"]]
+    assert all("L" * 201 not in reason for _rule, reason in rejected["2106"])
+    staff_rejected = rejections(staging_engine, "staff")
+    assert [rule for rule, _reason in staff_rejected["44"]] == ["non_integer_value"]

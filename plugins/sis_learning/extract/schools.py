@@ -15,7 +15,7 @@ from sis_learning.config import DistrictConfig
 from sis_learning.exceptions import UnknownSchoolError
 from sis_learning.extract import incremental
 from sis_learning.extract.listing import _in_list, _result, _run_extract, _scope_summaries, _stage_listings
-from sis_learning.extract.values import _integer, _numeric_first, _text, iso_date
+from sis_learning.extract.values import _integer, _integer_value, _numeric_first, _text, iso_date
 from sis_learning.extract.writer import DISTRICT_SCOPE, EntityStaging
 from sis_learning.hooks.http_client import PermissionDeniedError, ValidationFailedError
 from sis_learning.hooks.powerschool import Listing, PowerSchoolHook, id_string
@@ -176,7 +176,7 @@ def _terms_from_table(hook: PowerSchoolHook, engine: Engine, config: DistrictCon
 
     def build(row: Mapping[str, Any], _listing: Listing) -> dict[str, Any]:
         number = id_string(row.get("schoolid")) or ""
-        year_id = _integer(row.get("yearid"))
+        year_id = _integer_value(row.get("yearid"))
         return {
             "term_id": id_string(row.get("dcid")),
             "local_id": _text(row.get("id")),

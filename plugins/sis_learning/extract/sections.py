@@ -27,7 +27,7 @@ from sis_learning.extract.schools import (
     _school_numbers,
     _schools_in_scope,
 )
-from sis_learning.extract.values import _boolean, _integer, _text, iso_date
+from sis_learning.extract.values import _boolean, _integer, _integer_value, _text, iso_date
 from sis_learning.extract.writer import DISTRICT_SCOPE, EntityStaging
 from sis_learning.hooks.http_client import PermissionDeniedError, ValidationFailedError
 from sis_learning.hooks.powerschool import Listing, PowerSchoolHook, id_string
@@ -171,7 +171,7 @@ class _CcRows:
         section = sections.get(raw_section_id) if type(raw_section_id) is str else None
         dropped = False
         if section is None:
-            raw_section = _integer(raw_section_id)
+            raw_section = _integer_value(raw_section_id)
             section = sections.get(str(abs(raw_section))) if raw_section is not None else None
             dropped = raw_section is not None and raw_section < 0
         if section is None:
@@ -290,7 +290,7 @@ def _section_enrollments_changed(hook: PowerSchoolHook, engine: Engine, config: 
         number, term = id_string(row.get("schoolid")) or "", id_string(row.get("termid")) or ""
         if not section_id or not dcid:
             return
-        if number in numbers and (_integer(term) or 0) >= first_term:
+        if number in numbers and (_integer_value(term) or 0) >= first_term:
             place = (numbers[number], term_ids.get((number, term)))
             staged_sections[dcid] = place
             section_ids[section_id] = (dcid, *place)
@@ -315,7 +315,7 @@ def _section_enrollments_changed(hook: PowerSchoolHook, engine: Engine, config: 
     cc_read.finish()
     # Ids of those rows not met yet: read by id (unchanged students and sections).
     unknown_students = {id_string(row.get("studentid")) or "" for row in cc_rows.values()} - set(student_ids) - {""}
-    unknown_sections = {str(abs(value)) for row in cc_rows.values() if (value := _integer(row.get("sectionid")))} - set(section_ids)
+    unknown_sections = {str(abs(value)) for row in cc_rows.values() if (value := _integer_value(row.get("sectionid")))} - set(section_ids)
     map_reads = [*incremental.by_id_reads(hook, "students", STUDENT_MAP_COLUMNS, "id", unknown_students),
                  *incremental.by_id_reads(hook, "sections", SECTION_MAP_COLUMNS, "id", unknown_sections)]
     for listing, page in hook.read_pages(map_reads, page_by_page=True):

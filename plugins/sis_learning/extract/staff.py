@@ -16,7 +16,7 @@ from sis_learning.extract.listing import (
     _stage_listings,
 )
 from sis_learning.extract.schools import _school_numbers, _schools_in_scope
-from sis_learning.extract.values import _integer, _nested, _text
+from sis_learning.extract.values import _integer, _integer_value, _nested, _text
 from sis_learning.extract.writer import EntityStaging
 from sis_learning.hooks.powerschool import Listing, PowerSchoolHook, id_string
 
@@ -65,7 +65,7 @@ def extract_staff(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig,
         active = [
             id_string(item.get("school_id"))
             for item in affiliations
-            if isinstance(item, Mapping) and ("status" not in item or _integer(item.get("status")) == 1)
+            if isinstance(item, Mapping) and ("status" not in item or _integer_value(item.get("status")) == 1)
         ]
         home = _text(record.get("homeschool_id"))
         return {

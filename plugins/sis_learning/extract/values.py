@@ -22,7 +22,27 @@ def _text(value: Any) -> str | None:
     return id_string(value)
 
 
-def _integer(value: Any) -> int | None:
+class NotInteger:
+    """A value sent for an integer field that is not an integer (``3.5``, ``ten``).
+
+    Never truncated or guessed: the staging writer stages the field empty and records the
+    value (``value_problems``), and validate rejects the row or warns about it, naming it.
+    """
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: str) -> None:
+        self.raw = raw
+
+    def __repr__(self) -> str:
+        return f"NotInteger({self.raw!r})"
+
+
+def _integer(value: Any) -> int | NotInteger | None:
+    """An integer field: None when empty, ``NotInteger`` when the value is not a whole number.
+
+    ``"3"``, ``3``, ``3.0`` and ``"3.0"`` are 3; ``"3.5"`` and ``"ten"`` are not integers.
+    """
     if type(value) is int:
         return value
     text = _text(value)
@@ -33,9 +53,76 @@ def _integer(value: Any) -> int | None:
     except ValueError:
         pass
     try:
-        return int(float(text))
+        number = float(text)
     except (ValueError, OverflowError):
-        return None
+        return NotInteger(text)
+    return int(number) if number.is_integer() else NotInteger(text)
+
+
+def _integer_value(value: Any) -> int | None:
+    """An integer the extract reads for itself (not staged): None when it is not one."""
+    number = _integer(value)
+    return number if type(number) is int else None
+
+
+# Control characters (C0, DEL, C1) and the invisible bidirectional marks and overrides
+# (U+200E/F, U+202A-U+202E, U+2066-U+2069) and the byte-order mark: never part of a name
+# or a login, and PostgreSQL text cannot hold NUL.
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+VALUE_QUOTE_MAX_LENGTH = 200
+CONTROL_CHARACTERS_RULE = "control_characters"
+NON_INTEGER_VALUE_RULE = "non_integer_value"
+
+# Per staged entity: the name and login columns cleaned of control characters, and the
+# integer columns whose non-integer values are recorded.
+CHECKED_TEXT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "staff": ("first_name", "middle_name", "last_name", "teacher_username", "admin_username"),
+    "students": ("first_name", "middle_name", "last_name", "student_username"),
+    "guardians": ("first_name", "last_name", "portal_username"),
+}
+CHECKED_INTEGER_COLUMNS: dict[str, tuple[str, ...]] = {
+    "schools": ("low_grade", "high_grade"),
+    "terms": ("start_year", "portion"),
+    "staff": ("status",),
+    "students": ("grade_level", "enroll_status_code"),
+    "section_teachers": ("priority_order",),
+}
+
+
+def quoted(value: str) -> str:
+    """A value inside a reason: at most 200 characters of it, control characters shown escaped."""
+    shown = value if len(value) <= VALUE_QUOTE_MAX_LENGTH else value[:VALUE_QUOTE_MAX_LENGTH] + "..."
+    return repr(shown)
+
+
+def value_problems(entity: str, row: dict[str, Any]) -> list[dict[str, str]] | None:
+    """Clean one built row in place; the problems found (rule, field, value, reason), or None.
+
+    Control characters are removed from names and logins (a warning); a non-integer value
+    of an integer column is staged as empty (validate warns or rejects by the field).
+    """
+    problems = None
+    for column in CHECKED_TEXT_COLUMNS.get(entity, ()):
+        text = row.get(column)
+        if type(text) is str and not text.isprintable() and CONTROL_CHARACTERS.search(text):
+            cleaned = CONTROL_CHARACTERS.sub("", text).strip() or None
+            row[column] = cleaned
+            problems = problems or []
+            # The value as sent, its control characters written as escapes (staging cannot hold NUL).
+            shown = CONTROL_CHARACTERS.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+            problems.append({"rule": CONTROL_CHARACTERS_RULE, "field": column, "value": shown[:VALUE_QUOTE_MAX_LENGTH],
+                             "reason": f"the {column} {quoted(text)} holds control or bidirectional characters; "
+                                       f"they were removed (imported as {quoted(cleaned) if cleaned else 'nothing'})"})
+    for column in CHECKED_INTEGER_COLUMNS.get(entity, ()):
+        number = row.get(column)
+        if type(number) is NotInteger:
+            row[column] = None
+            problems = problems or []
+            problems.append({"rule": NON_INTEGER_VALUE_RULE, "field": column,
+                             "value": number.raw[:VALUE_QUOTE_MAX_LENGTH],
+                             "reason": f"the {column} {quoted(number.raw)} is not an integer (PowerSchool stores a "
+                                       "whole number there); it is not truncated or guessed"})
+    return problems
 
 
 def _boolean(value: Any) -> bool | None:

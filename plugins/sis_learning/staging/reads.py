@@ -126,21 +126,21 @@ def read_frame(engine: Engine, model: Any, config: DistrictConfig, run_id: str, 
 
 # The staged source columns validate reads, per entity (transform reads a subset: ``read_staged``'s ``columns``).
 STAGED_COLUMNS: dict[str, tuple[Any, list[str]]] = {
-    "schools": (StgSchool, ["school_id", "school_number", "name", "source_problem", "source_problem_reason"]),
+    "schools": (StgSchool, ["school_id", "school_number", "name", "source_problem", "source_problem_reason", "value_problems"]),
     "terms": (StgTerm, ["term_id", "school_id", "start_year", "start_date", "end_date", "source_problem",
-                        "source_problem_reason"]),
+                        "source_problem_reason", "value_problems"]),
     "courses": (StgCourse, ["course_id", "course_number", "course_name", "source_problem", "source_problem_reason"]),
     "staff": (StgStaff, ["staff_id", "first_name", "last_name", "teacher_username", "email", "school_id", "school_ids",
-                         "status", "source_problem", "source_problem_reason"]),
+                         "status", "source_problem", "source_problem_reason", "value_problems"]),
     "students": (StgStudent, ["student_id", "first_name", "last_name", "student_username", "email", "school_id",
-                              "grade_level", "enroll_status_code", "source_problem", "source_problem_reason"]),
+                              "grade_level", "enroll_status_code", "source_problem", "source_problem_reason", "value_problems"]),
     "guardians": (StgGuardian, ["guardian_id", "student_id", "first_name", "last_name", "portal_username",
-                                "portal_enabled", "email", "source_problem", "source_problem_reason"]),
+                                "portal_enabled", "email", "source_problem", "source_problem_reason", "value_problems"]),
     "sections": (StgSection, ["section_id", "school_id", "course_id", "term_id", "section_number", "expression",
                               "staff_id", "source_problem", "source_problem_reason"]),
     "section_enrollments": (StgSectionEnrollment, ["enrollment_id", "section_id", "student_id", "dropped", "source_problem", "source_problem_reason"]),
     "section_teachers": (StgSectionTeacher, ["section_id", "staff_id", "role", "start_date", "end_date", "source_problem",
-                                             "source_problem_reason"]),
+                                             "source_problem_reason", "value_problems"]),
 }
 
 

@@ -47,6 +47,10 @@ class SourceChecked:
 
     source_problem: Mapped[str | None] = mapped_column(String(40))
     source_problem_reason: Mapped[str | None] = mapped_column(Text)
+    # Problems with a field's value extract cleaned up (control characters removed, a
+    # non-integer number staged empty): JSON [{"rule", "field", "value", "reason"}], for
+    # validate to warn or reject by. Null for a clean row.
+    value_problems: Mapped[str | None] = mapped_column(Text)
 
 
 class RawRecord(RunKeyed, Base):

@@ -8,6 +8,7 @@ design) or rejected (broken data, or held back by a failure they depend on). Rea
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,6 +28,16 @@ ENTITIES = VALIDATED_ENTITIES
 
 # Row states as small integers: comparing a million of them is then a vector operation.
 OK, EXCLUDED, REJECTED = 0, 1, 2
+REASON_VALUE_MAX_LENGTH = WARNING_VALUE_MAX_LENGTH  # 200
+
+# Extract's value problems (extract/values.py) and the integer fields whose non-integer
+# value rejects the row: whether the student is active, the teacher is active, the term
+# is in the import years cannot be told without them. Any other is a warning.
+CONTROL_CHARACTERS = "control_characters"
+NON_INTEGER_VALUE = "non_integer_value"
+# The entities whose own fields the problems are about (parent links are guardian rows too).
+VALUE_PROBLEM_ENTITIES = frozenset({"schools", "terms", "staff", "students", "guardians", "section_teachers"})
+REJECTED_NON_INTEGER = frozenset({("students", "enroll_status_code"), ("staff", "status"), ("terms", "start_year")})
 
 
 class ReasonText:
@@ -54,7 +65,8 @@ class ReasonText:
             else:
                 series, missing = part
                 values = series.loc[index].astype(object)
-                text = text + values.where(values.notna(), missing).astype(str)
+                # A reason quotes at most 200 characters of any value.
+                text = text + values.where(values.notna(), missing).astype(str).str.slice(0, REASON_VALUE_MAX_LENGTH)
         return text.astype("string")
 
 
@@ -99,6 +111,7 @@ class EntityOutcome:
         self.excluded_parts: list[pd.DataFrame] = []
         self._key_indexes: dict[str, pd.Index] = {}
         self._reject_source_problems()
+        self._apply_value_problems()
 
     def _reject_source_problems(self) -> None:
         """Rows extract staged with a bad id (missing_source_id, non_integer_source_id,
@@ -110,6 +123,31 @@ class EntityOutcome:
         for rule in problems.dropna().unique():
             mask = problems.eq(rule)
             self.reject(mask, str(rule), self.frame["source_problem_reason"].fillna(str(rule)).astype("string"))
+
+    def _apply_value_problems(self) -> None:
+        """What extract cleaned in a field (``value_problems``): control characters removed
+        from a name or login (a warning, action ``cleaned``), a non-integer value of an
+        integer field (rejected where the field decides whether the row is imported at all,
+        see ``REJECTED_NON_INTEGER``; else a warning, the field imported empty)."""
+        if "value_problems" not in self.frame or self.entity not in VALUE_PROBLEM_ENTITIES:
+            return
+        staged = self.frame["value_problems"].dropna()
+        if staged.empty:
+            return
+        found = [(row, problem) for row, text in staged.items() for problem in json.loads(text)]
+        for (rule, field), group in pd.DataFrame(
+                [{"row": row, "rule": p["rule"], "field": p["field"], "value": p["value"], "reason": p["reason"]}
+                 for row, p in found]).groupby(["rule", "field"], sort=True):
+            mask = pd.Series(False, index=self.frame.index)
+            mask[group["row"].to_numpy()] = True
+            reasons = pd.Series(group["reason"].to_numpy(), index=group["row"].to_numpy(), dtype="string")
+            values = pd.Series(group["value"].to_numpy(), index=group["row"].to_numpy(), dtype="string")
+            if rule == NON_INTEGER_VALUE and (self.entity, field) in REJECTED_NON_INTEGER:
+                self.reject(mask, rule, reasons.reindex(self.frame.index))
+            else:
+                self.warn(mask, rule, field, reasons.reindex(self.frame.index),
+                          action="cleaned" if rule == CONTROL_CHARACTERS else "cleared",
+                          values=values.reindex(self.frame.index))
 
     def key_index(self, column: str) -> pd.Index:
         """The rows' values of ``column`` as an index (built once: lookups into it reuse its hash table)."""
@@ -153,13 +191,16 @@ class EntityOutcome:
         }))
 
     def warn(self, mask: pd.Series, rule: str, field: str, reason: str | pd.Series | ReasonText,
-             action: str = "cleared") -> None:
-        """The rows pass, imported without ``field`` (action ``cleared``): a staged warning, not a rejection."""
+             action: str = "cleared", values: pd.Series | None = None) -> None:
+        """The rows pass, imported without ``field`` (action ``cleared``) or with it cleaned up
+        (``cleaned``): a staged warning, not a rejection. ``values``: the value as PowerSchool
+        sent it, when the frame holds the cleaned one."""
         mask = mask.fillna(False).astype(bool) & self.ok
         if not mask.any():
             return
         index = mask[mask].index
-        values = self.frame.loc[index, field].astype("string").str.slice(0, WARNING_VALUE_MAX_LENGTH)
+        source = self.frame.loc[index, field] if values is None else values.loc[index]
+        values = source.astype("string").str.slice(0, WARNING_VALUE_MAX_LENGTH)
         self.warning_parts.append(pd.DataFrame({
             "entity": self.entity, "source_id": self.source_id[index], "rule": rule, "field": field,
             "value": values, "reason": reason_series(reason, index), "action": action,
@@ -180,7 +221,9 @@ class EntityOutcome:
         evaluated = len(self.frame)
         rejected = int(self.status.eq(REJECTED).sum())
         excluded = int(self.status.eq(EXCLUDED).sum())
-        warned = int(sum(len(part) for part in self.warning_parts))
+        # One warning per row and field (as staged: the first found).
+        warned = (len(pd.concat(self.warning_parts, ignore_index=True).drop_duplicates(["source_id", "field"]))
+                  if self.warning_parts else 0)
         return {"evaluated": evaluated, "passed": evaluated - rejected - excluded,
                 "rejected": rejected, "excluded": excluded, "warned": warned}
 

@@ -202,19 +202,42 @@ IRREGULARITY_ORACLES = {
                                      "ON s.dcid = gs.studentsdcid GROUP BY gs.guardianid "
                                      "HAVING count(DISTINCT s.schoolid) > 1)",
     "empty_expression": "SELECT count(*) FROM sections WHERE expression IS NULL",
+    "names_with_apostrophes": "SELECT count(*) FROM (SELECT first_name || ' ' || last_name AS name FROM students "
+                              "UNION ALL SELECT first_name || ' ' || last_name FROM teachers UNION ALL "
+                              "SELECT firstname || ' ' || lastname FROM guardian) WHERE name LIKE '%''%'",
+    "missing_emails": "SELECT (SELECT count(*) FROM students WHERE email IS NULL) + (SELECT count(*) FROM teachers "
+                      "WHERE email_addr IS NULL) + (SELECT count(*) FROM pcas_account WHERE pcas_accounttoken NOT IN "
+                      "(SELECT pcas_accounttoken FROM pcas_emailcontact WHERE emailaddress IS NOT NULL))",
 }
+# Counted in Python: which letters a name holds.
+NAME_SCRIPTS = ("names_with_diacritics", "names_in_non_latin_scripts")
+
+
+def people_with(dataset, kind: str) -> int:
+    import unicodedata
+
+    names = [row["name"] for row in dataset.query(
+        "SELECT coalesce(first_name, '') || ' ' || coalesce(last_name, '') AS name FROM students UNION ALL "
+        "SELECT coalesce(first_name, '') || ' ' || coalesce(last_name, '') FROM teachers UNION ALL "
+        "SELECT coalesce(firstname, '') || ' ' || coalesce(lastname, '') FROM guardian")]
+    latin = kind == "names_with_diacritics"
+    return sum(1 for name in names if any(
+        character.isalpha() and not character.isascii()
+        and unicodedata.name(character, "").startswith("LATIN") == latin for character in name))
 
 
 def test_irregular_districts_carry_every_irregularity_counted_in_their_info(irregular_district):
     _size, dataset = irregular_district
     counted = dataset.info()["irregularities"]
-    assert set(counted) == set(IRREGULARITY_ORACLES)
+    assert set(counted) == set(IRREGULARITY_ORACLES) | set(NAME_SCRIPTS)
     found = {name: scalar(dataset, sql) for name, sql in IRREGULARITY_ORACLES.items()}
+    found.update({kind: people_with(dataset, kind) for kind in NAME_SCRIPTS})
     assert all(value > 0 for value in found.values()), found
     # what the info says is what the dataset holds (duplicate names and shared guardians
     # may also occur by chance, so the info is a lower bound there)
     for name in ("overlapping_ids", "prek_without_grade_level", "district_office_staff", "lead_teacher_replaced",
-                 "ended_co_teachers", "transfers_between_schools", "empty_expression", "same_web_id_two_schools"):
+                 "ended_co_teachers", "transfers_between_schools", "empty_expression", "same_web_id_two_schools",
+                 "names_with_apostrophes", "missing_emails", *NAME_SCRIPTS):
         assert counted[name] == found[name], name
     assert found["duplicate_full_names"] >= 1 and found["guardian_children_two_schools"] >= counted[
         "guardian_children_two_schools"]

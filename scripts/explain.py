@@ -1,0 +1,78 @@
+"""`make explain ID=<id>`: why is this student, teacher, parent or class (not) in Learning?
+
+    make explain ID=1000154                  # a DCID, student number, Teachers.ID, section DCID ...
+    make explain ID=ava.gonzalez11 DISTRICT=demo
+    make explain ID=someone@demo-usd.org
+
+Answers from the staged tables of the district's latest finished import
+(``SIS_LEARNING_STAGING_URL``; unset: the newer of var/staging.sqlite, which `make airflow`
+fills, and var/demo/staging.sqlite, which `make demo` fills). When staging has no trace of
+the record, PowerSchool is asked for that one record through the district's Airflow
+connection (``AIRFLOW_CONN_POWERSCHOOL_<DISTRICT>``, or the sandboxes `make airflow` is
+running). The logic is ``sis_learning.explain``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO_ROOT / "plugins"), str(REPO_ROOT)]
+SANDBOXES_FILE = REPO_ROOT / "var" / "standalone" / "sandboxes.json"  # written by `make airflow`
+
+
+def staging_url() -> str:
+    if os.environ.get("SIS_LEARNING_STAGING_URL"):
+        return os.environ["SIS_LEARNING_STAGING_URL"]
+    files = [path for path in (REPO_ROOT / "var" / "staging.sqlite", REPO_ROOT / "var" / "demo" / "staging.sqlite")
+             if path.exists()]
+    newest = max(files, key=lambda path: path.stat().st_mtime) if files else REPO_ROOT / "var" / "staging.sqlite"
+    return f"sqlite:///{newest}"
+
+
+def powerschool_connection(config) -> bool:
+    """True when the district's PowerSchool connection is there (set from make airflow's sandboxes if need be)."""
+    name = f"AIRFLOW_CONN_{config.powerschool.connection_id.upper()}"
+    if os.environ.get(name):
+        return True
+    try:
+        sandboxes = json.loads(SANDBOXES_FILE.read_text())
+    except (OSError, ValueError):
+        return False
+    if sandboxes.get("district_id") != config.district_id:
+        return False
+    powerschool = sandboxes["powerschool"]
+    os.environ[name] = json.dumps({"conn_type": "http", "host": powerschool["base_url"],
+                                   "login": powerschool["client_id"], "password": powerschool["client_secret"],
+                                   "extra": {"ca_bundle": powerschool["ca_bundle"]}})
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("identifier", help="a DCID, number, login or email")
+    parser.add_argument("--district", default="demo")
+    arguments = parser.parse_args(argv)
+    from sis_learning.config import load_district_by_id
+    from sis_learning.explain import explain
+    from sis_learning.staging.base import create_all, get_engine
+
+    config = load_district_by_id(arguments.district)
+    url = staging_url()
+    engine = create_all(get_engine(url))
+    hook = None
+    if powerschool_connection(config):
+        from sis_learning.hooks.district import powerschool_hook
+
+        hook = powerschool_hook(config)
+    print(f"Staging: {engine.url.render_as_string(hide_password=True)}")
+    print(explain(engine, config, arguments.identifier, hook).text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
