@@ -292,9 +292,9 @@ def render_html(preview: Preview) -> str:
         parts.append(f"<div class='warn'><b>The safety guard would stop a real run</b> (nothing sent) until "
                      f"someone approves it (<code>approve_mass_changes=true</code>):<ul>{items}</ul></div>")
     parts.append("<h2>Totals</h2>")
-    parts.append(_table(["entity", *actions, "file"],
-                        [[entity, *(counts.get(action, 0) for action in actions), f"{entity}.csv"]
-                         for entity, counts in preview.totals.items()], numeric_from=1))
+    parts.append(_table(["entity", "file", *actions],
+                        [[entity, f"{entity}.csv", *(counts.get(action, 0) for action in actions)]
+                         for entity, counts in preview.totals.items()], numeric_from=2))
     parts.append("<h2>Per school</h2>")
     school_rows = []
     for (entity, school), counts in sorted(preview.per_school.items(), key=_school_order):
