@@ -22,7 +22,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO_ROOT / "plugins"), str(REPO_ROOT)]
-SANDBOXES_FILE = REPO_ROOT / "var" / "standalone" / "sandboxes.json"  # written by `make airflow`
+# Written by `make airflow` (SIS_LEARNING_STANDALONE_DIR moves its state, as there).
+SANDBOXES_FILE = Path(os.environ.get("SIS_LEARNING_STANDALONE_DIR") or REPO_ROOT / "var" / "standalone") / "sandboxes.json"
 
 
 def staging_url() -> str:

@@ -24,8 +24,10 @@ from typing import Any
 import httpx
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# Where `make airflow` describes its sandboxes (SIS_LEARNING_STANDALONE_DIR moves its state, as there).
 SANDBOXES_FILE = Path(os.environ.get("SIS_LEARNING_SANDBOXES_FILE")
-                      or REPO_ROOT / "var" / "standalone" / "sandboxes.json")
+                      or Path(os.environ.get("SIS_LEARNING_STANDALONE_DIR") or REPO_ROOT / "var" / "standalone")
+                      / "sandboxes.json")
 TITLE = "Reading check"
 
 
