@@ -255,12 +255,13 @@ class ComposeStack:
             self._tokens[username] = response.json()["access_token"]
         return self._tokens[username]
 
-    def admin_api(self, method: str, path: str, **kwargs: object) -> dict:
+    def admin_api(self, method: str, path: str, headers: dict[str, str] | None = None, **kwargs: object) -> dict:
         import requests
 
         token = self.token(self.settings["AIRFLOW_ADMIN_USERNAME"], self.settings["AIRFLOW_ADMIN_PASSWORD"])
         response = requests.request(method, f"{self.api_url}/api/v2{path}",
-                                    headers={"Authorization": f"Bearer {token}"}, timeout=120, **kwargs)
+                                    headers={**(headers or {}), "Authorization": f"Bearer {token}"}, timeout=120,
+                                    **kwargs)
         assert response.ok, f"{method} {path}: {response.status_code} {response.text[:1000]}"
         return response.json()
 
