@@ -61,8 +61,10 @@ def test_existing_users_are_moved_onto_their_import_ids_before_the_first_import(
     matched_ids = kinds["sso_email"] + kinds["login"] + kinds["district_csv"]
     assert {statuses[learning_id] for learning_id in matched_ids} == {"applied"}
     assert {statuses[learning_id] for learning_id in kinds["unmatched"] + kinds["ambiguous"]} == {"skipped"}
-    # Approving again changes nothing.
+    # Approving again changes nothing; planning again finds the moved users on their Import IDs.
     apply_transition(engine, config, plan.plan_id, hook)
+    again = plan_transition(engine, config, hook.admin_users(), preview.run_id, tmp_path / "district.csv")
+    assert again.counts == {"matched": 0, "ambiguous": 1, "unmatched": 2, "already": 7}
 
     first, _ = run_dag(import_dag, preview=False, email_preview=False)
     assert first.state == "success"

@@ -90,3 +90,10 @@ def test_the_district_csv_is_checked(tmp_path: Path):
     bad.write_text("user_type,old_id,new_id\nX,1,2\n")
     with pytest.raises(ValueError, match=r"bad\.csv:2"):
         read_district_csv(bad)
+
+
+def test_apply_needs_the_districts_approval(capsys):
+    from scripts.transition import main
+
+    assert main(["apply", "demo", "--plan", "20261205T000000000000"]) == 2
+    assert "--approve" in capsys.readouterr().err
