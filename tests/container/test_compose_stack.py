@@ -170,9 +170,6 @@ def stack(engine: DockerEngine, postgres_server: str, tmp_path_factory: pytest.T
         # Every port is one of the host's: free ones, loopback only.
         "AIRFLOW_API_PORT": str(api_port),
         "AIRFLOW_SCHEDULER_HEALTH_PORT": str(_free_port()),
-        "AIRFLOW_TRIGGERER_LOG_PORT": str(_free_port()),
-        "AIRFLOW_WORKER_1_LOG_PORT": str(_free_port()),
-        "AIRFLOW_WORKER_2_LOG_PORT": str(_free_port()),
         "SANDBOX_POWERSCHOOL_PORT": str(_free_port()),
         "SANDBOX_LEARNING_PORT": str(_free_port()),
         "SANDBOX_SMTP_PORT": str(_free_port()),
@@ -258,12 +255,13 @@ class ComposeStack:
             self._tokens[username] = response.json()["access_token"]
         return self._tokens[username]
 
-    def admin_api(self, method: str, path: str, **kwargs: object) -> dict:
+    def admin_api(self, method: str, path: str, headers: dict[str, str] | None = None, **kwargs: object) -> dict:
         import requests
 
         token = self.token(self.settings["AIRFLOW_ADMIN_USERNAME"], self.settings["AIRFLOW_ADMIN_PASSWORD"])
         response = requests.request(method, f"{self.api_url}/api/v2{path}",
-                                    headers={"Authorization": f"Bearer {token}"}, timeout=120, **kwargs)
+                                    headers={**(headers or {}), "Authorization": f"Bearer {token}"}, timeout=120,
+                                    **kwargs)
         assert response.ok, f"{method} {path}: {response.status_code} {response.text[:1000]}"
         return response.json()
 
@@ -347,6 +345,15 @@ def test_the_demo_district_imports_on_two_celery_workers(stack: ComposeStack, ti
     assert state == "success", f"tasks not successful: {failed}; logs: {stack.workdir / 'compose.log'}"
     hosts = {ti["hostname"] for ti in instances}
     assert hosts == {"airflow-worker-1", "airflow-worker-2"}, f"task instances ran on {hosts}"
+    # Each worker's task logs read through the api-server (from the shared logs volume: no log servers).
+    for host in sorted(hosts):
+        ti = next(ti for ti in instances if ti["hostname"] == host)
+        log = stack.admin_api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{ti['task_id']}/logs/"
+                                     f"{ti['try_number']}", params={"map_index": ti["map_index"], "full_content": True},
+                              headers={"Accept": "application/json"})
+        text = json.dumps(log["content"])
+        assert "/opt/airflow/logs/" in text and "Could not read served logs" not in text, text[:2000]
+        assert len(log["content"]) > 3, f"{ti['task_id']} on {host}: {text[:2000]}"
 
     learning = _learning_rows(stack)
     assert learning["users"] and learning["classes"] and learning["rosters"], learning

@@ -227,8 +227,11 @@ def test_host_network_override_resolves(tmp_path: Path) -> None:
         assert "airflow-apiserver=127.0.0.1" in service["extra_hosts"], name
     workers = [services["airflow-worker"], services["airflow-worker-2"]]
     assert [w["hostname"] for w in workers] == ["airflow-worker-1", "airflow-worker-2"]
-    assert len({w["environment"]["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] for w in workers}) == 2
-    assert workers[1]["command"] == workers[0]["command"]
+    # No log server on the host's network (one port for all, every interface): logs come from the shared volume.
+    assert [w["command"] for w in workers] == [["celery", "worker", "--skip-serve-logs"]] * 2
+    assert services["airflow-triggerer"]["command"] == ["triggerer", "--skip-serve-logs"]
+    assert all("/opt/airflow/logs" in str(service["volumes"]) for name, service in services.items()
+               if name.startswith("airflow-"))
     assert {w["deploy"]["replicas"] for w in workers} == {1}
     assert services["airflow-init"]["build"]["network"] == "host"
 
