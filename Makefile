@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ENV := source scripts/airflow-env.sh &&
 
-.PHONY: demo preview what-if test lint airflow bench soak lock clean sandbox-powerschool sandbox-learning explain
+.PHONY: demo preview what-if transition-demo test lint airflow bench soak lock clean sandbox-powerschool sandbox-learning explain score
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ preview: $(VENV)/.installed
 what-if: $(VENV)/.installed
 	$(ENV) $(PY) scripts/what_if.py $(WHAT_IF_ARGS)
 
+# Existing Learning users moved onto their Import IDs, then the first import (sandboxes, var/transition-demo/).
+# A real district: scripts/transition.py plan <district> [--csv FILE], then apply --plan ID --approve.
+transition-demo: $(VENV)/.installed
+	$(ENV) $(PY) scripts/transition.py demo
+
 # The end-to-end tests run DAGs with dag.test(), which needs Airflow's metadata database:
 # migrate it first (idempotent, a few seconds; SQLite under .airflow/ unless configured).
 test: $(VENV)/.installed lint
@@ -40,6 +45,10 @@ lint: $(VENV)/.installed
 
 airflow: $(VENV)/.installed
 	$(ENV) $(PY) scripts/airflow_standalone.py
+
+# Be a teacher: enter a score in the demo's Learning (make airflow running) and watch PowerTeacher get it.
+score: $(VENV)/.installed
+	@$(ENV) $(PY) scripts/teacher.py $(if $(CLASS),--class-id "$(CLASS)") $(if $(STUDENT),--student "$(STUDENT)") $(if $(SCORE),--score "$(SCORE)")
 
 # Why is this student, teacher, parent or class (not) in Learning? make explain ID=<DCID, number, login or email>
 explain: $(VENV)/.installed

@@ -12,7 +12,8 @@ this file goes.
     python docker/sandbox_services.py powerschool --dataset demo --port 8443
     python docker/sandbox_services.py smtp --port 8025 --mailbox /opt/airflow/.sandbox/mailbox
 
-``SANDBOX_HOSTNAMES`` (comma-separated) lists the extra certificate names.
+``SANDBOX_HOSTNAMES`` (comma-separated) lists the extra certificate names;
+``SANDBOX_BIND_HOST`` the address to listen on (all interfaces unless set).
 """
 
 from __future__ import annotations
@@ -31,6 +32,12 @@ def extra_hostnames() -> list[str]:
     return [name.strip() for name in os.environ.get("SANDBOX_HOSTNAMES", "").split(",") if name.strip()]
 
 
+def bind_host() -> str:
+    """All interfaces (a container is reached from the other services), or ``SANDBOX_BIND_HOST``
+    (127.0.0.1 when every service shares the host's network: docker/compose.host-network.yaml)."""
+    return os.environ.get("SANDBOX_BIND_HOST") or "0.0.0.0"  # noqa: S104
+
+
 def powerschool(argv: list[str]) -> int:
     from sandbox import tls
     from sandbox.powerschool.__main__ import main
@@ -42,7 +49,7 @@ def powerschool(argv: list[str]) -> int:
 
     # The simulator looks the function up on the module at start, so this reaches it.
     tls.server_certificate = server_certificate
-    return main(["--host", "0.0.0.0", *argv])  # noqa: S104 (a container: reached from the other services)
+    return main(["--host", bind_host(), *argv])
 
 
 def smtp(argv: list[str]) -> int:
@@ -54,9 +61,9 @@ def smtp(argv: list[str]) -> int:
     parser.add_argument("--port", type=int, default=8025)
     parser.add_argument("--mailbox", type=Path, default=DEFAULT_MAILBOX)
     arguments = parser.parse_args(argv)
-    controller = Controller(Mailbox(directory=arguments.mailbox), hostname="0.0.0.0", port=arguments.port)  # noqa: S104
+    controller = Controller(Mailbox(directory=arguments.mailbox), hostname=bind_host(), port=arguments.port)
     controller.start()
-    print(f"SMTP catcher on 0.0.0.0:{arguments.port}, messages saved in {arguments.mailbox}", flush=True)
+    print(f"SMTP catcher on {bind_host()}:{arguments.port}, messages saved in {arguments.mailbox}", flush=True)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     signal.signal(signal.SIGINT, lambda *_: stopped.set())

@@ -114,6 +114,8 @@ def banner(env: dict[str, str], base_url: str, services) -> str:
         f"  Sandboxes:      PowerSchool {services.powerschool.base_url}, Learning {services.learning.base_url},",
         f"                  SMTP {services.smtp.host}:{services.smtp.port}",
         f"  Airflow output: {AIRFLOW_OUTPUT}  (tail -f it; task logs are in the UI)",
+        "  Then:           make score  (enter a score in Learning, see it reach PowerTeacher)",
+        "                  make explain ID=<number, login or email>  (why is someone not in Learning?)",
         "  Stop:           Ctrl-C (stops Airflow and the sandboxes)",
         "=" * 78,
         "",

@@ -132,3 +132,61 @@ def apply_everyday_changes(powerschool: Any, learning: Any, domain: str = "demo"
         f"dropped student {number(leaver)} ({name(leaver)}) from class {class_id}",
         f"renamed student {number(renamed)}: {old_name} -> {new_last_name}",
     ]
+
+
+def seed_existing_users(learning: Any, domain: str, organizations: list[dict[str, Any]],
+                        sis_users: list[dict[str, Any]], csv_path: Path) -> dict[str, list[int]]:
+    """A Learning domain as a district has it before the integration, for the Import ID transition.
+
+    From the SIS users an import would send (``sis_users``: a preview run's learning_users),
+    deterministically (lowest ids): the schools; three students made by hand with their
+    Google email but another login (matched by SSO email); two teachers made by hand with
+    their SIS login and no SSO email (matched by login); two parents an earlier integration
+    left with its own Import IDs, and the district's CSV mapping them (matched by the CSV);
+    two former teachers who are not in the SIS (unmatched); and a student whose Google
+    email is one student's while the CSV names another (ambiguous). Returns the
+    ``learning_id``s per kind; writes the CSV to ``csv_path``.
+    """
+    learning.upsert(domain, "organizations", [{"organization_id": row["organization_id"], "name": row["name"]}
+                                              for row in organizations])
+
+    def number(row: dict[str, Any]) -> int:
+        return int(row["external_id"]) if str(row["external_id"]).isdigit() else 0
+
+    def of_type(user_type: str, sso: bool | None = None) -> list[dict[str, Any]]:
+        rows = [row for row in sis_users if row["user_type"] == user_type
+                and (sso is None or bool(row.get("sso_email_address")) == sso)]
+        return sorted(rows, key=number)
+
+    def made(**fields: Any) -> int:
+        return learning.create_user_by_hand(domain, **fields)["learning_id"]
+
+    kinds: dict[str, list[int]] = {"sso_email": [], "login": [], "district_csv": [], "unmatched": [], "ambiguous": []}
+    students = of_type("S", sso=True)
+    for index, row in enumerate(students[:3]):
+        kinds["sso_email"].append(made(user_type="S", first_name=row["first_name"], last_name=row["last_name"],
+                                       login=f"before.integration.s{index}", email=row["sso_email_address"],
+                                       organization_id=row["organization_id"], authentication_type="google"))
+    for row in of_type("T")[:2]:
+        kinds["login"].append(made(user_type="T", first_name=row["first_name"], last_name=row["last_name"],
+                                   login=row["login"], email=None,
+                                   organization_id=row["organization_id"]))
+    lines = ["user_type,old_id,new_id"]
+    for index, row in enumerate(of_type("P")[:2]):
+        old_id = f"legacy-p{index}"
+        kinds["district_csv"].append(made(user_type="P", first_name=row["first_name"], last_name=row["last_name"],
+                                          login=f"legacy.parent{index}", external_id=old_id,
+                                          organization_id=row["organization_id"]))
+        lines.append(f"P,{old_id},{row['external_id']}")
+    first_school = organizations[0]["organization_id"]
+    for index in range(2):
+        kinds["unmatched"].append(made(user_type="T", first_name="Former", last_name=f"Teacher{index}",
+                                       login=f"former.teacher{index}", organization_id=first_school))
+    x, z = students[3], students[4]
+    kinds["ambiguous"].append(made(user_type="S", first_name=x["first_name"], last_name=x["last_name"],
+                                   login="before.integration.mixed", email=x["sso_email_address"],
+                                   organization_id=x["organization_id"]))
+    lines.append(f"S,before.integration.mixed,{z['external_id']}")
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    csv_path.write_text("\n".join(lines) + "\n")
+    return kinds

@@ -22,7 +22,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO_ROOT / "plugins"), str(REPO_ROOT)]
-SANDBOXES_FILE = REPO_ROOT / "var" / "standalone" / "sandboxes.json"  # written by `make airflow`
+# Written by `make airflow` (SIS_LEARNING_STANDALONE_DIR moves its state, as there).
+SANDBOXES_FILE = Path(os.environ.get("SIS_LEARNING_STANDALONE_DIR") or REPO_ROOT / "var" / "standalone") / "sandboxes.json"
 
 
 def staging_url() -> str:
@@ -59,11 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
     from sis_learning.config import load_district_by_id
     from sis_learning.explain import explain
-    from sis_learning.staging.base import create_all, get_engine
+    from sis_learning.staging.base import get_engine
 
     config = load_district_by_id(arguments.district)
     url = staging_url()
-    engine = create_all(get_engine(url))
+    engine = get_engine(url)  # read only: a missing database or table is "no finished import yet"
     hook = None
     if powerschool_connection(config):
         from sis_learning.hooks.district import powerschool_hook

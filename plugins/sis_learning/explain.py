@@ -21,7 +21,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 
 from sis_learning.config import DistrictConfig
@@ -72,6 +72,8 @@ class Answer:
 
 def latest_finished_import(engine: Engine, district_id: str) -> str | None:
     """The run id of the district's latest import that finished (success first, else failed)."""
+    if not inspect(engine).has_table("sync_runs"):  # a staging database no run has written to yet
+        return None
     with engine.connect() as connection:
         for statuses in (("success",), ("failed",)):
             row = connection.execute(text(
@@ -272,7 +274,9 @@ def explain(engine: Engine, config: DistrictConfig, identifier: str, powerschool
     if answer.findings:
         return answer
     if powerschool is None:
-        answer.notes.append("Staging has no trace of it, and PowerSchool was not asked.")
+        answer.notes.append("Staging has no trace of it, and PowerSchool was not asked: no connection to it here "
+                            f"(Airflow connection {config.powerschool.connection_id}; `make airflow` provides the "
+                            "demo's).")
         return answer
     try:
         answer.findings = _from_powerschool(powerschool, config, identifier)

@@ -418,6 +418,18 @@ class _Pending:
     klass: ImportedClass
 
 
+def change_time(change: Mapping[str, Any]) -> datetime | None:
+    """When Learning recorded a change (its feed's ``changed_at``), as naive UTC; None if unreadable."""
+    value = change.get("changed_at")
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
 def change_event(change: Mapping[str, Any]) -> str:
     """The feed entry's event (entries without one are score changes)."""
     event = change.get("event")
@@ -713,7 +725,7 @@ class GradePush:
     def _pushed_row(self, item: _Pending, section: str) -> dict[str, Any]:
         return {"district_id": self.district_id, "gradable_id": item.gradable_id, "student_id": item.student_id,
                 "assignment_section_id": section, "score": item.change.get("score"), "version": item.version,
-                "cursor": item.cursor, "run_id": self.run_id}
+                "cursor": item.cursor, "run_id": self.run_id, "changed_at": change_time(item.change)}
 
     def _put(self, users_dcid: str, items: list[tuple[_Pending, str]], pushed: list, refused: list) -> None:
         """PUT a batch of scores; on 409 set the refused ones aside and PUT the others again.

@@ -77,6 +77,7 @@ class Preview:
     school_names: dict[str, str] = field(default_factory=dict)
     examples: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
     findings: list[dict[str, Any]] = field(default_factory=list)
+    domain_settings: dict[str, Any] = field(default_factory=dict)
     requests: int = 0
     rows: int = 0
 
@@ -100,6 +101,7 @@ class Preview:
                 for (entity, school), counts in sorted(self.per_school.items(), key=_school_order)
             ],
             "safety_findings": self.findings,
+            "domain_settings": self.domain_settings,
             "examples": self.examples,
             "files": {"html": "index.html", **{spec.name: f"{spec.name}.csv" for spec in ENTITIES}},
         }
@@ -205,11 +207,31 @@ def build_and_write(engine: Engine, config: DistrictConfig, run_id: str, directo
             handle.close()
     preview.per_school = {key: dict(value) for key, value in preview.per_school.items()}
     preview.findings = find_mass_changes(engine, config, run_id)
+    preview.domain_settings = _domain_settings(engine, config, run_id)
     (directory / "summary.json").write_text(json.dumps(preview.as_dict(), indent=2, default=str), encoding="utf-8")
     preview.html_path.write_text(render_html(preview), encoding="utf-8")
     log.info("Preview of %s run %s: %d rows in %d requests would be sent; report %s",
              district_id, run_id, preview.rows, preview.requests, preview.html_path)
     return preview
+
+
+def _domain_settings(engine: Engine, config: DistrictConfig, run_id: str) -> dict[str, Any]:
+    """The Manage Domain settings the load would make Learning say (load.write_domain_settings writes
+    them after the rows, only where Learning's differ): the organizations this run would create count."""
+    from sis_learning.load import domain_settings
+    from sis_learning.staging.changes import ChangeSet
+
+    settings = domain_settings(engine, config)
+    changes = ChangeSet.__table__
+    with engine.connect() as connection:
+        created = connection.execute(select(changes.c.key).where(
+            changes.c.district_id == config.district_id, changes.c.run_id == run_id,
+            changes.c.entity == "organizations", changes.c.action == "create")).scalars().all()
+    organizations = set(settings["grade_push_organizations"]) | {key for key in created
+                                                                  if config.grade_push.enabled_for(key)}
+    settings["grade_push_organizations"] = sorted(organizations, key=lambda value: (not value.isdigit(), len(value),
+                                                                                   value))
+    return settings
 
 
 def _organizations_of(engine: Engine, district_id: str, run_id: str, entity: str, ids: list[int]) -> dict[int, str]:
@@ -270,9 +292,9 @@ def render_html(preview: Preview) -> str:
         parts.append(f"<div class='warn'><b>The safety guard would stop a real run</b> (nothing sent) until "
                      f"someone approves it (<code>approve_mass_changes=true</code>):<ul>{items}</ul></div>")
     parts.append("<h2>Totals</h2>")
-    parts.append(_table(["entity", *actions, "file"],
-                        [[entity, *(counts.get(action, 0) for action in actions), f"{entity}.csv"]
-                         for entity, counts in preview.totals.items()], numeric_from=1))
+    parts.append(_table(["entity", "file", *actions],
+                        [[entity, f"{entity}.csv", *(counts.get(action, 0) for action in actions)]
+                         for entity, counts in preview.totals.items()], numeric_from=2))
     parts.append("<h2>Per school</h2>")
     school_rows = []
     for (entity, school), counts in sorted(preview.per_school.items(), key=_school_order):
@@ -298,6 +320,14 @@ def render_html(preview: Preview) -> str:
                     detail = ", ".join(f"{name}={_text(value)}" for name, value in (shown or {}).items())
                 rows.append([example["key"], example.get("organization_id") or "", detail])
             parts.append(_table(["key", "organization_id", "changes" if action == ACTION_UPDATE else "fields"], rows))
+    if preview.domain_settings:
+        settings = preview.domain_settings
+        parts.append("<h2>Domain settings</h2><p>After the rows, the import makes Learning's Manage Domain settings "
+                     "say what the district file says (written only where they differ): ignore parents "
+                     f"{esc(str(settings.get('ignore_parents')))}, autogenerate usernames "
+                     f"{esc(str(settings.get('autogenerate_usernames')))}, imported passwords temporary "
+                     f"{esc(str(settings.get('imported_passwords_temporary')))}, grade push for organizations "
+                     f"{esc(', '.join(settings.get('grade_push_organizations') or []) or '(none)')}.</p>")
     parts.append("<p>Machine-readable: <a href='summary.json'>summary.json</a>.</p></body></html>")
     return "\n".join(parts)
 

@@ -30,7 +30,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException
 
-from sandbox.learning import gradebook, limits
+from sandbox.learning import admin_users, gradebook, limits
 from sandbox.learning.database import open_database
 from sandbox.learning.domain_settings import UnknownOrganizations, read_settings, update_settings
 from sandbox.learning.domains import TokenBook
@@ -50,6 +50,8 @@ from sandbox.learning.schemas import (
     GradableOut,
     GradableUpdate,
     GradebookChanges,
+    HandMadeUserBody,
+    ImportIdBody,
     Message,
     NotificationBody,
     Page,
@@ -438,6 +440,55 @@ def create_app(domains: dict[str, str], database_url: str) -> FastAPI:
             user.updated_at = datetime.now(UTC)
             session.flush()
             return row_out(user)
+
+    # --- users from before the integration: Import ID transition (admin_users.py) ---------------
+
+    @contextmanager
+    def admin_errors() -> Iterator[None]:
+        try:
+            yield
+        except admin_users.Refused as error:
+            raise ApiError(error.status, str(error)) from error
+
+    @app.post(
+        "/api/v1/admin/users",
+        status_code=201,
+        tags=["admin"],
+        responses={**ERROR_RESPONSES, 409: {"model": Message}},
+        summary="Create a user by hand (no Import ID, or an earlier integration's): what a domain has before the import",
+    )
+    def create_hand_made_user(domain: Domain, body: HandMadeUserBody) -> dict[str, Any]:
+        with admin_errors(), transaction(domain, write=True) as session:
+            return admin_users.admin_user_out(admin_users.create_user(session, domain, body))
+
+    @app.get(
+        "/api/v1/admin/users",
+        response_model=Page,
+        tags=["admin"],
+        responses=ERROR_RESPONSES,
+        summary="Every user with Learning's own id (learning_id), page by page; without_import_id=true: only "
+                "users without an Import ID",
+    )
+    def list_admin_users(
+        domain: Domain,
+        page: Annotated[int, Query(ge=1)] = 1,
+        page_size: Annotated[int, Query(ge=1, le=limits.MAX_PAGE_SIZE)] = 100,
+        without_import_id: bool = False,
+    ) -> dict[str, Any]:
+        with transaction(domain, write=False) as session:
+            return admin_users.list_users(session, domain, page, page_size, without_import_id)
+
+    @app.put(
+        "/api/v1/admin/users/{learning_id}/import-id",
+        tags=["admin"],
+        responses={**ERROR_RESPONSES, 404: {"model": Message}, 409: {"model": Message}},
+        summary="Set a user's Import ID (login, password, authentication and content stay the user's; "
+                "what named the old Import ID names the new one)",
+    )
+    def put_import_id(domain: Domain, learning_id: int, body: ImportIdBody) -> dict[str, Any]:
+        with admin_errors(), transaction(domain, write=True) as session:
+            user, result = admin_users.set_import_id(session, domain, learning_id, body.external_id)
+            return {**admin_users.admin_user_out(user), "result": result}
 
     @app.post(
         "/api/v1/admin/users/{user_type}/{external_id}/notifications",

@@ -71,7 +71,8 @@ class User(LearningBase):
 
     id: Mapped[int] = mapped_column(RowId, primary_key=True, autoincrement=True)
     domain: Mapped[str] = mapped_column(String(DOMAIN_LENGTH), index=True)
-    external_id: Mapped[str] = mapped_column(String(EXTERNAL_ID_LENGTH))
+    # None for a user created by hand in Learning (no Import ID yet; see admin_users.py).
+    external_id: Mapped[str | None] = mapped_column(String(EXTERNAL_ID_LENGTH), nullable=True)
     first_name: Mapped[str] = mapped_column(String(NAME_LENGTH))
     last_name: Mapped[str] = mapped_column(String(NAME_LENGTH))
     login: Mapped[str] = mapped_column(String(LOGIN_LENGTH))

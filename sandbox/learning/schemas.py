@@ -233,6 +233,26 @@ class AuthenticationBody(StrictModel):
     authentication_type: AuthenticationType
 
 
+class HandMadeUserBody(StrictModel):
+    """A user an admin creates by hand (or an earlier integration left): no Import ID, or an old one."""
+
+    user_type: UserType
+    first_name: Name
+    last_name: Name
+    login: Annotated[str, Field(min_length=1, max_length=limits.LOGIN_LENGTH)]
+    email: Email | None = None
+    sso_email_address: Email | None = None
+    organization_id: ExternalId
+    external_id: ExternalId | None = Field(default=None, description="An earlier integration's Import ID, if any.")
+    authentication_type: AuthenticationType = "password"
+
+    _blank_optional = field_validator("email", "sso_email_address", mode="before")(_blank_to_none)
+
+
+class ImportIdBody(StrictModel):
+    external_id: ExternalId = Field(description="The user's new Import ID (the SIS DCID of their record).")
+
+
 class NotificationBody(StrictModel):
     kind: Literal["credentials", "message"] = "credentials"
 

@@ -118,6 +118,21 @@ class LearningSandbox:
             )
         )
 
+    def create_user_by_hand(self, domain: str, **user: Any) -> dict[str, Any]:
+        """A user made in Learning before the integration (no Import ID, or ``external_id``: an old one)."""
+        return _json(self.client(domain).post("/api/v1/admin/users", json=user))
+
+    def admin_users(self, domain: str, without_import_id: bool = False) -> list[dict[str, Any]]:
+        """Every user with ``learning_id`` (``GET /api/v1/admin/users``)."""
+        rows, page = [], 1
+        while True:
+            body = _json(self.client(domain).get("/api/v1/admin/users", params={
+                "page": page, "page_size": 1000, "without_import_id": str(without_import_id).lower()}))
+            rows += body["rows"]
+            if not body["has_more"]:
+                return rows
+            page += 1
+
     def settings(self, domain: str, **changes: Any) -> dict[str, Any]:
         """The domain settings; with keyword arguments, change those first (PUT) and return the result."""
         if changes:

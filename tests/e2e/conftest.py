@@ -107,7 +107,9 @@ def import_dag():
 
     dagbag = DagBag(dag_folder=str(REPO_ROOT / "dags" / "sis_import.py"))
     assert not dagbag.import_errors, dagbag.import_errors
-    return dagbag.dags[DAG_ID]
+    dag = dagbag.dags[DAG_ID]
+    PARSED_PARAMS[dag.dag_id] = dag.params.dump()
+    return dag
 
 
 def write_district_yaml(directory: Path) -> Path:
@@ -166,10 +168,17 @@ def sandboxes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.F
         engine.dispose()
 
 
+# Each DAG's params as parsed. Under dag.test() a run's conf is resolved into the DAG's own Param
+# objects (Airflow's ParamsDict.__setitem__), so it would stay for the next run in this process
+# (an approve_mass_changes=true or preview=true leaking into a later test): every run gets every
+# param, the parsed defaults overridden by what the test asks for.
+PARSED_PARAMS: dict[str, dict[str, Any]] = {}
+
+
 def run_dag(dag, **conf: Any):
     """One DAG run with dag.test(); returns (dag_run, seconds)."""
     started = time.monotonic()
-    dag_run = dag.test(run_conf=conf or None)
+    dag_run = dag.test(run_conf={**PARSED_PARAMS.get(dag.dag_id, {}), **conf} or None)
     return dag_run, time.monotonic() - started
 
 

@@ -2,8 +2,11 @@
 
 Starts `make airflow` in its own session (as a terminal would run it), waits for the API
 server's health endpoint, logs in with the password Airflow generated, lists both demo
-DAGs through the REST API (unpaused), then presses Ctrl-C (SIGINT to the foreground
-process group) and checks that every process it started is gone, within a bounded time.
+DAGs through the REST API (unpaused); then the README's walk-through: triggers
+sis_import__demo, waits for it to succeed, runs `make score` (a teacher's score in Learning)
+and waits for it to report the score in PowerTeacher Pro (grade push's watcher in the
+triggerer started grade_push__demo); then presses Ctrl-C (SIGINT to the foreground process
+group) and checks that every process it started is gone, within a bounded time.
 
 Its own AIRFLOW_HOME (a fresh metadata database, as on a fresh clone), port, staging
 database and sandbox state: it does not touch the checkout's .airflow/ or var/.
@@ -26,6 +29,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_SECONDS = 420  # migrate a fresh database, parse the DAGs, start four components (shared 2-core machine)
+RUN_SECONDS = 600  # the demo district's import under the scheduler (about 2 minutes on the shared machine)
 STOP_SECONDS = 90
 
 
@@ -104,6 +108,20 @@ def test_make_airflow_starts_lists_the_demo_dags_and_stops_everything(tmp_path: 
         for label in ("Staged tables:", "Emails:", "Data Docs:"):
             assert label in printed, printed[-3000:]
         assert "FileNotFoundError" not in (tmp_path / "standalone" / "airflow.log").read_text()
+
+        # The README's walk-through: trigger the import, see it succeed, enter a score, see it in PowerTeacher.
+        _, run = get_json(f"{base_url}/api/v2/dags/sis_import__demo/dagRuns", token, body={"logical_date": None})
+        run_deadline = time.monotonic() + RUN_SECONDS
+        state = run.get("state")
+        while time.monotonic() < run_deadline and state not in ("success", "failed"):
+            time.sleep(3)
+            _, run = get_json(f"{base_url}/api/v2/dags/sis_import__demo/dagRuns/{run['dag_run_id']}", token)
+            state = run["state"]
+        assert state == "success", f"sis_import__demo ended {state}:\n{output_path.read_text()[-3000:]}"
+        score = subprocess.run(["make", "score", "SCORE=8"], cwd=REPO_ROOT, env=env, capture_output=True,
+                               text=True, timeout=300)
+        assert score.returncode == 0 and "PowerTeacher Pro has it after" in score.stdout, score.stdout + score.stderr
+        print(score.stdout.strip().splitlines()[-1])
     finally:
         started_stop = time.monotonic()
         if make.poll() is None:

@@ -45,6 +45,8 @@ def test_a_score_saved_in_learning_arrives_in_powerteacher_with_the_source_mappi
     assert row["teacher_users_dcid"] == section.users_dcid
     assert {(score["student_id"], score["score"], score["version"], score["status"]) for score in scores} == {
         (first, "17", 1, "pushed"), (second, "12.5", 1, "pushed")}
+    for score in scores:  # Learning's change time kept beside the push time: the Districts page's latency
+        assert score["changed_at"] is not None and score["changed_at"] <= score["pushed_at"], score
     assert ledger.read_cursor(world.engine, world.config.district_id) == summary.cursor_after > 0
     run = get_run(world.engine, world.config.district_id, "run_1", kind="grade_push")
     assert run.status == "success" and run.counts["grade_push"]["scores_pushed"] == 2

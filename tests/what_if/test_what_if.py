@@ -136,3 +136,27 @@ def test_a_bad_mapping_or_setting_is_refused_before_any_work(sqlite_url, tmp_pat
     with pytest.raises(ValueError, match="no import run"):
         run_what_if(engine, config, "manual__nope")
     assert table_counts(engine) == before
+
+
+def test_the_command_prints_the_differences_and_refuses_what_it_cannot_use(sqlite_url, tmp_path, what_if_dir,
+                                                                          monkeypatch, capsys):
+    import yaml
+
+    import sis_learning.config
+    from scripts.what_if import main
+
+    districts = tmp_path / "districts"
+    districts.mkdir()
+    config = district_config()
+    (districts / f"{DISTRICT_ID}.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    monkeypatch.setattr(sis_learning.config, "DISTRICTS_DIR", districts)
+    monkeypatch.setenv("SIS_LEARNING_STAGING_URL", sqlite_url)
+    engine = create_all(get_engine(sqlite_url))
+    staged_run(engine, tmp_path)
+
+    assert main([DISTRICT_ID, "--set", "co_teacher_class_limit=2"]) == 0  # the latest run by default
+    printed = capsys.readouterr().out
+    assert "rosters: 0 added, 1 dropped, 0 changed" in printed and "newly excluded 1" in printed
+    assert main([DISTRICT_ID, "--set", "co_teacher_limit=2"]) == 2
+    assert "not a known setting" in capsys.readouterr().err
+    assert main([DISTRICT_ID, "--run", "manual__nope"]) == 2

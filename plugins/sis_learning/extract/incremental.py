@@ -249,15 +249,25 @@ def carry_forward(
             f"SELECT :run, {', '.join(f't.{name}' for name in quoted.split(', '))} "
             f'FROM "{table.name}" t WHERE t.district_id = :district AND t.run_id = :base AND t.scope {in_scopes} {where}'),
             parameters).rowcount
-        # Raw records of the rows carried (matched on scope and source id), not those read again.
+        # Raw records of the rows carried: every base raw record of the scopes except those of
+        # rows left out (few: their source ids go to a temporary table) and those this run
+        # read again (already staged with their new raw record).
+        connection.exec_driver_sql("DROP TABLE IF EXISTS carry_raw_drop")
+        connection.exec_driver_sql("CREATE TEMPORARY TABLE carry_raw_drop (value VARCHAR(250))")
+        if conditions:
+            kept = " AND ".join(condition.removeprefix("AND ") for condition in conditions)
+            connection.execute(text(
+                f'INSERT INTO carry_raw_drop (value) SELECT {raw_key} FROM "{table.name}" t '
+                f"WHERE t.district_id = :district AND t.run_id = :base AND t.scope {in_scopes} AND NOT ({kept}) "
+                f"AND {raw_key} IS NOT NULL"), parameters)
         connection.execute(text(
             "INSERT INTO raw_records (district_id, run_id, scope, entity, source_id, payload) "
             "SELECT r.district_id, :run, r.scope, r.entity, r.source_id, r.payload FROM raw_records r "
             f"WHERE r.district_id = :district AND r.run_id = :base AND r.entity = :entity AND r.scope {in_scopes} "
-            f'AND (r.scope, r.source_id) IN (SELECT t.scope, {raw_key} FROM "{table.name}" t '
-            f"WHERE t.district_id = :district AND t.run_id = :base AND t.scope {in_scopes} {where}) "
+            "AND r.source_id NOT IN (SELECT value FROM carry_raw_drop) "
             "AND r.source_id NOT IN (SELECT n.source_id FROM raw_records n WHERE n.district_id = :district "
             "AND n.run_id = :run AND n.entity = :entity AND n.source_id IS NOT NULL)"), parameters)
+        connection.exec_driver_sql("DROP TABLE IF EXISTS carry_raw_drop")
         for number in range(len(drop)):
             connection.exec_driver_sql(f"DROP TABLE IF EXISTS carry_drop_{number}")
     return int(carried or 0)

@@ -212,6 +212,34 @@ class LearningHook(ApiHttpHook):
             return None
         return response.json()
 
+    # ---- users from before the integration: the Import ID transition (transition.py)
+
+    def admin_users(self, without_import_id: bool = False, page_size: int = MAX_BATCH_ROWS) -> Iterator[dict[str, Any]]:
+        """``GET /api/v1/admin/users``: every user of the domain with Learning's own ``learning_id``."""
+        page = 1
+        while True:
+            body = self.request_json("GET", "api/v1/admin/users",
+                                     params={"page": page, "page_size": page_size,
+                                             "without_import_id": "true" if without_import_id else "false"},
+                                     kind="GET admin/users", envelope=_is_page,
+                                     documented='the page envelope {"rows": [...], "page", "page_size", "total", '
+                                                '"has_more"}')
+            yield from body["rows"]
+            if not body.get("has_more"):
+                return
+            page += 1
+
+    def set_import_id(self, learning_id: int, external_id: str) -> dict[str, Any]:
+        """``PUT /api/v1/admin/users/{learning_id}/import-id``: the user and ``result`` (updated|unchanged).
+
+        A 409 (another user holds that Import ID) raises this hook's refusal error; the
+        caller records it for that user.
+        """
+        return self.request_json("PUT", f"api/v1/admin/users/{int(learning_id)}/import-id",
+                                 json={"external_id": str(external_id)}, kind="PUT admin/users/{id}/import-id",
+                                 envelope=lambda body: isinstance(body, dict) and "learning_id" in body,
+                                 documented="the user with its new external_id and result")
+
     # ---- domain settings (grade push per organization lives here, as in Learning)
 
     def get_domain_settings(self) -> dict[str, Any]:

@@ -43,6 +43,8 @@ MODEL_MODULES = (
     "sis_learning.staging.learning",
     "sis_learning.staging.changes",
     "sis_learning.staging.ledger",
+    "sis_learning.staging.reviews",
+    "sis_learning.staging.transition",
 )
 
 
@@ -136,6 +138,7 @@ def _add_missing_columns(engine: Engine) -> None:
                 elif engine.dialect.name == "sqlite" and table not in rebuild:
                     rebuild.append(table)
     if not statements and not rebuild:
+        _add_missing_indexes(engine)
         return
     with engine.begin() as connection:
         for statement in statements:
@@ -150,6 +153,25 @@ def _add_missing_columns(engine: Engine) -> None:
             connection.exec_driver_sql(f'INSERT INTO "{table.name}" ({columns}) SELECT {columns} '
                                        f'FROM "{table.name}__before_upgrade"')
             connection.exec_driver_sql(f'DROP TABLE "{table.name}__before_upgrade"')
+    _add_missing_indexes(engine)
+
+
+def _add_missing_indexes(engine: Engine) -> None:
+    """Create the models' indexes an older staging database lacks (``create_all`` only makes
+    the indexes of tables it creates)."""
+    from sqlalchemy import inspect
+
+    inspector = inspect(engine)
+    missing = []
+    for table in Base.metadata.sorted_tables:
+        if not inspector.has_table(table.name):
+            continue
+        existing = {index["name"] for index in inspector.get_indexes(table.name)}
+        missing += [index for index in table.indexes if index.name not in existing]
+    if missing:
+        with engine.begin() as connection:
+            for index in missing:
+                index.create(connection, checkfirst=True)
 
 
 @contextmanager

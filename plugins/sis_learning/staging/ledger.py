@@ -101,9 +101,14 @@ class GradePushScore(Base):
     message: Mapped[str | None] = mapped_column(Text)
     run_id: Mapped[str | None] = mapped_column(String(250))
     pushed_at: Mapped[datetime | None] = mapped_column()
+    # When Learning recorded the change (its change feed's changed_at, UTC): pushed_at - changed_at
+    # is the grade push latency the Districts page reports.
+    changed_at: Mapped[datetime | None] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     __table_args__ = (
         Index("uq_grade_push_scores_student", "district_id", "gradable_id", "student_id", unique=True),
+        # The last 24 hours' pushes and refusals (the Districts page), without reading the whole ledger.
+        Index("ix_grade_push_scores_updated", "updated_at"),
     )
 
 
@@ -317,13 +322,15 @@ def record_pushed_scores(connection: Connection, rows: list[Mapping[str, Any]]) 
             "message": None,
             "run_id": statement.excluded.run_id,
             "pushed_at": statement.excluded.pushed_at,
+            "changed_at": statement.excluded.changed_at,
             "updated_at": statement.excluded.updated_at,
         },
         where=table.c.version < statement.excluded.version,
     )
     connection.execute(
         statement,
-        [{**row, "status": SCORE_PUSHED, "refused_version": None, "message": None, "pushed_at": now, "updated_at": now}
+        [{"changed_at": None, **row, "status": SCORE_PUSHED, "refused_version": None, "message": None,
+          "pushed_at": now, "updated_at": now}
          for row in rows],
     )
 

@@ -46,6 +46,7 @@ from sis_learning.staging.base import bulk_insert, delete_run_rows, insert_frame
 from sis_learning.staging.quality import ExcludedRow, RejectedRow, ValidationResult, ValidationWarning
 from sis_learning.staging.reads import STAGED_COLUMNS, fetch_frame, read_staged
 from sis_learning.staging.runs import SyncRun, utcnow
+from sis_learning.validate import data_docs
 from sis_learning.validate.cascade import blocks_summary
 from sis_learning.validate.outcomes import ENTITIES, STAGE, numeric_id_order, sorted_by_id
 from sis_learning.validate.rules import (
@@ -133,7 +134,11 @@ def validate_run(engine: Engine, config: DistrictConfig, run_id: str, results_di
         (results_dir / f"{entity}.json").unlink(missing_ok=True)
     results_dir.mkdir(parents=True, exist_ok=True)
     frames = read_staged(engine, config, run_id)
-    validation = evaluate(config, frames, results_dir, as_of=run_date(engine, config, run_id))
+    validation = evaluate(config, frames, results_dir, as_of=run_date(engine, config, run_id), run_name=run_id)
     _write(engine, config, run_id, validation)
+    # The Data Docs: offline, naming the run and each entity, the row rules beside the expectations.
+    data_docs.finish(results_dir / "data_docs", config.district_id, run_id,
+                     data_docs.row_rule_outcomes(engine, config.district_id, run_id),
+                     {row["entity"]: row for row in validation.suite_results})
     return {entity: outcome.counts() for entity, outcome in validation.outcomes.items()}
 

@@ -64,12 +64,12 @@ class RunValidation:
 
 
 def evaluate(config: DistrictConfig, frames: dict[str, pd.DataFrame], results_dir: Path,
-             as_of: str | None = None) -> RunValidation:
+             as_of: str | None = None, run_name: str | None = None) -> RunValidation:
     """Apply every rule to the staged frames; no database access (tests call it directly too).
 
     ``as_of`` is the run's date in the district's time zone (``YYYY-MM-DD``): a section
     teacher whose assignment ended before it is not rostered. Without it, only assignments
-    that ended before their term did are.
+    that ended before their term did are. ``run_name`` (the Airflow run id) names the run in the Data Docs.
     """
     outcomes: dict[str, EntityOutcome] = {}
 
@@ -145,7 +145,7 @@ def evaluate(config: DistrictConfig, frames: dict[str, pd.DataFrame], results_di
     suite_frames = {entity: outcome.frame[outcome.ok] for entity, outcome in pending_suites.items()}
     suite_frames["section_teachers"] = teachers_frame
     suite_frames["parent_links"] = links_frame
-    failures, suite_results = run_suites(suite_frames, results_dir, config.district_id)
+    failures, suite_results = run_suites(suite_frames, results_dir, config.district_id, run_name=run_name)
     for entity, outcome in pending_suites.items():
         outcome.apply_suite(failures[entity])
 

@@ -139,7 +139,8 @@ def load_column_rules(path: Path | str = COLUMN_RULES_PATH) -> dict[str, list[Co
 SUITES: dict[str, list[ColumnRule]] = load_column_rules()
 
 
-def run_suites(frames: dict[str, pd.DataFrame], results_dir: Path, district_id: str) -> tuple[dict[str, Any], list[dict]]:
+def run_suites(frames: dict[str, pd.DataFrame], results_dir: Path, district_id: str,
+               run_name: str | None = None) -> tuple[dict[str, Any], list[dict]]:
     """Run each entity's suite on its in-scope rows; keep JSON results and Data Docs.
 
     Returns ``{entity: [(ColumnRule, failing index labels)]}`` and the validation_results rows.
@@ -165,7 +166,7 @@ def run_suites(frames: dict[str, pd.DataFrame], results_dir: Path, district_id: 
     )
     context = gx.get_context(mode="ephemeral", project_config=project_config)
     with _without_batch_fingerprint():
-        failures, result_rows = _run_checkpoints(context, frames, results_dir, district_id)
+        failures, result_rows = _run_checkpoints(context, frames, results_dir, district_id, run_name)
     context.build_data_docs(site_names=["run"])
     for row in result_rows:
         pages = sorted((docs_dir / "validations" / row["suite"]).rglob("*.html"))
@@ -193,9 +194,10 @@ def _without_batch_fingerprint() -> Iterator[None]:
 
 
 def _run_checkpoints(context: Any, frames: dict[str, pd.DataFrame], results_dir: Path,
-                     district_id: str) -> tuple[dict[str, Any], list[dict]]:
+                     district_id: str, run_name: str | None = None) -> tuple[dict[str, Any], list[dict]]:
     """One checkpoint per entity (its suite on its in-scope rows); the JSON result of each kept."""
     import great_expectations as gx
+    from great_expectations.core.run_identifier import RunIdentifier
 
     data_source = context.data_sources.add_pandas(f"staged_{district_id}")
     failures: dict[str, list[tuple[ColumnRule, list]]] = {}
@@ -214,8 +216,12 @@ def _run_checkpoints(context: Any, frames: dict[str, pd.DataFrame], results_dir:
             result_format={"result_format": "COMPLETE"},
         ))
         columns = sorted({rule.column for rule in rules})
-        outcome = checkpoint.run(batch_parameters={"dataframe": frame[columns]})
-        validation = next(iter(outcome.run_results.values()))
+        outcome = checkpoint.run(batch_parameters={"dataframe": frame[columns]},
+                                 run_id=RunIdentifier(run_name=run_name or results_dir.name))
+        key, validation = next(iter(outcome.run_results.items()))
+        # GX reads a page's "Data asset" from batch_spec, which a dataframe batch leaves without one.
+        validation.meta.setdefault("batch_spec", {})["data_asset_name"] = entity
+        context.validation_results_store.set(key, validation)
         entity_failures = []
         failing_labels: set = set()
         for result in validation.results:

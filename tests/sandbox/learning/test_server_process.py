@@ -86,6 +86,8 @@ def test_the_openapi_document_holds_every_path_of_the_contract():
         "/api/v1/parent_links/remove",
         "/api/v1/domain/settings",
         "/api/v1/admin/users/{user_type}/{external_id}/authentication",
+        "/api/v1/admin/users",
+        "/api/v1/admin/users/{learning_id}/import-id",
         "/api/v1/classes/{class_id}/gradables",
         "/api/v1/gradables/{gradable_id}/scores/{student_external_id}",
         "/api/v1/notifications/count",

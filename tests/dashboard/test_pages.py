@@ -1,0 +1,60 @@
+"""The pages render every figure of a known staged history (FastAPI's test client; the sign-in and the
+auth manager's answer are stood in for here: tests/e2e/test_dashboard_browser.py checks them in Airflow)."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from sis_learning.dashboard import app as dashboard
+from tests.dashboard.staged_history import write_history
+
+
+@pytest.fixture
+def client(staging_engine, monkeypatch):
+    write_history(staging_engine)
+    monkeypatch.setattr(dashboard, "staging_engine", lambda: staging_engine)
+    monkeypatch.setattr(dashboard, "readable_dag_ids", lambda user, dag_ids: {d for d in dag_ids if d != "sis_import__east"})
+    monkeypatch.setattr(dashboard, "require_district",
+                        lambda user, district_id: {"name": district_id, "import_dag_id": f"sis_import__{district_id}"})
+    monkeypatch.setattr(dashboard, "configured_districts",
+                        lambda: {"east": {"name": "East", "import_dag_id": "sis_import__east"}})
+    app = dashboard.create_app()
+    app.dependency_overrides[dashboard.signed_in_user] = lambda: "someone"
+    return TestClient(app, root_path="/sis-learning")
+
+
+def test_overview_lists_only_readable_districts(client):
+    page = client.get("/districts")
+    assert page.status_code == 200
+    assert 'data-district="north"' in page.text and 'data-district="south"' in page.text
+    assert 'data-district="east"' not in page.text  # the user may not read sis_import__east
+    assert 'href="/dags/sis_import__north/runs/r3"' in page.text
+    assert "/dags/sis_import__south/runs/s1/tasks/load.approve_mass_changes/required_actions" in page.text
+
+
+def test_district_page_reasons_link_to_their_rows(client):
+    page = client.get("/districts/north")
+    assert page.status_code == 200
+    assert page.text.count('<svg xmlns="http://www.w3.org/2000/svg"') == 2
+    assert "Lincoln High" in page.text and "Adams Elementary" in page.text
+    assert "/sis-learning/districts/north/rows?run_id=r3&amp;kind=rejected&amp;entity=students&amp;rule=login_present" in page.text
+    rows = client.get("/districts/north/rows", params={"run_id": "r3", "kind": "rejected", "entity": "students",
+                                                       "rule": "login_present"})
+    assert rows.status_code == 200 and rows.text.count("has no username") == 3
+    assert client.get("/districts/north/rows", params={"run_id": "r3", "kind": "nope", "entity": "x",
+                                                       "rule": "y"}).status_code == 404
+
+
+def test_data_docs_only_from_the_runs_folder(client, staging_engine, tmp_path):
+    from sqlalchemy import text
+
+    docs = tmp_path / "north-r3"
+    (docs / "data_docs").mkdir(parents=True)
+    (docs / "data_docs" / "index.html").write_text("<html>expectations</html>")
+    (tmp_path / "secret.txt").write_text("no")
+    with staging_engine.begin() as connection:
+        connection.execute(text("UPDATE sync_runs SET validation_docs = :p WHERE run_id = 'r3'"), {"p": str(docs)})
+    assert client.get("/districts/north/runs/r3/data-docs/index.html").text == "<html>expectations</html>"
+    assert client.get("/districts/north/runs/r3/data-docs/..%2F..%2Fsecret.txt").status_code == 404
+    assert client.get("/districts/north/runs/r1/data-docs/index.html").status_code == 404
