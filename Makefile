@@ -40,8 +40,9 @@ test: $(VENV)/.installed lint
 	$(ENV) $(PY) -m pytest -n 2 --dist loadgroup tests
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check dags plugins sandbox scripts tests bench
+	$(VENV)/bin/ruff check dags plugins sandbox scripts tests bench docker
 	$(VENV)/bin/ruff check --preview --select AIR3 dags plugins
+	$(VENV)/bin/ruff format --check dags plugins sandbox scripts tests bench docker
 
 airflow: $(VENV)/.installed
 	$(ENV) $(PY) scripts/airflow_standalone.py

@@ -35,7 +35,8 @@ def _plan(dataset_path: Path, fraction: float, seed: int) -> list[tuple[str, dic
         per_kind = math.ceil(total / len(KINDS))
         rng = random.Random(seed)
         students = connection.execute(
-            "SELECT id, dcid, schoolid FROM students WHERE enroll_status = 0 ORDER BY id").fetchall()
+            "SELECT id, dcid, schoolid FROM students WHERE enroll_status = 0 ORDER BY id"
+        ).fetchall()
         rng.shuffle(students)
         pool = iter(students)
         plan: list[tuple[str, dict[str, Any]]] = []
@@ -52,27 +53,33 @@ def _plan(dataset_path: Path, fraction: float, seed: int) -> list[tuple[str, dic
             row = connection.execute(
                 "SELECT x.dcid FROM cc JOIN sections x ON x.id = cc.sectionid "
                 "WHERE cc.studentid = ? AND cc.sectionid > 0 AND cc.termid >= ? AND x.teacher != 0 LIMIT 1",
-                (student_id, CURRENT_TERM_ID)).fetchone()
+                (student_id, CURRENT_TERM_ID),
+            ).fetchone()
             if row:
                 plan.append(("drop_enrollment", {"student": dcid, "section": row[0]}))
                 drops += 1
         sections_by_school: dict[Any, list[tuple[int, int]]] = {}
         for section_id, section_dcid, school in connection.execute(
-                "SELECT id, dcid, schoolid FROM sections WHERE termid >= ? AND teacher != 0 ORDER BY id",
-                (CURRENT_TERM_ID,)):
+            "SELECT id, dcid, schoolid FROM sections WHERE termid >= ? AND teacher != 0 ORDER BY id", (CURRENT_TERM_ID,)
+        ):
             sections_by_school.setdefault(school, []).append((section_id, section_dcid))
         enrolled = 0
         while enrolled < per_kind:
             student_id, dcid, school = next(pool)
-            taken = {row[0] for row in connection.execute("SELECT abs(sectionid) FROM cc WHERE studentid = ?",
-                                                          (student_id,))}
+            taken = {
+                row[0] for row in connection.execute("SELECT abs(sectionid) FROM cc WHERE studentid = ?", (student_id,))
+            }
             candidates = [section for section in sections_by_school.get(school, []) if section[0] not in taken]
             if candidates:
                 plan.append(("enroll_student", {"student": dcid, "section": rng.choice(candidates)[1]}))
                 enrolled += 1
-        guardians = [row[0] for row in connection.execute(
-            "SELECT guardianid FROM guardian WHERE accountidentifier IS NOT NULL AND accountidentifier != '' "
-            "ORDER BY guardianid")]
+        guardians = [
+            row[0]
+            for row in connection.execute(
+                "SELECT guardianid FROM guardian WHERE accountidentifier IS NOT NULL AND accountidentifier != '' "
+                "ORDER BY guardianid"
+            )
+        ]
         for guardian_id in rng.sample(guardians, min(per_kind, len(guardians))):
             plan.append(("rename_guardian", {"guardianid": guardian_id, "lastname": f"Renamed{guardian_id}"}))
         return plan
@@ -118,16 +125,22 @@ def rows_that_changed(staging_url: str, district_id: str, before_run: str, after
             columns = ", ".join(spec.compared_fields)
             keys = ", ".join(spec.key_fields)
             where = "district_id = :district AND run_id = :run"
-            new_or_changed = connection.execute(text(
-                f"SELECT count(*) FROM (SELECT {columns} FROM {table} WHERE {where.replace(':run', ':after')} "
-                f"EXCEPT SELECT {columns} FROM {table} WHERE {where.replace(':run', ':before')}) AS changed"),
-                {"district": district_id, "before": before_run, "after": after_run}).scalar_one()
+            new_or_changed = connection.execute(
+                text(
+                    f"SELECT count(*) FROM (SELECT {columns} FROM {table} WHERE {where.replace(':run', ':after')} "
+                    f"EXCEPT SELECT {columns} FROM {table} WHERE {where.replace(':run', ':before')}) AS changed"
+                ),
+                {"district": district_id, "before": before_run, "after": after_run},
+            ).scalar_one()
             gone = 0
             if spec.vanished_action:
-                gone = connection.execute(text(
-                    f"SELECT count(*) FROM (SELECT {keys} FROM {table} WHERE {where.replace(':run', ':before')} "
-                    f"EXCEPT SELECT {keys} FROM {table} WHERE {where.replace(':run', ':after')}) AS gone"),
-                    {"district": district_id, "before": before_run, "after": after_run}).scalar_one()
+                gone = connection.execute(
+                    text(
+                        f"SELECT count(*) FROM (SELECT {keys} FROM {table} WHERE {where.replace(':run', ':before')} "
+                        f"EXCEPT SELECT {keys} FROM {table} WHERE {where.replace(':run', ':after')}) AS gone"
+                    ),
+                    {"district": district_id, "before": before_run, "after": after_run},
+                ).scalar_one()
             result[spec.name] = {"new_or_changed": int(new_or_changed), "gone": int(gone)}
     result["total"] = sum(item["new_or_changed"] + item["gone"] for item in result.values())
     return result

@@ -52,8 +52,20 @@ def fresh_database(url: str) -> str:
     return url
 
 
-def fill(engine, districts: int, runs: int, users: int, classes: int, rosters: int, links: int, schools: int,
-         changed_per_run: int, rejected_per_run: int, warned_per_run: int, scores_per_day: int) -> dict[str, int]:
+def fill(
+    engine,
+    districts: int,
+    runs: int,
+    users: int,
+    classes: int,
+    rosters: int,
+    links: int,
+    schools: int,
+    changed_per_run: int,
+    rejected_per_run: int,
+    warned_per_run: int,
+    scores_per_day: int,
+) -> dict[str, int]:
     totals: dict[str, int] = {}
 
     def insert(model, rows):
@@ -63,54 +75,155 @@ def fill(engine, districts: int, runs: int, users: int, classes: int, rosters: i
     for number in range(districts):
         district = f"d{number:03d}"
         run_ids = [f"scheduled__{(NOW - timedelta(hours=12 * (runs - index))).isoformat()}" for index in range(runs)]
-        insert(SyncRun, [dict(
-            district_id=district, run_id=run_id, dag_id=f"sis_import__{district}", kind="import",
-            status="success" if index % 15 else "failed", stage="finished" if index % 15 else "safety_guard",
-            started_at=NOW - timedelta(hours=12 * (runs - index)), finished_at=NOW - timedelta(hours=12 * (runs - index),
-                                                                                            seconds=-95),
-            counts={"learning_users": {"transformed": users + index, "created": 5, "updated": 20, "deactivated": 2},
-                    "learning_classes": {"transformed": classes, "updated": 1},
-                    "learning_rosters": {"transformed": rosters, "created": 40, "removed": 30},
-                    "learning_parent_links": {"transformed": links}, "students": {"extracted": users, "rejected": 3}},
-            durations={"load": 12.5}, error=None, validation_docs=None) for index, run_id in enumerate(run_ids)])
-        keys = ([("users", f"S:{i}", str(i % schools)) for i in range(users)]
-                + [("classes", f"c{i}", str(i % schools)) for i in range(classes)]
-                + [("rosters", f"c{i % classes}:S:{i}", str(i % schools)) for i in range(rosters)]
-                + [("parent_links", f"P:{i}:S:{i}", None) for i in range(links)])
-        insert(LearningSnapshot, [dict(district_id=district, entity=entity, key=key, organization_id=school,
-                                       content_hash="0" * 64, payload="{}", active=index % 50 != 0,
-                                       run_id=run_ids[-1], updated_at=NOW)
-                                  for index, (entity, key, school) in enumerate(keys)]
-               + [dict(district_id=district, entity="organizations", key=str(school), organization_id=str(school),
-                       content_hash="0" * 64, payload=json.dumps({"name": f"School {school}"}), active=True,
-                       run_id=run_ids[-1], updated_at=NOW) for school in range(schools)])
+        insert(
+            SyncRun,
+            [
+                dict(
+                    district_id=district,
+                    run_id=run_id,
+                    dag_id=f"sis_import__{district}",
+                    kind="import",
+                    status="success" if index % 15 else "failed",
+                    stage="finished" if index % 15 else "safety_guard",
+                    started_at=NOW - timedelta(hours=12 * (runs - index)),
+                    finished_at=NOW - timedelta(hours=12 * (runs - index), seconds=-95),
+                    counts={
+                        "learning_users": {"transformed": users + index, "created": 5, "updated": 20, "deactivated": 2},
+                        "learning_classes": {"transformed": classes, "updated": 1},
+                        "learning_rosters": {"transformed": rosters, "created": 40, "removed": 30},
+                        "learning_parent_links": {"transformed": links},
+                        "students": {"extracted": users, "rejected": 3},
+                    },
+                    durations={"load": 12.5},
+                    error=None,
+                    validation_docs=None,
+                )
+                for index, run_id in enumerate(run_ids)
+            ],
+        )
+        keys = (
+            [("users", f"S:{i}", str(i % schools)) for i in range(users)]
+            + [("classes", f"c{i}", str(i % schools)) for i in range(classes)]
+            + [("rosters", f"c{i % classes}:S:{i}", str(i % schools)) for i in range(rosters)]
+            + [("parent_links", f"P:{i}:S:{i}", None) for i in range(links)]
+        )
+        insert(
+            LearningSnapshot,
+            [
+                dict(
+                    district_id=district,
+                    entity=entity,
+                    key=key,
+                    organization_id=school,
+                    content_hash="0" * 64,
+                    payload="{}",
+                    active=index % 50 != 0,
+                    run_id=run_ids[-1],
+                    updated_at=NOW,
+                )
+                for index, (entity, key, school) in enumerate(keys)
+            ]
+            + [
+                dict(
+                    district_id=district,
+                    entity="organizations",
+                    key=str(school),
+                    organization_id=str(school),
+                    content_hash="0" * 64,
+                    payload=json.dumps({"name": f"School {school}"}),
+                    active=True,
+                    run_id=run_ids[-1],
+                    updated_at=NOW,
+                )
+                for school in range(schools)
+            ],
+        )
         changes = []
         for index, run_id in enumerate(run_ids):
             newest = index == len(run_ids) - 1
             for position, (entity, key, school) in enumerate(keys if newest else keys[:changed_per_run]):
-                action = ("create", "update", "deactivate" if entity == "users" else "remove")[position % 3] if (
-                    position < changed_per_run) else "unchanged"
-                changes.append(dict(district_id=district, run_id=run_id, entity=entity, key=key,
-                                    organization_id=school, action=action,
-                                    status="skipped" if action == "unchanged" else "accepted",
-                                    content_hash="0" * 64, payload="{}", learning_result=None, reason=None))
+                action = (
+                    ("create", "update", "deactivate" if entity == "users" else "remove")[position % 3]
+                    if (position < changed_per_run)
+                    else "unchanged"
+                )
+                changes.append(
+                    dict(
+                        district_id=district,
+                        run_id=run_id,
+                        entity=entity,
+                        key=key,
+                        organization_id=school,
+                        action=action,
+                        status="skipped" if action == "unchanged" else "accepted",
+                        content_hash="0" * 64,
+                        payload="{}",
+                        learning_result=None,
+                        reason=None,
+                    )
+                )
         insert(ChangeSet, changes)
-        insert(RejectedRow, [dict(district_id=district, run_id=run_id, stage="validate", entity="students",
-                                  source_id=str(i), rule=("login_present", "teacher_reference")[i % 2],
-                                  reason="the student has no username", blocks=None, caused_by=None, created_at=NOW)
-                             for run_id in run_ids for i in range(rejected_per_run)])
-        insert(ValidationWarning, [dict(district_id=district, run_id=run_id, stage="validate", entity="students",
-                                        source_id=str(i), rule="email_format", field="email", value="x",
-                                        reason="not an email address", action="cleared", created_at=NOW)
-                                   for run_id in run_ids for i in range(warned_per_run)])
-        insert(GradePushScore, [dict(district_id=district, gradable_id=f"g{i // 30}", student_id=str(i),
-                                     assignment_section_id="a", score="9", version=1, cursor=i,
-                                     status="refused" if i % 100 == 0 else "pushed", refused_version=None,
-                                     message=None, run_id="push",
-                                     pushed_at=NOW - timedelta(seconds=40 * i),
-                                     changed_at=NOW - timedelta(seconds=40 * i + 1 + i % 7),
-                                     updated_at=NOW - timedelta(seconds=40 * i))
-                                for i in range(scores_per_day)])
+        insert(
+            RejectedRow,
+            [
+                dict(
+                    district_id=district,
+                    run_id=run_id,
+                    stage="validate",
+                    entity="students",
+                    source_id=str(i),
+                    rule=("login_present", "teacher_reference")[i % 2],
+                    reason="the student has no username",
+                    blocks=None,
+                    caused_by=None,
+                    created_at=NOW,
+                )
+                for run_id in run_ids
+                for i in range(rejected_per_run)
+            ],
+        )
+        insert(
+            ValidationWarning,
+            [
+                dict(
+                    district_id=district,
+                    run_id=run_id,
+                    stage="validate",
+                    entity="students",
+                    source_id=str(i),
+                    rule="email_format",
+                    field="email",
+                    value="x",
+                    reason="not an email address",
+                    action="cleared",
+                    created_at=NOW,
+                )
+                for run_id in run_ids
+                for i in range(warned_per_run)
+            ],
+        )
+        insert(
+            GradePushScore,
+            [
+                dict(
+                    district_id=district,
+                    gradable_id=f"g{i // 30}",
+                    student_id=str(i),
+                    assignment_section_id="a",
+                    score="9",
+                    version=1,
+                    cursor=i,
+                    status="refused" if i % 100 == 0 else "pushed",
+                    refused_version=None,
+                    message=None,
+                    run_id="push",
+                    pushed_at=NOW - timedelta(seconds=40 * i),
+                    changed_at=NOW - timedelta(seconds=40 * i + 1 + i % 7),
+                    updated_at=NOW - timedelta(seconds=40 * i),
+                )
+                for i in range(scores_per_day)
+            ],
+        )
     if engine.dialect.name == "postgresql":
         with engine.begin() as connection:
             connection.exec_driver_sql("ANALYZE")
@@ -148,19 +261,36 @@ def main() -> int:
     url = fresh_database(args.url)
     engine = create_all(get_engine(url))
     started = time.perf_counter()
-    totals = fill(engine, args.districts, args.runs, args.users, args.classes, args.rosters, args.links, args.schools,
-                  args.changed_per_run, args.rejected_per_run, args.warned_per_run, args.scores_per_day)
+    totals = fill(
+        engine,
+        args.districts,
+        args.runs,
+        args.users,
+        args.classes,
+        args.rosters,
+        args.links,
+        args.schools,
+        args.changed_per_run,
+        args.rejected_per_run,
+        args.warned_per_run,
+        args.scores_per_day,
+    )
     filled = time.perf_counter() - started
-    configured = {f"d{n:03d}": {"name": f"District {n}", "import_dag_id": f"sis_import__d{n:03d}"}
-                  for n in range(args.districts)}
+    configured = {
+        f"d{n:03d}": {"name": f"District {n}", "import_dag_id": f"sis_import__d{n:03d}"} for n in range(args.districts)
+    }
     rows = queries.districts_overview(engine, configured, now=NOW)
     assert len(rows) == args.districts and all(row.last_run for row in rows)
     overview_ms = timed(lambda: queries.districts_overview(engine, configured, now=NOW), args.repeat)
     district_ms = timed(lambda: queries.district_detail(engine, "d100", now=NOW), args.repeat)
-    print(f"staging: {engine.dialect.name}; filled in {filled:.0f} s: "
-          + ", ".join(f"{table} {rows:,}" for table, rows in totals.items()))
-    print(f"Districts page queries ({args.districts} districts x {args.runs} runs): {overview_ms:.0f} ms (median of "
-          f"{args.repeat}, warm)")
+    print(
+        f"staging: {engine.dialect.name}; filled in {filled:.0f} s: "
+        + ", ".join(f"{table} {rows:,}" for table, rows in totals.items())
+    )
+    print(
+        f"Districts page queries ({args.districts} districts x {args.runs} runs): {overview_ms:.0f} ms (median of "
+        f"{args.repeat}, warm)"
+    )
     print(f"one district page's queries: {district_ms:.0f} ms")
     engine.dispose()
     if not args.keep and make_url(url).get_backend_name() != "sqlite":

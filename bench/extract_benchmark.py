@@ -35,16 +35,24 @@ def measure(dataset: str, latency_ms: int, concurrency: int, staging_url: str, i
     from sandbox.powerschool.testing import running_powerschool
 
     engine = create_all(get_engine(staging_url))
-    config = DistrictConfig.model_validate({
-        "district_id": "bench", "name": f"Sandbox {dataset}", "import_start_year": import_start_year,
-        "powerschool": {"connection_id": "powerschool_bench", "max_concurrent_requests": concurrency},
-        "learning": {"connection_id": "learning_bench"},
-    })
+    config = DistrictConfig.model_validate(
+        {
+            "district_id": "bench",
+            "name": f"Sandbox {dataset}",
+            "import_start_year": import_start_year,
+            "powerschool": {"connection_id": "powerschool_bench", "max_concurrent_requests": concurrency},
+            "learning": {"connection_id": "learning_bench"},
+        }
+    )
     run_id = f"bench__{int(time.time())}"
     with running_powerschool(dataset=dataset, options={"latency_ms": latency_ms}) as server:
         hook = PowerSchoolHook.from_settings(
-            server.base_url, server.client_id, server.client_secret, server.ca_bundle,
-            max_concurrent_requests=concurrency, retry_policy=RetryPolicy(),
+            server.base_url,
+            server.client_id,
+            server.client_secret,
+            server.ca_bundle,
+            max_concurrent_requests=concurrency,
+            retry_policy=RetryPolicy(),
         )
         entities = {}
         started = time.monotonic()
@@ -57,7 +65,10 @@ def measure(dataset: str, latency_ms: int, concurrency: int, staging_url: str, i
             page_size = hook.max_page_size(PAGE_SIZE_RESOURCE[entity])
             minimum = math.ceil(result["rows"] / page_size) if result["rows"] else 0
             entities[entity] = {
-                "rows": result["rows"], "page_size": page_size, "requests": requests, "minimum_requests": minimum,
+                "rows": result["rows"],
+                "page_size": page_size,
+                "requests": requests,
+                "minimum_requests": minimum,
                 "seconds": round(seconds, 2),
                 "floor_seconds": round(requests * latency_ms / 1000 / concurrency, 2),
                 "mismatch": result["mismatch"],
@@ -68,9 +79,12 @@ def measure(dataset: str, latency_ms: int, concurrency: int, staging_url: str, i
     total_requests = hook.stats.total_requests
     minimum_total = sum(item["minimum_requests"] for item in entities.values())
     return {
-        "dataset": dataset, "latency_ms": latency_ms, "concurrency": concurrency,
+        "dataset": dataset,
+        "latency_ms": latency_ms,
+        "concurrency": concurrency,
         "staging": engine.dialect.name,
-        "requests": total_requests, "minimum_requests": minimum_total,
+        "requests": total_requests,
+        "minimum_requests": minimum_total,
         "requests_over_minimum": round(total_requests / max(1, minimum_total), 3),
         # The API lists terms, courses, sections, staff and students per school: at least one
         # page per school and entity, ceil(rows / page size) in each.
@@ -103,11 +117,17 @@ def main() -> None:
     parser.add_argument("--import-start-year", type=int, default=2025)
     parser.add_argument("--out", type=Path, default=None, help="write the JSON here (the task logs go to stdout)")
     arguments = parser.parse_args()
-    staging_url = arguments.staging_url or f"sqlite:///{REPO_ROOT / 'var' / f'extract-bench-{arguments.dataset}.sqlite'}"
+    staging_url = (
+        arguments.staging_url or f"sqlite:///{REPO_ROOT / 'var' / f'extract-bench-{arguments.dataset}.sqlite'}"
+    )
     if staging_url.startswith("sqlite:///"):
         Path(staging_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    figures = json.dumps(measure(arguments.dataset, arguments.latency_ms, arguments.concurrency, staging_url,
-                                 arguments.import_start_year), indent=2)
+    figures = json.dumps(
+        measure(
+            arguments.dataset, arguments.latency_ms, arguments.concurrency, staging_url, arguments.import_start_year
+        ),
+        indent=2,
+    )
     if arguments.out:
         arguments.out.write_text(figures + "\n")
     else:

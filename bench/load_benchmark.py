@@ -81,9 +81,17 @@ class SyntheticDistrict:
         if user_type == "S" and self._changed(index + 1):
             last += " Renamed"
         return {
-            "external_id": external_id, "first_name": first, "last_name": last, "login": f"u{external_id}",
-            "email": f"u{external_id}@example.org", "user_type": user_type, "organization_id": school,
-            "enabled": True, "sso_email_address": None, "password_temporary": True, "login_generated": False,
+            "external_id": external_id,
+            "first_name": first,
+            "last_name": last,
+            "login": f"u{external_id}",
+            "email": f"u{external_id}@example.org",
+            "user_type": user_type,
+            "organization_id": school,
+            "enabled": True,
+            "sso_email_address": None,
+            "password_temporary": True,
+            "login_generated": False,
         }
 
     def user_levels(self) -> Iterator[dict]:
@@ -94,9 +102,14 @@ class SyntheticDistrict:
     def class_rows(self) -> Iterator[dict]:
         for index in range(self.classes):
             teacher = index // 5
-            yield {"class_id": f"5{index:07d}", "name": f"Course {index} ({index % 5 + 1}) - 1(A)",
-                   "code": f"C{index % 400}", "year": "3500", "teacher_id": f"2{teacher:07d}",
-                   "organization_id": self._school(teacher)}
+            yield {
+                "class_id": f"5{index:07d}",
+                "name": f"Course {index} ({index % 5 + 1}) - 1(A)",
+                "code": f"C{index % 400}",
+                "year": "3500",
+                "teacher_id": f"2{teacher:07d}",
+                "organization_id": self._school(teacher),
+            }
 
     def rosters(self) -> Iterator[dict]:
         roster_index = 0
@@ -112,7 +125,12 @@ class SyntheticDistrict:
             if self.changed_every and index % self.changed_every == 0:
                 newcomers = self.students // (10 * self.changed_every)
                 if newcomers:
-                    yield {"class_id": class_id, "user_type": "S", "user_id": f"6{index % newcomers:07d}", "role": "student"}
+                    yield {
+                        "class_id": class_id,
+                        "user_type": "S",
+                        "user_id": f"6{index % newcomers:07d}",
+                        "role": "student",
+                    }
 
     def parent_links(self) -> Iterator[dict]:
         for index in range(self.parents):
@@ -121,8 +139,14 @@ class SyntheticDistrict:
                 yield {"parent_id": f"4{index:07d}", "child_id": f"3{child:07d}"}
 
     def entity_rows(self) -> dict[str, Iterator[dict]]:
-        return {"organizations": self.organizations(), "users": self.users(), "user_levels": self.user_levels(),
-                "classes": self.class_rows(), "rosters": self.rosters(), "parent_links": self.parent_links()}
+        return {
+            "organizations": self.organizations(),
+            "users": self.users(),
+            "user_levels": self.user_levels(),
+            "classes": self.class_rows(),
+            "rosters": self.rosters(),
+            "parent_links": self.parent_links(),
+        }
 
 
 def write_run(engine, district: SyntheticDistrict, run_id: str) -> dict[str, int]:
@@ -147,10 +171,15 @@ def measure_run(engine, config, run_id: str, hook: LearningHook, in_flight: int,
     changes = compute_changes(engine, config, run_id)
     diff_seconds = time.perf_counter() - started
     rows = sum(sum(actions.values()) for actions in changes.values())
-    print(json.dumps({"run": run_id, "rows": rows, "diff_seconds": round(diff_seconds, 2)}), file=sys.stderr, flush=True)
+    print(
+        json.dumps({"run": run_id, "rows": rows, "diff_seconds": round(diff_seconds, 2)}), file=sys.stderr, flush=True
+    )
     if diff_only:
-        return {"rows_in_run": rows, "diff_seconds": round(diff_seconds, 2),
-                "diff_rows_per_second": round(rows / diff_seconds)}
+        return {
+            "rows_in_run": rows,
+            "diff_seconds": round(diff_seconds, 2),
+            "diff_rows_per_second": round(rows / diff_seconds),
+        }
     check_safety(engine, config, run_id, approve_mass_changes=True)
     summary = load_run(engine, config, run_id, hook, max_batches_in_flight=in_flight)
     total_seconds = time.perf_counter() - started
@@ -167,8 +196,9 @@ def measure_run(engine, config, run_id: str, hook: LearningHook, in_flight: int,
         "learning_requests": summary["requests"],
         "rows_sent": summary["rows_sent"],
         "rows_changed": summary["rows_changed"],
-        "changes": {entity: {action: count for action, count in actions.items() if count}
-                    for entity, actions in changes.items()},
+        "changes": {
+            entity: {action: count for action, count in actions.items() if count} for entity, actions in changes.items()
+        },
         "refused": sum(counts["refused"] for counts in summary["counts"].values()),
     }
 
@@ -182,8 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--staging-url", default=None, help="default: a SQLite file in a temporary directory")
     parser.add_argument("--in-flight", type=int, default=2, help="Learning batches in flight at once")
     parser.add_argument("--diff-only", action="store_true", help="time writing and diffing the full run, then stop")
-    parser.add_argument("--learning-database-url", default=None,
-                        help="the reference Learning server's database (default: its own SQLite file)")
+    parser.add_argument(
+        "--learning-database-url",
+        default=None,
+        help="the reference Learning server's database (default: its own SQLite file)",
+    )
     arguments = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="benchmark-load-"))
@@ -194,8 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     token = secrets.token_urlsafe(24)
     report["learning_database"] = (arguments.learning_database_url or "sqlite").split(":", 1)[0]
     with running_learning(domains={DISTRICT_ID: token}, database_url=arguments.learning_database_url) as learning:
-        hook = LearningHook.from_settings(learning.base_url, token, learning.ca_bundle,
-                                          max_concurrent_requests=arguments.in_flight)
+        hook = LearningHook.from_settings(
+            learning.base_url, token, learning.ca_bundle, max_concurrent_requests=arguments.in_flight
+        )
         full = SyntheticDistrict(arguments.users, arguments.rosters, arguments.schools)
         started = time.perf_counter()
         report["full_rows_written"] = write_run(engine, full, "full")

@@ -44,9 +44,13 @@ class NaiveClient:
         self.session = requests.Session()
         self.session.verify = ca_bundle
         self.session.trust_env = False  # else REQUESTS_CA_BUNDLE in the environment replaces the sandbox CA
-        token = self.session.post(f"{self.base_url}/oauth/access_token", auth=(client_id, client_secret),
-                                  data={"grant_type": "client_credentials"},
-                                  headers={"Accept": "application/json"}, timeout=60).json()["access_token"]
+        token = self.session.post(
+            f"{self.base_url}/oauth/access_token",
+            auth=(client_id, client_secret),
+            data={"grant_type": "client_credentials"},
+            headers={"Accept": "application/json"},
+            timeout=60,
+        ).json()["access_token"]
         self.session.headers.update({"Authorization": f"Bearer {token}", "Accept": "application/json"})
         self.kinds: dict[str, dict[str, float]] = defaultdict(lambda: {"requests": 0, "seconds": 0.0, "rows": 0})
 
@@ -75,13 +79,13 @@ class NaiveClient:
                 return rows
             page += 1
 
-    def table_pages(self, kind: str, pages: int | None, method: str, path: str, params: dict[str, Any],
-                    body: dict[str, Any] | None) -> int:
+    def table_pages(
+        self, kind: str, pages: int | None, method: str, path: str, params: dict[str, Any], body: dict[str, Any] | None
+    ) -> int:
         """Read a /ws/schema table or PowerQuery page by page (all pages, or the first ``pages``)."""
         page = 1
         while pages is None or page <= pages:
-            answer = self._call(kind, method, path, params={**params, "page": page, "pagesize": PAGE_SIZE},
-                                json=body)
+            answer = self._call(kind, method, path, params={**params, "page": page, "pagesize": PAGE_SIZE}, json=body)
             batch = answer.get("record") if isinstance(answer, dict) else None
             batch = [batch] if isinstance(batch, dict) else (batch if isinstance(batch, list) else [])
             self.kinds[kind]["rows"] += len(batch)
@@ -104,15 +108,26 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         school_id = school["id"]
         client.list_all("terms", f"/ws/v1/school/{school_id}/term", "terms", "term")
         client.list_all("courses", f"/ws/v1/school/{school_id}/course", "courses", "course")
-        sections = client.list_all("sections", f"/ws/v1/school/{school_id}/section", "sections", "section",
-                                   q=f"term.start_year=ge={year}")
-        client.list_all("staff", f"/ws/v1/school/{school_id}/staff", "staffs", "staff",
-                        expansions="emails,school_affiliations")
-        client.list_all("students", f"/ws/v1/school/{school_id}/student", "students", "student",
-                        expansions="school_enrollment,contact_info")
+        sections = client.list_all(
+            "sections", f"/ws/v1/school/{school_id}/section", "sections", "section", q=f"term.start_year=ge={year}"
+        )
+        client.list_all(
+            "staff", f"/ws/v1/school/{school_id}/staff", "staffs", "staff", expansions="emails,school_affiliations"
+        )
+        client.list_all(
+            "students",
+            f"/ws/v1/school/{school_id}/student",
+            "students",
+            "student",
+            expansions="school_enrollment,contact_info",
+        )
         for section in sections:  # the expensive part: one call (or more) per section
-            client.list_all("section_enrollments", f"/ws/v1/section/{section['id']}/section_enrollment",
-                            "section_enrollments", "section_enrollment")
+            client.list_all(
+                "section_enrollments",
+                f"/ws/v1/section/{section['id']}/section_enrollment",
+                "section_enrollments",
+                "section_enrollment",
+            )
             sections_seen += 1
     district_pages: dict[str, dict[str, int]] = {}
     for kind, method, path, params, body in (
@@ -122,8 +137,9 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         total_pages = None
         if fraction < 1:
             # Not part of the naive client's time: only to know how far to extrapolate.
-            count_answer = client.session.request(method, f"{client.base_url}{path}/count", timeout=120,
-                                                  params=params, json=body)
+            count_answer = client.session.request(
+                method, f"{client.base_url}{path}/count", timeout=120, params=params, json=body
+            )
             total = int(count_answer.json()["count"])
             total_pages = total // PAGE_SIZE + 1
         wanted = None if total_pages is None else max(1, math.ceil(fraction * total_pages))
@@ -131,11 +147,16 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         district_pages[kind] = {"pages_read": read, "total_pages": total_pages if total_pages else read}
     seconds = time.perf_counter() - started
     return {
-        "fraction": fraction, "schools_total": len(schools), "schools_read": len(chosen),
-        "sections_read": sections_seen, "seconds": round(seconds, 2),
+        "fraction": fraction,
+        "schools_total": len(schools),
+        "schools_read": len(chosen),
+        "sections_read": sections_seen,
+        "seconds": round(seconds, 2),
         "requests": int(sum(item["requests"] for item in client.kinds.values())),
-        "kinds": {kind: {"requests": int(item["requests"]), "seconds": round(item["seconds"], 3), "rows": int(item["rows"])}
-                  for kind, item in client.kinds.items()},
+        "kinds": {
+            kind: {"requests": int(item["requests"]), "seconds": round(item["seconds"], 3), "rows": int(item["rows"])}
+            for kind, item in client.kinds.items()
+        },
         "district_pages": district_pages,
     }
 

@@ -52,14 +52,24 @@ def log(message: str) -> None:
 
 def run_child(script: str, spec: dict[str, Any]) -> dict[str, Any]:
     """Run bench/<script> with the spec on stdin; its last stdout line is the JSON answer."""
-    environment = {**os.environ,
-                   "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT / "plugins"), str(REPO_ROOT),
-                                                               os.environ.get("PYTHONPATH")]))}
-    process = subprocess.run([sys.executable, str(REPO_ROOT / "bench" / script)], input=json.dumps(spec),
-                             capture_output=True, text=True, cwd=REPO_ROOT, env=environment)
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(REPO_ROOT / "plugins"), str(REPO_ROOT), os.environ.get("PYTHONPATH")])
+        ),
+    }
+    process = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "bench" / script)],
+        input=json.dumps(spec),
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env=environment,
+    )
     if process.returncode != 0:
-        raise RuntimeError(f"bench/{script} ({spec.get('stage', '')}) failed with {process.returncode}:\n"
-                           f"{process.stderr[-6000:]}")
+        raise RuntimeError(
+            f"bench/{script} ({spec.get('stage', '')}) failed with {process.returncode}:\n{process.stderr[-6000:]}"
+        )
     lines = [line for line in process.stdout.splitlines() if line.startswith("{")]
     return json.loads(lines[-1])
 
@@ -88,12 +98,20 @@ def naive_extrapolation(naive: dict[str, Any], extract: dict[str, Any]) -> dict[
             pages = naive["district_pages"][kind]
             factor = pages["total_pages"] / max(1, pages["pages_read"])
         else:
-            factor = entities[kind]["rows"] / item["rows"] if item["rows"] else naive["schools_total"] / naive["schools_read"]
+            factor = (
+                entities[kind]["rows"] / item["rows"]
+                if item["rows"]
+                else naive["schools_total"] / naive["schools_read"]
+            )
         scaled[kind] = factor
     seconds = sum(kinds[kind]["seconds"] * factor for kind, factor in scaled.items())
     requests = sum(kinds[kind]["requests"] * factor for kind, factor in scaled.items())
-    return {"seconds": round(seconds, 1), "requests": round(requests), "factors": {k: round(v, 2) for k, v in scaled.items()},
-            "extrapolated": naive["fraction"] < 1}
+    return {
+        "seconds": round(seconds, 1),
+        "requests": round(requests),
+        "factors": {k: round(v, 2) for k, v in scaled.items()},
+        "extrapolated": naive["fraction"] < 1,
+    }
 
 
 def bench_size(size: str, options: argparse.Namespace, machine_info: dict[str, Any]) -> dict[str, Any]:
@@ -107,10 +125,15 @@ def bench_size(size: str, options: argparse.Namespace, machine_info: dict[str, A
     dataset_path = datasets.resolve_dataset(size, seed=options.seed)
     build_seconds = time.perf_counter() - build_started
     with store.DatasetStore(dataset_path) as dataset:
-        dataset_info = {"path": str(dataset_path.relative_to(REPO_ROOT)) if dataset_path.is_relative_to(REPO_ROOT)
-                        else str(dataset_path),
-                        **{table: dataset.count(table) for table in ("schools", "students", "teachers", "sections",
-                                                                     "cc", "guardian", "guardianstudent")}}
+        dataset_info = {
+            "path": str(dataset_path.relative_to(REPO_ROOT))
+            if dataset_path.is_relative_to(REPO_ROOT)
+            else str(dataset_path),
+            **{
+                table: dataset.count(table)
+                for table in ("schools", "students", "teachers", "sections", "cc", "guardian", "guardianstudent")
+            },
+        }
 
     work = WORK_DIR / size
     shutil.rmtree(work, ignore_errors=True)
@@ -124,20 +147,37 @@ def bench_size(size: str, options: argparse.Namespace, machine_info: dict[str, A
         server_options["max_page_sizes"] = {key: int(value) for key, value in server_options["max_page_sizes"].items()}
     token = secrets.token_urlsafe(24)
     result: dict[str, Any] = {
-        "size": size, "started_at": started_at.isoformat(timespec="seconds"), "dataset": dataset_info,
+        "size": size,
+        "started_at": started_at.isoformat(timespec="seconds"),
+        "dataset": dataset_info,
         "dataset_build_seconds": round(build_seconds, 1),
-        "settings": {"latency_ms": options.latency_ms, "throttle_ms": options.throttle_ms,
-                     "concurrency": options.concurrency, "staging": staging_url.split(":", 1)[0],
-                     "max_page_sizes": server_options.get("max_page_sizes", "simulator defaults"),
-                     "learning_database": "sqlite", "learning_batch_size": 1000, "change_fraction": options.change_fraction},
+        "settings": {
+            "latency_ms": options.latency_ms,
+            "throttle_ms": options.throttle_ms,
+            "concurrency": options.concurrency,
+            "staging": staging_url.split(":", 1)[0],
+            "max_page_sizes": server_options.get("max_page_sizes", "simulator defaults"),
+            "learning_database": "sqlite",
+            "learning_batch_size": 1000,
+            "change_fraction": options.change_fraction,
+        },
     }
-    with running_powerschool(dataset=dataset_path, options=server_options) as powerschool, \
-            running_learning(domains={DISTRICT_ID: token}) as learning:
+    with (
+        running_powerschool(dataset=dataset_path, options=server_options) as powerschool,
+        running_learning(domains={DISTRICT_ID: token}) as learning,
+    ):
         base_spec = {
-            "district_id": DISTRICT_ID, "concurrency": options.concurrency, "staging_url": staging_url,
-            "work_dir": str(work), "default_password": secrets.token_urlsafe(12),
-            "powerschool": {"base_url": powerschool.base_url, "client_id": powerschool.client_id,
-                            "client_secret": powerschool.client_secret, "ca_bundle": str(powerschool.ca_bundle)},
+            "district_id": DISTRICT_ID,
+            "concurrency": options.concurrency,
+            "staging_url": staging_url,
+            "work_dir": str(work),
+            "default_password": secrets.token_urlsafe(12),
+            "powerschool": {
+                "base_url": powerschool.base_url,
+                "client_id": powerschool.client_id,
+                "client_secret": powerschool.client_secret,
+                "ca_bundle": str(powerschool.ca_bundle),
+            },
             "learning": {"base_url": learning.base_url, "token": token, "ca_bundle": str(learning.ca_bundle)},
         }
         partial = options.results_dir / f"{size}.partial.json"
@@ -154,16 +194,25 @@ def bench_size(size: str, options: argparse.Namespace, machine_info: dict[str, A
         if options.naive:
             fraction = options.naive_fraction.get(size, 1.0)
             log(f"size {size}: naive baseline on {fraction:.0%} of the district")
-            naive = run_child("naive_client.py", {
-                "base_url": powerschool.base_url, "client_id": powerschool.client_id,
-                "client_secret": powerschool.client_secret, "ca_bundle": str(powerschool.ca_bundle),
-                "fraction": fraction, "import_start_year": IMPORT_START_YEAR})
+            naive = run_child(
+                "naive_client.py",
+                {
+                    "base_url": powerschool.base_url,
+                    "client_id": powerschool.client_id,
+                    "client_secret": powerschool.client_secret,
+                    "ca_bundle": str(powerschool.ca_bundle),
+                    "fraction": fraction,
+                    "import_start_year": IMPORT_START_YEAR,
+                },
+            )
             naive["load_average"] = [round(value, 1) for value in os.getloadavg()]
             naive["whole_district"] = naive_extrapolation(naive, result["full"]["extract"])
             result["naive"] = naive
             save()
-            log(f"  naive: {naive['seconds']} s for {naive['requests']} requests; whole district "
-                f"{naive['whole_district']['seconds']} s")
+            log(
+                f"  naive: {naive['seconds']} s for {naive['requests']} requests; whole district "
+                f"{naive['whole_district']['seconds']} s"
+            )
 
         log(f"size {size}: changing {options.change_fraction:.0%} of the district through the admin API")
         change_started = time.perf_counter()
@@ -189,29 +238,60 @@ def parse_fractions(text: str) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default=os.environ.get("BENCH_SIZES", "S,M"),
-                        help="comma-separated sizes: tiny, demo, S, M, L (env BENCH_SIZES; default S,M)")
-    parser.add_argument("--latency-ms", type=int, default=int(os.environ.get("BENCH_LATENCY_MS", "50")),
-                        help="latency the simulator adds to every /ws/ answer (env BENCH_LATENCY_MS; default 50)")
-    parser.add_argument("--throttle-ms", type=int, default=int(os.environ.get("BENCH_THROTTLE_MS", "0")),
-                        help="simulator throttle: minimum ms between two requests of a client (env BENCH_THROTTLE_MS)")
-    parser.add_argument("--concurrency", type=int, default=int(os.environ.get("BENCH_CONCURRENCY", "4")),
-                        help="the district's max_concurrent_requests (env BENCH_CONCURRENCY; default 4)")
-    parser.add_argument("--max-page-size", action="append", default=[], metavar="RESOURCE=N",
-                        help="simulator max page size per resource (repeatable; default the simulator's)")
-    parser.add_argument("--staging-url", default=os.environ.get("BENCH_STAGING_URL"),
-                        help="staging database: default SQLite under var/bench/<size>/; a PostgreSQL server URL "
-                             "gets a fresh database per size (env BENCH_STAGING_URL)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--sizes",
+        default=os.environ.get("BENCH_SIZES", "S,M"),
+        help="comma-separated sizes: tiny, demo, S, M, L (env BENCH_SIZES; default S,M)",
+    )
+    parser.add_argument(
+        "--latency-ms",
+        type=int,
+        default=int(os.environ.get("BENCH_LATENCY_MS", "50")),
+        help="latency the simulator adds to every /ws/ answer (env BENCH_LATENCY_MS; default 50)",
+    )
+    parser.add_argument(
+        "--throttle-ms",
+        type=int,
+        default=int(os.environ.get("BENCH_THROTTLE_MS", "0")),
+        help="simulator throttle: minimum ms between two requests of a client (env BENCH_THROTTLE_MS)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=int(os.environ.get("BENCH_CONCURRENCY", "4")),
+        help="the district's max_concurrent_requests (env BENCH_CONCURRENCY; default 4)",
+    )
+    parser.add_argument(
+        "--max-page-size",
+        action="append",
+        default=[],
+        metavar="RESOURCE=N",
+        help="simulator max page size per resource (repeatable; default the simulator's)",
+    )
+    parser.add_argument(
+        "--staging-url",
+        default=os.environ.get("BENCH_STAGING_URL"),
+        help="staging database: default SQLite under var/bench/<size>/; a PostgreSQL server URL "
+        "gets a fresh database per size (env BENCH_STAGING_URL)",
+    )
     parser.add_argument("--change-fraction", type=float, default=0.01, help="share of the district changed (0.01)")
-    parser.add_argument("--naive-fraction", type=parse_fractions, default=parse_fractions(
-        os.environ.get("BENCH_NAIVE_FRACTION", "")), help="e.g. M:0.2,L:0.03 (env BENCH_NAIVE_FRACTION)")
+    parser.add_argument(
+        "--naive-fraction",
+        type=parse_fractions,
+        default=parse_fractions(os.environ.get("BENCH_NAIVE_FRACTION", "")),
+        help="e.g. M:0.2,L:0.03 (env BENCH_NAIVE_FRACTION)",
+    )
     parser.add_argument("--no-naive", dest="naive", action="store_false", help="skip the naive baseline")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
-    parser.add_argument("--report-only", action="store_true",
-                        help="only rebuild latest.md / latest.json from the results present (partial ones too)")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="only rebuild latest.md / latest.json from the results present (partial ones too)",
+    )
     options = parser.parse_args(argv)
     if options.report_only:
         report.write_combined(options.results_dir)

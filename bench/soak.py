@@ -57,11 +57,24 @@ for _path in (REPO_ROOT / "plugins", REPO_ROOT):
 DISTRICT = "demo"
 WORK_ROOT = REPO_ROOT / "var" / "soak"
 VALIDATION_ROOT = REPO_ROOT / "var" / "validation" / DISTRICT
-KEYS = {"organizations": ("organization_id",), "users": ("user_type", "external_id"),
-        "user_levels": ("external_id",), "classes": ("class_id",), "rosters": ("class_id", "user_type", "user_id"),
-        "parent_links": ("parent_id", "child_id")}
-FAULT_KINDS = ("sis_5xx", "sis_throttle_429", "sis_token_expired", "sis_connection_reset", "sis_truncated_body",
-               "learning_500_after_apply", "learning_killed", "worker_killed")
+KEYS = {
+    "organizations": ("organization_id",),
+    "users": ("user_type", "external_id"),
+    "user_levels": ("external_id",),
+    "classes": ("class_id",),
+    "rosters": ("class_id", "user_type", "user_id"),
+    "parent_links": ("parent_id", "child_id"),
+}
+FAULT_KINDS = (
+    "sis_5xx",
+    "sis_throttle_429",
+    "sis_token_expired",
+    "sis_connection_reset",
+    "sis_truncated_body",
+    "learning_500_after_apply",
+    "learning_killed",
+    "worker_killed",
+)
 RUN_TIMEOUT_SECONDS = 300
 
 
@@ -86,9 +99,13 @@ class Learning:
         from sandbox.learning.testing import LearningOptions, running_learning
 
         self._stack = ExitStack()
-        self.server = self._stack.enter_context(running_learning(
-            domains={DISTRICT: self.token}, database_url=self.database_url,
-            options=LearningOptions(port=self.port, startup_timeout=60)))
+        self.server = self._stack.enter_context(
+            running_learning(
+                domains={DISTRICT: self.token},
+                database_url=self.database_url,
+                options=LearningOptions(port=self.port, startup_timeout=60),
+            )
+        )
 
     def kill_and_restart(self, down_seconds: float) -> None:
         os.kill(self.server.process.pid, signal.SIGKILL)
@@ -111,6 +128,7 @@ class Learning:
 
 # ---- the SIS changing between runs ----------------------------------------------------------
 
+
 def change_sis(ps: Any, rng: random.Random, run: int) -> list[str]:
     """A few everyday changes through the simulator's admin API (never enough to trip the guard)."""
     with ps.store() as store:
@@ -124,8 +142,13 @@ def change_sis(ps: Any, rng: random.Random, run: int) -> list[str]:
     ps.rename("student", student["dcid"], last_name=f"{student['last_name']}-{run}")
     done.append("rename")
     school = rng.choice(schools)
-    ps.add_student(school["dcid"], "Soak", f"Student{run}", grade_level=rng.choice([3, 5, 9]),
-                   student_web_id=f"soak{run}_{rng.randrange(10**6)}")
+    ps.add_student(
+        school["dcid"],
+        "Soak",
+        f"Student{run}",
+        grade_level=rng.choice([3, 5, 9]),
+        student_web_id=f"soak{run}_{rng.randrange(10**6)}",
+    )
     done.append("new_student")
     student = rng.choice(students)
     same_school = [row for row in sections if row["schoolid"] == student["schoolid"]]
@@ -146,6 +169,7 @@ def change_sis(ps: Any, rng: random.Random, run: int) -> list[str]:
 
 
 # ---- one run -----------------------------------------------------------------------------------
+
 
 def plan_faults(run: int, runs: int, rng: random.Random) -> dict[str, Any]:
     """Which faults this run gets. The process kills land on fixed runs so every kind is covered."""
@@ -171,7 +195,8 @@ def load_is_running(staging_path: Path, after_id: int) -> bool:
         with sqlite3.connect(f"file:{staging_path}?mode=ro", uri=True, timeout=1) as connection:
             row = connection.execute(
                 "SELECT 1 FROM sync_run_attempts WHERE id > ? AND stage = 'load' AND status = 'running' LIMIT 1",
-                (after_id,)).fetchone()
+                (after_id,),
+            ).fetchone()
             return row is not None
     except sqlite3.Error:
         return False
@@ -199,7 +224,13 @@ class Worker:
         self._stderr = stderr_path.open("a")
         self.process = subprocess.Popen(
             [sys.executable, str(REPO_ROOT / "scripts" / "run_import_dag.py"), DISTRICT, "--serve"],
-            env=env, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True)
+            env=env,
+            cwd=REPO_ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+        )
         threading.Thread(target=self._read, daemon=True).start()
         self._until(lambda line: line.strip() == "READY", timeout=RUN_TIMEOUT_SECONDS, log=None)
 
@@ -230,7 +261,7 @@ class Worker:
             self.process.stdin.write("run\n")
             self.process.stdin.flush()
             line = self._until(lambda text: text.startswith("RESULT "), RUN_TIMEOUT_SECONDS, log)
-        return json.loads(line[len("RESULT "):]) if line else None
+        return json.loads(line[len("RESULT ") :]) if line else None
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -245,8 +276,15 @@ class Worker:
         self._stderr.close()
 
 
-def run_import(worker: Worker, log_path: Path, plan: dict[str, Any], ps: Any, learning: Learning,
-               staging_path: Path, events: Counter) -> dict[str, Any]:
+def run_import(
+    worker: Worker,
+    log_path: Path,
+    plan: dict[str, Any],
+    ps: Any,
+    learning: Learning,
+    staging_path: Path,
+    events: Counter,
+) -> dict[str, Any]:
     """One DAG run in the worker process, with the process-level faults of the plan."""
     mark = last_attempt_id(staging_path)
     started = time.monotonic()
@@ -290,11 +328,14 @@ def run_import(worker: Worker, log_path: Path, plan: dict[str, Any], ps: Any, le
 
 # ---- checks ------------------------------------------------------------------------------------
 
+
 def learning_state(server: Any) -> dict[str, Any]:
     return {
         "organizations": {key: row["name"] for key, row in server.organizations(DISTRICT).items()},
-        "users": server.users(DISTRICT), "user_levels": server.user_levels(DISTRICT),
-        "classes": server.classes(DISTRICT), "rosters": server.rosters(DISTRICT),
+        "users": server.users(DISTRICT),
+        "user_levels": server.user_levels(DISTRICT),
+        "classes": server.classes(DISTRICT),
+        "rosters": server.rosters(DISTRICT),
         "parent_links": server.parent_links(DISTRICT),
     }
 
@@ -316,9 +357,17 @@ def check_converged(server: Any, ps: Any, staging_url: str, run_id: str) -> dict
     state = learning_state(server)
     left = {key for key in state["users"] if key not in oracle.users}
     problems = differences(oracle, state, disabled=left)
-    lost = sum(1 for problem in problems if problem.endswith("expected in Learning, missing") or "but it is gone" in problem)
-    return {"converged": not problems and not duplicated, "duplicated": duplicated, "lost": lost,
-            "problems": problems[:20], "users": len(oracle.users), "left": len(left)}
+    lost = sum(
+        1 for problem in problems if problem.endswith("expected in Learning, missing") or "but it is gone" in problem
+    )
+    return {
+        "converged": not problems and not duplicated,
+        "duplicated": duplicated,
+        "lost": lost,
+        "problems": problems[:20],
+        "users": len(oracle.users),
+        "left": len(left),
+    }
 
 
 def search_secrets(secret_values: dict[str, str], roots: list[Path], staging_path: Path) -> dict[str, Any]:
@@ -345,6 +394,7 @@ def search_secrets(secret_values: dict[str, str], roots: list[Path], staging_pat
 
 # ---- main --------------------------------------------------------------------------------------
 
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="make soak: imports of the demo district under random faults")
     parser.add_argument("--runs", type=int, default=int(os.environ.get("SOAK_RUNS", 20)))
@@ -360,7 +410,8 @@ def main() -> int:
     demo = (REPO_ROOT / "include" / "districts" / f"{DISTRICT}.yaml").read_text()
     # Production's retries (2, doubling delay); the first delay shortened so 20 runs stay bounded.
     (districts / f"{DISTRICT}.yaml").write_text(
-        demo + "task_retries:\n  retries: 2\n  retry_delay_seconds: 2\n  max_retry_delay_seconds: 10\n")
+        demo + "task_retries:\n  retries: 2\n  retry_delay_seconds: 2\n  max_retry_delay_seconds: 10\n"
+    )
     staging_path = work / "staging.sqlite"
     staging_url = f"sqlite:///{staging_path}"
     learning_token = secrets.token_urlsafe(24)
@@ -375,15 +426,20 @@ def main() -> int:
     sis_changes: Counter = Counter()
     started = time.monotonic()
     with ExitStack() as stack:
-        ps = stack.enter_context(running_powerschool(arguments.dataset, seed=1, options={
-            "fault_seed": arguments.seed, "error_rate": 0.2}))
+        ps = stack.enter_context(
+            running_powerschool(arguments.dataset, seed=1, options={"fault_seed": arguments.seed, "error_rate": 0.2})
+        )
         smtp = stack.enter_context(running_smtp(mailbox_dir=work / "mailbox"))
         learning = Learning(learning_token, f"sqlite:///{work / 'learning.sqlite'}")
         stack.callback(learning.close)
-        env = {**os.environ, **connection_env(DISTRICT, ps, learning.server, learning_token, smtp),
-               f"{DISTRICT.upper()}_DEFAULT_PASSWORD": default_password,
-               "SIS_LEARNING_STAGING_URL": staging_url, "SIS_LEARNING_DISTRICTS_DIR": str(districts),
-               "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO"}
+        env = {
+            **os.environ,
+            **connection_env(DISTRICT, ps, learning.server, learning_token, smtp),
+            f"{DISTRICT.upper()}_DEFAULT_PASSWORD": default_password,
+            "SIS_LEARNING_STAGING_URL": staging_url,
+            "SIS_LEARNING_DISTRICTS_DIR": str(districts),
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        }
         worker: Worker | None = None
         for run in range(1, arguments.runs + 1):
             if worker is None or not worker.alive():
@@ -397,11 +453,16 @@ def main() -> int:
             changes = change_sis(ps, rng, run) if run > 1 else []
             sis_changes.update(changes)
             plan = plan_faults(run, arguments.runs, rng)
-            ps.configure(error_rate=plan["error_rate"], throttle_ms=50 if plan["throttle_seconds"] else 0,
-                         reset_rate=plan["reset_rate"], truncate_rate=plan["truncate_rate"])
+            ps.configure(
+                error_rate=plan["error_rate"],
+                throttle_ms=50 if plan["throttle_seconds"] else 0,
+                reset_rate=plan["reset_rate"],
+                truncate_rate=plan["truncate_rate"],
+            )
             if plan["learning_500_after_apply"]:
-                learning.server.inject_faults(DISTRICT, count=plan["learning_500_after_apply"], status=500,
-                                              after_apply=True)
+                learning.server.inject_faults(
+                    DISTRICT, count=plan["learning_500_after_apply"], status=500, after_apply=True
+                )
                 events["learning_500_after_apply"] += plan["learning_500_after_apply"]
             ps.reset_request_log()
             planned = {key: plan[key] for key in ("kill_learning", "kill_worker")}
@@ -413,28 +474,43 @@ def main() -> int:
             events["sis_throttle_429"] += statuses.get(429, 0)
             events["sis_connection_reset"] += faults.get("reset", 0)
             events["sis_truncated_body"] += faults.get("truncated", 0)
-            record = {"run": run, "state": outcome.get("state"), "run_id": outcome.get("run_id"),
-                      "seconds": round(outcome["seconds"], 1), "sis_changes": changes, "planned_kills": planned,
-                      "sis_faults": dict(faults), "sis_statuses": {str(k): v for k, v in statuses.items()},
-                      "retried_tasks": {task: tries for task, (state, tries) in (outcome.get("tasks") or {}).items()
-                                        if tries and tries > 1}}
+            record = {
+                "run": run,
+                "state": outcome.get("state"),
+                "run_id": outcome.get("run_id"),
+                "seconds": round(outcome["seconds"], 1),
+                "sis_changes": changes,
+                "planned_kills": planned,
+                "sis_faults": dict(faults),
+                "sis_statuses": {str(k): v for k, v in statuses.items()},
+                "retried_tasks": {
+                    task: tries for task, (state, tries) in (outcome.get("tasks") or {}).items() if tries and tries > 1
+                },
+            }
             if outcome.get("state") == "success":
                 record.update(check_converged(learning.server, ps, staging_url, outcome["run_id"]))
             runs.append(record)
-            print(f"soak run {run:2d}: {record['state']:8s} {record['seconds']:6.1f}s "
-                  f"converged={record.get('converged')} retried={record['retried_tasks']} "
-                  f"faults={dict(faults)} kills={planned}", flush=True)
+            print(
+                f"soak run {run:2d}: {record['state']:8s} {record['seconds']:6.1f}s "
+                f"converged={record.get('converged')} retried={record['retried_tasks']} "
+                f"faults={dict(faults)} kills={planned}",
+                flush=True,
+            )
         emails = list(smtp.mailbox.messages)
-        secret_values = {"powerschool_client_secret": ps.client_secret, "learning_token": learning_token,
-                         "default_password": default_password}
+        secret_values = {
+            "powerschool_client_secret": ps.client_secret,
+            "learning_token": learning_token,
+            "default_password": default_password,
+        }
         for index, token in enumerate(ps.issued_tokens()):
             secret_values[f"powerschool_access_token_{index}"] = token
         airflow_logs = Path(os.environ.get("AIRFLOW_HOME", REPO_ROOT / ".airflow")) / "logs"
         roots = [work / "mailbox", *work.glob("*.log"), airflow_logs, VALIDATION_ROOT]
         secrets_report = search_secrets(secret_values, roots, staging_path)
 
-    summary = summarise(runs, events, sis_changes, emails, secrets_report, time.monotonic() - started, arguments,
-                        len(secret_values))
+    summary = summarise(
+        runs, events, sis_changes, emails, secrets_report, time.monotonic() - started, arguments, len(secret_values)
+    )
     (work / "soak.json").write_text(json.dumps({"summary": summary, "runs": runs}, indent=2, default=str))
     print(format_summary(summary))
     print(f"report: {work / 'soak.json'}")
@@ -452,8 +528,12 @@ def summarise(runs, events, sis_changes, emails, secrets_report, seconds, argume
             needed.append(streak)
             streak = 0
     return {
-        "runs": len(runs), "dataset": arguments.dataset, "seed": arguments.seed, "minutes": round(seconds / 60, 1),
-        "successful_runs": len(successes), "runs_converged": len(converged),
+        "runs": len(runs),
+        "dataset": arguments.dataset,
+        "seed": arguments.seed,
+        "minutes": round(seconds / 60, 1),
+        "successful_runs": len(successes),
+        "runs_converged": len(converged),
         "runs_not_successful": [{"run": r["run"], "state": r["state"]} for r in runs if r["state"] != "success"],
         "max_runs_to_converge": max(needed),
         "faults": {kind: events.get(kind, 0) for kind in FAULT_KINDS},
@@ -462,21 +542,31 @@ def summarise(runs, events, sis_changes, emails, secrets_report, seconds, argume
         "rows_lost": sum(record.get("lost") or 0 for record in successes),
         "rows_duplicated": sum(record.get("duplicated") or 0 for record in successes),
         "emails": len(emails),
-        "secrets_searched": secrets_searched, "files_scanned": secrets_report["files_scanned"],
-        "secrets_found": len(secrets_report["found"]), "secret_findings": secrets_report["found"][:20],
-        "passed": (len(runs) >= min(20, arguments.runs) and len(converged) == len(successes) and bool(successes)
-                   and not secrets_report["found"] and runs[-1]["state"] == "success"),
+        "secrets_searched": secrets_searched,
+        "files_scanned": secrets_report["files_scanned"],
+        "secrets_found": len(secrets_report["found"]),
+        "secret_findings": secrets_report["found"][:20],
+        "passed": (
+            len(runs) >= min(20, arguments.runs)
+            and len(converged) == len(successes)
+            and bool(successes)
+            and not secrets_report["found"]
+            and runs[-1]["state"] == "success"
+        ),
     }
 
 
 def format_summary(summary: dict) -> str:
     lines = [
-        "| figure | value |", "|---|---|",
-        f"| runs (dataset {summary['dataset']}, seed {summary['seed']}) | {summary['runs']} in {summary['minutes']} min |",
+        "| figure | value |",
+        "|---|---|",
+        f"| runs (dataset {summary['dataset']}, seed {summary['seed']}) | "
+        f"{summary['runs']} in {summary['minutes']} min |",
         f"| runs that ended successful | {summary['successful_runs']} |",
         f"| successful runs converged (Learning = clean import, field by field) | {summary['runs_converged']} |",
-        "| runs not successful | " + (", ".join(f"{r['run']} ({r['state']})" for r in summary["runs_not_successful"])
-                                      or "none") + " |",
+        "| runs not successful | "
+        + (", ".join(f"{r['run']} ({r['state']})" for r in summary["runs_not_successful"]) or "none")
+        + " |",
         f"| runs needed to converge, at most | {summary['max_runs_to_converge']} |",
         f"| runs that needed an Airflow task retry | {summary['runs_with_task_retries']} |",
         *(f"| fault: {kind} | {count} |" for kind, count in summary["faults"].items()),

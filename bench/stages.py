@@ -41,14 +41,19 @@ def district_config(district_id: str, concurrency: int, batch_size: int = 1000):
     from sis_learning.config import DistrictConfig
 
     settings = yaml.safe_load((REPO_ROOT / "include" / "districts" / "demo.yaml").read_text())
-    settings.update({
-        "district_id": district_id,
-        "name": f"Benchmark district {district_id}",
-        "default_password": "env:BENCH_DEFAULT_PASSWORD",
-        "validation_thresholds": {"default": 1.0},
-    })
-    settings["powerschool"] = {**settings["powerschool"], "connection_id": "powerschool_bench",
-                               "max_concurrent_requests": concurrency}
+    settings.update(
+        {
+            "district_id": district_id,
+            "name": f"Benchmark district {district_id}",
+            "default_password": "env:BENCH_DEFAULT_PASSWORD",
+            "validation_thresholds": {"default": 1.0},
+        }
+    )
+    settings["powerschool"] = {
+        **settings["powerschool"],
+        "connection_id": "powerschool_bench",
+        "max_concurrent_requests": concurrency,
+    }
     settings["learning"] = {**settings.get("learning", {}), "connection_id": "learning_bench", "batch_size": batch_size}
     return DistrictConfig.model_validate(settings)
 
@@ -69,8 +74,12 @@ def run_extract(spec: dict[str, Any], engine, config) -> dict[str, Any]:
 
     powerschool = spec["powerschool"]
     hook = PowerSchoolHook.from_settings(
-        powerschool["base_url"], powerschool["client_id"], powerschool["client_secret"], powerschool["ca_bundle"],
-        max_concurrent_requests=spec["concurrency"], retry_policy=RetryPolicy(),
+        powerschool["base_url"],
+        powerschool["client_id"],
+        powerschool["client_secret"],
+        powerschool["ca_bundle"],
+        max_concurrent_requests=spec["concurrency"],
+        retry_policy=RetryPolicy(),
     )
     run_id = spec["run_id"]
     from sis_learning.staging.runs import start_run
@@ -93,8 +102,11 @@ def run_extract(spec: dict[str, Any], engine, config) -> dict[str, Any]:
             "minimum_requests": math.ceil(result["rows"] / page_size) if result.get("rows") else 0,
             "seconds": round(time.perf_counter() - started, 2),
             "mismatch": bool(result.get("mismatch")),
-            "requests_by_kind": {kind: count - kinds_before.get(kind, 0) for kind, count in hook.stats.requests.items()
-                                 if count - kinds_before.get(kind, 0)},
+            "requests_by_kind": {
+                kind: count - kinds_before.get(kind, 0)
+                for kind, count in hook.stats.requests.items()
+                if count - kinds_before.get(kind, 0)
+            },
             **{key: result[key] for key in ("source", "read_mode", "carried_forward") if key in result},
         }
     stage_seconds = time.perf_counter() - stage_started  # the counting below is the benchmark's, not extract's
@@ -144,8 +156,7 @@ def run_diff(spec: dict[str, Any], engine, config) -> dict[str, Any]:
     # guard's per-school ratio: it is timed, and approved so the load is measured too.
     diff.check_safety(engine, config, spec["run_id"], approve_mass_changes=True)
     changed = sum(count for actions in changes.values() for action, count in actions.items() if action != "unchanged")
-    return {"rows": sum(sum(actions.values()) for actions in changes.values()), "changed": changed,
-            "entities": changes}
+    return {"rows": sum(sum(actions.values()) for actions in changes.values()), "changed": changed, "entities": changes}
 
 
 def run_load(spec: dict[str, Any], engine, config) -> dict[str, Any]:
@@ -159,9 +170,14 @@ def run_load(spec: dict[str, Any], engine, config) -> dict[str, Any]:
 
     finish_run(engine, config.district_id, spec["run_id"], status="success")  # as the report task does
     refused = sum(int(values.get("refused", 0)) for values in summary["counts"].values())
-    return {"rows": int(summary["rows_sent"]), "requests": int(summary["requests"]),
-            "rows_sent": int(summary["rows_sent"]), "rows_changed": int(summary["rows_changed"]),
-            "refused": refused, "counts": summary["counts"]}
+    return {
+        "rows": int(summary["rows_sent"]),
+        "requests": int(summary["requests"]),
+        "rows_sent": int(summary["rows_sent"]),
+        "rows_changed": int(summary["rows_changed"]),
+        "refused": refused,
+        "counts": summary["counts"],
+    }
 
 
 # Imported before the clock starts: a stage's time is its work, not the interpreter loading
@@ -174,8 +190,13 @@ PRELOAD = {
     "load": ("sis_learning.load", "sis_learning.hooks.learning"),
 }
 
-STAGES = {"extract": run_extract, "validate": run_validate, "transform": run_transform, "diff": run_diff,
-          "load": run_load}
+STAGES = {
+    "extract": run_extract,
+    "validate": run_validate,
+    "transform": run_transform,
+    "diff": run_diff,
+    "load": run_load,
+}
 
 
 def main() -> None:
@@ -194,12 +215,21 @@ def main() -> None:
     cpu, started = _cpu_seconds(), time.perf_counter()
     result = STAGES[spec["stage"]](spec, engine, config)
     seconds = result.pop("_stage_seconds", None) or time.perf_counter() - started
-    print(json.dumps({
-        "stage": spec["stage"], "seconds": round(seconds, 2), "cpu_seconds": round(_cpu_seconds() - cpu, 2),
-        "import_seconds": round(import_seconds, 2),
-        "peak_rss_mb": _peak_rss_mb(), "rss_before_stage_mb": rss_before,
-        "load_average": [round(value, 1) for value in os.getloadavg()], **result,
-    }, default=str))
+    print(
+        json.dumps(
+            {
+                "stage": spec["stage"],
+                "seconds": round(seconds, 2),
+                "cpu_seconds": round(_cpu_seconds() - cpu, 2),
+                "import_seconds": round(import_seconds, 2),
+                "peak_rss_mb": _peak_rss_mb(),
+                "rss_before_stage_mb": rss_before,
+                "load_average": [round(value, 1) for value in os.getloadavg()],
+                **result,
+            },
+            default=str,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -82,11 +82,17 @@ def grade_push_dag(config: DistrictConfig) -> DAG:
         max_active_runs=MAX_ACTIVE_RUNS,
         tags=["grade-push", "powerschool", "learning", f"district:{district_id}"],
         doc_md=DOC_MD.format(
-            name=config.name, district_id=district_id, asset=asset.name,
-            interval=config.grade_push.poll_interval_seconds, pool=config.powerschool.pool,
+            name=config.name,
+            district_id=district_id,
+            asset=asset.name,
+            interval=config.grade_push.poll_interval_seconds,
+            pool=config.powerschool.pool,
             category=config.grade_push.classwork_category,
-            organizations=("all imported organizations" if config.grade_push.organizations == "all"
-                           else ", ".join(config.grade_push.organizations)),
+            organizations=(
+                "all imported organizations"
+                if config.grade_push.organizations == "all"
+                else ", ".join(config.grade_push.organizations)
+            ),
             emails=", ".join(config.notifications.failure_emails) or "(no recipients configured)",
             source=config.source_file,
         ),
@@ -99,7 +105,6 @@ def grade_push_dag(config: DistrictConfig) -> DAG:
             "show_return_value_in_logs": False,  # the task logs its own summary line; XCom keeps the counts
         },
     ) as dag:
-
         # Shares the PowerSchool pool with the import's extract tasks (one pool per API); the
         # high absolute priority gives it the next free slot, so an import never queues it long.
         @task(task_id="push_grades", pool=config.powerschool.pool, priority_weight=100, weight_rule="absolute")

@@ -56,28 +56,38 @@ def import_dag(config: DistrictConfig) -> DAG:
         max_active_runs=1,
         tags=["sis-import", "powerschool", "learning", f"district:{district_id}"],
         doc_md=DOC_MD.format(
-            name=config.name, district_id=district_id, schedule=config.schedule, timezone=config.timezone,
-            start_year=config.import_start_year, pool=config.powerschool.pool,
+            name=config.name,
+            district_id=district_id,
+            schedule=config.schedule,
+            timezone=config.timezone,
+            start_year=config.import_start_year,
+            pool=config.powerschool.pool,
             emails=", ".join(config.notifications.failure_emails) or "(no recipients configured)",
             source=config.source_file,
         ),
         params={
             "approve_mass_changes": Param(
-                False, type="boolean",
+                False,
+                type="boolean",
                 description="Approve a run the safety guard stopped (mass deactivations or an Import ID change)",
             ),
             "preview": Param(
-                False, type="boolean",
+                False,
+                type="boolean",
                 description="Preview (dry run): do everything up to the load, send nothing, and write what would be "
-                            "sent as a report (var/previews/<district>/<run>/); nothing advances",
+                "sent as a report (var/previews/<district>/<run>/); nothing advances",
             ),
             "email_preview": Param(
-                False, type="boolean",
+                False,
+                type="boolean",
                 description="With preview: email the preview's totals to the district's contacts",
             ),
             "full_refresh": Param(
-                False, type="boolean",
-                description="Read everything from PowerSchool instead of only what changed since the last successful run",
+                False,
+                type="boolean",
+                description=(
+                    "Read everything from PowerSchool instead of only what changed since the last successful run"
+                ),
             ),
         },
         default_args={
@@ -146,8 +156,9 @@ def import_dag(config: DistrictConfig) -> DAG:
 
             @task(task_id="check_mass_changes", retries=0)
             def check_mass_changes(run_id=None, params=None):
-                return import_tasks.check_mass_changes(district_id, run_id, bool(params.get("approve_mass_changes")),
-                                                       preview=bool(params.get("preview")))
+                return import_tasks.check_mass_changes(
+                    district_id, run_id, bool(params.get("approve_mass_changes")), preview=bool(params.get("preview"))
+                )
 
             @task(task_id="load_learning", pool=config.learning.pool)
             def load_learning(run_id=None, params=None):
@@ -162,8 +173,13 @@ def import_dag(config: DistrictConfig) -> DAG:
             @task(task_id="report", trigger_rule=TriggerRule.ALL_DONE, retries=0)
             def report(run_id=None, dag=None, params=None):
                 params = params or {}
-                return import_tasks.report(district_id, run_id, dag.dag_id, preview=bool(params.get("preview")),
-                                           email_preview=bool(params.get("email_preview")))
+                return import_tasks.report(
+                    district_id,
+                    run_id,
+                    dag.dag_id,
+                    preview=bool(params.get("preview")),
+                    email_preview=bool(params.get("email_preview")),
+                )
 
             report()
 
@@ -199,8 +215,12 @@ def configuration_error_dag(broken: BrokenDistrict) -> DAG:
         catchup=False,
         max_active_runs=1,
         tags=["sis-import", "configuration-error", f"district:{broken.district_id}"],
-        doc_md=BROKEN_DOC_MD.format(source=broken.source_file, error=broken.error, every="15 minutes",
-                                    emails=", ".join(broken.failure_emails) or "none could be read from the file"),
+        doc_md=BROKEN_DOC_MD.format(
+            source=broken.source_file,
+            error=broken.error,
+            every="15 minutes",
+            emails=", ".join(broken.failure_emails) or "none could be read from the file",
+        ),
         default_args={"owner": broken.owner, "retries": 0},
     ) as dag:
 

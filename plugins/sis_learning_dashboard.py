@@ -16,11 +16,13 @@ from sis_learning.dashboard.app import MOUNT_PREFIX, create_app
 class SisLearningDashboardPlugin(AirflowPlugin):
     name = "sis_learning_dashboard"
     fastapi_apps = [{"app": create_app(), "url_prefix": MOUNT_PREFIX, "name": "SIS -> Learning districts"}]
-    external_views = [{
-        "name": "Districts",
-        # Relative: the UI resolves it against its base URL, so a deployment under a sub-path works.
-        "href": f"{MOUNT_PREFIX.lstrip('/')}/districts",
-        "url_route": "districts",
-        "destination": "nav",
-        "icon": f"{MOUNT_PREFIX.lstrip('/')}/icon.svg",
-    }]
+    external_views = [
+        {
+            "name": "Districts",
+            # Relative: the UI resolves it against its base URL, so a deployment under a sub-path works.
+            "href": f"{MOUNT_PREFIX.lstrip('/')}/districts",
+            "url_route": "districts",
+            "destination": "nav",
+            "icon": f"{MOUNT_PREFIX.lstrip('/')}/icon.svg",
+        }
+    ]

@@ -70,13 +70,20 @@ class SmtpSandbox:
         """The Airflow connection (JSON form) for a local relay: no SSL, no STARTTLS."""
         import json
 
-        return json.dumps({
-            "conn_type": "smtp",
-            "host": self.host,
-            "port": self.port,
-            "extra": {"disable_ssl": True, "disable_tls": True, "from_email": "sis-learning@localhost",
-                      "retry_limit": 2, "timeout": 10},
-        })
+        return json.dumps(
+            {
+                "conn_type": "smtp",
+                "host": self.host,
+                "port": self.port,
+                "extra": {
+                    "disable_ssl": True,
+                    "disable_tls": True,
+                    "from_email": "sis-learning@localhost",
+                    "retry_limit": 2,
+                    "timeout": 10,
+                },
+            }
+        )
 
 
 @contextmanager

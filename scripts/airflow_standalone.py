@@ -50,9 +50,14 @@ def venv_bin() -> Path:
 
 
 def airflow(*args: str, env: dict[str, str], quiet: bool = True) -> None:
-    result = subprocess.run([str(venv_bin() / "airflow"), *args], env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE if quiet else None, stderr=subprocess.STDOUT if quiet else None,
-                            text=True)
+    result = subprocess.run(
+        [str(venv_bin() / "airflow"), *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE if quiet else None,
+        stderr=subprocess.STDOUT if quiet else None,
+        text=True,
+    )
     if result.returncode != 0:
         if quiet:
             print(result.stdout, file=sys.stderr)
@@ -101,25 +106,27 @@ def login(env: dict[str, str]) -> tuple[str, str]:
 
 def banner(env: dict[str, str], base_url: str, services) -> str:
     user, password = login(env)
-    return "\n".join([
-        "",
-        "=" * 78,
-        f"  Airflow UI:     {base_url}",
-        f"  Login:          {user} / {password}",
-        f"                  (kept in {Path(env['AIRFLOW_HOME']) / 'simple_auth_manager_passwords.json.generated'})",
-        f"  DAGs (unpaused): {', '.join(DEMO_DAGS)}: trigger sis_import__demo in the UI",
-        f"  Staged tables:  {staging_location(env)}  (docs/staged-tables.md)",
-        f"  Emails:         {STATE_DIR / 'mailbox'}  (one .eml file per message)",
-        f"  Data Docs:      {REPO_ROOT / 'var' / 'validation' / 'demo'}/<run id>/data_docs/index.html",
-        f"  Sandboxes:      PowerSchool {services.powerschool.base_url}, Learning {services.learning.base_url},",
-        f"                  SMTP {services.smtp.host}:{services.smtp.port}",
-        f"  Airflow output: {AIRFLOW_OUTPUT}  (tail -f it; task logs are in the UI)",
-        "  Then:           make score  (enter a score in Learning, see it reach PowerTeacher)",
-        "                  make explain ID=<number, login or email>  (why is someone not in Learning?)",
-        "  Stop:           Ctrl-C (stops Airflow and the sandboxes)",
-        "=" * 78,
-        "",
-    ])
+    return "\n".join(
+        [
+            "",
+            "=" * 78,
+            f"  Airflow UI:     {base_url}",
+            f"  Login:          {user} / {password}",
+            f"                  (kept in {Path(env['AIRFLOW_HOME']) / 'simple_auth_manager_passwords.json.generated'})",
+            f"  DAGs (unpaused): {', '.join(DEMO_DAGS)}: trigger sis_import__demo in the UI",
+            f"  Staged tables:  {staging_location(env)}  (docs/staged-tables.md)",
+            f"  Emails:         {STATE_DIR / 'mailbox'}  (one .eml file per message)",
+            f"  Data Docs:      {REPO_ROOT / 'var' / 'validation' / 'demo'}/<run id>/data_docs/index.html",
+            f"  Sandboxes:      PowerSchool {services.powerschool.base_url}, Learning {services.learning.base_url},",
+            f"                  SMTP {services.smtp.host}:{services.smtp.port}",
+            f"  Airflow output: {AIRFLOW_OUTPUT}  (tail -f it; task logs are in the UI)",
+            "  Then:           make score  (enter a score in Learning, see it reach PowerTeacher)",
+            "                  make explain ID=<number, login or email>  (why is someone not in Learning?)",
+            "  Stop:           Ctrl-C (stops Airflow and the sandboxes)",
+            "=" * 78,
+            "",
+        ]
+    )
 
 
 def write_sandboxes_file(services) -> None:
@@ -128,17 +135,30 @@ def write_sandboxes_file(services) -> None:
     SANDBOXES_FILE.parent.mkdir(parents=True, exist_ok=True)
     SANDBOXES_FILE.touch(mode=0o600)
     SANDBOXES_FILE.chmod(0o600)
-    SANDBOXES_FILE.write_text(json.dumps({
-        "pid": os.getpid(),
-        "district_id": "demo",
-        "powerschool": {"base_url": powerschool.base_url, "client_id": powerschool.client_id,
-                        "client_secret": powerschool.client_secret, "admin_token": powerschool.admin_token,
-                        "ca_bundle": str(powerschool.ca_bundle), "dataset_path": str(powerschool.dataset_path),
-                        "database_path": str(powerschool.database_path)},
-        "learning": {"base_url": learning.base_url, "token": services.learning_token,
-                     "ca_bundle": str(learning.ca_bundle) if learning.ca_bundle else None,
-                     "database_url": learning.database_url},
-    }, indent=2))
+    SANDBOXES_FILE.write_text(
+        json.dumps(
+            {
+                "pid": os.getpid(),
+                "district_id": "demo",
+                "powerschool": {
+                    "base_url": powerschool.base_url,
+                    "client_id": powerschool.client_id,
+                    "client_secret": powerschool.client_secret,
+                    "admin_token": powerschool.admin_token,
+                    "ca_bundle": str(powerschool.ca_bundle),
+                    "dataset_path": str(powerschool.dataset_path),
+                    "database_path": str(powerschool.database_path),
+                },
+                "learning": {
+                    "base_url": learning.base_url,
+                    "token": services.learning_token,
+                    "ca_bundle": str(learning.ca_bundle) if learning.ca_bundle else None,
+                    "database_url": learning.database_url,
+                },
+            },
+            indent=2,
+        )
+    )
 
 
 def stop_group(process: subprocess.Popen) -> None:
@@ -188,24 +208,35 @@ def main() -> int:
             env.update(services.env)
             write_sandboxes_file(services)
             try:
-                print("Preparing Airflow: metadata database, pools, the DAGs (unpausing "
-                      f"{', '.join(DEMO_DAGS)}) ...", flush=True)
+                print(
+                    f"Preparing Airflow: metadata database, pools, the DAGs (unpausing {', '.join(DEMO_DAGS)}) ...",
+                    flush=True,
+                )
                 airflow("db", "migrate", env=env)
                 create_pools(env)
                 unpause_demo_dags(env)
                 print("Starting airflow standalone (api-server, scheduler, dag-processor, triggerer) ...", flush=True)
                 # Its own process group: on stop, everything it started goes with it.
                 with AIRFLOW_OUTPUT.open("wb") as output:
-                    standalone = subprocess.Popen([str(venv_bin() / "airflow"), "standalone"], env=env,
-                                                  stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
-                                                  process_group=0)
+                    standalone = subprocess.Popen(
+                        [str(venv_bin() / "airflow"), "standalone"],
+                        env=env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=output,
+                        stderr=subprocess.STDOUT,
+                        process_group=0,
+                    )
                 if wait_for_api(base_url, standalone):
                     print(banner(env, base_url, services), flush=True)
                 else:
                     tail = AIRFLOW_OUTPUT.read_text(errors="replace").splitlines()[-40:]
                     print("\n".join(tail), file=sys.stderr)
-                    print(f"The Airflow API server did not answer at {base_url}: the last lines of {AIRFLOW_OUTPUT} "
-                          "are above", file=sys.stderr, flush=True)
+                    print(
+                        f"The Airflow API server did not answer at {base_url}: the last lines of {AIRFLOW_OUTPUT} "
+                        "are above",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                     return 1
                 standalone.wait()
                 print(f"airflow standalone exited (code {standalone.returncode}): see {AIRFLOW_OUTPUT}", flush=True)

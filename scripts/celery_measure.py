@@ -82,22 +82,32 @@ def measure_parse(counts: list[int]) -> list[dict]:
             with tempfile.TemporaryDirectory(prefix="airflow-home-") as home:
                 env = airflow_environment({"AIRFLOW_HOME": home, "SIS_LEARNING_DISTRICTS_DIR": folder})
                 env["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "ERROR"
-                subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], env=env,
-                               check=True, capture_output=True)
+                subprocess.run(
+                    [str(Path(sys.executable).parent / "airflow"), "db", "migrate"],
+                    env=env,
+                    check=True,
+                    capture_output=True,
+                )
                 started = time.monotonic()
                 report = subprocess.run(
                     [str(Path(sys.executable).parent / "airflow"), "dags", "report", "-o", "json"],
-                    env=env, check=True, capture_output=True, text=True,
+                    env=env,
+                    check=True,
+                    capture_output=True,
+                    text=True,
                 )
                 elapsed = time.monotonic() - started
-        rows = json.loads(report.stdout[report.stdout.index("["):])
+        rows = json.loads(report.stdout[report.stdout.index("[") :])
         for row in rows:
             row["districts"] = count
         results += rows
         print(f"{count:>4} districts: `airflow dags report` {elapsed:.1f}s in all", flush=True)
         for row in rows:
-            print(f"       {row['file']:<20} parse {row['duration']:<16} dags {row['dag_num']:<4} tasks {row['task_num']}",
-                  flush=True)
+            print(
+                f"       {row['file']:<20} parse {row['duration']:<16} "
+                f"dags {row['dag_num']:<4} tasks {row['task_num']}",
+                flush=True,
+            )
     return results
 
 
@@ -110,10 +120,12 @@ def district_sandboxes(ids: list[str], learning_database_url: str) -> Iterator[d
     from scripts.demo_environment import connection_env
 
     tokens = {district_id: secrets.token_urlsafe(24) for district_id in ids}
-    with tempfile.TemporaryDirectory(prefix="measure-mailbox-") as mailbox, \
-            running_powerschool("demo") as powerschool, \
-            running_learning(domains=tokens, database_url=learning_database_url) as learning, \
-            running_smtp(mailbox_dir=Path(mailbox)) as smtp:
+    with (
+        tempfile.TemporaryDirectory(prefix="measure-mailbox-") as mailbox,
+        running_powerschool("demo") as powerschool,
+        running_learning(domains=tokens, database_url=learning_database_url) as learning,
+        running_smtp(mailbox_dir=Path(mailbox)) as smtp,
+    ):
         env: dict[str, str] = {}
         for district_id, token in tokens.items():
             env.update(connection_env(district_id, powerschool, learning, token, smtp))
@@ -144,9 +156,13 @@ def run_durations(stack: CeleryStack, runs: dict[str, str]) -> tuple[float, floa
     engine = create_engine(stack.metadata_url)
     try:
         with engine.connect() as connection:
-            rows = [connection.execute(text(
-                "SELECT start_date, end_date FROM dag_run WHERE dag_id = :dag_id AND run_id = :run_id"
-            ), {"dag_id": dag_id, "run_id": run_id}).one() for dag_id, run_id in runs.items()]
+            rows = [
+                connection.execute(
+                    text("SELECT start_date, end_date FROM dag_run WHERE dag_id = :dag_id AND run_id = :run_id"),
+                    {"dag_id": dag_id, "run_id": run_id},
+                ).one()
+                for dag_id, run_id in runs.items()
+            ]
     finally:
         engine.dispose()
     spans = [(end - start).total_seconds() for start, end in rows]
@@ -154,19 +170,27 @@ def run_durations(stack: CeleryStack, runs: dict[str, str]) -> tuple[float, floa
     return total, min(spans), max(spans)
 
 
-def measure_districts(count: int, workers: int, concurrency: int, timeout: float,
-                      overrides: dict | None = None) -> None:
+def measure_districts(
+    count: int, workers: int, concurrency: int, timeout: float, overrides: dict | None = None
+) -> None:
     ids = district_ids(count + 1)
     baseline, many = ids[:1], ids[1:]
     name = f"sl_measure_{uuid.uuid4().hex[:6]}"
-    with tempfile.TemporaryDirectory(prefix="measure-") as scratch, \
-            scratch_database(DEFAULT_POSTGRES, f"{name}_learning") as learning_url:
+    with (
+        tempfile.TemporaryDirectory(prefix="measure-") as scratch,
+        scratch_database(DEFAULT_POSTGRES, f"{name}_learning") as learning_url,
+    ):
         districts_dir = Path(scratch) / "districts"
         write_districts(districts_dir, ids, overrides={"grade_push.enabled": False, **(overrides or {})})
         with district_sandboxes(ids, learning_url) as sandbox_env:
             settings = StackSettings(
-                name=name, workers=workers, concurrency=concurrency, airflow_home=Path(scratch) / "airflow",
-                districts_dir=districts_dir, extra_env=sandbox_env, fresh=True,
+                name=name,
+                workers=workers,
+                concurrency=concurrency,
+                airflow_home=Path(scratch) / "airflow",
+                districts_dir=districts_dir,
+                extra_env=sandbox_env,
+                fresh=True,
             )
             stack = CeleryStack(settings)
             try:
@@ -176,9 +200,12 @@ def measure_districts(count: int, workers: int, concurrency: int, timeout: float
                         runs, states, seconds = run_dags(stack, dag_ids, timeout=timeout)
                         total, shortest, longest = run_durations(stack, runs)
                         failed = sorted(dag_id for dag_id, state in states.items() if state != "success")
-                        print(f"\n=== {label}: {seconds:.1f}s from unpause to the last run finished "
-                              f"(runs: first start to last end {total:.1f}s, each {shortest:.1f}-{longest:.1f}s); "
-                              f"failed: {failed or 'none'}", flush=True)
+                        print(
+                            f"\n=== {label}: {seconds:.1f}s from unpause to the last run finished "
+                            f"(runs: first start to last end {total:.1f}s, each {shortest:.1f}-{longest:.1f}s); "
+                            f"failed: {failed or 'none'}",
+                            flush=True,
+                        )
                         print(format_report(stack, runs, states, seconds).splitlines()[-1], flush=True)
                         if os.environ.get("MEASURE_VERBOSE"):
                             print(format_report(stack, runs, states, seconds), flush=True)
@@ -196,8 +223,13 @@ def main(argv: list[str] | None = None) -> int:
     districts.add_argument("--workers", type=int, default=2)
     districts.add_argument("--concurrency", type=int, default=4)
     districts.add_argument("--timeout", type=float, default=3600)
-    districts.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
-                           help="override a district setting, e.g. validation_thresholds.default=0.1 (repeatable)")
+    districts.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="override a district setting, e.g. validation_thresholds.default=0.1 (repeatable)",
+    )
     arguments = parser.parse_args(argv)
     if arguments.command == "parse":
         measure_parse(arguments.districts)

@@ -46,7 +46,9 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 POOLS_FILE = REPO_ROOT / "docker" / "pools.json"
-DEFAULT_POSTGRES = os.environ.get("SIS_LEARNING_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+DEFAULT_POSTGRES = os.environ.get(
+    "SIS_LEARNING_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+)
 DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
 # Marks every process of one stack, so stop() can find stragglers (a task's own
 # subprocesses) by their environment and end them by pid, never by name.
@@ -82,7 +84,9 @@ def airflow_environment(overrides: dict[str, str]) -> dict[str, str]:
     env = {**os.environ, **overrides}
     output = subprocess.run(
         ["bash", "-c", 'source "$1" && env -0', "airflow-env", str(REPO_ROOT / "scripts" / "airflow-env.sh")],
-        env=env, check=True, capture_output=True,
+        env=env,
+        check=True,
+        capture_output=True,
     ).stdout
     return dict(item.split("=", 1) for item in output.decode().split("\0") if "=" in item)
 
@@ -149,40 +153,44 @@ class CeleryStack:
     def _base_env(self) -> dict[str, str]:
         from cryptography.fernet import Fernet
 
-        env = airflow_environment({
-            "AIRFLOW_HOME": str(self.home),
-            "SIS_LEARNING_METADATA_URL": self.metadata_url,
-            **self.settings.extra_env,
-        })
+        env = airflow_environment(
+            {
+                "AIRFLOW_HOME": str(self.home),
+                "SIS_LEARNING_METADATA_URL": self.metadata_url,
+                **self.settings.extra_env,
+            }
+        )
         passwords_file = self.home / "simple_auth_manager_passwords.json"
-        env.update({
-            STACK_MARKER: self.stack_id,
-            "SIS_LEARNING_STAGING_URL": self.staging_url,
-            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-            "AIRFLOW__CORE__PARALLELISM": str(self.settings.parallelism),
-            "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
-            # Shared by every component: the api-server signs task tokens with it and the
-            # workers' task supervisors present them to the execution API.
-            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
-            "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
-            "AIRFLOW__API__PORT": str(self.api_port),
-            "AIRFLOW__API__WORKERS": "1",
-            "AIRFLOW__API__BASE_URL": self.api_url,
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{self.username}:admin",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file),
-            "AIRFLOW__CELERY__BROKER_URL": self.settings.broker_url,
-            "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + self.metadata_url.replace("+psycopg2", ""),
-            "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.settings.concurrency),
-            "AIRFLOW__OPERATORS__DEFAULT_QUEUE": self.queue,
-            # INFO at least, whatever the caller's environment says: a worker is known to be
-            # ready by Celery's INFO line "... ready." in its log.
-            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
-        })
+        env.update(
+            {
+                STACK_MARKER: self.stack_id,
+                "SIS_LEARNING_STAGING_URL": self.staging_url,
+                "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+                "AIRFLOW__CORE__PARALLELISM": str(self.settings.parallelism),
+                "AIRFLOW__CORE__FERNET_KEY": Fernet.generate_key().decode(),
+                # Shared by every component: the api-server signs task tokens with it and the
+                # workers' task supervisors present them to the execution API.
+                "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+                "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
+                "AIRFLOW__API__PORT": str(self.api_port),
+                "AIRFLOW__API__WORKERS": "1",
+                "AIRFLOW__API__BASE_URL": self.api_url,
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{self.username}:admin",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file),
+                "AIRFLOW__CELERY__BROKER_URL": self.settings.broker_url,
+                "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + self.metadata_url.replace("+psycopg2", ""),
+                "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(self.settings.concurrency),
+                "AIRFLOW__OPERATORS__DEFAULT_QUEUE": self.queue,
+                # INFO at least, whatever the caller's environment says: a worker is known to be
+                # ready by Celery's INFO line "... ready." in its log.
+                "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+                "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+            }
+        )
         if self.settings.dags_folder:
             env["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(self.settings.dags_folder).resolve())
         if self.settings.districts_dir:
@@ -224,8 +232,12 @@ class CeleryStack:
     def airflow(self, *arguments: str, timeout: float = 300) -> str:
         """Run one Airflow CLI command with the stack's environment; fail loudly."""
         result = subprocess.run(
-            [str(VENV_BIN / "airflow"), *arguments], env=self.env, capture_output=True, text=True,
-            timeout=timeout, cwd=REPO_ROOT,
+            [str(VENV_BIN / "airflow"), *arguments],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=REPO_ROOT,
         )
         if result.returncode != 0:
             raise RuntimeError(f"airflow {' '.join(arguments)} failed ({result.returncode}):\n{result.stderr[-4000:]}")
@@ -239,7 +251,9 @@ class CeleryStack:
         """
         probe = subprocess.run(
             [sys.executable, "-c", "import airflow.providers.celery.executors.celery_executor"],
-            env=self.env, capture_output=True, text=True,
+            env=self.env,
+            capture_output=True,
+            text=True,
         )
         if probe.returncode != 0:
             last = probe.stderr.strip().splitlines()[-1:] or ["(no output)"]
@@ -257,11 +271,15 @@ class CeleryStack:
         self.airflow("pools", "import", str(POOLS_FILE))
 
     # ------------------------------------------------------------------ processes
-    def _component(self, name: str, arguments: list[str], ready_text: str | None = None,
-                   extra_env: dict[str, str] | None = None) -> Component:
+    def _component(
+        self, name: str, arguments: list[str], ready_text: str | None = None, extra_env: dict[str, str] | None = None
+    ) -> Component:
         return Component(
-            name=name, command=[str(VENV_BIN / "airflow"), *arguments],
-            env={**self.env, **(extra_env or {})}, log_path=self.log_dir / f"{name}.log", ready_text=ready_text,
+            name=name,
+            command=[str(VENV_BIN / "airflow"), *arguments],
+            env={**self.env, **(extra_env or {})},
+            log_path=self.log_dir / f"{name}.log",
+            ready_text=ready_text,
         )
 
     def plan(self) -> list[Component]:
@@ -273,16 +291,27 @@ class CeleryStack:
         ]
         for number in range(1, self.settings.workers + 1):
             name = f"worker{number}"
-            components.append(self._component(
-                name,
-                ["celery", "worker", "-H", f"{name}@%h", "-c", str(self.settings.concurrency),
-                 "-q", self.queue, "--skip-serve-logs"],
-                ready_text=" ready.",
-                extra_env={
-                    WORKER_NAME_ENV: name,
-                    "AIRFLOW__CORE__HOSTNAME_CALLABLE": "scripts.celery_stack.worker_hostname",
-                },
-            ))
+            components.append(
+                self._component(
+                    name,
+                    [
+                        "celery",
+                        "worker",
+                        "-H",
+                        f"{name}@%h",
+                        "-c",
+                        str(self.settings.concurrency),
+                        "-q",
+                        self.queue,
+                        "--skip-serve-logs",
+                    ],
+                    ready_text=" ready.",
+                    extra_env={
+                        WORKER_NAME_ENV: name,
+                        "AIRFLOW__CORE__HOSTNAME_CALLABLE": "scripts.celery_stack.worker_hostname",
+                    },
+                )
+            )
         return components
 
     def start(self) -> None:
@@ -291,8 +320,12 @@ class CeleryStack:
             log = component.log_path.open("ab")
             # A session of its own: stop() signals the whole process group at once.
             component.process = subprocess.Popen(
-                component.command, env=component.env, stdout=log, stderr=subprocess.STDOUT,
-                cwd=REPO_ROOT, start_new_session=True,
+                component.command,
+                env=component.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO_ROOT,
+                start_new_session=True,
             )
             log.close()
         self.wait_until_ready()
@@ -301,7 +334,9 @@ class CeleryStack:
         for component in self.components:
             if component.process and component.process.poll() is not None:
                 tail = component.log_path.read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"{component.name} exited with {component.process.returncode}; its log ends:\n{tail}")
+                raise RuntimeError(
+                    f"{component.name} exited with {component.process.returncode}; its log ends:\n{tail}"
+                )
 
     def wait_until_ready(self, timeout: float = 600) -> None:
         # Generous: on a loaded 2-core machine a Celery worker alone has taken 4 minutes to boot.
@@ -320,7 +355,9 @@ class CeleryStack:
                     with contextlib.suppress(requests.RequestException):
                         if requests.get(f"{self.api_url}/api/v2/monitor/health", timeout=2).ok:
                             pending.discard(component.name)
-                elif component.ready_text is None or component.ready_text in component.log_path.read_text(errors="replace"):
+                elif component.ready_text is None or component.ready_text in component.log_path.read_text(
+                    errors="replace"
+                ):
                     pending.discard(component.name)
             time.sleep(1)
 
@@ -399,7 +436,9 @@ class CeleryStack:
         """One call to the REST API (/api/v2), as the stack's admin user; raises on an error status."""
         import requests
 
-        response = requests.request(method, f"{self.api_url}/api/v2{path}", headers=self._headers(), timeout=60, **kwargs)
+        response = requests.request(
+            method, f"{self.api_url}/api/v2{path}", headers=self._headers(), timeout=60, **kwargs
+        )
         if not response.ok:
             raise RuntimeError(f"{method} {path}: {response.status_code} {response.text[:2000]}")
         return response.json()
@@ -443,8 +482,9 @@ class CeleryStack:
         runs = {}
         for dag_id, is_due in due.items():
             if not is_due:
-                runs[dag_id] = self.api("POST", f"/dags/{dag_id}/dagRuns",
-                                         json={"logical_date": None, "conf": {}})["dag_run_id"]
+                runs[dag_id] = self.api("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": {}})[
+                    "dag_run_id"
+                ]
         deadline = time.monotonic() + timeout
         while len(runs) < len(due):
             for dag_id in [dag_id for dag_id in due if dag_id not in runs]:
@@ -454,7 +494,9 @@ class CeleryStack:
             if len(runs) < len(due):
                 if time.monotonic() > deadline:
                     missing = sorted(set(due) - set(runs))
-                    raise TimeoutError(f"unpaused, but the scheduler made no scheduled run within {timeout:.0f}s: {missing}")
+                    raise TimeoutError(
+                        f"unpaused, but the scheduler made no scheduled run within {timeout:.0f}s: {missing}"
+                    )
                 time.sleep(1)
         return runs
 
@@ -485,11 +527,17 @@ class CeleryStack:
         try:
             with engine.connect() as connection:
                 for dag_id, run_id in runs.items():
-                    rows += [dict(row._mapping) for row in connection.execute(text(
-                        "SELECT dag_id, run_id, task_id, map_index, state, hostname, try_number, pool, queue,"
-                        " start_date, end_date FROM task_instance WHERE dag_id = :dag_id AND run_id = :run_id"
-                        " ORDER BY start_date NULLS LAST, task_id, map_index"
-                    ), {"dag_id": dag_id, "run_id": run_id})]
+                    rows += [
+                        dict(row._mapping)
+                        for row in connection.execute(
+                            text(
+                                "SELECT dag_id, run_id, task_id, map_index, state, hostname, try_number, pool, queue,"
+                                " start_date, end_date FROM task_instance WHERE dag_id = :dag_id AND run_id = :run_id"
+                                " ORDER BY start_date NULLS LAST, task_id, map_index"
+                            ),
+                            {"dag_id": dag_id, "run_id": run_id},
+                        )
+                    ]
         finally:
             engine.dispose()
         return rows
@@ -557,7 +605,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=["run", "up"], help="run: trigger DAGs, wait, report, stop; up: keep running")
     parser.add_argument("--dag", action="append", default=[], help="DAG id to trigger (repeatable)")
-    parser.add_argument("--name", default="sis_learning", help="prefix of the databases (<name>_airflow, <name>_staging)")
+    parser.add_argument(
+        "--name", default="sis_learning", help="prefix of the databases (<name>_airflow, <name>_staging)"
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--dags-folder", type=Path)
@@ -567,8 +617,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--fresh", action="store_true", help="drop and recreate the databases first")
     parser.add_argument("--drop-databases", action="store_true", help="drop the databases at the end")
     parser.add_argument("--timeout", type=float, default=1200, help="seconds to wait for the runs")
-    parser.add_argument("--demo", action="store_true",
-                        help="start the sandboxes with the demo district's connections (scripts/demo_environment.py)")
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="start the sandboxes with the demo district's connections (scripts/demo_environment.py)",
+    )
     return parser
 
 
@@ -583,17 +636,28 @@ def main(argv: list[str] | None = None) -> int:
         _parser().error("run needs at least one --dag (for example --dag sis_import__demo)")
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     settings = StackSettings(
-        name=args.name, workers=args.workers, concurrency=args.concurrency, postgres_admin_url=args.postgres,
-        broker_url=args.broker, dags_folder=args.dags_folder, districts_dir=args.districts_dir, fresh=args.fresh,
+        name=args.name,
+        workers=args.workers,
+        concurrency=args.concurrency,
+        postgres_admin_url=args.postgres,
+        broker_url=args.broker,
+        dags_folder=args.dags_folder,
+        districts_dir=args.districts_dir,
+        fresh=args.fresh,
     )
     with contextlib.ExitStack() as cleanup:
         if args.demo:
             services = cleanup.enter_context(demo_sandboxes(settings))
-            print(f"sandboxes: SIS {services.powerschool.base_url}, Learning {services.learning.base_url}, "
-                  f"SMTP {services.smtp.host}:{services.smtp.port}", flush=True)
+            print(
+                f"sandboxes: SIS {services.powerschool.base_url}, Learning {services.learning.base_url}, "
+                f"SMTP {services.smtp.host}:{services.smtp.port}",
+                flush=True,
+            )
         stack = cleanup.enter_context(running_stack(settings, drop_databases=args.drop_databases))
-        print(f"stack up: {stack.api_url} (user {stack.username}, password {stack.password}); logs in {stack.log_dir}",
-              flush=True)
+        print(
+            f"stack up: {stack.api_url} (user {stack.username}, password {stack.password}); logs in {stack.log_dir}",
+            flush=True,
+        )
         if args.action == "up":
             with contextlib.suppress(KeyboardInterrupt):
                 while True:

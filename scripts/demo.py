@@ -117,7 +117,9 @@ def where_to_look(run_id: str, emails: int) -> list[str]:
     lines = [f"  {label}:\n    {path}" for label, path in places if path.exists()]
     if not emails:
         lines.append("  Emails: none were sent (a run that succeeds sends none; a failed one emails the district)")
-    lines.append("  Why is a student, teacher, parent or class not in Learning? make explain ID=<number, login or email>")
+    lines.append(
+        "  Why is a student, teacher, parent or class not in Learning? make explain ID=<number, login or email>"
+    )
     lines.append("  The Airflow UI with the same DAGs (and make score, grade push): make airflow")
     return lines
 

@@ -30,23 +30,33 @@ class DemoServices:
     env: dict[str, str] = field(default_factory=dict)
 
 
-def connection_env(district_id: str, powerschool: Any, learning: Any, learning_token: str, smtp: Any,
-                   smtp_connection_id: str = "smtp_sandbox") -> dict[str, str]:
+def connection_env(
+    district_id: str,
+    powerschool: Any,
+    learning: Any,
+    learning_token: str,
+    smtp: Any,
+    smtp_connection_id: str = "smtp_sandbox",
+) -> dict[str, str]:
     """AIRFLOW_CONN_* variables for one district pointed at the sandboxes."""
     return {
-        f"AIRFLOW_CONN_POWERSCHOOL_{district_id.upper()}": json.dumps({
-            "conn_type": "http",
-            "host": powerschool.base_url,
-            "login": powerschool.client_id,
-            "password": powerschool.client_secret,
-            "extra": {"ca_bundle": str(powerschool.ca_bundle)},
-        }),
-        f"AIRFLOW_CONN_LEARNING_{district_id.upper()}": json.dumps({
-            "conn_type": "http",
-            "host": learning.base_url,
-            "password": learning_token,
-            "extra": {"ca_bundle": str(learning.ca_bundle)},
-        }),
+        f"AIRFLOW_CONN_POWERSCHOOL_{district_id.upper()}": json.dumps(
+            {
+                "conn_type": "http",
+                "host": powerschool.base_url,
+                "login": powerschool.client_id,
+                "password": powerschool.client_secret,
+                "extra": {"ca_bundle": str(powerschool.ca_bundle)},
+            }
+        ),
+        f"AIRFLOW_CONN_LEARNING_{district_id.upper()}": json.dumps(
+            {
+                "conn_type": "http",
+                "host": learning.base_url,
+                "password": learning_token,
+                "extra": {"ca_bundle": str(learning.ca_bundle)},
+            }
+        ),
         f"AIRFLOW_CONN_{smtp_connection_id.upper()}": smtp.airflow_connection_uri(),
     }
 
@@ -68,10 +78,12 @@ def demo_services(
     token = secrets.token_urlsafe(24)
     with ExitStack() as stack:
         powerschool = stack.enter_context(running_powerschool(dataset, options=powerschool_options))
-        learning = stack.enter_context(running_learning(
-            domains={district_id: token},
-            database_url=learning_database_url or f"sqlite:///{state_dir / 'learning.sqlite'}",
-        ))
+        learning = stack.enter_context(
+            running_learning(
+                domains={district_id: token},
+                database_url=learning_database_url or f"sqlite:///{state_dir / 'learning.sqlite'}",
+            )
+        )
         smtp = stack.enter_context(running_smtp(mailbox_dir=state_dir / "mailbox"))
         env = connection_env(district_id, powerschool, learning, token, smtp)
         # The default password is a secret reference in the district YAML (env:DEMO_DEFAULT_PASSWORD);
@@ -104,8 +116,11 @@ def apply_everyday_changes(powerschool: Any, learning: Any, domain: str = "demo"
     def candidates(class_id: str) -> list[str]:
         """Students of the class's school who are not in it (one of them is enrolled)."""
         organization = classes[class_id].get("organization_id")
-        return [key for key, user in students.items()
-                if user.get("organization_id") == organization and key not in in_class_of[class_id]]
+        return [
+            key
+            for key, user in students.items()
+            if user.get("organization_id") == organization and key not in in_class_of[class_id]
+        ]
 
     # The lowest class that has a student to drop and a schoolmate to enroll (a district where
     # few classes reached Learning may have none: then there is nothing to change, said so).
@@ -127,15 +142,15 @@ def apply_everyday_changes(powerschool: Any, learning: Any, domain: str = "demo"
         return f"{students[key].get('first_name')} {students[key].get('last_name')}"
 
     return [
-        f"enrolled student {number(newcomer)} ({name(newcomer)}) in class {class_id} "
-        f"({classes[class_id].get('name')})",
+        f"enrolled student {number(newcomer)} ({name(newcomer)}) in class {class_id} ({classes[class_id].get('name')})",
         f"dropped student {number(leaver)} ({name(leaver)}) from class {class_id}",
         f"renamed student {number(renamed)}: {old_name} -> {new_last_name}",
     ]
 
 
-def seed_existing_users(learning: Any, domain: str, organizations: list[dict[str, Any]],
-                        sis_users: list[dict[str, Any]], csv_path: Path) -> dict[str, list[int]]:
+def seed_existing_users(
+    learning: Any, domain: str, organizations: list[dict[str, Any]], sis_users: list[dict[str, Any]], csv_path: Path
+) -> dict[str, list[int]]:
     """A Learning domain as a district has it before the integration, for the Import ID transition.
 
     From the SIS users an import would send (``sis_users``: a preview run's learning_users),
@@ -147,15 +162,21 @@ def seed_existing_users(learning: Any, domain: str, organizations: list[dict[str
     email is one student's while the CSV names another (ambiguous). Returns the
     ``learning_id``s per kind; writes the CSV to ``csv_path``.
     """
-    learning.upsert(domain, "organizations", [{"organization_id": row["organization_id"], "name": row["name"]}
-                                              for row in organizations])
+    learning.upsert(
+        domain,
+        "organizations",
+        [{"organization_id": row["organization_id"], "name": row["name"]} for row in organizations],
+    )
 
     def number(row: dict[str, Any]) -> int:
         return int(row["external_id"]) if str(row["external_id"]).isdigit() else 0
 
     def of_type(user_type: str, sso: bool | None = None) -> list[dict[str, Any]]:
-        rows = [row for row in sis_users if row["user_type"] == user_type
-                and (sso is None or bool(row.get("sso_email_address")) == sso)]
+        rows = [
+            row
+            for row in sis_users
+            if row["user_type"] == user_type and (sso is None or bool(row.get("sso_email_address")) == sso)
+        ]
         return sorted(rows, key=number)
 
     def made(**fields: Any) -> int:
@@ -164,28 +185,64 @@ def seed_existing_users(learning: Any, domain: str, organizations: list[dict[str
     kinds: dict[str, list[int]] = {"sso_email": [], "login": [], "district_csv": [], "unmatched": [], "ambiguous": []}
     students = of_type("S", sso=True)
     for index, row in enumerate(students[:3]):
-        kinds["sso_email"].append(made(user_type="S", first_name=row["first_name"], last_name=row["last_name"],
-                                       login=f"before.integration.s{index}", email=row["sso_email_address"],
-                                       organization_id=row["organization_id"], authentication_type="google"))
+        kinds["sso_email"].append(
+            made(
+                user_type="S",
+                first_name=row["first_name"],
+                last_name=row["last_name"],
+                login=f"before.integration.s{index}",
+                email=row["sso_email_address"],
+                organization_id=row["organization_id"],
+                authentication_type="google",
+            )
+        )
     for row in of_type("T")[:2]:
-        kinds["login"].append(made(user_type="T", first_name=row["first_name"], last_name=row["last_name"],
-                                   login=row["login"], email=None,
-                                   organization_id=row["organization_id"]))
+        kinds["login"].append(
+            made(
+                user_type="T",
+                first_name=row["first_name"],
+                last_name=row["last_name"],
+                login=row["login"],
+                email=None,
+                organization_id=row["organization_id"],
+            )
+        )
     lines = ["user_type,old_id,new_id"]
     for index, row in enumerate(of_type("P")[:2]):
         old_id = f"legacy-p{index}"
-        kinds["district_csv"].append(made(user_type="P", first_name=row["first_name"], last_name=row["last_name"],
-                                          login=f"legacy.parent{index}", external_id=old_id,
-                                          organization_id=row["organization_id"]))
+        kinds["district_csv"].append(
+            made(
+                user_type="P",
+                first_name=row["first_name"],
+                last_name=row["last_name"],
+                login=f"legacy.parent{index}",
+                external_id=old_id,
+                organization_id=row["organization_id"],
+            )
+        )
         lines.append(f"P,{old_id},{row['external_id']}")
     first_school = organizations[0]["organization_id"]
     for index in range(2):
-        kinds["unmatched"].append(made(user_type="T", first_name="Former", last_name=f"Teacher{index}",
-                                       login=f"former.teacher{index}", organization_id=first_school))
+        kinds["unmatched"].append(
+            made(
+                user_type="T",
+                first_name="Former",
+                last_name=f"Teacher{index}",
+                login=f"former.teacher{index}",
+                organization_id=first_school,
+            )
+        )
     x, z = students[3], students[4]
-    kinds["ambiguous"].append(made(user_type="S", first_name=x["first_name"], last_name=x["last_name"],
-                                   login="before.integration.mixed", email=x["sso_email_address"],
-                                   organization_id=x["organization_id"]))
+    kinds["ambiguous"].append(
+        made(
+            user_type="S",
+            first_name=x["first_name"],
+            last_name=x["last_name"],
+            login="before.integration.mixed",
+            email=x["sso_email_address"],
+            organization_id=x["organization_id"],
+        )
+    )
     lines.append(f"S,before.integration.mixed,{z['external_id']}")
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     csv_path.write_text("\n".join(lines) + "\n")

@@ -23,14 +23,19 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO_ROOT / "plugins"), str(REPO_ROOT)]
 # Written by `make airflow` (SIS_LEARNING_STANDALONE_DIR moves its state, as there).
-SANDBOXES_FILE = Path(os.environ.get("SIS_LEARNING_STANDALONE_DIR") or REPO_ROOT / "var" / "standalone") / "sandboxes.json"
+SANDBOXES_FILE = (
+    Path(os.environ.get("SIS_LEARNING_STANDALONE_DIR") or REPO_ROOT / "var" / "standalone") / "sandboxes.json"
+)
 
 
 def staging_url() -> str:
     if os.environ.get("SIS_LEARNING_STAGING_URL"):
         return os.environ["SIS_LEARNING_STAGING_URL"]
-    files = [path for path in (REPO_ROOT / "var" / "staging.sqlite", REPO_ROOT / "var" / "demo" / "staging.sqlite")
-             if path.exists()]
+    files = [
+        path
+        for path in (REPO_ROOT / "var" / "staging.sqlite", REPO_ROOT / "var" / "demo" / "staging.sqlite")
+        if path.exists()
+    ]
     newest = max(files, key=lambda path: path.stat().st_mtime) if files else REPO_ROOT / "var" / "staging.sqlite"
     return f"sqlite:///{newest}"
 
@@ -47,9 +52,15 @@ def powerschool_connection(config) -> bool:
     if sandboxes.get("district_id") != config.district_id:
         return False
     powerschool = sandboxes["powerschool"]
-    os.environ[name] = json.dumps({"conn_type": "http", "host": powerschool["base_url"],
-                                   "login": powerschool["client_id"], "password": powerschool["client_secret"],
-                                   "extra": {"ca_bundle": powerschool["ca_bundle"]}})
+    os.environ[name] = json.dumps(
+        {
+            "conn_type": "http",
+            "host": powerschool["base_url"],
+            "login": powerschool["client_id"],
+            "password": powerschool["client_secret"],
+            "extra": {"ca_bundle": powerschool["ca_bundle"]},
+        }
+    )
     return True
 
 

@@ -100,8 +100,12 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=5000, help="score changes in the burst")
     parser.add_argument("--poll-interval", type=float, default=1.0, help="grade_push.poll_interval_seconds")
     parser.add_argument("--dataset", default="demo", help="PowerSchool simulator dataset")
-    parser.add_argument("--min-file-process-interval", type=int, default=None,
-                        help="[dag_processor] min_file_process_interval (Airflow's default: 30 s); see docs/grade-push.md")
+    parser.add_argument(
+        "--min-file-process-interval",
+        type=int,
+        default=None,
+        help="[dag_processor] min_file_process_interval (Airflow's default: 30 s); see docs/grade-push.md",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs) afterwards")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _on_signal)
@@ -139,8 +143,11 @@ def main() -> None:
     token = secrets.token_urlsafe(24)
     results: dict = {"poll_interval_seconds": args.poll_interval, "dataset": args.dataset}
 
-    with running_powerschool(args.dataset) as powerschool, running_learning(domains={DISTRICT: token}) as learning, \
-            running_smtp() as smtp:
+    with (
+        running_powerschool(args.dataset) as powerschool,
+        running_learning(domains={DISTRICT: token}) as learning,
+        running_smtp() as smtp,
+    ):
         world = World(powerschool, learning, DISTRICT, engine, config)
         sections = dataset_sections(powerschool.dataset_path, min_students=1)
         world.import_sections(sections)
@@ -162,12 +169,23 @@ def main() -> None:
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{api_port}/execution/",
             "SIS_LEARNING_DISTRICTS_DIR": str(districts),
             "SIS_LEARNING_STAGING_URL": staging_url,
-            f"AIRFLOW_CONN_POWERSCHOOL_{DISTRICT.upper()}": json.dumps({
-                "conn_type": "http", "host": powerschool.base_url, "login": powerschool.client_id,
-                "password": powerschool.client_secret, "extra": {"ca_bundle": str(powerschool.ca_bundle)}}),
-            f"AIRFLOW_CONN_LEARNING_{DISTRICT.upper()}": json.dumps({
-                "conn_type": "http", "host": learning.base_url, "password": token,
-                "extra": {"ca_bundle": str(learning.ca_bundle)}}),
+            f"AIRFLOW_CONN_POWERSCHOOL_{DISTRICT.upper()}": json.dumps(
+                {
+                    "conn_type": "http",
+                    "host": powerschool.base_url,
+                    "login": powerschool.client_id,
+                    "password": powerschool.client_secret,
+                    "extra": {"ca_bundle": str(powerschool.ca_bundle)},
+                }
+            ),
+            f"AIRFLOW_CONN_LEARNING_{DISTRICT.upper()}": json.dumps(
+                {
+                    "conn_type": "http",
+                    "host": learning.base_url,
+                    "password": token,
+                    "extra": {"ca_bundle": str(learning.ca_bundle)},
+                }
+            ),
             f"AIRFLOW_CONN_SMTP_{DISTRICT.upper()}": smtp.airflow_connection_uri(),
         }
         if args.min_file_process_interval is not None:
@@ -179,8 +197,13 @@ def main() -> None:
         log("airflow db migrate (fresh metadata database)")
         subprocess.run([airflow, "db", "migrate"], env=environment, check=True, capture_output=True)
         standalone_log = (work / "standalone.log").open("wb")
-        process = subprocess.Popen([airflow, "standalone"], env=environment, stdout=standalone_log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            [airflow, "standalone"],
+            env=environment,
+            stdout=standalone_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         _children.append(process)
         log(f"airflow standalone started (pid {process.pid}, api port {api_port})")
 
@@ -202,8 +225,14 @@ def main() -> None:
 
         def pushed_count() -> int:
             with engine.connect() as connection:
-                return connection.scalar(select(func.count()).select_from(GradePushScore.__table__).where(
-                    GradePushScore.status == "pushed")) or 0
+                return (
+                    connection.scalar(
+                        select(func.count())
+                        .select_from(GradePushScore.__table__)
+                        .where(GradePushScore.status == "pushed")
+                    )
+                    or 0
+                )
 
         started = time.monotonic()
         while pushed_count() < len(gradables):
@@ -218,14 +247,17 @@ def main() -> None:
         # ---- latency
         saved = []
         load: list[float] = []
-        for index, (section, gradable, student) in enumerate(pairs[:args.changes]):
+        for index, (section, gradable, student) in enumerate(pairs[: args.changes]):
             value = str(2 + index % 8)
             answer = world.score(gradable, student, value)
             saved.append((section, gradable, student, answer["changed_at"]))
             load.append(os.getloadavg()[0])
             time.sleep(rng.uniform(0.5, 3.0))
         results["load_average_1min_during_latency"] = {
-            "min": round(min(load), 1), "median": round(statistics.median(load), 1), "max": round(max(load), 1)}
+            "min": round(min(load), 1),
+            "median": round(statistics.median(load), 1),
+            "max": round(max(load), 1),
+        }
         log(f"{len(saved)} changes saved; waiting for PowerTeacher")
         deadline = time.monotonic() + 600
         latencies: list[float] = []
@@ -235,9 +267,11 @@ def main() -> None:
                 for entry in world.assignments(section):
                     for score in entry["_assignmentscores"]:
                         written[(entry["name"], str(score["studentsdcid"]))] = score["whenmodified"]
-            latencies = [parse_time(written[(f"Latency {section.section_dcid}", student)]) - parse_time(changed_at)
-                         for section, _, student, changed_at in saved
-                         if (f"Latency {section.section_dcid}", student) in written]
+            latencies = [
+                parse_time(written[(f"Latency {section.section_dcid}", student)]) - parse_time(changed_at)
+                for section, _, student, changed_at in saved
+                if (f"Latency {section.section_dcid}", student) in written
+            ]
             if len(latencies) == len(saved):
                 break
             time.sleep(1)
@@ -257,8 +291,14 @@ def main() -> None:
         subprocess.run([airflow, "dags", "pause", DAG_ID], env=environment, check=True, capture_output=True)
         while True:  # let a run in progress end, so the backlog is pushed by the unpaused DAG
             with engine.connect() as connection:
-                running = connection.scalar(select(func.count()).select_from(SyncRun.__table__).where(
-                    SyncRun.kind == "grade_push", SyncRun.status == "running")) or 0
+                running = (
+                    connection.scalar(
+                        select(func.count())
+                        .select_from(SyncRun.__table__)
+                        .where(SyncRun.kind == "grade_push", SyncRun.status == "running")
+                    )
+                    or 0
+                )
             if not running:
                 break
             time.sleep(0.5)
@@ -280,8 +320,10 @@ def main() -> None:
             list(pool.map(lambda item: world.score(item[0], item[1], str(rng.randint(0, 20))), burst_scores))
         results["burst_entry_seconds"] = round(time.monotonic() - entered, 1)
         gradable_count = len({gradable["id"] for gradable, _ in burst_scores})
-        log(f"{len(burst_scores)} burst changes saved in Learning ({gradable_count} new gradables) in "
-            f"{results['burst_entry_seconds']} s; unpausing")
+        log(
+            f"{len(burst_scores)} burst changes saved in Learning ({gradable_count} new gradables) in "
+            f"{results['burst_entry_seconds']} s; unpausing"
+        )
         subprocess.run([airflow, "dags", "unpause", DAG_ID], env=environment, check=True, capture_output=True)
         unpaused = time.monotonic()
         unpaused_wall = time.time()
@@ -299,10 +341,18 @@ def main() -> None:
             "load_average_1min_max": round(max(burst_load or [os.getloadavg()[0]]), 1),
         }
         with engine.connect() as connection:
-            runs = connection.execute(select(SyncRun.run_id, SyncRun.durations, SyncRun.counts, SyncRun.started_at)
-                                      .where(SyncRun.kind == "grade_push")).all()
-        burst_runs = [run for run in runs if run.started_at.replace(tzinfo=UTC).timestamp() >= unpaused_wall - 5
-                      or (run.counts or {}).get("grade_push", {}).get("scores_pushed", 0) >= 1000]
+            runs = connection.execute(
+                select(SyncRun.run_id, SyncRun.durations, SyncRun.counts, SyncRun.started_at).where(
+                    SyncRun.kind == "grade_push"
+                )
+            ).all()
+        burst_runs = [
+            run
+            for run in runs
+            if run.started_at.replace(tzinfo=UTC).timestamp() >= unpaused_wall - 5
+            or (run.counts or {}).get("grade_push", {}).get("scores_pushed", 0) >= 1000
+        ]
+
         # Runs overlap (max_active_runs > 1): the trigger announces a backlog in probes of 500 entries, so
         # several runs start; one takes the lease and pushes everything, the others wait for it and find
         # nothing. Summing their durations would count the waits: report the push work (each run's
@@ -317,9 +367,11 @@ def main() -> None:
         results["burst"]["push_work_seconds"] = round(sum(work_seconds(run) for run in burst_runs), 1)
         results["burst"]["runs"] = len(burst_runs)
         results["burst"]["runs_that_pushed"] = len(working)
-        results["burst"]["first_run_started_seconds_after_unpause"] = round(
-            min(run.started_at.replace(tzinfo=UTC).timestamp() for run in burst_runs) - unpaused_wall, 1
-        ) if burst_runs else None
+        results["burst"]["first_run_started_seconds_after_unpause"] = (
+            round(min(run.started_at.replace(tzinfo=UTC).timestamp() for run in burst_runs) - unpaused_wall, 1)
+            if burst_runs
+            else None
+        )
         results["burst"]["put_requests"] = sum(push_counts(run).get("put_requests", 0) for run in burst_runs)
         results["grade_push_runs_total"] = len(runs)
         log(f"burst: {results['burst']}")

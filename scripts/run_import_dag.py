@@ -60,8 +60,10 @@ def main() -> int:
     def one_run() -> None:
         dag_run = dag.test()
         tasks = {ti.task_id: [plain(ti.state), ti.try_number] for ti in dag_run.get_task_instances()}
-        print("RESULT " + json.dumps({"run_id": dag_run.run_id, "state": plain(dag_run.state), "tasks": tasks}),
-              flush=True)
+        print(
+            "RESULT " + json.dumps({"run_id": dag_run.run_id, "state": plain(dag_run.state), "tasks": tasks}),
+            flush=True,
+        )
 
     if not arguments.serve:
         one_run()

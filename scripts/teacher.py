@@ -25,9 +25,10 @@ import httpx
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Where `make airflow` describes its sandboxes (SIS_LEARNING_STANDALONE_DIR moves its state, as there).
-SANDBOXES_FILE = Path(os.environ.get("SIS_LEARNING_SANDBOXES_FILE")
-                      or Path(os.environ.get("SIS_LEARNING_STANDALONE_DIR") or REPO_ROOT / "var" / "standalone")
-                      / "sandboxes.json")
+SANDBOXES_FILE = Path(
+    os.environ.get("SIS_LEARNING_SANDBOXES_FILE")
+    or Path(os.environ.get("SIS_LEARNING_STANDALONE_DIR") or REPO_ROOT / "var" / "standalone") / "sandboxes.json"
+)
 TITLE = "Reading check"
 
 
@@ -37,16 +38,24 @@ def say(message: str) -> None:
 
 def learning_client(sandboxes: dict[str, Any]) -> httpx.Client:
     learning = sandboxes["learning"]
-    return httpx.Client(base_url=learning["base_url"], verify=learning["ca_bundle"] or True, timeout=30,
-                        headers={"Authorization": f"Bearer {learning['token']}", "Accept": "application/json"})
+    return httpx.Client(
+        base_url=learning["base_url"],
+        verify=learning["ca_bundle"] or True,
+        timeout=30,
+        headers={"Authorization": f"Bearer {learning['token']}", "Accept": "application/json"},
+    )
 
 
 def powerteacher_score(sandboxes: dict[str, Any], class_id: str, student: str) -> str | None:
     """The score PowerTeacher Pro holds for the student in the class's "Reading check", if any."""
     powerschool = sandboxes["powerschool"]
-    response = httpx.get(f"{powerschool['base_url']}/sandbox/admin/assignments", params={"section_dcid": class_id},
-                         headers={"X-Sandbox-Admin-Token": powerschool["admin_token"]},
-                         verify=powerschool["ca_bundle"], timeout=30)
+    response = httpx.get(
+        f"{powerschool['base_url']}/sandbox/admin/assignments",
+        params={"section_dcid": class_id},
+        headers={"X-Sandbox-Admin-Token": powerschool["admin_token"]},
+        verify=powerschool["ca_bundle"],
+        timeout=30,
+    )
     response.raise_for_status()
     for assignment in response.json():
         for section in assignment.get("_assignmentsections") or []:
@@ -77,14 +86,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sandboxes = json.loads(SANDBOXES_FILE.read_text())
     except (OSError, ValueError):
-        say(f"No running `make airflow` found ({SANDBOXES_FILE}): start it, trigger sis_import__demo once, then "
-            "run make score again.")
+        say(
+            f"No running `make airflow` found ({SANDBOXES_FILE}): start it, trigger sis_import__demo once, then "
+            "run make score again."
+        )
         return 2
     with learning_client(sandboxes) as learning:
         roster = [row for row in rows(learning, "rosters") if row["user_type"] == "S"]
         if not roster:
-            say("Learning has no class with a student yet: trigger sis_import__demo in the Airflow UI and wait for "
-                "it to end green, then run make score again.")
+            say(
+                "Learning has no class with a student yet: trigger sis_import__demo in the Airflow UI and wait for "
+                "it to end green, then run make score again."
+            )
             return 2
         roster.sort(key=lambda row: (row["class_id"], row["user_id"]))
         class_id = arguments.class_id or roster[0]["class_id"]
@@ -96,22 +109,34 @@ def main(argv: list[str] | None = None) -> int:
         gradables = learning.get(f"/api/v1/classes/{class_id}/gradables").raise_for_status().json()
         gradable = next((item for item in gradables if item["title"] == TITLE), None)
         if gradable is None:
-            gradable = learning.post(f"/api/v1/classes/{class_id}/gradables",
-                                     json={"title": TITLE, "total_points": 10, "type": "Assignment"}
-                                     ).raise_for_status().json()
-        learning.put(f"/api/v1/gradables/{gradable['id']}/scores/{student}",
-                     json={"score": arguments.score}).raise_for_status()
+            gradable = (
+                learning.post(
+                    f"/api/v1/classes/{class_id}/gradables",
+                    json={"title": TITLE, "total_points": 10, "type": "Assignment"},
+                )
+                .raise_for_status()
+                .json()
+            )
+        learning.put(
+            f"/api/v1/gradables/{gradable['id']}/scores/{student}", json={"score": arguments.score}
+        ).raise_for_status()
     started = time.monotonic()
-    say(f"Entered {arguments.score} for student {student} in '{TITLE}' of class {class_id} in Learning "
-        f"(as the teacher). Waiting for grade push to write it to PowerTeacher ...")
+    say(
+        f"Entered {arguments.score} for student {student} in '{TITLE}' of class {class_id} in Learning "
+        f"(as the teacher). Waiting for grade push to write it to PowerTeacher ..."
+    )
     while time.monotonic() - started < arguments.wait:
         if powerteacher_score(sandboxes, class_id, student) == arguments.score:
-            say(f"PowerTeacher Pro has it after {time.monotonic() - started:.1f} s: section {class_id}, assignment "
-                f"'{TITLE}', student {student}: {arguments.score}. The run is grade_push__demo's latest in the UI.")
+            say(
+                f"PowerTeacher Pro has it after {time.monotonic() - started:.1f} s: section {class_id}, assignment "
+                f"'{TITLE}', student {student}: {arguments.score}. The run is grade_push__demo's latest in the UI."
+            )
             return 0
         time.sleep(0.5)
-    say(f"PowerTeacher does not have it after {arguments.wait:.0f} s. Is grade_push__demo unpaused (make airflow "
-        "unpauses it)? Its runs in the UI say what happened.")
+    say(
+        f"PowerTeacher does not have it after {arguments.wait:.0f} s. Is grade_push__demo unpaused (make airflow "
+        "unpauses it)? Its runs in the UI say what happened."
+    )
     return 1
 
 

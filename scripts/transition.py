@@ -44,13 +44,17 @@ def plan(arguments: argparse.Namespace) -> int:
     engine = get_engine()
     run_id = arguments.run or latest_transformed_run(engine, config.district_id)
     if not run_id:
-        print(f"No preview or successful run of {config.district_id} in staging: trigger a preview first "
-              f"(airflow dags trigger {config.import_dag_id} --conf '{{\"preview\": true}}')", file=sys.stderr)
+        print(
+            f"No preview or successful run of {config.district_id} in staging: trigger a preview first "
+            f"(airflow dags trigger {config.import_dag_id} --conf '{{\"preview\": true}}')",
+            file=sys.stderr,
+        )
         return 2
     result = plan_transition(engine, config, learning_hook(config).admin_users(), run_id, arguments.csv)
     print(format_text(result, engine))
-    print(f"Review it, then approve: scripts/transition.py apply {config.district_id} --plan {result.plan_id} "
-          "--approve")
+    print(
+        f"Review it, then approve: scripts/transition.py apply {config.district_id} --plan {result.plan_id} --approve"
+    )
     return 0
 
 
@@ -61,8 +65,10 @@ def apply(arguments: argparse.Namespace) -> int:
     from sis_learning.transition import apply_transition, format_text
 
     if not arguments.approve:
-        print("apply writes Import IDs into Learning: add --approve once the district has reviewed the plan",
-              file=sys.stderr)
+        print(
+            "apply writes Import IDs into Learning: add --approve once the district has reviewed the plan",
+            file=sys.stderr,
+        )
         return 2
     config = load_district_by_id(arguments.district_id)
     engine = get_engine()
@@ -99,14 +105,25 @@ def demo(_arguments: argparse.Namespace) -> int:
         engine = get_engine()
         config = load_district_by_id("demo")
         with engine.connect() as connection:
-            organizations = [dict(row._mapping) for row in connection.execute(text(
-                "SELECT organization_id, name FROM learning_organizations WHERE district_id = 'demo' AND run_id = :r "
-                "ORDER BY organization_id"), {"r": preview.run_id})]
+            organizations = [
+                dict(row._mapping)
+                for row in connection.execute(
+                    text(
+                        "SELECT organization_id, name FROM learning_organizations "
+                        "WHERE district_id = 'demo' AND run_id = :r "
+                        "ORDER BY organization_id"
+                    ),
+                    {"r": preview.run_id},
+                )
+            ]
         learning = services.learning
-        kinds = seed_existing_users(learning, "demo", organizations, sis_users(engine, "demo", preview.run_id),
-                                    DEMO_DIR / "district.csv")
-        print(f"2. The Learning domain already has {sum(map(len, kinds.values()))} users from before the "
-              f"integration; the district's CSV: {DEMO_DIR / 'district.csv'}")
+        kinds = seed_existing_users(
+            learning, "demo", organizations, sis_users(engine, "demo", preview.run_id), DEMO_DIR / "district.csv"
+        )
+        print(
+            f"2. The Learning domain already has {sum(map(len, kinds.values()))} users from before the "
+            f"integration; the district's CSV: {DEMO_DIR / 'district.csv'}"
+        )
         hook = LearningHook.from_settings(learning.base_url, services.learning_token, learning.ca_bundle)
         result = plan_transition(engine, config, hook.admin_users(), preview.run_id, DEMO_DIR / "district.csv")
         print("3. The plan (nothing written to Learning yet):\n" + format_text(result, engine))
@@ -115,17 +132,23 @@ def demo(_arguments: argparse.Namespace) -> int:
         print("5. The first import ...", flush=True)
         first = dag.test(run_conf={"preview": False, "email_preview": False})
         with engine.connect() as connection:
-            updated = connection.execute(text(
-                "SELECT COUNT(*) FROM change_set c JOIN transition_matches t ON t.district_id = c.district_id "
-                "AND c.key = t.user_type || ':' || t.new_import_id WHERE c.district_id = 'demo' AND c.run_id = :r "
-                "AND c.entity = 'users' AND t.plan_id = :p AND t.status = 'applied' AND c.learning_result = 'updated'"),
-                {"r": first.run_id, "p": result.plan_id}).scalar()
+            updated = connection.execute(
+                text(
+                    "SELECT COUNT(*) FROM change_set c JOIN transition_matches t ON t.district_id = c.district_id "
+                    "AND c.key = t.user_type || ':' || t.new_import_id WHERE c.district_id = 'demo' AND c.run_id = :r "
+                    "AND c.entity = 'users' AND t.plan_id = :p AND t.status = 'applied' "
+                    "AND c.learning_result = 'updated'"
+                ),
+                {"r": first.run_id, "p": result.plan_id},
+            ).scalar()
         users = learning.admin_users("demo")
         keys = [(user["user_type"], user["external_id"]) for user in users if user["external_id"]]
-        print(f"   {first.state}: the {updated} users moved onto their Import IDs were updated, not created; "
-              f"{len(users)} users in Learning, {len(keys) - len(set(keys))} duplicates; "
-              f"{sum(1 for user in users if not user['external_id'])} left without an Import ID for the district "
-              "(unmatched or ambiguous)")
+        print(
+            f"   {first.state}: the {updated} users moved onto their Import IDs were updated, not created; "
+            f"{len(users)} users in Learning, {len(keys) - len(set(keys))} duplicates; "
+            f"{sum(1 for user in users if not user['external_id'])} left without an Import ID for the district "
+            "(unmatched or ambiguous)"
+        )
         print(f"Report: {result.html_path}")
     return 0
 
@@ -135,8 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     planning = commands.add_parser("plan", help="match the domain's existing users; writes nothing to Learning")
     planning.add_argument("district_id")
-    planning.add_argument("--run", help="the run whose learning_users are the SIS side (default: latest preview "
-                                        "or successful run)")
+    planning.add_argument(
+        "--run", help="the run whose learning_users are the SIS side (default: latest preview or successful run)"
+    )
     planning.add_argument("--csv", help="the district's CSV of old and new ids: user_type,old_id,new_id")
     planning.set_defaults(run_command=plan)
     applying = commands.add_parser("apply", help="give the plan's matched users their Import IDs in Learning")

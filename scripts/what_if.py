@@ -30,12 +30,20 @@ DEMO_STAGING = REPO_ROOT / "var" / "demo" / "staging.sqlite"
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("district_id", nargs="?", default="demo")
-    parser.add_argument("--run", help="the run whose staged inputs to use (default: the latest run that got past "
-                                      "transform, success or previewed)")
+    parser.add_argument(
+        "--run",
+        help="the run whose staged inputs to use (default: the latest run that got past "
+        "transform, success or previewed)",
+    )
     parser.add_argument("--mappings", help="another mappings folder (default include/mappings)")
     parser.add_argument("--settings", help="another district YAML for this district (e.g. an edited copy)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="change one district setting (dotted, YAML value), e.g. co_teacher_class_limit=2")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change one district setting (dotted, YAML value), e.g. co_teacher_class_limit=2",
+    )
     parser.add_argument("--keep-scratch", action="store_true", help="keep the scratch database and Data Docs")
     arguments = parser.parse_args(argv)
     os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
@@ -56,12 +64,21 @@ def main(argv: list[str] | None = None) -> int:
         engine = get_engine()
         run_id = arguments.run or latest_run(engine, base.district_id)
         if not run_id:
-            print(f"No run of {base.district_id} in staging to start from: run an import (or make demo) first, "
-                  "or give --run", file=sys.stderr)
+            print(
+                f"No run of {base.district_id} in staging to start from: run an import (or make demo) first, "
+                "or give --run",
+                file=sys.stderr,
+            )
             return 2
-        result = run_what_if(engine, base, run_id, mappings_dir=arguments.mappings, config=config,
-                             settings=overrides or ({"file": arguments.settings} if arguments.settings else {}),
-                             keep_scratch=arguments.keep_scratch)
+        result = run_what_if(
+            engine,
+            base,
+            run_id,
+            mappings_dir=arguments.mappings,
+            config=config,
+            settings=overrides or ({"file": arguments.settings} if arguments.settings else {}),
+            keep_scratch=arguments.keep_scratch,
+        )
     except (SisLearningError, ValueError, FileNotFoundError) as error:
         print(f"what-if: {error}", file=sys.stderr)
         return 2

@@ -115,7 +115,12 @@ def _xdist_group_is_honoured(request: pytest.FixtureRequest) -> None:
     """
     if os.environ.get("PYTEST_XDIST_WORKER") is None or request.config.getoption("dist", None) != "loadgroup":
         return
-    groups = [mark.args[0] if mark.args else mark.kwargs.get("name") for mark in request.node.iter_markers("xdist_group")]
+    groups = [
+        mark.args[0] if mark.args else mark.kwargs.get("name") for mark in request.node.iter_markers("xdist_group")
+    ]
     if groups and "@" not in request.node.nodeid:
-        pytest.fail(f"xdist_group {groups} is not honoured by this pytest/pytest-xdist pair: pin the versions of "
-                    "requirements-dev.txt", pytrace=False)
+        pytest.fail(
+            f"xdist_group {groups} is not honoured by this pytest/pytest-xdist pair: pin the versions of "
+            "requirements-dev.txt",
+            pytrace=False,
+        )

@@ -69,7 +69,11 @@ def test_file_name_must_match_district_id(tmp_path):
 
 
 def test_sso_email_matches_only_the_districts_domains(tmp_path):
-    config = load_district(write(tmp_path, "sso", MINIMAL + "sso_domains: {google: ['@Kids.Example.org'], office365: [staff.example.org]}\n"))
+    config = load_district(
+        write(
+            tmp_path, "sso", MINIMAL + "sso_domains: {google: ['@Kids.Example.org'], office365: [staff.example.org]}\n"
+        )
+    )
     assert config.is_sso_email("ana@kids.example.org")
     assert config.is_sso_email("Bo@STAFF.example.org")
     assert not config.is_sso_email("ana@gmail.com")

@@ -21,7 +21,11 @@ HEAVY_MODULES = ("pandas", "great_expectations", "sqlalchemy.orm", "sis_learning
 def dagbag():
     from airflow.dag_processing.dagbag import DagBag
 
-    return DagBag(dag_folder=str(DAGS_DIR), include_examples=False) if "include_examples" in DagBag.__init__.__code__.co_varnames else DagBag(dag_folder=str(DAGS_DIR))
+    return (
+        DagBag(dag_folder=str(DAGS_DIR), include_examples=False)
+        if "include_examples" in DagBag.__init__.__code__.co_varnames
+        else DagBag(dag_folder=str(DAGS_DIR))
+    )
 
 
 def test_dags_import_without_errors(dagbag):
@@ -50,8 +54,17 @@ def test_import_dag_shape(dagbag):
     groups = {task.task_id.split(".")[0] for task in dag.tasks if "." in task.task_id}
     assert {"extract", "validate", "transform", "load", "report"} <= groups
     extract = {t.task_id for t in dag.tasks if t.task_id.startswith("extract.")}
-    for entity in ("schools", "terms", "courses", "sections", "staff", "students", "section_enrollments",
-                   "section_teachers", "guardians"):
+    for entity in (
+        "schools",
+        "terms",
+        "courses",
+        "sections",
+        "staff",
+        "students",
+        "section_enrollments",
+        "section_teachers",
+        "guardians",
+    ):
         assert f"extract.extract_{entity}" in extract
     report = dag.get_task("report.report")
     assert report.trigger_rule == "all_done"
@@ -72,7 +85,9 @@ def test_schedule_is_06_and_18_local_across_daylight_saving(dagbag):
     last = DataInterval.exact(datetime(2026, 10, 31, 18, 0, tzinfo=zone))
     seen = []
     for _ in range(6):
-        info = timetable.next_dagrun_info(last_automated_data_interval=last, restriction=TimeRestriction(None, None, True))
+        info = timetable.next_dagrun_info(
+            last_automated_data_interval=last, restriction=TimeRestriction(None, None, True)
+        )
         local = info.run_after.in_timezone("America/Chicago")
         seen.append((local.day, local.hour))
         last = info.data_interval
@@ -86,7 +101,7 @@ import airflow.sdk  # the framework's own import time is not the DAG file's
 before = set(sys.modules)
 start = time.process_time()  # CPU time: wall time measures the busy machine, not the parse
 import runpy
-namespace = runpy.run_path({str(DAGS_DIR / 'sis_import.py')!r})
+namespace = runpy.run_path({str(DAGS_DIR / "sis_import.py")!r})
 elapsed = time.process_time() - start
 dags = [value for value in namespace.values() if type(value).__name__ == "DAG"]
 broken = [dag for dag in dags if "configuration-error" in dag.tags]
@@ -110,7 +125,8 @@ def test_dag_file_with_many_districts_parses_under_two_seconds(tmp_path):
     demo = (REPO_ROOT / "include" / "districts" / "demo.yaml").read_text()
     for index in range(20):  # each district with its own connections (sharing one is a configuration error)
         (tmp_path / f"district_{index:03d}.yaml").write_text(
-            demo.replace("powerschool_demo", f"powerschool_{index}").replace("learning_demo", f"learning_{index}"))
+            demo.replace("powerschool_demo", f"powerschool_{index}").replace("learning_demo", f"learning_{index}")
+        )
     result = _parse_in_fresh_process(tmp_path)
     assert result["dags"] == 20 and result["broken"] == 0, result
     assert result["seconds"] < 2.0, f"20 districts took {result['seconds']:.2f}s of CPU to parse"
@@ -137,6 +153,9 @@ def test_airflow_does_not_load_the_package_files_as_plugins():
     standard library's ``secrets`` (and every model module would be executed twice)."""
     from airflow._shared.module_loading import find_path_from_directory
 
-    loaded = [path for path in find_path_from_directory(str(REPO_ROOT / "plugins"), ".airflowignore", "glob")
-              if path.endswith(".py")]
+    loaded = [
+        path
+        for path in find_path_from_directory(str(REPO_ROOT / "plugins"), ".airflowignore", "glob")
+        if path.endswith(".py")
+    ]
     assert not [path for path in loaded if "/sis_learning/" in path]

@@ -19,9 +19,13 @@ from tests.load.district_rows import DISTRICT_ID, LearningDistrict, make_config,
 
 def _change_rows(engine, run_id):
     with engine.connect() as connection:
-        return connection.execute(
-            select(ChangeSet.__table__).where(ChangeSet.district_id == DISTRICT_ID, ChangeSet.run_id == run_id)
-        ).mappings().all()
+        return (
+            connection.execute(
+                select(ChangeSet.__table__).where(ChangeSet.district_id == DISTRICT_ID, ChangeSet.run_id == run_id)
+            )
+            .mappings()
+            .all()
+        )
 
 
 def test_first_run_creates_every_row_once(staging_engine):
@@ -45,8 +49,11 @@ def test_payload_is_what_learning_gets_and_never_a_password(staging_engine):
     district = LearningDistrict.generate(schools=1, students_per_school=4, teachers_per_school=1)
     write_run(staging_engine, district, "run-1")
     compute_changes(staging_engine, make_config(), "run-1")
-    users = {row["key"]: json.loads(row["payload"]) for row in _change_rows(staging_engine, "run-1")
-             if row["entity"] == "users"}
+    users = {
+        row["key"]: json.loads(row["payload"])
+        for row in _change_rows(staging_engine, "run-1")
+        if row["entity"] == "users"
+    }
     some_id, some_user = next(iter(users.items()))
     assert "password" not in some_user
     assert "login_generated" not in some_user  # a staging detail Learning does not know
@@ -80,7 +87,13 @@ def test_duplicate_keys_from_transform_fail_with_a_clear_message(staging_engine)
 
     one_user = next(iter(district.users.values()))
     bulk_insert(staging_engine, LearningUser, [{"district_id": DISTRICT_ID, "run_id": "run-1", **one_user}])
-    with pytest.raises(ValueError, match=rf"learning_users of run run-1 has the same key more than once \({one_user['user_type']}:{one_user['external_id']} \(2 rows\)"):
+    with pytest.raises(
+        ValueError,
+        match=(
+            r"learning_users of run run-1 has the same key more than once "
+            rf"\({one_user['user_type']}:{one_user['external_id']} \(2 rows\)"
+        ),
+    ):
         compute_changes(staging_engine, make_config(), "run-1")
     assert _change_rows(staging_engine, "run-1") == []  # one transaction: nothing half-written
 
@@ -94,9 +107,10 @@ def test_database_hash_and_payload_match_the_python_definition(staging_engine):
     district = LearningDistrict.generate(schools=1, students_per_school=6, teachers_per_school=1)
     users = list(district.users.values())
     users[0].update(first_name="Zoë", last_name='O"Brien\\', email=None, enabled=False)
-    users[1].update(first_name="Анна", last_name="Tab\there", sso_email_address="ann@school.org",
-                    password_temporary=False)
-    users[2].update(email="", last_name="\u00e9\u4e2d\U0001F600")
+    users[1].update(
+        first_name="Анна", last_name="Tab\there", sso_email_address="ann@school.org", password_temporary=False
+    )
+    users[2].update(email="", last_name="\u00e9\u4e2d\U0001f600")
     write_run(staging_engine, district, "run-1")
     compute_changes(staging_engine, make_config(), "run-1")
     rows = _change_rows(staging_engine, "run-1")
@@ -117,9 +131,18 @@ def test_missing_run_id_is_refused(staging_engine):
 
 def test_hash_covers_learning_visible_fields_only():
     users = ENTITY_BY_NAME["users"]
-    row = {"external_id": "7", "first_name": "Ann", "last_name": "Lee", "login": "alee", "email": None,
-           "user_type": "S", "organization_id": "100", "enabled": True, "sso_email_address": None,
-           "password_temporary": True}
+    row = {
+        "external_id": "7",
+        "first_name": "Ann",
+        "last_name": "Lee",
+        "login": "alee",
+        "email": None,
+        "user_type": "S",
+        "organization_id": "100",
+        "enabled": True,
+        "sso_email_address": None,
+        "password_temporary": True,
+    }
     assert content_hash({**row, "password_temporary": False}, users) == content_hash(row, users)
     assert content_hash({**row, "last_name": "Li"}, users) != content_hash(row, users)
     assert content_hash({**row, "enabled": False}, users) != content_hash(row, users)
@@ -161,9 +184,18 @@ def test_a_snapshot_from_before_identity_by_type_is_rekeyed_on_first_use_and_not
             key = f"{payload['class_id']}:{payload['user_id']}"
             old_text = "\x1f".join(str(payload[name]) for name in ("class_id", "user_id", "role"))
             content = hashlib.sha256(old_text.encode()).hexdigest()
-        old_rows.append({"district_id": DISTRICT_ID, "entity": change["entity"], "key": key,
-                         "organization_id": change["organization_id"], "content_hash": content,
-                         "payload": json.dumps(payload), "active": True, "run_id": "run-0"})
+        old_rows.append(
+            {
+                "district_id": DISTRICT_ID,
+                "entity": change["entity"],
+                "key": key,
+                "organization_id": change["organization_id"],
+                "content_hash": content,
+                "payload": json.dumps(payload),
+                "active": True,
+                "run_id": "run-0",
+            }
+        )
     with staging_engine.begin() as connection:
         connection.execute(ChangeSet.__table__.delete())
         connection.execute(LearningSnapshot.__table__.insert(), old_rows)
@@ -175,8 +207,9 @@ def test_a_snapshot_from_before_identity_by_type_is_rekeyed_on_first_use_and_not
     for entity, rows in district.tables():
         assert counts[entity]["unchanged"] == len(rows), (entity, counts[entity])
     with staging_engine.connect() as connection:
-        snapshot = connection.execute(select(LearningSnapshot.entity, LearningSnapshot.key, LearningSnapshot.payload)
-                                      ).all()
+        snapshot = connection.execute(
+            select(LearningSnapshot.entity, LearningSnapshot.key, LearningSnapshot.payload)
+        ).all()
     user_keys = {key for entity, key, _ in snapshot if entity == "users"}
     assert user_keys == {f"{row['user_type']}:{row['external_id']}" for row in district.users.values()}
     roster_keys = {key for entity, key, _ in snapshot if entity == "rosters"}

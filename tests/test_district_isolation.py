@@ -36,7 +36,8 @@ def _variant(text: str, **replace: str) -> str:
 
 def _own_connections(text: str, name: str) -> str:
     return text.replace("connection_id: powerschool_demo", f"connection_id: powerschool_{name}").replace(
-        "connection_id: learning_demo", f"connection_id: learning_{name}")
+        "connection_id: learning_demo", f"connection_id: learning_{name}"
+    )
 
 
 @pytest.fixture
@@ -45,8 +46,9 @@ def districts(tmp_path, monkeypatch):
     folder.mkdir()
     (folder / "demo.yaml").write_text(DEMO)
     (folder / "unknown_key.yaml").write_text(_own_connections(DEMO, "uk") + "colour: blue\n")
-    (folder / "bad_zone.yaml").write_text(_own_connections(DEMO, "bz").replace(
-        "timezone: America/Chicago", "timezone: America/Chicgo"))
+    (folder / "bad_zone.yaml").write_text(
+        _own_connections(DEMO, "bz").replace("timezone: America/Chicago", "timezone: America/Chicgo")
+    )
     (folder / "broken_yaml.yaml").write_text("name: [unclosed\nnotifications: {failure_emails: [a@b.org]\n")
     for name in ("twin_a", "twin_b"):
         text = _own_connections(DEMO, name).replace("connection_id: learning_" + name, "connection_id: learning_shared")
@@ -94,8 +96,7 @@ def test_two_districts_sharing_a_powerschool_connection_name_both_files(tmp_path
         assert str(tmp_path / other) in item.error and item.source_file in item.error
 
 
-def test_the_broken_districts_task_fails_at_once_and_emails_once_per_distinct_error(districts, tmp_path,
-                                                                                      monkeypatch):
+def test_the_broken_districts_task_fails_at_once_and_emails_once_per_distinct_error(districts, tmp_path, monkeypatch):
     monkeypatch.setenv("SIS_LEARNING_STAGING_URL", f"sqlite:///{tmp_path / 'staging.sqlite'}")
     source = str(districts / "bad_zone.yaml")
     with running_smtp() as smtp:

@@ -26,8 +26,14 @@ def _fail(engine, stage: str, reason: str, attempts: int = 1) -> None:
 def engine(sqlite_url):
     engine = create_all(get_engine(sqlite_url))
     start_run(engine, "demo", RUN_ID, dag_id="sis_import__demo")
-    record_stage(engine, "demo", RUN_ID, "extract_schools",
-                 counts={"schools": {"extracted": 4}, "students": {"extracted": 512}}, seconds=3.2)
+    record_stage(
+        engine,
+        "demo",
+        RUN_ID,
+        "extract_schools",
+        counts={"schools": {"extracted": 4}, "students": {"extracted": 512}},
+        seconds=3.2,
+    )
     return engine
 
 
@@ -35,32 +41,40 @@ def engine(sqlite_url):
 def smtp(monkeypatch):
     config = load_district_by_id("demo")
     with running_smtp() as server:
-        monkeypatch.setenv(f"AIRFLOW_CONN_{config.notifications.smtp_connection_id.upper()}",
-                           server.airflow_connection_uri())
+        monkeypatch.setenv(
+            f"AIRFLOW_CONN_{config.notifications.smtp_connection_id.upper()}", server.airflow_connection_uri()
+        )
         yield server
 
 
 def parts(message) -> tuple[str, str]:
     assert message.get_content_type() == "multipart/alternative"
-    return tuple(message.get_body(preferencelist=(kind,)).get_content().replace("\r\n", "\n")
-                 for kind in ("plain", "html"))
+    return tuple(
+        message.get_body(preferencelist=(kind,)).get_content().replace("\r\n", "\n") for kind in ("plain", "html")
+    )
 
 
 def test_a_step_that_failed_after_retries_is_named_in_words_with_its_attempts_and_a_link(engine, smtp, monkeypatch):
     monkeypatch.setenv("AIRFLOW__API__BASE_URL", "https://airflow.demo-usd.org/")
-    _fail(engine, "extract_students", "PowerSchool did not answer GET /ws/v1/school/3/student after 6 tries "
-                                      "(HTTP 503)", attempts=3)
+    _fail(
+        engine,
+        "extract_students",
+        "PowerSchool did not answer GET /ws/v1/school/3/student after 6 tries (HTTP 503)",
+        attempts=3,
+    )
     config = load_district_by_id("demo")
     assert send_failure_email(config, build_summary(engine, config, RUN_ID)) is True
     [message] = smtp.mailbox.wait_for(1)
 
     assert message["To"] == "sis-admin@demo-usd.org"
-    assert message["Subject"] == ("[SIS -> Learning] Demo Unified School District: "
-                                  "could not read students from PowerSchool")
+    assert message["Subject"] == (
+        "[SIS -> Learning] Demo Unified School District: could not read students from PowerSchool"
+    )
     text, html = parts(message)
     first_sentence = text.split("\n\n")[0].replace("\n", " ")
-    assert first_sentence.startswith("PowerSchool kept failing, so check that it is up and reachable, then trigger "
-                                     "sis_import__demo again"), first_sentence
+    assert first_sentence.startswith(
+        "PowerSchool kept failing, so check that it is up and reachable, then trigger sis_import__demo again"
+    ), first_sentence
     for body in (text, html):
         assert "Airflow made 3 attempts at this step (the first and 2 retries" in body.replace("\n", " ")
         assert "HTTP 503" in body and "Nothing was changed in PowerSchool Learning" in body.replace("\n", " ")
@@ -70,11 +84,19 @@ def test_a_step_that_failed_after_retries_is_named_in_words_with_its_attempts_an
 
 
 def test_a_check_that_stopped_the_run_says_what_to_correct_first(engine, smtp):
-    _fail(engine, "validation_guard", "students: 9.1% of rows failed rule login_present (threshold 5.0%). "
-                                      "Examples: student 4001: no username")
+    _fail(
+        engine,
+        "validation_guard",
+        "students: 9.1% of rows failed rule login_present (threshold 5.0%). Examples: student 4001: no username",
+    )
     config = load_district_by_id("demo")
-    config = config.model_copy(update={"notifications": config.notifications.model_copy(
-        update={"airflow_base_url": "https://ops.example.org/airflow"})})
+    config = config.model_copy(
+        update={
+            "notifications": config.notifications.model_copy(
+                update={"airflow_base_url": "https://ops.example.org/airflow"}
+            )
+        }
+    )
     send_failure_email(config, build_summary(engine, config, RUN_ID))
     [message] = smtp.mailbox.wait_for(1)
     assert message["Subject"].endswith("Demo Unified School District: stopped: too many rows failed validation")
@@ -88,8 +110,10 @@ def test_a_check_that_stopped_the_run_says_what_to_correct_first(engine, smtp):
 
 
 def test_an_error_no_retry_can_fix_asks_for_action_and_says_airflow_did_not_retry(engine):
-    reason = ("PowerSchool refused the credentials of Airflow connection 'powerschool_demo' (HTTP 401 on POST "
-              "/oauth/access_token). Check the connection's login and password.")
+    reason = (
+        "PowerSchool refused the credentials of Airflow connection 'powerschool_demo' (HTTP 401 on POST "
+        "/oauth/access_token). Check the connection's login and password."
+    )
     _fail(engine, "extract_schools", reason)
     config = load_district_by_id("demo")
     email = failure_email(build_summary(engine, config, RUN_ID), config)
@@ -118,8 +142,10 @@ def test_email_escapes_html_from_data(engine):
 
 def test_the_configuration_error_email_has_both_parts(smtp):
     error = "include/districts/x.yaml: invalid district configuration\n  - timezone: unknown time zone 'America/Chicgo'"
-    assert send_config_error_email(("sis-admin@demo-usd.org",), "smtp_sandbox", "x", "include/districts/x.yaml",
-                                   error) is True
+    assert (
+        send_config_error_email(("sis-admin@demo-usd.org",), "smtp_sandbox", "x", "include/districts/x.yaml", error)
+        is True
+    )
     [message] = smtp.mailbox.wait_for(1)
     text, html = parts(message)
     assert text.startswith("Correct the district file include/districts/x.yaml")
@@ -128,7 +154,10 @@ def test_the_configuration_error_email_has_both_parts(smtp):
 
 
 def test_every_stage_and_task_has_words():
-    assert describe_stage("extract_section_enrollments") == "could not read class rosters (section enrollments) from PowerSchool"
+    assert (
+        describe_stage("extract_section_enrollments")
+        == "could not read class rosters (section enrollments) from PowerSchool"
+    )
     assert describe_stage("extract.extract_guardians") == "could not read parents (guardians) from PowerSchool"
     assert describe_stage("load.check_mass_changes") == "stopped before a mass change in Learning (needs approval)"
     assert describe_stage("load.load_learning") == "could not write the changes to PowerSchool Learning"
@@ -136,10 +165,24 @@ def test_every_stage_and_task_has_words():
 
 
 def test_warnings_are_counted_apart_from_rejections_in_the_report_and_the_email():
-    summary = RunSummary(district_id="demo", district_name="Demo", run_id="r1", status="failed", stage="load",
-                         error="boom", warned=7,
-                         top_warnings=[{"entity": "students", "rule": "email_format", "field": "email", "n": 7,
-                                        "example": "the email address 'none' is not a valid email address"}])
+    summary = RunSummary(
+        district_id="demo",
+        district_name="Demo",
+        run_id="r1",
+        status="failed",
+        stage="load",
+        error="boom",
+        warned=7,
+        top_warnings=[
+            {
+                "entity": "students",
+                "rule": "email_format",
+                "field": "email",
+                "n": 7,
+                "example": "the email address 'none' is not a valid email address",
+            }
+        ],
+    )
     text = format_text(summary)
     assert "Warnings (imported without the value; never counted toward thresholds): 7" in text
     assert "7 x students / email_format (email)" in text

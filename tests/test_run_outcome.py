@@ -47,16 +47,21 @@ def smtp(monkeypatch):
 
     config = load_district_by_id(DISTRICT)
     with running_smtp() as server:
-        monkeypatch.setenv(f"AIRFLOW_CONN_{config.notifications.smtp_connection_id.upper()}",
-                           server.airflow_connection_uri())
+        monkeypatch.setenv(
+            f"AIRFLOW_CONN_{config.notifications.smtp_connection_id.upper()}", server.airflow_connection_uri()
+        )
         yield server
 
 
 # ---- one exceptions module -------------------------------------------------------------------
 
+
 def test_every_error_is_fatal_or_retryable_by_type_and_old_imports_still_work():
-    classes = [cls for _, cls in inspect.getmembers(exceptions, inspect.isclass)
-               if issubclass(cls, BaseException) and cls.__module__ == exceptions.__name__]
+    classes = [
+        cls
+        for _, cls in inspect.getmembers(exceptions, inspect.isclass)
+        if issubclass(cls, BaseException) and cls.__module__ == exceptions.__name__
+    ]
     assert len(classes) >= 20
     for cls in classes:
         if cls in (exceptions.SisLearningError, exceptions.FatalError, exceptions.RetryableError, exceptions.ApiError):
@@ -86,11 +91,14 @@ def test_a_missing_secret_fails_the_task_at_once(staging, monkeypatch):
     run_id = "manual__secret"
     import_tasks.start_run(DISTRICT, run_id, DAG_ID)
     with pytest.raises(AirflowFailException) as raised:
-        import_tasks.run_step("load", DISTRICT, run_id, lambda engine, config: resolve_secret("env:NO_SUCH_DEFAULT_PASSWORD"))
+        import_tasks.run_step(
+            "load", DISTRICT, run_id, lambda engine, config: resolve_secret("env:NO_SUCH_DEFAULT_PASSWORD")
+        )
     assert "NO_SUCH_DEFAULT_PASSWORD" in str(raised.value)
 
 
 # ---- the run's outcome is its final state ----------------------------------------------------
+
 
 def _fails_once():
     calls = {"n": 0}
@@ -98,8 +106,12 @@ def _fails_once():
     def work(engine, config):
         calls["n"] += 1
         if calls["n"] == 1:
-            raise exceptions.ApiError(None, "PowerSchool Learning did not answer POST users/batch (ConnectionError)",
-                                      "https://learning.invalid/api/v1/users/batch", method="POST")
+            raise exceptions.ApiError(
+                None,
+                "PowerSchool Learning did not answer POST users/batch (ConnectionError)",
+                "https://learning.invalid/api/v1/users/batch",
+                method="POST",
+            )
         return {"counts": {}}
 
     return work
@@ -153,10 +165,10 @@ def test_a_killed_run_is_marked_abandoned_by_the_next_run_which_says_so(staging,
     killed_run, next_run = "scheduled__killed", "scheduled__next"
     import_tasks.start_run(DISTRICT, killed_run, DAG_ID)
     import_tasks.run_step("extract_schools", DISTRICT, killed_run, lambda engine, config: {"rows": 4})
-    env = {**os.environ, "SIS_LEARNING_STAGING_URL": staging_url,
-           "PYTHONPATH": f"{REPO_ROOT / 'plugins'}:{REPO_ROOT}"}
-    process = subprocess.Popen([sys.executable, "-c", KILLED_STAGE, killed_run], env=env,
-                               stdout=subprocess.PIPE, text=True)
+    env = {**os.environ, "SIS_LEARNING_STAGING_URL": staging_url, "PYTHONPATH": f"{REPO_ROOT / 'plugins'}:{REPO_ROOT}"}
+    process = subprocess.Popen(
+        [sys.executable, "-c", KILLED_STAGE, killed_run], env=env, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert process.stdout.readline().strip() == "in load"
     finally:
@@ -170,7 +182,10 @@ def test_a_killed_run_is_marked_abandoned_by_the_next_run_which_says_so(staging,
     assert (killed.status, killed.stage) == ("abandoned", "load")
     assert next_run in killed.error and "load" in killed.error
     assert [(a.stage, a.status) for a in run_attempts(staging, DISTRICT, killed_run)] == [
-        ("configuration_check", "succeeded"), ("extract_schools", "succeeded"), ("load", "killed")]
+        ("configuration_check", "succeeded"),
+        ("extract_schools", "succeeded"),
+        ("load", "killed"),
+    ]
 
     import_tasks.run_step("load", DISTRICT, next_run, lambda engine, config: {"counts": {}})
     assert import_tasks.report(DISTRICT, next_run, DAG_ID)["status"] == "success"
@@ -188,8 +203,13 @@ PEOPLE = [(f"Person{n} Surname{n}", f"person{n}@students.demo-usd.org") for n in
 
 def test_a_database_error_names_table_constraint_and_count_but_no_row_values(staging, smtp, caplog):
     run_id = "manual__integrity"
-    table = Table("stg_people_probe", MetaData(), Column("id", Integer, nullable=False),
-                  Column("name", String(80)), Column("email", String(120)))
+    table = Table(
+        "stg_people_probe",
+        MetaData(),
+        Column("id", Integer, nullable=False),
+        Column("name", String(80)),
+        Column("email", String(120)),
+    )
     table.create(staging, checkfirst=True)
     import_tasks.start_run(DISTRICT, run_id, DAG_ID)
 
@@ -210,8 +230,13 @@ def test_a_database_error_names_table_constraint_and_count_but_no_row_values(sta
     [email] = smtp.mailbox.wait_for(1)
     body = email.get_body(preferencelist=("html", "plain")).get_content()
     with staging.connect() as connection:
-        stored = " ".join(str(v) for row in connection.execute(text("SELECT error FROM sync_runs UNION ALL "
-                                                                      "SELECT error FROM sync_run_attempts")) for v in row)
+        stored = " ".join(
+            str(v)
+            for row in connection.execute(
+                text("SELECT error FROM sync_runs UNION ALL SELECT error FROM sync_run_attempts")
+            )
+            for v in row
+        )
     logged = "\n".join(record.getMessage() for record in caplog.records)
     for name, address in PEOPLE:
         for where, content in (("error", message), ("email", body), ("sync_runs", stored), ("log", logged)):

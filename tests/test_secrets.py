@@ -21,7 +21,9 @@ def test_variable_reference_resolves_from_airflow(monkeypatch):
 
 
 def test_connection_reference_resolves_to_the_connection_password(monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_LOADTEST_PASSWORD_CONN", json.dumps({"conn_type": "generic", "password": "conn-pw"}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_LOADTEST_PASSWORD_CONN", json.dumps({"conn_type": "generic", "password": "conn-pw"})
+    )
     assert resolve_secret("connection:LOADTEST_PASSWORD_CONN") == "conn-pw"
 
 

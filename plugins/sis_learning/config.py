@@ -61,7 +61,9 @@ class IncrementalSettings(_Strict):
 
 
 class PowerSchoolSettings(_Strict):
-    connection_id: str = Field(description="Airflow connection: host, client id (login), secret (password), CA bundle (extra ca_bundle)")
+    connection_id: str = Field(
+        description="Airflow connection: host, client id (login), secret (password), CA bundle (extra ca_bundle)"
+    )
     max_concurrent_requests: int = Field(4, ge=1, le=64, description="requests in flight at once for this district")
     pool: str = Field("powerschool_api", description="Airflow pool the extract tasks run in")
     request_timeout_seconds: float = Field(60.0, gt=0)
@@ -69,7 +71,9 @@ class PowerSchoolSettings(_Strict):
 
 
 class LearningSettings(_Strict):
-    connection_id: str = Field(description="Airflow connection: Learning's base URL (host) and the domain's bearer token (password)")
+    connection_id: str = Field(
+        description="Airflow connection: Learning's base URL (host) and the domain's bearer token (password)"
+    )
     batch_size: int = Field(1000, ge=1, le=1000)
     max_batches_in_flight: int = Field(
         3, ge=1, le=8, description="load: batches sent before the oldest is answered (Learning applies them in turn)"
@@ -102,7 +106,9 @@ class SafetyThresholds(_Strict):
 
     max_removal_ratio: float = Field(0.10, ge=0, le=1)
     min_removal_rows: int = Field(25, ge=0)
-    import_id_change_ratio: float = Field(0.5, ge=0, le=1, description="share of vanished users that reappear under a new id with the same name or email")
+    import_id_change_ratio: float = Field(
+        0.5, ge=0, le=1, description="share of vanished users that reappear under a new id with the same name or email"
+    )
 
 
 class GradePushSettings(_Strict):
@@ -137,7 +143,9 @@ class DistrictConfig(_Strict):
     import_start_year: int = Field(ge=1990, le=2100)
     ignore_parents: bool = False
     autogenerate_usernames: bool = True
-    default_password: str | None = Field(None, description="secret reference: env:NAME, variable:NAME or connection:CONN_ID")
+    default_password: str | None = Field(
+        None, description="secret reference: env:NAME, variable:NAME or connection:CONN_ID"
+    )
     imported_passwords_temporary: bool = True
     sso_domains: SsoDomains = SsoDomains()
     co_teacher_class_limit: int = Field(25, ge=1)
@@ -153,7 +161,10 @@ class DistrictConfig(_Strict):
     @classmethod
     def _district_id(cls, value: str) -> str:
         if not DISTRICT_ID_PATTERN.match(value):
-            raise ValueError("must be lower-case letters, digits and underscores, starting with a letter (it becomes part of the DAG id)")
+            raise ValueError(
+                "must be lower-case letters, digits and underscores, starting with a letter "
+                "(it becomes part of the DAG id)"
+            )
         return value
 
     @field_validator("timezone")
@@ -169,7 +180,10 @@ class DistrictConfig(_Strict):
     @classmethod
     def _password_reference(cls, value: str | None) -> str | None:
         if value is not None and not SECRET_REFERENCE_PATTERN.match(value):
-            raise ValueError("must be a reference to a secret (env:NAME, variable:NAME or connection:CONN_ID), never the password itself")
+            raise ValueError(
+                "must be a reference to a secret (env:NAME, variable:NAME or connection:CONN_ID), "
+                "never the password itself"
+            )
         return value
 
     @field_validator("schools", mode="before")
@@ -283,13 +297,19 @@ def broken_district(path: Path, error: str) -> BrokenDistrict:
     data = _readable(path)
     notifications = data.get("notifications") if isinstance(data.get("notifications"), dict) else {}
     emails = notifications.get("failure_emails")
-    emails = tuple(item.strip() for item in emails if isinstance(item, str) and "@" in item) if isinstance(
-        emails, list) else ()
+    emails = (
+        tuple(item.strip() for item in emails if isinstance(item, str) and "@" in item)
+        if isinstance(emails, list)
+        else ()
+    )
     smtp = notifications.get("smtp_connection_id")
     owner = data.get("owner")
     district_id = re.sub(r"[^a-z0-9_]", "_", path.stem.lower()) or "unnamed"
     return BrokenDistrict(
-        district_id=district_id, source_file=str(path), error=error, failure_emails=emails,
+        district_id=district_id,
+        source_file=str(path),
+        error=error,
+        failure_emails=emails,
         smtp_connection_id=smtp if isinstance(smtp, str) and smtp else "smtp_default",
         owner=owner if isinstance(owner, str) and owner and owner != "airflow" else "data-engineering",
     )
@@ -297,8 +317,11 @@ def broken_district(path: Path, error: str) -> BrokenDistrict:
 
 SHARED_TARGETS = (
     ("powerschool.connection_id", "a PowerSchool connection", lambda config: config.powerschool.connection_id),
-    ("learning.connection_id", "a Learning connection (one would write into the other's Learning domain)",
-     lambda config: config.learning.connection_id),
+    (
+        "learning.connection_id",
+        "a Learning connection (one would write into the other's Learning domain)",
+        lambda config: config.learning.connection_id,
+    ),
 )
 
 
@@ -317,7 +340,8 @@ def shared_target_errors(configs: list[DistrictConfig]) -> dict[str, list[str]]:
                 others = ", ".join(f for f in files if f != config.source_file)
                 errors.setdefault(str(config.source_file), []).append(
                     f"  - {key}: {value!r} is also the {key} of {others}: two districts must not share {what}; "
-                    "give each district its own")
+                    "give each district its own"
+                )
     return errors
 
 

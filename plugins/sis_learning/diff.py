@@ -94,8 +94,7 @@ class EntitySpec:
 # In dependency order (sis_learning.entities): Learning refuses a class whose teacher does
 # not exist, and a roster row whose class or user does not exist.
 ENTITIES: tuple[EntitySpec, ...] = tuple(
-    EntitySpec(entity.name, entity.key_fields, entity.compared_fields, entity.sent_only_fields,
-               entity.vanished_action)
+    EntitySpec(entity.name, entity.key_fields, entity.compared_fields, entity.sent_only_fields, entity.vanished_action)
     for entity in LEARNING_ENTITIES
 )
 ENTITY_BY_NAME = {spec.name: spec for spec in ENTITIES}
@@ -180,8 +179,7 @@ def _sha256_hex(text: str | None) -> str | None:
 
 
 def _register_sqlite_functions(connection: Connection) -> None:
-    connection.connection.driver_connection.create_function(SQLITE_SHA256_FUNCTION, 1, _sha256_hex,
-                                                            deterministic=True)
+    connection.connection.driver_connection.create_function(SQLITE_SHA256_FUNCTION, 1, _sha256_hex, deterministic=True)
 
 
 def _as_text(column: Any) -> Any:
@@ -266,9 +264,12 @@ def _diff_entity(connection: Connection, spec: EntitySpec, district_id: str, run
     run_changes = (changes.c.district_id == district_id, changes.c.run_id == run_id, changes.c.entity == spec.name)
     # Rows Learning accepted in an earlier attempt of this run stay as they are. Usually
     # there are none, and the lookup per row is left out.
-    any_accepted = connection.execute(
-        select(changes.c.id).where(*run_changes, changes.c.status == STATUS_ACCEPTED).limit(1)
-    ).first() is not None
+    any_accepted = (
+        connection.execute(
+            select(changes.c.id).where(*run_changes, changes.c.status == STATUS_ACCEPTED).limit(1)
+        ).first()
+        is not None
+    )
 
     previous = snapshot.alias("previous")
     joined = current.outerjoin(
@@ -288,14 +289,31 @@ def _diff_entity(connection: Connection, spec: EntitySpec, district_id: str, run
         else_=_payload_expression([current.c[name] for name in spec.payload_fields], spec.payload_fields, dialect),
     )
     present_rows = select(
-        literal(district_id), literal(run_id), literal(spec.name), current.c.key, current.c.organization_id,
-        action, status, current.c.content_hash, payload,
+        literal(district_id),
+        literal(run_id),
+        literal(spec.name),
+        current.c.key,
+        current.c.organization_id,
+        action,
+        status,
+        current.c.content_hash,
+        payload,
     ).select_from(joined)
     if any_accepted:
-        present_rows = present_rows.where(~exists().where(
-            *run_changes, changes.c.status == STATUS_ACCEPTED, changes.c.key == current.c.key))
-    columns = ["district_id", "run_id", "entity", "key", "organization_id", "action", "status", "content_hash",
-               "payload"]
+        present_rows = present_rows.where(
+            ~exists().where(*run_changes, changes.c.status == STATUS_ACCEPTED, changes.c.key == current.c.key)
+        )
+    columns = [
+        "district_id",
+        "run_id",
+        "entity",
+        "key",
+        "organization_id",
+        "action",
+        "status",
+        "content_hash",
+        "payload",
+    ]
     connection.execute(changes.insert().from_select(columns, present_rows))
 
     if spec.vanished_action is None:
@@ -303,8 +321,15 @@ def _diff_entity(connection: Connection, spec: EntitySpec, district_id: str, run
     # Keys Learning has (active) that this run no longer has: deactivate / remove. This run's
     # change set now holds every key present (and every key accepted in an earlier attempt).
     vanished_rows = select(
-        literal(district_id), literal(run_id), literal(spec.name), snapshot.c.key, snapshot.c.organization_id,
-        literal(spec.vanished_action), literal(STATUS_PENDING), snapshot.c.content_hash, snapshot.c.payload,
+        literal(district_id),
+        literal(run_id),
+        literal(spec.name),
+        snapshot.c.key,
+        snapshot.c.organization_id,
+        literal(spec.vanished_action),
+        literal(STATUS_PENDING),
+        snapshot.c.content_hash,
+        snapshot.c.payload,
     ).where(
         snapshot.c.district_id == district_id,
         snapshot.c.entity == spec.name,
@@ -348,8 +373,9 @@ def compute_changes(engine: Engine, config: DistrictConfig, run_id: str) -> dict
     with engine.begin() as connection:
         if connection.dialect.name == "sqlite":
             _register_sqlite_functions(connection)
-        migrated = migrate_user_identity(connection, district_id,
-                                         lambda payload: content_hash(payload, ENTITY_BY_NAME["rosters"]))
+        migrated = migrate_user_identity(
+            connection, district_id, lambda payload: content_hash(payload, ENTITY_BY_NAME["rosters"])
+        )
         if any(migrated.values()):
             log.info("snapshot of %s rekeyed for identity by user type: %s", district_id, migrated)
         connection.execute(
@@ -397,13 +423,15 @@ def _describe_user(payload: dict[str, Any]) -> str:
 def _pending_rows(connection: Connection, district_id: str, run_id: str, entity: str, action: str) -> Iterator[Any]:
     changes = ChangeSet.__table__
     result = connection.execution_options(yield_per=STREAM_PAGE_ROWS).execute(
-        select(changes.c.key, changes.c.organization_id, changes.c.payload).where(
+        select(changes.c.key, changes.c.organization_id, changes.c.payload)
+        .where(
             changes.c.district_id == district_id,
             changes.c.run_id == run_id,
             changes.c.entity == entity,
             changes.c.action == action,
             changes.c.status == STATUS_PENDING,
-        ).order_by(changes.c.key)
+        )
+        .order_by(changes.c.key)
     )
     yield from result
 
@@ -438,24 +466,45 @@ def find_mass_changes(engine: Engine, config: DistrictConfig, run_id: str) -> li
         for entity, school, action, rows in leaving:
             before = previous.get((entity, school), 0)
             if rows >= safety.min_removal_rows and rows > safety.max_removal_ratio * before:
-                examples = connection.execute(
-                    select(changes.c.key).where(
-                        changes.c.district_id == district_id, changes.c.run_id == run_id, changes.c.entity == entity,
-                        changes.c.action == action, changes.c.status == STATUS_PENDING,
-                        changes.c.organization_id.is_(None) if school is None else changes.c.organization_id == school,
-                    ).order_by(changes.c.key).limit(5)
-                ).scalars().all()
-                findings.append({
-                    "kind": "mass_removal", "entity": entity, "organization_id": school, "action": action,
-                    "rows": rows, "previous_rows": before, "ratio": round(rows / before, 4) if before else None,
-                    "examples": examples,
-                })
+                examples = (
+                    connection.execute(
+                        select(changes.c.key)
+                        .where(
+                            changes.c.district_id == district_id,
+                            changes.c.run_id == run_id,
+                            changes.c.entity == entity,
+                            changes.c.action == action,
+                            changes.c.status == STATUS_PENDING,
+                            changes.c.organization_id.is_(None)
+                            if school is None
+                            else changes.c.organization_id == school,
+                        )
+                        .order_by(changes.c.key)
+                        .limit(5)
+                    )
+                    .scalars()
+                    .all()
+                )
+                findings.append(
+                    {
+                        "kind": "mass_removal",
+                        "entity": entity,
+                        "organization_id": school,
+                        "action": action,
+                        "rows": rows,
+                        "previous_rows": before,
+                        "ratio": round(rows / before, 4) if before else None,
+                        "examples": examples,
+                    }
+                )
 
         # Import ID change: users leaving while new users with the same identity arrive.
         # Without any user leaving there is nothing to match (a first run creates every user:
         # reading them all would be wasted).
         arriving_identities: set[str] = set()
-        any_leaving = any(entity == "users" and action == ACTION_DEACTIVATE for entity, _school, action, _rows in leaving)
+        any_leaving = any(
+            entity == "users" and action == ACTION_DEACTIVATE for entity, _school, action, _rows in leaving
+        )
         for row in _pending_rows(connection, district_id, run_id, "users", ACTION_CREATE) if any_leaving else ():
             arriving_identities.update(_identity_keys(json.loads(row.payload)))
         vanished = matched = 0
@@ -470,13 +519,24 @@ def find_mass_changes(engine: Engine, config: DistrictConfig, run_id: str) -> li
                     matched_per_school[row.organization_id] += 1
                     if len(examples) < 5:
                         examples.append(_describe_user(payload))
-        if vanished and matched >= max(safety.min_removal_rows, 1) and matched >= safety.import_id_change_ratio * vanished:
-            findings.append({
-                "kind": "import_id_change", "entity": "users", "organization_id": None, "action": ACTION_DEACTIVATE,
-                "rows": matched, "previous_rows": vanished, "ratio": round(matched / vanished, 4),
-                "per_school": dict(sorted(matched_per_school.items(), key=lambda item: str(item[0]))),
-                "examples": examples,
-            })
+        if (
+            vanished
+            and matched >= max(safety.min_removal_rows, 1)
+            and matched >= safety.import_id_change_ratio * vanished
+        ):
+            findings.append(
+                {
+                    "kind": "import_id_change",
+                    "entity": "users",
+                    "organization_id": None,
+                    "action": ACTION_DEACTIVATE,
+                    "rows": matched,
+                    "previous_rows": vanished,
+                    "ratio": round(matched / vanished, 4),
+                    "per_school": dict(sorted(matched_per_school.items(), key=lambda item: str(item[0]))),
+                    "examples": examples,
+                }
+            )
     return findings
 
 

@@ -98,71 +98,163 @@ class MappingSpecEntity:
 
 # In extract order: an entity's extract may read what an earlier one staged.
 SOURCE_ENTITIES: tuple[SourceEntity, ...] = (
-    SourceEntity("schools", "StgSchool", "extract_schools", "school", extracted_by_task=False,
-                 preparation_columns=frozenset({"school_id", "school_number"})),
+    SourceEntity(
+        "schools",
+        "StgSchool",
+        "extract_schools",
+        "school",
+        extracted_by_task=False,
+        preparation_columns=frozenset({"school_id", "school_number"}),
+    ),
     SourceEntity("terms", "StgTerm", "extract_terms", "schema_table_query"),
-    SourceEntity("courses", "StgCourse", "extract_courses", "course",
-                 preparation_columns=frozenset({"course_id", "course_name", "course_number"})),
-    SourceEntity("sections", "StgSection", "extract_sections", "section", blocked_label="class(es)",
-                 preparation_columns=frozenset({"section_id", "course_id", "staff_id"})),
-    SourceEntity("staff", "StgStaff", "extract_staff", "staff", blocked_label="teacher(s)",
-                 preparation_columns=frozenset({"staff_id", "school_id", "school_ids", "teacher_username"})),
-    SourceEntity("students", "StgStudent", "extract_students", "student", blocked_label="student(s)",
-                 preparation_columns=frozenset({"student_id", "student_username", "school_id"})),
-    SourceEntity("section_enrollments", "StgSectionEnrollment", "extract_section_enrollments",
-                 "schema_table_query", blocked_label="student roster row(s)",
-                 preparation_columns=frozenset({"enrollment_id"})),
-    SourceEntity("section_teachers", "StgSectionTeacher", "extract_section_teachers", "schema_table_query",
-                 blocked_label="teacher and co-teacher roster row(s)",
-                 preparation_columns=frozenset({"section_id", "staff_id"})),
-    SourceEntity("guardians", "StgGuardian", "extract_guardians", "schema_table_query",
-                 blocked_label="parent(s)",
-                 preparation_columns=frozenset({"guardian_id", "student_id", "portal_username"})),
+    SourceEntity(
+        "courses",
+        "StgCourse",
+        "extract_courses",
+        "course",
+        preparation_columns=frozenset({"course_id", "course_name", "course_number"}),
+    ),
+    SourceEntity(
+        "sections",
+        "StgSection",
+        "extract_sections",
+        "section",
+        blocked_label="class(es)",
+        preparation_columns=frozenset({"section_id", "course_id", "staff_id"}),
+    ),
+    SourceEntity(
+        "staff",
+        "StgStaff",
+        "extract_staff",
+        "staff",
+        blocked_label="teacher(s)",
+        preparation_columns=frozenset({"staff_id", "school_id", "school_ids", "teacher_username"}),
+    ),
+    SourceEntity(
+        "students",
+        "StgStudent",
+        "extract_students",
+        "student",
+        blocked_label="student(s)",
+        preparation_columns=frozenset({"student_id", "student_username", "school_id"}),
+    ),
+    SourceEntity(
+        "section_enrollments",
+        "StgSectionEnrollment",
+        "extract_section_enrollments",
+        "schema_table_query",
+        blocked_label="student roster row(s)",
+        preparation_columns=frozenset({"enrollment_id"}),
+    ),
+    SourceEntity(
+        "section_teachers",
+        "StgSectionTeacher",
+        "extract_section_teachers",
+        "schema_table_query",
+        blocked_label="teacher and co-teacher roster row(s)",
+        preparation_columns=frozenset({"section_id", "staff_id"}),
+    ),
+    SourceEntity(
+        "guardians",
+        "StgGuardian",
+        "extract_guardians",
+        "schema_table_query",
+        blocked_label="parent(s)",
+        preparation_columns=frozenset({"guardian_id", "student_id", "portal_username"}),
+    ),
 )
 SOURCE_ENTITY = {entity.name: entity for entity in SOURCE_ENTITIES}
 
 # Validate also judges parent links (a guardian's link to one child), derived from the
 # guardian rows: its results and quality tables list the entities in this order.
 VALIDATED_ENTITIES: tuple[str, ...] = (
-    "schools", "terms", "courses", "staff", "students", "guardians",
-    "sections", "section_enrollments", "section_teachers", "parent_links",
+    "schools",
+    "terms",
+    "courses",
+    "staff",
+    "students",
+    "guardians",
+    "sections",
+    "section_enrollments",
+    "section_teachers",
+    "parent_links",
 )
 # How validate names rows held back by another row's failure, in the order a reason lists them.
 BLOCKED_LABELS: dict[str, str] = {
-    **{name: SOURCE_ENTITY[name].blocked_label for name in ("staff", "students", "sections",
-                                                            "section_enrollments", "section_teachers",
-                                                            "guardians")},
+    **{
+        name: SOURCE_ENTITY[name].blocked_label
+        for name in ("staff", "students", "sections", "section_enrollments", "section_teachers", "guardians")
+    },
     "parent_links": "parent link(s)",
 }
 
 # In dependency order: Learning refuses a class whose teacher does not exist, and a roster
 # row whose class or user does not exist.
 LEARNING_ENTITIES: tuple[LearningEntity, ...] = (
-    LearningEntity("organizations", ("organization_id",), ("organization_id", "name"),
-                   "LearningOrganization", ("organization", "organizations")),
+    LearningEntity(
+        "organizations",
+        ("organization_id",),
+        ("organization_id", "name"),
+        "LearningOrganization",
+        ("organization", "organizations"),
+    ),
     # A user is identified by type and external id: a student, a teacher and a parent may carry
     # the same number (PowerSchool keeps one id sequence per table). Their key is "S:5".
-    LearningEntity("users", ("user_type", "external_id"),
-                   ("external_id", "first_name", "last_name", "login", "email", "user_type", "organization_id",
-                    "enabled", "sso_email_address"),
-                   "LearningUser", ("user", "users"),
-                   # "Imported passwords are temporary" only matters when Learning creates the
-                   # user, so flipping it does not touch every user.
-                   sent_only_fields=("password_temporary",), vanished_action="deactivate"),
-    LearningEntity("user_levels", ("external_id",), ("external_id", "level_id"),  # a student's
-                   "LearningUserLevel", ("user level", "user levels"),
-                   references=(Reference("users", "external_id", user_type="S"),)),
-    LearningEntity("classes", ("class_id",), ("class_id", "name", "code", "year", "teacher_id", "organization_id"),
-                   "LearningClass", ("class", "classes"),
-                   references=(Reference("users", "teacher_id", user_type="T"),)),
-    LearningEntity("rosters", ("class_id", "user_type", "user_id"), ("class_id", "user_type", "user_id", "role"),
-                   "LearningRoster", ("roster row", "roster rows"), vanished_action="remove",
-                   references=(Reference("classes", "class_id"),
-                               Reference("users", "user_id", user_type_field="user_type"))),
-    LearningEntity("parent_links", ("parent_id", "child_id"), ("parent_id", "child_id"),
-                   "LearningParentLink", ("parent link", "parent links"), vanished_action="remove",
-                   references=(Reference("users", "parent_id", user_type="P"),
-                               Reference("users", "child_id", user_type="S"))),
+    LearningEntity(
+        "users",
+        ("user_type", "external_id"),
+        (
+            "external_id",
+            "first_name",
+            "last_name",
+            "login",
+            "email",
+            "user_type",
+            "organization_id",
+            "enabled",
+            "sso_email_address",
+        ),
+        "LearningUser",
+        ("user", "users"),
+        # "Imported passwords are temporary" only matters when Learning creates the
+        # user, so flipping it does not touch every user.
+        sent_only_fields=("password_temporary",),
+        vanished_action="deactivate",
+    ),
+    LearningEntity(
+        "user_levels",
+        ("external_id",),
+        ("external_id", "level_id"),  # a student's
+        "LearningUserLevel",
+        ("user level", "user levels"),
+        references=(Reference("users", "external_id", user_type="S"),),
+    ),
+    LearningEntity(
+        "classes",
+        ("class_id",),
+        ("class_id", "name", "code", "year", "teacher_id", "organization_id"),
+        "LearningClass",
+        ("class", "classes"),
+        references=(Reference("users", "teacher_id", user_type="T"),),
+    ),
+    LearningEntity(
+        "rosters",
+        ("class_id", "user_type", "user_id"),
+        ("class_id", "user_type", "user_id", "role"),
+        "LearningRoster",
+        ("roster row", "roster rows"),
+        vanished_action="remove",
+        references=(Reference("classes", "class_id"), Reference("users", "user_id", user_type_field="user_type")),
+    ),
+    LearningEntity(
+        "parent_links",
+        ("parent_id", "child_id"),
+        ("parent_id", "child_id"),
+        "LearningParentLink",
+        ("parent link", "parent links"),
+        vanished_action="remove",
+        references=(Reference("users", "parent_id", user_type="P"), Reference("users", "child_id", user_type="S")),
+    ),
 )
 LEARNING_ENTITY = {entity.name: entity for entity in LEARNING_ENTITIES}
 

@@ -37,6 +37,7 @@ class RetryableError(SisLearningError):
 
 # ---- configuration and secrets ---------------------------------------------------------
 
+
 class DistrictConfigError(FatalError, ValueError):
     """A district YAML that cannot be used; the message names file, key and fix."""
 
@@ -58,6 +59,7 @@ class UnknownSchoolError(DistrictConfigError):
 
 
 # ---- HTTP APIs (PowerSchool, Learning) ----------------------------------------------------
+
 
 class ApiError(SisLearningError):
     """An HTTP API answered in a way the pipeline cannot use; ``str()`` is admin-facing.
@@ -138,6 +140,7 @@ class LearningResponseError(ApiError, RetryableError):
 
 # ---- the run's own checks -------------------------------------------------------------------
 
+
 class ExtractOrderError(FatalError):
     """An extract needs rows another extract task stages first in the same run."""
 
@@ -166,6 +169,7 @@ class MassChangeDetected(FatalError):
 
 
 # ---- the staging database -----------------------------------------------------------------
+
 
 class LeaseBusy(RetryableError):
     """Another grade push run of the district held the lease for longer than this run waits."""

@@ -25,23 +25,32 @@ SHARED_NOTE = "already staged under another"
 
 
 def _last_successful_run(connection: Any, district_id: str, run_id: str) -> str | None:
-    row = connection.execute(text(
-        "SELECT run_id FROM sync_runs WHERE district_id = :d AND kind = 'import' AND status = 'success' "
-        "AND run_id != :r ORDER BY finished_at DESC, id DESC LIMIT 1"), {"d": district_id, "r": run_id}).first()
+    row = connection.execute(
+        text(
+            "SELECT run_id FROM sync_runs WHERE district_id = :d AND kind = 'import' AND status = 'success' "
+            "AND run_id != :r ORDER BY finished_at DESC, id DESC LIMIT 1"
+        ),
+        {"d": district_id, "r": run_id},
+    ).first()
     return row[0] if row else None
 
 
 def _counts(connection: Any, district_id: str, run_id: str, entity: str) -> dict[str, Any]:
-    rows = connection.execute(text(
-        "SELECT scope, rows, reported_count, note FROM extract_counts "
-        "WHERE district_id = :d AND run_id = :r AND entity = :e"), {"d": district_id, "r": run_id, "e": entity})
+    rows = connection.execute(
+        text(
+            "SELECT scope, rows, reported_count, note FROM extract_counts "
+            "WHERE district_id = :d AND run_id = :r AND entity = :e"
+        ),
+        {"d": district_id, "r": run_id, "e": entity},
+    )
     return {row.scope: row for row in rows}
 
 
 def _school_names(connection: Any, district_id: str, run_id: str) -> dict[str, str]:
-    rows = connection.execute(text(
-        "SELECT school_id, school_number, name FROM stg_schools WHERE district_id = :d AND run_id = :r"),
-        {"d": district_id, "r": run_id})
+    rows = connection.execute(
+        text("SELECT school_id, school_number, name FROM stg_schools WHERE district_id = :d AND run_id = :r"),
+        {"d": district_id, "r": run_id},
+    )
     names = {}
     for row in rows:
         for key in (row.school_id, row.school_number):
@@ -54,8 +63,7 @@ def check_listings_not_emptied(engine: Engine, district_id: str, run_id: str, en
     """Raise EmptyListingError when a scope of ``entity`` read no rows though it should have."""
     with engine.connect() as connection:
         current = _counts(connection, district_id, run_id, entity)
-        empty = [scope for scope, row in current.items()
-                 if not row.rows and SHARED_NOTE not in (row.note or "")]
+        empty = [scope for scope, row in current.items() if not row.rows and SHARED_NOTE not in (row.note or "")]
         if not empty:
             return {"scopes_checked": len(current)}
         previous_run = _last_successful_run(connection, district_id, run_id)
@@ -63,18 +71,25 @@ def check_listings_not_emptied(engine: Engine, district_id: str, run_id: str, en
         names = _school_names(connection, district_id, run_id)
     problems = []
     for scope in sorted(empty):
-        where = f"school {scope}" + (f" ({names[scope]})" if names.get(scope) else "") if scope != "district" else (
-            "the district")
+        where = (
+            f"school {scope}" + (f" ({names[scope]})" if names.get(scope) else "")
+            if scope != "district"
+            else ("the district")
+        )
         reported = current[scope].reported_count
         before = previous.get(scope)
         if reported:
-            problems.append(f"{entity} of {where}: the listing came back empty but PowerSchool's /count "
-                            f"reports {reported}")
+            problems.append(
+                f"{entity} of {where}: the listing came back empty but PowerSchool's /count reports {reported}"
+            )
         elif before is not None and before.rows:
-            problems.append(f"{entity} of {where}: the listing came back empty but the last successful run "
-                            f"({previous_run}) read {before.rows}")
+            problems.append(
+                f"{entity} of {where}: the listing came back empty but the last successful run "
+                f"({previous_run}) read {before.rows}"
+            )
     if problems:
         raise EmptyListingError(
             "Stopped before anything was written to Learning: " + "; ".join(problems) + ". A school's rows do not "
-            "vanish between runs: check the PowerSchool plugin's access and the server's answers, then run again.")
+            "vanish between runs: check the PowerSchool plugin's access and the server's answers, then run again."
+        )
     return {"scopes_checked": len(current)}

@@ -145,6 +145,7 @@ def choose_category(categories: Iterable[Mapping[str, Any]], classwork_name: str
     first category by ``displayposition`` (then id). None when the teacher has no active
     category at all.
     """
+
     def active(category: Mapping[str, Any]) -> bool:
         return str(category.get("isactive", True)).strip().lower() not in ("false", "0", "no")
 
@@ -154,14 +155,18 @@ def choose_category(categories: Iterable[Mapping[str, Any]], classwork_name: str
                 return float(value)
             except (TypeError, ValueError):
                 return float("inf")
+
         return number(category.get("displayposition")), number(category.get("id"))
 
-    usable = sorted((category for category in categories if active(category) and category.get("id") is not None),
-                    key=position)
+    usable = sorted(
+        (category for category in categories if active(category) and category.get("id") is not None), key=position
+    )
     wanted = classwork_name.strip().casefold()
     for category in usable:
-        if (str(category.get("categorytype", "")).lower() == "district"
-                and str(category.get("name", "")).strip().casefold() == wanted):
+        if (
+            str(category.get("categorytype", "")).lower() == "district"
+            and str(category.get("name", "")).strip().casefold() == wanted
+        ):
             return str(category["id"]), "district_classwork"
     if usable:
         return str(usable[0]["id"]), "teacher_first"
@@ -202,8 +207,10 @@ def assignment_body(
                 "publishoption": "Immediately",
                 "_onlinework": {"issubtypeopt1enabled": False},
                 "_assignmentcategoryassociations": [
-                    {"teachercategoryid": int(category_id) if str(category_id).isdigit() else category_id,
-                     "isprimary": True}
+                    {
+                        "teachercategoryid": int(category_id) if str(category_id).isdigit() else category_id,
+                        "isprimary": True,
+                    }
                 ],
             }
         ],
@@ -211,7 +218,10 @@ def assignment_body(
 
 
 def ptg_assignment_body(gradable: Mapping[str, Any], fallback_due_date: str) -> dict[str, Any]:
-    """The legacy PowerTeacher Gradebook's assignment for one gradable (no category: its API applies 'TEST'/'UNDEFINED')."""
+    """The legacy PowerTeacher Gradebook's assignment for one gradable.
+
+    No category: its API applies 'TEST'/'UNDEFINED'.
+    """
     title = gradable.get("title") or ""
     name = assignment_name(title)
     return {
@@ -261,7 +271,10 @@ def score_body(student_id: str, assignment_section_id: str, score: str | None) -
 
 
 def ptg_score_body(student_id: str, score: str | None) -> dict[str, Any]:
-    """One legacy-gradebook score (score/student_id, score/assignment_score/score_entered); None clears it (UNCONFIRMED)."""
+    """One legacy-gradebook score (score/student_id, score/assignment_score/score_entered).
+
+    None clears it (UNCONFIRMED).
+    """
     return {"student": {"id": _student(student_id)}, "score_entered": None if score is None else str(score)}
 
 
@@ -295,8 +308,9 @@ class ImportedClasses:
             with self.engine.connect() as connection:
                 self._run_id = connection.scalar(
                     select(SyncRun.run_id)
-                    .where(SyncRun.district_id == self.district_id, SyncRun.kind == "import",
-                           SyncRun.status == "success")
+                    .where(
+                        SyncRun.district_id == self.district_id, SyncRun.kind == "import", SyncRun.status == "success"
+                    )
                     .order_by(SyncRun.finished_at.desc(), SyncRun.id.desc())
                     .limit(1)
                 )
@@ -313,10 +327,16 @@ class ImportedClasses:
         with self.engine.connect() as connection:
             for start in range(0, len(wanted), 500):
                 for key, payload, organization_id, active in connection.execute(
-                    select(LearningSnapshot.key, LearningSnapshot.payload, LearningSnapshot.organization_id,
-                           LearningSnapshot.active)
-                    .where(LearningSnapshot.district_id == self.district_id, LearningSnapshot.entity == "classes",
-                           LearningSnapshot.key.in_(wanted[start:start + 500]))
+                    select(
+                        LearningSnapshot.key,
+                        LearningSnapshot.payload,
+                        LearningSnapshot.organization_id,
+                        LearningSnapshot.active,
+                    ).where(
+                        LearningSnapshot.district_id == self.district_id,
+                        LearningSnapshot.entity == "classes",
+                        LearningSnapshot.key.in_(wanted[start : start + 500]),
+                    )
                 ):
                     if active is False:
                         continue
@@ -333,24 +353,30 @@ class ImportedClasses:
                 for start in range(0, len(rows), 500):
                     for section_id, gradebook_type in connection.execute(
                         select(StgSection.section_id, StgSection.gradebook_type).where(
-                            StgSection.district_id == self.district_id, StgSection.run_id == run_id,
-                            StgSection.section_id.in_(sorted(rows)[start:start + 500]))
+                            StgSection.district_id == self.district_id,
+                            StgSection.run_id == run_id,
+                            StgSection.section_id.in_(sorted(rows)[start : start + 500]),
+                        )
                     ):
                         if str(gradebook_type or "").strip() in LEGACY_GRADEBOOK_TYPES:
                             gradebooks[str(section_id)] = ledger.GRADEBOOK_LEGACY
             if run_id and teachers:
                 for staff_id, dcid in connection.execute(
                     select(StgStaff.staff_id, StgStaff.users_dcid).where(
-                        StgStaff.district_id == self.district_id, StgStaff.run_id == run_id,
-                        StgStaff.staff_id.in_(sorted(teachers)))
+                        StgStaff.district_id == self.district_id,
+                        StgStaff.run_id == run_id,
+                        StgStaff.staff_id.in_(sorted(teachers)),
+                    )
                 ):
                     if dcid:
                         users_dcid[str(staff_id)] = str(dcid)
             if run_id and terms:
                 for term_id, local_id in connection.execute(
                     select(StgTerm.term_id, StgTerm.local_id).where(
-                        StgTerm.district_id == self.district_id, StgTerm.run_id == run_id,
-                        StgTerm.term_id.in_(sorted(terms)))
+                        StgTerm.district_id == self.district_id,
+                        StgTerm.run_id == run_id,
+                        StgTerm.term_id.in_(sorted(terms)),
+                    )
                 ):
                     if local_id and str(local_id).lstrip("-").isdigit():
                         # PowerSchool's year id is the term id's hundreds (3501 -> 35).
@@ -500,8 +526,10 @@ class GradePush:
         delay = 0.05
         while not ledger.acquire_lease(self.engine, self.district_id, self.run_id, self.lease_seconds):
             if time.monotonic() - started > self.lease_wait_seconds:
-                raise LeaseBusy(f"another grade push run of district {self.district_id} has held the lease for "
-                                f"over {self.lease_wait_seconds:.0f}s; this run gives up (the task is retried)")
+                raise LeaseBusy(
+                    f"another grade push run of district {self.district_id} has held the lease for "
+                    f"over {self.lease_wait_seconds:.0f}s; this run gives up (the task is retried)"
+                )
             time.sleep(delay)
             delay = min(delay * 1.5, 0.5)
         self._lease_renewed_at = time.monotonic()
@@ -509,9 +537,11 @@ class GradePush:
 
     def _lease_lost_error(self) -> LeaseLost:
         holder = ledger.lease_holder(self.engine, self.district_id)
-        self._lease_lost = (f"grade push run {self.run_id} lost the lease of district {self.district_id} "
-                            f"(now held by {holder or 'no run'}): it stopped writing; what it wrote is in the "
-                            f"ledger and the holder continues from the cursor")
+        self._lease_lost = (
+            f"grade push run {self.run_id} lost the lease of district {self.district_id} "
+            f"(now held by {holder or 'no run'}): it stopped writing; what it wrote is in the "
+            f"ledger and the holder continues from the cursor"
+        )
         return LeaseLost(self._lease_lost)
 
     def hold_lease(self) -> None:
@@ -548,8 +578,9 @@ class GradePush:
                 self.process_page(changes)
                 newest = max(int(change["cursor"]) for change in changes)
                 with self._lease_lock, self.engine.begin() as connection:  # the cursor moves only under our lease
-                    advanced = ledger.save_cursor_holding_lease(connection, self.district_id, newest, self.run_id,
-                                                                self.lease_seconds)
+                    advanced = ledger.save_cursor_holding_lease(
+                        connection, self.district_id, newest, self.run_id, self.lease_seconds
+                    )
                     if advanced:
                         self._lease_renewed_at = time.monotonic()
                 if not advanced:
@@ -575,8 +606,14 @@ class GradePush:
     def process_page(self, changes: Sequence[Mapping[str, Any]]) -> None:
         counts = self.summary.counts
         counts["changes_read"] += len(changes)
-        self.classes.load({str(change.get(name)) for change in changes
-                           for name in ("class_id", "linked_class_id") if change.get(name)})
+        self.classes.load(
+            {
+                str(change.get(name))
+                for change in changes
+                for name in ("class_id", "linked_class_id")
+                if change.get(name)
+            }
+        )
         gradables: dict[str, tuple[dict[str, Any], ImportedClass]] = {}  # the latest entry per gradable
         evented: set[str] = set()  # gradables with a gradable_* entry in this page
         latest: dict[tuple[str, str], _Pending] = {}
@@ -589,8 +626,7 @@ class GradePush:
             if klass is None:
                 counts["skipped_class_not_imported"] += 1
                 continue
-            organization = klass.organization_id if linked else (change.get("organization_id")
-                                                                 or klass.organization_id)
+            organization = klass.organization_id if linked else (change.get("organization_id") or klass.organization_id)
             if not self.organization_enabled(organization):
                 counts["skipped_organization_disabled"] += 1
                 continue
@@ -608,8 +644,14 @@ class GradePush:
             if event.startswith("gradable_"):
                 evented.add(gradable_id)
                 continue
-            pending = _Pending(dict(change), gradable_id, str(change.get("student_id")),
-                               int(change.get("version") or 0), int(change["cursor"]), klass)
+            pending = _Pending(
+                dict(change),
+                gradable_id,
+                str(change.get("student_id")),
+                int(change.get("version") or 0),
+                int(change["cursor"]),
+                klass,
+            )
             key = (pending.gradable_id, pending.student_id)
             previous = latest.get(key)
             if previous is not None:
@@ -619,8 +661,11 @@ class GradePush:
             latest[key] = pending
         if not gradables:
             return
-        deleted = {gradable_id for gradable_id, (change, _) in gradables.items()
-                   if (change.get("gradable") or {}).get("deleted")}
+        deleted = {
+            gradable_id
+            for gradable_id, (change, _) in gradables.items()
+            if (change.get("gradable") or {}).get("deleted")
+        }
         for key in [key for key in latest if key[0] in deleted]:
             counts["skipped_gradable_deleted"] += 1  # its assignment is being deleted (or kept, with its grades)
             del latest[key]
@@ -641,8 +686,11 @@ class GradePush:
         by_gradable: dict[str, list[_Pending]] = defaultdict(list)
         for pending in todo:
             by_gradable[pending.gradable_id].append(pending)
-        needed = [gradable_id for gradable_id in gradables
-                  if gradable_id not in deleted and (gradable_id in by_gradable or gradable_id in evented)]
+        needed = [
+            gradable_id
+            for gradable_id in gradables
+            if gradable_id not in deleted and (gradable_id in by_gradable or gradable_id in evented)
+        ]
 
         def ensure(gradable_id: str) -> tuple[str, AssignmentOutcome]:
             change, klass = gradables[gradable_id]
@@ -650,8 +698,11 @@ class GradePush:
 
         # A crash left "creating" rows: resolve those one by one (two of them could match the same
         # name in one section); every other gradable's assignment is made or updated concurrently.
-        recovering = [gradable_id for gradable_id in needed
-                      if (assignments.get(gradable_id) or {}).get("status") == ledger.ASSIGNMENT_CREATING]
+        recovering = [
+            gradable_id
+            for gradable_id in needed
+            if (assignments.get(gradable_id) or {}).get("status") == ledger.ASSIGNMENT_CREATING
+        ]
         fresh = [gradable_id for gradable_id in needed if gradable_id not in recovering]
         outcomes = dict([ensure(gradable_id) for gradable_id in recovering] + self._parallel(ensure, fresh))
         # PowerTeacher Pro: per teacher, many assignments per PUT; legacy gradebook: per assignment.
@@ -675,7 +726,7 @@ class GradePush:
             for start in range(0, len(items), self.scores_per_put):
                 pushed_now: list[dict[str, Any]] = []
                 refused_now: list[dict[str, Any]] = []
-                self._put(users_dcid, items[start:start + self.scores_per_put], pushed_now, refused_now)
+                self._put(users_dcid, items[start : start + self.scores_per_put], pushed_now, refused_now)
                 self._record_scores(pushed_now, refused_now)
 
         def put_legacy(entry: tuple[str, list[tuple[_Pending, str]]]) -> None:
@@ -683,7 +734,7 @@ class GradePush:
             for start in range(0, len(items), self.scores_per_put):
                 pushed_now: list[dict[str, Any]] = []
                 refused_now: list[dict[str, Any]] = []
-                self._put_legacy(assignment_id, items[start:start + self.scores_per_put], pushed_now, refused_now)
+                self._put_legacy(assignment_id, items[start : start + self.scores_per_put], pushed_now, refused_now)
                 self._record_scores(pushed_now, refused_now)
 
         self._parallel(put_all, list(writes.items()))
@@ -712,8 +763,9 @@ class GradePush:
         """``work`` over ``entries`` on up to ``workers`` threads (the hook's limiter bounds requests)."""
         if self.workers <= 1 or len(entries) <= 1:
             return [work(entry) for entry in entries]
-        with ThreadPoolExecutor(max_workers=min(self.workers, len(entries)),
-                                thread_name_prefix=f"grade-push-{self.district_id}") as pool:
+        with ThreadPoolExecutor(
+            max_workers=min(self.workers, len(entries)), thread_name_prefix=f"grade-push-{self.district_id}"
+        ) as pool:
             return list(pool.map(work, entries))
 
     def _count(self, name: str, amount: int = 1) -> None:
@@ -723,9 +775,17 @@ class GradePush:
     # ---- scores
 
     def _pushed_row(self, item: _Pending, section: str) -> dict[str, Any]:
-        return {"district_id": self.district_id, "gradable_id": item.gradable_id, "student_id": item.student_id,
-                "assignment_section_id": section, "score": item.change.get("score"), "version": item.version,
-                "cursor": item.cursor, "run_id": self.run_id, "changed_at": change_time(item.change)}
+        return {
+            "district_id": self.district_id,
+            "gradable_id": item.gradable_id,
+            "student_id": item.student_id,
+            "assignment_section_id": section,
+            "score": item.change.get("score"),
+            "version": item.version,
+            "cursor": item.cursor,
+            "run_id": self.run_id,
+            "changed_at": change_time(item.change),
+        }
 
     def _put(self, users_dcid: str, items: list[tuple[_Pending, str]], pushed: list, refused: list) -> None:
         """PUT a batch of scores; on 409 set the refused ones aside and PUT the others again.
@@ -764,7 +824,8 @@ class GradePush:
         self.hold_lease()
         self._count("put_requests")
         refused_items = self.powerteacher.ptg_put_scores(
-            assignment_id, [ptg_score_body(item.student_id, item.change.get("score")) for item, _ in items])
+            assignment_id, [ptg_score_body(item.student_id, item.change.get("score")) for item, _ in items]
+        )
         for index, (item, section) in enumerate(items):
             if index in refused_items:
                 refused.append(self._refusal_row(item, section, refused_items[index]))
@@ -774,20 +835,34 @@ class GradePush:
     def _refusal_row(self, item: _Pending, section: str | None, message: str) -> dict[str, Any]:
         gradable = item.change.get("gradable") or {}
         return {
-            "district_id": self.district_id, "gradable_id": item.gradable_id, "student_id": item.student_id,
-            "assignment_section_id": section, "version": item.version, "cursor": item.cursor,
-            "message": message, "run_id": self.run_id,
+            "district_id": self.district_id,
+            "gradable_id": item.gradable_id,
+            "student_id": item.student_id,
+            "assignment_section_id": section,
+            "version": item.version,
+            "cursor": item.cursor,
+            "message": message,
+            "run_id": self.run_id,
             # for the email only (not ledger columns)
-            "class_id": item.klass.class_id, "title": gradable.get("title"), "score": item.change.get("score"),
+            "class_id": item.klass.class_id,
+            "title": gradable.get("title"),
+            "score": item.change.get("score"),
         }
 
     def _report(self, kind: str, gradable: Mapping[str, Any], klass: ImportedClass, message: str) -> None:
         """An assignment-level outcome the district must hear about (listed in the run's email)."""
         with self._lock:
-            self.summary.refusals.append({
-                "kind": kind, "gradable_id": str(gradable.get("id")), "class_id": klass.class_id,
-                "title": gradable.get("title"), "student_id": "", "score": "", "message": message,
-            })
+            self.summary.refusals.append(
+                {
+                    "kind": kind,
+                    "gradable_id": str(gradable.get("id")),
+                    "class_id": klass.class_id,
+                    "title": gradable.get("title"),
+                    "student_id": "",
+                    "score": "",
+                    "message": message,
+                }
+            )
 
     # ---- assignments
 
@@ -819,9 +894,17 @@ class GradePush:
             adopted = self._find_existing(klass, users_dcid, row.get("name") or name)
             if adopted is not None:
                 with self.engine.begin() as connection:
-                    ledger.update_assignment(connection, self.district_id, gradable_id, status=ledger.ASSIGNMENT_CREATED,
-                                             assignment_id=adopted[0], assignment_section_id=adopted[1], adopted=True,
-                                             message=None, run_id=self.run_id)
+                    ledger.update_assignment(
+                        connection,
+                        self.district_id,
+                        gradable_id,
+                        status=ledger.ASSIGNMENT_CREATED,
+                        assignment_id=adopted[0],
+                        assignment_section_id=adopted[1],
+                        adopted=True,
+                        message=None,
+                        run_id=self.run_id,
+                    )
                 self._count("assignments_adopted")
                 adopted_row = {**row, "assignment_id": adopted[0], "assignment_section_id": adopted[1]}
                 if int(gradable.get("revision") or 1) > int(row.get("revision") or 1):
@@ -835,13 +918,16 @@ class GradePush:
         else:
             category = self.category_for(users_dcid, klass.year_id)
             if category is None:
-                message = (f"PowerTeacher Pro lists no active category for teacher users_dcid {users_dcid}: the "
-                           f"assignment cannot be created (add a '{self.config.grade_push.classwork_category}' "
-                           f"district category or a teacher category).")
+                message = (
+                    f"PowerTeacher Pro lists no active category for teacher users_dcid {users_dcid}: the "
+                    f"assignment cannot be created (add a '{self.config.grade_push.classwork_category}' "
+                    f"district category or a teacher category)."
+                )
                 self._record_assignment_refusal(gradable, klass, name, message, None)
                 return AssignmentOutcome(refusal=message)
-            body = assignment_body(gradable, klass.class_id, category[0], self.config.grade_push.standardcalcdirection,
-                                   fallback_due)
+            body = assignment_body(
+                gradable, klass.class_id, category[0], self.config.grade_push.standardcalcdirection, fallback_due
+            )
             duedate = body["_assignmentsections"][0]["duedate"]
         # The intent is committed before the POST: a crash after it leaves a "creating" row.
         with self.engine.begin() as connection:
@@ -861,20 +947,33 @@ class GradePush:
                 return AssignmentOutcome(refusal=created.message)
             assignment_id, section_id = created.assignment_id, created.assignment_section_ids[0]
         with self.engine.begin() as connection:
-            ledger.update_assignment(connection, self.district_id, gradable_id, status=ledger.ASSIGNMENT_CREATED,
-                                     assignment_id=assignment_id, assignment_section_id=section_id,
-                                     message=None, run_id=self.run_id)
+            ledger.update_assignment(
+                connection,
+                self.district_id,
+                gradable_id,
+                status=ledger.ASSIGNMENT_CREATED,
+                assignment_id=assignment_id,
+                assignment_section_id=section_id,
+                message=None,
+                run_id=self.run_id,
+            )
         self._count("assignments_created")
         return AssignmentOutcome(section_id=section_id)
 
     def _intent(self, gradable, klass, name, category, duedate) -> dict[str, Any]:
         return {
-            "district_id": self.district_id, "gradable_id": str(gradable.get("id")), "class_id": klass.class_id,
-            "teacher_users_dcid": klass.teacher_users_dcid, "name": name,
+            "district_id": self.district_id,
+            "gradable_id": str(gradable.get("id")),
+            "class_id": klass.class_id,
+            "teacher_users_dcid": klass.teacher_users_dcid,
+            "name": name,
             "teacher_category_id": category[0] if category else None,
             "category_rule": category[1] if category else None,
-            "fingerprint": gradable_fingerprint(gradable), "run_id": self.run_id, "gradebook": klass.gradebook,
-            "revision": int(gradable.get("revision") or 1), "total_points": str(_points(gradable.get("total_points"))),
+            "fingerprint": gradable_fingerprint(gradable),
+            "run_id": self.run_id,
+            "gradebook": klass.gradebook,
+            "revision": int(gradable.get("revision") or 1),
+            "total_points": str(_points(gradable.get("total_points"))),
             "duedate": duedate,
         }
 
@@ -889,26 +988,52 @@ class GradePush:
             duedate = body["date_assignment_due"]
         else:
             # the section it was created in (a class linked elsewhere since keeps its old assignments there)
-            body = assignment_body(gradable, str(row.get("class_id") or klass.class_id), str(row.get("teacher_category_id")),
-                                   self.config.grade_push.standardcalcdirection, due)
+            body = assignment_body(
+                gradable,
+                str(row.get("class_id") or klass.class_id),
+                str(row.get("teacher_category_id")),
+                self.config.grade_push.standardcalcdirection,
+                due,
+            )
             # PowerTeacher rescales existing scores only when told: points changed -> update_scores=true.
-            refusal = self.powerteacher.update_assignment(str(klass.teacher_users_dcid), str(row["assignment_id"]),
-                                                          body, update_scores=points != row.get("total_points"))
+            refusal = self.powerteacher.update_assignment(
+                str(klass.teacher_users_dcid),
+                str(row["assignment_id"]),
+                body,
+                update_scores=points != row.get("total_points"),
+            )
             duedate = body["_assignmentsections"][0]["duedate"]
         name = assignment_name(gradable.get("title"))
         with self.engine.begin() as connection:
             if refusal is not None:
-                ledger.update_assignment(connection, self.district_id, str(gradable.get("id")),
-                                         message=f"update refused: {refusal.message}", run_id=self.run_id)
+                ledger.update_assignment(
+                    connection,
+                    self.district_id,
+                    str(gradable.get("id")),
+                    message=f"update refused: {refusal.message}",
+                    run_id=self.run_id,
+                )
             else:
-                ledger.update_assignment(connection, self.district_id, str(gradable.get("id")), name=name,
-                                         revision=int(gradable.get("revision") or 1), total_points=points,
-                                         duedate=duedate, fingerprint=gradable_fingerprint(gradable), message=None,
-                                         run_id=self.run_id)
+                ledger.update_assignment(
+                    connection,
+                    self.district_id,
+                    str(gradable.get("id")),
+                    name=name,
+                    revision=int(gradable.get("revision") or 1),
+                    total_points=points,
+                    duedate=duedate,
+                    fingerprint=gradable_fingerprint(gradable),
+                    message=None,
+                    run_id=self.run_id,
+                )
         if refusal is not None:
             self._count("assignments_update_refused")
-            self._report("update_refused", gradable, klass,
-                         f"PowerTeacher refused the change of the assignment: {refusal.message}")
+            self._report(
+                "update_refused",
+                gradable,
+                klass,
+                f"PowerTeacher refused the change of the assignment: {refusal.message}",
+            )
         else:
             self._count("assignments_updated")
 
@@ -927,8 +1052,9 @@ class GradePush:
             self._count("gradables_deleted_before_push")  # nothing of it in PowerTeacher
             if row:
                 with self.engine.begin() as connection:
-                    ledger.update_assignment(connection, self.district_id, gradable_id,
-                                             status=ledger.ASSIGNMENT_DELETED, run_id=self.run_id)
+                    ledger.update_assignment(
+                        connection, self.district_id, gradable_id, status=ledger.ASSIGNMENT_DELETED, run_id=self.run_id
+                    )
             return
         if klass.gradebook == ledger.GRADEBOOK_LEGACY:
             refusal = self.powerteacher.ptg_delete_assignment(str(row["assignment_id"]))
@@ -936,26 +1062,44 @@ class GradePush:
             refusal = self.powerteacher.delete_assignment(str(klass.teacher_users_dcid), str(row["assignment_id"]))
         with self.engine.begin() as connection:
             if refusal is None:
-                ledger.update_assignment(connection, self.district_id, gradable_id, status=ledger.ASSIGNMENT_DELETED,
-                                         message=None, run_id=self.run_id)
+                ledger.update_assignment(
+                    connection,
+                    self.district_id,
+                    gradable_id,
+                    status=ledger.ASSIGNMENT_DELETED,
+                    message=None,
+                    run_id=self.run_id,
+                )
             else:
-                ledger.update_assignment(connection, self.district_id, gradable_id,
-                                         status=ledger.ASSIGNMENT_DELETE_REFUSED, message=refusal.message,
-                                         run_id=self.run_id)
+                ledger.update_assignment(
+                    connection,
+                    self.district_id,
+                    gradable_id,
+                    status=ledger.ASSIGNMENT_DELETE_REFUSED,
+                    message=refusal.message,
+                    run_id=self.run_id,
+                )
         if refusal is None:
             self._count("assignments_deleted")
         else:
             self._count("assignments_delete_refused")
-            self._report("delete_refused", gradable, klass, (
-                f"The gradable was deleted in Learning, but PowerTeacher keeps its assignment: {refusal.message}. "
-                f"Delete it in PowerTeacher (with its grades) if it should go."))
+            self._report(
+                "delete_refused",
+                gradable,
+                klass,
+                (
+                    f"The gradable was deleted in Learning, but PowerTeacher keeps its assignment: {refusal.message}. "
+                    f"Delete it in PowerTeacher (with its grades) if it should go."
+                ),
+            )
 
     def _record_assignment_refusal(self, gradable, klass, name, message, category) -> None:
         self._count("assignments_refused")
         with self.engine.begin() as connection:
             ledger.record_assignment_intent(connection, self._intent(gradable, klass, name, category, None))
-            ledger.update_assignment(connection, self.district_id, str(gradable.get("id")),
-                                     status=ledger.ASSIGNMENT_REFUSED, message=message)
+            ledger.update_assignment(
+                connection, self.district_id, str(gradable.get("id")), status=ledger.ASSIGNMENT_REFUSED, message=message
+            )
 
     def _find_existing(self, klass: ImportedClass, users_dcid: str, name: str) -> tuple[str, str] | None:
         """An assignment of this name in the section that no other gradable claims: (id, section id)."""
@@ -967,8 +1111,9 @@ class GradePush:
             for assignment in self.powerteacher.ptg_section_assignments(class_id):
                 assignment_id = str(assignment.get("id") or "")
                 if assignment_id and assignment_id not in claimed and assignment.get("name") == name:
-                    candidates.append((int(assignment_id) if assignment_id.isdigit() else 0, assignment_id,
-                                       assignment_id))
+                    candidates.append(
+                        (int(assignment_id) if assignment_id.isdigit() else 0, assignment_id, assignment_id)
+                    )
         else:
             from sis_learning.hooks.powerschool import as_list
 
@@ -977,8 +1122,11 @@ class GradePush:
                 if not assignment_id or assignment_id in claimed:
                     continue
                 for section in as_list(assignment.get("_assignmentsections") or assignment.get("_assignmentsection")):
-                    if (str(section.get("sectionsdcid")) == str(class_id) and section.get("name") == name
-                            and section.get("assignmentsectionid") is not None):
+                    if (
+                        str(section.get("sectionsdcid")) == str(class_id)
+                        and section.get("name") == name
+                        and section.get("assignmentsectionid") is not None
+                    ):
                         order = int(assignment_id) if assignment_id.isdigit() else 0
                         candidates.append((order, assignment_id, str(section["assignmentsectionid"])))
         if not candidates:
@@ -1015,8 +1163,9 @@ def push_grades(
         # it is recorded, logged, emailed or raised, as the import's steps do.
         summarised = summarise(error, "grade push")
         reason = str(summarised or error).strip() or type(error).__name__
-        record_stage(engine, config.district_id, run_id, "push", kind=RUN_KIND,
-                     counts={"grade_push": push.summary.as_dict()})
+        record_stage(
+            engine, config.district_id, run_id, "push", kind=RUN_KIND, counts={"grade_push": push.summary.as_dict()}
+        )
         finish_run(engine, config.district_id, run_id, "failed", error=reason[:4000], kind=RUN_KIND)
         log.error("Grade push %s failed for district %s: %s", run_id, config.district_id, reason[:4000])
         if notify:
@@ -1024,9 +1173,21 @@ def push_grades(
         if summarised is not None:
             raise summarised from None  # the driver's message and parameters carry row values
         raise
-    record_stage(engine, config.district_id, run_id, "push", kind=RUN_KIND, seconds=summary.seconds,
-                 counts={"grade_push": {key: value for key, value in summary.as_dict().items()
-                                        if isinstance(value, int) and key not in ("cursor_before", "cursor_after")}})
+    record_stage(
+        engine,
+        config.district_id,
+        run_id,
+        "push",
+        kind=RUN_KIND,
+        seconds=summary.seconds,
+        counts={
+            "grade_push": {
+                key: value
+                for key, value in summary.as_dict().items()
+                if isinstance(value, int) and key not in ("cursor_before", "cursor_after")
+            }
+        },
+    )
     finish_run(engine, config.district_id, run_id, "success", kind=RUN_KIND)
     if notify:
         send_refusal_email(config, summary)
@@ -1038,10 +1199,14 @@ def push_summary_line(summary: PushSummary) -> str:
     """What one grade-push run did, in a sentence for the task log."""
     counts = summary.as_dict()
     skipped = sum(value for key, value in counts.items() if key.startswith("skipped_") and isinstance(value, int))
-    assignments = [f"{counts[key]} {key.removeprefix('assignments_').replace('_', ' ')}"
-                   for key in COUNT_NAMES if key.startswith("assignments_") and counts.get(key)]
-    return (f"Grade push {summary.run_id}: read {counts['changes_read']} gradebook change(s) from Learning; "
-            f"{counts['scores_pushed']} score(s) written to PowerTeacher, {counts['scores_cleared']} cleared, "
-            f"{counts['scores_refused']} refused (grade_push_scores), {skipped} skipped by rule; assignments: "
-            f"{', '.join(assignments) or 'no change'} (grade_push_assignments); {summary.seconds:.1f} s.")
-
+    assignments = [
+        f"{counts[key]} {key.removeprefix('assignments_').replace('_', ' ')}"
+        for key in COUNT_NAMES
+        if key.startswith("assignments_") and counts.get(key)
+    ]
+    return (
+        f"Grade push {summary.run_id}: read {counts['changes_read']} gradebook change(s) from Learning; "
+        f"{counts['scores_pushed']} score(s) written to PowerTeacher, {counts['scores_cleared']} cleared, "
+        f"{counts['scores_refused']} refused (grade_push_scores), {skipped} skipped by rule; assignments: "
+        f"{', '.join(assignments) or 'no change'} (grade_push_assignments); {summary.seconds:.1f} s."
+    )

@@ -77,8 +77,13 @@ def run_step(
         reason = _plain_reason(summary or error)
         record_stage(engine, district_id, run_id, stage, seconds=time.monotonic() - started, error=reason)
         end_attempt(engine, attempt, ATTEMPT_FAILED, reason)
-        log.error("%s failed for district %s%s: %s", stage, district_id,
-                  " (no retry can fix this)" if _is_fatal(summary or error) else "", reason)
+        log.error(
+            "%s failed for district %s%s: %s",
+            stage,
+            district_id,
+            " (no retry can fix this)" if _is_fatal(summary or error) else "",
+            reason,
+        )
         if summary is not None:
             raise summary from None  # the driver's message and parameters carry row values
         raise
@@ -86,22 +91,31 @@ def run_step(
     seconds = time.monotonic() - started
     record_stage(engine, district_id, run_id, stage, counts=counts, seconds=seconds)
     end_attempt(engine, attempt, ATTEMPT_SUCCEEDED)
-    log.info("%s (%.1f s)", step_summary(stage, result, str(validation_results_dir(district_id, run_id))
-                                         if stage == "validate" else None), seconds)
+    log.info(
+        "%s (%.1f s)",
+        step_summary(stage, result, str(validation_results_dir(district_id, run_id)) if stage == "validate" else None),
+        seconds,
+    )
     return _xcom_safe(result)
 
 
 def _xcom_safe(result: dict[str, Any]) -> dict[str, Any]:
     """Counts and ids only: drop anything that is not a number, string, bool or a dict of them."""
+
     def clean(value: Any) -> Any:
         if isinstance(value, dict):
-            return {str(key): clean(item) for key, item in value.items() if isinstance(item, (int, float, str, bool, dict, type(None)))}
+            return {
+                str(key): clean(item)
+                for key, item in value.items()
+                if isinstance(item, (int, float, str, bool, dict, type(None)))
+            }
         return value
 
     return clean(result)
 
 
 # ---- start ---------------------------------------------------------------------------
+
 
 def start_run(district_id: str, run_id: str, dag_id: str, full_refresh: bool = False) -> dict[str, Any]:
     """Open the run's row; a run of the district still ``running`` died unreported: mark it abandoned.
@@ -119,8 +133,12 @@ def start_run(district_id: str, run_id: str, dag_id: str, full_refresh: bool = F
         request_full_read(engine, district_id, run_id, "full_refresh requested when the run was triggered")
     abandoned = abandon_unfinished_runs(engine, district_id, run_id)
     for item in abandoned:
-        log.warning("Run %s of district %s stopped without reporting while in %s: marked abandoned",
-                    item["run_id"], district_id, ", ".join(item["stages"]))
+        log.warning(
+            "Run %s of district %s stopped without reporting while in %s: marked abandoned",
+            item["run_id"],
+            district_id,
+            ", ".join(item["stages"]),
+        )
     run_step("configuration_check", district_id, run_id, lambda engine, config: check_targets_not_shared(config))
     return {"district_id": config.district_id, "run_id": run_id, "abandoned_runs": len(abandoned)}
 
@@ -162,7 +180,8 @@ def check_targets_not_shared(config: DistrictConfig) -> dict[str, Any]:
                 f"{source}: invalid district configuration\n  - learning.connection_id: "
                 f"{config.learning.connection_id!r} reaches the same Learning host ({mine[0]}) and domain (the same "
                 f"token) as {other.learning.connection_id!r} of {other.source_file}: two districts must not share "
-                "a Learning domain (one would write into the other's); give each district its own domain token")
+                "a Learning domain (one would write into the other's); give each district its own domain token"
+            )
     return {"checked": len(configs)}
 
 
@@ -186,8 +205,9 @@ def configuration_error(source_file: str, run_id: str) -> dict[str, Any]:
     digest = hashlib.sha256(item.error.encode()).hexdigest()
     if claim_config_error_notice(engine, source_file, digest):
         try:
-            notify.send_config_error_email(item.failure_emails, item.smtp_connection_id, item.district_id,
-                                           source_file, item.error)
+            notify.send_config_error_email(
+                item.failure_emails, item.smtp_connection_id, item.district_id, source_file, item.error
+            )
         except Exception:
             release_config_error_notice(engine, source_file, digest)
             log.exception("Could not send the configuration error email for %s", source_file)
@@ -197,6 +217,7 @@ def configuration_error(source_file: str, run_id: str) -> dict[str, Any]:
 
 
 # ---- extract -------------------------------------------------------------------------
+
 
 def extract_schools(district_id: str, run_id: str) -> dict[str, Any]:
     from sis_learning import extract
@@ -208,7 +229,9 @@ def extract_schools(district_id: str, run_id: str) -> dict[str, Any]:
         check_listings_not_emptied(engine, district_id, run_id, "schools")
         return result
 
-    return run_step("extract_schools", district_id, run_id, work, lambda r: {"schools": {"extracted": int(r.get("rows", 0))}})
+    return run_step(
+        "extract_schools", district_id, run_id, work, lambda r: {"schools": {"extracted": int(r.get("rows", 0))}}
+    )
 
 
 def extract_entity(entity: str, district_id: str, run_id: str) -> dict[str, Any]:
@@ -223,10 +246,13 @@ def extract_entity(entity: str, district_id: str, run_id: str) -> dict[str, Any]
         check_listings_not_emptied(engine, district_id, run_id, entity)  # no school's rows vanish unnoticed
         return result
 
-    return run_step(f"extract_{entity}", district_id, run_id, work, lambda r: {entity: {"extracted": int(r.get("rows", 0))}})
+    return run_step(
+        f"extract_{entity}", district_id, run_id, work, lambda r: {entity: {"extracted": int(r.get("rows", 0))}}
+    )
 
 
 # ---- validate ------------------------------------------------------------------------
+
 
 def validation_results_dir(district_id: str, run_id: str) -> Path:
     safe_run = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in run_id)
@@ -253,8 +279,13 @@ def validate_rows(district_id: str, run_id: str) -> dict[str, Any]:
         record_stage(engine, district_id, run_id, "validate", validation_docs=str(results_dir))
         return result
 
-    return run_step("validate", district_id, run_id, work,
-                    lambda r: _entity_counts(r, ("evaluated", "passed", "rejected", "excluded")))
+    return run_step(
+        "validate",
+        district_id,
+        run_id,
+        work,
+        lambda r: _entity_counts(r, ("evaluated", "passed", "rejected", "excluded")),
+    )
 
 
 def check_validation_thresholds(district_id: str, run_id: str) -> dict[str, Any]:
@@ -269,6 +300,7 @@ def check_validation_thresholds(district_id: str, run_id: str) -> dict[str, Any]
 
 # ---- transform -----------------------------------------------------------------------
 
+
 def transform_rows(district_id: str, run_id: str) -> dict[str, Any]:
     from sis_learning import transform
 
@@ -276,13 +308,17 @@ def transform_rows(district_id: str, run_id: str) -> dict[str, Any]:
         return transform.transform_run(engine, config, run_id)
 
     def counts(result: dict[str, Any]) -> dict[str, dict[str, int]]:
-        return {f"learning_{entity}": {"transformed": int(value)} for entity, value in result.items()
-                if isinstance(value, (int, float))}
+        return {
+            f"learning_{entity}": {"transformed": int(value)}
+            for entity, value in result.items()
+            if isinstance(value, (int, float))
+        }
 
     return run_step("transform", district_id, run_id, work, counts)
 
 
 # ---- diff and load -------------------------------------------------------------------
+
 
 def compute_changes(district_id: str, run_id: str) -> dict[str, Any]:
     from sis_learning import diff
@@ -293,8 +329,9 @@ def compute_changes(district_id: str, run_id: str) -> dict[str, Any]:
     return run_step("diff", district_id, run_id, work)
 
 
-def check_mass_changes(district_id: str, run_id: str, approve_mass_changes: bool,
-                       preview: bool = False) -> dict[str, Any]:
+def check_mass_changes(
+    district_id: str, run_id: str, approve_mass_changes: bool, preview: bool = False
+) -> dict[str, Any]:
     """The safety guard; in a preview its findings go into the report instead of stopping the run."""
     from sis_learning import diff
 
@@ -302,8 +339,10 @@ def check_mass_changes(district_id: str, run_id: str, approve_mass_changes: bool
         if preview:
             findings = diff.find_mass_changes(engine, config, run_id)
             if findings:
-                log.warning("Preview: the safety guard would stop a real run (%d finding(s)); they are in the "
-                            "preview report", len(findings))
+                log.warning(
+                    "Preview: the safety guard would stop a real run (%d finding(s)); they are in the preview report",
+                    len(findings),
+                )
             return {"approved": bool(approve_mass_changes), "preview": True, "findings": len(findings)}
         diff.check_safety(engine, config, run_id, approve_mass_changes=approve_mass_changes)
         return {"approved": bool(approve_mass_changes)}
@@ -318,8 +357,10 @@ def load_learning(district_id: str, run_id: str) -> dict[str, Any]:
         return load.load_run(engine, config, run_id, learning_hook(config))
 
     def counts(result: dict[str, Any]) -> dict[str, dict[str, int]]:
-        return {f"learning_{entity}": {action: int(n) for action, n in values.items() if n}
-                for entity, values in (result.get("counts") or {}).items()}
+        return {
+            f"learning_{entity}": {action: int(n) for action, n in values.items() if n}
+            for entity, values in (result.get("counts") or {}).items()
+        }
 
     return run_step("load", district_id, run_id, work, counts)
 
@@ -332,13 +373,16 @@ def preview_learning(district_id: str, run_id: str) -> dict[str, Any]:
         return preview.write_preview(engine, config, run_id)
 
     def counts(result: dict[str, Any]) -> dict[str, dict[str, int]]:
-        return {f"learning_{entity}": {f"would_{action}": int(n) for action, n in values.items()}
-                for entity, values in (result.get("counts") or {}).items()}
+        return {
+            f"learning_{entity}": {f"would_{action}": int(n) for action, n in values.items()}
+            for entity, values in (result.get("counts") or {}).items()
+        }
 
     return run_step("preview", district_id, run_id, work, counts)
 
 
 # ---- report --------------------------------------------------------------------------
+
 
 def failed_tasks(dag_id: str, run_id: str) -> list[str]:
     """Task ids of this run that failed or were blocked by a failure (from Airflow itself)."""
@@ -372,14 +416,18 @@ def failed_stages(engine, district_id: str, run_id: str) -> list[tuple[str, str]
     failed = []
     for stage, attempt in final_attempts(attempts).items():
         if attempt.status in (ATTEMPT_FAILED, ATTEMPT_KILLED, ATTEMPT_RUNNING):
-            reason = attempt.error if attempt.status == ATTEMPT_FAILED else (
-                "the task process stopped without reporting (killed or lost)")
+            reason = (
+                attempt.error
+                if attempt.status == ATTEMPT_FAILED
+                else ("the task process stopped without reporting (killed or lost)")
+            )
             failed.append((stage, reason or "no reason was recorded"))
     return failed
 
 
-def report(district_id: str, run_id: str, dag_id: str, preview: bool = False,
-           email_preview: bool = False) -> dict[str, Any]:
+def report(
+    district_id: str, run_id: str, dag_id: str, preview: bool = False, email_preview: bool = False
+) -> dict[str, Any]:
     """Write the run summary; on any failure send one email, then fail so the run shows failed.
 
     A preview that got through ends ``previewed`` (not ``success``: no later run reads

@@ -85,14 +85,26 @@ class Phase:
 # is missing, so parents come before children; a user is deactivated only after the
 # rosters and links that point at them are removed.
 PHASES: tuple[Phase, ...] = (
-    *(Phase(entity.name, "upsert", (ACTION_CREATE, ACTION_UPDATE))
-      for entity in LEARNING_ENTITIES if entity.vanished_action != "remove"),
-    *(Phase(entity.name, "remove", (ACTION_REMOVE,)) for entity in LEARNING_ENTITIES
-      if entity.vanished_action == "remove"),
-    *(Phase(entity.name, "upsert", (ACTION_CREATE, ACTION_UPDATE))
-      for entity in LEARNING_ENTITIES if entity.vanished_action == "remove"),
-    *(Phase(entity.name, "deactivate", (ACTION_DEACTIVATE,)) for entity in LEARNING_ENTITIES
-      if entity.vanished_action == "deactivate"),
+    *(
+        Phase(entity.name, "upsert", (ACTION_CREATE, ACTION_UPDATE))
+        for entity in LEARNING_ENTITIES
+        if entity.vanished_action != "remove"
+    ),
+    *(
+        Phase(entity.name, "remove", (ACTION_REMOVE,))
+        for entity in LEARNING_ENTITIES
+        if entity.vanished_action == "remove"
+    ),
+    *(
+        Phase(entity.name, "upsert", (ACTION_CREATE, ACTION_UPDATE))
+        for entity in LEARNING_ENTITIES
+        if entity.vanished_action == "remove"
+    ),
+    *(
+        Phase(entity.name, "deactivate", (ACTION_DEACTIVATE,))
+        for entity in LEARNING_ENTITIES
+        if entity.vanished_action == "deactivate"
+    ),
 )
 
 
@@ -103,7 +115,8 @@ PHASES: tuple[Phase, ...] = (
 # is "<user_type>:<external_id>": the type is the field's (a class's teacher is a T) or the row's.
 REFERENCES: dict[str, tuple[tuple[str, Callable[[dict[str, Any]], str]], ...]] = {
     entity.name: tuple((reference.entity, reference.key) for reference in entity.references)
-    for entity in LEARNING_ENTITIES if entity.references
+    for entity in LEARNING_ENTITIES
+    if entity.references
 }
 
 
@@ -188,8 +201,12 @@ def _pending_pages(engine: Engine, district_id: str, run_id: str, phase: Phase, 
                 break
             last_id = rows[-1][0]
             ids, keys, payloads = zip(*rows, strict=True)
-            yield PendingBatch(list(ids), list(keys), [action] * len(rows),
-                               orjson.loads("[" + ",".join(payload or "{}" for payload in payloads) + "]"))
+            yield PendingBatch(
+                list(ids),
+                list(keys),
+                [action] * len(rows),
+                orjson.loads("[" + ",".join(payload or "{}" for payload in payloads) + "]"),
+            )
 
 
 def _pending_batches(engine: Engine, district_id: str, run_id: str, phase: Phase, batch_size: int):
@@ -217,8 +234,9 @@ def _authentication_type(sso_email: str | None, sso_types: dict[str, str]) -> st
     return sso_types.get(sso_email.rsplit("@", 1)[1].strip().lower())
 
 
-def _request_rows(phase: Phase, batch: PendingBatch, password: str | None, temporary: bool,
-                  sso_types: dict[str, str] | None = None) -> list[dict]:
+def _request_rows(
+    phase: Phase, batch: PendingBatch, password: str | None, temporary: bool, sso_types: dict[str, str] | None = None
+) -> list[dict]:
     """What goes over the wire for a batch; the password only ever exists here.
 
     A user whose ``sso_email_address`` is on one of the district's Google Apps / Office 365
@@ -236,8 +254,10 @@ def _request_rows(phase: Phase, batch: PendingBatch, password: str | None, tempo
     if phase.entity != "users":
         # The payload is what the diff compared, usually exactly the fields sent: sent as it is.
         wanted = set(fields)
-        return [payload if payload.keys() == wanted else {name: payload.get(name) for name in fields}
-                for payload in batch.payloads]
+        return [
+            payload if payload.keys() == wanted else {name: payload.get(name) for name in fields}
+            for payload in batch.payloads
+        ]
     rows = []
     for action, payload in zip(batch.actions, batch.payloads, strict=True):
         sent = {name: payload.get(name) for name in fields}
@@ -321,13 +341,20 @@ def _advance_snapshot(connection: Connection, change_ids: list[int], now: Any) -
     snapshot = LearningSnapshot.__table__
     connection.exec_driver_sql(
         _ADVANCE_SNAPSHOT_SQL.format(m=_markers(connection, 1), ids=_markers(connection, len(change_ids))),
-        (_driver_value(connection, snapshot.c.active, True), _driver_value(connection, snapshot.c.updated_at, now),
-         *change_ids),
+        (
+            _driver_value(connection, snapshot.c.active, True),
+            _driver_value(connection, snapshot.c.updated_at, now),
+            *change_ids,
+        ),
     )
 
 
 def _record_batch(
-    connection: Connection, config: DistrictConfig, run_id: str, phase: Phase, batch: PendingBatch,
+    connection: Connection,
+    config: DistrictConfig,
+    run_id: str,
+    phase: Phase,
+    batch: PendingBatch,
     results: list[dict],
 ) -> None:
     """In the caller's transaction: the rows' results, the refused rows, and the snapshot's advance."""
@@ -342,8 +369,10 @@ def _record_batch(
         answered_key = result.get("key")
         if answered_key is not None and answered_key != key and str(answered_key) != key:
             raise LearningResponseError(
-                200, f"PowerSchool Learning answered key {answered_key!r} for the row sent as {key!r} "
-                f"({phase.entity} {phase.method}); results must come back in the order sent.", phase.entity,
+                200,
+                f"PowerSchool Learning answered key {answered_key!r} for the row sent as {key!r} "
+                f"({phase.entity} {phase.method}); results must come back in the order sent.",
+                phase.entity,
                 method="POST",
             )
         status = result.get("status")
@@ -355,43 +384,58 @@ def _record_batch(
             refused.append((batch.row(position), str(result.get("reason") or "Learning gave no reason")))
         else:
             raise LearningResponseError(
-                200, f"PowerSchool Learning answered an unknown row status {status!r} for {phase.entity} "
-                f"{key}.", phase.entity, method="POST",
+                200,
+                f"PowerSchool Learning answered an unknown row status {status!r} for {phase.entity} {key}.",
+                phase.entity,
+                method="POST",
             )
     now = utcnow()
     for result, ids in accepted_by_result.items():
         _accept(connection, ids, result)
     if refused:
         connection.execute(
-            update(changes).where(changes.c.id == bindparam("row_id")).values(
-                status=STATUS_REFUSED, learning_result=REFUSED_RESULT, reason=bindparam("why")
-            ),
+            update(changes)
+            .where(changes.c.id == bindparam("row_id"))
+            .values(status=STATUS_REFUSED, learning_result=REFUSED_RESULT, reason=bindparam("why")),
             [{"row_id": row.id, "why": reason} for row, reason in refused],
         )
         causes = _refused_causes(connection, district_id, run_id, phase, [row for row, _ in refused])
-        bulk_insert(connection, RejectedRow, [
-            {
-                "district_id": district_id, "run_id": run_id, "stage": "load", "entity": phase.entity,
-                "source_id": row.key, "rule": LOAD_REJECTION_RULE,
-                "reason": f"Learning refused to {row.action} {phase.entity} {row.key}: {reason}",
-                "blocks": None, "caused_by": causes.get(row.key), "created_at": now,
-            }
-            for row, reason in refused
-        ])
+        bulk_insert(
+            connection,
+            RejectedRow,
+            [
+                {
+                    "district_id": district_id,
+                    "run_id": run_id,
+                    "stage": "load",
+                    "entity": phase.entity,
+                    "source_id": row.key,
+                    "rule": LOAD_REJECTION_RULE,
+                    "reason": f"Learning refused to {row.action} {phase.entity} {row.key}: {reason}",
+                    "blocks": None,
+                    "caused_by": causes.get(row.key),
+                    "created_at": now,
+                }
+                for row, reason in refused
+            ],
+        )
     if not accepted_ids:
         return
     if phase.method == "upsert":
         _advance_snapshot(connection, accepted_ids, now)
         return
-    where_keys = (snapshot.c.district_id == district_id, snapshot.c.entity == phase.entity,
-                  snapshot.c.key.in_(accepted_keys))
+    where_keys = (
+        snapshot.c.district_id == district_id,
+        snapshot.c.entity == phase.entity,
+        snapshot.c.key.in_(accepted_keys),
+    )
     if phase.method == "remove":
         connection.execute(snapshot.delete().where(*where_keys))
     else:
         connection.execute(
-            update(snapshot).where(*where_keys).values(
-                active=False, content_hash=DEACTIVATED_HASH, run_id=run_id, updated_at=now
-            )
+            update(snapshot)
+            .where(*where_keys)
+            .values(active=False, content_hash=DEACTIVATED_HASH, run_id=run_id, updated_at=now)
         )
 
 
@@ -486,12 +530,17 @@ def _refused_causes(
         wanted = {referred_key(row.payload) for row in refused if row.key not in causes}
         if not wanted:
             continue
-        refused_there = set(connection.execute(
-            select(changes.c.key).where(
-                changes.c.district_id == district_id, changes.c.run_id == run_id, changes.c.entity == entity,
-                changes.c.status == STATUS_REFUSED, changes.c.key.in_(wanted),
-            )
-        ).scalars())
+        refused_there = set(
+            connection.execute(
+                select(changes.c.key).where(
+                    changes.c.district_id == district_id,
+                    changes.c.run_id == run_id,
+                    changes.c.entity == entity,
+                    changes.c.status == STATUS_REFUSED,
+                    changes.c.key.in_(wanted),
+                )
+            ).scalars()
+        )
         for row in refused:
             value = referred_key(row.payload)
             if row.key not in causes and value in refused_there:
@@ -511,9 +560,12 @@ def _record_blocks(engine: Engine, district_id: str, run_id: str) -> None:
     rejected = RejectedRow.__table__
     with engine.begin() as connection:
         cascades = connection.execute(
-            select(rejected.c.entity, rejected.c.source_id, rejected.c.caused_by)
-            .where(rejected.c.district_id == district_id, rejected.c.run_id == run_id, rejected.c.stage == "load",
-                   rejected.c.caused_by.is_not(None))
+            select(rejected.c.entity, rejected.c.source_id, rejected.c.caused_by).where(
+                rejected.c.district_id == district_id,
+                rejected.c.run_id == run_id,
+                rejected.c.stage == "load",
+                rejected.c.caused_by.is_not(None),
+            )
         ).all()
         dependants: dict[str, list[str]] = defaultdict(list)
         for entity, key, cause in cascades:
@@ -534,16 +586,29 @@ def _record_blocks(engine: Engine, district_id: str, run_id: str) -> None:
             )
             entity, key = cause.split(":", 1)
             connection.execute(
-                update(rejected).where(
-                    rejected.c.district_id == district_id, rejected.c.run_id == run_id, rejected.c.stage == "load",
-                    rejected.c.entity == entity, rejected.c.source_id == key,
-                ).values(blocks=text)
+                update(rejected)
+                .where(
+                    rejected.c.district_id == district_id,
+                    rejected.c.run_id == run_id,
+                    rejected.c.stage == "load",
+                    rejected.c.entity == entity,
+                    rejected.c.source_id == key,
+                )
+                .values(blocks=text)
             )
 
 
 def _run_phase(
-    engine: Engine, config: DistrictConfig, run_id: str, hook: LearningHook, phase: Phase, password: str | None,
-    batch_size: int, in_flight: int, stats: LoadStats, recorder: ResultRecorder,
+    engine: Engine,
+    config: DistrictConfig,
+    run_id: str,
+    hook: LearningHook,
+    phase: Phase,
+    password: str | None,
+    batch_size: int,
+    in_flight: int,
+    stats: LoadStats,
+    recorder: ResultRecorder,
 ) -> None:
     """Send the phase's pending rows, ``in_flight`` batches at once; hand each answer to the recorder, in order.
 
@@ -580,12 +645,20 @@ def _run_phase(
 def _has_pending_user_creates(engine: Engine, district_id: str, run_id: str) -> bool:
     changes = ChangeSet.__table__
     with engine.connect() as connection:
-        return connection.execute(
-            select(changes.c.id).where(
-                changes.c.district_id == district_id, changes.c.run_id == run_id, changes.c.entity == "users",
-                changes.c.action == ACTION_CREATE, changes.c.status == STATUS_PENDING,
-            ).limit(1)
-        ).first() is not None
+        return (
+            connection.execute(
+                select(changes.c.id)
+                .where(
+                    changes.c.district_id == district_id,
+                    changes.c.run_id == run_id,
+                    changes.c.entity == "users",
+                    changes.c.action == ACTION_CREATE,
+                    changes.c.status == STATUS_PENDING,
+                )
+                .limit(1)
+            ).first()
+            is not None
+        )
 
 
 def load_counts(engine: Engine, district_id: str, run_id: str) -> dict[str, dict[str, int]]:
@@ -622,15 +695,23 @@ def domain_settings(engine: Engine, config: DistrictConfig) -> dict[str, Any]:
     """
     snapshot = LearningSnapshot.__table__
     with engine.connect() as connection:
-        organizations = connection.execute(select(snapshot.c.key).where(
-            snapshot.c.district_id == config.district_id, snapshot.c.entity == "organizations")).scalars().all()
+        organizations = (
+            connection.execute(
+                select(snapshot.c.key).where(
+                    snapshot.c.district_id == config.district_id, snapshot.c.entity == "organizations"
+                )
+            )
+            .scalars()
+            .all()
+        )
     return {
         "ignore_parents": config.ignore_parents,
         "autogenerate_usernames": config.autogenerate_usernames,
         "imported_passwords_temporary": config.imported_passwords_temporary,
-        "grade_push_organizations": sorted((organization for organization in organizations
-                                            if config.grade_push.enabled_for(organization)),
-                                           key=lambda value: (not value.isdigit(), len(value), value)),
+        "grade_push_organizations": sorted(
+            (organization for organization in organizations if config.grade_push.enabled_for(organization)),
+            key=lambda value: (not value.isdigit(), len(value), value),
+        ),
     }
 
 
@@ -649,10 +730,14 @@ def write_domain_settings(engine: Engine, config: DistrictConfig, hook: Learning
         return "unchanged"
     hook.put_domain_settings(wanted)
     organizations = wanted["grade_push_organizations"]
-    log.info("Learning's domain settings now say what the district file says: ignore parents %s, autogenerate "
-             "usernames %s, imported passwords temporary %s, grade push for %d organization(s).",
-             _yes_no(wanted["ignore_parents"]), _yes_no(wanted["autogenerate_usernames"]),
-             _yes_no(wanted["imported_passwords_temporary"]), len(organizations))
+    log.info(
+        "Learning's domain settings now say what the district file says: ignore parents %s, autogenerate "
+        "usernames %s, imported passwords temporary %s, grade push for %d organization(s).",
+        _yes_no(wanted["ignore_parents"]),
+        _yes_no(wanted["autogenerate_usernames"]),
+        _yes_no(wanted["imported_passwords_temporary"]),
+        len(organizations),
+    )
     return "updated"
 
 
@@ -707,8 +792,9 @@ def load_run(
     recorder = ResultRecorder(engine, config, run_id, stats)
     try:
         for phase in PHASES:
-            _run_phase(engine, config, run_id, hook, phase, password, batch_size, max_batches_in_flight, stats,
-                       recorder)
+            _run_phase(
+                engine, config, run_id, hook, phase, password, batch_size, max_batches_in_flight, stats, recorder
+            )
     except BaseException:
         recorder.abandon()  # the answers already received are still recorded
         raise
@@ -735,6 +821,11 @@ def load_run(
     }
     log.debug(  # the task logs a summary line (report.step_summary)
         "load of %s run %s: %d requests, %d rows sent, %d rows changed; %s",
-        district_id, run_id, stats.requests, stats.rows_sent, rows_changed, counts,
+        district_id,
+        run_id,
+        stats.requests,
+        stats.rows_sent,
+        rows_changed,
+        counts,
     )
     return summary

@@ -181,10 +181,26 @@ def _render_template(frame: pd.DataFrame, template: str, prepare: Callable[[pd.S
 
 
 # Latin letters that Unicode decomposition does not reduce to ASCII.
-LATIN_LETTERS_WITHOUT_DECOMPOSITION = str.maketrans({
-    "æ": "ae", "Æ": "AE", "ø": "o", "Ø": "O", "ß": "ss", "đ": "d", "Đ": "D", "ł": "l", "Ł": "L",
-    "œ": "oe", "Œ": "OE", "þ": "th", "Þ": "TH", "ð": "d", "Ð": "D", "ı": "i",
-})
+LATIN_LETTERS_WITHOUT_DECOMPOSITION = str.maketrans(
+    {
+        "æ": "ae",
+        "Æ": "AE",
+        "ø": "o",
+        "Ø": "O",
+        "ß": "ss",
+        "đ": "d",
+        "Đ": "D",
+        "ł": "l",
+        "Ł": "L",
+        "œ": "oe",
+        "Œ": "OE",
+        "þ": "th",
+        "Þ": "TH",
+        "ð": "d",
+        "Ð": "D",
+        "ı": "i",
+    }
+)
 
 
 def _ascii_slug(series: pd.Series) -> pd.Series:
@@ -358,8 +374,11 @@ def _check_template(path: Path, line: int, argument: str | None, transform: str)
     for name in names:
         # Placeholders name staged columns directly ({course_name}), not API paths.
         if resolve_source(name) != name:
-            raise _error(path, line, f"template placeholder {{{name}}} is not a known staged column "
-                         "(see include/mappings/README.md)")
+            raise _error(
+                path,
+                line,
+                f"template placeholder {{{name}}} is not a known staged column (see include/mappings/README.md)",
+            )
     return argument
 
 
@@ -378,15 +397,21 @@ def load_spec(path: Path | str) -> MappingSpec:
     seen_targets: dict[str, int] = {}
     for line_number, row in enumerate(reader, start=2):
         if None in row:
-            raise _error(path, line_number, f"has more than {len(SPEC_COLUMNS)} columns (quote values containing commas)")
+            raise _error(
+                path, line_number, f"has more than {len(SPEC_COLUMNS)} columns (quote values containing commas)"
+            )
         values = {key: (row.get(key) or "").strip() or None for key in SPEC_COLUMNS}
         target, source, constant = values["target"], values["source"], values["constant"]
         transform, argument = values["transform"], values["argument"]
         if target is None:
             raise _error(path, line_number, "'target' is empty")
         if target.lower() == "password":
-            raise _error(path, line_number, "a spec never carries a password; map 'password_temporary' with the "
-                         "'default_password' transform (the password itself is a secret reference in the district config)")
+            raise _error(
+                path,
+                line_number,
+                "a spec never carries a password; map 'password_temporary' with the "
+                "'default_password' transform (the password itself is a secret reference in the district config)",
+            )
         if target in seen_targets:
             raise _error(path, line_number, f"target {target!r} is already mapped on line {seen_targets[target]}")
         seen_targets[target] = line_number
@@ -394,11 +419,17 @@ def load_spec(path: Path | str) -> MappingSpec:
         if source is not None:
             column = resolve_source(source)
             if column is None:
-                raise _error(path, line_number, f"unknown source {source!r}: use an API attribute path or SIS column "
-                             "listed in include/mappings/README.md")
+                raise _error(
+                    path,
+                    line_number,
+                    f"unknown source {source!r}: use an API attribute path or SIS column "
+                    "listed in include/mappings/README.md",
+                )
         if transform is not None:
             if transform not in TRANSFORMS:
-                raise _error(path, line_number, f"unknown transform {transform!r} (known: {', '.join(sorted(TRANSFORMS))})")
+                raise _error(
+                    path, line_number, f"unknown transform {transform!r} (known: {', '.join(sorted(TRANSFORMS))})"
+                )
             _function, needs_source, _argument_help = TRANSFORMS[transform]
             if needs_source and column is None:
                 raise _error(path, line_number, f"transform {transform!r} needs a 'source'")

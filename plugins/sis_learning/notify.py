@@ -119,8 +119,10 @@ def send_email(smtp_connection_id: str, recipients: Iterable[str], email: Email)
     with SmtpHook(smtp_conn_id=smtp_connection_id) as hook:
         sender = hook.from_email or conf.get("email", "from_email", fallback=None)
         if not sender:
-            raise ValueError(f"Airflow connection {smtp_connection_id!r} has no from_email in its extras "
-                             "(and [email] from_email is not set): the email has no sender")
+            raise ValueError(
+                f"Airflow connection {smtp_connection_id!r} has no from_email in its extras "
+                "(and [email] from_email is not set): the email has no sender"
+            )
         message = EmailMessage()
         message["Subject"] = email.subject
         message["From"] = sender
@@ -178,9 +180,11 @@ def attempts_sentence(summary: RunSummary, retries: int) -> str:
     attempts = _attempts_at(summary, stage)
     n = len(attempts)
     if n >= 2:
-        return (f"Airflow made {n} attempts at this step (the first and {n - 1} "
-                f"{'retry' if n == 2 else 'retries'}, from {_clock(attempts[0].get('started_at'))} to "
-                f"{_clock(attempts[-1].get('finished_at') or attempts[-1].get('started_at'))}) before giving up.")
+        return (
+            f"Airflow made {n} attempts at this step (the first and {n - 1} "
+            f"{'retry' if n == 2 else 'retries'}, from {_clock(attempts[0].get('started_at'))} to "
+            f"{_clock(attempts[-1].get('finished_at') or attempts[-1].get('started_at'))}) before giving up."
+        )
     if stage in ("validation_guard", "safety_guard", "configuration_check"):
         return "Airflow made 1 attempt at this step: it is a check, and a retry would find the same."
     if n == 1 and retries == 0:
@@ -195,23 +199,31 @@ def what_to_do(summary: RunSummary, dag_id: str, retries: int) -> str:
     stage = stage_name(summary.stage or "")
     reason = summary.error or ""
     if stage == "validation_guard":
-        return (f"Correct the rejected rows in PowerSchool (the most common reasons are below; every one is in the "
-                f"staged table rejected_rows), then trigger {dag_id} again: nothing was sent to Learning.")
+        return (
+            f"Correct the rejected rows in PowerSchool (the most common reasons are below; every one is in the "
+            f"staged table rejected_rows), then trigger {dag_id} again: nothing was sent to Learning."
+        )
     if stage == "safety_guard":
-        return (f"Check the changes below: if they are expected (for example at the end of a school year), trigger "
-                f"{dag_id} again with approve_mass_changes=true; otherwise correct PowerSchool first. "
-                "Nothing was sent to Learning.")
+        return (
+            f"Check the changes below: if they are expected (for example at the end of a school year), trigger "
+            f"{dag_id} again with approve_mass_changes=true; otherwise correct PowerSchool first. "
+            "Nothing was sent to Learning."
+        )
     if len(_attempts_at(summary, stage)) >= 2:
         service = _service(stage)
-        return (f"{service[0].upper()}{service[1:]} kept failing, so check that it is up and reachable, then "
-                f"trigger {dag_id} again (or let the next scheduled import try by itself).")
+        return (
+            f"{service[0].upper()}{service[1:]} kept failing, so check that it is up and reachable, then "
+            f"trigger {dag_id} again (or let the next scheduled import try by itself)."
+        )
     return f"Action needed before the next import can succeed: {_first_line(reason)}"
 
 
 def _learning_state(stage: str) -> str:
     if stage == "load":
-        return ("PowerSchool Learning may have received part of this run's changes before the failure; the next "
-                "run sends the rest, without duplicating anything.")
+        return (
+            "PowerSchool Learning may have received part of this run's changes before the failure; the next "
+            "run sends the rest, without duplicating anything."
+        )
     return "Nothing was changed in PowerSchool Learning: it keeps what the last successful import sent."
 
 
@@ -222,25 +234,51 @@ def failure_email(summary: RunSummary, config: DistrictConfig) -> Email:
     dag_id = config.import_dag_id
     blocks: list[Block] = [
         ("p", what_to_do(summary, dag_id, config.task_retries.retries)),
-        ("p", f"The SIS import of {summary.district_name} ({summary.district_id}), run {summary.run_id}, "
-              f"{in_words} (step {summary.stage or 'unknown'}). The reason:"),
+        (
+            "p",
+            f"The SIS import of {summary.district_name} ({summary.district_id}), run {summary.run_id}, "
+            f"{in_words} (step {summary.stage or 'unknown'}). The reason:",
+        ),
         ("pre", summary.error or "no reason was recorded"),
         ("p", attempts_sentence(summary, config.task_retries.retries)),
         ("p", _learning_state(stage)),
     ]
     if summary.counts:
-        blocks.append(("table", "Counts so far", ["Table", "Counts"],
-                       [[entity, ", ".join(f"{key} {count}" for key, count in values.items())]
-                        for entity, values in sorted(summary.counts.items())]))
+        blocks.append(
+            (
+                "table",
+                "Counts so far",
+                ["Table", "Counts"],
+                [
+                    [entity, ", ".join(f"{key} {count}" for key, count in values.items())]
+                    for entity, values in sorted(summary.counts.items())
+                ],
+            )
+        )
     if summary.top_rejections:
-        blocks.append(("list", "Most common rejection reasons (table rejected_rows)",
-                       [f"{item['n']} {item['entity']} row(s), rule {item['rule']}: e.g. {item['example']}"
-                        for item in summary.top_rejections]))
+        blocks.append(
+            (
+                "list",
+                "Most common rejection reasons (table rejected_rows)",
+                [
+                    f"{item['n']} {item['entity']} row(s), rule {item['rule']}: e.g. {item['example']}"
+                    for item in summary.top_rejections
+                ],
+            )
+        )
     if summary.warned:
-        blocks.append(("list", f"Warnings: {summary.warned} field(s) imported without their value (not rejections; "
-                               "never counted toward the thresholds; table validation_warnings)",
-                       [f"{item['n']} {item['entity']} row(s), rule {item['rule']} ({item['field']}): "
-                        f"e.g. {item['example']}" for item in summary.top_warnings]))
+        blocks.append(
+            (
+                "list",
+                f"Warnings: {summary.warned} field(s) imported without their value (not rejections; "
+                "never counted toward the thresholds; table validation_warnings)",
+                [
+                    f"{item['n']} {item['entity']} row(s), rule {item['rule']} ({item['field']}): "
+                    f"e.g. {item['example']}"
+                    for item in summary.top_warnings
+                ],
+            )
+        )
     if summary.validation_docs:
         blocks.append(("p", f"Validation results (Data Docs): {summary.validation_docs}"))
     if summary.run_url:
@@ -251,8 +289,13 @@ def failure_email(summary: RunSummary, config: DistrictConfig) -> Email:
 
 def send_failure_email(config: DistrictConfig, summary: RunSummary) -> bool:
     """Send the failure email; returns False (and logs) when no recipient is configured."""
-    return _send(f"District {config.district_id}", "failure email", config.notifications.failure_emails,
-                 config.notifications.smtp_connection_id, failure_email(summary, config))
+    return _send(
+        f"District {config.district_id}",
+        "failure email",
+        config.notifications.failure_emails,
+        config.notifications.smtp_connection_id,
+        failure_email(summary, config),
+    )
 
 
 # ---- the configuration error email -----------------------------------------------------------
@@ -262,22 +305,34 @@ def config_error_email(district_id: str, source_file: str, error: str) -> Email:
     """The email for a district file that cannot be used (no run can start)."""
     dag_url = f"{airflow_base_url(None)}/dags/sis_import__{district_id}"
     blocks: list[Block] = [
-        ("p", f"Correct the district file {source_file}: this district's imports and grade push do not run until "
-              f"it is fixed. {_first_line(error)}"),
+        (
+            "p",
+            f"Correct the district file {source_file}: this district's imports and grade push do not run until "
+            f"it is fixed. {_first_line(error)}",
+        ),
         ("p", "What is wrong:"),
         ("pre", error),
-        ("p", "Other districts are not affected. You get this email once per distinct error; Airflow makes 1 "
-              "attempt per scheduled run, since a retry cannot fix a file."),
+        (
+            "p",
+            "Other districts are not affected. You get this email once per distinct error; Airflow makes 1 "
+            "attempt per scheduled run, since a retry cannot fix a file.",
+        ),
         ("link", "The district's DAG in Airflow", dag_url),
     ]
     subject = f"{SUBJECT_PREFIX} {district_id}: the district configuration has an error; imports are stopped"
     return _email(subject, f"{district_id}: the district configuration cannot be used", blocks)
 
 
-def send_config_error_email(recipients: tuple[str, ...], smtp_connection_id: str, district_id: str,
-                            source_file: str, error: str) -> bool:
-    return _send(source_file, "configuration error email", recipients, smtp_connection_id,
-                 config_error_email(district_id, source_file, error))
+def send_config_error_email(
+    recipients: tuple[str, ...], smtp_connection_id: str, district_id: str, source_file: str, error: str
+) -> bool:
+    return _send(
+        source_file,
+        "configuration error email",
+        recipients,
+        smtp_connection_id,
+        config_error_email(district_id, source_file, error),
+    )
 
 
 # ---- the grade-push refusal email ------------------------------------------------------------
@@ -296,26 +351,75 @@ def refusal_email(config: DistrictConfig, summary: PushSummary) -> Email:
         parts.append(f"{len(kept)} assignment change(s) not made")
     blocks: list[Block] = []
     if scores:
-        blocks.append(("p", f"Correct the cause PowerTeacher gives below for each of these {len(scores)} score(s) "
-                            "(in PowerTeacher, or the gradable in Learning), then enter the score again in Learning: "
-                            "it is pushed with its next change. Every other score of the run was written."))
-        blocks.append(("table", "Scores PowerTeacher refused (table grade_push_scores, status 'refused')",
-                       ["Class (section DCID)", "Gradable", "Student DCID", "Score", "PowerTeacher said"],
-                       [[item.get("class_id"), item.get("title") or item.get("gradable_id"), item.get("student_id"),
-                         item.get("score"), item.get("message")] for item in scores[:REFUSAL_ROWS]]))
+        blocks.append(
+            (
+                "p",
+                f"Correct the cause PowerTeacher gives below for each of these {len(scores)} score(s) "
+                "(in PowerTeacher, or the gradable in Learning), then enter the score again in Learning: "
+                "it is pushed with its next change. Every other score of the run was written.",
+            )
+        )
+        blocks.append(
+            (
+                "table",
+                "Scores PowerTeacher refused (table grade_push_scores, status 'refused')",
+                ["Class (section DCID)", "Gradable", "Student DCID", "Score", "PowerTeacher said"],
+                [
+                    [
+                        item.get("class_id"),
+                        item.get("title") or item.get("gradable_id"),
+                        item.get("student_id"),
+                        item.get("score"),
+                        item.get("message"),
+                    ]
+                    for item in scores[:REFUSAL_ROWS]
+                ],
+            )
+        )
         if len(scores) > REFUSAL_ROWS:
-            blocks.append(("p", f"... and {len(scores) - REFUSAL_ROWS} more (table grade_push_scores, "
-                                "status 'refused')."))
+            blocks.append(
+                ("p", f"... and {len(scores) - REFUSAL_ROWS} more (table grade_push_scores, status 'refused').")
+            )
     if kept:
-        blocks.append(("p", "These gradables changed in Learning but their PowerTeacher assignment was left as it is; "
-                            "change it in PowerTeacher by hand if needed (table grade_push_assignments, column message)."))
-        blocks.append(("table", "Assignment changes not made", ["Class (section DCID)", "Gradable", "What", "Why"],
-                       [[item.get("class_id"), item.get("title") or item.get("gradable_id"), item.get("kind"),
-                         item.get("message")] for item in kept[:REFUSAL_ROWS]]))
-    counts = {key: value for key, value in summary.as_dict().items()
-              if isinstance(value, int) and value and key not in ("cursor_before", "cursor_after")}
-    blocks.append(("p", f"Grade push run {summary.run_id}: " + (", ".join(
-        f"{key.replace('_', ' ')} {value}" for key, value in counts.items()) or "nothing else happened") + "."))
+        blocks.append(
+            (
+                "p",
+                "These gradables changed in Learning but their PowerTeacher assignment was left as it is; "
+                "change it in PowerTeacher by hand if needed (table grade_push_assignments, column message).",
+            )
+        )
+        blocks.append(
+            (
+                "table",
+                "Assignment changes not made",
+                ["Class (section DCID)", "Gradable", "What", "Why"],
+                [
+                    [
+                        item.get("class_id"),
+                        item.get("title") or item.get("gradable_id"),
+                        item.get("kind"),
+                        item.get("message"),
+                    ]
+                    for item in kept[:REFUSAL_ROWS]
+                ],
+            )
+        )
+    counts = {
+        key: value
+        for key, value in summary.as_dict().items()
+        if isinstance(value, int) and value and key not in ("cursor_before", "cursor_after")
+    }
+    blocks.append(
+        (
+            "p",
+            f"Grade push run {summary.run_id}: "
+            + (
+                ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in counts.items())
+                or "nothing else happened"
+            )
+            + ".",
+        )
+    )
     blocks.append(("link", "Open this run in Airflow", run_url(config, config.grade_push_dag_id, summary.run_id)))
     subject = f"{SUBJECT_PREFIX} {config.name}: {', '.join(parts)} in grade push run {summary.run_id}"
     return _email(subject, f"{config.name} ({config.district_id}): grade push refusals", blocks)
@@ -325,8 +429,13 @@ def send_refusal_email(config: DistrictConfig, summary: PushSummary) -> bool:
     """Send the refusal email when the run had refusals; False when there were none or no recipient."""
     if not summary.refusals:
         return False
-    return _send(f"District {config.district_id}", "grade push refusal email", config.notifications.failure_emails,
-                 config.notifications.smtp_connection_id, refusal_email(config, summary))
+    return _send(
+        f"District {config.district_id}",
+        "grade push refusal email",
+        config.notifications.failure_emails,
+        config.notifications.smtp_connection_id,
+        refusal_email(config, summary),
+    )
 
 
 # ---- the preview email -----------------------------------------------------------------------
@@ -337,19 +446,35 @@ PREVIEW_ACTIONS = ("create", "update", "deactivate", "remove", "unchanged")
 def preview_email(config: DistrictConfig, preview: dict[str, Any], report_path: str, link: str | None) -> Email:
     """What a preview run found the next import would send (``preview.py``'s summary.json)."""
     blocks: list[Block] = [
-        ("p", f"Run {preview.get('run_id')} was a preview: nothing was sent to PowerSchool Learning. If an import "
-              f"ran now it would send {preview.get('rows', 0)} row(s):"),
-        ("table", "What the import would do, per entity", ["Entity", *(a.capitalize() for a in PREVIEW_ACTIONS)],
-         [[entity, *(counts.get(action, 0) for action in PREVIEW_ACTIONS)]
-          for entity, counts in (preview.get("totals") or {}).items()]),
+        (
+            "p",
+            f"Run {preview.get('run_id')} was a preview: nothing was sent to PowerSchool Learning. If an import "
+            f"ran now it would send {preview.get('rows', 0)} row(s):",
+        ),
+        (
+            "table",
+            "What the import would do, per entity",
+            ["Entity", *(a.capitalize() for a in PREVIEW_ACTIONS)],
+            [
+                [entity, *(counts.get(action, 0) for action in PREVIEW_ACTIONS)]
+                for entity, counts in (preview.get("totals") or {}).items()
+            ],
+        ),
     ]
     findings = preview.get("safety_findings") or []
     if findings:
-        blocks.append(("list", "The safety guard would stop this import until someone approves it "
-                               "(approve_mass_changes=true):",
-                       [f"{item.get('entity')}: {item.get('rows')} of {item.get('previous_rows')} "
-                        f"({item.get('kind', '').replace('_', ' ')}), e.g. {', '.join(map(str, item.get('examples') or []))}"
-                        for item in findings]))
+        blocks.append(
+            (
+                "list",
+                "The safety guard would stop this import until someone approves it (approve_mass_changes=true):",
+                [
+                    f"{item.get('entity')}: {item.get('rows')} of {item.get('previous_rows')} "
+                    f"({item.get('kind', '').replace('_', ' ')}), "
+                    f"e.g. {', '.join(map(str, item.get('examples') or []))}"
+                    for item in findings
+                ],
+            )
+        )
     blocks.append(("p", f"The full report, per school with examples and a CSV per entity: {report_path}"))
     if link:
         blocks.append(("link", "Open this run in Airflow", link))
@@ -358,5 +483,10 @@ def preview_email(config: DistrictConfig, preview: dict[str, Any], report_path: 
 
 
 def send_preview_email(config: DistrictConfig, preview: dict[str, Any], report_path: str, link: str | None) -> bool:
-    return _send(f"District {config.district_id}", "preview email", config.notifications.failure_emails,
-                 config.notifications.smtp_connection_id, preview_email(config, preview, report_path, link))
+    return _send(
+        f"District {config.district_id}",
+        "preview email",
+        config.notifications.failure_emails,
+        config.notifications.smtp_connection_id,
+        preview_email(config, preview, report_path, link),
+    )

@@ -96,8 +96,7 @@ class Preview:
             "rows": self.rows,
             "totals": self.totals,
             "per_school": [
-                {"entity": entity, "organization_id": school, "school_name": self.school_names.get(school),
-                 **counts}
+                {"entity": entity, "organization_id": school, "school_name": self.school_names.get(school), **counts}
                 for (entity, school), counts in sorted(self.per_school.items(), key=_school_order)
             ],
             "safety_findings": self.findings,
@@ -118,11 +117,17 @@ def _school_names(engine: Engine, district_id: str, run_id: str) -> dict[str, st
     snapshot = LearningSnapshot.__table__
     organizations = LearningOrganization.__table__
     with engine.connect() as connection:
-        for key, payload in connection.execute(select(snapshot.c.key, snapshot.c.payload).where(
-                snapshot.c.district_id == district_id, snapshot.c.entity == "organizations")):
+        for key, payload in connection.execute(
+            select(snapshot.c.key, snapshot.c.payload).where(
+                snapshot.c.district_id == district_id, snapshot.c.entity == "organizations"
+            )
+        ):
             names[key] = (json.loads(payload or "{}") or {}).get("name") or key
-        for key, name in connection.execute(select(organizations.c.organization_id, organizations.c.name).where(
-                organizations.c.district_id == district_id, organizations.c.run_id == run_id)):
+        for key, name in connection.execute(
+            select(organizations.c.organization_id, organizations.c.name).where(
+                organizations.c.district_id == district_id, organizations.c.run_id == run_id
+            )
+        ):
             names[key] = name or key
     return names
 
@@ -133,17 +138,25 @@ def _before_payloads(engine: Engine, district_id: str, entity: str, keys: list[s
         return {}
     snapshot = LearningSnapshot.__table__
     with engine.connect() as connection:
-        return {key: json.loads(payload or "{}") for key, payload in connection.execute(
-            select(snapshot.c.key, snapshot.c.payload).where(
-                snapshot.c.district_id == district_id, snapshot.c.entity == entity, snapshot.c.key.in_(keys)))}
+        return {
+            key: json.loads(payload or "{}")
+            for key, payload in connection.execute(
+                select(snapshot.c.key, snapshot.c.payload).where(
+                    snapshot.c.district_id == district_id, snapshot.c.entity == entity, snapshot.c.key.in_(keys)
+                )
+            )
+        }
 
 
 def _changes(entity: str, before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, list[Any]]:
     """field -> [before, after] for the Learning-visible fields an update changes."""
     if before is None:
         return {}
-    return {name: [before.get(name), after.get(name)] for name in ENTITY_BY_NAME[entity].compared_fields
-            if before.get(name) != after.get(name)}
+    return {
+        name: [before.get(name), after.get(name)]
+        for name in ENTITY_BY_NAME[entity].compared_fields
+        if before.get(name) != after.get(name)
+    }
 
 
 def _describe_changes(changes: dict[str, list[Any]]) -> str:
@@ -182,7 +195,9 @@ def build_and_write(engine: Engine, config: DistrictConfig, run_id: str, directo
             entity = phase.entity
             preview.requests += 1
             preview.rows += len(rows)
-            update_keys = [key for key, action in zip(batch.keys, batch.actions, strict=True) if action == ACTION_UPDATE]
+            update_keys = [
+                key for key, action in zip(batch.keys, batch.actions, strict=True) if action == ACTION_UPDATE
+            ]
             before = _before_payloads(engine, district_id, entity, update_keys)
             organizations = _organizations_of(engine, district_id, run_id, entity, batch.ids)
             for position, sent in enumerate(rows):
@@ -191,9 +206,15 @@ def build_and_write(engine: Engine, config: DistrictConfig, run_id: str, directo
                 changes = _changes(entity, before.get(key), batch.payloads[position]) if action == ACTION_UPDATE else {}
                 preview.totals[entity][action] += 1
                 preview.per_school.setdefault((entity, school), defaultdict(int))[action] += 1
-                writers[entity].writerow({"action": action, "key": key, "school": _csv_value(school),
-                                          **{name: _csv_value(value) for name, value in sent.items()},
-                                          "changes": _describe_changes(changes)})
+                writers[entity].writerow(
+                    {
+                        "action": action,
+                        "key": key,
+                        "school": _csv_value(school),
+                        **{name: _csv_value(value) for name, value in sent.items()},
+                        "changes": _describe_changes(changes),
+                    }
+                )
                 examples = preview.examples.setdefault(entity, {}).setdefault(action, [])
                 if len(examples) < EXAMPLES_PER_ACTION:
                     example = {"key": key, "organization_id": school, "sent": sent}
@@ -210,8 +231,14 @@ def build_and_write(engine: Engine, config: DistrictConfig, run_id: str, directo
     preview.domain_settings = _domain_settings(engine, config, run_id)
     (directory / "summary.json").write_text(json.dumps(preview.as_dict(), indent=2, default=str), encoding="utf-8")
     preview.html_path.write_text(render_html(preview), encoding="utf-8")
-    log.info("Preview of %s run %s: %d rows in %d requests would be sent; report %s",
-             district_id, run_id, preview.rows, preview.requests, preview.html_path)
+    log.info(
+        "Preview of %s run %s: %d rows in %d requests would be sent; report %s",
+        district_id,
+        run_id,
+        preview.rows,
+        preview.requests,
+        preview.html_path,
+    )
     return preview
 
 
@@ -224,13 +251,24 @@ def _domain_settings(engine: Engine, config: DistrictConfig, run_id: str) -> dic
     settings = domain_settings(engine, config)
     changes = ChangeSet.__table__
     with engine.connect() as connection:
-        created = connection.execute(select(changes.c.key).where(
-            changes.c.district_id == config.district_id, changes.c.run_id == run_id,
-            changes.c.entity == "organizations", changes.c.action == "create")).scalars().all()
-    organizations = set(settings["grade_push_organizations"]) | {key for key in created
-                                                                  if config.grade_push.enabled_for(key)}
-    settings["grade_push_organizations"] = sorted(organizations, key=lambda value: (not value.isdigit(), len(value),
-                                                                                   value))
+        created = (
+            connection.execute(
+                select(changes.c.key).where(
+                    changes.c.district_id == config.district_id,
+                    changes.c.run_id == run_id,
+                    changes.c.entity == "organizations",
+                    changes.c.action == "create",
+                )
+            )
+            .scalars()
+            .all()
+        )
+    organizations = set(settings["grade_push_organizations"]) | {
+        key for key in created if config.grade_push.enabled_for(key)
+    }
+    settings["grade_push_organizations"] = sorted(
+        organizations, key=lambda value: (not value.isdigit(), len(value), value)
+    )
     return settings
 
 
@@ -240,7 +278,9 @@ def _organizations_of(engine: Engine, district_id: str, run_id: str, entity: str
 
     changes = ChangeSet.__table__
     with engine.connect() as connection:
-        return dict(connection.execute(select(changes.c.id, changes.c.organization_id).where(changes.c.id.in_(ids))).all())
+        return dict(
+            connection.execute(select(changes.c.id, changes.c.organization_id).where(changes.c.id.in_(ids))).all()
+        )
 
 
 def write_preview(engine: Engine, config: DistrictConfig, run_id: str, directory: Path | None = None) -> dict[str, Any]:
@@ -251,16 +291,20 @@ def write_preview(engine: Engine, config: DistrictConfig, run_id: str, directory
         "rows": preview.rows,
         "requests": preview.requests,
         "safety_findings": len(preview.findings),
-        "counts": {entity: {action: n for action, n in counts.items() if n} for entity, counts in preview.totals.items()},
+        "counts": {
+            entity: {action: n for action, n in counts.items() if n} for entity, counts in preview.totals.items()
+        },
     }
 
 
 # ---- HTML ------------------------------------------------------------------------------------
 
-_STYLE = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:80em}table{border-collapse:collapse;"
-          "margin:.5em 0 1.5em}td,th{border:1px solid #bbb;padding:.25em .6em;text-align:left;vertical-align:top}"
-          "th{background:#eee}.n{text-align:right}.warn{background:#fff3cd;padding:.5em 1em;border:1px solid #e0c060}"
-          "code{font-size:90%}")
+_STYLE = (
+    "body{font-family:system-ui,sans-serif;margin:2em;max-width:80em}table{border-collapse:collapse;"
+    "margin:.5em 0 1.5em}td,th{border:1px solid #bbb;padding:.25em .6em;text-align:left;vertical-align:top}"
+    "th{background:#eee}.n{text-align:right}.warn{background:#fff3cd;padding:.5em 1em;border:1px solid #e0c060}"
+    "code{font-size:90%}"
+)
 
 
 def _table(headers: list[str], rows: list[list[Any]], numeric_from: int | None = None) -> str:
@@ -281,7 +325,8 @@ def render_html(preview: Preview) -> str:
     actions = [*ACTION_ORDER, "unchanged"]
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>Preview: {esc(preview.district_name)} {esc(preview.run_id)}</title><style>{_STYLE}</style></head><body>",
+        f"<title>Preview: {esc(preview.district_name)} {esc(preview.run_id)}</title>"
+        f"<style>{_STYLE}</style></head><body>",
         f"<h1>Preview of an import for {esc(preview.district_name)} ({esc(preview.district_id)})</h1>",
         f"<p>Run <code>{esc(preview.run_id)}</code>. <b>Nothing was sent to PowerSchool Learning.</b> This is what "
         f"the import would send if it ran now: {preview.rows} row(s) in {preview.requests} request(s), in this "
@@ -289,19 +334,31 @@ def render_html(preview: Preview) -> str:
     ]
     if preview.findings:
         items = "".join(f"<li>{esc(_finding_text(item))}</li>" for item in preview.findings)
-        parts.append(f"<div class='warn'><b>The safety guard would stop a real run</b> (nothing sent) until "
-                     f"someone approves it (<code>approve_mass_changes=true</code>):<ul>{items}</ul></div>")
+        parts.append(
+            f"<div class='warn'><b>The safety guard would stop a real run</b> (nothing sent) until "
+            f"someone approves it (<code>approve_mass_changes=true</code>):<ul>{items}</ul></div>"
+        )
     parts.append("<h2>Totals</h2>")
-    parts.append(_table(["entity", "file", *actions],
-                        [[entity, f"{entity}.csv", *(counts.get(action, 0) for action in actions)]
-                         for entity, counts in preview.totals.items()], numeric_from=2))
+    parts.append(
+        _table(
+            ["entity", "file", *actions],
+            [
+                [entity, f"{entity}.csv", *(counts.get(action, 0) for action in actions)]
+                for entity, counts in preview.totals.items()
+            ],
+            numeric_from=2,
+        )
+    )
     parts.append("<h2>Per school</h2>")
     school_rows = []
     for (entity, school), counts in sorted(preview.per_school.items(), key=_school_order):
         name = preview.school_names.get(school or "", "")
         school_rows.append([entity, school or "(none)", name, *(counts.get(action, 0) for action in ACTION_ORDER)])
-    parts.append(_table(["entity", "organization_id", "school", *ACTION_ORDER], school_rows, numeric_from=3)
-                 if school_rows else "<p>Nothing would change.</p>")
+    parts.append(
+        _table(["entity", "organization_id", "school", *ACTION_ORDER], school_rows, numeric_from=3)
+        if school_rows
+        else "<p>Nothing would change.</p>"
+    )
     parts.append("<h2>Examples</h2>")
     for entity, by_action in preview.examples.items():
         for action in ACTION_ORDER:
@@ -309,8 +366,10 @@ def render_html(preview: Preview) -> str:
             if not examples:
                 continue
             total = preview.totals[entity][action]
-            parts.append(f"<h3>{esc(entity)}: {esc(action)} ({total}; the first {len(examples)} shown, all in "
-                         f"<a href='{esc(entity)}.csv'>{esc(entity)}.csv</a>)</h3>")
+            parts.append(
+                f"<h3>{esc(entity)}: {esc(action)} ({total}; the first {len(examples)} shown, all in "
+                f"<a href='{esc(entity)}.csv'>{esc(entity)}.csv</a>)</h3>"
+            )
             rows = []
             for example in examples:
                 if action == ACTION_UPDATE:
@@ -322,25 +381,32 @@ def render_html(preview: Preview) -> str:
             parts.append(_table(["key", "organization_id", "changes" if action == ACTION_UPDATE else "fields"], rows))
     if preview.domain_settings:
         settings = preview.domain_settings
-        parts.append("<h2>Domain settings</h2><p>After the rows, the import makes Learning's Manage Domain settings "
-                     "say what the district file says (written only where they differ): ignore parents "
-                     f"{esc(str(settings.get('ignore_parents')))}, autogenerate usernames "
-                     f"{esc(str(settings.get('autogenerate_usernames')))}, imported passwords temporary "
-                     f"{esc(str(settings.get('imported_passwords_temporary')))}, grade push for organizations "
-                     f"{esc(', '.join(settings.get('grade_push_organizations') or []) or '(none)')}.</p>")
+        parts.append(
+            "<h2>Domain settings</h2><p>After the rows, the import makes Learning's Manage Domain settings "
+            "say what the district file says (written only where they differ): ignore parents "
+            f"{esc(str(settings.get('ignore_parents')))}, autogenerate usernames "
+            f"{esc(str(settings.get('autogenerate_usernames')))}, imported passwords temporary "
+            f"{esc(str(settings.get('imported_passwords_temporary')))}, grade push for organizations "
+            f"{esc(', '.join(settings.get('grade_push_organizations') or []) or '(none)')}.</p>"
+        )
     parts.append("<p>Machine-readable: <a href='summary.json'>summary.json</a>.</p></body></html>")
     return "\n".join(parts)
 
 
 def _finding_text(finding: dict[str, Any]) -> str:
     if finding.get("kind") == "import_id_change":
-        return (f"possible Import ID change: {finding['rows']} of {finding['previous_rows']} users leaving reappear "
-                f"under a new id (e.g. {', '.join(finding.get('examples') or [])})")
-    return (f"school {finding.get('organization_id')}, {finding.get('entity')}: {finding.get('rows')} of "
-            f"{finding.get('previous_rows')} would be {finding.get('action')}d")
+        return (
+            f"possible Import ID change: {finding['rows']} of {finding['previous_rows']} users leaving reappear "
+            f"under a new id (e.g. {', '.join(finding.get('examples') or [])})"
+        )
+    return (
+        f"school {finding.get('organization_id')}, {finding.get('entity')}: {finding.get('rows')} of "
+        f"{finding.get('previous_rows')} would be {finding.get('action')}d"
+    )
 
 
 # ---- email -----------------------------------------------------------------------------------
+
 
 def send_preview_email(config: DistrictConfig, report_dir: Path, run_url: str | None) -> bool:
     """Email the preview's totals to the district's contacts (``notifications.failure_emails``)."""

@@ -76,9 +76,15 @@ def run_url(config: DistrictConfig, dag_id: str, run_id: str) -> str:
 # What each step does, in words a district admin reads: "<district>: could not read students
 # from PowerSchool". Task ids (when a task failed without recording its stage) map to stages.
 ENTITY_WORDS = {
-    "schools": "schools", "terms": "terms", "courses": "courses", "sections": "classes (sections)",
-    "staff": "teachers (staff)", "students": "students", "section_enrollments": "class rosters (section enrollments)",
-    "section_teachers": "co-teachers", "guardians": "parents (guardians)",
+    "schools": "schools",
+    "terms": "terms",
+    "courses": "courses",
+    "sections": "classes (sections)",
+    "staff": "teachers (staff)",
+    "students": "students",
+    "section_enrollments": "class rosters (section enrollments)",
+    "section_teachers": "co-teachers",
+    "guardians": "parents (guardians)",
 }
 STAGE_WORDS = {
     "configuration_check": "stopped: the district configuration was refused",
@@ -93,9 +99,14 @@ STAGE_WORDS = {
     "report": "could not write its report",
 }
 TASK_STAGES = {
-    "start_run": "configuration_check", "validate_rows": "validate", "check_thresholds": "validation_guard",
-    "transform_rows": "transform", "compute_changes": "diff", "check_mass_changes": "safety_guard",
-    "load_learning": "load", "push_grades": "push",
+    "start_run": "configuration_check",
+    "validate_rows": "validate",
+    "check_thresholds": "validation_guard",
+    "transform_rows": "transform",
+    "compute_changes": "diff",
+    "check_mass_changes": "safety_guard",
+    "load_learning": "load",
+    "push_grades": "push",
 }
 
 
@@ -143,10 +154,16 @@ def build_summary(engine: Engine, config: DistrictConfig, run_id: str, dag_id: s
             if attempt.stage == PREVIOUS_RUN_NOTE:
                 summary.abandoned_runs.append(attempt.error or "")
             elif attempt.status != "succeeded":
-                summary.failed_attempts.append({"stage": attempt.stage, "attempt": attempt.attempt,
-                                                "status": attempt.status, "error": attempt.error,
-                                                "started_at": attempt.started_at,
-                                                "finished_at": attempt.finished_at})
+                summary.failed_attempts.append(
+                    {
+                        "stage": attempt.stage,
+                        "attempt": attempt.attempt,
+                        "status": attempt.status,
+                        "error": attempt.error,
+                        "started_at": attempt.started_at,
+                        "finished_at": attempt.finished_at,
+                    }
+                )
     params = {"district_id": config.district_id, "run_id": run_id}
     with engine.connect() as connection:
         if _has(engine, "rejected_rows"):
@@ -181,8 +198,14 @@ def build_summary(engine: Engine, config: DistrictConfig, run_id: str, dag_id: s
             )
             for row in rows:
                 # accepted (or skipped, for unchanged rows) reads as the action itself; refusals stand apart
-                key = row.action if row.status in ("accepted", "pending", "skipped", None) else f"{row.action}_{row.status}"
-                summary.changes.setdefault(row.entity, {})[key] = summary.changes.get(row.entity, {}).get(key, 0) + row.n
+                key = (
+                    row.action
+                    if row.status in ("accepted", "pending", "skipped", None)
+                    else f"{row.action}_{row.status}"
+                )
+                summary.changes.setdefault(row.entity, {})[key] = (
+                    summary.changes.get(row.entity, {}).get(key, 0) + row.n
+                )
         if _has(engine, "extract_counts"):
             rows = connection.execute(
                 text(
@@ -238,7 +261,9 @@ def format_text(summary: RunSummary) -> str:
     if summary.extract_mismatches:
         lines.append("Extract count mismatches (PowerSchool /count vs rows read):")
         for item in summary.extract_mismatches:
-            lines.append(f"  {item['entity']} [{item['scope']}]: read {item['rows']}, /count said {item['reported_count']}")
+            lines.append(
+                f"  {item['entity']} [{item['scope']}]: read {item['rows']}, /count said {item['reported_count']}"
+            )
     if summary.reads:
         incremental = [item["entity"] for item in summary.reads if item["mode"] == "incremental"]
         full = [item for item in summary.reads if item["mode"] != "incremental"]
@@ -251,7 +276,9 @@ def format_text(summary: RunSummary) -> str:
         for reason, entities in by_reason.items():
             lines.append(f"Read in full: {', '.join(entities)}" + (f" ({reason})" if reason else ""))
     if summary.durations:
-        lines.append("Durations: " + ", ".join(f"{stage} {seconds:.1f}s" for stage, seconds in summary.durations.items()))
+        lines.append(
+            "Durations: " + ", ".join(f"{stage} {seconds:.1f}s" for stage, seconds in summary.durations.items())
+        )
     if summary.validation_docs:
         lines.append(f"Validation results: {summary.validation_docs}")
     if summary.run_url:
@@ -275,31 +302,44 @@ def step_summary(stage: str, result: dict[str, Any], validation_docs: str | None
     if stage.startswith("extract_"):
         entity = result.get("entity") or stage.removeprefix("extract_")
         words = ENTITY_WORDS.get(entity, entity.replace("_", " "))
-        line = (f"Read {_number(result.get('rows', 0))} {words} from PowerSchool in {_number(result.get('requests', 0))} "
-                f"request(s) ({_number(result.get('pages', 0))} page(s), {_number(result.get('scopes', 0))} "
-                f"{'school(s)' if result.get('scopes', 0) != 1 else 'listing'})")
+        line = (
+            f"Read {_number(result.get('rows', 0))} {words} from PowerSchool in {_number(result.get('requests', 0))} "
+            f"request(s) ({_number(result.get('pages', 0))} page(s), {_number(result.get('scopes', 0))} "
+            f"{'school(s)' if result.get('scopes', 0) != 1 else 'listing'})"
+        )
         if result.get("read_mode") == "incremental":
-            line += f", only what changed since the last run ({_number(result.get('carried_forward', 0))} rows carried forward)"
+            line += (
+                f", only what changed since the last run "
+                f"({_number(result.get('carried_forward', 0))} rows carried forward)"
+            )
         if result.get("mismatch"):
             line += f"; PowerSchool's /count said {result.get('reported_count')}: see extract_counts where mismatch"
         return line + f". Staged in stg_{entity}; per school: extract_counts."
     if stage == "validate":
-        totals = {key: sum(int(values.get(key, 0)) for values in result.values() if isinstance(values, dict))
-                  for key in ("evaluated", "passed", "rejected", "excluded", "warned")}
-        problems = [f"{entity} {values.get('rejected', 0)} rejected, {values.get('excluded', 0)} left out"
-                    for entity, values in result.items()
-                    if isinstance(values, dict) and (values.get("rejected") or values.get("excluded"))]
-        line = (f"Checked {_number(totals['evaluated'])} rows: {_number(totals['passed'])} passed, "
-                f"{_number(totals['rejected'])} rejected (rejected_rows), {_number(totals['excluded'])} left out by "
-                f"rule (excluded_rows), {_number(totals['warned'])} field warning(s) (validation_warnings). "
-                f"By entity: {_entity_list(problems)}.")
+        totals = {
+            key: sum(int(values.get(key, 0)) for values in result.values() if isinstance(values, dict))
+            for key in ("evaluated", "passed", "rejected", "excluded", "warned")
+        }
+        problems = [
+            f"{entity} {values.get('rejected', 0)} rejected, {values.get('excluded', 0)} left out"
+            for entity, values in result.items()
+            if isinstance(values, dict) and (values.get("rejected") or values.get("excluded"))
+        ]
+        line = (
+            f"Checked {_number(totals['evaluated'])} rows: {_number(totals['passed'])} passed, "
+            f"{_number(totals['rejected'])} rejected (rejected_rows), {_number(totals['excluded'])} left out by "
+            f"rule (excluded_rows), {_number(totals['warned'])} field warning(s) (validation_warnings). "
+            f"By entity: {_entity_list(problems)}."
+        )
         if validation_docs:
             line += f" Data Docs: {validation_docs}/data_docs/index.html"
         return line
     if stage == "validation_guard":
         return "Every entity is within its rejection threshold: the run goes on."
     if stage == "transform":
-        built = [f"{entity.replace('_', ' ')} {_number(n)}" for entity, n in result.items() if isinstance(n, (int, float))]
+        built = [
+            f"{entity.replace('_', ' ')} {_number(n)}" for entity, n in result.items() if isinstance(n, (int, float))
+        ]
         return f"Built the rows Learning should hold: {_entity_list(built)} (tables learning_*)."
     if stage == "diff":
         changes = []
@@ -309,28 +349,47 @@ def step_summary(stage: str, result: dict[str, Any], validation_docs: str | None
                 changes.append(f"{entity.replace('_', ' ')} {', '.join(done) if done else 'no change'}")
         return f"Changes to send to Learning: {_entity_list(changes)} (table change_set)."
     if stage == "safety_guard" and result.get("preview"):
-        return (f"Preview: the safety guard found {result.get('findings', 0)} mass change(s); they go into the "
-                "preview report instead of stopping the run.")
+        return (
+            f"Preview: the safety guard found {result.get('findings', 0)} mass change(s); they go into the "
+            "preview report instead of stopping the run."
+        )
     if stage == "preview":
-        would = [f"{entity.replace('_', ' ')} {', '.join(f'{n} {action}' for action, n in actions.items())}"
-                 for entity, actions in (result.get("counts") or {}).items() if actions]
-        return (f"Preview written, nothing sent to Learning: {_number(result.get('rows', 0))} row(s) in "
-                f"{_number(result.get('requests', 0))} request(s) would go: {_entity_list(would)}. "
-                f"Report: {result.get('report')}")
+        would = [
+            f"{entity.replace('_', ' ')} {', '.join(f'{n} {action}' for action, n in actions.items())}"
+            for entity, actions in (result.get("counts") or {}).items()
+            if actions
+        ]
+        return (
+            f"Preview written, nothing sent to Learning: {_number(result.get('rows', 0))} row(s) in "
+            f"{_number(result.get('requests', 0))} request(s) would go: {_entity_list(would)}. "
+            f"Report: {result.get('report')}"
+        )
     if stage == "safety_guard":
-        return ("Mass changes approved by the run's approve_mass_changes parameter: the load goes ahead."
-                if result.get("approved") else "No mass change and no Import ID change: the load goes ahead.")
+        return (
+            "Mass changes approved by the run's approve_mass_changes parameter: the load goes ahead."
+            if result.get("approved")
+            else "No mass change and no Import ID change: the load goes ahead."
+        )
     if stage == "load":
         counts = result.get("counts") or {}
         sent = []
         refused = 0
         for entity, actions in counts.items():
             refused += int(actions.get("refused", 0) or 0)
-            done = [f"{n} {action}" for action, n in actions.items() if n and action not in ("unchanged", "refused", "pending")]
+            done = [
+                f"{n} {action}"
+                for action, n in actions.items()
+                if n and action not in ("unchanged", "refused", "pending")
+            ]
             if done:
                 sent.append(f"{entity.replace('_', ' ')} {', '.join(done)}")
-        return (f"Sent {_number(result.get('rows_sent', 0))} row(s) to Learning in {_number(result.get('requests', 0))} "
-                f"request(s): {_entity_list(sent)}; {refused} refused (change_set.status = 'refused', rejected_rows).")
+        return (
+            f"Sent {_number(result.get('rows_sent', 0))} row(s) to Learning in {_number(result.get('requests', 0))} "
+            f"request(s): {_entity_list(sent)}; {refused} refused (change_set.status = 'refused', rejected_rows)."
+        )
     if stage == "configuration_check":
-        return f"Configuration checked against {result.get('checked', 0)} district file(s): no shared PowerSchool or Learning target."
+        return (
+            f"Configuration checked against {result.get('checked', 0)} district file(s): "
+            "no shared PowerSchool or Learning target."
+        )
     return f"{stage} done."

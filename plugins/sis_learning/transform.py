@@ -45,8 +45,9 @@ RUN_COLUMNS = frozenset({"id", "district_id", "run_id"})
 # spec -> the staged entity whose rows it maps
 SPEC_SOURCES = {spec.name: spec.source_entity for spec in MAPPING_SPECS}
 # What passed_rows and mapping_context read themselves, beyond what the specs read.
-PREPARATION_COLUMNS = {entity.name: set(entity.preparation_columns) for entity in SOURCE_ENTITIES
-                       if entity.preparation_columns}
+PREPARATION_COLUMNS = {
+    entity.name: set(entity.preparation_columns) for entity in SOURCE_ENTITIES if entity.preparation_columns
+}
 NOTHING_BLOCKED = np.array([], dtype=object)
 
 
@@ -64,8 +65,10 @@ def load_specs(directory: Path | str = MAPPINGS_DIR) -> dict[str, MappingSpec]:
         columns = {column.name for column in table.columns} - RUN_COLUMNS
         for field in spec.fields:
             if field.target not in columns:
-                raise MappingSpecError(f"{spec.path}:{field.line}: target {field.target!r} is not a column of "
-                                       f"{table.name} ({', '.join(sorted(columns))})")
+                raise MappingSpecError(
+                    f"{spec.path}:{field.line}: target {field.target!r} is not a column of "
+                    f"{table.name} ({', '.join(sorted(columns))})"
+                )
         specs[name] = spec
     return specs
 
@@ -75,9 +78,14 @@ def _blocked_source_ids(engine: Engine, config: DistrictConfig, run_id: str) -> 
     queries = []
     for model in (RejectedRow, ExcludedRow):
         table = model.__table__
-        queries.append(select(table.c.entity, table.c.source_id).where(
-            table.c.district_id == config.district_id, table.c.run_id == run_id,
-            table.c.stage == VALIDATE_STAGE, table.c.source_id.is_not(None)))
+        queries.append(
+            select(table.c.entity, table.c.source_id).where(
+                table.c.district_id == config.district_id,
+                table.c.run_id == run_id,
+                table.c.stage == VALIDATE_STAGE,
+                table.c.source_id.is_not(None),
+            )
+        )
     with engine.connect() as connection:
         rows = fetch_frame(connection, union_all(*queries), ["entity", "source_id"])
     return {entity: ids.to_numpy(dtype=object) for entity, ids in rows.groupby("entity", sort=False)["source_id"]}
@@ -87,14 +95,17 @@ def _blocked_source_ids(engine: Engine, config: DistrictConfig, run_id: str) -> 
 WARNED_ENTITY_IDS = {"staff": "staff_id", "students": "student_id", "guardians": "guardian_id"}
 
 
-def _clear_warned_fields(engine: Engine, config: DistrictConfig, run_id: str,
-                         frames: dict[str, pd.DataFrame]) -> None:
+def _clear_warned_fields(engine: Engine, config: DistrictConfig, run_id: str, frames: dict[str, pd.DataFrame]) -> None:
     """Fields validate warned about (action ``cleared``) are imported empty: an email that is
     not an address, a missing grade level. The row itself passes (validation_warnings)."""
     table = ValidationWarning.__table__
     query = select(table.c.entity, table.c.source_id, table.c.field).where(
-        table.c.district_id == config.district_id, table.c.run_id == run_id, table.c.stage == VALIDATE_STAGE,
-        table.c.action == "cleared", table.c.source_id.is_not(None))
+        table.c.district_id == config.district_id,
+        table.c.run_id == run_id,
+        table.c.stage == VALIDATE_STAGE,
+        table.c.action == "cleared",
+        table.c.source_id.is_not(None),
+    )
     with engine.connect() as connection:
         warned = fetch_frame(connection, query, ["entity", "source_id", "field"])
     for (entity, field), rows in warned.groupby(["entity", "field"], sort=False):
@@ -124,8 +135,9 @@ def staged_columns(specs: dict[str, MappingSpec] | None) -> dict[str, set[str]] 
     return columns
 
 
-def passed_rows(engine: Engine, config: DistrictConfig, run_id: str,
-                specs: dict[str, MappingSpec] | None = None) -> dict[str, pd.DataFrame]:
+def passed_rows(
+    engine: Engine, config: DistrictConfig, run_id: str, specs: dict[str, MappingSpec] | None = None
+) -> dict[str, pd.DataFrame]:
     """The staged rows validate passed, prepared with the columns the specs read.
 
     With ``specs``, only the staged columns they and the preparation read (without, all
@@ -156,11 +168,14 @@ def passed_rows(engine: Engine, config: DistrictConfig, run_id: str,
 
     sections = passed("sections", frames["sections"], frames["sections"]["section_id"])
     course_by_id = courses.set_index("course_id")
-    sections = sections.assign(course_name=sections["course_id"].map(course_by_id["course_name"]),
-                               course_number=sections["course_id"].map(course_by_id["course_number"]))
+    sections = sections.assign(
+        course_name=sections["course_id"].map(course_by_id["course_name"]),
+        course_number=sections["course_id"].map(course_by_id["course_number"]),
+    )
 
-    enrollments = passed("section_enrollments", frames["section_enrollments"],
-                         frames["section_enrollments"]["enrollment_id"])
+    enrollments = passed(
+        "section_enrollments", frames["section_enrollments"], frames["section_enrollments"]["enrollment_id"]
+    )
     section_teachers = frames["section_teachers"]
     teacher_ids = section_teachers["section_id"].fillna("") + ":" + section_teachers["staff_id"].fillna("")
     section_teachers = passed("section_teachers", section_teachers, teacher_ids)
@@ -181,12 +196,16 @@ def passed_rows(engine: Engine, config: DistrictConfig, run_id: str,
     }
 
 
-def mapping_context(config: DistrictConfig, rows: dict[str, pd.DataFrame],
-                    held_logins: dict[str, str] | None = None) -> MappingContext:
+def mapping_context(
+    config: DistrictConfig, rows: dict[str, pd.DataFrame], held_logins: dict[str, str] | None = None
+) -> MappingContext:
     """District settings, the run's SIS usernames and the logins Learning holds (generated logins avoid both)."""
     source: set[str] = set()
-    for entity, column in (("staff", "teacher_username"), ("students", "student_username"),
-                           ("guardians", "portal_username")):
+    for entity, column in (
+        ("staff", "teacher_username"),
+        ("students", "student_username"),
+        ("guardians", "portal_username"),
+    ):
         usernames = rows[entity][column].dropna().str.strip().str.lower()
         source.update(usernames[usernames != ""].tolist())
     taken = set(source)
@@ -230,9 +249,12 @@ def _stack(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(filled, ignore_index=True) if filled else frames[0].reset_index(drop=True)
 
 
-def build_learning_frames(config: DistrictConfig, rows: dict[str, pd.DataFrame],
-                          specs: dict[str, MappingSpec],
-                          held_logins: dict[str, str] | None = None) -> dict[str, pd.DataFrame]:
+def build_learning_frames(
+    config: DistrictConfig,
+    rows: dict[str, pd.DataFrame],
+    specs: dict[str, MappingSpec],
+    held_logins: dict[str, str] | None = None,
+) -> dict[str, pd.DataFrame]:
     """Apply the specs: Learning entity -> frame (no database access; tests call it directly).
 
     ``held_logins`` (user key -> login, from ``staging.changes.held_logins``): the logins
@@ -241,16 +263,20 @@ def build_learning_frames(config: DistrictConfig, rows: dict[str, pd.DataFrame],
     """
     context = mapping_context(config, rows, held_logins)
     rows = with_kept_logins(rows, held_logins or {})
-    users = _stack([
-        specs["users_teachers"].apply(rows["staff"], context),
-        specs["users_students"].apply(rows["students"], context),
-        specs["users_parents"].apply(rows["guardians"], context),
-    ])
-    rosters = _stack([
-        specs["rosters_teachers"].apply(rows["sections"], context),
-        specs["rosters_co_teachers"].apply(rows["co_teachers"], context),
-        specs["rosters_students"].apply(rows["section_enrollments"], context),
-    ])
+    users = _stack(
+        [
+            specs["users_teachers"].apply(rows["staff"], context),
+            specs["users_students"].apply(rows["students"], context),
+            specs["users_parents"].apply(rows["guardians"], context),
+        ]
+    )
+    rosters = _stack(
+        [
+            specs["rosters_teachers"].apply(rows["sections"], context),
+            specs["rosters_co_teachers"].apply(rows["co_teachers"], context),
+            specs["rosters_students"].apply(rows["section_enrollments"], context),
+        ]
+    )
     # One roster row per (class, user): the first role wins (teacher, co-teacher, student).
     rosters = rosters.drop_duplicates(["class_id", "user_type", "user_id"], keep="first")
     user_levels = specs["user_levels"].apply(rows["students"], context)
@@ -294,12 +320,18 @@ def _write(engine: Engine, config: DistrictConfig, run_id: str, learning: dict[s
     with engine.begin() as connection:
         for entity, model in LEARNING_TABLES.items():
             delete_run_rows(connection, model, config.district_id, run_id)
-            insert_frame(connection, model, _table_rows(learning[entity], model),
-                         {"district_id": config.district_id, "run_id": run_id}, chunk_rows=INSERT_CHUNK_ROWS)
+            insert_frame(
+                connection,
+                model,
+                _table_rows(learning[entity], model),
+                {"district_id": config.district_id, "run_id": run_id},
+                chunk_rows=INSERT_CHUNK_ROWS,
+            )
 
 
-def transform_run(engine: Engine, config: DistrictConfig, run_id: str,
-                  mappings_dir: Path | str = MAPPINGS_DIR) -> dict[str, int]:
+def transform_run(
+    engine: Engine, config: DistrictConfig, run_id: str, mappings_dir: Path | str = MAPPINGS_DIR
+) -> dict[str, int]:
     """Write one run's learning_* tables from its validated rows; returns rows per Learning entity.
 
     Idempotent: the run's earlier learning_* rows are replaced.

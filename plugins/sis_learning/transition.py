@@ -108,13 +108,18 @@ def read_district_csv(path: Path | str) -> list[dict[str, str]]:
                 raise ValueError(f"{path}:{line}: old_id and new_id are both needed")
             if row.get("user_type") and row["user_type"].upper() not in ("S", "T", "P"):
                 raise ValueError(f"{path}:{line}: user_type must be S, T or P (or empty), not {row['user_type']!r}")
-            rows.append({"user_type": (row.get("user_type") or "").upper(), "old_id": row["old_id"],
-                         "new_id": row["new_id"]})
+            rows.append(
+                {"user_type": (row.get("user_type") or "").upper(), "old_id": row["old_id"], "new_id": row["new_id"]}
+            )
     return rows
 
 
-def match_users(learning_users: Iterable[dict[str, Any]], sis_users: Iterable[dict[str, Any]],
-                sso_domains: Iterable[str], district_csv: Iterable[dict[str, str]] = ()) -> list[Match]:
+def match_users(
+    learning_users: Iterable[dict[str, Any]],
+    sis_users: Iterable[dict[str, Any]],
+    sso_domains: Iterable[str],
+    district_csv: Iterable[dict[str, str]] = (),
+) -> list[Match]:
     """Match existing Learning users to SIS records (plain data in, plain data out)."""
     domains = {_lower(domain) for domain in sso_domains}
     sis = {f"{row['user_type']}:{row['external_id']}": row for row in sis_users}
@@ -149,8 +154,15 @@ def match_users(learning_users: Iterable[dict[str, Any]], sis_users: Iterable[di
         user_type = user["user_type"]
         own_key = f"{user_type}:{user.get('external_id')}" if user.get("external_id") else None
         if own_key in sis:
-            matches.append(Match(user, ALREADY, new_import_id=user["external_id"], candidates=[own_key],
-                                 reason="already on the Import ID of a SIS record of its type"))
+            matches.append(
+                Match(
+                    user,
+                    ALREADY,
+                    new_import_id=user["external_id"],
+                    candidates=[own_key],
+                    reason="already on the Import ID of a SIS record of its type",
+                )
+            )
             continue
         found = {
             "sso_email": sorted(set(by_sso.get(sso_address(user), []))) if sso_address(user) else [],
@@ -159,32 +171,61 @@ def match_users(learning_users: Iterable[dict[str, Any]], sis_users: Iterable[di
         }
         method = next((name for name in METHODS if found[name]), None)
         if method is None:
-            matches.append(Match(user, UNMATCHED, reason="no SIS record has this user's SSO email or login, and the "
-                                                         "district CSV has no line for them"))
+            matches.append(
+                Match(
+                    user,
+                    UNMATCHED,
+                    reason="no SIS record has this user's SSO email or login, and the "
+                    "district CSV has no line for them",
+                )
+            )
             continue
         candidates = found[method]
         same_type = [key for key in candidates if key.split(":", 1)[0] == user_type]
         if method == "district_csv":
             unknown = [key for key in same_type if key not in sis]
             if unknown:
-                matches.append(Match(user, UNMATCHED, method, candidates=candidates,
-                                     reason=f"the district CSV names {', '.join(unknown)}, which the run does not "
-                                            "import (not in PowerSchool, or rejected: see rejected_rows)"))
+                matches.append(
+                    Match(
+                        user,
+                        UNMATCHED,
+                        method,
+                        candidates=candidates,
+                        reason=f"the district CSV names {', '.join(unknown)}, which the run does not "
+                        "import (not in PowerSchool, or rejected: see rejected_rows)",
+                    )
+                )
                 continue
         if len(same_type) != 1:
-            why = (f"{len(same_type)} SIS records of type {user_type} share this {method.replace('_', ' ')}"
-                   if same_type else f"the {method.replace('_', ' ')} belongs to a SIS record of another user type "
-                                     f"({', '.join(candidates)})")
+            why = (
+                f"{len(same_type)} SIS records of type {user_type} share this {method.replace('_', ' ')}"
+                if same_type
+                else f"the {method.replace('_', ' ')} belongs to a SIS record of another user type "
+                f"({', '.join(candidates)})"
+            )
             matches.append(Match(user, AMBIGUOUS, method, candidates=candidates, reason=why))
             continue
         chosen = same_type[0]
-        others = {name: [key for key in found[name] if key.split(":", 1)[0] == user_type]
-                  for name in METHODS if name != method}
-        disagree = [f"{name.replace('_', ' ')} says {', '.join(keys)}" for name, keys in others.items()
-                    if keys and chosen not in keys]
+        others = {
+            name: [key for key in found[name] if key.split(":", 1)[0] == user_type]
+            for name in METHODS
+            if name != method
+        }
+        disagree = [
+            f"{name.replace('_', ' ')} says {', '.join(keys)}"
+            for name, keys in others.items()
+            if keys and chosen not in keys
+        ]
         if disagree:
-            matches.append(Match(user, AMBIGUOUS, method, candidates=[chosen, *(key for keys in others.values() for key in keys)],
-                                 reason=f"{method.replace('_', ' ')} says {chosen}, but " + "; ".join(disagree)))
+            matches.append(
+                Match(
+                    user,
+                    AMBIGUOUS,
+                    method,
+                    candidates=[chosen, *(key for keys in others.values() for key in keys)],
+                    reason=f"{method.replace('_', ' ')} says {chosen}, but " + "; ".join(disagree),
+                )
+            )
             continue
         matches.append(Match(user, MATCHED, method, chosen.split(":", 1)[1], [chosen]))
 
@@ -207,29 +248,49 @@ def match_users(learning_users: Iterable[dict[str, Any]], sis_users: Iterable[di
             item.first_import_changes = "; ".join(
                 f"{name}: {item.learning_user.get(name) or '(empty)'} -> {record.get(name) or '(empty)'}"
                 for name in COMPARED_ON_FIRST_IMPORT
-                if _lower(item.learning_user.get(name)) != _lower(record.get(name)))
+                if _lower(item.learning_user.get(name)) != _lower(record.get(name))
+            )
     return matches
 
 
 # ---- plan ---------------------------------------------------------------------------------------
 
+
 def sis_users(engine: Engine, district_id: str, run_id: str) -> list[dict[str, Any]]:
     table = LearningUser.__table__
-    columns = ("external_id", "user_type", "first_name", "last_name", "login", "email", "sso_email_address",
-               "organization_id")
+    columns = (
+        "external_id",
+        "user_type",
+        "first_name",
+        "last_name",
+        "login",
+        "email",
+        "sso_email_address",
+        "organization_id",
+    )
     with engine.connect() as connection:
-        return [dict(zip(columns, row, strict=True)) for row in connection.execute(
-            select(*(table.c[name] for name in columns)).where(table.c.district_id == district_id,
-                                                                table.c.run_id == run_id))]
+        return [
+            dict(zip(columns, row, strict=True))
+            for row in connection.execute(
+                select(*(table.c[name] for name in columns)).where(
+                    table.c.district_id == district_id, table.c.run_id == run_id
+                )
+            )
+        ]
 
 
 def latest_transformed_run(engine: Engine, district_id: str) -> str | None:
     """The district's latest import run that got past transform (a preview, or a success)."""
     runs = SyncRun.__table__
     with engine.connect() as connection:
-        return connection.scalar(select(runs.c.run_id).where(
-            runs.c.district_id == district_id, runs.c.kind == "import", runs.c.status.in_(("previewed", "success")))
-            .order_by(runs.c.finished_at.desc(), runs.c.id.desc()).limit(1))
+        return connection.scalar(
+            select(runs.c.run_id)
+            .where(
+                runs.c.district_id == district_id, runs.c.kind == "import", runs.c.status.in_(("previewed", "success"))
+            )
+            .order_by(runs.c.finished_at.desc(), runs.c.id.desc())
+            .limit(1)
+        )
 
 
 @dataclass
@@ -246,32 +307,50 @@ class Plan:
         return self.directory / "index.html"
 
 
-def plan_transition(engine: Engine, config: DistrictConfig, learning_users: Iterable[dict[str, Any]], run_id: str,
-                    district_csv: Path | str | None = None) -> Plan:
+def plan_transition(
+    engine: Engine,
+    config: DistrictConfig,
+    learning_users: Iterable[dict[str, Any]],
+    run_id: str,
+    district_csv: Path | str | None = None,
+) -> Plan:
     """Match, store the plan in ``transition_matches`` and write its report. Nothing is written to Learning."""
     create_all(engine)
     domains = [*config.sso_domains.google, *config.sso_domains.office365]
     csv_rows = read_district_csv(district_csv) if district_csv else []
     sis = sis_users(engine, config.district_id, run_id)
     if not sis:
-        raise ValueError(f"run {run_id!r} of {config.district_id} has no learning_users: run a preview "
-                         f"(preview=true) first, then plan from it")
+        raise ValueError(
+            f"run {run_id!r} of {config.district_id} has no learning_users: run a preview "
+            f"(preview=true) first, then plan from it"
+        )
     matches = match_users(learning_users, sis, domains, csv_rows)
     plan_id = utcnow().strftime("%Y%m%dT%H%M%S%f")
     now = utcnow()
     rows = []
     for item in matches:
         user = item.learning_user
-        rows.append({
-            "district_id": config.district_id, "plan_id": plan_id, "run_id": run_id,
-            "learning_id": int(user["learning_id"]), "user_type": user["user_type"],
-            "current_import_id": user.get("external_id"), "login": user.get("login"), "email": user.get("email"),
-            "name": f"{user.get('first_name') or ''} {user.get('last_name') or ''}".strip(),
-            "outcome": item.outcome, "method": item.method, "new_import_id": item.new_import_id,
-            "candidates": ", ".join(item.candidates) or None, "reason": item.reason or None,
-            "first_import_changes": item.first_import_changes or None,
-            "status": PLANNED if item.outcome == MATCHED else SKIPPED, "created_at": now,
-        })
+        rows.append(
+            {
+                "district_id": config.district_id,
+                "plan_id": plan_id,
+                "run_id": run_id,
+                "learning_id": int(user["learning_id"]),
+                "user_type": user["user_type"],
+                "current_import_id": user.get("external_id"),
+                "login": user.get("login"),
+                "email": user.get("email"),
+                "name": f"{user.get('first_name') or ''} {user.get('last_name') or ''}".strip(),
+                "outcome": item.outcome,
+                "method": item.method,
+                "new_import_id": item.new_import_id,
+                "candidates": ", ".join(item.candidates) or None,
+                "reason": item.reason or None,
+                "first_import_changes": item.first_import_changes or None,
+                "status": PLANNED if item.outcome == MATCHED else SKIPPED,
+                "created_at": now,
+            }
+        )
     if rows:
         bulk_insert(engine, TransitionMatch, rows)
     directory = transitions_root() / config.district_id / plan_id
@@ -293,17 +372,36 @@ def _counts(rows: list[dict[str, Any]]) -> tuple[dict[str, int], dict[str, int]]
 def plan_rows(engine: Engine, district_id: str, plan_id: str) -> list[dict[str, Any]]:
     table = TransitionMatch.__table__
     with engine.connect() as connection:
-        return [dict(row._mapping) for row in connection.execute(
-            select(table).where(table.c.district_id == district_id, table.c.plan_id == plan_id)
-            .order_by(table.c.outcome, table.c.user_type, table.c.learning_id))]
+        return [
+            dict(row._mapping)
+            for row in connection.execute(
+                select(table)
+                .where(table.c.district_id == district_id, table.c.plan_id == plan_id)
+                .order_by(table.c.outcome, table.c.user_type, table.c.learning_id)
+            )
+        ]
 
 
 def write_report(engine: Engine, config: DistrictConfig, plan: Plan) -> None:
     rows = plan_rows(engine, config.district_id, plan.plan_id)
     plan.counts, plan.by_method = _counts(rows)
     plan.directory.mkdir(parents=True, exist_ok=True)
-    columns = ("outcome", "method", "user_type", "learning_id", "current_import_id", "new_import_id", "login",
-               "email", "name", "candidates", "reason", "first_import_changes", "status", "learning_answer")
+    columns = (
+        "outcome",
+        "method",
+        "user_type",
+        "learning_id",
+        "current_import_id",
+        "new_import_id",
+        "login",
+        "email",
+        "name",
+        "candidates",
+        "reason",
+        "first_import_changes",
+        "status",
+        "learning_answer",
+    )
     with (plan.directory / "matches.csv").open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(columns)
@@ -312,9 +410,15 @@ def write_report(engine: Engine, config: DistrictConfig, plan: Plan) -> None:
     statuses = dict.fromkeys((PLANNED, APPLIED, REFUSED, SKIPPED), 0)
     for row in rows:
         statuses[row["status"]] += 1
-    summary = {"district_id": config.district_id, "plan_id": plan.plan_id, "run_id": plan.run_id,
-               "counts": plan.counts, "matched_by": plan.by_method, "status": statuses,
-               "files": {"html": "index.html", "csv": "matches.csv"}}
+    summary = {
+        "district_id": config.district_id,
+        "plan_id": plan.plan_id,
+        "run_id": plan.run_id,
+        "counts": plan.counts,
+        "matched_by": plan.by_method,
+        "status": statuses,
+        "files": {"html": "index.html", "csv": "matches.csv"},
+    }
     (plan.directory / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     plan.html_path.write_text(_render_html(config, plan, rows, statuses), encoding="utf-8")
 
@@ -338,23 +442,46 @@ def _render_html(config: DistrictConfig, plan: Plan, rows: list[dict[str, Any]],
         "unmatched users are left as they are: resolve them with a line in the district CSV "
         "(<code>user_type,old_id,new_id</code>) and plan again. All rows: <a href='matches.csv'>matches.csv</a>.</p>",
     ]
-    headers = ("method", "type", "learning_id", "login", "name", "current Import ID", "new Import ID",
-               "reason / candidates", "first import will change", "status")
+    headers = (
+        "method",
+        "type",
+        "learning_id",
+        "login",
+        "name",
+        "current Import ID",
+        "new Import ID",
+        "reason / candidates",
+        "first import will change",
+        "status",
+    )
     for outcome in (AMBIGUOUS, UNMATCHED, MATCHED, ALREADY):
         chosen = [row for row in rows if row["outcome"] == outcome]
         if not chosen:
             continue
-        parts.append(f"<h2>{esc(outcome)} ({len(chosen)})</h2><table><tr>"
-                     + "".join(f"<th>{esc(name)}</th>" for name in headers) + "</tr>")
+        parts.append(
+            f"<h2>{esc(outcome)} ({len(chosen)})</h2><table><tr>"
+            + "".join(f"<th>{esc(name)}</th>" for name in headers)
+            + "</tr>"
+        )
         for row in chosen[:200]:
             why = row["reason"] or ""
             if row["candidates"] and outcome != MATCHED:
                 why = f"{why} [{row['candidates']}]"
-            cells = (row["method"], row["user_type"], row["learning_id"], row["login"], row["name"],
-                     row["current_import_id"], row["new_import_id"], why, row["first_import_changes"],
-                     row["status"] + (f": {row['learning_answer']}" if row["learning_answer"] else ""))
-            parts.append("<tr>" + "".join(f"<td>{esc('' if cell is None else str(cell))}</td>" for cell in cells)
-                         + "</tr>")
+            cells = (
+                row["method"],
+                row["user_type"],
+                row["learning_id"],
+                row["login"],
+                row["name"],
+                row["current_import_id"],
+                row["new_import_id"],
+                why,
+                row["first_import_changes"],
+                row["status"] + (f": {row['learning_answer']}" if row["learning_answer"] else ""),
+            )
+            parts.append(
+                "<tr>" + "".join(f"<td>{esc('' if cell is None else str(cell))}</td>" for cell in cells) + "</tr>"
+            )
         parts.append("</table>")
         if len(chosen) > 200:
             parts.append(f"<p>... and {len(chosen) - 200} more in matches.csv.</p>")
@@ -363,6 +490,7 @@ def _render_html(config: DistrictConfig, plan: Plan, rows: list[dict[str, Any]],
 
 
 # ---- apply (the district's approval) --------------------------------------------------------
+
 
 def apply_transition(engine: Engine, config: DistrictConfig, plan_id: str, hook: Any) -> Plan:
     """Give every planned match its Import ID in Learning; record each answer. Safe to run again.
@@ -385,8 +513,13 @@ def apply_transition(engine: Engine, config: DistrictConfig, plan_id: str, hook:
         if current is None:
             status, answer = SKIPPED, "the user no longer exists in Learning"
         elif (current.get("external_id") or None) not in (row["current_import_id"], row["new_import_id"]):
-            status, answer = SKIPPED, (f"the user's Import ID changed in Learning since the plan "
-                                       f"({row['current_import_id']} -> {current.get('external_id')}): plan again")
+            status, answer = (
+                SKIPPED,
+                (
+                    f"the user's Import ID changed in Learning since the plan "
+                    f"({row['current_import_id']} -> {current.get('external_id')}): plan again"
+                ),
+            )
         else:
             try:
                 result = hook.set_import_id(row["learning_id"], row["new_import_id"])
@@ -394,11 +527,20 @@ def apply_transition(engine: Engine, config: DistrictConfig, plan_id: str, hook:
             except (ValidationFailedError, NotFoundError) as error:
                 status, answer = REFUSED, str(error)
         with engine.begin() as connection:
-            connection.execute(update(table).where(table.c.id == row["id"]).values(
-                status=status, learning_answer=answer, applied_at=utcnow()))
+            connection.execute(
+                update(table)
+                .where(table.c.id == row["id"])
+                .values(status=status, learning_answer=answer, applied_at=utcnow())
+            )
     counts, by_method = _counts(rows)
-    plan = Plan(config.district_id, plan_id, rows[0]["run_id"], transitions_root() / config.district_id / plan_id,
-                counts, by_method)
+    plan = Plan(
+        config.district_id,
+        plan_id,
+        rows[0]["run_id"],
+        transitions_root() / config.district_id / plan_id,
+        counts,
+        by_method,
+    )
     write_report(engine, config, plan)
     return plan
 
@@ -408,9 +550,11 @@ def format_text(plan: Plan, engine: Engine) -> str:
     statuses: dict[str, int] = defaultdict(int)
     for row in rows:
         statuses[row["status"]] += 1
-    return (f"Import ID transition plan {plan.plan_id} for {plan.district_id} (SIS side: run {plan.run_id}): "
-            f"matched {plan.counts[MATCHED]} (SSO email {plan.by_method['sso_email']}, login "
-            f"{plan.by_method['login']}, district CSV {plan.by_method['district_csv']}), ambiguous "
-            f"{plan.counts[AMBIGUOUS]}, unmatched {plan.counts[UNMATCHED]}, already {plan.counts[ALREADY]}; "
-            f"status: {', '.join(f'{name} {n}' for name, n in sorted(statuses.items()))}\n"
-            f"Report: {plan.html_path}")
+    return (
+        f"Import ID transition plan {plan.plan_id} for {plan.district_id} (SIS side: run {plan.run_id}): "
+        f"matched {plan.counts[MATCHED]} (SSO email {plan.by_method['sso_email']}, login "
+        f"{plan.by_method['login']}, district CSV {plan.by_method['district_csv']}), ambiguous "
+        f"{plan.counts[AMBIGUOUS]}, unmatched {plan.counts[UNMATCHED]}, already {plan.counts[ALREADY]}; "
+        f"status: {', '.join(f'{name} {n}' for name, n in sorted(statuses.items()))}\n"
+        f"Report: {plan.html_path}"
+    )

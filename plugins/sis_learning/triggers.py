@@ -20,11 +20,12 @@ gradable, score and class-link changes alike: each is work for the push.
 The trigger does not push and does not move the cursor: it only says "there is work".
 It remembers the newest cursor it has announced so it does not fire again for the same
 changes (a backlog is read to its end, up to ``PROBE_MAX_PAGES`` pages, and announced
-once, so a burst starts one run, not one per page); if the ledger cursor has not moved ``rearm_seconds`` after an announcement (a
-push that failed all its retries), it announces again. The feed and the ledger are read
-with the project's one HTTP client layer (``LearningHook``) and staging layer, in a
-worker thread (``asyncio.to_thread``) so the triggerer's event loop never blocks. Errors
-are logged (never with the token) and polling goes on with a backoff.
+once, so a burst starts one run, not one per page); if the ledger cursor has not moved
+``rearm_seconds`` after an announcement (a push that failed all its retries), it announces
+again. The feed and the ledger are read with the project's one HTTP client layer
+(``LearningHook``) and staging layer, in a worker thread (``asyncio.to_thread``) so the
+triggerer's event loop never blocks. Errors are logged (never with the token) and polling
+goes on with a backoff.
 """
 
 from __future__ import annotations
@@ -96,9 +97,11 @@ class GradebookChangeTrigger(BaseEventTrigger):
 
             # Short retries: the poll loop itself tries again, so one poll never hangs for minutes.
             self._hook = LearningHook(
-                self.learning_conn_id, timeout_seconds=10.0,
-                retry_policy=RetryPolicy(max_retries=1, base_delay_seconds=0.2, max_delay_seconds=1.0,
-                                         max_total_wait_seconds=5.0),
+                self.learning_conn_id,
+                timeout_seconds=10.0,
+                retry_policy=RetryPolicy(
+                    max_retries=1, base_delay_seconds=0.2, max_delay_seconds=1.0, max_total_wait_seconds=5.0
+                ),
             )
         body = self._hook.gradebook_changes(after, PROBE_LIMIT)
         changes = body.get("changes") or []
@@ -142,8 +145,9 @@ class GradebookChangeTrigger(BaseEventTrigger):
         announced_at_cursor: int | None = None
         announced_at = 0.0
         failures = 0
-        self.log.info("Watching Learning's gradebook for district %s every %.1fs", self.district_id,
-                      self.poll_interval_seconds)
+        self.log.info(
+            "Watching Learning's gradebook for district %s every %.1fs", self.district_id, self.poll_interval_seconds
+        )
         while True:
             try:
                 cursor, payload = await asyncio.to_thread(self.poll_once, announced_through)
@@ -151,24 +155,41 @@ class GradebookChangeTrigger(BaseEventTrigger):
             except Exception as error:  # keep watching: Learning or the staging DB may be back soon
                 failures += 1
                 delay = min(MAX_ERROR_BACKOFF_SECONDS, self.poll_interval_seconds * (2 ** min(failures, 6)))
-                self.log.warning("Gradebook poll for district %s failed (%s: %s); next try in %.0fs",
-                                 self.district_id, type(error).__name__, str(error)[:300], delay)
+                self.log.warning(
+                    "Gradebook poll for district %s failed (%s: %s); next try in %.0fs",
+                    self.district_id,
+                    type(error).__name__,
+                    str(error)[:300],
+                    delay,
+                )
                 await asyncio.sleep(delay)
                 continue
             if announced_through is not None and cursor >= announced_through:
                 announced_through = None  # the push caught up with everything announced
-            elif (announced_through is not None and cursor == announced_at_cursor
-                  and time.monotonic() - announced_at > self.rearm_seconds):
-                self.log.warning("Ledger cursor of district %s still at %d %.0fs after announcing changes up to %d: "
-                                 "announcing again", self.district_id, cursor, time.monotonic() - announced_at,
-                                 announced_through)
+            elif (
+                announced_through is not None
+                and cursor == announced_at_cursor
+                and time.monotonic() - announced_at > self.rearm_seconds
+            ):
+                self.log.warning(
+                    "Ledger cursor of district %s still at %d %.0fs after announcing changes up to %d: "
+                    "announcing again",
+                    self.district_id,
+                    cursor,
+                    time.monotonic() - announced_at,
+                    announced_through,
+                )
                 announced_through = None
                 cursor, payload = await asyncio.to_thread(self.poll_once, None)
             if payload is not None:
                 announced_through = max(announced_through or 0, int(payload["through"]))
                 announced_at_cursor = cursor
                 announced_at = time.monotonic()
-                self.log.info("District %s: %d change(s) after cursor %d: starting grade push", self.district_id,
-                              payload["changes"], payload["after"])
+                self.log.info(
+                    "District %s: %d change(s) after cursor %d: starting grade push",
+                    self.district_id,
+                    payload["changes"],
+                    payload["after"],
+                )
                 yield TriggerEvent(payload)
             await asyncio.sleep(self.poll_interval_seconds)

@@ -91,20 +91,26 @@ def parse_setting(text: str) -> tuple[str, Any]:
 
 # ---- the scratch database --------------------------------------------------------------------
 
+
 def _copy_rows(source: Engine, target: Engine, table: Any, where: tuple) -> int:
     columns = [column for column in table.columns if column.name != "id"]
     copied = 0
     last_id = 0
     while True:
         with source.connect() as connection:
-            rows = connection.execute(select(table.c.id, *columns).where(*where, table.c.id > last_id)
-                                      .order_by(table.c.id).limit(COPY_PAGE_ROWS)).all()
+            rows = connection.execute(
+                select(table.c.id, *columns)
+                .where(*where, table.c.id > last_id)
+                .order_by(table.c.id)
+                .limit(COPY_PAGE_ROWS)
+            ).all()
         if not rows:
             return copied
         last_id = rows[-1][0]
         with target.begin() as connection:
-            connection.execute(table.insert(), [dict(zip([c.name for c in columns], row[1:], strict=True))
-                                                for row in rows])
+            connection.execute(
+                table.insert(), [dict(zip([c.name for c in columns], row[1:], strict=True)) for row in rows]
+            )
         copied += len(rows)
 
 
@@ -116,26 +122,33 @@ def copy_run_inputs(source: Engine, target: Engine, district_id: str, run_id: st
     copied = {}
     for entity, model in STAGED_SOURCE_TABLES.items():
         table = model.__table__
-        copied[entity] = _copy_rows(source, target, table, (table.c.district_id == district_id,
-                                                            table.c.run_id == run_id))
+        copied[entity] = _copy_rows(
+            source, target, table, (table.c.district_id == district_id, table.c.run_id == run_id)
+        )
     runs = SyncRun.__table__
-    _copy_rows(source, target, runs, (runs.c.district_id == district_id, runs.c.run_id == run_id,
-                                      runs.c.kind == "import"))
+    _copy_rows(
+        source, target, runs, (runs.c.district_id == district_id, runs.c.run_id == run_id, runs.c.kind == "import")
+    )
     # Transform keeps the generated logins Learning accepted (staging.changes.held_logins).
     snapshot = LearningSnapshot.__table__
-    copied["held_logins"] = _copy_rows(source, target, snapshot, (snapshot.c.district_id == district_id,
-                                                                  snapshot.c.entity == "users"))
+    copied["held_logins"] = _copy_rows(
+        source, target, snapshot, (snapshot.c.district_id == district_id, snapshot.c.entity == "users")
+    )
     return copied
 
 
 # ---- comparing ---------------------------------------------------------------------------------
 
+
 def _rows(engine: Engine, spec: EntitySpec, district_id: str, run_id: str) -> dict[str, dict[str, Any]]:
     table = LEARNING_TABLES[spec.name].__table__
     fields = spec.compared_fields
     with engine.connect() as connection:
-        result = connection.execute(select(*(table.c[name] for name in fields)).where(
-            table.c.district_id == district_id, table.c.run_id == run_id))
+        result = connection.execute(
+            select(*(table.c[name] for name in fields)).where(
+                table.c.district_id == district_id, table.c.run_id == run_id
+            )
+        )
         rows = {}
         for values in result:
             row = dict(zip(fields, values, strict=True))
@@ -150,8 +163,10 @@ def _quality_rows(engine: Engine, district_id: str, run_id: str) -> dict[tuple[s
         table = model.__table__
         with engine.connect() as connection:
             for entity, source_id, rule, reason in connection.execute(
-                    select(table.c.entity, table.c.source_id, table.c.rule, table.c.reason).where(
-                        table.c.district_id == district_id, table.c.run_id == run_id, table.c.stage == "validate")):
+                select(table.c.entity, table.c.source_id, table.c.rule, table.c.reason).where(
+                    table.c.district_id == district_id, table.c.run_id == run_id, table.c.stage == "validate"
+                )
+            ):
                 found[(outcome, entity, str(source_id))] = f"{rule}: {reason}"
     return found
 
@@ -171,18 +186,28 @@ class WhatIf:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "district_id": self.district_id, "run_id": self.run_id, "mappings_dir": self.mappings_dir,
-            "settings": self.settings, "generated_at": utcnow().isoformat(timespec="seconds") + "Z",
-            "totals": self.totals, "fields_changed": self.fields_changed, "examples": self.examples,
-            "rejections": self.rejections, "rejection_examples": self.rejection_examples,
-            "files": {"html": "index.html", "rejections": "rejections.csv",
-                      **{spec.name: f"{spec.name}.csv" for spec in ENTITIES}},
+            "district_id": self.district_id,
+            "run_id": self.run_id,
+            "mappings_dir": self.mappings_dir,
+            "settings": self.settings,
+            "generated_at": utcnow().isoformat(timespec="seconds") + "Z",
+            "totals": self.totals,
+            "fields_changed": self.fields_changed,
+            "examples": self.examples,
+            "rejections": self.rejections,
+            "rejection_examples": self.rejection_examples,
+            "files": {
+                "html": "index.html",
+                "rejections": "rejections.csv",
+                **{spec.name: f"{spec.name}.csv" for spec in ENTITIES},
+            },
         }
 
     @property
     def any_difference(self) -> bool:
-        return any(counts.get(kind) for counts in self.totals.values() for kind in (ADDED, DROPPED, CHANGED)) or \
-            any(self.rejections.values())
+        return any(counts.get(kind) for counts in self.totals.values() for kind in (ADDED, DROPPED, CHANGED)) or any(
+            self.rejections.values()
+        )
 
 
 def _text(value: Any) -> str:
@@ -211,16 +236,28 @@ def compare(before_engine: Engine, after_engine: Engine, district_id: str, run_i
 
             for key in sorted(after.keys() - before.keys()):
                 note(ADDED, key, {"row": after[key]})
-                writer.writerow([ADDED, key, "", "", json.dumps(after[key], default=str, ensure_ascii=False),
-                                 "created"])
+                writer.writerow(
+                    [ADDED, key, "", "", json.dumps(after[key], default=str, ensure_ascii=False), "created"]
+                )
             for key in sorted(before.keys() - after.keys()):
                 note(DROPPED, key, {"row": before[key]})
-                writer.writerow([DROPPED, key, "", json.dumps(before[key], default=str, ensure_ascii=False), "",
-                                 DROPPED_MEANS.get(spec.name, "left as it is (Learning cannot delete it)")])
+                writer.writerow(
+                    [
+                        DROPPED,
+                        key,
+                        "",
+                        json.dumps(before[key], default=str, ensure_ascii=False),
+                        "",
+                        DROPPED_MEANS.get(spec.name, "left as it is (Learning cannot delete it)"),
+                    ]
+                )
             for key in sorted(before.keys() & after.keys()):
                 old, new = before[key], after[key]
-                differences = {name: [old[name], new[name]] for name in spec.compared_fields
-                               if _text(old[name]) != _text(new[name])}
+                differences = {
+                    name: [old[name], new[name]]
+                    for name in spec.compared_fields
+                    if _text(old[name]) != _text(new[name])
+                }
                 if not differences:
                     totals["same"] += 1
                     continue
@@ -243,24 +280,37 @@ def compare(before_engine: Engine, after_engine: Engine, district_id: str, run_i
             if was == will or (was and will and was.split(":", 1)[0] == will.split(":", 1)[0]):
                 continue  # same outcome and rule (a reason's wording may name a changed value)
             outcome, entity, source_id = key
-            kind = f"newly_{outcome}" if was is None else f"no_longer_{outcome}" if will is None else f"{outcome}_rule_changed"
+            kind = (
+                f"newly_{outcome}"
+                if was is None
+                else f"no_longer_{outcome}"
+                if will is None
+                else f"{outcome}_rule_changed"
+            )
             counts[kind] += 1
             writer.writerow([kind, outcome, entity, source_id, was or "", will or ""])
             if len(result.rejection_examples) < 2 * EXAMPLES:
-                result.rejection_examples.append({"difference": kind, "entity": entity, "source_id": source_id,
-                                                  "before": was, "after": will})
+                result.rejection_examples.append(
+                    {"difference": kind, "entity": entity, "source_id": source_id, "before": was, "after": will}
+                )
     result.rejections = dict(counts)
 
 
 # ---- the command's body ------------------------------------------------------------------------
 
+
 def latest_run(engine: Engine, district_id: str) -> str | None:
     """The district's latest import run that got past transform (success or previewed)."""
     runs = SyncRun.__table__
     with engine.connect() as connection:
-        return connection.scalar(select(runs.c.run_id).where(
-            runs.c.district_id == district_id, runs.c.kind == "import", runs.c.status.in_(("success", "previewed")))
-            .order_by(runs.c.finished_at.desc(), runs.c.id.desc()).limit(1))
+        return connection.scalar(
+            select(runs.c.run_id)
+            .where(
+                runs.c.district_id == district_id, runs.c.kind == "import", runs.c.status.in_(("success", "previewed"))
+            )
+            .order_by(runs.c.finished_at.desc(), runs.c.id.desc())
+            .limit(1)
+        )
 
 
 def run_what_if(
@@ -283,8 +333,14 @@ def run_what_if(
         raise DistrictConfigError(f"the settings are for district {config.district_id!r}, the run is {district_id!r}'s")
     runs = SyncRun.__table__
     with engine.connect() as connection:
-        if connection.scalar(select(runs.c.id).where(runs.c.district_id == district_id, runs.c.run_id == run_id,
-                                                      runs.c.kind == "import")) is None:
+        if (
+            connection.scalar(
+                select(runs.c.id).where(
+                    runs.c.district_id == district_id, runs.c.run_id == run_id, runs.c.kind == "import"
+                )
+            )
+            is None
+        ):
             raise ValueError(f"no import run {run_id!r} of district {district_id!r} in staging")
     mappings_dir = Path(mappings_dir or MAPPINGS_DIR)
     stamp = utcnow().strftime("%Y%m%dT%H%M%S")
@@ -307,22 +363,30 @@ def run_what_if(
         if not keep_scratch:
             scratch_path.unlink(missing_ok=True)
             shutil.rmtree(directory / "validation", ignore_errors=True)
-    (directory / "summary.json").write_text(json.dumps(result.as_dict(), indent=2, default=str, ensure_ascii=False),
-                                            encoding="utf-8")
+    (directory / "summary.json").write_text(
+        json.dumps(result.as_dict(), indent=2, default=str, ensure_ascii=False), encoding="utf-8"
+    )
     (directory / "index.html").write_text(render_html(result), encoding="utf-8")
     return result
 
 
 def format_text(result: WhatIf) -> str:
-    lines = [f"What-if on run {result.run_id} of {result.district_id} (mappings {result.mappings_dir}"
-             + (f", settings {result.settings}" if result.settings else "") + "): nothing was sent"]
+    lines = [
+        f"What-if on run {result.run_id} of {result.district_id} (mappings {result.mappings_dir}"
+        + (f", settings {result.settings}" if result.settings else "")
+        + "): nothing was sent"
+    ]
     for entity, totals in result.totals.items():
         fields = result.fields_changed.get(entity) or {}
         detail = f" ({', '.join(f'{name} {n}' for name, n in fields.items())})" if fields else ""
-        lines.append(f"  {entity}: {totals[ADDED]} added, {totals[DROPPED]} dropped, {totals[CHANGED]} changed"
-                     f"{detail}, {totals['same']} the same")
+        lines.append(
+            f"  {entity}: {totals[ADDED]} added, {totals[DROPPED]} dropped, {totals[CHANGED]} changed"
+            f"{detail}, {totals['same']} the same"
+        )
     if result.rejections:
-        lines.append("  validation: " + ", ".join(f"{kind.replace('_', ' ')} {n}" for kind, n in result.rejections.items()))
+        lines.append(
+            "  validation: " + ", ".join(f"{kind.replace('_', ' ')} {n}" for kind, n in result.rejections.items())
+        )
     lines.append(f"Report: {result.directory / 'index.html'}")
     return "\n".join(lines)
 
@@ -331,7 +395,9 @@ def render_html(result: WhatIf) -> str:
     esc = html.escape
 
     def cell(value: Any) -> str:
-        return esc(json.dumps(value, default=str, ensure_ascii=False) if isinstance(value, (dict, list)) else _text(value))
+        return esc(
+            json.dumps(value, default=str, ensure_ascii=False) if isinstance(value, (dict, list)) else _text(value)
+        )
 
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
@@ -349,31 +415,44 @@ def render_html(result: WhatIf) -> str:
     for entity, totals in result.totals.items():
         fields = ", ".join(f"{name} {n}" for name, n in (result.fields_changed.get(entity) or {}).items())
         dropped = f"{totals[DROPPED]} ({DROPPED_MEANS.get(entity, 'left as they are')})" if totals[DROPPED] else "0"
-        parts.append(f"<tr><td>{esc(entity)}</td><td>{totals[ADDED]}</td><td>{esc(dropped)}</td>"
-                     f"<td>{totals[CHANGED]}</td><td>{totals['same']}</td><td>{esc(fields)}</td>"
-                     f"<td><a href='{esc(entity)}.csv'>{esc(entity)}.csv</a></td></tr>")
+        parts.append(
+            f"<tr><td>{esc(entity)}</td><td>{totals[ADDED]}</td><td>{esc(dropped)}</td>"
+            f"<td>{totals[CHANGED]}</td><td>{totals['same']}</td><td>{esc(fields)}</td>"
+            f"<td><a href='{esc(entity)}.csv'>{esc(entity)}.csv</a></td></tr>"
+        )
     parts.append("</table>")
     if result.rejections:
-        parts.append("<h2>Validation</h2><ul>" + "".join(
-            f"<li>{esc(kind.replace('_', ' '))}: {n}</li>" for kind, n in result.rejections.items())
-            + "</ul><p>All in <a href='rejections.csv'>rejections.csv</a>.</p>")
-        parts.append("<table><tr><th>difference</th><th>entity</th><th>source id</th><th>before</th><th>after</th></tr>"
-                     + "".join(f"<tr><td>{cell(item['difference'])}</td><td>{cell(item['entity'])}</td>"
-                               f"<td>{cell(item['source_id'])}</td><td>{cell(item['before'])}</td>"
-                               f"<td>{cell(item['after'])}</td></tr>" for item in result.rejection_examples)
-                     + "</table>")
+        parts.append(
+            "<h2>Validation</h2><ul>"
+            + "".join(f"<li>{esc(kind.replace('_', ' '))}: {n}</li>" for kind, n in result.rejections.items())
+            + "</ul><p>All in <a href='rejections.csv'>rejections.csv</a>.</p>"
+        )
+        parts.append(
+            "<table><tr><th>difference</th><th>entity</th><th>source id</th><th>before</th><th>after</th></tr>"
+            + "".join(
+                f"<tr><td>{cell(item['difference'])}</td><td>{cell(item['entity'])}</td>"
+                f"<td>{cell(item['source_id'])}</td><td>{cell(item['before'])}</td>"
+                f"<td>{cell(item['after'])}</td></tr>"
+                for item in result.rejection_examples
+            )
+            + "</table>"
+        )
     parts.append("<h2>Examples</h2>")
     for entity, by_kind in result.examples.items():
         for kind in (CHANGED, ADDED, DROPPED):
             items = by_kind.get(kind)
             if not items:
                 continue
-            parts.append(f"<h3>{esc(entity)}: {esc(kind)} ({result.totals[entity][kind]})</h3><table>"
-                         "<tr><th>key</th><th>what</th></tr>")
+            parts.append(
+                f"<h3>{esc(entity)}: {esc(kind)} ({result.totals[entity][kind]})</h3><table>"
+                "<tr><th>key</th><th>what</th></tr>"
+            )
             for item in items:
                 if kind == CHANGED:
-                    what = "; ".join(f"{name}: {_text(old) or '(empty)'} -> {_text(new) or '(empty)'}"
-                                     for name, (old, new) in item["changes"].items())
+                    what = "; ".join(
+                        f"{name}: {_text(old) or '(empty)'} -> {_text(new) or '(empty)'}"
+                        for name, (old, new) in item["changes"].items()
+                    )
                 else:
                     what = ", ".join(f"{name}={_text(value)}" for name, value in item["row"].items())
                 parts.append(f"<tr><td>{esc(item['key'])}</td><td>{esc(what)}</td></tr>")

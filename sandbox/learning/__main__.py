@@ -1,4 +1,6 @@
-"""Start the reference Learning server: ``python -m sandbox.learning [--port N] [--domain demo:TOKEN] [--database URL]``.
+"""Start the reference Learning server.
+
+    python -m sandbox.learning [--port N] [--domain demo:TOKEN] [--database URL]
 
 Serves HTTPS with a certificate from the sandbox CA (sandbox/tls.py); clients verify
 against the CA bundle it prints. Domains come from ``--domain NAME:TOKEN`` (repeatable)

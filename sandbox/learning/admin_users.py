@@ -45,31 +45,61 @@ class Refused(Exception):
 
 def admin_user_out(user: User) -> dict[str, Any]:
     return {
-        "learning_id": user.id, "user_type": user.user_type, "external_id": user.external_id,
-        "first_name": user.first_name, "last_name": user.last_name, "login": user.login, "email": user.email,
-        "sso_email_address": user.sso_email_address, "authentication_type": user.authentication_type,
-        "organization_id": user.organization_id, "enabled": user.enabled,
+        "learning_id": user.id,
+        "user_type": user.user_type,
+        "external_id": user.external_id,
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+        "login": user.login,
+        "email": user.email,
+        "sso_email_address": user.sso_email_address,
+        "authentication_type": user.authentication_type,
+        "organization_id": user.organization_id,
+        "enabled": user.enabled,
     }
 
 
 def create_user(session: Session, domain: str, body: HandMadeUserBody) -> User:
     now = datetime.now(UTC)
-    if session.scalar(select(Organization.id).where(Organization.domain == domain,
-                                                    Organization.organization_id == body.organization_id)) is None:
+    if (
+        session.scalar(
+            select(Organization.id).where(
+                Organization.domain == domain, Organization.organization_id == body.organization_id
+            )
+        )
+        is None
+    ):
         raise Refused(422, f"organization {body.organization_id} does not exist in this domain")
     login_key = body.login.lower()
     holder = session.scalar(select(User).where(User.domain == domain, User.login_key == login_key))
     if holder is not None:
         raise Refused(409, f"login '{body.login}' is already used by another user in this domain (logins are unique)")
-    if body.external_id is not None and session.scalar(select(User.id).where(
-            User.domain == domain, User.user_type == body.user_type, User.external_id == body.external_id)):
+    if body.external_id is not None and session.scalar(
+        select(User.id).where(
+            User.domain == domain, User.user_type == body.user_type, User.external_id == body.external_id
+        )
+    ):
         raise Refused(409, f"user {body.user_type}:{body.external_id} already exists in this domain")
-    user = User(domain=domain, external_id=body.external_id, first_name=body.first_name, last_name=body.last_name,
-                login=body.login, login_key=login_key, login_generated=False, email=body.email,
-                user_type=body.user_type, organization_id=body.organization_id, enabled=True,
-                sso_email_address=body.sso_email_address, authentication_type=body.authentication_type,
-                authentication_set_by="admin", password_hash=None, password_temporary=False,
-                created_at=now, updated_at=now)
+    user = User(
+        domain=domain,
+        external_id=body.external_id,
+        first_name=body.first_name,
+        last_name=body.last_name,
+        login=body.login,
+        login_key=login_key,
+        login_generated=False,
+        email=body.email,
+        user_type=body.user_type,
+        organization_id=body.organization_id,
+        enabled=True,
+        sso_email_address=body.sso_email_address,
+        authentication_type=body.authentication_type,
+        authentication_set_by="admin",
+        password_hash=None,
+        password_temporary=False,
+        created_at=now,
+        updated_at=now,
+    )
     session.add(user)
     session.flush()
     return user
@@ -80,10 +110,16 @@ def list_users(session: Session, domain: str, page: int, page_size: int, without
     if without_import_id:
         where.append(User.external_id.is_(None))
     total = session.scalar(select(func.count()).select_from(User).where(*where)) or 0
-    users = session.scalars(select(User).where(*where).order_by(User.id)
-                            .offset((page - 1) * page_size).limit(page_size)).all()
-    return {"rows": [admin_user_out(user) for user in users], "page": page, "page_size": page_size, "total": total,
-            "has_more": page * page_size < total}
+    users = session.scalars(
+        select(User).where(*where).order_by(User.id).offset((page - 1) * page_size).limit(page_size)
+    ).all()
+    return {
+        "rows": [admin_user_out(user) for user in users],
+        "page": page,
+        "page_size": page_size,
+        "total": total,
+        "has_more": page * page_size < total,
+    }
 
 
 def set_import_id(session: Session, domain: str, learning_id: int, external_id: str) -> tuple[User, str]:
@@ -93,11 +129,15 @@ def set_import_id(session: Session, domain: str, learning_id: int, external_id: 
         raise Refused(404, f"no user with learning_id {learning_id} in this domain")
     if user.external_id == external_id:
         return user, "unchanged"
-    taken = session.scalar(select(User).where(User.domain == domain, User.user_type == user.user_type,
-                                              User.external_id == external_id))
+    taken = session.scalar(
+        select(User).where(User.domain == domain, User.user_type == user.user_type, User.external_id == external_id)
+    )
     if taken is not None:
-        raise Refused(409, f"Import ID {user.user_type}:{external_id} already belongs to another user "
-                           f"(learning_id {taken.id}) in this domain")
+        raise Refused(
+            409,
+            f"Import ID {user.user_type}:{external_id} already belongs to another user "
+            f"(learning_id {taken.id}) in this domain",
+        )
     old = user.external_id
     if old is not None:
         _move_references(session, domain, user.user_type, old, external_id)
@@ -109,19 +149,31 @@ def set_import_id(session: Session, domain: str, learning_id: int, external_id: 
 
 def _move_references(session: Session, domain: str, user_type: str, old: str, new: str) -> None:
     """What names the user by the old Import ID names them by the new one (content stays the user's)."""
-    session.execute(update(Roster).where(Roster.domain == domain, Roster.user_type == user_type,
-                                         Roster.user_id == old).values(user_id=new))
-    session.execute(update(Notification).where(Notification.domain == domain, Notification.user_type == user_type,
-                                               Notification.user_external_id == old).values(user_external_id=new))
+    session.execute(
+        update(Roster)
+        .where(Roster.domain == domain, Roster.user_type == user_type, Roster.user_id == old)
+        .values(user_id=new)
+    )
+    session.execute(
+        update(Notification)
+        .where(Notification.domain == domain, Notification.user_type == user_type, Notification.user_external_id == old)
+        .values(user_external_id=new)
+    )
     if user_type == "S":
-        session.execute(update(UserLevel).where(UserLevel.domain == domain, UserLevel.external_id == old)
-                        .values(external_id=new))
+        session.execute(
+            update(UserLevel).where(UserLevel.domain == domain, UserLevel.external_id == old).values(external_id=new)
+        )
         session.execute(update(Score).where(Score.domain == domain, Score.student_id == old).values(student_id=new))
-        session.execute(update(ParentLink).where(ParentLink.domain == domain, ParentLink.child_id == old)
-                        .values(child_id=new))
+        session.execute(
+            update(ParentLink).where(ParentLink.domain == domain, ParentLink.child_id == old).values(child_id=new)
+        )
     elif user_type == "P":
-        session.execute(update(ParentLink).where(ParentLink.domain == domain, ParentLink.parent_id == old)
-                        .values(parent_id=new))
+        session.execute(
+            update(ParentLink).where(ParentLink.domain == domain, ParentLink.parent_id == old).values(parent_id=new)
+        )
     elif user_type == "T":
-        session.execute(update(LearningClass).where(LearningClass.domain == domain, LearningClass.teacher_id == old)
-                        .values(teacher_id=new))
+        session.execute(
+            update(LearningClass)
+            .where(LearningClass.domain == domain, LearningClass.teacher_id == old)
+            .values(teacher_id=new)
+        )

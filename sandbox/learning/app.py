@@ -240,7 +240,8 @@ def create_app(domains: dict[str, str], database_url: str) -> FastAPI:
         if count > limits.MAX_BATCH_ROWS:
             raise ApiError(
                 413,
-                f"a batch holds at most {limits.MAX_BATCH_ROWS} rows; this one has {count}: split it into smaller batches",
+                f"a batch holds at most {limits.MAX_BATCH_ROWS} rows; this one has {count}: "
+                "split it into smaller batches",
             )
 
     def batch_answer(outcomes: list[Any]) -> Response:
@@ -319,8 +320,9 @@ def create_app(domains: dict[str, str], database_url: str) -> FastAPI:
             with transaction(domain, write=False) as session:
                 parts = tuple(key.split(":", len(importer.key_fields) - 1))
                 if len(parts) != len(importer.key_fields):
-                    raise ApiError(404, f"no {entity} with key {key} in this domain (a key is {key_help}, "
-                                        "joined with ':')")
+                    raise ApiError(
+                        404, f"no {entity} with key {key} in this domain (a key is {key_help}, joined with ':')"
+                    )
                 found = importer(session, domain, DomainSettingsBody(), datetime.now(UTC)).load_existing([parts])
                 if parts not in found:
                     raise ApiError(404, f"no {entity} with key {key} in this domain")
@@ -455,7 +457,9 @@ def create_app(domains: dict[str, str], database_url: str) -> FastAPI:
         status_code=201,
         tags=["admin"],
         responses={**ERROR_RESPONSES, 409: {"model": Message}},
-        summary="Create a user by hand (no Import ID, or an earlier integration's): what a domain has before the import",
+        summary=(
+            "Create a user by hand (no Import ID, or an earlier integration's): what a domain has before the import"
+        ),
     )
     def create_hand_made_user(domain: Domain, body: HandMadeUserBody) -> dict[str, Any]:
         with admin_errors(), transaction(domain, write=True) as session:
@@ -467,7 +471,7 @@ def create_app(domains: dict[str, str], database_url: str) -> FastAPI:
         tags=["admin"],
         responses=ERROR_RESPONSES,
         summary="Every user with Learning's own id (learning_id), page by page; without_import_id=true: only "
-                "users without an Import ID",
+        "users without an Import ID",
     )
     def list_admin_users(
         domain: Domain,
@@ -483,7 +487,7 @@ def create_app(domains: dict[str, str], database_url: str) -> FastAPI:
         tags=["admin"],
         responses={**ERROR_RESPONSES, 404: {"model": Message}, 409: {"model": Message}},
         summary="Set a user's Import ID (login, password, authentication and content stay the user's; "
-                "what named the old Import ID names the new one)",
+        "what named the old Import ID names the new one)",
     )
     def put_import_id(domain: Domain, learning_id: int, body: ImportIdBody) -> dict[str, Any]:
         with admin_errors(), transaction(domain, write=True) as session:
@@ -500,8 +504,15 @@ def create_app(domains: dict[str, str], database_url: str) -> FastAPI:
     def notify_user(domain: Domain, user_type: UserType, external_id: str, body: NotificationBody) -> dict[str, Any]:
         with transaction(domain, write=True) as session:
             _user(session, domain, user_type, external_id)
-            session.add(Notification(domain=domain, user_type=user_type, user_external_id=external_id, kind=body.kind,
-                                     created_at=datetime.now(UTC)))
+            session.add(
+                Notification(
+                    domain=domain,
+                    user_type=user_type,
+                    user_external_id=external_id,
+                    kind=body.kind,
+                    created_at=datetime.now(UTC),
+                )
+            )
             session.flush()
             count = session.scalar(select(func.count()).select_from(Notification).where(Notification.domain == domain))
             return {"count": count}

@@ -107,7 +107,8 @@ def _converted(connection: Connection, table: Table, columns: Sequence[str], row
     values_of = itemgetter(*columns)
     tuples = [values_of(row) for row in rows] if len(columns) > 1 else [(values_of(row),) for row in rows]
     to_convert = [
-        position for position, name in enumerate(columns)
+        position
+        for position, name in enumerate(columns)
         if converters[name] is not None
         # sqlite3 binds a bool as 0/1 itself, exactly what SQLAlchemy's Boolean would store
         and not (dialect.name == "sqlite" and isinstance(table.c[name].type, Boolean))

@@ -87,8 +87,9 @@ def _append(session: Session, domain: str, event: str, class_id: str, now: datet
 def create_gradable(session: Session, domain: str, class_id: str, body: GradableBody) -> Gradable:
     _class(session, domain, class_id)
     now = datetime.now(UTC)
-    gradable = Gradable(domain=domain, class_id=class_id, created_at=now, updated_at=now, revision=1,
-                        **body.model_dump())
+    gradable = Gradable(
+        domain=domain, class_id=class_id, created_at=now, updated_at=now, revision=1, **body.model_dump()
+    )
     session.add(gradable)
     session.flush()
     _append(session, domain, "gradable_created", class_id, now, gradable_id=gradable.id, revision=1)
@@ -126,8 +127,16 @@ def update_gradable(session: Session, domain: str, gradable_id: int, body: Grada
         setattr(gradable, name, value)
     gradable.updated_at = now
     gradable.revision += 1
-    _append(session, domain, "gradable_edited", gradable.class_id, now, gradable_id=gradable.id,
-            revision=gradable.revision, changed_fields=",".join(sorted(changes)))
+    _append(
+        session,
+        domain,
+        "gradable_edited",
+        gradable.class_id,
+        now,
+        gradable_id=gradable.id,
+        revision=gradable.revision,
+        changed_fields=",".join(sorted(changes)),
+    )
     session.flush()
     return gradable
 
@@ -138,8 +147,9 @@ def delete_gradable(session: Session, domain: str, gradable_id: int) -> Gradable
     now = datetime.now(UTC)
     gradable.deleted_at = now
     gradable.updated_at = now
-    _append(session, domain, "gradable_deleted", gradable.class_id, now, gradable_id=gradable.id,
-            revision=gradable.revision)
+    _append(
+        session, domain, "gradable_deleted", gradable.class_id, now, gradable_id=gradable.id, revision=gradable.revision
+    )
     session.flush()
     return gradable
 
@@ -151,8 +161,9 @@ def link_class(session: Session, domain: str, class_id: str, imported_class_id: 
         if imported_class_id == class_id:
             raise Refused("a class cannot be linked to itself")
         _class(session, domain, imported_class_id)
-        if session.scalar(select(ClassLink.id).where(ClassLink.domain == domain,
-                                                     ClassLink.class_id == imported_class_id)):
+        if session.scalar(
+            select(ClassLink.id).where(ClassLink.domain == domain, ClassLink.class_id == imported_class_id)
+        ):
             raise Refused(f"class {imported_class_id} is itself linked to another class; link to the imported class")
     link = session.scalar(select(ClassLink).where(ClassLink.domain == domain, ClassLink.class_id == class_id))
     current = link.imported_class_id if link else None
@@ -173,13 +184,30 @@ def link_class(session: Session, domain: str, class_id: str, imported_class_id: 
     gradables = list_gradables(session, domain, class_id)
     rows: list[dict[str, Any]] = []
     for gradable in gradables:
-        rows.append({"domain": domain, "event": "gradable_created", "class_id": class_id, "gradable_id": gradable.id,
-                     "revision": gradable.revision, "changed_at": now})
+        rows.append(
+            {
+                "domain": domain,
+                "event": "gradable_created",
+                "class_id": class_id,
+                "gradable_id": gradable.id,
+                "revision": gradable.revision,
+                "changed_at": now,
+            }
+        )
         for score in session.scalars(select(Score).where(Score.gradable_id == gradable.id).order_by(Score.id)):
             if score.score is not None:
-                rows.append({"domain": domain, "event": "score_set", "class_id": class_id,
-                             "gradable_id": gradable.id, "student_id": score.student_id, "score": score.score,
-                             "version": score.version, "changed_at": now})
+                rows.append(
+                    {
+                        "domain": domain,
+                        "event": "score_set",
+                        "class_id": class_id,
+                        "gradable_id": gradable.id,
+                        "student_id": score.student_id,
+                        "score": score.score,
+                        "version": score.version,
+                        "changed_at": now,
+                    }
+                )
     session.flush()
     if rows:
         session.execute(insert(GradebookChange), rows)
@@ -201,8 +229,14 @@ def set_score(session: Session, domain: str, gradable_id: int, student_id: str, 
     if score is not None and score.score == value:
         return score_out(score, changed=False)
     if score is None and value is None:  # nothing to clear
-        return {"gradable_id": gradable.id, "student_id": student_id, "score": None, "version": 0,
-                "changed_at": timestamp(datetime.now(UTC)), "changed": False}
+        return {
+            "gradable_id": gradable.id,
+            "student_id": student_id,
+            "score": None,
+            "version": 0,
+            "changed_at": timestamp(datetime.now(UTC)),
+            "changed": False,
+        }
     now = datetime.now(UTC)
     if score is None:
         score = Score(
@@ -213,8 +247,17 @@ def set_score(session: Session, domain: str, gradable_id: int, student_id: str, 
         score.score = value
         score.version += 1
         score.changed_at = now
-    _append(session, domain, "score_set" if value is not None else "score_cleared", gradable.class_id, now,
-            gradable_id=gradable.id, student_id=student_id, score=value, version=score.version)
+    _append(
+        session,
+        domain,
+        "score_set" if value is not None else "score_cleared",
+        gradable.class_id,
+        now,
+        gradable_id=gradable.id,
+        student_id=student_id,
+        score=value,
+        version=score.version,
+    )
     session.flush()
     return score_out(score, changed=True)
 
@@ -235,10 +278,13 @@ def read_changes(session: Session, domain: str, after: int, limit: int) -> dict[
     rows = session.execute(
         select(GradebookChange, Gradable, LearningClass, ClassLink.imported_class_id)
         .outerjoin(Gradable, Gradable.id == GradebookChange.gradable_id)
-        .join(LearningClass, (LearningClass.domain == GradebookChange.domain)
-              & (LearningClass.class_id == GradebookChange.class_id))
-        .outerjoin(ClassLink, (ClassLink.domain == GradebookChange.domain)
-                   & (ClassLink.class_id == GradebookChange.class_id))
+        .join(
+            LearningClass,
+            (LearningClass.domain == GradebookChange.domain) & (LearningClass.class_id == GradebookChange.class_id),
+        )
+        .outerjoin(
+            ClassLink, (ClassLink.domain == GradebookChange.domain) & (ClassLink.class_id == GradebookChange.class_id)
+        )
         .where(GradebookChange.domain == domain, GradebookChange.cursor > after)
         .order_by(GradebookChange.cursor)
         .limit(limit + 1)

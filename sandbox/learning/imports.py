@@ -97,8 +97,9 @@ def _existing_users(session: Session, domain: str, users: Iterable[tuple[str, st
     A user is identified by type and external id: a student, a teacher and a parent with
     the same number are three users (PowerSchool keeps one id sequence per table).
     """
-    found = rows_by_keys(session, User.__table__, domain, ("user_type", "external_id"), set(users),
-                         columns=("user_type", "external_id"))
+    found = rows_by_keys(
+        session, User.__table__, domain, ("user_type", "external_id"), set(users), columns=("user_type", "external_id")
+    )
     return set(found)
 
 
@@ -175,8 +176,9 @@ class EntityImport:
         columns = [table.c[field] for field in self.key_fields]
         found: dict[tuple[str, ...], Any] = {}
         for chunk in _chunks(keys):
-            conditions = [column.in_(sorted({key[position] for key in chunk}))
-                          for position, column in enumerate(columns)]
+            conditions = [
+                column.in_(sorted({key[position] for key in chunk})) for position, column in enumerate(columns)
+            ]
             wanted = set(chunk)
             for record in self.session.execute(select(table).where(table.c.domain == self.domain, *conditions)):
                 key = tuple(getattr(record, field) for field in self.key_fields)
@@ -330,7 +332,11 @@ class UserImport(EntityImport):
         # login_key -> "<user_type>:<external_id>" of its holder, as the batch goes (a row may free a
         # login for a later row).
         owners = rows_by_keys(
-            self.session, User.__table__, self.domain, ("login_key",), wanted_logins,
+            self.session,
+            User.__table__,
+            self.domain,
+            ("login_key",),
+            wanted_logins,
             columns=("login_key", "user_type", "external_id"),
         )
         self.login_owners: dict[str, str] = {
@@ -569,7 +575,11 @@ def deactivate_users(session: Session, domain: str, raw_users: list[Any]) -> lis
             continue
         wanted.append((index, (user_key.user_type, user_key.external_id)))
     users = rows_by_keys(
-        session, User.__table__, domain, ("user_type", "external_id"), (key for _, key in wanted),
+        session,
+        User.__table__,
+        domain,
+        ("user_type", "external_id"),
+        (key for _, key in wanted),
         columns=("id", "user_type", "external_id", "enabled"),
     )
     to_disable: set[int] = set()

@@ -24,12 +24,24 @@ RosterRole = Literal["teacher", "co-teacher", "student"]
 # "LTI_SCORM", "Discussion", "Wiki", "Assessment"). Learning knows other types too, so the
 # server takes any type name; grade push decides which it sends (docs/grade-push.md).
 DOCUMENTED_GRADABLE_TYPES = ("Assignment", "Assessment", "Dropbox", "Discussion", "Wiki", "LTI_SCORM")
-GradableType = Annotated[str, Field(min_length=1, max_length=limits.GRADABLE_TYPE_LENGTH,
-                                    pattern=r"^[A-Za-z][A-Za-z0-9_]*$",
-                                    description="The gradable's type: one of " + ", ".join(DOCUMENTED_GRADABLE_TYPES)
-                                    + " (the source document's list) or another Learning type name.")]
+GradableType = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=limits.GRADABLE_TYPE_LENGTH,
+        pattern=r"^[A-Za-z][A-Za-z0-9_]*$",
+        description="The gradable's type: one of "
+        + ", ".join(DOCUMENTED_GRADABLE_TYPES)
+        + " (the source document's list) or another Learning type name.",
+    ),
+]
 GradebookEvent = Literal[
-    "score_set", "score_cleared", "gradable_created", "gradable_edited", "gradable_deleted", "class_linked",
+    "score_set",
+    "score_cleared",
+    "gradable_created",
+    "gradable_edited",
+    "gradable_deleted",
+    "class_linked",
     "class_unlinked",
 ]
 
@@ -314,19 +326,25 @@ class ScoreOut(BaseModel):
 
 class GradebookChangeOut(BaseModel):
     cursor: int
-    event: GradebookEvent = Field(description=(
-        "score_set / score_cleared (a score entered, changed or cleared: `student_id`, `score`, `version`); "
-        "gradable_created / gradable_edited (`changed_fields`) / gradable_deleted (`gradable`, `revision`); "
-        "class_linked / class_unlinked (`linked_class_id`: the imported class); linking re-emits the class's "
-        "gradables and scores after the class_linked entry."))
+    event: GradebookEvent = Field(
+        description=(
+            "score_set / score_cleared (a score entered, changed or cleared: `student_id`, `score`, `version`); "
+            "gradable_created / gradable_edited (`changed_fields`) / gradable_deleted (`gradable`, `revision`); "
+            "class_linked / class_unlinked (`linked_class_id`: the imported class); linking re-emits the class's "
+            "gradables and scores after the class_linked entry."
+        )
+    )
     class_id: str
     organization_id: str
     teacher_id: str
     year: str | None
     grade_push_enabled: bool = Field(description="The class's organization has grade push enabled (domain settings).")
-    linked_class_id: str | None = Field(description=(
-        "The imported class this class is linked to at read time (class_unlinked: the one it was linked to); "
-        "null when not linked."))
+    linked_class_id: str | None = Field(
+        description=(
+            "The imported class this class is linked to at read time (class_unlinked: the one it was linked to); "
+            "null when not linked."
+        )
+    )
     gradable: GradableOut | None = Field(description="The gradable's current fields (null for link events).")
     revision: int | None = Field(description="Gradable events: the gradable's revision this entry records.")
     changed_fields: list[str] | None = Field(description="gradable_edited: the fields that changed.")

@@ -126,8 +126,12 @@ class LearningSandbox:
         """Every user with ``learning_id`` (``GET /api/v1/admin/users``)."""
         rows, page = [], 1
         while True:
-            body = _json(self.client(domain).get("/api/v1/admin/users", params={
-                "page": page, "page_size": 1000, "without_import_id": str(without_import_id).lower()}))
+            body = _json(
+                self.client(domain).get(
+                    "/api/v1/admin/users",
+                    params={"page": page, "page_size": 1000, "without_import_id": str(without_import_id).lower()},
+                )
+            )
             rows += body["rows"]
             if not body["has_more"]:
                 return rows
@@ -145,8 +149,11 @@ class LearningSandbox:
     def notify(self, domain: str, user: str, kind: str = "credentials") -> dict[str, Any]:
         """``user`` is ``"<user_type>:<external_id>"``."""
         user_type, external_id = user.split(":", 1)
-        return _json(self.client(domain).post(f"/api/v1/admin/users/{user_type}/{external_id}/notifications",
-                                              json={"kind": kind}))
+        return _json(
+            self.client(domain).post(
+                f"/api/v1/admin/users/{user_type}/{external_id}/notifications", json={"kind": kind}
+            )
+        )
 
     def inject_faults(
         self,
@@ -157,7 +164,10 @@ class LearningSandbox:
         after_apply: bool = False,
         retry_after: int | None = None,
     ) -> int:
-        """Sandbox only: the domain's next ``count`` import writes answer ``status`` (see sandbox/learning/faults.py)."""
+        """Sandbox only: the domain's next ``count`` import writes answer ``status``.
+
+        See sandbox/learning/faults.py.
+        """
         body = {"count": count, "status": status, "after_apply": after_apply, "retry_after": retry_after}
         return _json(self.client(domain).put("/sandbox/faults", json=body))["remaining"]
 
@@ -192,8 +202,9 @@ class LearningSandbox:
     def link_class(self, domain: str, class_id: str, imported_class_id: str | None) -> dict[str, Any]:
         if imported_class_id is None:
             return _json(self.client(domain).delete(f"/api/v1/classes/{class_id}/link"))
-        return _json(self.client(domain).put(f"/api/v1/classes/{class_id}/link",
-                                             json={"imported_class_id": imported_class_id}))
+        return _json(
+            self.client(domain).put(f"/api/v1/classes/{class_id}/link", json={"imported_class_id": imported_class_id})
+        )
 
     def set_score(self, domain: str, gradable_id: int, student_id: str, score: str | None) -> dict[str, Any]:
         return _json(
@@ -238,8 +249,10 @@ class LearningSandbox:
 
     def rosters(self, domain: str) -> dict[tuple[str, str], str]:
         """(class_id, "<user_type>:<user_id>") -> role."""
-        return {(row["class_id"], f"{row['user_type']}:{row['user_id']}"): row["role"]
-                for row in self.read_all(domain, "rosters")}
+        return {
+            (row["class_id"], f"{row['user_type']}:{row['user_id']}"): row["role"]
+            for row in self.read_all(domain, "rosters")
+        }
 
     def parent_links(self, domain: str) -> set[tuple[str, str]]:
         return {(row["parent_id"], row["child_id"]) for row in self.read_all(domain, "parent_links")}

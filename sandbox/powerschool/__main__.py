@@ -42,11 +42,19 @@ def _options_from(arguments: argparse.Namespace) -> ServerOptions:
             except json.JSONDecodeError as error:
                 raise OptionsError(f"{source} is not valid JSON: {error}") from error
     flags = {
-        "latency_ms": arguments.latency_ms, "latency_jitter_ms": arguments.latency_jitter_ms,
-        "throttle_ms": arguments.throttle_ms, "error_rate": arguments.error_rate,
-        "reset_rate": arguments.reset_rate, "slow_rate": arguments.slow_rate, "slow_ms": arguments.slow_ms,
-        "resubmit_rate": arguments.resubmit_rate, "truncate_rate": arguments.truncate_rate, "token_lifetime_seconds": arguments.token_lifetime,
-        "oversize_page": arguments.oversize_page, "empty_page_style": arguments.empty_page, "fault_seed": arguments.fault_seed,
+        "latency_ms": arguments.latency_ms,
+        "latency_jitter_ms": arguments.latency_jitter_ms,
+        "throttle_ms": arguments.throttle_ms,
+        "error_rate": arguments.error_rate,
+        "reset_rate": arguments.reset_rate,
+        "slow_rate": arguments.slow_rate,
+        "slow_ms": arguments.slow_ms,
+        "resubmit_rate": arguments.resubmit_rate,
+        "truncate_rate": arguments.truncate_rate,
+        "token_lifetime_seconds": arguments.token_lifetime,
+        "oversize_page": arguments.oversize_page,
+        "empty_page_style": arguments.empty_page,
+        "fault_seed": arguments.fault_seed,
     }
     changes.update({name: value for name, value in flags.items() if value is not None})
     if arguments.max_page_size:
@@ -68,8 +76,9 @@ def _irregularities(arguments: argparse.Namespace) -> bool | None:
 def serve(arguments: argparse.Namespace) -> int:
     try:
         options = _options_from(arguments)
-        dataset_path = datasets.resolve_dataset(arguments.dataset, seed=arguments.seed,
-                                             irregularities=_irregularities(arguments))
+        dataset_path = datasets.resolve_dataset(
+            arguments.dataset, seed=arguments.seed, irregularities=_irregularities(arguments)
+        )
     except (OptionsError, store.DatasetError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -84,13 +93,16 @@ def serve(arguments: argparse.Namespace) -> int:
     run_directory = Path(tempfile.mkdtemp(prefix="powerschool-sandbox-"))
     try:
         database = store.make_working_copy(dataset_path, run_directory)
-        app = PowerSchoolApp(database, client_id=client_id, client_secret=client_secret, admin_token=admin_token,
-                             options=options)
+        app = PowerSchoolApp(
+            database, client_id=client_id, client_secret=client_secret, admin_token=admin_token, options=options
+        )
         try:
             server = TLSServer((arguments.host, arguments.port), app, make_ssl_context(certificate, key))
         except OSError as error:
-            print(f"error: cannot listen on {arguments.host}:{arguments.port}: {error} (try --port 0 for any free port)",
-                  file=sys.stderr)
+            print(
+                f"error: cannot listen on {arguments.host}:{arguments.port}: {error} (try --port 0 for any free port)",
+                file=sys.stderr,
+            )
             return 2
         # Listening on every interface (a container): advertise the first extra certificate name.
         host = arguments.host
@@ -99,9 +111,15 @@ def serve(arguments: argparse.Namespace) -> int:
         host = host if ":" not in host else f"[{host}]"
         app.base_url = f"https://{host}:{server.server_address[1]}"
         details = {
-            "base_url": app.base_url, "port": server.server_address[1], "client_id": client_id,
-            "client_secret": client_secret, "admin_token": admin_token, "ca_bundle": str(ca_bundle),
-            "dataset_path": str(dataset_path), "database_path": str(database), "pid": os.getpid(),
+            "base_url": app.base_url,
+            "port": server.server_address[1],
+            "client_id": client_id,
+            "client_secret": client_secret,
+            "admin_token": admin_token,
+            "ca_bundle": str(ca_bundle),
+            "dataset_path": str(dataset_path),
+            "database_path": str(database),
+            "pid": os.getpid(),
         }
         if arguments.ready_file:
             ready = Path(arguments.ready_file)
@@ -154,9 +172,19 @@ def generate_command(arguments: argparse.Namespace) -> int:
     with store.DatasetStore(path) as dataset:
         counts = {table: dataset.count(table) for table in store.SIS_TABLES}
         irregularities = dataset.info().get("irregularities", {})
-    print(json.dumps({"dataset": str(path), "seconds": round(seconds, 2), "peak_rss_mb": round(peak_mb, 1),
-                      "file_mb": round(path.stat().st_size / 1e6, 1), "rows": counts,
-                      "irregularities": irregularities}, indent=1))
+    print(
+        json.dumps(
+            {
+                "dataset": str(path),
+                "seconds": round(seconds, 2),
+                "peak_rss_mb": round(peak_mb, 1),
+                "file_mb": round(path.stat().st_size / 1e6, 1),
+                "rows": counts,
+                "irregularities": irregularities,
+            },
+            indent=1,
+        )
+    )
     return 0
 
 
@@ -168,19 +196,31 @@ def export_command(arguments: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    main = argparse.ArgumentParser(prog="python -m sandbox.powerschool", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    main.add_argument("--dataset", default="demo",
-                      help=f"a size ({', '.join(generator.SIZES)}), a fixture .json or a dataset .sqlite (default demo)")
+    main = argparse.ArgumentParser(
+        prog="python -m sandbox.powerschool", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    main.add_argument(
+        "--dataset",
+        default="demo",
+        help=f"a size ({', '.join(generator.SIZES)}), a fixture .json or a dataset .sqlite (default demo)",
+    )
     main.add_argument("--seed", type=int, default=1, help="generator seed (default 1)")
-    main.add_argument("--irregularities", choices=("on", "off"), default=None,
-                      help="generated districts with the irregularities of real ones (default: "
-                           "POWERSCHOOL_SANDBOX_IRREGULARITIES, else the generator's default)")
+    main.add_argument(
+        "--irregularities",
+        choices=("on", "off"),
+        default=None,
+        help="generated districts with the irregularities of real ones (default: "
+        "POWERSCHOOL_SANDBOX_IRREGULARITIES, else the generator's default)",
+    )
     main.add_argument("--host", default="127.0.0.1")
     main.add_argument("--port", type=int, default=8443, help="0 = any free port (default 8443)")
-    main.add_argument("--hostname", action="append", default=[],
-                      help="extra name in the certificate (localhost, 127.0.0.1 and ::1 always); repeatable, "
-                           "or SANDBOX_HOSTNAMES=a,b")
+    main.add_argument(
+        "--hostname",
+        action="append",
+        default=[],
+        help="extra name in the certificate (localhost, 127.0.0.1 and ::1 always); repeatable, "
+        "or SANDBOX_HOSTNAMES=a,b",
+    )
     main.add_argument("--client-id", default=DEFAULT_CLIENT_ID)
     main.add_argument("--tls-dir", help="where the sandbox CA lives (default .sandbox/tls or SANDBOX_TLS_DIR)")
     main.add_argument("--latency-ms", type=int)
@@ -194,11 +234,17 @@ def parser() -> argparse.ArgumentParser:
     main.add_argument("--resubmit-rate", type=float, help="share of score writes answered 412 Resubmit")
     main.add_argument("--fault-seed", type=int)
     main.add_argument("--token-lifetime", type=int, help="access token lifetime in seconds")
-    main.add_argument("--max-page-size", action="append", metavar="RESOURCE=N",
-                      help=f"per resource ({', '.join(DEFAULT_MAX_PAGE_SIZES)}); repeatable")
+    main.add_argument(
+        "--max-page-size",
+        action="append",
+        metavar="RESOURCE=N",
+        help=f"per resource ({', '.join(DEFAULT_MAX_PAGE_SIZES)}); repeatable",
+    )
     main.add_argument("--oversize-page", choices=["clamp", "refuse"])
-    main.add_argument("--empty-page", choices=["rotate", "missing", "null", "empty_string", "empty_list", "empty_object"])
-    main.add_argument("--options", help="any ServerOptions as JSON, e.g. '{\"field_grants\": {\"students\": [\"dcid\"]}}'")
+    main.add_argument(
+        "--empty-page", choices=["rotate", "missing", "null", "empty_string", "empty_list", "empty_object"]
+    )
+    main.add_argument("--options", help='any ServerOptions as JSON, e.g. \'{"field_grants": {"students": ["dcid"]}}\'')
     main.add_argument("--ready-file", help="write the connection details (JSON, mode 600) here once listening")
     main.add_argument("--quiet", action="store_true", help="print nothing at start")
     main.add_argument("--exit-with-parent", action="store_true", help="stop when the starting process ends")

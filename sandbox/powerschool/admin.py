@@ -43,7 +43,9 @@ def routes(app: PowerSchoolApp) -> list[Route]:
         ("POST", "teachers", admin.add_teacher),
         ("POST", "rekey", admin.rekey),
     ]
-    return [Route(method, re.compile(rf"^/sandbox/admin/{name}/?$"), handler, "admin") for method, name, handler in table]
+    return [
+        Route(method, re.compile(rf"^/sandbox/admin/{name}/?$"), handler, "admin") for method, name, handler in table
+    ]
 
 
 def _body(request: Request) -> dict[str, Any]:
@@ -75,8 +77,15 @@ class Admin:
         self.app = app
 
     def info(self, request: Request) -> Response:
-        return json_response(200, {"dataset": self.app.dataset_info, "client_id": self.app.client_id,
-                                   "options": self.app.options.as_dict(), "database": str(self.app.database_path)})
+        return json_response(
+            200,
+            {
+                "dataset": self.app.dataset_info,
+                "client_id": self.app.client_id,
+                "options": self.app.options.as_dict(),
+                "database": str(self.app.database_path),
+            },
+        )
 
     def configure(self, request: Request) -> Response:
         try:
@@ -116,16 +125,33 @@ class Admin:
         student_dcid, section_dcid = _required(body, "student_dcid", "section_dcid")
 
         def write(connection: sqlite3.Connection) -> dict[str, Any]:
-            student = _one(connection, "SELECT id FROM students WHERE dcid = ?", (student_dcid,), f"student {student_dcid}")
-            section = _one(connection, "SELECT se.id, se.schoolid, se.termid, tm.firstday, tm.lastday FROM sections se "
-                                       "LEFT JOIN terms tm ON tm.schoolid = se.schoolid AND tm.id = se.termid "
-                                       "WHERE se.dcid = ?", (section_dcid,), f"section {section_dcid}")
-            cc_id, cc_dcid = connection.execute("SELECT coalesce(max(id), 0) + 1, coalesce(max(dcid), 0) + 1 FROM cc").fetchone()
+            student = _one(
+                connection, "SELECT id FROM students WHERE dcid = ?", (student_dcid,), f"student {student_dcid}"
+            )
+            section = _one(
+                connection,
+                "SELECT se.id, se.schoolid, se.termid, tm.firstday, tm.lastday FROM sections se "
+                "LEFT JOIN terms tm ON tm.schoolid = se.schoolid AND tm.id = se.termid "
+                "WHERE se.dcid = ?",
+                (section_dcid,),
+                f"section {section_dcid}",
+            )
+            cc_id, cc_dcid = connection.execute(
+                "SELECT coalesce(max(id), 0) + 1, coalesce(max(dcid), 0) + 1 FROM cc"
+            ).fetchone()
             connection.execute(
                 "INSERT INTO cc (id, dcid, studentid, sectionid, schoolid, termid, dateenrolled, dateleft) "
                 "VALUES (?,?,?,?,?,?,?,?)",
-                (cc_id, cc_dcid, student["id"], section["id"], section["schoolid"], section["termid"],
-                 body.get("dateenrolled") or section["firstday"], body.get("dateleft") or section["lastday"]),
+                (
+                    cc_id,
+                    cc_dcid,
+                    student["id"],
+                    section["id"],
+                    section["schoolid"],
+                    section["termid"],
+                    body.get("dateenrolled") or section["firstday"],
+                    body.get("dateleft") or section["lastday"],
+                ),
             )
             return {"cc_id": cc_id, "cc_dcid": cc_dcid}
 
@@ -136,12 +162,17 @@ class Admin:
         student_dcid, section_dcid = _required(body, "student_dcid", "section_dcid")
 
         def write(connection: sqlite3.Connection) -> dict[str, Any]:
-            student = _one(connection, "SELECT id FROM students WHERE dcid = ?", (student_dcid,), f"student {student_dcid}")
-            section = _one(connection, "SELECT id FROM sections WHERE dcid = ?", (section_dcid,), f"section {section_dcid}")
+            student = _one(
+                connection, "SELECT id FROM students WHERE dcid = ?", (student_dcid,), f"student {student_dcid}"
+            )
+            section = _one(
+                connection, "SELECT id FROM sections WHERE dcid = ?", (section_dcid,), f"section {section_dcid}"
+            )
             # As PowerSchool does: a dropped enrollment keeps its row with a negative SectionID.
             cursor = connection.execute(
                 "UPDATE cc SET sectionid = -sectionid, dateleft = coalesce(?, dateleft) "
-                "WHERE studentid = ? AND sectionid = ?", (body.get("dateleft"), student["id"], section["id"]),
+                "WHERE studentid = ? AND sectionid = ?",
+                (body.get("dateleft"), student["id"], section["id"]),
             )
             if cursor.rowcount == 0:
                 raise HttpError(404, f"student {student_dcid} has no active enrollment in section {section_dcid}")
@@ -151,8 +182,11 @@ class Admin:
 
     RENAMABLE = {
         "student": ("students", "dcid", {"first_name", "middle_name", "last_name", "student_web_id", "email"}),
-        "teacher": ("teachers", "dcid", {"first_name", "middle_name", "last_name", "teacherloginid", "loginid",
-                                         "email_addr"}),
+        "teacher": (
+            "teachers",
+            "dcid",
+            {"first_name", "middle_name", "last_name", "teacherloginid", "loginid", "email_addr"},
+        ),
         "guardian": ("guardian", "guardianid", {"firstname", "lastname"}),
         "school": ("schools", "dcid", {"name", "abbreviation"}),
         "course": ("courses", "dcid", {"course_name"}),
@@ -171,8 +205,9 @@ class Admin:
 
         def write(connection: sqlite3.Connection) -> dict[str, Any]:
             assignments = ", ".join(f"{column} = ?" for column in changes)
-            cursor = connection.execute(f"UPDATE {table} SET {assignments} WHERE {key} = ?",
-                                        (*changes.values(), record_id))
+            cursor = connection.execute(
+                f"UPDATE {table} SET {assignments} WHERE {key} = ?", (*changes.values(), record_id)
+            )
             if cursor.rowcount == 0:
                 raise HttpError(404, f"{entity} {record_id} not found")
             return {"updated": cursor.rowcount}
@@ -186,8 +221,10 @@ class Admin:
             raise HttpError(400, "enroll_status must be one of 0, -1, 2, 3, 4")
 
         def write(connection: sqlite3.Connection) -> dict[str, Any]:
-            cursor = connection.execute("UPDATE students SET enroll_status = ?, exitdate = coalesce(?, exitdate) "
-                                        "WHERE dcid = ?", (status, body.get("exitdate"), student_dcid))
+            cursor = connection.execute(
+                "UPDATE students SET enroll_status = ?, exitdate = coalesce(?, exitdate) WHERE dcid = ?",
+                (status, body.get("exitdate"), student_dcid),
+            )
             if cursor.rowcount == 0:
                 raise HttpError(404, f"student {student_dcid} not found")
             return {"updated": cursor.rowcount}
@@ -212,30 +249,59 @@ class Admin:
         school_dcid, course_number, term_id = _required(body, "school_dcid", "course_number", "term_id")
 
         def write(connection: sqlite3.Connection) -> dict[str, Any]:
-            school = _one(connection, "SELECT school_number FROM schools WHERE dcid = ?", (school_dcid,),
-                          f"school {school_dcid}")
+            school = _one(
+                connection, "SELECT school_number FROM schools WHERE dcid = ?", (school_dcid,), f"school {school_dcid}"
+            )
             number = school["school_number"]
-            _one(connection, "SELECT 1 FROM courses WHERE schoolid = ? AND course_number = ?", (number, course_number),
-                 f"course {course_number} in school {school_dcid}")
-            term = _one(connection, "SELECT firstday, lastday FROM terms WHERE schoolid = ? AND id = ?",
-                        (number, term_id), f"term {term_id} in school {school_dcid}")
+            _one(
+                connection,
+                "SELECT 1 FROM courses WHERE schoolid = ? AND course_number = ?",
+                (number, course_number),
+                f"course {course_number} in school {school_dcid}",
+            )
+            term = _one(
+                connection,
+                "SELECT firstday, lastday FROM terms WHERE schoolid = ? AND id = ?",
+                (number, term_id),
+                f"term {term_id} in school {school_dcid}",
+            )
             lead = 0
             if body.get("teacher_dcid"):
-                lead = _one(connection, "SELECT id FROM teachers WHERE dcid = ?", (body["teacher_dcid"],),
-                            f"teacher {body['teacher_dcid']}")["id"]
+                lead = _one(
+                    connection,
+                    "SELECT id FROM teachers WHERE dcid = ?",
+                    (body["teacher_dcid"],),
+                    f"teacher {body['teacher_dcid']}",
+                )["id"]
             section_id, section_dcid = connection.execute(
-                "SELECT coalesce(max(id), 0) + 1, coalesce(max(dcid), 0) + 1 FROM sections").fetchone()
+                "SELECT coalesce(max(id), 0) + 1, coalesce(max(dcid), 0) + 1 FROM sections"
+            ).fetchone()
             expression = body.get("expression") or "1(A)"
             connection.execute(
                 "INSERT INTO sections (id, dcid, schoolid, course_number, section_number, expression, "
                 "external_expression, termid, teacher) VALUES (?,?,?,?,?,?,?,?,?)",
-                (section_id, section_dcid, number, course_number, str(body.get("section_number") or section_id),
-                 expression, expression.replace("(A)", ""), term_id, lead),
+                (
+                    section_id,
+                    section_dcid,
+                    number,
+                    course_number,
+                    str(body.get("section_number") or section_id),
+                    expression,
+                    expression.replace("(A)", ""),
+                    term_id,
+                    lead,
+                ),
             )
             teachers = [(lead, 1)] if lead else []
             for co_dcid in body.get("co_teacher_dcids") or []:
-                teachers.append((_one(connection, "SELECT id FROM teachers WHERE dcid = ?", (co_dcid,),
-                                      f"teacher {co_dcid}")["id"], 2))
+                teachers.append(
+                    (
+                        _one(connection, "SELECT id FROM teachers WHERE dcid = ?", (co_dcid,), f"teacher {co_dcid}")[
+                            "id"
+                        ],
+                        2,
+                    )
+                )
             for teacher_id, role in teachers:
                 connection.execute(
                     "INSERT INTO sectionteacher (sectionid, teacherid, roleid, start_date, end_date, allocation, "
@@ -253,18 +319,38 @@ class Admin:
         school_dcid, first_name, last_name = _required(body, "school_dcid", "first_name", "last_name")
 
         def write(connection: sqlite3.Connection) -> dict[str, Any]:
-            school = _one(connection, "SELECT school_number, low_grade FROM schools WHERE dcid = ?", (school_dcid,),
-                          f"school {school_dcid}")
+            school = _one(
+                connection,
+                "SELECT school_number, low_grade FROM schools WHERE dcid = ?",
+                (school_dcid,),
+                f"school {school_dcid}",
+            )
             student_id, dcid = connection.execute(
-                "SELECT coalesce(max(id), 0) + 1, coalesce(max(dcid), 0) + 1 FROM students").fetchone()
-            number = str(connection.execute(
-                "SELECT coalesce(max(CAST(student_number AS INTEGER)), 0) + 1 FROM students").fetchone()[0])
+                "SELECT coalesce(max(id), 0) + 1, coalesce(max(dcid), 0) + 1 FROM students"
+            ).fetchone()
+            number = str(
+                connection.execute(
+                    "SELECT coalesce(max(CAST(student_number AS INTEGER)), 0) + 1 FROM students"
+                ).fetchone()[0]
+            )
             connection.execute(
                 "INSERT INTO students (id, dcid, student_number, first_name, middle_name, last_name, student_web_id, "
                 "schoolid, grade_level, enroll_status, entrydate, exitdate, email) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (student_id, dcid, number, first_name, body.get("middle_name"), last_name, body.get("student_web_id"),
-                 school["school_number"], body.get("grade_level", school["low_grade"]), body.get("enroll_status", 0),
-                 body.get("entrydate"), body.get("exitdate"), body.get("email")),
+                (
+                    student_id,
+                    dcid,
+                    number,
+                    first_name,
+                    body.get("middle_name"),
+                    last_name,
+                    body.get("student_web_id"),
+                    school["school_number"],
+                    body.get("grade_level", school["low_grade"]),
+                    body.get("enroll_status", 0),
+                    body.get("entrydate"),
+                    body.get("exitdate"),
+                    body.get("email"),
+                ),
             )
             return {"id": student_id, "dcid": dcid, "student_number": number}
 
@@ -277,19 +363,32 @@ class Admin:
         school_dcid, first_name, last_name = _required(body, "school_dcid", "first_name", "last_name")
 
         def write(connection: sqlite3.Connection) -> dict[str, Any]:
-            school = _one(connection, "SELECT school_number FROM schools WHERE dcid = ?", (school_dcid,),
-                          f"school {school_dcid}")
+            school = _one(
+                connection, "SELECT school_number FROM schools WHERE dcid = ?", (school_dcid,), f"school {school_dcid}"
+            )
             teacher_id, dcid, users_dcid = connection.execute(
                 "SELECT coalesce(max(id), 0) + 1, coalesce(max(dcid), 0) + 1, coalesce(max(users_dcid), 0) + 1 "
-                "FROM teachers").fetchone()
+                "FROM teachers"
+            ).fetchone()
             connection.execute(
                 "INSERT INTO teachers (id, dcid, users_dcid, schoolid, first_name, last_name, middle_name, "
                 "teacherloginid, loginid, email_addr, status, staffstatus) VALUES (?,?,?,?,?,?,?,?,?,?,1,1)",
-                (teacher_id, dcid, users_dcid, school["school_number"], first_name, last_name, body.get("middle_name"),
-                 body.get("teacherloginid"), body.get("loginid", body.get("teacherloginid")), body.get("email_addr")),
+                (
+                    teacher_id,
+                    dcid,
+                    users_dcid,
+                    school["school_number"],
+                    first_name,
+                    last_name,
+                    body.get("middle_name"),
+                    body.get("teacherloginid"),
+                    body.get("loginid", body.get("teacherloginid")),
+                    body.get("email_addr"),
+                ),
             )
-            connection.execute("INSERT INTO teacher_schools (teacherid, schoolid) VALUES (?, ?)",
-                               (teacher_id, school["school_number"]))
+            connection.execute(
+                "INSERT INTO teacher_schools (teacherid, schoolid) VALUES (?, ?)", (teacher_id, school["school_number"])
+            )
             return {"id": teacher_id, "dcid": dcid, "users_dcid": users_dcid}
 
         return json_response(200, self.app.write(write))
@@ -311,10 +410,14 @@ class Admin:
             old = [row[0] for row in connection.execute(f"SELECT dcid FROM {entity} ORDER BY dcid LIMIT ?", (count,))]
             start = connection.execute(f"SELECT max(dcid) FROM {entity}").fetchone()[0] + 1
             changed = [(dcid, start + index) for index, dcid in enumerate(old)]
-            connection.executemany(f"UPDATE {entity} SET dcid = ? WHERE dcid = ?", [(new, dcid) for dcid, new in changed])
+            connection.executemany(
+                f"UPDATE {entity} SET dcid = ? WHERE dcid = ?", [(new, dcid) for dcid, new in changed]
+            )
             if entity == "students":
-                connection.executemany("UPDATE guardianstudent SET studentsdcid = ? WHERE studentsdcid = ?",
-                                       [(new, dcid) for dcid, new in changed])
+                connection.executemany(
+                    "UPDATE guardianstudent SET studentsdcid = ? WHERE studentsdcid = ?",
+                    [(new, dcid) for dcid, new in changed],
+                )
             return {"changed": changed}
 
         return json_response(200, self.app.write(write))
@@ -329,9 +432,11 @@ class Admin:
         return json_response(200, powerteacher.assignments_for_sections(connection, sections))
 
     def scores(self, request: Request) -> Response:
-        sql = ("SELECT s.assignmentsectionid, s.studentsdcid, s.actualscoreentered, s.actualscorekind, s.scorepoints, "
-               "s.writes, s.whenmodified, a.sectionsdcid, a.assignmentid FROM assignmentscore s "
-               "JOIN assignmentsection a ON a.id = s.assignmentsectionid")
+        sql = (
+            "SELECT s.assignmentsectionid, s.studentsdcid, s.actualscoreentered, s.actualscorekind, s.scorepoints, "
+            "s.writes, s.whenmodified, a.sectionsdcid, a.assignmentid FROM assignmentscore s "
+            "JOIN assignmentsection a ON a.id = s.assignmentsectionid"
+        )
         parameters: list[Any] = []
         if request.parameter("assignmentsectionid"):
             sql += " WHERE s.assignmentsectionid = ?"

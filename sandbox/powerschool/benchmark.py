@@ -5,9 +5,10 @@
 Starts the simulator in its own process (as tests do), then for each client count runs a
 bounded loop of ``GET /ws/v1/district/student?pagesize=100&page=N&expansions=school_enrollment,contact_info``
 (the import's call; pages cycle over the whole district; keep-alive HTTPS, certificate
-verified) and prints requests per second and latency percentiles as JSON. The numbers are the issue's "requests per second for a 100-row
-student page" figure. Wall-clock rates depend on how busy the machine is (the load average is
-printed); ``requests_per_server_cpu_second`` (server CPU time per request) does not.
+verified) and prints requests per second and latency percentiles as JSON. The numbers are
+the issue's "requests per second for a 100-row student page" figure. Wall-clock rates
+depend on how busy the machine is (the load average is printed);
+``requests_per_server_cpu_second`` (server CPU time per request) does not.
 """
 
 from __future__ import annotations
@@ -46,9 +47,11 @@ def _run_clients(sandbox, token: str, clients: int, seconds: float, pages: int) 
             page = offset
             while time.perf_counter() < deadline:
                 started = time.perf_counter()
-                response = client.get("/ws/v1/district/student",
-                                      params={"pagesize": 100, "page": page % pages + 1,
-                                              "expansions": "school_enrollment,contact_info"}, headers=headers)
+                response = client.get(
+                    "/ws/v1/district/student",
+                    params={"pagesize": 100, "page": page % pages + 1, "expansions": "school_enrollment,contact_info"},
+                    headers=headers,
+                )
                 if response.status_code != 200 or len(response.json()["students"]["student"]) != 100:
                     failed += 1
                 mine.append(time.perf_counter() - started)
@@ -68,7 +71,10 @@ def _run_clients(sandbox, token: str, clients: int, seconds: float, pages: int) 
     server_cpu = _cpu_seconds(sandbox.process.pid) - server_cpu_before
     latencies.sort()
     return {
-        "clients": clients, "requests": len(latencies), "errors": errors, "seconds": round(elapsed, 2),
+        "clients": clients,
+        "requests": len(latencies),
+        "errors": errors,
+        "seconds": round(elapsed, 2),
         "requests_per_second": round(len(latencies) / elapsed, 1),
         "p50_ms": round(statistics.median(latencies) * 1000, 1),
         "p95_ms": round(latencies[int(len(latencies) * 0.95) - 1] * 1000, 1),
@@ -86,15 +92,30 @@ def main() -> None:
     arguments = parser.parse_args()
     with running_powerschool(arguments.dataset) as sandbox:
         with httpx.Client(base_url=sandbox.base_url, verify=sandbox.ssl_context()) as client:
-            token = client.post("/oauth/access_token", auth=(sandbox.client_id, sandbox.client_secret),
-                                data={"grant_type": "client_credentials"}).json()["access_token"]
-            total = client.get("/ws/v1/district/student/count",
-                               headers={"Authorization": f"Bearer {token}"}).json()["resource"]["count"]
+            token = client.post(
+                "/oauth/access_token",
+                auth=(sandbox.client_id, sandbox.client_secret),
+                data={"grant_type": "client_credentials"},
+            ).json()["access_token"]
+            total = client.get("/ws/v1/district/student/count", headers={"Authorization": f"Bearer {token}"}).json()[
+                "resource"
+            ]["count"]
         pages = total // 100
-        results = [_run_clients(sandbox, token, int(count), arguments.seconds, pages)
-                   for count in arguments.clients.split(",")]
-    print(json.dumps({"dataset": arguments.dataset, "active_students": total, "cpu_count": os.cpu_count(),
-                      "load_average": [round(value, 2) for value in os.getloadavg()], "results": results}, indent=1))
+        results = [
+            _run_clients(sandbox, token, int(count), arguments.seconds, pages) for count in arguments.clients.split(",")
+        ]
+    print(
+        json.dumps(
+            {
+                "dataset": arguments.dataset,
+                "active_students": total,
+                "cpu_count": os.cpu_count(),
+                "load_average": [round(value, 2) for value in os.getloadavg()],
+                "results": results,
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

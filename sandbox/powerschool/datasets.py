@@ -17,8 +17,9 @@ from typing import Any
 from sandbox.powerschool import fixture, generator, store
 
 
-def resolve_dataset(dataset: str | Path, *, seed: int = 1, directory: Path | None = None,
-                    irregularities: bool | None = None) -> Path:
+def resolve_dataset(
+    dataset: str | Path, *, seed: int = 1, directory: Path | None = None, irregularities: bool | None = None
+) -> Path:
     """Turn a dataset argument into a SQLite dataset file, generating or loading it if needed.
 
     ``dataset`` is a generator size (tiny, demo, S, M, L), a fixture ``.json`` file, or a
@@ -34,8 +35,9 @@ def resolve_dataset(dataset: str | Path, *, seed: int = 1, directory: Path | Non
         current = f"{dataset}-{seed}-v{generator.GENERATOR_VERSION}"
         target = directory / f"{current}{'-irregular' if irregularities else ''}.sqlite"
         if not target.exists():
-            _build_atomically(target, lambda path: generator.generate(path, size=dataset, seed=seed,
-                                                                      irregularities=irregularities))
+            _build_atomically(
+                target, lambda path: generator.generate(path, size=dataset, seed=seed, irregularities=irregularities)
+            )
             # Datasets of older generator versions are never read again (an L one is 200 MB).
             for stale in directory.glob(f"{dataset}-{seed}-v*.sqlite"):
                 if not stale.name.startswith(f"{current}.") and not stale.name.startswith(f"{current}-"):

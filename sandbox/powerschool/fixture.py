@@ -90,8 +90,11 @@ def load_fixture(path: Path, target: Path) -> dict[str, int]:
                     raise _fail(path, f"{table}[{index}] must be an object")
                 extra = set(row) - set(columns) - ({"school_affiliations"} if table == "teachers" else set())
                 if extra:
-                    raise _fail(path, f"{table}[{index}] has unknown column(s) {', '.join(sorted(extra))}; "
-                                      f"columns of {table}: {', '.join(columns)}")
+                    raise _fail(
+                        path,
+                        f"{table}[{index}] has unknown column(s) {', '.join(sorted(extra))}; "
+                        f"columns of {table}: {', '.join(columns)}",
+                    )
                 missing = [column for column in REQUIRED_COLUMNS[table] if row.get(column) in (None, "")]
                 if missing:
                     raise _fail(path, f"{table}[{index}] lacks required column(s) {', '.join(missing)}")
@@ -105,8 +108,9 @@ def load_fixture(path: Path, target: Path) -> dict[str, int]:
             try:
                 connection.executemany(f"INSERT INTO {table} ({','.join(columns)}) VALUES ({placeholders})", values)
                 if affiliations:
-                    connection.executemany("INSERT INTO teacher_schools (teacherid, schoolid) VALUES (?, ?)",
-                                           affiliations)
+                    connection.executemany(
+                        "INSERT INTO teacher_schools (teacherid, schoolid) VALUES (?, ?)", affiliations
+                    )
             except sqlite3.IntegrityError as error:
                 raise _fail(path, f"{table}: {error} (ids and dcids must be unique)") from error
             counts[table] = len(values)

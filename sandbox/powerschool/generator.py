@@ -78,21 +78,183 @@ STUDENT_NUMBER_OFFSET = 300_000
 CC_DCID_OFFSET = 5_000_000
 GUARDIAN_ID_OFFSET = 700_000
 
-FIRST_NAMES = ["James", "Mary", "Olivia", "Liam", "Emma", "Noah", "Ava", "Ethan", "Sophia", "Mason", "Isabella", "Lucas", "Mia", "Aiden", "Harper", "Elijah", "Amelia", "Logan", "Evelyn", "Benjamin", "Abigail", "Jacob", "Emily", "Michael", "Ella", "Daniel", "Grace", "Henry", "Chloe", "Jackson", "Aria", "Samuel", "Layla", "Sebastian", "Riley", "David", "Zoey", "Carter", "Nora", "Wyatt", "Lily", "Jayden", "Hannah", "John", "Madison", "Owen", "Ellie", "Dylan", "Avery", "Luke"]
-FIRST_NAMES_ACCENTED = ["José", "Zoë", "Chloé", "Renée", "François", "Björn", "Søren", "Łukasz", "Inés",
-                        "Mónica", "André", "Jérôme", "Anaïs", "D'Andre", "Ke'Shawn", "Mary-Kate", "Siobhán"]
+FIRST_NAMES = [
+    "James",
+    "Mary",
+    "Olivia",
+    "Liam",
+    "Emma",
+    "Noah",
+    "Ava",
+    "Ethan",
+    "Sophia",
+    "Mason",
+    "Isabella",
+    "Lucas",
+    "Mia",
+    "Aiden",
+    "Harper",
+    "Elijah",
+    "Amelia",
+    "Logan",
+    "Evelyn",
+    "Benjamin",
+    "Abigail",
+    "Jacob",
+    "Emily",
+    "Michael",
+    "Ella",
+    "Daniel",
+    "Grace",
+    "Henry",
+    "Chloe",
+    "Jackson",
+    "Aria",
+    "Samuel",
+    "Layla",
+    "Sebastian",
+    "Riley",
+    "David",
+    "Zoey",
+    "Carter",
+    "Nora",
+    "Wyatt",
+    "Lily",
+    "Jayden",
+    "Hannah",
+    "John",
+    "Madison",
+    "Owen",
+    "Ellie",
+    "Dylan",
+    "Avery",
+    "Luke",
+]
+FIRST_NAMES_ACCENTED = [
+    "José",
+    "Zoë",
+    "Chloé",
+    "Renée",
+    "François",
+    "Björn",
+    "Søren",
+    "Łukasz",
+    "Inés",
+    "Mónica",
+    "André",
+    "Jérôme",
+    "Anaïs",
+    "D'Andre",
+    "Ke'Shawn",
+    "Mary-Kate",
+    "Siobhán",
+]
 FIRST_NAMES_NON_LATIN = ["王芳", "Дмитрий", "Анна", "محمد", "فاطمة", "さくら", "민준", "서연", "Ελένη", "नेहा"]
-LAST_NAMES = ["Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez", "Martinez", "Hernandez", "Lopez", "Gonzalez", "Wilson", "Anderson", "Thomas", "Taylor", "Moore", "Jackson", "Martin", "Lee", "Perez", "Thompson", "White", "Harris", "Sanchez", "Clark", "Ramirez", "Lewis", "Robinson", "Walker", "Young", "Allen", "King", "Wright", "Scott", "Torres", "Nguyen", "Hill", "Flores", "Green", "Adams", "Nelson", "Baker", "Hall", "Rivera", "Campbell", "Mitchell", "Carter", "Roberts"]
-LAST_NAMES_ACCENTED = ["O'Brien", "D'Angelo", "O'Connor", "N'Diaye", "Núñez", "Peña", "Müller", "Dvořák",
-                       "Łukaszewski", "Søndergaard", "García-López", "Smith-Jones", "Van der Berg", "St. John"]
+LAST_NAMES = [
+    "Smith",
+    "Johnson",
+    "Williams",
+    "Brown",
+    "Jones",
+    "Garcia",
+    "Miller",
+    "Davis",
+    "Rodriguez",
+    "Martinez",
+    "Hernandez",
+    "Lopez",
+    "Gonzalez",
+    "Wilson",
+    "Anderson",
+    "Thomas",
+    "Taylor",
+    "Moore",
+    "Jackson",
+    "Martin",
+    "Lee",
+    "Perez",
+    "Thompson",
+    "White",
+    "Harris",
+    "Sanchez",
+    "Clark",
+    "Ramirez",
+    "Lewis",
+    "Robinson",
+    "Walker",
+    "Young",
+    "Allen",
+    "King",
+    "Wright",
+    "Scott",
+    "Torres",
+    "Nguyen",
+    "Hill",
+    "Flores",
+    "Green",
+    "Adams",
+    "Nelson",
+    "Baker",
+    "Hall",
+    "Rivera",
+    "Campbell",
+    "Mitchell",
+    "Carter",
+    "Roberts",
+]
+LAST_NAMES_ACCENTED = [
+    "O'Brien",
+    "D'Angelo",
+    "O'Connor",
+    "N'Diaye",
+    "Núñez",
+    "Peña",
+    "Müller",
+    "Dvořák",
+    "Łukaszewski",
+    "Søndergaard",
+    "García-López",
+    "Smith-Jones",
+    "Van der Berg",
+    "St. John",
+]
 LAST_NAMES_NON_LATIN = ["李", "Иванова", "Петров", "الحسن", "佐藤", "김", "Παπαδόπουλος", "כהן"]
-PLACES = ["Lincoln", "Jefferson", "Riverside", "Oak Grove", "Maple", "Hillcrest", "Lakeview", "Cedar",
-          "Washington", "Sunnyvale", "Pine Ridge", "Brookside", "Highland", "Meadow", "Fairview", "Westwood"]
+PLACES = [
+    "Lincoln",
+    "Jefferson",
+    "Riverside",
+    "Oak Grove",
+    "Maple",
+    "Hillcrest",
+    "Lakeview",
+    "Cedar",
+    "Washington",
+    "Sunnyvale",
+    "Pine Ridge",
+    "Brookside",
+    "Highland",
+    "Meadow",
+    "Fairview",
+    "Westwood",
+]
 SUBJECTS = {
     "elementary": ["Homeroom", "Reading", "Mathematics", "Science", "Art", "Music", "Physical Education"],
     "middle": ["English", "Math", "Life Science", "U.S. History", "Español I", "Band", "Art & Design", "P.E."],
-    "high": ["English 9", "English 10", "Algebra I", "Geometry", "Biology", "Chemistry", "World History",
-             "Español II", "Français I", "AP Calculus AB", "Computer Science", "Choir", "Health"],
+    "high": [
+        "English 9",
+        "English 10",
+        "Algebra I",
+        "Geometry",
+        "Biology",
+        "Chemistry",
+        "World History",
+        "Español II",
+        "Français I",
+        "AP Calculus AB",
+        "Computer Science",
+        "Choir",
+        "Health",
+    ],
 }
 RELATIONSHIPS = ["Mother", "Father", "Guardian", "Grandparent", "Stepparent"]
 
@@ -247,16 +409,36 @@ class _Generator:
             for year in DISTRICT["school_years"]:
                 year_id = year - 1990
                 periods = [
-                    (year_id * 100, f"{year}-{year + 1}", f"{str(year)[2:]}-{str(year + 1)[2:]}",
-                     f"{year}-08-15", f"{year + 1}-06-05", 1, 1),
+                    (
+                        year_id * 100,
+                        f"{year}-{year + 1}",
+                        f"{str(year)[2:]}-{str(year + 1)[2:]}",
+                        f"{year}-08-15",
+                        f"{year + 1}-06-05",
+                        1,
+                        1,
+                    ),
                     (year_id * 100 + 1, "Semester 1", "S1", f"{year}-08-15", f"{year}-12-19", 2, 0),
                     (year_id * 100 + 2, "Semester 2", "S2", f"{year + 1}-01-05", f"{year + 1}-06-05", 2, 0),
                 ]
                 per_year[year] = []
                 for term_id, name, abbreviation, first_day, last_day, portion, is_year in periods:
                     dcid = TERM_DCID_OFFSET + self.new_id("terms")
-                    self.writer.add("terms", (term_id, dcid, school.number, name, abbreviation, first_day,
-                                              last_day, year_id, portion, is_year))
+                    self.writer.add(
+                        "terms",
+                        (
+                            term_id,
+                            dcid,
+                            school.number,
+                            name,
+                            abbreviation,
+                            first_day,
+                            last_day,
+                            year_id,
+                            portion,
+                            is_year,
+                        ),
+                    )
                     per_year[year].append((term_id, first_day, last_day))
         return result
 
@@ -287,9 +469,23 @@ class _Generator:
                 email = f"{login}@outlook.com"
             else:
                 email = None
-            self.writer.add("teachers", (teacher_id, TEACHER_DCID_OFFSET + teacher_id, USERS_DCID_OFFSET + teacher_id,
-                                         school.number, first, last, middle, teacher_login, admin_login, email,
-                                         status, staff_status))
+            self.writer.add(
+                "teachers",
+                (
+                    teacher_id,
+                    TEACHER_DCID_OFFSET + teacher_id,
+                    USERS_DCID_OFFSET + teacher_id,
+                    school.number,
+                    first,
+                    last,
+                    middle,
+                    teacher_login,
+                    admin_login,
+                    email,
+                    status,
+                    staff_status,
+                ),
+            )
             self.writer.add("teacher_schools", (teacher_id, school.number))
             if status == 1 and staff_status == 1:
                 active.append(teacher_id)
@@ -298,7 +494,10 @@ class _Generator:
         return active
 
     def courses_and_sections(
-        self, school: _School, terms: dict[int, list[tuple[int, str, str]]], current_sections: int,
+        self,
+        school: _School,
+        terms: dict[int, list[tuple[int, str, str]]],
+        current_sections: int,
         teachers: list[int],
     ) -> dict[int, list[tuple[int, int]]]:
         """Write courses and sections; return per year [(Sections.ID, Terms.ID)]."""
@@ -307,7 +506,9 @@ class _Generator:
         for index, subject in enumerate(subjects):
             course_id = self.new_id("courses")
             # Half the course numbers are digit-only (they come back as JSON numbers, quirk 3).
-            number = f"{school.number * 10 + index}" if index % 2 == 0 else f"{subject[:3].upper()}{school.number + index}"
+            number = (
+                f"{school.number * 10 + index}" if index % 2 == 0 else f"{subject[:3].upper()}{school.number + index}"
+            )
             number = ascii_fold(number).upper() or str(course_id)
             self.writer.add("courses", (course_id, COURSE_DCID_OFFSET + course_id, number, subject, school.number))
             course_numbers.append(number)
@@ -330,9 +531,20 @@ class _Generator:
                 expression = f"{period}(A)" if self.random.random() < 0.85 else f"{period}-{period + 1}(A-B)"
                 section_number = str(index + 1) if index % 3 else f"{chr(65 + index % 26)}{index + 1}"
                 course = course_numbers[index % len(course_numbers)]
-                self.writer.add("sections", (section_id, SECTION_DCID_OFFSET + section_id, school.number, course,
-                                             section_number, expression, expression.replace("(A)", ""), term_id,
-                                             lead))
+                self.writer.add(
+                    "sections",
+                    (
+                        section_id,
+                        SECTION_DCID_OFFSET + section_id,
+                        school.number,
+                        course,
+                        section_number,
+                        expression,
+                        expression.replace("(A)", ""),
+                        term_id,
+                        lead,
+                    ),
+                )
                 if lead:
                     self.section_teacher(section_id, lead, 1, periods[0][1], periods[0][2])
                 result[year].append((section_id, term_id))
@@ -347,9 +559,7 @@ class _Generator:
         """Co-teachers as PowerSchool stores them: SectionTeacher rows with the Co-teacher role."""
         current_year = DISTRICT["import_start_year"]
         current = [
-            section_id
-            for school in schools
-            for section_id, _ in sections_by_school[school.number][current_year]
+            section_id for school in schools for section_id, _ in sections_by_school[school.number][current_year]
         ]
         # The loads around the 25-class cap go to itinerant co-teachers (a special-education
         # or language specialist), based at the first school and affiliated with every school.
@@ -358,9 +568,23 @@ class _Generator:
             teacher_id = self.new_id("teachers")
             first, last = self.first_name(), self.last_name()
             login = f"{ascii_fold(first)[:1] or 't'}{ascii_fold(last) or 'staff'}{teacher_id}"
-            self.writer.add("teachers", (teacher_id, TEACHER_DCID_OFFSET + teacher_id, USERS_DCID_OFFSET + teacher_id,
-                                         schools[0].number, first, last, None, login, login,
-                                         f"{login}@{STAFF_DOMAIN}", 1, 1))
+            self.writer.add(
+                "teachers",
+                (
+                    teacher_id,
+                    TEACHER_DCID_OFFSET + teacher_id,
+                    USERS_DCID_OFFSET + teacher_id,
+                    schools[0].number,
+                    first,
+                    last,
+                    None,
+                    login,
+                    login,
+                    f"{login}@{STAFF_DOMAIN}",
+                    1,
+                    1,
+                ),
+            )
             for school in schools:
                 self.writer.add("teacher_schools", (teacher_id, school.number))
             for section_id in self.random.sample(current, min(load, len(current))):
@@ -381,7 +605,8 @@ class _Generator:
             return
         rows = self.connection.execute(
             "SELECT id, schoolid, teacherloginid FROM teachers WHERE status = 1 AND teacherloginid IS NOT NULL "
-            "AND schoolid IN (?, ?) ORDER BY id", (schools[0].number, schools[1].number)
+            "AND schoolid IN (?, ?) ORDER BY id",
+            (schools[0].number, schools[1].number),
         ).fetchall()
         first = next(row for row in rows if row[1] == schools[0].number)
         second = next(row for row in rows if row[1] == schools[1].number)
@@ -389,8 +614,13 @@ class _Generator:
             "UPDATE teachers SET teacherloginid = ?, loginid = ? WHERE id = ?", (first[2], first[2], second[0])
         )
 
-    def students(self, school: _School, count: int, sections: dict[int, list[tuple[int, int]]],
-                 terms: dict[int, list[tuple[int, str, str]]]) -> None:
+    def students(
+        self,
+        school: _School,
+        count: int,
+        sections: dict[int, list[tuple[int, int]]],
+        terms: dict[int, list[tuple[int, str, str]]],
+    ) -> None:
         current_year = DISTRICT["import_start_year"]
         term_days = {term_id: (first, last) for periods in terms.values() for term_id, first, last in periods}
         current = sections[current_year]
@@ -408,8 +638,17 @@ class _Generator:
             # positions 4..8 of every school cover each inactive status at least once
             status = {4: -1, 5: 2, 6: 3, 7: 4}.get(position)
             if status is None:
-                status = (0 if status_roll < 0.9 else -1 if status_roll < 0.92 else 2 if status_roll < 0.96
-                          else 3 if status_roll < 0.99 else 4)
+                status = (
+                    0
+                    if status_roll < 0.9
+                    else -1
+                    if status_roll < 0.92
+                    else 2
+                    if status_roll < 0.96
+                    else 3
+                    if status_roll < 0.99
+                    else 4
+                )
             entry, exit_ = f"{current_year}-08-15", f"{current_year + 1}-06-05"
             if status == -1:
                 entry = f"{current_year + 1}-01-05"
@@ -432,14 +671,38 @@ class _Generator:
                 email = f"{web_id}@gmail.com"
             else:
                 email = None
-            self.writer.add("students", (student_id, dcid, number, first, middle, last, web_id, school.number,
-                                         grade, status, entry, exit_, email))
+            self.writer.add(
+                "students",
+                (
+                    student_id,
+                    dcid,
+                    number,
+                    first,
+                    middle,
+                    last,
+                    web_id,
+                    school.number,
+                    grade,
+                    status,
+                    entry,
+                    exit_,
+                    email,
+                ),
+            )
             if status != -1:
                 self.enrollments(student_id, school, status, current, previous, term_days, exit_)
             family = self.guardians(dcid, last, family)
 
-    def enrollments(self, student_id: int, school: _School, status: int, current: list[tuple[int, int]],
-                    previous: list[tuple[int, int]], term_days: dict[int, tuple[str, str]], exit_date: str) -> None:
+    def enrollments(
+        self,
+        student_id: int,
+        school: _School,
+        status: int,
+        current: list[tuple[int, int]],
+        previous: list[tuple[int, int]],
+        term_days: dict[int, tuple[str, str]],
+        exit_date: str,
+    ) -> None:
         chosen = self.random.sample(current, min(len(current), self.random.choice(CURRENT_ENROLLMENTS)))
         if self.random.random() < 0.5 and previous:
             chosen.append(self.random.choice(previous))
@@ -450,8 +713,19 @@ class _Generator:
             dropped = (status == 2 and left > exit_date) or self.random.random() < 0.03
             if dropped:
                 left = exit_date if status == 2 else entered[:8] + "28"
-            self.writer.add("cc", (cc_id, CC_DCID_OFFSET + cc_id, student_id, -section_id if dropped else section_id,
-                                   school.number, term_id, entered, left))
+            self.writer.add(
+                "cc",
+                (
+                    cc_id,
+                    CC_DCID_OFFSET + cc_id,
+                    student_id,
+                    -section_id if dropped else section_id,
+                    school.number,
+                    term_id,
+                    entered,
+                    left,
+                ),
+            )
 
     def guardians(self, student_dcid: int, student_last_name: str, family: list[int]) -> list[int]:
         """Link a student to guardians; siblings (one in five) share the previous student's guardians."""
@@ -503,8 +777,7 @@ class _Generator:
         ).fetchall():
             for position, name in enumerate(["Labs", "Projects"], start=1):
                 category_id += 1
-                self.writer.add("teachercategory", (category_id, users_dcid, name, "user", 1, position, "green",
-                                                    None))
+                self.writer.add("teachercategory", (category_id, users_dcid, name, "user", 1, position, "green", None))
 
 
 def irregularities_default() -> bool:
@@ -542,8 +815,15 @@ def generate(path: Path, *, size: str, seed: int, irregularities: bool | None = 
         if irregularities:
             found = Irregularities(connection, f"{size}:{seed}").apply()
             counts = {table: connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in counts}
-        info = {**DISTRICT, "name": size, "seed": seed, "size": size, "generator_version": GENERATOR_VERSION,
-                "source": "generator", "irregularities": found}
+        info = {
+            **DISTRICT,
+            "name": size,
+            "seed": seed,
+            "size": size,
+            "generator_version": GENERATOR_VERSION,
+            "source": "generator",
+            "irregularities": found,
+        }
         store.write_info(connection, info)
         connection.commit()
         connection.execute("ANALYZE")

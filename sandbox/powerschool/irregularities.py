@@ -93,7 +93,8 @@ class Irregularities:
         self.count_names_and_missing_emails()
         self.counts["same_web_id_two_schools"] = self.value(
             "SELECT count(*) FROM (SELECT student_web_id FROM students WHERE student_web_id IS NOT NULL "
-            "GROUP BY student_web_id HAVING count(DISTINCT schoolid) > 1)")
+            "GROUP BY student_web_id HAVING count(DISTINCT schoolid) > 1)"
+        )
         return dict(sorted(self.counts.items()))
 
     # -- helpers ---------------------------------------------------------------------------
@@ -103,14 +104,20 @@ class Irregularities:
             "SELECT id, schoolid FROM (SELECT *, "
             "row_number() OVER (PARTITION BY schoolid ORDER BY id) AS position FROM students) "
             f"WHERE position > {FORCED_POSITIONS} AND enroll_status = 0 AND student_web_id IS NOT NULL "
-            + (f"AND {where} " if where else "") + "ORDER BY id", parameters)
+            + (f"AND {where} " if where else "")
+            + "ORDER BY id",
+            parameters,
+        )
 
     def current_sections(self, where: str = "") -> list[tuple[int, int, int]]:
         """(id, school number, lead Teachers.ID) of current-year sections with a lead teacher."""
         first_term = (CURRENT_YEAR - 1990) * 100
         return self.rows(
             "SELECT id, schoolid, teacher FROM sections WHERE teacher <> 0 AND termid >= ? "
-            + (f"AND {where} " if where else "") + "ORDER BY id", (first_term,))
+            + (f"AND {where} " if where else "")
+            + "ORDER BY id",
+            (first_term,),
+        )
 
     def next_id(self, table: str, column: str = "id") -> int:
         return self.value(f"SELECT coalesce(max({column}), 0) + 1 FROM {table}")
@@ -119,8 +126,10 @@ class Irregularities:
     def empty_expression(self) -> None:
         sections = self.current_sections()
         chosen = self.random.sample(sections, _share(len(sections), 0.02, 2))
-        self.connection.executemany("UPDATE sections SET expression = NULL, external_expression = NULL WHERE id = ?",
-                                    [(section_id,) for section_id, *_ in chosen])
+        self.connection.executemany(
+            "UPDATE sections SET expression = NULL, external_expression = NULL WHERE id = ?",
+            [(section_id,) for section_id, *_ in chosen],
+        )
         self.counts["empty_expression"] = len(chosen)
 
     def lead_teacher_replaced(self) -> None:
@@ -129,19 +138,28 @@ class Irregularities:
         for teacher_id, school in self.rows("SELECT id, schoolid FROM teachers WHERE status = 1 AND staffstatus = 1"):
             active.setdefault(school, []).append(teacher_id)
         # (not a section led by an inactive teacher: the generator keeps one on purpose)
-        sections = [row for row in self.current_sections("expression IS NOT NULL AND teacher IN "
-                                                         "(SELECT id FROM teachers WHERE status = 1)")
-                    if len(active.get(row[1], [])) > 1]
+        sections = [
+            row
+            for row in self.current_sections(
+                "expression IS NOT NULL AND teacher IN (SELECT id FROM teachers WHERE status = 1)"
+            )
+            if len(active.get(row[1], [])) > 1
+        ]
         chosen = self.random.sample(sections, _share(len(sections), 0.01, 2))
         next_row = self.next_id("sectionteacher")
         for section_id, school, old_lead in chosen:
             new_lead = self.random.choice([teacher for teacher in active[school] if teacher != old_lead])
-            (end,) = self.rows("SELECT end_date FROM sectionteacher WHERE sectionid = ? AND roleid = 1", (section_id,))[0]
-            self.connection.execute("UPDATE sectionteacher SET end_date = ? WHERE sectionid = ? AND roleid = 1",
-                                    (LEAD_LEFT, section_id))
+            (end,) = self.rows("SELECT end_date FROM sectionteacher WHERE sectionid = ? AND roleid = 1", (section_id,))[
+                0
+            ]
+            self.connection.execute(
+                "UPDATE sectionteacher SET end_date = ? WHERE sectionid = ? AND roleid = 1", (LEAD_LEFT, section_id)
+            )
             self.connection.execute(
                 "INSERT INTO sectionteacher (id, sectionid, teacherid, roleid, start_date, end_date, allocation, "
-                "priorityorder) VALUES (?, ?, ?, 1, ?, ?, 1.0, 1)", (next_row, section_id, new_lead, LEAD_STARTED, end))
+                "priorityorder) VALUES (?, ?, ?, 1, ?, ?, 1.0, 1)",
+                (next_row, section_id, new_lead, LEAD_STARTED, end),
+            )
             next_row += 1
             self.connection.execute("UPDATE sections SET teacher = ? WHERE id = ?", (new_lead, section_id))
         self.counts["lead_teacher_replaced"] = len(chosen)
@@ -150,10 +168,12 @@ class Irregularities:
         # Not the itinerant co-teachers (their loads of 24, 25, 26 and 30 classes test the cap).
         rows = self.rows(
             "SELECT id FROM sectionteacher WHERE roleid = 2 AND teacherid IN (SELECT teacherid FROM sectionteacher "
-            "WHERE roleid = 2 GROUP BY teacherid HAVING count(*) < 20) ORDER BY id")
+            "WHERE roleid = 2 GROUP BY teacherid HAVING count(*) < 20) ORDER BY id"
+        )
         chosen = self.random.sample(rows, _share(len(rows), 0.15, 1))
-        self.connection.executemany("UPDATE sectionteacher SET end_date = ? WHERE id = ?",
-                                    [(CO_TEACHER_ENDED, row_id) for (row_id,) in chosen])
+        self.connection.executemany(
+            "UPDATE sectionteacher SET end_date = ? WHERE id = ?", [(CO_TEACHER_ENDED, row_id) for (row_id,) in chosen]
+        )
         self.counts["ended_co_teachers"] = len(chosen)
 
     def district_office_staff(self) -> None:
@@ -161,14 +181,17 @@ class Irregularities:
         schools = [number for (number,) in self.rows("SELECT school_number FROM schools ORDER BY school_number")]
         teachers = self.rows(
             "SELECT t.id, t.schoolid FROM teachers t WHERE t.status = 1 AND t.staffstatus = 1 "
-            "AND t.teacherloginid IS NOT NULL AND (SELECT count(*) FROM teacher_schools ts WHERE ts.teacherid = t.id) = 1 "
-            "ORDER BY t.id")
+            "AND t.teacherloginid IS NOT NULL "
+            "AND (SELECT count(*) FROM teacher_schools ts WHERE ts.teacherid = t.id) = 1 "
+            "ORDER BY t.id"
+        )
         chosen = self.random.sample(teachers, min(len(teachers), max(2, len(schools) // 2)))
         for teacher_id, home in chosen:
             other = schools[(schools.index(home) + 1) % len(schools)]
             self.connection.execute("UPDATE teachers SET schoolid = 0 WHERE id = ?", (teacher_id,))
-            self.connection.execute("INSERT OR IGNORE INTO teacher_schools (teacherid, schoolid) VALUES (?, ?)",
-                                    (teacher_id, other))
+            self.connection.execute(
+                "INSERT OR IGNORE INTO teacher_schools (teacherid, schoolid) VALUES (?, ?)", (teacher_id, other)
+            )
         self.counts["district_office_staff"] = len(chosen)
 
     def prek_without_grade_level(self) -> None:
@@ -177,8 +200,9 @@ class Irregularities:
         for school in elementary:
             students = self.ordinary_students("schoolid = ?", (school,))
             chosen += self.random.sample(students, _share(len(students), 0.02, 1))
-        self.connection.executemany("UPDATE students SET grade_level = NULL WHERE id = ?",
-                                    [(student_id,) for student_id, _school in chosen])
+        self.connection.executemany(
+            "UPDATE students SET grade_level = NULL WHERE id = ?", [(student_id,) for student_id, _school in chosen]
+        )
         self.counts["prek_without_grade_level"] = len(chosen)
 
     def duplicate_full_names(self) -> None:
@@ -196,7 +220,9 @@ class Irregularities:
         for original, copy in pairs:
             self.connection.execute(
                 "UPDATE students SET first_name = (SELECT first_name FROM students WHERE id = ?), "
-                "last_name = (SELECT last_name FROM students WHERE id = ?) WHERE id = ?", (original, original, copy))
+                "last_name = (SELECT last_name FROM students WHERE id = ?) WHERE id = ?",
+                (original, original, copy),
+            )
         self.counts["duplicate_full_names"] = len(pairs)
 
     def transfers_between_schools(self) -> None:
@@ -211,26 +237,40 @@ class Irregularities:
         cc_dcid = self.next_id("cc", "dcid")
         for student_id, school in chosen:
             old_school = schools[(schools.index(school) + 1) % len(schools)]
-            old_sections = self.rows("SELECT id, termid FROM sections WHERE schoolid = ? AND termid >= ? ORDER BY id",
-                                     (old_school, first_term))
+            old_sections = self.rows(
+                "SELECT id, termid FROM sections WHERE schoolid = ? AND termid >= ? ORDER BY id",
+                (old_school, first_term),
+            )
             for section_id, term_id in self.random.sample(old_sections, min(2, len(old_sections))):
                 self.connection.execute(
                     "INSERT INTO cc (id, dcid, studentid, sectionid, schoolid, termid, dateenrolled, dateleft) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (next_cc, cc_dcid, student_id, -section_id, old_school, term_id, f"{CURRENT_YEAR}-08-15",
-                     TRANSFER_DATE))
+                    (
+                        next_cc,
+                        cc_dcid,
+                        student_id,
+                        -section_id,
+                        old_school,
+                        term_id,
+                        f"{CURRENT_YEAR}-08-15",
+                        TRANSFER_DATE,
+                    ),
+                )
                 next_cc, cc_dcid = next_cc + 1, cc_dcid + 1
             self.connection.execute("UPDATE students SET entrydate = ? WHERE id = ?", (TRANSFER_DATE, student_id))
             self.connection.execute(
                 "UPDATE cc SET dateenrolled = ? WHERE studentid = ? AND sectionid > 0 AND termid >= ? "
-                "AND dateenrolled < ?", (TRANSFER_DATE, student_id, first_term, TRANSFER_DATE))
+                "AND dateenrolled < ?",
+                (TRANSFER_DATE, student_id, first_term, TRANSFER_DATE),
+            )
         self.counts["transfers_between_schools"] = len(chosen)
 
     def guardian_children_two_schools(self) -> None:
         links = self.rows(
             "SELECT gs.guardianid, s.schoolid FROM guardianstudent gs JOIN students s ON s.dcid = gs.studentsdcid "
             "JOIN guardian g ON g.guardianid = gs.guardianid WHERE g.accountidentifier IS NOT NULL "
-            "AND s.enroll_status = 0 ORDER BY gs.rowid")
+            "AND s.enroll_status = 0 ORDER BY gs.rowid"
+        )
         schools_of: dict[int, set[int]] = {}
         for guardian_id, school in links:
             schools_of.setdefault(guardian_id, set()).add(school)
@@ -241,8 +281,10 @@ class Irregularities:
             home = next(iter(schools_of[guardian_id]))
             child = self.random.choice([student_id for student_id, school in students if school != home])
             dcid = self.value("SELECT dcid FROM students WHERE id = ?", (child,))
-            self.connection.execute("INSERT INTO guardianstudent (guardianid, studentsdcid, relationship) "
-                                    "VALUES (?, ?, 'Mother')", (guardian_id, dcid))
+            self.connection.execute(
+                "INSERT INTO guardianstudent (guardianid, studentsdcid, relationship) VALUES (?, ?, 'Mother')",
+                (guardian_id, dcid),
+            )
         self.counts["guardian_children_two_schools"] = len(chosen)
 
     def bad_emails(self) -> None:
@@ -253,15 +295,23 @@ class Irregularities:
             ("teachers", "id", "email_addr", "teacherloginid IS NOT NULL AND status = 1"),
             ("pcas_emailcontact", "rowid", "emailaddress", "1 = 1"),
         ):
-            rows = self.rows(f"SELECT {key}, {column} FROM {table} WHERE {column} IS NOT NULL AND {where} ORDER BY {key}")
+            rows = self.rows(
+                f"SELECT {key}, {column} FROM {table} WHERE {column} IS NOT NULL AND {where} ORDER BY {key}"
+            )
             if table == "students":
                 positions = {student_id for student_id, _ in self.ordinary_students()}
                 rows = [row for row in rows if row[0] in positions]
             chosen = self.random.sample(rows, _share(len(rows), 0.03, len(BAD_EMAILS)))
             for number, (row_key, email) in enumerate(chosen):
                 kind = BAD_EMAILS[number % len(BAD_EMAILS)]
-                messy = {"none": "none", "n/a": "n/a", "x@": "x@", "spaces": f"  {email} ", "upper": email.upper(),
-                         "missing": None}[kind]
+                messy = {
+                    "none": "none",
+                    "n/a": "n/a",
+                    "x@": "x@",
+                    "spaces": f"  {email} ",
+                    "upper": email.upper(),
+                    "missing": None,
+                }[kind]
                 self.connection.execute(f"UPDATE {table} SET {column} = ? WHERE {key} = ?", (messy, row_key))
             total += len(chosen)
         self.counts["bad_emails"] = total
@@ -274,9 +324,11 @@ class Irregularities:
         (students, teachers, Parent Portal accounts without an email contact).
         """
         counts = {"names_with_apostrophes": 0, "names_with_diacritics": 0, "names_in_non_latin_scripts": 0}
-        for first, last in self.rows("SELECT first_name, last_name FROM students UNION ALL "
-                                     "SELECT first_name, last_name FROM teachers UNION ALL "
-                                     "SELECT firstname, lastname FROM guardian"):
+        for first, last in self.rows(
+            "SELECT first_name, last_name FROM students UNION ALL "
+            "SELECT first_name, last_name FROM teachers UNION ALL "
+            "SELECT firstname, lastname FROM guardian"
+        ):
             name = f"{first or ''} {last or ''}"
             kinds = name_kinds(name)
             for kind in kinds:
@@ -285,7 +337,8 @@ class Irregularities:
         self.counts["missing_emails"] = self.value(
             "SELECT (SELECT count(*) FROM students WHERE email IS NULL) + (SELECT count(*) FROM teachers "
             "WHERE email_addr IS NULL) + (SELECT count(*) FROM pcas_account pa WHERE NOT EXISTS (SELECT 1 FROM "
-            "pcas_emailcontact pe WHERE pe.pcas_accounttoken = pa.pcas_accounttoken AND pe.emailaddress IS NOT NULL))")
+            "pcas_emailcontact pe WHERE pe.pcas_accounttoken = pa.pcas_accounttoken AND pe.emailaddress IS NOT NULL))"
+        )
 
     def overlapping_ids(self) -> None:
         """One DCID sequence per table: the numbers of students, teachers, users and guardians meet.
@@ -298,18 +351,24 @@ class Irregularities:
         overlap = _share(students, 0.03, 2)
         teacher_base = last_student - overlap  # Teachers.ID 1 gets the DCID of the overlap's first student
         teachers = self.value("SELECT max(id) FROM teachers")
-        old_users = {users_dcid: teacher_id for teacher_id, users_dcid in self.rows("SELECT id, users_dcid FROM teachers")}
+        old_users = {
+            users_dcid: teacher_id for teacher_id, users_dcid in self.rows("SELECT id, users_dcid FROM teachers")
+        }
         self.connection.execute("UPDATE teachers SET dcid = ? + id", (teacher_base,))
         self.connection.execute("UPDATE teachers SET users_dcid = ? + id", (first_student - 1,))
         self.connection.executemany(
             "UPDATE teachercategory SET users_dcid = ? WHERE users_dcid = ?",
-            [(first_student - 1 + teacher_id, users_dcid) for users_dcid, teacher_id in sorted(old_users.items())])
+            [(first_student - 1 + teacher_id, users_dcid) for users_dcid, teacher_id in sorted(old_users.items())],
+        )
         shared_guardians = max(1, min(3, teachers // 4))
         guardian_base = teacher_base + teachers - shared_guardians  # the first guardians share the last teachers' DCIDs
         old_first = self.value("SELECT min(guardianid) FROM guardian")
         self.connection.execute("UPDATE guardian SET guardianid = guardianid - ? + ?", (old_first - 1, guardian_base))
-        self.connection.execute("UPDATE guardianstudent SET guardianid = guardianid - ? + ?", (old_first - 1, guardian_base))
+        self.connection.execute(
+            "UPDATE guardianstudent SET guardianid = guardianid - ? + ?", (old_first - 1, guardian_base)
+        )
         self.counts["overlapping_ids"] = self.value(
             "SELECT (SELECT count(*) FROM students WHERE dcid IN (SELECT dcid FROM teachers) "
             "OR dcid IN (SELECT guardianid FROM guardian)) "
-            "+ (SELECT count(*) FROM guardian WHERE guardianid IN (SELECT dcid FROM teachers))")
+            "+ (SELECT count(*) FROM guardian WHERE guardianid IN (SELECT dcid FROM teachers))"
+        )

@@ -16,8 +16,14 @@ from typing import Any
 # Per-resource maximum page sizes, as the plugin's Data Configuration sets them (the
 # integration requires at least 100).
 DEFAULT_MAX_PAGE_SIZES = {
-    "school": 100, "student": 100, "staff": 100, "section": 100, "section_enrollment": 100,
-    "term": 100, "course": 100, "schema_table_query": 1000,
+    "school": 100,
+    "student": 100,
+    "staff": 100,
+    "section": 100,
+    "section_enrollment": 100,
+    "term": 100,
+    "course": 100,
+    "schema_table_query": 1000,
 }
 EMPTY_PAGE_STYLES = ("rotate", "missing", "null", "empty_string", "empty_list", "empty_object")
 
@@ -62,11 +68,13 @@ class ServerOptions:
         for name, value in changes.items():
             if name == "max_page_sizes":
                 if not isinstance(value, dict):
-                    raise OptionsError("max_page_sizes must be an object like {\"student\": 500}")
+                    raise OptionsError('max_page_sizes must be an object like {"student": 500}')
                 bad = sorted(set(value) - set(DEFAULT_MAX_PAGE_SIZES))
                 if bad:
-                    raise OptionsError(f"max_page_sizes: unknown resource(s) {', '.join(bad)}; "
-                                       f"known: {', '.join(DEFAULT_MAX_PAGE_SIZES)}")
+                    raise OptionsError(
+                        f"max_page_sizes: unknown resource(s) {', '.join(bad)}; "
+                        f"known: {', '.join(DEFAULT_MAX_PAGE_SIZES)}"
+                    )
                 value = {**values["max_page_sizes"], **value}
             values[name] = value
         result = ServerOptions(**values)
@@ -98,8 +106,9 @@ class ServerOptions:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0 <= value <= 1:
                 raise OptionsError(f"{name} must be a number between 0 and 1")
-        if not self.error_statuses or any(not isinstance(code, int) or not 400 <= code <= 599
-                                          for code in self.error_statuses):
+        if not self.error_statuses or any(
+            not isinstance(code, int) or not 400 <= code <= 599 for code in self.error_statuses
+        ):
             raise OptionsError("error_statuses must be a non-empty list of HTTP error codes")
         if self.field_grants is not None:
             from sandbox.powerschool.store import TABLE_COLUMNS
@@ -110,8 +119,10 @@ class ServerOptions:
                 raise OptionsError("field_grants must map a table name to a list of column names")
             for table, columns in self.field_grants.items():
                 if table not in TABLE_COLUMNS:
-                    raise OptionsError(f"field_grants: unknown table {table!r} (use lower-case SIS table names: "
-                                       f"{', '.join(TABLE_COLUMNS)})")
+                    raise OptionsError(
+                        f"field_grants: unknown table {table!r} (use lower-case SIS table names: "
+                        f"{', '.join(TABLE_COLUMNS)})"
+                    )
                 unknown = sorted({str(column).lower() for column in columns} - set(TABLE_COLUMNS[table]))
                 if unknown:
                     raise OptionsError(f"field_grants.{table}: unknown column(s) {', '.join(unknown)}")

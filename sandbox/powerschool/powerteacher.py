@@ -58,20 +58,31 @@ def routes(app: PowerSchoolApp) -> list[Route]:
         Route("GET", re.compile(r"^/ws/xte/teacher_category/?$"), bind(teacher_categories), "api"),
         Route("POST", re.compile(r"^/ws/xte/section/assignment/?$"), bind(create_assignment), "api"),
         Route("GET", re.compile(r"^/ws/xte/section/assignment/?$"), bind(list_assignments), "api"),
-        Route("PUT", re.compile(r"^/ws/xte/section/assignment/(?P<assignment_id>[^/]+)/?$"), bind(update_assignment),
-              "api"),
-        Route("DELETE", re.compile(r"^/ws/xte/section/assignment/(?P<assignment_id>[^/]+)/?$"),
-              bind(delete_assignment), "api"),
+        Route(
+            "PUT",
+            re.compile(r"^/ws/xte/section/assignment/(?P<assignment_id>[^/]+)/?$"),
+            bind(update_assignment),
+            "api",
+        ),
+        Route(
+            "DELETE",
+            re.compile(r"^/ws/xte/section/assignment/(?P<assignment_id>[^/]+)/?$"),
+            bind(delete_assignment),
+            "api",
+        ),
         Route("PUT", re.compile(r"^/ws/xte/score/?$"), bind(put_scores), "api"),
         Route("POST", re.compile(rf"^{PTG}/section/(?P<section_id>[^/]+)/assignment/?$"), bind(ptg_create), "api"),
         Route("GET", re.compile(rf"^{PTG}/section/(?P<section_id>[^/]+)/assignment/?$"), bind(ptg_list), "api"),
         Route("GET", re.compile(rf"^{PTG}/assignment/(?P<assignment_id>[^/]+)/?$"), bind(ptg_read), "api"),
         Route("PUT", re.compile(rf"^{PTG}/assignment/(?P<assignment_id>[^/]+)/?$"), bind(ptg_update), "api"),
         Route("DELETE", re.compile(rf"^{PTG}/assignment/(?P<assignment_id>[^/]+)/?$"), bind(ptg_delete), "api"),
-        Route("PUT", re.compile(rf"^{PTG}/assignment/(?P<assignment_id>[^/]+)/score/?$"), bind(ptg_put_scores),
-              "api"),
-        Route("PUT", re.compile(rf"^{PTG}/assignment/(?P<assignment_id>[^/]+)/student/(?P<student_id>[^/]+)/score/?$"),
-              bind(ptg_put_one_score), "api"),
+        Route("PUT", re.compile(rf"^{PTG}/assignment/(?P<assignment_id>[^/]+)/score/?$"), bind(ptg_put_scores), "api"),
+        Route(
+            "PUT",
+            re.compile(rf"^{PTG}/assignment/(?P<assignment_id>[^/]+)/student/(?P<student_id>[^/]+)/score/?$"),
+            bind(ptg_put_one_score),
+            "api",
+        ),
         Route("POST", re.compile(r"^/sandbox/admin/gradebook-type/?$"), bind(admin_gradebook_type), "admin"),
         Route("POST", re.compile(r"^/sandbox/admin/teacher-category/?$"), bind(admin_teacher_category), "admin"),
         Route("GET", re.compile(r"^/sandbox/admin/ptg-assignments/?$"), bind(admin_ptg_assignments), "admin"),
@@ -79,8 +90,9 @@ def routes(app: PowerSchoolApp) -> list[Route]:
 
 
 def gradebook_type(connection: sqlite3.Connection, section_dcid: int) -> int:
-    row = connection.execute("SELECT gradebooktype FROM section_gradebook WHERE sectionsdcid = ?",
-                             (section_dcid,)).fetchone()
+    row = connection.execute(
+        "SELECT gradebooktype FROM section_gradebook WHERE sectionsdcid = ?", (section_dcid,)
+    ).fetchone()
     return int(row[0]) if row else PTP_GRADEBOOK
 
 
@@ -96,9 +108,11 @@ def _acting_teacher(app: PowerSchoolApp, request: Request) -> sqlite3.Row:
         users_dcid = int(raw)
     except ValueError as error:
         raise HttpError(400, f"users_dcid must be a number, got {raw!r}") from error
-    teacher = app.connection().execute(
-        "SELECT * FROM teachers WHERE users_dcid = ? ORDER BY status LIMIT 1", (users_dcid,)
-    ).fetchone()
+    teacher = (
+        app.connection()
+        .execute("SELECT * FROM teachers WHERE users_dcid = ? ORDER BY status LIMIT 1", (users_dcid,))
+        .fetchone()
+    )
     if teacher is None:
         raise HttpError(404, f"no user with users_dcid {users_dcid}")
     if teacher["status"] != 1:
@@ -118,20 +132,34 @@ def _json_body(request: Request) -> Any:
 
 def _category(row: sqlite3.Row) -> dict[str, Any]:
     return {
-        "id": row["id"], "name": row["name"], "categorytype": row["categorytype"],
-        "isactive": bool(row["isactive"]), "displayposition": row["displayposition"], "color": row["color"],
-        "description": row["description"] or "", "teachermodified": row["categorytype"] == "user",
-        "defaultscoretype": "POINTS", "defaultscoreentrypoints": 10, "defaulttotalvalue": 10,
-        "defaultweight": 1, "defaultextracreditpoints": 0, "defaultpublishstate": "Immediately",
+        "id": row["id"],
+        "name": row["name"],
+        "categorytype": row["categorytype"],
+        "isactive": bool(row["isactive"]),
+        "displayposition": row["displayposition"],
+        "color": row["color"],
+        "description": row["description"] or "",
+        "teachermodified": row["categorytype"] == "user",
+        "defaultscoretype": "POINTS",
+        "defaultscoreentrypoints": 10,
+        "defaulttotalvalue": 10,
+        "defaultweight": 1,
+        "defaultextracreditpoints": 0,
+        "defaultpublishstate": "Immediately",
     }
 
 
 def _categories_for(app: PowerSchoolApp, users_dcid: int) -> list[sqlite3.Row]:
     """District categories and the teacher's own, inactive ones included (flagged ``isactive``)."""
-    return app.connection().execute(
-        "SELECT * FROM teachercategory WHERE (users_dcid IS NULL OR users_dcid = ?) "
-        "ORDER BY CASE categorytype WHEN 'district' THEN 0 ELSE 1 END, displayposition, id", (users_dcid,)
-    ).fetchall()
+    return (
+        app.connection()
+        .execute(
+            "SELECT * FROM teachercategory WHERE (users_dcid IS NULL OR users_dcid = ?) "
+            "ORDER BY CASE categorytype WHEN 'district' THEN 0 ELSE 1 END, displayposition, id",
+            (users_dcid,),
+        )
+        .fetchall()
+    )
 
 
 def teacher_categories(app: PowerSchoolApp, request: Request) -> Response:
@@ -142,9 +170,12 @@ def teacher_categories(app: PowerSchoolApp, request: Request) -> Response:
 def _teaches(connection: sqlite3.Connection, teacher_id: int, section_id: int, lead: int) -> bool:
     if lead == teacher_id:
         return True
-    return connection.execute(
-        "SELECT 1 FROM sectionteacher WHERE sectionid = ? AND teacherid = ?", (section_id, teacher_id)
-    ).fetchone() is not None
+    return (
+        connection.execute(
+            "SELECT 1 FROM sectionteacher WHERE sectionid = ? AND teacherid = ?", (section_id, teacher_id)
+        ).fetchone()
+        is not None
+    )
 
 
 def _number(value: Any, field_name: str, errors: list[dict[str, Any]], index: int) -> float | None:
@@ -154,7 +185,9 @@ def _number(value: Any, field_name: str, errors: list[dict[str, Any]], index: in
     try:
         number = float(value)
     except ValueError:
-        errors.append({"index": index, "field": field_name, "code": "invalid", "message": f"{field_name} must be a number"})
+        errors.append(
+            {"index": index, "field": field_name, "code": "invalid", "message": f"{field_name} must be a number"}
+        )
         return None
     if number < 0:
         errors.append({"index": index, "field": field_name, "code": "invalid", "message": f"{field_name} must be >= 0"})
@@ -171,65 +204,131 @@ def _prepare_sections(app: PowerSchoolApp, teacher: sqlite3.Row, body: Any) -> l
     connection = app.connection()
     allowed_categories = {row["id"] for row in _categories_for(app, teacher["users_dcid"]) if row["isactive"]}
     errors: list[dict[str, Any]] = []
-    if "name" in body and (not isinstance(body["name"], str) or not body["name"].strip()
-                           or len(body["name"]) > ASSIGNMENT_NAME_LIMIT):
-        errors.append({"field": "name", "code": "invalid",
-                       "message": f"the assignment name must be 1 to {ASSIGNMENT_NAME_LIMIT} characters"})
+    if "name" in body and (
+        not isinstance(body["name"], str) or not body["name"].strip() or len(body["name"]) > ASSIGNMENT_NAME_LIMIT
+    ):
+        errors.append(
+            {
+                "field": "name",
+                "code": "invalid",
+                "message": f"the assignment name must be 1 to {ASSIGNMENT_NAME_LIMIT} characters",
+            }
+        )
     prepared = []
     for index, item in enumerate(sections):
         if not isinstance(item, dict):
-            errors.append({"index": index, "field": "_assignmentsections", "code": "invalid",
-                           "message": "each assignment section must be an object"})
+            errors.append(
+                {
+                    "index": index,
+                    "field": "_assignmentsections",
+                    "code": "invalid",
+                    "message": "each assignment section must be an object",
+                }
+            )
             continue
         name = item.get("name")
         if not isinstance(name, str) or not name.strip():
             errors.append({"index": index, "field": "name", "code": "required", "message": "name is required"})
         elif len(name) > ASSIGNMENT_NAME_LIMIT:
-            errors.append({"index": index, "field": "name", "code": "maxlength",
-                           "message": f"name is longer than {ASSIGNMENT_NAME_LIMIT} characters ({len(name)})"})
+            errors.append(
+                {
+                    "index": index,
+                    "field": "name",
+                    "code": "maxlength",
+                    "message": f"name is longer than {ASSIGNMENT_NAME_LIMIT} characters ({len(name)})",
+                }
+            )
         section = connection.execute(
             "SELECT id, dcid, teacher FROM sections WHERE dcid = ?", (_as_int(item.get("sectionsdcid")),)
         ).fetchone()
         if section is None:
-            errors.append({"index": index, "field": "sectionsdcid", "code": "notfound",
-                           "message": f"section {item.get('sectionsdcid')!r} does not exist"})
+            errors.append(
+                {
+                    "index": index,
+                    "field": "sectionsdcid",
+                    "code": "notfound",
+                    "message": f"section {item.get('sectionsdcid')!r} does not exist",
+                }
+            )
         elif not _teaches(connection, teacher["id"], section["id"], section["teacher"]):
             raise HttpError(403, f"user {teacher['users_dcid']} does not teach section {section['dcid']}")
         elif gradebook_type(connection, section["dcid"]) != PTP_GRADEBOOK:
-            errors.append({"index": index, "field": "sectionsdcid", "code": "gradebooktype",
-                           "message": f"section {section['dcid']} uses the PowerTeacher Gradebook, not PowerTeacher "
-                                      f"Pro: write through {PTG}"})
+            errors.append(
+                {
+                    "index": index,
+                    "field": "sectionsdcid",
+                    "code": "gradebooktype",
+                    "message": f"section {section['dcid']} uses the PowerTeacher Gradebook, not PowerTeacher "
+                    f"Pro: write through {PTG}",
+                }
+            )
         if item.get("scoretype", "POINTS") not in SCORE_TYPES:
-            errors.append({"index": index, "field": "scoretype", "code": "invalid",
-                           "message": f"scoretype must be one of {', '.join(sorted(SCORE_TYPES))}"})
+            errors.append(
+                {
+                    "index": index,
+                    "field": "scoretype",
+                    "code": "invalid",
+                    "message": f"scoretype must be one of {', '.join(sorted(SCORE_TYPES))}",
+                }
+            )
         total = _number(item.get("totalpointvalue"), "totalpointvalue", errors, index)
         _number(item.get("scoreentrypoints", total), "scoreentrypoints", errors, index)
         _number(item.get("weight", 1), "weight", errors, index)
         _number(item.get("extracreditpoints", 0), "extracreditpoints", errors, index)
         due = item.get("duedate")
         if not isinstance(due, str) or not _DATE.match(due):
-            errors.append({"index": index, "field": "duedate", "code": "invalid", "message": "duedate must be YYYY-MM-DD"})
+            errors.append(
+                {"index": index, "field": "duedate", "code": "invalid", "message": "duedate must be YYYY-MM-DD"}
+            )
         if item.get("publishoption", "Immediately") not in PUBLISH_OPTIONS:
-            errors.append({"index": index, "field": "publishoption", "code": "invalid",
-                           "message": f"publishoption must be one of {', '.join(sorted(PUBLISH_OPTIONS))}"})
+            errors.append(
+                {
+                    "index": index,
+                    "field": "publishoption",
+                    "code": "invalid",
+                    "message": f"publishoption must be one of {', '.join(sorted(PUBLISH_OPTIONS))}",
+                }
+            )
         online = item.get("_onlinework")
-        if online is not None and (not isinstance(online, dict) or not all(
-                isinstance(value, bool) for name, value in online.items() if name.startswith("is"))):
-            errors.append({"index": index, "field": "_onlinework", "code": "invalid",
-                           "message": "_onlinework must be an object whose is... flags are true or false"})
+        if online is not None and (
+            not isinstance(online, dict)
+            or not all(isinstance(value, bool) for name, value in online.items() if name.startswith("is"))
+        ):
+            errors.append(
+                {
+                    "index": index,
+                    "field": "_onlinework",
+                    "code": "invalid",
+                    "message": "_onlinework must be an object whose is... flags are true or false",
+                }
+            )
         associations = item.get("_assignmentcategoryassociations")
         if not isinstance(associations, list) or not associations:
-            errors.append({"index": index, "field": "_assignmentcategoryassociations", "code": "required",
-                           "message": "an assignment needs a category association"})
+            errors.append(
+                {
+                    "index": index,
+                    "field": "_assignmentcategoryassociations",
+                    "code": "required",
+                    "message": "an assignment needs a category association",
+                }
+            )
             category_id = None
         else:
-            primary = next((entry for entry in associations if isinstance(entry, dict) and entry.get("isprimary")),
-                           associations[0] if isinstance(associations[0], dict) else {})
+            primary = next(
+                (entry for entry in associations if isinstance(entry, dict) and entry.get("isprimary")),
+                associations[0] if isinstance(associations[0], dict) else {},
+            )
             category_id = _as_int(primary.get("teachercategoryid"))
             if category_id not in allowed_categories:
-                errors.append({"index": index, "field": "teachercategoryid", "code": "notfound",
-                               "message": f"category {primary.get('teachercategoryid')!r} is not an active category "
-                                          f"of user {teacher['users_dcid']}"})
+                errors.append(
+                    {
+                        "index": index,
+                        "field": "teachercategoryid",
+                        "code": "notfound",
+                        "message": f"category {primary.get('teachercategoryid')!r} is not an active category "
+                        f"of user {teacher['users_dcid']}",
+                    }
+                )
         prepared.append((item, section, category_id))
     if errors:
         raise _conflict("Validation Failed", errors)
@@ -238,10 +337,21 @@ def _prepare_sections(app: PowerSchoolApp, teacher: sqlite3.Row, body: Any) -> l
 
 def _section_values(assignment_id: int, item: dict, section: sqlite3.Row, category_id: int) -> tuple:
     total = float(item.get("totalpointvalue"))
-    return (assignment_id, section["dcid"], item["name"], item.get("description"), item["duedate"],
-            item.get("scoretype", "POINTS"), float(item.get("scoreentrypoints", total)), total,
-            float(item.get("weight", 1)), float(item.get("extracreditpoints", 0)),
-            item.get("publishoption", "Immediately"), category_id, json.dumps(item, ensure_ascii=False))
+    return (
+        assignment_id,
+        section["dcid"],
+        item["name"],
+        item.get("description"),
+        item["duedate"],
+        item.get("scoretype", "POINTS"),
+        float(item.get("scoreentrypoints", total)),
+        total,
+        float(item.get("weight", 1)),
+        float(item.get("extracreditpoints", 0)),
+        item.get("publishoption", "Immediately"),
+        category_id,
+        json.dumps(item, ensure_ascii=False),
+    )
 
 
 _INSERT_SECTION = (
@@ -265,7 +375,9 @@ def create_assignment(app: PowerSchoolApp, request: Request) -> Response:
         assignment_id = cursor.lastrowid
         section_ids = []
         for item, section, category_id in prepared:
-            cursor = write_connection.execute(_INSERT_SECTION, _section_values(assignment_id, item, section, category_id))
+            cursor = write_connection.execute(
+                _INSERT_SECTION, _section_values(assignment_id, item, section, category_id)
+            )
             section_ids.append(cursor.lastrowid)
         return assignment_id, section_ids
 
@@ -277,12 +389,17 @@ def create_assignment(app: PowerSchoolApp, request: Request) -> Response:
 def _assignment_of_teacher(app: PowerSchoolApp, teacher: sqlite3.Row, raw_id: str) -> tuple[int, list[sqlite3.Row]]:
     assignment_id = _as_int(raw_id)
     connection = app.connection()
-    if assignment_id is None or connection.execute("SELECT 1 FROM assignment WHERE id = ?",
-                                                   (assignment_id,)).fetchone() is None:
+    if (
+        assignment_id is None
+        or connection.execute("SELECT 1 FROM assignment WHERE id = ?", (assignment_id,)).fetchone() is None
+    ):
         raise HttpError(404, f"assignment {raw_id} does not exist")
     sections = connection.execute(
-        "SELECT s.*, se.id AS section_id, se.teacher FROM assignmentsection s JOIN sections se ON se.dcid = s.sectionsdcid "
-        "WHERE s.assignmentid = ? ORDER BY s.id", (assignment_id,)).fetchall()
+        "SELECT s.*, se.id AS section_id, se.teacher FROM assignmentsection s "
+        "JOIN sections se ON se.dcid = s.sectionsdcid "
+        "WHERE s.assignmentid = ? ORDER BY s.id",
+        (assignment_id,),
+    ).fetchall()
     for row in sections:
         if not _teaches(connection, teacher["id"], row["section_id"], row["teacher"]):
             raise HttpError(403, f"user {teacher['users_dcid']} does not teach section {row['sectionsdcid']}")
@@ -313,17 +430,30 @@ def update_assignment(app: PowerSchoolApp, request: Request, assignment_id: str)
             changed = (old["scoretype"], old["scoreentrypoints"], old["totalpointvalue"]) != (new[5], new[6], new[7])
             scored = connection.execute(
                 "SELECT count(*) FROM assignmentscore WHERE assignmentsectionid = ? AND actualscoreentered IS NOT NULL",
-                (old["id"],)).fetchone()[0]
+                (old["id"],),
+            ).fetchone()[0]
             if changed and scored:
-                raise _conflict("Validation Failed", [{"field": "update_scores", "code": "required", "message": (
-                    f"the scoring of assignment section {old['id']} changes and it has {scored} score(s): "
-                    "pass update_scores=true")}])
+                raise _conflict(
+                    "Validation Failed",
+                    [
+                        {
+                            "field": "update_scores",
+                            "code": "required",
+                            "message": (
+                                f"the scoring of assignment section {old['id']} changes and it has {scored} score(s): "
+                                "pass update_scores=true"
+                            ),
+                        }
+                    ],
+                )
 
     def replace(write_connection: sqlite3.Connection) -> list[int]:
         now = _now()
         write_connection.execute(
             "UPDATE assignment SET standardcalcdirection = ?, name = ?, updated_at = ?, updates = updates + 1 "
-            "WHERE id = ?", (body.get("standardcalcdirection", "NONE"), body.get("name"), now, number))
+            "WHERE id = ?",
+            (body.get("standardcalcdirection", "NONE"), body.get("name"), now, number),
+        )
         kept = []
         for item, section, category_id in prepared:
             values = _section_values(number, item, section, category_id)
@@ -334,7 +464,9 @@ def update_assignment(app: PowerSchoolApp, request: Request, assignment_id: str)
             write_connection.execute(
                 "UPDATE assignmentsection SET name = ?, description = ?, duedate = ?, scoretype = ?, "
                 "scoreentrypoints = ?, totalpointvalue = ?, weight = ?, extracreditpoints = ?, publishoption = ?, "
-                "teachercategoryid = ?, payload = ? WHERE id = ?", (*values[2:], old["id"]))
+                "teachercategoryid = ?, payload = ? WHERE id = ?",
+                (*values[2:], old["id"]),
+            )
             kept.append(old["id"])
         for row in existing:
             if row["id"] not in kept:
@@ -352,9 +484,15 @@ def delete_assignment(app: PowerSchoolApp, request: Request, assignment_id: str)
     number, sections = _assignment_of_teacher(app, teacher, assignment_id)
     ids = [row["id"] for row in sections]
     placeholders = ",".join("?" * len(ids)) or "NULL"
-    scored = app.connection().execute(
-        f"SELECT count(*) FROM assignmentscore WHERE assignmentsectionid IN ({placeholders}) "
-        "AND actualscoreentered IS NOT NULL", ids).fetchone()[0]
+    scored = (
+        app.connection()
+        .execute(
+            f"SELECT count(*) FROM assignmentscore WHERE assignmentsectionid IN ({placeholders}) "
+            "AND actualscoreentered IS NOT NULL",
+            ids,
+        )
+        .fetchone()[0]
+    )
     if scored and not _flag(request, "force"):
         raise HttpError(412, "Assignment has grades associated")
 
@@ -385,33 +523,52 @@ def assignments_for_sections(connection: sqlite3.Connection, section_dcids: list
     placeholders = ",".join("?" * len(section_dcids))
     rows = connection.execute(
         f"SELECT s.*, a.standardcalcdirection, a.users_dcid, a.name AS assignment_name FROM assignmentsection s "
-        f"JOIN assignment a ON a.id = s.assignmentid WHERE s.sectionsdcid IN ({placeholders}) ORDER BY s.assignmentid, s.id",
+        f"JOIN assignment a ON a.id = s.assignmentid WHERE s.sectionsdcid IN ({placeholders}) "
+        "ORDER BY s.assignmentid, s.id",
         section_dcids,
     ).fetchall()
     by_assignment: dict[int, dict[str, Any]] = {}
     for row in rows:
         scores = [
-            {"studentsdcid": score["studentsdcid"], "actualscoreentered": score["actualscoreentered"],
-             "actualscorekind": score["actualscorekind"], "scorepoints": score["scorepoints"],
-             "whenmodified": score["whenmodified"], "writes": score["writes"]}
+            {
+                "studentsdcid": score["studentsdcid"],
+                "actualscoreentered": score["actualscoreentered"],
+                "actualscorekind": score["actualscorekind"],
+                "scorepoints": score["scorepoints"],
+                "whenmodified": score["whenmodified"],
+                "writes": score["writes"],
+            }
             for score in connection.execute(
                 "SELECT * FROM assignmentscore WHERE assignmentsectionid = ? ORDER BY studentsdcid", (row["id"],)
             )
         ]
-        assignment = by_assignment.setdefault(row["assignmentid"], {
-            "assignmentid": row["assignmentid"], "name": row["assignment_name"],
-            "standardcalcdirection": row["standardcalcdirection"], "_assignmentsections": [],
-        })
-        assignment["_assignmentsections"].append({
-            "assignmentsectionid": row["id"], "sectionsdcid": row["sectionsdcid"], "name": row["name"],
-            "description": row["description"], "duedate": row["duedate"], "scoretype": row["scoretype"],
-            "scoreentrypoints": row["scoreentrypoints"], "totalpointvalue": row["totalpointvalue"],
-            "weight": row["weight"], "extracreditpoints": row["extracreditpoints"],
-            "publishoption": row["publishoption"],
-            "_assignmentcategoryassociations": [{"teachercategoryid": row["teachercategoryid"], "isprimary": True}],
-            "_onlinework": json.loads(row["payload"]).get("_onlinework"),
-            "_assignmentscores": scores,
-        })
+        assignment = by_assignment.setdefault(
+            row["assignmentid"],
+            {
+                "assignmentid": row["assignmentid"],
+                "name": row["assignment_name"],
+                "standardcalcdirection": row["standardcalcdirection"],
+                "_assignmentsections": [],
+            },
+        )
+        assignment["_assignmentsections"].append(
+            {
+                "assignmentsectionid": row["id"],
+                "sectionsdcid": row["sectionsdcid"],
+                "name": row["name"],
+                "description": row["description"],
+                "duedate": row["duedate"],
+                "scoretype": row["scoretype"],
+                "scoreentrypoints": row["scoreentrypoints"],
+                "totalpointvalue": row["totalpointvalue"],
+                "weight": row["weight"],
+                "extracreditpoints": row["extracreditpoints"],
+                "publishoption": row["publishoption"],
+                "_assignmentcategoryassociations": [{"teachercategoryid": row["teachercategoryid"], "isprimary": True}],
+                "_onlinework": json.loads(row["payload"]).get("_onlinework"),
+                "_assignmentscores": scores,
+            }
+        )
     return list(by_assignment.values())
 
 
@@ -436,8 +593,12 @@ def list_assignments(app: PowerSchoolApp, request: Request) -> Response:
 
 def is_clear(item: dict[str, Any]) -> bool:
     """A score item that clears the score: ``actualscoreentered`` and ``scorepoints`` both present and null."""
-    return "actualscoreentered" in item and item["actualscoreentered"] is None and "scorepoints" in item \
+    return (
+        "actualscoreentered" in item
+        and item["actualscoreentered"] is None
+        and "scorepoints" in item
         and item["scorepoints"] is None
+    )
 
 
 def put_scores(app: PowerSchoolApp, request: Request) -> Response:
@@ -455,8 +616,14 @@ def put_scores(app: PowerSchoolApp, request: Request) -> Response:
     prepared = []
     for index, item in enumerate(scores):
         if not isinstance(item, dict):
-            errors.append({"index": index, "field": "assignment_scores", "code": "invalid",
-                           "message": "each score must be an object"})
+            errors.append(
+                {
+                    "index": index,
+                    "field": "assignment_scores",
+                    "code": "invalid",
+                    "message": "each score must be an object",
+                }
+            )
             continue
         section_ref = item.get("_assignmentsection") if isinstance(item.get("_assignmentsection"), dict) else {}
         assignment_section = connection.execute(
@@ -465,42 +632,83 @@ def put_scores(app: PowerSchoolApp, request: Request) -> Response:
             (_as_int(section_ref.get("assignmentsectionid")),),
         ).fetchone()
         if assignment_section is None:
-            errors.append({"index": index, "field": "assignmentsectionid", "code": "notfound",
-                           "message": f"assignment section {section_ref.get('assignmentsectionid')!r} does not exist"})
+            errors.append(
+                {
+                    "index": index,
+                    "field": "assignmentsectionid",
+                    "code": "notfound",
+                    "message": f"assignment section {section_ref.get('assignmentsectionid')!r} does not exist",
+                }
+            )
             continue
         if not _teaches(connection, teacher["id"], assignment_section["section_id"], assignment_section["teacher"]):
-            raise HttpError(403, f"user {teacher['users_dcid']} does not teach section {assignment_section['sectionsdcid']}")
+            raise HttpError(
+                403, f"user {teacher['users_dcid']} does not teach section {assignment_section['sectionsdcid']}"
+            )
         student = connection.execute(
             "SELECT st.dcid FROM students st JOIN cc ON cc.studentid = st.id AND cc.sectionid = ? WHERE st.dcid = ?",
             (assignment_section["section_id"], _as_int(item.get("studentsdcid"))),
         ).fetchone()
         if student is None:
-            errors.append({"index": index, "field": "studentsdcid", "code": "notenrolled",
-                           "message": f"student {item.get('studentsdcid')!r} is not enrolled in section "
-                                      f"{assignment_section['sectionsdcid']}"})
+            errors.append(
+                {
+                    "index": index,
+                    "field": "studentsdcid",
+                    "code": "notenrolled",
+                    "message": f"student {item.get('studentsdcid')!r} is not enrolled in section "
+                    f"{assignment_section['sectionsdcid']}",
+                }
+            )
             continue
         kind = item.get("actualscorekind", "REAL_SCORE")
         entered = item.get("actualscoreentered")
         points = None
         if is_clear(item):  # the score is cleared (modelled; docs/powerschool-api.md marks it UNCONFIRMED)
-            prepared.append((assignment_section["id"], student["dcid"], None, None, None,
-                             json.dumps(item, ensure_ascii=False)))
+            prepared.append(
+                (assignment_section["id"], student["dcid"], None, None, None, json.dumps(item, ensure_ascii=False))
+            )
             continue
         if kind not in SCORE_KINDS:
-            errors.append({"index": index, "field": "actualscorekind", "code": "invalid",
-                           "message": f"actualscorekind must be one of {', '.join(sorted(SCORE_KINDS))}"})
+            errors.append(
+                {
+                    "index": index,
+                    "field": "actualscorekind",
+                    "code": "invalid",
+                    "message": f"actualscorekind must be one of {', '.join(sorted(SCORE_KINDS))}",
+                }
+            )
         elif kind == "REAL_SCORE":
             try:
                 points = float(str(entered))
             except ValueError:
-                errors.append({"index": index, "field": "actualscoreentered", "code": "invalid",
-                               "message": f"actualscoreentered {entered!r} is not a score"})
+                errors.append(
+                    {
+                        "index": index,
+                        "field": "actualscoreentered",
+                        "code": "invalid",
+                        "message": f"actualscoreentered {entered!r} is not a score",
+                    }
+                )
                 continue
             if points < 0:
-                errors.append({"index": index, "field": "actualscoreentered", "code": "invalid",
-                               "message": "a score cannot be negative"})
-        prepared.append((assignment_section["id"], student["dcid"], None if entered is None else str(entered), kind,
-                         points, json.dumps(item, ensure_ascii=False)))
+                errors.append(
+                    {
+                        "index": index,
+                        "field": "actualscoreentered",
+                        "code": "invalid",
+                        "message": "a score cannot be negative",
+                    }
+                )
+        prepared.append(
+            (
+                assignment_section["id"],
+                student["dcid"],
+                None if entered is None else str(entered),
+                kind,
+                points,
+                json.dumps(item, ensure_ascii=False),
+            )
+        )
     if errors:
         raise _conflict("Validation Failed", errors)
 
@@ -509,17 +717,29 @@ def put_scores(app: PowerSchoolApp, request: Request) -> Response:
         write_connection.executemany(
             "INSERT INTO assignmentscore (assignmentsectionid, studentsdcid, actualscoreentered, actualscorekind, "
             "scorepoints, payload, writes, whenmodified) VALUES (?,?,?,?,?,?,1,?) "
-            "ON CONFLICT (assignmentsectionid, studentsdcid) DO UPDATE SET actualscoreentered = excluded.actualscoreentered, "
-            "actualscorekind = excluded.actualscorekind, scorepoints = excluded.scorepoints, payload = excluded.payload, "
+            "ON CONFLICT (assignmentsectionid, studentsdcid) DO UPDATE SET "
+            "actualscoreentered = excluded.actualscoreentered, "
+            "actualscorekind = excluded.actualscorekind, scorepoints = excluded.scorepoints, "
+            "payload = excluded.payload, "
             "writes = assignmentscore.writes + 1, whenmodified = excluded.whenmodified",
             [(*row, now) for row in prepared],
         )
 
     app.write(upsert)
-    return json_response(200, {"assignment_scores": [
-        {"studentsdcid": student, "_assignmentsection": {"assignmentsectionid": section}, "actualscoreentered": entered,
-         "actualscorekind": kind} for section, student, entered, kind, _, _ in prepared
-    ]})
+    return json_response(
+        200,
+        {
+            "assignment_scores": [
+                {
+                    "studentsdcid": student,
+                    "_assignmentsection": {"assignmentsectionid": section},
+                    "actualscoreentered": entered,
+                    "actualscorekind": kind,
+                }
+                for section, student, entered, kind, _, _ in prepared
+            ]
+        },
+    )
 
 
 # --------------------------------------------------------------------------- legacy PowerTeacher Gradebook (v2)
@@ -532,12 +752,16 @@ def _ptg_section(app: PowerSchoolApp, raw_id: str) -> sqlite3.Row:
     connection = app.connection()
     section = connection.execute(
         "SELECT se.id, se.dcid, se.teacher, t.users_dcid FROM sections se LEFT JOIN teachers t ON t.id = se.teacher "
-        "WHERE se.dcid = ?", (_as_int(raw_id),)).fetchone()
+        "WHERE se.dcid = ?",
+        (_as_int(raw_id),),
+    ).fetchone()
     if section is None:
         raise HttpError(404, f"section {raw_id} does not exist")
     if gradebook_type(connection, section["dcid"]) != PTG_GRADEBOOK:
-        raise HttpError(409, f"section {section['dcid']} uses PowerTeacher Pro, not the PowerTeacher Gradebook: "
-                             f"write through /ws/xte")
+        raise HttpError(
+            409,
+            f"section {section['dcid']} uses PowerTeacher Pro, not the PowerTeacher Gradebook: write through /ws/xte",
+        )
     return section
 
 
@@ -554,20 +778,32 @@ def _ptg_fields(body: Any) -> dict[str, Any]:
     errors = []
     name = assignment.get("name")
     if not isinstance(name, str) or not name.strip() or len(name) > ASSIGNMENT_NAME_LIMIT:
-        errors.append({"field": "name", "code": "invalid",
-                       "message": f"name is required, at most {ASSIGNMENT_NAME_LIMIT} characters"})
+        errors.append(
+            {
+                "field": "name",
+                "code": "invalid",
+                "message": f"name is required, at most {ASSIGNMENT_NAME_LIMIT} characters",
+            }
+        )
     abbreviation = assignment.get("abbreviation")
     if abbreviation is not None and (not isinstance(abbreviation, str) or len(abbreviation) > 10):
         errors.append({"field": "abbreviation", "code": "invalid", "message": "abbreviation is at most 10 characters"})
     due = assignment.get("date_assignment_due")
     if not isinstance(due, str) or not _DATE.match(due):
-        errors.append({"field": "date_assignment_due", "code": "invalid",
-                       "message": "date_assignment_due must be YYYY-MM-DD"})
+        errors.append(
+            {"field": "date_assignment_due", "code": "invalid", "message": "date_assignment_due must be YYYY-MM-DD"}
+        )
     points = _number(assignment.get("points_possible"), "points_possible", errors, 0)
     if errors:
         raise _conflict("Validation Failed", errors)
-    return {"name": name, "abbreviation": abbreviation, "description": assignment.get("description"),
-            "date_assignment_due": due, "points_possible": points, "payload": json.dumps(assignment, ensure_ascii=False)}
+    return {
+        "name": name,
+        "abbreviation": abbreviation,
+        "description": assignment.get("description"),
+        "date_assignment_due": due,
+        "points_possible": points,
+        "payload": json.dumps(assignment, ensure_ascii=False),
+    }
 
 
 def ptg_create(app: PowerSchoolApp, request: Request, section_id: str) -> Response:
@@ -579,8 +815,18 @@ def ptg_create(app: PowerSchoolApp, request: Request, section_id: str) -> Respon
         return write_connection.execute(
             "INSERT INTO ptg_assignment (sectionsdcid, name, abbreviation, description, date_assignment_due, "
             "points_possible, category, payload, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
-            (section["dcid"], fields["name"], fields["abbreviation"], fields["description"],
-             fields["date_assignment_due"], fields["points_possible"], category, fields["payload"], _now())).lastrowid
+            (
+                section["dcid"],
+                fields["name"],
+                fields["abbreviation"],
+                fields["description"],
+                fields["date_assignment_due"],
+                fields["points_possible"],
+                category,
+                fields["payload"],
+                _now(),
+            ),
+        ).lastrowid
 
     number = app.write(insert)
     return Response(201, b"", [("Location", f"{app.base_url}{PTG}/assignment/{number}")])
@@ -594,14 +840,29 @@ def _ptg_assignment(app: PowerSchoolApp, raw_id: str) -> sqlite3.Row:
 
 
 def ptg_assignment_view(connection: sqlite3.Connection, row: sqlite3.Row) -> dict[str, Any]:
-    scores = [{"student": {"id": score["studentsdcid"]}, "score_entered": score["score_entered"],
-               "whenmodified": score["whenmodified"], "writes": score["writes"]}
-              for score in connection.execute("SELECT * FROM ptg_score WHERE assignmentid = ? ORDER BY studentsdcid",
-                                              (row["id"],))]
-    return {"id": row["id"], "section_id": row["sectionsdcid"], "name": row["name"],
-            "abbreviation": row["abbreviation"], "description": row["description"],
-            "date_assignment_due": row["date_assignment_due"], "points_possible": row["points_possible"],
-            "category": {"name": row["category"]}, "updates": row["updates"], "_assignment_scores": scores}
+    scores = [
+        {
+            "student": {"id": score["studentsdcid"]},
+            "score_entered": score["score_entered"],
+            "whenmodified": score["whenmodified"],
+            "writes": score["writes"],
+        }
+        for score in connection.execute(
+            "SELECT * FROM ptg_score WHERE assignmentid = ? ORDER BY studentsdcid", (row["id"],)
+        )
+    ]
+    return {
+        "id": row["id"],
+        "section_id": row["sectionsdcid"],
+        "name": row["name"],
+        "abbreviation": row["abbreviation"],
+        "description": row["description"],
+        "date_assignment_due": row["date_assignment_due"],
+        "points_possible": row["points_possible"],
+        "category": {"name": row["category"]},
+        "updates": row["updates"],
+        "_assignment_scores": scores,
+    }
 
 
 def ptg_list(app: PowerSchoolApp, request: Request, section_id: str) -> Response:
@@ -625,8 +886,17 @@ def ptg_update(app: PowerSchoolApp, request: Request, assignment_id: str) -> Res
         write_connection.execute(
             "UPDATE ptg_assignment SET name = ?, abbreviation = ?, description = ?, date_assignment_due = ?, "
             "points_possible = ?, payload = ?, updated_at = ?, updates = updates + 1 WHERE id = ?",
-            (fields["name"], fields["abbreviation"], fields["description"], fields["date_assignment_due"],
-             fields["points_possible"], fields["payload"], _now(), row["id"]))
+            (
+                fields["name"],
+                fields["abbreviation"],
+                fields["description"],
+                fields["date_assignment_due"],
+                fields["points_possible"],
+                fields["payload"],
+                _now(),
+                row["id"],
+            ),
+        )
 
     app.write(update)
     return Response(204, b"", [])
@@ -635,8 +905,11 @@ def ptg_update(app: PowerSchoolApp, request: Request, assignment_id: str) -> Res
 def ptg_delete(app: PowerSchoolApp, request: Request, assignment_id: str) -> Response:
     """204, or 412 when scores exist (modelled on PowerTeacher Pro's rule) unless force=true."""
     row = _ptg_assignment(app, assignment_id)
-    scored = app.connection().execute(
-        "SELECT count(*) FROM ptg_score WHERE assignmentid = ? AND score_entered IS NOT NULL", (row["id"],)).fetchone()[0]
+    scored = (
+        app.connection()
+        .execute("SELECT count(*) FROM ptg_score WHERE assignmentid = ? AND score_entered IS NOT NULL", (row["id"],))
+        .fetchone()[0]
+    )
     if scored and not _flag(request, "force"):
         raise HttpError(412, "Assignment has grades associated")
 
@@ -648,12 +921,15 @@ def ptg_delete(app: PowerSchoolApp, request: Request, assignment_id: str) -> Res
     return Response(204, b"", [])
 
 
-def _ptg_check_score(connection: sqlite3.Connection, assignment: sqlite3.Row, student_id: Any,
-                     entered: Any) -> str | None:
+def _ptg_check_score(
+    connection: sqlite3.Connection, assignment: sqlite3.Row, student_id: Any, entered: Any
+) -> str | None:
     """Why this score is refused, or None."""
     student = connection.execute(
         "SELECT st.dcid FROM students st JOIN cc ON cc.studentid = st.id JOIN sections se ON se.id = cc.sectionid "
-        "WHERE st.dcid = ? AND se.dcid = ?", (_as_int(student_id), assignment["sectionsdcid"])).fetchone()
+        "WHERE st.dcid = ? AND se.dcid = ?",
+        (_as_int(student_id), assignment["sectionsdcid"]),
+    ).fetchone()
     if student is None:
         return f"student {student_id!r} is not enrolled in section {assignment['sectionsdcid']}"
     if entered is None:
@@ -672,7 +948,8 @@ def _ptg_upsert(write_connection: sqlite3.Connection, rows: list[tuple[int, int,
         "INSERT INTO ptg_score (assignmentid, studentsdcid, score_entered, writes, whenmodified) VALUES (?,?,?,1,?) "
         "ON CONFLICT (assignmentid, studentsdcid) DO UPDATE SET score_entered = excluded.score_entered, "
         "writes = ptg_score.writes + 1, whenmodified = excluded.whenmodified",
-        [(*row, _now()) for row in rows])
+        [(*row, _now()) for row in rows],
+    )
 
 
 def ptg_put_scores(app: PowerSchoolApp, request: Request, assignment_id: str) -> Response:
@@ -690,8 +967,12 @@ def ptg_put_scores(app: PowerSchoolApp, request: Request, assignment_id: str) ->
     for item in items:
         student = (item.get("student") or {}).get("id") if isinstance(item, dict) else None
         if not isinstance(item, dict) or "score_entered" not in item:
-            results.append({"student": {"id": student}, "batch_result": {
-                "code": 409, "message": "each item needs student.id and score_entered"}})
+            results.append(
+                {
+                    "student": {"id": student},
+                    "batch_result": {"code": 409, "message": "each item needs student.id and score_entered"},
+                }
+            )
             continue
         problem = _ptg_check_score(connection, assignment, student, item["score_entered"])
         if problem:
@@ -714,10 +995,18 @@ def ptg_put_one_score(app: PowerSchoolApp, request: Request, assignment_id: str,
     problem = _ptg_check_score(app.connection(), assignment, student_id, score["score_entered"])
     if problem:
         raise _conflict(problem)
-    exists = app.connection().execute("SELECT 1 FROM ptg_score WHERE assignmentid = ? AND studentsdcid = ?",
-                                      (assignment["id"], _as_int(student_id))).fetchone()
+    exists = (
+        app.connection()
+        .execute(
+            "SELECT 1 FROM ptg_score WHERE assignmentid = ? AND studentsdcid = ?",
+            (assignment["id"], _as_int(student_id)),
+        )
+        .fetchone()
+    )
     entered = None if score["score_entered"] is None else str(score["score_entered"])
-    app.write(lambda write_connection: _ptg_upsert(write_connection, [(assignment["id"], _as_int(student_id), entered)]))
+    app.write(
+        lambda write_connection: _ptg_upsert(write_connection, [(assignment["id"], _as_int(student_id), entered)])
+    )
     return Response(204 if exists else 201, b"", [])
 
 
@@ -739,10 +1028,16 @@ def admin_gradebook_type(app: PowerSchoolApp, request: Request) -> Response:
     body = _admin_body(request)
     section, kind = _as_int(body.get("section_dcid")), body.get("gradebooktype")
     if section is None or kind not in (PTG_GRADEBOOK, PTP_GRADEBOOK):
-        raise HttpError(400, "gradebook-type needs section_dcid and gradebooktype 1 (PowerTeacher Gradebook) or 2 (Pro)")
-    app.write(lambda connection: connection.execute(
-        "INSERT INTO section_gradebook (sectionsdcid, gradebooktype) VALUES (?, ?) "
-        "ON CONFLICT (sectionsdcid) DO UPDATE SET gradebooktype = excluded.gradebooktype", (section, kind)))
+        raise HttpError(
+            400, "gradebook-type needs section_dcid and gradebooktype 1 (PowerTeacher Gradebook) or 2 (Pro)"
+        )
+    app.write(
+        lambda connection: connection.execute(
+            "INSERT INTO section_gradebook (sectionsdcid, gradebooktype) VALUES (?, ?) "
+            "ON CONFLICT (sectionsdcid) DO UPDATE SET gradebooktype = excluded.gradebooktype",
+            (section, kind),
+        )
+    )
     return json_response(200, {"section_dcid": section, "gradebooktype": kind})
 
 
@@ -756,10 +1051,17 @@ def admin_teacher_category(app: PowerSchoolApp, request: Request) -> Response:
     def insert(connection: sqlite3.Connection) -> int:
         position = connection.execute("SELECT coalesce(max(displayposition), 0) + 1 FROM teachercategory").fetchone()[0]
         return connection.execute(
-            "INSERT INTO teachercategory (users_dcid, name, categorytype, isactive, displayposition, color, description) "
+            "INSERT INTO teachercategory "
+            "(users_dcid, name, categorytype, isactive, displayposition, color, description) "
             "VALUES (?, ?, ?, ?, ?, '#000000', '')",
-            (_as_int(body.get("users_dcid")), name, body.get("categorytype", "user"), 1 if body.get("isactive", True)
-             else 0, body.get("displayposition", position))).lastrowid
+            (
+                _as_int(body.get("users_dcid")),
+                name,
+                body.get("categorytype", "user"),
+                1 if body.get("isactive", True) else 0,
+                body.get("displayposition", position),
+            ),
+        ).lastrowid
 
     return json_response(200, {"id": app.write(insert)})
 
@@ -767,6 +1069,8 @@ def admin_teacher_category(app: PowerSchoolApp, request: Request) -> Response:
 def admin_ptg_assignments(app: PowerSchoolApp, request: Request) -> Response:
     connection = app.connection()
     raw = request.parameter("section_dcid")
-    rows = connection.execute("SELECT * FROM ptg_assignment" + (" WHERE sectionsdcid = ?" if raw else "")
-                              + " ORDER BY id", (_as_int(raw),) if raw else ()).fetchall()
+    rows = connection.execute(
+        "SELECT * FROM ptg_assignment" + (" WHERE sectionsdcid = ?" if raw else "") + " ORDER BY id",
+        (_as_int(raw),) if raw else (),
+    ).fetchall()
     return json_response(200, [ptg_assignment_view(connection, row) for row in rows])

@@ -3,8 +3,9 @@
 Implements the operators of docs/powerschool-api.md: ``==``, ``!=``, ``=gt=``, ``=ge=``,
 ``=lt=``, ``=le=``, ``;`` for AND, ``*`` as a wildcard in an ``==`` or ``!=`` value,
 ``==(A,P)`` and ``!=(A,P)`` lists, dates as ``YYYY-MM-DD``. As in PowerSchool's Oracle
-database, ``!=`` never matches a NULL (empty) value. Each resource declares which API fields it can filter on and the SQL
-expression behind each field; anything else is a 400 with a message naming the field.
+database, ``!=`` never matches a NULL (empty) value. Each resource declares which API
+fields it can filter on and the SQL expression behind each field; anything else is a 400
+with a message naming the field.
 """
 
 from __future__ import annotations

@@ -19,8 +19,13 @@ from typing import Any
 
 from sandbox.powerschool.query_filter import FilterError, FilterField, parse
 
-ENROLL_STATUS = {0: ("A", "Active"), -1: ("P", "Pre-registered"), 2: ("T", "Transferred out"),
-                 3: ("G", "Graduated"), 4: ("I", "Imported as historical")}
+ENROLL_STATUS = {
+    0: ("A", "Active"),
+    -1: ("P", "Pre-registered"),
+    2: ("T", "Transferred out"),
+    3: ("G", "Graduated"),
+    4: ("I", "Imported as historical"),
+}
 ENROLL_STATUS_BY_LETTER = {letter: code for code, (letter, _) in ENROLL_STATUS.items()}
 EMPTY_PAGE_STYLES = ("missing", "null", "empty_string", "empty_list", "empty_object")
 _DIGITS = re.compile(r"^(0|[1-9][0-9]{0,17})$")
@@ -61,16 +66,20 @@ class Resource:
 
 
 RESOURCES = {
-    "school": Resource("schools", "school", "school_boundary, full_time_equivalencies, school_fees_setup", "", "school"),
+    "school": Resource(
+        "schools", "school", "school_boundary, full_time_equivalencies, school_fees_setup", "", "school"
+    ),
     "student": Resource(
-        "students", "student",
+        "students",
+        "student",
         "demographics, addresses, alerts, phones, school_enrollment, ethnicity_race, contact, contact_info, "
         "initial_enrollment, schedule_setup, fees, lunch",
         "s_stu_crdc_x, activities, c_studentlocator, u_students_extension, s_stu_x, studentcorefields",
         "student",
     ),
-    "staff": Resource("staffs", "staff", "phones, addresses, emails, school_affiliations", "u_schoolstaffuserfields",
-                      "staff"),
+    "staff": Resource(
+        "staffs", "staff", "phones, addresses, emails, school_affiliations", "u_schoolstaffuserfields", "staff"
+    ),
     "section": Resource("sections", "section", "term", "s_section_x", "section"),
     "course": Resource("courses", "course", "", "s_crs_x", "course"),
     "term": Resource("terms", "term", "", "", "term"),
@@ -110,8 +119,17 @@ class PageKeyCache:
 
 
 def read_page(
-    connection: sqlite3.Connection, cache: PageKeyCache, *, select: str, source: str, where: list[str],
-    parameters: list[Any], order_key: str, offset: int, limit: int | None, order_by: str | None = None,
+    connection: sqlite3.Connection,
+    cache: PageKeyCache,
+    *,
+    select: str,
+    source: str,
+    where: list[str],
+    parameters: list[Any],
+    order_key: str,
+    offset: int,
+    limit: int | None,
+    order_by: str | None = None,
 ) -> list[sqlite3.Row]:
     """Rows ``offset .. offset+limit`` of a query ordered by a unique integer ``order_key``.
 
@@ -120,7 +138,9 @@ def read_page(
     """
     where_sql = " AND ".join(where) if where else "1=1"
     if order_by is not None:
-        sql = f"SELECT {select}, {order_key} AS page_key FROM {source} WHERE {where_sql} ORDER BY {order_by}, {order_key}"
+        sql = (
+            f"SELECT {select}, {order_key} AS page_key FROM {source} WHERE {where_sql} ORDER BY {order_by}, {order_key}"
+        )
         if limit is None:
             return connection.execute(sql, parameters).fetchall()
         return connection.execute(f"{sql} LIMIT ? OFFSET ?", [*parameters, limit, offset]).fetchall()
@@ -131,12 +151,16 @@ def read_page(
         sql = f"SELECT {select}, {order_key} AS page_key FROM {source} WHERE {where_sql} ORDER BY {order_key}"
         return connection.execute(sql, parameters).fetchall()
     if previous_key is not None:
-        sql = (f"SELECT {select}, {order_key} AS page_key FROM {source} WHERE {where_sql} AND {order_key} > ? "
-               f"ORDER BY {order_key} LIMIT ?")
+        sql = (
+            f"SELECT {select}, {order_key} AS page_key FROM {source} WHERE {where_sql} AND {order_key} > ? "
+            f"ORDER BY {order_key} LIMIT ?"
+        )
         rows = connection.execute(sql, [*parameters, previous_key, limit]).fetchall()
     else:
-        sql = (f"SELECT {select}, {order_key} AS page_key FROM {source} WHERE {where_sql} "
-               f"ORDER BY {order_key} LIMIT ? OFFSET ?")
+        sql = (
+            f"SELECT {select}, {order_key} AS page_key FROM {source} WHERE {where_sql} "
+            f"ORDER BY {order_key} LIMIT ? OFFSET ?"
+        )
         rows = connection.execute(sql, [*parameters, limit, offset]).fetchall()
     if rows:
         cache.put((*signature, offset + len(rows)), rows[-1]["page_key"], generation)
@@ -150,54 +174,91 @@ def count_rows(connection: sqlite3.Connection, *, source: str, where: list[str],
 
 # -- views ---------------------------------------------------------------------------------
 
+
 def school_view(row: sqlite3.Row) -> dict[str, Any]:
     return {
-        "id": row["dcid"], "name": row["name"], "school_number": row["school_number"],
-        "low_grade": row["low_grade"], "high_grade": row["high_grade"],
-        "addresses": "", "phones": "",  # quirk 2: no address or phone on file
+        "id": row["dcid"],
+        "name": row["name"],
+        "school_number": row["school_number"],
+        "low_grade": row["low_grade"],
+        "high_grade": row["high_grade"],
+        "addresses": "",
+        "phones": "",  # quirk 2: no address or phone on file
     }
 
 
 def term_view(row: sqlite3.Row, school_dcid: int) -> dict[str, Any]:
-    return _without_none({
-        "id": row["dcid"], "local_id": row["id"], "school_id": school_dcid, "name": row["name"],
-        "abbreviation": row["abbreviation"], "start_year": row["yearid"] + 1990, "start_date": row["firstday"],
-        "end_date": row["lastday"], "portion": row["portion"],
-    })
+    return _without_none(
+        {
+            "id": row["dcid"],
+            "local_id": row["id"],
+            "school_id": school_dcid,
+            "name": row["name"],
+            "abbreviation": row["abbreviation"],
+            "start_year": row["yearid"] + 1990,
+            "start_date": row["firstday"],
+            "end_date": row["lastday"],
+            "portion": row["portion"],
+        }
+    )
 
 
 def course_view(row: sqlite3.Row) -> dict[str, Any]:
-    return _without_none({"id": row["dcid"], "course_number": digits_as_number(row["course_number"]), "course_name": row["course_name"],
-                          "school_id": row["school_dcid"]})
+    return _without_none(
+        {
+            "id": row["dcid"],
+            "course_number": digits_as_number(row["course_number"]),
+            "course_name": row["course_name"],
+            "school_id": row["school_dcid"],
+        }
+    )
 
 
 def section_view(row: sqlite3.Row, expansions: set[str]) -> dict[str, Any]:
-    view = _without_none({
-        "id": row["dcid"], "school_id": row["school_dcid"], "course_id": row["course_dcid"],
-        "term_id": row["term_dcid"], "section_number": digits_as_number(row["section_number"]),
-        "expression": digits_as_number(row["expression"]),
-        "external_expression": digits_as_number(row["external_expression"]), "staff_id": row["staff_dcid"],
-        "gradebooktype": row["gradebooktype"],  # 2 PowerTeacher Pro, 1 the legacy PowerTeacher Gradebook
-    })
+    view = _without_none(
+        {
+            "id": row["dcid"],
+            "school_id": row["school_dcid"],
+            "course_id": row["course_dcid"],
+            "term_id": row["term_dcid"],
+            "section_number": digits_as_number(row["section_number"]),
+            "expression": digits_as_number(row["expression"]),
+            "external_expression": digits_as_number(row["external_expression"]),
+            "staff_id": row["staff_dcid"],
+            "gradebooktype": row["gradebooktype"],  # 2 PowerTeacher Pro, 1 the legacy PowerTeacher Gradebook
+        }
+    )
     if "term" in expansions:
-        view["term"] = _without_none({
-            "id": row["term_dcid"], "local_id": row["termid"], "school_id": row["school_dcid"],
-            "name": row["term_name"], "abbreviation": row["term_abbreviation"],
-            "start_year": None if row["term_yearid"] is None else row["term_yearid"] + 1990,
-            "start_date": row["term_firstday"], "end_date": row["term_lastday"], "portion": row["term_portion"],
-        })
+        view["term"] = _without_none(
+            {
+                "id": row["term_dcid"],
+                "local_id": row["termid"],
+                "school_id": row["school_dcid"],
+                "name": row["term_name"],
+                "abbreviation": row["term_abbreviation"],
+                "start_year": None if row["term_yearid"] is None else row["term_yearid"] + 1990,
+                "start_date": row["term_firstday"],
+                "end_date": row["term_lastday"],
+                "portion": row["term_portion"],
+            }
+        )
     return view
 
 
 def staff_view(row: sqlite3.Row, expansions: set[str], affiliations: list[dict[str, Any]]) -> dict[str, Any]:
-    view = _without_none({
-        "id": row["dcid"], "local_id": row["id"], "users_dcid": row["users_dcid"],
-        "admin_username": digits_as_number(row["loginid"]),
-        "teacher_username": digits_as_number(row["teacherloginid"]),
-        "name": _without_none({"first_name": row["first_name"], "middle_name": row["middle_name"],
-                               "last_name": row["last_name"]}),
-        "homeschool_id": row["home_school_dcid"],
-    })
+    view = _without_none(
+        {
+            "id": row["dcid"],
+            "local_id": row["id"],
+            "users_dcid": row["users_dcid"],
+            "admin_username": digits_as_number(row["loginid"]),
+            "teacher_username": digits_as_number(row["teacherloginid"]),
+            "name": _without_none(
+                {"first_name": row["first_name"], "middle_name": row["middle_name"], "last_name": row["last_name"]}
+            ),
+            "homeschool_id": row["home_school_dcid"],
+        }
+    )
     if "emails" in expansions:
         view["emails"] = {"work_email": row["email_addr"]} if row["email_addr"] else ""
     if "school_affiliations" in expansions:
@@ -213,29 +274,43 @@ def student_extensions(row: sqlite3.Row, extensions: set[str]) -> dict[str, Any]
     tables = []
     for name in sorted(extensions & set(RESOURCES["student"].extensions.replace(" ", "").split(","))):
         if name == "studentcorefields":
-            fields = [{"name": "pscore_legal_first_name", "value": row["first_name"]},
-                      {"name": "pscore_legal_last_name", "value": row["last_name"]}]
+            fields = [
+                {"name": "pscore_legal_first_name", "value": row["first_name"]},
+                {"name": "pscore_legal_last_name", "value": row["last_name"]},
+            ]
             tables.append({"recordFound": True, "name": name, "_field": fields})
         else:
             tables.append({"recordFound": False, "name": name, "_field": ""})
     return {"_table_extension": one_or_many(tables)} if tables else {}
 
 
-def student_view(row: sqlite3.Row, expansions: set[str], extensions: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
-    view = _without_none({
-        "id": row["dcid"], "local_id": digits_as_number(row["student_number"]),
-        "student_username": digits_as_number(row["student_web_id"]),
-        "name": _without_none({"first_name": row["first_name"], "middle_name": row["middle_name"],
-                               "last_name": row["last_name"]}),
-    })
+def student_view(
+    row: sqlite3.Row, expansions: set[str], extensions: frozenset[str] | set[str] = frozenset()
+) -> dict[str, Any]:
+    view = _without_none(
+        {
+            "id": row["dcid"],
+            "local_id": digits_as_number(row["student_number"]),
+            "student_username": digits_as_number(row["student_web_id"]),
+            "name": _without_none(
+                {"first_name": row["first_name"], "middle_name": row["middle_name"], "last_name": row["last_name"]}
+            ),
+        }
+    )
     if "school_enrollment" in expansions:
         letter, description = ENROLL_STATUS.get(row["enroll_status"], ("?", "Unknown"))
-        view["school_enrollment"] = _without_none({
-            "enroll_status": letter, "enroll_status_code": row["enroll_status"],
-            "enroll_status_description": description, "grade_level": row["grade_level"],
-            "school_id": row["school_dcid"], "school_number": row["schoolid"],
-            "entry_date": row["entrydate"], "exit_date": row["exitdate"],
-        })
+        view["school_enrollment"] = _without_none(
+            {
+                "enroll_status": letter,
+                "enroll_status_code": row["enroll_status"],
+                "enroll_status_description": description,
+                "grade_level": row["grade_level"],
+                "school_id": row["school_dcid"],
+                "school_number": row["schoolid"],
+                "entry_date": row["entrydate"],
+                "exit_date": row["exitdate"],
+            }
+        )
     if "contact_info" in expansions:
         view["contact_info"] = {"email": row["email"]} if row["email"] else ""
     for empty in ("addresses", "phones", "alerts", "fees", "lunch", "contact", "ethnicity_race"):
@@ -247,10 +322,16 @@ def student_view(row: sqlite3.Row, expansions: set[str], extensions: frozenset[s
 
 
 def section_enrollment_view(row: sqlite3.Row, section_dcid: int) -> dict[str, Any]:
-    return _without_none({
-        "id": row["dcid"], "section_id": section_dcid, "student_id": row["student_dcid"],
-        "entry_date": row["dateenrolled"], "exit_date": row["dateleft"], "dropped": row["sectionid"] < 0,
-    })
+    return _without_none(
+        {
+            "id": row["dcid"],
+            "section_id": section_dcid,
+            "student_id": row["student_dcid"],
+            "entry_date": row["dateenrolled"],
+            "exit_date": row["dateleft"],
+            "dropped": row["sectionid"] < 0,
+        }
+    )
 
 
 # -- sources, filters and lookups ----------------------------------------------------------
@@ -336,8 +417,13 @@ ENROLLMENT_FIELDS = {
 
 
 LIST_FIELDS = {
-    "school": SCHOOL_FIELDS, "student": STUDENT_FIELDS, "staff": STAFF_FIELDS, "section": SECTION_FIELDS,
-    "course": COURSE_FIELDS, "term": TERM_FIELDS, "section_enrollment": ENROLLMENT_FIELDS,
+    "school": SCHOOL_FIELDS,
+    "student": STUDENT_FIELDS,
+    "staff": STAFF_FIELDS,
+    "section": SECTION_FIELDS,
+    "course": COURSE_FIELDS,
+    "term": TERM_FIELDS,
+    "section_enrollment": ENROLLMENT_FIELDS,
 }
 
 
@@ -356,7 +442,9 @@ def sort_order(kind: str, sort: str | None, descending: str | None) -> str | Non
     spec = fields.get(sort.strip().lower())
     if spec is None:
         raise FilterError(f"Invalid sort: unknown field {sort.strip()!r}; sortable fields: {', '.join(sorted(fields))}")
-    return f"{spec.sql} {'DESC' if descending.strip().lower() == 'true' else 'ASC'}" if descending else f"{spec.sql} ASC"
+    return (
+        f"{spec.sql} {'DESC' if descending.strip().lower() == 'true' else 'ASC'}" if descending else f"{spec.sql} ASC"
+    )
 
 
 @dataclass
@@ -372,7 +460,9 @@ class ListSpec:
 
 
 def school_number_for(connection: sqlite3.Connection, school_dcid: str) -> int:
-    row = connection.execute("SELECT school_number FROM schools WHERE dcid = ?", (_int_or_none(school_dcid),)).fetchone()
+    row = connection.execute(
+        "SELECT school_number FROM schools WHERE dcid = ?", (_int_or_none(school_dcid),)
+    ).fetchone()
     if row is None:
         raise NotFound(f"School {school_dcid} not found")
     return row[0]
@@ -413,35 +503,49 @@ def list_spec(connection: sqlite3.Connection, kind: str, parent_id: str | None, 
     if kind == "course":
         condition = parse(q, COURSE_FIELDS)
         return ListSpec(
-            RESOURCES["course"], "c.*, sc.dcid AS school_dcid",
+            RESOURCES["course"],
+            "c.*, sc.dcid AS school_dcid",
             "courses c JOIN schools sc ON sc.school_number = c.schoolid",
-            [*condition.clauses, "c.schoolid = ?"], [*condition.parameters, school_number_for(connection, parent_id or "")],
+            [*condition.clauses, "c.schoolid = ?"],
+            [*condition.parameters, school_number_for(connection, parent_id or "")],
             "c.dcid",
         )
     if kind == "term":
         condition = parse(q, TERM_FIELDS)
         return ListSpec(
-            RESOURCES["term"], "tm.*, sc.dcid AS school_dcid",
+            RESOURCES["term"],
+            "tm.*, sc.dcid AS school_dcid",
             "terms tm JOIN schools sc ON sc.school_number = tm.schoolid",
-            [*condition.clauses, "tm.schoolid = ?"], [*condition.parameters, school_number_for(connection, parent_id or "")],
+            [*condition.clauses, "tm.schoolid = ?"],
+            [*condition.parameters, school_number_for(connection, parent_id or "")],
             "tm.dcid",
         )
     if kind == "section_enrollment":
         condition = parse(q, ENROLLMENT_FIELDS)
-        section = connection.execute("SELECT id FROM sections WHERE dcid = ?", (_int_or_none(parent_id or ""),)).fetchone()
+        section = connection.execute(
+            "SELECT id FROM sections WHERE dcid = ?", (_int_or_none(parent_id or ""),)
+        ).fetchone()
         if section is None:
             raise NotFound(f"Section {parent_id} not found")
         return ListSpec(
-            RESOURCES["section_enrollment"], "cc.*, st.dcid AS student_dcid",
+            RESOURCES["section_enrollment"],
+            "cc.*, st.dcid AS student_dcid",
             "cc JOIN students st ON st.id = cc.studentid",
             [*condition.clauses, "cc.sectionid IN (?, ?)"],
-            [*condition.parameters, section["id"], -section["id"]], "cc.dcid",
+            [*condition.parameters, section["id"], -section["id"]],
+            "cc.dcid",
         )
     raise NotFound(f"Unknown resource {kind}")
 
 
-def render(connection: sqlite3.Connection, kind: str, rows: Iterable[sqlite3.Row], expansions: set[str],
-           parent_id: str | None = None, extensions: frozenset[str] | set[str] = frozenset()) -> list[dict[str, Any]]:
+def render(
+    connection: sqlite3.Connection,
+    kind: str,
+    rows: Iterable[sqlite3.Row],
+    expansions: set[str],
+    parent_id: str | None = None,
+    extensions: frozenset[str] | set[str] = frozenset(),
+) -> list[dict[str, Any]]:
     """Turn SIS rows into API views (before quirk 3, which the caller applies to the whole answer)."""
     rows = list(rows)
     if kind == "school":
@@ -490,13 +594,19 @@ SINGLE_SOURCES = {
     "term": ("tm.*, sc.dcid AS school_dcid", "terms tm JOIN schools sc ON sc.school_number = tm.schoolid", "tm.dcid"),
     "section_enrollment": (
         "cc.*, st.dcid AS student_dcid, se.dcid AS section_dcid",
-        "cc JOIN students st ON st.id = cc.studentid JOIN sections se ON se.id = abs(cc.sectionid)", "cc.dcid",
+        "cc JOIN students st ON st.id = cc.studentid JOIN sections se ON se.id = abs(cc.sectionid)",
+        "cc.dcid",
     ),
 }
 
 
-def single(connection: sqlite3.Connection, kind: str, record_id: str, expansions: set[str],
-           extensions: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
+def single(
+    connection: sqlite3.Connection,
+    kind: str,
+    record_id: str,
+    expansions: set[str],
+    extensions: frozenset[str] | set[str] = frozenset(),
+) -> dict[str, Any]:
     select, source, key = SINGLE_SOURCES[kind]
     row = connection.execute(f"SELECT {select} FROM {source} WHERE {key} = ?", (_int_or_none(record_id),)).fetchone()
     if row is None:

@@ -27,9 +27,32 @@ from sandbox.powerschool.resources import NotFound
 
 TABLE_KEYS = {table: ("dcid" if "dcid" in columns else None) for table, columns in store.TABLE_COLUMNS.items()}
 INTEGER_COLUMNS = {
-    "id", "dcid", "schoolid", "school_number", "yearid", "portion", "isyearrec", "termid", "teacher", "sectionid",
-    "teacherid", "roleid", "priorityorder", "users_dcid", "status", "staffstatus", "grade_level", "enroll_status",
-    "studentid", "guardianid", "studentsdcid", "isenabled", "low_grade", "high_grade", "displayposition", "isactive",
+    "id",
+    "dcid",
+    "schoolid",
+    "school_number",
+    "yearid",
+    "portion",
+    "isyearrec",
+    "termid",
+    "teacher",
+    "sectionid",
+    "teacherid",
+    "roleid",
+    "priorityorder",
+    "users_dcid",
+    "status",
+    "staffstatus",
+    "grade_level",
+    "enroll_status",
+    "studentid",
+    "guardianid",
+    "studentsdcid",
+    "isenabled",
+    "low_grade",
+    "high_grade",
+    "displayposition",
+    "isactive",
 }
 DATE_COLUMNS = {"firstday", "lastday", "start_date", "end_date", "entrydate", "exitdate", "dateenrolled", "dateleft"}
 GUARDIAN_QUERY = "com.pearson.core.guardian.student_guardian_detail"
@@ -44,7 +67,8 @@ GUARDIAN_COLUMNS = {
     "username": ("pcas_account", "username", "pa.username"),
     "isenabled": ("pcas_account", "isenabled", "pa.isenabled"),
     "emailaddress": (
-        "pcas_emailcontact", "emailaddress",
+        "pcas_emailcontact",
+        "emailaddress",
         "(SELECT pe.emailaddress FROM pcas_emailcontact pe WHERE pe.pcas_accounttoken = g.accountidentifier "
         "ORDER BY pe.rowid LIMIT 1)",
     ),
@@ -69,8 +93,9 @@ class ValidationFailed(Exception):
     def body(self) -> dict[str, Any]:
         return {
             "message": "Validation Failed",
-            "errors": [{"resource": table, "field": column, "code": "No access to the field"}
-                       for table, column in self.denied],
+            "errors": [
+                {"resource": table, "field": column, "code": "No access to the field"} for table, column in self.denied
+            ],
         }
 
 
@@ -90,7 +115,8 @@ def check_grants(grants: dict[str, list[str]] | None, fields: list[tuple[str, st
     if not grants:
         return
     denied = [
-        (table, column) for table, column in fields
+        (table, column)
+        for table, column in fields
         if table in grants and column not in {granted.lower() for granted in grants[table]}
     ]
     if denied:
@@ -134,8 +160,11 @@ def table_metadata(table: str, grants: dict[str, list[str]] | None) -> dict[str,
     if grants and table in grants:
         granted = {column.lower() for column in grants[table]}
     columns = [
-        {"name": column, "type": column_type(column),
-         "access": "ViewOnly" if granted is None or column in granted else "NoAccess"}
+        {
+            "name": column,
+            "type": column_type(column),
+            "access": "ViewOnly" if granted is None or column in granted else "NoAccess",
+        }
         for column in store.TABLE_COLUMNS[table]
     ]
     key = TABLE_KEYS.get(table) or store.TABLE_COLUMNS[table][0]
@@ -152,14 +181,23 @@ def sort_order(table: str, sort: str | None, descending: str | None) -> str | No
         return None
     column = sort.strip().lower().split(".")[-1]
     if column not in store.TABLE_COLUMNS[table]:
-        raise BadRequest(f"Invalid sort: {table} has no column {column!r}; columns: {', '.join(store.TABLE_COLUMNS[table])}")
+        raise BadRequest(
+            f"Invalid sort: {table} has no column {column!r}; columns: {', '.join(store.TABLE_COLUMNS[table])}"
+        )
     direction = "DESC" if (descending or "").strip().lower() == "true" else "ASC"
     return f"{table}.{column} {direction}"
 
 
-def table_read(table: str, projection: str | None, q: str | None, grants: dict[str, list[str]] | None,
-               *, projection_required: bool = True, sort: str | None = None,
-               sortdescending: str | None = None) -> TableRead:
+def table_read(
+    table: str,
+    projection: str | None,
+    q: str | None,
+    grants: dict[str, list[str]] | None,
+    *,
+    projection_required: bool = True,
+    sort: str | None = None,
+    sortdescending: str | None = None,
+) -> TableRead:
     table = known_table(table)
     all_columns = list(store.TABLE_COLUMNS[table])
     # The change cursor can be projected and filtered on (``whenmodified=ge=2026-12-04``);
@@ -187,7 +225,9 @@ def table_read(table: str, projection: str | None, q: str | None, grants: dict[s
             if not column:
                 continue
             if column not in all_columns:
-                raise BadRequest(f"Invalid projection: {table} has no column {column!r}; columns: {', '.join(all_columns)}")
+                raise BadRequest(
+                    f"Invalid projection: {table} has no column {column!r}; columns: {', '.join(all_columns)}"
+                )
             if column not in columns:
                 columns.append(column)
     order_by = sort_order(table, sort, sortdescending)
@@ -211,7 +251,7 @@ def guardian_arguments(body: bytes) -> list[int] | None:
     except json.JSONDecodeError as error:
         raise BadRequest(f"the request body is not valid JSON: {error}") from error
     if not isinstance(arguments, dict):
-        raise BadRequest("the PowerQuery arguments must be a JSON object, e.g. {\"students_dcid\": [1, 2]}")
+        raise BadRequest('the PowerQuery arguments must be a JSON object, e.g. {"students_dcid": [1, 2]}')
     unknown = sorted(set(arguments) - {"students_dcid"})
     if unknown:
         raise BadRequest(f"unknown PowerQuery argument(s) {', '.join(unknown)}; this query takes students_dcid")
@@ -226,7 +266,9 @@ def guardian_arguments(body: bytes) -> list[int] | None:
         raise BadRequest("students_dcid must be an array of student DCIDs") from error
 
 
-def guardian_query(students_dcid: list[int] | None, grants: dict[str, list[str]] | None) -> tuple[str, str, list[str], list[Any]]:
+def guardian_query(
+    students_dcid: list[int] | None, grants: dict[str, list[str]] | None
+) -> tuple[str, str, list[str], list[Any]]:
     """(select, source, where, parameters) of the guardian PowerQuery, after the grants check."""
     check_grants(grants, [(table, column) for table, column, _ in GUARDIAN_COLUMNS.values()])
     select = ", ".join(f"{expression} AS {name}" for name, (_, _, expression) in GUARDIAN_COLUMNS.items())

@@ -66,8 +66,16 @@ class Token:
 class PowerSchoolApp:
     """Everything behind the HTTP layer: state, routing and the API handlers."""
 
-    def __init__(self, database_path: Path, *, client_id: str, client_secret: str, admin_token: str,
-                 options: ServerOptions | None = None, base_url: str = ""):
+    def __init__(
+        self,
+        database_path: Path,
+        *,
+        client_id: str,
+        client_secret: str,
+        admin_token: str,
+        options: ServerOptions | None = None,
+        base_url: str = "",
+    ):
         self.database_path = Path(database_path)
         self.client_id, self._client_secret, self._admin_token = client_id, client_secret, admin_token
         self.options = options or ServerOptions()
@@ -89,24 +97,49 @@ class PowerSchoolApp:
         self.routes = [
             Route("POST", re.compile(r"^/oauth/access_token/?$"), self.access_token, "oauth"),
             Route("GET", re.compile(r"^/ws/v1/metadata/?$"), self.metadata, "api"),
-            Route("GET", re.compile(r"^/ws/v1/district/(?P<kind>school|student)(?P<count>/count)?/?$"),
-                  self.district_list, "api"),
-            Route("GET", re.compile(
-                r"^/ws/v1/school/(?P<parent>[^/]+)/(?P<kind>student|staff|section|course|term)(?P<count>/count)?/?$"),
-                self.school_list, "api"),
-            Route("GET", re.compile(r"^/ws/v1/section/(?P<parent>[^/]+)/(?P<kind>section_enrollment)(?P<count>/count)?/?$"),
-                  self.school_list, "api"),
-            Route("GET", re.compile(
-                r"^/ws/v1/(?P<kind>school|student|staff|section|course|term|section_enrollment)/(?P<record>[^/]+)/?$"),
-                self.single_record, "api"),
-            Route("GET", re.compile(r"^/ws/schema/table/(?P<table>[^/]+?)(?P<count>/count)?/?$"), self.schema_table,
-                  "api"),
-            Route("GET", re.compile(r"^/ws/schema/table/(?P<table>[^/]+)/metadata/?$"), self.schema_table_metadata,
-                  "api"),
-            Route("GET", re.compile(r"^/ws/schema/table/(?P<table>[^/]+)/(?P<record>[^/]+)/?$"),
-                  self.schema_table_row, "api"),
-            Route("POST", re.compile(r"^/ws/schema/query/(?P<name>[^/]+?)(?P<count>/count)?/?$"), self.power_query,
-                  "api"),
+            Route(
+                "GET",
+                re.compile(r"^/ws/v1/district/(?P<kind>school|student)(?P<count>/count)?/?$"),
+                self.district_list,
+                "api",
+            ),
+            Route(
+                "GET",
+                re.compile(
+                    r"^/ws/v1/school/(?P<parent>[^/]+)/(?P<kind>student|staff|section|course|term)(?P<count>/count)?/?$"
+                ),
+                self.school_list,
+                "api",
+            ),
+            Route(
+                "GET",
+                re.compile(r"^/ws/v1/section/(?P<parent>[^/]+)/(?P<kind>section_enrollment)(?P<count>/count)?/?$"),
+                self.school_list,
+                "api",
+            ),
+            Route(
+                "GET",
+                re.compile(
+                    r"^/ws/v1/(?P<kind>school|student|staff|section|course|term|section_enrollment)/(?P<record>[^/]+)/?$"
+                ),
+                self.single_record,
+                "api",
+            ),
+            Route(
+                "GET", re.compile(r"^/ws/schema/table/(?P<table>[^/]+?)(?P<count>/count)?/?$"), self.schema_table, "api"
+            ),
+            Route(
+                "GET", re.compile(r"^/ws/schema/table/(?P<table>[^/]+)/metadata/?$"), self.schema_table_metadata, "api"
+            ),
+            Route(
+                "GET",
+                re.compile(r"^/ws/schema/table/(?P<table>[^/]+)/(?P<record>[^/]+)/?$"),
+                self.schema_table_row,
+                "api",
+            ),
+            Route(
+                "POST", re.compile(r"^/ws/schema/query/(?P<name>[^/]+?)(?P<count>/count)?/?$"), self.power_query, "api"
+            ),
             *powerteacher.routes(self),
             *admin.routes(self),
         ]
@@ -176,8 +209,15 @@ class PowerSchoolApp:
             response.truncate = fault.truncate
         label = None
         if fault is not None:
-            label = ("error" if fault.status else "truncated" if fault.truncate
-                     else "slow" if fault.delay_seconds >= self.options.slow_ms / 1000 else "latency")
+            label = (
+                "error"
+                if fault.status
+                else "truncated"
+                if fault.truncate
+                else "slow"
+                if fault.delay_seconds >= self.options.slow_ms / 1000
+                else "latency"
+            )
         self._log(request, response.status, client_id, label)
         return response
 
@@ -200,11 +240,18 @@ class PowerSchoolApp:
         key = f"{request.method} {request.path}"
         with self.lock:
             self.request_counts[key] = self.request_counts.get(key, 0) + 1
-            self.request_log.append({
-                "sequence": next(self.sequence), "time": time.time(), "method": request.method,
-                "path": request.path, "query": {name: values[-1] for name, values in request.query.items()},
-                "status": status, "client_id": client_id, "fault": fault,
-            })
+            self.request_log.append(
+                {
+                    "sequence": next(self.sequence),
+                    "time": time.time(),
+                    "method": request.method,
+                    "path": request.path,
+                    "query": {name: values[-1] for name, values in request.query.items()},
+                    "status": status,
+                    "client_id": client_id,
+                    "fault": fault,
+                }
+            )
 
     # -- faults and throttle ----------------------------------------------------------------
     def _fault(self, request: Request) -> Response | None:
@@ -256,8 +303,11 @@ class PowerSchoolApp:
         scheme, _, value = header.partition(" ")
         token = self.tokens.get(value.strip()) if scheme.lower() == "bearer" else None
         if token is None or token.expires_at <= time.time():
-            return None, error_response(401, "Authorization required: the access token is missing, unknown or expired",
-                                        [("WWW-Authenticate", EXPIRED_TOKEN_CHALLENGE)])
+            return None, error_response(
+                401,
+                "Authorization required: the access token is missing, unknown or expired",
+                [("WWW-Authenticate", EXPIRED_TOKEN_CHALLENGE)],
+            )
         return token, None
 
     def access_token(self, request: Request) -> Response:
@@ -275,12 +325,15 @@ class PowerSchoolApp:
             return error_response(415, "the token request must be application/x-www-form-urlencoded")
         form = parse_qs(request.body.decode("utf-8", "replace"))
         if form.get("grant_type", [""])[-1] != "client_credentials":
-            return json_response(400, {"error": "unsupported_grant_type",
-                                       "error_description": "grant_type must be client_credentials"})
+            return json_response(
+                400, {"error": "unsupported_grant_type", "error_description": "grant_type must be client_credentials"}
+            )
         now = time.time()
         with self.lock:
-            current = next((token for token in self.tokens.values()
-                            if token.client_id == client_id and token.expires_at > now), None)
+            current = next(
+                (token for token in self.tokens.values() if token.client_id == client_id and token.expires_at > now),
+                None,
+            )
             if current is None:
                 current = Token(str(uuid.uuid4()), client_id, now + self.options.token_lifetime_seconds)
                 self.tokens[current.value] = current
@@ -295,7 +348,9 @@ class PowerSchoolApp:
             return len(self.tokens)
 
     # -- paging ---------------------------------------------------------------------------------
-    def page_window(self, request: Request, resource_key: str, *, zero_means_all: bool = False) -> tuple[int, int | None]:
+    def page_window(
+        self, request: Request, resource_key: str, *, zero_means_all: bool = False
+    ) -> tuple[int, int | None]:
         maximum = self.options.max_page_sizes[resource_key]
         try:
             page = int(request.parameter("page") or 1)
@@ -312,8 +367,11 @@ class PowerSchoolApp:
             size = maximum
         if size > maximum:
             if self.options.oversize_page == "refuse":
-                raise HttpError(400, f"pagesize {size} exceeds the maximum page size of {maximum} "
-                                     f"for {resource_key} (see /ws/v1/metadata)")
+                raise HttpError(
+                    400,
+                    f"pagesize {size} exceeds the maximum page size of {maximum} "
+                    f"for {resource_key} (see /ws/v1/metadata)",
+                )
             size = maximum
         return (page - 1) * size, size
 
@@ -330,8 +388,10 @@ class PowerSchoolApp:
         metadata: dict[str, Any] = {
             "powerschool_version": info.get("powerschool_version", "24.7.0.0"),
             "district_timezone": info.get("district_timezone", "America/Chicago"),
-            "plugin_id": 1, "plugin_name": "PowerSchool Learning",
-            "state": "sandbox", "district_name": info.get("district_name"),
+            "plugin_id": 1,
+            "plugin_name": "PowerSchool Learning",
+            "state": "sandbox",
+            "district_name": info.get("district_name"),
         }
         for resource, size in sorted(self.options.max_page_sizes.items()):
             metadata[f"{resource}_max_page_size"] = size
@@ -352,27 +412,43 @@ class PowerSchoolApp:
             return json_response(200, {"resource": {"count": max(0, total + self.options.count_offset)}})
         order_by = resources.sort_order(kind, request.parameter("sort"), request.parameter("sortdescending"))
         offset, limit = self.page_window(request, spec.resource.max_page_size_key)
-        rows = resources.read_page(connection, self.page_keys, select=spec.select, source=spec.source,
-                                   where=spec.where, parameters=spec.parameters, order_key=spec.order_key,
-                                   offset=offset, limit=limit, order_by=order_by)
-        items = resources.render(connection, kind, rows, _expansions(request), parent,
-                                 extensions=_expansions(request, "extensions"))
+        rows = resources.read_page(
+            connection,
+            self.page_keys,
+            select=spec.select,
+            source=spec.source,
+            where=spec.where,
+            parameters=spec.parameters,
+            order_key=spec.order_key,
+            offset=offset,
+            limit=limit,
+            order_by=order_by,
+        )
+        items = resources.render(
+            connection, kind, rows, _expansions(request), parent, extensions=_expansions(request, "extensions")
+        )
         payload = resources.list_envelope(spec.resource, items, self.empty_style())
         return json_response(200, payload)
 
     def single_record(self, request: Request, kind: str, record: str) -> Response:
         check_parameters(request, V1_SINGLE_PARAMETERS)
-        view = resources.single(self.connection(), kind, record, _expansions(request),
-                                _expansions(request, "extensions"))
+        view = resources.single(
+            self.connection(), kind, record, _expansions(request), _expansions(request, "extensions")
+        )
         return json_response(200, {kind: view})
 
     # -- /ws/schema -------------------------------------------------------------------------------
     def schema_table(self, request: Request, table: str, count: str | None) -> Response:
         check_parameters(request, SCHEMA_COUNT_PARAMETERS if count else SCHEMA_TABLE_PARAMETERS)
-        read = schema_api.table_read(table, request.parameter("projection"), request.parameter("q"),
-                                     self.options.field_grants, projection_required=not count,
-                                     sort=None if count else request.parameter("sort"),
-                                     sortdescending=None if count else request.parameter("sortdescending"))
+        read = schema_api.table_read(
+            table,
+            request.parameter("projection"),
+            request.parameter("q"),
+            self.options.field_grants,
+            projection_required=not count,
+            sort=None if count else request.parameter("sort"),
+            sortdescending=None if count else request.parameter("sortdescending"),
+        )
         connection = self.connection()
         order_key = f"{read.table}.rowid"
         if count:
@@ -380,9 +456,18 @@ class PowerSchoolApp:
             return json_response(200, {"count": total})
         offset, limit = self.page_window(request, "schema_table_query")
         select = ", ".join(f"{read.table}.{column}" for column in read.columns) or f"{read.table}.rowid"
-        rows = resources.read_page(connection, self.page_keys, select=select, source=read.table, where=read.where,
-                                   parameters=read.parameters, order_key=order_key, offset=offset, limit=limit,
-                                   order_by=read.order_by)
+        rows = resources.read_page(
+            connection,
+            self.page_keys,
+            select=select,
+            source=read.table,
+            where=read.where,
+            parameters=read.parameters,
+            order_key=order_key,
+            offset=offset,
+            limit=limit,
+            order_by=read.order_by,
+        )
         records = [schema_api.table_record(read.table, row, read.columns) for row in rows]
         return json_response(200, records_envelope(read.table, records))
 
@@ -399,9 +484,14 @@ class PowerSchoolApp:
         except ValueError:
             raise resources.NotFound(f"{read.table} record {record} not found") from None
         select = ", ".join(f"{read.table}.{column}" for column in read.columns) or f"{read.table}.rowid"
-        row = self.connection().execute(
-            f"SELECT {select}, {read.table}.rowid AS page_key FROM {read.table} WHERE {read.table}.rowid = ?", (key,)
-        ).fetchone()
+        row = (
+            self.connection()
+            .execute(
+                f"SELECT {select}, {read.table}.rowid AS page_key FROM {read.table} WHERE {read.table}.rowid = ?",
+                (key,),
+            )
+            .fetchone()
+        )
         if row is None:
             raise resources.NotFound(f"{read.table} record {record} not found")
         return json_response(200, schema_api.table_record(read.table, row, read.columns))
@@ -420,8 +510,17 @@ class PowerSchoolApp:
             total = resources.count_rows(connection, source=source, where=where, parameters=parameters)
             return json_response(200, {"count": total})
         offset, limit = self.page_window(request, "schema_table_query", zero_means_all=True)
-        rows = resources.read_page(connection, self.page_keys, select=select, source=source, where=where,
-                                   parameters=parameters, order_key="gs.rowid", offset=offset, limit=limit)
+        rows = resources.read_page(
+            connection,
+            self.page_keys,
+            select=select,
+            source=source,
+            where=where,
+            parameters=parameters,
+            order_key="gs.rowid",
+            offset=offset,
+            limit=limit,
+        )
         return json_response(200, records_envelope(name, [schema_api.guardian_record(row) for row in rows]))
 
 
@@ -432,8 +531,16 @@ class PowerSchoolApp:
 V1_LIST_PARAMETERS = {"page", "pagesize", "q", "expansions", "extensions", "sort", "sortdescending"}
 V1_COUNT_PARAMETERS = {"q", "expansions", "extensions"}
 V1_SINGLE_PARAMETERS = {"expansions", "extensions"}
-SCHEMA_TABLE_PARAMETERS = {"projection", "q", "page", "pagesize", "sort", "sortdescending", "students_to_include",
-                           "teachers_to_include"}
+SCHEMA_TABLE_PARAMETERS = {
+    "projection",
+    "q",
+    "page",
+    "pagesize",
+    "sort",
+    "sortdescending",
+    "students_to_include",
+    "teachers_to_include",
+}
 SCHEMA_COUNT_PARAMETERS = {"projection", "q", "students_to_include", "teachers_to_include"}
 
 
@@ -441,8 +548,11 @@ def check_parameters(request: Request, allowed: set[str]) -> None:
     unsupported = sorted(name for name in request.query if name.lower() not in allowed)
     if unsupported:
         takes = ", ".join(sorted(allowed)) or "no parameters"
-        raise HttpError(400, f"unsupported parameter(s) {', '.join(unsupported)} on {request.method} {request.path}; "
-                             f"this call takes {takes}")
+        raise HttpError(
+            400,
+            f"unsupported parameter(s) {', '.join(unsupported)} on {request.method} {request.path}; "
+            f"this call takes {takes}",
+        )
 
 
 def records_envelope(name: str, records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -459,6 +569,7 @@ def _expansions(request: Request, parameter: str = "expansions") -> set[str]:
 
 
 # -- the HTTP layer ------------------------------------------------------------------------------
+
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"

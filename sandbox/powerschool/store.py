@@ -31,24 +31,68 @@ DEFAULT_DATASET_DIR = Path(os.environ.get("SANDBOX_DATASET_DIR") or REPOSITORY_R
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "schools": ("id", "dcid", "school_number", "name", "abbreviation", "low_grade", "high_grade"),
     "terms": (
-        "id", "dcid", "schoolid", "name", "abbreviation", "firstday", "lastday", "yearid", "portion", "isyearrec",
+        "id",
+        "dcid",
+        "schoolid",
+        "name",
+        "abbreviation",
+        "firstday",
+        "lastday",
+        "yearid",
+        "portion",
+        "isyearrec",
     ),
     "courses": ("id", "dcid", "course_number", "course_name", "schoolid"),
     "sections": (
-        "id", "dcid", "schoolid", "course_number", "section_number", "expression", "external_expression",
-        "termid", "teacher",
+        "id",
+        "dcid",
+        "schoolid",
+        "course_number",
+        "section_number",
+        "expression",
+        "external_expression",
+        "termid",
+        "teacher",
     ),
     "roledef": ("id", "name"),
     "sectionteacher": (
-        "id", "sectionid", "teacherid", "roleid", "start_date", "end_date", "allocation", "priorityorder",
+        "id",
+        "sectionid",
+        "teacherid",
+        "roleid",
+        "start_date",
+        "end_date",
+        "allocation",
+        "priorityorder",
     ),
     "teachers": (
-        "id", "dcid", "users_dcid", "schoolid", "first_name", "last_name", "middle_name", "teacherloginid",
-        "loginid", "email_addr", "status", "staffstatus",
+        "id",
+        "dcid",
+        "users_dcid",
+        "schoolid",
+        "first_name",
+        "last_name",
+        "middle_name",
+        "teacherloginid",
+        "loginid",
+        "email_addr",
+        "status",
+        "staffstatus",
     ),
     "students": (
-        "id", "dcid", "student_number", "first_name", "middle_name", "last_name", "student_web_id", "schoolid",
-        "grade_level", "enroll_status", "entrydate", "exitdate", "email",
+        "id",
+        "dcid",
+        "student_number",
+        "first_name",
+        "middle_name",
+        "last_name",
+        "student_web_id",
+        "schoolid",
+        "grade_level",
+        "enroll_status",
+        "entrydate",
+        "exitdate",
+        "email",
     ),
     "cc": ("id", "dcid", "studentid", "sectionid", "schoolid", "termid", "dateenrolled", "dateleft"),
     "guardian": ("guardianid", "firstname", "lastname", "accountidentifier"),
@@ -56,7 +100,14 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "pcas_account": ("pcas_accounttoken", "username", "isenabled"),
     "pcas_emailcontact": ("pcas_accounttoken", "emailaddress"),
     "teachercategory": (
-        "id", "users_dcid", "name", "categorytype", "isactive", "displayposition", "color", "description",
+        "id",
+        "users_dcid",
+        "name",
+        "categorytype",
+        "isactive",
+        "displayposition",
+        "color",
+        "description",
     ),
 }
 SIS_TABLES = tuple(TABLE_COLUMNS)
@@ -69,9 +120,16 @@ SIS_TABLES = tuple(TABLE_COLUMNS)
 # cursor read never sees it. Rows of the generated dataset carry no cursor value (NULL:
 # "before anything the simulator changed").
 CHANGE_CURSORS: dict[str, str] = {
-    "schools": "whenmodified", "terms": "whenmodified", "courses": "whenmodified", "sections": "whenmodified",
-    "sectionteacher": "whenmodified", "teachers": "whenmodified", "students": "transaction_date",
-    "cc": "whenmodified", "guardian": "whenmodified", "guardianstudent": "whenmodified",
+    "schools": "whenmodified",
+    "terms": "whenmodified",
+    "courses": "whenmodified",
+    "sections": "whenmodified",
+    "sectionteacher": "whenmodified",
+    "teachers": "whenmodified",
+    "students": "transaction_date",
+    "cc": "whenmodified",
+    "guardian": "whenmodified",
+    "guardianstudent": "whenmodified",
 }
 CURSOR_CLOCK = "strftime('%Y-%m-%d %H:%M:%S', 'now')"  # UTC, second resolution
 
@@ -127,7 +185,8 @@ CREATE INDEX IF NOT EXISTS teachers_by_users_dcid ON teachers (users_dcid);
 # PowerTeacher Pro's writes (grade push) land here, in the working copy only.
 POWERTEACHER_SCHEMA = """
 CREATE TABLE IF NOT EXISTS assignment (id INTEGER PRIMARY KEY, users_dcid INTEGER NOT NULL,
-    standardcalcdirection TEXT, created_at TEXT NOT NULL, name TEXT, updated_at TEXT, updates INTEGER NOT NULL DEFAULT 0);
+    standardcalcdirection TEXT, created_at TEXT NOT NULL, name TEXT, updated_at TEXT,
+    updates INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS assignmentsection (id INTEGER PRIMARY KEY, assignmentid INTEGER NOT NULL,
     sectionsdcid INTEGER NOT NULL, name TEXT NOT NULL, description TEXT, duedate TEXT, scoretype TEXT,
     scoreentrypoints REAL, totalpointvalue REAL, weight REAL, extracreditpoints REAL, publishoption TEXT,
@@ -208,7 +267,13 @@ class DatasetStore:
         ``where`` is an optional SQL condition for oracles, e.g. ``rows("cc", "sectionid > 0")``.
         ``teachers`` rows carry ``school_affiliations`` (list of school numbers) as in the fixture.
         """
-        if table not in TABLE_COLUMNS and table not in ("assignment", "assignmentsection", "assignmentscore", "ptg_assignment", "ptg_score"):
+        if table not in TABLE_COLUMNS and table not in (
+            "assignment",
+            "assignmentsection",
+            "assignmentscore",
+            "ptg_assignment",
+            "ptg_score",
+        ):
             raise DatasetError(f"unknown table {table!r}; known: {', '.join(SIS_TABLES)}")
         sql = f"SELECT * FROM {table}" + (f" WHERE {where}" if where else "") + " ORDER BY rowid"
         affiliations: dict[int, list[int]] = {}
@@ -222,7 +287,13 @@ class DatasetStore:
             yield record
 
     def count(self, table: str, where: str = "", parameters: tuple[Any, ...] = ()) -> int:
-        if table not in TABLE_COLUMNS and table not in ("assignment", "assignmentsection", "assignmentscore", "ptg_assignment", "ptg_score"):
+        if table not in TABLE_COLUMNS and table not in (
+            "assignment",
+            "assignmentsection",
+            "assignmentscore",
+            "ptg_assignment",
+            "ptg_score",
+        ):
             raise DatasetError(f"unknown table {table!r}")
         sql = f"SELECT count(*) FROM {table}" + (f" WHERE {where}" if where else "")
         return self._connection.execute(sql, parameters).fetchone()[0]

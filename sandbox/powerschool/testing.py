@@ -65,11 +65,16 @@ class PowerSchoolSandbox:
         """Read the live data (after admin changes) directly, for test oracles. Close it after use."""
         return store.DatasetStore(self.database_path)
 
-    def _admin(self, method: str, name: str, body: dict[str, Any] | None = None,
-               params: dict[str, Any] | None = None) -> Any:
+    def _admin(
+        self, method: str, name: str, body: dict[str, Any] | None = None, params: dict[str, Any] | None = None
+    ) -> Any:
         if self._admin_client is None:
-            self._admin_client = httpx.Client(base_url=self.base_url, verify=self.ssl_context(), timeout=60,
-                                              headers={"X-Sandbox-Admin-Token": self.admin_token})
+            self._admin_client = httpx.Client(
+                base_url=self.base_url,
+                verify=self.ssl_context(),
+                timeout=60,
+                headers={"X-Sandbox-Admin-Token": self.admin_token},
+            )
         response = self._admin_client.request(method, f"/sandbox/admin/{name}", json=body, params=params)
         if response.status_code >= 400:
             raise SandboxError(f"admin {method} {name} failed: {response.status_code} {response.text}")
@@ -114,35 +119,55 @@ class PowerSchoolSandbox:
 
     def drop_enrollment(self, student_dcid: int, section_dcid: int, dateleft: str | None = None) -> dict[str, Any]:
         """Drop as PowerSchool does: the CC row stays, its SectionID turns negative."""
-        return self._admin("POST", "drop", {"student_dcid": student_dcid, "section_dcid": section_dcid,
-                                            "dateleft": dateleft})
+        return self._admin(
+            "POST", "drop", {"student_dcid": student_dcid, "section_dcid": section_dcid, "dateleft": dateleft}
+        )
 
     def rename(self, entity: str, record_id: int, **changes: Any) -> dict[str, Any]:
         """Change columns of a student, teacher, guardian, school, course or section (by DCID / GuardianID)."""
         return self._admin("POST", "rename", {"entity": entity, "id": record_id, "changes": changes})
 
     def set_enroll_status(self, student_dcid: int, enroll_status: int, exitdate: str | None = None) -> dict[str, Any]:
-        return self._admin("POST", "student-status", {"student_dcid": student_dcid, "enroll_status": enroll_status,
-                                                      "exitdate": exitdate})
+        return self._admin(
+            "POST",
+            "student-status",
+            {"student_dcid": student_dcid, "enroll_status": enroll_status, "exitdate": exitdate},
+        )
 
     def deactivate_teacher(self, teacher_dcid: int) -> dict[str, Any]:
         return self._admin("POST", "deactivate-teacher", {"teacher_dcid": teacher_dcid})
 
-    def add_section(self, school_dcid: int, course_number: str, term_id: int, teacher_dcid: int | None = None,
-                    **extra: Any) -> dict[str, Any]:
+    def add_section(
+        self, school_dcid: int, course_number: str, term_id: int, teacher_dcid: int | None = None, **extra: Any
+    ) -> dict[str, Any]:
         """Add a section; returns {"section_id", "section_dcid"}. ``term_id`` is Terms.ID (e.g. 3500)."""
-        return self._admin("POST", "sections", {"school_dcid": school_dcid, "course_number": course_number,
-                                                "term_id": term_id, "teacher_dcid": teacher_dcid, **extra})
+        return self._admin(
+            "POST",
+            "sections",
+            {
+                "school_dcid": school_dcid,
+                "course_number": course_number,
+                "term_id": term_id,
+                "teacher_dcid": teacher_dcid,
+                **extra,
+            },
+        )
 
     def add_student(self, school_dcid: int, first_name: str, last_name: str, **columns: Any) -> dict[str, Any]:
         """A new student (grade_level, student_web_id, email, enroll_status, ...); returns {"id", "dcid", ...}."""
-        return self._admin("POST", "students", {"school_dcid": school_dcid, "first_name": first_name,
-                                                "last_name": last_name, **columns})
+        return self._admin(
+            "POST",
+            "students",
+            {"school_dcid": school_dcid, "first_name": first_name, "last_name": last_name, **columns},
+        )
 
     def add_teacher(self, school_dcid: int, first_name: str, last_name: str, **columns: Any) -> dict[str, Any]:
         """A new active teacher (teacherloginid, loginid, email_addr); returns {"id", "dcid", "users_dcid"}."""
-        return self._admin("POST", "teachers", {"school_dcid": school_dcid, "first_name": first_name,
-                                                "last_name": last_name, **columns})
+        return self._admin(
+            "POST",
+            "teachers",
+            {"school_dcid": school_dcid, "first_name": first_name, "last_name": last_name, **columns},
+        )
 
     def rekey(self, entity: str, count: int) -> list[tuple[int, int]]:
         """Give the first ``count`` students/teachers new DCIDs (a mid-year import-ID change); [(old, new)]."""
@@ -157,10 +182,14 @@ class PowerSchoolSandbox:
         """Put a section on the legacy PowerTeacher Gradebook (1) or PowerTeacher Pro (2, the default)."""
         return self._admin("POST", "gradebook-type", {"section_dcid": section_dcid, "gradebooktype": gradebooktype})
 
-    def add_teacher_category(self, users_dcid: int | None, name: str, categorytype: str = "user",
-                             isactive: bool = True) -> int:
-        return self._admin("POST", "teacher-category", {"users_dcid": users_dcid, "name": name,
-                                                        "categorytype": categorytype, "isactive": isactive})["id"]
+    def add_teacher_category(
+        self, users_dcid: int | None, name: str, categorytype: str = "user", isactive: bool = True
+    ) -> int:
+        return self._admin(
+            "POST",
+            "teacher-category",
+            {"users_dcid": users_dcid, "name": name, "categorytype": categorytype, "isactive": isactive},
+        )["id"]
 
     def ptg_assignments(self, section_dcid: int | None = None) -> list[dict[str, Any]]:
         """Assignments written through the legacy PowerTeacher Gradebook API, with their ``_assignment_scores``."""
@@ -177,8 +206,12 @@ class PowerSchoolSandbox:
 
 @contextmanager
 def running_powerschool(
-    dataset: str | Path = "tiny", *, seed: int = 1, options: dict[str, Any] | None = None,
-    startup_timeout: float = 180.0, irregularities: bool | None = None,
+    dataset: str | Path = "tiny",
+    *,
+    seed: int = 1,
+    options: dict[str, Any] | None = None,
+    startup_timeout: float = 180.0,
+    irregularities: bool | None = None,
 ) -> Iterator[PowerSchoolSandbox]:
     """Start the simulator on a free port of 127.0.0.1 and yield it; stop it on exit.
 
@@ -197,8 +230,21 @@ def running_powerschool(
             "POWERSCHOOL_SANDBOX_ADMIN_TOKEN": secrets.token_urlsafe(24),
         }
         environment.pop("POWERSCHOOL_SANDBOX_OPTIONS", None)
-        command = [sys.executable, "-m", "sandbox.powerschool", "--dataset", str(dataset_path), "--port", "0",
-                   "--host", "127.0.0.1", "--ready-file", str(ready_file), "--quiet", "--exit-with-parent"]
+        command = [
+            sys.executable,
+            "-m",
+            "sandbox.powerschool",
+            "--dataset",
+            str(dataset_path),
+            "--port",
+            "0",
+            "--host",
+            "127.0.0.1",
+            "--ready-file",
+            str(ready_file),
+            "--quiet",
+            "--exit-with-parent",
+        ]
         if options:
             command += ["--options", json.dumps(options)]
         process = subprocess.Popen(command, cwd=REPOSITORY_ROOT, env=environment)
@@ -207,17 +253,23 @@ def running_powerschool(
             deadline = time.monotonic() + startup_timeout
             while not ready_file.exists():
                 if process.poll() is not None:
-                    raise SandboxError(f"the PowerSchool sandbox exited with code {process.returncode} "
-                                       f"before listening (see its stderr above); command: {' '.join(command)}")
+                    raise SandboxError(
+                        f"the PowerSchool sandbox exited with code {process.returncode} "
+                        f"before listening (see its stderr above); command: {' '.join(command)}"
+                    )
                 if time.monotonic() > deadline:
                     raise SandboxError(f"the PowerSchool sandbox did not start within {startup_timeout} s")
                 time.sleep(0.02)
             details = json.loads(ready_file.read_text())
             sandbox = PowerSchoolSandbox(
-                base_url=details["base_url"], client_id=details["client_id"],
-                client_secret=details["client_secret"], ca_bundle=Path(details["ca_bundle"]),
-                dataset_path=Path(details["dataset_path"]), database_path=Path(details["database_path"]),
-                admin_token=details["admin_token"], process=process,
+                base_url=details["base_url"],
+                client_id=details["client_id"],
+                client_secret=details["client_secret"],
+                ca_bundle=Path(details["ca_bundle"]),
+                dataset_path=Path(details["dataset_path"]),
+                database_path=Path(details["database_path"]),
+                admin_token=details["admin_token"],
+                process=process,
             )
             sandbox.info()  # answers over HTTPS: ready
             yield sandbox

@@ -81,10 +81,29 @@ class DockerEngine:
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 # Lower CPU priority for the daemon and so every container: the rest of the suite keeps its share.
-                ["nice", "-n", "10", "dockerd", "--host", self.host, "--data-root", str(self.data_root), "--exec-root", str(self.exec_root),
-                 "--pidfile", str(self.root / "dockerd.pid"), "--storage-driver=overlay2", "--iptables=false",
-                 "--bridge=none", "--ip-masq=false", "--log-level=warn"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                [
+                    "nice",
+                    "-n",
+                    "10",
+                    "dockerd",
+                    "--host",
+                    self.host,
+                    "--data-root",
+                    str(self.data_root),
+                    "--exec-root",
+                    str(self.exec_root),
+                    "--pidfile",
+                    str(self.root / "dockerd.pid"),
+                    "--storage-driver=overlay2",
+                    "--iptables=false",
+                    "--bridge=none",
+                    "--ip-masq=false",
+                    "--log-level=warn",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -101,14 +120,18 @@ class DockerEngine:
         except OSError:
             return "(no log)"
 
-    def docker(self, *arguments: str, check: bool = True, timeout: float = 600,
-               input: bytes | None = None) -> subprocess.CompletedProcess:
-        result = subprocess.run(["docker", *arguments], env=self.env(), capture_output=True, timeout=timeout,
-                                input=input)
+    def docker(
+        self, *arguments: str, check: bool = True, timeout: float = 600, input: bytes | None = None
+    ) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            ["docker", *arguments], env=self.env(), capture_output=True, timeout=timeout, input=input
+        )
         if check and result.returncode != 0:
-            raise RuntimeError(f"docker {' '.join(arguments)}: {result.returncode}\n"
-                               f"{result.stdout.decode(errors='replace')[-3000:]}\n"
-                               f"{result.stderr.decode(errors='replace')[-3000:]}")
+            raise RuntimeError(
+                f"docker {' '.join(arguments)}: {result.returncode}\n"
+                f"{result.stdout.decode(errors='replace')[-3000:]}\n"
+                f"{result.stderr.decode(errors='replace')[-3000:]}"
+            )
         return result
 
     def own_pids(self) -> list[int]:
@@ -173,19 +196,35 @@ def build_debian_base(engine: DockerEngine, workdir: Path, tag: str) -> dict[str
     rootfs = workdir / "rootfs"
     started = time.monotonic()
     result = subprocess.run(
-        ["debootstrap", "--variant=minbase", f"--include={','.join(DEBIAN_PACKAGES)}", DEBIAN_SUITE, str(rootfs),
-         debian_mirror()],
-        capture_output=True, text=True, timeout=900,
+        [
+            "debootstrap",
+            "--variant=minbase",
+            f"--include={','.join(DEBIAN_PACKAGES)}",
+            DEBIAN_SUITE,
+            str(rootfs),
+            debian_mirror(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     if result.returncode != 0:
-        raise RuntimeError(f"debootstrap failed ({result.returncode}): {result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+        raise RuntimeError(
+            f"debootstrap failed ({result.returncode}): {result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+        )
     seconds["debootstrap"] = time.monotonic() - started
 
     started = time.monotonic()
     rootfs_tag = f"{tag}-rootfs"
     tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
-    imported = subprocess.run(["docker", "import", "-", rootfs_tag], stdin=tar.stdout, env=engine.env(),
-                              capture_output=True, text=True, timeout=600)
+    imported = subprocess.run(
+        ["docker", "import", "-", rootfs_tag],
+        stdin=tar.stdout,
+        env=engine.env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     tar.stdout.close()
     tar.wait(timeout=60)
     if imported.returncode != 0 or tar.returncode != 0:
@@ -199,7 +238,16 @@ def build_debian_base(engine: DockerEngine, workdir: Path, tag: str) -> dict[str
     (context / "extra-ca").mkdir()
     for certificate in sorted(HOST_EXTRA_CA.glob("**/*.crt")) if HOST_EXTRA_CA.is_dir() else []:
         shutil.copy(certificate, context / "extra-ca" / certificate.name)
-    engine.docker("build", "--network", "host", "--build-arg", f"BASE_ROOTFS={rootfs_tag}", "--tag", tag,
-                  str(context), timeout=900)
+    engine.docker(
+        "build",
+        "--network",
+        "host",
+        "--build-arg",
+        f"BASE_ROOTFS={rootfs_tag}",
+        "--tag",
+        tag,
+        str(context),
+        timeout=900,
+    )
     seconds["base image"] = time.monotonic() - started
     return seconds

@@ -61,9 +61,25 @@ COMPOSE_FILES = "docker-compose.yaml:docker/compose.host-network.yaml"
 BUILD = ["build"]
 UP = ["up", "-d", "--wait"]
 DOWN = ["down", "-v"]
-ADD_VIEWER = ["exec", "-T", "airflow-apiserver", "airflow", "users", "create", "--role", "Viewer",
-              "--username", "viewer", "--email", "viewer@example.org", "--firstname", "Read", "--lastname", "Only",
-              "--password"]
+ADD_VIEWER = [
+    "exec",
+    "-T",
+    "airflow-apiserver",
+    "airflow",
+    "users",
+    "create",
+    "--role",
+    "Viewer",
+    "--username",
+    "viewer",
+    "--email",
+    "viewer@example.org",
+    "--firstname",
+    "Read",
+    "--lastname",
+    "Only",
+    "--password",
+]
 TIMINGS_FILE = REPO_ROOT / "var" / "container_stack_timings.json"
 
 
@@ -192,8 +208,10 @@ def stack(engine: DockerEngine, postgres_server: str, tmp_path_factory: pytest.T
         try:
             compose.save_logs()
             down = compose.run(*DOWN, timeout=300, check=False)
-            left = engine.docker("ps", "-aq", check=False).stdout.split() + \
-                engine.docker("volume", "ls", "-q", check=False).stdout.split()
+            left = (
+                engine.docker("ps", "-aq", check=False).stdout.split()
+                + engine.docker("volume", "ls", "-q", check=False).stdout.split()
+            )
         finally:
             with admin.connect() as connection:
                 for database in databases:
@@ -228,13 +246,21 @@ class ComposeStack:
         return [*compose_command(), "--project-directory", str(REPO_ROOT), "--env-file", str(self.env_file), *arguments]
 
     def run(self, *arguments: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
-        result = subprocess.run(self.command(*arguments), cwd=REPO_ROOT, env=self.engine.env(), capture_output=True,
-                                text=True, timeout=timeout)
+        result = subprocess.run(
+            self.command(*arguments),
+            cwd=REPO_ROOT,
+            env=self.engine.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if check and result.returncode != 0:
             self.save_logs()
-            raise AssertionError(f"docker compose {' '.join(arguments[:3])} failed ({result.returncode}):\n"
-                                 f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}\n"
-                                 f"service logs: {self.workdir / 'compose.log'}\n{self.status()}")
+            raise AssertionError(
+                f"docker compose {' '.join(arguments[:3])} failed ({result.returncode}):\n"
+                f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}\n"
+                f"service logs: {self.workdir / 'compose.log'}\n{self.status()}"
+            )
         return result
 
     def status(self) -> str:
@@ -249,8 +275,9 @@ class ComposeStack:
         import requests
 
         if username not in self._tokens:
-            response = requests.post(f"{self.api_url}/auth/token", json={"username": username, "password": password},
-                                     timeout=120)
+            response = requests.post(
+                f"{self.api_url}/auth/token", json={"username": username, "password": password}, timeout=120
+            )
             assert response.status_code == 201, f"sign-in of {username}: {response.status_code} {response.text[:500]}"
             self._tokens[username] = response.json()["access_token"]
         return self._tokens[username]
@@ -259,9 +286,13 @@ class ComposeStack:
         import requests
 
         token = self.token(self.settings["AIRFLOW_ADMIN_USERNAME"], self.settings["AIRFLOW_ADMIN_PASSWORD"])
-        response = requests.request(method, f"{self.api_url}/api/v2{path}",
-                                    headers={**(headers or {}), "Authorization": f"Bearer {token}"}, timeout=120,
-                                    **kwargs)
+        response = requests.request(
+            method,
+            f"{self.api_url}/api/v2{path}",
+            headers={**(headers or {}), "Authorization": f"Bearer {token}"},
+            timeout=120,
+            **kwargs,
+        )
         assert response.ok, f"{method} {path}: {response.status_code} {response.text[:1000]}"
         return response.json()
 
@@ -272,8 +303,9 @@ def test_unauthenticated_requests_are_refused_and_a_viewer_cannot_trigger(stack:
     api = stack.api_url
     # No credentials: the REST API and the data behind the UI answer 401; the UI's login page is there.
     assert requests.get(f"{api}/api/v2/dags", timeout=60).status_code == 401
-    assert requests.post(f"{api}/api/v2/dags/{DAG_ID}/dagRuns", json={"logical_date": None},
-                         timeout=60).status_code == 401
+    assert (
+        requests.post(f"{api}/api/v2/dags/{DAG_ID}/dagRuns", json={"logical_date": None}, timeout=60).status_code == 401
+    )
     assert requests.get(f"{api}/ui/config", timeout=60).status_code == 401
     assert requests.get(f"{api}/ui/dags", timeout=60).status_code == 401
     login = requests.get(f"{api}/auth/login/", timeout=120)
@@ -287,15 +319,15 @@ def test_unauthenticated_requests_are_refused_and_a_viewer_cannot_trigger(stack:
     stack.run(*ADD_VIEWER, password, timeout=300)
     headers = {"Authorization": f"Bearer {stack.token('viewer', password)}"}
     assert requests.get(f"{api}/api/v2/dags/{DAG_ID}", headers=headers, timeout=60).status_code == 200
-    trigger = requests.post(f"{api}/api/v2/dags/{DAG_ID}/dagRuns", headers=headers, json={"logical_date": None},
-                            timeout=60)
+    trigger = requests.post(
+        f"{api}/api/v2/dags/{DAG_ID}/dagRuns", headers=headers, json={"logical_date": None}, timeout=60
+    )
     assert trigger.status_code == 403, trigger.text[:500]
     unpause = requests.patch(f"{api}/api/v2/dags/{DAG_ID}", headers=headers, json={"is_paused": False}, timeout=60)
     assert unpause.status_code == 403, unpause.text[:500]
     assert stack.admin_api("GET", f"/dags/{DAG_ID}/dagRuns")["total_entries"] == 0
     # The admin from the env file is an Admin; the viewer a Viewer (FAB's users API).
-    users = {user["username"]: [role["name"] for role in user["roles"]]
-             for user in stack_users(stack)}
+    users = {user["username"]: [role["name"] for role in user["roles"]] for user in stack_users(stack)}
     assert users == {"admin": ["Admin"], "viewer": ["Viewer"]}
 
 
@@ -303,8 +335,9 @@ def stack_users(stack: ComposeStack) -> list[dict]:
     import requests
 
     token = stack.token(stack.settings["AIRFLOW_ADMIN_USERNAME"], stack.settings["AIRFLOW_ADMIN_PASSWORD"])
-    response = requests.get(f"{stack.api_url}/auth/fab/v1/users", headers={"Authorization": f"Bearer {token}"},
-                            timeout=120)
+    response = requests.get(
+        f"{stack.api_url}/auth/fab/v1/users", headers={"Authorization": f"Bearer {token}"}, timeout=120
+    )
     assert response.ok, response.text[:500]
     return response.json()["users"]
 
@@ -339,8 +372,9 @@ def test_the_demo_district_imports_on_two_celery_workers(stack: ComposeStack, ti
         time.sleep(3)
     timings.record("sis_import__demo run", started)
 
-    instances = stack.admin_api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances",
-                                params={"limit": 100})["task_instances"]
+    instances = stack.admin_api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances", params={"limit": 100})[
+        "task_instances"
+    ]
     failed = [(ti["task_id"], ti["state"]) for ti in instances if ti["state"] != "success"]
     assert state == "success", f"tasks not successful: {failed}; logs: {stack.workdir / 'compose.log'}"
     hosts = {ti["hostname"] for ti in instances}
@@ -348,9 +382,12 @@ def test_the_demo_district_imports_on_two_celery_workers(stack: ComposeStack, ti
     # Each worker's task logs read through the api-server (from the shared logs volume: no log servers).
     for host in sorted(hosts):
         ti = next(ti for ti in instances if ti["hostname"] == host)
-        log = stack.admin_api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{ti['task_id']}/logs/"
-                                     f"{ti['try_number']}", params={"map_index": ti["map_index"], "full_content": True},
-                              headers={"Accept": "application/json"})
+        log = stack.admin_api(
+            "GET",
+            f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{ti['task_id']}/logs/{ti['try_number']}",
+            params={"map_index": ti["map_index"], "full_content": True},
+            headers={"Accept": "application/json"},
+        )
         text = json.dumps(log["content"])
         assert "/opt/airflow/logs/" in text and "Could not read served logs" not in text, text[:2000]
         assert len(log["content"]) > 3, f"{ti['task_id']} on {host}: {text[:2000]}"
@@ -373,8 +410,11 @@ def _learning_rows(stack: ComposeStack) -> dict[str, list[dict]]:
         for entity in ["users", "classes", "rosters"]:
             rows[entity], page = [], 1
             while True:
-                response = client.get(f"/api/v1/{entity}", params={"page": page, "page_size": 1000},
-                                      extensions={"sni_hostname": "sandbox-learning"})
+                response = client.get(
+                    f"/api/v1/{entity}",
+                    params={"page": page, "page_size": 1000},
+                    extensions={"sni_hostname": "sandbox-learning"},
+                )
                 response.raise_for_status()
                 body = response.json()
                 rows[entity] += body["rows"]

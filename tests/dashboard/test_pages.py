@@ -14,11 +14,17 @@ from tests.dashboard.staged_history import write_history
 def client(staging_engine, monkeypatch):
     write_history(staging_engine)
     monkeypatch.setattr(dashboard, "staging_engine", lambda: staging_engine)
-    monkeypatch.setattr(dashboard, "readable_dag_ids", lambda user, dag_ids: {d for d in dag_ids if d != "sis_import__east"})
-    monkeypatch.setattr(dashboard, "require_district",
-                        lambda user, district_id: {"name": district_id, "import_dag_id": f"sis_import__{district_id}"})
-    monkeypatch.setattr(dashboard, "configured_districts",
-                        lambda: {"east": {"name": "East", "import_dag_id": "sis_import__east"}})
+    monkeypatch.setattr(
+        dashboard, "readable_dag_ids", lambda user, dag_ids: {d for d in dag_ids if d != "sis_import__east"}
+    )
+    monkeypatch.setattr(
+        dashboard,
+        "require_district",
+        lambda user, district_id: {"name": district_id, "import_dag_id": f"sis_import__{district_id}"},
+    )
+    monkeypatch.setattr(
+        dashboard, "configured_districts", lambda: {"east": {"name": "East", "import_dag_id": "sis_import__east"}}
+    )
     app = dashboard.create_app()
     app.dependency_overrides[dashboard.signed_in_user] = lambda: "someone"
     return TestClient(app, root_path="/sis-learning")
@@ -38,12 +44,21 @@ def test_district_page_reasons_link_to_their_rows(client):
     assert page.status_code == 200
     assert page.text.count('<svg xmlns="http://www.w3.org/2000/svg"') == 2
     assert "Lincoln High" in page.text and "Adams Elementary" in page.text
-    assert "/sis-learning/districts/north/rows?run_id=r3&amp;kind=rejected&amp;entity=students&amp;rule=login_present" in page.text
-    rows = client.get("/districts/north/rows", params={"run_id": "r3", "kind": "rejected", "entity": "students",
-                                                       "rule": "login_present"})
+    assert (
+        "/sis-learning/districts/north/rows?run_id=r3&amp;kind=rejected&amp;entity=students&amp;rule=login_present"
+        in page.text
+    )
+    rows = client.get(
+        "/districts/north/rows",
+        params={"run_id": "r3", "kind": "rejected", "entity": "students", "rule": "login_present"},
+    )
     assert rows.status_code == 200 and rows.text.count("has no username") == 3
-    assert client.get("/districts/north/rows", params={"run_id": "r3", "kind": "nope", "entity": "x",
-                                                       "rule": "y"}).status_code == 404
+    assert (
+        client.get(
+            "/districts/north/rows", params={"run_id": "r3", "kind": "nope", "entity": "x", "rule": "y"}
+        ).status_code
+        == 404
+    )
 
 
 def test_data_docs_only_from_the_runs_folder(client, staging_engine, tmp_path):

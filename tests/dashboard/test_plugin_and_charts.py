@@ -23,8 +23,9 @@ def test_plugin_mounts_the_app_and_a_nav_entry():
     plugin = load_plugin_module().SisLearningDashboardPlugin
     (app,) = plugin.fastapi_apps
     assert app["url_prefix"] == "/sis-learning" and app["name"]
-    assert not any(app["url_prefix"].startswith(prefix) for prefix in ("/api/v2", "/ui", "/execution", "/auth",
-                                                                       "/pluginsv2"))  # Airflow's reserved prefixes
+    assert not any(
+        app["url_prefix"].startswith(prefix) for prefix in ("/api/v2", "/ui", "/execution", "/auth", "/pluginsv2")
+    )  # Airflow's reserved prefixes
     paths = {route.path for route in app["app"].routes}
     assert {"/districts", "/districts/{district_id}", "/districts/{district_id}/rows"} <= paths
     (view,) = plugin.external_views
@@ -35,8 +36,10 @@ def test_plugin_mounts_the_app_and_a_nav_entry():
 
 def test_charts_are_svg_with_escaped_labels():
     labels = ["2026-12-01 06:00", "<b>x</b> & y"]
-    for svg in (charts.line_chart("Users & classes", labels, {"users": [10, 12], "classes": [2, 3]}),
-                charts.bar_chart("Changes", labels, {"created": [1, 0], "removed": [0, 7]})):
+    for svg in (
+        charts.line_chart("Users & classes", labels, {"users": [10, 12], "classes": [2, 3]}),
+        charts.bar_chart("Changes", labels, {"created": [1, 0], "removed": [0, 7]}),
+    ):
         root = ET.fromstring(svg)  # well-formed: every label escaped
         assert root.tag.endswith("svg")
         titles = [element.text for element in root.iter() if element.tag.endswith("title")]

@@ -7,8 +7,10 @@ import pytest
 from sis_learning.dashboard import queries
 from tests.dashboard.staged_history import NOW, write_history
 
-CONFIGURED = {"east": {"name": "East District", "import_dag_id": "sis_import__east"},
-              "north": {"name": "North District", "import_dag_id": "sis_import__north"}}
+CONFIGURED = {
+    "east": {"name": "East District", "import_dag_id": "sis_import__east"},
+    "north": {"name": "North District", "import_dag_id": "sis_import__north"},
+}
 
 
 @pytest.fixture
@@ -57,8 +59,11 @@ def test_district_detail_runs_reasons_schools(history):
     assert detail.runs[1].stage == "safety_guard" and detail.runs[1].error.startswith("Safety stop")
 
     reasons = [(reason.kind, reason.entity, reason.rule, reason.rows) for reason in detail.reasons]
-    assert reasons == [("rejected", "students", "login_present", 3), ("warning", "students", "email_format", 2),
-                       ("rejected", "sections", "teacher_reference", 1)]
+    assert reasons == [
+        ("rejected", "students", "login_present", 3),
+        ("warning", "students", "email_format", 2),
+        ("rejected", "sections", "teacher_reference", 1),
+    ]
     first = detail.reasons[0]
     assert first.example_source_id == "4000" and first.example_reason == "student 4000 has no username"
     assert detail.reasons[1].field == "email"

@@ -15,8 +15,13 @@ USER_ENTITIES = ("staff", "students", "guardians")
 
 
 def rejected_rows(staging_url: str, run_id: str) -> list[dict[str, Any]]:
-    return staged_rows(staging_url, "SELECT stage, entity, source_id, rule, reason, caused_by FROM rejected_rows "
-                       "WHERE district_id = :district AND run_id = :run", district=DISTRICT_ID, run=run_id)
+    return staged_rows(
+        staging_url,
+        "SELECT stage, entity, source_id, rule, reason, caused_by FROM rejected_rows "
+        "WHERE district_id = :district AND run_id = :run",
+        district=DISTRICT_ID,
+        run=run_id,
+    )
 
 
 def failed_users(staging_url: str, run_id: str, dataset_path) -> set[str]:
@@ -28,24 +33,29 @@ def failed_users(staging_url: str, run_id: str, dataset_path) -> set[str]:
     full = expected_state(dataset_path)
     collisions = login_collisions(full)
     in_collision = {key: group for group in collisions for key in group}
-    failures = [row for row in rejected_rows(staging_url, run_id)
-                if row["entity"] in USER_ENTITIES and row["caused_by"] is None]
+    failures = [
+        row for row in rejected_rows(staging_url, run_id) if row["entity"] in USER_ENTITIES and row["caused_by"] is None
+    ]
     problems = []
     failed = set()
     for row in failures:
         key = user_key(row["entity"], row["source_id"])
         failed.add(key)
         if key not in in_collision:
-            problems.append(f"{row['entity']} {key} rejected at {row['stage']} by rule {row['rule']!r} "
-                            f"({row['reason']}); the source document's rules import it and no other user shares "
-                            f"its login")
+            problems.append(
+                f"{row['entity']} {key} rejected at {row['stage']} by rule {row['rule']!r} "
+                f"({row['reason']}); the source document's rules import it and no other user shares "
+                f"its login"
+            )
         elif not row["reason"] or full.source_logins[key] not in row["reason"].lower():
             problems.append(f"{row['entity']} {key} rejected without a reason naming its login: {row['reason']!r}")
     for group in collisions:
         kept = group - failed
         if len(kept) != 1:
-            problems.append(f"users {sorted(group)} share the login {full.source_logins[next(iter(group))]!r}: "
-                            f"exactly one must keep it, kept {sorted(kept)}")
+            problems.append(
+                f"users {sorted(group)} share the login {full.source_logins[next(iter(group))]!r}: "
+                f"exactly one must keep it, kept {sorted(kept)}"
+            )
     assert not problems, "rejected users disagree with the oracle:\n" + "\n".join(problems)
     return failed
 
@@ -76,8 +86,10 @@ def differences(oracle: Oracle, state: dict[str, Any], disabled: set[str] = froz
     compare_keys("organization", oracle.organizations, state["organizations"])
     for key in set(oracle.organizations) & set(state["organizations"]):
         if oracle.organizations[key] != state["organizations"][key]:
-            problems.append(f"organization {key}: name expected {oracle.organizations[key]!r}, "
-                            f"actual {state['organizations'][key]!r}")
+            problems.append(
+                f"organization {key}: name expected {oracle.organizations[key]!r}, "
+                f"actual {state['organizations'][key]!r}"
+            )
 
     users = state["users"]
     compare_keys("user", oracle.users, users)
@@ -89,11 +101,14 @@ def differences(oracle: Oracle, state: dict[str, Any], disabled: set[str] = froz
                     problems.append(f"user {key}: no username in the SIS, expected a generated login, got none")
                 continue
             if actual.get(name) != value:
-                problems.append(f"user {key} ({expected['user_type']}): {name} expected {value!r}, "
-                                f"actual {actual.get(name)!r}")
+                problems.append(
+                    f"user {key} ({expected['user_type']}): {name} expected {value!r}, actual {actual.get(name)!r}"
+                )
         if actual.get("organization_id") not in oracle.user_school[key]:
-            problems.append(f"user {key} ({expected['user_type']}): organization_id expected one of "
-                            f"{sorted(oracle.user_school[key])}, actual {actual.get('organization_id')!r}")
+            problems.append(
+                f"user {key} ({expected['user_type']}): organization_id expected one of "
+                f"{sorted(oracle.user_school[key])}, actual {actual.get('organization_id')!r}"
+            )
     logins = [str(user.get("login") or "").lower() for user in users.values()]
     if len(logins) != len(set(logins)):
         problems.append("Learning holds two users with the same login")
@@ -101,8 +116,9 @@ def differences(oracle: Oracle, state: dict[str, Any], disabled: set[str] = froz
     compare_keys("user level", oracle.user_levels, state["user_levels"])
     for key in set(oracle.user_levels) & set(state["user_levels"]):
         if str(state["user_levels"][key]) != oracle.user_levels[key]:
-            problems.append(f"user level {key}: expected {oracle.user_levels[key]!r}, "
-                            f"actual {state['user_levels'][key]!r}")
+            problems.append(
+                f"user level {key}: expected {oracle.user_levels[key]!r}, actual {state['user_levels'][key]!r}"
+            )
 
     classes = state["classes"]
     compare_keys("class", oracle.classes, classes)
@@ -130,5 +146,6 @@ def differences(oracle: Oracle, state: dict[str, Any], disabled: set[str] = froz
 
 def assert_learning_matches(oracle: Oracle, state: dict[str, Any], disabled: set[str] = frozenset()) -> None:
     problems = differences(oracle, state, disabled)
-    assert not problems, f"Learning differs from the source document's rules in {len(problems)} way(s):\n" + \
-        "\n".join(problems[:60])
+    assert not problems, f"Learning differs from the source document's rules in {len(problems)} way(s):\n" + "\n".join(
+        problems[:60]
+    )

@@ -59,8 +59,9 @@ class Sandboxes:
         """(Re)write the AIRFLOW_CONN_* variables for the current servers."""
         from scripts.demo_environment import connection_env
 
-        for name, value in connection_env(DISTRICT_ID, self.powerschool, self.learning, self.learning_token,
-                                          self.smtp).items():
+        for name, value in connection_env(
+            DISTRICT_ID, self.powerschool, self.learning, self.learning_token, self.smtp
+        ).items():
             self.monkeypatch.setenv(name, value)
 
     # -- Learning, seen from outside the pipeline ------------------------------------------------
@@ -80,8 +81,7 @@ class Sandboxes:
 
     def learning_requests(self, since: int = 0) -> list[tuple[str, str, int]]:
         """Requests the Learning server served since a log mark: (method, path, status), from its access log."""
-        return [(m.group(1), m.group(2), int(m.group(3)))
-                for m in ACCESS_LINE.finditer(self.learning.log()[since:])]
+        return [(m.group(1), m.group(2), int(m.group(3))) for m in ACCESS_LINE.finditer(self.learning.log()[since:])]
 
     def restart_learning(self) -> None:
         """Stop the Learning server and start a new one on the same database (new port)."""
@@ -93,9 +93,13 @@ class Sandboxes:
 
         old.close_clients()
         stop_process(old.process)
-        self.learning = self.stack.enter_context(running_learning(
-            domains={DISTRICT_ID: self.learning_token}, database_url=self.learning_database_url,
-            options=LearningOptions(log_level="debug")))
+        self.learning = self.stack.enter_context(
+            running_learning(
+                domains={DISTRICT_ID: self.learning_token},
+                database_url=self.learning_database_url,
+                options=LearningOptions(log_level="debug"),
+            )
+        )
         self.point_connections()
 
 
@@ -136,8 +140,13 @@ def irregularities() -> bool | None:
 
 
 @pytest.fixture
-def sandboxes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest,
-              dataset: str, irregularities: bool | None) -> Iterator[Sandboxes]:
+def sandboxes(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+    dataset: str,
+    irregularities: bool | None,
+) -> Iterator[Sandboxes]:
     """Fresh sandboxes and a fresh staging database for one test (``staging_url`` when parametrized)."""
     import sis_learning.config
 
@@ -146,17 +155,24 @@ def sandboxes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.F
     from sandbox.powerschool.testing import running_powerschool
     from sandbox.smtp import running_smtp
 
-    staging = (request.getfixturevalue("staging_url") if "staging_url" in request.fixturenames
-               else f"sqlite:///{tmp_path / 'staging.sqlite'}")
+    staging = (
+        request.getfixturevalue("staging_url")
+        if "staging_url" in request.fixturenames
+        else f"sqlite:///{tmp_path / 'staging.sqlite'}"
+    )
     monkeypatch.setenv("SIS_LEARNING_STAGING_URL", staging)
     monkeypatch.setenv(f"{DISTRICT_ID.upper()}_DEFAULT_PASSWORD", secrets.token_urlsafe(12))
     learning_database_url = f"sqlite:///{tmp_path / 'learning.sqlite'}"
     token = secrets.token_urlsafe(24)
     with ExitStack() as stack:
         powerschool = stack.enter_context(running_powerschool(dataset, irregularities=irregularities))
-        learning = stack.enter_context(running_learning(
-            domains={DISTRICT_ID: token}, database_url=learning_database_url,
-            options=LearningOptions(log_level="debug")))
+        learning = stack.enter_context(
+            running_learning(
+                domains={DISTRICT_ID: token},
+                database_url=learning_database_url,
+                options=LearningOptions(log_level="debug"),
+            )
+        )
         smtp = stack.enter_context(running_smtp(mailbox_dir=tmp_path / "mailbox"))
         boxes = Sandboxes(powerschool, learning, smtp, token, learning_database_url, staging, stack, monkeypatch)
         boxes.point_connections()

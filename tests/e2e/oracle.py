@@ -23,8 +23,9 @@ the pipeline's validate/transform code:
   Terms.DCID, teacher_id Teachers.DCID, organization Schools.DCID;
 - rosters: enrollments not dropped (CC.SectionID > 0) of imported students in imported
   classes (student), the lead teacher (teacher), the other current SectionTeacher rows of
-  imported teachers (co-teacher; "current teachers only": a row that ended is not rostered), a co-teacher in at most 25 classes, kept by the
-  documented rule (latest term first, then lowest section id).
+  imported teachers (co-teacher; "current teachers only": a row that ended is not rostered),
+  a co-teacher in at most 25 classes, kept by the documented rule (latest term first, then
+  lowest section id).
 
 Learning's own uniqueness rule (a login is unique in a domain, case-insensitively) makes
 some of these rows fail whatever the pipeline does; ``expected_state`` takes the users
@@ -91,8 +92,13 @@ def is_address(email: Any) -> bool:
         return False
     email = str(email).strip()
     local, at, domain = email.partition("@")
-    return (bool(at) and bool(local) and "@" not in domain and "." in domain.strip(".")
-            and not any(character.isspace() for character in email))
+    return (
+        bool(at)
+        and bool(local)
+        and "@" not in domain
+        and "." in domain.strip(".")
+        and not any(character.isspace() for character in email)
+    )
 
 
 def address(email: Any) -> str | None:
@@ -131,8 +137,11 @@ def _candidates(store: DatasetStore, rules: DistrictRules) -> dict[str, Any]:
         home = school_dcid.get(row["schoolid"])
         teachers[row["id"]] = row | {"organizations": {home} if home else set(affiliations[row["id"]])}
 
-    students = {row["id"]: row for row in query("SELECT * FROM students WHERE enroll_status = 0")
-                if row["schoolid"] in school_dcid}
+    students = {
+        row["id"]: row
+        for row in query("SELECT * FROM students WHERE enroll_status = 0")
+        if row["schoolid"] in school_dcid
+    }
 
     first_year_id = rules.import_start_year - 1990
     terms = {(row["schoolid"], row["id"]): row for row in query("SELECT * FROM terms")}
@@ -156,16 +165,27 @@ def _candidates(store: DatasetStore, rules: DistrictRules) -> dict[str, Any]:
         account = accounts.get(row["accountidentifier"]) if row["accountidentifier"] else None
         if account is None or blank(account["username"]) or not account["isenabled"]:
             continue  # "a Parent needs to have a Parent Portal account set up"
-        guardians[row["guardianid"]] = row | {"username": account["username"],
-                                              "email": emails.get(row["accountidentifier"])}
+        guardians[row["guardianid"]] = row | {
+            "username": account["username"],
+            "email": emails.get(row["accountidentifier"]),
+        }
     guardian_students = query("SELECT * FROM guardianstudent ORDER BY guardianid, studentsdcid")
-    return {"schools": schools, "school_dcid": school_dcid, "teachers": teachers, "students": students,
-            "sections": sections, "enrollments": enrollments, "section_teachers": section_teachers,
-            "guardians": guardians, "guardian_students": guardian_students}
+    return {
+        "schools": schools,
+        "school_dcid": school_dcid,
+        "teachers": teachers,
+        "students": students,
+        "sections": sections,
+        "enrollments": enrollments,
+        "section_teachers": section_teachers,
+        "guardians": guardians,
+        "guardian_students": guardian_students,
+    }
 
 
-def expected_state(dataset_path: Path, rules: DistrictRules | None = None,
-                   failed_users: set[str] = frozenset()) -> Oracle:
+def expected_state(
+    dataset_path: Path, rules: DistrictRules | None = None, failed_users: set[str] = frozenset()
+) -> Oracle:
     """The Learning end state, minus the users Learning's uniqueness rule failed (and what hangs on them).
 
     ``failed_users`` holds user keys ("T:5").
@@ -174,8 +194,14 @@ def expected_state(dataset_path: Path, rules: DistrictRules | None = None,
     with DatasetStore(dataset_path) as store:
         data = _candidates(store, rules)
     school_dcid = data["school_dcid"]
-    oracle = Oracle(organizations={str(s["dcid"]): s["name"] for s in data["schools"]},
-                    users={}, user_levels={}, classes={}, rosters={}, parent_links=set())
+    oracle = Oracle(
+        organizations={str(s["dcid"]): s["name"] for s in data["schools"]},
+        users={},
+        user_levels={},
+        classes={},
+        rosters={},
+        parent_links=set(),
+    )
 
     teacher_dcid = {}
     for teacher_id, row in data["teachers"].items():
@@ -186,9 +212,15 @@ def expected_state(dataset_path: Path, rules: DistrictRules | None = None,
         if key in failed_users:
             continue
         teacher_dcid[teacher_id] = str(row["dcid"])
-        oracle.users[key] = {"user_type": "T", "first_name": row["first_name"], "last_name": row["last_name"],
-                             "login": login, "email": address(row["email_addr"]),
-                             "sso_email_address": sso_email(row["email_addr"], rules), "enabled": True}
+        oracle.users[key] = {
+            "user_type": "T",
+            "first_name": row["first_name"],
+            "last_name": row["last_name"],
+            "login": login,
+            "email": address(row["email_addr"]),
+            "sso_email_address": sso_email(row["email_addr"], rules),
+            "enabled": True,
+        }
         oracle.user_school[key] = row["organizations"]
 
     student_dcid = {}
@@ -200,9 +232,15 @@ def expected_state(dataset_path: Path, rules: DistrictRules | None = None,
         if key in failed_users:
             continue
         student_dcid[student_id] = str(row["dcid"])
-        oracle.users[key] = {"user_type": "S", "first_name": row["first_name"], "last_name": row["last_name"],
-                             "login": login, "email": address(row["email"]),
-                             "sso_email_address": sso_email(row["email"], rules), "enabled": True}
+        oracle.users[key] = {
+            "user_type": "S",
+            "first_name": row["first_name"],
+            "last_name": row["last_name"],
+            "login": login,
+            "email": address(row["email"]),
+            "sso_email_address": sso_email(row["email"], rules),
+            "enabled": True,
+        }
         oracle.user_school[key] = {school_dcid[row["schoolid"]]}
         if not blank(row["grade_level"]):  # no grade level (pre-K): a warning, no user level
             oracle.user_levels[str(row["dcid"])] = str(row["grade_level"])
@@ -219,9 +257,15 @@ def expected_state(dataset_path: Path, rules: DistrictRules | None = None,
         oracle.source_logins[key] = row["username"].strip().lower()
         if key in failed_users:
             continue
-        oracle.users[key] = {"user_type": "P", "first_name": row["firstname"], "last_name": row["lastname"],
-                             "login": row["username"], "email": address(row["email"]),
-                             "sso_email_address": None, "enabled": True}
+        oracle.users[key] = {
+            "user_type": "P",
+            "first_name": row["firstname"],
+            "last_name": row["lastname"],
+            "login": row["username"],
+            "email": address(row["email"]),
+            "sso_email_address": None,
+            "enabled": True,
+        }
         oracle.user_school[key] = set().union(*(oracle.user_school[f"S:{child}"] for child in children[guardian_id]))
         for child in children[guardian_id]:
             oracle.parent_links.add((str(guardian_id), child))
@@ -236,7 +280,9 @@ def expected_state(dataset_path: Path, rules: DistrictRules | None = None,
         class_of_section[section_id] = key
         oracle.classes[key] = {
             "name": f"{course.get('course_name')} ({row['section_number']}) - {row['expression'] or ''}",
-            "code": str(course.get("course_number")), "year": str(row["term"]["dcid"]), "teacher_id": lead,
+            "code": str(course.get("course_number")),
+            "year": str(row["term"]["dcid"]),
+            "teacher_id": lead,
             "organization_id": school_dcid[row["schoolid"]],
         }
         oracle.rosters[(key, f"T:{lead}")] = "teacher"
@@ -255,14 +301,19 @@ def expected_state(dataset_path: Path, rules: DistrictRules | None = None,
     for row in data["section_teachers"]:
         class_id, teacher = class_of_section.get(row["sectionid"]), teacher_dcid.get(row["teacherid"])
         section = data["sections"].get(row["sectionid"])
-        if section is not None and row["end_date"] and row["end_date"] < min(today, section["term"]["lastday"] or today):
+        if (
+            section is not None
+            and row["end_date"]
+            and row["end_date"] < min(today, section["term"]["lastday"] or today)
+        ):
             continue
         if class_id and teacher and oracle.classes[class_id]["teacher_id"] != teacher:
             placements[teacher].add(class_id)
     term_of_class = {class_of_section[s]: data["sections"][s]["term"] for s in class_of_section}
     for teacher, class_ids in placements.items():
-        ordered = sorted(class_ids, key=lambda c: (_desc(term_of_class[c]["firstday"] or ""),
-                                                   -term_of_class[c]["yearid"], int(c)))
+        ordered = sorted(
+            class_ids, key=lambda c: (_desc(term_of_class[c]["firstday"] or ""), -term_of_class[c]["yearid"], int(c))
+        )
         oracle.co_teacher_placements[teacher] = ordered
         for class_id in ordered[:CO_TEACHER_CLASS_LIMIT]:
             oracle.rosters[(class_id, f"T:{teacher}")] = "co-teacher"

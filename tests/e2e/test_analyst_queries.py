@@ -37,8 +37,9 @@ from tests.e2e.conftest import REPO_ROOT
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
 
 DOCUMENTS = (REPO_ROOT / "README.md", REPO_ROOT / "docs" / "staged-tables.md")
-QUERY = re.compile(r"```sql\n(?P<sql>.*?)```\s*\n(?:<!-- checked: (?P<check>exact|columns) -->\n(?P<table>(?:\|[^\n]*\|\n)+))?",
-                   re.S)
+QUERY = re.compile(
+    r"```sql\n(?P<sql>.*?)```\s*\n(?:<!-- checked: (?P<check>exact|columns) -->\n(?P<table>(?:\|[^\n]*\|\n)+))?", re.S
+)
 
 
 @dataclass
@@ -82,8 +83,11 @@ def staged(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     from scripts.demo_environment import apply_everyday_changes, demo_services
 
     state = tmp_path_factory.mktemp("analyst")
-    with (staging_database(request, state) as staging_url, pytest.MonkeyPatch.context() as patch,
-          demo_services(dataset="demo", state_dir=state) as services):
+    with (
+        staging_database(request, state) as staging_url,
+        pytest.MonkeyPatch.context() as patch,
+        demo_services(dataset="demo", state_dir=state) as services,
+    ):
         patch.setenv("SIS_LEARNING_STAGING_URL", staging_url)
         for name, value in services.env.items():
             patch.setenv(name, value)
@@ -113,8 +117,10 @@ def documented_queries() -> list[tuple[str, str, str | None, list[list[str]]]]:
     found = []
     for document in DOCUMENTS:
         for match in QUERY.finditer(document.read_text()):
-            table = [[cell.strip() for cell in line.strip().strip("|").split("|")]
-                     for line in (match.group("table") or "").splitlines()]
+            table = [
+                [cell.strip() for cell in line.strip().strip("|").split("|")]
+                for line in (match.group("table") or "").splitlines()
+            ]
             rows = [row for row in table if not all(set(cell) <= {"-"} for cell in row)]
             found.append((f"{document.name}:{match.start()}", match.group("sql"), match.group("check"), rows))
     return found
@@ -229,8 +235,14 @@ def test_explain_asks_powerschool_for_records_the_import_never_saw(staged, tmp_p
 
 def test_make_explain_prints_the_answer(staged):
     env = {**os.environ, "SIS_LEARNING_STAGING_URL": staged.staging_url}
-    result = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "explain.py"), "300154"], cwd=REPO_ROOT,
-                            env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "explain.py"), "300154"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "Student" in result.stdout and "(DCID 1000154)" in result.stdout
     assert "REJECTED by rule login_unique" in result.stdout and "NOT IN LEARNING" in result.stdout

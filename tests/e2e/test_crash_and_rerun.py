@@ -31,9 +31,14 @@ from tests.e2e.oracle import expected_state
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
 
-KEYS = {"organizations": ("organization_id",), "users": ("user_type", "external_id"),
-        "user_levels": ("external_id",), "classes": ("class_id",), "rosters": ("class_id", "user_type", "user_id"),
-        "parent_links": ("parent_id", "child_id")}
+KEYS = {
+    "organizations": ("organization_id",),
+    "users": ("user_type", "external_id"),
+    "user_levels": ("external_id",),
+    "classes": ("class_id",),
+    "rosters": ("class_id", "user_type", "user_id"),
+    "parent_links": ("parent_id", "child_id"),
+}
 
 
 def duplicated_keys(learning) -> dict[str, list]:
@@ -46,22 +51,33 @@ def duplicated_keys(learning) -> dict[str, list]:
 
 
 def attempts(staging_url: str, run_id: str) -> list[tuple[str, int, str]]:
-    return [(row["stage"], row["attempt"], row["status"]) for row in staged_rows(
-        staging_url, "SELECT stage, attempt, status FROM sync_run_attempts WHERE district_id = :d AND run_id = :r "
-        "ORDER BY id", d=DISTRICT_ID, r=run_id)]
+    return [
+        (row["stage"], row["attempt"], row["status"])
+        for row in staged_rows(
+            staging_url,
+            "SELECT stage, attempt, status FROM sync_run_attempts WHERE district_id = :d AND run_id = :r ORDER BY id",
+            d=DISTRICT_ID,
+            r=run_id,
+        )
+    ]
 
 
 def sync_run(staging_url: str, run_id: str) -> dict:
-    [row] = staged_rows(staging_url, "SELECT status, stage, error FROM sync_runs WHERE district_id = :d AND "
-                        "run_id = :r AND kind = 'import'", d=DISTRICT_ID, r=run_id)
+    [row] = staged_rows(
+        staging_url,
+        "SELECT status, stage, error FROM sync_runs WHERE district_id = :d AND run_id = :r AND kind = 'import'",
+        d=DISTRICT_ID,
+        r=run_id,
+    )
     return row
 
 
 def assert_converged(sandboxes, run_id: str) -> None:
     assert duplicated_keys(sandboxes.learning) == {}
     failed = failed_users(sandboxes.staging_url, run_id, sandboxes.powerschool.database_path)
-    assert_learning_matches(expected_state(sandboxes.powerschool.database_path, failed_users=failed),
-                            sandboxes.learning_state())
+    assert_learning_matches(
+        expected_state(sandboxes.powerschool.database_path, failed_users=failed), sandboxes.learning_state()
+    )
 
 
 def test_learning_killed_mid_load_the_production_retry_finishes_a_successful_run(import_dag, sandboxes, monkeypatch):
@@ -112,9 +128,19 @@ def test_task_process_killed_mid_load_is_abandoned_and_the_next_run_converges(im
 
     env = {**os.environ, "SIS_LEARNING_DISTRICTS_DIR": str(sis_learning.config.DISTRICTS_DIR)}
     worker = subprocess.Popen(
-        [sys.executable, str(REPO_ROOT / "scripts" / "run_import_dag.py"), DISTRICT_ID,
-         "--pause-after-entity", "classes"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO_ROOT)
+        [
+            sys.executable,
+            str(REPO_ROOT / "scripts" / "run_import_dag.py"),
+            DISTRICT_ID,
+            "--pause-after-entity",
+            "classes",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=REPO_ROOT,
+    )
     try:
         deadline = time.monotonic() + 300
         line = ""
@@ -125,8 +151,9 @@ def test_task_process_killed_mid_load_is_abandoned_and_the_next_run_converges(im
         worker.send_signal(signal.SIGKILL)  # the task process dies mid-load: nobody reports
         worker.wait(timeout=30)
     assert line.strip() == "PAUSED classes"
-    [killed] = staged_rows(sandboxes.staging_url, "SELECT run_id, status FROM sync_runs WHERE district_id = :d",
-                           d=DISTRICT_ID)
+    [killed] = staged_rows(
+        sandboxes.staging_url, "SELECT run_id, status FROM sync_runs WHERE district_id = :d", d=DISTRICT_ID
+    )
     assert killed["status"] == "running"
     classes_sent = len(sandboxes.learning.classes(DISTRICT_ID))
     assert classes_sent > 0 and sandboxes.learning.rosters(DISTRICT_ID) == {}
@@ -137,13 +164,20 @@ def test_task_process_killed_mid_load_is_abandoned_and_the_next_run_converges(im
     abandoned = sync_run(sandboxes.staging_url, killed["run_id"])
     assert (abandoned["status"], abandoned["stage"]) == ("abandoned", "load"), abandoned
     assert rerun.run_id in abandoned["error"]
-    [note] = staged_rows(sandboxes.staging_url, "SELECT error FROM sync_run_attempts WHERE run_id = :r AND "
-                         "stage = 'previous_run'", r=rerun.run_id)
+    [note] = staged_rows(
+        sandboxes.staging_url,
+        "SELECT error FROM sync_run_attempts WHERE run_id = :r AND stage = 'previous_run'",
+        r=rerun.run_id,
+    )
     assert note["error"] == f"previous run {killed['run_id']} was abandoned in load"
     assert_converged(sandboxes, rerun.run_id)
-    sent = staged_rows(sandboxes.staging_url, "SELECT entity, learning_result, COUNT(*) AS n FROM change_set "
-                       "WHERE district_id = :d AND run_id = :r AND status = 'accepted' GROUP BY entity, learning_result",
-                       d=DISTRICT_ID, r=rerun.run_id)
+    sent = staged_rows(
+        sandboxes.staging_url,
+        "SELECT entity, learning_result, COUNT(*) AS n FROM change_set "
+        "WHERE district_id = :d AND run_id = :r AND status = 'accepted' GROUP BY entity, learning_result",
+        d=DISTRICT_ID,
+        r=rerun.run_id,
+    )
     by_entity = {(row["entity"], row["learning_result"]): row["n"] for row in sent}
     assert by_entity.get(("classes", "unchanged")) == classes_sent, by_entity
     assert by_entity.get(("rosters", "created"), 0) > 0, by_entity

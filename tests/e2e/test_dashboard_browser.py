@@ -80,27 +80,42 @@ def standalone(tmp_path_factory):
     staging_url = f"sqlite:///{root / 'staging.sqlite'}"
     write_history(create_all(get_engine(staging_url)))
     port = free_port()
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("AIRFLOW", "SIS_LEARNING_")) and key not in ("VIRTUAL_ENV", "PYTHONPATH")}
-    env.update({
-        "AIRFLOW_HOME": str(root / "airflow-home"), "AIRFLOW__API__PORT": str(port),
-        # Other Airflows on this machine hold the default log-server ports.
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
-        "SIS_LEARNING_STAGING_URL": staging_url, "SIS_LEARNING_STANDALONE_DIR": str(root / "standalone"),
-    })
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("AIRFLOW", "SIS_LEARNING_")) and key not in ("VIRTUAL_ENV", "PYTHONPATH")
+    }
+    env.update(
+        {
+            "AIRFLOW_HOME": str(root / "airflow-home"),
+            "AIRFLOW__API__PORT": str(port),
+            # Other Airflows on this machine hold the default log-server ports.
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+            "SIS_LEARNING_STAGING_URL": staging_url,
+            "SIS_LEARNING_STANDALONE_DIR": str(root / "standalone"),
+        }
+    )
     output_path = root / "make-airflow.out"
     with output_path.open("wb") as output:
-        process = subprocess.Popen(["make", "airflow"], cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
-                                   stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            ["make", "airflow"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     base_url = f"http://localhost:{port}"
     try:
         deadline = time.monotonic() + START_SECONDS
         while time.monotonic() < deadline and process.poll() is None and not healthy(base_url):
             time.sleep(2)
         assert healthy(base_url), f"the API server never became healthy:\n{output_path.read_text()[-4000:]}"
-        password = json.loads((root / "airflow-home" / "simple_auth_manager_passwords.json.generated")
-                              .read_text())["admin"]
+        password = json.loads((root / "airflow-home" / "simple_auth_manager_passwords.json.generated").read_text())[
+            "admin"
+        ]
         yield {"base_url": base_url, "password": password, "staging_url": staging_url, "root": root}
     finally:
         if process.poll() is None:
@@ -147,16 +162,25 @@ def staged_figures(staging_url: str, district_id: str) -> dict[str, int]:
 
     engine = create_engine(staging_url)
     with engine.connect() as connection:
-        latest = connection.execute(text(
-            "SELECT run_id, counts FROM sync_runs WHERE district_id = :d AND kind = 'import' "
-            "ORDER BY started_at DESC LIMIT 1"), {"d": district_id}).one()
-        figures = {entity: connection.execute(text(
-            "SELECT COUNT(*) FROM learning_snapshot WHERE district_id = :d AND entity = :e AND active"),
-            {"d": district_id, "e": entity}).scalar() for entity in ("users", "classes", "rosters", "parent_links")}
+        latest = connection.execute(
+            text(
+                "SELECT run_id, counts FROM sync_runs WHERE district_id = :d AND kind = 'import' "
+                "ORDER BY started_at DESC LIMIT 1"
+            ),
+            {"d": district_id},
+        ).one()
+        figures = {
+            entity: connection.execute(
+                text("SELECT COUNT(*) FROM learning_snapshot WHERE district_id = :d AND entity = :e AND active"),
+                {"d": district_id, "e": entity},
+            ).scalar()
+            for entity in ("users", "classes", "rosters", "parent_links")
+        }
         for table, name in (("rejected_rows", "rejected"), ("validation_warnings", "warned")):
-            figures[name] = connection.execute(text(
-                f"SELECT COUNT(*) FROM {table} WHERE district_id = :d AND run_id = :r"),
-                {"d": district_id, "r": latest.run_id}).scalar()
+            figures[name] = connection.execute(
+                text(f"SELECT COUNT(*) FROM {table} WHERE district_id = :d AND run_id = :r"),
+                {"d": district_id, "r": latest.run_id},
+            ).scalar()
     engine.dispose()
     counts = json.loads(latest.counts)
     for change in ("created", "updated", "deactivated", "removed"):

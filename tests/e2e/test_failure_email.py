@@ -27,8 +27,9 @@ def body_text(message) -> str:
 
 def text_and_html(message) -> tuple[str, str]:
     assert message.get_content_type() == "multipart/alternative", message.get_content_type()
-    return tuple(message.get_body(preferencelist=(kind,)).get_content().replace("\r\n", "\n")
-                 for kind in ("plain", "html"))
+    return tuple(
+        message.get_body(preferencelist=(kind,)).get_content().replace("\r\n", "\n") for kind in ("plain", "html")
+    )
 
 
 def test_wrong_client_secret_fails_the_run_with_one_email(import_dag, sandboxes):

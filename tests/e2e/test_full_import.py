@@ -24,8 +24,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
 # the three 2025 terms (year, S1, S2) take 19 past the cap (28: three must go, the earliest
 # terms and highest ids) and 20 to exactly 25. Teachers are named by Teachers.ID and their
 # DCIDs looked up: DCIDs differ when the district has the irregularities of real ones.
-EXTRA_SECTIONS = [(3500, [19, 20]), (3501, [19, 20]), (3502, [19, 20]), (3501, [19, 20]),
-                  (3502, [19, 20]), (3500, [19])]
+EXTRA_SECTIONS = [
+    (3500, [19, 20]),
+    (3501, [19, 20]),
+    (3502, [19, 20]),
+    (3501, [19, 20]),
+    (3502, [19, 20]),
+    (3500, [19]),
+]
 
 
 def teacher_dcid(powerschool, teacher_id: int) -> int:
@@ -42,16 +48,27 @@ def tables_containing(staging_url: str, needle: str) -> list[str]:
         tables = inspect(engine).get_table_names()
     finally:
         engine.dispose()
-    return [table for table in tables
-            if any(needle in str(value) for row in staged_rows(staging_url, f'SELECT * FROM "{table}"')
-                   for value in row.values())]
+    return [
+        table
+        for table in tables
+        if any(
+            needle in str(value)
+            for row in staged_rows(staging_url, f'SELECT * FROM "{table}"')
+            for value in row.values()
+        )
+    ]
 
 
 def add_co_teacher_sections(powerschool) -> None:
     for term_id, co_teachers in EXTRA_SECTIONS:
         # Lincoln Elementary (DCID 11), Mathematics (1002), led by Zoë Miller (Teachers.ID 4)
-        powerschool.add_section(11, "1002", term_id, teacher_dcid=teacher_dcid(powerschool, 4),
-                                co_teacher_dcids=[teacher_dcid(powerschool, teacher) for teacher in co_teachers])
+        powerschool.add_section(
+            11,
+            "1002",
+            term_id,
+            teacher_dcid=teacher_dcid(powerschool, 4),
+            co_teacher_dcids=[teacher_dcid(powerschool, teacher) for teacher in co_teachers],
+        )
 
 
 def test_full_import_equals_the_rules(import_dag, sandboxes, staging_url):
@@ -76,7 +93,11 @@ def test_full_import_equals_the_rules(import_dag, sandboxes, staging_url):
 
     # No notification to imported users; the run is recorded as a success.
     assert sandboxes.learning.notification_count(DISTRICT_ID) == 0
-    runs = staged_rows(staging_url, "SELECT status FROM sync_runs WHERE district_id = :d AND run_id = :r",
-                       d=DISTRICT_ID, r=dag_run.run_id)
+    runs = staged_rows(
+        staging_url,
+        "SELECT status FROM sync_runs WHERE district_id = :d AND run_id = :r",
+        d=DISTRICT_ID,
+        r=dag_run.run_id,
+    )
     assert [run["status"] for run in runs] == ["success"]
     assert not sandboxes.smtp.mailbox.messages, "a successful run sends no email"

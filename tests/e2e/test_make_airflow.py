@@ -49,8 +49,12 @@ def get_json(url: str, token: str | None = None, body: dict | None = None) -> tu
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(url, data=json.dumps(body).encode() if body is not None else None,
-                                     headers=headers, method="POST" if body is not None else "GET")
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers=headers,
+        method="POST" if body is not None else "GET",
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         return response.status, json.loads(response.read() or b"{}")
 
@@ -58,19 +62,37 @@ def get_json(url: str, token: str | None = None, body: dict | None = None) -> tu
 def test_make_airflow_starts_lists_the_demo_dags_and_stops_everything(tmp_path: Path) -> None:
     port = free_port()
     home = tmp_path / "airflow-home"
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("AIRFLOW", "SIS_LEARNING_")) and key not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("AIRFLOW", "SIS_LEARNING_")) and key not in ("VIRTUAL_ENV", "PYTHONPATH")
+    }
     # No virtualenv on PATH: exactly what a fresh shell has.
     venv_bin = str(REPO_ROOT / ".venv" / "bin")
-    env["PATH"] = os.pathsep.join(part for part in env.get("PATH", "").split(os.pathsep)
-                                  if part and Path(part).resolve() != Path(venv_bin).resolve())
-    env.update({"AIRFLOW_HOME": str(home), "AIRFLOW__API__PORT": str(port),
-                "SIS_LEARNING_STAGING_URL": f"sqlite:///{tmp_path / 'staging.sqlite'}",
-                "SIS_LEARNING_STANDALONE_DIR": str(tmp_path / "standalone")})
+    env["PATH"] = os.pathsep.join(
+        part
+        for part in env.get("PATH", "").split(os.pathsep)
+        if part and Path(part).resolve() != Path(venv_bin).resolve()
+    )
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__API__PORT": str(port),
+            "SIS_LEARNING_STAGING_URL": f"sqlite:///{tmp_path / 'staging.sqlite'}",
+            "SIS_LEARNING_STANDALONE_DIR": str(tmp_path / "standalone"),
+        }
+    )
     output_path = tmp_path / "make-airflow.out"
     with output_path.open("wb") as output:
-        make = subprocess.Popen(["make", "airflow"], cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
-                                stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+        make = subprocess.Popen(
+            ["make", "airflow"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     base_url = f"http://localhost:{port}"
     try:
         deadline = time.monotonic() + START_SECONDS
@@ -118,8 +140,9 @@ def test_make_airflow_starts_lists_the_demo_dags_and_stops_everything(tmp_path: 
             _, run = get_json(f"{base_url}/api/v2/dags/sis_import__demo/dagRuns/{run['dag_run_id']}", token)
             state = run["state"]
         assert state == "success", f"sis_import__demo ended {state}:\n{output_path.read_text()[-3000:]}"
-        score = subprocess.run(["make", "score", "SCORE=8"], cwd=REPO_ROOT, env=env, capture_output=True,
-                               text=True, timeout=300)
+        score = subprocess.run(
+            ["make", "score", "SCORE=8"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+        )
         assert score.returncode == 0 and "PowerTeacher Pro has it after" in score.stdout, score.stdout + score.stderr
         print(score.stdout.strip().splitlines()[-1])
     finally:

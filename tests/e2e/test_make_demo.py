@@ -32,8 +32,7 @@ def test_make_demo_prints_only_what_exists_after_it_exits(tmp_path: Path) -> Non
     assert result.returncode == 0, output[-3000:] + result.stderr[-3000:]
     printed = [line for line in output.splitlines() if not re.match(r"^\d{4}-\d\d-\d\dT", line)]  # not log lines
 
-    paths = {match.group(1).rstrip("/.") for line in printed for match in PATH.finditer(line)
-             if not URL.search(line)}
+    paths = {match.group(1).rstrip("/.") for line in printed for match in PATH.finditer(line) if not URL.search(line)}
     assert paths, output
     assert [path for path in sorted(paths) if not Path(path).exists()] == [], output
 

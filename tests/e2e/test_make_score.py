@@ -29,8 +29,13 @@ def test_a_score_entered_by_make_score_reaches_powerteacher(import_dag, sandboxe
     monkeypatch.setattr(airflow_standalone, "SANDBOXES_FILE", tmp_path / "sandboxes.json")
     airflow_standalone.write_sandboxes_file(sandboxes)
     env = {**os.environ, "SIS_LEARNING_SANDBOXES_FILE": str(tmp_path / "sandboxes.json")}
-    teacher = subprocess.Popen([sys.executable, str(REPO_ROOT / "scripts" / "teacher.py"), "--score", "7",
-                                "--wait", "60"], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    teacher = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "scripts" / "teacher.py"), "--score", "7", "--wait", "60"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         entered = teacher.stdout.readline()
         assert entered.startswith("Entered 7 for student"), entered
@@ -46,6 +51,12 @@ def test_a_score_entered_by_make_score_reaches_powerteacher(import_dag, sandboxe
 
 def test_make_score_without_make_airflow_says_what_to_start(tmp_path):
     env = {**os.environ, "SIS_LEARNING_SANDBOXES_FILE": str(tmp_path / "none.json")}
-    result = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "teacher.py")], cwd=REPO_ROOT, env=env,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "teacher.py")],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2 and "start it, trigger sis_import__demo once" in result.stdout

@@ -75,8 +75,11 @@ def preview_rows(directory: Path) -> Counter:
         with path.open(newline="", encoding="utf-8") as handle:
             for row in csv.DictReader(handle):
                 method = METHOD_OF_ACTION[row["action"]]
-                fields = {name: value for name, value in row.items()
-                          if name not in ("action", "key", "school", "changes") and value != ""}
+                fields = {
+                    name: value
+                    for name, value in row.items()
+                    if name not in ("action", "key", "school", "changes") and value != ""
+                }
                 rows[(entity, method, tuple(sorted(fields.items())))] += 1
     return rows
 
@@ -90,9 +93,15 @@ def sent_rows(sent: list[tuple[str, str, dict[str, Any]]]) -> Counter:
 
 
 def snapshot_rows(staging_url: str) -> list[tuple]:
-    return [tuple(row.values()) for row in staged_rows(
-        staging_url, "SELECT entity, key, content_hash, active, run_id FROM learning_snapshot WHERE district_id = :d "
-        "ORDER BY entity, key", d=DISTRICT_ID)]
+    return [
+        tuple(row.values())
+        for row in staged_rows(
+            staging_url,
+            "SELECT entity, key, content_hash, active, run_id FROM learning_snapshot WHERE district_id = :d "
+            "ORDER BY entity, key",
+            d=DISTRICT_ID,
+        )
+    ]
 
 
 def ledger_counts(staging_url: str) -> dict[str, int]:
@@ -106,12 +115,14 @@ def ledger_counts(staging_url: str) -> dict[str, int]:
 
 
 def run_status(staging_url: str, run_id: str) -> str:
-    return staged_rows(staging_url, "SELECT status FROM sync_runs WHERE district_id = :d AND run_id = :r",
-                       d=DISTRICT_ID, r=run_id)[0]["status"]
+    return staged_rows(
+        staging_url, "SELECT status FROM sync_runs WHERE district_id = :d AND run_id = :r", d=DISTRICT_ID, r=run_id
+    )[0]["status"]
 
 
-def test_preview_reports_what_the_next_run_sends_and_advances_nothing(import_dag, sandboxes, previews_dir,
-                                                                      sent_to_learning):
+def test_preview_reports_what_the_next_run_sends_and_advances_nothing(
+    import_dag, sandboxes, previews_dir, sent_to_learning
+):
     staging = sandboxes.staging_url
 
     # 1. A first preview, on an empty Learning domain: everything would be created.
@@ -140,8 +151,14 @@ def test_preview_reports_what_the_next_run_sends_and_advances_nothing(import_dag
     with (report_dir / "users.csv").open(newline="") as handle:
         for row in csv.DictReader(handle):
             key = f"{row['user_type']}:{row['external_id']}"
-            refused = staged_rows(staging, "SELECT status FROM change_set WHERE district_id = :d AND run_id = :r "
-                                  "AND entity = 'users' AND key = :k", d=DISTRICT_ID, r=first.run_id, k=key)
+            refused = staged_rows(
+                staging,
+                "SELECT status FROM change_set WHERE district_id = :d AND run_id = :r "
+                "AND entity = 'users' AND key = :k",
+                d=DISTRICT_ID,
+                r=first.run_id,
+                k=key,
+            )
             if refused and refused[0]["status"] == "refused":
                 continue
             assert users[key]["login"] == row["login"], key
@@ -162,13 +179,18 @@ def test_preview_reports_what_the_next_run_sends_and_advances_nothing(import_dag
     assert sandboxes.learning_state() == learning_before
     assert snapshot_rows(staging) == snapshot_before
     assert ledger_counts(staging) == ledger_before
-    report_dir = next(path for path in previews_dir.glob(f"{DISTRICT_ID}/*")
-                      if json.loads((path / "summary.json").read_text())["run_id"] == second_preview.run_id)
+    report_dir = next(
+        path
+        for path in previews_dir.glob(f"{DISTRICT_ID}/*")
+        if json.loads((path / "summary.json").read_text())["run_id"] == second_preview.run_id
+    )
     summary = json.loads((report_dir / "summary.json").read_text())
     assert summary["totals"]["rosters"]["create"] >= 1 and summary["totals"]["rosters"]["remove"] >= 1
     renamed = summary["examples"]["users"]["update"]
-    assert any("last_name" in example["changes"] and example["changes"]["last_name"][1].endswith("-Okafor")
-               for example in renamed), renamed
+    assert any(
+        "last_name" in example["changes"] and example["changes"]["last_name"][1].endswith("-Okafor")
+        for example in renamed
+    ), renamed
     assert any(item["entity"] == "rosters" for item in summary["per_school"])
     message = sandboxes.smtp.mailbox.wait_for(1, timeout=30)[-1]
     assert "preview" in message["Subject"].lower()
@@ -177,7 +199,12 @@ def test_preview_reports_what_the_next_run_sends_and_advances_nothing(import_dag
     # 4. The next real run reads changes since the last real run (not the preview) and sends the preview's rows.
     second, _ = run_dag(import_dag, preview=False, email_preview=False)
     assert second.state == "success"
-    reads = staged_rows(staging, "SELECT mode, base_run_id FROM extract_reads WHERE district_id = :d AND run_id = :r "
-                        "AND entity = 'section_enrollments'", d=DISTRICT_ID, r=second.run_id)
+    reads = staged_rows(
+        staging,
+        "SELECT mode, base_run_id FROM extract_reads WHERE district_id = :d AND run_id = :r "
+        "AND entity = 'section_enrollments'",
+        d=DISTRICT_ID,
+        r=second.run_id,
+    )
     assert reads == [{"mode": "incremental", "base_run_id": first.run_id}]
     assert sent_rows(sent_to_learning) == planned

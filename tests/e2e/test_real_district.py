@@ -26,7 +26,8 @@ def irregularities() -> bool:
 
 
 def test_overlapping_ids_and_messy_fields_import_every_user_and_a_rename_keeps_the_generated_login(
-        import_dag, sandboxes):
+    import_dag, sandboxes
+):
     powerschool = sandboxes.powerschool
     counted = powerschool.info()["dataset"]["irregularities"]
     assert counted["overlapping_ids"] > 0 and counted["bad_emails"] > 0, counted

@@ -79,8 +79,9 @@ def test_mass_deactivation_stops_until_approved(import_dag, sandboxes):
     print("safety stop timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
     assert approved.state == "success"
     assert len(sandboxes.smtp.mailbox.messages) == 1, "an approved run sends no email"
-    after = expected_state(dataset_path, failed_users=failed_users(sandboxes.staging_url, approved.run_id,
-                                                                   dataset_path))
+    after = expected_state(
+        dataset_path, failed_users=failed_users(sandboxes.staging_url, approved.run_id, dataset_path)
+    )
     disabled = set(before.users) - set(after.users)
     assert set(leavers) <= disabled
     state = sandboxes.learning_state()

@@ -4,8 +4,9 @@ A real DAG run (dag.test(): real Airflow tasks, in this process) of the demo dis
 with every log record of the run captured: each step logs one human sentence with its
 counts and where the details are; Great Expectations' import chatter ("Skipping
 registering function ...") and our own dict dumps are gone, and no task has Airflow log
-its return value ("Done. Returned value was: {...}", a dict of counts). A task process (plugin loading, as the task runner does it, with the
-environment `make` gives every command) prints no deprecation warning.
+its return value ("Done. Returned value was: {...}", a dict of counts). A task process
+(plugin loading, as the task runner does it, with the environment `make` gives every
+command) prints no deprecation warning.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ def test_each_step_logs_one_summary_line_and_nothing_an_operator_cannot_use(impo
     assert dag_run.state == "success"
     records = [record for record in caplog.records if record.levelno >= logging.INFO]
     messages = [record.getMessage() for record in records]
-    ours = [message for record, message in zip(records, messages, strict=True) if record.name.startswith("sis_learning")]
+    ours = [
+        message for record, message in zip(records, messages, strict=True) if record.name.startswith("sis_learning")
+    ]
 
     assert not [m for m in messages if "Skipping registering function" in m]
     assert not [r.name for r in records if r.name.startswith("great_expectations") and r.levelno < logging.WARNING]
@@ -70,8 +73,14 @@ def test_a_task_process_prints_no_deprecation_warning():
     """The task runner loads the plugins folder (plugins/.airflowignore) first: not a warning."""
     env = {key: value for key, value in os.environ.items() if key != "PYTHONWARNINGS"}
     load = "from airflow.sdk.plugins_manager import _get_plugins; print('plugin errors', _get_plugins()[1])"
-    result = subprocess.run(["bash", "-c", f'source scripts/airflow-env.sh && .venv/bin/python -c "{load}"'],
-                            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        ["bash", "-c", f'source scripts/airflow-env.sh && .venv/bin/python -c "{load}"'],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "plugin errors {}" in result.stdout
     output = result.stdout + result.stderr

@@ -20,7 +20,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("e2e")]
 
 
 def test_existing_users_are_moved_onto_their_import_ids_before_the_first_import(
-        import_dag, sandboxes, tmp_path, monkeypatch):
+    import_dag, sandboxes, tmp_path, monkeypatch
+):
     from sis_learning.config import load_district_by_id
     from sis_learning.hooks.learning import LearningHook
     from sis_learning.staging.base import get_engine
@@ -33,16 +34,21 @@ def test_existing_users_are_moved_onto_their_import_ids_before_the_first_import(
     assert preview.state == "success"
     config = load_district_by_id(DISTRICT_ID)
     engine = get_engine(staging)
-    organizations = staged_rows(staging, "SELECT organization_id, name FROM learning_organizations "
-                                "WHERE district_id = :d AND run_id = :r ORDER BY organization_id",
-                                d=DISTRICT_ID, r=preview.run_id)
+    organizations = staged_rows(
+        staging,
+        "SELECT organization_id, name FROM learning_organizations "
+        "WHERE district_id = :d AND run_id = :r ORDER BY organization_id",
+        d=DISTRICT_ID,
+        r=preview.run_id,
+    )
     records = sis_users(engine, DISTRICT_ID, preview.run_id)
     kinds = seed_existing_users(sandboxes.learning, DISTRICT_ID, organizations, records, tmp_path / "district.csv")
     before = {user["learning_id"]: user for user in sandboxes.learning.admin_users(DISTRICT_ID)}
     assert len(before) == 10
 
-    hook = LearningHook.from_settings(sandboxes.learning.base_url, sandboxes.learning_token,
-                                      sandboxes.learning.ca_bundle)
+    hook = LearningHook.from_settings(
+        sandboxes.learning.base_url, sandboxes.learning_token, sandboxes.learning.ca_bundle
+    )
     plan = plan_transition(engine, config, hook.admin_users(), preview.run_id, tmp_path / "district.csv")
     assert plan.counts == {"matched": 7, "ambiguous": 1, "unmatched": 2, "already": 0}
     assert plan.by_method == {"sso_email": 3, "login": 2, "district_csv": 2}
@@ -72,9 +78,14 @@ def test_existing_users_are_moved_onto_their_import_ids_before_the_first_import(
     for learning_id in matched_ids:
         row, user = rows[learning_id], after[learning_id]
         assert user["external_id"] == row["new_import_id"], row
-        answer = staged_rows(staging, "SELECT action, learning_result FROM change_set WHERE district_id = :d AND "
-                             "run_id = :r AND entity = 'users' AND key = :k", d=DISTRICT_ID, r=first.run_id,
-                             k=f"{row['user_type']}:{row['new_import_id']}")
+        answer = staged_rows(
+            staging,
+            "SELECT action, learning_result FROM change_set WHERE district_id = :d AND "
+            "run_id = :r AND entity = 'users' AND key = :k",
+            d=DISTRICT_ID,
+            r=first.run_id,
+            k=f"{row['user_type']}:{row['new_import_id']}",
+        )
         assert answer == [{"action": "create", "learning_result": "updated"}], row
     for learning_id in kinds["sso_email"]:
         assert after[learning_id]["authentication_type"] == "google"  # SSO stays, as the source document says
@@ -85,5 +96,6 @@ def test_existing_users_are_moved_onto_their_import_ids_before_the_first_import(
     assert len(keys) == len(set(keys))
     for learning_id in kinds["unmatched"] + kinds["ambiguous"]:
         assert after[learning_id] == before[learning_id]
-    assert sorted(user["learning_id"] for user in sandboxes.learning.admin_users(DISTRICT_ID, without_import_id=True)) \
-        == sorted(kinds["unmatched"] + kinds["ambiguous"])
+    assert sorted(
+        user["learning_id"] for user in sandboxes.learning.admin_users(DISTRICT_ID, without_import_id=True)
+    ) == sorted(kinds["unmatched"] + kinds["ambiguous"])

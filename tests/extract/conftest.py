@@ -50,4 +50,6 @@ def make_config(**overrides: Any) -> DistrictConfig:
 def make_hook(server: Any, **options: Any) -> PowerSchoolHook:
     options.setdefault("retry_policy", TEST_RETRIES)
     options.setdefault("max_concurrent_requests", 4)
-    return PowerSchoolHook.from_settings(server.base_url, server.client_id, server.client_secret, server.ca_bundle, **options)
+    return PowerSchoolHook.from_settings(
+        server.base_url, server.client_id, server.client_secret, server.ca_bundle, **options
+    )

@@ -52,8 +52,21 @@ class ScriptedPowerSchool(PowerSchoolHook):
     def request_json(self, method: str, path: str, **kwargs: Any) -> Any:
         params = kwargs.get("params") or {}
         if path == "/ws/v1/metadata":
-            return {"metadata": {f"{name}_max_page_size": 100 for name in (
-                "school", "student", "staff", "section", "section_enrollment", "term", "course", "schema_table_query")}}
+            return {
+                "metadata": {
+                    f"{name}_max_page_size": 100
+                    for name in (
+                        "school",
+                        "student",
+                        "staff",
+                        "section",
+                        "section_enrollment",
+                        "term",
+                        "course",
+                        "schema_table_query",
+                    )
+                }
+            }
         if path.endswith("/count"):
             listed = self.query_pages if "/ws/schema/query/" in path else self.pages.get(path[: -len("/count")], [])
             return {"count": sum(len(page) for page in listed)}
@@ -76,8 +89,12 @@ def full_page(first_id: int, count: int = 100) -> list[dict[str, Any]]:
 def staged(engine, model, *columns):
     table = model.__table__
     with engine.connect() as connection:
-        return [tuple(row) for row in connection.execute(
-            select(*(table.c[column] for column in columns)).where(table.c.run_id == RUN).order_by(table.c.id))]
+        return [
+            tuple(row)
+            for row in connection.execute(
+                select(*(table.c[column] for column in columns)).where(table.c.run_id == RUN).order_by(table.c.id)
+            )
+        ]
 
 
 def rejections(engine, entity: str) -> dict[str | None, list[tuple[str, str]]]:
@@ -85,14 +102,29 @@ def rejections(engine, entity: str) -> dict[str | None, list[tuple[str, str]]]:
     found: dict[str | None, list[tuple[str, str]]] = {}
     with engine.connect() as connection:
         for source_id, rule, reason in connection.execute(
-                select(table.c.source_id, table.c.rule, table.c.reason).where(table.c.run_id == RUN, table.c.entity == entity)):
+            select(table.c.source_id, table.c.rule, table.c.reason).where(
+                table.c.run_id == RUN, table.c.entity == entity
+            )
+        ):
             found.setdefault(source_id, []).append((rule, reason))
     return found
 
 
-def test_students_without_an_id_or_with_a_non_integer_id_are_staged_and_rejected_by_name(staging_engine, tmp_path: Path):
-    pages = {"/ws/v1/school/11/student": [[student(2001, "Good"), student(None, "Noid"), student("", "Emptyid"),
-                                           student("12a", "Letters"), student(2002.5, "Fraction"), student(2003, "Fine")]]}
+def test_students_without_an_id_or_with_a_non_integer_id_are_staged_and_rejected_by_name(
+    staging_engine, tmp_path: Path
+):
+    pages = {
+        "/ws/v1/school/11/student": [
+            [
+                student(2001, "Good"),
+                student(None, "Noid"),
+                student("", "Emptyid"),
+                student("12a", "Letters"),
+                student(2002.5, "Fraction"),
+                student(2003, "Fine"),
+            ]
+        ]
+    }
     hook = ScriptedPowerSchool(pages)
     config = make_config()
     result = extract_students(hook, staging_engine, config, RUN)  # used to die with an IntegrityError
@@ -151,27 +183,59 @@ def test_repeats_across_pages_dropped_and_differing_duplicates_both_rejected(sta
 
 def test_staff_duplicate_in_one_school_is_kept_and_a_status_sent_empty_is_not_active(staging_engine, tmp_path: Path):
     def staff(identifier, last_name, **extra):
-        return {"id": identifier, "users_dcid": identifier + 100, "name": {"first_name": "T", "last_name": last_name},
-                "teacher_username": f"t{last_name.lower()}", "homeschool_id": 11,
-                "school_affiliations": {"school_affiliation": {"school_id": 11, "status": 1}}, **extra}
+        return {
+            "id": identifier,
+            "users_dcid": identifier + 100,
+            "name": {"first_name": "T", "last_name": last_name},
+            "teacher_username": f"t{last_name.lower()}",
+            "homeschool_id": 11,
+            "school_affiliations": {"school_affiliation": {"school_id": 11, "status": 1}},
+            **extra,
+        }
 
-    pages = {"/ws/v1/school/11/staff": [[staff(41, "Alpha"), staff(42, "Beta", status=""), staff(41, "Gamma"),
-                                         staff(43, "Delta", status="1")]]}
+    pages = {
+        "/ws/v1/school/11/staff": [
+            [staff(41, "Alpha"), staff(42, "Beta", status=""), staff(41, "Gamma"), staff(43, "Delta", status="1")]
+        ]
+    }
     hook = ScriptedPowerSchool(pages)
     extract_staff(hook, staging_engine, make_config(), RUN)
     rows = staged(staging_engine, StgStaff, "staff_id", "last_name", "status", "source_problem")
-    assert rows == [("41", "Alpha", 1, "duplicate_source_id"), ("42", "Beta", None, None),
-                    ("41", "Gamma", 1, "duplicate_source_id"), ("43", "Delta", 1, None)]
+    assert rows == [
+        ("41", "Alpha", 1, "duplicate_source_id"),
+        ("42", "Beta", None, None),
+        ("41", "Gamma", 1, "duplicate_source_id"),
+        ("43", "Delta", 1, None),
+    ]
 
 
 def test_guardian_links_without_ids_are_staged_for_rejection(staging_engine, tmp_path: Path):
     config = make_config()
-    hook = ScriptedPowerSchool({"/ws/v1/school/11/student": [[student(2001, "Good")]]}, query_pages=[[
-        {"studentsdcid": "2001", "guardianid": "9001", "firstname": "Pat", "lastname": "Good", "username": "pgood",
-         "isenabled": "1", "emailaddress": ""},
-        {"studentsdcid": "2001", "guardianid": "", "firstname": "Lee", "lastname": "Good", "username": "lgood",
-         "isenabled": "1", "emailaddress": "lee@example.org"},
-    ]])
+    hook = ScriptedPowerSchool(
+        {"/ws/v1/school/11/student": [[student(2001, "Good")]]},
+        query_pages=[
+            [
+                {
+                    "studentsdcid": "2001",
+                    "guardianid": "9001",
+                    "firstname": "Pat",
+                    "lastname": "Good",
+                    "username": "pgood",
+                    "isenabled": "1",
+                    "emailaddress": "",
+                },
+                {
+                    "studentsdcid": "2001",
+                    "guardianid": "",
+                    "firstname": "Lee",
+                    "lastname": "Good",
+                    "username": "lgood",
+                    "isenabled": "1",
+                    "emailaddress": "lee@example.org",
+                },
+            ]
+        ],
+    )
     extract_students(hook, staging_engine, config, RUN)
     extract_guardians(hook, staging_engine, config, RUN)
     rows = staged(staging_engine, StgGuardian, "guardian_id", "first_name", "email", "source_problem")
@@ -188,13 +252,20 @@ def test_a_staging_database_of_an_older_version_is_upgraded_and_keeps_its_rows(s
 
     engine = create_engine(staging_url)
     with engine.begin() as connection:
-        connection.execute(text(
-            "CREATE TABLE stg_students (id INTEGER PRIMARY KEY, district_id VARCHAR(64) NOT NULL, "
-            "run_id VARCHAR(250) NOT NULL, scope VARCHAR(64) NOT NULL DEFAULT 'district', "
-            "student_id VARCHAR(64) NOT NULL, last_name VARCHAR(400))"))
+        connection.execute(
+            text(
+                "CREATE TABLE stg_students (id INTEGER PRIMARY KEY, district_id VARCHAR(64) NOT NULL, "
+                "run_id VARCHAR(250) NOT NULL, scope VARCHAR(64) NOT NULL DEFAULT 'district', "
+                "student_id VARCHAR(64) NOT NULL, last_name VARCHAR(400))"
+            )
+        )
         connection.execute(text("CREATE INDEX ix_stg_students_run ON stg_students (district_id, run_id, student_id)"))
-        connection.execute(text("INSERT INTO stg_students (id, district_id, run_id, scope, student_id, last_name) "
-                                "VALUES (1, 'tiny', 'old-run', '11', '2001', 'Kept')"))
+        connection.execute(
+            text(
+                "INSERT INTO stg_students (id, district_id, run_id, scope, student_id, last_name) "
+                "VALUES (1, 'tiny', 'old-run', '11', '2001', 'Kept')"
+            )
+        )
     create_all(engine)
     create_all(engine)  # idempotent
     columns = {column["name"]: column for column in inspect(engine).get_columns("stg_students")}
@@ -202,8 +273,12 @@ def test_a_staging_database_of_an_older_version_is_upgraded_and_keeps_its_rows(s
     assert columns["student_id"]["nullable"]
     with engine.begin() as connection:
         assert connection.execute(text("SELECT student_id, last_name FROM stg_students")).all() == [("2001", "Kept")]
-        connection.execute(text("INSERT INTO stg_students (id, district_id, run_id, scope, student_id, source_problem) "
-                                "VALUES (2, 'tiny', 'new-run', '11', NULL, 'missing_source_id')"))
+        connection.execute(
+            text(
+                "INSERT INTO stg_students (id, district_id, run_id, scope, student_id, source_problem) "
+                "VALUES (2, 'tiny', 'new-run', '11', NULL, 'missing_source_id')"
+            )
+        )
     assert "ix_stg_students_run" in {index["name"] for index in inspect(engine).get_indexes("stg_students")}
     engine.dispose()
 
@@ -214,19 +289,23 @@ def warnings_of(engine, entity: str) -> dict[str, list[tuple[str, str, str, str,
     table = ValidationWarning.__table__
     found: dict[str, list[tuple[str, str, str, str, str]]] = {}
     with engine.connect() as connection:
-        for row in connection.execute(select(table.c.source_id, table.c.rule, table.c.field, table.c.value,
-                                             table.c.reason, table.c.action)
-                                      .where(table.c.run_id == RUN, table.c.entity == entity)):
+        for row in connection.execute(
+            select(table.c.source_id, table.c.rule, table.c.field, table.c.value, table.c.reason, table.c.action).where(
+                table.c.run_id == RUN, table.c.entity == entity
+            )
+        ):
             found.setdefault(row.source_id, []).append(tuple(row)[1:])
     return found
 
 
 def test_control_characters_and_non_integer_numbers_are_cleaned_and_named_never_truncated(
-        staging_engine, tmp_path: Path):
+    staging_engine, tmp_path: Path
+):
     """NUL and bidirectional overrides are removed from names and logins with a warning
     (PostgreSQL staging refuses NUL); 3.5 and "ten" in an integer field are never
     truncated: a grade level is a warning (imported without a level), an enroll status or
     a staff status rejects the row; every reason quotes at most 200 characters."""
+
     def with_enrollment(record, **enrollment):
         record["school_enrollment"] = {**record["school_enrollment"], **enrollment}
         return record
@@ -237,19 +316,35 @@ def test_control_characters_and_non_integer_numbers_are_cleaned_and_named_never_
     ten = with_enrollment(student(2104, "Ten"), enroll_status_code="ten")
     whole = with_enrollment(student(2105, "Whole"), grade_level="4.0")
     long_name = student(2106, "L" * 300 + "\x00")
-    staff = {"id": 44, "users_dcid": 144, "name": {"first_name": "T", "last_name": "Status"},
-             "teacher_username": "tstatus", "homeschool_id": 11, "status": "ten",
-             "school_affiliations": {"school_affiliation": {"school_id": 11, "status": 1}}}
-    hook = ScriptedPowerSchool({"/ws/v1/school/11/student": [[nul, bidi, half, ten, whole, long_name]],
-                                "/ws/v1/school/11/staff": [[staff]]})
+    staff = {
+        "id": 44,
+        "users_dcid": 144,
+        "name": {"first_name": "T", "last_name": "Status"},
+        "teacher_username": "tstatus",
+        "homeschool_id": 11,
+        "status": "ten",
+        "school_affiliations": {"school_affiliation": {"school_id": 11, "status": 1}},
+    }
+    hook = ScriptedPowerSchool(
+        {"/ws/v1/school/11/student": [[nul, bidi, half, ten, whole, long_name]], "/ws/v1/school/11/staff": [[staff]]}
+    )
     config = make_config()
     extract_schools(hook, staging_engine, config, RUN)
     extract_students(hook, staging_engine, config, RUN)
     extract_staff(hook, staging_engine, config, RUN)
 
-    rows = {student_id: (last_name, username, grade, status) for student_id, last_name, username, grade, status in
-            staged(staging_engine, StgStudent, "student_id", "last_name", "student_username", "grade_level",
-                   "enroll_status_code")}
+    rows = {
+        student_id: (last_name, username, grade, status)
+        for student_id, last_name, username, grade, status in staged(
+            staging_engine,
+            StgStudent,
+            "student_id",
+            "last_name",
+            "student_username",
+            "grade_level",
+            "enroll_status_code",
+        )
+    }
     assert rows["2101"][:2] == ("Nulson", "nulson")
     assert rows["2102"][0] == "Evil"
     assert rows["2103"][2] is None and rows["2104"][3] is None  # never 3, never a guess
@@ -259,12 +354,21 @@ def test_control_characters_and_non_integer_numbers_are_cleaned_and_named_never_
     validate_run(staging_engine, config, RUN, tmp_path / "results")
     warned = warnings_of(staging_engine, "students")
     assert sorted((rule, field, action) for rule, field, _value, _reason, action in warned["2101"]) == [
-        ("control_characters", "last_name", "cleaned"), ("control_characters", "student_username", "cleaned")]
+        ("control_characters", "last_name", "cleaned"),
+        ("control_characters", "student_username", "cleaned"),
+    ]
     assert {value for _rule, _field, value, _reason, _action in warned["2101"]} == {"Nul\\u0000son", "nul\\u0000son"}
     assert warned["2102"][0][:2] == ("control_characters", "last_name")
-    assert warned["2103"] == [("non_integer_value", "grade_level", "3.5",
-                               "the grade_level '3.5' is not an integer (PowerSchool stores a whole number there); "
-                               "it is not truncated or guessed", "cleared")]
+    assert warned["2103"] == [
+        (
+            "non_integer_value",
+            "grade_level",
+            "3.5",
+            "the grade_level '3.5' is not an integer (PowerSchool stores a whole number there); "
+            "it is not truncated or guessed",
+            "cleared",
+        )
+    ]
     long_warning = warned["2106"][0]
     # the value staged and every value the reason quotes: at most 200 characters each
     assert len(long_warning[2]) == 200 and "L" * 201 not in long_warning[3]

@@ -41,7 +41,9 @@ def assert_staging_matches_sandbox(engine, server, run_id=RUN, entities=tuple(EN
         staged = staged_rows(engine, "tiny", run_id, entity)
         missing = sorted(set(expected[entity]) - set(staged), key=repr)[:5]
         extra = sorted(set(staged) - set(expected[entity]), key=repr)[:5]
-        assert len(staged) == len(expected[entity]), f"{entity}: {len(staged)} staged, {len(expected[entity])} expected; missing {missing}, unexpected {extra}"
+        assert len(staged) == len(expected[entity]), (
+            f"{entity}: {len(staged)} staged, {len(expected[entity])} expected; missing {missing}, unexpected {extra}"
+        )
         assert checksum(staged) == checksum(expected[entity]), f"{entity}: missing {missing}, unexpected {extra}"
 
 
@@ -64,8 +66,12 @@ def test_every_entity_staged_equals_the_sandbox(staging_engine, sandbox):
         assert result["rows"] == len(staged_rows(staging_engine, "tiny", RUN, entity))
     # every staged record's raw JSON is kept, under its entity, and parses
     with staging_engine.connect() as connection:
-        raw = connection.execute(select(RawRecord.entity, func.count()).where(RawRecord.run_id == RUN).group_by(RawRecord.entity)).all()
-        sample = connection.execute(select(RawRecord.payload).where(RawRecord.entity == "students").limit(1)).scalar_one()
+        raw = connection.execute(
+            select(RawRecord.entity, func.count()).where(RawRecord.run_id == RUN).group_by(RawRecord.entity)
+        ).all()
+        sample = connection.execute(
+            select(RawRecord.payload).where(RawRecord.entity == "students").limit(1)
+        ).scalar_one()
     assert dict(raw) == {entity: result["rows"] for entity, result in results.items() if result["rows"]}
     assert "school_enrollment" in json.loads(sample)
     assert results["section_enrollments"]["source"] == "cc"
@@ -76,7 +82,8 @@ def test_every_entity_staged_equals_the_sandbox(staging_engine, sandbox):
     assert all(row["rows"] > 0 and not row["mismatch"] for row in student_counts)
     assert all(row["reported_count"] in (None, row["rows"]) for row in student_counts)
     assert hook.stats.requests["GET /ws/v1/school/{id}/student/count"] == sum(
-        row["reported_count"] is not None for row in student_counts)
+        row["reported_count"] is not None for row in student_counts
+    )
 
 
 def test_a_retried_task_never_duplicates(staging_engine, sandbox):
@@ -86,7 +93,9 @@ def test_a_retried_task_never_duplicates(staging_engine, sandbox):
     again = extract_students(hook, staging_engine, config, RUN)
     assert first["rows"] == again["rows"] > 0
     with staging_engine.connect() as connection:
-        staged = connection.execute(select(func.count()).select_from(StgStudent).where(StgStudent.run_id == RUN)).scalar_one()
+        staged = connection.execute(
+            select(func.count()).select_from(StgStudent).where(StgStudent.run_id == RUN)
+        ).scalar_one()
     assert staged == first["rows"]
     assert len(extract_counts(staging_engine, "students")) == len(selected_school_ids(hook, config))
 
@@ -144,8 +153,14 @@ def test_token_expiring_mid_extract_is_renewed(sqlite_url, sandbox):
 
     sandbox.configure(max_page_sizes={"schema_table_query": 100})  # several CC pages
     # one request at a time: page 2 is sent after the expiry and meets the 401
-    hook = ExpiresAfterFirstPage.from_settings(sandbox.base_url, sandbox.client_id, sandbox.client_secret,
-                                               sandbox.ca_bundle, max_concurrent_requests=1, retry_policy=TEST_RETRIES)
+    hook = ExpiresAfterFirstPage.from_settings(
+        sandbox.base_url,
+        sandbox.client_id,
+        sandbox.client_secret,
+        sandbox.ca_bundle,
+        max_concurrent_requests=1,
+        retry_policy=TEST_RETRIES,
+    )
     config = make_config()
     extract_section_enrollments(hook, engine, config, RUN)
     assert ExpiresAfterFirstPage.pages_read >= 2
@@ -220,7 +235,9 @@ def test_only_the_selected_schools_are_read_and_staged(sqlite_url, sandbox):
     assert extract_schools(hook, engine, config, RUN)["rows"] == 1
     assert "2 schools the district did not select" in extract_counts(engine, "schools")[0]["note"]
     extract_students(hook, engine, config, RUN)
-    expected = [row for row in expected_rows(sandbox.database_path, START_YEAR)["students"] if row[6] == str(school["id"])]
+    expected = [
+        row for row in expected_rows(sandbox.database_path, START_YEAR)["students"] if row[6] == str(school["id"])
+    ]
     assert staged_rows(engine, "tiny", RUN, "students") == expected
     assert [row["scope"] for row in extract_counts(engine, "students")] == [str(school["id"])]
 

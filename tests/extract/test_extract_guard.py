@@ -18,19 +18,51 @@ D = "demo"
 
 def _counts(engine, run_id, entity, per_scope):
     with engine.begin() as connection:
-        bulk_insert(connection, ExtractCount, [
-            {"district_id": D, "run_id": run_id, "entity": entity, "scope": scope, "rows": rows,
-             "reported_count": reported, "requests": 1, "pages": 1, "mismatch": False, "note": note}
-            for scope, (rows, reported, note) in per_scope.items()])
+        bulk_insert(
+            connection,
+            ExtractCount,
+            [
+                {
+                    "district_id": D,
+                    "run_id": run_id,
+                    "entity": entity,
+                    "scope": scope,
+                    "rows": rows,
+                    "reported_count": reported,
+                    "requests": 1,
+                    "pages": 1,
+                    "mismatch": False,
+                    "note": note,
+                }
+                for scope, (rows, reported, note) in per_scope.items()
+            ],
+        )
 
 
 def _schools(engine, run_id):
     with engine.begin() as connection:
-        bulk_insert(connection, StgSchool, [
-            {"district_id": D, "run_id": run_id, "scope": "district", "school_id": "7", "school_number": "700",
-             "name": "Lincoln Elementary"},
-            {"district_id": D, "run_id": run_id, "scope": "district", "school_id": "8", "school_number": "800",
-             "name": "Tiny Rural School"}])
+        bulk_insert(
+            connection,
+            StgSchool,
+            [
+                {
+                    "district_id": D,
+                    "run_id": run_id,
+                    "scope": "district",
+                    "school_id": "7",
+                    "school_number": "700",
+                    "name": "Lincoln Elementary",
+                },
+                {
+                    "district_id": D,
+                    "run_id": run_id,
+                    "scope": "district",
+                    "school_id": "8",
+                    "school_number": "800",
+                    "name": "Tiny Rural School",
+                },
+            ],
+        )
 
 
 @pytest.fixture
@@ -68,7 +100,15 @@ def test_empty_scopes_that_were_empty_before_or_staged_elsewhere_pass(engine):
     _counts(engine, "failed_run", "staff", {"9": (5, 5, None)})  # a failed run is not a baseline
     finish_run(engine, D, "failed_run", "failed", error="x")
     start_run(engine, D, "second")
-    _counts(engine, "second", "staff", {"7": (30, 30, None), "8": (0, 0, None),
-                                        "9": (0, None, None),
-                                        "10": (0, 2, "2 staff already staged under another selected school")})
+    _counts(
+        engine,
+        "second",
+        "staff",
+        {
+            "7": (30, 30, None),
+            "8": (0, 0, None),
+            "9": (0, None, None),
+            "10": (0, 2, "2 staff already staged under another selected school"),
+        },
+    )
     assert check_listings_not_emptied(engine, D, "second", "staff") == {"scopes_checked": 4}

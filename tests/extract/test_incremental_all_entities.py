@@ -61,48 +61,66 @@ def assert_equals_oracle(engine, server, run_id):
         staged = staged_rows(engine, "tiny", run_id, entity)
         assert staged == expected[entity], (
             f"{entity} in {run_id}: staged but not expected {[r for r in staged if r not in expected[entity]][:5]}, "
-            f"expected but not staged {[r for r in expected[entity] if r not in staged][:5]}")
+            f"expected but not staged {[r for r in expected[entity] if r not in staged][:5]}"
+        )
 
 
 def modes(engine, run_id):
     table = ExtractRead.__table__
     with engine.connect() as connection:
-        return {row.entity: row.mode for row in connection.execute(select(table).where(table.c.run_id == run_id))
-                if row.entity != "*"}
+        return {
+            row.entity: row.mode
+            for row in connection.execute(select(table).where(table.c.run_id == run_id))
+            if row.entity != "*"
+        }
 
 
 def raw_counts(engine, run_id):
     table = RawRecord.__table__
     with engine.connect() as connection:
-        return dict(connection.execute(select(table.c.entity, func.count()).where(table.c.run_id == run_id)
-                                       .group_by(table.c.entity)).all())
+        return dict(
+            connection.execute(
+                select(table.c.entity, func.count()).where(table.c.run_id == run_id).group_by(table.c.entity)
+            ).all()
+        )
 
 
 def everyday_changes(server):
     """A school office's day: renames, a transfer out, newcomers, a teacher leaving, drops and enrolments."""
-    active = sis(server, "SELECT st.dcid, st.id, st.schoolid, sc.dcid AS school FROM students st JOIN schools sc "
-                         "ON sc.school_number = st.schoolid WHERE st.enroll_status = 0 ORDER BY st.dcid")
+    active = sis(
+        server,
+        "SELECT st.dcid, st.id, st.schoolid, sc.dcid AS school FROM students st JOIN schools sc "
+        "ON sc.school_number = st.schoolid WHERE st.enroll_status = 0 ORDER BY st.dcid",
+    )
     server.rename("student", active[0]["dcid"], last_name="Renamed-Student")
     leaving = active[1]["dcid"]
     server.set_enroll_status(leaving, 2, exitdate="2025-11-14")
     newcomer = server.add_student(active[2]["school"], "New", "Student", grade_level=5, student_web_id="newstudent1")
-    sections = sis(server, "SELECT se.dcid, se.id, se.schoolid, se.course_number, se.termid, sc.dcid AS school "
-                           "FROM sections se JOIN schools sc ON sc.school_number = se.schoolid "
-                           "WHERE se.termid >= 3500 AND se.teacher != 0 ORDER BY se.dcid")
+    sections = sis(
+        server,
+        "SELECT se.dcid, se.id, se.schoolid, se.course_number, se.termid, sc.dcid AS school "
+        "FROM sections se JOIN schools sc ON sc.school_number = se.schoolid "
+        "WHERE se.termid >= 3500 AND se.teacher != 0 ORDER BY se.dcid",
+    )
     same_school = [section for section in sections if section["schoolid"] == active[2]["schoolid"]]
     server.enroll_student(newcomer["dcid"], same_school[0]["dcid"])
-    enrolled = sis(server, "SELECT cc.studentid, se.dcid AS section, st.dcid AS student FROM cc JOIN sections se "
-                           "ON se.id = cc.sectionid JOIN students st ON st.id = cc.studentid "
-                           "WHERE st.enroll_status = 0 AND cc.sectionid > 0 AND cc.termid >= 3500 ORDER BY cc.dcid")
+    enrolled = sis(
+        server,
+        "SELECT cc.studentid, se.dcid AS section, st.dcid AS student FROM cc JOIN sections se "
+        "ON se.id = cc.sectionid JOIN students st ON st.id = cc.studentid "
+        "WHERE st.enroll_status = 0 AND cc.sectionid > 0 AND cc.termid >= 3500 ORDER BY cc.dcid",
+    )
     server.drop_enrollment(enrolled[-1]["student"], enrolled[-1]["section"], dateleft="2025-11-14")
     teachers = sis(server, "SELECT dcid FROM teachers WHERE status = 1 ORDER BY dcid")
     server.rename("teacher", teachers[0]["dcid"], last_name="Renamed-Teacher")
     server.deactivate_teacher(teachers[-1]["dcid"])
-    hired = server.add_teacher(active[2]["school"], "New", "Teacher", teacherloginid="newteacher1",
-                               email_addr="new.teacher@example.org")
+    hired = server.add_teacher(
+        active[2]["school"], "New", "Teacher", teacherloginid="newteacher1", email_addr="new.teacher@example.org"
+    )
     server.rename("section", sections[0]["dcid"], section_number="R-1")
-    added = server.add_section(same_school[0]["school"], same_school[0]["course_number"], same_school[0]["termid"],
-                               teacher_dcid=hired["dcid"])
+    added = server.add_section(
+        same_school[0]["school"], same_school[0]["course_number"], same_school[0]["termid"], teacher_dcid=hired["dcid"]
+    )
     server.enroll_student(active[3]["dcid"], added["section_dcid"])
     # A student moves to another selected school (the SIS's own transfer screens write the row).
     other_school = next(row for row in active if row["schoolid"] != active[4]["schoolid"])["schoolid"]
@@ -112,17 +130,24 @@ def everyday_changes(server):
     guardian = sis(server, "SELECT guardianid FROM guardian ORDER BY guardianid")[0]["guardianid"]
     server.rename("guardian", guardian, lastname="Renamed-Guardian")
     # A new link of an existing guardian to another student (as the SIS's own screens write it).
-    other = sis(server, "SELECT dcid FROM students WHERE enroll_status = 0 AND dcid NOT IN "
-                        "(SELECT studentsdcid FROM guardianstudent) ORDER BY dcid")
+    other = sis(
+        server,
+        "SELECT dcid FROM students WHERE enroll_status = 0 AND dcid NOT IN "
+        "(SELECT studentsdcid FROM guardianstudent) ORDER BY dcid",
+    )
     if other:
-        sis(server, "INSERT INTO guardianstudent (guardianid, studentsdcid, relationship) VALUES (?, ?, 'Father')",
-            (guardian, other[0]["dcid"]))
+        sis(
+            server,
+            "INSERT INTO guardianstudent (guardianid, studentsdcid, relationship) VALUES (?, ?, 'Father')",
+            (guardian, other[0]["dcid"]),
+        )
     return leaving
 
 
 @pytest.mark.slow
-def test_every_entity_read_incrementally_stages_what_a_full_read_stages(staging_engine, own_sandbox, tmp_path,
-                                                                        monkeypatch):
+def test_every_entity_read_incrementally_stages_what_a_full_read_stages(
+    staging_engine, own_sandbox, tmp_path, monkeypatch
+):
     monkeypatch.setenv("TEST_DEFAULT_PASSWORD", "Incremental-Test-Password-1")
     server = own_sandbox
     run(staging_engine, server, "r1")
@@ -138,14 +163,18 @@ def test_every_entity_read_incrementally_stages_what_a_full_read_stages(staging_
     # Raw records come along with the carried rows: as many per entity as a full read keeps.
     full_raw = raw_counts(staging_engine, "r1")
     # No per-school listing was read in full: only changed ids were asked for.
-    assert not any(key.split(" ", 1)[1] == "/ws/v1/school/{id}/student" for key in hook.stats.requests), \
+    assert not any(key.split(" ", 1)[1] == "/ws/v1/school/{id}/student" for key in hook.stats.requests), (
         hook.stats.requests
+    )
 
     # The student who left comes back; their CC rows and guardian links did not change, so no
     # cursor sees them: they are read as students new since the base run.
     server.set_enroll_status(leaving, 0)
-    server.rename("guardian", sis(server, "SELECT guardianid FROM guardian ORDER BY guardianid DESC")[0]["guardianid"],
-                  firstname="Renamed")
+    server.rename(
+        "guardian",
+        sis(server, "SELECT guardianid FROM guardian ORDER BY guardianid DESC")[0]["guardianid"],
+        firstname="Renamed",
+    )
     run(staging_engine, server, "r3", succeed=False)  # a failed run is never a starting point
     run(staging_engine, server, "r4")
     assert {row.base_run_id for row in _reads(staging_engine, "r4") if row.mode == "incremental"} == {"r2"}
@@ -174,8 +203,15 @@ def learning_state(engine, run_id, tmp_path):
         table = model.__table__
         columns = [column for column in table.c if column.name not in ("id", "district_id", "run_id")]
         with engine.connect() as connection:
-            state[entity] = sorted((tuple(row) for row in connection.execute(
-                select(*columns).where(table.c.district_id == "tiny", table.c.run_id == run_id))), key=repr)
+            state[entity] = sorted(
+                (
+                    tuple(row)
+                    for row in connection.execute(
+                        select(*columns).where(table.c.district_id == "tiny", table.c.run_id == run_id)
+                    )
+                ),
+                key=repr,
+            )
     assert any(state.values())
     return state
 

@@ -72,25 +72,36 @@ def sis(server, sql, parameters=()):
 
 def change_the_sis(server):
     """Enrolment, drop, a new section with a student, a student leaving, one coming back, a hard delete."""
-    active = sis(server, "SELECT st.dcid AS student, se.dcid AS section FROM cc JOIN students st ON st.id = cc.studentid "
-                         "JOIN sections se ON se.id = cc.sectionid JOIN terms tm ON tm.schoolid = se.schoolid "
-                         "AND tm.id = se.termid WHERE st.enroll_status = 0 AND tm.yearid + 1990 >= ? "
-                         "ORDER BY cc.dcid", (START_YEAR,))
+    active = sis(
+        server,
+        "SELECT st.dcid AS student, se.dcid AS section FROM cc JOIN students st ON st.id = cc.studentid "
+        "JOIN sections se ON se.id = cc.sectionid JOIN terms tm ON tm.schoolid = se.schoolid "
+        "AND tm.id = se.termid WHERE st.enroll_status = 0 AND tm.yearid + 1990 >= ? "
+        "ORDER BY cc.dcid",
+        (START_YEAR,),
+    )
     first, second, third = active[0], active[len(active) // 2], active[-1]
     server.drop_enrollment(first["student"], first["section"])
     server.enroll_student(second["student"], first["section"])
     server.rename("section", third["section"], section_number="R-1")  # not a CC change: the section's
     leaving = active[len(active) // 3]["student"]
     server.set_enroll_status(leaving, 2)
-    section = sis(server, "SELECT se.schoolid, se.course_number, se.termid, sc.dcid AS school FROM sections se "
-                          "JOIN schools sc ON sc.school_number = se.schoolid WHERE se.dcid = ?", (third["section"],))[0]
+    section = sis(
+        server,
+        "SELECT se.schoolid, se.course_number, se.termid, sc.dcid AS school FROM sections se "
+        "JOIN schools sc ON sc.school_number = se.schoolid WHERE se.dcid = ?",
+        (third["section"],),
+    )[0]
     added = server.add_section(section["school"], section["course_number"], section["termid"])
     new_section = added.get("section_dcid") or added.get("dcid")
     server.enroll_student(third["student"], new_section)
-    deleted = sis(server, "SELECT cc.dcid FROM cc JOIN students st ON st.id = cc.studentid JOIN sections se "
-                          "ON se.id = cc.sectionid WHERE st.enroll_status = 0 AND st.dcid NOT IN (?, ?, ?) "
-                          "ORDER BY cc.dcid DESC LIMIT 1",
-                  (first["student"], second["student"], third["student"]))[0]["dcid"]
+    deleted = sis(
+        server,
+        "SELECT cc.dcid FROM cc JOIN students st ON st.id = cc.studentid JOIN sections se "
+        "ON se.id = cc.sectionid WHERE st.enroll_status = 0 AND st.dcid NOT IN (?, ?, ?) "
+        "ORDER BY cc.dcid DESC LIMIT 1",
+        (first["student"], second["student"], third["student"]),
+    )[0]["dcid"]
     sis(server, "DELETE FROM cc WHERE dcid = ?", (deleted,))
     return str(deleted), leaving
 
@@ -104,7 +115,9 @@ def reads(engine, run_id):
 def note(engine, run_id):
     table = ExtractCount.__table__
     with engine.connect() as connection:
-        return connection.execute(select(table.c.note).where(table.c.run_id == run_id, table.c.entity == ENTITY)).scalar()
+        return connection.execute(
+            select(table.c.note).where(table.c.run_id == run_id, table.c.entity == ENTITY)
+        ).scalar()
 
 
 def test_incremental_runs_stage_what_a_full_run_stages(staging_engine, own_sandbox):
@@ -130,8 +143,12 @@ def test_incremental_runs_stage_what_a_full_run_stages(staging_engine, own_sandb
     # see them; they are read by id (a student new since the base run).
     server.set_enroll_status(leaving, 0)
     # A run that failed is never a starting point: the next one starts from r2 again.
-    server.enroll_student(*[sis(server, "SELECT st.dcid FROM students st WHERE enroll_status = 0 ORDER BY dcid")[3]["dcid"],
-                            sis(server, "SELECT dcid FROM sections ORDER BY dcid DESC")[0]["dcid"]])
+    server.enroll_student(
+        *[
+            sis(server, "SELECT st.dcid FROM students st WHERE enroll_status = 0 ORDER BY dcid")[3]["dcid"],
+            sis(server, "SELECT dcid FROM sections ORDER BY dcid DESC")[0]["dcid"],
+        ]
+    )
     run(staging_engine, server, "r3", succeed=False)
     fourth, _ = run(staging_engine, server, "r4")
     assert fourth["read_mode"] == "incremental"
@@ -152,8 +169,9 @@ def test_incremental_runs_stage_what_a_full_run_stages(staging_engine, own_sandb
 def test_a_plugin_without_the_cursor_falls_back_to_a_full_read(staging_engine, own_sandbox):
     server = own_sandbox
     run(staging_engine, server, "r1")
-    server.configure(field_grants={"cc": ["id", "dcid", "studentid", "sectionid", "schoolid", "termid",
-                                          "dateenrolled", "dateleft"]})
+    server.configure(
+        field_grants={"cc": ["id", "dcid", "studentid", "sectionid", "schoolid", "termid", "dateenrolled", "dateleft"]}
+    )
     result, _ = run(staging_engine, server, "r2")
     assert result["read_mode"] == "full"
     assert "may not read the change cursor" in note(staging_engine, "r2")

@@ -49,14 +49,16 @@ class SectionPool:
         self.powerschool = powerschool
 
     def _matches(self, section, not_school, wanted) -> bool:
-        return section.school_dcid != not_school and all(getattr(section, name) == value
-                                                         for name, value in wanted.items())
+        return section.school_dcid != not_school and all(
+            getattr(section, name) == value for name, value in wanted.items()
+        )
 
     def _clone(self, template):
         import dataclasses
 
-        created = self.powerschool.add_section(int(template.school_dcid), template.course_number,
-                                               int(template.term_local_id), int(template.teacher_dcid))
+        created = self.powerschool.add_section(
+            int(template.school_dcid), template.course_number, int(template.term_local_id), int(template.teacher_dcid)
+        )
         for student in template.students:
             self.powerschool.enroll_student(int(student), created["section_dcid"])
         clone = dataclasses.replace(template, section_dcid=str(created["section_dcid"]))
@@ -71,8 +73,9 @@ class SectionPool:
             found.append(section)
             if len(found) == count:
                 break
-        templates = [section for section in self.sections if self._matches(section, not_school, wanted)
-                     and section.course_number]
+        templates = [
+            section for section in self.sections if self._matches(section, not_school, wanted) and section.course_number
+        ]
         while len(found) < count and templates and self.powerschool is not None:
             found.append(self._clone(templates[len(found) % len(templates)]))
         if len(found) < count:

@@ -41,8 +41,10 @@ def _dag(file_name: str, dag_id: str):
 
 def test_scores_on_a_class_the_import_created_reach_powerteacher_through_the_dag(tmp_path, monkeypatch):
     if not _metadata_database_ready():
-        pytest.skip("dag.test() needs an initialised Airflow metadata database: run with "
-                    "`source scripts/airflow-env.sh` (AIRFLOW_HOME=.airflow), as `make test` does")
+        pytest.skip(
+            "dag.test() needs an initialised Airflow metadata database: run with "
+            "`source scripts/airflow-env.sh` (AIRFLOW_HOME=.airflow), as `make test` does"
+        )
     import sis_learning.config
     from sandbox.learning.testing import running_learning
     from sandbox.powerschool.testing import running_powerschool
@@ -61,8 +63,11 @@ def test_scores_on_a_class_the_import_created_reach_powerteacher_through_the_dag
     monkeypatch.setenv("DEMO_DEFAULT_PASSWORD", secrets.token_urlsafe(12))
     monkeypatch.setenv("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
     token = secrets.token_urlsafe(24)
-    with running_powerschool("tiny") as powerschool, running_learning(domains={"demo": token}) as learning, \
-            running_smtp() as smtp:
+    with (
+        running_powerschool("tiny") as powerschool,
+        running_learning(domains={"demo": token}) as learning,
+        running_smtp() as smtp,
+    ):
         for name, value in connection_env("demo", powerschool, learning, token, smtp).items():
             monkeypatch.setenv(name, value)
         # a few sections on the legacy PowerTeacher Gradebook: the import stages their gradebooktype
@@ -76,15 +81,27 @@ def test_scores_on_a_class_the_import_created_reach_powerteacher_through_the_dag
 
         engine = create_engine(staging_url)
         with engine.connect() as connection:
-            imported = {row.key for row in connection.execute(text(
-                "SELECT key FROM learning_snapshot WHERE district_id = 'demo' AND entity = 'classes'"))}
+            imported = {
+                row.key
+                for row in connection.execute(
+                    text("SELECT key FROM learning_snapshot WHERE district_id = 'demo' AND entity = 'classes'")
+                )
+            }
         rosters = learning.rosters("demo")
+
         def with_students(candidates):
             return next(
-                (class_id, sorted(user.split(":", 1)[1] for (klass, user), role in rosters.items()  # "S:<dcid>"
-                                  if klass == class_id and role == "student"))
+                (
+                    class_id,
+                    sorted(
+                        user.split(":", 1)[1]
+                        for (klass, user), role in rosters.items()  # "S:<dcid>"
+                        if klass == class_id and role == "student"
+                    ),
+                )
                 for class_id in sorted(candidates)
-                if sum(1 for (klass, _), role in rosters.items() if klass == class_id and role == "student") >= 2)
+                if sum(1 for (klass, _), role in rosters.items() if klass == class_id and role == "student") >= 2
+            )
 
         class_id, students = with_students(imported - legacy)
         legacy_class, legacy_students = with_students(imported & legacy)
@@ -100,15 +117,19 @@ def test_scores_on_a_class_the_import_created_reach_powerteacher_through_the_dag
         [entry] = assignment["_assignmentsections"]
         assert entry["name"] == "End to end quiz" and entry["totalpointvalue"] == 25
         assert {str(score["studentsdcid"]): score["actualscoreentered"] for score in entry["_assignmentscores"]} == {
-            students[0]: "21", students[1]: "18.5"}
+            students[0]: "21",
+            students[1]: "18.5",
+        }
         # the legacy section went through the PowerTeacher Gradebook v2 API, as the import staged it
         assert powerschool.assignments(int(legacy_class)) == []
         [legacy_assignment] = powerschool.ptg_assignments(int(legacy_class))
         assert legacy_assignment["name"] == "Legacy gradebook quiz"
-        assert [(str(score["student"]["id"]), score["score_entered"])
-                for score in legacy_assignment["_assignment_scores"]] == [(legacy_students[0], "7")]
+        assert [
+            (str(score["student"]["id"]), score["score_entered"]) for score in legacy_assignment["_assignment_scores"]
+        ] == [(legacy_students[0], "7")]
         with engine.connect() as connection:
-            [run] = connection.execute(text(
-                "SELECT status, counts FROM sync_runs WHERE district_id = 'demo' AND kind = 'grade_push'")).all()
+            [run] = connection.execute(
+                text("SELECT status, counts FROM sync_runs WHERE district_id = 'demo' AND kind = 'grade_push'")
+            ).all()
         assert run.status == "success"
         engine.dispose()

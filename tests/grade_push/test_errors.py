@@ -25,8 +25,9 @@ def test_a_bulk_insert_driver_error_in_the_ledger_is_summarised_without_row_valu
     # A real constraint the pushed rows break: one ledger row per student (the two gradables share
     # students), so the driver refuses the page's bulk INSERT ... ON CONFLICT into grade_push_scores.
     with world.engine.begin() as connection:
-        connection.execute(text("CREATE UNIQUE INDEX uq_test_one_score_per_student "
-                                "ON grade_push_scores (district_id, student_id)"))
+        connection.execute(
+            text("CREATE UNIQUE INDEX uq_test_one_score_per_student ON grade_push_scores (district_id, student_id)")
+        )
     caplog.set_level(logging.INFO)
     with pytest.raises(StagingDataError) as raised:
         world.push("run_db_error")

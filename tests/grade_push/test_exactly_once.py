@@ -51,8 +51,10 @@ def test_a_crash_between_create_and_ledger_never_makes_a_second_assignment(world
     summary = world.push("run_1")  # the retry of the same run
     [entry] = world.assignments(section)  # still exactly one
     assert summary.counts["assignments_adopted"] == 1 and summary.counts["assignments_created"] == 0
-    assert world.scores_by_name(section) == {(entry["name"], section.students[0]): "8",
-                                             (entry["name"], section.students[1]): "9"}
+    assert world.scores_by_name(section) == {
+        (entry["name"], section.students[0]): "8",
+        (entry["name"], section.students[1]): "9",
+    }
     with world.engine.connect() as connection:
         [row] = connection.execute(select(GradePushAssignment.__table__)).mappings().all()
     assert row["status"] == "created" and row["adopted"] is True
@@ -98,8 +100,9 @@ def test_412_resubmit_is_retried_with_backoff_until_every_score_is_written(world
     assert stats["retries"].get("PUT /ws/xte/score", 0) >= 1, stats
     assert summary.counts["scores_pushed"] == 4 * len(section.students) and summary.counts["scores_refused"] == 0
     written = world.scores_by_name(section)
-    assert written == {(f"Resubmit {index}", student): str(index + 1)
-                       for index in range(4) for student in section.students}
+    assert written == {
+        (f"Resubmit {index}", student): str(index + 1) for index in range(4) for student in section.students
+    }
 
 
 def test_409_is_recorded_with_powerteachers_message_emailed_once_and_holds_nothing_back(world, monkeypatch):
@@ -115,15 +118,20 @@ def test_409_is_recorded_with_powerteachers_message_emailed_once_and_holds_nothi
     world.score(gradable, stranger, "7")  # on the Learning roster, not enrolled in the PowerSchool section
 
     with running_smtp() as smtp:
-        monkeypatch.setenv(f"AIRFLOW_CONN_{world.config.notifications.smtp_connection_id.upper()}",
-                           smtp.airflow_connection_uri())
+        monkeypatch.setenv(
+            f"AIRFLOW_CONN_{world.config.notifications.smtp_connection_id.upper()}", smtp.airflow_connection_uri()
+        )
         summary = world.push("run_1", notify=True)
         [message] = smtp.mailbox.wait_for(1)
     assert world.scores_by_name(section) == {("Test with refusals", good): "10"}
     assert summary.counts["scores_pushed"] == 1 and summary.counts["scores_refused"] == 2
     with world.engine.connect() as connection:
-        refused = {row["student_id"]: row for row in connection.execute(
-            select(GradePushScore.__table__).where(GradePushScore.status == "refused")).mappings()}
+        refused = {
+            row["student_id"]: row
+            for row in connection.execute(
+                select(GradePushScore.__table__).where(GradePushScore.status == "refused")
+            ).mappings()
+        }
     assert set(refused) == {bad_value, stranger}
     assert "not a score" in refused[bad_value]["message"]
     assert "not enrolled" in refused[stranger]["message"]
@@ -397,8 +405,11 @@ def test_a_run_whose_lease_was_taken_over_stops_writing_and_each_change_is_still
     with pytest.raises(LeaseLost, match="lost the lease"):
         world.push("run_A", powerteacher=client, workers=1, lease_seconds=1.0)
     # A wrote nothing after its lease was gone: its two POSTs only (no score PUT, no third POST)
-    assert {request: count for request, count in client.stats.requests.items() if not request.startswith("GET")
-            and "oauth" not in request} == {"POST /ws/xte/section/assignment": 2}
+    assert {
+        request: count
+        for request, count in client.stats.requests.items()
+        if not request.startswith("GET") and "oauth" not in request
+    } == {"POST /ws/xte/section/assignment": 2}
     b = runs["B"].counts
     assert b["assignments_adopted"] == 1 and b["assignments_created"] == 2  # A's second POST adopted, not repeated
     entries = world.assignments(section)
@@ -410,8 +421,7 @@ def test_a_run_whose_lease_was_taken_over_stops_writing_and_each_change_is_still
     newest = max(int(change["cursor"]) for change in world.learning_hook().gradebook_changes(0, 1000)["changes"])
     assert ledger.read_cursor(world.engine, world.config.district_id) == newest
     with world.engine.connect() as connection:
-        status, error = connection.execute(text(
-            "SELECT status, error FROM sync_runs WHERE run_id = 'run_A'")).one()
+        status, error = connection.execute(text("SELECT status, error FROM sync_runs WHERE run_id = 'run_A'")).one()
     assert status == "failed" and "lost the lease" in error
     again = world.push("run_C")
     assert again.counts["put_requests"] == 0 and again.counts["assignments_created"] == 0
@@ -488,10 +498,12 @@ def test_a_linked_class_survives_crashes_after_create_and_after_put_with_each_wr
     world.import_sections([section])
     student = section.students[0]
     own = f"LRN-crash-{section.section_dcid}"
-    world.learning.upsert(world.domain, "classes", [{**world.class_row(section), "class_id": own,
-                                                     "name": "A teacher's own class"}])
-    world.learning.upsert(world.domain, "rosters", [{"class_id": own, "user_type": "S", "user_id": student,
-                                                     "role": "student"}])
+    world.learning.upsert(
+        world.domain, "classes", [{**world.class_row(section), "class_id": own, "name": "A teacher's own class"}]
+    )
+    world.learning.upsert(
+        world.domain, "rosters", [{"class_id": own, "user_type": "S", "user_id": student, "role": "student"}]
+    )
     early = world.gradable_in(own, "Made before the link", 10)
     world.learning.set_score(world.domain, early["id"], student, "4")
     world.learning.link_class(world.domain, own, section.section_dcid)
@@ -505,7 +517,9 @@ def test_a_linked_class_survives_crashes_after_create_and_after_put_with_each_wr
     summary = world.push("run_1", workers=1)  # the retry adopts the first, creates the second
     assert summary.counts["assignments_adopted"] == 1 and summary.counts["assignments_created"] == 1
     assert sorted(entry["name"] for entry in world.assignments(section)) == [
-        "Made after the link, no score yet", "Made before the link"]
+        "Made after the link, no score yet",
+        "Made before the link",
+    ]
     with world.engine.connect() as connection:
         rows = connection.execute(select(GradePushAssignment.__table__)).mappings().all()
     assert {(row["class_id"], row["status"]) for row in rows} == {(section.section_dcid, "created")}
@@ -516,9 +530,14 @@ def test_a_linked_class_survives_crashes_after_create_and_after_put_with_each_wr
         world.push("run_2", powerteacher=CrashAfterPut(world.powerschool_hook()))
     summary = world.push("run_2")
     assert summary.counts["changes_via_linked_class"] == 1 and summary.counts["scores_pushed"] == 1
-    written = {(entry["name"], str(score["studentsdcid"])): (score["actualscoreentered"], score["writes"])
-               for entry in world.assignments(section) for score in entry["_assignmentscores"]}
-    assert written == {("Made before the link", student): ("4", 1),
-                       ("Made after the link, no score yet", student): ("9", 2)}  # the same value once more
+    written = {
+        (entry["name"], str(score["studentsdcid"])): (score["actualscoreentered"], score["writes"])
+        for entry in world.assignments(section)
+        for score in entry["_assignmentscores"]
+    }
+    assert written == {
+        ("Made before the link", student): ("4", 1),
+        ("Made after the link, no score yet", student): ("9", 2),
+    }  # the same value once more
     again = world.push("run_3")
     assert again.counts["changes_read"] == 0 and again.counts["put_requests"] == 0

@@ -14,8 +14,13 @@ from sis_learning.staging.ledger import GradePushAssignment, GradePushScore
 
 def _assignment_row(world, gradable_id):
     with world.engine.connect() as connection:
-        return connection.execute(select(GradePushAssignment.__table__).where(
-            GradePushAssignment.gradable_id == str(gradable_id))).mappings().one()
+        return (
+            connection.execute(
+                select(GradePushAssignment.__table__).where(GradePushAssignment.gradable_id == str(gradable_id))
+            )
+            .mappings()
+            .one()
+        )
 
 
 def _last_sequence(world) -> int:
@@ -50,16 +55,20 @@ def test_an_edit_updates_the_assignment_and_rescales_scores_only_when_the_points
     world.push("run_1")
     [before] = world.assignments(section)
 
-    world.learning.update_gradable(world.domain, gradable["id"], title="Essay (final)", due_date="2026-03-08",
-                                   description="Two pages")
+    world.learning.update_gradable(
+        world.domain, gradable["id"], title="Essay (final)", due_date="2026-03-08", description="Two pages"
+    )
     log_start = _last_sequence(world)
     summary = world.push("run_2")
     [entry] = world.assignments(section)
     assert summary.counts["assignments_updated"] == 1 and summary.counts["assignments_created"] == 0
     assert entry["assignmentsectionid"] == before["assignmentsectionid"]  # the same assignment, changed
     assert (entry["name"], entry["duedate"], entry["description"]) == ("Essay (final)", "2026-03-08", "Two pages")
-    puts = [item for item in world.powerschool.request_log(log_start) if item["method"] == "PUT"
-            and "/ws/xte/section/assignment/" in item["path"]]
+    puts = [
+        item
+        for item in world.powerschool.request_log(log_start)
+        if item["method"] == "PUT" and "/ws/xte/section/assignment/" in item["path"]
+    ]
     assert len(puts) == 1 and "update_scores" not in puts[0]["query"]  # scoring unchanged
 
     world.learning.update_gradable(world.domain, gradable["id"], total_points=25)
@@ -130,8 +139,11 @@ def test_a_cleared_score_clears_powerteachers(world):
     assert summary.counts["scores_cleared"] == 1 and summary.counts["scores_pushed"] == 0
     assert world.scores_by_name(section) == {("Spelling test", first): None, ("Spelling test", second): "8"}
     with world.engine.connect() as connection:
-        row = connection.execute(select(GradePushScore.__table__).where(
-            GradePushScore.student_id == first)).mappings().one()
+        row = (
+            connection.execute(select(GradePushScore.__table__).where(GradePushScore.student_id == first))
+            .mappings()
+            .one()
+        )
     assert (row["score"], row["version"], row["status"]) == (None, 2, "pushed")
     # entered again: written again
     world.score(gradable, first, "6")
@@ -155,7 +167,10 @@ def test_only_the_source_documents_gradable_types_are_pushed_and_the_others_coun
     world.score(poll, student, "1")
     summary = world.push()
     assert sorted(entry["name"] for entry in world.assignments(section)) == [
-        "Assessment item", "LTI_SCORM item", "Wiki item"]
+        "Assessment item",
+        "LTI_SCORM item",
+        "Wiki item",
+    ]
     assert summary.counts["skipped_gradable_type"] == 2  # the poll's gradable_created and score_set entries
     assert summary.counts["scores_pushed"] == 3
 
@@ -165,9 +180,12 @@ def test_a_class_linked_to_an_imported_class_pushes_into_that_section(world):
     world.import_sections([section])
     student = section.students[0]
     own = f"LRN-{section.section_dcid}"  # a class a teacher made in Learning
-    world.learning.upsert(world.domain, "classes", [{**world.class_row(section), "class_id": own,
-                                                     "name": "My own class"}])
-    world.learning.upsert(world.domain, "rosters", [{"class_id": own, "user_type": "S", "user_id": student, "role": "student"}])
+    world.learning.upsert(
+        world.domain, "classes", [{**world.class_row(section), "class_id": own, "name": "My own class"}]
+    )
+    world.learning.upsert(
+        world.domain, "rosters", [{"class_id": own, "user_type": "S", "user_id": student, "role": "student"}]
+    )
     early = world.gradable_in(own, "Before the link", 10)
     world.learning.set_score(world.domain, early["id"], student, "4")
     summary = world.push("run_1")
@@ -190,7 +208,8 @@ def test_a_class_linked_to_an_imported_class_pushes_into_that_section(world):
 
 
 def test_an_edit_powerteacher_refuses_keeps_the_assignment_is_reported_and_tried_again_on_the_next_change(
-        world, powerschool):
+    world, powerschool
+):
     import sqlite3
 
     section = world.pool.take(1)[0]

@@ -31,18 +31,25 @@ def test_a_legacy_section_gets_its_assignment_and_scores_through_the_ptg_api(wor
     assert assignment["date_assignment_due"] == "2026-05-04" and assignment["points_possible"] == 30
     assert assignment["category"] == {"name": "TEST"}  # the tiny district has an active "Test" category
     # 200 with a per-item 409: the refused score is recorded, the others are written
-    assert world.ptg_scores_by_name(section) == {(assignment["name"], first): "27",
-                                                 (assignment["name"], second): "19.5"}
+    assert world.ptg_scores_by_name(section) == {
+        (assignment["name"], first): "27",
+        (assignment["name"], second): "19.5",
+    }
     assert summary.counts["scores_pushed"] == 2 and summary.counts["scores_refused"] == 1
     assert summary.counts["put_requests"] == 1
     [refusal] = summary.refusals
     assert refusal["student_id"] == not_enrolled and "not enrolled" in refusal["message"]
     with world.engine.connect() as connection:
         row = connection.execute(select(GradePushAssignment.__table__)).mappings().one()
-        scores = {item["student_id"]: item["status"] for item in
-                  connection.execute(select(GradePushScore.__table__)).mappings()}
+        scores = {
+            item["student_id"]: item["status"]
+            for item in connection.execute(select(GradePushScore.__table__)).mappings()
+        }
     assert (row["gradebook"], row["assignment_id"], row["category_rule"]) == (
-        "ptg", str(assignment["id"]), "ptg_api_rule")
+        "ptg",
+        str(assignment["id"]),
+        "ptg_api_rule",
+    )
     assert scores == {first: "pushed", second: "pushed", not_enrolled: "refused"}
 
     # a cleared score and an edit go the same way
@@ -95,9 +102,14 @@ def test_the_simulator_reports_the_gradebook_type_and_refuses_the_wrong_api(worl
     from sis_learning.hooks.powerteacher import Refusal
 
     refused = world.powerteacher().create_assignment(
-        section.users_dcid, assignment_body({"title": "x", "total_points": 1}, section.section_dcid, "1", "NONE",
-                                            "2026-01-01"))
+        section.users_dcid,
+        assignment_body({"title": "x", "total_points": 1}, section.section_dcid, "1", "NONE", "2026-01-01"),
+    )
     assert isinstance(refused, Refusal) and "PowerTeacher Gradebook" in refused.message
     world.powerschool.set_gradebook_type(int(section.section_dcid), 2)
-    assert hook.request_json("GET", f"/ws/v1/section/{section.section_dcid}",
-                             kind="GET /ws/v1/section")["section"]["gradebooktype"] == 2
+    assert (
+        hook.request_json("GET", f"/ws/v1/section/{section.section_dcid}", kind="GET /ws/v1/section")["section"][
+            "gradebooktype"
+        ]
+        == 2
+    )

@@ -44,7 +44,9 @@ def test_a_score_saved_in_learning_arrives_in_powerteacher_with_the_source_mappi
     assert row["assignment_id"] == str(entry["assignmentid"]) and row["category_rule"] == "district_classwork"
     assert row["teacher_users_dcid"] == section.users_dcid
     assert {(score["student_id"], score["score"], score["version"], score["status"]) for score in scores} == {
-        (first, "17", 1, "pushed"), (second, "12.5", 1, "pushed")}
+        (first, "17", 1, "pushed"),
+        (second, "12.5", 1, "pushed"),
+    }
     for score in scores:  # Learning's change time kept beside the push time: the Districts page's latency
         assert score["changed_at"] is not None and score["changed_at"] <= score["pushed_at"], score
     assert ledger.read_cursor(world.engine, world.config.district_id) == summary.cursor_after > 0
@@ -53,8 +55,13 @@ def test_a_score_saved_in_learning_arrives_in_powerteacher_with_the_source_mappi
 
 
 def test_description_long_title_and_configured_standardcalcdirection(world):
-    world.config = world.config.model_copy(update={"grade_push": world.config.grade_push.model_copy(
-        update={"standardcalcdirection": "RollupAsmtScoreToStandard"})})
+    world.config = world.config.model_copy(
+        update={
+            "grade_push": world.config.grade_push.model_copy(
+                update={"standardcalcdirection": "RollupAsmtScoreToStandard"}
+            )
+        }
+    )
     section = world.pool.take(1)[0]
     world.import_sections([section])
     title = "Unit 3 project: measuring the schoolyard with ratios, scale drawings and maps"
@@ -86,8 +93,13 @@ def test_a_later_change_overwrites_and_an_older_version_never_does(world):
     assert entry["_assignmentscores"][0]["writes"] == 2
 
     # An old change replayed (a feed re-read from an older cursor) is not written over the newer one.
-    old = [next(change for change in world.learning.changes(world.domain, after=0, limit=100)["changes"]
-                if change["event"] == "score_set")]
+    old = [
+        next(
+            change
+            for change in world.learning.changes(world.domain, after=0, limit=100)["changes"]
+            if change["event"] == "score_set"
+        )
+    ]
     push_again = world.push("run_3")  # nothing new after the cursor
     assert push_again.counts["changes_read"] == 0
     from sis_learning.grade_push import GradePush
@@ -145,8 +157,9 @@ def test_no_grade_is_ever_pulled_into_learning(world):
 def test_organization_without_grade_push_is_skipped_and_counted(world):
     enabled = world.pool.take(1)[0]
     disabled = world.pool.take(1, not_school=enabled.school_dcid)[0]
-    world.config = world.config.model_copy(update={"grade_push": world.config.grade_push.model_copy(
-        update={"organizations": (enabled.school_dcid,)})})
+    world.config = world.config.model_copy(
+        update={"grade_push": world.config.grade_push.model_copy(update={"organizations": (enabled.school_dcid,)})}
+    )
     world.import_sections([enabled, disabled])
     for section in (enabled, disabled):
         world.score(world.gradable(section, f"Quiz {section.section_dcid}", 10), section.students[0], "5")
@@ -157,8 +170,9 @@ def test_organization_without_grade_push_is_skipped_and_counted(world):
 
     # Learning's own Grade Push Config (domain settings) is honoured as well.
     world.learning.settings(world.domain, grade_push_organizations=[disabled.school_dcid])
-    world.score(world.learning.create_gradable(world.domain, enabled.section_dcid, "Quiz again", 10),
-                enabled.students[0], "3")
+    world.score(
+        world.learning.create_gradable(world.domain, enabled.section_dcid, "Quiz again", 10), enabled.students[0], "3"
+    )
     summary = world.push("run_2")
     assert summary.counts["skipped_organization_disabled"] == 2 and summary.counts["scores_pushed"] == 0
     assert ledger.read_cursor(world.engine, world.config.district_id) == summary.cursor_after  # skipped, not stuck
@@ -182,8 +196,9 @@ def test_a_class_not_imported_is_skipped_and_counted(world):
 def test_category_is_the_teachers_first_when_the_district_has_no_classwork_category(world):
     # Teacher users_dcid 50014 has its own categories Labs (position 1) and Projects (2).
     section = world.pool.take(1, users_dcid="50014")[0]
-    world.config = world.config.model_copy(update={"grade_push": world.config.grade_push.model_copy(
-        update={"classwork_category": "Daily Work"})})  # no district category of that name
+    world.config = world.config.model_copy(
+        update={"grade_push": world.config.grade_push.model_copy(update={"classwork_category": "Daily Work"})}
+    )  # no district category of that name
     world.import_sections([section])
     world.score(world.gradable(section, "Lab 1", 10), section.students[0], "10")
     world.push()
@@ -195,12 +210,15 @@ def test_category_is_the_teachers_first_when_the_district_has_no_classwork_categ
         assert connection.scalar(select(GradePushAssignment.category_rule)) == "teacher_first"
 
 
-def test_category_classwork_name_matches_case_insensitively_and_a_teacher_without_categories_is_refused(world, powerschool):
+def test_category_classwork_name_matches_case_insensitively_and_a_teacher_without_categories_is_refused(
+    world, powerschool
+):
     import sqlite3
 
     section = world.pool.take(1, users_dcid="50014")[0]
-    world.config = world.config.model_copy(update={"grade_push": world.config.grade_push.model_copy(
-        update={"classwork_category": "  homework "})})
+    world.config = world.config.model_copy(
+        update={"grade_push": world.config.grade_push.model_copy(update={"classwork_category": "  homework "})}
+    )
     world.import_sections([section])
     world.score(world.gradable(section, "Homework 1", 10), section.students[0], "10")
     world.push("run_1")
@@ -230,6 +248,12 @@ def test_ledger_json_is_queryable_and_holds_no_secret(world):
     world.push()
     token = world.learning.tokens[world.domain]
     with world.engine.connect() as connection:
-        dump = json.dumps([dict(row) for table in (GradePushAssignment, GradePushScore)
-                           for row in connection.execute(select(table.__table__)).mappings()], default=str)
+        dump = json.dumps(
+            [
+                dict(row)
+                for table in (GradePushAssignment, GradePushScore)
+                for row in connection.execute(select(table.__table__)).mappings()
+            ],
+            default=str,
+        )
     assert token not in dump and world.powerschool.client_secret not in dump

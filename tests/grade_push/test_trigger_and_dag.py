@@ -17,9 +17,17 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def _connect(world, monkeypatch, sqlite_url):
     monkeypatch.setenv("SIS_LEARNING_STAGING_URL", sqlite_url)
-    monkeypatch.setenv(f"AIRFLOW_CONN_{world.config.learning.connection_id.upper()}", json.dumps({
-        "conn_type": "http", "host": world.learning.base_url, "password": world.learning.tokens[world.domain],
-        "extra": {"ca_bundle": str(world.learning.ca_bundle)}}))
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{world.config.learning.connection_id.upper()}",
+        json.dumps(
+            {
+                "conn_type": "http",
+                "host": world.learning.base_url,
+                "password": world.learning.tokens[world.domain],
+                "extra": {"ca_bundle": str(world.learning.ca_bundle)},
+            }
+        ),
+    )
 
 
 async def _watch(trigger, queue):
@@ -34,12 +42,15 @@ async def _next(queue, timeout):
         return None
 
 
-def test_the_trigger_fires_on_new_changes_once_and_again_after_the_push_moves_the_cursor(world, monkeypatch, sqlite_url):
+def test_the_trigger_fires_on_new_changes_once_and_again_after_the_push_moves_the_cursor(
+    world, monkeypatch, sqlite_url
+):
     _connect(world, monkeypatch, sqlite_url)
     section = world.pool.take(1)[0]
     world.import_sections([section])
-    trigger = GradebookChangeTrigger(world.config.district_id, world.config.learning.connection_id,
-                                     poll_interval_seconds=0.2)
+    trigger = GradebookChangeTrigger(
+        world.config.district_id, world.config.learning.connection_id, poll_interval_seconds=0.2
+    )
 
     async def scenario():
         queue: asyncio.Queue = asyncio.Queue()
@@ -69,8 +80,9 @@ def test_the_trigger_announces_again_when_a_push_never_moves_the_cursor(world, m
     section = world.pool.take(1)[0]
     world.import_sections([section])
     world.score(world.gradable(section, "Rearm quiz", 10), section.students[0], "5")
-    trigger = GradebookChangeTrigger(world.config.district_id, world.config.learning.connection_id,
-                                     poll_interval_seconds=0.2, rearm_seconds=1.0)
+    trigger = GradebookChangeTrigger(
+        world.config.district_id, world.config.learning.connection_id, poll_interval_seconds=0.2, rearm_seconds=1.0
+    )
 
     async def scenario():
         queue: asyncio.Queue = asyncio.Queue()
@@ -87,8 +99,10 @@ def test_the_trigger_announces_again_when_a_push_never_moves_the_cursor(world, m
 
 def test_the_trigger_keeps_watching_when_learning_is_unreachable(monkeypatch, sqlite_url):
     monkeypatch.setenv("SIS_LEARNING_STAGING_URL", sqlite_url)
-    monkeypatch.setenv("AIRFLOW_CONN_LEARNING_NOWHERE", json.dumps({
-        "conn_type": "http", "host": "https://127.0.0.1:9", "password": "a-token-that-must-not-be-logged"}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_LEARNING_NOWHERE",
+        json.dumps({"conn_type": "http", "host": "https://127.0.0.1:9", "password": "a-token-that-must-not-be-logged"}),
+    )
     trigger = GradebookChangeTrigger("nowhere", "learning_nowhere", poll_interval_seconds=0.05)
 
     async def scenario():
@@ -107,8 +121,12 @@ def test_the_trigger_serialises_without_secrets_and_round_trips():
     trigger = GradebookChangeTrigger("demo", "learning_demo", poll_interval_seconds=1.5)
     classpath, kwargs = trigger.serialize()
     assert classpath == "sis_learning.triggers.GradebookChangeTrigger"
-    assert kwargs == {"district_id": "demo", "learning_conn_id": "learning_demo", "poll_interval_seconds": 1.5,
-                      "rearm_seconds": 300.0}
+    assert kwargs == {
+        "district_id": "demo",
+        "learning_conn_id": "learning_demo",
+        "poll_interval_seconds": 1.5,
+        "rearm_seconds": 300.0,
+    }
     import importlib
 
     module, name = classpath.rsplit(".", 1)
@@ -123,11 +141,17 @@ def _parse(districts_dir: Path | None = None) -> dict:
         "bag = DagBag(dag_folder='dags/grade_push.py')\n"
         "out = {'errors': {k: str(v) for k, v in bag.import_errors.items()}, 'dags': {}}\n"
         "for dag_id, dag in bag.dags.items():\n"
-        "    [asset] = list(dag.timetable.asset_condition.iter_assets().values()) if hasattr(dag.timetable.asset_condition, 'iter_assets') else [dag.schedule[0]]\n"
+        "    [asset] = (\n"
+        "        list(dag.timetable.asset_condition.iter_assets().values())\n"
+        "        if hasattr(dag.timetable.asset_condition, 'iter_assets')\n"
+        "        else [dag.schedule[0]]\n"
+        "    )\n"
         "    [watcher] = asset.watchers\n"
         "    out['dags'][dag_id] = {'asset': asset.name, 'watcher': watcher.name,\n"
-        "        'trigger': watcher.trigger.serialize(), 'tasks': {t.task_id: [t.pool, t.retries, t.retry_exponential_backoff] for t in dag.tasks},\n"
-        "        'owner': dag.owner, 'tags': sorted(dag.tags), 'max_active_runs': dag.max_active_runs, 'catchup': dag.catchup,\n"
+        "        'trigger': watcher.trigger.serialize(),\n"
+        "        'tasks': {t.task_id: [t.pool, t.retries, t.retry_exponential_backoff] for t in dag.tasks},\n"
+        "        'owner': dag.owner, 'tags': sorted(dag.tags),\n"
+        "        'max_active_runs': dag.max_active_runs, 'catchup': dag.catchup,\n"
         "        'doc': len(dag.doc_md or '')}\n"
         "from airflow.serialization.serialized_objects import DagSerialization\n"
         "for dag in bag.dags.values():\n"
@@ -137,8 +161,9 @@ def _parse(districts_dir: Path | None = None) -> dict:
     environment = {**os.environ, "PYTHONPATH": f"{REPO_ROOT / 'plugins'}:{REPO_ROOT}"}
     if districts_dir is not None:
         environment["SIS_LEARNING_DISTRICTS_DIR"] = str(districts_dir)
-    result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, env=environment, capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -149,15 +174,22 @@ def test_one_grade_push_dag_per_enabled_district_scheduled_by_the_watched_asset(
         (tmp_path / f"{name}.yaml").write_text(
             f"name: {name.title()} District\npowerschool: {{connection_id: ps_{name}}}\n"
             f"learning: {{connection_id: learning_{name}}}\nimport_start_year: 2025\n"
-            f"grade_push: {{enabled: {str(enabled).lower()}, poll_interval_seconds: 1.5}}\n")
+            f"grade_push: {{enabled: {str(enabled).lower()}, poll_interval_seconds: 1.5}}\n"
+        )
     parsed = _parse(tmp_path)
     assert parsed["errors"] == {}
     assert sorted(parsed["dags"]) == ["grade_push__alpha", "grade_push__demo"]  # beta has grade push off
     dag = parsed["dags"]["grade_push__alpha"]
     assert dag["asset"] == "learning_gradebook__alpha" and dag["watcher"] == "learning_gradebook_changes__alpha"
-    assert dag["trigger"] == ["sis_learning.triggers.GradebookChangeTrigger", {
-        "district_id": "alpha", "learning_conn_id": "learning_alpha", "poll_interval_seconds": 1.5,
-        "rearm_seconds": 300.0}]
+    assert dag["trigger"] == [
+        "sis_learning.triggers.GradebookChangeTrigger",
+        {
+            "district_id": "alpha",
+            "learning_conn_id": "learning_alpha",
+            "poll_interval_seconds": 1.5,
+            "rearm_seconds": 300.0,
+        },
+    ]
     pool, retries, backoff = dag["tasks"]["push_grades"]
     assert pool == "powerschool_api" and retries >= 2 and backoff == 2.0
     assert dag["owner"] == "data-engineering" and "grade-push" in dag["tags"]

@@ -57,29 +57,47 @@ def dataset_sections(database_path: Any, *, min_students: int = 1) -> list[Secti
         ).fetchall()
         sections = []
         for row in rows:
-            students = tuple(str(value) for (value,) in connection.execute(
-                "SELECT DISTINCT st.dcid FROM cc JOIN students st ON st.id = cc.studentid WHERE cc.sectionid = ? "
-                "ORDER BY st.dcid", (row["id"],)))
+            students = tuple(
+                str(value)
+                for (value,) in connection.execute(
+                    "SELECT DISTINCT st.dcid FROM cc JOIN students st ON st.id = cc.studentid WHERE cc.sectionid = ? "
+                    "ORDER BY st.dcid",
+                    (row["id"],),
+                )
+            )
             if len(students) >= min_students:
-                sections.append(Section(str(row["dcid"]), str(row["school_dcid"]), str(row["term_dcid"]),
-                                        str(row["term_id"]), str(row["teacher_dcid"]), str(row["users_dcid"]),
-                                        students, str(row["course_number"])))
+                sections.append(
+                    Section(
+                        str(row["dcid"]),
+                        str(row["school_dcid"]),
+                        str(row["term_dcid"]),
+                        str(row["term_id"]),
+                        str(row["teacher_dcid"]),
+                        str(row["users_dcid"]),
+                        students,
+                        str(row["course_number"]),
+                    )
+                )
         return sections
     finally:
         connection.close()
 
 
 def district_config(district_id: str = "gp_test", **grade_push: Any) -> DistrictConfig:
-    return DistrictConfig.model_validate({
-        "district_id": district_id,
-        "name": f"Grade Push Test District {district_id}",
-        "powerschool": {"connection_id": f"powerschool_{district_id}"},
-        "learning": {"connection_id": f"learning_{district_id}"},
-        "import_start_year": 2025,
-        "grade_push": {"enabled": True, **grade_push},
-        "notifications": {"failure_emails": ["grades@district.example.org"],
-                          "smtp_connection_id": f"smtp_{district_id}"},
-    })
+    return DistrictConfig.model_validate(
+        {
+            "district_id": district_id,
+            "name": f"Grade Push Test District {district_id}",
+            "powerschool": {"connection_id": f"powerschool_{district_id}"},
+            "learning": {"connection_id": f"learning_{district_id}"},
+            "import_start_year": 2025,
+            "grade_push": {"enabled": True, **grade_push},
+            "notifications": {
+                "failure_emails": ["grades@district.example.org"],
+                "smtp_connection_id": f"smtp_{district_id}",
+            },
+        }
+    )
 
 
 @dataclass
@@ -94,26 +112,52 @@ class World:
     # ---- the pipeline's clients (as the DAG builds them, from plain settings)
 
     def learning_hook(self) -> LearningHook:
-        return LearningHook.from_settings(self.learning.base_url, self.learning.tokens[self.domain],
-                                          self.learning.ca_bundle)
+        return LearningHook.from_settings(
+            self.learning.base_url, self.learning.tokens[self.domain], self.learning.ca_bundle
+        )
 
     def powerschool_hook(self, **options: Any) -> PowerSchoolHook:
         options.setdefault("retry_policy", RetryPolicy(max_retries=8, base_delay_seconds=0.05, max_delay_seconds=0.5))
-        return PowerSchoolHook.from_settings(self.powerschool.base_url, self.powerschool.client_id,
-                                             self.powerschool.client_secret, self.powerschool.ca_bundle, **options)
+        return PowerSchoolHook.from_settings(
+            self.powerschool.base_url,
+            self.powerschool.client_id,
+            self.powerschool.client_secret,
+            self.powerschool.ca_bundle,
+            **options,
+        )
 
     def powerteacher(self, **options: Any) -> PowerTeacherClient:
         return PowerTeacherClient(self.powerschool_hook(**options))
 
-    def push(self, run_id: str = "run_1", *, powerteacher: Any = None, learning: Any = None, notify: bool = False,
-             **options: Any) -> PushSummary:
-        return push_grades(self.config, self.engine, learning or self.learning_hook(),
-                           powerteacher or self.powerteacher(), run_id, notify=notify, **options)
+    def push(
+        self,
+        run_id: str = "run_1",
+        *,
+        powerteacher: Any = None,
+        learning: Any = None,
+        notify: bool = False,
+        **options: Any,
+    ) -> PushSummary:
+        return push_grades(
+            self.config,
+            self.engine,
+            learning or self.learning_hook(),
+            powerteacher or self.powerteacher(),
+            run_id,
+            notify=notify,
+            **options,
+        )
 
     # ---- the imported state
 
-    def import_sections(self, sections: list[Section], *, stage: bool = True,
-                        extra_students: dict[str, list[str]] | None = None, legacy: bool = False) -> None:
+    def import_sections(
+        self,
+        sections: list[Section],
+        *,
+        stage: bool = True,
+        extra_students: dict[str, list[str]] | None = None,
+        legacy: bool = False,
+    ) -> None:
         """Put sections into Learning (as the load does) and, with ``stage``, into staging (as the import leaves it).
 
         ``legacy``: the sections are on the legacy PowerTeacher Gradebook (``gradebooktype`` 1) in the
@@ -124,63 +168,143 @@ class World:
             for section in sections:
                 self.powerschool.set_gradebook_type(int(section.section_dcid), 1)
         organizations = sorted({section.school_dcid for section in sections})
-        self.learning.upsert(self.domain, "organizations",
-                             [{"organization_id": school, "name": f"School {school}"} for school in organizations])
+        self.learning.upsert(
+            self.domain,
+            "organizations",
+            [{"organization_id": school, "name": f"School {school}"} for school in organizations],
+        )
         users: dict[str, dict[str, Any]] = {}
         for section in sections:
-            users[section.teacher_dcid] = {"external_id": section.teacher_dcid, "first_name": "Teacher",
-                                           "last_name": section.teacher_dcid, "login": f"t{section.teacher_dcid}",
-                                           "user_type": "T", "organization_id": section.school_dcid}
+            users[section.teacher_dcid] = {
+                "external_id": section.teacher_dcid,
+                "first_name": "Teacher",
+                "last_name": section.teacher_dcid,
+                "login": f"t{section.teacher_dcid}",
+                "user_type": "T",
+                "organization_id": section.school_dcid,
+            }
             for student in (*section.students, *extra_students.get(section.section_dcid, [])):
-                users.setdefault(student, {"external_id": student, "first_name": "Student", "last_name": student,
-                                           "login": f"s{student}", "user_type": "S",
-                                           "organization_id": section.school_dcid})
+                users.setdefault(
+                    student,
+                    {
+                        "external_id": student,
+                        "first_name": "Student",
+                        "last_name": student,
+                        "login": f"s{student}",
+                        "user_type": "S",
+                        "organization_id": section.school_dcid,
+                    },
+                )
         rows = list(users.values())
         for start in range(0, len(rows), 1000):
-            self.learning.upsert(self.domain, "users", rows[start:start + 1000])
+            self.learning.upsert(self.domain, "users", rows[start : start + 1000])
         classes = [self.class_row(section) for section in sections]
         self.learning.upsert(self.domain, "classes", classes)
-        rosters = [{"class_id": section.section_dcid, "user_type": "S", "user_id": student, "role": "student"}
-                   for section in sections
-                   for student in (*section.students, *extra_students.get(section.section_dcid, []))]
+        rosters = [
+            {"class_id": section.section_dcid, "user_type": "S", "user_id": student, "role": "student"}
+            for section in sections
+            for student in (*section.students, *extra_students.get(section.section_dcid, []))
+        ]
         for start in range(0, len(rosters), 1000):
-            self.learning.upsert(self.domain, "rosters", rosters[start:start + 1000])
+            self.learning.upsert(self.domain, "rosters", rosters[start : start + 1000])
         if stage:
             self.stage_import(sections, gradebook_type="1" if legacy else "2")
         self.sections.extend(sections)
 
     @staticmethod
     def class_row(section: Section) -> dict[str, Any]:
-        return {"class_id": section.section_dcid, "name": f"Class {section.section_dcid}", "code": "C",
-                "year": section.term_dcid, "teacher_id": section.teacher_dcid, "organization_id": section.school_dcid}
+        return {
+            "class_id": section.section_dcid,
+            "name": f"Class {section.section_dcid}",
+            "code": "C",
+            "year": section.term_dcid,
+            "teacher_id": section.teacher_dcid,
+            "organization_id": section.school_dcid,
+        }
 
     def stage_import(self, sections: list[Section], gradebook_type: str = "2") -> None:
         district_id = self.config.district_id
         now = utcnow()
         with self.engine.begin() as connection:
-            if connection.execute(SyncRun.__table__.select().where(
-                    SyncRun.district_id == district_id, SyncRun.run_id == IMPORT_RUN_ID)).first() is None:
-                connection.execute(SyncRun.__table__.insert(), [{
-                    "district_id": district_id, "run_id": IMPORT_RUN_ID, "dag_id": self.config.import_dag_id,
-                    "kind": "import", "status": "success", "stage": "finished", "started_at": now,
-                    "finished_at": now, "counts": {}, "durations": {}}])
+            if (
+                connection.execute(
+                    SyncRun.__table__.select().where(
+                        SyncRun.district_id == district_id, SyncRun.run_id == IMPORT_RUN_ID
+                    )
+                ).first()
+                is None
+            ):
+                connection.execute(
+                    SyncRun.__table__.insert(),
+                    [
+                        {
+                            "district_id": district_id,
+                            "run_id": IMPORT_RUN_ID,
+                            "dag_id": self.config.import_dag_id,
+                            "kind": "import",
+                            "status": "success",
+                            "stage": "finished",
+                            "started_at": now,
+                            "finished_at": now,
+                            "counts": {},
+                            "durations": {},
+                        }
+                    ],
+                )
             staff = {section.teacher_dcid: section.users_dcid for section in sections}
-            connection.execute(StgStaff.__table__.insert(), [
-                {"district_id": district_id, "run_id": IMPORT_RUN_ID, "staff_id": staff_id, "users_dcid": users_dcid,
-                 "status": 1} for staff_id, users_dcid in staff.items()])
+            connection.execute(
+                StgStaff.__table__.insert(),
+                [
+                    {
+                        "district_id": district_id,
+                        "run_id": IMPORT_RUN_ID,
+                        "staff_id": staff_id,
+                        "users_dcid": users_dcid,
+                        "status": 1,
+                    }
+                    for staff_id, users_dcid in staff.items()
+                ],
+            )
             terms = {section.term_dcid: section.term_local_id for section in sections}
-            connection.execute(StgTerm.__table__.insert(), [
-                {"district_id": district_id, "run_id": IMPORT_RUN_ID, "term_id": term_id, "local_id": local_id}
-                for term_id, local_id in terms.items()])
-            connection.execute(StgSection.__table__.insert(), [
-                {"district_id": district_id, "run_id": IMPORT_RUN_ID, "section_id": section.section_dcid,
-                 "school_id": section.school_dcid, "term_id": section.term_dcid, "staff_id": section.teacher_dcid,
-                 "gradebook_type": gradebook_type} for section in sections])
-            connection.execute(LearningSnapshot.__table__.insert(), [
-                {"district_id": district_id, "entity": "classes", "key": section.section_dcid,
-                 "organization_id": section.school_dcid, "content_hash": "staged-by-test",
-                 "payload": json.dumps(self.class_row(section)), "active": True, "run_id": IMPORT_RUN_ID,
-                 "updated_at": now} for section in sections])
+            connection.execute(
+                StgTerm.__table__.insert(),
+                [
+                    {"district_id": district_id, "run_id": IMPORT_RUN_ID, "term_id": term_id, "local_id": local_id}
+                    for term_id, local_id in terms.items()
+                ],
+            )
+            connection.execute(
+                StgSection.__table__.insert(),
+                [
+                    {
+                        "district_id": district_id,
+                        "run_id": IMPORT_RUN_ID,
+                        "section_id": section.section_dcid,
+                        "school_id": section.school_dcid,
+                        "term_id": section.term_dcid,
+                        "staff_id": section.teacher_dcid,
+                        "gradebook_type": gradebook_type,
+                    }
+                    for section in sections
+                ],
+            )
+            connection.execute(
+                LearningSnapshot.__table__.insert(),
+                [
+                    {
+                        "district_id": district_id,
+                        "entity": "classes",
+                        "key": section.section_dcid,
+                        "organization_id": section.school_dcid,
+                        "content_hash": "staged-by-test",
+                        "payload": json.dumps(self.class_row(section)),
+                        "active": True,
+                        "run_id": IMPORT_RUN_ID,
+                        "updated_at": now,
+                    }
+                    for section in sections
+                ],
+            )
 
     # ---- the teacher's side of Learning
 
@@ -201,18 +325,29 @@ class World:
         for assignment in self.powerschool.assignments(int(section.section_dcid)):
             for entry in assignment["_assignmentsections"]:
                 if str(entry["sectionsdcid"]) == section.section_dcid:
-                    entries.append({**entry, "assignmentid": assignment["assignmentid"],
-                                    "standardcalcdirection": assignment["standardcalcdirection"]})
+                    entries.append(
+                        {
+                            **entry,
+                            "assignmentid": assignment["assignmentid"],
+                            "standardcalcdirection": assignment["standardcalcdirection"],
+                        }
+                    )
         return entries
 
     def ptg_assignments(self, section: Section) -> list[dict[str, Any]]:
         return self.powerschool.ptg_assignments(int(section.section_dcid))
 
     def ptg_scores_by_name(self, section: Section) -> dict[tuple[str, str], str | None]:
-        return {(assignment["name"], str(score["student"]["id"])): score["score_entered"]
-                for assignment in self.ptg_assignments(section) for score in assignment["_assignment_scores"]}
+        return {
+            (assignment["name"], str(score["student"]["id"])): score["score_entered"]
+            for assignment in self.ptg_assignments(section)
+            for score in assignment["_assignment_scores"]
+        }
 
     def scores_by_name(self, section: Section) -> dict[tuple[str, str], str]:
         """(assignment name, student dcid) -> the score PowerTeacher holds."""
-        return {(entry["name"], str(score["studentsdcid"])): score["actualscoreentered"]
-                for entry in self.assignments(section) for score in entry["_assignmentscores"]}
+        return {
+            (entry["name"], str(score["studentsdcid"])): score["actualscoreentered"]
+            for entry in self.assignments(section)
+            for score in entry["_assignmentscores"]
+        }

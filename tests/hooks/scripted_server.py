@@ -75,8 +75,12 @@ class ScriptedServer:
                         self.connection.shutdown(2)
                         self.close_connection = True
                         return
-                    payload = b"" if answer.body is None else (
-                        answer.body.encode() if isinstance(answer.body, str) else json.dumps(answer.body).encode()
+                    payload = (
+                        b""
+                        if answer.body is None
+                        else (
+                            answer.body.encode() if isinstance(answer.body, str) else json.dumps(answer.body).encode()
+                        )
                     )
                     self.send_response(answer.status)
                     self.send_header("Content-Type", "application/json")

@@ -36,6 +36,7 @@ def _powerschool_script(bad_body):
         if path == "/ws/v1/metadata":
             return Answer(200, {"metadata": {"student_max_page_size": 100, "schema_table_query_max_page_size": 100}})
         return Answer(200, bad_body)
+
     return script
 
 
@@ -44,8 +45,9 @@ def test_a_powerschool_listing_page_that_is_not_its_envelope_fails_naming_url_an
     body, described = BAD_BODIES[kind]
     with scripted_server(_powerschool_script(body), tmp_path) as server:
         hook = PowerSchoolHook.from_settings(server.base_url, "id", "secret", server.ca_bundle, retry_policy=FAST)
-        listing = hook.v1_listing("school 7", "/ws/v1/school/7/student", wrapper="students", item="student",
-                                  resource="student")
+        listing = hook.v1_listing(
+            "school 7", "/ws/v1/school/7/student", wrapper="students", item="student", resource="student"
+        )
         with pytest.raises(UnexpectedResponseError) as raised:
             hook.read_page(listing, 1)
     message = str(raised.value)
@@ -69,8 +71,9 @@ def test_documented_empty_pages_still_read_as_no_rows(tmp_path):
     for body in ({"students": None}, {"students": ""}, {"students": {}}, {"students": {"student": []}}):
         with scripted_server(_powerschool_script(body), tmp_path) as server:
             hook = PowerSchoolHook.from_settings(server.base_url, "id", "secret", server.ca_bundle, retry_policy=FAST)
-            listing = hook.v1_listing("school 7", "/ws/v1/school/7/student", wrapper="students", item="student",
-                                      resource="student")
+            listing = hook.v1_listing(
+                "school 7", "/ws/v1/school/7/student", wrapper="students", item="student", resource="student"
+            )
             assert hook.read_page(listing, 1) == []
 
 

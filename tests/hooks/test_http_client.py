@@ -70,7 +70,9 @@ def test_untrusted_certificate_fails_fast_with_advice(tls_directory, tmp_path):
 
         wrong_bundle = ensure_ca(tmp_path / "another-ca")
         with pytest.raises(TlsVerificationError):
-            ApiHttpHook.from_settings(server.base_url, ca_bundle=wrong_bundle, retry_policy=FAST_RETRIES).request("GET", "/x")
+            ApiHttpHook.from_settings(server.base_url, ca_bundle=wrong_bundle, retry_policy=FAST_RETRIES).request(
+                "GET", "/x"
+            )
     assert server.seen == []  # the handshake failed: nothing was ever sent, nothing retried
 
 
@@ -94,8 +96,17 @@ def test_connection_from_environment_variable(tls_directory, monkeypatch):
         host, port = server.base_url.removeprefix("https://").split(":")
         monkeypatch.setenv(
             "AIRFLOW_CONN_SCRIPTED_API",
-            json.dumps({"conn_type": "http", "host": host, "schema": "https", "port": int(port),
-                        "login": "client", "password": SECRET, "extra": {"ca_bundle": server.ca_bundle}}),
+            json.dumps(
+                {
+                    "conn_type": "http",
+                    "host": host,
+                    "schema": "https",
+                    "port": int(port),
+                    "login": "client",
+                    "password": SECRET,
+                    "extra": {"ca_bundle": server.ca_bundle},
+                }
+            ),
         )
         hook = ApiHttpHook(http_conn_id="scripted_api", retry_policy=FAST_RETRIES)
         assert hook.request_json("GET", "/ping") == {"n": 1}
@@ -123,7 +134,9 @@ def test_retry_budget_exhausted_raises_transient_error(tls_directory):
 
 def test_total_wait_budget_bounds_retries(tls_directory):
     policy = RetryPolicy(max_retries=50, base_delay_seconds=0.01, max_delay_seconds=0.01, max_total_wait_seconds=0.3)
-    with scripted_server(sequence(Answer(429, {"message": "too many requests, wait 1 seconds"})), tls_directory) as server:
+    with scripted_server(
+        sequence(Answer(429, {"message": "too many requests, wait 1 seconds"})), tls_directory
+    ) as server:
         started = time.monotonic()
         with pytest.raises(RetriesExhaustedError):
             make_hook(server, retry_policy=policy).request("GET", "/data")
@@ -208,7 +221,14 @@ def test_non_idempotent_request_is_not_repeated_after_a_server_error(tls_directo
         (403, {"message": "no permission"}, PermissionDeniedError),
         (404, {"message": "not found"}, NotFoundError),
         (409, {"message": "conflict"}, ValidationFailedError),
-        (400, {"message": "Validation Failed", "errors": [{"resource": "cc", "field": "sectionid", "code": "No access to the field"}]}, ValidationFailedError),
+        (
+            400,
+            {
+                "message": "Validation Failed",
+                "errors": [{"resource": "cc", "field": "sectionid", "code": "No access to the field"}],
+            },
+            ValidationFailedError,
+        ),
         (415, {"message": "unsupported media"}, ApiError),
     ],
 )
@@ -263,8 +283,11 @@ def test_after_a_throttle_requests_are_spaced_instead_of_stampeding(tls_director
         return Answer(200, {})
 
     with scripted_server(script, tls_directory) as server:
-        hook = make_hook(server, max_concurrent_requests=4,
-                         retry_policy=RetryPolicy(max_retries=10, base_delay_seconds=0.01, max_total_wait_seconds=30))
+        hook = make_hook(
+            server,
+            max_concurrent_requests=4,
+            retry_policy=RetryPolicy(max_retries=10, base_delay_seconds=0.01, max_total_wait_seconds=30),
+        )
         started = time.monotonic()
         threads = [threading.Thread(target=hook.request, args=("GET", f"/spaced/{n}")) for n in range(24)]
         for thread in threads:

@@ -39,21 +39,51 @@ def hook(learning, domain) -> LearningHook:
 
 def seed_school(hook: LearningHook) -> None:
     hook.upsert("organizations", [{"organization_id": "100", "name": "North High"}])
-    hook.upsert("users", [
-        {"external_id": "2001", "first_name": "Tess", "last_name": "Teacher", "login": "tteacher", "user_type": "T",
-         "organization_id": "100", "enabled": True},
-        {"external_id": "3001", "first_name": "Sam", "last_name": "Student", "login": "sstudent", "user_type": "S",
-         "organization_id": "100", "enabled": True},
-    ])
-    hook.upsert("classes", [{"class_id": "5001", "name": "Algebra (1) - 1(A)", "code": "ALG", "year": "3500",
-                             "teacher_id": "2001", "organization_id": "100"}])
+    hook.upsert(
+        "users",
+        [
+            {
+                "external_id": "2001",
+                "first_name": "Tess",
+                "last_name": "Teacher",
+                "login": "tteacher",
+                "user_type": "T",
+                "organization_id": "100",
+                "enabled": True,
+            },
+            {
+                "external_id": "3001",
+                "first_name": "Sam",
+                "last_name": "Student",
+                "login": "sstudent",
+                "user_type": "S",
+                "organization_id": "100",
+                "enabled": True,
+            },
+        ],
+    )
+    hook.upsert(
+        "classes",
+        [
+            {
+                "class_id": "5001",
+                "name": "Algebra (1) - 1(A)",
+                "code": "ALG",
+                "year": "3500",
+                "teacher_id": "2001",
+                "organization_id": "100",
+            }
+        ],
+    )
 
 
 def test_upsert_answers_per_row_and_is_safe_to_repeat(hook):
     rows = [{"organization_id": "100", "name": "North High"}, {"organization_id": "101", "name": "South High"}]
     first = hook.upsert("organizations", rows)
     assert [(result["index"], result["key"], result["status"]) for result in first] == [
-        (0, "100", "created"), (1, "101", "created")]
+        (0, "100", "created"),
+        (1, "101", "created"),
+    ]
     assert [result["status"] for result in hook.upsert("organizations", rows)] == ["unchanged", "unchanged"]
     changed = hook.upsert("organizations", [{"organization_id": "101", "name": "South High School"}])
     assert changed[0]["status"] == "updated"
@@ -63,12 +93,27 @@ def test_upsert_answers_per_row_and_is_safe_to_repeat(hook):
 
 def test_a_refused_row_fails_alone_with_learnings_reason(hook):
     seed_school(hook)
-    results = hook.upsert("classes", [
-        {"class_id": "5002", "name": "Biology (1) - 2(A)", "code": "BIO", "year": "3500", "teacher_id": "2999",
-         "organization_id": "100"},
-        {"class_id": "5003", "name": "Chemistry (1) - 3(A)", "code": "CHEM", "year": "3500", "teacher_id": "2001",
-         "organization_id": "100"},
-    ])
+    results = hook.upsert(
+        "classes",
+        [
+            {
+                "class_id": "5002",
+                "name": "Biology (1) - 2(A)",
+                "code": "BIO",
+                "year": "3500",
+                "teacher_id": "2999",
+                "organization_id": "100",
+            },
+            {
+                "class_id": "5003",
+                "name": "Chemistry (1) - 3(A)",
+                "code": "CHEM",
+                "year": "3500",
+                "teacher_id": "2001",
+                "organization_id": "100",
+            },
+        ],
+    )
     assert results[0]["status"] == "failed" and "teacher" in results[0]["reason"].lower()
     assert results[1]["status"] == "created"
 
@@ -83,12 +128,25 @@ def test_deactivate_disables_and_never_deletes(hook):
 
 def test_remove_rosters_and_links_by_key(hook):
     seed_school(hook)
-    hook.upsert("users", [{"external_id": "4001", "first_name": "Pat", "last_name": "Student", "login": "pparent",
-                           "user_type": "P", "organization_id": "100"}])
+    hook.upsert(
+        "users",
+        [
+            {
+                "external_id": "4001",
+                "first_name": "Pat",
+                "last_name": "Student",
+                "login": "pparent",
+                "user_type": "P",
+                "organization_id": "100",
+            }
+        ],
+    )
     hook.upsert("rosters", [{"class_id": "5001", "user_type": "S", "user_id": "3001", "role": "student"}])
     hook.upsert("parent_links", [{"parent_id": "4001", "child_id": "3001"}])
 
-    removed = hook.remove("rosters", [{"class_id": "5001", "user_type": "S", "user_id": "3001", "role": "ignored: keys only"}])
+    removed = hook.remove(
+        "rosters", [{"class_id": "5001", "user_type": "S", "user_id": "3001", "role": "ignored: keys only"}]
+    )
     assert removed[0]["key"] == "5001:S:3001" and removed[0]["status"] == "removed"
     assert hook.remove("parent_links", [{"parent_id": "4001", "child_id": "3001"}])[0]["status"] == "removed"
     assert list(hook.read_all("rosters")) == [] and list(hook.read_all("parent_links")) == []
@@ -100,7 +158,8 @@ def test_read_all_follows_pages(hook):
     rows = [{"organization_id": str(100 + index), "name": f"School {index}"} for index in range(25)]
     hook.upsert("organizations", rows)
     assert sorted(row["organization_id"] for row in hook.read_all("organizations", page_size=10)) == sorted(
-        row["organization_id"] for row in rows)
+        row["organization_id"] for row in rows
+    )
 
 
 def test_batches_over_learnings_limit_are_refused_before_sending(hook):
@@ -128,17 +187,25 @@ def test_tls_is_always_verified(learning, domain, tmp_path):
     without_ca = LearningHook.from_settings(learning.base_url, learning.tokens[domain])  # system trust store only
     with pytest.raises(TlsVerificationError, match="ca_bundle"):
         without_ca.get_domain_settings()
-    plain_http = LearningHook.from_settings(learning.base_url.replace("https://", "http://"), learning.tokens[domain],
-                                            learning.ca_bundle)
+    plain_http = LearningHook.from_settings(
+        learning.base_url.replace("https://", "http://"), learning.tokens[domain], learning.ca_bundle
+    )
     with pytest.raises(ApiConfigurationError, match="over HTTPS"):
         plain_http.get_domain_settings()
 
 
 def test_configured_by_an_airflow_connection(learning, domain, monkeypatch):
-    monkeypatch.setenv("AIRFLOW_CONN_LEARNING_HOOKTEST", json.dumps({
-        "conn_type": "http", "host": learning.base_url, "password": learning.tokens[domain],
-        "extra": {"ca_bundle": str(learning.ca_bundle)},
-    }))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_LEARNING_HOOKTEST",
+        json.dumps(
+            {
+                "conn_type": "http",
+                "host": learning.base_url,
+                "password": learning.tokens[domain],
+                "extra": {"ca_bundle": str(learning.ca_bundle)},
+            }
+        ),
+    )
     hook = LearningHook("learning_hooktest")
     assert hook.get_domain_settings()["grade_push_organizations"] == []
 
@@ -152,9 +219,27 @@ def test_domain_settings_round_trip(hook):
 
 def test_gradebook_change_feed_is_followed_to_the_end(hook, learning, domain):
     seed_school(hook)
-    hook.upsert("users", [{"external_id": f"30{index:02d}", "first_name": "S", "last_name": f"N{index}",
-                           "login": f"s{index}", "user_type": "S", "organization_id": "100"} for index in range(2, 7)])
-    hook.upsert("rosters", [{"class_id": "5001", "user_type": "S", "user_id": f"30{index:02d}", "role": "student"} for index in range(1, 7)])
+    hook.upsert(
+        "users",
+        [
+            {
+                "external_id": f"30{index:02d}",
+                "first_name": "S",
+                "last_name": f"N{index}",
+                "login": f"s{index}",
+                "user_type": "S",
+                "organization_id": "100",
+            }
+            for index in range(2, 7)
+        ],
+    )
+    hook.upsert(
+        "rosters",
+        [
+            {"class_id": "5001", "user_type": "S", "user_id": f"30{index:02d}", "role": "student"}
+            for index in range(1, 7)
+        ],
+    )
     gradable = learning.create_gradable(domain, "5001", "Quiz 1", 20)
     for index in range(1, 7):
         learning.set_score(domain, gradable["id"], f"30{index:02d}", str(10 + index))

@@ -37,7 +37,9 @@ def sandbox(powerschool):
 
 def hook_for(server, **options) -> PowerSchoolHook:
     options.setdefault("retry_policy", FAST)
-    return PowerSchoolHook.from_settings(server.base_url, server.client_id, server.client_secret, server.ca_bundle, **options)
+    return PowerSchoolHook.from_settings(
+        server.base_url, server.client_id, server.client_secret, server.ca_bundle, **options
+    )
 
 
 def first_school(hook) -> str:
@@ -48,7 +50,8 @@ def test_token_is_fetched_once_and_shared_by_threads(sandbox):
     hook = hook_for(sandbox, max_concurrent_requests=4)
     school = first_school(hook)
     threads = [
-        threading.Thread(target=hook.request_json, args=("GET", f"/ws/v1/school/{school}/student/count")) for _ in range(8)
+        threading.Thread(target=hook.request_json, args=("GET", f"/ws/v1/school/{school}/student/count"))
+        for _ in range(8)
     ]
     for thread in threads:
         thread.start()
@@ -79,7 +82,9 @@ def test_short_lived_tokens_are_renewed_before_they_expire(sandbox):
 
 
 def test_wrong_client_secret_names_the_plugin_settings_and_hides_the_secret(sandbox):
-    hook = PowerSchoolHook.from_settings(sandbox.base_url, sandbox.client_id, "not-the-secret-123", sandbox.ca_bundle, retry_policy=FAST)
+    hook = PowerSchoolHook.from_settings(
+        sandbox.base_url, sandbox.client_id, "not-the-secret-123", sandbox.ca_bundle, retry_policy=FAST
+    )
     with pytest.raises(AuthenticationError) as raised:
         hook.district_schools()
     message = str(raised.value)
@@ -90,8 +95,9 @@ def test_wrong_client_secret_names_the_plugin_settings_and_hides_the_secret(sand
 def test_connection_test_reports_success_or_what_to_fix(sandbox):
     ok, message = hook_for(sandbox).test_connection()
     assert ok and "accepted the plugin's credentials" in message
-    ok, message = PowerSchoolHook.from_settings(sandbox.base_url, sandbox.client_id, "wrong-secret-xyz",
-                                                sandbox.ca_bundle, retry_policy=FAST).test_connection()
+    ok, message = PowerSchoolHook.from_settings(
+        sandbox.base_url, sandbox.client_id, "wrong-secret-xyz", sandbox.ca_bundle, retry_policy=FAST
+    ).test_connection()
     assert not ok and "Data Provider Configuration" in message and "wrong-secret-xyz" not in message
 
 
@@ -107,7 +113,10 @@ def test_401_with_a_fresh_token_is_fatal_not_a_loop(tmp_path):
             hook.request("GET", "/ws/v1/district/school")
     assert "fresh-token-value" not in str(raised.value)
     assert [urlsplit(seen.path).path for seen in server.seen] == [
-        "/oauth/access_token", "/ws/v1/district/school", "/oauth/access_token", "/ws/v1/district/school",
+        "/oauth/access_token",
+        "/ws/v1/district/school",
+        "/oauth/access_token",
+        "/ws/v1/district/school",
     ]
 
 
@@ -138,8 +147,14 @@ def test_every_empty_page_shape_reads_as_no_rows(sandbox, style):
     sandbox.configure(empty_page_style=style)
     hook = hook_for(sandbox)
     school = first_school(hook)
-    nobody = hook.v1_listing(school, f"/ws/v1/school/{school}/student", wrapper="students", item="student",
-                             resource="student", params={"q": "name.last_name==Nobody-By-This-Name"})
+    nobody = hook.v1_listing(
+        school,
+        f"/ws/v1/school/{school}/student",
+        wrapper="students",
+        item="student",
+        resource="student",
+        params={"q": "name.last_name==Nobody-By-This-Name"},
+    )
     assert list(hook.read_all(nobody)) == []
     assert nobody.reported_count == 0 and nobody.pages == 1 and not nobody.mismatch
 
@@ -147,18 +162,31 @@ def test_every_empty_page_shape_reads_as_no_rows(sandbox, style):
 def test_single_record_page_and_numeric_ids(sandbox):
     hook = hook_for(sandbox)
     school = first_school(hook)
-    everyone = list(hook.read_all(hook.v1_listing(school, f"/ws/v1/school/{school}/student", wrapper="students",
-                                                  item="student", resource="student")))
+    everyone = list(
+        hook.read_all(
+            hook.v1_listing(
+                school, f"/ws/v1/school/{school}/student", wrapper="students", item="student", resource="student"
+            )
+        )
+    )
     one_id = everyone[0]["id"]
     assert isinstance(one_id, int)  # the server's quirk 3: a digit-only id arrives as a number
-    only = hook.v1_listing(school, f"/ws/v1/school/{school}/student", wrapper="students", item="student",
-                           resource="student", params={"q": f"id=={one_id}"})
+    only = hook.v1_listing(
+        school,
+        f"/ws/v1/school/{school}/student",
+        wrapper="students",
+        item="student",
+        resource="student",
+        params={"q": f"id=={one_id}"},
+    )
     assert [row["id"] for row in hook.read_all(only)] == [one_id]
 
 
 def test_unknown_school_is_named(sandbox):
     hook = hook_for(sandbox)
-    listing = hook.v1_listing("987654", "/ws/v1/school/987654/student", wrapper="students", item="student", resource="student")
+    listing = hook.v1_listing(
+        "987654", "/ws/v1/school/987654/student", wrapper="students", item="student", resource="student"
+    )
     with pytest.raises(NotFoundError, match="no school with id 987654"):
         list(hook.read_all(listing))
 

@@ -49,8 +49,17 @@ def _token_or_metadata(path: str, page_size: int) -> Answer | None:
 class FakeDistrict:
     """Serves /oauth, /ws/v1/metadata and one student list whose behaviour a test bends."""
 
-    def __init__(self, rows: int, *, page_size: int = 100, reported: int | None = None, clamp_to: int | None = None,
-                 ignore_page: bool = False, empty_shape: object = "missing", grow_after_count: int = 0):
+    def __init__(
+        self,
+        rows: int,
+        *,
+        page_size: int = 100,
+        reported: int | None = None,
+        clamp_to: int | None = None,
+        ignore_page: bool = False,
+        empty_shape: object = "missing",
+        grow_after_count: int = 0,
+    ):
         self.rows = [{"id": 1000 + n, "name": {"first_name": f"S{n}"}} for n in range(rows)]
         self.page_size = page_size
         self.reported = reported
@@ -76,7 +85,7 @@ class FakeDistrict:
             page = 1 if self.ignore_page else int(query["page"])
             self.page_requests.append(int(query["page"]))
             size = min(int(query["pagesize"]), self.clamp_to or 10**9)
-            chunk = self.rows[(page - 1) * size: page * size]
+            chunk = self.rows[(page - 1) * size : page * size]
             if not chunk:
                 if self.empty_shape == "missing":
                     return Answer(200, {"students": {"@expansions": "x"}})
@@ -88,7 +97,9 @@ class FakeDistrict:
 
 
 def read_everything(server, **options):
-    hook = PowerSchoolHook.from_settings(server.base_url, "client", "secret", server.ca_bundle, retry_policy=FAST, **options)
+    hook = PowerSchoolHook.from_settings(
+        server.base_url, "client", "secret", server.ca_bundle, retry_policy=FAST, **options
+    )
     listing = hook.v1_listing("5", "/ws/v1/school/5/student", wrapper="students", item="student", resource="student")
     ids = [record["id"] for _listing, page in hook.read_pages([listing]) for record in page]
     return hook, listing, ids
@@ -180,7 +191,9 @@ def test_quirk_parsers():
     assert v1_records({"students": ""}, "students", "student") == []
     assert v1_records(None, "students", "student") == []
     assert table_records({"record": {"id": 4, "tables": {"CC": {"DCID": "47"}}}}, "cc") == [{"dcid": "47"}]
-    assert query_records({"record": [{"guardian.guardianid": "5", "username": "p"}]}) == [{"guardianid": "5", "username": "p"}]
+    assert query_records({"record": [{"guardian.guardianid": "5", "username": "p"}]}) == [
+        {"guardianid": "5", "username": "p"}
+    ]
     assert parse_count({"resource": {"count": "423"}}) == 423 and parse_count({"count": 7}) == 7
     assert parse_count(json.loads('{"x": 1}')) is None
 
@@ -188,9 +201,12 @@ def test_quirk_parsers():
 def test_pages_in_memory_are_bounded_while_the_consumer_is_slow(tls_directory):
     district = FakeDistrict(2000)  # 20 pages of 100
     with scripted_server(district, tls_directory) as server:
-        hook = PowerSchoolHook.from_settings(server.base_url, "client", "secret", server.ca_bundle,
-                                             retry_policy=FAST, max_concurrent_requests=2)
-        listing = hook.v1_listing("5", "/ws/v1/school/5/student", wrapper="students", item="student", resource="student")
+        hook = PowerSchoolHook.from_settings(
+            server.base_url, "client", "secret", server.ca_bundle, retry_policy=FAST, max_concurrent_requests=2
+        )
+        listing = hook.v1_listing(
+            "5", "/ws/v1/school/5/student", wrapper="students", item="student", resource="student"
+        )
         consumed = 0
         most_ahead = 0
         for _listing, page in hook.read_pages([listing]):
@@ -209,8 +225,15 @@ def test_pages_in_memory_are_bounded_while_the_consumer_is_slow(tls_directory):
 class FakeSchools:
     """One student list per school (``sizes[school]`` rows); the same bends as FakeDistrict."""
 
-    def __init__(self, sizes: dict[str, int], *, page_size: int = 100, clamp_to: int | None = None,
-                 ignore_page: bool = False, grow_after_page_1: dict[str, int] | None = None):
+    def __init__(
+        self,
+        sizes: dict[str, int],
+        *,
+        page_size: int = 100,
+        clamp_to: int | None = None,
+        ignore_page: bool = False,
+        grow_after_page_1: dict[str, int] | None = None,
+    ):
         self.rows = {school: [{"id": int(school) * 10_000 + n} for n in range(size)] for school, size in sizes.items()}
         self.page_size = page_size
         self.clamp_to = clamp_to
@@ -232,7 +255,7 @@ class FakeSchools:
         page = 1 if self.ignore_page else int(query["page"])
         self.page_requests.append((school, int(query["page"])))
         size = min(int(query["pagesize"]), self.clamp_to or 10**9)
-        chunk = self.rows[school][(page - 1) * size: page * size]
+        chunk = self.rows[school][(page - 1) * size : page * size]
         if page == 1 and self.grow_after_page_1.get(school):
             grown = self.grow_after_page_1.pop(school)
             self.rows[school] += [{"id": int(school) * 10_000 + 5_000 + n} for n in range(grown)]
@@ -240,10 +263,15 @@ class FakeSchools:
 
 
 def read_schools_page_by_page(server, schools):
-    hook = PowerSchoolHook.from_settings(server.base_url, "client", "secret", server.ca_bundle, retry_policy=FAST,
-                                         max_concurrent_requests=3)
-    listings = {school: hook.v1_listing(school, f"/ws/v1/school/{school}/student", wrapper="students", item="student",
-                                        resource="student") for school in schools}
+    hook = PowerSchoolHook.from_settings(
+        server.base_url, "client", "secret", server.ca_bundle, retry_policy=FAST, max_concurrent_requests=3
+    )
+    listings = {
+        school: hook.v1_listing(
+            school, f"/ws/v1/school/{school}/student", wrapper="students", item="student", resource="student"
+        )
+        for school in schools
+    }
     ids: dict[str, list[int]] = {school: [] for school in schools}
     for listing, page in hook.read_pages(listings.values(), page_by_page=True):
         ids[listing.scope] += [record["id"] for record in page]

@@ -52,8 +52,15 @@ class LearningDistrict:
     parent_links: dict[str, dict] = field(default_factory=dict)
 
     @classmethod
-    def generate(cls, schools: int = 2, students_per_school: int = 40, teachers_per_school: int = 4,
-                 classes_per_teacher: int = 2, students_per_class: int = 10, parents: bool = True) -> LearningDistrict:
+    def generate(
+        cls,
+        schools: int = 2,
+        students_per_school: int = 40,
+        teachers_per_school: int = 4,
+        classes_per_teacher: int = 2,
+        students_per_class: int = 10,
+        parents: bool = True,
+    ) -> LearningDistrict:
         district = cls()
         for school_index in range(schools):
             school = str(100 + school_index)
@@ -77,8 +84,12 @@ class LearningDistrict:
                 for class_index in range(classes_per_teacher):
                     class_id = f"5{school_index:03d}{teacher_index:03d}{class_index:03d}"
                     district.classes[class_id] = {
-                        "class_id": class_id, "name": f"Course {class_id} ({class_index + 1}) - 1(A)",
-                        "code": f"C{class_index}", "year": "3500", "teacher_id": teacher, "organization_id": school,
+                        "class_id": class_id,
+                        "name": f"Course {class_id} ({class_index + 1}) - 1(A)",
+                        "code": f"C{class_index}",
+                        "year": "3500",
+                        "teacher_id": teacher,
+                        "organization_id": school,
                     }
                     district.add_roster(class_id, teacher, "teacher")
                     first = (teacher_index * classes_per_teacher + class_index) * students_per_class
@@ -86,21 +97,33 @@ class LearningDistrict:
                         district.add_roster(class_id, students[(first + offset) % len(students)], "student")
         return district
 
-    def add_user(self, external_id: str, user_type: str, school: str, first: str, last: str,
-                 email: str | None = None) -> dict:
+    def add_user(
+        self, external_id: str, user_type: str, school: str, first: str, last: str, email: str | None = None
+    ) -> dict:
         row = {
-            "external_id": external_id, "first_name": first, "last_name": last,
-            "login": f"{first.lower()}.{last.lower()}.{external_id}", "email": email or f"u{external_id}@example.org",
-            "user_type": user_type, "organization_id": school, "enabled": True, "sso_email_address": None,
-            "password_temporary": True, "login_generated": False,
+            "external_id": external_id,
+            "first_name": first,
+            "last_name": last,
+            "login": f"{first.lower()}.{last.lower()}.{external_id}",
+            "email": email or f"u{external_id}@example.org",
+            "user_type": user_type,
+            "organization_id": school,
+            "enabled": True,
+            "sso_email_address": None,
+            "password_temporary": True,
+            "login_generated": False,
         }
         self.users[external_id] = row
         return row
 
     def add_roster(self, class_id: str, user_id: str, role: str) -> None:
         user_type = "S" if role == "student" else "T"
-        self.rosters[f"{class_id}:{user_type}:{user_id}"] = {"class_id": class_id, "user_type": user_type,
-                                                              "user_id": user_id, "role": role}
+        self.rosters[f"{class_id}:{user_type}:{user_id}"] = {
+            "class_id": class_id,
+            "user_type": user_type,
+            "user_id": user_id,
+            "role": role,
+        }
 
     def remove_user(self, external_id: str) -> None:
         """A user leaving the import, with everything that points at them."""
@@ -108,7 +131,9 @@ class LearningDistrict:
         self.user_levels.pop(external_id, None)
         for key in [key for key, row in self.rosters.items() if row["user_id"] == external_id]:
             del self.rosters[key]
-        for key in [key for key, row in self.parent_links.items() if external_id in (row["parent_id"], row["child_id"])]:
+        for key in [
+            key for key, row in self.parent_links.items() if external_id in (row["parent_id"], row["child_id"])
+        ]:
             del self.parent_links[key]
 
     def copy(self) -> LearningDistrict:

@@ -33,8 +33,15 @@ def config(district_id: str = DISTRICT_ID):
     return make_config(district_id, learning={"connection_id": "learning_loadtest", "batch_size": BATCH_SIZE})
 
 
-def sync(engine, district: LearningDistrict, run_id: str, hook: LearningHook, approve: bool = False,
-         district_id: str = DISTRICT_ID, **load_options):
+def sync(
+    engine,
+    district: LearningDistrict,
+    run_id: str,
+    hook: LearningHook,
+    approve: bool = False,
+    district_id: str = DISTRICT_ID,
+    **load_options,
+):
     """What the DAG's load task group does: write the run's rows, diff, guard, load."""
     write_run(engine, district, run_id, district_id)
     compute_changes(engine, config(district_id), run_id)
@@ -61,8 +68,10 @@ def expected_state(*runs: LearningDistrict) -> dict[str, dict[str, dict]]:
     for district in runs:
         for spec in ENTITIES:
             # keyed as Learning keys them (a user: "S:<id>"; the district's dicts by plain id)
-            current = {entity_key(row, spec): {name: row.get(name) for name in spec.compared_fields}
-                       for row in getattr(district, spec.name).values()}
+            current = {
+                entity_key(row, spec): {name: row.get(name) for name in spec.compared_fields}
+                for row in getattr(district, spec.name).values()
+            }
             if spec.name == "users":
                 for key, row in state["users"].items():
                     if key not in current:
@@ -85,8 +94,9 @@ def staged_rows(engine, table, run_id=None):
         return connection.execute(query).mappings().all()
 
 
-def test_first_run_loads_everything_and_the_next_sends_only_the_changes(staging_engine, learning_domain,
-                                                                        default_password):
+def test_first_run_loads_everything_and_the_next_sends_only_the_changes(
+    staging_engine, learning_domain, default_password
+):
     hook = learning_domain.hook()
     first = LearningDistrict.generate(schools=2, students_per_school=40)
     summary = sync(staging_engine, first, "run-1", hook)
@@ -116,8 +126,15 @@ def test_first_run_loads_everything_and_the_next_sends_only_the_changes(staging_
 
     assert learning_state(hook) == expected_state(first, second)
     counts = summary["counts"]
-    assert counts["users"] | {"unchanged": 0} == {"created": 1, "updated": 1, "unchanged": 0, "deactivated": 1,
-                                                  "removed": 0, "refused": 0, "pending": 0}
+    assert counts["users"] | {"unchanged": 0} == {
+        "created": 1,
+        "updated": 1,
+        "unchanged": 0,
+        "deactivated": 1,
+        "removed": 0,
+        "refused": 0,
+        "pending": 0,
+    }
     assert counts["rosters"]["created"] == 1
     assert counts["rosters"]["removed"] == leaving_rosters + 1
     assert counts["parent_links"]["removed"] == leaving_links
@@ -135,8 +152,9 @@ def test_first_run_loads_everything_and_the_next_sends_only_the_changes(staging_
     assert summary["counts"]["rosters"]["unchanged"] == len(second.rosters)
 
 
-def test_running_the_same_run_twice_sends_nothing_the_second_time(sqlite_staging_engine, learning_domain,
-                                                                  default_password):
+def test_running_the_same_run_twice_sends_nothing_the_second_time(
+    sqlite_staging_engine, learning_domain, default_password
+):
     hook = learning_domain.hook()
     district = LearningDistrict.generate(schools=1, students_per_school=30)
     first = sync(sqlite_staging_engine, district, "run-1", hook)
@@ -149,8 +167,9 @@ def test_running_the_same_run_twice_sends_nothing_the_second_time(sqlite_staging
     assert learning_state(hook) == expected_state(district)
 
 
-def test_refused_rows_are_recorded_with_learnings_reason_and_retried_next_run(staging_engine, learning_domain,
-                                                                             default_password):
+def test_refused_rows_are_recorded_with_learnings_reason_and_retried_next_run(
+    staging_engine, learning_domain, default_password
+):
     hook = learning_domain.hook()
     district = LearningDistrict.generate(schools=1, students_per_school=20, teachers_per_school=2)
     teachers = [key for key, row in district.users.items() if row["user_type"] == "T"]
@@ -166,17 +185,20 @@ def test_refused_rows_are_recorded_with_learnings_reason_and_retried_next_run(st
     assert summary["counts"]["rosters"]["refused"] == len(duplicate_rosters)
     rejected = {(row["entity"], row["source_id"]): row for row in staged_rows(staging_engine, RejectedRow, "run-1")}
     assert set(rejected) == {("users", f"T:{duplicate}")} | {("classes", key) for key in duplicate_classes} | {
-        ("rosters", key) for key in duplicate_rosters}
+        ("rosters", key) for key in duplicate_rosters
+    }
     assert all(row["stage"] == "load" and row["rule"] == "learning_refused" for row in rejected.values())
     assert "login" in rejected[("users", f"T:{duplicate}")]["reason"].lower()
     assert "teacher" in rejected[("classes", duplicate_classes[0])]["reason"].lower()
     # the cascade, row by row: each class failed because of the teacher, each roster row because of its class
     assert {rejected[("classes", key)]["caused_by"] for key in duplicate_classes} == {f"users:T:{duplicate}"}
     assert {rejected[("rosters", key)]["caused_by"] for key in duplicate_rosters} == {
-        f"classes:{key}" for key in duplicate_classes}
+        f"classes:{key}" for key in duplicate_classes
+    }
     assert rejected[("users", f"T:{duplicate}")]["caused_by"] is None
     assert rejected[("users", f"T:{duplicate}")]["blocks"] == (
-        f"{len(duplicate_classes)} classes, {len(duplicate_rosters)} roster rows")
+        f"{len(duplicate_classes)} classes, {len(duplicate_rosters)} roster rows"
+    )
     assert rejected[("classes", duplicate_classes[0])]["blocks"].endswith("roster rows")
     refused_changes = [row for row in staged_rows(staging_engine, ChangeSet, "run-1") if row["status"] == "refused"]
     assert all(row["learning_result"] == "failed" and row["reason"] for row in refused_changes)
@@ -291,29 +313,34 @@ class CrashingLearningHook(LearningHook):
 
 
 @pytest.mark.parametrize("after_learning_applied", [False, True], ids=["before-send", "after-send"])
-def test_crash_mid_load_and_rerun_converges_to_a_clean_runs_state(staging_engine, learning_server, learning_domain,
-                                                                 default_password, after_learning_applied):
+def test_crash_mid_load_and_rerun_converges_to_a_clean_runs_state(
+    staging_engine, learning_server, learning_domain, default_password, after_learning_applied
+):
     first = LearningDistrict.generate(schools=2, students_per_school=40)
     second = first.copy()
     for student in second.students_of("101")[:4]:
         second.remove_user(student)
     second.users[second.students_of("100")[0]]["first_name"] = "Changed"
     for index in range(60):
-        second.add_roster(list(second.classes)[index % len(second.classes)], second.students_of("100")[-1 - index % 20],
-                          "student")
+        second.add_roster(
+            list(second.classes)[index % len(second.classes)], second.students_of("100")[-1 - index % 20], "student"
+        )
 
     # The clean reference: the same two runs, without a crash, for another district
     # (its own Learning domain and its own rows in the same staging database).
     clean_name = learning_server.free_domains.pop(0)
-    clean = LearningHook.from_settings(learning_server.base_url, learning_server.tokens[clean_name],
-                                       str(learning_server.ca_bundle))
+    clean = LearningHook.from_settings(
+        learning_server.base_url, learning_server.tokens[clean_name], str(learning_server.ca_bundle)
+    )
     sync(staging_engine, first, "run-1", clean, district_id="cleanrun")
     sync(staging_engine, second, "run-2", clean, district_id="cleanrun")
     clean_state = learning_state(clean)
 
     hook = learning_domain.hook()
     sync(staging_engine, first, "run-1", hook)
-    crashing = CrashingLearningHook(connection=hook.connection(), crash_at=4, after_learning_applied=after_learning_applied)
+    crashing = CrashingLearningHook(
+        connection=hook.connection(), crash_at=4, after_learning_applied=after_learning_applied
+    )
     with pytest.raises(RuntimeError, match="worker killed"):
         sync(staging_engine, second, "run-2", crashing, max_batches_in_flight=2)
     assert learning_state(hook) != expected_state(first, second)  # the crash left Learning half-way
@@ -365,15 +392,17 @@ class RecordingLearningHook(LearningHook):
         return super().upsert(entity, rows)
 
 
-def test_default_password_goes_to_new_users_only_and_is_never_stored(sqlite_staging_engine, learning_domain,
-                                                                     default_password, caplog):
+def test_default_password_goes_to_new_users_only_and_is_never_stored(
+    sqlite_staging_engine, learning_domain, default_password, caplog
+):
     caplog.set_level("DEBUG")
     plain = learning_domain.hook()
     hook = RecordingLearningHook(connection=plain.connection())
     district = LearningDistrict.generate(schools=1, students_per_school=5, teachers_per_school=1)
     sync(sqlite_staging_engine, district, "run-1", hook)
-    assert hook.users_sent and all(row["password"] == default_password and row["password_temporary"] is True
-                                   for row in hook.users_sent)
+    assert hook.users_sent and all(
+        row["password"] == default_password and row["password_temporary"] is True for row in hook.users_sent
+    )
 
     some_user = next(iter(district.users))
     read_back = hook.read("users", f"{district.users[some_user]['user_type']}:{some_user}")
@@ -390,13 +419,15 @@ def test_default_password_goes_to_new_users_only_and_is_never_stored(sqlite_stag
     assert sent["39990002"]["password"] == default_password  # a create
 
     for table in (ChangeSet, LearningSnapshot, RejectedRow):
-        assert default_password not in json.dumps([dict(row) for row in staged_rows(sqlite_staging_engine, table)],
-                                                  default=str)
+        assert default_password not in json.dumps(
+            [dict(row) for row in staged_rows(sqlite_staging_engine, table)], default=str
+        )
     assert default_password not in caplog.text
 
 
-def test_missing_default_password_secret_stops_before_anything_is_sent(sqlite_staging_engine, learning_domain,
-                                                                      monkeypatch):
+def test_missing_default_password_secret_stops_before_anything_is_sent(
+    sqlite_staging_engine, learning_domain, monkeypatch
+):
     monkeypatch.delenv("LOADTEST_DEFAULT_PASSWORD", raising=False)
     hook = learning_domain.hook()
     district = LearningDistrict.generate(schools=1, students_per_school=5)
@@ -454,8 +485,12 @@ def test_learning_server_killed_mid_load_then_restarted_converges(sqlite_staging
     district = LearningDistrict.generate(schools=2, students_per_school=40)
     with running_learning(domains={"killed": token}, database_url=learning_database) as server:
         connection = LearningHook.from_settings(server.base_url, token, server.ca_bundle).connection()
-        hook = ServerKillingHook(connection=connection, server=server, kill_after=3,
-                                 retry_policy=RetryPolicy(max_retries=2, base_delay_seconds=0.05))
+        hook = ServerKillingHook(
+            connection=connection,
+            server=server,
+            kill_after=3,
+            retry_policy=RetryPolicy(max_retries=2, base_delay_seconds=0.05),
+        )
         with pytest.raises(ApiError):
             sync(sqlite_staging_engine, district, "run-1", hook, max_batches_in_flight=1)
         assert hook.writes == 3
@@ -470,13 +505,17 @@ def test_learning_server_killed_mid_load_then_restarted_converges(sqlite_staging
         assert summary["rows_sent"] == total - len(district.organizations) - 2 * BATCH_SIZE
 
 
-def test_users_on_the_districts_sso_domains_are_put_on_sso_authentication(sqlite_staging_engine, learning_domain,
-                                                                         default_password):
+def test_users_on_the_districts_sso_domains_are_put_on_sso_authentication(
+    sqlite_staging_engine, learning_domain, default_password
+):
     """'users ... automatically set to this authentication via the import': a user whose
     sso_email_address is on a Google Apps / Office 365 domain is created on that SSO type;
     one an admin moved to another type keeps it (Learning never lets an import undo it)."""
-    sso_config = make_config(DISTRICT_ID, learning={"connection_id": "learning_loadtest", "batch_size": BATCH_SIZE},
-                             sso_domains={"google": ["kids.example.org"], "office365": ["staff.example.org"]})
+    sso_config = make_config(
+        DISTRICT_ID,
+        learning={"connection_id": "learning_loadtest", "batch_size": BATCH_SIZE},
+        sso_domains={"google": ["kids.example.org"], "office365": ["staff.example.org"]},
+    )
     hook = learning_domain.hook()
     district = LearningDistrict.generate(schools=1, students_per_school=3, teachers_per_school=1)
     student, other_student = sorted(key for key, row in district.users.items() if row["user_type"] == "S")[:2]
@@ -495,17 +534,21 @@ def test_users_on_the_districts_sso_domains_are_put_on_sso_authentication(sqlite
     assert hook.read("users", f"T:{teacher}")["authentication_type"] == "office365"
     assert hook.read("users", f"S:{other_student}")["authentication_type"] == "password"
 
-    hook.request("PUT", f"/api/v1/admin/users/S/{student}/authentication",  # an admin's choice
-                 json={"authentication_type": "password"})
+    hook.request(
+        "PUT",
+        f"/api/v1/admin/users/S/{student}/authentication",  # an admin's choice
+        json={"authentication_type": "password"},
+    )
     district.users[student]["first_name"] = "Renamed"  # the next import updates this user
     run("run-2")
     assert hook.read("users", f"S:{student}")["first_name"] == "Renamed"
     assert hook.read("users", f"S:{student}")["authentication_type"] == "password", "an import undid an admin's choice"
 
 
-def test_the_import_writes_the_district_files_domain_switches_to_learning(sqlite_staging_engine, learning_domain,
-                                                                         default_password):
-    """"Ignore Parents", "Autogenerate usernames", "Imported passwords are temporary" and "Grade
+def test_the_import_writes_the_district_files_domain_switches_to_learning(
+    sqlite_staging_engine, learning_domain, default_password
+):
+    """ "Ignore Parents", "Autogenerate usernames", "Imported passwords are temporary" and "Grade
     Push Config" live in the district YAML; the load makes Learning's Manage Domain say the same
     (the YAML wins over an admin's change in Learning), and writes only when they differ."""
     hook = learning_domain.hook()
@@ -513,21 +556,37 @@ def test_the_import_writes_the_district_files_domain_switches_to_learning(sqlite
     summary = sync(sqlite_staging_engine, district, "run-1", hook)
     assert summary["domain_settings"] == "updated"
     settings = hook.get_domain_settings()
-    assert {name: settings[name] for name in ("ignore_parents", "autogenerate_usernames",
-                                              "imported_passwords_temporary", "grade_push_organizations")} == {
-        "ignore_parents": False, "autogenerate_usernames": True, "imported_passwords_temporary": True,
-        "grade_push_organizations": []}
+    assert {
+        name: settings[name]
+        for name in (
+            "ignore_parents",
+            "autogenerate_usernames",
+            "imported_passwords_temporary",
+            "grade_push_organizations",
+        )
+    } == {
+        "ignore_parents": False,
+        "autogenerate_usernames": True,
+        "imported_passwords_temporary": True,
+        "grade_push_organizations": [],
+    }
     assert sync(sqlite_staging_engine, district, "run-2", hook)["domain_settings"] == "unchanged"
 
     # The district turns grade push on for one school and parents off; an admin flips a switch in Learning.
     hook.put_domain_settings({"imported_passwords_temporary": False})
     organization = sorted(district.organizations)[0]
-    changed = make_config(learning={"connection_id": "learning_loadtest", "batch_size": BATCH_SIZE},
-                          ignore_parents=True, grade_push={"enabled": True, "organizations": [organization]})
+    changed = make_config(
+        learning={"connection_id": "learning_loadtest", "batch_size": BATCH_SIZE},
+        ignore_parents=True,
+        grade_push={"enabled": True, "organizations": [organization]},
+    )
     write_run(sqlite_staging_engine, district, "run-3")
     compute_changes(sqlite_staging_engine, changed, "run-3")
     check_safety(sqlite_staging_engine, changed, "run-3", approve_mass_changes=False)
     assert load_run(sqlite_staging_engine, changed, "run-3", hook)["domain_settings"] == "updated"
     settings = hook.get_domain_settings()
-    assert (settings["ignore_parents"], settings["imported_passwords_temporary"],
-            settings["grade_push_organizations"]) == (True, True, [organization])
+    assert (
+        settings["ignore_parents"],
+        settings["imported_passwords_temporary"],
+        settings["grade_push_organizations"],
+    ) == (True, True, [organization])

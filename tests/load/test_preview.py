@@ -52,8 +52,10 @@ def text(value):
 def snapshot(engine):
     table = LearningSnapshot.__table__
     with engine.connect() as connection:
-        return sorted(tuple(row) for row in connection.execute(
-            select(table.c.entity, table.c.key, table.c.content_hash, table.c.active)))
+        return sorted(
+            tuple(row)
+            for row in connection.execute(select(table.c.entity, table.c.key, table.c.content_hash, table.c.active))
+        )
 
 
 def test_the_preview_is_what_the_load_then_sends(staging_engine, learning_domain, default_password, tmp_path):
@@ -77,8 +79,13 @@ def test_the_preview_is_what_the_load_then_sends(staging_engine, learning_domain
     result = write_preview(staging_engine, config, "run-2", tmp_path / "preview")
     assert hook.sent == [] and snapshot(staging_engine) == before
     summary = json.loads((tmp_path / "preview" / "summary.json").read_text())
-    assert summary["totals"]["users"] | {"unchanged": 0} == {"create": 1, "update": 1, "deactivate": 1, "remove": 0,
-                                                              "unchanged": 0}
+    assert summary["totals"]["users"] | {"unchanged": 0} == {
+        "create": 1,
+        "update": 1,
+        "deactivate": 1,
+        "remove": 0,
+        "unchanged": 0,
+    }
     [update] = summary["examples"]["users"]["update"]
     assert update["key"] == f"S:{renamed}" and update["changes"]["last_name"][1] == "Renamed"
     assert {item["organization_id"] for item in summary["per_school"] if item["entity"] == "users"} == {"100", "101"}
@@ -87,13 +94,25 @@ def test_the_preview_is_what_the_load_then_sends(staging_engine, learning_domain
     for entity in ("organizations", "users", "user_levels", "classes", "rosters", "parent_links"):
         with (tmp_path / "preview" / f"{entity}.csv").open(newline="") as handle:
             for row in csv.DictReader(handle):
-                fields = tuple(sorted((name, value) for name, value in row.items()
-                                      if name not in ("action", "key", "school", "changes") and value != ""))
+                fields = tuple(
+                    sorted(
+                        (name, value)
+                        for name, value in row.items()
+                        if name not in ("action", "key", "school", "changes") and value != ""
+                    )
+                )
                 planned[(entity, METHOD[row["action"]], fields)] += 1
     assert result["rows"] == sum(planned.values())
 
     load_run(staging_engine, config, "run-2", hook)
-    sent = Counter((entity, method, tuple(sorted((name, text(value)) for name, value in row.items()
-                                                 if name != "password" and text(value) != "")))
-                   for entity, method, row in hook.sent)
+    sent = Counter(
+        (
+            entity,
+            method,
+            tuple(
+                sorted((name, text(value)) for name, value in row.items() if name != "password" and text(value) != "")
+            ),
+        )
+        for entity, method, row in hook.sent
+    )
     assert sent == planned

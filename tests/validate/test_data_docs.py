@@ -56,7 +56,10 @@ def test_data_docs_work_offline_and_show_the_row_rules(staging_engine, tmp_path:
     assert f"Run Name {RUN_ID}" in flat
     assert re.search(r"Success Percent 100 ?%", flat)  # every expectation passed ...
     # ... and beside them, what the row rules did to the same rows
-    assert re.search(r"login_unique rejected \(to fix in PowerSchool\) 1 the login 'shared\.login' is already used by student 302", flat), flat[:3000]
+    assert re.search(
+        r"login_unique rejected \(to fix in PowerSchool\) 1 the login 'shared\.login' is already used by student 302",
+        flat,
+    ), flat[:3000]
 
     index = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", (docs / "index.html").read_text(encoding="utf-8")))
     assert f"run {RUN_ID}" in index
@@ -80,8 +83,10 @@ def test_data_docs_render_in_a_browser_with_no_network(sqlite_url: str, tmp_path
         try:
             context = browser.new_context(offline=True, viewport={"width": 1280, "height": 1600})
             page = context.new_page()
-            page.on("request", lambda request: remote.append(request.url)
-                    if not request.url.startswith(("file:", "data:")) else None)
+            page.on(
+                "request",
+                lambda request: remote.append(request.url) if not request.url.startswith(("file:", "data:")) else None,
+            )
             started = time.monotonic()
             page.goto(students.as_uri(), wait_until="load", timeout=15_000)
             seconds = time.monotonic() - started

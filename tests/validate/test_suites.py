@@ -32,18 +32,27 @@ def test_the_shipped_rules_are_what_validate_runs_with_learnings_limits():
     assert "the first name '{value}' is longer than the 100 characters Learning accepts" in reasons
 
 
-@pytest.mark.parametrize(("line", "message"), [
-    ("pupils,id_present,student_id,not_null,,,the student has no id", "line 2: unknown entity 'pupils'"),
-    ("students,id_present,student_key,not_null,,,the student has no id", "line 2: students has no staged column 'student_key'"),
-    ("students,id_present,student_id,not_empty,,,the student has no id", "line 2: unknown check 'not_empty'"),
-    ("students,name_length,first_name,max_length,,,too long", "line 2: check max_length needs a positive whole 'limit'"),
-    ("students,name_length,first_name,max_length,ten,,too long", "found 'ten'"),
-    ("students,id_present,student_id,not_null,5,,the student has no id", "only max_length takes a 'limit'"),
-    ("students,id_present,student_id,not_null,,maybe,the student has no id", "'warn' is 'yes' or empty"),
-    ("students,id_present,student_id,not_null,,,", "'rule', 'column' and 'reason' must not be empty"),
-    ("students,id_present,student_id,not_null,,,over {limit}", "'{limit}' in a reason needs check max_length"),
-    ("students,id_present,student_id,not_null,,,no id,extra", "more than 7 columns"),
-])
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("pupils,id_present,student_id,not_null,,,the student has no id", "line 2: unknown entity 'pupils'"),
+        (
+            "students,id_present,student_key,not_null,,,the student has no id",
+            "line 2: students has no staged column 'student_key'",
+        ),
+        ("students,id_present,student_id,not_empty,,,the student has no id", "line 2: unknown check 'not_empty'"),
+        (
+            "students,name_length,first_name,max_length,,,too long",
+            "line 2: check max_length needs a positive whole 'limit'",
+        ),
+        ("students,name_length,first_name,max_length,ten,,too long", "found 'ten'"),
+        ("students,id_present,student_id,not_null,5,,the student has no id", "only max_length takes a 'limit'"),
+        ("students,id_present,student_id,not_null,,maybe,the student has no id", "'warn' is 'yes' or empty"),
+        ("students,id_present,student_id,not_null,,,", "'rule', 'column' and 'reason' must not be empty"),
+        ("students,id_present,student_id,not_null,,,over {limit}", "'{limit}' in a reason needs check max_length"),
+        ("students,id_present,student_id,not_null,,,no id,extra", "more than 7 columns"),
+    ],
+)
 def test_a_bad_line_fails_naming_the_file_the_line_and_the_problem(tmp_path, line, message):
     path = _rules(tmp_path, line)
     with pytest.raises(ColumnRulesError) as raised:
@@ -53,8 +62,11 @@ def test_a_bad_line_fails_naming_the_file_the_line_and_the_problem(tmp_path, lin
 
 
 def test_a_repeated_rule_names_the_line_that_defined_it_first(tmp_path):
-    path = _rules(tmp_path, "students,id_present,student_id,not_null,,,the student has no id",
-                  "students,id_present,student_id,not_null,,,again")
+    path = _rules(
+        tmp_path,
+        "students,id_present,student_id,not_null,,,the student has no id",
+        "students,id_present,student_id,not_null,,,again",
+    )
     with pytest.raises(ColumnRulesError, match=r"line 3: rule 'id_present' of students is already defined on line 2"):
         load_column_rules(path)
 
@@ -69,7 +81,9 @@ def test_a_wrong_header_and_a_missing_file_are_named(tmp_path):
 
 
 def test_a_rule_added_to_the_file_is_run_with_its_limit_and_reason(tmp_path):
-    path = _rules(tmp_path, "courses,course_name_length,course_name,max_length,40,yes,the course name '{value}' is over {limit}")
+    path = _rules(
+        tmp_path, "courses,course_name_length,course_name,max_length,40,yes,the course name '{value}' is over {limit}"
+    )
     (rule,) = load_column_rules(path)["courses"]
     assert (rule.column, rule.check, rule.limit, rule.warn) == ("course_name", "max_length", 40, True)
     assert rule.reason == "the course name '{value}' is over 40"

@@ -103,48 +103,85 @@ def test_every_rule_rejects_its_failing_row_and_passes_the_good_rows(staging_eng
     _config, counts, rejected, excluded = run_validate(staging_engine, staged, tmp_path)
 
     expected = {
-        ("schools", "101", "name_present"), ("schools", "102", "id_unique"),
+        ("schools", "101", "name_present"),
+        ("schools", "102", "id_unique"),
         ("terms", "3600", "start_year_present"),
-        ("courses", "701", "course_name_present"), ("courses", "702", "course_number_present"),
-        ("staff", "201", "id_unique"), ("staff", "202", "first_name_present"), ("staff", "203", "last_name_present"),
-        ("staff", "204", "first_name_length"), ("staff", "205", "last_name_length"),
+        ("courses", "701", "course_name_present"),
+        ("courses", "702", "course_number_present"),
+        ("staff", "201", "id_unique"),
+        ("staff", "202", "first_name_present"),
+        ("staff", "203", "last_name_present"),
+        ("staff", "204", "first_name_length"),
+        ("staff", "205", "last_name_length"),
         ("staff", "208", "login_length"),
         ("staff", "209", "login_unique"),
-        ("students", None, "id_present"), ("students", "311", "id_unique"),
-        ("students", "312", "first_name_present"), ("students", "313", "last_name_present"),
-        ("students", "316", "school_reference"), ("students", "317", "login_length"),
+        ("students", None, "id_present"),
+        ("students", "311", "id_unique"),
+        ("students", "312", "first_name_present"),
+        ("students", "313", "last_name_present"),
+        ("students", "316", "school_reference"),
+        ("students", "317", "login_length"),
         ("guardians", "610", "first_name_present"),
         ("guardians", "612", "login_length"),
         ("parent_links", "620:9999", "child_reference"),
-        ("sections", "410", "id_unique"), ("sections", "411", "section_number_present"),
-        ("sections", "412", "term_reference"), ("sections", "413", "course_reference"),
-        ("sections", "416", "class_name_length"), ("sections", "417", "teacher_rejected"),
+        ("sections", "410", "id_unique"),
+        ("sections", "411", "section_number_present"),
+        ("sections", "412", "term_reference"),
+        ("sections", "413", "course_reference"),
+        ("sections", "416", "class_name_length"),
+        ("sections", "417", "teacher_rejected"),
         ("sections", "418", "term_rejected"),
-        ("section_enrollments", None, "id_present"), ("section_enrollments", "510", "section_reference"),
-        ("section_enrollments", "511", "student_reference"), ("section_enrollments", "512", "section_rejected"),
+        ("section_enrollments", None, "id_present"),
+        ("section_enrollments", "510", "section_reference"),
+        ("section_enrollments", "511", "student_reference"),
+        ("section_enrollments", "512", "section_rejected"),
         ("section_enrollments", "513", "student_rejected"),
-        ("section_teachers", "9999:200", "section_reference"), ("section_teachers", "400:9999", "staff_reference"),
+        ("section_teachers", "9999:200", "section_reference"),
+        ("section_teachers", "400:9999", "staff_reference"),
     }
     found = {(entity, None if pd.isna(source) else source, rule) for entity, source, rule in keyed(rejected)}
     assert expected <= found, sorted(expected - found, key=str)
     # The cascade from the failing parents and children adds only these rows:
     extra = found - expected
-    assert extra == {("students", "318", "school_rejected"),
-                     ("parent_links", "610:300", "parent_rejected"),
-                     ("parent_links", "612:300", "parent_rejected"), ("guardians", "620", "child_rejected"),
-                     ("section_enrollments", "512", "section_rejected")} - expected
+    assert (
+        extra
+        == {
+            ("students", "318", "school_rejected"),
+            ("parent_links", "610:300", "parent_rejected"),
+            ("parent_links", "612:300", "parent_rejected"),
+            ("guardians", "620", "child_rejected"),
+            ("section_enrollments", "512", "section_rejected"),
+        }
+        - expected
+    )
     # The good rows pass: nothing of the small district is rejected or excluded.
-    good = {("schools", "100"), ("terms", "3500"), ("courses", "700"), ("staff", "200"), ("students", "300"),
-            ("students", "301"), ("guardians", "600"), ("sections", "400"), ("section_enrollments", "500"),
-            ("section_enrollments", "501"), ("parent_links", "600:300"), ("guardians", "200"),
-            ("parent_links", "200:301"),
-            # a bad field is a warning, not a rejection: the user is imported without it
-            ("staff", "206"), ("staff", "207"), ("students", "314"), ("students", "315"), ("guardians", "611"),
-            ("parent_links", "611:300")}
+    good = {
+        ("schools", "100"),
+        ("terms", "3500"),
+        ("courses", "700"),
+        ("staff", "200"),
+        ("students", "300"),
+        ("students", "301"),
+        ("guardians", "600"),
+        ("sections", "400"),
+        ("section_enrollments", "500"),
+        ("section_enrollments", "501"),
+        ("parent_links", "600:300"),
+        ("guardians", "200"),
+        ("parent_links", "200:301"),
+        # a bad field is a warning, not a rejection: the user is imported without it
+        ("staff", "206"),
+        ("staff", "207"),
+        ("students", "314"),
+        ("students", "315"),
+        ("guardians", "611"),
+        ("parent_links", "611:300"),
+    }
     assert not good & {(row.entity, row.source_id) for row in rejected.itertuples()}
     warnings = outcome_rows(staging_engine, ValidationWarning)
     assert {(row.entity, row.source_id, row.rule, row.field, row.action) for row in warnings.itertuples()} == {
-        ("staff", "206", "email_format", "email", "cleared"), ("staff", "207", "email_length", "email", "cleared"),
+        ("staff", "206", "email_format", "email", "cleared"),
+        ("staff", "207", "email_length", "email", "cleared"),
         ("students", "314", "grade_level_present", "grade_level", "cleared"),
         ("students", "315", "email_format", "email", "cleared"),
         ("guardians", "611", "email_format", "email", "cleared"),
@@ -153,26 +190,35 @@ def test_every_rule_rejects_its_failing_row_and_passes_the_good_rows(staging_eng
     assert warned[("staff", "206")].value == "not-an-email"
     assert warned[("staff", "206")].reason == (
         "the email address 'not-an-email' is not a valid email address: imported without an email "
-        "(and without a Google / Office 365 SSO email)")
+        "(and without a Google / Office 365 SSO email)"
+    )
     assert len(warned[("staff", "207")].value) == 200  # a warning quotes at most 200 characters
     assert "a" * 201 not in warned[("staff", "207")].reason
     assert counts["staff"]["warned"] == 2 and counts["students"]["warned"] == 2
     # Reasons speak to a district admin and carry the offending value.
     reasons = {(row.entity, row.source_id, row.rule): row.reason for row in rejected.itertuples()}
-    assert reasons[("staff", "209", "login_unique")] == ("the login 'teacher200' is already used by teacher 200; "
-                                                        "Learning logins are unique")
+    assert reasons[("staff", "209", "login_unique")] == (
+        "the login 'teacher200' is already used by teacher 200; Learning logins are unique"
+    )
     # A section whose lead teacher is inactive (or left out by rule) is excluded by design: only
     # active teachers are imported, and a class comes over only with its teacher.
     excluded_reasons = {(row.entity, row.source_id, row.rule): row.reason for row in excluded.itertuples()}
     assert "is not among the active staff" in excluded_reasons[("sections", "414", "teacher_not_active")]
-    assert ("lead teacher 220 is not imported: the teacher is not active"
-            in excluded_reasons[("sections", "415", "teacher_not_imported")])
-    assert not {("sections", "414"), ("sections", "415")} & {(row.entity, row.source_id) for row in rejected.itertuples()}
+    assert (
+        "lead teacher 220 is not imported: the teacher is not active"
+        in excluded_reasons[("sections", "415", "teacher_not_imported")]
+    )
+    assert not {("sections", "414"), ("sections", "415")} & {
+        (row.entity, row.source_id) for row in rejected.itertuples()
+    }
     assert "longer than the 255 characters" in reasons[("sections", "416", "class_name_length")]
     assert reasons[("students", "318", "school_rejected")] == "the student's school 101 failed: the school has no name"
     school = rejected[(rejected["entity"] == "schools") & (rejected["source_id"] == "101")].iloc[0]
     assert school["blocks"] == "1 student(s)"
-    assert rejected[(rejected["entity"] == "sections") & (rejected["source_id"] == "418")].iloc[0]["caused_by"] == "terms:3600"
+    assert (
+        rejected[(rejected["entity"] == "sections") & (rejected["source_id"] == "418")].iloc[0]["caused_by"]
+        == "terms:3600"
+    )
     # The inactive teacher is excluded by design, not rejected.
     assert ("staff", "220", "inactive_staff") in keyed(excluded)
     assert counts["staff"] == {"evaluated": 12, "passed": 3, "rejected": 8, "excluded": 1, "warned": 2}
@@ -208,23 +254,35 @@ def test_exclusions_by_design_are_kept_apart_from_failures(staging_engine, tmp_p
 
     assert rejected.empty, rejected[["entity", "source_id", "rule", "reason"]].to_string()
     assert keyed(excluded) == {
-        ("schools", "150", "school_not_selected"), ("terms", "3400", "term_before_import_start_year"),
-        ("staff", "230", "inactive_staff"), ("staff", "231", "school_not_selected"),
-        ("students", "320", "inactive_enrollment"), ("students", "321", "inactive_enrollment"),
-        ("students", "322", "inactive_enrollment"), ("students", "323", "school_not_selected"),
-        ("sections", "420", "no_teacher"), ("sections", "421", "term_before_import_start_year"),
+        ("schools", "150", "school_not_selected"),
+        ("terms", "3400", "term_before_import_start_year"),
+        ("staff", "230", "inactive_staff"),
+        ("staff", "231", "school_not_selected"),
+        ("students", "320", "inactive_enrollment"),
+        ("students", "321", "inactive_enrollment"),
+        ("students", "322", "inactive_enrollment"),
+        ("students", "323", "school_not_selected"),
+        ("sections", "420", "no_teacher"),
+        ("sections", "421", "term_before_import_start_year"),
         ("sections", "422", "school_not_selected"),
-        ("section_enrollments", "520", "duplicate_enrollment"), ("section_enrollments", "521", "dropped_enrollment"),
-        ("section_enrollments", "522", "section_not_imported"), ("section_enrollments", "523", "student_not_imported"),
-        ("guardians", "630", "no_portal_account"), ("guardians", "631", "portal_account_disabled"),
+        ("section_enrollments", "520", "duplicate_enrollment"),
+        ("section_enrollments", "521", "dropped_enrollment"),
+        ("section_enrollments", "522", "section_not_imported"),
+        ("section_enrollments", "523", "student_not_imported"),
+        ("guardians", "630", "no_portal_account"),
+        ("guardians", "631", "portal_account_disabled"),
         ("guardians", "632", "no_imported_child"),
-        ("parent_links", "630:300", "parent_not_imported"), ("parent_links", "631:300", "parent_not_imported"),
+        ("parent_links", "630:300", "parent_not_imported"),
+        ("parent_links", "631:300", "parent_not_imported"),
         ("parent_links", "632:321", "child_not_imported"),
     }
     reasons = {(row.entity, row.source_id): row.reason for row in excluded.itertuples()}
-    assert reasons[("students", "321")] == ("the student's enroll status is 2, not 0 (Active); "
-                                            "only active students are imported")
-    assert reasons[("section_enrollments", "522")].startswith("the section 420 is not imported: the section has no lead")
+    assert reasons[("students", "321")] == (
+        "the student's enroll status is 2, not 0 (Active); only active students are imported"
+    )
+    assert reasons[("section_enrollments", "522")].startswith(
+        "the section 420 is not imported: the section has no lead"
+    )
     assert counts["students"] == {"evaluated": 6, "passed": 2, "rejected": 0, "excluded": 4, "warned": 0}
     assert counts["section_enrollments"] == {"evaluated": 6, "passed": 2, "rejected": 0, "excluded": 4, "warned": 0}
 
@@ -233,7 +291,8 @@ def test_ignore_parents_excludes_every_parent_and_link(staging_engine, tmp_path:
     _config, counts, rejected, excluded = run_validate(staging_engine, small_district(), tmp_path, ignore_parents=True)
     assert rejected.empty
     assert {("guardians", "600", "ignore_parents"), ("parent_links", "600:300", "parent_not_imported")} == {
-        key for key in keyed(excluded) if key[0] in ("guardians", "parent_links")}
+        key for key in keyed(excluded) if key[0] in ("guardians", "parent_links")
+    }
     assert counts["guardians"]["passed"] == 0
 
 
@@ -242,10 +301,11 @@ def test_username_missing_fails_only_without_autogeneration_and_sso_email(stagin
     staged.student("330", student_username=None, email="kid@gmail.com")
     staged.student("331", student_username=None, email="kid331@students.test.org")  # SSO email: its login
     staged.staff("240", teacher_username=" ", email=None)
-    _config, _counts, rejected, _excluded = run_validate(staging_engine, staged, tmp_path,
-                                                         autogenerate_usernames=False)
+    _config, _counts, rejected, _excluded = run_validate(staging_engine, staged, tmp_path, autogenerate_usernames=False)
     assert {(entity, source, rule) for entity, source, rule in keyed(rejected) if rule == "username_missing"} == {
-        ("students", "330", "username_missing"), ("staff", "240", "username_missing")}
+        ("students", "330", "username_missing"),
+        ("staff", "240", "username_missing"),
+    }
 
 
 def test_the_cascade_is_recorded_row_by_row(staging_engine, tmp_path: Path) -> None:
@@ -271,11 +331,16 @@ def test_the_cascade_is_recorded_row_by_row(staging_engine, tmp_path: Path) -> N
     teacher = by_key[("staff", "250", "last_name_present")]
     assert teacher.caused_by is None
     assert teacher.blocks == "2 class(es) (440, 441), 3 student roster row(s), 3 teacher and co-teacher roster row(s)"
-    for key in [("sections", "440", "teacher_rejected"), ("sections", "441", "teacher_rejected"),
-                ("section_enrollments", "540", "section_rejected"), ("section_enrollments", "541", "section_rejected"),
-                ("section_enrollments", "542", "section_rejected"),
-                ("section_teachers", "400:250", "staff_rejected"), ("section_teachers", "440:201", "section_rejected"),
-                ("section_teachers", "441:250", "section_rejected")]:
+    for key in [
+        ("sections", "440", "teacher_rejected"),
+        ("sections", "441", "teacher_rejected"),
+        ("section_enrollments", "540", "section_rejected"),
+        ("section_enrollments", "541", "section_rejected"),
+        ("section_enrollments", "542", "section_rejected"),
+        ("section_teachers", "400:250", "staff_rejected"),
+        ("section_teachers", "440:201", "section_rejected"),
+        ("section_teachers", "441:250", "section_rejected"),
+    ]:
         assert by_key[key].caused_by == "staff:250", key
         assert "the last name is missing" in by_key[key].reason
     student = by_key[("students", "340", "first_name_present")]
@@ -341,11 +406,13 @@ def test_a_co_teacher_is_placed_in_at_most_25_classes(sqlite_engine, tmp_path: P
 
 
 def test_the_co_teacher_cap_follows_the_district_setting(sqlite_engine, tmp_path: Path) -> None:
-    _config, _counts, _rejected, excluded = run_validate(sqlite_engine, co_teacher_district(6), tmp_path,
-                                                         co_teacher_class_limit=2)
+    _config, _counts, _rejected, excluded = run_validate(
+        sqlite_engine, co_teacher_district(6), tmp_path, co_teacher_class_limit=2
+    )
     capped = excluded[excluded["rule"] == "co_teacher_class_limit"]
     assert sorted(capped["source_id"].str.split(":").str[0]) == sorted(
-        set(map(str, range(1000, 1006))) - set(expected_kept(6, limit=2)))
+        set(map(str, range(1000, 1006))) - set(expected_kept(6, limit=2))
+    )
 
 
 def test_results_and_data_docs_are_kept_per_run(staging_engine, tmp_path: Path) -> None:
@@ -378,6 +445,7 @@ def test_validating_a_run_again_replaces_its_rows(staging_engine, tmp_path: Path
 
 
 # ---- the run-level guard ------------------------------------------------------------------
+
 
 def students_with_failures(total: int, failing: int) -> StagedRun:
     staged = StagedRun()
@@ -467,13 +535,18 @@ def test_staged_rows_read_the_same_whether_a_run_is_contiguous_or_interleaved(st
 
 
 def test_id_order_is_numeric_then_textual_and_stable() -> None:
-    frame = pd.DataFrame({"id": pd.array(["10", "9", "x", None, "07", "7", "9", "a"], dtype="string"),
-                          "row": range(8)})
-    expected = (frame.assign(_order=validate.numeric_id_order(frame["id"]))
-                .sort_values(["_order", "id"], kind="stable")["row"].tolist())
+    frame = pd.DataFrame({"id": pd.array(["10", "9", "x", None, "07", "7", "9", "a"], dtype="string"), "row": range(8)})
+    expected = (
+        frame.assign(_order=validate.numeric_id_order(frame["id"]))
+        .sort_values(["_order", "id"], kind="stable")["row"]
+        .tolist()
+    )
     assert validate.sorted_by_id(frame, "id")["row"].tolist() == expected == [4, 5, 1, 6, 0, 7, 2, 3]
     # Ties on the number with the same text keep their order (the fast path).
     assert validate.sorted_by_id(frame.iloc[[0, 6, 1]], "id")["row"].tolist() == [6, 1, 0]
     # An id that is not a number sorts last instead of failing (a text column gives Int64).
     assert validate.numeric_id_order(pd.Series(["2", "x", None], dtype="string")).tolist() == [
-        2.0, float("inf"), float("inf")]
+        2.0,
+        float("inf"),
+        float("inf"),
+    ]

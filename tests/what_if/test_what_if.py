@@ -45,8 +45,11 @@ def staged_run(engine, tmp_path: Path):
 
 def table_counts(engine) -> dict[str, int]:
     with engine.connect() as connection:
-        return {table.name: connection.execute(select(func.count()).select_from(table)).scalar_one()
-                for table in Base.metadata.sorted_tables if inspect(engine).has_table(table.name)}
+        return {
+            table.name: connection.execute(select(func.count()).select_from(table)).scalar_one()
+            for table in Base.metadata.sorted_tables
+            if inspect(engine).has_table(table.name)
+        }
 
 
 def edited_mappings(tmp_path: Path, old: str, new: str) -> Path:
@@ -76,15 +79,23 @@ def test_an_edited_login_template_changes_exactly_the_generated_login(staging_en
     assert result.totals["users"] == {"added": 0, "dropped": 0, "changed": 1, "same": 6}
     assert result.fields_changed["users"] == {"login": 1}
     assert result.examples["users"]["changed"] == [
-        {"key": "S:302", "changes": {"login": ["zoe.angstrom.s302", "s302"]}}]
+        {"key": "S:302", "changes": {"login": ["zoe.angstrom.s302", "s302"]}}
+    ]
     for entity in ("organizations", "user_levels", "classes", "rosters", "parent_links"):
         assert result.totals[entity]["added"] == result.totals[entity]["dropped"] == 0, entity
         assert result.totals[entity]["changed"] == 0, entity
     assert result.rejections == {}
     with (result.directory / "users.csv").open(newline="") as handle:
-        assert list(csv.DictReader(handle)) == [{"difference": "changed", "key": "S:302", "field": "login",
-                                                 "before": "zoe.angstrom.s302", "after": "s302",
-                                                 "in_learning": "updated"}]
+        assert list(csv.DictReader(handle)) == [
+            {
+                "difference": "changed",
+                "key": "S:302",
+                "field": "login",
+                "before": "zoe.angstrom.s302",
+                "after": "s302",
+                "in_learning": "updated",
+            }
+        ]
     summary = json.loads((result.directory / "summary.json").read_text())
     assert summary["mappings_dir"] == str(mappings) and summary["totals"]["users"]["changed"] == 1
     assert "S:302" in (result.directory / "index.html").read_text()
@@ -110,7 +121,8 @@ def test_a_lower_co_teacher_limit_drops_roster_rows_and_says_why(sqlite_url, tmp
     with (result.directory / "rejections.csv").open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [(row["difference"], row["entity"], row["source_id"]) for row in rows] == [
-        ("newly_excluded", "section_teachers", "1002:260")]
+        ("newly_excluded", "section_teachers", "1002:260")
+    ]
     assert rows[0]["after"].startswith("co_teacher_class_limit")
     assert table_counts(engine) == before
 
@@ -138,8 +150,9 @@ def test_a_bad_mapping_or_setting_is_refused_before_any_work(sqlite_url, tmp_pat
     assert table_counts(engine) == before
 
 
-def test_the_command_prints_the_differences_and_refuses_what_it_cannot_use(sqlite_url, tmp_path, what_if_dir,
-                                                                          monkeypatch, capsys):
+def test_the_command_prints_the_differences_and_refuses_what_it_cannot_use(
+    sqlite_url, tmp_path, what_if_dir, monkeypatch, capsys
+):
     import yaml
 
     import sis_learning.config

@@ -35,18 +35,22 @@ from sis_learning.dashboard import charts, queries
 log = logging.getLogger(__name__)
 
 MOUNT_PREFIX = "/sis-learning"
-TEMPLATES = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
-                        autoescape=select_autoescape(["html"]))
+TEMPLATES = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape(["html"])
+)
 # A map pin over a table: the nav entry's icon.
-ICON = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24" fill="none" stroke="currentColor" '
-        'stroke-width="2" stroke-linecap="round" stroke-linejoin="round"><rect x="3" y="11" width="18" height="10" '
-        'rx="1"/><path d="M3 16h18M9 11v10M15 11v10"/><path d="M12 9s4-3.2 4-5.5a4 4 0 0 0-8 0C8 5.8 12 9 12 9z"/>'
-        '</svg>')
+ICON = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24" fill="none" stroke="currentColor" '
+    'stroke-width="2" stroke-linecap="round" stroke-linejoin="round"><rect x="3" y="11" width="18" height="10" '
+    'rx="1"/><path d="M3 16h18M9 11v10M15 11v10"/><path d="M12 9s4-3.2 4-5.5a4 4 0 0 0-8 0C8 5.8 12 9 12 9z"/>'
+    "</svg>"
+)
 # The task that waits for a person when the safety guard stops a run (dags/sis_import.py).
 APPROVAL_TASK_ID = "load.approve_mass_changes"
 
 
 # ---- who is asking -------------------------------------------------------------------
+
 
 async def signed_in_user(request: Request) -> Any:
     """Airflow's signed-in user (its JWT cookie or bearer token); 401 when there is none."""
@@ -70,13 +74,15 @@ def require_district(user: Any, district_id: str) -> dict[str, str]:
     from airflow.api_fastapi.app import get_auth_manager
     from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
 
-    if not get_auth_manager().is_authorized_dag(method="GET", access_entity=DagAccessEntity.RUN,
-                                                details=DagDetails(id=info["import_dag_id"]), user=user):
+    if not get_auth_manager().is_authorized_dag(
+        method="GET", access_entity=DagAccessEntity.RUN, details=DagDetails(id=info["import_dag_id"]), user=user
+    ):
         raise HTTPException(status_code=403, detail=f"You may not read the runs of {info['import_dag_id']}")
     return info
 
 
 # ---- data ----------------------------------------------------------------------------
+
 
 def configured_districts() -> dict[str, dict[str, str]]:
     """``{district_id: {"name", "import_dag_id"}}`` of the district files (broken files included)."""
@@ -85,8 +91,9 @@ def configured_districts() -> dict[str, dict[str, str]]:
     configs, broken = scan_districts()
     districts = {config.district_id: {"name": config.name, "import_dag_id": config.import_dag_id} for config in configs}
     for item in broken:
-        districts.setdefault(item.district_id, {"name": f"{item.district_id} (configuration error)",
-                                                "import_dag_id": item.import_dag_id})
+        districts.setdefault(
+            item.district_id, {"name": f"{item.district_id} (configuration error)", "import_dag_id": item.import_dag_id}
+        )
     return districts
 
 
@@ -98,11 +105,15 @@ def staging_engine():
 
 def staging_label(engine) -> str:
     url = engine.url
-    return f"{url.get_backend_name()}: {url.database}" if url.get_backend_name() == "sqlite" else (
-        f"{url.get_backend_name()} {url.host or ''}/{url.database or ''}")
+    return (
+        f"{url.get_backend_name()}: {url.database}"
+        if url.get_backend_name() == "sqlite"
+        else (f"{url.get_backend_name()} {url.host or ''}/{url.database or ''}")
+    )
 
 
 # ---- formatting ----------------------------------------------------------------------
+
 
 def number(value: Any) -> str:
     return "" if value is None else f"{int(value):,}"
@@ -152,12 +163,21 @@ class Links:
 def render(template: str, request: Request, **values: Any) -> HTMLResponse:
     links = Links(request)
     page = TEMPLATES.get_template(template).render(
-        link=links.link, number=number, seconds=seconds, duration=duration, when=when, quote=lambda v: quote(v, safe=""),
-        entities=queries.LEARNING_ENTITIES, changes=queries.CHANGE_NAMES, **values)
+        link=links.link,
+        number=number,
+        seconds=seconds,
+        duration=duration,
+        when=when,
+        quote=lambda v: quote(v, safe=""),
+        entities=queries.LEARNING_ENTITIES,
+        changes=queries.CHANGE_NAMES,
+        **values,
+    )
     return HTMLResponse(page)
 
 
 # ---- the app -------------------------------------------------------------------------
+
 
 def create_app() -> FastAPI:
     app = FastAPI(title="SIS -> Learning districts", docs_url=None, redoc_url=None, openapi_url=None)
@@ -173,8 +193,13 @@ def create_app() -> FastAPI:
             except Exception:  # no auth manager (outside the API server)
                 login_url = None
         titles = {401: "Please log in", 403: "Not allowed", 404: "Not found"}
-        response = render("message.html", request, title=titles.get(error.status_code, "Error"),
-                          message=str(error.detail), login_url=login_url)
+        response = render(
+            "message.html",
+            request,
+            title=titles.get(error.status_code, "Error"),
+            message=str(error.detail),
+            login_url=login_url,
+        )
         response.status_code = error.status_code
         return response
 
@@ -193,10 +218,15 @@ def create_app() -> FastAPI:
         rows = [row for row in rows if row.import_dag_id in allowed]
         links = Links(request)
         return render(
-            "districts.html", request, rows=rows, staging=staging_label(engine), now=when(queries.utcnow()),
+            "districts.html",
+            request,
+            rows=rows,
+            staging=staging_label(engine),
+            now=when(queries.utcnow()),
             airflow_run=lambda run: links.airflow_run(run.dag_id or "", run.run_id),
             approval_link=lambda row: links.approval(row.import_dag_id, row.waiting_run_id),
-            elapsed_ms=(time.perf_counter() - started) * 1000)
+            elapsed_ms=(time.perf_counter() - started) * 1000,
+        )
 
     @app.get("/districts/{district_id}", response_class=HTMLResponse)
     def district_page(district_id: str, request: Request, user: Any = Depends(signed_in_user)) -> HTMLResponse:
@@ -207,39 +237,93 @@ def create_app() -> FastAPI:
         oldest_first = list(reversed(detail.runs))
         labels = [when(run.started_at) for run in oldest_first]
         size_chart = charts.line_chart(
-            "Users, classes and rosters per run (rows the run made for Learning)", labels,
-            {entity: [run.transformed.get(entity, 0) for run in oldest_first] for entity in ("users", "classes", "rosters")})
+            "Users, classes and rosters per run (rows the run made for Learning)",
+            labels,
+            {
+                entity: [run.transformed.get(entity, 0) for run in oldest_first]
+                for entity in ("users", "classes", "rosters")
+            },
+        )
         change_chart = charts.bar_chart(
-            "Changes per run (what the load changed in Learning)", labels,
-            {name: [run.changes.get(name, 0) for run in oldest_first] for name in queries.CHANGE_NAMES})
+            "Changes per run (what the load changed in Learning)",
+            labels,
+            {name: [run.changes.get(name, 0) for run in oldest_first] for name in queries.CHANGE_NAMES},
+        )
         links = Links(request)
         run_id = detail.district.last_run.run_id if detail.district.last_run else ""
         return render(
-            "district.html", request, d=detail.district, runs=detail.runs, reasons=detail.reasons,
-            schools=detail.schools, reviews=detail.reviews, size_chart=size_chart, change_chart=change_chart,
+            "district.html",
+            request,
+            d=detail.district,
+            runs=detail.runs,
+            reasons=detail.reasons,
+            schools=detail.schools,
+            reviews=detail.reviews,
+            size_chart=size_chart,
+            change_chart=change_chart,
             airflow_run=lambda run: links.airflow_run(run.dag_id or info["import_dag_id"], run.run_id),
             airflow_run_id=lambda rid: links.airflow_run(info["import_dag_id"], rid),
             approval_link_for=lambda rid: links.approval(info["import_dag_id"], rid),
-            rows_link=lambda reason: links.link(f"districts/{quote(district_id, safe='')}/rows", run_id=run_id,
-                                                kind=reason.kind, entity=reason.entity, rule=reason.rule,
-                                                field=reason.field))
+            rows_link=lambda reason: links.link(
+                f"districts/{quote(district_id, safe='')}/rows",
+                run_id=run_id,
+                kind=reason.kind,
+                entity=reason.entity,
+                rule=reason.rule,
+                field=reason.field,
+            ),
+        )
 
     @app.get("/districts/{district_id}/rows", response_class=HTMLResponse)
-    def rows_page(district_id: str, request: Request, run_id: str, kind: str, entity: str, rule: str,
-                  field: str | None = None, offset: int = 0, user: Any = Depends(signed_in_user)) -> HTMLResponse:
+    def rows_page(
+        district_id: str,
+        request: Request,
+        run_id: str,
+        kind: str,
+        entity: str,
+        rule: str,
+        field: str | None = None,
+        offset: int = 0,
+        user: Any = Depends(signed_in_user),
+    ) -> HTMLResponse:
         require_district(user, district_id)
         if kind not in queries.ROW_TABLES:
             raise HTTPException(status_code=404, detail=f"No row kind {kind!r}")
         offset = max(offset, 0)
-        rows, total = queries.reason_rows(staging_engine(), district_id, run_id, kind, entity, rule, field,
-                                          offset=offset)
+        rows, total = queries.reason_rows(
+            staging_engine(), district_id, run_id, kind, entity, rule, field, offset=offset
+        )
         links = Links(request)
         following = offset + len(rows)
-        next_link = links.link(f"districts/{quote(district_id, safe='')}/rows", run_id=run_id, kind=kind,
-                               entity=entity, rule=rule, field=field, offset=following) if following < total else None
-        return render("rows.html", request, district_id=district_id, run_id=run_id, kind=kind, entity=entity,
-                      rule=rule, field=field, rows=rows, total=total, offset=offset,
-                      columns=queries.ROW_TABLES[kind][1], next_link=next_link, page=queries.ROWS_PAGE)
+        next_link = (
+            links.link(
+                f"districts/{quote(district_id, safe='')}/rows",
+                run_id=run_id,
+                kind=kind,
+                entity=entity,
+                rule=rule,
+                field=field,
+                offset=following,
+            )
+            if following < total
+            else None
+        )
+        return render(
+            "rows.html",
+            request,
+            district_id=district_id,
+            run_id=run_id,
+            kind=kind,
+            entity=entity,
+            rule=rule,
+            field=field,
+            rows=rows,
+            total=total,
+            offset=offset,
+            columns=queries.ROW_TABLES[kind][1],
+            next_link=next_link,
+            page=queries.ROWS_PAGE,
+        )
 
     @app.get("/districts/{district_id}/runs/{run_id}/data-docs/{path:path}")
     def data_docs(district_id: str, run_id: str, path: str, user: Any = Depends(signed_in_user)) -> FileResponse:

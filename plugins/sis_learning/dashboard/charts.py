@@ -42,14 +42,17 @@ def _frame(title: str, top: float, labels: Sequence[str], plot_width: float) -> 
         value = top * tick / 4
         y = TOP + plot_height - plot_height * tick / 4
         parts.append(f'<line x1="{LEFT}" x2="{LEFT + plot_width}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>')
-        parts.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" fill="#555">'
-                     f"{_number(value)}</text>")
+        parts.append(
+            f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" fill="#555">{_number(value)}</text>'
+        )
     if labels:
         first, last = labels[0], labels[-1]
         parts.append(f'<text x="{LEFT}" y="{HEIGHT - 8}" font-size="11" fill="#555">{escape(first)}</text>')
         if len(labels) > 1:
-            parts.append(f'<text x="{LEFT + plot_width}" y="{HEIGHT - 8}" text-anchor="end" font-size="11" '
-                         f'fill="#555">{escape(last)}</text>')
+            parts.append(
+                f'<text x="{LEFT + plot_width}" y="{HEIGHT - 8}" text-anchor="end" font-size="11" '
+                f'fill="#555">{escape(last)}</text>'
+            )
     return parts
 
 
@@ -72,8 +75,10 @@ def line_chart(title: str, labels: Sequence[str], series: dict[str, Sequence[flo
             path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
             parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{path}"/>')
         for (x, y), label, value in zip(points, labels, values, strict=False):
-            parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{colour}">'
-                         f"<title>{escape(label)}: {escape(name)} {_number(value)}</title></circle>")
+            parts.append(
+                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{colour}">'
+                f"<title>{escape(label)}: {escape(name)} {_number(value)}</title></circle>"
+            )
         legend_y = TOP + 14 + 18 * index
         parts.append(f'<rect x="{WIDTH - 120}" y="{legend_y - 9}" width="10" height="10" fill="{colour}"/>')
         last = values[-1] if values else 0
@@ -101,13 +106,17 @@ def bar_chart(title: str, labels: Sequence[str], series: dict[str, Sequence[floa
                 continue
             height = plot_height * value / top
             base -= height
-            parts.append(f'<rect x="{x:.1f}" y="{base:.1f}" width="{bar:.1f}" height="{height:.1f}" '
-                         f'fill="{COLOURS[index % len(COLOURS)]}"><title>{escape(label)}: {escape(name)} '
-                         f"{_number(value)}</title></rect>")
+            parts.append(
+                f'<rect x="{x:.1f}" y="{base:.1f}" width="{bar:.1f}" height="{height:.1f}" '
+                f'fill="{COLOURS[index % len(COLOURS)]}"><title>{escape(label)}: {escape(name)} '
+                f"{_number(value)}</title></rect>"
+            )
     for index, name in enumerate(series):
         legend_y = TOP + 14 + 18 * index
-        parts.append(f'<rect x="{WIDTH - 120}" y="{legend_y - 9}" width="10" height="10" '
-                     f'fill="{COLOURS[index % len(COLOURS)]}"/>')
+        parts.append(
+            f'<rect x="{WIDTH - 120}" y="{legend_y - 9}" width="10" height="10" '
+            f'fill="{COLOURS[index % len(COLOURS)]}"/>'
+        )
         parts.append(f'<text x="{WIDTH - 105}" y="{legend_y}" font-size="12">{escape(name)}</text>')
     parts.append("</svg>")
     return "".join(parts)

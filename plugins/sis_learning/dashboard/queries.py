@@ -140,8 +140,9 @@ def _as_json(value: Any) -> dict[str, Any]:
 
 def run_from_row(row: Any) -> RunFigures:
     counts = _as_json(row.counts)
-    transformed = {entity: int((counts.get(f"learning_{entity}") or {}).get("transformed") or 0)
-                   for entity in LEARNING_ENTITIES}
+    transformed = {
+        entity: int((counts.get(f"learning_{entity}") or {}).get("transformed") or 0) for entity in LEARNING_ENTITIES
+    }
     changes = dict.fromkeys(CHANGE_NAMES, 0)
     refused = 0
     for name, values in counts.items():
@@ -150,9 +151,16 @@ def run_from_row(row: Any) -> RunFigures:
                 changes[change] += int(values.get(change) or 0)
             refused += int(values.get("refused") or 0)
     return RunFigures(
-        run_id=row.run_id, dag_id=row.dag_id, status=row.status, stage=row.stage,
-        started_at=_as_datetime(row.started_at), finished_at=_as_datetime(row.finished_at),
-        error=row.error, validation_docs=row.validation_docs, transformed=transformed, changes=changes,
+        run_id=row.run_id,
+        dag_id=row.dag_id,
+        status=row.status,
+        stage=row.stage,
+        started_at=_as_datetime(row.started_at),
+        finished_at=_as_datetime(row.finished_at),
+        error=row.error,
+        validation_docs=row.validation_docs,
+        transformed=transformed,
+        changes=changes,
         refused=refused,
     )
 
@@ -178,19 +186,24 @@ def _percentile(sorted_values: list[float], share: float) -> float | None:
     return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
 
 
-def grade_push_figures(connection: Connection, since: datetime, district_id: str | None = None
-                       ) -> dict[str, GradePushFigures]:
+def grade_push_figures(
+    connection: Connection, since: datetime, district_id: str | None = None
+) -> dict[str, GradePushFigures]:
     """Per district: scores pushed since ``since``, their latency p50/p95 (seconds), scores refused."""
     figures: dict[str, GradePushFigures] = defaultdict(GradePushFigures)
     only = " AND district_id = :district_id" if district_id else ""
     params: dict[str, Any] = {"since": since, "district_id": district_id}
     if connection.dialect.name == "postgresql":
-        rows = connection.execute(text(
-            "SELECT district_id, COUNT(*) AS pushed, "  # both percentiles from one sort
-            "percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM pushed_at - changed_at)) "
-            "AS latency "
-            "FROM grade_push_scores WHERE updated_at >= :since AND pushed_at >= :since "
-            f"AND changed_at IS NOT NULL AND status = 'pushed'{only} GROUP BY district_id"), params)
+        rows = connection.execute(
+            text(
+                "SELECT district_id, COUNT(*) AS pushed, "  # both percentiles from one sort
+                "percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM pushed_at - changed_at)) "
+                "AS latency "
+                "FROM grade_push_scores WHERE updated_at >= :since AND pushed_at >= :since "
+                f"AND changed_at IS NOT NULL AND status = 'pushed'{only} GROUP BY district_id"
+            ),
+            params,
+        )
         for row in rows:
             item = figures[row.district_id]
             item.scores_pushed = int(row.pushed)
@@ -198,10 +211,14 @@ def grade_push_figures(connection: Connection, since: datetime, district_id: str
             item.latency_p50 = float(p50) if p50 is not None else None
             item.latency_p95 = float(p95) if p95 is not None else None
     else:  # SQLite has no percentile: the seconds come back sorted, the ranks are taken here
-        rows = connection.execute(text(
-            "SELECT district_id, (julianday(pushed_at) - julianday(changed_at)) * 86400.0 AS seconds "
-            "FROM grade_push_scores WHERE updated_at >= :since AND pushed_at >= :since "
-            f"AND changed_at IS NOT NULL AND status = 'pushed'{only} ORDER BY district_id, seconds"), params)
+        rows = connection.execute(
+            text(
+                "SELECT district_id, (julianday(pushed_at) - julianday(changed_at)) * 86400.0 AS seconds "
+                "FROM grade_push_scores WHERE updated_at >= :since AND pushed_at >= :since "
+                f"AND changed_at IS NOT NULL AND status = 'pushed'{only} ORDER BY district_id, seconds"
+            ),
+            params,
+        )
         by_district: dict[str, list[float]] = defaultdict(list)
         for row in rows:
             by_district[row.district_id].append(float(row.seconds))
@@ -209,30 +226,39 @@ def grade_push_figures(connection: Connection, since: datetime, district_id: str
             item = figures[district]
             item.scores_pushed = len(seconds)
             item.latency_p50, item.latency_p95 = _percentile(seconds, 0.5), _percentile(seconds, 0.95)
-    rows = connection.execute(text(
-        "SELECT district_id, COUNT(*) AS refused FROM grade_push_scores "
-        f"WHERE updated_at >= :since AND status = 'refused'{only} GROUP BY district_id"), params)
+    rows = connection.execute(
+        text(
+            "SELECT district_id, COUNT(*) AS refused FROM grade_push_scores "
+            f"WHERE updated_at >= :since AND status = 'refused'{only} GROUP BY district_id"
+        ),
+        params,
+    )
     for row in rows:
         figures[row.district_id].scores_refused = int(row.refused)
     return dict(figures)
 
 
-def districts_overview(engine: Engine, districts: dict[str, dict[str, str]] | None = None,
-                       now: datetime | None = None) -> list[DistrictOverview]:
+def districts_overview(
+    engine: Engine, districts: dict[str, dict[str, str]] | None = None, now: datetime | None = None
+) -> list[DistrictOverview]:
     """One row per district: the configured ones (``{district_id: {"name", "import_dag_id"}}``)
     and any other district the staging database has runs of, sorted by district id."""
     since = (now or utcnow()) - GRADE_PUSH_WINDOW
     districts = dict(districts or {})
     rows: dict[str, DistrictOverview] = {
-        district_id: DistrictOverview(district_id=district_id, name=info.get("name") or district_id,
-                                      import_dag_id=info.get("import_dag_id") or f"sis_import__{district_id}")
+        district_id: DistrictOverview(
+            district_id=district_id,
+            name=info.get("name") or district_id,
+            import_dag_id=info.get("import_dag_id") or f"sis_import__{district_id}",
+        )
         for district_id, info in districts.items()
     }
 
     def row_for(district_id: str) -> DistrictOverview:
         if district_id not in rows:
-            rows[district_id] = DistrictOverview(district_id=district_id, name=district_id,
-                                                 import_dag_id=f"sis_import__{district_id}")
+            rows[district_id] = DistrictOverview(
+                district_id=district_id, name=district_id, import_dag_id=f"sis_import__{district_id}"
+            )
         return rows[district_id]
 
     with engine.connect() as connection:
@@ -242,24 +268,33 @@ def districts_overview(engine: Engine, districts: dict[str, dict[str, str]] | No
                 row_for(row.district_id).last_run = run_from_row(row)
         if "learning_snapshot" in tables:
             entities = ", ".join(f"'{entity}'" for entity in LEARNING_ENTITIES)
-            for row in connection.execute(text(
+            for row in connection.execute(
+                text(
                     "SELECT district_id, entity, COUNT(*) AS n FROM learning_snapshot "
-                    f"WHERE active = :active AND entity IN ({entities}) GROUP BY district_id, entity"),
-                    {"active": True}):
+                    f"WHERE active = :active AND entity IN ({entities}) GROUP BY district_id, entity"
+                ),
+                {"active": True},
+            ):
                 row_for(row.district_id).learning[row.entity] = int(row.n)
         if "sync_runs" in tables:
             for table, attribute in (("rejected_rows", "rejected"), ("validation_warnings", "warned")):
                 if table not in tables:
                     continue
-                for row in connection.execute(text(
+                for row in connection.execute(
+                    text(
                         f"WITH latest AS ({LATEST_RUNS}) SELECT t.district_id, COUNT(*) AS n "
                         f"FROM latest JOIN {table} t ON t.district_id = latest.district_id "
-                        "AND t.run_id = latest.run_id GROUP BY t.district_id")):
+                        "AND t.run_id = latest.run_id GROUP BY t.district_id"
+                    )
+                ):
                     setattr(row_for(row.district_id), attribute, int(row.n))
         if "mass_change_reviews" in tables:
-            for row in connection.execute(text(
+            for row in connection.execute(
+                text(
                     "SELECT district_id, MAX(run_id) AS run_id FROM mass_change_reviews "
-                    "WHERE status = 'waiting' GROUP BY district_id")):
+                    "WHERE status = 'waiting' GROUP BY district_id"
+                )
+            ):
                 row_for(row.district_id).waiting_run_id = row.run_id
         if "grade_push_scores" in tables:
             for district_id, figures in grade_push_figures(connection, since).items():
@@ -270,12 +305,18 @@ def districts_overview(engine: Engine, districts: dict[str, dict[str, str]] | No
     return [rows[district_id] for district_id in sorted(rows)]
 
 
-def district_detail(engine: Engine, district_id: str, name: str | None = None, import_dag_id: str | None = None,
-                    now: datetime | None = None) -> DistrictDetail:
+def district_detail(
+    engine: Engine,
+    district_id: str,
+    name: str | None = None,
+    import_dag_id: str | None = None,
+    now: datetime | None = None,
+) -> DistrictDetail:
     """The district page: the last runs, the top reasons of the latest run, per-school figures."""
     since = (now or utcnow()) - GRADE_PUSH_WINDOW
-    overview = DistrictOverview(district_id=district_id, name=name or district_id,
-                                import_dag_id=import_dag_id or f"sis_import__{district_id}")
+    overview = DistrictOverview(
+        district_id=district_id, name=name or district_id, import_dag_id=import_dag_id or f"sis_import__{district_id}"
+    )
     runs: list[RunFigures] = []
     reasons: list[Reason] = []
     schools: dict[str | None, SchoolFigures] = {}
@@ -291,79 +332,140 @@ def district_detail(engine: Engine, district_id: str, name: str | None = None, i
     with engine.connect() as connection:
         tables = _tables(connection)
         if "sync_runs" in tables:
-            runs = [run_from_row(row) for row in connection.execute(text(
-                f"SELECT {_RUN_COLUMNS} FROM sync_runs WHERE district_id = :district_id AND kind = 'import' "
-                f"ORDER BY started_at DESC, id DESC LIMIT {CHART_RUNS}"), params)]
+            runs = [
+                run_from_row(row)
+                for row in connection.execute(
+                    text(
+                        f"SELECT {_RUN_COLUMNS} FROM sync_runs WHERE district_id = :district_id AND kind = 'import' "
+                        f"ORDER BY started_at DESC, id DESC LIMIT {CHART_RUNS}"
+                    ),
+                    params,
+                )
+            ]
         latest = runs[0] if runs else None
         overview.last_run = latest
         params["run_id"] = latest.run_id if latest else ""
         if "learning_snapshot" in tables:
-            for row in connection.execute(text(
+            for row in connection.execute(
+                text(
                     "SELECT organization_id, entity, COUNT(*) AS n FROM learning_snapshot "
-                    "WHERE district_id = :district_id AND active = :active GROUP BY organization_id, entity"),
-                    {**params, "active": True}):
+                    "WHERE district_id = :district_id AND active = :active GROUP BY organization_id, entity"
+                ),
+                {**params, "active": True},
+            ):
                 if row.entity in LEARNING_ENTITIES:
                     school(row.organization_id).learning[row.entity] = int(row.n)
                     overview.learning[row.entity] = overview.learning.get(row.entity, 0) + int(row.n)
-            for row in connection.execute(text(
+            for row in connection.execute(
+                text(
                     "SELECT key, payload FROM learning_snapshot WHERE district_id = :district_id "
-                    "AND entity = 'organizations'"), params):
+                    "AND entity = 'organizations'"
+                ),
+                params,
+            ):
                 school(row.key).name = (json.loads(row.payload) if row.payload else {}).get("name")
         if latest and "change_set" in tables:
-            for row in connection.execute(text(
+            for row in connection.execute(
+                text(
                     "SELECT organization_id, action, COUNT(*) AS n FROM change_set "
                     "WHERE district_id = :district_id AND run_id = :run_id "
                     "AND action IN ('create', 'update', 'deactivate', 'remove') "
-                    "GROUP BY organization_id, action"), params):
+                    "GROUP BY organization_id, action"
+                ),
+                params,
+            ):
                 figures = school(row.organization_id).changes
                 figures[row.action] = figures.get(row.action, 0) + int(row.n)
         if latest and "rejected_rows" in tables:
-            for row in connection.execute(text(
+            for row in connection.execute(
+                text(
                     "SELECT stage, entity, rule, COUNT(*) AS n, MIN(reason) AS reason, MIN(source_id) AS source_id "
                     "FROM rejected_rows WHERE district_id = :district_id AND run_id = :run_id "
-                    f"GROUP BY stage, entity, rule ORDER BY n DESC, entity, rule LIMIT {TOP_REASONS}"), params):
-                reasons.append(Reason("rejected", row.stage, row.entity, row.rule, None, int(row.n), row.reason,
-                                      row.source_id))
-            overview.rejected = int(connection.execute(text(
-                "SELECT COUNT(*) FROM rejected_rows WHERE district_id = :district_id AND run_id = :run_id"),
-                params).scalar() or 0)
+                    f"GROUP BY stage, entity, rule ORDER BY n DESC, entity, rule LIMIT {TOP_REASONS}"
+                ),
+                params,
+            ):
+                reasons.append(
+                    Reason("rejected", row.stage, row.entity, row.rule, None, int(row.n), row.reason, row.source_id)
+                )
+            overview.rejected = int(
+                connection.execute(
+                    text("SELECT COUNT(*) FROM rejected_rows WHERE district_id = :district_id AND run_id = :run_id"),
+                    params,
+                ).scalar()
+                or 0
+            )
         if latest and "validation_warnings" in tables:
-            for row in connection.execute(text(
+            for row in connection.execute(
+                text(
                     "SELECT stage, entity, rule, field, COUNT(*) AS n, MIN(reason) AS reason, "
                     "MIN(source_id) AS source_id FROM validation_warnings "
                     "WHERE district_id = :district_id AND run_id = :run_id "
-                    f"GROUP BY stage, entity, rule, field ORDER BY n DESC, entity, rule LIMIT {TOP_REASONS}"), params):
-                reasons.append(Reason("warning", row.stage, row.entity, row.rule, row.field, int(row.n), row.reason,
-                                      row.source_id))
-            overview.warned = int(connection.execute(text(
-                "SELECT COUNT(*) FROM validation_warnings WHERE district_id = :district_id AND run_id = :run_id"),
-                params).scalar() or 0)
+                    f"GROUP BY stage, entity, rule, field ORDER BY n DESC, entity, rule LIMIT {TOP_REASONS}"
+                ),
+                params,
+            ):
+                reasons.append(
+                    Reason("warning", row.stage, row.entity, row.rule, row.field, int(row.n), row.reason, row.source_id)
+                )
+            overview.warned = int(
+                connection.execute(
+                    text(
+                        "SELECT COUNT(*) FROM validation_warnings WHERE district_id = :district_id AND run_id = :run_id"
+                    ),
+                    params,
+                ).scalar()
+                or 0
+            )
         if latest and "validation_results" in tables:
-            validation_results = [dict(row._mapping) for row in connection.execute(text(
-                "SELECT entity, suite, success, evaluated, failed, data_docs_path FROM validation_results "
-                "WHERE district_id = :district_id AND run_id = :run_id ORDER BY entity"), params)]
+            validation_results = [
+                dict(row._mapping)
+                for row in connection.execute(
+                    text(
+                        "SELECT entity, suite, success, evaluated, failed, data_docs_path FROM validation_results "
+                        "WHERE district_id = :district_id AND run_id = :run_id ORDER BY entity"
+                    ),
+                    params,
+                )
+            ]
         if "mass_change_reviews" in tables:
-            reviews = [dict(row._mapping) for row in connection.execute(text(
-                "SELECT run_id, status, rows, findings, message, created_at, decided_at, decided_by "
-                "FROM mass_change_reviews WHERE district_id = :district_id ORDER BY created_at DESC, id DESC "
-                "LIMIT 10"), params)]
+            reviews = [
+                dict(row._mapping)
+                for row in connection.execute(
+                    text(
+                        "SELECT run_id, status, rows, findings, message, created_at, decided_at, decided_by "
+                        "FROM mass_change_reviews WHERE district_id = :district_id ORDER BY created_at DESC, id DESC "
+                        "LIMIT 10"
+                    ),
+                    params,
+                )
+            ]
             for review in reviews:
                 review["created_at"] = _as_datetime(review["created_at"])
                 review["decided_at"] = _as_datetime(review["decided_at"])
-                review["findings"] = review["findings"] if not isinstance(review["findings"], str) else (
-                    json.loads(review["findings"]))
+                review["findings"] = (
+                    review["findings"] if not isinstance(review["findings"], str) else (json.loads(review["findings"]))
+                )
             waiting = [review for review in reviews if review["status"] == "waiting"]
             overview.waiting_run_id = waiting[0]["run_id"] if waiting else None
         if "grade_push_scores" in tables:
             overview.grade_push = grade_push_figures(connection, since, district_id).get(
-                district_id, GradePushFigures())
+                district_id, GradePushFigures()
+            )
     for entity in LEARNING_ENTITIES:
         overview.learning.setdefault(entity, 0)
     reasons.sort(key=lambda reason: (-reason.rows, reason.kind, reason.entity, reason.rule))
-    ordered_schools = sorted(schools.values(), key=lambda item: (item.organization_id is None,
-                                                                 item.name or "", item.organization_id or ""))
-    return DistrictDetail(district=overview, runs=runs, reasons=reasons, schools=ordered_schools,
-                          validation_results=validation_results, reviews=reviews)
+    ordered_schools = sorted(
+        schools.values(), key=lambda item: (item.organization_id is None, item.name or "", item.organization_id or "")
+    )
+    return DistrictDetail(
+        district=overview,
+        runs=runs,
+        reasons=reasons,
+        schools=ordered_schools,
+        validation_results=validation_results,
+        reviews=reviews,
+    )
 
 
 # Tables whose rows a reason links to, and the columns shown.
@@ -374,13 +476,28 @@ ROW_TABLES = {
 }
 
 
-def reason_rows(engine: Engine, district_id: str, run_id: str, kind: str, entity: str, rule: str,
-                field_name: str | None = None, limit: int = ROWS_PAGE, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+def reason_rows(
+    engine: Engine,
+    district_id: str,
+    run_id: str,
+    kind: str,
+    entity: str,
+    rule: str,
+    field_name: str | None = None,
+    limit: int = ROWS_PAGE,
+    offset: int = 0,
+) -> tuple[list[dict[str, Any]], int]:
     """The rows behind one reason (``kind``: rejected, warning or excluded), a page at a time, and their count."""
     table, columns = ROW_TABLES[kind]
     where = "district_id = :district_id AND run_id = :run_id AND entity = :entity AND rule = :rule"
-    params: dict[str, Any] = {"district_id": district_id, "run_id": run_id, "entity": entity, "rule": rule,
-                              "limit": int(limit), "offset": int(offset)}
+    params: dict[str, Any] = {
+        "district_id": district_id,
+        "run_id": run_id,
+        "entity": entity,
+        "rule": rule,
+        "limit": int(limit),
+        "offset": int(offset),
+    }
     if field_name is not None and kind == "warning":
         where += " AND field = :field"
         params["field"] = field_name
@@ -388,9 +505,16 @@ def reason_rows(engine: Engine, district_id: str, run_id: str, kind: str, entity
         if table not in _tables(connection):
             return [], 0
         total = int(connection.execute(text(f"SELECT COUNT(*) FROM {table} WHERE {where}"), params).scalar() or 0)
-        rows = [dict(row._mapping) for row in connection.execute(text(
-            f"SELECT {', '.join(columns)} FROM {table} WHERE {where} ORDER BY source_id, id "
-            "LIMIT :limit OFFSET :offset"), params)]
+        rows = [
+            dict(row._mapping)
+            for row in connection.execute(
+                text(
+                    f"SELECT {', '.join(columns)} FROM {table} WHERE {where} ORDER BY source_id, id "
+                    "LIMIT :limit OFFSET :offset"
+                ),
+                params,
+            )
+        ]
     return rows, total
 
 
@@ -399,7 +523,11 @@ def run_validation_docs(engine: Engine, district_id: str, run_id: str) -> Path |
     with engine.connect() as connection:
         if "sync_runs" not in _tables(connection):
             return None
-        value = connection.execute(text(
-            "SELECT validation_docs FROM sync_runs WHERE district_id = :district_id AND run_id = :run_id "
-            "AND kind = 'import'"), {"district_id": district_id, "run_id": run_id}).scalar()
+        value = connection.execute(
+            text(
+                "SELECT validation_docs FROM sync_runs WHERE district_id = :district_id AND run_id = :run_id "
+                "AND kind = 'import'"
+            ),
+            {"district_id": district_id, "run_id": run_id},
+        ).scalar()
     return Path(value) if value else None

@@ -1,5 +1,4 @@
-"""Guardians: the student_guardian_detail PowerQuery for the staged students.
-"""
+"""Guardians: the student_guardian_detail PowerQuery for the staged students."""
 
 from __future__ import annotations
 
@@ -47,7 +46,9 @@ def _staged_student_ids(engine: Engine, config: DistrictConfig, run_id: str, sch
             yield student_id
 
 
-def extract_guardians(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, school_ids: list[str] | None = None) -> dict[str, Any]:
+def extract_guardians(
+    hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, school_ids: list[str] | None = None
+) -> dict[str, Any]:
     """Stage the guardians of the staged students (the student_guardian_detail PowerQuery).
 
     Parents are imported by default; "Ignore Parents from SIS" (``ignore_parents``) skips
@@ -61,14 +62,22 @@ def extract_guardians(hook: PowerSchoolHook, engine: Engine, config: DistrictCon
     staging = EntityStaging(engine, config, run_id, "guardians")
     if config.ignore_parents:
         staging.clear([DISTRICT_SCOPE])
-        summary = {"scope": DISTRICT_SCOPE, "rows": 0, "reported_count": None, "requests": 0, "pages": 0, "mismatch": False,
-                   "note": "skipped: the district ignores parents from the SIS"}
+        summary = {
+            "scope": DISTRICT_SCOPE,
+            "rows": 0,
+            "reported_count": None,
+            "requests": 0,
+            "pages": 0,
+            "mismatch": False,
+            "note": "skipped: the district ignores parents from the SIS",
+        }
         staging.write_counts([summary])
         return _result(hook, "guardians", [summary], skipped=True)
     schools = _schools_in_scope(hook, config, school_ids)
     if not _entity_completed(engine, config, run_id, "students"):
         raise ExtractOrderError(
-            f"Guardians are read for the staged students, so extract_students must run before extract_guardians in run {run_id}."
+            "Guardians are read for the staged students, so extract_students must run before "
+            f"extract_guardians in run {run_id}."
         )
 
     columns = _ColumnPicker(GUARDIAN_COLUMNS)
@@ -96,7 +105,7 @@ def extract_guardians(hook: PowerSchoolHook, engine: Engine, config: DistrictCon
     def query_listings(student_ids: list[str]) -> list[Listing]:
         listings: list[Listing] = []
         for start in range(0, len(student_ids), GUARDIAN_QUERY_STUDENTS_PER_CALL):
-            batch = student_ids[start:start + GUARDIAN_QUERY_STUDENTS_PER_CALL]
+            batch = student_ids[start : start + GUARDIAN_QUERY_STUDENTS_PER_CALL]
             listing = hook.query_listing(DISTRICT_SCOPE, GUARDIAN_QUERY, {"students_dcid": batch}, identity=identity)
             listing.label = f"students {batch[0]}..{batch[-1]}"
             listings.append(listing)
@@ -113,9 +122,21 @@ def extract_guardians(hook: PowerSchoolHook, engine: Engine, config: DistrictCon
     def read_full(plan: incremental.ReadPlan) -> dict[str, Any]:
         # All batches go to one concurrent read: a few strings per student, never the guardians.
         listings, _ = stage(list(_staged_student_ids(engine, config, run_id, schools)))
-        summaries = _scope_summaries(listings, staging.written) if listings else [
-            {"scope": DISTRICT_SCOPE, "rows": 0, "reported_count": None, "requests": 0, "pages": 0, "mismatch": False, "note": "no staged students"}
-        ]
+        summaries = (
+            _scope_summaries(listings, staging.written)
+            if listings
+            else [
+                {
+                    "scope": DISTRICT_SCOPE,
+                    "rows": 0,
+                    "reported_count": None,
+                    "requests": 0,
+                    "pages": 0,
+                    "mismatch": False,
+                    "note": "no staged students",
+                }
+            ]
+        )
         if plan.fallback:
             summaries[0]["note"] = "; ".join(part for part in (plan.note, summaries[0]["note"]) if part)
         staging.write_counts(summaries)
@@ -124,12 +145,20 @@ def extract_guardians(hook: PowerSchoolHook, engine: Engine, config: DistrictCon
     def read_changed(plan: incremental.ReadPlan) -> dict[str, Any]:
         return _guardians_changed(hook, engine, config, run_id, schools, plan, stage)
 
-    return incremental.read_with_plan(hook, engine, config, run_id, "guardians", school_ids is not None,
-                                      read_changed, read_full)
+    return incremental.read_with_plan(
+        hook, engine, config, run_id, "guardians", school_ids is not None, read_changed, read_full
+    )
 
 
-def _guardians_changed(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, schools: list[str],
-                       plan: incremental.ReadPlan, stage: Any) -> dict[str, Any]:
+def _guardians_changed(
+    hook: PowerSchoolHook,
+    engine: Engine,
+    config: DistrictConfig,
+    run_id: str,
+    schools: list[str],
+    plan: incremental.ReadPlan,
+    stage: Any,
+) -> dict[str, Any]:
     """The PowerQuery for the students whose links may have changed; every other link carried.
 
     Asked again: students linked to a guardian whose ``Guardian`` row changed, students of a
@@ -139,13 +168,16 @@ def _guardians_changed(hook: PowerSchoolHook, engine: Engine, config: DistrictCo
     assert plan.base_run_id is not None
     base = plan.base_run_id
     changed_guardians, guardian_cursor = incremental.changed_rows(
-        hook, "guardian", ("guardianid",), plan, identity=lambda row: id_string(row.get("guardianid")))
+        hook, "guardian", ("guardianid",), plan, identity=lambda row: id_string(row.get("guardianid"))
+    )
     link_identity = lambda row: f"{id_string(row.get('guardianid'))}:{id_string(row.get('studentsdcid'))}"  # noqa: E731
     changed_links, link_cursor = incremental.changed_rows(
-        hook, "guardianstudent", ("guardianid", "studentsdcid"), plan, identity=link_identity)
+        hook, "guardianstudent", ("guardianid", "studentsdcid"), plan, identity=link_identity
+    )
     guardian_ids = {id_string(row.get("guardianid")) for row in changed_guardians} - {None}
-    link_reads = incremental.by_id_reads(hook, "guardianstudent", ("guardianid", "studentsdcid"), "guardianid",
-                                         guardian_ids, identity=link_identity)
+    link_reads = incremental.by_id_reads(
+        hook, "guardianstudent", ("guardianid", "studentsdcid"), "guardianid", guardian_ids, identity=link_identity
+    )
     linked = changed_links + incremental.read_rows(hook, link_reads)
     current = set(_staged_student_ids(engine, config, run_id, schools))
     base_students = incremental.staged_ids(engine, config.district_id, base, "students", "student_id")
@@ -154,18 +186,29 @@ def _guardians_changed(hook: PowerSchoolHook, engine: Engine, config: DistrictCo
     listings, staging = stage(sorted(asked, key=lambda value: (len(value), value)))
     read = staging.written.get(DISTRICT_SCOPE, 0)
     carried = incremental.carry_forward(
-        engine, config, run_id, "guardians", base,
-        drop={"student_id": asked | (base_students - current)}, scopes=[DISTRICT_SCOPE],
-        raw_key="t.guardian_id || ':' || t.student_id")
+        engine,
+        config,
+        run_id,
+        "guardians",
+        base,
+        drop={"student_id": asked | (base_students - current)},
+        scopes=[DISTRICT_SCOPE],
+        raw_key="t.guardian_id || ':' || t.student_id",
+    )
     cursor_reads = [guardian_cursor, link_cursor, *link_reads]
     written = incremental.staged_counts(engine, config.district_id, run_id, "guardians")
     summary = {
-        "scope": DISTRICT_SCOPE, "rows": written.get(DISTRICT_SCOPE, 0), "reported_count": None,
+        "scope": DISTRICT_SCOPE,
+        "rows": written.get(DISTRICT_SCOPE, 0),
+        "reported_count": None,
         "requests": sum(listing.requests for listing in [*cursor_reads, *listings]),
-        "pages": sum(listing.pages for listing in [*cursor_reads, *listings]), "mismatch": False,
-        "note": (f"{plan.note}; {len(guardian_ids)} guardians and {len(changed_links)} guardian-student links changed, "
-                 f"the PowerQuery asked again for {len(asked)} students ({read} links), {carried} unchanged links "
-                 f"carried forward from run {base}"),
+        "pages": sum(listing.pages for listing in [*cursor_reads, *listings]),
+        "mismatch": False,
+        "note": (
+            f"{plan.note}; {len(guardian_ids)} guardians and {len(changed_links)} guardian-student links changed, "
+            f"the PowerQuery asked again for {len(asked)} students ({read} links), {carried} unchanged links "
+            f"carried forward from run {base}"
+        ),
     }
     staging.write_counts([summary])
     return _result(hook, "guardians", [summary], carried_forward=carried)

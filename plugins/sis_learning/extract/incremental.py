@@ -80,37 +80,85 @@ def request_full_read(engine: Engine, district_id: str, run_id: str, note: str =
     _record(engine, district_id, run_id, RUN_REQUEST, REQUESTED_FULL, utcnow(), None, None, note)
 
 
-def _record(engine: Engine, district_id: str, run_id: str, entity: str, mode: str, read_at: datetime,
-            read_from: str | None, base_run_id: str | None, note: str | None, key: str | None = None) -> None:
+def _record(
+    engine: Engine,
+    district_id: str,
+    run_id: str,
+    entity: str,
+    mode: str,
+    read_at: datetime,
+    read_from: str | None,
+    base_run_id: str | None,
+    note: str | None,
+    key: str | None = None,
+) -> None:
     table = ExtractRead.__table__
     with engine.begin() as connection:
-        connection.execute(table.delete().where(table.c.district_id == district_id, table.c.run_id == run_id,
-                                                table.c.entity == entity))
-        connection.execute(table.insert().values(district_id=district_id, run_id=run_id, entity=entity, mode=mode,
-                                                 read_at=read_at, read_from=read_from, base_run_id=base_run_id,
-                                                 note=note, scope_key=key))
+        connection.execute(
+            table.delete().where(table.c.district_id == district_id, table.c.run_id == run_id, table.c.entity == entity)
+        )
+        connection.execute(
+            table.insert().values(
+                district_id=district_id,
+                run_id=run_id,
+                entity=entity,
+                mode=mode,
+                read_at=read_at,
+                read_from=read_from,
+                base_run_id=base_run_id,
+                note=note,
+                scope_key=key,
+            )
+        )
 
 
 def record_read(engine: Engine, config: DistrictConfig, run_id: str, plan: ReadPlan) -> None:
-    _record(engine, config.district_id, run_id, plan.entity, plan.mode, plan.read_at, plan.read_from,
-            plan.base_run_id, plan.note, scope_key(config))
+    _record(
+        engine,
+        config.district_id,
+        run_id,
+        plan.entity,
+        plan.mode,
+        plan.read_at,
+        plan.read_from,
+        plan.base_run_id,
+        plan.note,
+        scope_key(config),
+    )
 
 
 def _successful_runs(connection: Any, district_id: str, run_id: str) -> list[str]:
-    rows = connection.execute(text(
-        "SELECT run_id FROM sync_runs WHERE district_id = :d AND kind = 'import' AND status = 'success' "
-        "AND run_id != :r ORDER BY finished_at DESC, id DESC"), {"d": district_id, "r": run_id})
+    rows = connection.execute(
+        text(
+            "SELECT run_id FROM sync_runs WHERE district_id = :d AND kind = 'import' AND status = 'success' "
+            "AND run_id != :r ORDER BY finished_at DESC, id DESC"
+        ),
+        {"d": district_id, "r": run_id},
+    )
     return [row[0] for row in rows]
 
 
 def scope_key(config: DistrictConfig) -> str:
     """What decides which rows a run stages: a change in it makes the next read a full one."""
-    return json.dumps({"schools": config.schools, "import_start_year": config.import_start_year,
-                       "ignore_parents": config.ignore_parents}, sort_keys=True)
+    return json.dumps(
+        {
+            "schools": config.schools,
+            "import_start_year": config.import_start_year,
+            "ignore_parents": config.ignore_parents,
+        },
+        sort_keys=True,
+    )
 
 
-def plan_read(engine: Engine, config: DistrictConfig, run_id: str, entity: str, now: datetime | None = None,
-              *, subset: bool = False) -> ReadPlan:
+def plan_read(
+    engine: Engine,
+    config: DistrictConfig,
+    run_id: str,
+    entity: str,
+    now: datetime | None = None,
+    *,
+    subset: bool = False,
+) -> ReadPlan:
     """Full or incremental for ``entity`` in this run, and why (the reason goes to the run's report).
 
     ``subset``: the extract was asked for some of the selected schools only (a task mapped
@@ -123,23 +171,41 @@ def plan_read(engine: Engine, config: DistrictConfig, run_id: str, entity: str, 
         return ReadPlan(entity, FULL, now, note="full read: asked for some of the selected schools only")
     table = ExtractRead.__table__
     with engine.connect() as connection:
-        requested = connection.execute(select(table.c.note).where(
-            table.c.district_id == config.district_id, table.c.run_id == run_id, table.c.entity == RUN_REQUEST)).first()
+        requested = connection.execute(
+            select(table.c.note).where(
+                table.c.district_id == config.district_id, table.c.run_id == run_id, table.c.entity == RUN_REQUEST
+            )
+        ).first()
         if requested is not None:
             return ReadPlan(entity, FULL, now, note=f"full read: {requested[0]}")
         if config.incremental.full_read == "every_run":
-            return ReadPlan(entity, FULL, now, note="full read: the district reads in full every run (incremental.full_read)")
+            return ReadPlan(
+                entity, FULL, now, note="full read: the district reads in full every run (incremental.full_read)"
+            )
         successful = _successful_runs(connection, config.district_id, run_id)
         if not successful:
             return ReadPlan(entity, FULL, now, note="full read: no earlier successful run to read changes since")
-        reads = {row.run_id: row for row in connection.execute(select(table).where(
-            table.c.district_id == config.district_id, table.c.entity == entity, table.c.run_id.in_(successful)))}
+        reads = {
+            row.run_id: row
+            for row in connection.execute(
+                select(table).where(
+                    table.c.district_id == config.district_id, table.c.entity == entity, table.c.run_id.in_(successful)
+                )
+            )
+        }
     base = reads.get(successful[0])
     if base is None:
-        return ReadPlan(entity, FULL, now, note=f"full read: the last successful run ({successful[0]}) recorded no read of {entity}")
+        return ReadPlan(
+            entity, FULL, now, note=f"full read: the last successful run ({successful[0]}) recorded no read of {entity}"
+        )
     if base.scope_key != scope_key(config):
-        return ReadPlan(entity, FULL, now, note="full read: the selected schools, import start year or ignore_parents "
-                                                 f"changed since the last successful run ({base.run_id})")
+        return ReadPlan(
+            entity,
+            FULL,
+            now,
+            note="full read: the selected schools, import start year or ignore_parents "
+            f"changed since the last successful run ({base.run_id})",
+        )
     zone = ZoneInfo(config.timezone)
 
     def local_date(moment: datetime) -> Any:
@@ -147,26 +213,48 @@ def plan_read(engine: Engine, config: DistrictConfig, run_id: str, entity: str, 
 
     full_dates = {local_date(row.read_at) for row in reads.values() if row.mode == FULL}
     if local_date(now) not in full_dates:
-        return ReadPlan(entity, FULL, now, note="full read: the first run of the local day reconciles in full "
-                                                 "(incremental.full_read: first_run_of_day)")
+        return ReadPlan(
+            entity,
+            FULL,
+            now,
+            note="full read: the first run of the local day reconciles in full "
+            "(incremental.full_read: first_run_of_day)",
+        )
     since = base.read_at - timedelta(minutes=config.incremental.overlap_minutes)
     # PowerSchool's whenmodified is a date in the server's (the district's) time zone:
     # filtering from the date of (last read - overlap) reads that whole day again.
     read_from = local_date(since).isoformat()
-    return ReadPlan(entity, INCREMENTAL, now, read_from=read_from, base_run_id=base.run_id,
-                    note=f"incremental: changed since {read_from} (the last successful run {base.run_id} "
-                         f"read at {base.read_at:%Y-%m-%d %H:%M} UTC, less {config.incremental.overlap_minutes} min)")
+    return ReadPlan(
+        entity,
+        INCREMENTAL,
+        now,
+        read_from=read_from,
+        base_run_id=base.run_id,
+        note=f"incremental: changed since {read_from} (the last successful run {base.run_id} "
+        f"read at {base.read_at:%Y-%m-%d %H:%M} UTC, less {config.incremental.overlap_minutes} min)",
+    )
 
 
 def refused(plan: ReadPlan, error: BaseException) -> ReadPlan:
     """The full read that replaces an incremental one whose cursor the plugin may not read."""
-    return ReadPlan(plan.entity, FULL, plan.read_at, fallback=True,
-                    note=f"full read: the plugin may not read the change cursor of {plan.entity} ({error})")
+    return ReadPlan(
+        plan.entity,
+        FULL,
+        plan.read_at,
+        fallback=True,
+        note=f"full read: the plugin may not read the change cursor of {plan.entity} ({error})",
+    )
 
 
-def changed_rows(hook: PowerSchoolHook, table: str, projection: Iterable[str], plan: ReadPlan, *,
-                 q: str | None = None, identity: Callable[[Mapping[str, Any]], str | None] | None = None,
-                 ) -> tuple[list[dict[str, Any]], Listing]:
+def changed_rows(
+    hook: PowerSchoolHook,
+    table: str,
+    projection: Iterable[str],
+    plan: ReadPlan,
+    *,
+    q: str | None = None,
+    identity: Callable[[Mapping[str, Any]], str | None] | None = None,
+) -> tuple[list[dict[str, Any]], Listing]:
     """The rows of ``table`` whose change cursor is on or after the plan's ``read_from``.
 
     District-wide (a row that moved out of the selected schools changed too), read page by
@@ -175,24 +263,33 @@ def changed_rows(hook: PowerSchoolHook, table: str, projection: Iterable[str], p
     fall back to a full read.
     """
     condition = f"{cursor_column(table)}=ge={plan.read_from}"
-    listing = hook.table_listing(DISTRICT_SCOPE, table, tuple(projection), q=f"{q};{condition}" if q else condition,
-                                 identity=identity)
+    listing = hook.table_listing(
+        DISTRICT_SCOPE, table, tuple(projection), q=f"{q};{condition}" if q else condition, identity=identity
+    )
     listing.label = f"changed {table}"
     rows = [row for _listing, page in hook.read_pages([listing], page_by_page=True) for row in page]
     return rows, listing
 
 
-def by_id_reads(hook: PowerSchoolHook, table: str, projection: Iterable[str], column: str, ids: Iterable[str],
-                q: str | None = None, per_read: int = IDS_PER_READ,
-                identity: Callable[[Mapping[str, Any]], str | None] | None = None) -> list[Listing]:
+def by_id_reads(
+    hook: PowerSchoolHook,
+    table: str,
+    projection: Iterable[str],
+    column: str,
+    ids: Iterable[str],
+    q: str | None = None,
+    per_read: int = IDS_PER_READ,
+    identity: Callable[[Mapping[str, Any]], str | None] | None = None,
+) -> list[Listing]:
     """Table reads of the rows whose ``column`` is one of ``ids`` (``column==(a,b,...)``), in batches."""
     ids = sorted(set(ids), key=lambda value: (len(value), value))
     listings = []
     for start in range(0, len(ids), per_read):
-        batch = ids[start:start + per_read]
+        batch = ids[start : start + per_read]
         condition = f"{column}==({','.join(batch)})"
-        listing = hook.table_listing(DISTRICT_SCOPE, table, tuple(projection), q=f"{q};{condition}" if q else condition,
-                                     identity=identity)
+        listing = hook.table_listing(
+            DISTRICT_SCOPE, table, tuple(projection), q=f"{q};{condition}" if q else condition, identity=identity
+        )
         listing.label = f"{table} by {column} ({len(batch)})"
         listings.append(listing)
     return listings
@@ -241,14 +338,20 @@ def carry_forward(
             name = f"carry_drop_{number}"
             connection.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
             connection.exec_driver_sql(f"CREATE TEMPORARY TABLE {name} (value VARCHAR(250) PRIMARY KEY)")
-            connection.execute(text(f"INSERT INTO {name} (value) VALUES (:value)"), [{"value": value} for value in values])
+            connection.execute(
+                text(f"INSERT INTO {name} (value) VALUES (:value)"), [{"value": value} for value in values]
+            )
             conditions.append(f'AND (t."{column}" IS NULL OR t."{column}" NOT IN (SELECT value FROM {name}))')
         where = " ".join(conditions)
-        carried = connection.execute(text(
-            f'INSERT INTO "{table.name}" (run_id, {quoted}) '
-            f"SELECT :run, {', '.join(f't.{name}' for name in quoted.split(', '))} "
-            f'FROM "{table.name}" t WHERE t.district_id = :district AND t.run_id = :base AND t.scope {in_scopes} {where}'),
-            parameters).rowcount
+        carried = connection.execute(
+            text(
+                f'INSERT INTO "{table.name}" (run_id, {quoted}) '
+                f"SELECT :run, {', '.join(f't.{name}' for name in quoted.split(', '))} "
+                f'FROM "{table.name}" t WHERE t.district_id = :district AND t.run_id = :base '
+                f"AND t.scope {in_scopes} {where}"
+            ),
+            parameters,
+        ).rowcount
         # Raw records of the rows carried: every base raw record of the scopes except those of
         # rows left out (few: their source ids go to a temporary table) and those this run
         # read again (already staged with their new raw record).
@@ -256,17 +359,25 @@ def carry_forward(
         connection.exec_driver_sql("CREATE TEMPORARY TABLE carry_raw_drop (value VARCHAR(250))")
         if conditions:
             kept = " AND ".join(condition.removeprefix("AND ") for condition in conditions)
-            connection.execute(text(
-                f'INSERT INTO carry_raw_drop (value) SELECT {raw_key} FROM "{table.name}" t '
-                f"WHERE t.district_id = :district AND t.run_id = :base AND t.scope {in_scopes} AND NOT ({kept}) "
-                f"AND {raw_key} IS NOT NULL"), parameters)
-        connection.execute(text(
-            "INSERT INTO raw_records (district_id, run_id, scope, entity, source_id, payload) "
-            "SELECT r.district_id, :run, r.scope, r.entity, r.source_id, r.payload FROM raw_records r "
-            f"WHERE r.district_id = :district AND r.run_id = :base AND r.entity = :entity AND r.scope {in_scopes} "
-            "AND r.source_id NOT IN (SELECT value FROM carry_raw_drop) "
-            "AND r.source_id NOT IN (SELECT n.source_id FROM raw_records n WHERE n.district_id = :district "
-            "AND n.run_id = :run AND n.entity = :entity AND n.source_id IS NOT NULL)"), parameters)
+            connection.execute(
+                text(
+                    f'INSERT INTO carry_raw_drop (value) SELECT {raw_key} FROM "{table.name}" t '
+                    f"WHERE t.district_id = :district AND t.run_id = :base AND t.scope {in_scopes} AND NOT ({kept}) "
+                    f"AND {raw_key} IS NOT NULL"
+                ),
+                parameters,
+            )
+        connection.execute(
+            text(
+                "INSERT INTO raw_records (district_id, run_id, scope, entity, source_id, payload) "
+                "SELECT r.district_id, :run, r.scope, r.entity, r.source_id, r.payload FROM raw_records r "
+                f"WHERE r.district_id = :district AND r.run_id = :base AND r.entity = :entity AND r.scope {in_scopes} "
+                "AND r.source_id NOT IN (SELECT value FROM carry_raw_drop) "
+                "AND r.source_id NOT IN (SELECT n.source_id FROM raw_records n WHERE n.district_id = :district "
+                "AND n.run_id = :run AND n.entity = :entity AND n.source_id IS NOT NULL)"
+            ),
+            parameters,
+        )
         connection.exec_driver_sql("DROP TABLE IF EXISTS carry_raw_drop")
         for number in range(len(drop)):
             connection.exec_driver_sql(f"DROP TABLE IF EXISTS carry_drop_{number}")
@@ -277,17 +388,28 @@ def staged_counts(engine: Engine, district_id: str, run_id: str, entity: str) ->
     """Rows staged per scope for ``entity`` in this run (read and carried together)."""
     table = STAGED_SOURCE_TABLES[entity].__table__
     with engine.connect() as connection:
-        return {scope: int(count) for scope, count in connection.execute(
-            select(table.c.scope, func.count()).where(table.c.district_id == district_id, table.c.run_id == run_id)
-            .group_by(table.c.scope))}
+        return {
+            scope: int(count)
+            for scope, count in connection.execute(
+                select(table.c.scope, func.count())
+                .where(table.c.district_id == district_id, table.c.run_id == run_id)
+                .group_by(table.c.scope)
+            )
+        }
 
 
 def staged_values(engine: Engine, district_id: str, run_id: str, entity: str, *columns: str) -> list[tuple[Any, ...]]:
     """The ``columns`` of a run's staged rows of ``entity`` (e.g. the base run's sections and their schools)."""
     table = STAGED_SOURCE_TABLES[entity].__table__
     with engine.connect() as connection:
-        return [tuple(row) for row in connection.execute(select(*(table.c[column] for column in columns)).where(
-            table.c.district_id == district_id, table.c.run_id == run_id))]
+        return [
+            tuple(row)
+            for row in connection.execute(
+                select(*(table.c[column] for column in columns)).where(
+                    table.c.district_id == district_id, table.c.run_id == run_id
+                )
+            )
+        ]
 
 
 def staged_ids(engine: Engine, district_id: str, run_id: str, entity: str, column: str) -> set[str]:
@@ -302,9 +424,16 @@ def describe(plan: ReadPlan, extra: Mapping[str, Any] | None = None) -> str:
     return "; ".join(part for part in parts if part)
 
 
-def read_with_plan(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, entity: str,
-                   subset: bool, read_changed: Callable[[ReadPlan], dict[str, Any]],
-                   read_full: Callable[[ReadPlan], dict[str, Any]]) -> dict[str, Any]:
+def read_with_plan(
+    hook: PowerSchoolHook,
+    engine: Engine,
+    config: DistrictConfig,
+    run_id: str,
+    entity: str,
+    subset: bool,
+    read_changed: Callable[[ReadPlan], dict[str, Any]],
+    read_full: Callable[[ReadPlan], dict[str, Any]],
+) -> dict[str, Any]:
     """Run an entity's incremental read when its plan says so, else (or when refused) its full read.
 
     A plugin that may not read a change cursor ("No access to the field", 403) makes the
@@ -338,8 +467,10 @@ FULL_READ_ABOVE_SHARE = 0.25
 
 def check_change_share(entity: str, changed: int, base_rows: int) -> None:
     if changed > max(1000, FULL_READ_ABOVE_SHARE * base_rows):
-        raise TooManyChanges(f"{changed} {entity} rows changed since the last successful run (of {base_rows}): "
-                             f"more than {FULL_READ_ABOVE_SHARE:.0%}, so reading everything again is cheaper")
+        raise TooManyChanges(
+            f"{changed} {entity} rows changed since the last successful run (of {base_rows}): "
+            f"more than {FULL_READ_ABOVE_SHARE:.0%}, so reading everything again is cheaper"
+        )
 
 
 def per_school_changes(
@@ -378,15 +509,17 @@ def per_school_changes(
     for school in schools:
         ids = sorted(set(ids_by_school.get(school, ())), key=lambda value: (len(value), value))
         for start in range(0, len(ids), ids_per_read):
-            listing = listing_for(school, ids[start:start + ids_per_read])
-            listing.label = f"{listing.path} ({len(ids[start:start + ids_per_read])} changed)"
+            listing = listing_for(school, ids[start : start + ids_per_read])
+            listing.label = f"{listing.path} ({len(ids[start : start + ids_per_read])} changed)"
             listings.append(listing)
     _stage_listings(hook, staging, listings, build, page_by_page=True)
     read = sum(staging.written.values())
     carried = carry_forward(engine, config, run_id, entity, plan.base_run_id, drop={key: changed_ids}, scopes=schools)
     written = staged_counts(engine, config.district_id, run_id, entity)
-    note = (f"{plan.note}; {len(changed_ids)} changed by the cursor, {read} read again by id in "
-            f"{len(listings)} requests, {carried} unchanged rows carried forward from run {plan.base_run_id}")
+    note = (
+        f"{plan.note}; {len(changed_ids)} changed by the cursor, {read} read again by id in "
+        f"{len(listings)} requests, {carried} unchanged rows carried forward from run {plan.base_run_id}"
+    )
     summaries = _scope_summaries(listings, written, {school: [] for school in schools})
     if summaries:
         first = summaries[0]

@@ -27,13 +27,23 @@ from sis_learning.hooks.powerschool import Listing, PowerSchoolHook, id_string
 from sis_learning.staging.source import ExtractCount
 
 
-def _scope_summaries(listings: list[Listing], written: Mapping[str, int], extra_notes: Mapping[str, list[str]] | None = None) -> list[dict[str, Any]]:
+def _scope_summaries(
+    listings: list[Listing], written: Mapping[str, int], extra_notes: Mapping[str, list[str]] | None = None
+) -> list[dict[str, Any]]:
     """One summary per scope, adding up the listings read for it."""
     by_scope: dict[str, dict[str, Any]] = {}
     for listing in listings:
         summary = by_scope.setdefault(
             listing.scope,
-            {"scope": listing.scope, "rows": 0, "reported_count": None, "requests": 0, "pages": 0, "mismatch": False, "notes": []},
+            {
+                "scope": listing.scope,
+                "rows": 0,
+                "reported_count": None,
+                "requests": 0,
+                "pages": 0,
+                "mismatch": False,
+                "notes": [],
+            },
         )
         summary["requests"] += listing.requests
         summary["pages"] += listing.pages
@@ -44,7 +54,16 @@ def _scope_summaries(listings: list[Listing], written: Mapping[str, int], extra_
             summary["notes"].append(listing.note if len(listings) == 1 else f"{listing.label}: {listing.note}")
     for scope, notes in (extra_notes or {}).items():
         by_scope.setdefault(
-            scope, {"scope": scope, "rows": 0, "reported_count": None, "requests": 0, "pages": 0, "mismatch": False, "notes": []}
+            scope,
+            {
+                "scope": scope,
+                "rows": 0,
+                "reported_count": None,
+                "requests": 0,
+                "pages": 0,
+                "mismatch": False,
+                "notes": [],
+            },
         )["notes"].extend(notes)
     for scope, summary in by_scope.items():
         summary["rows"] = written.get(scope, 0)
@@ -144,8 +163,13 @@ def _stage_pages(
             _stage_page(staging, scope, scoped, source_id, entity)
 
 
-def _stage_page(staging: EntityStaging, scope: str, built: list[tuple[Mapping[str, Any], dict[str, Any]]],
-                source_id: Callable[[Mapping[str, Any]], str | None], entity: str) -> None:
+def _stage_page(
+    staging: EntityStaging,
+    scope: str,
+    built: list[tuple[Mapping[str, Any], dict[str, Any]]],
+    source_id: Callable[[Mapping[str, Any]], str | None],
+    entity: str,
+) -> None:
     """Stage one page's built rows under ``scope``, each own-id problem staged with its row."""
     kept_records, rows, ids = [], [], []
     problems = []
@@ -217,7 +241,9 @@ def _read_tables(hook: PowerSchoolHook, reads: Mapping[str, TableRead]) -> dict[
 
 
 def _table_requests(reads: Mapping[str, TableRead]) -> int:
-    return sum((read.whole if isinstance(read, SchoolTableRead) else read).requests for read, _columns in reads.values())
+    return sum(
+        (read.whole if isinstance(read, SchoolTableRead) else read).requests for read, _columns in reads.values()
+    )
 
 
 def _id_map(rows: Iterable[tuple[str | None, ...]]) -> dict[str, str]:
@@ -243,8 +269,15 @@ class SchoolTableRead:
     ended. The split costs about one short last page per group.
     """
 
-    def __init__(self, hook: PowerSchoolHook, table: str, projection: tuple[str, ...], numbers: Iterable[str],
-                 q: str | None = None, identity: Callable[[Mapping[str, Any]], str | None] | None = None) -> None:
+    def __init__(
+        self,
+        hook: PowerSchoolHook,
+        table: str,
+        projection: tuple[str, ...],
+        numbers: Iterable[str],
+        q: str | None = None,
+        identity: Callable[[Mapping[str, Any]], str | None] | None = None,
+    ) -> None:
         self.hook = hook
         self.table = table
         self.projection = projection
@@ -289,7 +322,9 @@ def _entity_completed(engine: Engine, config: DistrictConfig, run_id: str, entit
     table = ExtractCount.__table__
     with engine.connect() as connection:
         found = connection.execute(
-            select(table.c.id).where(table.c.district_id == config.district_id, table.c.run_id == run_id, table.c.entity == entity)
+            select(table.c.id).where(
+                table.c.district_id == config.district_id, table.c.run_id == run_id, table.c.entity == entity
+            )
         ).first()
     return found is not None
 
@@ -310,7 +345,8 @@ def minimum_requests(engine: Engine, district_id: str, run_id: str, hook: PowerS
     """
     table = ExtractCount.__table__
     query = select(table.c.entity, table.c.rows, table.c.reported_count).where(
-        table.c.district_id == district_id, table.c.run_id == run_id)
+        table.c.district_id == district_id, table.c.run_id == run_id
+    )
     total = 0
     with engine.connect() as connection:
         for entity, rows, reported in connection.execute(query):

@@ -61,7 +61,10 @@ def selected_school_ids(hook: PowerSchoolHook, config: DistrictConfig) -> list[s
             chosen.append(school_id)
     if unknown:
         source = config.source_file or f"the configuration of district {config.district_id}"
-        known = ", ".join(f"{school_id} (number {id_string(by_id[school_id].get('school_number'))}, {by_id[school_id].get('name')})" for school_id in sorted(by_id, key=_numeric_first)[:20])
+        known = ", ".join(
+            f"{school_id} (number {id_string(by_id[school_id].get('school_number'))}, {by_id[school_id].get('name')})"
+            for school_id in sorted(by_id, key=_numeric_first)[:20]
+        )
         raise UnknownSchoolError(
             f"{source}: schools lists {', '.join(repr(item) for item in unknown)}, which PowerSchool does not have "
             f"(neither a Schools.DCID nor a school number). Fix the `schools` key. PowerSchool's schools: {known}"
@@ -83,7 +86,9 @@ def _schools_in_scope(hook: PowerSchoolHook, config: DistrictConfig, school_ids:
     return school_ids
 
 
-def extract_schools(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, school_ids: list[str] | None = None) -> dict[str, Any]:
+def extract_schools(
+    hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, school_ids: list[str] | None = None
+) -> dict[str, Any]:
     """Stage the selected schools (organizations: Schools.DCID and name).
 
     Args: ``hook`` the district's PowerSchoolHook, ``engine`` staging, ``config`` the district,
@@ -107,7 +112,9 @@ def extract_schools(hook: PowerSchoolHook, engine: Engine, config: DistrictConfi
     staging = EntityStaging(engine, config, run_id, "schools")
     staging.clear([DISTRICT_SCOPE])
     kept = [record for record in records if id_string(record.get("id")) in chosen]
-    staging.write_page(DISTRICT_SCOPE, kept, [build(record) for record in kept], [id_string(record.get("id")) for record in kept])
+    staging.write_page(
+        DISTRICT_SCOPE, kept, [build(record) for record in kept], [id_string(record.get("id")) for record in kept]
+    )
     staging.close()
     left_out = len(records) - len(kept)
     notes = {DISTRICT_SCOPE: [f"{left_out} schools the district did not select were not staged"]} if left_out else None
@@ -124,7 +131,9 @@ TERM_COLUMNS = ("id", "dcid", "schoolid", "name", "abbreviation", "yearid", "fir
 TERMS_TABLE_FROM_SCHOOLS = 3
 
 
-def extract_terms(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, school_ids: list[str] | None = None) -> dict[str, Any]:
+def extract_terms(
+    hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, school_ids: list[str] | None = None
+) -> dict[str, Any]:
     """Stage every term of the selected schools (the class ``year`` is the term id).
 
     For all selected schools at once (the DAG's task), the terms come from one read of
@@ -148,7 +157,9 @@ def extract_terms(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig,
             refused_note = f"read per school because the terms table read was refused: {refused}"
     EntityStaging(engine, config, run_id, "terms").clear([DISTRICT_SCOPE])  # a table read's rows, if any
     listings = [
-        hook.v1_listing(school, f"/ws/v1/school/{school}/term", wrapper="terms", item="term", resource="term", counted=False)
+        hook.v1_listing(
+            school, f"/ws/v1/school/{school}/term", wrapper="terms", item="term", resource="term", counted=False
+        )
         for school in schools
     ]
 
@@ -169,7 +180,9 @@ def extract_terms(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig,
     return _run_extract(hook, engine, config, run_id, "terms", listings, build, notes=notes)
 
 
-def _terms_from_table(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, schools: list[str]) -> dict[str, Any]:
+def _terms_from_table(
+    hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, schools: list[str]
+) -> dict[str, Any]:
     numbers = _school_numbers(hook, schools)
     listing = hook.table_listing(DISTRICT_SCOPE, "terms", TERM_COLUMNS, q=_in_list("schoolid", numbers))
     hook.read_counts([listing])  # a refused table or field fails here, before anything is staged
@@ -198,7 +211,9 @@ def _terms_from_table(hook: PowerSchoolHook, engine: Engine, config: DistrictCon
     return _result(hook, "terms", summaries, source="table")
 
 
-def extract_courses(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, school_ids: list[str] | None = None) -> dict[str, Any]:
+def extract_courses(
+    hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, school_ids: list[str] | None = None
+) -> dict[str, Any]:
     """Stage the courses of the selected schools (the class ``code`` is the course number).
 
     Incremental (docs/extract.md): the ``courses`` table's ``whenmodified`` names the
@@ -212,8 +227,15 @@ def extract_courses(hook: PowerSchoolHook, engine: Engine, config: DistrictConfi
 
     def listing_for(school: str, ids: list[str] | None = None) -> Listing:
         params = {"q": f"id==({','.join(ids)})"} if ids else None
-        return hook.v1_listing(school, f"/ws/v1/school/{school}/course", wrapper="courses", item="course",
-                               resource="course", counted=False, params=params)
+        return hook.v1_listing(
+            school,
+            f"/ws/v1/school/{school}/course",
+            wrapper="courses",
+            item="course",
+            resource="course",
+            counted=False,
+            params=params,
+        )
 
     def build(record: Mapping[str, Any], listing: Listing) -> dict[str, Any]:
         return {
@@ -232,17 +254,30 @@ def extract_courses(hook: PowerSchoolHook, engine: Engine, config: DistrictConfi
             if school is not None and id_string(row.get("dcid")):
                 ids_by_school.setdefault(school, []).append(id_string(row.get("dcid")) or "")
         return incremental.per_school_changes(
-            hook, engine, config, run_id, "courses", plan, schools, changed=changed, cursor_reads=[cursor],
-            ids_by_school=ids_by_school, listing_for=listing_for, build=build,
-            ids_per_read=hook.max_page_size("course") - 1)
+            hook,
+            engine,
+            config,
+            run_id,
+            "courses",
+            plan,
+            schools,
+            changed=changed,
+            cursor_reads=[cursor],
+            ids_by_school=ids_by_school,
+            listing_for=listing_for,
+            build=build,
+            ids_per_read=hook.max_page_size("course") - 1,
+        )
 
     def read_full(plan: incremental.ReadPlan) -> dict[str, Any]:
         notes = {schools[0]: [plan.note]} if plan.fallback and schools else None
-        return _run_extract(hook, engine, config, run_id, "courses", [listing_for(school) for school in schools], build,
-                            notes=notes)
+        return _run_extract(
+            hook, engine, config, run_id, "courses", [listing_for(school) for school in schools], build, notes=notes
+        )
 
-    return incremental.read_with_plan(hook, engine, config, run_id, "courses", school_ids is not None,
-                                      read_changed, read_full)
+    return incremental.read_with_plan(
+        hook, engine, config, run_id, "courses", school_ids is not None, read_changed, read_full
+    )
 
 
 def _school_numbers(hook: PowerSchoolHook, school_ids: list[str]) -> dict[str, str]:

@@ -1,5 +1,4 @@
-"""Sections and rosters: sections, section enrollments (CC) and section teachers.
-"""
+"""Sections and rosters: sections, section enrollments (CC) and section teachers."""
 
 from __future__ import annotations
 
@@ -34,7 +33,9 @@ from sis_learning.hooks.powerschool import Listing, PowerSchoolHook, id_string
 from sis_learning.staging.source import STAGED_SOURCE_TABLES
 
 
-def _sections_listing(hook: PowerSchoolHook, config: DistrictConfig, school: str, ids: list[str] | None = None) -> Listing:
+def _sections_listing(
+    hook: PowerSchoolHook, config: DistrictConfig, school: str, ids: list[str] | None = None
+) -> Listing:
     """A school's sections in terms from the import start year on (the filter is in the request)."""
     q = f"term.start_year=ge={config.import_start_year}"
     return hook.v1_listing(
@@ -47,7 +48,9 @@ def _sections_listing(hook: PowerSchoolHook, config: DistrictConfig, school: str
     )
 
 
-def extract_sections(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, school_ids: list[str] | None = None) -> dict[str, Any]:
+def extract_sections(
+    hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, school_ids: list[str] | None = None
+) -> dict[str, Any]:
     """Stage the sections of terms from the import start year on.
 
     The start year filter is part of the request (``q=term.start_year=ge=YEAR``), so older
@@ -85,27 +88,45 @@ def extract_sections(hook: PowerSchoolHook, engine: Engine, config: DistrictConf
             if school is not None and id_string(row.get("dcid")):
                 ids_by_school.setdefault(school, []).append(id_string(row.get("dcid")) or "")
         return incremental.per_school_changes(
-            hook, engine, config, run_id, "sections", plan, schools, changed=changed, cursor_reads=[cursor],
-            ids_by_school=ids_by_school, listing_for=lambda school, ids: _sections_listing(hook, config, school, ids),
-            build=build, ids_per_read=hook.max_page_size("section") - 1)
+            hook,
+            engine,
+            config,
+            run_id,
+            "sections",
+            plan,
+            schools,
+            changed=changed,
+            cursor_reads=[cursor],
+            ids_by_school=ids_by_school,
+            listing_for=lambda school, ids: _sections_listing(hook, config, school, ids),
+            build=build,
+            ids_per_read=hook.max_page_size("section") - 1,
+        )
 
     def read_full(plan: incremental.ReadPlan) -> dict[str, Any]:
         listings = [_sections_listing(hook, config, school) for school in schools]
         notes = {schools[0]: [plan.note]} if plan.fallback and schools else None
         return _run_extract(hook, engine, config, run_id, "sections", listings, build, notes=notes)
 
-    return incremental.read_with_plan(hook, engine, config, run_id, "sections", school_ids is not None,
-                                      read_changed, read_full)
+    return incremental.read_with_plan(
+        hook, engine, config, run_id, "sections", school_ids is not None, read_changed, read_full
+    )
 
 
-def _section_map_reads(hook: PowerSchoolHook, config: DistrictConfig, numbers: Mapping[str, str]) -> dict[str, TableRead]:
+def _section_map_reads(
+    hook: PowerSchoolHook, config: DistrictConfig, numbers: Mapping[str, str]
+) -> dict[str, TableRead]:
     """The table reads behind :func:`_section_map`: sections from the start year, and terms."""
-    sections = SchoolTableRead(hook, "sections", ("id", "dcid", "schoolid", "termid"), numbers, q=f"termid=ge={_first_term_id(config)}")
+    sections = SchoolTableRead(
+        hook, "sections", ("id", "dcid", "schoolid", "termid"), numbers, q=f"termid=ge={_first_term_id(config)}"
+    )
     terms = SchoolTableRead(hook, "terms", ("id", "dcid", "schoolid"), numbers)
     return {"sections": (sections, ("id", "dcid", "schoolid", "termid")), "terms": (terms, ("schoolid", "id", "dcid"))}
 
 
-def _section_map(found: Mapping[str, list[tuple[str | None, ...]]], numbers: Mapping[str, str]) -> dict[str, tuple[str, str, str | None]]:
+def _section_map(
+    found: Mapping[str, list[tuple[str | None, ...]]], numbers: Mapping[str, str]
+) -> dict[str, tuple[str, str, str | None]]:
     """Sections.ID -> (Sections.DCID, school id, term id) for the sections extract stages."""
     term_ids = {(number or "", term or ""): dcid or "" for number, term, dcid in found["terms"]}
     sections: dict[str, tuple[str, str, str | None]] = {}
@@ -116,7 +137,9 @@ def _section_map(found: Mapping[str, list[tuple[str | None, ...]]], numbers: Map
     return sections
 
 
-def extract_section_enrollments(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, school_ids: list[str] | None = None) -> dict[str, Any]:
+def extract_section_enrollments(
+    hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, school_ids: list[str] | None = None
+) -> dict[str, Any]:
     """Stage the section enrollments (rosters) of the sections extract stages.
 
     District-wide through the CC table (one paged read instead of one call per section),
@@ -145,8 +168,9 @@ def extract_section_enrollments(hook: PowerSchoolHook, engine: Engine, config: D
     def read_changed(plan: incremental.ReadPlan) -> dict[str, Any]:
         return _section_enrollments_changed(hook, engine, config, run_id, schools, plan)
 
-    return incremental.read_with_plan(hook, engine, config, run_id, "section_enrollments", school_ids is not None,
-                                      read_changed, read_full)
+    return incremental.read_with_plan(
+        hook, engine, config, run_id, "section_enrollments", school_ids is not None, read_changed, read_full
+    )
 
 
 CC_COLUMNS = ("id", "dcid", "studentid", "sectionid", "dateenrolled", "dateleft")
@@ -198,14 +222,28 @@ class _CcRows:
 
     def notes(self) -> list[str]:
         skipped = self.skipped
-        return [note for note in (
-            f"{skipped['section']} CC rows of sections not staged (other schools or terms) left out" if skipped["section"] else "",
-            f"{skipped['student']} CC rows of students not active in the selected schools left out" if skipped["student"] else "",
-        ) if note]
+        return [
+            note
+            for note in (
+                f"{skipped['section']} CC rows of sections not staged (other schools or terms) left out"
+                if skipped["section"]
+                else "",
+                f"{skipped['student']} CC rows of students not active in the selected schools left out"
+                if skipped["student"]
+                else "",
+            )
+            if note
+        ]
 
 
-def _section_enrollments_from_cc(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str,
-                                 schools: list[str], plan: incremental.ReadPlan) -> dict[str, Any]:
+def _section_enrollments_from_cc(
+    hook: PowerSchoolHook,
+    engine: Engine,
+    config: DistrictConfig,
+    run_id: str,
+    schools: list[str],
+    plan: incremental.ReadPlan,
+) -> dict[str, Any]:
     numbers = _school_numbers(hook, schools)
     # Only the columns staging uses: a CC row's school and term are its section's (from the
     # section map), so CC.SchoolID and CC.TermID are filtered on but not transferred (a
@@ -222,19 +260,37 @@ def _section_enrollments_from_cc(hook: PowerSchoolHook, engine: Engine, config: 
     staging = EntityStaging(engine, config, run_id, "section_enrollments")
     staging.clear([DISTRICT_SCOPE])
     parts = cc_read.parts()
-    _stage_listings(hook, staging, parts, rows.build, source_id=lambda row: id_string(row.get("dcid") or row.get("id")),
-                    page_by_page=len(parts) > 1)
+    _stage_listings(
+        hook,
+        staging,
+        parts,
+        rows.build,
+        source_id=lambda row: id_string(row.get("dcid") or row.get("id")),
+        page_by_page=len(parts) > 1,
+    )
     cc_read.finish()
     summaries = _scope_summaries([cc], staging.written, {DISTRICT_SCOPE: [plan.note, *rows.notes()]})
     # The cross-check compares CC rows read with CC's count, not the staged subset.
     summaries[0]["mismatch"] = cc.mismatch
     staging.write_counts(summaries)
-    return _result(hook, "section_enrollments", summaries, source="cc", translation_requests=_table_requests(reads),
-                   carried_forward=0)
+    return _result(
+        hook,
+        "section_enrollments",
+        summaries,
+        source="cc",
+        translation_requests=_table_requests(reads),
+        carried_forward=0,
+    )
 
 
-def _section_enrollments_changed(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str,
-                                 schools: list[str], plan: incremental.ReadPlan) -> dict[str, Any]:
+def _section_enrollments_changed(
+    hook: PowerSchoolHook,
+    engine: Engine,
+    config: DistrictConfig,
+    run_id: str,
+    schools: list[str],
+    plan: incremental.ReadPlan,
+) -> dict[str, Any]:
     """CC rows changed since the cursor, those of students and sections new in scope, the rest carried.
 
     Self-contained (it reads no other task's rows of this run): today's active students and
@@ -253,10 +309,13 @@ def _section_enrollments_changed(hook: PowerSchoolHook, engine: Engine, config: 
     incremental.check_change_share("section_enrollments", cc_read.whole.reported_count or 0, base_rows)
     changed_students, students_cursor = incremental.changed_rows(hook, "students", STUDENT_MAP_COLUMNS, plan)
     changed_sections, sections_cursor = incremental.changed_rows(hook, "sections", SECTION_MAP_COLUMNS, plan)
-    terms_listing = hook.table_listing(DISTRICT_SCOPE, "terms", ("id", "dcid", "schoolid"),
-                                       q=f"schoolid==({','.join(sorted(numbers))})")
-    term_ids = {(id_string(row.get("schoolid")) or "", id_string(row.get("id")) or ""): id_string(row.get("dcid"))
-                for row in incremental.read_rows(hook, [terms_listing])}
+    terms_listing = hook.table_listing(
+        DISTRICT_SCOPE, "terms", ("id", "dcid", "schoolid"), q=f"schoolid==({','.join(sorted(numbers))})"
+    )
+    term_ids = {
+        (id_string(row.get("schoolid")) or "", id_string(row.get("id")) or ""): id_string(row.get("dcid"))
+        for row in incremental.read_rows(hook, [terms_listing])
+    }
     requests = [cc_read.whole, students_cursor, sections_cursor, terms_listing]
 
     # Today's active students (DCIDs) and staged sections (DCID -> school, term): the base
@@ -279,8 +338,13 @@ def _section_enrollments_changed(hook: PowerSchoolHook, engine: Engine, config: 
     for row in changed_students:
         note_student(row)
     new_students = [student_id for student_id, dcid in student_ids.items() if dcid not in base_students]
-    base_sections = {dcid: (school, term) for dcid, school, term in incremental.staged_values(
-        engine, district, base, "sections", "section_id", "school_id", "term_id") if dcid}
+    base_sections = {
+        dcid: (school, term)
+        for dcid, school, term in incremental.staged_values(
+            engine, district, base, "sections", "section_id", "school_id", "term_id"
+        )
+        if dcid
+    }
     staged_sections = dict(base_sections)
     section_ids: dict[str, tuple[str, str, str | None]] = {}  # Sections.ID -> (DCID, school, term) in scope
     moved: dict[str, tuple[str, str | None]] = {}  # sections whose school or term changed
@@ -301,7 +365,9 @@ def _section_enrollments_changed(hook: PowerSchoolHook, engine: Engine, config: 
 
     for row in changed_sections:
         note_section(row)
-    new_sections = [section_id for section_id, (dcid, _school, _term) in section_ids.items() if dcid not in base_sections]
+    new_sections = [
+        section_id for section_id, (dcid, _school, _term) in section_ids.items() if dcid not in base_sections
+    ]
 
     # The CC rows to stage afresh: changed ones, and every row of a student or section new in scope.
     parts = cc_read.parts()
@@ -315,9 +381,13 @@ def _section_enrollments_changed(hook: PowerSchoolHook, engine: Engine, config: 
     cc_read.finish()
     # Ids of those rows not met yet: read by id (unchanged students and sections).
     unknown_students = {id_string(row.get("studentid")) or "" for row in cc_rows.values()} - set(student_ids) - {""}
-    unknown_sections = {str(abs(value)) for row in cc_rows.values() if (value := _integer_value(row.get("sectionid")))} - set(section_ids)
-    map_reads = [*incremental.by_id_reads(hook, "students", STUDENT_MAP_COLUMNS, "id", unknown_students),
-                 *incremental.by_id_reads(hook, "sections", SECTION_MAP_COLUMNS, "id", unknown_sections)]
+    unknown_sections = {
+        str(abs(value)) for row in cc_rows.values() if (value := _integer_value(row.get("sectionid")))
+    } - set(section_ids)
+    map_reads = [
+        *incremental.by_id_reads(hook, "students", STUDENT_MAP_COLUMNS, "id", unknown_students),
+        *incremental.by_id_reads(hook, "sections", SECTION_MAP_COLUMNS, "id", unknown_sections),
+    ]
     for listing, page in hook.read_pages(map_reads, page_by_page=True):
         for row in page:
             if listing.path.endswith("/students"):
@@ -335,53 +405,92 @@ def _section_enrollments_changed(hook: PowerSchoolHook, engine: Engine, config: 
     records = list(cc_rows.values())
     source_id = lambda row: id_string(row.get("dcid") or row.get("id"))  # noqa: E731
     for start in range(0, len(records), 5000):
-        page = records[start:start + 5000]
-        _stage_page(staging, DISTRICT_SCOPE, [(record, row) for record in page if (row := rows.build(record))], source_id,
-                    "section_enrollments")
+        page = records[start : start + 5000]
+        _stage_page(
+            staging,
+            DISTRICT_SCOPE,
+            [(record, row) for record in page if (row := rows.build(record))],
+            source_id,
+            "section_enrollments",
+        )
     staging.close()
     read = staging.written.get(DISTRICT_SCOPE, 0)
     left_students = base_students - active
     left_sections = set(base_sections) - set(staged_sections)
     carried = incremental.carry_forward(
-        engine, config, run_id, "section_enrollments", base,
+        engine,
+        config,
+        run_id,
+        "section_enrollments",
+        base,
         drop={"enrollment_id": set(cc_rows), "student_id": left_students, "section_id": left_sections},
-        scopes=[DISTRICT_SCOPE])
+        scopes=[DISTRICT_SCOPE],
+    )
     if moved:
         table = STAGED_SOURCE_TABLES["section_enrollments"].__table__
         with engine.begin() as connection:
             for dcid, (school, term) in moved.items():
-                connection.execute(table.update().where(
-                    table.c.district_id == district, table.c.run_id == run_id, table.c.section_id == dcid,
-                ).values(school_id=school, term_id=term))
+                connection.execute(
+                    table.update()
+                    .where(
+                        table.c.district_id == district,
+                        table.c.run_id == run_id,
+                        table.c.section_id == dcid,
+                    )
+                    .values(school_id=school, term_id=term)
+                )
     all_reads = [*requests, *reads, *map_reads]
     written = incremental.staged_counts(engine, district, run_id, "section_enrollments")
-    note = (f"{plan.note}; {len(cc_rows)} CC rows read as changed or new ({len(changed_students)} students and "
-            f"{len(changed_sections)} sections changed, {len(new_students)} students and {len(new_sections)} sections "
-            f"new in scope), {read} staged afresh, {carried} unchanged rows carried forward from run {base}")
+    note = (
+        f"{plan.note}; {len(cc_rows)} CC rows read as changed or new ({len(changed_students)} students and "
+        f"{len(changed_sections)} sections changed, {len(new_students)} students and {len(new_sections)} sections "
+        f"new in scope), {read} staged afresh, {carried} unchanged rows carried forward from run {base}"
+    )
     summary = {
-        "scope": DISTRICT_SCOPE, "rows": written.get(DISTRICT_SCOPE, 0), "reported_count": None,
-        "requests": sum(listing.requests for listing in all_reads), "pages": sum(listing.pages for listing in all_reads),
-        "mismatch": False, "note": "; ".join([note, *rows.notes()]),
+        "scope": DISTRICT_SCOPE,
+        "rows": written.get(DISTRICT_SCOPE, 0),
+        "reported_count": None,
+        "requests": sum(listing.requests for listing in all_reads),
+        "pages": sum(listing.pages for listing in all_reads),
+        "mismatch": False,
+        "note": "; ".join([note, *rows.notes()]),
     }
     staging.write_counts([summary])
-    return _result(hook, "section_enrollments", [summary], source="cc", carried_forward=carried,
-                   translation_requests=sum(listing.requests for listing in map_reads))
+    return _result(
+        hook,
+        "section_enrollments",
+        [summary],
+        source="cc",
+        carried_forward=carried,
+        translation_requests=sum(listing.requests for listing in map_reads),
+    )
 
 
-def _section_enrollments_per_section(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, schools: list[str], reason: str) -> dict[str, Any]:
+def _section_enrollments_per_section(
+    hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, schools: list[str], reason: str
+) -> dict[str, Any]:
     # The fallback reads its own section and student ids (the same listings extract_sections
     # and extract_students read), so it does not depend on those tasks having run first.
     section_listings = [_sections_listing(hook, config, school) for school in schools]
     sections: dict[str, tuple[str | None, str | None]] = {}
     for listing, rows in hook.read_pages(section_listings, page_by_page=True):
         for row in rows:
-            sections[id_string(row.get("id")) or ""] = (_text(row.get("school_id")) or listing.scope, _text(row.get("term_id")))
+            sections[id_string(row.get("id")) or ""] = (
+                _text(row.get("school_id")) or listing.scope,
+                _text(row.get("term_id")),
+            )
     student_listings = [
-        hook.v1_listing(school, f"/ws/v1/school/{school}/student", wrapper="students", item="student", resource="student")
+        hook.v1_listing(
+            school, f"/ws/v1/school/{school}/student", wrapper="students", item="student", resource="student"
+        )
         for school in schools
     ]
     # The same population as the CC read: enrollments of active students of the selected schools.
-    students = {id_string(row.get("id")) for _listing, rows in hook.read_pages(student_listings, page_by_page=True) for row in rows}
+    students = {
+        id_string(row.get("id"))
+        for _listing, rows in hook.read_pages(student_listings, page_by_page=True)
+        for row in rows
+    }
     reference_requests = sum(listing.requests for listing in [*section_listings, *student_listings])
     listings = [
         hook.v1_listing(
@@ -432,10 +541,14 @@ def _section_enrollments_per_section(hook: PowerSchoolHook, engine: Engine, conf
         "note": note,
     }
     staging.write_counts([summary])
-    return _result(hook, "section_enrollments", [summary], source="per_section", translation_requests=reference_requests)
+    return _result(
+        hook, "section_enrollments", [summary], source="per_section", translation_requests=reference_requests
+    )
 
 
-def extract_section_teachers(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, school_ids: list[str] | None = None) -> dict[str, Any]:
+def extract_section_teachers(
+    hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, school_ids: list[str] | None = None
+) -> dict[str, Any]:
     """Stage section teachers (lead and co-teachers) from SectionTeacher + RoleDef.
 
     Sections.ID and Teachers.ID are translated to DCIDs; rows of sections extract does not
@@ -447,7 +560,9 @@ def extract_section_teachers(hook: PowerSchoolHook, engine: Engine, config: Dist
     """
     schools = _schools_in_scope(hook, config, school_ids)
     numbers = _school_numbers(hook, schools)
-    roles_listing = hook.table_listing(DISTRICT_SCOPE, "roledef", ("id", "name"), identity=lambda row: id_string(row.get("id")))
+    roles_listing = hook.table_listing(
+        DISTRICT_SCOPE, "roledef", ("id", "name"), identity=lambda row: id_string(row.get("id"))
+    )
     teachers_listing = hook.table_listing(DISTRICT_SCOPE, "teachers", ("id", "dcid"), q="status==1")
     reads = {
         **_section_map_reads(hook, config, numbers),
@@ -488,7 +603,9 @@ def extract_section_teachers(hook: PowerSchoolHook, engine: Engine, config: Dist
     staging.clear([DISTRICT_SCOPE])
     _stage_listings(hook, staging, [listing], build, source_id=lambda row: id_string(row.get("id")))
     notes = [
-        f"{skipped['section']} rows of sections not staged (other schools or terms) left out" if skipped["section"] else "",
+        f"{skipped['section']} rows of sections not staged (other schools or terms) left out"
+        if skipped["section"]
+        else "",
         f"{skipped['teacher']} rows of teachers who are not active left out" if skipped["teacher"] else "",
     ]
     summaries = _scope_summaries([listing], staging.written, {DISTRICT_SCOPE: [note for note in notes if note]})

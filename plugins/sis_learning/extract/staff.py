@@ -1,5 +1,4 @@
-"""Staff: the active staff of the selected schools, once each.
-"""
+"""Staff: the active staff of the selected schools, once each."""
 
 from __future__ import annotations
 
@@ -23,7 +22,9 @@ from sis_learning.hooks.powerschool import Listing, PowerSchoolHook, id_string
 STAFF_EXPANSIONS = "emails,school_affiliations"
 
 
-def extract_staff(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, school_ids: list[str] | None = None) -> dict[str, Any]:
+def extract_staff(
+    hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, school_ids: list[str] | None = None
+) -> dict[str, Any]:
     """Stage the active staff of the selected schools, once each.
 
     A teacher affiliated with several selected schools is listed by each of them; the row
@@ -40,8 +41,9 @@ def extract_staff(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig,
         params = {"expansions": STAFF_EXPANSIONS}
         if ids:
             params["q"] = f"id==({','.join(ids)})"
-        return hook.v1_listing(school, f"/ws/v1/school/{school}/staff", wrapper="staffs", item="staff", resource="staff",
-                               params=params)
+        return hook.v1_listing(
+            school, f"/ws/v1/school/{school}/staff", wrapper="staffs", item="staff", resource="staff", params=params
+        )
 
     seen: dict[str, str] = {}  # staff id -> the school it is staged under
     shared: dict[str, int] = {}
@@ -90,8 +92,12 @@ def extract_staff(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig,
         # base run and of its home school (affiliations live in the v1 record, not the table).
         changed, cursor = incremental.changed_rows(hook, "teachers", ("dcid", "schoolid"), plan)
         numbers = _school_numbers(hook, schools)
-        affiliated = {staff_id: (affiliations or "").split(",") for staff_id, affiliations in incremental.staged_values(
-            engine, config.district_id, plan.base_run_id or "", "staff", "staff_id", "school_ids")}
+        affiliated = {
+            staff_id: (affiliations or "").split(",")
+            for staff_id, affiliations in incremental.staged_values(
+                engine, config.district_id, plan.base_run_id or "", "staff", "staff_id", "school_ids"
+            )
+        }
         selected = set(schools)
         ids_by_school: dict[str, set[str]] = {}
         for row in changed:
@@ -103,21 +109,35 @@ def extract_staff(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig,
                 if school in selected:
                     ids_by_school.setdefault(school, set()).add(staff_id)
         return incremental.per_school_changes(
-            hook, engine, config, run_id, "staff", plan, schools, changed=changed, cursor_reads=[cursor],
-            ids_by_school=ids_by_school, listing_for=listing_for, build=build,
-            ids_per_read=hook.max_page_size("staff") - 1)
+            hook,
+            engine,
+            config,
+            run_id,
+            "staff",
+            plan,
+            schools,
+            changed=changed,
+            cursor_reads=[cursor],
+            ids_by_school=ids_by_school,
+            listing_for=listing_for,
+            build=build,
+            ids_per_read=hook.max_page_size("staff") - 1,
+        )
 
     def read_full(plan: incremental.ReadPlan) -> dict[str, Any]:
         listings = [listing_for(school) for school in schools]
         staging = EntityStaging(engine, config, run_id, "staff")
         staging.clear(schools)
         _stage_listings(hook, staging, listings, build, page_by_page=True)
-        notes = {scope: [f"{count} staff already staged under another selected school"] for scope, count in shared.items()}
+        notes = {
+            scope: [f"{count} staff already staged under another selected school"] for scope, count in shared.items()
+        }
         if plan.fallback and schools:
             notes.setdefault(schools[0], []).insert(0, plan.note)
         summaries = _scope_summaries(listings, staging.written, notes)
         staging.write_counts(summaries)
         return _result(hook, "staff", summaries)
 
-    return incremental.read_with_plan(hook, engine, config, run_id, "staff", school_ids is not None,
-                                      read_changed, read_full)
+    return incremental.read_with_plan(
+        hook, engine, config, run_id, "staff", school_ids is not None, read_changed, read_full
+    )

@@ -1,5 +1,4 @@
-"""Students: active students with their school enrollment and contact email.
-"""
+"""Students: active students with their school enrollment and contact email."""
 
 from __future__ import annotations
 
@@ -39,7 +38,9 @@ def _student_row(record: Mapping[str, Any], listing: Listing) -> dict[str, Any]:
     }
 
 
-def extract_students(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, school_ids: list[str] | None = None) -> dict[str, Any]:
+def extract_students(
+    hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, school_ids: list[str] | None = None
+) -> dict[str, Any]:
     """Stage the active students of the selected schools with enrollment and contact email.
 
     The v1 student listing returns students with an Active enrollment (enroll_status 0)
@@ -57,8 +58,14 @@ def extract_students(hook: PowerSchoolHook, engine: Engine, config: DistrictConf
 
     def read_full(plan: incremental.ReadPlan) -> dict[str, Any]:
         listings = [
-            hook.v1_listing(school, f"/ws/v1/school/{school}/student", wrapper="students", item="student",
-                            resource="student", params={"expansions": STUDENT_EXPANSIONS})
+            hook.v1_listing(
+                school,
+                f"/ws/v1/school/{school}/student",
+                wrapper="students",
+                item="student",
+                resource="student",
+                params={"expansions": STUDENT_EXPANSIONS},
+            )
             for school in schools
         ]
         notes = {schools[0]: [plan.note]} if plan.fallback and schools else None
@@ -67,28 +74,48 @@ def extract_students(hook: PowerSchoolHook, engine: Engine, config: DistrictConf
     def read_changed(plan: incremental.ReadPlan) -> dict[str, Any]:
         return _students_changed(hook, engine, config, run_id, schools, plan)
 
-    return incremental.read_with_plan(hook, engine, config, run_id, "students", school_ids is not None,
-                                      read_changed, read_full)
+    return incremental.read_with_plan(
+        hook, engine, config, run_id, "students", school_ids is not None, read_changed, read_full
+    )
 
 
-def _students_changed(hook: PowerSchoolHook, engine: Engine, config: DistrictConfig, run_id: str, schools: list[str],
-                      plan: incremental.ReadPlan) -> dict[str, Any]:
+def _students_changed(
+    hook: PowerSchoolHook,
+    engine: Engine,
+    config: DistrictConfig,
+    run_id: str,
+    schools: list[str],
+    plan: incremental.ReadPlan,
+) -> dict[str, Any]:
     assert plan.base_run_id is not None
     changed, cursor = incremental.changed_rows(hook, "students", ("dcid", "schoolid", "enroll_status"), plan)
     numbers = _school_numbers(hook, schools)
     changed_ids = {id_string(row.get("dcid")) for row in changed} - {None}
     # Only the changed students a full read would list: active (enroll_status 0) in a selected school.
-    wanted = sorted({id_string(row.get("dcid")) or "" for row in changed
-                     if id_string(row.get("enroll_status")) == "0" and id_string(row.get("schoolid")) in numbers} - {""},
-                    key=lambda value: (len(value), value))
+    wanted = sorted(
+        {
+            id_string(row.get("dcid")) or ""
+            for row in changed
+            if id_string(row.get("enroll_status")) == "0" and id_string(row.get("schoolid")) in numbers
+        }
+        - {""},
+        key=lambda value: (len(value), value),
+    )
     per_read = hook.max_page_size("student") - 1  # never a full page: one request per batch
     listings = []
     for start in range(0, len(wanted), per_read):
-        batch = wanted[start:start + per_read]
-        listings.append(hook.v1_listing(
-            DISTRICT_SCOPE, "/ws/v1/district/student", wrapper="students", item="student", resource="student",
-            params={"expansions": STUDENT_EXPANSIONS, "q": f"id==({','.join(batch)})"},
-            label=f"/ws/v1/district/student ({len(batch)} changed)"))
+        batch = wanted[start : start + per_read]
+        listings.append(
+            hook.v1_listing(
+                DISTRICT_SCOPE,
+                "/ws/v1/district/student",
+                wrapper="students",
+                item="student",
+                resource="student",
+                params={"expansions": STUDENT_EXPANSIONS, "q": f"id==({','.join(batch)})"},
+                label=f"/ws/v1/district/student ({len(batch)} changed)",
+            )
+        )
     selected = set(schools)
 
     def build(record: Mapping[str, Any], listing: Listing) -> dict[str, Any] | None:
@@ -99,18 +126,24 @@ def _students_changed(hook: PowerSchoolHook, engine: Engine, config: DistrictCon
     staging.clear(schools)
     _stage_listings(hook, staging, listings, build, page_by_page=True, scope_of=lambda row, _listing: row["school_id"])
     read = sum(staging.written.values())
-    carried = incremental.carry_forward(engine, config, run_id, "students", plan.base_run_id,
-                                        drop={"student_id": changed_ids}, scopes=schools)
+    carried = incremental.carry_forward(
+        engine, config, run_id, "students", plan.base_run_id, drop={"student_id": changed_ids}, scopes=schools
+    )
     written = incremental.staged_counts(engine, config.district_id, run_id, "students")
     summaries = _scope_summaries([], written, {school: [] for school in schools})
     if summaries:
         first = summaries[0]
         first["requests"] = cursor.requests + sum(listing.requests for listing in listings)
         first["pages"] = cursor.pages + sum(listing.pages for listing in listings)
-        first["note"] = (f"{plan.note}; {len(changed_ids)} students changed by the cursor, {read} active in a selected "
-                         f"school read again by id in {len(listings)} requests, {carried} unchanged rows carried "
-                         f"forward from run {plan.base_run_id}")
-        problems = [f"{count} records staged for rejection as {rule}" for (_scope, rule), count in sorted(staging.problems.items())]
+        first["note"] = (
+            f"{plan.note}; {len(changed_ids)} students changed by the cursor, {read} active in a selected "
+            f"school read again by id in {len(listings)} requests, {carried} unchanged rows carried "
+            f"forward from run {plan.base_run_id}"
+        )
+        problems = [
+            f"{count} records staged for rejection as {rule}"
+            for (_scope, rule), count in sorted(staging.problems.items())
+        ]
         if problems:
             first["note"] += "; " + "; ".join(problems)
     staging.write_counts(summaries)

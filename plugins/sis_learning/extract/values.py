@@ -1,5 +1,4 @@
-"""Value helpers: PowerSchool's text, integer, boolean and date shapes as staged values.
-"""
+"""Value helpers: PowerSchool's text, integer, boolean and date shapes as staged values."""
 
 from __future__ import annotations
 
@@ -110,18 +109,29 @@ def value_problems(entity: str, row: dict[str, Any]) -> list[dict[str, str]] | N
             problems = problems or []
             # The value as sent, its control characters written as escapes (staging cannot hold NUL).
             shown = CONTROL_CHARACTERS.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
-            problems.append({"rule": CONTROL_CHARACTERS_RULE, "field": column, "value": shown[:VALUE_QUOTE_MAX_LENGTH],
-                             "reason": f"the {column} {quoted(text)} holds control or bidirectional characters; "
-                                       f"they were removed (imported as {quoted(cleaned) if cleaned else 'nothing'})"})
+            problems.append(
+                {
+                    "rule": CONTROL_CHARACTERS_RULE,
+                    "field": column,
+                    "value": shown[:VALUE_QUOTE_MAX_LENGTH],
+                    "reason": f"the {column} {quoted(text)} holds control or bidirectional characters; "
+                    f"they were removed (imported as {quoted(cleaned) if cleaned else 'nothing'})",
+                }
+            )
     for column in CHECKED_INTEGER_COLUMNS.get(entity, ()):
         number = row.get(column)
         if type(number) is NotInteger:
             row[column] = None
             problems = problems or []
-            problems.append({"rule": NON_INTEGER_VALUE_RULE, "field": column,
-                             "value": number.raw[:VALUE_QUOTE_MAX_LENGTH],
-                             "reason": f"the {column} {quoted(number.raw)} is not an integer (PowerSchool stores a "
-                                       "whole number there); it is not truncated or guessed"})
+            problems.append(
+                {
+                    "rule": NON_INTEGER_VALUE_RULE,
+                    "field": column,
+                    "value": number.raw[:VALUE_QUOTE_MAX_LENGTH],
+                    "reason": f"the {column} {quoted(number.raw)} is not an integer (PowerSchool stores a "
+                    "whole number there); it is not truncated or guessed",
+                }
+            )
     return problems
 
 

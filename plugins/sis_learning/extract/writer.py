@@ -75,7 +75,9 @@ class EntityStaging:
             )
         self.written = {}
 
-    def write_page(self, scope: str, records: list[Mapping[str, Any]], rows: list[dict[str, Any]], source_ids: list[str | None]) -> None:
+    def write_page(
+        self, scope: str, records: list[Mapping[str, Any]], rows: list[dict[str, Any]], source_ids: list[str | None]
+    ) -> None:
         """Hand one page to the writer: raw JSON and typed rows, committed together."""
         if not rows:
             return
@@ -159,15 +161,22 @@ class EntityStaging:
                 values = identity.split(":") if len(keys) > 1 else [identity]
                 if len(values) != len(keys):
                     continue
-                shown = ", ".join(f"{field_name} {value}" for (_column, field_name), value in zip(keys, values, strict=True))
+                shown = ", ".join(
+                    f"{field_name} {value}" for (_column, field_name), value in zip(keys, values, strict=True)
+                )
                 connection.execute(
                     table.update()
-                    .where(table.c.district_id == self.district_id, table.c.run_id == self.run_id,
-                           table.c.scope == scope,
-                           *[table.c[column] == value for (column, _field), value in zip(keys, values, strict=True)])
-                    .values(source_problem=DUPLICATE_SOURCE_ID,
-                            source_problem_reason=f"PowerSchool listed {shown} more than once with different values; "
-                                                  "which record is right cannot be told, so every copy is rejected")
+                    .where(
+                        table.c.district_id == self.district_id,
+                        table.c.run_id == self.run_id,
+                        table.c.scope == scope,
+                        *[table.c[column] == value for (column, _field), value in zip(keys, values, strict=True)],
+                    )
+                    .values(
+                        source_problem=DUPLICATE_SOURCE_ID,
+                        source_problem_reason=f"PowerSchool listed {shown} more than once with different values; "
+                        "which record is right cannot be told, so every copy is rejected",
+                    )
                 )
 
     def write_counts(self, summaries: list[dict[str, Any]]) -> None:
@@ -253,8 +262,13 @@ def source_id_problem(entity: str, row: Mapping[str, Any]) -> tuple[str, str] | 
     for column, field_name in SOURCE_KEYS[entity]:
         value = row[column]
         if value is None:
-            return MISSING_SOURCE_ID, f"the PowerSchool record has no {field_name} (the {entity} id); it cannot be identified"
+            return (
+                MISSING_SOURCE_ID,
+                f"the PowerSchool record has no {field_name} (the {entity} id); it cannot be identified",
+            )
         if not (value.isascii() and value.isdigit()):
-            return NON_INTEGER_SOURCE_ID, (f"the PowerSchool record's {field_name} is {quoted(value)}, not an integer "
-                                           "(PowerSchool ids are integers)")
+            return NON_INTEGER_SOURCE_ID, (
+                f"the PowerSchool record's {field_name} is {quoted(value)}, not an integer "
+                "(PowerSchool ids are integers)"
+            )
     return None

@@ -479,11 +479,11 @@ class ApiHttpHook(HttpHook):
             return NotFoundError, f"{self.service_name} has no {path} (HTTP 404 on {where}){detail}."
         if status in (409, 422) or errors or message.lower().startswith("validation failed"):
             fields = ", ".join(
-                f"{error.get('resource', '?')}.{error.get('field', '?')} ({error.get('code', '?')})"
-                for error in errors
+                f"{error.get('resource', '?')}.{error.get('field', '?')} ({error.get('code', '?')})" for error in errors
             )
             return ValidationFailedError, (
-                f"{self.service_name} refused {where} (HTTP {status}){detail}" + (f"; fields: {fields}" if fields else "")
+                f"{self.service_name} refused {where} (HTTP {status}){detail}"
+                + (f"; fields: {fields}" if fields else "")
             )
         return ApiError, f"{self.service_name} answered HTTP {status} to {where}{detail}."
 
@@ -648,8 +648,12 @@ class ApiHttpHook(HttpHook):
         if not content:
             if envelope is not None:
                 raise UnexpectedResponseError(
-                    response.status_code, f"{self.service_name} answered {method} {url} with {response.status_code} "
-                    f"and an empty body, not {documented or 'the documented JSON envelope'}.", url, method=method)
+                    response.status_code,
+                    f"{self.service_name} answered {method} {url} with {response.status_code} "
+                    f"and an empty body, not {documented or 'the documented JSON envelope'}.",
+                    url,
+                    method=method,
+                )
             return None
         try:
             # orjson parses a page several times faster than the standard library (a large
@@ -672,7 +676,9 @@ class ApiHttpHook(HttpHook):
                 response.status_code,
                 f"{self.service_name} answered {method} {url} with {response.status_code} and "
                 f"{describe_body(body, response)}, not {documented or 'the documented JSON envelope'}.",
-                url, method=method)
+                url,
+                method=method,
+            )
         return body
 
     def test_connection(self) -> tuple[bool, str]:

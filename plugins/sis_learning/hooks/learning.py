@@ -116,23 +116,31 @@ class LearningHook(ApiHttpHook):
         if not isinstance(results, list):
             url = f"{self.base_url}/{path.lstrip('/')}"
             raise LearningResponseError(
-                200, f"PowerSchool Learning answered POST {url} with 200 and {describe_body(body)}, not the "
-                'documented batch answer {"results": [...], "summary": {...}}.', url, method="POST",
+                200,
+                f"PowerSchool Learning answered POST {url} with 200 and {describe_body(body)}, not the "
+                'documented batch answer {"results": [...], "summary": {...}}.',
+                url,
+                method="POST",
             )
         if len(results) != sent:
             raise LearningResponseError(
-                200, f"PowerSchool Learning answered POST {path} with {len(results)} results for {sent} rows sent.",
-                path, method="POST",
+                200,
+                f"PowerSchool Learning answered POST {path} with {len(results)} results for {sent} rows sent.",
+                path,
+                method="POST",
             )
-        in_order = all(isinstance(result, dict) and result.get("index") == position
-                       for position, result in enumerate(results))
+        in_order = all(
+            isinstance(result, dict) and result.get("index") == position for position, result in enumerate(results)
+        )
         if in_order:
             return results
         ordered = sorted(results, key=lambda result: result.get("index", 0) if isinstance(result, dict) else 0)
         if [result.get("index") if isinstance(result, dict) else None for result in ordered] != list(range(sent)):
             raise LearningResponseError(
-                200, f"PowerSchool Learning answered POST {path} with row indexes that do not match the rows sent.",
-                path, method="POST",
+                200,
+                f"PowerSchool Learning answered POST {path} with row indexes that do not match the rows sent.",
+                path,
+                method="POST",
             )
         return ordered
 
@@ -172,8 +180,9 @@ class LearningHook(ApiHttpHook):
         Each user is ``{"user_type", "external_id"}``; a result's key is ``"<user_type>:<external_id>"``.
         """
         self._check_batch(users)
-        body = {"users": [{"user_type": str(user["user_type"]), "external_id": str(user["external_id"])}
-                          for user in users]}
+        body = {
+            "users": [{"user_type": str(user["user_type"]), "external_id": str(user["external_id"])} for user in users]
+        }
         return self._post_batch("api/v1/users/deactivate", body, "POST users/deactivate", len(users))
 
     def remove(self, entity: str, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -189,9 +198,14 @@ class LearningHook(ApiHttpHook):
     def read_page(self, entity: str, page: int = 1, page_size: int = MAX_BATCH_ROWS) -> dict[str, Any]:
         """``GET /api/v1/{entity}?page=&page_size=``: one page, as Learning answers it."""
         self._check_entity(entity)
-        return self.request_json("GET", f"api/v1/{entity}", params={"page": page, "page_size": page_size},
-                                 kind=f"GET {entity}", envelope=_is_page,
-                                 documented='the page envelope {"rows": [...], "page", "page_size", "total", "has_more"}')
+        return self.request_json(
+            "GET",
+            f"api/v1/{entity}",
+            params={"page": page, "page_size": page_size},
+            kind=f"GET {entity}",
+            envelope=_is_page,
+            documented='the page envelope {"rows": [...], "page", "page_size", "total", "has_more"}',
+        )
 
     def read_all(self, entity: str, page_size: int = MAX_BATCH_ROWS) -> Iterator[dict[str, Any]]:
         """Every row of an entity, page by page (for checks and read-back, not for the load)."""
@@ -218,12 +232,18 @@ class LearningHook(ApiHttpHook):
         """``GET /api/v1/admin/users``: every user of the domain with Learning's own ``learning_id``."""
         page = 1
         while True:
-            body = self.request_json("GET", "api/v1/admin/users",
-                                     params={"page": page, "page_size": page_size,
-                                             "without_import_id": "true" if without_import_id else "false"},
-                                     kind="GET admin/users", envelope=_is_page,
-                                     documented='the page envelope {"rows": [...], "page", "page_size", "total", '
-                                                '"has_more"}')
+            body = self.request_json(
+                "GET",
+                "api/v1/admin/users",
+                params={
+                    "page": page,
+                    "page_size": page_size,
+                    "without_import_id": "true" if without_import_id else "false",
+                },
+                kind="GET admin/users",
+                envelope=_is_page,
+                documented='the page envelope {"rows": [...], "page", "page_size", "total", "has_more"}',
+            )
             yield from body["rows"]
             if not body.get("has_more"):
                 return
@@ -235,20 +255,30 @@ class LearningHook(ApiHttpHook):
         A 409 (another user holds that Import ID) raises this hook's refusal error; the
         caller records it for that user.
         """
-        return self.request_json("PUT", f"api/v1/admin/users/{int(learning_id)}/import-id",
-                                 json={"external_id": str(external_id)}, kind="PUT admin/users/{id}/import-id",
-                                 envelope=lambda body: isinstance(body, dict) and "learning_id" in body,
-                                 documented="the user with its new external_id and result")
+        return self.request_json(
+            "PUT",
+            f"api/v1/admin/users/{int(learning_id)}/import-id",
+            json={"external_id": str(external_id)},
+            kind="PUT admin/users/{id}/import-id",
+            envelope=lambda body: isinstance(body, dict) and "learning_id" in body,
+            documented="the user with its new external_id and result",
+        )
 
     # ---- domain settings (grade push per organization lives here, as in Learning)
 
     def get_domain_settings(self) -> dict[str, Any]:
-        return self.request_json("GET", "api/v1/domain/settings", envelope=_is_settings,
-                                 documented="the domain settings object")
+        return self.request_json(
+            "GET", "api/v1/domain/settings", envelope=_is_settings, documented="the domain settings object"
+        )
 
     def put_domain_settings(self, settings: Mapping[str, Any]) -> dict[str, Any]:
-        return self.request_json("PUT", "api/v1/domain/settings", json=dict(settings), envelope=_is_settings,
-                                 documented="the domain settings object")
+        return self.request_json(
+            "PUT",
+            "api/v1/domain/settings",
+            json=dict(settings),
+            envelope=_is_settings,
+            documented="the domain settings object",
+        )
 
     # ---- gradebook change feed (grade push)
 
@@ -256,9 +286,14 @@ class LearningHook(ApiHttpHook):
         """``GET /api/v1/gradebook/changes?after=&limit=``: ``{"changes", "next_cursor", "has_more"}``."""
         if limit < 1:
             raise ValueError("limit must be at least 1")
-        return self.request_json("GET", "api/v1/gradebook/changes", params={"after": int(after), "limit": limit},
-                                 kind="GET gradebook/changes", envelope=_is_change_page,
-                                 documented='{"changes": [...], "next_cursor", "has_more"}')
+        return self.request_json(
+            "GET",
+            "api/v1/gradebook/changes",
+            params={"after": int(after), "limit": limit},
+            kind="GET gradebook/changes",
+            envelope=_is_change_page,
+            documented='{"changes": [...], "next_cursor", "has_more"}',
+        )
 
     def iter_gradebook_changes(self, after: int = 0, limit: int = 500) -> Iterator[dict[str, Any]]:
         """Every change after the cursor, following ``next_cursor`` until ``has_more`` is false."""

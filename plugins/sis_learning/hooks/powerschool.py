@@ -94,7 +94,11 @@ def normalise_lists(record: Any) -> Any:
     """The record with known nested lists always lists (the single-object quirk, nested)."""
     if isinstance(record, dict):
         return {
-            key: ([normalise_lists(item) for item in as_list(value)] if key in NESTED_LIST_KEYS and isinstance(value, (dict, list)) else normalise_lists(value))
+            key: (
+                [normalise_lists(item) for item in as_list(value)]
+                if key in NESTED_LIST_KEYS and isinstance(value, (dict, list))
+                else normalise_lists(value)
+            )
             for key, value in record.items()
         }
     if isinstance(record, list):
@@ -316,8 +320,10 @@ class Listing:
         if self.duplicates:
             notes.append(f"{self.duplicates} repeated rows dropped (pages shifted while reading)")
         if self.conflicting:
-            notes.append(f"{len(self.conflicting)} ids listed more than once with different values "
-                         "(every copy kept, to be rejected as duplicate_source_id)")
+            notes.append(
+                f"{len(self.conflicting)} ids listed more than once with different values "
+                "(every copy kept, to be rejected as duplicate_source_id)"
+            )
         if self.mismatch:
             notes.append(f"/count reported {self.reported_count}, read {self.rows}")
         return "; ".join(notes) or None
@@ -486,8 +492,12 @@ class PowerSchoolHook(ApiHttpHook):
 
     def metadata(self) -> dict[str, Any]:
         if self._metadata is None:
-            body = self.request_json("GET", "/ws/v1/metadata", envelope=lambda answer: isinstance(answer, dict) and
-                                     isinstance(answer.get("metadata"), dict), documented='{"metadata": {...}}')
+            body = self.request_json(
+                "GET",
+                "/ws/v1/metadata",
+                envelope=lambda answer: isinstance(answer, dict) and isinstance(answer.get("metadata"), dict),
+                documented='{"metadata": {...}}',
+            )
             metadata = body.get("metadata") if isinstance(body, dict) else None
             self._metadata = metadata if isinstance(metadata, dict) else {}
         return self._metadata
@@ -610,8 +620,12 @@ class PowerSchoolHook(ApiHttpHook):
     def read_page(self, listing: Listing, page: int) -> list[dict[str, Any]]:
         params = {**listing.params, "page": page, "pagesize": listing.page_size}
         body = self.request_json(
-            listing.method, listing.path, params=params, json=listing.body if listing.method == "POST" else None,
-            envelope=listing.envelope, documented=listing.documented,
+            listing.method,
+            listing.path,
+            params=params,
+            json=listing.body if listing.method == "POST" else None,
+            envelope=listing.envelope,
+            documented=listing.documented,
         )
         return listing.parse(body)
 
@@ -791,7 +805,9 @@ class PowerSchoolHook(ApiHttpHook):
             listing.notes.append(f"page {page} repeated rows already read: stopped paging")
             return fresh
         limit = (
-            listing.planned_pages + MAX_PAGES_PAST_COUNT if listing.reported_count is not None else MAX_PAGES_WITHOUT_COUNT
+            listing.planned_pages + MAX_PAGES_PAST_COUNT
+            if listing.reported_count is not None
+            else MAX_PAGES_WITHOUT_COUNT
         )
         if page >= limit:
             listing.stopped = True
@@ -815,6 +831,8 @@ class PowerSchoolHook(ApiHttpHook):
                 "district", "/ws/v1/district/school", wrapper="schools", item="school", resource="school"
             )
             # Read page by page: a district's schools usually fit in one page, then no /count.
-            self._district_schools = [row for _listing, rows in self.read_pages([listing], page_by_page=True) for row in rows]
+            self._district_schools = [
+                row for _listing, rows in self.read_pages([listing], page_by_page=True) for row in rows
+            ]
             self.district_schools_listing = listing
         return self._district_schools

@@ -150,7 +150,9 @@ class PowerTeacherClient:
         location = response.headers.get("Location", "").rstrip("/")
         assignment_id = location.rsplit("/", 1)[-1] if location else ""
         try:
-            section_ids = tuple(str(value) for value in json.loads(response.headers.get("AssignmentSectionIds") or "[]"))
+            section_ids = tuple(
+                str(value) for value in json.loads(response.headers.get("AssignmentSectionIds") or "[]")
+            )
         except ValueError:
             section_ids = ()
         if not assignment_id or not assignment_id.strip("-").isdigit() or not section_ids:
@@ -183,15 +185,21 @@ class PowerTeacherClient:
             return _refusal(response)
         return None
 
-    def update_assignment(self, users_dcid: str, assignment_id: str, assignment: Mapping[str, Any], *,
-                          update_scores: bool) -> Refusal | None:
+    def update_assignment(
+        self, users_dcid: str, assignment_id: str, assignment: Mapping[str, Any], *, update_scores: bool
+    ) -> Refusal | None:
         """PUT the whole assignment again (idempotent); ``update_scores`` when its scoring changes."""
         params: dict[str, Any] = {"users_dcid": users_dcid}
         if update_scores:
             params["update_scores"] = "true"
         response = self.powerschool.request(
-            "PUT", f"{XTE}/section/assignment/{assignment_id}", params=params, json=dict(assignment),
-            headers={"Content-Type": "application/json"}, expected=(200, 201, 204, 404, 409), idempotent=True,
+            "PUT",
+            f"{XTE}/section/assignment/{assignment_id}",
+            params=params,
+            json=dict(assignment),
+            headers={"Content-Type": "application/json"},
+            expected=(200, 201, 204, 404, 409),
+            idempotent=True,
             kind="PUT /ws/xte/section/assignment/{id}",
         )
         if response.status_code in (404, 409):
@@ -201,8 +209,12 @@ class PowerTeacherClient:
     def delete_assignment(self, users_dcid: str, assignment_id: str) -> Refusal | None:
         """DELETE (never forced): None when gone (204, or 404: already deleted), a Refusal on 412/409."""
         response = self.powerschool.request(
-            "DELETE", f"{XTE}/section/assignment/{assignment_id}", params={"users_dcid": users_dcid},
-            expected=(200, 204, 404, 409, 412), idempotent=True, kind="DELETE /ws/xte/section/assignment/{id}",
+            "DELETE",
+            f"{XTE}/section/assignment/{assignment_id}",
+            params={"users_dcid": users_dcid},
+            expected=(200, 204, 404, 409, 412),
+            idempotent=True,
+            kind="DELETE /ws/xte/section/assignment/{id}",
         )
         if response.status_code in (409, 412):
             return _refusal(response)
@@ -213,22 +225,33 @@ class PowerTeacherClient:
     def ptg_create_assignment(self, section_dcid: str, assignment: Mapping[str, Any]) -> str | Refusal:
         """POST one assignment to a legacy-gradebook section: its id (``Location``), or a Refusal on 409."""
         response = self.powerschool.request(
-            "POST", f"{PTG}/section/{section_dcid}/assignment", json={"assignment": dict(assignment)},
-            headers={"Content-Type": "application/json"}, expected=(200, 201, 409), idempotent=False,
+            "POST",
+            f"{PTG}/section/{section_dcid}/assignment",
+            json={"assignment": dict(assignment)},
+            headers={"Content-Type": "application/json"},
+            expected=(200, 201, 409),
+            idempotent=False,
             kind="POST /powerschool-ptg-api/v2/section/{id}/assignment",
         )
         if response.status_code == 409:
             return _refusal(response)
         assignment_id = _location_id(response)
         if not assignment_id.strip("-").isdigit():
-            raise ApiError(response.status_code, "the PowerTeacher Gradebook created an assignment but its answer "
-                           "lacks the id (Location header); the push cannot record it.", response.url, method="POST")
+            raise ApiError(
+                response.status_code,
+                "the PowerTeacher Gradebook created an assignment but its answer "
+                "lacks the id (Location header); the push cannot record it.",
+                response.url,
+                method="POST",
+            )
         return assignment_id
 
     def ptg_section_assignments(self, section_dcid: str) -> list[dict[str, Any]]:
         """The assignments of a legacy-gradebook section (to find one a crashed run created but did not record)."""
         body = self.powerschool.request_json(
-            "GET", f"{PTG}/section/{section_dcid}/assignment", kind="GET /powerschool-ptg-api/v2/section/{id}/assignment"
+            "GET",
+            f"{PTG}/section/{section_dcid}/assignment",
+            kind="GET /powerschool-ptg-api/v2/section/{id}/assignment",
         )
         if isinstance(body, dict):
             wrapper = body.get("assignments")
@@ -237,7 +260,9 @@ class PowerTeacherClient:
 
     def ptg_assignment(self, assignment_id: str) -> dict[str, Any] | None:
         response = self.powerschool.request(
-            "GET", f"{PTG}/assignment/{assignment_id}", expected=(200, 404),
+            "GET",
+            f"{PTG}/assignment/{assignment_id}",
+            expected=(200, 404),
             kind="GET /powerschool-ptg-api/v2/assignment/{id}",
         )
         if response.status_code == 404:
@@ -247,15 +272,22 @@ class PowerTeacherClient:
 
     def ptg_update_assignment(self, assignment_id: str, assignment: Mapping[str, Any]) -> Refusal | None:
         response = self.powerschool.request(
-            "PUT", f"{PTG}/assignment/{assignment_id}", json={"assignment": dict(assignment)},
-            headers={"Content-Type": "application/json"}, expected=(200, 201, 204, 404, 409), idempotent=True,
+            "PUT",
+            f"{PTG}/assignment/{assignment_id}",
+            json={"assignment": dict(assignment)},
+            headers={"Content-Type": "application/json"},
+            expected=(200, 201, 204, 404, 409),
+            idempotent=True,
             kind="PUT /powerschool-ptg-api/v2/assignment/{id}",
         )
         return _refusal(response) if response.status_code in (404, 409) else None
 
     def ptg_delete_assignment(self, assignment_id: str) -> Refusal | None:
         response = self.powerschool.request(
-            "DELETE", f"{PTG}/assignment/{assignment_id}", expected=(200, 204, 404, 409, 412), idempotent=True,
+            "DELETE",
+            f"{PTG}/assignment/{assignment_id}",
+            expected=(200, 204, 404, 409, 412),
+            idempotent=True,
             kind="DELETE /powerschool-ptg-api/v2/assignment/{id}",
         )
         return _refusal(response) if response.status_code in (409, 412) else None
@@ -267,9 +299,12 @@ class PowerTeacherClient:
         carries ``batch_result.code`` 409 (or another non-2xx code) and a message.
         """
         response = self.powerschool.request(
-            "PUT", f"{PTG}/assignment/{assignment_id}/score",
+            "PUT",
+            f"{PTG}/assignment/{assignment_id}/score",
             json={"assignment_scores": {"assignment_score": [dict(score) for score in scores]}},
-            headers={"Content-Type": "application/json"}, expected=(200, 201, 204, 409), idempotent=True,
+            headers={"Content-Type": "application/json"},
+            expected=(200, 201, 204, 409),
+            idempotent=True,
             kind="PUT /powerschool-ptg-api/v2/assignment/{id}/score",
         )
         if response.status_code == 409:  # the whole request refused: every item with its message

@@ -144,14 +144,18 @@ def _add_missing_columns(engine: Engine) -> None:
         for statement in statements:
             connection.exec_driver_sql(statement)
         for table in rebuild:
-            columns = ", ".join(f'"{column["name"]}"' for column in inspect(connection).get_columns(table.name)
-                                if column["name"] in table.c)
+            columns = ", ".join(
+                f'"{column["name"]}"'
+                for column in inspect(connection).get_columns(table.name)
+                if column["name"] in table.c
+            )
             for index in inspect(connection).get_indexes(table.name):
                 connection.exec_driver_sql(f'DROP INDEX IF EXISTS "{index["name"]}"')
             connection.exec_driver_sql(f'ALTER TABLE "{table.name}" RENAME TO "{table.name}__before_upgrade"')
             table.create(connection)
-            connection.exec_driver_sql(f'INSERT INTO "{table.name}" ({columns}) SELECT {columns} '
-                                       f'FROM "{table.name}__before_upgrade"')
+            connection.exec_driver_sql(
+                f'INSERT INTO "{table.name}" ({columns}) SELECT {columns} FROM "{table.name}__before_upgrade"'
+            )
             connection.exec_driver_sql(f'DROP TABLE "{table.name}__before_upgrade"')
     _add_missing_indexes(engine)
 
@@ -223,11 +227,19 @@ def bulk_insert(connection_or_engine: Any, table: Table | Any, rows: Iterable[Ma
         with connection_or_engine.begin() as connection:
             return bulk_insert(connection, table, rows)
     columns = list(rows[0].keys())
-    return insert_tuples(connection_or_engine, table, columns, [tuple(row.get(name) for name in columns) for row in rows])
+    return insert_tuples(
+        connection_or_engine, table, columns, [tuple(row.get(name) for name in columns) for row in rows]
+    )
 
 
-def insert_tuples(connection: Any, table: Table | Any, columns: Sequence[str], rows: Sequence[Sequence[Any]],
-                  *, converted: bool = False) -> int:
+def insert_tuples(
+    connection: Any,
+    table: Table | Any,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    converted: bool = False,
+) -> int:
     """Insert rows given as tuples in ``columns`` order: :func:`bulk_insert` without the dicts.
 
     For a caller that builds many rows (extract): no per-row dictionary to build and take
@@ -246,14 +258,12 @@ def insert_tuples(connection: Any, table: Table | Any, columns: Sequence[str], r
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         as_is = _COPY_AS_IS
-        writer.writerows(
-            [value if type(value) in as_is else _copy_value(value) for value in row] for row in rows
-        )
+        writer.writerows([value if type(value) in as_is else _copy_value(value) for value in row] for row in rows)
         buffer.seek(0)
         raw = connection.connection.dbapi_connection
         with raw.cursor() as cursor:
             cursor.copy_expert(
-                f'COPY "{table.name}" ({quoted}) FROM STDIN WITH (FORMAT csv, NULL \'{_NULL}\')',
+                f"COPY \"{table.name}\" ({quoted}) FROM STDIN WITH (FORMAT csv, NULL '{_NULL}')",
                 buffer,
             )
         return len(rows)
@@ -273,8 +283,13 @@ def insert_tuples(connection: Any, table: Table | Any, columns: Sequence[str], r
     return len(rows)
 
 
-def insert_frame(connection: Any, table: Table | Any, frame: Any, constants: Mapping[str, Any] | None = None,
-                 chunk_rows: int = 50_000) -> int:
+def insert_frame(
+    connection: Any,
+    table: Table | Any,
+    frame: Any,
+    constants: Mapping[str, Any] | None = None,
+    chunk_rows: int = 50_000,
+) -> int:
     """Insert a pandas frame's rows, plus ``constants`` (the same on every row); returns the count.
 
     Column by column into plain lists (None for missing values), then zipped into tuples
@@ -292,7 +307,7 @@ def insert_frame(connection: Any, table: Table | Any, frame: Any, constants: Map
     if sqlite:
         constants = {name: _sqlite_converter(table.c[name].type)(value) for name, value in constants.items()}
     for start in range(0, len(frame), chunk_rows):
-        chunk = frame.iloc[start:start + chunk_rows]
+        chunk = frame.iloc[start : start + chunk_rows]
         values: list[Any] = []
         for name in frame.columns:
             column = chunk[name].to_numpy(dtype=object, na_value=None).tolist()

@@ -96,8 +96,9 @@ class ChangeSet(Base):
 ROLE_USER_TYPE = {"student": "S", "teacher": "T", "co-teacher": "T"}
 
 
-def migrate_user_identity(connection: Connection, district_id: str,
-                          roster_hash: Callable[[dict[str, Any]], str]) -> dict[str, int]:
+def migrate_user_identity(
+    connection: Connection, district_id: str, roster_hash: Callable[[dict[str, Any]], str]
+) -> dict[str, int]:
     """Rekey a district's snapshot and change-set rows written before users were identified by type.
 
     Learning identifies a user by (user_type, external_id): a student, a teacher and a
@@ -112,8 +113,9 @@ def migrate_user_identity(connection: Connection, district_id: str,
     counts: dict[str, int] = {}
     for table in (LearningSnapshot.__table__, ChangeSet.__table__):
         old_users = connection.execute(
-            select(table.c.id, table.c.key, table.c.payload)
-            .where(table.c.district_id == district_id, table.c.entity == "users", ~table.c.key.contains(":"))
+            select(table.c.id, table.c.key, table.c.payload).where(
+                table.c.district_id == district_id, table.c.entity == "users", ~table.c.key.contains(":")
+            )
         ).all()
         updates = []
         for row_id, key, payload in old_users:
@@ -127,9 +129,9 @@ def migrate_user_identity(connection: Connection, district_id: str,
         counts[f"{table.name}.users"] = len(updates)
 
         old_rosters = connection.execute(
-            select(table.c.id, table.c.key, table.c.payload, table.c.content_hash)
-            .where(table.c.district_id == district_id, table.c.entity == "rosters",
-                   ~table.c.key.like("%:%:%"))
+            select(table.c.id, table.c.key, table.c.payload, table.c.content_hash).where(
+                table.c.district_id == district_id, table.c.entity == "rosters", ~table.c.key.like("%:%:%")
+            )
         ).all()
         updates = []
         for row_id, key, payload, old_hash in old_rosters:
@@ -138,16 +140,26 @@ def migrate_user_identity(connection: Connection, district_id: str,
             if user_type is None:
                 continue
             class_id, _, user_id = key.partition(":")
-            new_payload = {"class_id": values.get("class_id", class_id), "user_type": user_type,
-                           "user_id": values.get("user_id", user_id), "role": values.get("role")}
+            new_payload = {
+                "class_id": values.get("class_id", class_id),
+                "user_type": user_type,
+                "user_id": values.get("user_id", user_id),
+                "role": values.get("role"),
+            }
             new_hash = old_hash if old_hash is None else roster_hash(new_payload)
-            updates.append({"row_id": row_id, "new_key": f"{class_id}:{user_type}:{user_id}",
-                            "new_payload": json.dumps(new_payload, separators=(",", ":")), "new_hash": new_hash})
+            updates.append(
+                {
+                    "row_id": row_id,
+                    "new_key": f"{class_id}:{user_type}:{user_id}",
+                    "new_payload": json.dumps(new_payload, separators=(",", ":")),
+                    "new_hash": new_hash,
+                }
+            )
         if updates:
             connection.execute(
-                update(table).where(table.c.id == bindparam("row_id"))
-                .values(key=bindparam("new_key"), payload=bindparam("new_payload"),
-                        content_hash=bindparam("new_hash")),
+                update(table)
+                .where(table.c.id == bindparam("row_id"))
+                .values(key=bindparam("new_key"), payload=bindparam("new_payload"), content_hash=bindparam("new_hash")),
                 updates,
             )
         counts[f"{table.name}.rosters"] = len(updates)
@@ -155,6 +167,7 @@ def migrate_user_identity(connection: Connection, district_id: str,
 
 
 # --- logins Learning holds ---------------------------------------------------------------------
+
 
 def held_logins(connection: Connection, district_id: str) -> dict[str, str]:
     """Every login Learning accepted for a user of the district, by user key (``"S:5"``).
@@ -171,8 +184,10 @@ def held_logins(connection: Connection, district_id: str) -> dict[str, str]:
         login = func.json_extract(snapshot.c.payload, "$.login")
         user_type = func.json_extract(snapshot.c.payload, "$.user_type")
     rows = connection.execute(
-        select(snapshot.c.key, login, user_type).where(snapshot.c.district_id == district_id,
-                                                       snapshot.c.entity == "users"))
+        select(snapshot.c.key, login, user_type).where(
+            snapshot.c.district_id == district_id, snapshot.c.entity == "users"
+        )
+    )
     held = {}
     for key, value, kind in rows:
         if not value:

@@ -18,12 +18,16 @@ from sis_learning.exceptions import SisLearningError, StagingDatabaseError, Stag
 # SQLite's constraint messages name table.column only (no values): safe to repeat.
 SQLITE_CONSTRAINT = re.compile(r"^(UNIQUE|NOT NULL|CHECK|FOREIGN KEY|PRIMARY KEY) constraint failed(?:: ([\w., ]+))?$")
 STATEMENT_TABLE = re.compile(
-    r"^\s*(?:INSERT\s+(?:OR\s+\w+\s+)?INTO|UPDATE|DELETE\s+FROM|COPY|MERGE\s+INTO)\s+\"?([\w.]+)\"?", re.IGNORECASE)
+    r"^\s*(?:INSERT\s+(?:OR\s+\w+\s+)?INTO|UPDATE|DELETE\s+FROM|COPY|MERGE\s+INTO)\s+\"?([\w.]+)\"?", re.IGNORECASE
+)
 MANY_VALUES_KEY = re.compile(r"__(?:m)?(\d+)$|_m(\d+)$")
 # PostgreSQL SQLSTATE classes and codes, in words.
 PG_STATES = {
-    "23502": "NOT NULL constraint", "23503": "FOREIGN KEY constraint", "23505": "UNIQUE constraint",
-    "23514": "CHECK constraint", "23P01": "EXCLUSION constraint",
+    "23502": "NOT NULL constraint",
+    "23503": "FOREIGN KEY constraint",
+    "23505": "UNIQUE constraint",
+    "23514": "CHECK constraint",
+    "23P01": "EXCLUSION constraint",
 }
 DRIVER_MODULES = ("sqlite3", "psycopg2", "psycopg", "sqlalchemy")
 
@@ -73,8 +77,9 @@ def summarise(error: BaseException, step: str) -> SisLearningError | None:
         constraint = getattr(diag, "constraint_name", None)
         column = getattr(diag, "column_name", None)
         kind = PG_STATES.get(state or "", f"SQLSTATE {state}" if state else type(driver_error).__name__)
-        what = " ".join(part for part in (kind, constraint and f"{constraint!s}", column and f"on column {column}")
-                        if part)
+        what = " ".join(
+            part for part in (kind, constraint and f"{constraint!s}", column and f"on column {column}") if part
+        )
         integrity = bool(state and state.startswith("23"))
         integrity = integrity or bool(state and state.startswith("22"))  # a value the column cannot hold
     elif type(driver_error).__module__.split(".")[0] == "sqlite3":
@@ -91,9 +96,13 @@ def summarise(error: BaseException, step: str) -> SisLearningError | None:
     count = f"{rows} row(s)" if rows is not None else "the rows"
     where = f"table {table}" if table else "a staged table"
     if integrity:
-        message = (f"{step}: the staging database refused {count} for {where}: {what} "
-                   "(row values are left out of this message)")
+        message = (
+            f"{step}: the staging database refused {count} for {where}: {what} "
+            "(row values are left out of this message)"
+        )
         return StagingDataError(message)
-    message = (f"{step}: the staging database failed on {where} ({type(driver_error).__name__}: {what}); "
-               "statement parameters are left out of this message")
+    message = (
+        f"{step}: the staging database failed on {where} ({type(driver_error).__name__}: {what}); "
+        "statement parameters are left out of this message"
+    )
     return StagingDatabaseError(message)

@@ -156,8 +156,10 @@ def acquire_lease(engine: Engine, district_id: str, owner: str, seconds: float) 
         connection.execute(statement.on_conflict_do_nothing(index_elements=[table.c.district_id]))
         result = connection.execute(
             table.update()
-            .where(table.c.district_id == district_id,
-                   (table.c.lease_owner.is_(None)) | (table.c.lease_owner == owner) | (table.c.lease_until < now))
+            .where(
+                table.c.district_id == district_id,
+                (table.c.lease_owner.is_(None)) | (table.c.lease_owner == owner) | (table.c.lease_until < now),
+            )
             .values(lease_owner=owner, lease_until=now + timedelta(seconds=seconds))
         )
         return result.rowcount == 1
@@ -185,8 +187,9 @@ def lease_holder(engine: Engine, district_id: str) -> str | None:
         return connection.scalar(select(GradePushCursor.lease_owner).where(GradePushCursor.district_id == district_id))
 
 
-def save_cursor_holding_lease(connection: Connection, district_id: str, cursor: int, run_id: str,
-                              seconds: float) -> bool:
+def save_cursor_holding_lease(
+    connection: Connection, district_id: str, cursor: int, run_id: str, seconds: float
+) -> bool:
     """Advance the cursor only while ``run_id`` holds the lease (renewing it); False when it lost it.
 
     One transaction: a run whose lease was taken over never moves the cursor the new holder reads from.
@@ -200,8 +203,11 @@ def save_cursor_holding_lease(connection: Connection, district_id: str, cursor: 
 def release_lease(engine: Engine, district_id: str, owner: str) -> None:
     table = GradePushCursor.__table__
     with engine.begin() as connection:
-        connection.execute(table.update().where(table.c.district_id == district_id, table.c.lease_owner == owner)
-                           .values(lease_owner=None, lease_until=None))
+        connection.execute(
+            table.update()
+            .where(table.c.district_id == district_id, table.c.lease_owner == owner)
+            .values(lease_owner=None, lease_until=None)
+        )
 
 
 def _insert(connection: Connection, table: Any):
@@ -224,8 +230,11 @@ def save_cursor(connection: Connection, district_id: str, cursor: int, run_id: s
     table = GradePushCursor.__table__
     statement = statement.on_conflict_do_update(
         index_elements=[table.c.district_id],
-        set_={"cursor": statement.excluded.cursor, "run_id": statement.excluded.run_id,
-              "updated_at": statement.excluded.updated_at},
+        set_={
+            "cursor": statement.excluded.cursor,
+            "run_id": statement.excluded.run_id,
+            "updated_at": statement.excluded.updated_at,
+        },
         where=table.c.cursor < statement.excluded.cursor,
     )
     connection.execute(statement)
@@ -238,7 +247,7 @@ def assignments_for(connection: Connection, district_id: str, gradable_ids: Iter
     found: dict[str, dict[str, Any]] = {}
     for start in range(0, len(ids), 500):
         rows = connection.execute(
-            select(table).where(table.c.district_id == district_id, table.c.gradable_id.in_(ids[start:start + 500]))
+            select(table).where(table.c.district_id == district_id, table.c.gradable_id.in_(ids[start : start + 500]))
         ).mappings()
         for row in rows:
             found[row["gradable_id"]] = dict(row)
@@ -291,10 +300,14 @@ def scores_for(
     found: dict[tuple[str, str], dict[str, Any]] = {}
     for start in range(0, len(gradable_ids), 500):
         rows = connection.execute(
-            select(table.c.gradable_id, table.c.student_id, table.c.score, table.c.version, table.c.status,
-                   table.c.refused_version).where(
-                table.c.district_id == district_id, table.c.gradable_id.in_(gradable_ids[start:start + 500])
-            )
+            select(
+                table.c.gradable_id,
+                table.c.student_id,
+                table.c.score,
+                table.c.version,
+                table.c.status,
+                table.c.refused_version,
+            ).where(table.c.district_id == district_id, table.c.gradable_id.in_(gradable_ids[start : start + 500]))
         ).mappings()
         for row in rows:
             key = (row["gradable_id"], row["student_id"])
@@ -329,9 +342,18 @@ def record_pushed_scores(connection: Connection, rows: list[Mapping[str, Any]]) 
     )
     connection.execute(
         statement,
-        [{"changed_at": None, **row, "status": SCORE_PUSHED, "refused_version": None, "message": None,
-          "pushed_at": now, "updated_at": now}
-         for row in rows],
+        [
+            {
+                "changed_at": None,
+                **row,
+                "status": SCORE_PUSHED,
+                "refused_version": None,
+                "message": None,
+                "pushed_at": now,
+                "updated_at": now,
+            }
+            for row in rows
+        ],
     )
 
 
@@ -356,9 +378,22 @@ def record_refused_scores(connection: Connection, rows: list[Mapping[str, Any]])
     )
     connection.execute(
         statement,
-        [{"district_id": row["district_id"], "gradable_id": row["gradable_id"], "student_id": row["student_id"],
-          "assignment_section_id": row.get("assignment_section_id"), "score": None, "version": 0,
-          "cursor": row.get("cursor"), "status": SCORE_REFUSED, "refused_version": row["version"],
-          "message": row["message"], "run_id": row.get("run_id"), "pushed_at": None, "updated_at": now}
-         for row in rows],
+        [
+            {
+                "district_id": row["district_id"],
+                "gradable_id": row["gradable_id"],
+                "student_id": row["student_id"],
+                "assignment_section_id": row.get("assignment_section_id"),
+                "score": None,
+                "version": 0,
+                "cursor": row.get("cursor"),
+                "status": SCORE_REFUSED,
+                "refused_version": row["version"],
+                "message": row["message"],
+                "run_id": row.get("run_id"),
+                "pushed_at": None,
+                "updated_at": now,
+            }
+            for row in rows
+        ],
     )

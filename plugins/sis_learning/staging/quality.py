@@ -30,7 +30,9 @@ class RejectedRow(RunKeyed, Base):
     """A row that failed a rule: it is not loaded, and neither is what it blocks."""
 
     __tablename__ = "rejected_rows"
-    stage: Mapped[str] = mapped_column(String(20), default="validate", server_default="validate")  # validate | transform | load
+    stage: Mapped[str] = mapped_column(
+        String(20), default="validate", server_default="validate"
+    )  # validate | transform | load
     entity: Mapped[str] = mapped_column(String(40))
     source_id: Mapped[str | None] = mapped_column(String(200))
     rule: Mapped[str] = mapped_column(String(80))

@@ -39,8 +39,7 @@ def _copy_out(connection: Any, query: Any, columns: list[str]) -> pd.DataFrame:
     with connection.connection.dbapi_connection.cursor() as cursor:
         cursor.copy_expert(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, NULL '\\N')", buffer)
     buffer.seek(0)
-    frame = pd.read_csv(buffer, names=columns, header=None, dtype=str, keep_default_na=False,
-                        na_values=["\\N"])
+    frame = pd.read_csv(buffer, names=columns, header=None, dtype=str, keep_default_na=False, na_values=["\\N"])
     return frame
 
 
@@ -82,13 +81,18 @@ def _sqlite_run_rows(connection: Any, table: Any, query: Any, district_id: str, 
     run's rows are spread out (several districts extracting at once), the index it is.
     """
     first, last, rows = connection.execute(
-        select(func.min(table.c.id), func.max(table.c.id), func.count())
-        .where(table.c.district_id == district_id, table.c.run_id == run_id)).one()
+        select(func.min(table.c.id), func.max(table.c.id), func.count()).where(
+            table.c.district_id == district_id, table.c.run_id == run_id
+        )
+    ).one()
     if not rows or rows * 2 < last - first + 1:
         return query.where(table.c.district_id == district_id, table.c.run_id == run_id)
-    return query.where(table.c.id.between(first, last),
-                       text("+district_id = :staged_district_id AND +run_id = :staged_run_id")
-                       .bindparams(staged_district_id=district_id, staged_run_id=run_id))
+    return query.where(
+        table.c.id.between(first, last),
+        text("+district_id = :staged_district_id AND +run_id = :staged_run_id").bindparams(
+            staged_district_id=district_id, staged_run_id=run_id
+        ),
+    )
 
 
 def read_frame(engine: Engine, model: Any, config: DistrictConfig, run_id: str, columns: list[str]) -> pd.DataFrame:
@@ -108,8 +112,9 @@ def read_frame(engine: Engine, model: Any, config: DistrictConfig, run_id: str, 
             query = query.where(table.c.district_id == config.district_id, table.c.run_id == run_id)
             frame = _copy_out(connection, query, columns)
         else:
-            frame = _fetch_records(connection, _sqlite_run_rows(connection, table, query, config.district_id, run_id),
-                                   columns)
+            frame = _fetch_records(
+                connection, _sqlite_run_rows(connection, table, query, config.district_id, run_id), columns
+            )
     for name in columns:
         column_type = table.c[name].type
         if isinstance(column_type, Integer):
@@ -126,26 +131,108 @@ def read_frame(engine: Engine, model: Any, config: DistrictConfig, run_id: str, 
 
 # The staged source columns validate reads, per entity (transform reads a subset: ``read_staged``'s ``columns``).
 STAGED_COLUMNS: dict[str, tuple[Any, list[str]]] = {
-    "schools": (StgSchool, ["school_id", "school_number", "name", "source_problem", "source_problem_reason", "value_problems"]),
-    "terms": (StgTerm, ["term_id", "school_id", "start_year", "start_date", "end_date", "source_problem",
-                        "source_problem_reason", "value_problems"]),
+    "schools": (
+        StgSchool,
+        ["school_id", "school_number", "name", "source_problem", "source_problem_reason", "value_problems"],
+    ),
+    "terms": (
+        StgTerm,
+        [
+            "term_id",
+            "school_id",
+            "start_year",
+            "start_date",
+            "end_date",
+            "source_problem",
+            "source_problem_reason",
+            "value_problems",
+        ],
+    ),
     "courses": (StgCourse, ["course_id", "course_number", "course_name", "source_problem", "source_problem_reason"]),
-    "staff": (StgStaff, ["staff_id", "first_name", "last_name", "teacher_username", "email", "school_id", "school_ids",
-                         "status", "source_problem", "source_problem_reason", "value_problems"]),
-    "students": (StgStudent, ["student_id", "first_name", "last_name", "student_username", "email", "school_id",
-                              "grade_level", "enroll_status_code", "source_problem", "source_problem_reason", "value_problems"]),
-    "guardians": (StgGuardian, ["guardian_id", "student_id", "first_name", "last_name", "portal_username",
-                                "portal_enabled", "email", "source_problem", "source_problem_reason", "value_problems"]),
-    "sections": (StgSection, ["section_id", "school_id", "course_id", "term_id", "section_number", "expression",
-                              "staff_id", "source_problem", "source_problem_reason"]),
-    "section_enrollments": (StgSectionEnrollment, ["enrollment_id", "section_id", "student_id", "dropped", "source_problem", "source_problem_reason"]),
-    "section_teachers": (StgSectionTeacher, ["section_id", "staff_id", "role", "start_date", "end_date", "source_problem",
-                                             "source_problem_reason", "value_problems"]),
+    "staff": (
+        StgStaff,
+        [
+            "staff_id",
+            "first_name",
+            "last_name",
+            "teacher_username",
+            "email",
+            "school_id",
+            "school_ids",
+            "status",
+            "source_problem",
+            "source_problem_reason",
+            "value_problems",
+        ],
+    ),
+    "students": (
+        StgStudent,
+        [
+            "student_id",
+            "first_name",
+            "last_name",
+            "student_username",
+            "email",
+            "school_id",
+            "grade_level",
+            "enroll_status_code",
+            "source_problem",
+            "source_problem_reason",
+            "value_problems",
+        ],
+    ),
+    "guardians": (
+        StgGuardian,
+        [
+            "guardian_id",
+            "student_id",
+            "first_name",
+            "last_name",
+            "portal_username",
+            "portal_enabled",
+            "email",
+            "source_problem",
+            "source_problem_reason",
+            "value_problems",
+        ],
+    ),
+    "sections": (
+        StgSection,
+        [
+            "section_id",
+            "school_id",
+            "course_id",
+            "term_id",
+            "section_number",
+            "expression",
+            "staff_id",
+            "source_problem",
+            "source_problem_reason",
+        ],
+    ),
+    "section_enrollments": (
+        StgSectionEnrollment,
+        ["enrollment_id", "section_id", "student_id", "dropped", "source_problem", "source_problem_reason"],
+    ),
+    "section_teachers": (
+        StgSectionTeacher,
+        [
+            "section_id",
+            "staff_id",
+            "role",
+            "start_date",
+            "end_date",
+            "source_problem",
+            "source_problem_reason",
+            "value_problems",
+        ],
+    ),
 }
 
 
-def read_staged(engine: Engine, config: DistrictConfig, run_id: str,
-                columns: dict[str, set[str]] | None = None) -> dict[str, pd.DataFrame]:
+def read_staged(
+    engine: Engine, config: DistrictConfig, run_id: str, columns: dict[str, set[str]] | None = None
+) -> dict[str, pd.DataFrame]:
     """The staged source columns validate and transform need, one frame per entity.
 
     ``columns`` (entity -> column names) reads only those entities, and of each only the
@@ -160,4 +247,3 @@ def read_staged(engine: Engine, config: DistrictConfig, run_id: str,
             names = [name for name in names if name in columns[entity]]
         frames[entity] = read_frame(engine, model, config, run_id, names)
     return frames
-

@@ -57,6 +57,7 @@ class MassChangeReview(Base):
 
 # ---- what was shown, and whether it is still what would be loaded ----------------------------
 
+
 def change_set_fingerprint(connection: Connection, district_id: str, run_id: str) -> tuple[str, int]:
     """(SHA-256, rows) of what the run's load would send.
 
@@ -75,28 +76,46 @@ def change_set_fingerprint(connection: Connection, district_id: str, run_id: str
     result = connection.execute(
         select(changes.c.entity, changes.c.key, changes.c.action, changes.c.content_hash)
         .where(changes.c.district_id == district_id, changes.c.run_id == run_id, changes.c.action != "unchanged")
-        .order_by(changes.c.entity, changes.c.key, changes.c.action).execution_options(yield_per=20_000))
+        .order_by(changes.c.entity, changes.c.key, changes.c.action)
+        .execution_options(yield_per=20_000)
+    )
     for entity, key, action, content_hash in result:
         rows += 1
         digest.update(f"{entity}\x1f{key}\x1f{action}\x1f{content_hash or ''}\x1e".encode())
     return digest.hexdigest(), rows
 
 
-def open_review(engine: Engine, district_id: str, run_id: str, findings: list[dict[str, Any]],
-                message: str) -> MassChangeReview:
+def open_review(
+    engine: Engine, district_id: str, run_id: str, findings: list[dict[str, Any]], message: str
+) -> MassChangeReview:
     """The run's waiting review for its current change set: the same one when nothing changed since it
     was opened, else a new one (earlier waiting reviews of the run are marked superseded)."""
     with session_scope(engine) as session:
         fingerprint, rows = change_set_fingerprint(session.connection(), district_id, run_id)
-        waiting = list(session.scalars(select(MassChangeReview).where(
-            MassChangeReview.district_id == district_id, MassChangeReview.run_id == run_id,
-            MassChangeReview.status == REVIEW_WAITING).order_by(MassChangeReview.id)))
+        waiting = list(
+            session.scalars(
+                select(MassChangeReview)
+                .where(
+                    MassChangeReview.district_id == district_id,
+                    MassChangeReview.run_id == run_id,
+                    MassChangeReview.status == REVIEW_WAITING,
+                )
+                .order_by(MassChangeReview.id)
+            )
+        )
         for review in waiting:
             if review.fingerprint == fingerprint:
                 return review
             review.status, review.decided_at = REVIEW_SUPERSEDED, utcnow()
-        review = MassChangeReview(district_id=district_id, run_id=run_id, status=REVIEW_WAITING,
-                                  fingerprint=fingerprint, rows=rows, findings=findings, message=message)
+        review = MassChangeReview(
+            district_id=district_id,
+            run_id=run_id,
+            status=REVIEW_WAITING,
+            fingerprint=fingerprint,
+            rows=rows,
+            findings=findings,
+            message=message,
+        )
         session.add(review)
         session.flush()
         return review
@@ -104,9 +123,15 @@ def open_review(engine: Engine, district_id: str, run_id: str, findings: list[di
 
 def latest_review(engine: Engine, district_id: str, run_id: str) -> MassChangeReview | None:
     with session_scope(engine) as session:
-        return session.scalar(select(MassChangeReview).where(
-            MassChangeReview.district_id == district_id, MassChangeReview.run_id == run_id,
-        ).order_by(MassChangeReview.id.desc()).limit(1))
+        return session.scalar(
+            select(MassChangeReview)
+            .where(
+                MassChangeReview.district_id == district_id,
+                MassChangeReview.run_id == run_id,
+            )
+            .order_by(MassChangeReview.id.desc())
+            .limit(1)
+        )
 
 
 def decide_review(engine: Engine, review_id: int, status: str, decided_by: str | None) -> None:

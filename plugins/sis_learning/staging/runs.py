@@ -46,7 +46,9 @@ def start_run(engine: Engine, district_id: str, run_id: str, dag_id: str | None 
             select(SyncRun).where(SyncRun.district_id == district_id, SyncRun.run_id == run_id, SyncRun.kind == kind)
         )
         if run is None:
-            session.add(SyncRun(district_id=district_id, run_id=run_id, dag_id=dag_id, kind=kind, counts={}, durations={}))
+            session.add(
+                SyncRun(district_id=district_id, run_id=run_id, dag_id=dag_id, kind=kind, counts={}, durations={})
+            )
         else:
             run.status, run.error, run.finished_at = "running", None, None
 
@@ -80,7 +82,9 @@ def record_stage(
             setattr(run, name, value)
 
 
-def finish_run(engine: Engine, district_id: str, run_id: str, status: str, error: str | None = None, kind: str = "import") -> None:
+def finish_run(
+    engine: Engine, district_id: str, run_id: str, status: str, error: str | None = None, kind: str = "import"
+) -> None:
     """Close the run. A failed run keeps the stage it failed at, so a reader sees where it stopped."""
     with session_scope(engine) as session:
         run = session.scalar(
@@ -134,15 +138,28 @@ class SyncRunAttempt(Base):
 def begin_attempt(engine: Engine, district_id: str, run_id: str, stage: str, kind: str = "import") -> int:
     """Record that a stage's attempt starts; returns its id. Earlier attempts still running were killed."""
     with session_scope(engine) as session:
-        earlier = list(session.scalars(select(SyncRunAttempt).where(
-            SyncRunAttempt.district_id == district_id, SyncRunAttempt.run_id == run_id,
-            SyncRunAttempt.kind == kind, SyncRunAttempt.stage == stage)))
+        earlier = list(
+            session.scalars(
+                select(SyncRunAttempt).where(
+                    SyncRunAttempt.district_id == district_id,
+                    SyncRunAttempt.run_id == run_id,
+                    SyncRunAttempt.kind == kind,
+                    SyncRunAttempt.stage == stage,
+                )
+            )
+        )
         for attempt in earlier:
             if attempt.status == ATTEMPT_RUNNING:
                 attempt.status, attempt.finished_at = ATTEMPT_KILLED, utcnow()
                 attempt.error = "the task process stopped without reporting (killed or lost)"
-        row = SyncRunAttempt(district_id=district_id, run_id=run_id, kind=kind, stage=stage,
-                             attempt=len(earlier) + 1, status=ATTEMPT_RUNNING)
+        row = SyncRunAttempt(
+            district_id=district_id,
+            run_id=run_id,
+            kind=kind,
+            stage=stage,
+            attempt=len(earlier) + 1,
+            status=ATTEMPT_RUNNING,
+        )
         session.add(row)
         session.flush()
         return row.id
@@ -158,9 +175,17 @@ def end_attempt(engine: Engine, attempt_id: int, status: str, error: str | None 
 def run_attempts(engine: Engine, district_id: str, run_id: str, kind: str = "import") -> list[SyncRunAttempt]:
     """Every attempt of the run, oldest first."""
     with session_scope(engine) as session:
-        return list(session.scalars(select(SyncRunAttempt).where(
-            SyncRunAttempt.district_id == district_id, SyncRunAttempt.run_id == run_id, SyncRunAttempt.kind == kind,
-        ).order_by(SyncRunAttempt.id)))
+        return list(
+            session.scalars(
+                select(SyncRunAttempt)
+                .where(
+                    SyncRunAttempt.district_id == district_id,
+                    SyncRunAttempt.run_id == run_id,
+                    SyncRunAttempt.kind == kind,
+                )
+                .order_by(SyncRunAttempt.id)
+            )
+        )
 
 
 def final_attempts(attempts: list[SyncRunAttempt]) -> dict[str, SyncRunAttempt]:
@@ -171,8 +196,9 @@ def final_attempts(attempts: list[SyncRunAttempt]) -> dict[str, SyncRunAttempt]:
     return last
 
 
-def abandon_unfinished_runs(engine: Engine, district_id: str, current_run_id: str,
-                            kind: str = "import") -> list[dict[str, Any]]:
+def abandon_unfinished_runs(
+    engine: Engine, district_id: str, current_run_id: str, kind: str = "import"
+) -> list[dict[str, Any]]:
     """Mark the district's other runs still ``running`` as abandoned, with the stage each died in.
 
     Called when a run starts: one run of a district at a time (``max_active_runs=1``), so
@@ -181,27 +207,52 @@ def abandon_unfinished_runs(engine: Engine, district_id: str, current_run_id: st
     """
     found: list[dict[str, Any]] = []
     with session_scope(engine) as session:
-        stale = list(session.scalars(select(SyncRun).where(
-            SyncRun.district_id == district_id, SyncRun.kind == kind, SyncRun.status == "running",
-            SyncRun.run_id != current_run_id)))
+        stale = list(
+            session.scalars(
+                select(SyncRun).where(
+                    SyncRun.district_id == district_id,
+                    SyncRun.kind == kind,
+                    SyncRun.status == "running",
+                    SyncRun.run_id != current_run_id,
+                )
+            )
+        )
         for run in stale:
-            running = list(session.scalars(select(SyncRunAttempt).where(
-                SyncRunAttempt.district_id == district_id, SyncRunAttempt.run_id == run.run_id,
-                SyncRunAttempt.kind == kind, SyncRunAttempt.status == ATTEMPT_RUNNING,
-            ).order_by(SyncRunAttempt.id)))
+            running = list(
+                session.scalars(
+                    select(SyncRunAttempt)
+                    .where(
+                        SyncRunAttempt.district_id == district_id,
+                        SyncRunAttempt.run_id == run.run_id,
+                        SyncRunAttempt.kind == kind,
+                        SyncRunAttempt.status == ATTEMPT_RUNNING,
+                    )
+                    .order_by(SyncRunAttempt.id)
+                )
+            )
             stages = [attempt.stage for attempt in running] or [run.stage or "start_run"]
             for attempt in running:
                 attempt.status, attempt.finished_at = ATTEMPT_KILLED, utcnow()
                 attempt.error = "the task process stopped without reporting (killed or lost)"
             run.status, run.finished_at, run.stage = RUN_ABANDONED, utcnow(), stages[0]
-            run.error = (f"the run stopped without reporting while in {', '.join(stages)} (its task process was "
-                         f"killed or its worker lost); marked abandoned by run {current_run_id}")
+            run.error = (
+                f"the run stopped without reporting while in {', '.join(stages)} (its task process was "
+                f"killed or its worker lost); marked abandoned by run {current_run_id}"
+            )
             found.append({"run_id": run.run_id, "stages": stages, "started_at": run.started_at})
         for item in found:
-            session.add(SyncRunAttempt(
-                district_id=district_id, run_id=current_run_id, kind=kind, stage=PREVIOUS_RUN_NOTE, attempt=0,
-                status=RUN_ABANDONED, finished_at=utcnow(),
-                error=f"previous run {item['run_id']} was abandoned in {', '.join(item['stages'])}"))
+            session.add(
+                SyncRunAttempt(
+                    district_id=district_id,
+                    run_id=current_run_id,
+                    kind=kind,
+                    stage=PREVIOUS_RUN_NOTE,
+                    attempt=0,
+                    status=RUN_ABANDONED,
+                    finished_at=utcnow(),
+                    error=f"previous run {item['run_id']} was abandoned in {', '.join(item['stages'])}",
+                )
+            )
     return found
 
 
@@ -222,8 +273,11 @@ def claim_config_error_notice(engine: Engine, source_file: str, error_digest: st
 
     try:
         with session_scope(engine) as session:
-            if session.scalar(select(ConfigErrorNotice).where(
-                    ConfigErrorNotice.source_file == source_file, ConfigErrorNotice.error_digest == error_digest)):
+            if session.scalar(
+                select(ConfigErrorNotice).where(
+                    ConfigErrorNotice.source_file == source_file, ConfigErrorNotice.error_digest == error_digest
+                )
+            ):
                 return False
             session.add(ConfigErrorNotice(source_file=source_file, error_digest=error_digest))
     except IntegrityError:  # another run claimed it at the same moment
@@ -236,5 +290,8 @@ def release_config_error_notice(engine: Engine, source_file: str, error_digest: 
     from sqlalchemy import delete
 
     with session_scope(engine) as session:
-        session.execute(delete(ConfigErrorNotice).where(
-            ConfigErrorNotice.source_file == source_file, ConfigErrorNotice.error_digest == error_digest))
+        session.execute(
+            delete(ConfigErrorNotice).where(
+                ConfigErrorNotice.source_file == source_file, ConfigErrorNotice.error_digest == error_digest
+            )
+        )

@@ -85,11 +85,17 @@ def _write(engine: Engine, config: DistrictConfig, run_id: str, validation: RunV
     columns = ["entity", "source_id", "rule", "reason", "caused_by"]
     rejected = pd.concat(rejected_parts, ignore_index=True) if rejected_parts else pd.DataFrame(columns=columns)
     rejected["blocks"] = blocks_summary(rejected) if len(rejected) else pd.Series(dtype="string")
-    excluded = (pd.concat(excluded_parts, ignore_index=True) if excluded_parts
-                else pd.DataFrame(columns=["entity", "source_id", "rule", "reason"]))
+    excluded = (
+        pd.concat(excluded_parts, ignore_index=True)
+        if excluded_parts
+        else pd.DataFrame(columns=["entity", "source_id", "rule", "reason"])
+    )
     warning_parts = [part for outcome in validation.outcomes.values() for part in outcome.warning_parts]
-    warnings = (pd.concat(warning_parts, ignore_index=True) if warning_parts
-                else pd.DataFrame(columns=["entity", "source_id", "rule", "field", "value", "reason", "action"]))
+    warnings = (
+        pd.concat(warning_parts, ignore_index=True)
+        if warning_parts
+        else pd.DataFrame(columns=["entity", "source_id", "rule", "field", "value", "reason", "action"])
+    )
     # One warning per row and field: the first (a grade level "3.5" is not also "missing").
     warnings = warnings.drop_duplicates(["entity", "source_id", "field"], keep="first")
     # COPY bypasses Python-side defaults: every column is given explicitly.
@@ -97,14 +103,22 @@ def _write(engine: Engine, config: DistrictConfig, run_id: str, validation: RunV
     with engine.begin() as connection:
         for model in (RejectedRow, ExcludedRow, ValidationWarning):
             table = model.__table__
-            connection.execute(table.delete().where(table.c.district_id == config.district_id,
-                                                    table.c.run_id == run_id, table.c.stage == STAGE))
+            connection.execute(
+                table.delete().where(
+                    table.c.district_id == config.district_id, table.c.run_id == run_id, table.c.stage == STAGE
+                )
+            )
         delete_run_rows(connection, ValidationResult, config.district_id, run_id)
         for model, frame in ((RejectedRow, rejected), (ExcludedRow, excluded), (ValidationWarning, warnings)):
             insert_frame(connection, model, frame, run_columns, chunk_rows=INSERT_CHUNK_ROWS)
-        bulk_insert(connection, ValidationResult, [{**row, "district_id": config.district_id, "run_id": run_id,
-                                                    "created_at": run_columns["created_at"]}
-                                                   for row in validation.suite_results])
+        bulk_insert(
+            connection,
+            ValidationResult,
+            [
+                {**row, "district_id": config.district_id, "run_id": run_id, "created_at": run_columns["created_at"]}
+                for row in validation.suite_results
+            ],
+        )
 
 
 def run_date(engine: Engine, config: DistrictConfig, run_id: str) -> str | None:
@@ -114,8 +128,11 @@ def run_date(engine: Engine, config: DistrictConfig, run_id: str) -> str | None:
     """
     table = SyncRun.__table__
     with engine.connect() as connection:
-        started = connection.execute(select(table.c.started_at).where(
-            table.c.district_id == config.district_id, table.c.run_id == run_id, table.c.kind == "import")).scalar()
+        started = connection.execute(
+            select(table.c.started_at).where(
+                table.c.district_id == config.district_id, table.c.run_id == run_id, table.c.kind == "import"
+            )
+        ).scalar()
     if started is None:
         return None
     return started.replace(tzinfo=UTC).astimezone(ZoneInfo(config.timezone)).date().isoformat()
@@ -137,8 +154,11 @@ def validate_run(engine: Engine, config: DistrictConfig, run_id: str, results_di
     validation = evaluate(config, frames, results_dir, as_of=run_date(engine, config, run_id), run_name=run_id)
     _write(engine, config, run_id, validation)
     # The Data Docs: offline, naming the run and each entity, the row rules beside the expectations.
-    data_docs.finish(results_dir / "data_docs", config.district_id, run_id,
-                     data_docs.row_rule_outcomes(engine, config.district_id, run_id),
-                     {row["entity"]: row for row in validation.suite_results})
+    data_docs.finish(
+        results_dir / "data_docs",
+        config.district_id,
+        run_id,
+        data_docs.row_rule_outcomes(engine, config.district_id, run_id),
+        {row["entity"]: row for row in validation.suite_results},
+    )
     return {entity: outcome.counts() for entity, outcome in validation.outcomes.items()}
-

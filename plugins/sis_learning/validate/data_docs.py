@@ -32,8 +32,11 @@ EXTERNAL = re.compile(
     r"|<img\b[^>]*\bsrc=[\"']?(?:https?:)?//[^>]*>",
     re.I | re.S,
 )
-OUTCOMES = (("rejected_rows", "rejected (to fix in PowerSchool)"), ("excluded_rows", "left out by design"),
-            ("validation_warnings", "imported without the value (warning)"))
+OUTCOMES = (
+    ("rejected_rows", "rejected (to fix in PowerSchool)"),
+    ("excluded_rows", "left out by design"),
+    ("validation_warnings", "imported without the value (warning)"),
+)
 
 
 def row_rule_outcomes(engine: Engine, district_id: str, run_id: str) -> dict[str, list[dict[str, Any]]]:
@@ -41,13 +44,18 @@ def row_rule_outcomes(engine: Engine, district_id: str, run_id: str) -> dict[str
     found: dict[str, list[dict[str, Any]]] = {}
     with engine.connect() as connection:
         for table, outcome in OUTCOMES:
-            rows = connection.execute(text(
-                f"SELECT entity, rule, COUNT(*) AS n, MIN(reason) AS example FROM {table} "
-                "WHERE district_id = :district AND run_id = :run AND stage = 'validate' "
-                "GROUP BY entity, rule ORDER BY entity, n DESC, rule"), {"district": district_id, "run": run_id})
+            rows = connection.execute(
+                text(
+                    f"SELECT entity, rule, COUNT(*) AS n, MIN(reason) AS example FROM {table} "
+                    "WHERE district_id = :district AND run_id = :run AND stage = 'validate' "
+                    "GROUP BY entity, rule ORDER BY entity, n DESC, rule"
+                ),
+                {"district": district_id, "run": run_id},
+            )
             for row in rows:
                 found.setdefault(row.entity, []).append(
-                    {"rule": row.rule, "outcome": outcome, "rows": int(row.n), "example": row.example})
+                    {"rule": row.rule, "outcome": outcome, "rows": int(row.n), "example": row.example}
+                )
     return found
 
 
@@ -55,36 +63,56 @@ def _rules_table(rules: list[dict[str, Any]]) -> str:
     if not rules:
         return "<p>No row rule rejected, left out or warned about any row.</p>"
     esc = html.escape
-    body = "".join(f"<tr><td>{esc(item['rule'])}</td><td>{esc(item['outcome'])}</td><td class='n'>{item['rows']}"
-                   f"</td><td>{esc(str(item['example']))}</td></tr>" for item in rules)
-    return ("<table class='sis-rules'><tr><th>row rule</th><th>outcome</th><th>rows</th><th>for example</th></tr>"
-            f"{body}</table>")
+    body = "".join(
+        f"<tr><td>{esc(item['rule'])}</td><td>{esc(item['outcome'])}</td><td class='n'>{item['rows']}"
+        f"</td><td>{esc(str(item['example']))}</td></tr>"
+        for item in rules
+    )
+    return (
+        "<table class='sis-rules'><tr><th>row rule</th><th>outcome</th><th>rows</th><th>for example</th></tr>"
+        f"{body}</table>"
+    )
 
 
-def _banner(district_id: str, run_id: str, entity: str | None, rules: dict[str, list[dict[str, Any]]],
-            suites: dict[str, dict[str, Any]]) -> str:
+def _banner(
+    district_id: str,
+    run_id: str,
+    entity: str | None,
+    rules: dict[str, list[dict[str, Any]]],
+    suites: dict[str, dict[str, Any]],
+) -> str:
     esc = html.escape
     if entity is not None:
         suite = suites.get(entity, {})
-        return (f"<section class='sis-run'><h2>{esc(entity)}: district {esc(district_id)}, run {esc(run_id)}</h2>"
-                f"<p>Expectations (below): {suite.get('evaluated', '?')} row(s) checked, {suite.get('failed', '?')} "
-                "failed an expectation. Row rules (the rules that are not expectations: shared logins, references, "
-                "the cascade, exclusions by design), from rejected_rows, excluded_rows and validation_warnings:</p>"
-                f"{_rules_table(rules.get(entity, []))}</section>")
+        return (
+            f"<section class='sis-run'><h2>{esc(entity)}: district {esc(district_id)}, run {esc(run_id)}</h2>"
+            f"<p>Expectations (below): {suite.get('evaluated', '?')} row(s) checked, {suite.get('failed', '?')} "
+            "failed an expectation. Row rules (the rules that are not expectations: shared logins, references, "
+            "the cascade, exclusions by design), from rejected_rows, excluded_rows and validation_warnings:</p>"
+            f"{_rules_table(rules.get(entity, []))}</section>"
+        )
     lines = "".join(
         f"<tr><td>{esc(name)}</td><td class='n'>{suite.get('evaluated', 0)}</td><td class='n'>{suite.get('failed', 0)}"
         f"</td><td class='n'>{sum(i['rows'] for i in rules.get(name, []) if i['outcome'].startswith('rejected'))}</td>"
         f"<td class='n'>{sum(i['rows'] for i in rules.get(name, []) if i['outcome'].startswith('left out'))}</td>"
         f"<td class='n'>{sum(i['rows'] for i in rules.get(name, []) if i['outcome'].startswith('imported'))}</td></tr>"
-        for name, suite in suites.items())
-    return (f"<section class='sis-run'><h2>Validation of district {esc(district_id)}, run {esc(run_id)}</h2>"
-            "<table class='sis-rules'><tr><th>entity</th><th>rows checked</th><th>failed an expectation</th>"
-            "<th>rejected by a row rule</th><th>left out by design</th><th>warnings</th></tr>"
-            f"{lines}</table><p>Each entity's page below has its expectations and its row rules.</p></section>")
+        for name, suite in suites.items()
+    )
+    return (
+        f"<section class='sis-run'><h2>Validation of district {esc(district_id)}, run {esc(run_id)}</h2>"
+        "<table class='sis-rules'><tr><th>entity</th><th>rows checked</th><th>failed an expectation</th>"
+        "<th>rejected by a row rule</th><th>left out by design</th><th>warnings</th></tr>"
+        f"{lines}</table><p>Each entity's page below has its expectations and its row rules.</p></section>"
+    )
 
 
-def finish(docs_dir: Path, district_id: str, run_id: str, rules: dict[str, list[dict[str, Any]]],
-           suites: dict[str, dict[str, Any]]) -> None:
+def finish(
+    docs_dir: Path,
+    district_id: str,
+    run_id: str,
+    rules: dict[str, list[dict[str, Any]]],
+    suites: dict[str, dict[str, Any]],
+) -> None:
     """Make every page of ``docs_dir`` offline and add the run, the entity and the row-rule outcomes.
 
     ``suites``: ``{entity: {"evaluated", "failed"}}`` from the suite results.
@@ -110,5 +138,5 @@ def finish(docs_dir: Path, district_id: str, run_id: str, rules: dict[str, list[
             banner = _banner(district_id, run_id, entity, rules, suites)
             body = re.search(r"<body[^>]*>", content)
             if body is not None:
-                content = content[:body.end()] + banner + content[body.end():]
+                content = content[: body.end()] + banner + content[body.end() :]
         page.write_text(content, encoding="utf-8")

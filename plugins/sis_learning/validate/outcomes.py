@@ -136,8 +136,11 @@ class EntityOutcome:
             return
         found = [(row, problem) for row, text in staged.items() for problem in json.loads(text)]
         for (rule, field), group in pd.DataFrame(
-                [{"row": row, "rule": p["rule"], "field": p["field"], "value": p["value"], "reason": p["reason"]}
-                 for row, p in found]).groupby(["rule", "field"], sort=True):
+            [
+                {"row": row, "rule": p["rule"], "field": p["field"], "value": p["value"], "reason": p["reason"]}
+                for row, p in found
+            ]
+        ).groupby(["rule", "field"], sort=True):
             mask = pd.Series(False, index=self.frame.index)
             mask[group["row"].to_numpy()] = True
             reasons = pd.Series(group["reason"].to_numpy(), index=group["row"].to_numpy(), dtype="string")
@@ -145,9 +148,14 @@ class EntityOutcome:
             if rule == NON_INTEGER_VALUE and (self.entity, field) in REJECTED_NON_INTEGER:
                 self.reject(mask, rule, reasons.reindex(self.frame.index))
             else:
-                self.warn(mask, rule, field, reasons.reindex(self.frame.index),
-                          action="cleaned" if rule == CONTROL_CHARACTERS else "cleared",
-                          values=values.reindex(self.frame.index))
+                self.warn(
+                    mask,
+                    rule,
+                    field,
+                    reasons.reindex(self.frame.index),
+                    action="cleaned" if rule == CONTROL_CHARACTERS else "cleared",
+                    values=values.reindex(self.frame.index),
+                )
 
     def key_index(self, column: str) -> pd.Index:
         """The rows' values of ``column`` as an index (built once: lookups into it reuse its hash table)."""
@@ -167,12 +175,20 @@ class EntityOutcome:
         reasons = reason_series(reason, index)
         self.status[index] = EXCLUDED
         self.why[index] = reasons
-        self.excluded_parts.append(pd.DataFrame({
-            "entity": self.entity, "source_id": self.source_id[index], "rule": rule, "reason": reasons,
-        }))
+        self.excluded_parts.append(
+            pd.DataFrame(
+                {
+                    "entity": self.entity,
+                    "source_id": self.source_id[index],
+                    "rule": rule,
+                    "reason": reasons,
+                }
+            )
+        )
 
-    def reject(self, mask: pd.Series, rule: str, reason: str | pd.Series | ReasonText,
-               caused_by: pd.Series | None = None) -> None:
+    def reject(
+        self, mask: pd.Series, rule: str, reason: str | pd.Series | ReasonText, caused_by: pd.Series | None = None
+    ) -> None:
         mask = mask.fillna(False).astype(bool) & self.status.ne(EXCLUDED)
         if not mask.any():
             return
@@ -184,14 +200,31 @@ class EntityOutcome:
         self.root[index] = self.root[index].where(~first_failure, root)
         self.why[index] = self.why[index].where(~first_failure, reasons)
         self.status[index] = REJECTED
-        self.rejected_parts.append(pd.DataFrame({
-            "entity": self.entity, "source_id": self.source_id[index], "rule": rule, "reason": reasons,
-            "caused_by": (caused_by.loc[index].astype("string") if caused_by is not None
-                          else pd.Series(pd.NA, index=index, dtype="string")),
-        }))
+        self.rejected_parts.append(
+            pd.DataFrame(
+                {
+                    "entity": self.entity,
+                    "source_id": self.source_id[index],
+                    "rule": rule,
+                    "reason": reasons,
+                    "caused_by": (
+                        caused_by.loc[index].astype("string")
+                        if caused_by is not None
+                        else pd.Series(pd.NA, index=index, dtype="string")
+                    ),
+                }
+            )
+        )
 
-    def warn(self, mask: pd.Series, rule: str, field: str, reason: str | pd.Series | ReasonText,
-             action: str = "cleared", values: pd.Series | None = None) -> None:
+    def warn(
+        self,
+        mask: pd.Series,
+        rule: str,
+        field: str,
+        reason: str | pd.Series | ReasonText,
+        action: str = "cleared",
+        values: pd.Series | None = None,
+    ) -> None:
         """The rows pass, imported without ``field`` (action ``cleared``) or with it cleaned up
         (``cleaned``): a staged warning, not a rejection. ``values``: the value as PowerSchool
         sent it, when the frame holds the cleaned one."""
@@ -201,17 +234,27 @@ class EntityOutcome:
         index = mask[mask].index
         source = self.frame.loc[index, field] if values is None else values.loc[index]
         values = source.astype("string").str.slice(0, WARNING_VALUE_MAX_LENGTH)
-        self.warning_parts.append(pd.DataFrame({
-            "entity": self.entity, "source_id": self.source_id[index], "rule": rule, "field": field,
-            "value": values, "reason": reason_series(reason, index), "action": action,
-        }))
+        self.warning_parts.append(
+            pd.DataFrame(
+                {
+                    "entity": self.entity,
+                    "source_id": self.source_id[index],
+                    "rule": rule,
+                    "field": field,
+                    "value": values,
+                    "reason": reason_series(reason, index),
+                    "action": action,
+                }
+            )
+        )
 
     def apply_suite(self, failures: list[tuple[ColumnRule, list]]) -> None:
         for rule, labels in failures:
             mask = pd.Series(False, index=self.frame.index)
             mask[labels] = True
-            reason = fill_value(rule.reason, self.frame[rule.column].astype("string").str.slice(
-                0, WARNING_VALUE_MAX_LENGTH))
+            reason = fill_value(
+                rule.reason, self.frame[rule.column].astype("string").str.slice(0, WARNING_VALUE_MAX_LENGTH)
+            )
             if rule.warn:
                 self.warn(mask, rule.rule, rule.column, reason)
             else:
@@ -222,10 +265,18 @@ class EntityOutcome:
         rejected = int(self.status.eq(REJECTED).sum())
         excluded = int(self.status.eq(EXCLUDED).sum())
         # One warning per row and field (as staged: the first found).
-        warned = (len(pd.concat(self.warning_parts, ignore_index=True).drop_duplicates(["source_id", "field"]))
-                  if self.warning_parts else 0)
-        return {"evaluated": evaluated, "passed": evaluated - rejected - excluded,
-                "rejected": rejected, "excluded": excluded, "warned": warned}
+        warned = (
+            len(pd.concat(self.warning_parts, ignore_index=True).drop_duplicates(["source_id", "field"]))
+            if self.warning_parts
+            else 0
+        )
+        return {
+            "evaluated": evaluated,
+            "passed": evaluated - rejected - excluded,
+            "rejected": rejected,
+            "excluded": excluded,
+            "warned": warned,
+        }
 
 
 def lookup(keys: pd.Series, outcome: EntityOutcome, key_column: str) -> pd.DataFrame:
@@ -238,16 +289,23 @@ def lookup(keys: pd.Series, outcome: EntityOutcome, key_column: str) -> pd.DataF
         missing = positions < 0
         status = outcome.status.to_numpy(dtype="float64")[positions]
         status[missing] = np.nan
-        found = pd.DataFrame({
-            "status": status,
-            "why": outcome.why.array.take(positions, allow_fill=True),
-            "root": outcome.root.array.take(positions, allow_fill=True),
-        }, index=keys.index)
+        found = pd.DataFrame(
+            {
+                "status": status,
+                "why": outcome.why.array.take(positions, allow_fill=True),
+                "root": outcome.root.array.take(positions, allow_fill=True),
+            },
+            index=keys.index,
+        )
         return found
-    table = pd.DataFrame({
-        "key": outcome.frame[key_column].astype("string"), "status": outcome.status,
-        "why": outcome.why, "root": outcome.root,
-    })
+    table = pd.DataFrame(
+        {
+            "key": outcome.frame[key_column].astype("string"),
+            "status": outcome.status,
+            "why": outcome.why,
+            "root": outcome.root,
+        }
+    )
     # A key present twice (a duplicated id) resolves to its worst outcome: rejected.
     table = table.sort_values("status", ascending=False, kind="stable").drop_duplicates("key").set_index("key")
     found = table.reindex(keys.astype("string"))
@@ -288,10 +346,7 @@ def sorted_by_id(frame: pd.DataFrame, column: str) -> pd.DataFrame:
     if len(tied):
         text = frame[column].to_numpy(dtype=object, na_value=None)[positions]
         if (text[tied] != text[tied + 1]).any():
-            return (frame.assign(_order=order).sort_values(["_order", column], kind="stable")
-                    .drop(columns="_order"))
+            return frame.assign(_order=order).sort_values(["_order", column], kind="stable").drop(columns="_order")
     if np.array_equal(positions, np.arange(len(positions))):
         return frame
     return frame.iloc[positions]
-
-

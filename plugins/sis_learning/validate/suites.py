@@ -37,6 +37,7 @@ EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
 # ---- the expectation suites -----------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class ColumnRule:
     """One column-level rule, run as a Great Expectations expectation.
@@ -58,8 +59,11 @@ class ColumnRule:
 
         meta = {"rule": self.rule, "reason": self.reason}
         # Data Docs show the notes beside each expectation: the rule name and the admin's reason.
-        common = {"column": self.column, "meta": meta,
-                  "notes": f"rule {self.rule}: {self.reason.replace('{value}', '...')}"}
+        common = {
+            "column": self.column,
+            "meta": meta,
+            "notes": f"rule {self.rule}: {self.reason.replace('{value}', '...')}",
+        }
         if self.check == "not_null":
             return gxe.ExpectColumnValuesToNotBeNull(**common)
         if self.check == "unique":
@@ -104,7 +108,9 @@ def load_column_rules(path: Path | str = COLUMN_RULES_PATH) -> dict[str, list[Co
     seen: dict[tuple[str, str], int] = {}
     for line, row in enumerate(reader, start=2):
         if None in row:
-            raise _rules_error(path, line, f"has more than {len(RULE_COLUMNS)} columns (quote a reason containing commas)")
+            raise _rules_error(
+                path, line, f"has more than {len(RULE_COLUMNS)} columns (quote a reason containing commas)"
+            )
         values = {key: (row.get(key) or "").strip() for key in RULE_COLUMNS}
         entity, rule, column, check = values["entity"], values["rule"], values["column"], values["check"]
         if entity not in VALIDATED_ENTITIES:
@@ -123,7 +129,9 @@ def load_column_rules(path: Path | str = COLUMN_RULES_PATH) -> dict[str, list[Co
         limit = None
         if check == "max_length":
             if not values["limit"].isdigit() or int(values["limit"]) < 1:
-                raise _rules_error(path, line, f"check max_length needs a positive whole 'limit' (found {values['limit']!r})")
+                raise _rules_error(
+                    path, line, f"check max_length needs a positive whole 'limit' (found {values['limit']!r})"
+                )
             limit = int(values["limit"])
         elif values["limit"]:
             raise _rules_error(path, line, f"only max_length takes a 'limit' (found {values['limit']!r})")
@@ -132,15 +140,18 @@ def load_column_rules(path: Path | str = COLUMN_RULES_PATH) -> dict[str, list[Co
         reason = values["reason"].replace("{limit}", str(limit)) if limit is not None else values["reason"]
         if "{limit}" in reason:
             raise _rules_error(path, line, "'{limit}' in a reason needs check max_length")
-        suites.setdefault(entity, []).append(ColumnRule(rule, column, check, reason, limit, warn=values["warn"] == "yes"))
+        suites.setdefault(entity, []).append(
+            ColumnRule(rule, column, check, reason, limit, warn=values["warn"] == "yes")
+        )
     return suites
 
 
 SUITES: dict[str, list[ColumnRule]] = load_column_rules()
 
 
-def run_suites(frames: dict[str, pd.DataFrame], results_dir: Path, district_id: str,
-               run_name: str | None = None) -> tuple[dict[str, Any], list[dict]]:
+def run_suites(
+    frames: dict[str, pd.DataFrame], results_dir: Path, district_id: str, run_name: str | None = None
+) -> tuple[dict[str, Any], list[dict]]:
     """Run each entity's suite on its in-scope rows; keep JSON results and Data Docs.
 
     Returns ``{entity: [(ColumnRule, failing index labels)]}`` and the validation_results rows.
@@ -158,11 +169,13 @@ def run_suites(frames: dict[str, pd.DataFrame], results_dir: Path, district_id: 
     project_config = DataContextConfig(
         store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
         progress_bars=ProgressBarsConfig(globally=False),
-        data_docs_sites={"run": {
-            "class_name": "SiteBuilder",
-            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-        }},
+        data_docs_sites={
+            "run": {
+                "class_name": "SiteBuilder",
+                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            }
+        },
     )
     context = gx.get_context(mode="ephemeral", project_config=project_config)
     with _without_batch_fingerprint():
@@ -193,8 +206,9 @@ def _without_batch_fingerprint() -> Iterator[None]:
         pandas_execution_engine.HASH_THRESHOLD = threshold
 
 
-def _run_checkpoints(context: Any, frames: dict[str, pd.DataFrame], results_dir: Path,
-                     district_id: str, run_name: str | None = None) -> tuple[dict[str, Any], list[dict]]:
+def _run_checkpoints(
+    context: Any, frames: dict[str, pd.DataFrame], results_dir: Path, district_id: str, run_name: str | None = None
+) -> tuple[dict[str, Any], list[dict]]:
     """One checkpoint per entity (its suite on its in-scope rows); the JSON result of each kept."""
     import great_expectations as gx
     from great_expectations.core.run_identifier import RunIdentifier
@@ -211,13 +225,17 @@ def _run_checkpoints(context: Any, frames: dict[str, pd.DataFrame], results_dir:
         batch = data_source.add_dataframe_asset(entity).add_batch_definition_whole_dataframe("run")
         definition = context.validation_definitions.add(gx.ValidationDefinition(name=entity, data=batch, suite=suite))
         # Data Docs are built once for all suites after the loop (rebuilding per suite is slow).
-        checkpoint = context.checkpoints.add(gx.Checkpoint(
-            name=f"{entity}_checkpoint", validation_definitions=[definition],
-            result_format={"result_format": "COMPLETE"},
-        ))
+        checkpoint = context.checkpoints.add(
+            gx.Checkpoint(
+                name=f"{entity}_checkpoint",
+                validation_definitions=[definition],
+                result_format={"result_format": "COMPLETE"},
+            )
+        )
         columns = sorted({rule.column for rule in rules})
-        outcome = checkpoint.run(batch_parameters={"dataframe": frame[columns]},
-                                 run_id=RunIdentifier(run_name=run_name or results_dir.name))
+        outcome = checkpoint.run(
+            batch_parameters={"dataframe": frame[columns]}, run_id=RunIdentifier(run_name=run_name or results_dir.name)
+        )
         key, validation = next(iter(outcome.run_results.items()))
         # GX reads a page's "Data asset" from batch_spec, which a dataframe batch leaves without one.
         validation.meta.setdefault("batch_spec", {})["data_asset_name"] = entity
@@ -226,7 +244,11 @@ def _run_checkpoints(context: Any, frames: dict[str, pd.DataFrame], results_dir:
         failing_labels: set = set()
         for result in validation.results:
             meta = result.expectation_config.meta or {}
-            rule = next(r for r in rules if r.rule == meta.get("rule") and r.column == result.expectation_config.kwargs["column"])
+            rule = next(
+                r
+                for r in rules
+                if r.rule == meta.get("rule") and r.column == result.expectation_config.kwargs["column"]
+            )
             labels = list(result.result.get("unexpected_index_list") or [])
             if not result.success and labels:
                 entity_failures.append((rule, labels))
@@ -234,9 +256,14 @@ def _run_checkpoints(context: Any, frames: dict[str, pd.DataFrame], results_dir:
         failures[entity] = entity_failures
         results_path = results_dir / f"{entity}.json"
         results_path.write_text(json.dumps(validation.to_json_dict(), ensure_ascii=False), encoding="utf-8")
-        result_rows.append({
-            "entity": entity, "suite": suite_name, "success": bool(validation.success),
-            "evaluated": len(frame), "failed": len(failing_labels), "results_path": str(results_path),
-        })
+        result_rows.append(
+            {
+                "entity": entity,
+                "suite": suite_name,
+                "success": bool(validation.success),
+                "evaluated": len(frame),
+                "failed": len(failing_labels),
+                "results_path": str(results_path),
+            }
+        )
     return failures, result_rows
-

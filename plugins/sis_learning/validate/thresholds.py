@@ -23,18 +23,38 @@ from sis_learning.validate.outcomes import ENTITIES, STAGE
 
 
 def _evaluated_counts(engine: Engine, config: DistrictConfig, run_id: str) -> dict[str, int]:
-    models = {"schools": StgSchool, "terms": StgTerm, "courses": StgCourse, "staff": StgStaff,
-              "students": StgStudent, "sections": StgSection, "section_enrollments": StgSectionEnrollment,
-              "section_teachers": StgSectionTeacher, "parent_links": StgGuardian}
+    models = {
+        "schools": StgSchool,
+        "terms": StgTerm,
+        "courses": StgCourse,
+        "staff": StgStaff,
+        "students": StgStudent,
+        "sections": StgSection,
+        "section_enrollments": StgSectionEnrollment,
+        "section_teachers": StgSectionTeacher,
+        "parent_links": StgGuardian,
+    }
     counts: dict[str, int] = {}
     with engine.connect() as connection:
         for entity, model in models.items():
             table = model.__table__
-            counts[entity] = connection.scalar(select(func.count()).select_from(table).where(
-                table.c.district_id == config.district_id, table.c.run_id == run_id)) or 0
+            counts[entity] = (
+                connection.scalar(
+                    select(func.count())
+                    .select_from(table)
+                    .where(table.c.district_id == config.district_id, table.c.run_id == run_id)
+                )
+                or 0
+            )
         guardians = StgGuardian.__table__
-        counts["guardians"] = connection.scalar(select(func.count(func.distinct(guardians.c.guardian_id))).where(
-            guardians.c.district_id == config.district_id, guardians.c.run_id == run_id)) or 0
+        counts["guardians"] = (
+            connection.scalar(
+                select(func.count(func.distinct(guardians.c.guardian_id))).where(
+                    guardians.c.district_id == config.district_id, guardians.c.run_id == run_id
+                )
+            )
+            or 0
+        )
     return counts
 
 
@@ -49,13 +69,21 @@ def check_thresholds(engine: Engine, config: DistrictConfig, run_id: str) -> Non
     rejected_table, excluded_table = RejectedRow.__table__, ExcludedRow.__table__
     problems: list[str] = []
     with engine.connect() as connection:
+
         def per_entity(table, *conditions):
             rows = connection.execute(
-                select(table.c.entity,
-                       func.count(func.distinct(func.coalesce(table.c.source_id, cast(table.c.id, String)))))
-                .where(table.c.district_id == config.district_id, table.c.run_id == run_id, table.c.stage == STAGE,
-                       *conditions)
-                .group_by(table.c.entity))
+                select(
+                    table.c.entity,
+                    func.count(func.distinct(func.coalesce(table.c.source_id, cast(table.c.id, String)))),
+                )
+                .where(
+                    table.c.district_id == config.district_id,
+                    table.c.run_id == run_id,
+                    table.c.stage == STAGE,
+                    *conditions,
+                )
+                .group_by(table.c.entity)
+            )
             return dict(rows.all())
 
         # An entity's failing share counts its own broken rows. Rows rejected only because
@@ -72,21 +100,35 @@ def check_thresholds(engine: Engine, config: DistrictConfig, run_id: str) -> Non
             threshold = config.validation_thresholds.for_entity(entity)
             if share <= threshold:
                 continue
-            scope = (rejected_table.c.district_id == config.district_id, rejected_table.c.run_id == run_id,
-                     rejected_table.c.stage == STAGE, rejected_table.c.entity == entity,
-                     rejected_table.c.caused_by.is_(None))
+            scope = (
+                rejected_table.c.district_id == config.district_id,
+                rejected_table.c.run_id == run_id,
+                rejected_table.c.stage == STAGE,
+                rejected_table.c.entity == entity,
+                rejected_table.c.caused_by.is_(None),
+            )
             rules = connection.execute(
-                select(rejected_table.c.rule, func.count()).where(*scope).group_by(rejected_table.c.rule)
-                .order_by(func.count().desc(), rejected_table.c.rule)).all()
+                select(rejected_table.c.rule, func.count())
+                .where(*scope)
+                .group_by(rejected_table.c.rule)
+                .order_by(func.count().desc(), rejected_table.c.rule)
+            ).all()
             examples = connection.execute(
-                select(rejected_table.c.source_id, rejected_table.c.rule, rejected_table.c.reason).where(*scope)
-                .order_by(rejected_table.c.caused_by.is_not(None), rejected_table.c.id).limit(5)).all()
-            lines = [f"{entity}: {failing} of {in_scope} rows failed validation ({share:.1%}), more than the "
-                     f"threshold of {threshold:.1%}; rules: "
-                     + ", ".join(f"{rule} ({count})" for rule, count in rules)]
-            lines += [f"  - {entity} {source_id or '(no id)'} [{rule}]: {reason}" for source_id, rule, reason in examples]
+                select(rejected_table.c.source_id, rejected_table.c.rule, rejected_table.c.reason)
+                .where(*scope)
+                .order_by(rejected_table.c.caused_by.is_not(None), rejected_table.c.id)
+                .limit(5)
+            ).all()
+            lines = [
+                f"{entity}: {failing} of {in_scope} rows failed validation ({share:.1%}), more than the "
+                f"threshold of {threshold:.1%}; rules: " + ", ".join(f"{rule} ({count})" for rule, count in rules)
+            ]
+            lines += [
+                f"  - {entity} {source_id or '(no id)'} [{rule}]: {reason}" for source_id, rule, reason in examples
+            ]
             problems.append("\n".join(lines))
     if problems:
         raise ValidationThresholdExceeded(
             f"District {config.district_id}, run {run_id}: the run stops before anything is loaded.\n"
-            + "\n".join(problems))
+            + "\n".join(problems)
+        )

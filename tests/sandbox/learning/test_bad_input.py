@@ -142,7 +142,9 @@ def test_paging_parameters_are_checked(domain):
 
 
 def test_too_many_ids_to_deactivate_is_a_413(domain):
-    response = domain.http.post("/api/v1/users/deactivate", json={"users": [{"user_type": "S", "external_id": str(n)} for n in range(1001)]})
+    response = domain.http.post(
+        "/api/v1/users/deactivate", json={"users": [{"user_type": "S", "external_id": str(n)} for n in range(1001)]}
+    )
     assert response.status_code == 413
     assert "at most 1000 rows" in response.json()["message"]
 

@@ -93,8 +93,12 @@ def test_user_levels_classes_rosters_and_links_round_trip(domain):
 def test_a_co_teacher_role_can_be_changed_by_a_later_import(domain):
     seed_school(domain, students=1)
     domain.batch("users", [user("501", "T", login="teacher501")])
-    assert domain.statuses("rosters", [{"class_id": "700", "user_type": "T", "user_id": "501", "role": "co-teacher"}]) == ["created"]
-    assert domain.statuses("rosters", [{"class_id": "700", "user_type": "T", "user_id": "501", "role": "teacher"}]) == ["updated"]
+    assert domain.statuses(
+        "rosters", [{"class_id": "700", "user_type": "T", "user_id": "501", "role": "co-teacher"}]
+    ) == ["created"]
+    assert domain.statuses("rosters", [{"class_id": "700", "user_type": "T", "user_id": "501", "role": "teacher"}]) == [
+        "updated"
+    ]
     assert domain.rosters()[("700", "T:501")] == "teacher"
 
 

@@ -31,7 +31,12 @@ def test_faults_hit_only_the_armed_domain_and_can_be_disarmed(domain, other_doma
         each.batch("organizations", [organization()])
     domain.inject_faults(count=5, status=429)
     assert other_domain.statuses("users", [user("1")]) == ["created"]
-    assert domain.http.post("/api/v1/users/deactivate", json={"users": [{"user_type": "S", "external_id": "1"}]}).status_code == 429
+    assert (
+        domain.http.post(
+            "/api/v1/users/deactivate", json={"users": [{"user_type": "S", "external_id": "1"}]}
+        ).status_code
+        == 429
+    )
     assert domain.inject_faults(count=0) == 0
     assert domain.statuses("users", [user("1")]) == ["created"]
     assert domain.http.get("/openapi.json").json()["paths"].get("/sandbox/faults") is None

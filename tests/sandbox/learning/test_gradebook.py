@@ -35,7 +35,11 @@ def test_a_score_change_carries_everything_grade_push_needs(domain):
     assert feed["has_more"] is False
     created, change = feed["changes"]
     assert (created["event"], created["gradable"], created["revision"], created["student_id"]) == (
-        "gradable_created", gradable, 1, None)
+        "gradable_created",
+        gradable,
+        1,
+        None,
+    )
     assert change["event"] == "score_set" and change["linked_class_id"] is None
     assert feed["next_cursor"] == change["cursor"] > created["cursor"]
     assert change["class_id"] == school["class_id"]
@@ -112,7 +116,11 @@ def test_editing_a_gradable_adds_one_entry_naming_the_changed_fields(domain):
     assert edited["revision"] == 2
     [change] = domain.changes(after=cursor)["changes"]
     assert (change["event"], change["revision"], change["changed_fields"], change["student_id"]) == (
-        "gradable_edited", 2, ["title", "total_points"], None)
+        "gradable_edited",
+        2,
+        ["title", "total_points"],
+        None,
+    )
     assert (change["gradable"]["title"], change["gradable"]["total_points"]) == ("Essay (revised)", 60.0)
     domain.update_gradable(gradable["id"], title="Essay (revised)")  # no real change: nothing new
     assert domain.changes(after=change["cursor"])["changes"] == []
@@ -127,7 +135,10 @@ def test_a_deleted_gradable_is_announced_once_and_takes_no_more_scores_or_edits(
     assert deleted["deleted"] is True
     [change] = domain.changes(after=cursor)["changes"]
     assert (change["event"], change["gradable"]["id"], change["gradable"]["deleted"]) == (
-        "gradable_deleted", gradable["id"], True)
+        "gradable_deleted",
+        gradable["id"],
+        True,
+    )
     with pytest.raises(LearningError, match=r"404.*was deleted"):
         domain.set_score(gradable["id"], "600", "8")
     with pytest.raises(LearningError, match=r"404.*was deleted"):
@@ -138,8 +149,9 @@ def test_a_deleted_gradable_is_announced_once_and_takes_no_more_scores_or_edits(
 
 def test_a_linked_class_announces_the_link_and_re_emits_its_gradables_and_scores(domain):
     seed_school(domain, students=1)
-    domain.upsert("classes", [{"class_id": "T-1", "name": "Teacher's own class", "teacher_id": "500",
-                               "organization_id": "10"}])
+    domain.upsert(
+        "classes", [{"class_id": "T-1", "name": "Teacher's own class", "teacher_id": "500", "organization_id": "10"}]
+    )
     domain.upsert("rosters", [{"class_id": "T-1", "user_type": "S", "user_id": "600", "role": "student"}])
     own = domain.create_gradable("T-1", "Warm-up", 5)
     domain.set_score(own["id"], "600", "4")
@@ -168,8 +180,12 @@ def test_a_gradable_may_have_a_type_the_source_document_does_not_list(domain):
     seed_school(domain, students=1)
     poll = domain.create_gradable("700", "Opinion poll", 1, type="Poll")
     assert poll["type"] == "Poll"
-    assert domain.http.post("/api/v1/classes/700/gradables",
-                            json={"title": "x", "total_points": 1, "type": "no spaces!"}).status_code == 422
+    assert (
+        domain.http.post(
+            "/api/v1/classes/700/gradables", json={"title": "x", "total_points": 1, "type": "no spaces!"}
+        ).status_code
+        == 422
+    )
 
 
 def test_grade_push_enabled_follows_the_domain_settings(domain):

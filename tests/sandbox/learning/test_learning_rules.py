@@ -163,7 +163,11 @@ def test_a_login_freed_earlier_in_a_batch_can_be_taken_later_in_it(domain):
     domain.batch("users", [user("1", login="shared"), user("2", login="other")])
     answer = domain.batch("users", [user("1", login="renamed"), user("2", login="shared"), user("3", login="other")])
     assert [r["status"] for r in answer["results"]] == ["updated", "updated", "created"]
-    assert {key: row["login"] for key, row in domain.users().items()} == {"S:1": "renamed", "S:2": "shared", "S:3": "other"}
+    assert {key: row["login"] for key, row in domain.users().items()} == {
+        "S:1": "renamed",
+        "S:2": "shared",
+        "S:3": "other",
+    }
 
 
 def test_a_user_without_a_login_uses_the_sso_email_else_fails_unless_autogenerate_is_on(domain):
@@ -273,9 +277,18 @@ def test_deactivated_users_are_disabled_never_deleted_and_an_import_can_enable_t
     def key(user_type, external_id):
         return {"user_type": user_type, "external_id": external_id}
 
-    answer = domain.http.post("/api/v1/users/deactivate", json={"users": [
-        key("S", "1"), key("S", "404"), key("S", 2), key("S", "1"), {"external_id": "3"},
-    ]}).json()
+    answer = domain.http.post(
+        "/api/v1/users/deactivate",
+        json={
+            "users": [
+                key("S", "1"),
+                key("S", "404"),
+                key("S", 2),
+                key("S", "1"),
+                {"external_id": "3"},
+            ]
+        },
+    ).json()
     assert [(r["key"], r["status"]) for r in answer["results"]] == [
         ("S:1", "deactivated"),
         ("S:404", "failed"),
@@ -305,10 +318,12 @@ def test_rosters_and_parent_links_are_removed_by_key(domain):
     answer = domain.http.post(
         "/api/v1/rosters/remove",
         json={
-            "rows": [{"class_id": "700", "user_type": "S", "user_id": "600"},
-                     {"class_id": "700", "user_type": "S", "user_id": "999"},
-                     {"class_id": "700", "user_type": "S"},
-                     {"class_id": "700", "user_type": "S", "user_id": "500"}]  # 500 is a teacher's number
+            "rows": [
+                {"class_id": "700", "user_type": "S", "user_id": "600"},
+                {"class_id": "700", "user_type": "S", "user_id": "999"},
+                {"class_id": "700", "user_type": "S"},
+                {"class_id": "700", "user_type": "S", "user_id": "500"},
+            ]  # 500 is a teacher's number
         },
     ).json()
     assert [r["status"] for r in answer["results"]] == ["removed", "unchanged", "failed", "unchanged"]

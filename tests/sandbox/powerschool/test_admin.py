@@ -11,12 +11,17 @@ from tests.sandbox.powerschool.conftest import as_list
 def test_enroll_and_drop_show_in_the_api(powerschool_writable):
     sandbox, api, store = powerschool_writable
     student = next(store.rows("students", "enroll_status = 0"))
-    section = store.query("SELECT * FROM sections WHERE id NOT IN (SELECT abs(sectionid) FROM cc WHERE studentid = ?) "
-                          "LIMIT 1", (student["id"],))[0]
+    section = store.query(
+        "SELECT * FROM sections WHERE id NOT IN (SELECT abs(sectionid) FROM cc WHERE studentid = ?) LIMIT 1",
+        (student["id"],),
+    )[0]
     before = api.get_json(f"/ws/v1/section/{section['dcid']}/section_enrollment/count")["resource"]["count"]
     created = sandbox.enroll_student(student["dcid"], section["dcid"])
-    listed = as_list(api.get_json(f"/ws/v1/section/{section['dcid']}/section_enrollment")
-                     ["section_enrollments"]["section_enrollment"])
+    listed = as_list(
+        api.get_json(f"/ws/v1/section/{section['dcid']}/section_enrollment")["section_enrollments"][
+            "section_enrollment"
+        ]
+    )
     assert len(listed) == before + 1
     mine = next(item for item in listed if item["id"] == created["cc_dcid"])
     assert mine["student_id"] == student["dcid"] and mine["dropped"] is False
@@ -25,8 +30,11 @@ def test_enroll_and_drop_show_in_the_api(powerschool_writable):
     row = next(store.rows("cc", "dcid = ?", (created["cc_dcid"],)))
     assert row["sectionid"] == -section["id"]
     assert row["dateleft"] == "2025-11-01"
-    listed = as_list(api.get_json(f"/ws/v1/section/{section['dcid']}/section_enrollment")
-                     ["section_enrollments"]["section_enrollment"])
+    listed = as_list(
+        api.get_json(f"/ws/v1/section/{section['dcid']}/section_enrollment")["section_enrollments"][
+            "section_enrollment"
+        ]
+    )
     assert next(item for item in listed if item["id"] == created["cc_dcid"])["dropped"] is True
     with pytest.raises(SandboxError, match="no active enrollment"):
         sandbox.drop_enrollment(student["dcid"], section["dcid"])
@@ -53,8 +61,12 @@ def test_deactivate_a_teacher_removes_them_from_the_staff_list(powerschool_writa
     school = next(store.rows("schools", "school_number = ?", (teacher["schoolid"],)))
 
     def listed():
-        return {member["id"] for member in as_list(
-            api.get_json(f"/ws/v1/school/{school['dcid']}/staff", pagesize=100)["staffs"].get("staff"))}
+        return {
+            member["id"]
+            for member in as_list(
+                api.get_json(f"/ws/v1/school/{school['dcid']}/staff", pagesize=100)["staffs"].get("staff")
+            )
+        }
 
     assert teacher["dcid"] in listed()
     sandbox.deactivate_teacher(teacher["dcid"])
@@ -65,15 +77,27 @@ def test_add_a_section_with_a_co_teacher(powerschool_writable):
     sandbox, api, store = powerschool_writable
     school = next(store.rows("schools"))
     course = next(store.rows("courses", "schoolid = ?", (school["school_number"],)))
-    teachers = store.query("SELECT t.dcid, t.id FROM teachers t JOIN teacher_schools ts ON ts.teacherid = t.id "
-                           "WHERE ts.schoolid = ? AND t.status = 1 ORDER BY t.id LIMIT 2", (school["school_number"],))
-    created = sandbox.add_section(school["dcid"], course["course_number"], 3500, teacher_dcid=teachers[0]["dcid"],
-                                  co_teacher_dcids=[teachers[1]["dcid"]], section_number="99")
+    teachers = store.query(
+        "SELECT t.dcid, t.id FROM teachers t JOIN teacher_schools ts ON ts.teacherid = t.id "
+        "WHERE ts.schoolid = ? AND t.status = 1 ORDER BY t.id LIMIT 2",
+        (school["school_number"],),
+    )
+    created = sandbox.add_section(
+        school["dcid"],
+        course["course_number"],
+        3500,
+        teacher_dcid=teachers[0]["dcid"],
+        co_teacher_dcids=[teachers[1]["dcid"]],
+        section_number="99",
+    )
     section = api.get_json(f"/ws/v1/section/{created['section_dcid']}", expansions="term")["section"]
     assert section["staff_id"] == teachers[0]["dcid"]
     assert section["term"]["start_year"] == 2025
     assert section["course_id"] == course["dcid"]
-    roles = {row["teacherid"]: row["roleid"] for row in store.rows("sectionteacher", "sectionid = ?", (created["section_id"],))}
+    roles = {
+        row["teacherid"]: row["roleid"]
+        for row in store.rows("sectionteacher", "sectionid = ?", (created["section_id"],))
+    }
     assert roles == {teachers[0]["id"]: 1, teachers[1]["id"]: 2}
     with pytest.raises(SandboxError, match="term 1234"):
         sandbox.add_section(school["dcid"], course["course_number"], 1234)
@@ -92,15 +116,23 @@ def test_student_status_change(powerschool_writable):
 def test_add_a_student_and_a_teacher(powerschool_writable):
     sandbox, api, store = powerschool_writable
     school = next(store.rows("schools"))
-    student = sandbox.add_student(school["dcid"], "Ngozi", "Adébáyọ̀", grade_level=2, student_web_id="nadebayo",
-                                  email="nadebayo@students.demo-usd.org")
+    student = sandbox.add_student(
+        school["dcid"],
+        "Ngozi",
+        "Adébáyọ̀",
+        grade_level=2,
+        student_web_id="nadebayo",
+        email="nadebayo@students.demo-usd.org",
+    )
     view = api.get_json(f"/ws/v1/student/{student['dcid']}", expansions="school_enrollment,contact_info")["student"]
     assert view["name"]["last_name"] == "Adébáyọ̀"
     assert view["school_enrollment"]["school_id"] == school["dcid"]
     assert view["contact_info"] == {"email": "nadebayo@students.demo-usd.org"}
     teacher = sandbox.add_teacher(school["dcid"], "Kai", "Ōta", teacherloginid="kota")
-    listed = {member["id"] for member in as_list(
-        api.get_json(f"/ws/v1/school/{school['dcid']}/staff", pagesize=100)["staffs"]["staff"])}
+    listed = {
+        member["id"]
+        for member in as_list(api.get_json(f"/ws/v1/school/{school['dcid']}/staff", pagesize=100)["staffs"]["staff"])
+    }
     assert teacher["dcid"] in listed
 
 
@@ -111,7 +143,9 @@ def test_rekey_students_changes_their_dcids_everywhere(powerschool_writable):
     assert len(changed) == 5
     after = {row["id"]: row["dcid"] for row in store.rows("students")}
     assert sorted(before.values())[:5] == [old for old, _ in changed]
-    assert {after[internal] for internal, dcid in before.items() if dcid in dict(changed)} == {new for _, new in changed}
+    assert {after[internal] for internal, dcid in before.items() if dcid in dict(changed)} == {
+        new for _, new in changed
+    }
     old, new = changed[0]
     assert api.get(f"/ws/v1/student/{old}").status_code == 404
     assert api.get(f"/ws/v1/student/{new}").status_code == 200

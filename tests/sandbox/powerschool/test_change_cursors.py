@@ -29,8 +29,10 @@ def test_cursor_reads_see_admin_changes_but_not_hard_deletes(powerschool_writabl
     assert [row["dcid"] for row in changed] == [str(enrolled["cc_dcid"])]
     assert changed[0]["whenmodified"][:10] >= yesterday
     sandbox.rename("student", student, first_name="Renamed")
-    assert [row["dcid"] for row in rows(api, "students", projection="dcid,transaction_date",
-                                         q=f"transaction_date=ge={yesterday}")] == [str(student)]
+    assert [
+        row["dcid"]
+        for row in rows(api, "students", projection="dcid,transaction_date", q=f"transaction_date=ge={yesterday}")
+    ] == [str(student)]
     connection = sqlite3.connect(sandbox.database_path)
     connection.execute("DELETE FROM cc WHERE dcid = ?", (enrolled["cc_dcid"],))
     connection.commit()

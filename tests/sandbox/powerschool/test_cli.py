@@ -18,8 +18,15 @@ REPOSITORY_ROOT = Path(__file__).resolve().parents[3]
 
 def run(*arguments, **kwargs):
     environment = {**os.environ, "PYTHONPATH": str(REPOSITORY_ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "sandbox.powerschool", *arguments], cwd=REPOSITORY_ROOT,
-                            env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "sandbox.powerschool", *arguments],
+        cwd=REPOSITORY_ROOT,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
 
 
 def test_start_prints_url_credentials_and_ca_then_serves():
@@ -35,8 +42,11 @@ def test_start_prints_url_credentials_and_ca_then_serves():
         assert set(banner) == {"URL", "client id", "client secret", "CA bundle", "admin token"}
         assert banner["URL"].startswith("https://127.0.0.1:")
         client = httpx.Client(base_url=banner["URL"], verify=ssl.create_default_context(cafile=banner["CA bundle"]))
-        token = client.post("/oauth/access_token", auth=(banner["client id"], banner["client secret"]),
-                            data={"grant_type": "client_credentials"}).json()["access_token"]
+        token = client.post(
+            "/oauth/access_token",
+            auth=(banner["client id"], banner["client secret"]),
+            data={"grant_type": "client_credentials"},
+        ).json()["access_token"]
         metadata = client.get("/ws/v1/metadata", headers={"Authorization": f"Bearer {token}"}).json()["metadata"]
         assert metadata["student_max_page_size"] == 150
         client.close()
@@ -79,8 +89,10 @@ def test_extra_hostname_goes_into_the_certificate():
                 break
         port = int(banner["URL"].rsplit(":", 1)[1])
         context = ssl.create_default_context(cafile=banner["CA bundle"])
-        with socket.create_connection(("127.0.0.1", port)) as raw, \
-                context.wrap_socket(raw, server_hostname="sandbox-powerschool.test") as connection:
+        with (
+            socket.create_connection(("127.0.0.1", port)) as raw,
+            context.wrap_socket(raw, server_hostname="sandbox-powerschool.test") as connection,
+        ):
             assert connection.version()
         with socket.create_connection(("127.0.0.1", port)) as raw, pytest.raises(ssl.SSLCertVerificationError):
             context.wrap_socket(raw, server_hostname="elsewhere.test")
@@ -100,15 +112,18 @@ def _gone(pid):
 def test_the_simulator_stops_when_the_test_process_dies_hard():
     import time
 
-    script = ("from sandbox.powerschool.testing import running_powerschool\n"
-              "import time\n"
-              "context = running_powerschool('tiny')\n"
-              "sandbox = context.__enter__()\n"
-              "print(sandbox.process.pid, flush=True)\n"
-              "time.sleep(120)\n")
+    script = (
+        "from sandbox.powerschool.testing import running_powerschool\n"
+        "import time\n"
+        "context = running_powerschool('tiny')\n"
+        "sandbox = context.__enter__()\n"
+        "print(sandbox.process.pid, flush=True)\n"
+        "time.sleep(120)\n"
+    )
     environment = {**os.environ, "PYTHONPATH": str(REPOSITORY_ROOT)}
-    parent = subprocess.Popen([sys.executable, "-c", script], cwd=REPOSITORY_ROOT, env=environment,
-                              stdout=subprocess.PIPE, text=True)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=REPOSITORY_ROOT, env=environment, stdout=subprocess.PIPE, text=True
+    )
     server_pid = int(parent.stdout.readline())
     assert not _gone(server_pid)
     parent.kill()

@@ -68,12 +68,22 @@ def test_the_server_serves_the_documented_example_fixture():
             assert student["name"]["last_name"] == "O'Neil" and student["local_id"] == 42
             section = api.get_json("/ws/v1/school/501/section")["sections"]["section"]
             assert section["staff_id"] == 701 and section["term_id"] == 801
-            guardians = api.post("/ws/schema/query/com.pearson.core.guardian.student_guardian_detail",
-                                 {"students_dcid": [1001]}).json()
-            assert as_list(guardians["record"]) == [{
-                "studentsdcid": "1001", "guardianid": "1", "firstname": "Maeve", "lastname": "O'Neil",
-                "relationship": "Mother", "accountidentifier": "tok-1", "username": "maeve", "isenabled": "1",
-                "emailaddress": "maeve@example.com"}]
+            guardians = api.post(
+                "/ws/schema/query/com.pearson.core.guardian.student_guardian_detail", {"students_dcid": [1001]}
+            ).json()
+            assert as_list(guardians["record"]) == [
+                {
+                    "studentsdcid": "1001",
+                    "guardianid": "1",
+                    "firstname": "Maeve",
+                    "lastname": "O'Neil",
+                    "relationship": "Mother",
+                    "accountidentifier": "tok-1",
+                    "username": "maeve",
+                    "isenabled": "1",
+                    "emailaddress": "maeve@example.com",
+                }
+            ]
             roles = as_list(api.get_json("/ws/schema/table/roledef", projection="name")["record"])
             assert len(roles) == 3  # RoleDef defaults to the three PowerSchool roles
             assert api.get_json("/ws/v1/metadata")["metadata"]["district_name"] == "Fixture USD"

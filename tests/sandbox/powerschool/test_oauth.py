@@ -26,8 +26,11 @@ def test_token_answer_shape(api):
 def test_same_token_on_repeat_with_a_smaller_or_equal_expiry(api):
     first = api.token_response().json()
     time.sleep(1.1)
-    second = api.http.post("/oauth/access_token/", auth=(api.sandbox.client_id, api.sandbox.client_secret),
-                           data={"grant_type": "client_credentials"}).json()
+    second = api.http.post(
+        "/oauth/access_token/",
+        auth=(api.sandbox.client_id, api.sandbox.client_secret),
+        data={"grant_type": "client_credentials"},
+    ).json()
     assert second["access_token"] == first["access_token"]
     assert int(second["expires_in"]) < int(first["expires_in"])
 
@@ -44,8 +47,9 @@ def test_bad_client_credentials_are_refused(api, authorization):
 
 
 def test_wrong_grant_type_is_400(api):
-    response = api.http.post("/oauth/access_token", auth=(api.sandbox.client_id, api.sandbox.client_secret),
-                             data={"grant_type": "password"})
+    response = api.http.post(
+        "/oauth/access_token", auth=(api.sandbox.client_id, api.sandbox.client_secret), data={"grant_type": "password"}
+    )
     assert response.status_code == 400
     assert response.json()["error"] == "unsupported_grant_type"
 

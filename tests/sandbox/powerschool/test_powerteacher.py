@@ -17,18 +17,30 @@ def classroom(powerschool_writable):
         "SELECT se.dcid, se.id, t.users_dcid FROM sections se JOIN teachers t ON t.id = se.teacher "
         "JOIN terms tm ON tm.schoolid = se.schoolid AND tm.id = se.termid "
         "WHERE t.status = 1 AND tm.yearid = 35 AND (SELECT count(*) FROM cc WHERE cc.sectionid = se.id) >= 3 "
-        "ORDER BY se.dcid LIMIT 1")[0]
-    students = [row["dcid"] for row in store.query(
-        "SELECT st.dcid FROM cc JOIN students st ON st.id = cc.studentid WHERE cc.sectionid = ? ORDER BY st.dcid",
-        (section["id"],))]
+        "ORDER BY se.dcid LIMIT 1"
+    )[0]
+    students = [
+        row["dcid"]
+        for row in store.query(
+            "SELECT st.dcid FROM cc JOIN students st ON st.id = cc.studentid WHERE cc.sectionid = ? ORDER BY st.dcid",
+            (section["id"],),
+        )
+    ]
     return sandbox, api, store, section, students
 
 
 def assignment_body(section_dcid, category_id, name="Unit 3 quiz", **overrides):
     item = {
-        "sectionsdcid": section_dcid, "name": name, "description": "From Learning", "duedate": "2025-10-01",
-        "scoretype": "POINTS", "scoreentrypoints": 20, "totalpointvalue": 20, "weight": 1,
-        "extracreditpoints": 0, "publishoption": "Immediately",
+        "sectionsdcid": section_dcid,
+        "name": name,
+        "description": "From Learning",
+        "duedate": "2025-10-01",
+        "scoretype": "POINTS",
+        "scoreentrypoints": 20,
+        "totalpointvalue": 20,
+        "weight": 1,
+        "extracreditpoints": 0,
+        "publishoption": "Immediately",
         "_assignmentcategoryassociations": [{"teachercategoryid": category_id, "isprimary": True}],
     }
     item.update(overrides)
@@ -68,11 +80,18 @@ def test_create_assignment_then_write_and_rewrite_scores(classroom):
     assignment_section = section_ids[0]
 
     def score(student, value):
-        return {"studentsdcid": student, "_assignmentsection": {"assignmentsectionid": assignment_section},
-                "actualscoreentered": value, "actualscorekind": "REAL_SCORE"}
+        return {
+            "studentsdcid": student,
+            "_assignmentsection": {"assignmentsectionid": assignment_section},
+            "actualscoreentered": value,
+            "actualscorekind": "REAL_SCORE",
+        }
 
-    first = api.put("/ws/xte/score", {"assignment_scores": [score(students[0], "17"), score(students[1], "12.5")]},
-                    users_dcid=users_dcid)
+    first = api.put(
+        "/ws/xte/score",
+        {"assignment_scores": [score(students[0], "17"), score(students[1], "12.5")]},
+        users_dcid=users_dcid,
+    )
     assert first.status_code == 200, first.text
     again = api.put("/ws/xte/score", {"assignment_scores": [score(students[0], "19")]}, users_dcid=users_dcid)
     assert again.status_code == 200
@@ -86,7 +105,9 @@ def test_create_assignment_then_write_and_rewrite_scores(classroom):
 
     readback = sandbox.scores(assignment_section_id=assignment_section)
     assert {(row["studentsdcid"], row["actualscoreentered"], row["writes"]) for row in readback} == {
-        (students[0], "19", 2), (students[1], "12.5", 1)}
+        (students[0], "19", 2),
+        (students[1], "12.5", 1),
+    }
     assert sandbox.assignments(section["dcid"])[-1]["assignmentid"] == assignment_id
 
 
@@ -120,8 +141,11 @@ def test_a_fifty_character_name_is_fine(classroom):
 
 def test_a_teacher_cannot_write_to_a_section_they_do_not_teach(classroom):
     _, api, store, section, _ = classroom
-    other = store.query("SELECT t.users_dcid FROM teachers t WHERE t.status = 1 AND t.id NOT IN "
-                        "(SELECT teacherid FROM sectionteacher WHERE sectionid = ?) LIMIT 1", (section["id"],))[0]
+    other = store.query(
+        "SELECT t.users_dcid FROM teachers t WHERE t.status = 1 AND t.id NOT IN "
+        "(SELECT teacherid FROM sectionteacher WHERE sectionid = ?) LIMIT 1",
+        (section["id"],),
+    )[0]
     body = assignment_body(section["dcid"], 1)
     assert api.post(ASSIGNMENT, body, users_dcid=other["users_dcid"]).status_code == 403
 
@@ -131,21 +155,47 @@ def test_score_validation_and_resubmit(classroom):
     users_dcid = section["users_dcid"]
     response = api.post(ASSIGNMENT, assignment_body(section["dcid"], classwork(api, users_dcid)), users_dcid=users_dcid)
     assignment_section = json.loads(response.headers["AssignmentSectionIds"])[0]
-    outsider = store.query("SELECT dcid FROM students WHERE id NOT IN (SELECT studentid FROM cc WHERE sectionid = ?) "
-                           "LIMIT 1", (section["id"],))[0]["dcid"]
+    outsider = store.query(
+        "SELECT dcid FROM students WHERE id NOT IN (SELECT studentid FROM cc WHERE sectionid = ?) LIMIT 1",
+        (section["id"],),
+    )[0]["dcid"]
 
     def put(student, value, kind="REAL_SCORE"):
-        return api.put("/ws/xte/score", {"assignment_scores": [
-            {"studentsdcid": student, "_assignmentsection": {"assignmentsectionid": assignment_section},
-             "actualscoreentered": value, "actualscorekind": kind}]}, users_dcid=users_dcid)
+        return api.put(
+            "/ws/xte/score",
+            {
+                "assignment_scores": [
+                    {
+                        "studentsdcid": student,
+                        "_assignmentsection": {"assignmentsectionid": assignment_section},
+                        "actualscoreentered": value,
+                        "actualscorekind": kind,
+                    }
+                ]
+            },
+            users_dcid=users_dcid,
+        )
 
     assert put(outsider, "10").status_code == 409
     assert put(students[0], "ten").status_code == 409
     assert put(students[0], "-1").status_code == 409
     assert put(students[0], "5", kind="NOT_A_KIND").status_code == 409
-    assert api.put("/ws/xte/score", {"assignment_scores": [
-        {"studentsdcid": students[0], "_assignmentsection": {"assignmentsectionid": 10**9},
-         "actualscoreentered": "1"}]}, users_dcid=users_dcid).status_code == 409
+    assert (
+        api.put(
+            "/ws/xte/score",
+            {
+                "assignment_scores": [
+                    {
+                        "studentsdcid": students[0],
+                        "_assignmentsection": {"assignmentsectionid": 10**9},
+                        "actualscoreentered": "1",
+                    }
+                ]
+            },
+            users_dcid=users_dcid,
+        ).status_code
+        == 409
+    )
     sandbox.configure(resubmit_rate=1.0)
     resubmit = put(students[0], "10")
     assert resubmit.status_code == 412
@@ -157,8 +207,12 @@ def test_score_validation_and_resubmit(classroom):
 
 def test_json_is_required(classroom):
     _, api, _, section, _ = classroom
-    response = api.http.post(ASSIGNMENT, params={"users_dcid": section["users_dcid"]}, content=b"name=x",
-                             headers={**api.headers(), "Content-Type": "text/plain"})
+    response = api.http.post(
+        ASSIGNMENT,
+        params={"users_dcid": section["users_dcid"]},
+        content=b"name=x",
+        headers={**api.headers(), "Content-Type": "text/plain"},
+    )
     assert response.status_code == 415
 
 
@@ -182,20 +236,42 @@ def test_an_assignment_is_replaced_and_its_scoring_changes_over_scores_only_with
     path = f"{ASSIGNMENT}{assignment_id}"
 
     # no score yet: the scoring may change without update_scores
-    renamed = api.put(path, assignment_body(section["dcid"], category, name="Replaced", duedate="2025-10-08",
-                                            totalpointvalue=25, scoreentrypoints=25), users_dcid=users_dcid)
+    renamed = api.put(
+        path,
+        assignment_body(
+            section["dcid"], category, name="Replaced", duedate="2025-10-08", totalpointvalue=25, scoreentrypoints=25
+        ),
+        users_dcid=users_dcid,
+    )
     assert renamed.status_code == 204, renamed.text
     assert json.loads(renamed.headers["AssignmentSectionIds"]) == [assignment_section]  # the same section, changed
-    api.put("/ws/xte/score", {"assignment_scores": [
-        {"studentsdcid": students[0], "_assignmentsection": {"assignmentsectionid": assignment_section},
-         "actualscoreentered": "20", "actualscorekind": "REAL_SCORE"}]}, users_dcid=users_dcid)
+    api.put(
+        "/ws/xte/score",
+        {
+            "assignment_scores": [
+                {
+                    "studentsdcid": students[0],
+                    "_assignmentsection": {"assignmentsectionid": assignment_section},
+                    "actualscoreentered": "20",
+                    "actualscorekind": "REAL_SCORE",
+                }
+            ]
+        },
+        users_dcid=users_dcid,
+    )
 
     # scored: a change of the points is refused unless update_scores=true; a name change is not
     rescaled = assignment_body(section["dcid"], category, name="Replaced", totalpointvalue=30, scoreentrypoints=30)
     refused = api.put(path, rescaled, users_dcid=users_dcid)
     assert refused.status_code == 409 and refused.json()["errors"][0]["field"] == "update_scores"
-    assert api.put(path, assignment_body(section["dcid"], category, name="Replaced again", totalpointvalue=25,
-                                         scoreentrypoints=25), users_dcid=users_dcid).status_code == 204
+    assert (
+        api.put(
+            path,
+            assignment_body(section["dcid"], category, name="Replaced again", totalpointvalue=25, scoreentrypoints=25),
+            users_dcid=users_dcid,
+        ).status_code
+        == 204
+    )
     assert api.put(path, rescaled, users_dcid=users_dcid, update_scores="true").status_code == 204
     [entry] = [item for item in sandbox.assignments(section["dcid"]) if item["assignmentid"] == assignment_id]
     [view] = entry["_assignmentsections"]
@@ -206,16 +282,30 @@ def test_an_assignment_is_replaced_and_its_scoring_changes_over_scores_only_with
 def test_a_graded_assignment_is_not_deleted_without_force_and_a_cleared_score_is_no_grade(classroom):
     sandbox, api, _, section, students = classroom
     users_dcid = section["users_dcid"]
-    created = api.post(ASSIGNMENT, assignment_body(section["dcid"], classwork(api, users_dcid), name="Delete me"),
-                       users_dcid=users_dcid)
+    created = api.post(
+        ASSIGNMENT,
+        assignment_body(section["dcid"], classwork(api, users_dcid), name="Delete me"),
+        users_dcid=users_dcid,
+    )
     assignment_id = int(created.headers["Location"].rstrip("/").rsplit("/", 1)[1])
     assignment_section = json.loads(created.headers["AssignmentSectionIds"])[0]
     path = f"{ASSIGNMENT}{assignment_id}"
 
     def score(**values):
-        return api.put("/ws/xte/score", {"assignment_scores": [
-            {"studentsdcid": students[0], "_assignmentsection": {"assignmentsectionid": assignment_section},
-             "actualscorekind": "REAL_SCORE", **values}]}, users_dcid=users_dcid)
+        return api.put(
+            "/ws/xte/score",
+            {
+                "assignment_scores": [
+                    {
+                        "studentsdcid": students[0],
+                        "_assignmentsection": {"assignmentsectionid": assignment_section},
+                        "actualscorekind": "REAL_SCORE",
+                        **values,
+                    }
+                ]
+            },
+            users_dcid=users_dcid,
+        )
 
     assert score(actualscoreentered="7").status_code == 200
     kept = api.http.delete(path, params={"users_dcid": users_dcid}, headers=api.headers())

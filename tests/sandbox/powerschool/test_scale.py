@@ -28,8 +28,11 @@ def test_page_through_every_cc_row_of_a_50000_student_district():
             page = 1
             peak = 0.0
             while True:
-                records = as_list(api.get_json("/ws/schema/table/cc", projection="dcid,studentid,sectionid",
-                                               page=page, pagesize=1000).get("record"))
+                records = as_list(
+                    api.get_json(
+                        "/ws/schema/table/cc", projection="dcid,studentid,sectionid", page=page, pagesize=1000
+                    ).get("record")
+                )
                 seen += len(records)
                 total += sum(int(record["tables"]["cc"]["dcid"]) for record in records)
                 if page % 50 == 0:

@@ -13,8 +13,16 @@ def schools(api):
 
 def test_metadata_reports_every_max_page_size_and_the_district(api):
     metadata = api.get_json("/ws/v1/metadata")["metadata"]
-    for resource in ("student", "staff", "section", "section_enrollment", "school", "term", "course",
-                     "schema_table_query"):
+    for resource in (
+        "student",
+        "staff",
+        "section",
+        "section_enrollment",
+        "school",
+        "term",
+        "course",
+        "schema_table_query",
+    ):
         assert metadata[f"{resource}_max_page_size"] >= 100
     assert metadata["district_timezone"] == "America/Chicago"
     assert metadata["powerschool_version"]
@@ -35,8 +43,11 @@ def test_quirk_1_one_element_list_is_an_object_at_top_level_and_nested(api):
     school_id = schools(api)[0]["id"]
     page = api.get_json(f"/ws/v1/school/{school_id}/student", pagesize=1)["students"]["student"]
     assert isinstance(page, dict)
-    staff = as_list(api.get_json(f"/ws/v1/school/{school_id}/staff", expansions="school_affiliations",
-                                 pagesize=100)["staffs"]["staff"])
+    staff = as_list(
+        api.get_json(f"/ws/v1/school/{school_id}/staff", expansions="school_affiliations", pagesize=100)["staffs"][
+            "staff"
+        ]
+    )
     shapes = {type(member["school_affiliations"]["school_affiliation"]) for member in staff}
     # home-school teachers have one affiliation (an object), itinerant co-teachers several (a list)
     assert shapes == {dict, list}
@@ -127,8 +138,11 @@ def test_names_with_accents_apostrophes_and_non_latin_scripts_survive(api, oracl
 def test_sections_filter_on_term_start_year_and_expand_term(api, oracle):
     school_id = schools(api)[0]["id"]
     everything = api.get_json(f"/ws/v1/school/{school_id}/section/count")["resource"]["count"]
-    current = as_list(api.get_json(f"/ws/v1/school/{school_id}/section", q="term.start_year==2025",
-                                   expansions="term")["sections"]["section"])
+    current = as_list(
+        api.get_json(f"/ws/v1/school/{school_id}/section", q="term.start_year==2025", expansions="term")["sections"][
+            "section"
+        ]
+    )
     assert 0 < len(current) < everything
     assert {section["term"]["start_year"] for section in current} == {2025}
     no_teacher = [section for section in current if "staff_id" not in section]
@@ -155,14 +169,18 @@ def test_staff_lists_only_active_staff(api, oracle):
         number = school["school_number"]
         expected = oracle.query(
             "SELECT t.dcid FROM teachers t JOIN teacher_schools ts ON ts.teacherid = t.id "
-            "WHERE ts.schoolid = ? AND t.status = 1 ORDER BY t.dcid", (number,))
+            "WHERE ts.schoolid = ? AND t.status = 1 ORDER BY t.dcid",
+            (number,),
+        )
         assert [member["id"] for member in listed] == [row["dcid"] for row in expected]
     inactive = next(oracle.rows("teachers", "status = 2"))
     assert api.get_json(f"/ws/v1/staff/{inactive['dcid']}")["staff"]["id"] == inactive["dcid"]
 
 
 def test_staff_view_fields(api, oracle):
-    row = next(oracle.rows("teachers", "status = 1 AND email_addr LIKE '%@demo-usd.org' AND teacherloginid IS NOT NULL"))
+    row = next(
+        oracle.rows("teachers", "status = 1 AND email_addr LIKE '%@demo-usd.org' AND teacherloginid IS NOT NULL")
+    )
     staff = api.get_json(f"/ws/v1/staff/{row['dcid']}", expansions="emails,school_affiliations")["staff"]
     assert staff["local_id"] == row["id"]
     assert staff["users_dcid"] == row["users_dcid"]
@@ -173,8 +191,11 @@ def test_staff_view_fields(api, oracle):
 def test_section_enrollments_include_dropped_ones_flagged(api, oracle):
     dropped = next(oracle.rows("cc", "sectionid < 0"))
     section = next(oracle.rows("sections", "id = ?", (-dropped["sectionid"],)))
-    listed = as_list(api.get_json(f"/ws/v1/section/{section['dcid']}/section_enrollment")
-                     ["section_enrollments"].get("section_enrollment"))
+    listed = as_list(
+        api.get_json(f"/ws/v1/section/{section['dcid']}/section_enrollment")["section_enrollments"].get(
+            "section_enrollment"
+        )
+    )
     expected = oracle.count("cc", "sectionid IN (?, ?)", (section["id"], -section["id"]))
     assert len(listed) == expected
     assert api.get_json(f"/ws/v1/section/{section['dcid']}/section_enrollment/count")["resource"]["count"] == expected
@@ -193,16 +214,19 @@ def test_terms_carry_start_year_and_dates(api):
     assert all(term["start_date"] < term["end_date"] for term in terms)
 
 
-@pytest.mark.parametrize("path", ["/ws/v1/school/999999/student", "/ws/v1/student/1", "/ws/v1/section/1/section_enrollment",
-                                  "/ws/v1/nothing"])
+@pytest.mark.parametrize(
+    "path",
+    ["/ws/v1/school/999999/student", "/ws/v1/student/1", "/ws/v1/section/1/section_enrollment", "/ws/v1/nothing"],
+)
 def test_unknown_records_are_404_with_a_message(api, path):
     response = api.get(path)
     assert response.status_code == 404
     assert response.json()["message"]
 
 
-@pytest.mark.parametrize("q", ["nonsense", "unknown_field==1", "school_enrollment.enroll_status==Z",
-                               "school_enrollment.grade_level==ten"])
+@pytest.mark.parametrize(
+    "q", ["nonsense", "unknown_field==1", "school_enrollment.enroll_status==Z", "school_enrollment.grade_level==ten"]
+)
 def test_bad_filters_are_400_naming_the_problem(api, q):
     response = api.get("/ws/v1/district/student", q=q)
     assert response.status_code == 400
@@ -210,7 +234,9 @@ def test_bad_filters_are_400_naming_the_problem(api, q):
 
 
 def test_wildcard_and_comparison_filters(api, oracle):
-    count = api.get_json("/ws/v1/district/student/count", q="name.last_name==O*;school_enrollment.enroll_status_code==(0,-1,2,3,4)")
+    count = api.get_json(
+        "/ws/v1/district/student/count", q="name.last_name==O*;school_enrollment.enroll_status_code==(0,-1,2,3,4)"
+    )
     assert count["resource"]["count"] == oracle.count("students", "last_name LIKE 'O%'")
     count = api.get_json("/ws/v1/district/student/count", q="school_enrollment.grade_level=ge=9")
     assert count["resource"]["count"] == oracle.count("students", "grade_level >= 9 AND enroll_status = 0")
