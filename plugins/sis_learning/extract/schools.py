@@ -15,10 +15,17 @@ from sis_learning.config import DistrictConfig
 from sis_learning.exceptions import UnknownSchoolError
 from sis_learning.extract import incremental
 from sis_learning.extract.listing import _in_list, _result, _run_extract, _scope_summaries, _stage_listings
-from sis_learning.extract.values import _integer, _integer_value, _numeric_first, _text, iso_date
-from sis_learning.extract.writer import DISTRICT_SCOPE, EntityStaging
+from sis_learning.extract.values import (
+    _integer,
+    _integer_value,
+    _numeric_first,
+    _text,
+    iso_date,
+    record_value_problems,
+)
 from sis_learning.hooks.http_client import PermissionDeniedError, ValidationFailedError
 from sis_learning.hooks.powerschool import Listing, PowerSchoolHook, id_string
+from sis_learning.staging.writer import DISTRICT_SCOPE, EntityStaging
 
 # --------------------------------------------------------------------------- schools
 
@@ -112,9 +119,9 @@ def extract_schools(
     staging = EntityStaging(engine, config, run_id, "schools")
     staging.clear([DISTRICT_SCOPE])
     kept = [record for record in records if id_string(record.get("id")) in chosen]
-    staging.write_page(
-        DISTRICT_SCOPE, kept, [build(record) for record in kept], [id_string(record.get("id")) for record in kept]
-    )
+    rows = [build(record) for record in kept]
+    record_value_problems("schools", rows)
+    staging.write_page(DISTRICT_SCOPE, kept, rows, [id_string(record.get("id")) for record in kept])
     staging.close()
     left_out = len(records) - len(kept)
     notes = {DISTRICT_SCOPE: [f"{left_out} schools the district did not select were not staged"]} if left_out else None
