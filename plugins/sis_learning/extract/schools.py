@@ -55,17 +55,9 @@ def selected_school_ids(hook: PowerSchoolHook, config: DistrictConfig) -> list[s
     configuration names but PowerSchool does not have is a fatal error naming it.
     """
     by_id, id_by_number = _school_lookup(hook)
-    if config.schools == "all":
-        return sorted(by_id, key=_numeric_first)
-    chosen: list[str] = []
-    unknown: list[str] = []
-    for entry in config.schools:
-        key = str(entry).strip()
-        school_id = key if key in by_id else id_by_number.get(key)
-        if school_id is None:
-            unknown.append(key)
-        elif school_id not in chosen:
-            chosen.append(school_id)
+    ordered = sorted(by_id, key=_numeric_first)
+    number_of = {school_id: number for number, school_id in id_by_number.items()}
+    chosen, unknown = config.select_schools((school_id, number_of.get(school_id)) for school_id in ordered)
     if unknown:
         source = config.source_file or f"the configuration of district {config.district_id}"
         known = ", ".join(
