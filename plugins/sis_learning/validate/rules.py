@@ -37,11 +37,13 @@ from sis_learning.validate.suites import run_suites
 
 def selected_school_ids(config: DistrictConfig, schools: pd.DataFrame) -> set[str]:
     """The Schools.DCID of the schools the district selected (by id or by school number)."""
-    if config.schools == "all":
-        return set(schools["school_id"].dropna())
-    chosen = set(config.schools)
-    picked = schools["school_id"].isin(chosen) | schools["school_number"].isin(chosen)
-    return set(schools.loc[picked.fillna(False), "school_id"].dropna())
+    pairs = (
+        (str(school_id), None if pd.isna(number) else str(number))
+        for school_id, number in zip(schools["school_id"], schools["school_number"], strict=True)
+        if not pd.isna(school_id)
+    )
+    chosen, _ = config.select_schools(pairs)
+    return set(chosen)
 
 
 def teacher_organization_school(staff: pd.DataFrame, selected: set[str]) -> pd.Series:
