@@ -183,6 +183,7 @@ def record_stage(
     rows: int | None = None,
     note: str | None = None,
     keys: Mapping[str, Iterable[str]] | None = None,
+    counts: Mapping[str, int] | None = None,
 ) -> None:
     """Record how ``stage`` processed the run (and, for a delta, the keys it processed again)."""
     table = StageDelta.__table__
@@ -207,6 +208,7 @@ def record_stage(
                 fingerprint=print_,
                 rows=rows,
                 note=note,
+                counts=dict(counts) if counts is not None else None,
             )
         )
         rows_out = [
@@ -230,3 +232,12 @@ def delta_keys(engine: Engine, district_id: str, run_id: str, stage: str) -> dic
         ):
             keys.setdefault(entity, set()).add(key)
     return keys
+
+
+def carried_unchanged(engine: Engine, district_id: str, run_id: str) -> dict[str, int]:
+    """Per Learning entity, the keys a delta diff found unchanged without writing change_set rows for them."""
+    record = stage_record(engine, district_id, run_id, "diff")
+    if record is None or record.mode != DELTA or not record.counts:
+        return {}
+    counts = record.counts if isinstance(record.counts, dict) else json.loads(record.counts)
+    return {entity: int(value) for entity, value in counts.items()}

@@ -18,8 +18,9 @@ See docs/extract.md, "After an incremental read".
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import DateTime, Index, Integer, String, Text
+from sqlalchemy import JSON, DateTime, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from sis_learning.staging.base import Base
@@ -47,6 +48,9 @@ class StageDelta(Base):
     fingerprint: Mapped[str] = mapped_column(String(64))
     rows: Mapped[int | None] = mapped_column(Integer)  # rows processed again (delta) or in all (full)
     note: Mapped[str | None] = mapped_column(Text)
+    # diff: per Learning entity, the keys unchanged since the base run that have no change_set
+    # row in this run (counted as "unchanged" by change_counts and load_counts).
+    counts: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     __table_args__ = (Index("uq_stage_deltas_run", "district_id", "run_id", "stage", unique=True),)
 
