@@ -85,3 +85,13 @@ def test_grade_push_organizations_must_be_imported_schools(tmp_path):
     text = MINIMAL + "schools: ['101', '102']\ngrade_push: {enabled: true, organizations: ['103']}\n"
     with pytest.raises(DistrictConfigError, match="not imported"):
         load_district(write(tmp_path, "gp", text))
+
+
+def test_one_rule_selects_schools_by_dcid_first_then_school_number(tmp_path):
+    # DCIDs and school numbers overlap in real districts: school 5's number is 7 and school 7's is 100.
+    schools = [("5", "7"), ("7", "100"), ("9", None)]
+    everything = load_district(write(tmp_path, "all_schools", MINIMAL))
+    assert everything.select_schools(schools) == (["5", "7", "9"], [])
+    config = load_district(write(tmp_path, "some", MINIMAL + 'schools: ["7", "100", " 9 ", "404"]\n'))
+    # "7" is school 7 (a DCID wins over a number), "100" is school 7's number (already chosen), "404" is nobody.
+    assert config.select_schools(schools) == (["7", "9"], ["404"])

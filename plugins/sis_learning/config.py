@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -202,6 +203,31 @@ class DistrictConfig(_Strict):
         if isinstance(value, list):
             return tuple(str(item) for item in value)
         return value
+
+    def select_schools(self, schools: Iterable[tuple[str, str | None]]) -> tuple[list[str], list[str]]:
+        """The one rule for "Select the School(s) that you want to import data from".
+
+        ``schools`` are the district's schools as (Schools.DCID, school number) pairs. Returns the
+        selected DCIDs in the order given ("all": every school; otherwise each entry of the
+        ``schools`` setting matches a DCID, or else a school number) and the entries that match
+        no school. The extract (against PowerSchool) and validate (against the staged schools)
+        both decide through this.
+        """
+        pairs = [(school_id, number) for school_id, number in schools if school_id is not None]
+        if self.schools == "all":
+            return [school_id for school_id, _ in pairs], []
+        by_id = {school_id for school_id, _ in pairs}
+        id_by_number = {number: school_id for school_id, number in pairs if number is not None}
+        chosen: list[str] = []
+        unknown: list[str] = []
+        for entry in self.schools:
+            key = str(entry).strip()
+            school_id = key if key in by_id else id_by_number.get(key)
+            if school_id is None:
+                unknown.append(key)
+            elif school_id not in chosen:
+                chosen.append(school_id)
+        return chosen, unknown
 
     @model_validator(mode="after")
     def _grade_push_organizations(self) -> DistrictConfig:

@@ -64,17 +64,8 @@ from sis_learning.extract.schools import (
 from sis_learning.extract.sections import extract_section_enrollments, extract_section_teachers, extract_sections
 from sis_learning.extract.staff import STAFF_EXPANSIONS, extract_staff
 from sis_learning.extract.students import STUDENT_EXPANSIONS, extract_students
-from sis_learning.extract.values import iso_date
-from sis_learning.extract.writer import (
-    DISTRICT_SCOPE,
-    DUPLICATE_SOURCE_ID,
-    MISSING_SOURCE_ID,
-    NON_INTEGER_SOURCE_ID,
-    SOURCE_KEYS,
-    EntityStaging,
-    raw_json,
-    source_id_problem,
-)
+from sis_learning.extract.values import MISSING_SOURCE_ID, NON_INTEGER_SOURCE_ID, iso_date, source_id_problem
+from sis_learning.staging.writer import DISTRICT_SCOPE, DUPLICATE_SOURCE_ID, SOURCE_KEYS, EntityStaging, raw_json
 
 ENTITY_EXTRACTS: dict[str, Callable[..., dict[str, Any]]] = {
     entity.name: globals()[entity.extract_function] for entity in SOURCE_ENTITIES

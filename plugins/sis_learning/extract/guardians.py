@@ -21,9 +21,9 @@ from sis_learning.extract.schools import (
     _schools_in_scope,
 )
 from sis_learning.extract.values import _boolean, _first, _text
-from sis_learning.extract.writer import DISTRICT_SCOPE, EntityStaging
 from sis_learning.hooks.powerschool import Listing, PowerSchoolHook, id_string
 from sis_learning.staging.source import StgStudent
+from sis_learning.staging.writer import DISTRICT_SCOPE, EntityStaging
 
 GUARDIAN_QUERY = "com.pearson.core.guardian.student_guardian_detail"
 # Student DCIDs per guardian PowerQuery call: big enough to keep requests near the

@@ -24,10 +24,10 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine
 
 from sis_learning.config import DistrictConfig
-from sis_learning.extract.writer import DISTRICT_SCOPE, SOURCE_KEYS
 from sis_learning.hooks.http_client import PermissionDeniedError, ValidationFailedError
 from sis_learning.hooks.powerschool import Listing, PowerSchoolHook, id_string
 from sis_learning.staging.source import STAGED_SOURCE_TABLES, ExtractRead
+from sis_learning.staging.writer import DISTRICT_SCOPE, SOURCE_KEYS
 
 # Entity -> the SIS tables whose change cursor its incremental read filters on (the first is
 # the entity's own). Entities not listed are read in full every run; docs/extract.md,
@@ -498,7 +498,7 @@ def per_school_changes(
     forward under its school.
     """
     from sis_learning.extract.listing import _result, _scope_summaries, _stage_listings
-    from sis_learning.extract.writer import EntityStaging
+    from sis_learning.staging.writer import EntityStaging
 
     assert plan.base_run_id is not None
     key = SOURCE_KEYS[entity][0][0]

@@ -21,10 +21,10 @@ from sqlalchemy.engine import Engine
 
 from sis_learning.config import DistrictConfig
 from sis_learning.entities import SOURCE_ENTITIES
-from sis_learning.extract.values import _numeric_first
-from sis_learning.extract.writer import DISTRICT_SCOPE, EntityStaging, source_id_problem
+from sis_learning.extract.values import _numeric_first, record_value_problems, source_id_problem
 from sis_learning.hooks.powerschool import Listing, PowerSchoolHook, id_string
 from sis_learning.staging.source import ExtractCount
+from sis_learning.staging.writer import DISTRICT_SCOPE, EntityStaging
 
 
 def _scope_summaries(
@@ -189,6 +189,7 @@ def _stage_page(
         for _position, (rule, _reason) in problems:
             key = (scope, rule)
             staging.problems[key] = staging.problems.get(key, 0) + 1
+    record_value_problems(entity, rows)
     staging.write_page(scope, kept_records, rows, ids)
 
 

@@ -15,10 +15,17 @@ from sis_learning.config import DistrictConfig
 from sis_learning.exceptions import UnknownSchoolError
 from sis_learning.extract import incremental
 from sis_learning.extract.listing import _in_list, _result, _run_extract, _scope_summaries, _stage_listings
-from sis_learning.extract.values import _integer, _integer_value, _numeric_first, _text, iso_date
-from sis_learning.extract.writer import DISTRICT_SCOPE, EntityStaging
+from sis_learning.extract.values import (
+    _integer,
+    _integer_value,
+    _numeric_first,
+    _text,
+    iso_date,
+    record_value_problems,
+)
 from sis_learning.hooks.http_client import PermissionDeniedError, ValidationFailedError
 from sis_learning.hooks.powerschool import Listing, PowerSchoolHook, id_string
+from sis_learning.staging.writer import DISTRICT_SCOPE, EntityStaging
 
 # --------------------------------------------------------------------------- schools
 
@@ -48,17 +55,9 @@ def selected_school_ids(hook: PowerSchoolHook, config: DistrictConfig) -> list[s
     configuration names but PowerSchool does not have is a fatal error naming it.
     """
     by_id, id_by_number = _school_lookup(hook)
-    if config.schools == "all":
-        return sorted(by_id, key=_numeric_first)
-    chosen: list[str] = []
-    unknown: list[str] = []
-    for entry in config.schools:
-        key = str(entry).strip()
-        school_id = key if key in by_id else id_by_number.get(key)
-        if school_id is None:
-            unknown.append(key)
-        elif school_id not in chosen:
-            chosen.append(school_id)
+    ordered = sorted(by_id, key=_numeric_first)
+    number_of = {school_id: number for number, school_id in id_by_number.items()}
+    chosen, unknown = config.select_schools((school_id, number_of.get(school_id)) for school_id in ordered)
     if unknown:
         source = config.source_file or f"the configuration of district {config.district_id}"
         known = ", ".join(
@@ -112,9 +111,9 @@ def extract_schools(
     staging = EntityStaging(engine, config, run_id, "schools")
     staging.clear([DISTRICT_SCOPE])
     kept = [record for record in records if id_string(record.get("id")) in chosen]
-    staging.write_page(
-        DISTRICT_SCOPE, kept, [build(record) for record in kept], [id_string(record.get("id")) for record in kept]
-    )
+    rows = [build(record) for record in kept]
+    record_value_problems("schools", rows)
+    staging.write_page(DISTRICT_SCOPE, kept, rows, [id_string(record.get("id")) for record in kept])
     staging.close()
     left_out = len(records) - len(kept)
     notes = {DISTRICT_SCOPE: [f"{left_out} schools the district did not select were not staged"]} if left_out else None

@@ -27,10 +27,10 @@ from sis_learning.extract.schools import (
     _schools_in_scope,
 )
 from sis_learning.extract.values import _boolean, _integer, _integer_value, _text, iso_date
-from sis_learning.extract.writer import DISTRICT_SCOPE, EntityStaging
 from sis_learning.hooks.http_client import PermissionDeniedError, ValidationFailedError
 from sis_learning.hooks.powerschool import Listing, PowerSchoolHook, id_string
 from sis_learning.staging.source import STAGED_SOURCE_TABLES
+from sis_learning.staging.writer import DISTRICT_SCOPE, EntityStaging
 
 
 def _sections_listing(

@@ -16,8 +16,8 @@ from sis_learning.extract.listing import (
 )
 from sis_learning.extract.schools import _school_numbers, _schools_in_scope
 from sis_learning.extract.values import _integer, _integer_value, _nested, _text
-from sis_learning.extract.writer import EntityStaging
 from sis_learning.hooks.powerschool import Listing, PowerSchoolHook, id_string
+from sis_learning.staging.writer import EntityStaging
 
 STAFF_EXPANSIONS = "emails,school_affiliations"
 

@@ -12,8 +12,8 @@ from sis_learning.extract import incremental
 from sis_learning.extract.listing import _result, _run_extract, _scope_summaries, _stage_listings
 from sis_learning.extract.schools import _school_numbers, _schools_in_scope
 from sis_learning.extract.values import _first, _integer, _nested, _text, iso_date
-from sis_learning.extract.writer import DISTRICT_SCOPE, EntityStaging
 from sis_learning.hooks.powerschool import Listing, PowerSchoolHook, id_string
+from sis_learning.staging.writer import DISTRICT_SCOPE, EntityStaging
 
 STUDENT_EXPANSIONS = "school_enrollment,contact_info"
 

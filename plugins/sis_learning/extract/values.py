@@ -1,13 +1,20 @@
-"""Value helpers: PowerSchool's text, integer, boolean and date shapes as staged values."""
+"""Value helpers: PowerSchool's text, integer, boolean and date shapes as staged values.
+
+Also what extract checks on a built row before handing its page to the staging writer
+(``staging.writer.EntityStaging``): its own id (``source_id_problem``) and its names and
+integers (``record_value_problems``).
+"""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
 from sis_learning.hooks.powerschool import id_string
+from sis_learning.staging.writer import SOURCE_KEYS
 
 ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})")
 US_DATE = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$")
@@ -24,7 +31,7 @@ def _text(value: Any) -> str | None:
 class NotInteger:
     """A value sent for an integer field that is not an integer (``3.5``, ``ten``).
 
-    Never truncated or guessed: the staging writer stages the field empty and records the
+    Never truncated or guessed: extract stages the field empty and records the
     value (``value_problems``), and validate rejects the row or warns about it, naming it.
     """
 
@@ -133,6 +140,49 @@ def value_problems(entity: str, row: dict[str, Any]) -> list[dict[str, str]] | N
                 }
             )
     return problems
+
+
+CHECKED_ENTITIES = frozenset(CHECKED_TEXT_COLUMNS) | frozenset(CHECKED_INTEGER_COLUMNS)
+
+
+def record_value_problems(entity: str, rows: list[dict[str, Any]]) -> None:
+    """Clean a page's rows (control characters, non-integer numbers) and stage what was found.
+
+    A row with problems gets ``value_problems`` (JSON: rule, field, value, reason) for
+    validate to warn or reject by; then every row of the page has the column.
+    """
+    if entity not in CHECKED_ENTITIES:
+        return
+    found = False
+    for row in rows:
+        problems = value_problems(entity, row)
+        if problems:
+            row["value_problems"] = json.dumps(problems, ensure_ascii=False)
+            found = True
+    if found:
+        for row in rows:
+            row.setdefault("value_problems", None)
+
+
+MISSING_SOURCE_ID = "missing_source_id"
+NON_INTEGER_SOURCE_ID = "non_integer_source_id"
+
+
+def source_id_problem(entity: str, row: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(rule, reason) when a staged row's own id is missing or not an integer, else None."""
+    for column, field_name in SOURCE_KEYS[entity]:
+        value = row[column]
+        if value is None:
+            return (
+                MISSING_SOURCE_ID,
+                f"the PowerSchool record has no {field_name} (the {entity} id); it cannot be identified",
+            )
+        if not (value.isascii() and value.isdigit()):
+            return NON_INTEGER_SOURCE_ID, (
+                f"the PowerSchool record's {field_name} is {quoted(value)}, not an integer "
+                "(PowerSchool ids are integers)"
+            )
+    return None
 
 
 def _boolean(value: Any) -> bool | None:

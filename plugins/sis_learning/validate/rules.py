@@ -37,11 +37,13 @@ from sis_learning.validate.suites import run_suites
 
 def selected_school_ids(config: DistrictConfig, schools: pd.DataFrame) -> set[str]:
     """The Schools.DCID of the schools the district selected (by id or by school number)."""
-    if config.schools == "all":
-        return set(schools["school_id"].dropna())
-    chosen = set(config.schools)
-    picked = schools["school_id"].isin(chosen) | schools["school_number"].isin(chosen)
-    return set(schools.loc[picked.fillna(False), "school_id"].dropna())
+    pairs = (
+        (str(school_id), None if pd.isna(number) else str(number))
+        for school_id, number in zip(schools["school_id"], schools["school_number"], strict=True)
+        if not pd.isna(school_id)
+    )
+    chosen, _ = config.select_schools(pairs)
+    return set(chosen)
 
 
 def teacher_organization_school(staff: pd.DataFrame, selected: set[str]) -> pd.Series:
@@ -104,8 +106,16 @@ def evaluate(
 
     staff = EntityOutcome("staff", frames["staff"], frames["staff"]["staff_id"])
     staff.frame["organization_school_id"] = teacher_organization_school(staff.frame, selected)
+    # A status PowerSchool sent empty ("" is its null) is not "active": a missing value must
+    # not fall through the comparison (a nullable ``ne`` gives NA, which a mask reads as False).
+    staff_status = pd.to_numeric(staff.frame["status"], errors="coerce")
     staff.exclude(
-        pd.to_numeric(staff.frame["status"], errors="coerce").ne(1),
+        staff_status.isna(),
+        "inactive_staff",
+        "the teacher has no status in PowerSchool (not known to be active; only active staff are imported)",
+    )
+    staff.exclude(
+        staff_status.ne(1),
         "inactive_staff",
         "the teacher is not active in PowerSchool (only active staff are imported)",
     )
@@ -118,6 +128,12 @@ def evaluate(
 
     students = EntityOutcome("students", frames["students"], frames["students"]["student_id"])
     status_code = pd.to_numeric(students.frame["enroll_status_code"], errors="coerce")
+    students.exclude(
+        status_code.isna(),
+        "inactive_enrollment",
+        "the student has no enroll status in PowerSchool (not known to be 0, Active); only active students are "
+        "imported",
+    )
     students.exclude(
         status_code.ne(0),
         "inactive_enrollment",

@@ -1,9 +1,11 @@
-"""Staging writer: one entity of one run, page after page, with each record's own-id problems.
+"""Staging writer: one entity of one run, page after page, into ``raw_records`` and ``stg_<entity>``.
 
 ``EntityStaging`` clears the entity's ``(district, run, entity, scope)`` rows first (a
 retried task never duplicates), then writes raw JSON and typed rows page by page from a
 thread of its own. ``SOURCE_KEYS`` names each entity's own PowerSchool ids, whose
-problems (missing, not an integer, listed twice) are staged with the row for validate.
+problems (missing, not an integer, listed twice) are staged with the row for validate;
+extract finds the missing and non-integer ones (``extract.values.source_id_problem``) and
+cleans the page's values before handing it over; the writer marks the duplicates.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import orjson
 from sqlalchemy.engine import Engine
 
 from sis_learning.config import DistrictConfig
-from sis_learning.extract.values import CHECKED_INTEGER_COLUMNS, CHECKED_TEXT_COLUMNS, quoted, value_problems
 from sis_learning.staging.base import bulk_insert, insert_tuples
 from sis_learning.staging.source import STAGED_SOURCE_TABLES, ExtractCount, RawRecord
 
@@ -84,8 +85,6 @@ class EntityStaging:
         if self._failure is not None:
             raise self._failure
         district_id, run_id, entity = self.district_id, self.run_id, self.entity
-        if entity in CHECKED_ENTITIES:
-            _record_value_problems(entity, rows)
         raw = [
             (district_id, run_id, scope, entity, source_id, raw_json(record))
             for record, source_id in zip(records, source_ids, strict=True)
@@ -199,26 +198,6 @@ class EntityStaging:
             bulk_insert(connection, ExtractCount, rows)
 
 
-CHECKED_ENTITIES = frozenset(CHECKED_TEXT_COLUMNS) | frozenset(CHECKED_INTEGER_COLUMNS)
-
-
-def _record_value_problems(entity: str, rows: list[dict[str, Any]]) -> None:
-    """Clean a page's rows (control characters, non-integer numbers) and stage what was found.
-
-    A row with problems gets ``value_problems`` (JSON: rule, field, value, reason) for
-    validate to warn or reject by; then every row of the page has the column.
-    """
-    found = False
-    for row in rows:
-        problems = value_problems(entity, row)
-        if problems:
-            row["value_problems"] = json.dumps(problems, ensure_ascii=False)
-            found = True
-    if found:
-        for row in rows:
-            row.setdefault("value_problems", None)
-
-
 @dataclass
 class _StagedPage:
     scope: str
@@ -252,23 +231,4 @@ SOURCE_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
     "section_teachers": (),
     "guardians": (("guardian_id", "guardianid"), ("student_id", "studentsdcid")),
 }
-MISSING_SOURCE_ID = "missing_source_id"
-NON_INTEGER_SOURCE_ID = "non_integer_source_id"
 DUPLICATE_SOURCE_ID = "duplicate_source_id"
-
-
-def source_id_problem(entity: str, row: Mapping[str, Any]) -> tuple[str, str] | None:
-    """(rule, reason) when a staged row's own id is missing or not an integer, else None."""
-    for column, field_name in SOURCE_KEYS[entity]:
-        value = row[column]
-        if value is None:
-            return (
-                MISSING_SOURCE_ID,
-                f"the PowerSchool record has no {field_name} (the {entity} id); it cannot be identified",
-            )
-        if not (value.isascii() and value.isdigit()):
-            return NON_INTEGER_SOURCE_ID, (
-                f"the PowerSchool record's {field_name} is {quoted(value)}, not an integer "
-                "(PowerSchool ids are integers)"
-            )
-    return None
