@@ -85,6 +85,31 @@ def raw_counts(engine, run_id):
         )
 
 
+def raw_ids(engine, run_ids, entity):
+    table = RawRecord.__table__
+    with engine.connect() as connection:
+        return set(
+            connection.execute(
+                select(table.c.source_id).where(table.c.run_id.in_(run_ids), table.c.entity == entity)
+            ).scalars()
+        )
+
+
+def staged_source_ids(engine, run_id):
+    from sis_learning.staging.source import STAGED_SOURCE_TABLES
+    from sis_learning.staging.writer import SOURCE_KEYS
+
+    found = {}
+    for entity, keys in SOURCE_KEYS.items():
+        if not keys:
+            continue
+        table = STAGED_SOURCE_TABLES[entity].__table__
+        with engine.connect() as connection:
+            rows = connection.execute(select(*(table.c[column] for column, _ in keys)).where(table.c.run_id == run_id))
+            found[entity] = {":".join(row) for row in rows if None not in row}
+    return found
+
+
 def everyday_changes(server):
     """A school office's day: renames, a transfer out, newcomers, a teacher leaving, drops and enrolments."""
     active = sis(
@@ -163,8 +188,13 @@ def test_every_entity_read_incrementally_stages_what_a_full_read_stages(
     assert {entity: read[entity] for entity in ENTITY_CURSORS} == dict.fromkeys(ENTITY_CURSORS, "incremental"), read
     assert all(results[entity]["carried_forward"] > 0 for entity in ENTITY_CURSORS), results
     assert_equals_oracle(staging_engine, server, "r2")
-    # Raw records come along with the carried rows: as many per entity as a full read keeps.
-    full_raw = raw_counts(staging_engine, "r1")
+    # Raw records are what PowerSchool returned in the run: an incremental run keeps those of the
+    # rows it read again; a carried row's raw record is under the run that read it.
+    assert all(
+        raw_counts(staging_engine, "r2").get(entity, 0) < n
+        for entity, n in raw_counts(staging_engine, "r1").items()
+        if entity in ENTITY_CURSORS
+    ), raw_counts(staging_engine, "r2")
     # No per-school listing was read in full: only changed ids were asked for.
     assert not any(key.split(" ", 1)[1] == "/ws/v1/school/{id}/student" for key in hook.stats.requests), (
         hook.stats.requests
@@ -186,9 +216,9 @@ def test_every_entity_read_incrementally_stages_what_a_full_read_stages(
     run(staging_engine, server, "r5", full_refresh=True)
     assert set(modes(staging_engine, "r5").values()) == {"full"}
     assert_equals_oracle(staging_engine, server, "r5")
-    after_full = raw_counts(staging_engine, "r5")
-    after_incremental = raw_counts(staging_engine, "r4")
-    assert after_incremental == after_full, (after_incremental, after_full, full_raw)
+    # Every row r4 staged has its raw record in r4 or in the runs it carried rows from (r2, r1).
+    for entity, ids in staged_source_ids(staging_engine, "r4").items():
+        assert ids <= raw_ids(staging_engine, ("r4", "r2", "r1"), entity), entity
     # And what Learning would get: validate + transform of the incremental run (r4, from r2's
     # results) and of the full run (r5, the same SIS data) give the same Learning rows, field by
     # field, and the same rejected, excluded and warned rows.

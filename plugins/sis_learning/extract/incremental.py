@@ -311,15 +311,17 @@ def carry_forward(
     scopes: Iterable[str],
     raw_key: str | None = None,
 ) -> int:
-    """Copy the base run's staged rows of ``entity`` (and their raw records) into this run, in SQL.
+    """Copy the base run's staged rows of ``entity`` into this run, in SQL, and record what changed.
 
     A row is left out when any ``drop[column]`` holds its ``column`` value: the rows this
     run read again (the new read wins) and the rows a full read would no longer stage (a
-    student who left, a section out of scope). Only rows of ``scopes`` are copied. Each
-    carried row's ``raw_records`` row comes along, matched on scope and source id
+    student who left, a section out of scope). Only rows of ``scopes`` are copied. The ids
+    of the rows read again and of the base rows left out go to ``extract_changes``
     (``raw_key``: the SQL of the staged column(s) the source id is; default the entity's
-    own id column). Returns the rows carried. The copy runs in the database (INSERT ...
-    SELECT), so a million carried rows never pass through Python.
+    own id column), for validate, transform and diff (``sis_learning.delta``). Raw records
+    are not copied: a carried row's raw record is under the run that read it (the chain of
+    ``extract_reads.base_run_id``). Returns the rows carried. The copy runs in the database
+    (INSERT ... SELECT), so a million carried rows never pass through Python.
     """
     table = STAGED_SOURCE_TABLES[entity].__table__
     columns = [column.name for column in table.columns if column.name not in ("id", "run_id")]
@@ -372,40 +374,20 @@ def carry_forward(
             ),
             parameters,
         ).rowcount
-        # Raw records of the rows carried: every base raw record of the scopes except those of
-        # rows left out (few: their source ids go to a temporary table) and those this run
-        # read again (already staged with their new raw record).
-        connection.exec_driver_sql("DROP TABLE IF EXISTS carry_raw_drop")
-        connection.exec_driver_sql("CREATE TEMPORARY TABLE carry_raw_drop (value VARCHAR(250))")
+        # The base rows left out (few): recorded as changed. Their raw records, like those of every
+        # carried row, stay under the run that read them (raw_records holds what PowerSchool
+        # returned in a run; an incremental run's carried rows were returned by an earlier one).
         if conditions:
             kept = " AND ".join(condition.removeprefix("AND ") for condition in conditions)
             connection.execute(
                 text(
-                    f'INSERT INTO carry_raw_drop (value) SELECT {raw_key} FROM "{table.name}" t '
+                    "INSERT INTO extract_changes (district_id, run_id, entity, source_id) "
+                    f'SELECT :district, :run, :entity, {raw_key} FROM "{table.name}" t '
                     f"WHERE t.district_id = :district AND t.run_id = :base AND t.scope {in_scopes} AND NOT ({kept}) "
                     f"AND {raw_key} IS NOT NULL"
                 ),
                 parameters,
             )
-            connection.execute(
-                text(
-                    "INSERT INTO extract_changes (district_id, run_id, entity, source_id) "
-                    "SELECT :district, :run, :entity, value FROM carry_raw_drop"
-                ),
-                parameters,
-            )
-        connection.execute(
-            text(
-                "INSERT INTO raw_records (district_id, run_id, scope, entity, source_id, payload) "
-                "SELECT r.district_id, :run, r.scope, r.entity, r.source_id, r.payload FROM raw_records r "
-                f"WHERE r.district_id = :district AND r.run_id = :base AND r.entity = :entity AND r.scope {in_scopes} "
-                "AND r.source_id NOT IN (SELECT value FROM carry_raw_drop) "
-                "AND r.source_id NOT IN (SELECT n.source_id FROM raw_records n WHERE n.district_id = :district "
-                "AND n.run_id = :run AND n.entity = :entity AND n.source_id IS NOT NULL)"
-            ),
-            parameters,
-        )
-        connection.exec_driver_sql("DROP TABLE IF EXISTS carry_raw_drop")
         for number in range(len(drop)):
             connection.exec_driver_sql(f"DROP TABLE IF EXISTS carry_drop_{number}")
     return int(carried or 0)
