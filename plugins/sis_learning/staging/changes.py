@@ -94,6 +94,19 @@ class ChangeSet(Base):
 # --- identity by type: snapshots and change sets from before it -------------------------------
 
 ROLE_USER_TYPE = {"student": "S", "teacher": "T", "co-teacher": "T"}
+USER_IDENTITY_MIGRATED = "user_identity_migrated"
+
+
+class StagingMarker(Base):
+    """A one-time step done for a district (``user_identity_migrated``: its snapshot and change sets
+    are keyed by user type, so the diff no longer scans them for older keys)."""
+
+    __tablename__ = "staging_markers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    district_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    __table_args__ = (Index("uq_staging_markers", "district_id", "name", unique=True),)
 
 
 def migrate_user_identity(
@@ -111,6 +124,19 @@ def migrate_user_identity(
     costs one indexed range read once done. Returns the rows rekeyed per table and entity.
     """
     counts: dict[str, int] = {}
+    markers = StagingMarker.__table__
+    done = connection.execute(
+        select(markers.c.id).where(markers.c.district_id == district_id, markers.c.name == USER_IDENTITY_MIGRATED)
+    ).first()
+    if done is not None:
+        # Scanning every snapshot and change-set row of the district for older keys costs seconds
+        # at district scale on every run; once migrated, nothing writes them again.
+        return counts
+    snapshot = LearningSnapshot.__table__
+    has_snapshot = (
+        connection.execute(select(snapshot.c.id).where(snapshot.c.district_id == district_id).limit(1)).first()
+        is not None
+    )
     for table in (LearningSnapshot.__table__, ChangeSet.__table__):
         old_users = connection.execute(
             select(table.c.id, table.c.key, table.c.payload).where(
@@ -163,6 +189,10 @@ def migrate_user_identity(
                 updates,
             )
         counts[f"{table.name}.rosters"] = len(updates)
+    if has_snapshot:
+        # Everything the district had is in the new shape now (rows that cannot be rekeyed stay
+        # as they are whatever runs next): later diffs skip the scan.
+        connection.execute(markers.insert().values(district_id=district_id, name=USER_IDENTITY_MIGRATED))
     return counts
 
 
