@@ -115,14 +115,27 @@ class PostgresBackends:
         self._backends: set[str] = set()
 
     def ticks(self) -> dict[int, int]:
-        """pid -> CPU ticks (user + system) of every live backend of the database."""
+        """pid -> CPU ticks (user + system) of every live backend of the database.
+
+        A parallel query's workers are titled ``parallel worker for PID <leader>``: they
+        count when their leader is one of the database's backends.
+        """
+        workers: dict[str, str] = {}
         for pid in _all_pids():
             if pid in self._looked_at:
                 continue
-            self._looked_at.add(pid)
             command = _read(f"/proc/{pid}/cmdline")
-            if command and command.startswith("postgres:") and self.marker in command.replace("\0", " ") + " ":
+            title = (command or "").replace("\0", " ") + " "
+            if title.startswith("postgres:") and "parallel worker for PID " in title:
+                workers[pid] = title.rsplit("parallel worker for PID ", 1)[1].split()[0]
+                continue  # looked at again next time: a worker is short-lived and its leader may be new
+            self._looked_at.add(pid)
+            if title.startswith("postgres:") and self.marker in title:
                 self._backends.add(pid)
+        for pid, leader in workers.items():
+            if leader in self._backends:
+                self._backends.add(pid)
+                self._looked_at.add(pid)
         found: dict[int, int] = {}
         for pid in list(self._backends):
             read = process_ticks(pid, children=False)
