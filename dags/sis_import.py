@@ -9,9 +9,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import DAG, CronTriggerTimetable, Param, TaskGroup, TriggerRule, task
+from airflow.sdk import DAG, CronTriggerTimetable, Param, TaskGroup, TriggerRule, chain, task
 
 from sis_learning import import_tasks
+from sis_learning.approval_operator import APPROVAL_TASK_IDS, MassChangeApprovalOperator
 from sis_learning.config import DEFAULT_BROKEN_SCHEDULE, BrokenDistrict, DistrictConfig, scan_districts
 
 DOC_MD = """
@@ -30,9 +31,13 @@ integration for SIS 10.1+ describes it: users, classes and rosters, twice a day
    `excluded_rows`; the run stops if an entity fails more than its threshold.
 3. **transform**: the CSV mapping specs in `include/mappings/` make the Learning-shaped
    rows (`learning_*` tables).
-4. **load**: diff against what Learning last accepted; stop on mass deactivations or an
-   Import ID change unless triggered with `approve_mass_changes=true`; send only the
-   changes, in dependency order.
+4. **load**: diff against what Learning last accepted; on mass deactivations, a school
+   dropping to zero or an Import ID change the run **waits for a person** at
+   `load.approve_mass_changes` (Required Actions; figures per school with examples; at most
+   {approval_hours:g} h): Approve loads exactly the change set shown (if it changed meanwhile,
+   nothing is approved and `approve_mass_changes_2`, then `_3`, asks again), Reject or no
+   answer loads nothing and emails the district. Triggered with `approve_mass_changes=true`
+   it does not wait. Then send only the changes, in dependency order.
 5. **report**: the run summary in `sync_runs`; on any failure one email to
    {emails}.
 
@@ -64,12 +69,14 @@ def import_dag(config: DistrictConfig) -> DAG:
             pool=config.powerschool.pool,
             emails=", ".join(config.notifications.failure_emails) or "(no recipients configured)",
             source=config.source_file,
+            approval_hours=config.safety.approval_timeout_hours,
         ),
         params={
             "approve_mass_changes": Param(
                 False,
                 type="boolean",
-                description="Approve a run the safety guard stopped (mass deactivations or an Import ID change)",
+                description="Approve the mass changes the safety guard finds in this run without waiting for a "
+                "person (mass deactivations, a school dropping to zero, an Import ID change)",
             ),
             "preview": Param(
                 False,
@@ -155,10 +162,28 @@ def import_dag(config: DistrictConfig) -> DAG:
                 return import_tasks.compute_changes(district_id, run_id)
 
             @task(task_id="check_mass_changes", retries=0)
-            def check_mass_changes(run_id=None, params=None):
+            def check_mass_changes(run_id=None, params=None, dag_run=None):
                 return import_tasks.check_mass_changes(
-                    district_id, run_id, bool(params.get("approve_mass_changes")), preview=bool(params.get("preview"))
+                    district_id,
+                    run_id,
+                    bool(params.get("approve_mass_changes")),
+                    preview=bool(params.get("preview")),
+                    triggered_by=getattr(dag_run, "triggering_user_name", None),
                 )
+
+            # A person decides only when the guard stopped the run; a later task asks again only when
+            # the change set changed while the person looked (Airflow keeps each task's first request).
+            asks = [
+                MassChangeApprovalOperator(
+                    task_id=task_id,
+                    district_id=district_id,
+                    district_name=config.name,
+                    last_ask=task_id == APPROVAL_TASK_IDS[-1],
+                    response_timeout=timedelta(hours=config.safety.approval_timeout_hours),
+                )
+                for task_id in APPROVAL_TASK_IDS
+            ]
+            chain(*asks)
 
             @task(task_id="load_learning", pool=config.learning.pool)
             def load_learning(run_id=None, params=None):
@@ -166,7 +191,8 @@ def import_dag(config: DistrictConfig) -> DAG:
                     return import_tasks.preview_learning(district_id, run_id)
                 return import_tasks.load_learning(district_id, run_id)
 
-            compute_changes() >> check_mass_changes() >> load_learning()
+            compute_changes() >> check_mass_changes() >> asks[0]
+            asks[-1] >> load_learning()
 
         with TaskGroup("report") as report_group:
 

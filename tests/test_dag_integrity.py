@@ -71,6 +71,43 @@ def test_import_dag_shape(dagbag):
     assert "approve_mass_changes" in dag.params
 
 
+def test_a_stopped_run_waits_in_a_human_in_the_loop_approval(dagbag):
+    from datetime import timedelta
+
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+    from sis_learning.approval_operator import APPROVAL_TASK_IDS
+
+    dag = dagbag.dags["sis_import__demo"]
+    asks = [dag.get_task(f"load.{task_id}") for task_id in APPROVAL_TASK_IDS]
+    upstream = "load.check_mass_changes"
+    for ask in asks:
+        assert isinstance(ask, ApprovalOperator)
+        assert ask.response_timeout == timedelta(hours=24)  # demo.yaml leaves safety.approval_timeout_hours at 24
+        assert ask.upstream_task_ids == {upstream}
+        assert not ask.fail_on_reject and not ask.ignore_downstream_trigger_rules  # the report still runs
+        upstream = ask.task_id
+    assert asks[-1].downstream_task_ids == {"load.load_learning"}
+    assert [ask.last_ask for ask in asks] == [False, False, True]
+
+
+def test_the_approval_deadline_is_the_district_setting(tmp_path, monkeypatch):
+    from datetime import timedelta
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    text = (REPO_ROOT / "include" / "districts" / "demo.yaml").read_text()
+    (tmp_path / "demo.yaml").write_text(text.replace("safety:\n", "safety:\n  approval_timeout_hours: 2.5\n"))
+    import sis_learning.config
+
+    monkeypatch.setattr(sis_learning.config, "DISTRICTS_DIR", tmp_path)
+    bag = DagBag(dag_folder=str(DAGS_DIR / "sis_import.py"))
+    assert bag.import_errors == {}
+    dag = bag.dags["sis_import__demo"]
+    assert dag.get_task("load.approve_mass_changes").response_timeout == timedelta(hours=2.5)
+    assert "at most\n   2.5 h" in dag.doc_md
+
+
 def test_schedule_is_06_and_18_local_across_daylight_saving(dagbag):
     from zoneinfo import ZoneInfo
 

@@ -103,12 +103,22 @@ class ValidationThresholds(_Strict):
 
 
 class SafetyThresholds(_Strict):
-    """Mass-change guard applied per school and entity before anything is written."""
+    """Mass-change guard applied per school and entity before anything is written.
+
+    A run the guard stops waits for a person's approval in the Airflow UI (sis_learning.approval)
+    for at most ``approval_timeout_hours``; unanswered by then, it loads nothing.
+    """
 
     max_removal_ratio: float = Field(0.10, ge=0, le=1)
     min_removal_rows: int = Field(25, ge=0)
     import_id_change_ratio: float = Field(
         0.5, ge=0, le=1, description="share of vanished users that reappear under a new id with the same name or email"
+    )
+    approval_timeout_hours: float = Field(
+        24.0,
+        gt=0,
+        le=24 * 14,
+        description="how long a stopped run waits for a person's answer in the Airflow UI; then it loads nothing",
     )
 
 

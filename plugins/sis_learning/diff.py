@@ -14,9 +14,10 @@ integrations setup during the school year"):
   Learning's contract has no way to delete them, and their rosters are removed.
 - ``check_safety`` stops the run before anything is written when, per school and entity,
   deactivations and removals exceed ``safety.max_removal_ratio`` of the previous snapshot
-  and at least ``safety.min_removal_rows``; or when the run looks like an Import ID
+  and at least ``safety.min_removal_rows``; when every user of a school would leave (a
+  school dropping to zero, whatever its size); or when the run looks like an Import ID
   change (many users vanish while about as many appear with the same name and user type,
-  or the same email).
+  or the same email). In the DAG a stopped run then waits for a person (sis_learning.approval).
 
 In the database: the content hash and the payload are SQL expressions (PostgreSQL's
 sha256(); on SQLite the same function registered from Python), and the comparison is one
@@ -463,9 +464,26 @@ def find_mass_changes(engine: Engine, config: DistrictConfig, run_id: str) -> li
             .group_by(changes.c.entity, changes.c.organization_id, changes.c.action)
             .order_by(changes.c.entity, changes.c.organization_id)
         ).all()
+        # Users each school keeps in this run (created, updated or unchanged rows).
+        staying = dict(
+            connection.execute(
+                select(changes.c.organization_id, func.count())
+                .where(
+                    changes.c.district_id == district_id,
+                    changes.c.run_id == run_id,
+                    changes.c.entity == "users",
+                    changes.c.action.in_((ACTION_CREATE, ACTION_UPDATE, ACTION_UNCHANGED)),
+                )
+                .group_by(changes.c.organization_id)
+            ).all()
+        )
         for entity, school, action, rows in leaving:
             before = previous.get((entity, school), 0)
-            if rows >= safety.min_removal_rows and rows > safety.max_removal_ratio * before:
+            too_many = rows >= safety.min_removal_rows and rows > safety.max_removal_ratio * before
+            # A school dropping to zero users is a stop whatever its size: the row floor is there so
+            # a small school's ordinary leavers do not stop a run, and a school emptying is not that.
+            emptied = entity == "users" and school is not None and rows > 0 and not staying.get(school)
+            if too_many or emptied:
                 examples = (
                     connection.execute(
                         select(changes.c.key)
@@ -487,7 +505,7 @@ def find_mass_changes(engine: Engine, config: DistrictConfig, run_id: str) -> li
                 )
                 findings.append(
                     {
-                        "kind": "mass_removal",
+                        "kind": "mass_removal" if too_many else "school_emptied",
                         "entity": entity,
                         "organization_id": school,
                         "action": action,
@@ -540,7 +558,7 @@ def find_mass_changes(engine: Engine, config: DistrictConfig, run_id: str) -> li
     return findings
 
 
-def _format_findings(config: DistrictConfig, run_id: str, findings: list[dict[str, Any]]) -> str:
+def format_findings(config: DistrictConfig, run_id: str, findings: list[dict[str, Any]]) -> str:
     safety = config.safety
     lines = [f"Safety stop for district {config.district_id}, run {run_id}: nothing was sent to Learning."]
     for finding in findings:
@@ -552,6 +570,11 @@ def _format_findings(config: DistrictConfig, run_id: str, findings: list[dict[st
                 f"{finding['previous_rows']} would be {finding['action']}d ({share}; limit "
                 f"{safety.max_removal_ratio:.0%} and at least {safety.min_removal_rows} rows). Examples: {examples}"
             )
+        elif finding["kind"] == "school_emptied":
+            lines.append(
+                f"- school {finding['organization_id']} would drop to zero users: all {finding['previous_rows']} "
+                f"would be {finding['action']}d. Examples: {examples}"
+            )
         else:
             per_school = ", ".join(f"school {school}: {rows}" for school, rows in finding["per_school"].items())
             lines.append(
@@ -560,11 +583,12 @@ def _format_findings(config: DistrictConfig, run_id: str, findings: list[dict[st
                 f"limit {safety.import_id_change_ratio:.0%}) [{per_school}]. Examples: {examples}"
             )
     lines.append(
-        "If this is expected (for example the end of a school year), approve it by triggering the DAG "
+        "If this is expected (for example the end of a school year), approve it: in the Airflow UI, where the "
+        "run waits for a person (task load.approve_mass_changes, Required Actions), or by triggering the DAG "
         f"{config.import_dag_id} with the parameter approve_mass_changes=true "
         f"(airflow dags trigger {config.import_dag_id} --conf '{{\"approve_mass_changes\": true}}'). "
-        "If not, fix the data in PowerSchool first: the source document strongly recommends against "
-        "changing Import IDs during the school year."
+        "If not, reject it and fix the data in PowerSchool first: the source document strongly recommends "
+        "against changing Import IDs during the school year."
     )
     return "\n".join(lines)
 
@@ -578,7 +602,7 @@ def check_safety(engine: Engine, config: DistrictConfig, run_id: str, approve_ma
     findings = find_mass_changes(engine, config, run_id)
     if not findings:
         return
-    message = _format_findings(config, run_id, findings)
+    message = format_findings(config, run_id, findings)
     if approve_mass_changes:
         log.warning("mass changes approved by the run's approve_mass_changes parameter:\n%s", message)
         return

@@ -132,6 +132,12 @@ def start_run(district_id: str, run_id: str, dag_id: str, full_refresh: bool = F
     if full_refresh:
         request_full_read(engine, district_id, run_id, "full_refresh requested when the run was triggered")
     abandoned = abandon_unfinished_runs(engine, district_id, run_id)
+    from sis_learning.approval import abandon_waiting_reviews
+
+    for earlier in abandon_waiting_reviews(engine, district_id, run_id):
+        log.warning(
+            "Run %s of district %s ended while waiting for approval: its review is closed", earlier, district_id
+        )
     for item in abandoned:
         log.warning(
             "Run %s of district %s stopped without reporting while in %s: marked abandoned",
@@ -330,10 +336,15 @@ def compute_changes(district_id: str, run_id: str) -> dict[str, Any]:
 
 
 def check_mass_changes(
-    district_id: str, run_id: str, approve_mass_changes: bool, preview: bool = False
+    district_id: str,
+    run_id: str,
+    approve_mass_changes: bool,
+    preview: bool = False,
+    triggered_by: str | None = None,
 ) -> dict[str, Any]:
-    """The safety guard; in a preview its findings go into the report instead of stopping the run."""
-    from sis_learning import diff
+    """The safety guard. Findings open a review the next task waits on (sis_learning.approval), or are
+    approved by the ``approve_mass_changes`` parameter; in a preview they go into the report instead."""
+    from sis_learning import approval, diff
 
     def work(engine, config):
         if preview:
@@ -344,16 +355,65 @@ def check_mass_changes(
                     len(findings),
                 )
             return {"approved": bool(approve_mass_changes), "preview": True, "findings": len(findings)}
-        diff.check_safety(engine, config, run_id, approve_mass_changes=approve_mass_changes)
-        return {"approved": bool(approve_mass_changes)}
+        return approval.guard_run(
+            engine, config, run_id, approve_mass_changes=approve_mass_changes, triggered_by=triggered_by
+        )
 
     return run_step("safety_guard", district_id, run_id, work)
 
 
+def request_approval(district_id: str, run_id: str) -> dict[str, Any] | None:
+    """What the approval task shows and waits on: ``{"review_id", "subject", "body"}``, or None when the
+    run needs no approval (the guard found nothing, or its change set is approved as it is now)."""
+    from sis_learning import approval, diff
+
+    config = load_district_by_id(district_id)
+    engine = _engine()
+    review = approval.request_approval(engine, config, run_id)
+    if review is None:
+        return None
+    return {
+        "review_id": review.id,
+        "rows": review.rows,
+        "subject": approval.subject(config, review),
+        "body": approval.body(config, run_id, review, diff.change_counts(engine, district_id, run_id)),
+    }
+
+
+def approval_asked(district_id: str, run_id: str, review_id: int, task_id: str) -> None:
+    """The review is shown in ``task_id`` and the run waits (mass_change_reviews, sync_runs)."""
+    from sis_learning import approval
+
+    approval.mark_asked(_engine(), district_id, run_id, review_id, task_id)
+
+
+def record_approval_answer(
+    district_id: str, run_id: str, approved: bool | None, responded_by: str | None, review_id: int | None
+) -> dict[str, Any]:
+    """The person's answer (or the timeout, ``approved`` None), recorded on the review and the run."""
+    from sis_learning import approval
+
+    config = load_district_by_id(district_id)
+    outcome = approval.record_answer(
+        _engine(), config, run_id, approved=approved, responded_by=responded_by, review_id=review_id
+    )
+    log.info("Approval of run %s of district %s: %s", run_id, district_id, outcome)
+    return outcome
+
+
 def load_learning(district_id: str, run_id: str) -> dict[str, Any]:
-    from sis_learning import load
+    from sis_learning import approval, load
 
     def work(engine, config):
+        review = approval.check_before_load(engine, config, run_id)
+        if review is not None:
+            log.info(
+                "Loading the change set approved by %s (review %s, %d row(s), fingerprint %s)",
+                review.decided_by,
+                review.id,
+                review.rows,
+                review.fingerprint[:12],
+            )
         return load.load_run(engine, config, run_id, learning_hook(config))
 
     def counts(result: dict[str, Any]) -> dict[str, dict[str, int]]:
@@ -425,10 +485,21 @@ def failed_stages(engine, district_id: str, run_id: str) -> list[tuple[str, str]
     return failed
 
 
+def _refused_review(engine, district_id: str, run_id: str):
+    """The run's latest review when a person rejected it or nobody answered in time (nothing was loaded)."""
+    from sis_learning.staging.reviews import REVIEW_REJECTED, REVIEW_TIMED_OUT, latest_review
+
+    review = latest_review(engine, district_id, run_id)
+    return review if review is not None and review.status in (REVIEW_REJECTED, REVIEW_TIMED_OUT) else None
+
+
 def report(
     district_id: str, run_id: str, dag_id: str, preview: bool = False, email_preview: bool = False
 ) -> dict[str, Any]:
     """Write the run summary; on any failure send one email, then fail so the run shows failed.
+
+    A run whose mass changes were rejected or not approved in time ends ``rejected`` /
+    ``timed_out`` in ``sync_runs``, emails the district (nothing was loaded) and fails too.
 
     A preview that got through ends ``previewed`` (not ``success``: no later run reads
     changes since it), its report linked from the summary and, with ``email_preview``,
@@ -446,6 +517,18 @@ def report(
     engine = _engine()
     failed = [task_id for task_id in failed_tasks(dag_id, run_id) if not task_id.endswith("report")]
     stages = failed_stages(engine, district_id, run_id)
+    refused = None if preview or failed or stages else _refused_review(engine, district_id, run_id)
+    if refused is not None:
+        from sis_learning.approval import describe_decision
+
+        reason = describe_decision(refused) or refused.status
+        finish_run(engine, district_id, run_id, status=refused.status, error=reason)
+        summary = build_summary(engine, config, run_id, dag_id)
+        log.warning("%s", format_text(summary))
+        notify.send_approval_refused_email(config, summary, refused)
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(f"Run stopped at the safety guard: {reason}")
     if failed or stages:
         if stages:
             stage, reason = stages[0]

@@ -8,7 +8,9 @@ Three messages, all to the district's ``notifications.failure_emails``:
   most common rejections and a link to the run in the Airflow UI;
 - the **grade-push refusal email**: the scores and assignment changes PowerTeacher refused;
 - the **configuration error email**: a district file that cannot be used (once per error);
-- the **preview email** (asked for with ``email_preview``): what the next import would send.
+- the **preview email** (asked for with ``email_preview``): what the next import would send;
+- the **approval refused email**: a run the safety guard stopped was rejected in the Airflow
+  UI, or nobody answered in time; nothing was loaded.
 
 Each is an :class:`Email` with a plain-text and an HTML part built from the same blocks,
 sent by :func:`send_email` through the district's Airflow SMTP connection. No secret ever
@@ -203,6 +205,11 @@ def what_to_do(summary: RunSummary, dag_id: str, retries: int) -> str:
             f"Correct the rejected rows in PowerSchool (the most common reasons are below; every one is in the "
             f"staged table rejected_rows), then trigger {dag_id} again: nothing was sent to Learning."
         )
+    if stage == "approval":
+        return (
+            "Nothing was sent to Learning: the mass changes this run found were not approved (see the reason). "
+            f"Trigger {dag_id} again to be asked about the changes as they are then."
+        )
     if stage == "safety_guard":
         return (
             f"Check the changes below: if they are expected (for example at the end of a school year), trigger "
@@ -295,6 +302,60 @@ def send_failure_email(config: DistrictConfig, summary: RunSummary) -> bool:
         config.notifications.failure_emails,
         config.notifications.smtp_connection_id,
         failure_email(summary, config),
+    )
+
+
+# ---- the approval refused email ---------------------------------------------------------------
+
+
+def approval_refused_email(config: DistrictConfig, summary: RunSummary, review: Any) -> Email:
+    """A run the safety guard stopped was rejected, or nobody answered in time: nothing was loaded."""
+    from sis_learning.approval import finding_rows
+
+    dag_id = config.import_dag_id
+    hours = f"{config.safety.approval_timeout_hours:g}"
+    if review.status == "rejected":
+        headline = f"mass changes rejected by {review.decided_by}; nothing was loaded"
+        what = f"{review.decided_by} rejected them in the Airflow UI"
+    else:
+        headline = f"nobody approved the mass changes within {hours} hour(s); nothing was loaded"
+        what = f"nobody approved or rejected them in the Airflow UI within {hours} hour(s)"
+    blocks: list[Block] = [
+        (
+            "p",
+            "Nothing was sent to PowerSchool Learning: it keeps what the last successful import sent. If these "
+            "changes are expected (for example at the end of a school year), approve them when the next run asks "
+            f"(it finds them again and waits), or trigger {dag_id} with approve_mass_changes=true; if not, correct "
+            "PowerSchool first.",
+        ),
+        (
+            "p",
+            f"The SIS import of {config.name} ({config.district_id}), run {summary.run_id}, would have sent "
+            f"{review.rows:,} change(s), and the safety guard stopped it for a person to decide: {what}.",
+        ),
+        (
+            "table",
+            "What the safety guard saw, per school (every row is in the staged table change_set)",
+            ["School", "What", "Rows", "Of", "Share", "Examples"],
+            [
+                [row["school"], row["what"], row["rows"], row["of"], row["share"], row["examples"].replace("`", "")]
+                for row in finding_rows(list(review.findings or []))
+            ],
+        ),
+    ]
+    if summary.run_url:
+        blocks.append(("link", "Open this run in Airflow", summary.run_url))
+    subject = f"{SUBJECT_PREFIX} {config.name}: {headline}"
+    return _email(subject, f"{config.name} ({config.district_id}): {headline}", blocks)
+
+
+def send_approval_refused_email(config: DistrictConfig, summary: RunSummary, review: Any) -> bool:
+    return _send(
+        f"District {config.district_id}",
+        "approval refused email",
+        config.notifications.failure_emails,
+        config.notifications.smtp_connection_id,
+        approval_refused_email(config, summary, review),
     )
 
 

@@ -46,6 +46,8 @@ class RunSummary:
     abandoned_runs: list[str] = field(default_factory=list)
     # A preview run (status "previewed"): its report, where nothing was sent (preview.py).
     preview_report: str | None = None
+    # What became of the run's mass-change approval (sis_learning.approval), in a sentence.
+    approval: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -93,6 +95,7 @@ STAGE_WORDS = {
     "transform": "could not build the rows for Learning",
     "diff": "could not compare with what Learning already has",
     "safety_guard": "stopped before a mass change in Learning (needs approval)",
+    "approval": "stopped: the mass changes were not approved",
     "load": "could not write the changes to PowerSchool Learning",
     "preview": "could not write the preview report (nothing was sent to Learning)",
     "push": "could not push grades to PowerTeacher",
@@ -105,6 +108,9 @@ TASK_STAGES = {
     "transform_rows": "transform",
     "compute_changes": "diff",
     "check_mass_changes": "safety_guard",
+    "approve_mass_changes": "approval",
+    "approve_mass_changes_2": "approval",
+    "approve_mass_changes_3": "approval",
     "load_learning": "load",
     "push_grades": "push",
 }
@@ -164,6 +170,11 @@ def build_summary(engine: Engine, config: DistrictConfig, run_id: str, dag_id: s
                         "finished_at": attempt.finished_at,
                     }
                 )
+    if _has(engine, "mass_change_reviews"):
+        from sis_learning.approval import describe_decision
+        from sis_learning.staging.reviews import latest_review
+
+        summary.approval = describe_decision(latest_review(engine, config.district_id, run_id))
     params = {"district_id": config.district_id, "run_id": run_id}
     with engine.connect() as connection:
         if _has(engine, "rejected_rows"):
@@ -236,6 +247,8 @@ def format_text(summary: RunSummary) -> str:
         lines.append(f"Failed at {summary.stage} ({describe_stage(summary.stage)}): {summary.error}")
     for note in summary.abandoned_runs:
         lines.append(f"Found at start: {note} (marked abandoned)")
+    if summary.approval:
+        lines.append(f"Approval: {summary.approval}")
     if summary.failed_attempts:
         lines.append("Attempts that did not succeed (a later attempt of the same stage may have):")
         for item in summary.failed_attempts:
@@ -365,9 +378,15 @@ def step_summary(stage: str, result: dict[str, Any], validation_docs: str | None
             f"Report: {result.get('report')}"
         )
     if stage == "safety_guard":
+        decision = result.get("decision")
+        if decision == "waiting":
+            return (
+                f"Safety stop: {result.get('findings', 0)} finding(s) over {_number(result.get('rows', 0))} row(s) "
+                "to send; the run waits for a person's approval (load.approve_mass_changes; mass_change_reviews)."
+            )
         return (
             "Mass changes approved by the run's approve_mass_changes parameter: the load goes ahead."
-            if result.get("approved")
+            if decision == "approved" or result.get("approved")
             else "No mass change and no Import ID change: the load goes ahead."
         )
     if stage == "load":

@@ -218,9 +218,14 @@ def link_class(session: Session, domain: str, class_id: str, imported_class_id: 
 def set_score(session: Session, domain: str, gradable_id: int, student_id: str, value: str | None) -> dict[str, Any]:
     """Enter or change one score; an unchanged value adds nothing to the feed."""
     gradable = get_gradable(session, domain, gradable_id, live=True)
+    # A student and a teacher may carry the same number (separate DCID sequences): the
+    # student's roster row, never the teacher's.
     on_roster = session.scalar(
         select(Roster.role).where(
-            Roster.domain == domain, Roster.class_id == gradable.class_id, Roster.user_id == student_id
+            Roster.domain == domain,
+            Roster.class_id == gradable.class_id,
+            Roster.user_type == "S",
+            Roster.user_id == student_id,
         )
     )
     if on_roster != "student":

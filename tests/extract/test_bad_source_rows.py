@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from sis_learning.extract import extract_guardians, extract_schools, extract_staff, extract_students
 from sis_learning.hooks.powerschool import PowerSchoolHook
-from sis_learning.staging.quality import RejectedRow
+from sis_learning.staging.quality import ExcludedRow, RejectedRow
 from sis_learning.staging.source import ExtractCount, StgGuardian, StgStaff, StgStudent
 from sis_learning.validate import validate_run
 from tests.extract.conftest import make_config
@@ -207,6 +207,19 @@ def test_staff_duplicate_in_one_school_is_kept_and_a_status_sent_empty_is_not_ac
         ("41", "Gamma", 1, "duplicate_source_id"),
         ("43", "Delta", 1, None),
     ]
+    # "" is PowerSchool's null: a staff status sent empty is not "active" by accident.
+    extract_schools(hook, staging_engine, make_config(), RUN)
+    validate_run(staging_engine, make_config(), RUN, tmp_path / "results")
+    excluded = ExcludedRow.__table__
+    with staging_engine.connect() as connection:
+        left_out = set(
+            connection.execute(
+                select(excluded.c.source_id, excluded.c.rule).where(
+                    excluded.c.run_id == RUN, excluded.c.entity == "staff"
+                )
+            )
+        )
+    assert left_out == {("42", "inactive_staff")}
 
 
 def test_guardian_links_without_ids_are_staged_for_rejection(staging_engine, tmp_path: Path):

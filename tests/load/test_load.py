@@ -152,6 +152,62 @@ def test_first_run_loads_everything_and_the_next_sends_only_the_changes(
     assert summary["counts"]["rosters"]["unchanged"] == len(second.rosters)
 
 
+def test_a_student_a_teacher_and_a_parent_with_the_same_number_are_three_users(
+    staging_engine, learning_domain, default_password
+):
+    """Students.DCID, Teachers.DCID and Guardian.GuardianID are separate sequences: the same
+    number is three users in Learning, each with its own rows. The teacher leads a class the
+    student with their number sits in, the parent with that number is another child's parent;
+    when the student leaves, only the student is disabled and only their rows removed."""
+    hook = learning_domain.hook()
+    first = LearningDistrict.generate(schools=1, students_per_school=4, teachers_per_school=1, parents=False)
+    number, other_child = first.students_of("100")[:2]
+    # Dict keys of the test district are its own; Learning keys users by type and number.
+    teacher = first.add_user(number, "T", "100", "Tess", "Teacher")
+    parent = first.add_user(number, "P", "100", "Pat", "Parent")
+    first.users = {key: row for key, row in first.users.items() if key != number}
+    student = {**teacher, "user_type": "S", "first_name": "Sam", "last_name": "Student", "login": f"sam.{number}"}
+    first.users.update({f"T:{number}": teacher, f"P:{number}": parent, f"S:{number}": student})
+    first.classes["59990000"] = {
+        "class_id": "59990000",
+        "name": "Shared number (1) - 1(A)",
+        "code": "SN",
+        "year": "3500",
+        "teacher_id": number,
+        "organization_id": "100",
+    }
+    first.add_roster("59990000", number, "teacher")
+    first.add_roster("59990000", number, "student")
+    first.parent_links[f"{number}:{other_child}"] = {"parent_id": number, "child_id": other_child}
+    sync(staging_engine, first, "run-1", hook)
+
+    state = learning_state(hook)
+    assert state == expected_state(first)
+    assert {key: row["first_name"] for key, row in state["users"].items() if key.endswith(f":{number}")} == {
+        f"S:{number}": "Sam",
+        f"T:{number}": "Tess",
+        f"P:{number}": "Pat",
+    }
+    assert {key for key in state["rosters"] if key.startswith("59990000:")} == {
+        f"59990000:T:{number}",
+        f"59990000:S:{number}",
+    }
+
+    # The student leaves: their user, level, roster rows and links go; the teacher and the parent stay.
+    second = first.copy()
+    del second.users[f"S:{number}"]
+    second.user_levels.pop(number, None)
+    for key in [key for key, row in second.rosters.items() if row["user_type"] == "S" and row["user_id"] == number]:
+        del second.rosters[key]
+    summary = sync(staging_engine, second, "run-2", hook)
+    state = learning_state(hook)
+    assert state == expected_state(first, second)
+    assert state["users"][f"S:{number}"]["enabled"] is False
+    assert state["users"][f"T:{number}"]["enabled"] is True and state["users"][f"P:{number}"]["enabled"] is True
+    assert f"59990000:T:{number}" in state["rosters"] and f"59990000:S:{number}" not in state["rosters"]
+    assert summary["counts"]["users"]["deactivated"] == 1
+
+
 def test_running_the_same_run_twice_sends_nothing_the_second_time(
     sqlite_staging_engine, learning_domain, default_password
 ):

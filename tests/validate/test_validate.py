@@ -287,6 +287,25 @@ def test_exclusions_by_design_are_kept_apart_from_failures(staging_engine, tmp_p
     assert counts["section_enrollments"] == {"evaluated": 6, "passed": 2, "rejected": 0, "excluded": 4, "warned": 0}
 
 
+def test_a_status_powerschool_sent_empty_is_not_active(staging_engine, tmp_path: Path) -> None:
+    """ "" is PowerSchool's null (staged empty): a teacher without a status, or a student
+    without an enroll status, is not known to be active, so neither is imported; the
+    reason says the value is missing."""
+    staged = small_district()
+    staged.staff("233", status=None)
+    staged.student("324", enroll_status_code=None)
+    _config, counts, rejected, excluded = run_validate(staging_engine, staged, tmp_path)
+    assert rejected.empty, rejected[["entity", "source_id", "rule", "reason"]].to_string()
+    reasons = {(row.entity, row.source_id, row.rule): row.reason for row in excluded.itertuples()}
+    assert reasons[("staff", "233", "inactive_staff")] == (
+        "the teacher has no status in PowerSchool (not known to be active; only active staff are imported)"
+    )
+    assert reasons[("students", "324", "inactive_enrollment")] == (
+        "the student has no enroll status in PowerSchool (not known to be 0, Active); only active students are imported"
+    )
+    assert counts["staff"]["excluded"] == 1 and counts["students"]["excluded"] == 1
+
+
 def test_ignore_parents_excludes_every_parent_and_link(staging_engine, tmp_path: Path) -> None:
     _config, counts, rejected, excluded = run_validate(staging_engine, small_district(), tmp_path, ignore_parents=True)
     assert rejected.empty
@@ -474,6 +493,31 @@ def test_the_guard_lets_a_run_within_its_thresholds_pass(staging_engine, tmp_pat
     stricter = district_config(validation_thresholds={"default": 0.05, "per_entity": {"students": 0.01}})
     with pytest.raises(validate.ValidationThresholdExceeded, match=r"students: 1 of 20 .* threshold of 1.0%"):
         validate.check_thresholds(staging_engine, stricter, RUN_ID)
+
+
+def test_warnings_never_count_toward_the_thresholds(staging_engine, tmp_path: Path) -> None:
+    """Half the students with an email that is not an address, half without a grade level, a
+    teacher with a bad email: every one is imported without that value, so the run is far
+    within its 5% thresholds however many warnings it has."""
+    staged = StagedRun()
+    staged.school("100")
+    staged.staff("200", email="n/a")
+    for number in range(20):
+        staged.student(
+            str(3000 + number),
+            email="none" if number % 2 else "x@",
+            grade_level=None if number < 10 else "4",
+        )
+    config, counts, rejected, _excluded = run_validate(staging_engine, staged, tmp_path)
+    assert rejected.empty
+    # one warning per row and field: 20 emails and 10 grade levels
+    assert counts["students"]["warned"] == 30 and counts["students"]["passed"] == 20
+    assert counts["staff"]["warned"] == 1
+    warnings = outcome_rows(staging_engine, ValidationWarning)
+    assert len(warnings[warnings["entity"] == "students"]) == 30
+    validate.check_thresholds(staging_engine, config, RUN_ID)  # 100% of the students warned: not a failure
+    strictest = district_config(validation_thresholds={"default": 0.0})
+    validate.check_thresholds(staging_engine, strictest, RUN_ID)
 
 
 def test_the_guard_counts_an_entitys_own_failures_not_the_cascade(staging_engine, tmp_path: Path) -> None:

@@ -11,9 +11,16 @@ the person is shown and what they decided, per district and run:
   was recomputed) nothing is loaded and the run asks again with the new figures.
 - ``findings``: the guard's findings (per school and entity, with examples), as JSON.
 - ``status``: ``waiting`` (the run waits), ``approved``, ``rejected``, ``timed_out``
-  (nobody answered within the district's ``safety.approval_timeout_hours``) or
-  ``superseded`` (the change set changed before the answer; a new review follows).
-- ``decided_by`` / ``decided_at``: who answered in the UI, and when.
+  (nobody answered within the district's ``safety.approval_timeout_hours``),
+  ``superseded`` (the change set changed before the answer; a new review follows) or
+  ``abandoned`` (the run ended without an answer, for example marked failed in the UI;
+  closed when the district's next run starts).
+- ``decided_by`` / ``decided_at``: who answered in the UI (the Airflow user's name), or
+  ``approve_mass_changes=true (triggered by ...)`` for a run approved by its parameter; when.
+- ``task_id``: the Airflow task where the person is asked (its Required Action page).
+
+The decisions themselves (when to ask, what an answer does, the check before the load)
+are in ``sis_learning.approval``.
 """
 
 from __future__ import annotations
@@ -34,7 +41,15 @@ REVIEW_APPROVED = "approved"
 REVIEW_REJECTED = "rejected"
 REVIEW_TIMED_OUT = "timed_out"
 REVIEW_SUPERSEDED = "superseded"
-REVIEW_STATUSES = (REVIEW_WAITING, REVIEW_APPROVED, REVIEW_REJECTED, REVIEW_TIMED_OUT, REVIEW_SUPERSEDED)
+REVIEW_ABANDONED = "abandoned"
+REVIEW_STATUSES = (
+    REVIEW_WAITING,
+    REVIEW_APPROVED,
+    REVIEW_REJECTED,
+    REVIEW_TIMED_OUT,
+    REVIEW_SUPERSEDED,
+    REVIEW_ABANDONED,
+)
 
 
 class MassChangeReview(Base):
@@ -52,6 +67,8 @@ class MassChangeReview(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     decided_at: Mapped[datetime | None] = mapped_column(DateTime)
     decided_by: Mapped[str | None] = mapped_column(String(250))
+    # The Airflow task that asks (load.approve_mass_changes, or a later ask of the same run).
+    task_id: Mapped[str | None] = mapped_column(String(250))
     __table_args__ = (Index("ix_mass_change_reviews_run", "district_id", "run_id", "status"),)
 
 
@@ -86,10 +103,19 @@ def change_set_fingerprint(connection: Connection, district_id: str, run_id: str
 
 
 def open_review(
-    engine: Engine, district_id: str, run_id: str, findings: list[dict[str, Any]], message: str
+    engine: Engine,
+    district_id: str,
+    run_id: str,
+    findings: list[dict[str, Any]],
+    message: str,
+    approved_by: str | None = None,
 ) -> MassChangeReview:
     """The run's waiting review for its current change set: the same one when nothing changed since it
-    was opened, else a new one (earlier waiting reviews of the run are marked superseded)."""
+    was opened, else a new one (earlier waiting reviews of the run are marked superseded).
+
+    ``approved_by``: the change set is approved as it is opened (the ``approve_mass_changes``
+    parameter): the review is recorded ``approved`` by that name, and nothing waits.
+    """
     with session_scope(engine) as session:
         fingerprint, rows = change_set_fingerprint(session.connection(), district_id, run_id)
         waiting = list(
@@ -104,17 +130,19 @@ def open_review(
             )
         )
         for review in waiting:
-            if review.fingerprint == fingerprint:
+            if review.fingerprint == fingerprint and approved_by is None:
                 return review
             review.status, review.decided_at = REVIEW_SUPERSEDED, utcnow()
         review = MassChangeReview(
             district_id=district_id,
             run_id=run_id,
-            status=REVIEW_WAITING,
+            status=REVIEW_WAITING if approved_by is None else REVIEW_APPROVED,
             fingerprint=fingerprint,
             rows=rows,
             findings=findings,
             message=message,
+            decided_by=approved_by[:250] if approved_by else None,
+            decided_at=utcnow() if approved_by else None,
         )
         session.add(review)
         session.flush()
@@ -134,10 +162,43 @@ def latest_review(engine: Engine, district_id: str, run_id: str) -> MassChangeRe
         )
 
 
-def decide_review(engine: Engine, review_id: int, status: str, decided_by: str | None) -> None:
+def decide_review(
+    engine: Engine, review_id: int, status: str, decided_by: str | None, note: str | None = None
+) -> MassChangeReview | None:
+    """Record the answer (or the end) of a review; ``note`` is added to its message."""
     if status not in REVIEW_STATUSES:
         raise ValueError(f"unknown review status {status!r}")
     with session_scope(engine) as session:
         review = session.get(MassChangeReview, review_id)
         if review is not None:
-            review.status, review.decided_by, review.decided_at = status, decided_by, utcnow()
+            review.status, review.decided_at = status, utcnow()
+            review.decided_by = decided_by[:250] if decided_by else None
+            if note:
+                review.message = f"{review.message or ''}\n{note}".strip()
+        return review
+
+
+def close_waiting_reviews(
+    engine: Engine,
+    district_id: str,
+    status: str,
+    note: str,
+    run_id: str | None = None,
+    except_run_id: str | None = None,
+) -> list[str]:
+    """Close the district's waiting reviews (of one run, or of every run but one) with ``status``;
+    returns the run ids they belonged to."""
+    with session_scope(engine) as session:
+        query = select(MassChangeReview).where(
+            MassChangeReview.district_id == district_id, MassChangeReview.status == REVIEW_WAITING
+        )
+        if run_id is not None:
+            query = query.where(MassChangeReview.run_id == run_id)
+        if except_run_id is not None:
+            query = query.where(MassChangeReview.run_id != except_run_id)
+        closed = []
+        for review in session.scalars(query):
+            review.status, review.decided_at = status, utcnow()
+            review.message = f"{review.message or ''}\n{note}".strip()
+            closed.append(review.run_id)
+        return closed

@@ -212,7 +212,7 @@ def abandon_unfinished_runs(
                 select(SyncRun).where(
                     SyncRun.district_id == district_id,
                     SyncRun.kind == kind,
-                    SyncRun.status == "running",
+                    SyncRun.status.in_(("running", "waiting")),  # waiting: for a person's approval
                     SyncRun.run_id != current_run_id,
                 )
             )
@@ -234,9 +234,13 @@ def abandon_unfinished_runs(
             for attempt in running:
                 attempt.status, attempt.finished_at = ATTEMPT_KILLED, utcnow()
                 attempt.error = "the task process stopped without reporting (killed or lost)"
+            was_waiting = run.status == "waiting"
             run.status, run.finished_at, run.stage = RUN_ABANDONED, utcnow(), stages[0]
             run.error = (
-                f"the run stopped without reporting while in {', '.join(stages)} (its task process was "
+                f"the run ended while waiting for a person's approval, without an answer (stopped in Airflow); "
+                f"marked abandoned by run {current_run_id}"
+                if was_waiting and not running
+                else f"the run stopped without reporting while in {', '.join(stages)} (its task process was "
                 f"killed or its worker lost); marked abandoned by run {current_run_id}"
             )
             found.append({"run_id": run.run_id, "stages": stages, "started_at": run.started_at})

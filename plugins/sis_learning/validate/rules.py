@@ -106,8 +106,16 @@ def evaluate(
 
     staff = EntityOutcome("staff", frames["staff"], frames["staff"]["staff_id"])
     staff.frame["organization_school_id"] = teacher_organization_school(staff.frame, selected)
+    # A status PowerSchool sent empty ("" is its null) is not "active": a missing value must
+    # not fall through the comparison (a nullable ``ne`` gives NA, which a mask reads as False).
+    staff_status = pd.to_numeric(staff.frame["status"], errors="coerce")
     staff.exclude(
-        pd.to_numeric(staff.frame["status"], errors="coerce").ne(1),
+        staff_status.isna(),
+        "inactive_staff",
+        "the teacher has no status in PowerSchool (not known to be active; only active staff are imported)",
+    )
+    staff.exclude(
+        staff_status.ne(1),
         "inactive_staff",
         "the teacher is not active in PowerSchool (only active staff are imported)",
     )
@@ -120,6 +128,12 @@ def evaluate(
 
     students = EntityOutcome("students", frames["students"], frames["students"]["student_id"])
     status_code = pd.to_numeric(students.frame["enroll_status_code"], errors="coerce")
+    students.exclude(
+        status_code.isna(),
+        "inactive_enrollment",
+        "the student has no enroll status in PowerSchool (not known to be 0, Active); only active students are "
+        "imported",
+    )
     students.exclude(
         status_code.ne(0),
         "inactive_enrollment",

@@ -227,3 +227,20 @@ def test_a_domain_sees_only_its_own_gradebook(domain, other_domain):
     assert response.status_code == 404
     assert other_domain.http.get(f"/api/v1/gradables/{gradable['id']}").status_code == 404
     assert domain.changes()["changes"][-1]["score"] == "5"
+
+
+def test_a_student_who_shares_the_teachers_number_gets_a_score_in_that_class(domain):
+    """Students.DCID and Teachers.DCID are separate sequences: student 500 and teacher 500 are
+    two users, both on class 700's roster. A score is for the student, whatever order the
+    roster rows come in, and the teacher 500 never gets one."""
+    from tests.sandbox.learning.sample_rows import user
+
+    seed_school(domain, students=1)
+    assert domain.statuses("users", [user("500", login="student500")]) == ["created"]
+    assert domain.statuses("rosters", [{"class_id": "700", "user_type": "S", "user_id": "500", "role": "student"}]) == [
+        "created"
+    ]
+    gradable = domain.create_gradable("700", "Quiz", 10)
+    score = domain.set_score(gradable["id"], "500", "7")
+    assert (score["student_id"], score["score"]) == ("500", "7")
+    assert domain.changes()["changes"][-1]["student_id"] == "500"
