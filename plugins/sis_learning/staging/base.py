@@ -45,6 +45,7 @@ MODEL_MODULES = (
     "sis_learning.staging.ledger",
     "sis_learning.staging.reviews",
     "sis_learning.staging.transition",
+    "sis_learning.staging.delta",
 )
 
 
