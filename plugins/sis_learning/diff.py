@@ -40,10 +40,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Boolean, String, Text, and_, case, cast, exists, func, literal, select
+from sqlalchemy import Boolean, String, Text, and_, case, cast, exists, func, literal, or_, select, text, true
 from sqlalchemy.engine import Connection, Engine
 
 from sis_learning.config import DistrictConfig
+from sis_learning.delta import DELTA, FULL, carried_unchanged, delta_keys, fingerprint, record_stage, usable_delta
 from sis_learning.entities import LEARNING_ENTITIES
 from sis_learning.exceptions import MassChangeDetected
 from sis_learning.staging.base import create_all
@@ -63,11 +64,14 @@ from sis_learning.staging.changes import (
 )
 from sis_learning.staging.learning import LEARNING_TABLES, LearningClass, LearningUser
 from sis_learning.staging.quality import RejectedRow
+from sis_learning.staging.runs import SyncRun
+from sis_learning.transform_delta import TYPE_PREFIX, WHOLE
 
 log = logging.getLogger(__name__)
 
 _FIELD_SEPARATOR = "\x1f"
 _NULL_MARK = "\x00"
+STAGE = "diff"
 # Rows read per round trip when the safety guard reads pending rows.
 STREAM_PAGE_ROWS = 20_000
 
@@ -231,7 +235,30 @@ def _key_expression(columns: list[Any]) -> Any:
     return _concat([item for column in columns for item in (literal(":"), column)][1:])
 
 
-def _current_rows(spec: EntitySpec, district_id: str, run_id: str, dialect: str) -> Any:
+# A delta diff (after an incremental read): the keys transform made anew, plus those to retry.
+DELTA_KEYS_TABLE = "delta_diff_keys"
+
+
+def _key_filter(spec: EntitySpec, replaced: set[str] | None, key_column: Any, user_type_column: Any = None) -> Any:
+    """The rows a delta diff compares: keys in the temporary key table, or of a user type recomputed whole."""
+    if replaced is None or WHOLE in replaced:
+        return None
+    conditions = [key_column.in_(select(text("key")).select_from(text(DELTA_KEYS_TABLE)))]
+    for item in sorted(replaced):
+        if item.startswith(TYPE_PREFIX):
+            user_type = item[len(TYPE_PREFIX) :]
+            if user_type_column is not None:
+                conditions.append(user_type_column == user_type)
+            elif spec.name == "users":
+                conditions.append(key_column.like(f"{user_type}:%"))
+            elif spec.name == "rosters":
+                conditions.append(key_column.like(f"%:{user_type}:%"))
+    return or_(*conditions)
+
+
+def _current_rows(
+    spec: EntitySpec, district_id: str, run_id: str, dialect: str, replaced: set[str] | None = None
+) -> Any:
     """This run's rows of one entity with key, school and content hash (a CTE, materialized).
 
     Materialized so the hash is computed once per row however often the comparison
@@ -253,15 +280,24 @@ def _current_rows(spec: EntitySpec, district_id: str, run_id: str, dialect: str)
         .where(table.c.district_id == district_id, table.c.run_id == run_id)
         .order_by(*key_columns)
     )
+    restrict = _key_filter(
+        spec, replaced, _key_expression(key_columns), table.c.user_type if "user_type" in table.c else None
+    )
+    if restrict is not None:
+        query = query.where(restrict)
     return query.cte(f"current_{spec.name}").prefix_with("MATERIALIZED")
 
 
-def _diff_entity(connection: Connection, spec: EntitySpec, district_id: str, run_id: str) -> None:
-    _check_unique_keys(connection, spec, district_id, run_id)
+def _diff_entity(
+    connection: Connection, spec: EntitySpec, district_id: str, run_id: str, replaced: set[str] | None = None
+) -> None:
+    """Write the entity's change_set rows; with ``replaced`` (a delta diff), only for those keys."""
+    if replaced is None or WHOLE in replaced:
+        _check_unique_keys(connection, spec, district_id, run_id)
     dialect = connection.dialect.name
     snapshot = LearningSnapshot.__table__
     changes = ChangeSet.__table__
-    current = _current_rows(spec, district_id, run_id, dialect)
+    current = _current_rows(spec, district_id, run_id, dialect, replaced)
     run_changes = (changes.c.district_id == district_id, changes.c.run_id == run_id, changes.c.entity == spec.name)
     # Rows Learning accepted in an earlier attempt of this run stay as they are. Usually
     # there are none, and the lookup per row is left out.
@@ -337,6 +373,9 @@ def _diff_entity(connection: Connection, spec: EntitySpec, district_id: str, run
         snapshot.c.active.is_(True),
         ~exists().where(*run_changes, changes.c.key == snapshot.c.key),
     )
+    restrict = _key_filter(spec, replaced, snapshot.c.key)
+    if restrict is not None:
+        vanished_rows = vanished_rows.where(restrict)
     connection.execute(changes.insert().from_select(columns, vanished_rows))
 
 
@@ -351,7 +390,48 @@ def change_counts(engine: Engine, district_id: str, run_id: str) -> dict[str, di
             .group_by(changes.c.entity, changes.c.action)
         ):
             counts.setdefault(entity, dict.fromkeys(ACTIONS, 0))[action] = rows
+    # After an incremental read the keys unchanged since the base run have no change_set row.
+    for entity, rows in carried_unchanged(engine, district_id, run_id).items():
+        counts.setdefault(entity, dict.fromkeys(ACTIONS, 0))[ACTION_UNCHANGED] += rows
     return counts
+
+
+def _retry_keys(connection: Connection, district_id: str, base_run_id: str) -> dict[str, set[str]]:
+    """Keys a delta diff compares although transform did not make them anew: what the base run
+    did not get accepted (refused, still pending), and what changed in the snapshot since it finished."""
+    changes = ChangeSet.__table__
+    snapshot = LearningSnapshot.__table__
+    runs = SyncRun.__table__
+    keys: dict[str, set[str]] = {}
+    for entity, key in connection.execute(
+        select(changes.c.entity, changes.c.key).where(
+            changes.c.district_id == district_id,
+            changes.c.run_id == base_run_id,
+            changes.c.status.not_in((STATUS_ACCEPTED, STATUS_SKIPPED)),
+        )
+    ):
+        keys.setdefault(entity, set()).add(key)
+    finished = connection.execute(
+        select(runs.c.finished_at).where(
+            runs.c.district_id == district_id, runs.c.run_id == base_run_id, runs.c.kind == "import"
+        )
+    ).scalar()
+    condition = snapshot.c.updated_at > finished if finished is not None else true()
+    for entity, key in connection.execute(
+        select(snapshot.c.entity, snapshot.c.key).where(snapshot.c.district_id == district_id, condition)
+    ):
+        keys.setdefault(entity, set()).add(key)
+    return keys
+
+
+def _present_keys(connection: Connection, spec: EntitySpec, district_id: str, run_id: str) -> int:
+    table = LEARNING_TABLES[spec.name].__table__
+    return int(
+        connection.scalar(
+            select(func.count()).select_from(table).where(table.c.district_id == district_id, table.c.run_id == run_id)
+        )
+        or 0
+    )
 
 
 def compute_changes(engine: Engine, config: DistrictConfig, run_id: str) -> dict[str, dict[str, int]]:
@@ -371,6 +451,9 @@ def compute_changes(engine: Engine, config: DistrictConfig, run_id: str) -> dict
         raise NotImplementedError(f"the diff runs on SQLite or PostgreSQL staging, not {engine.dialect.name}")
     changes = ChangeSet.__table__
     rejected = RejectedRow.__table__
+    print_ = fingerprint(config, STAGE)
+    source, reason = usable_delta(engine, config, run_id, STAGE, print_, previous_stage="transform")
+    made_anew = delta_keys(engine, district_id, run_id, "transform") if source is not None else {}
     with engine.begin() as connection:
         if connection.dialect.name == "sqlite":
             _register_sqlite_functions(connection)
@@ -395,8 +478,48 @@ def compute_changes(engine: Engine, config: DistrictConfig, run_id: str) -> dict
             tables = [LEARNING_TABLES[spec.name].__table__.name for spec in ENTITIES]
             tables += [LearningSnapshot.__table__.name, changes.name]
             connection.exec_driver_sql("ANALYZE " + ", ".join(f'"{name}"' for name in tables))
-        for spec in ENTITIES:
-            _diff_entity(connection, spec, district_id, run_id)
+        unchanged: dict[str, int] = {}
+        if source is None:
+            for spec in ENTITIES:
+                _diff_entity(connection, spec, district_id, run_id)
+        else:
+            retry = _retry_keys(connection, district_id, source.base_run_id)
+            for spec in ENTITIES:
+                replaced = set(made_anew.get(spec.name, set())) | retry.get(spec.name, set())
+                connection.exec_driver_sql(f"DROP TABLE IF EXISTS {DELTA_KEYS_TABLE}")
+                connection.exec_driver_sql(f"CREATE TEMPORARY TABLE {DELTA_KEYS_TABLE} (key VARCHAR(250) PRIMARY KEY)")
+                explicit = sorted(key for key in replaced if not key.startswith("*"))
+                if explicit:
+                    connection.execute(
+                        text(f"INSERT INTO {DELTA_KEYS_TABLE} (key) VALUES (:k)"), [{"k": key} for key in explicit]
+                    )
+                _diff_entity(connection, spec, district_id, run_id, replaced)
+                connection.exec_driver_sql(f"DROP TABLE IF EXISTS {DELTA_KEYS_TABLE}")
+                if WHOLE not in replaced:
+                    present = connection.scalar(
+                        select(func.count()).where(
+                            changes.c.district_id == district_id,
+                            changes.c.run_id == run_id,
+                            changes.c.entity == spec.name,
+                            changes.c.action.not_in((ACTION_DEACTIVATE, ACTION_REMOVE)),
+                        )
+                    )
+                    unchanged[spec.name] = _present_keys(connection, spec, district_id, run_id) - int(present or 0)
+    record_stage(
+        engine,
+        config,
+        run_id,
+        STAGE,
+        FULL if source is None else DELTA,
+        print_,
+        base_run_id=None if source is None else source.base_run_id,
+        note=f"compared every row: {reason}"
+        if source is None
+        else "compared the rows transform made anew, "
+        "and those the base run did not get accepted or that changed in the snapshot since; the others are "
+        "unchanged: " + ", ".join(f"{rows} {entity}" for entity, rows in unchanged.items()),
+        counts=unchanged if source is not None else None,
+    )
     counts = change_counts(engine, district_id, run_id)
     log.debug("change set of %s run %s: %s", district_id, run_id, counts)  # the task logs a summary line
     return counts

@@ -42,6 +42,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from sis_learning.config import DistrictConfig
+from sis_learning.delta import carried_unchanged
 from sis_learning.diff import ENTITIES, ENTITY_BY_NAME
 from sis_learning.entities import LEARNING_ENTITIES
 from sis_learning.hooks.learning import MAX_BATCH_ROWS, LearningHook, LearningResponseError
@@ -174,7 +175,7 @@ class LoadStats:
 def _pending_pages(engine: Engine, district_id: str, run_id: str, phase: Phase, page_size: int):
     """The phase's pending rows, page by page: per action, in id order (keyset pagination).
 
-    Each page is an index range scan (ix_change_set_run_pending), so a million rows cost
+    Each page is an index range scan (ix_change_set_run_action), so a million rows cost
     one pass. Rows already handed out are past the keyset cursor: a batch still in flight
     is never read twice, whether or not its results are recorded yet. A page's payloads
     are decoded in one call (one JSON array), not row by row.
@@ -681,6 +682,9 @@ def load_counts(engine: Engine, district_id: str, run_id: str) -> dict[str, dict
             else:
                 name = result if result in COUNT_NAMES else "unchanged"
             entity_counts[name] += rows
+    # After an incremental read the keys unchanged since the base run have no change_set row.
+    for entity, rows in carried_unchanged(engine, district_id, run_id).items():
+        counts.setdefault(entity, dict.fromkeys(COUNT_NAMES, 0))["unchanged"] += rows
     return counts
 
 

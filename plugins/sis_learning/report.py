@@ -8,6 +8,7 @@ a successful run or of a failed one (whatever tables exist by then).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -38,6 +39,9 @@ class RunSummary:
     # How each entity was read (``extract_reads``): full or incremental, and why (a full read
     # that replaced an incremental one says so: a refused change cursor, too many changes).
     reads: list[dict[str, Any]] = field(default_factory=list)
+    # How validate, transform and diff processed the run (``stage_deltas``): the whole district,
+    # or after an incremental read only what changed since the base run.
+    stages: list[dict[str, Any]] = field(default_factory=list)
     validation_docs: str | None = None
     run_url: str | None = None
     # The run's history: attempts that did not succeed (retried or final) and earlier runs this
@@ -235,6 +239,24 @@ def build_summary(engine: Engine, config: DistrictConfig, run_id: str, dag_id: s
                 params,
             )
             summary.reads = [dict(row._mapping) for row in rows]
+        if _has(engine, "stage_deltas"):
+            rows = connection.execute(
+                text(
+                    "SELECT stage, mode, base_run_id, counts FROM stage_deltas "
+                    "WHERE district_id = :district_id AND run_id = :run_id ORDER BY id"
+                ),
+                params,
+            )
+            summary.stages = [dict(row._mapping) for row in rows]
+            for item in summary.stages:
+                counts = item.pop("counts", None)
+                if item["stage"] != "diff" or item["mode"] != "delta" or not counts:
+                    continue
+                # A delta diff writes no change_set row for the keys unchanged since the base run.
+                for entity, n in (json.loads(counts) if isinstance(counts, str) else counts).items():
+                    if n:
+                        entity_changes = summary.changes.setdefault(entity, {})
+                        entity_changes["unchanged"] = entity_changes.get("unchanged", 0) + int(n)
     return summary
 
 
@@ -288,6 +310,13 @@ def format_text(summary: RunSummary) -> str:
             by_reason.setdefault((item["note"] or "").removeprefix("full read: "), []).append(item["entity"])
         for reason, entities in by_reason.items():
             lines.append(f"Read in full: {', '.join(entities)}" + (f" ({reason})" if reason else ""))
+    delta_stages = [item for item in summary.stages if item["mode"] == "delta"]
+    if delta_stages:
+        lines.append(
+            f"Processed only what changed since run {delta_stages[0]['base_run_id']}: "
+            + ", ".join(item["stage"] for item in delta_stages)
+            + " (the rest is that run's result, unchanged)"
+        )
     if summary.durations:
         lines.append(
             "Durations: " + ", ".join(f"{stage} {seconds:.1f}s" for stage, seconds in summary.durations.items())

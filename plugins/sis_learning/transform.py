@@ -22,7 +22,9 @@ import pandas as pd
 from sqlalchemy import Boolean, select, union_all
 from sqlalchemy.engine import Engine
 
+from sis_learning import transform_delta
 from sis_learning.config import MAPPINGS_DIR, DistrictConfig
+from sis_learning.delta import DELTA, FULL, delta_keys, fingerprint, record_stage, usable_delta
 from sis_learning.entities import MAPPING_SPECS, SOURCE_ENTITIES
 from sis_learning.mapping import KEPT_LOGIN_COLUMN, MappingContext, MappingSpec, MappingSpecError, load_spec
 from sis_learning.staging.base import delete_run_rows, insert_frame
@@ -38,6 +40,7 @@ from sis_learning.validate import (
 )
 
 INSERT_CHUNK_ROWS = 100_000
+STAGE = "transform"
 
 # spec file (include/mappings/<name>.csv) -> the Learning entity whose table it fills
 SPEC_ENTITIES = {spec.name: spec.learning_entity for spec in MAPPING_SPECS}
@@ -136,16 +139,22 @@ def staged_columns(specs: dict[str, MappingSpec] | None) -> dict[str, set[str]] 
 
 
 def passed_rows(
-    engine: Engine, config: DistrictConfig, run_id: str, specs: dict[str, MappingSpec] | None = None
+    engine: Engine,
+    config: DistrictConfig,
+    run_id: str,
+    specs: dict[str, MappingSpec] | None = None,
+    subsets: dict[str, Any] | None = None,
+    blocked: dict[str, np.ndarray] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """The staged rows validate passed, prepared with the columns the specs read.
 
     With ``specs``, only the staged columns they and the preparation read (without, all
-    of validate's).
+    of validate's). ``subsets``: only some rows of some entities (``read_staged``).
     """
-    frames = read_staged(engine, config, run_id, staged_columns(specs))
+    frames = read_staged(engine, config, run_id, staged_columns(specs), subsets)
     _clear_warned_fields(engine, config, run_id, frames)
-    blocked = _blocked_source_ids(engine, config, run_id)
+    if blocked is None:
+        blocked = _blocked_source_ids(engine, config, run_id)
 
     def passed(entity: str, frame: pd.DataFrame, source_id: pd.Series) -> pd.DataFrame:
         return _passed(frame, source_id, blocked.get(entity, NOTHING_BLOCKED))
@@ -196,18 +205,59 @@ def passed_rows(
     }
 
 
-def mapping_context(
-    config: DistrictConfig, rows: dict[str, pd.DataFrame], held_logins: dict[str, str] | None = None
-) -> MappingContext:
-    """District settings, the run's SIS usernames and the logins Learning holds (generated logins avoid both)."""
+USERNAME_COLUMNS = (
+    ("staff", "teacher_username"),
+    ("students", "student_username"),
+    ("guardians", "portal_username"),
+)
+
+
+def source_usernames(rows: dict[str, pd.DataFrame]) -> set[str]:
+    """The SIS usernames of the passed users (lower case)."""
     source: set[str] = set()
-    for entity, column in (
-        ("staff", "teacher_username"),
-        ("students", "student_username"),
-        ("guardians", "portal_username"),
-    ):
+    for entity, column in USERNAME_COLUMNS:
         usernames = rows[entity][column].dropna().str.strip().str.lower()
         source.update(usernames[usernames != ""].tolist())
+    return source
+
+
+def passed_usernames(engine: Engine, config: DistrictConfig, run_id: str, blocked: dict[str, np.ndarray]) -> set[str]:
+    """The SIS usernames of every user validate passed in the run (what ``source_usernames`` of
+    ``passed_rows`` gives), read as two or three columns per entity."""
+    frames = read_staged(
+        engine,
+        config,
+        run_id,
+        {
+            "staff": {"staff_id", "teacher_username"},
+            "students": {"student_id", "student_username"},
+            "guardians": {"guardian_id", "student_id", "portal_username"},
+        },
+    )
+    _clear_warned_fields(engine, config, run_id, frames)
+    guardians = sorted_by_id(frames["guardians"], "student_id").drop_duplicates("guardian_id")
+    rows = {
+        "staff": _passed(frames["staff"], frames["staff"]["staff_id"], blocked.get("staff", NOTHING_BLOCKED)),
+        "students": _passed(
+            frames["students"], frames["students"]["student_id"], blocked.get("students", NOTHING_BLOCKED)
+        ),
+        "guardians": _passed(guardians, guardians["guardian_id"], blocked.get("guardians", NOTHING_BLOCKED)),
+    }
+    return source_usernames(rows)
+
+
+def mapping_context(
+    config: DistrictConfig,
+    rows: dict[str, pd.DataFrame],
+    held_logins: dict[str, str] | None = None,
+    source: set[str] | None = None,
+) -> MappingContext:
+    """District settings, the run's SIS usernames and the logins Learning holds (generated logins avoid both).
+
+    ``source``: the usernames of every passed user when ``rows`` hold only some of them.
+    """
+    if source is None:
+        source = source_usernames(rows)
     taken = set(source)
     taken.update(login.strip().lower() for login in (held_logins or {}).values())
     students = rows["students"].drop_duplicates("student_id").set_index("student_id")
@@ -254,6 +304,7 @@ def build_learning_frames(
     rows: dict[str, pd.DataFrame],
     specs: dict[str, MappingSpec],
     held_logins: dict[str, str] | None = None,
+    source_logins: set[str] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Apply the specs: Learning entity -> frame (no database access; tests call it directly).
 
@@ -261,7 +312,7 @@ def build_learning_frames(
     Learning holds; a user who would get a generated login keeps theirs, and new generated
     logins avoid all of them.
     """
-    context = mapping_context(config, rows, held_logins)
+    context = mapping_context(config, rows, held_logins, source_logins)
     rows = with_kept_logins(rows, held_logins or {})
     users = _stack(
         [
@@ -316,10 +367,17 @@ def _table_rows(frame: pd.DataFrame, model: Any) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def _write(engine: Engine, config: DistrictConfig, run_id: str, learning: dict[str, pd.DataFrame]) -> None:
+def _write(
+    engine: Engine, config: DistrictConfig, run_id: str, learning: dict[str, pd.DataFrame], base: dict | None = None
+) -> None:
+    """Replace the run's learning_* rows; with ``base`` (a delta run), the base run's rows not
+    transformed again are copied first (``transform_delta``)."""
     with engine.begin() as connection:
-        for entity, model in LEARNING_TABLES.items():
+        for model in LEARNING_TABLES.values():
             delete_run_rows(connection, model, config.district_id, run_id)
+        if base is not None:
+            transform_delta.carry_learning_rows(connection, config, run_id, base["run_id"], base["replaced"])
+        for entity, model in LEARNING_TABLES.items():
             insert_frame(
                 connection,
                 model,
@@ -337,9 +395,68 @@ def transform_run(
     Idempotent: the run's earlier learning_* rows are replaced.
     """
     specs = load_specs(mappings_dir)
-    rows = passed_rows(engine, config, run_id, specs)
+    print_ = fingerprint(
+        config, STAGE, {name: Path(spec.path).read_text(encoding="utf-8-sig") for name, spec in specs.items()}
+    )
+    source, reason = usable_delta(engine, config, run_id, STAGE, print_, previous_stage=VALIDATE_STAGE)
     with engine.connect() as connection:
         held = held_logins(connection, config.district_id)
-    learning = build_learning_frames(config, rows, specs, held)
-    _write(engine, config, run_id, learning)
-    return {entity: len(frame) for entity, frame in learning.items()}
+    if source is None:
+        rows = passed_rows(engine, config, run_id, specs)
+        learning = build_learning_frames(config, rows, specs, held)
+        _write(engine, config, run_id, learning)
+        record_stage(
+            engine,
+            config,
+            run_id,
+            STAGE,
+            FULL,
+            print_,
+            rows=sum(len(frame) for frame in learning.values()),
+            note=f"transformed the whole district: {reason}",
+        )
+        return {entity: len(frame) for entity, frame in learning.items()}
+    planned = transform_delta.subsets(
+        engine, config, run_id, source.base_run_id, delta_keys(engine, config.district_id, run_id, VALIDATE_STAGE)
+    )
+    blocked = _blocked_source_ids(engine, config, run_id)
+    rows = passed_rows(engine, config, run_id, specs, planned["subsets"], blocked)
+    # Generated logins avoid every passed user's SIS username, as over the whole district.
+    learning = build_learning_frames(config, rows, specs, held, passed_usernames(engine, config, run_id, blocked))
+    learning = {
+        entity: transform_delta.only_replaced(frame, entity, planned["replaced"]) for entity, frame in learning.items()
+    }
+    _write(engine, config, run_id, learning, {"run_id": source.base_run_id, "replaced": planned["replaced"]})
+    record_stage(
+        engine,
+        config,
+        run_id,
+        STAGE,
+        DELTA,
+        print_,
+        base_run_id=source.base_run_id,
+        rows=sum(len(frame) for frame in learning.values()),
+        note="transformed again after an incremental read: "
+        + ", ".join(f"{len(frame)} {entity}" for entity, frame in learning.items()),
+        keys=planned["replaced"],
+    )
+    return learning_counts(engine, config.district_id, run_id)
+
+
+def learning_counts(engine: Engine, district_id: str, run_id: str) -> dict[str, int]:
+    """Rows per Learning entity of a run, counted in its learning_* tables."""
+    from sqlalchemy import func
+
+    counts = {}
+    with engine.connect() as connection:
+        for entity, model in LEARNING_TABLES.items():
+            table = model.__table__
+            counts[entity] = int(
+                connection.scalar(
+                    select(func.count())
+                    .select_from(table)
+                    .where(table.c.district_id == district_id, table.c.run_id == run_id)
+                )
+                or 0
+            )
+    return counts

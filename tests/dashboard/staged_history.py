@@ -354,6 +354,7 @@ def write_history(engine) -> None:
             created_at=NOW - timedelta(minutes=10),
             decided_at=None,
             decided_by=None,
+            task_id="load.approve_mass_changes_2",  # asked again: the change set changed after the first ask
         ),
         dict(
             district_id="north",
@@ -366,6 +367,7 @@ def write_history(engine) -> None:
             created_at=NOW - timedelta(days=1),
             decided_at=NOW - timedelta(hours=20),
             decided_by="admin",
+            task_id="load.approve_mass_changes",
         ),
     ]
     with engine.begin() as connection:

@@ -36,7 +36,14 @@ def test_overview_lists_only_readable_districts(client):
     assert 'data-district="north"' in page.text and 'data-district="south"' in page.text
     assert 'data-district="east"' not in page.text  # the user may not read sis_import__east
     assert 'href="/dags/sis_import__north/runs/r3"' in page.text
-    assert "/dags/sis_import__south/runs/s1/tasks/load.approve_mass_changes/required_actions" in page.text
+    assert "/dags/sis_import__south/runs/s1/tasks/load.approve_mass_changes_2/required_actions" in page.text
+
+
+def test_a_waiting_run_links_to_the_task_that_asks(client):
+    page = client.get("/districts/south")
+    assert page.status_code == 200
+    assert 'id="waiting-approval"' in page.text
+    assert "/dags/sis_import__south/runs/s1/tasks/load.approve_mass_changes_2/required_actions" in page.text
 
 
 def test_district_page_reasons_link_to_their_rows(client):

@@ -48,6 +48,7 @@ def test_overview_one_row_per_district_with_the_last_import(history):
     assert south.name == "south" and south.import_dag_id == "sis_import__south"
     assert south.last_run.status == "running" and south.last_run.duration_seconds is None
     assert south.waiting_run_id == "s1"
+    assert south.waiting_task_id == "load.approve_mass_changes_2"  # the task that asks (mass_change_reviews.task_id)
     assert south.learning["users"] == 3
     assert south.grade_push.scores_pushed == 0 and south.grade_push.latency_p50 is None
 
@@ -101,3 +102,20 @@ def test_empty_staging_database(sqlite_url):
     detail = queries.district_detail(engine, "north", now=NOW)
     assert detail.runs == [] and detail.schools == [] and detail.reasons == []
     assert queries.reason_rows(engine, "north", "r3", "rejected", "students", "login_present") == ([], 0)
+
+
+def test_a_staging_database_from_before_reviews_named_their_task(sqlite_url):
+    """The pages only read: a mass_change_reviews table without task_id (the pipeline's next run adds it) still
+    shows the waiting run, linked to the first approval task."""
+    from sqlalchemy import text
+
+    from sis_learning.staging.base import create_all, get_engine
+
+    engine = create_all(get_engine(sqlite_url))
+    write_history(engine)
+    with engine.begin() as connection:
+        connection.execute(text("ALTER TABLE mass_change_reviews DROP COLUMN task_id"))
+    south = {row.district_id: row for row in queries.districts_overview(engine, CONFIGURED, now=NOW)}["south"]
+    assert (south.waiting_run_id, south.waiting_task_id) == ("s1", None)
+    detail = queries.district_detail(engine, "south", now=NOW)
+    assert detail.district.waiting_run_id == "s1" and detail.reviews[0]["task_id"] is None

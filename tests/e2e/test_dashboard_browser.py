@@ -12,6 +12,12 @@ UI), check each figure of a district against a count made here in SQL on staging
 a district page (charts, reasons, schools, the runs) and follow a reason to its rows,
 and save a screenshot of each page under ``var/test-output/browser/``.
 
+Then an approval, end to end under the scheduler: the demo district is imported, 40
+students of its biggest school leave in the SIS simulator, the next run stops at the
+safety guard and waits; the Districts page shows it waiting and links to the run's
+approval page in Airflow (its Required Action: the figures per school and examples),
+where the test clicks Approve; the run succeeds, and Learning disabled the leavers.
+
 Without Chromium or Playwright the test skips and says why; ``.ci/run`` sets
 ``SIS_LEARNING_REQUIRE_BROWSER=1``, which turns the skip into a failure.
 """
@@ -28,6 +34,7 @@ import subprocess
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -39,6 +46,8 @@ REQUIRE_BROWSER = os.environ.get("SIS_LEARNING_REQUIRE_BROWSER") == "1"
 SCREENSHOTS = REPO_ROOT / "var" / "test-output" / "browser"
 START_SECONDS = 480  # migrate a fresh database, parse the DAGs, start four components (shared 2-core machine)
 STOP_SECONDS = 90
+RUN_SECONDS = 420  # one demo import under the scheduler (30-60 s on the shared machine), queued runs included
+LEAVERS = 40
 
 
 def browser_missing() -> str | None:
@@ -255,3 +264,161 @@ def test_pages_need_an_airflow_login(browser, standalone):
     assert "log in" in anonymous.inner_text("body").lower()
     assert anonymous.goto(f"{standalone['base_url']}/sis-learning/districts/north").status == 401
     context.close()
+
+
+# ---- an approval in the Airflow UI ------------------------------------------------------------------
+
+
+class RestApi:
+    """Airflow's REST API of the running standalone, as the admin user."""
+
+    def __init__(self, base_url: str, password: str):
+        self.base_url = base_url
+        self.token = self._json("POST", "/auth/token", {"username": "admin", "password": password})["access_token"]
+
+    def _json(self, method: str, path: str, body: dict | None = None, token: str | None = None) -> dict:
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        request = urllib.request.Request(
+            f"{self.base_url}{path}",
+            data=json.dumps(body).encode() if body is not None else None,
+            headers=headers,
+            method=method,
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read() or b"{}")
+
+    def call(self, method: str, path: str, body: dict | None = None) -> dict:
+        return self._json(method, f"/api/v2{path}", body, self.token)
+
+    def trigger(self, dag_id: str = "sis_import__demo") -> str:
+        return self.call("POST", f"/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": {}})["dag_run_id"]
+
+    def run_state(self, run_id: str, dag_id: str = "sis_import__demo") -> str:
+        return self.call("GET", f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}")["state"]
+
+    def task_state(self, run_id: str, task_id: str, dag_id: str = "sis_import__demo") -> str | None:
+        path = f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}"
+        return self.call("GET", path)["state"]
+
+    def wait(self, what: str, done, seconds: float = RUN_SECONDS):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            value = done()
+            if value:
+                return value
+            time.sleep(2)
+        raise AssertionError(f"{what}: not within {seconds} s")
+
+
+def students_of_the_biggest_school(staging_url: str) -> tuple[str, list[int]]:
+    """(school, its students' DCIDs in Learning), from the snapshot of what Learning accepted."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(staging_url)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT key, organization_id FROM learning_snapshot WHERE district_id = 'demo' AND entity = 'users' "
+                "AND active AND key LIKE 'S:%'"
+            )
+        ).all()
+    engine.dispose()
+    by_school: dict[str, list[int]] = {}
+    for key, school in rows:
+        by_school.setdefault(school, []).append(int(key.split(":", 1)[1]))
+    school, students = max(by_school.items(), key=lambda item: len(item[1]))
+    return school, sorted(students)
+
+
+def staged(staging_url: str, sql: str, **params) -> list[dict]:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(staging_url)
+    with engine.connect() as connection:
+        rows = [dict(row._mapping) for row in connection.execute(text(sql), params)]
+    engine.dispose()
+    return rows
+
+
+def test_a_stopped_run_is_approved_in_the_airflow_ui(page, standalone):
+    import httpx
+
+    from scripts.teacher import learning_client, rows
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    base_url, staging_url = standalone["base_url"], standalone["staging_url"]
+    sandboxes = json.loads((standalone["root"] / "standalone" / "sandboxes.json").read_text())
+    api = RestApi(base_url, standalone["password"])
+    started = time.monotonic()
+
+    # A first import of the demo district, then 40 students of its biggest school leave in the SIS.
+    first = api.trigger()
+    assert (
+        api.wait("the first import", lambda: api.run_state(first) in ("success", "failed") and api.run_state(first))
+        == "success"
+    )
+    school, students = students_of_the_biggest_school(staging_url)
+    leavers = students[:LEAVERS]
+    assert 0.10 * len(students) < LEAVERS <= len(students)
+    powerschool = sandboxes["powerschool"]
+    for dcid in leavers:
+        httpx.post(
+            f"{powerschool['base_url']}/sandbox/admin/student-status",
+            json={"student_dcid": dcid, "enroll_status": 2, "exitdate": "2025-12-01"},
+            headers={"X-Sandbox-Admin-Token": powerschool["admin_token"]},
+            verify=powerschool["ca_bundle"],
+            timeout=60,
+        ).raise_for_status()
+    stopped = api.trigger()
+    api.wait("the run to ask", lambda: api.task_state(stopped, "load.approve_mass_changes") == "awaiting_input")
+    asked = time.monotonic() - started
+    review = staged(staging_url, "SELECT status, rows, findings FROM mass_change_reviews WHERE run_id = :r", r=stopped)
+    assert [item["status"] for item in review] == ["waiting"]
+    users_leaving = next(
+        finding["rows"]
+        for finding in json.loads(review[0]["findings"])
+        if finding["entity"] == "users" and finding["organization_id"] == school
+    )
+
+    # The Districts page shows the run waiting and links to its approval page in Airflow.
+    page.goto(f"{base_url}/")
+    page.get_by_text("Districts", exact=True).first.click()
+    frame = page.frame_locator("iframe[title=Districts]")
+    waiting = frame.locator("tr[data-district=demo] td[data-field=waiting]")
+    waiting.locator("a").wait_for()
+    assert "waiting" in waiting.inner_text() and stopped in waiting.inner_text()
+    waiting.locator("a").click()
+    page.wait_for_url(re.compile(r"/tasks/load.approve_mass_changes/required_actions"), wait_until="commit")
+    assert "/plugin/" not in page.url and quote(stopped, safe="") in page.url
+
+    # Airflow's Required Action: the figures per school with examples, Approve and Reject.
+    approve = page.get_by_role("button", name="Approve", exact=True)
+    approve.wait_for()
+    body = page.inner_text("body")
+    assert f"approve {review[0]['rows']:,} change(s) the safety guard stopped?" in body
+    assert re.search(rf"\n{school}\tusers deactivated\t{users_leaving}\t", body), body[-3000:]
+    assert page.get_by_role("button", name="Reject", exact=True).is_visible()
+    page.screenshot(path=str(SCREENSHOTS / "approval.png"), full_page=True)
+    approve.click()
+    page.get_by_text("response successful").first.wait_for()
+    assert (
+        api.wait("the approved run", lambda: api.run_state(stopped) in ("success", "failed") and api.run_state(stopped))
+        == "success"
+    )
+    page.reload()
+    page.get_by_text("Response received").first.wait_for()
+    page.screenshot(path=str(SCREENSHOTS / "approved.png"), full_page=True)
+    print(f"approval in the UI: asked {asked:.0f} s after the first trigger, done {time.monotonic() - started:.0f} s")
+
+    # Staging says who approved what; Learning disabled exactly the leavers of that school (no one deleted).
+    decided = staged(
+        staging_url, "SELECT status, decided_by, task_id FROM mass_change_reviews WHERE run_id = :r", r=stopped
+    )
+    assert decided == [{"status": "approved", "decided_by": "admin", "task_id": "load.approve_mass_changes"}]
+    assert staged(staging_url, "SELECT status FROM sync_runs WHERE run_id = :r", r=stopped) == [{"status": "success"}]
+    with learning_client(sandboxes) as client:
+        students_now = {int(user["external_id"]): user for user in rows(client, "users") if user["user_type"] == "S"}
+    assert all(students_now[dcid]["enabled"] is False for dcid in leavers)
+    assert all(students_now[dcid]["enabled"] is True for dcid in students[LEAVERS:])

@@ -151,11 +151,14 @@ def test_every_entity_read_incrementally_stages_what_a_full_read_stages(
     monkeypatch.setenv("TEST_DEFAULT_PASSWORD", "Incremental-Test-Password-1")
     server = own_sandbox
     run(staging_engine, server, "r1")
+    process(staging_engine, "r1", tmp_path)
     assert set(modes(staging_engine, "r1").values()) == {"full"}
     assert_equals_oracle(staging_engine, server, "r1")
 
     leaving = everyday_changes(server)
     results, hook = run(staging_engine, server, "r2")
+    # Validate, transform and diff of r2 work from r1's results: only what changed is processed again.
+    assert process(staging_engine, "r2", tmp_path) == dict.fromkeys(("validate", "transform", "diff"), "delta")
     read = modes(staging_engine, "r2")
     assert {entity: read[entity] for entity in ENTITY_CURSORS} == dict.fromkeys(ENTITY_CURSORS, "incremental"), read
     assert all(results[entity]["carried_forward"] > 0 for entity in ENTITY_CURSORS), results
@@ -186,9 +189,49 @@ def test_every_entity_read_incrementally_stages_what_a_full_read_stages(
     after_full = raw_counts(staging_engine, "r5")
     after_incremental = raw_counts(staging_engine, "r4")
     assert after_incremental == after_full, (after_incremental, after_full, full_raw)
-    # And what Learning would get: validate + transform of the incremental run (r4) and of the
-    # full run (r5, the same SIS data) give the same Learning rows, field by field.
-    assert learning_state(staging_engine, "r4", tmp_path) == learning_state(staging_engine, "r5", tmp_path)
+    # And what Learning would get: validate + transform of the incremental run (r4, from r2's
+    # results) and of the full run (r5, the same SIS data) give the same Learning rows, field by
+    # field, and the same rejected, excluded and warned rows.
+    incremental_state = learning_state(staging_engine, "r4", tmp_path)
+    assert stage_modes(staging_engine, "r4") == {"validate": "delta", "transform": "delta"}
+    full_state = learning_state(staging_engine, "r5", tmp_path)
+    assert stage_modes(staging_engine, "r5") == {"validate": "full", "transform": "full"}
+    assert incremental_state == full_state
+    assert outcomes(staging_engine, "r4") == outcomes(staging_engine, "r5")
+
+
+def process(engine, run_id, tmp_path):
+    """Validate, transform and diff a run as the DAG does; how each stage ran (full or delta)."""
+    from sis_learning import diff, transform, validate
+
+    config = make_config(default_password="env:TEST_DEFAULT_PASSWORD")
+    validate.validate_run(engine, config, run_id, tmp_path / run_id)
+    transform.transform_run(engine, config, run_id)
+    diff.compute_changes(engine, config, run_id)
+    return stage_modes(engine, run_id)
+
+
+def stage_modes(engine, run_id):
+    from sis_learning.staging.delta import StageDelta
+
+    table = StageDelta.__table__
+    with engine.connect() as connection:
+        return dict(connection.execute(select(table.c.stage, table.c.mode).where(table.c.run_id == run_id)).all())
+
+
+def outcomes(engine, run_id):
+    from sis_learning.staging.quality import ExcludedRow, RejectedRow, ValidationWarning
+
+    found = {}
+    for model in (RejectedRow, ExcludedRow, ValidationWarning):
+        table = model.__table__
+        columns = [c for c in table.c if c.name not in ("id", "district_id", "run_id", "created_at")]
+        with engine.connect() as connection:
+            found[table.name] = sorted(
+                (tuple(row) for row in connection.execute(select(*columns).where(table.c.run_id == run_id))),
+                key=repr,
+            )
+    return found
 
 
 def learning_state(engine, run_id, tmp_path):

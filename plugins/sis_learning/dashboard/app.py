@@ -45,7 +45,8 @@ ICON = (
     'rx="1"/><path d="M3 16h18M9 11v10M15 11v10"/><path d="M12 9s4-3.2 4-5.5a4 4 0 0 0-8 0C8 5.8 12 9 12 9z"/>'
     "</svg>"
 )
-# The task that waits for a person when the safety guard stops a run (dags/sis_import.py).
+# The task that waits for a person when the safety guard stops a run (dags/sis_import.py); a review
+# asked again in a later task (load.approve_mass_changes_2, _3) names it in mass_change_reviews.task_id.
 APPROVAL_TASK_ID = "load.approve_mass_changes"
 
 
@@ -156,8 +157,10 @@ class Links:
     def airflow_run(self, dag_id: str, run_id: str) -> str:
         return f"{self.airflow}/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe='')}"
 
-    def approval(self, dag_id: str, run_id: str) -> str:
-        return f"{self.airflow_run(dag_id, run_id)}/tasks/{quote(APPROVAL_TASK_ID, safe='')}/required_actions"
+    def approval(self, dag_id: str, run_id: str, task_id: str | None = None) -> str:
+        """The task's Required Action page in Airflow (Approve / Reject, with the figures)."""
+        task = quote(task_id or APPROVAL_TASK_ID, safe="")
+        return f"{self.airflow_run(dag_id, run_id)}/tasks/{task}/required_actions"
 
 
 def render(template: str, request: Request, **values: Any) -> HTMLResponse:
@@ -224,7 +227,7 @@ def create_app() -> FastAPI:
             staging=staging_label(engine),
             now=when(queries.utcnow()),
             airflow_run=lambda run: links.airflow_run(run.dag_id or "", run.run_id),
-            approval_link=lambda row: links.approval(row.import_dag_id, row.waiting_run_id),
+            approval_link=lambda row: links.approval(row.import_dag_id, row.waiting_run_id, row.waiting_task_id),
             elapsed_ms=(time.perf_counter() - started) * 1000,
         )
 
@@ -263,7 +266,7 @@ def create_app() -> FastAPI:
             change_chart=change_chart,
             airflow_run=lambda run: links.airflow_run(run.dag_id or info["import_dag_id"], run.run_id),
             airflow_run_id=lambda rid: links.airflow_run(info["import_dag_id"], rid),
-            approval_link_for=lambda rid: links.approval(info["import_dag_id"], rid),
+            approval_link_for=lambda review: links.approval(info["import_dag_id"], review["run_id"], review["task_id"]),
             rows_link=lambda reason: links.link(
                 f"districts/{quote(district_id, safe='')}/rows",
                 run_id=run_id,

@@ -87,6 +87,7 @@ class DistrictOverview:
     rejected: int = 0
     warned: int = 0
     waiting_run_id: str | None = None
+    waiting_task_id: str | None = None  # the Airflow task where the person is asked (None: the first one)
     grade_push: GradePushFigures = field(default_factory=GradePushFigures)
 
 
@@ -122,6 +123,13 @@ class DistrictDetail:
 
 def _tables(connection: Connection) -> set[str]:
     return set(inspect(connection).get_table_names())
+
+
+def _review_task_column(connection: Connection) -> str:
+    """``task_id`` of mass_change_reviews, or NULL on a staging database from before it was added
+    (the pages only read; the pipeline's next run adds the column)."""
+    columns = {column["name"] for column in inspect(connection).get_columns("mass_change_reviews")}
+    return "task_id" if "task_id" in columns else "NULL"
 
 
 def _as_datetime(value: Any) -> datetime | None:
@@ -289,13 +297,15 @@ def districts_overview(
                 ):
                     setattr(row_for(row.district_id), attribute, int(row.n))
         if "mass_change_reviews" in tables:
+            # The newest waiting review per district (a district's runs go one at a time: at most one waits).
             for row in connection.execute(
                 text(
-                    "SELECT district_id, MAX(run_id) AS run_id FROM mass_change_reviews "
-                    "WHERE status = 'waiting' GROUP BY district_id"
+                    f"SELECT district_id, run_id, {_review_task_column(connection)} AS task_id "
+                    "FROM mass_change_reviews WHERE status = 'waiting' ORDER BY id"
                 )
             ):
-                row_for(row.district_id).waiting_run_id = row.run_id
+                overview = row_for(row.district_id)
+                overview.waiting_run_id, overview.waiting_task_id = row.run_id, row.task_id
         if "grade_push_scores" in tables:
             for district_id, figures in grade_push_figures(connection, since).items():
                 row_for(district_id).grade_push = figures
@@ -433,7 +443,8 @@ def district_detail(
                 dict(row._mapping)
                 for row in connection.execute(
                     text(
-                        "SELECT run_id, status, rows, findings, message, created_at, decided_at, decided_by "
+                        "SELECT run_id, status, rows, findings, message, created_at, decided_at, decided_by, "
+                        f"{_review_task_column(connection)} AS task_id "
                         "FROM mass_change_reviews WHERE district_id = :district_id ORDER BY created_at DESC, id DESC "
                         "LIMIT 10"
                     ),
@@ -448,6 +459,7 @@ def district_detail(
                 )
             waiting = [review for review in reviews if review["status"] == "waiting"]
             overview.waiting_run_id = waiting[0]["run_id"] if waiting else None
+            overview.waiting_task_id = waiting[0]["task_id"] if waiting else None
         if "grade_push_scores" in tables:
             overview.grade_push = grade_push_figures(connection, since, district_id).get(
                 district_id, GradePushFigures()

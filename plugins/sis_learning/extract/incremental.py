@@ -26,6 +26,7 @@ from sqlalchemy.engine import Engine
 from sis_learning.config import DistrictConfig
 from sis_learning.hooks.http_client import PermissionDeniedError, ValidationFailedError
 from sis_learning.hooks.powerschool import Listing, PowerSchoolHook, id_string
+from sis_learning.staging.delta import ExtractChange
 from sis_learning.staging.source import STAGED_SOURCE_TABLES, ExtractRead
 from sis_learning.staging.writer import DISTRICT_SCOPE, SOURCE_KEYS
 
@@ -329,7 +330,26 @@ def carry_forward(
     parameters.update(zip(scope_names, scopes, strict=True))
     in_scopes = f"IN ({', '.join(':' + name for name in scope_names)})" if scopes else "IN (NULL)"
     quoted = ", ".join(f'"{name}"' for name in columns)
+    changes_table = ExtractChange.__table__
     with engine.begin() as connection:
+        # What this run changed against its base (extract_changes): the rows read again, and
+        # (below) the base rows left out. Validate, transform and diff start from these.
+        connection.execute(
+            changes_table.delete().where(
+                changes_table.c.district_id == config.district_id,
+                changes_table.c.run_id == run_id,
+                changes_table.c.entity == entity,
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO extract_changes (district_id, run_id, entity, source_id) "
+                f'SELECT :district, :run, :entity, {raw_key} FROM "{table.name}" t '
+                f"WHERE t.district_id = :district AND t.run_id = :run AND t.scope {in_scopes} "
+                f"AND {raw_key} IS NOT NULL"
+            ),
+            parameters,
+        )
         conditions = []
         for number, (column, values) in enumerate(sorted(drop.items())):
             values = sorted({value for value in values if value is not None})
@@ -364,6 +384,13 @@ def carry_forward(
                     f'INSERT INTO carry_raw_drop (value) SELECT {raw_key} FROM "{table.name}" t '
                     f"WHERE t.district_id = :district AND t.run_id = :base AND t.scope {in_scopes} AND NOT ({kept}) "
                     f"AND {raw_key} IS NOT NULL"
+                ),
+                parameters,
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO extract_changes (district_id, run_id, entity, source_id) "
+                    "SELECT :district, :run, :entity, value FROM carry_raw_drop"
                 ),
                 parameters,
             )

@@ -95,7 +95,47 @@ def _sqlite_run_rows(connection: Any, table: Any, query: Any, district_id: str, 
     )
 
 
-def read_frame(engine: Engine, model: Any, config: DistrictConfig, run_id: str, columns: list[str]) -> pd.DataFrame:
+# A subset of a run's rows: (column, values) pairs, a row is read when any of its columns
+# holds one of the values (``None`` among the values: also the rows where the column is null).
+RowFilter = list[tuple[str, Any]]
+
+_SUBSET_TABLES = 0
+
+
+def _subset_condition(connection: Any, table: Any, subset: RowFilter, made: list[str]) -> Any:
+    """``column IN (SELECT value FROM <temporary table>) OR ...`` for ``subset`` (tables made on ``connection``,
+    their names appended to ``made``)."""
+    global _SUBSET_TABLES
+    from sqlalchemy import false, or_
+
+    conditions = []
+    for column_name, values in subset:
+        column = table.c[column_name]
+        wanted = {str(value) for value in values if value is not None}
+        if None in values:
+            conditions.append(column.is_(None))
+        if not wanted:
+            continue
+        _SUBSET_TABLES += 1
+        name = f"subset_values_{_SUBSET_TABLES}"
+        connection.exec_driver_sql(f"CREATE TEMPORARY TABLE {name} (value VARCHAR(250) PRIMARY KEY)")
+        made.append(name)
+        connection.execute(
+            text(f"INSERT INTO {name} (value) VALUES (:value)"), [{"value": value} for value in sorted(wanted)]
+        )
+        conditions.append(column.in_(select(text("value")).select_from(text(name))))
+    return or_(*conditions) if conditions else false()
+
+
+def read_frame(
+    engine: Engine,
+    model: Any,
+    config: DistrictConfig,
+    run_id: str,
+    columns: list[str],
+    subset: RowFilter | None = None,
+) -> pd.DataFrame:
+    """A run's staged rows of one table (``columns``, in id order); with ``subset``, only the rows it selects."""
     table = model.__table__
     selected = []
     for name in columns:
@@ -108,7 +148,23 @@ def read_frame(engine: Engine, model: Any, config: DistrictConfig, run_id: str, 
             selected.append(case((func.trim(column) == "", None), else_=column).label(name))
     query = select(*selected).order_by(table.c.id)
     with engine.connect() as connection:
-        if connection.dialect.name == "postgresql":
+        if subset is not None:
+            made: list[str] = []
+            try:
+                query = query.where(
+                    table.c.district_id == config.district_id,
+                    table.c.run_id == run_id,
+                    _subset_condition(connection, table, subset, made),
+                )
+                if connection.dialect.name == "postgresql":
+                    frame = _copy_out(connection, query, columns)
+                else:
+                    frame = _fetch_records(connection, query, columns)
+            finally:
+                for name in made:
+                    connection.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+                connection.commit()
+        elif connection.dialect.name == "postgresql":
             query = query.where(table.c.district_id == config.district_id, table.c.run_id == run_id)
             frame = _copy_out(connection, query, columns)
         else:
@@ -231,13 +287,19 @@ STAGED_COLUMNS: dict[str, tuple[Any, list[str]]] = {
 
 
 def read_staged(
-    engine: Engine, config: DistrictConfig, run_id: str, columns: dict[str, set[str]] | None = None
+    engine: Engine,
+    config: DistrictConfig,
+    run_id: str,
+    columns: dict[str, set[str]] | None = None,
+    subsets: dict[str, RowFilter] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """The staged source columns validate and transform need, one frame per entity.
 
     ``columns`` (entity -> column names) reads only those entities, and of each only the
     listed columns of ``STAGED_COLUMNS`` (in its order): transform needs fewer than
-    validate, and every column read costs time at district scale.
+    validate, and every column read costs time at district scale. ``subsets`` (entity ->
+    ``RowFilter``) reads only some rows of those entities (after an incremental read: the
+    rows that changed and what depends on them, see ``sis_learning.delta``).
     """
     frames = {}
     for entity, (model, names) in STAGED_COLUMNS.items():
@@ -245,5 +307,5 @@ def read_staged(
             if entity not in columns:
                 continue
             names = [name for name in names if name in columns[entity]]
-        frames[entity] = read_frame(engine, model, config, run_id, names)
+        frames[entity] = read_frame(engine, model, config, run_id, names, (subsets or {}).get(entity))
     return frames

@@ -44,22 +44,25 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from sis_learning.config import DistrictConfig
+from sis_learning.delta import DELTA, FULL, fingerprint, record_stage, usable_delta
 from sis_learning.staging.base import bulk_insert, delete_run_rows, insert_frame
 from sis_learning.staging.changes import held_logins
 from sis_learning.staging.quality import ExcludedRow, RejectedRow, ValidationResult, ValidationWarning
 from sis_learning.staging.reads import STAGED_COLUMNS, fetch_frame, read_staged
 from sis_learning.staging.runs import SyncRun, utcnow
 from sis_learning.validate import data_docs
+from sis_learning.validate import delta as validate_delta
 from sis_learning.validate.cascade import blocks_summary
 from sis_learning.validate.outcomes import ENTITIES, STAGE, numeric_id_order, sorted_by_id
 from sis_learning.validate.rules import (
+    RULES,
     RunValidation,
     evaluate,
     selected_school_ids,
     teacher_organization_school,
 )
 from sis_learning.validate.suites import SUITES
-from sis_learning.validate.thresholds import ValidationThresholdExceeded, check_thresholds
+from sis_learning.validate.thresholds import ValidationThresholdExceeded, _evaluated_counts, check_thresholds
 
 __all__ = [
     "ENTITIES",
@@ -82,7 +85,11 @@ __all__ = [
 INSERT_CHUNK_ROWS = 50_000
 
 
-def _write(engine: Engine, config: DistrictConfig, run_id: str, validation: RunValidation) -> None:
+def _write(
+    engine: Engine, config: DistrictConfig, run_id: str, validation: RunValidation, base: dict | None = None
+) -> None:
+    """Replace the run's validate rows with ``validation``'s; with ``base`` (a delta run: base run id and
+    the replaced source ids), the base run's rows of every row not validated again come first."""
     rejected_parts = [part for outcome in validation.outcomes.values() for part in outcome.rejected_parts]
     excluded_parts = [part for outcome in validation.outcomes.values() for part in outcome.excluded_parts]
     columns = ["entity", "source_id", "rule", "reason", "caused_by"]
@@ -112,8 +119,14 @@ def _write(engine: Engine, config: DistrictConfig, run_id: str, validation: RunV
                 )
             )
         delete_run_rows(connection, ValidationResult, config.district_id, run_id)
+        if base is not None:
+            validate_delta.carry_outcomes(
+                connection, config, run_id, base["run_id"], base["replaced"], run_columns["created_at"]
+            )
         for model, frame in ((RejectedRow, rejected), (ExcludedRow, excluded), (ValidationWarning, warnings)):
             insert_frame(connection, model, frame, run_columns, chunk_rows=INSERT_CHUNK_ROWS)
+        if base is not None:
+            validate_delta.refresh_blocks(connection, config, run_id)
         bulk_insert(
             connection,
             ValidationResult,
@@ -153,21 +166,62 @@ def validate_run(engine: Engine, config: DistrictConfig, run_id: str, results_di
     for entity in SUITES:
         (results_dir / f"{entity}.json").unlink(missing_ok=True)
     results_dir.mkdir(parents=True, exist_ok=True)
-    frames = read_staged(engine, config, run_id)
+    as_of = run_date(engine, config, run_id)
 
     def logins_in_learning() -> dict[str, str]:
+        # Who holds a shared login in Learning keeps it: read only when two users share one.
         with engine.connect() as connection:
             return held_logins(connection, config.district_id)
 
-    validation = evaluate(
+    print_ = fingerprint(
         config,
-        frames,
-        results_dir,
-        as_of=run_date(engine, config, run_id),
-        run_name=run_id,
-        held_logins=logins_in_learning,
+        STAGE,
+        {
+            "as_of": as_of,
+            "rules": {entity: [repr(rule) for rule in SUITES[entity]] for entity in SUITES},
+            # a change to any rule (its outcome, its entities) makes the next run validate in full
+            "catalogue": [repr(rule) for rule in RULES],
+        },
     )
-    _write(engine, config, run_id, validation)
+    source, reason = usable_delta(engine, config, run_id, STAGE, print_)
+    planned = None
+    if source is not None:
+        try:
+            planned = validate_delta.plan(engine, config, source)
+        except validate_delta.TooWide as error:
+            source, reason = None, str(error)
+    if planned is not None and source is not None:
+        validation = evaluate(
+            config, planned["frames"], results_dir, as_of=as_of, run_name=run_id, held_logins=logins_in_learning
+        )
+        _write(engine, config, run_id, validation, {"run_id": source.base_run_id, "replaced": planned["replaced"]})
+        validated = sum(len(frame) for frame in planned["frames"].values())
+        record_stage(
+            engine,
+            config,
+            run_id,
+            STAGE,
+            DELTA,
+            print_,
+            base_run_id=source.base_run_id,
+            rows=validated,
+            note=validate_delta.results_note(results_dir, planned["replaced"]),
+            keys={entity: planned["replaced"][entity] for entity in ("students", "guardians", "section_enrollments")},
+        )
+    else:
+        frames = read_staged(engine, config, run_id)
+        validation = evaluate(config, frames, results_dir, as_of=as_of, run_name=run_id, held_logins=logins_in_learning)
+        _write(engine, config, run_id, validation)
+        record_stage(
+            engine,
+            config,
+            run_id,
+            STAGE,
+            FULL,
+            print_,
+            rows=sum(len(frame) for frame in frames.values()),
+            note=f"validated the whole district: {reason}" if reason else "validated the whole district",
+        )
     # The Data Docs: offline, naming the run and each entity, the row rules beside the expectations.
     data_docs.finish(
         results_dir / "data_docs",
@@ -176,4 +230,15 @@ def validate_run(engine: Engine, config: DistrictConfig, run_id: str, results_di
         data_docs.row_rule_outcomes(engine, config.district_id, run_id),
         {row["entity"]: row for row in validation.suite_results},
     )
-    return {entity: outcome.counts() for entity, outcome in validation.outcomes.items()}
+    counts = {entity: outcome.counts() for entity, outcome in validation.outcomes.items()}
+    if planned is not None and source is not None:
+        # Entities validated for their changed rows only: counted from the merged outcome tables.
+        evaluated = _evaluated_counts(engine, config, run_id)
+        merged = [entity for entity in ("students", "section_enrollments", "guardians", "parent_links")]
+        with engine.connect() as connection:
+            counts.update(
+                validate_delta.merged_counts(
+                    connection, config, run_id, {entity: evaluated[entity] for entity in merged}
+                )
+            )
+    return counts

@@ -1,0 +1,147 @@
+"""Transform after an incremental read: the Learning rows of what validate validated again (issue 17).
+
+Organizations, classes, teachers and their roster rows come from the small entities and
+are transformed in full every run. For students, parents, user levels, student roster
+rows and parent links, only the rows of what validate validated again (``delta_keys`` of
+stage ``validate``) are transformed again; every other row is the base run's, copied in
+SQL. Also transformed again: every student and parent whose login was generated (it depends
+on the logins the other users hold). Logins are generated against every login the district's
+passed users have, exactly as a run over the whole district does.
+
+``replaced`` describes, per Learning entity, the rows recomputed: ``whole`` (every row),
+``types`` (every row of those user types) and ``keys`` (the diff's keys), for the copy
+here and for the diff (``delta_keys`` of stage ``transform``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from sis_learning.config import DistrictConfig
+from sis_learning.staging.learning import LEARNING_TABLES
+from sis_learning.staging.reads import read_frame
+from sis_learning.staging.source import StgGuardian, StgSectionEnrollment
+
+WHOLE = "*"  # delta_keys key: every row of the entity
+TYPE_PREFIX = "*type:"  # delta_keys key: every row of this user type (users, rosters)
+WHOLE_LEARNING = ("organizations", "classes")
+
+
+def subsets(
+    engine: Engine, config: DistrictConfig, run_id: str, base_run_id: str, validated: dict[str, set[str]]
+) -> dict[str, Any]:
+    """The staged rows to transform again, and the Learning keys they replace."""
+    students = set(validated.get("students", ()))
+    guardians = set(validated.get("guardians", ()))
+    enrollments = set(validated.get("section_enrollments", ()))
+    users = LEARNING_TABLES["users"].__table__
+    with engine.connect() as connection:
+        generated = connection.execute(
+            text(
+                f"SELECT user_type, external_id FROM {users.name} WHERE district_id = :d AND run_id = :b "
+                "AND user_type IN ('S', 'P') AND login_generated"
+            ),
+            {"d": config.district_id, "b": base_run_id},
+        ).all()
+    # Parents get generated logins too (a Parent Portal username another user holds).
+    students |= {value for user_type, value in generated if user_type == "S"}
+    guardians |= {value for user_type, value in generated if user_type == "P"}
+    pairs: set[str] = set()
+    links: set[str] = set()
+    for run in (run_id, base_run_id):
+        if enrollments:
+            rows = read_frame(
+                engine,
+                StgSectionEnrollment,
+                config,
+                run,
+                ["section_id", "student_id"],
+                [("enrollment_id", enrollments)],
+            )
+            pairs.update((rows["section_id"].fillna("") + ":S:" + rows["student_id"].fillna("")).tolist())
+        if guardians:
+            rows = read_frame(
+                engine, StgGuardian, config, run, ["guardian_id", "student_id"], [("guardian_id", guardians)]
+            )
+            links.update((rows["guardian_id"].fillna("") + ":" + rows["student_id"].fillna("")).tolist())
+    replaced = {
+        "organizations": {WHOLE},
+        "classes": {WHOLE},
+        "users": {TYPE_PREFIX + "T"} | {f"S:{value}" for value in students} | {f"P:{value}" for value in guardians},
+        "user_levels": set(students),
+        "rosters": {TYPE_PREFIX + "T"} | pairs,
+        "parent_links": links,
+    }
+    return {
+        "subsets": {
+            "students": [("student_id", students | {None})],
+            "guardians": [("guardian_id", guardians | {None})],
+            "section_enrollments": [("enrollment_id", enrollments | {None})],
+        },
+        "replaced": replaced,
+    }
+
+
+def key_sql(entity: str, alias: str = "t") -> str:
+    """The diff's key of a learning_<entity> row, in SQL (``class:S:5`` for a roster row)."""
+    from sis_learning.entities import LEARNING_ENTITY
+
+    fields = LEARNING_ENTITY[entity].key_fields
+    return " || ':' || ".join(f"{alias}.{name}" for name in fields)
+
+
+def type_condition(entity: str, user_type: str, alias: str = "t") -> str:
+    return f"{alias}.user_type = '{user_type}'"
+
+
+def carry_learning_rows(connection: Any, config: DistrictConfig, run_id: str, base_run_id: str, replaced) -> None:
+    """Copy the base run's Learning rows that were not transformed again into this run, in SQL."""
+    for entity, model in LEARNING_TABLES.items():
+        keys = replaced.get(entity, set())
+        if WHOLE in keys:
+            continue
+        table = model.__table__
+        columns = [column.name for column in table.columns if column.name not in ("id", "run_id")]
+        names = ", ".join(columns)
+        selected = ", ".join(f"t.{name}" for name in columns)
+        types = sorted(key[len(TYPE_PREFIX) :] for key in keys if key.startswith(TYPE_PREFIX))
+        explicit = sorted(key for key in keys if not key.startswith(TYPE_PREFIX))
+        conditions = [f"NOT ({type_condition(entity, user_type)})" for user_type in types]
+        connection.exec_driver_sql("DROP TABLE IF EXISTS delta_learning_keys")
+        if explicit:
+            connection.exec_driver_sql("CREATE TEMPORARY TABLE delta_learning_keys (key VARCHAR(250) PRIMARY KEY)")
+            connection.execute(
+                text("INSERT INTO delta_learning_keys (key) VALUES (:k)"), [{"k": key} for key in explicit]
+            )
+            conditions.append(f"({key_sql(entity)}) NOT IN (SELECT key FROM delta_learning_keys)")
+        where = "".join(f" AND {condition}" for condition in conditions)
+        connection.execute(
+            text(
+                f"INSERT INTO {table.name} (run_id, {names}) SELECT :r, {selected} FROM {table.name} t "
+                f"WHERE t.district_id = :d AND t.run_id = :b{where}"
+            ),
+            {"d": config.district_id, "r": run_id, "b": base_run_id},
+        )
+        connection.exec_driver_sql("DROP TABLE IF EXISTS delta_learning_keys")
+
+
+def only_replaced(frame: pd.DataFrame, entity: str, replaced: dict[str, set[str]]) -> pd.DataFrame:
+    """The rows of a recomputed Learning frame that the copy left out (the others come from the base run)."""
+    keys = replaced.get(entity, set())
+    if WHOLE in keys or frame.empty:
+        return frame
+    from sis_learning.entities import LEARNING_ENTITY
+
+    fields = LEARNING_ENTITY[entity].key_fields
+    key = frame[fields[0]].astype("string")
+    for name in fields[1:]:
+        key = key + ":" + frame[name].astype("string")
+    keep = key.isin(keys)
+    types = [item[len(TYPE_PREFIX) :] for item in keys if item.startswith(TYPE_PREFIX)]
+    if types and "user_type" in frame:
+        keep = keep | frame["user_type"].isin(types)
+    return frame[keep.fillna(False).to_numpy(dtype=bool)]
