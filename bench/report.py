@@ -1,5 +1,10 @@
 """The benchmark's figures and targets: per-size summary, the machine, the JSON and markdown reports.
 
+A size's result holds one run per staging database (``runs``: sqlite, postgresql), each
+stage with what the machine did meanwhile (``machine``, bench/machine.py); results written
+before both were measured (one database, top-level ``full`` / ``incremental``) are read
+as a single run.
+
 Targets (issue 9), measured and marked met or missed, never asserted:
 - extract within 1.25 x the network floor (requests made x latency / concurrency allowed;
   with a throttle, at least requests x throttle interval);
@@ -8,7 +13,9 @@ Targets (issue 9), measured and marked met or missed, never asserted:
 - peak RSS under 2 GB for L (the largest of the stage processes);
 - the 1% incremental rerun (issue 17): at most 0.20 of the full run's time and at most
   0.10 of its SIS requests, with Learning rows sent equal to the rows that changed (the
-  oracle of bench/changes.py; limit 1.0).
+  oracle of bench/changes.py; limit 1.0);
+- PostgreSQL staging as fast as SQLite (issue 21): validate + transform + diff + load of L
+  on PostgreSQL at most 1.1 x the same on SQLite, measured side by side in one run.
 """
 
 from __future__ import annotations
@@ -20,7 +27,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench.machine import QUIET_OTHER_CORES
+
 STAGES = ("extract", "validate", "transform", "diff", "load")
+AFTER_EXTRACT = ("validate", "transform", "diff", "load")
+DATABASE_LABELS = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
 SIZE_ORDER = {"tiny": 0, "demo": 1, "S": 2, "M": 3, "L": 4}
 
 
@@ -134,15 +145,29 @@ def _target(name: str, measured: float | None, limit: float, unit: str = "", not
 
 
 def _stage_total(run: dict[str, Any] | None, stages: tuple[str, ...] = STAGES, field: str = "seconds") -> float | None:
-    if not run or any(stage not in run for stage in stages):
+    if not run or any(run.get(stage, {}).get(field) is None for stage in stages):
         return None
     return round(sum(run[stage][field] for stage in stages), 1)
 
 
-def summarise(result: dict[str, Any]) -> dict[str, Any]:
-    """The figures and targets of one size; parts not run (a stopped L run) come out as None."""
+def runs_of(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Staging database -> its run (``full``, ``incremental``, ``rows_that_changed``), old results too."""
+    if "runs" in result:
+        return result["runs"]
+    staging = result["settings"].get("staging") or "sqlite"
+    return {
+        staging: {
+            "full": result.get("full") or {},
+            "incremental": result.get("incremental") or {},
+            "rows_that_changed": result.get("rows_that_changed"),
+        }
+    }
+
+
+def summarise_database(result: dict[str, Any], run: dict[str, Any], database: str) -> dict[str, Any]:
+    """The figures and targets of one size on one staging database; parts not run come out as None."""
     settings = result["settings"]
-    full, incremental = result.get("full") or {}, result.get("incremental") or {}
+    full, incremental = run.get("full") or {}, run.get("incremental") or {}
     extract = full.get("extract") or {}
     latency, concurrency, throttle = settings["latency_ms"], settings["concurrency"], settings["throttle_ms"]
     requests, minimum = extract.get("requests"), extract.get("minimum_requests")
@@ -155,7 +180,7 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
     peak_rss = max(
         (run[stage]["peak_rss_mb"] for run in (full, incremental) for stage in STAGES if stage in run), default=None
     )
-    changed = (result.get("rows_that_changed") or {}).get("total")
+    changed = (run.get("rows_that_changed") or {}).get("total")
     sent = (incremental.get("load") or {}).get("rows_sent")
     summary: dict[str, Any] = {
         "complete": "summary" in result or bool(result.get("finished_at")),
@@ -171,6 +196,7 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
         "network_floor_seconds_for_minimum": None if minimum_floor is None else round(minimum_floor, 1),
         "extract_over_floor": _ratio(extract.get("seconds"), floor),
         "validate_transform_load_seconds": after_extract,
+        "validate_transform_load_server_cpu_seconds": _stage_total(full, AFTER_EXTRACT, "server_cpu_seconds"),
         # CPU of the stage processes only (not the Learning server's, not SQLite's disk waits):
         # on a machine shared at load average 15-25 the wall time is mostly waiting for a core.
         "validate_transform_load_cpu_seconds": _stage_total(
@@ -201,7 +227,7 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
     }
     summary["sis_request_breakdown"] = request_breakdown(extract)
     naive = result.get("naive")
-    if naive:
+    if naive and extract:
         whole = naive["whole_district"]
         summary["naive_seconds"] = whole["seconds"]
         summary["naive_requests"] = whole["requests"]
@@ -212,6 +238,7 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
             + (f"; {naive['note']}" if naive.get("note") else "")
         )
         summary["extract_over_naive"] = _ratio(extract["seconds"], whole["seconds"])
+    label = DATABASE_LABELS.get(database, database)
     targets = [
         _target("extract / network floor", summary["extract_over_floor"], 1.25, "x"),
         _target("SIS requests / minimum", summary["sis_requests_over_minimum"], 1.05, "x"),
@@ -226,6 +253,76 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
             _target("validate + transform + diff + load of L", summary["validate_transform_load_seconds"], 60, "s"),
             _target("peak RSS of L (largest stage process)", peak_rss, 2048, "MB"),
         ]
+    summary["targets"] = [{**target, "staging": label} for target in targets]
+    return summary
+
+
+def _server_cpu(item: dict[str, Any]) -> float | None:
+    return item.get("server_cpu_seconds")
+
+
+def stage_field(item: dict[str, Any] | None, field: str) -> Any:
+    return None if item is None else item.get(field)
+
+
+def machine_quiet(result: dict[str, Any]) -> dict[str, Any]:
+    """Whether every stage of the size ran on a quiet machine, and the busiest stage."""
+    samples = []
+    for database, run in runs_of(result).items():
+        for kind in ("full", "incremental"):
+            for stage, item in (run.get(kind) or {}).items():
+                machine = item.get("machine") if isinstance(item, dict) else None
+                if machine and machine.get("quiet") is not None:
+                    samples.append((machine["other_work_cores"], f"{kind} {stage} on {database}", machine))
+    if not samples:
+        return {"quiet": None, "sampled_stages": 0}
+    busiest = max(samples, key=lambda sample: sample[0])
+    return {
+        "quiet": all(sample[2]["quiet"] for sample in samples),
+        "sampled_stages": len(samples),
+        "busy_stages": sum(1 for sample in samples if not sample[2]["quiet"]),
+        "busiest_stage": busiest[1],
+        "busiest_other_work_cores": busiest[0],
+        "load_average_max": max(sample[2].get("load_average_max") or 0 for sample in samples),
+    }
+
+
+def summarise(result: dict[str, Any]) -> dict[str, Any]:
+    """The figures and targets of one size: per staging database, side by side, and the machine."""
+    runs = runs_of(result)
+    per_database = {database: summarise_database(result, run, database) for database, run in runs.items()}
+    summary: dict[str, Any] = {
+        "complete": "summary" in result or bool(result.get("finished_at")),
+        "staging": per_database,
+        "machine": machine_quiet(result),
+    }
+    targets = [target for database in per_database.values() for target in database["targets"]]
+    sqlite, postgresql = runs.get("sqlite"), runs.get("postgresql")
+    if sqlite and postgresql:
+        side_by_side: dict[str, Any] = {}
+        for kind in ("full", "incremental"):
+            for stage in STAGES:
+                light, heavy = (sqlite.get(kind) or {}).get(stage), (postgresql.get(kind) or {}).get(stage)
+                if light and heavy:
+                    side_by_side[f"{kind}.{stage}"] = _ratio(heavy["seconds"], light["seconds"])
+        light_total = per_database["sqlite"]["validate_transform_load_seconds"]
+        heavy_total = per_database["postgresql"]["validate_transform_load_seconds"]
+        ratio = _ratio(heavy_total, light_total)
+        summary["postgresql_over_sqlite"] = {
+            "stages": side_by_side,
+            "validate_transform_diff_load": ratio,
+            "validate_transform_diff_load_cpu": _ratio(
+                per_database["postgresql"]["validate_transform_load_cpu_seconds"],
+                per_database["sqlite"]["validate_transform_load_cpu_seconds"],
+            ),
+        }
+        if result["size"] == "L":
+            targets.append(
+                {
+                    **_target("validate + transform + diff + load of L, PostgreSQL / SQLite", ratio, 1.1, "x"),
+                    "staging": "both",
+                }
+            )
     summary["targets"] = targets
     return summary
 
@@ -244,26 +341,191 @@ def _number(value: Any) -> str:
     return str(value)
 
 
-def _load_note(results: list[dict[str, Any]]) -> str:
-    """How busy the machine was: the wall times are only as good as the cores the stages got."""
-    cores = results[-1]["machine"].get("cores") or 1
-    highest = max(
-        max(
-            result["machine"].get("load_average_at_start", [0])[0], result["machine"].get("load_average_at_end", [0])[0]
-        )
-        for result in results
+def _machine_note(result: dict[str, Any]) -> str:
+    """One size's busyness, as sampled while its stages ran (or the ends only, for older results)."""
+    machine = result["summary"]["machine"]
+    ends = (
+        f"load average at start/end {result['machine'].get('load_average_at_start', ['-'])[0]} / "
+        f"{result['machine'].get('load_average_at_end', ['-'])[0]}"
     )
-    if highest > cores:
+    if machine["quiet"] is None:
+        return f"Not sampled while the stages ran (a result from before the sampler): {ends}."
+    if machine["quiet"]:
         return (
-            f"The machine is shared with other engineers' runs: its load average at the start or end of a size "
-            f"reached {highest} on {cores} cores (each stage's is in its row): "
-            "wall times are upper bounds for a quiet machine; "
-            "CPU seconds are steadier."
+            f"**Quiet**: in every one of the {machine['sampled_stages']} stages other work used at most "
+            f"{QUIET_OTHER_CORES} cores on average (the most: {machine['busiest_other_work_cores']} in "
+            f"{machine['busiest_stage']}); {ends}."
         )
     return (
-        f"The load average at the start and end of each size was at most {highest} on {cores} cores (each "
-        "stage's is in its row): the machine was quiet."
+        f"**Busy**: other work used more than {QUIET_OTHER_CORES} cores on average in {machine['busy_stages']} of "
+        f"{machine['sampled_stages']} stages (the most: {machine['busiest_other_work_cores']} cores in "
+        f"{machine['busiest_stage']}; load average up to {machine['load_average_max']}): wall times are upper "
+        f"bounds, CPU seconds are steadier; {ends}."
     )
+
+
+def _stage_cells(item: dict[str, Any] | None, database: str) -> list[str]:
+    if item is None:
+        return ["not run", ""] + ([""] if database == "postgresql" else [])
+    cells = [_number(item["seconds"]), _number(item["cpu_seconds"])]
+    if database == "postgresql":
+        cells.append(_number(_server_cpu(item)))
+    return cells
+
+
+def _stage_table(result: dict[str, Any]) -> list[str]:
+    """Each stage side by side on every staging database: wall, CPU, the server's CPU, the machine."""
+    runs = runs_of(result)
+    databases = list(runs)
+    header = ["run", "stage"]
+    for database in databases:
+        label = DATABASE_LABELS.get(database, database)
+        header += [f"{label} wall s", f"{label} CPU s"]
+        if database == "postgresql":
+            header.append("PostgreSQL server CPU s")
+    if len(databases) > 1:
+        header.append("wall PostgreSQL / SQLite")
+    header += ["rows", "peak RSS MB", "load avg (1 min, mean)", "other work, cores"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|"]
+    for kind in ("full", "incremental"):
+        totals: dict[str, dict[str, float]] = {database: {} for database in databases}
+        for stage in STAGES:
+            items = {database: (runs[database].get(kind) or {}).get(stage) for database in databases}
+            cells = [kind, stage]
+            for database in databases:
+                cells += _stage_cells(items[database], database)
+            if len(databases) > 1:
+                light, heavy = items.get("sqlite"), items.get("postgresql")
+                cells.append(f"{_number(_ratio(heavy['seconds'], light['seconds']))}x" if light and heavy else "-")
+            present = [item for item in items.values() if item]
+            cells.append(_number(present[0]["rows"]) if present else "")
+            cells.append(" / ".join(_number(item["peak_rss_mb"]) for item in present))
+            machines = [(item.get("machine") or {}) for item in present]
+            cells.append(
+                " / ".join(
+                    _number(machine.get("load_average_mean"))
+                    if machine
+                    else str((item.get("load_average") or ["-"])[0])
+                    for machine, item in zip(machines, present, strict=True)
+                )
+            )
+            cells.append(" / ".join(_number(machine.get("other_work_cores")) for machine in machines))
+            lines.append("| " + " | ".join(cells) + " |")
+            for database, item in items.items():
+                if item is None:
+                    continue
+                for field in ("seconds", "cpu_seconds", "server_cpu_seconds"):
+                    if item.get(field) is not None:
+                        part = totals[database].setdefault(field, 0.0)
+                        totals[database][field] = part + item[field]
+                        if stage != "extract":
+                            key = f"after_extract_{field}"
+                            totals[database][key] = totals[database].get(key, 0.0) + item[field]
+        for label, prefix in (("**total**", ""), ("**validate + transform + diff + load**", "after_extract_")):
+            cells = [kind, label]
+            for database in databases:
+                total = totals[database]
+                cells += [
+                    f"**{_number(round(total[prefix + 'seconds'], 1))}**" if prefix + "seconds" in total else "-",
+                    _number(round(total[prefix + "cpu_seconds"], 1)) if prefix + "cpu_seconds" in total else "-",
+                ]
+                if database == "postgresql":
+                    server = total.get(prefix + "server_cpu_seconds")
+                    cells.append(_number(round(server, 1)) if server is not None else "-")
+            if len(databases) > 1:
+                light = totals["sqlite"].get(prefix + "seconds")
+                heavy = totals["postgresql"].get(prefix + "seconds")
+                cells.append(f"**{_number(_ratio(heavy, light))}x**" if light and heavy else "-")
+            cells += ["", "", "", ""]
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _figure_rows(result: dict[str, Any], summary: dict[str, Any]) -> list[tuple[str, str]]:
+    rows = [
+        (
+            "SIS requests made / minimum (sum of ceil(rows / max page size))",
+            f"{_number(summary['sis_requests'])} / {_number(summary['sis_minimum_requests'])} = "
+            f"{_number(summary['sis_requests_over_minimum'])}x",
+        ),
+        (
+            "requests made, by purpose",
+            ", ".join(f"{name.replace('_', ' ')} {count:,}" for name, count in summary["sis_request_breakdown"].items())
+            or "-",
+        ),
+        (
+            "minimum with one listing per school and entity (the API lists per school)",
+            _number(summary["sis_minimum_requests_per_school_listing"]),
+        ),
+        ("network floor (requests made x latency / concurrency)", f"{_number(summary['network_floor_seconds'])} s"),
+        ("network floor for the minimum requests", f"{_number(summary['network_floor_seconds_for_minimum'])} s"),
+        ("extract wall / floor", f"{_number(summary['extract_over_floor'])}x"),
+        ("extract client CPU (parse + stage)", f"{_number(summary['extract_cpu_seconds'])} s"),
+    ]
+    if "naive_seconds" in summary:
+        label = (
+            "extrapolated from " + summary["naive_measured_on"]
+            if summary["naive_extrapolated"]
+            else "measured, " + summary["naive_measured_on"]
+        )
+        rows += [
+            (
+                f"naive baseline extract (page size 100, sequential, one call per section; {label})",
+                f"{_number(summary['naive_seconds'])} s, {_number(summary['naive_requests'])} requests",
+            ),
+            ("our extract / naive", f"{_number(summary['extract_over_naive'])}x"),
+        ]
+    rows += [
+        (
+            "Learning requests / rows sent, full run",
+            f"{_number(summary['learning_requests_full'])} / {_number(summary['learning_rows_sent_full'])}",
+        ),
+        (
+            "changes made through the admin API",
+            ", ".join(f"{kind} {count}" for kind, count in (result.get("changes") or {}).get("by_kind", {}).items())
+            or "-",
+        ),
+        (
+            "Learning requests / rows sent, incremental run",
+            f"{_number(summary['learning_requests_incremental'])} / "
+            f"{_number(summary['learning_rows_sent_incremental'])}",
+        ),
+        (
+            "Learning rows that changed (oracle: run vs run) / change-set rows changed",
+            f"{_number(summary['rows_that_changed'])} / {_number(summary['change_set_rows_changed'])}",
+        ),
+        (
+            "incremental extract: read mode by entity",
+            ", ".join(f"{entity} {mode}" for entity, mode in summary.get("incremental_read_modes", {}).items()) or "-",
+        ),
+        (
+            "SIS requests, incremental run / full run",
+            f"{_number(summary.get('incremental_sis_requests'))} / {_number(summary['sis_requests'])} = "
+            f"{_number(summary.get('incremental_sis_requests_over_full'))}",
+        ),
+        (
+            "incremental run time / full run time",
+            f"{_number(summary['incremental_seconds'])} / {_number(summary['full_seconds'])} s = "
+            f"{_number(summary['incremental_over_full'])}",
+        ),
+        (
+            "the same in CPU seconds of the stage processes (steadier when the load average moves between the "
+            "runs; leaves out the Learning server's work, most of a full load)",
+            f"{_number(summary['incremental_over_full_cpu'])}",
+        ),
+        (
+            "CPU seconds of the stage processes: validate + transform + diff + load (full run); "
+            "full run; incremental run",
+            f"{_number(summary['validate_transform_load_cpu_seconds'])}; "
+            f"{_number(summary['full_cpu_seconds'])}; {_number(summary['incremental_cpu_seconds'])}",
+        ),
+        (
+            "PostgreSQL server CPU seconds for validate + transform + diff + load (full run)",
+            _number(summary.get("validate_transform_load_server_cpu_seconds")),
+        ),
+        ("largest peak RSS of a stage process", f"{_number(summary['peak_rss_mb'])} MB"),
+    ]
+    return rows
 
 
 def markdown(results: list[dict[str, Any]]) -> str:
@@ -273,12 +535,16 @@ def markdown(results: list[dict[str, Any]]) -> str:
     machine = results[-1]["machine"]
     lines += [
         f"Machine: {machine['cpu_model']}, {machine['cores']} cores, {machine['memory_gb']} GB, "
-        f"Python {machine['python']} ({machine['platform']}). " + _load_note(results),
+        f"Python {machine['python']} ({machine['platform']}). How busy it was is sampled while each stage "
+        "runs (bench/machine.py): other work is the machine's busy CPU time less the benchmark's own processes "
+        f"(stage, simulator, Learning server) and its PostgreSQL backends; a stage is quiet when other work used "
+        f"at most {QUIET_OTHER_CORES} cores on average, a size when every stage was.",
         "",
     ]
     for result in results:
         summary, settings = result["summary"], result["settings"]
         dataset = result["dataset"]
+        staging = settings["staging"] if isinstance(settings["staging"], list) else [settings["staging"]]
         lines += [
             f"## {result['size']}: {dataset['students']:,} students, {dataset['cc']:,} CC rows, "
             f"{dataset['sections']:,} sections, {dataset['teachers']:,} staff, {dataset['guardian']:,} guardians",
@@ -286,117 +552,29 @@ def markdown(results: list[dict[str, Any]]) -> str:
             f"Run {result['started_at']} to {result.get('finished_at') or '(not finished: partial result)'}; "
             f"latency {settings['latency_ms']} ms per SIS "
             f"request, throttle {settings['throttle_ms']} ms, {settings['concurrency']} requests in flight allowed, "
-            f"staging {settings['staging']}, Learning on SQLite; load average at start/end "
-            f"{result['machine']['load_average_at_start'][0]} / {result['machine']['load_average_at_end'][0]}; "
+            f"staging {' and '.join(DATABASE_LABELS.get(item, item) for item in staging)}"
+            f"{' (each stage on both before the next)' if len(staging) > 1 else ''}, Learning on SQLite; "
             f"code {result['machine'].get('code') or 'unrecorded'}.",
             "",
-            "| run | stage | wall s | CPU s | rows | rows/s | peak RSS MB | load avg (1 min) |",
-            "|---|---|---:|---:|---:|---:|---:|---:|",
+            _machine_note(result),
+            "",
+            *_stage_table(result),
         ]
-        for run_name in ("full", "incremental"):
-            for stage in STAGES:
-                item = (result.get(run_name) or {}).get(stage)
-                if item is None:
-                    lines.append(f"| {run_name} | {stage} | not run | | | | | |")
-                    continue
-                rate = item["rows"] / item["seconds"] if item["seconds"] else None
-                lines.append(
-                    f"| {run_name} | {stage} | {_number(item['seconds'])} | {_number(item['cpu_seconds'])} | "
-                    f"{_number(item['rows'])} | {_number(round(rate)) if rate else '-'} | "
-                    f"{_number(item['peak_rss_mb'])} | {item['load_average'][0]} |"
-                )
-            total = summary[f"{run_name}_seconds"]
-            if total is not None:
-                lines.append(f"| {run_name} | **total** | **{_number(total)}** | | | | | |")
-        lines += ["", "| figure | value |", "|---|---:|"]
-        rows = [
-            (
-                "SIS requests made / minimum (sum of ceil(rows / max page size))",
-                f"{_number(summary['sis_requests'])} / {_number(summary['sis_minimum_requests'])} = "
-                f"{_number(summary['sis_requests_over_minimum'])}x",
-            ),
-            (
-                "requests made, by purpose",
-                ", ".join(
-                    f"{name.replace('_', ' ')} {count:,}" for name, count in summary["sis_request_breakdown"].items()
-                )
-                or "-",
-            ),
-            (
-                "minimum with one listing per school and entity (the API lists per school)",
-                _number(summary["sis_minimum_requests_per_school_listing"]),
-            ),
-            ("network floor (requests made x latency / concurrency)", f"{_number(summary['network_floor_seconds'])} s"),
-            ("network floor for the minimum requests", f"{_number(summary['network_floor_seconds_for_minimum'])} s"),
-            ("extract wall / floor", f"{_number(summary['extract_over_floor'])}x"),
-            ("extract client CPU (parse + stage)", f"{_number(summary['extract_cpu_seconds'])} s"),
+        databases = list(summary["staging"])
+        lines += [
+            "",
+            "| figure | " + " | ".join(DATABASE_LABELS.get(database, database) for database in databases) + " |",
+            "|---|" + "---:|" * len(databases),
         ]
-        if "naive_seconds" in summary:
-            label = (
-                "extrapolated from " + summary["naive_measured_on"]
-                if summary["naive_extrapolated"]
-                else "measured, " + summary["naive_measured_on"]
-            )
-            rows += [
-                (
-                    f"naive baseline extract (page size 100, sequential, one call per section; {label})",
-                    f"{_number(summary['naive_seconds'])} s, {_number(summary['naive_requests'])} requests",
-                ),
-                ("our extract / naive", f"{_number(summary['extract_over_naive'])}x"),
-            ]
-        rows += [
-            (
-                "Learning requests / rows sent, full run",
-                f"{_number(summary['learning_requests_full'])} / {_number(summary['learning_rows_sent_full'])}",
-            ),
-            (
-                "changes made through the admin API",
-                ", ".join(f"{kind} {count}" for kind, count in (result.get("changes") or {}).get("by_kind", {}).items())
-                or "-",
-            ),
-            (
-                "Learning requests / rows sent, incremental run",
-                f"{_number(summary['learning_requests_incremental'])} / "
-                f"{_number(summary['learning_rows_sent_incremental'])}",
-            ),
-            (
-                "Learning rows that changed (oracle: run vs run) / change-set rows changed",
-                f"{_number(summary['rows_that_changed'])} / {_number(summary['change_set_rows_changed'])}",
-            ),
-            (
-                "incremental extract: read mode by entity",
-                ", ".join(f"{entity} {mode}" for entity, mode in summary.get("incremental_read_modes", {}).items())
-                or "-",
-            ),
-            (
-                "SIS requests, incremental run / full run",
-                f"{_number(summary.get('incremental_sis_requests'))} / {_number(summary['sis_requests'])} = "
-                f"{_number(summary.get('incremental_sis_requests_over_full'))}",
-            ),
-            (
-                "incremental run time / full run time",
-                f"{_number(summary['incremental_seconds'])} / {_number(summary['full_seconds'])} s = "
-                f"{_number(summary['incremental_over_full'])}",
-            ),
-            (
-                "the same in CPU seconds of the stage processes (steadier when the load average moves between the "
-                "runs; leaves out the Learning server's work, most of a full load)",
-                f"{_number(summary['incremental_over_full_cpu'])}",
-            ),
-            (
-                "CPU seconds of the stage processes: validate + transform + diff + load (full run); "
-                "full run; incremental run",
-                f"{_number(summary['validate_transform_load_cpu_seconds'])}; "
-                f"{_number(summary['full_cpu_seconds'])}; {_number(summary['incremental_cpu_seconds'])}",
-            ),
-            ("largest peak RSS of a stage process", f"{_number(summary['peak_rss_mb'])} MB"),
-        ]
-        lines += [f"| {label} | {value} |" for label, value in rows]
-        lines += ["", "| target | measured | limit | result |", "|---|---:|---:|---|"]
+        columns = [_figure_rows(result, summary["staging"][database]) for database in databases]
+        for position, (label, _value) in enumerate(columns[0]):
+            values = [column[position][1] for column in columns]
+            lines.append(f"| {label} | " + " | ".join(values) + " |")
+        lines += ["", "| target | staging | measured | limit | result |", "|---|---|---:|---:|---|"]
         for target in summary["targets"]:
             lines.append(
-                f"| {target['target']} | {_number(target['measured'])} {target['unit']} | "
-                f"{_number(target['limit'])} {target['unit']} | {_mark(target)} |"
+                f"| {target['target']} | {target.get('staging', '')} | {_number(target['measured'])} "
+                f"{target['unit']} | {_number(target['limit'])} {target['unit']} | {_mark(target)} |"
             )
         lines.append("")
     return "\n".join(lines) + "\n"

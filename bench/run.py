@@ -2,14 +2,18 @@
 
     make bench                                   # sizes S and M (BENCH_SIZES, default "S,M")
     BENCH_SIZES=S,M,L make bench                 # L adds roughly 30-60 min on the shared 2-core machine
+    BENCH_STAGING=sqlite make bench              # one staging database only (default: sqlite,postgresql)
     .venv/bin/python bench/run.py --sizes S --latency-ms 50 --throttle-ms 0 --concurrency 4
 
 For each size: build (or reuse) the generated sandbox district, serve it from the
 PowerSchool simulator over HTTPS with a latency per request (and a throttle, if asked),
-start a fresh reference Learning server, and run the import stages, each in its own
-process (bench/stages.py) so each has its own peak RSS: extract (the real hook), validate,
-transform, diff, load. Then the naive baseline (bench/naive_client.py), 1% of the district
-changed through the simulator's admin API (bench/changes.py), and the same stages again.
+start a fresh reference Learning server per staging database, and run the import stages,
+each in its own process (bench/stages.py) so each has its own peak RSS: extract (the real
+hook), validate, transform, diff, load. With both staging databases, each stage runs on
+SQLite and then on PostgreSQL before the next stage starts, so the two see the same
+machine. A thread samples the machine while each stage runs (bench/machine.py). Then the
+naive baseline (bench/naive_client.py), 1% of the district changed through the
+simulator's admin API (bench/changes.py), and the same stages again.
 Reports: bench/results/<size>.json (one per size, the latest run of that size) and
 bench/results/latest.md / latest.json (every size present), with the machine they ran on.
 """
@@ -17,6 +21,7 @@ bench/results/latest.md / latest.json (every size present), with the machine the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -27,6 +32,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy.engine import make_url
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 for _path in (REPO_ROOT / "plugins", REPO_ROOT):
@@ -41,6 +48,8 @@ WORK_DIR = REPO_ROOT / "var" / "bench"
 DISTRICT_ID = "bench"
 IMPORT_START_YEAR = 2025
 STAGES = ("extract", "validate", "transform", "diff", "load")
+STAGING_DATABASES = ("sqlite", "postgresql")
+DEFAULT_POSTGRES_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 # Naive baseline share of the district per size (it is one request at a time: 62,200
 # per-section calls for L would take most of an hour at 50 ms each).
 DEFAULT_NAIVE_FRACTION = {"tiny": 1.0, "demo": 1.0, "S": 1.0, "M": 0.2, "L": 0.03}
@@ -74,14 +83,29 @@ def run_child(script: str, spec: dict[str, Any]) -> dict[str, Any]:
     return json.loads(lines[-1])
 
 
-def run_import(base_spec: dict[str, Any], run_id: str, stages: dict[str, Any], save: Any) -> dict[str, Any]:
-    """Run the stages in order into ``stages`` (saving the partial result after each one)."""
+def run_import(specs: dict[str, dict[str, Any]], run_id: str, runs: dict[str, Any], save: Any) -> None:
+    """Run the stages in order on every staging database, a stage on each before the next stage.
+
+    ``specs``: staging database -> the stage spec for it; results go to
+    ``runs[database][run_id_kind][stage]``, each with what the machine did meanwhile
+    (``machine``, sampled by the stage process: load average, other work's CPU, the
+    PostgreSQL server's CPU for the stage's database). The partial result is saved after
+    each stage.
+    """
+    kind = "full" if run_id == "bench_full" else "incremental"
     for stage in STAGES:
-        result = run_child("stages.py", {**base_spec, "stage": stage, "run_id": run_id})
-        stages[stage] = result
-        save()
-        log(f"  {run_id} {stage}: {result['seconds']} s, {result['rows']} rows, peak RSS {result['peak_rss_mb']} MB")
-    return stages
+        for database, spec in specs.items():
+            result = run_child("stages.py", {**spec, "stage": stage, "run_id": run_id})
+            server = result.get("server_cpu_seconds")
+            runs[database].setdefault(kind, {})[stage] = result
+            save()
+            machine = result["machine"]
+            log(
+                f"  {run_id} {stage} on {database}: {result['seconds']} s, CPU {result['cpu_seconds']} s"
+                + (f" + server {server} s" if server is not None else "")
+                + f", {result['rows']} rows, peak RSS {result['peak_rss_mb']} MB; other work "
+                f"{machine.get('other_work_cores')} cores, {'quiet' if machine.get('quiet') else 'busy'}"
+            )
 
 
 def naive_extrapolation(naive: dict[str, Any], extract: dict[str, Any]) -> dict[str, Any]:
@@ -138,14 +162,16 @@ def bench_size(size: str, options: argparse.Namespace, machine_info: dict[str, A
     work = WORK_DIR / size
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    staging_url = options.staging_url or f"sqlite:///{work / 'staging.sqlite'}"
-    if staging_url.startswith("postgresql"):
-        staging_url = report.fresh_postgres_database(staging_url, f"bench_{size.lower()}")
+    staging_urls: dict[str, str] = {}
+    for database in options.staging:
+        if database == "sqlite":
+            staging_urls[database] = f"sqlite:///{work / 'staging.sqlite'}"
+        else:
+            staging_urls[database] = report.fresh_postgres_database(options.postgres_url, f"bench_{size.lower()}")
     server_options: dict[str, Any] = {"latency_ms": options.latency_ms, "throttle_ms": options.throttle_ms}
     if options.max_page_size:
         server_options["max_page_sizes"] = dict(item.split("=") for item in options.max_page_size)
         server_options["max_page_sizes"] = {key: int(value) for key, value in server_options["max_page_sizes"].items()}
-    token = secrets.token_urlsafe(24)
     result: dict[str, Any] = {
         "size": size,
         "started_at": started_at.isoformat(timespec="seconds"),
@@ -155,31 +181,36 @@ def bench_size(size: str, options: argparse.Namespace, machine_info: dict[str, A
             "latency_ms": options.latency_ms,
             "throttle_ms": options.throttle_ms,
             "concurrency": options.concurrency,
-            "staging": staging_url.split(":", 1)[0],
+            "staging": list(options.staging),
             "max_page_sizes": server_options.get("max_page_sizes", "simulator defaults"),
             "learning_database": "sqlite",
             "learning_batch_size": 1000,
             "change_fraction": options.change_fraction,
         },
+        "runs": {database: {} for database in options.staging},
     }
-    with (
-        running_powerschool(dataset=dataset_path, options=server_options) as powerschool,
-        running_learning(domains={DISTRICT_ID: token}) as learning,
-    ):
-        base_spec = {
-            "district_id": DISTRICT_ID,
-            "concurrency": options.concurrency,
-            "staging_url": staging_url,
-            "work_dir": str(work),
-            "default_password": secrets.token_urlsafe(12),
-            "powerschool": {
-                "base_url": powerschool.base_url,
-                "client_id": powerschool.client_id,
-                "client_secret": powerschool.client_secret,
-                "ca_bundle": str(powerschool.ca_bundle),
-            },
-            "learning": {"base_url": learning.base_url, "token": token, "ca_bundle": str(learning.ca_bundle)},
-        }
+    with contextlib.ExitStack() as servers:
+        powerschool = servers.enter_context(running_powerschool(dataset=dataset_path, options=server_options))
+        specs: dict[str, dict[str, Any]] = {}
+        for database, staging_url in staging_urls.items():
+            # A Learning server of its own per staging database: each load starts from an empty domain.
+            token = secrets.token_urlsafe(24)
+            learning = servers.enter_context(running_learning(domains={DISTRICT_ID: token}))
+            specs[database] = {
+                "district_id": DISTRICT_ID,
+                "concurrency": options.concurrency,
+                "staging_url": staging_url,
+                "postgres_database": make_url(staging_url).database if database == "postgresql" else None,
+                "work_dir": str(work / database),
+                "default_password": secrets.token_urlsafe(12),
+                "powerschool": {
+                    "base_url": powerschool.base_url,
+                    "client_id": powerschool.client_id,
+                    "client_secret": powerschool.client_secret,
+                    "ca_bundle": str(powerschool.ca_bundle),
+                },
+                "learning": {"base_url": learning.base_url, "token": token, "ca_bundle": str(learning.ca_bundle)},
+            }
         partial = options.results_dir / f"{size}.partial.json"
 
         def save() -> None:
@@ -187,9 +218,8 @@ def bench_size(size: str, options: argparse.Namespace, machine_info: dict[str, A
             result["machine"] = {**machine_info, "load_average_at_end": [round(v, 1) for v in os.getloadavg()]}
             partial.write_text(json.dumps(result, indent=2, default=str) + "\n")
 
-        log(f"size {size}: full run")
-        result["full"] = {}
-        run_import(base_spec, "bench_full", result["full"], save)
+        log(f"size {size}: full run on {', '.join(options.staging)}")
+        run_import(specs, "bench_full", result["runs"], save)
 
         if options.naive:
             fraction = options.naive_fraction.get(size, 1.0)
@@ -206,7 +236,8 @@ def bench_size(size: str, options: argparse.Namespace, machine_info: dict[str, A
                 },
             )
             naive["load_average"] = [round(value, 1) for value in os.getloadavg()]
-            naive["whole_district"] = naive_extrapolation(naive, result["full"]["extract"])
+            first_extract = result["runs"][options.staging[0]]["full"]["extract"]
+            naive["whole_district"] = naive_extrapolation(naive, first_extract)
             result["naive"] = naive
             save()
             log(
@@ -220,13 +251,23 @@ def bench_size(size: str, options: argparse.Namespace, machine_info: dict[str, A
         result["changes"]["seconds"] = round(time.perf_counter() - change_started, 1)
         save()
         log(f"size {size}: incremental run")
-        result["incremental"] = {}
-        run_import(base_spec, "bench_incremental", result["incremental"], save)
-    result["rows_that_changed"] = rows_that_changed(staging_url, DISTRICT_ID, "bench_full", "bench_incremental")
+        run_import(specs, "bench_incremental", result["runs"], save)
+    for database, staging_url in staging_urls.items():
+        result["runs"][database]["rows_that_changed"] = rows_that_changed(
+            staging_url, DISTRICT_ID, "bench_full", "bench_incremental"
+        )
     result["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     result["summary"] = report.summarise(result)
     partial.unlink(missing_ok=True)
     return result
+
+
+def parse_staging(text: str) -> list[str]:
+    databases = [item.strip().lower() for item in text.split(",") if item.strip()]
+    unknown = [item for item in databases if item not in STAGING_DATABASES]
+    if unknown or not databases:
+        raise argparse.ArgumentTypeError(f"staging databases are {', '.join(STAGING_DATABASES)}; got {text!r}")
+    return list(dict.fromkeys(databases))
 
 
 def parse_fractions(text: str) -> dict[str, float]:
@@ -272,10 +313,17 @@ def main(argv: list[str] | None = None) -> int:
         help="simulator max page size per resource (repeatable; default the simulator's)",
     )
     parser.add_argument(
-        "--staging-url",
-        default=os.environ.get("BENCH_STAGING_URL"),
-        help="staging database: default SQLite under var/bench/<size>/; a PostgreSQL server URL "
-        "gets a fresh database per size (env BENCH_STAGING_URL)",
+        "--staging",
+        type=parse_staging,
+        default=parse_staging(os.environ.get("BENCH_STAGING", ",".join(STAGING_DATABASES))),
+        help="staging databases measured side by side: sqlite, postgresql or both (env BENCH_STAGING; "
+        "default sqlite,postgresql)",
+    )
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("BENCH_POSTGRES_URL") or os.environ.get("BENCH_STAGING_URL") or DEFAULT_POSTGRES_URL,
+        help="the PostgreSQL server: a fresh database per size (env BENCH_POSTGRES_URL; default "
+        f"{DEFAULT_POSTGRES_URL})",
     )
     parser.add_argument("--change-fraction", type=float, default=0.01, help="share of the district changed (0.01)")
     parser.add_argument(

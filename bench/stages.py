@@ -212,19 +212,28 @@ def main() -> None:
     engine = create_all(get_engine(spec["staging_url"]))
     config = district_config(spec["district_id"], spec["concurrency"])
     rss_before = _peak_rss_mb()
-    cpu, started = _cpu_seconds(), time.perf_counter()
-    result = STAGES[spec["stage"]](spec, engine, config)
-    seconds = result.pop("_stage_seconds", None) or time.perf_counter() - started
+    from bench.machine import StageSampler
+
+    # The machine while the stage works: other work's CPU, the PostgreSQL server's for this
+    # database (bench/machine.py); the benchmark's own processes are bench/run.py's tree.
+    with StageSampler(os.getppid(), spec.get("postgres_database")) as sampler:
+        cpu, started = _cpu_seconds(), time.perf_counter()
+        result = STAGES[spec["stage"]](spec, engine, config)
+        seconds = result.pop("_stage_seconds", None) or time.perf_counter() - started
+        cpu_seconds = _cpu_seconds() - cpu
+    machine = sampler.result()
     print(
         json.dumps(
             {
                 "stage": spec["stage"],
                 "seconds": round(seconds, 2),
-                "cpu_seconds": round(_cpu_seconds() - cpu, 2),
+                "cpu_seconds": round(cpu_seconds, 2),
+                "server_cpu_seconds": machine.get("postgres_server_cpu_seconds"),
                 "import_seconds": round(import_seconds, 2),
                 "peak_rss_mb": _peak_rss_mb(),
                 "rss_before_stage_mb": rss_before,
                 "load_average": [round(value, 1) for value in os.getloadavg()],
+                "machine": machine,
                 **result,
             },
             default=str,

@@ -175,7 +175,7 @@ class LoadStats:
 def _pending_pages(engine: Engine, district_id: str, run_id: str, phase: Phase, page_size: int):
     """The phase's pending rows, page by page: per action, in id order (keyset pagination).
 
-    Each page is an index range scan (ix_change_set_run_pending), so a million rows cost
+    Each page is an index range scan (ix_change_set_run_action), so a million rows cost
     one pass. Rows already handed out are past the keyset cursor: a batch still in flight
     is never read twice, whether or not its results are recorded yet. A page's payloads
     are decoded in one call (one JSON array), not row by row.

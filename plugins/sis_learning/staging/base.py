@@ -140,6 +140,7 @@ def _add_missing_columns(engine: Engine) -> None:
                     rebuild.append(table)
     if not statements and not rebuild:
         _add_missing_indexes(engine)
+        _upgrade_storage(engine)
         return
     with engine.begin() as connection:
         for statement in statements:
@@ -159,6 +160,37 @@ def _add_missing_columns(engine: Engine) -> None:
             )
             connection.exec_driver_sql(f'DROP TABLE "{table.name}__before_upgrade"')
     _add_missing_indexes(engine)
+    _upgrade_storage(engine)
+
+
+def _upgrade_storage(engine: Engine) -> None:
+    """Drop the indexes a model retired (``info["retired_indexes"]``) and, on PostgreSQL, give a
+    table the storage parameters its model asks for (``postgresql_with``: e.g. a fillfactor).
+
+    A new fillfactor applies to pages written from then on; rows already stored stay as they are.
+    """
+    from sqlalchemy import inspect
+
+    inspector = inspect(engine)
+    statements = []
+    for table in Base.metadata.sorted_tables:
+        retired = table.info.get("retired_indexes", ())
+        wanted = table.dialect_options["postgresql"]["with"] if engine.dialect.name == "postgresql" else {}
+        if not (retired or wanted) or not inspector.has_table(table.name):
+            continue
+        existing = {index["name"] for index in inspector.get_indexes(table.name)}
+        statements += [f'DROP INDEX IF EXISTS "{name}"' for name in retired if name in existing]
+        if wanted:
+            options = inspector.get_table_options(table.name).get("postgresql_with") or {}
+            if {key: str(value) for key, value in wanted.items()} != {
+                key: str(value) for key, value in options.items()
+            }:
+                settings = ", ".join(f"{key} = {value}" for key, value in wanted.items())
+                statements.append(f'ALTER TABLE "{table.name}" SET ({settings})')
+    if statements:
+        with engine.begin() as connection:
+            for statement in statements:
+                connection.exec_driver_sql(statement)
 
 
 def _add_missing_indexes(engine: Engine) -> None:
