@@ -190,3 +190,67 @@ def test_warnings_are_counted_apart_from_rejections_in_the_report_and_the_email(
     assert "Warnings: 7 field(s) imported without their value (not rejections" in email.html
     warning_block = email.text.split("Warnings: 7")[1].split("\n\n")[0]
     assert "rejection" not in warning_block.replace("not rejections", "")
+
+
+def test_the_staged_warnings_reach_the_report_and_the_failure_email(staging_url, smtp):
+    """What validate staged in validation_warnings is what the report and the email count,
+    read from staging (SQLite and PostgreSQL), apart from the rejections."""
+    from sis_learning.staging.base import bulk_insert
+    from sis_learning.staging.quality import RejectedRow, ValidationWarning
+    from sis_learning.staging.runs import utcnow
+
+    engine = create_all(get_engine(staging_url))
+    start_run(engine, "demo", RUN_ID, dag_id="sis_import__demo")
+    _fail(engine, "load", "Learning did not answer")
+    now = utcnow()
+    common = {"district_id": "demo", "run_id": RUN_ID, "stage": "validate", "created_at": now}
+    bulk_insert(
+        engine,
+        ValidationWarning,
+        [
+            {
+                **common,
+                "entity": "students",
+                "source_id": str(300 + number),
+                "rule": "email_format",
+                "field": "email",
+                "value": "n/a",
+                "reason": "the email address 'n/a' is not a valid email address: imported without an email",
+                "action": "cleared",
+            }
+            for number in range(3)
+        ]
+        + [
+            {
+                **common,
+                "entity": "students",
+                "source_id": "310",
+                "rule": "grade_level_present",
+                "field": "grade_level",
+                "value": None,
+                "reason": "the student has no grade level: imported without a user level",
+                "action": "cleared",
+            }
+        ],
+    )
+    bulk_insert(
+        engine,
+        RejectedRow,
+        [{**common, "entity": "staff", "source_id": "200", "rule": "username_missing", "reason": "no username"}],
+    )
+    config = load_district_by_id("demo")
+    summary = build_summary(engine, config, RUN_ID)
+    assert summary.warned == 4
+    assert [(item["rule"], item["n"]) for item in summary.top_warnings] == [
+        ("email_format", 3),
+        ("grade_level_present", 1),
+    ]
+    assert [(item["rule"], item["n"]) for item in summary.top_rejections] == [("username_missing", 1)]
+    text = format_text(summary)
+    assert "Warnings (imported without the value; never counted toward thresholds): 4" in text
+    assert "3 x students / email_format (email)" in text
+    assert send_failure_email(config, summary) is True
+    [message] = smtp.mailbox.wait_for(1)
+    plain, _html = parts(message)
+    assert "Warnings: 4 field(s) imported without their value" in plain
+    engine.dispose()

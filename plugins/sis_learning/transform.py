@@ -272,11 +272,11 @@ def mapping_context(
 
 
 # The user type and id column of the staged rows whose users may get a generated login.
-GENERATED_LOGIN_USERS = {"staff": ("T", "staff_id"), "students": ("S", "student_id")}
+GENERATED_LOGIN_USERS = {"staff": ("T", "staff_id"), "students": ("S", "student_id"), "guardians": ("P", "guardian_id")}
 
 
 def with_kept_logins(rows: dict[str, pd.DataFrame], held_logins: dict[str, str]) -> dict[str, pd.DataFrame]:
-    """Teachers and students with ``kept_login``: the login Learning holds for them, if any.
+    """Teachers, students and parents with ``kept_login``: the login Learning holds for them, if any.
 
     "A login generated for a user and accepted by Learning stays theirs for good": the
     mapping uses it instead of generating one when the user has no SIS username and no

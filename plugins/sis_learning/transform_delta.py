@@ -4,8 +4,8 @@ Organizations, classes, teachers and their roster rows come from the small entit
 are transformed in full every run. For students, parents, user levels, student roster
 rows and parent links, only the rows of what validate validated again (``delta_keys`` of
 stage ``validate``) are transformed again; every other row is the base run's, copied in
-SQL. Also transformed again: every student whose login was generated (it depends on the
-logins the other users hold). Logins are generated against every login the district's
+SQL. Also transformed again: every student and parent whose login was generated (it depends
+on the logins the other users hold). Logins are generated against every login the district's
 passed users have, exactly as a run over the whole district does.
 
 ``replaced`` describes, per Learning entity, the rows recomputed: ``whole`` (every row),
@@ -40,17 +40,16 @@ def subsets(
     enrollments = set(validated.get("section_enrollments", ()))
     users = LEARNING_TABLES["users"].__table__
     with engine.connect() as connection:
-        generated = {
-            value
-            for (value,) in connection.execute(
-                text(
-                    f"SELECT external_id FROM {users.name} WHERE district_id = :d AND run_id = :b "
-                    "AND user_type = 'S' AND login_generated"
-                ),
-                {"d": config.district_id, "b": base_run_id},
-            )
-        }
-    students |= generated
+        generated = connection.execute(
+            text(
+                f"SELECT user_type, external_id FROM {users.name} WHERE district_id = :d AND run_id = :b "
+                "AND user_type IN ('S', 'P') AND login_generated"
+            ),
+            {"d": config.district_id, "b": base_run_id},
+        ).all()
+    # Parents get generated logins too (a Parent Portal username another user holds).
+    students |= {value for user_type, value in generated if user_type == "S"}
+    guardians |= {value for user_type, value in generated if user_type == "P"}
     pairs: set[str] = set()
     links: set[str] = set()
     for run in (run_id, base_run_id):

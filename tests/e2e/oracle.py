@@ -27,10 +27,14 @@ the pipeline's validate/transform code:
   a co-teacher in at most 25 classes, kept by the documented rule (latest term first, then
   lowest section id).
 
-Learning's own uniqueness rule (a login is unique in a domain, case-insensitively) makes
-some of these rows fail whatever the pipeline does; ``expected_state`` takes the users
-that failed (read from rejected_rows by the test, checked against ``login_collisions``)
-and removes them and what depends on them (their classes, roster rows and links).
+Learning's own uniqueness rule (a login is unique in a domain, case-insensitively): when
+users share a SIS username, the first (teachers, then students, then parents, each by DCID)
+keeps it and the others come in without it ("an imported user without a username ... will not
+fail to be imported" with autogeneration on, line 109): their Google / Office 365 email is
+their login, else a generated one. A username longer than Learning's 100 characters is
+treated the same way. Nobody fails then; ``expected_state`` still takes ``failed_users``
+(read from rejected_rows by the test) and removes them and what depends on them (their
+classes, roster rows and links), for a district that does not autogenerate.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from zoneinfo import ZoneInfo
 from sandbox.powerschool.store import DatasetStore
 
 CO_TEACHER_CLASS_LIMIT = 25
+LOGIN_MAX_LENGTH = 100  # Learning's
 
 
 @dataclass
@@ -69,7 +74,7 @@ class Oracle:
     rosters: dict[tuple[str, str], str]  # (class_id, "<user_type>:<user_id>") -> role
     parent_links: set[tuple[str, str]]
     # What the test needs beside the end state
-    source_logins: dict[str, str] = field(default_factory=dict)  # user key -> login from the SIS (lower case)
+    source_logins: dict[str, str] = field(default_factory=dict)  # user key -> SIS username (lower case)
     user_school: dict[str, set[str]] = field(default_factory=dict)  # user key -> allowed organization ids
     co_teacher_placements: dict[str, list[str]] = field(default_factory=dict)  # teacher -> classes, cap order
 
@@ -113,9 +118,14 @@ def sso_email(email: Any, rules: DistrictRules) -> str | None:
     return str(email).strip() if domain in rules.sso_domains else None
 
 
+def usable_username(username: Any) -> bool:
+    """A SIS username Learning can take as it is: present, at most 100 characters."""
+    return not blank(username) and len(str(username).strip()) <= LOGIN_MAX_LENGTH
+
+
 def sis_login(username: Any, email: Any, rules: DistrictRules) -> str | None:
     """The username; else the Google/O365 email (a user with one does not fail); else None (generated)."""
-    return text(username) or sso_email(email, rules)
+    return (text(username) if usable_username(username) else None) or sso_email(email, rules)
 
 
 def _candidates(store: DatasetStore, rules: DistrictRules) -> dict[str, Any]:
@@ -207,8 +217,8 @@ def expected_state(
     for teacher_id, row in data["teachers"].items():
         key = f"T:{row['dcid']}"
         login = sis_login(row["teacherloginid"], row["email_addr"], rules)
-        if login:
-            oracle.source_logins[key] = login.lower()
+        if usable_username(row["teacherloginid"]):
+            oracle.source_logins[key] = str(row["teacherloginid"]).strip().lower()
         if key in failed_users:
             continue
         teacher_dcid[teacher_id] = str(row["dcid"])
@@ -227,8 +237,8 @@ def expected_state(
     for student_id, row in data["students"].items():
         key = f"S:{row['dcid']}"
         login = sis_login(row["student_web_id"], row["email"], rules)
-        if login:
-            oracle.source_logins[key] = login.lower()
+        if usable_username(row["student_web_id"]):
+            oracle.source_logins[key] = str(row["student_web_id"]).strip().lower()
         if key in failed_users:
             continue
         student_dcid[student_id] = str(row["dcid"])
@@ -254,14 +264,15 @@ def expected_state(
         key = f"P:{guardian_id}"
         if not children[guardian_id]:
             continue  # parent-child links only between imported users; a parent comes with a child
-        oracle.source_logins[key] = row["username"].strip().lower()
+        if usable_username(row["username"]):
+            oracle.source_logins[key] = row["username"].strip().lower()
         if key in failed_users:
             continue
         oracle.users[key] = {
             "user_type": "P",
             "first_name": row["firstname"],
             "last_name": row["lastname"],
-            "login": row["username"],
+            "login": row["username"] if usable_username(row["username"]) else None,
             "email": address(row["email"]),
             "sso_email_address": None,
             "enabled": True,
@@ -269,6 +280,13 @@ def expected_state(
         oracle.user_school[key] = set().union(*(oracle.user_school[f"S:{child}"] for child in children[guardian_id]))
         for child in children[guardian_id]:
             oracle.parent_links.add((str(guardian_id), child))
+
+    # One user per login: the first of each group of users sharing a SIS username keeps it, the
+    # others come in with their SSO email as login, else a generated one (login None).
+    for group in login_collisions(oracle):
+        ordered = sorted((key for key in group if key in oracle.users), key=_keeper_order)
+        for key in ordered[1:]:
+            oracle.users[key]["login"] = oracle.users[key]["sso_email_address"]
 
     class_of_section = {}
     for section_id, row in data["sections"].items():
@@ -324,8 +342,14 @@ def _desc(value: str) -> tuple[int, ...]:
     return tuple(-ord(character) for character in value)
 
 
+def _keeper_order(key: str) -> tuple[int, int]:
+    """Who keeps a shared login: teachers, then students, then parents, each by DCID."""
+    user_type, _, external_id = key.partition(":")
+    return ("TSP".index(user_type), int(external_id))
+
+
 def login_collisions(oracle: Oracle) -> list[set[str]]:
-    """Groups of oracle users whose SIS logins are equal (case-insensitively): all but one must fail."""
+    """Groups of oracle users whose SIS usernames are equal (case-insensitively): one keeps it."""
     by_login: dict[str, set[str]] = defaultdict(set)
     for key, login in oracle.source_logins.items():
         by_login[login].add(key)

@@ -141,7 +141,7 @@ def test_parent_spec_takes_the_organization_of_the_first_child_by_lookup() -> No
             "last_name": "Lopez",
             "email": "maria@mail.example.com",
             "login": "mlopez",
-            "login_generated": "0",
+            "login_generated": False,
             "password_temporary": True,
             "user_type": "P",
             "organization_id": "105",
@@ -388,3 +388,25 @@ def test_every_spec_target_is_a_column_of_its_learning_table(tmp_path: Path) -> 
         r"learning_user_levels \(external_id, level_id\)",
     ):
         load_specs(tmp_path)
+
+
+def test_a_parent_without_a_usable_portal_username_gets_a_generated_login() -> None:
+    """The Parent Portal username validate cleared (shared with another user, or too long) is
+    replaced like a missing one: a generated login with the parent's letter, when the
+    district autogenerates usernames."""
+    guardians = pd.DataFrame(
+        {
+            "guardian_id": ["600", "601"],
+            "first_name": ["María", "Li"],
+            "last_name": ["López", "Wei"],
+            "portal_username": [None, "lwei"],
+            "email": [None, None],
+            "first_child_id": ["3001", "3001"],
+        }
+    )
+    students = pd.DataFrame({"school_id": ["105"]}, index=pd.Index(["3001"], name="student_id"))
+    result = spec("users_parents").apply(
+        guardians, context(lookups={"students": students}, autogenerate_usernames=True, taken_logins=set())
+    )
+    assert list(result["login"]) == ["maria.lopez.p600", "lwei"]
+    assert list(result["login_generated"]) == [True, False]

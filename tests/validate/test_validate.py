@@ -113,16 +113,12 @@ def test_every_rule_rejects_its_failing_row_and_passes_the_good_rows(staging_eng
         ("staff", "203", "last_name_present"),
         ("staff", "204", "first_name_length"),
         ("staff", "205", "last_name_length"),
-        ("staff", "208", "login_length"),
-        ("staff", "209", "login_unique"),
         ("students", None, "id_present"),
         ("students", "311", "id_unique"),
         ("students", "312", "first_name_present"),
         ("students", "313", "last_name_present"),
         ("students", "316", "school_reference"),
-        ("students", "317", "login_length"),
         ("guardians", "610", "first_name_present"),
-        ("guardians", "612", "login_length"),
         ("parent_links", "620:9999", "child_reference"),
         ("sections", "410", "id_unique"),
         ("sections", "411", "section_number_present"),
@@ -148,7 +144,6 @@ def test_every_rule_rejects_its_failing_row_and_passes_the_good_rows(staging_eng
         == {
             ("students", "318", "school_rejected"),
             ("parent_links", "610:300", "parent_rejected"),
-            ("parent_links", "612:300", "parent_rejected"),
             ("guardians", "620", "child_rejected"),
             ("section_enrollments", "512", "section_rejected"),
         }
@@ -176,6 +171,12 @@ def test_every_rule_rejects_its_failing_row_and_passes_the_good_rows(staging_eng
         ("students", "315"),
         ("guardians", "611"),
         ("parent_links", "611:300"),
+        # a username Learning cannot take is a warning too: the user gets another login (line 109)
+        ("staff", "208"),
+        ("staff", "209"),
+        ("students", "317"),
+        ("guardians", "612"),
+        ("parent_links", "612:300"),
     }
     assert not good & {(row.entity, row.source_id) for row in rejected.itertuples()}
     warnings = outcome_rows(staging_engine, ValidationWarning)
@@ -185,6 +186,10 @@ def test_every_rule_rejects_its_failing_row_and_passes_the_good_rows(staging_eng
         ("students", "314", "grade_level_present", "grade_level", "cleared"),
         ("students", "315", "email_format", "email", "cleared"),
         ("guardians", "611", "email_format", "email", "cleared"),
+        ("staff", "208", "login_length", "teacher_username", "cleared"),
+        ("staff", "209", "login_unique", "teacher_username", "cleared"),
+        ("students", "317", "login_length", "student_username", "cleared"),
+        ("guardians", "612", "login_length", "portal_username", "cleared"),
     }
     warned = {(row.entity, row.source_id): row for row in warnings.itertuples()}
     assert warned[("staff", "206")].value == "not-an-email"
@@ -194,12 +199,17 @@ def test_every_rule_rejects_its_failing_row_and_passes_the_good_rows(staging_eng
     )
     assert len(warned[("staff", "207")].value) == 200  # a warning quotes at most 200 characters
     assert "a" * 201 not in warned[("staff", "207")].reason
-    assert counts["staff"]["warned"] == 2 and counts["students"]["warned"] == 2
+    assert counts["staff"]["warned"] == 4 and counts["students"]["warned"] == 3
     # Reasons speak to a district admin and carry the offending value.
-    reasons = {(row.entity, row.source_id, row.rule): row.reason for row in rejected.itertuples()}
-    assert reasons[("staff", "209", "login_unique")] == (
-        "the login 'teacher200' is already used by teacher 200; Learning logins are unique"
+    assert warned[("staff", "209")].reason == (
+        "the login 'teacher200' is already used by teacher 200 (Learning logins are unique): imported without it, "
+        "the Google / Office 365 email is the login"
     )
+    assert warned[("guardians", "612")].reason == (
+        f"the Parent Portal username '{'p' * 101}' is longer than the 100 characters Learning accepts: imported "
+        "without it, with a generated login"
+    )
+    reasons = {(row.entity, row.source_id, row.rule): row.reason for row in rejected.itertuples()}
     # A section whose lead teacher is inactive (or left out by rule) is excluded by design: only
     # active teachers are imported, and a class comes over only with its teacher.
     excluded_reasons = {(row.entity, row.source_id, row.rule): row.reason for row in excluded.itertuples()}
@@ -221,8 +231,8 @@ def test_every_rule_rejects_its_failing_row_and_passes_the_good_rows(staging_eng
     )
     # The inactive teacher is excluded by design, not rejected.
     assert ("staff", "220", "inactive_staff") in keyed(excluded)
-    assert counts["staff"] == {"evaluated": 12, "passed": 3, "rejected": 8, "excluded": 1, "warned": 2}
-    assert counts["students"]["passed"] == 4  # 314 and 315 pass with a warning
+    assert counts["staff"] == {"evaluated": 12, "passed": 5, "rejected": 6, "excluded": 1, "warned": 4}
+    assert counts["students"]["passed"] == 5  # 314, 315 and 317 pass with a warning
     # The lead teacher's own section-teacher row is not a co-teacher placement and passes.
     assert ("section_teachers", "400:200") not in {(row.entity, row.source_id) for row in rejected.itertuples()}
     assert ("section_teachers", "400:200") not in {(row.entity, row.source_id) for row in excluded.itertuples()}
@@ -325,6 +335,85 @@ def test_username_missing_fails_only_without_autogeneration_and_sso_email(stagin
         ("students", "330", "username_missing"),
         ("staff", "240", "username_missing"),
     }
+
+
+@pytest.mark.parametrize("autogenerate", [True, False])
+def test_a_shared_or_too_long_username_is_a_warning_unless_the_user_can_get_no_other_login(
+    staging_engine, tmp_path: Path, autogenerate: bool
+) -> None:
+    """Line 109: with autogeneration on (or a Google / Office 365 email), a user whose SIS
+    username Learning cannot take (another user's login, or longer than 100 characters) is
+    imported without it; only without either is it a rejection, as a missing username is.
+    The first by type (teachers, students, parents) and id keeps a shared login, unless
+    another of them holds it in Learning already."""
+    staged = small_district()
+    staged.staff("241", teacher_username="Shared.Login", email="t241@gmail.com")
+    staged.student("332", student_username="shared.login", email="kid332@gmail.com")
+    staged.student("333", student_username="shared.login", email="kid333@students.test.org")  # SSO email
+    staged.guardian("640", "300", portal_username="SHARED.LOGIN")
+    staged.student("334", student_username="x" * 101, email=None)
+    staged.insert(staging_engine)
+    config = district_config(autogenerate_usernames=autogenerate)
+    counts = validate.validate_run(staging_engine, config, RUN_ID, tmp_path / "results")
+    rejected = {(row.entity, row.source_id): row for row in outcome_rows(staging_engine, RejectedRow).itertuples()}
+    warned = {(row.entity, row.source_id): row for row in outcome_rows(staging_engine, ValidationWarning).itertuples()}
+    login_rules = {"login_unique", "login_length"}
+    got_rejected = {key: row.rule for key, row in rejected.items() if row.rule in login_rules}
+    got_warned = {key: row.rule for key, row in warned.items() if row.rule in login_rules}
+    # the teacher keeps the login; the student with an SSO email logs in with it either way
+    assert ("staff", "241") not in got_rejected and ("staff", "241") not in got_warned
+    assert got_warned[("students", "333")] == "login_unique"
+    assert warned[("students", "333")].reason.endswith("the Google / Office 365 email is the login")
+    if autogenerate:
+        assert got_rejected == {}
+        assert got_warned == {
+            ("students", "332"): "login_unique",
+            ("students", "333"): "login_unique",
+            ("guardians", "640"): "login_unique",
+            ("students", "334"): "login_length",
+        }
+        assert warned[("students", "332")].reason == (
+            "the login 'shared.login' is already used by teacher 241 (Learning logins are unique): imported without "
+            "it, with a generated login"
+        )
+        assert warned[("students", "332")].field == "student_username" and warned[("students", "332")].action == (
+            "cleared"
+        )
+    else:
+        assert got_rejected == {
+            ("students", "332"): "login_unique",
+            ("guardians", "640"): "login_unique",
+            ("students", "334"): "login_length",
+        }
+        assert rejected[("students", "332")].reason.endswith(
+            "; the user has no Google / Office 365 email and the district does not autogenerate usernames"
+        )
+        assert counts["students"]["rejected"] == 2
+
+    # Learning already holds the login for student 332: 332 keeps it, the teacher gets another.
+    from sis_learning.staging.changes import LearningSnapshot
+
+    with staging_engine.begin() as connection:
+        connection.execute(
+            LearningSnapshot.__table__.insert().values(
+                district_id=config.district_id,
+                entity="users",
+                key="S:332",
+                organization_id="100",
+                content_hash="x",
+                payload=json.dumps({"login": "Shared.Login", "user_type": "S"}),
+                active=True,
+                run_id="earlier",
+            )
+        )
+    validate.validate_run(staging_engine, config, RUN_ID, tmp_path / "results")
+    rejected = {(row.entity, row.source_id) for row in outcome_rows(staging_engine, RejectedRow).itertuples()}
+    warned = {(row.entity, row.source_id): row for row in outcome_rows(staging_engine, ValidationWarning).itertuples()}
+    assert ("students", "332") not in rejected and ("students", "332") not in warned
+    if autogenerate:
+        assert warned[("staff", "241")].reason.startswith("the login 'shared.login' is already used by student 332")
+    else:
+        assert ("staff", "241") in rejected
 
 
 def test_the_cascade_is_recorded_row_by_row(staging_engine, tmp_path: Path) -> None:
