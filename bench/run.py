@@ -49,7 +49,7 @@ DISTRICT_ID = "bench"
 IMPORT_START_YEAR = 2025
 STAGES = ("extract", "validate", "transform", "diff", "load")
 STAGING_DATABASES = ("sqlite", "postgresql")
-DEFAULT_POSTGRES_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 # Naive baseline share of the district per size (it is one request at a time: 62,200
 # per-section calls for L would take most of an hour at 50 ms each).
 DEFAULT_NAIVE_FRACTION = {"tiny": 1.0, "demo": 1.0, "S": 1.0, "M": 0.2, "L": 0.03}

@@ -91,10 +91,11 @@ def airflow_environment(overrides: dict[str, str]) -> dict[str, str]:
     return dict(item.split("=", 1) for item in output.decode().split("\0") if "=" in item)
 
 
-def _database_url(admin_url: str, database: str) -> str:
+def _database_url(admin_url: str, database: str, driver: str) -> str:
     from sqlalchemy.engine import make_url
 
-    return make_url(admin_url).set(database=database).render_as_string(hide_password=False)
+    url = make_url(admin_url).set(database=database, drivername=driver)
+    return url.render_as_string(hide_password=False)
 
 
 @dataclass
@@ -141,8 +142,11 @@ class CeleryStack:
         self.api_port = free_port()
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         self.queue = f"{settings.name}_{self.stack_id}"
-        self.metadata_url = _database_url(settings.postgres_admin_url, settings.metadata_database)
-        self.staging_url = _database_url(settings.postgres_admin_url, settings.staging_database)
+        # Airflow's metadata through psycopg2 (as docker-compose.yaml); staging through psycopg 3.
+        self.metadata_url = _database_url(
+            settings.postgres_admin_url, settings.metadata_database, "postgresql+psycopg2"
+        )
+        self.staging_url = _database_url(settings.postgres_admin_url, settings.staging_database, "postgresql+psycopg")
         self.username = "admin"
         self.password = secrets.token_urlsafe(12)
         self.components: list[Component] = []

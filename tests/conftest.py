@@ -2,7 +2,7 @@
 
 PostgreSQL: tests marked ``postgres`` (or using ``postgres_url``) get a fresh database on
 the server named by ``SIS_LEARNING_TEST_POSTGRES`` (default
-``postgresql+psycopg2://postgres@127.0.0.1:5432/postgres``). With no server they are
+``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``). With no server they are
 skipped with a reason, unless ``SIS_LEARNING_REQUIRE_POSTGRES=1`` (set by .ci/run),
 which turns the skip into a failure.
 """
@@ -23,7 +23,7 @@ for path in (REPO_ROOT / "plugins", REPO_ROOT):
         sys.path.insert(0, str(path))
 
 POSTGRES_ADMIN_URL = os.environ.get(
-    "SIS_LEARNING_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+    "SIS_LEARNING_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 REQUIRE_POSTGRES = os.environ.get("SIS_LEARNING_REQUIRE_POSTGRES") == "1"
 

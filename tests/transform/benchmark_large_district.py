@@ -6,7 +6,7 @@ process and reports their wall time and that process's peak RSS:
 
     .venv/bin/python -m tests.transform.benchmark_large_district \
         --students 200000 --enrollments 1000000 \
-        [--url postgresql+psycopg2://postgres@127.0.0.1:5432/postgres | --url sqlite:///var/bench.sqlite]
+        [--url postgresql+psycopg://postgres@127.0.0.1:5432/postgres | --url sqlite:///var/bench.sqlite]
 
 With a PostgreSQL server URL, a scratch database is created and dropped afterwards.
 About 1% of the rows carry problems (missing names, bad emails, dropped enrollments,
@@ -237,7 +237,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--students", type=int, default=200_000)
     parser.add_argument("--enrollments", type=int, default=1_000_000)
-    parser.add_argument("--url", default="postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--url", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--results-dir", default="var/bench/validation")
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     arguments = parser.parse_args()

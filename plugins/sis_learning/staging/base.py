@@ -1,17 +1,15 @@
 """Engine, sessions and the bulk insert path shared by every staged table.
 
 The staging database is chosen by ``SIS_LEARNING_STAGING_URL`` (any SQLAlchemy URL;
-``postgresql+psycopg2://...`` in production). Without it, the embedded default is a
+``postgresql+psycopg://...`` in production). Without it, the embedded default is a
 SQLite file under ``var/`` in the repository. On PostgreSQL, large inserts go through
-``COPY ... FROM STDIN`` (an order of magnitude faster than INSERT); elsewhere through
-executemany.
+``COPY ... FROM STDIN`` (an order of magnitude faster than INSERT; ``staging/postgres.py``);
+elsewhere through executemany.
 """
 
 from __future__ import annotations
 
-import csv
 import importlib
-import io
 import itertools
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -75,6 +73,23 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _driver_arguments(url: str) -> dict[str, Any]:
+    """psycopg 3 binds parameters on the client, as psycopg2 does.
+
+    Its default, server-side binding, makes PostgreSQL deduce one type per parameter, and
+    a parameter used twice (``SELECT :district ... WHERE district_id = :district``) as text
+    and as varchar is refused. Client-side binding keeps every statement meaning what it
+    meant under psycopg2; COPY is the same either way.
+    """
+    from sqlalchemy.engine import make_url
+
+    if make_url(url).get_dialect().driver != "psycopg":
+        return {}
+    import psycopg
+
+    return {"connect_args": {"cursor_factory": psycopg.ClientCursor}}
+
+
 def get_engine(url: str | None = None) -> Engine:
     """One engine per URL per process (engines pool connections; create them once)."""
     url = url or staging_url()
@@ -84,7 +99,7 @@ def get_engine(url: str | None = None) -> Engine:
             engine = create_engine(url, connect_args={"timeout": 30})
             event.listen(engine, "connect", _sqlite_pragmas)
         else:
-            engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+            engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, **_driver_arguments(url))
         _ENGINES[url] = engine
     return engine
 
@@ -226,25 +241,6 @@ def session_scope(engine: Engine | None = None) -> Iterator[Session]:
         session.close()
 
 
-def _copy_value(value: Any) -> Any:
-    if value is None:
-        return _NULL
-    if value is True:
-        return "t"
-    if value is False:
-        return "f"
-    if isinstance(value, (dict, list)):
-        import json
-
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    return value
-
-
-_NULL = "\\N"
-# Values csv writes as they are in COPY's CSV form (everything else goes through _copy_value).
-_COPY_AS_IS = frozenset({str, int, float})
-
-
 def bulk_insert(connection_or_engine: Any, table: Table | Any, rows: Iterable[Mapping[str, Any]]) -> int:
     """Insert many rows into ``table`` (a Table or a declarative class); returns the count.
 
@@ -288,18 +284,9 @@ def insert_tuples(
     dialect = connection.dialect.name
     quoted = ", ".join(f'"{name}"' for name in columns)
     if dialect == "postgresql":
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        as_is = _COPY_AS_IS
-        writer.writerows([value if type(value) in as_is else _copy_value(value) for value in row] for row in rows)
-        buffer.seek(0)
-        raw = connection.connection.dbapi_connection
-        with raw.cursor() as cursor:
-            cursor.copy_expert(
-                f"COPY \"{table.name}\" ({quoted}) FROM STDIN WITH (FORMAT csv, NULL '{_NULL}')",
-                buffer,
-            )
-        return len(rows)
+        from sis_learning.staging.postgres import copy_in
+
+        return copy_in(connection, table, columns, rows)
     if dialect == "sqlite":
         # One executemany through the driver: SQLAlchemy's per-row parameter processing is
         # most of the cost of a large insert on SQLite. Values are converted the way the

@@ -6,7 +6,6 @@ writes are in ``source.py`` (extract) and ``base.py``.
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import numpy as np
@@ -15,6 +14,7 @@ from sqlalchemy import Boolean, Integer, case, func, select, text
 from sqlalchemy.engine import Engine
 
 from sis_learning.config import DistrictConfig
+from sis_learning.staging.postgres import copy_out_csv
 from sis_learning.staging.source import (
     StgCourse,
     StgGuardian,
@@ -35,10 +35,7 @@ def _copy_out(connection: Any, query: Any, columns: list[str]) -> pd.DataFrame:
     as literals by SQLAlchemy's compiler (the run's district and run ids only).
     """
     sql = str(query.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True}))
-    buffer = io.StringIO()
-    with connection.connection.dbapi_connection.cursor() as cursor:
-        cursor.copy_expert(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, NULL '\\N')", buffer)
-    buffer.seek(0)
+    buffer = copy_out_csv(connection, sql)
     frame = pd.read_csv(buffer, names=columns, header=None, dtype=str, keep_default_na=False, na_values=["\\N"])
     return frame
 
