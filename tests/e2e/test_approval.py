@@ -27,7 +27,9 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
@@ -59,6 +61,7 @@ class AirflowApi:
         self.client = TestClient(create_app("core"))
         token = get_auth_manager().generate_jwt(SimpleAuthManagerUser(username=user, role="admin"))
         self.headers = {"Authorization": f"Bearer {token}"}
+        self.since = datetime.now(UTC)
 
     def call(self, method: str, path: str, body: dict | None = None) -> Any:
         response = self.client.request(method, f"/api/v2{path}", json=body, headers=self.headers)
@@ -66,7 +69,10 @@ class AirflowApi:
         return response.json()
 
     def running_run(self) -> str | None:
-        runs = self.call("GET", f"/dags/{DAG_ID}/dagRuns?state=running&limit=5")["dag_runs"]
+        """The running run this test started: never a run left ``running`` in the metadata database by another
+        test (a killed worker's run stays ``running``; picking it made the reviewer wait forever)."""
+        query = urlencode({"state": "running", "start_date_gte": self.since.isoformat(), "order_by": "-start_date"})
+        runs = self.call("GET", f"/dags/{DAG_ID}/dagRuns?{query}&limit=5")["dag_runs"]
         return runs[0]["dag_run_id"] if runs else None
 
     def task(self, run_id: str, task_id: str) -> dict:
@@ -142,6 +148,7 @@ def run_with_reviewer(import_dag, api: AirflowApi, reviewer: Callable[[], None],
             if run_id:
                 api.fail_run(run_id)
 
+    api.since = datetime.now(UTC)
     thread = threading.Thread(target=act, daemon=True)
     thread.start()
     dag_run, seconds = run_dag(import_dag, **conf)
