@@ -34,7 +34,7 @@ def records(body: Any, plural: str, singular: str) -> list[dict[str, Any]]:
     wrapper = body.get(plural) if isinstance(body, dict) else None
     items = wrapper.get(singular) if isinstance(wrapper, dict) else None
     if isinstance(items, dict):
-        return [items]
+        return [items] if items else []  # {} is one of the empty page's shapes, not one empty record
     return items if isinstance(items, list) else []
 
 

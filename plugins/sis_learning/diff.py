@@ -47,7 +47,7 @@ from sis_learning.config import DistrictConfig
 from sis_learning.delta import DELTA, FULL, carried_unchanged, delta_keys, fingerprint, record_stage, usable_delta
 from sis_learning.entities import LEARNING_ENTITIES
 from sis_learning.exceptions import MassChangeDetected
-from sis_learning.staging.base import create_all
+from sis_learning.staging.base import create_all, temporary_values
 from sis_learning.staging.changes import (
     ACTION_CREATE,
     ACTION_DEACTIVATE,
@@ -243,6 +243,10 @@ def _key_filter(spec: EntitySpec, replaced: set[str] | None, key_column: Any, us
     """The rows a delta diff compares: keys in the temporary key table, or of a user type recomputed whole."""
     if replaced is None or WHOLE in replaced:
         return None
+    # Usually only keys: a plain IN, which PostgreSQL plans as a join with the (analysed)
+    # key table (staging.base.temporary_values), so the snapshot is read by its index for
+    # those keys only. Under an OR the IN stays a filter with a guessed selectivity of one
+    # half, and every entity's diff read the district's whole snapshot.
     conditions = [key_column.in_(select(text("key")).select_from(text(DELTA_KEYS_TABLE)))]
     for item in sorted(replaced):
         if item.startswith(TYPE_PREFIX):
@@ -253,7 +257,7 @@ def _key_filter(spec: EntitySpec, replaced: set[str] | None, key_column: Any, us
                 conditions.append(key_column.like(f"{user_type}:%"))
             elif spec.name == "rosters":
                 conditions.append(key_column.like(f"%:{user_type}:%"))
-    return or_(*conditions)
+    return conditions[0] if len(conditions) == 1 else or_(*conditions)
 
 
 def _current_rows(
@@ -486,13 +490,9 @@ def compute_changes(engine: Engine, config: DistrictConfig, run_id: str) -> dict
             retry = _retry_keys(connection, district_id, source.base_run_id)
             for spec in ENTITIES:
                 replaced = set(made_anew.get(spec.name, set())) | retry.get(spec.name, set())
-                connection.exec_driver_sql(f"DROP TABLE IF EXISTS {DELTA_KEYS_TABLE}")
-                connection.exec_driver_sql(f"CREATE TEMPORARY TABLE {DELTA_KEYS_TABLE} (key VARCHAR(250) PRIMARY KEY)")
-                explicit = sorted(key for key in replaced if not key.startswith("*"))
-                if explicit:
-                    connection.execute(
-                        text(f"INSERT INTO {DELTA_KEYS_TABLE} (key) VALUES (:k)"), [{"k": key} for key in explicit]
-                    )
+                temporary_values(
+                    connection, DELTA_KEYS_TABLE, (key for key in replaced if not key.startswith("*")), "key"
+                )
                 _diff_entity(connection, spec, district_id, run_id, replaced)
                 connection.exec_driver_sql(f"DROP TABLE IF EXISTS {DELTA_KEYS_TABLE}")
                 if WHOLE not in replaced:

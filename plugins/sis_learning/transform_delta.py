@@ -22,6 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from sis_learning.config import DistrictConfig
+from sis_learning.staging.base import temporary_values
 from sis_learning.staging.learning import LEARNING_TABLES
 from sis_learning.staging.reads import read_frame
 from sis_learning.staging.source import StgGuardian, StgSectionEnrollment
@@ -113,10 +114,7 @@ def carry_learning_rows(connection: Any, config: DistrictConfig, run_id: str, ba
         conditions = [f"NOT ({type_condition(entity, user_type)})" for user_type in types]
         connection.exec_driver_sql("DROP TABLE IF EXISTS delta_learning_keys")
         if explicit:
-            connection.exec_driver_sql("CREATE TEMPORARY TABLE delta_learning_keys (key VARCHAR(250) PRIMARY KEY)")
-            connection.execute(
-                text("INSERT INTO delta_learning_keys (key) VALUES (:k)"), [{"k": key} for key in explicit]
-            )
+            temporary_values(connection, "delta_learning_keys", explicit, "key")
             conditions.append(f"({key_sql(entity)}) NOT IN (SELECT key FROM delta_learning_keys)")
         where = "".join(f" AND {condition}" for condition in conditions)
         connection.execute(

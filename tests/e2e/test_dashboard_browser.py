@@ -302,14 +302,22 @@ class RestApi:
         path = f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}"
         return self.call("GET", path)["state"]
 
-    def wait(self, what: str, done, seconds: float = RUN_SECONDS):
+    def task_states(self, run_id: str, dag_id: str = "sis_import__demo") -> str:
+        """The run's task instances that are not done yet, with their states: what a timeout waited on."""
+        path = f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances?limit=100"
+        instances = self.call("GET", path)["task_instances"]
+        states = [f"{item['task_id']}={item['state']}" for item in instances if item["state"] not in ("success",)]
+        return ", ".join(sorted(states)) or "every task succeeded"
+
+    def wait(self, what: str, done, seconds: float = RUN_SECONDS, run_id: str | None = None):
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             value = done()
             if value:
                 return value
             time.sleep(2)
-        raise AssertionError(f"{what}: not within {seconds} s")
+        detail = f"; the run's tasks not succeeded: {self.task_states(run_id)}" if run_id else ""
+        raise AssertionError(f"{what}: not within {seconds} s{detail}")
 
 
 def students_of_the_biggest_school(staging_url: str) -> tuple[str, list[int]]:
@@ -356,7 +364,11 @@ def test_a_stopped_run_is_approved_in_the_airflow_ui(page, standalone):
     # A first import of the demo district, then 40 students of its biggest school leave in the SIS.
     first = api.trigger()
     assert (
-        api.wait("the first import", lambda: api.run_state(first) in ("success", "failed") and api.run_state(first))
+        api.wait(
+            "the first import",
+            lambda: api.run_state(first) in ("success", "failed") and api.run_state(first),
+            run_id=first,
+        )
         == "success"
     )
     school, students = students_of_the_biggest_school(staging_url)
@@ -372,7 +384,11 @@ def test_a_stopped_run_is_approved_in_the_airflow_ui(page, standalone):
             timeout=60,
         ).raise_for_status()
     stopped = api.trigger()
-    api.wait("the run to ask", lambda: api.task_state(stopped, "load.approve_mass_changes") == "awaiting_input")
+    api.wait(
+        "the run to ask",
+        lambda: api.task_state(stopped, "load.approve_mass_changes") == "awaiting_input",
+        run_id=stopped,
+    )
     asked = time.monotonic() - started
     review = staged(staging_url, "SELECT status, rows, findings FROM mass_change_reviews WHERE run_id = :r", r=stopped)
     assert [item["status"] for item in review] == ["waiting"]
@@ -404,7 +420,11 @@ def test_a_stopped_run_is_approved_in_the_airflow_ui(page, standalone):
     approve.click()
     page.get_by_text("response successful").first.wait_for()
     assert (
-        api.wait("the approved run", lambda: api.run_state(stopped) in ("success", "failed") and api.run_state(stopped))
+        api.wait(
+            "the approved run",
+            lambda: api.run_state(stopped) in ("success", "failed") and api.run_state(stopped),
+            run_id=stopped,
+        )
         == "success"
     )
     page.reload()

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Engine
 from sis_learning.config import DistrictConfig
 from sis_learning.hooks.http_client import PermissionDeniedError, ValidationFailedError
 from sis_learning.hooks.powerschool import Listing, PowerSchoolHook, id_string
+from sis_learning.staging.base import temporary_values
 from sis_learning.staging.delta import ExtractChange
 from sis_learning.staging.source import STAGED_SOURCE_TABLES, ExtractRead
 from sis_learning.staging.writer import DISTRICT_SCOPE, SOURCE_KEYS
@@ -358,11 +359,7 @@ def carry_forward(
             if not values:
                 continue
             name = f"carry_drop_{number}"
-            connection.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
-            connection.exec_driver_sql(f"CREATE TEMPORARY TABLE {name} (value VARCHAR(250) PRIMARY KEY)")
-            connection.execute(
-                text(f"INSERT INTO {name} (value) VALUES (:value)"), [{"value": value} for value in values]
-            )
+            temporary_values(connection, name, values)
             conditions.append(f'AND (t."{column}" IS NULL OR t."{column}" NOT IN (SELECT value FROM {name}))')
         where = " ".join(conditions)
         carried = connection.execute(

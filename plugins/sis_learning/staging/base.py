@@ -371,3 +371,26 @@ def delete_run_rows(connection: Any, table: Table | Any, district_id: str, run_i
 def ping(engine: Engine | None = None) -> None:
     with (engine or get_engine()).connect() as connection:
         connection.execute(text("SELECT 1"))
+
+
+def temporary_values(connection: Any, name: str, values: Iterable[str], column: str = "value") -> int:
+    """(Re)create the temporary table ``name`` with one text column holding ``values`` (distinct).
+
+    The delta stages select "the rows of these keys" with ``IN (SELECT value FROM name)``.
+    On PostgreSQL the values go in with one statement, and the table is analysed: autovacuum
+    never analyses a temporary table, and without statistics the planner guesses its size and
+    reads whole tables instead of their indexes. Returns the number of values.
+    """
+    distinct = sorted({str(value) for value in values})
+    connection.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+    connection.exec_driver_sql(f"CREATE TEMPORARY TABLE {name} ({column} VARCHAR(250) PRIMARY KEY)")
+    if not distinct:
+        return 0
+    if connection.dialect.name == "postgresql":
+        connection.execute(
+            text(f"INSERT INTO {name} ({column}) SELECT unnest(CAST(:values AS text[]))"), {"values": distinct}
+        )
+        connection.exec_driver_sql(f"ANALYZE {name}")
+    else:
+        connection.execute(text(f"INSERT INTO {name} ({column}) VALUES (:value)"), [{"value": v} for v in distinct])
+    return len(distinct)

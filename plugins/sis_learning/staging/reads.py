@@ -14,6 +14,7 @@ from sqlalchemy import Boolean, Integer, case, func, select, text
 from sqlalchemy.engine import Engine
 
 from sis_learning.config import DistrictConfig
+from sis_learning.staging.base import temporary_values
 from sis_learning.staging.postgres import copy_out_csv
 from sis_learning.staging.source import (
     StgCourse,
@@ -115,11 +116,8 @@ def _subset_condition(connection: Any, table: Any, subset: RowFilter, made: list
             continue
         _SUBSET_TABLES += 1
         name = f"subset_values_{_SUBSET_TABLES}"
-        connection.exec_driver_sql(f"CREATE TEMPORARY TABLE {name} (value VARCHAR(250) PRIMARY KEY)")
+        temporary_values(connection, name, wanted)
         made.append(name)
-        connection.execute(
-            text(f"INSERT INTO {name} (value) VALUES (:value)"), [{"value": value} for value in sorted(wanted)]
-        )
         conditions.append(column.in_(select(text("value")).select_from(text(name))))
     return or_(*conditions) if conditions else false()
 

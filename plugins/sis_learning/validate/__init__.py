@@ -37,6 +37,7 @@ from __future__ import annotations
 import shutil
 from datetime import UTC
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -154,6 +155,24 @@ def run_date(engine: Engine, config: DistrictConfig, run_id: str) -> str | None:
     return started.replace(tzinfo=UTC).astimezone(ZoneInfo(config.timezone)).date().isoformat()
 
 
+def stage_fingerprint(config: DistrictConfig, as_of: Any) -> str:
+    """What decides validate's result besides the staged rows: the settings, the rules, the run's date.
+
+    A run validates only what changed when its fingerprint equals its base run's, computed in
+    another process: everything in it must print the same whatever the process's hash seed.
+    """
+    return fingerprint(
+        config,
+        STAGE,
+        {
+            "as_of": as_of,
+            "rules": {entity: [repr(rule) for rule in SUITES[entity]] for entity in SUITES},
+            # a change to any rule (its outcome, its entities) makes the next run validate in full
+            "catalogue": [repr(rule) for rule in RULES],
+        },
+    )
+
+
 def validate_run(engine: Engine, config: DistrictConfig, run_id: str, results_dir: Path) -> dict[str, dict[str, int]]:
     """Validate one run's staged rows; write rejected/excluded rows and results; return counts per entity.
 
@@ -173,16 +192,7 @@ def validate_run(engine: Engine, config: DistrictConfig, run_id: str, results_di
         with engine.connect() as connection:
             return held_logins(connection, config.district_id)
 
-    print_ = fingerprint(
-        config,
-        STAGE,
-        {
-            "as_of": as_of,
-            "rules": {entity: [repr(rule) for rule in SUITES[entity]] for entity in SUITES},
-            # a change to any rule (its outcome, its entities) makes the next run validate in full
-            "catalogue": [repr(rule) for rule in RULES],
-        },
-    )
+    print_ = stage_fingerprint(config, as_of)
     source, reason = usable_delta(engine, config, run_id, STAGE, print_)
     planned = None
     if source is not None:

@@ -206,7 +206,17 @@ def carry_outcomes(
         "PRIMARY KEY (entity, source_id))"
     )
     values = [{"e": entity, "s": source_id} for entity, ids in replaced.items() for source_id in ids if source_id]
-    if values:
+    if values and connection.dialect.name == "postgresql":
+        # One statement, and statistics for the planner (staging.base.temporary_values says why).
+        connection.execute(
+            text(
+                "INSERT INTO delta_replaced (entity, source_id) "
+                "SELECT unnest(CAST(:e AS text[])), unnest(CAST(:s AS text[]))"
+            ),
+            {"e": [value["e"] for value in values], "s": [value["s"] for value in values]},
+        )
+        connection.exec_driver_sql("ANALYZE delta_replaced")
+    elif values:
         connection.execute(text("INSERT INTO delta_replaced (entity, source_id) VALUES (:e, :s)"), values)
     whole = ", ".join(f"'{entity}'" for entity in WHOLE_OUTCOMES)
     parameters = {"d": config.district_id, "r": run_id, "b": base_run_id, "created": created_at}

@@ -56,7 +56,9 @@ class Rule:
 
     name: str
     entities: tuple[str, ...]
-    outcomes: frozenset[str]
+    # Sorted: a frozenset's repr follows the process's string hash seed, and validate's
+    # fingerprint holds each rule's repr (a new process must find the same fingerprint).
+    outcomes: tuple[str, ...]
     line: int | None
     quote: str | None
     lines: tuple[int, ...] = ()
@@ -67,7 +69,12 @@ def _rule(
 ) -> list[Rule]:
     return [
         Rule(
-            name, tuple(entities.split()), frozenset(outcomes.split()), line, quote, lines or ((line,) if line else ())
+            name,
+            tuple(entities.split()),
+            tuple(sorted(set(outcomes.split()))),
+            line,
+            quote,
+            lines or ((line,) if line else ()),
         )
         for name in names.split()
     ]
