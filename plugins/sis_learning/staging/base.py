@@ -373,24 +373,40 @@ def ping(engine: Engine | None = None) -> None:
         connection.execute(text("SELECT 1"))
 
 
-def temporary_values(connection: Any, name: str, values: Iterable[str], column: str = "value") -> int:
+def temporary_values(connection: Any, name: str, values: Iterable[Any], column: str = "value") -> int:
     """(Re)create the temporary table ``name`` with one text column holding ``values`` (distinct).
 
     The delta stages select "the rows of these keys" with ``IN (SELECT value FROM name)``.
-    On PostgreSQL the values go in with one statement, and the table is analysed: autovacuum
-    never analyses a temporary table, and without statistics the planner guesses its size and
-    reads whole tables instead of their indexes. Returns the number of values.
+    Returns the number of values; see :func:`temporary_rows`.
     """
-    distinct = sorted({str(value) for value in values})
+    return temporary_rows(connection, name, ((str(value),) for value in values), (column,))
+
+
+def temporary_rows(connection: Any, name: str, rows: Iterable[tuple[str, ...]], columns: tuple[str, ...]) -> int:
+    """(Re)create the temporary table ``name`` of text ``columns`` (their primary key) holding ``rows`` (distinct).
+
+    On PostgreSQL the rows go in with one statement, and the table is analysed: autovacuum
+    never analyses a temporary table, and without statistics the planner guesses its size and
+    reads whole tables instead of their indexes. Returns the number of rows.
+    """
+    distinct = sorted(set(rows))
+    names = ", ".join(columns)
+    definitions = ", ".join(f"{column} VARCHAR(250)" for column in columns)
     connection.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
-    connection.exec_driver_sql(f"CREATE TEMPORARY TABLE {name} ({column} VARCHAR(250) PRIMARY KEY)")
+    connection.exec_driver_sql(f"CREATE TEMPORARY TABLE {name} ({definitions}, PRIMARY KEY ({names}))")
     if not distinct:
         return 0
     if connection.dialect.name == "postgresql":
+        arrays = ", ".join(f"unnest(CAST(:c{position} AS text[]))" for position in range(len(columns)))
         connection.execute(
-            text(f"INSERT INTO {name} ({column}) SELECT unnest(CAST(:values AS text[]))"), {"values": distinct}
+            text(f"INSERT INTO {name} ({names}) SELECT {arrays}"),
+            {f"c{position}": list(values) for position, values in enumerate(zip(*distinct, strict=True))},
         )
         connection.exec_driver_sql(f"ANALYZE {name}")
     else:
-        connection.execute(text(f"INSERT INTO {name} ({column}) VALUES (:value)"), [{"value": v} for v in distinct])
+        markers = ", ".join(f":c{position}" for position in range(len(columns)))
+        connection.execute(
+            text(f"INSERT INTO {name} ({names}) VALUES ({markers})"),
+            [{f"c{position}": value for position, value in enumerate(row)} for row in distinct],
+        )
     return len(distinct)

@@ -35,6 +35,7 @@ from sqlalchemy.engine import Engine
 
 from sis_learning.config import DistrictConfig
 from sis_learning.delta import SourceDelta
+from sis_learning.staging.base import temporary_rows
 from sis_learning.staging.quality import ExcludedRow, RejectedRow, ValidationWarning
 from sis_learning.staging.reads import STAGED_COLUMNS, read_frame
 from sis_learning.validate.cascade import blocks_summary
@@ -200,24 +201,12 @@ def carry_outcomes(
     Entities validated in full, and rows without a source id (always validated again), are
     not copied; nor the rows of ``replaced`` (entity -> source ids).
     """
-    connection.exec_driver_sql("DROP TABLE IF EXISTS delta_replaced")
-    connection.exec_driver_sql(
-        "CREATE TEMPORARY TABLE delta_replaced (entity VARCHAR(40), source_id VARCHAR(250), "
-        "PRIMARY KEY (entity, source_id))"
+    temporary_rows(
+        connection,
+        "delta_replaced",
+        ((entity, source_id) for entity, ids in replaced.items() for source_id in ids if source_id),
+        ("entity", "source_id"),
     )
-    values = [{"e": entity, "s": source_id} for entity, ids in replaced.items() for source_id in ids if source_id]
-    if values and connection.dialect.name == "postgresql":
-        # One statement, and statistics for the planner (staging.base.temporary_values says why).
-        connection.execute(
-            text(
-                "INSERT INTO delta_replaced (entity, source_id) "
-                "SELECT unnest(CAST(:e AS text[])), unnest(CAST(:s AS text[]))"
-            ),
-            {"e": [value["e"] for value in values], "s": [value["s"] for value in values]},
-        )
-        connection.exec_driver_sql("ANALYZE delta_replaced")
-    elif values:
-        connection.execute(text("INSERT INTO delta_replaced (entity, source_id) VALUES (:e, :s)"), values)
     whole = ", ".join(f"'{entity}'" for entity in WHOLE_OUTCOMES)
     parameters = {"d": config.district_id, "r": run_id, "b": base_run_id, "created": created_at}
     for model, columns in OUTCOME_COLUMNS.items():
