@@ -127,6 +127,18 @@ def fresh_postgres_database(server_url: str, prefix: str) -> str:
     return make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
 
+def drop_postgres_database(database_url: str) -> None:
+    """Drop a database ``fresh_postgres_database`` made (at L it holds several GB)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
+    admin.dispose()
+
+
 def _ratio(numerator: float | None, denominator: float | None) -> float | None:
     if numerator is None or not denominator:
         return None

@@ -256,6 +256,11 @@ def bench_size(size: str, options: argparse.Namespace, machine_info: dict[str, A
         result["runs"][database]["rows_that_changed"] = rows_that_changed(
             staging_url, DISTRICT_ID, "bench_full", "bench_incremental"
         )
+        if database == "postgresql":
+            if options.keep_databases:
+                log(f"size {size}: kept the staging database {make_url(staging_url).database}")
+            else:
+                report.drop_postgres_database(staging_url)
     result["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     result["summary"] = report.summarise(result)
     partial.unlink(missing_ok=True)
@@ -324,6 +329,13 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("BENCH_POSTGRES_URL") or os.environ.get("BENCH_STAGING_URL") or DEFAULT_POSTGRES_URL,
         help="the PostgreSQL server: a fresh database per size (env BENCH_POSTGRES_URL; default "
         f"{DEFAULT_POSTGRES_URL})",
+    )
+    parser.add_argument(
+        "--keep-databases",
+        action="store_true",
+        default=os.environ.get("BENCH_KEEP_DATABASES", "") not in ("", "0"),
+        help="keep each size's PostgreSQL staging database to query afterwards (env BENCH_KEEP_DATABASES=1; "
+        "by default it is dropped once the size's figures are written)",
     )
     parser.add_argument("--change-fraction", type=float, default=0.01, help="share of the district changed (0.01)")
     parser.add_argument(

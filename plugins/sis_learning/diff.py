@@ -38,6 +38,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Boolean, String, Text, and_, case, cast, exists, func, literal, or_, select, text, true
@@ -47,7 +48,7 @@ from sis_learning.config import DistrictConfig
 from sis_learning.delta import DELTA, FULL, carried_unchanged, delta_keys, fingerprint, record_stage, usable_delta
 from sis_learning.entities import LEARNING_ENTITIES
 from sis_learning.exceptions import MassChangeDetected
-from sis_learning.staging.base import create_all, temporary_values
+from sis_learning.staging.base import create_all, side_by_side, staging_workers, temporary_values
 from sis_learning.staging.changes import (
     ACTION_CREATE,
     ACTION_DEACTIVATE,
@@ -62,7 +63,7 @@ from sis_learning.staging.changes import (
     LearningSnapshot,
     migrate_user_identity,
 )
-from sis_learning.staging.learning import LEARNING_TABLES, LearningClass, LearningUser
+from sis_learning.staging.learning import LEARNING_TABLES, LearningClass, LearningUser, largest_first
 from sis_learning.staging.quality import RejectedRow
 from sis_learning.staging.runs import SyncRun
 from sis_learning.transform_delta import TYPE_PREFIX, WHOLE
@@ -438,11 +439,56 @@ def _present_keys(connection: Connection, spec: EntitySpec, district_id: str, ru
     )
 
 
+def _delete_unaccepted(connection: Connection, district_id: str, run_id: str) -> None:
+    """The run's change-set rows, except those Learning accepted in an earlier attempt."""
+    changes = ChangeSet.__table__
+    connection.execute(
+        changes.delete().where(
+            changes.c.district_id == district_id, changes.c.run_id == run_id, changes.c.status != STATUS_ACCEPTED
+        )
+    )
+
+
+def _diff_one(
+    connection: Connection,
+    spec: EntitySpec,
+    district_id: str,
+    run_id: str,
+    source: Any,
+    made_anew: dict[str, set[str]],
+    retry: dict[str, set[str]],
+    unchanged: dict[str, int],
+) -> None:
+    """One entity's change-set rows: all of them, or (after an incremental read) the keys that may have changed."""
+    if source is None:
+        _diff_entity(connection, spec, district_id, run_id)
+        return
+    changes = ChangeSet.__table__
+    replaced = set(made_anew.get(spec.name, set())) | retry.get(spec.name, set())
+    temporary_values(connection, DELTA_KEYS_TABLE, (key for key in replaced if not key.startswith("*")), "key")
+    _diff_entity(connection, spec, district_id, run_id, replaced)
+    connection.exec_driver_sql(f"DROP TABLE IF EXISTS {DELTA_KEYS_TABLE}")
+    if WHOLE not in replaced:
+        present = connection.scalar(
+            select(func.count()).where(
+                changes.c.district_id == district_id,
+                changes.c.run_id == run_id,
+                changes.c.entity == spec.name,
+                changes.c.action.not_in((ACTION_DEACTIVATE, ACTION_REMOVE)),
+            )
+        )
+        unchanged[spec.name] = _present_keys(connection, spec, district_id, run_id) - int(present or 0)
+
+
 def compute_changes(engine: Engine, config: DistrictConfig, run_id: str) -> dict[str, dict[str, int]]:
     """Diff this run's Learning-shaped rows against the snapshot into ``change_set``.
 
     Returns ``{entity: {"create": n, "update": n, "deactivate": n, "remove": n,
-    "unchanged": n}}``. Runs in one transaction: a crash leaves the previous change set.
+    "unchanged": n}}``. On SQLite it runs in one transaction: a crash leaves the previous
+    change set. On PostgreSQL the entities are compared side by side (``staging.base.side_by_side``),
+    each committed on its own: an error in one removes the others' rows again (rows accepted
+    in an earlier attempt stay), and a process killed part-way fails the task before the load
+    reads anything; the rerun recomputes every row not yet accepted.
     Rows Learning already accepted in an earlier attempt of the same run are kept as they
     are; everything else (pending, skipped, refused) is recomputed, and this run's
     load-stage rejected rows are cleared because refused rows are tried again.
@@ -458,6 +504,9 @@ def compute_changes(engine: Engine, config: DistrictConfig, run_id: str) -> dict
     print_ = fingerprint(config, STAGE)
     source, reason = usable_delta(engine, config, run_id, STAGE, print_, previous_stage="transform")
     made_anew = delta_keys(engine, district_id, run_id, "transform") if source is not None else {}
+    parallel = staging_workers(engine) > 1
+    retry: dict[str, set[str]] = {}
+    unchanged: dict[str, int] = {}
     with engine.begin() as connection:
         if connection.dialect.name == "sqlite":
             _register_sqlite_functions(connection)
@@ -466,11 +515,7 @@ def compute_changes(engine: Engine, config: DistrictConfig, run_id: str) -> dict
         )
         if any(migrated.values()):
             log.info("snapshot of %s rekeyed for identity by user type: %s", district_id, migrated)
-        connection.execute(
-            changes.delete().where(
-                changes.c.district_id == district_id, changes.c.run_id == run_id, changes.c.status != STATUS_ACCEPTED
-            )
-        )
+        _delete_unaccepted(connection, district_id, run_id)
         connection.execute(
             rejected.delete().where(
                 rejected.c.district_id == district_id, rejected.c.run_id == run_id, rejected.c.stage == "load"
@@ -482,29 +527,27 @@ def compute_changes(engine: Engine, config: DistrictConfig, run_id: str) -> dict
             tables = [LEARNING_TABLES[spec.name].__table__.name for spec in ENTITIES]
             tables += [LearningSnapshot.__table__.name, changes.name]
             connection.exec_driver_sql("ANALYZE " + ", ".join(f'"{name}"' for name in tables))
-        unchanged: dict[str, int] = {}
-        if source is None:
-            for spec in ENTITIES:
-                _diff_entity(connection, spec, district_id, run_id)
-        else:
+        if source is not None:
             retry = _retry_keys(connection, district_id, source.base_run_id)
-            for spec in ENTITIES:
-                replaced = set(made_anew.get(spec.name, set())) | retry.get(spec.name, set())
-                temporary_values(
-                    connection, DELTA_KEYS_TABLE, (key for key in replaced if not key.startswith("*")), "key"
-                )
-                _diff_entity(connection, spec, district_id, run_id, replaced)
-                connection.exec_driver_sql(f"DROP TABLE IF EXISTS {DELTA_KEYS_TABLE}")
-                if WHOLE not in replaced:
-                    present = connection.scalar(
-                        select(func.count()).where(
-                            changes.c.district_id == district_id,
-                            changes.c.run_id == run_id,
-                            changes.c.entity == spec.name,
-                            changes.c.action.not_in((ACTION_DEACTIVATE, ACTION_REMOVE)),
-                        )
-                    )
-                    unchanged[spec.name] = _present_keys(connection, spec, district_id, run_id) - int(present or 0)
+        jobs = [
+            partial(
+                _diff_one,
+                spec=ENTITY_BY_NAME[name],
+                district_id=district_id,
+                run_id=run_id,
+                source=source,
+                made_anew=made_anew,
+                retry=retry,
+                unchanged=unchanged,
+            )
+            for name in largest_first(ENTITY_BY_NAME)
+        ]
+        if not parallel:
+            for job in jobs:
+                job(connection)
+    if parallel:
+        # PostgreSQL: the entities side by side, each committed on its own (see the docstring).
+        side_by_side(engine, jobs, undo=partial(_delete_unaccepted, district_id=district_id, run_id=run_id))
     record_stage(
         engine,
         config,
@@ -517,8 +560,10 @@ def compute_changes(engine: Engine, config: DistrictConfig, run_id: str) -> dict
         if source is None
         else "compared the rows transform made anew, "
         "and those the base run did not get accepted or that changed in the snapshot since; the others are "
-        "unchanged: " + ", ".join(f"{rows} {entity}" for entity, rows in unchanged.items()),
-        counts=unchanged if source is not None else None,
+        "unchanged: " + ", ".join(f"{unchanged[spec.name]} {spec.name}" for spec in ENTITIES if spec.name in unchanged),
+        counts={spec.name: unchanged[spec.name] for spec in ENTITIES if spec.name in unchanged}
+        if source is not None
+        else None,
     )
     counts = change_counts(engine, district_id, run_id)
     log.debug("change set of %s run %s: %s", district_id, run_id, counts)  # the task logs a summary line

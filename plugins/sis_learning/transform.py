@@ -14,22 +14,23 @@ dropped (student). No password value is ever produced: users carry
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import Boolean, select, union_all
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from sis_learning import transform_delta
 from sis_learning.config import MAPPINGS_DIR, DistrictConfig
 from sis_learning.delta import DELTA, FULL, delta_keys, fingerprint, record_stage, usable_delta
 from sis_learning.entities import MAPPING_SPECS, SOURCE_ENTITIES
 from sis_learning.mapping import KEPT_LOGIN_COLUMN, MappingContext, MappingSpec, MappingSpecError, load_spec
-from sis_learning.staging.base import delete_run_rows, insert_frame
+from sis_learning.staging.base import delete_run_rows, insert_frame, side_by_side, staging_workers
 from sis_learning.staging.changes import held_logins
-from sis_learning.staging.learning import LEARNING_TABLES
+from sis_learning.staging.learning import LEARNING_TABLES, largest_first
 from sis_learning.staging.quality import ExcludedRow, RejectedRow, ValidationWarning
 from sis_learning.staging.reads import fetch_frame, read_staged
 from sis_learning.validate import STAGE as VALIDATE_STAGE
@@ -367,24 +368,44 @@ def _table_rows(frame: pd.DataFrame, model: Any) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def _delete_learning_rows(connection: Connection, config: DistrictConfig, run_id: str) -> None:
+    for model in LEARNING_TABLES.values():
+        delete_run_rows(connection, model, config.district_id, run_id)
+
+
 def _write(
     engine: Engine, config: DistrictConfig, run_id: str, learning: dict[str, pd.DataFrame], base: dict | None = None
 ) -> None:
     """Replace the run's learning_* rows; with ``base`` (a delta run), the base run's rows not
-    transformed again are copied first (``transform_delta``)."""
-    with engine.begin() as connection:
-        for model in LEARNING_TABLES.values():
-            delete_run_rows(connection, model, config.district_id, run_id)
+    transformed again are copied first (``transform_delta``).
+
+    SQLite: one transaction. PostgreSQL: the tables side by side, each in a transaction of its
+    own (``staging.base.side_by_side``); an error removes the run's learning_* rows, which the
+    rerun writes again.
+    """
+
+    def write(connection: Connection, entity: str) -> None:
+        model = LEARNING_TABLES[entity]
+        delete_run_rows(connection, model, config.district_id, run_id)
         if base is not None:
-            transform_delta.carry_learning_rows(connection, config, run_id, base["run_id"], base["replaced"])
-        for entity, model in LEARNING_TABLES.items():
-            insert_frame(
-                connection,
-                model,
-                _table_rows(learning[entity], model),
-                {"district_id": config.district_id, "run_id": run_id},
-                chunk_rows=INSERT_CHUNK_ROWS,
-            )
+            transform_delta.carry_learning_rows(connection, config, run_id, base["run_id"], base["replaced"], entity)
+        insert_frame(
+            connection,
+            model,
+            _table_rows(learning[entity], model),
+            {"district_id": config.district_id, "run_id": run_id},
+            chunk_rows=INSERT_CHUNK_ROWS,
+        )
+
+    jobs = [partial(write, entity=entity) for entity in largest_first(LEARNING_TABLES)]
+    if staging_workers(engine) > 1:
+        # PostgreSQL: one table per connection, each committed on its own; a failure fails
+        # the task, and its rerun replaces every table's rows of the run.
+        side_by_side(engine, jobs, undo=partial(_delete_learning_rows, config=config, run_id=run_id))
+        return
+    with engine.begin() as connection:
+        for job in jobs:
+            job(connection)
 
 
 def transform_run(

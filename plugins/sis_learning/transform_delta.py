@@ -99,32 +99,33 @@ def type_condition(entity: str, user_type: str, alias: str = "t") -> str:
     return f"{alias}.user_type = '{user_type}'"
 
 
-def carry_learning_rows(connection: Any, config: DistrictConfig, run_id: str, base_run_id: str, replaced) -> None:
-    """Copy the base run's Learning rows that were not transformed again into this run, in SQL."""
-    for entity, model in LEARNING_TABLES.items():
-        keys = replaced.get(entity, set())
-        if WHOLE in keys:
-            continue
-        table = model.__table__
-        columns = [column.name for column in table.columns if column.name not in ("id", "run_id")]
-        names = ", ".join(columns)
-        selected = ", ".join(f"t.{name}" for name in columns)
-        types = sorted(key[len(TYPE_PREFIX) :] for key in keys if key.startswith(TYPE_PREFIX))
-        explicit = sorted(key for key in keys if not key.startswith(TYPE_PREFIX))
-        conditions = [f"NOT ({type_condition(entity, user_type)})" for user_type in types]
-        connection.exec_driver_sql("DROP TABLE IF EXISTS delta_learning_keys")
-        if explicit:
-            temporary_values(connection, "delta_learning_keys", explicit, "key")
-            conditions.append(f"({key_sql(entity)}) NOT IN (SELECT key FROM delta_learning_keys)")
-        where = "".join(f" AND {condition}" for condition in conditions)
-        connection.execute(
-            text(
-                f"INSERT INTO {table.name} (run_id, {names}) SELECT :r, {selected} FROM {table.name} t "
-                f"WHERE t.district_id = :d AND t.run_id = :b{where}"
-            ),
-            {"d": config.district_id, "r": run_id, "b": base_run_id},
-        )
-        connection.exec_driver_sql("DROP TABLE IF EXISTS delta_learning_keys")
+def carry_learning_rows(
+    connection: Any, config: DistrictConfig, run_id: str, base_run_id: str, replaced, entity: str
+) -> None:
+    """Copy the base run's rows of one Learning entity that were not transformed again into this run, in SQL."""
+    keys = replaced.get(entity, set())
+    if WHOLE in keys:
+        return
+    table = LEARNING_TABLES[entity].__table__
+    columns = [column.name for column in table.columns if column.name not in ("id", "run_id")]
+    names = ", ".join(columns)
+    selected = ", ".join(f"t.{name}" for name in columns)
+    types = sorted(key[len(TYPE_PREFIX) :] for key in keys if key.startswith(TYPE_PREFIX))
+    explicit = sorted(key for key in keys if not key.startswith(TYPE_PREFIX))
+    conditions = [f"NOT ({type_condition(entity, user_type)})" for user_type in types]
+    connection.exec_driver_sql("DROP TABLE IF EXISTS delta_learning_keys")
+    if explicit:
+        temporary_values(connection, "delta_learning_keys", explicit, "key")
+        conditions.append(f"({key_sql(entity)}) NOT IN (SELECT key FROM delta_learning_keys)")
+    where = "".join(f" AND {condition}" for condition in conditions)
+    connection.execute(
+        text(
+            f"INSERT INTO {table.name} (run_id, {names}) SELECT :r, {selected} FROM {table.name} t "
+            f"WHERE t.district_id = :d AND t.run_id = :b{where}"
+        ),
+        {"d": config.district_id, "r": run_id, "b": base_run_id},
+    )
+    connection.exec_driver_sql("DROP TABLE IF EXISTS delta_learning_keys")
 
 
 def only_replaced(frame: pd.DataFrame, entity: str, replaced: dict[str, set[str]]) -> pd.DataFrame:

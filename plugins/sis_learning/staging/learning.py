@@ -10,6 +10,8 @@ are temporary" setting); load resolves the district's default password reference
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from sqlalchemy import Boolean, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -79,3 +81,11 @@ class LearningParentLink(RunKeyed, Base):
 
 # Learning entity name (as in the Learning API and change_set.entity) -> table
 LEARNING_TABLES = {entity.name: globals()[entity.table_model] for entity in LEARNING_ENTITIES}
+# A district has at least as many roster rows as students, and its users are students, staff
+# and parents: work per entity done side by side starts with the largest (staging.base.side_by_side).
+LARGEST_FIRST = ("rosters", "users", "parent_links", "user_levels", "classes", "organizations")
+
+
+def largest_first(names: Iterable[str]) -> list[str]:
+    """Learning entity names, the largest tables' first."""
+    return sorted(names, key=lambda name: LARGEST_FIRST.index(name) if name in LARGEST_FIRST else len(LARGEST_FIRST))
