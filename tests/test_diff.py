@@ -217,3 +217,63 @@ def test_a_snapshot_from_before_identity_by_type_is_rekeyed_on_first_use_and_not
     assert all("user_type" in json.loads(payload) for entity, _, payload in snapshot if entity == "rosters")
     # a second diff finds nothing left to rekey and changes nothing
     assert compute_changes(staging_engine, make_config(), "run-2") == counts
+
+
+def test_a_delta_diff_compares_exactly_the_keys_it_is_given_even_with_colons_in_ids(staging_engine):
+    """After an incremental read the diff compares only the changed keys, found through the run index.
+
+    A roster, user or parent-link key joins several fields with ``:``; the delta diff looks
+    them up by one indexed field (candidates cut at every ``:``), so an id holding ``:``
+    itself must still select its own row and no other.
+    """
+    from sqlalchemy import text
+
+    from sis_learning.diff import _diff_one, _register_sqlite_functions
+
+    district = LearningDistrict.generate(schools=1, students_per_school=6, teachers_per_school=2)
+    write_run(staging_engine, district, "run-1")
+    with staging_engine.begin() as connection:
+        some_class = connection.scalar(text("SELECT MIN(class_id) FROM learning_rosters WHERE run_id = 'run-1'"))
+        for table in ("learning_rosters", "learning_classes"):
+            connection.execute(
+                text(f"UPDATE {table} SET class_id = 'odd:' || class_id WHERE run_id = 'run-1' AND class_id = :c"),
+                {"c": some_class},
+            )
+        roster_keys = [
+            row[0]
+            for row in connection.execute(
+                text(
+                    "SELECT class_id || ':' || user_type || ':' || user_id FROM learning_rosters "
+                    "WHERE run_id = 'run-1' ORDER BY 1"
+                )
+            )
+        ]
+        user_keys = [
+            row[0]
+            for row in connection.execute(
+                text("SELECT user_type || ':' || external_id FROM learning_users WHERE run_id = 'run-1' ORDER BY 1")
+            )
+        ]
+    chosen = {
+        "rosters": {key for key in roster_keys if key.startswith("odd:")} | {roster_keys[-1]},
+        "users": {user_keys[0], user_keys[-1], "S:no-such-user"},
+    }
+    assert len(chosen["rosters"]) >= 2
+    with staging_engine.begin() as connection:
+        if connection.dialect.name == "sqlite":
+            _register_sqlite_functions(connection)  # as compute_changes does
+        for name, keys in chosen.items():
+            _diff_one(
+                connection,
+                ENTITY_BY_NAME[name],
+                DISTRICT_ID,
+                "run-1",
+                source=object(),
+                made_anew={name: keys},
+                retry={},
+                unchanged={},
+            )
+    rows = _change_rows(staging_engine, "run-1")
+    for name, keys in chosen.items():
+        assert {row["key"] for row in rows if row["entity"] == name} == keys - {"S:no-such-user"}
+    assert {row["action"] for row in rows} == {"create"}
