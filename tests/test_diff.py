@@ -220,11 +220,10 @@ def test_a_snapshot_from_before_identity_by_type_is_rekeyed_on_first_use_and_not
 
 
 def test_a_delta_diff_compares_exactly_the_keys_it_is_given_even_with_colons_in_ids(staging_engine):
-    """After an incremental read the diff compares only the changed keys, found through the run index.
+    """After an incremental read the diff compares only the keys it is given, and every one of them.
 
-    A roster, user or parent-link key joins several fields with ``:``; the delta diff looks
-    them up by one indexed field (candidates cut at every ``:``), so an id holding ``:``
-    itself must still select its own row and no other.
+    A roster, user or parent-link key joins several fields with ``:``; an id holding ``:``
+    itself must still select its own row and no other, and a key with no row none.
     """
     from sqlalchemy import text
 

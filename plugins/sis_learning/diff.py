@@ -238,49 +238,9 @@ def _key_expression(columns: list[Any]) -> Any:
 
 # A delta diff (after an incremental read): the keys transform made anew, plus those to retry.
 DELTA_KEYS_TABLE = "delta_diff_keys"
-# ... and, for a key of several fields, the values its run index can look up (see _index_lookup).
-DELTA_INDEX_TABLE = "delta_diff_index_values"
 
 
-def _index_lookup(spec: EntitySpec) -> tuple[str, str] | None:
-    """For a key of several fields: ``(column, "prefix" | "suffix")`` of the learning_* run index.
-
-    A composite key (``S:1234``, ``class:T:9``) is an expression the run index cannot look
-    up, so ``key IN (...)`` read every row of the run (1.6 million at L) to compare the 1%
-    that changed. The index's key column (``ix_learning_<entity>_run``: district, run, then
-    that column) is the key's first field (prefix) or last (suffix); the candidates for it
-    are every part of a key before (after) one of its ``:``, a superset whatever the values
-    hold, and the exact ``key IN`` stays as the filter.
-    """
-    if len(spec.key_fields) < 2:
-        return None
-    table = LEARNING_TABLES[spec.name].__table__
-    for index in table.indexes:
-        names = [column.name for column in index.columns]
-        if names[:2] != ["district_id", "run_id"] or len(names) < 3:
-            continue
-        if names[2] == spec.key_fields[0]:
-            return names[2], "prefix"
-        if names[2] == spec.key_fields[-1]:
-            return names[2], "suffix"
-    return None
-
-
-def _index_candidates(keys: Any, side: str) -> Iterator[str]:
-    """Every part of each key before (``prefix``) or after (``suffix``) one of its ``:``."""
-    for key in keys:
-        for position, character in enumerate(key):
-            if character == ":":
-                yield key[:position] if side == "prefix" else key[position + 1 :]
-
-
-def _key_filter(
-    spec: EntitySpec,
-    replaced: set[str] | None,
-    key_column: Any,
-    user_type_column: Any = None,
-    index_column: Any = None,
-) -> Any:
+def _key_filter(spec: EntitySpec, replaced: set[str] | None, key_column: Any, user_type_column: Any = None) -> Any:
     """The rows a delta diff compares: keys in the temporary key table, or of a user type recomputed whole."""
     if replaced is None or WHOLE in replaced:
         return None
@@ -288,10 +248,7 @@ def _key_filter(
     # key table (staging.base.temporary_values), so the snapshot is read by its index for
     # those keys only. Under an OR the IN stays a filter with a guessed selectivity of one
     # half, and every entity's diff read the district's whole snapshot.
-    in_keys = key_column.in_(select(text("key")).select_from(text(DELTA_KEYS_TABLE)))
-    if index_column is not None:
-        in_keys = and_(index_column.in_(select(text("value")).select_from(text(DELTA_INDEX_TABLE))), in_keys)
-    conditions = [in_keys]
+    conditions = [key_column.in_(select(text("key")).select_from(text(DELTA_KEYS_TABLE)))]
     for item in sorted(replaced):
         if item.startswith(TYPE_PREFIX):
             user_type = item[len(TYPE_PREFIX) :]
@@ -328,13 +285,8 @@ def _current_rows(
         .where(table.c.district_id == district_id, table.c.run_id == run_id)
         .order_by(*key_columns)
     )
-    lookup = _index_lookup(spec)
     restrict = _key_filter(
-        spec,
-        replaced,
-        _key_expression(key_columns),
-        table.c.user_type if "user_type" in table.c else None,
-        table.c[lookup[0]] if lookup is not None else None,
+        spec, replaced, _key_expression(key_columns), table.c.user_type if "user_type" in table.c else None
     )
     if restrict is not None:
         query = query.where(restrict)
@@ -513,14 +465,9 @@ def _diff_one(
         return
     changes = ChangeSet.__table__
     replaced = set(made_anew.get(spec.name, set())) | retry.get(spec.name, set())
-    keys = [key for key in replaced if not key.startswith("*")]
-    temporary_values(connection, DELTA_KEYS_TABLE, keys, "key")
-    lookup = _index_lookup(spec)
-    if lookup is not None:
-        temporary_values(connection, DELTA_INDEX_TABLE, _index_candidates(keys, lookup[1]))
+    temporary_values(connection, DELTA_KEYS_TABLE, (key for key in replaced if not key.startswith("*")), "key")
     _diff_entity(connection, spec, district_id, run_id, replaced)
     connection.exec_driver_sql(f"DROP TABLE IF EXISTS {DELTA_KEYS_TABLE}")
-    connection.exec_driver_sql(f"DROP TABLE IF EXISTS {DELTA_INDEX_TABLE}")
     if WHOLE not in replaced:
         present = connection.scalar(
             select(func.count()).where(
