@@ -228,6 +228,7 @@ def test_a_delta_diff_compares_exactly_the_keys_it_is_given_even_with_colons_in_
     from sqlalchemy import text
 
     from sis_learning.diff import _diff_one, _register_sqlite_functions
+    from sis_learning.transform_delta import key_sql
 
     district = LearningDistrict.generate(schools=1, students_per_school=6, teachers_per_school=2)
     write_run(staging_engine, district, "run-1")
@@ -238,24 +239,15 @@ def test_a_delta_diff_compares_exactly_the_keys_it_is_given_even_with_colons_in_
                 text(f"UPDATE {table} SET class_id = 'odd:' || class_id WHERE run_id = 'run-1' AND class_id = :c"),
                 {"c": some_class},
             )
-        roster_keys = [
-            row[0]
-            for row in connection.execute(
-                text(
-                    "SELECT class_id || ':' || user_type || ':' || user_id FROM learning_rosters "
-                    "WHERE run_id = 'run-1' ORDER BY 1"
-                )
-            )
-        ]
-        user_keys = [
-            row[0]
-            for row in connection.execute(
-                text("SELECT user_type || ':' || external_id FROM learning_users WHERE run_id = 'run-1' ORDER BY 1")
-            )
-        ]
+        keys = {
+            name: connection.scalars(
+                text(f"SELECT {key_sql(name)} FROM learning_{name} t WHERE t.run_id = 'run-1' ORDER BY 1")
+            ).all()
+            for name in ("rosters", "users")
+        }
     chosen = {
-        "rosters": {key for key in roster_keys if key.startswith("odd:")} | {roster_keys[-1]},
-        "users": {user_keys[0], user_keys[-1], "S:no-such-user"},
+        "rosters": {key for key in keys["rosters"] if key.startswith("odd:")} | {keys["rosters"][-1]},
+        "users": {keys["users"][0], keys["users"][-1], "S:no-such-user"},
     }
     assert len(chosen["rosters"]) >= 2
     with staging_engine.begin() as connection:
