@@ -89,6 +89,9 @@ class SmtpSandbox:
 @contextmanager
 def running_smtp(port: int | None = None, mailbox_dir: Path | None = None) -> Iterator[SmtpSandbox]:
     mailbox = Mailbox(directory=mailbox_dir)
+    if mailbox_dir is not None:
+        # Exists from the start: `make airflow` prints it, and a successful run sends nothing.
+        mailbox_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     controller = Controller(mailbox, hostname="127.0.0.1", port=port)
     controller.start()

@@ -254,3 +254,11 @@ def test_the_staged_warnings_reach_the_report_and_the_failure_email(staging_url,
     plain, _html = parts(message)
     assert "Warnings: 4 field(s) imported without their value" in plain
     engine.dispose()
+
+
+def test_the_sandbox_mailbox_folder_exists_before_any_email(tmp_path):
+    """`make airflow` prints the mailbox folder; after a run that succeeds (no email) it must still be there."""
+    mailbox = tmp_path / "standalone" / "mailbox"
+    with running_smtp(mailbox_dir=mailbox) as server:
+        assert mailbox.is_dir() and not any(mailbox.iterdir())
+        assert server.mailbox.messages == []
