@@ -316,8 +316,33 @@ class RestApi:
             if value:
                 return value
             time.sleep(2)
-        detail = f"; the run's tasks not succeeded: {self.task_states(run_id)}" if run_id else ""
+        detail = f"; the run's tasks not succeeded: {self.task_states(run_id)}{self.waiting(run_id)}" if run_id else ""
         raise AssertionError(f"{what}: not within {seconds} s{detail}")
+
+    def waiting(self, run_id: str, dag_id: str = "sis_import__demo") -> str:
+        """For each task of the run waiting for a person: its try and its request's answer, if any."""
+        path = f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances?limit=100"
+        found = []
+        for item in self.call("GET", path)["task_instances"]:
+            if item["state"] != "awaiting_input":
+                continue
+            try:
+                hitl = self.call("GET", f"{path.split('?')[0]}/{item['task_id']}/-1/hitlDetails")
+                answer = {key: hitl.get(key) for key in ("response_received", "responded_at", "chosen_options")}
+            except OSError as error:  # the diagnosis never hides the timeout it explains
+                answer = f"(its request not readable: {error})"
+            found.append(f"{item['task_id']} try {item['try_number']}: {answer}")
+        return f"; waiting: {'; '.join(found)}" if found else ""
+
+
+def task_log_tails(root: Path, run_id: str, task_id: str, lines: int = 40) -> str:
+    """The end of each try's log of a task of the run (what a stuck approval did), from the standalone's logs."""
+    tails = []
+    logs = root / "airflow-home" / "logs"
+    for log in sorted(logs.glob(f"dag_id=*/run_id={run_id}/task_id={task_id}/attempt=*.log")):
+        text = log.read_text(errors="replace").splitlines()[-lines:]
+        tails.append(f"--- {log.name}\n" + "\n".join(text))
+    return "\n".join(tails) or f"no log of {task_id} under {logs}"
 
 
 def students_of_the_biggest_school(staging_url: str) -> tuple[str, list[int]]:
@@ -419,14 +444,16 @@ def test_a_stopped_run_is_approved_in_the_airflow_ui(page, standalone):
     page.screenshot(path=str(SCREENSHOTS / "approval.png"), full_page=True)
     approve.click()
     page.get_by_text("response successful").first.wait_for()
-    assert (
-        api.wait(
+    try:
+        approved_state = api.wait(
             "the approved run",
             lambda: api.run_state(stopped) in ("success", "failed") and api.run_state(stopped),
             run_id=stopped,
         )
-        == "success"
-    )
+    except AssertionError as stuck:
+        tails = task_log_tails(standalone["root"], stopped, "load.approve_mass_changes")
+        raise AssertionError(f"{stuck}\n{tails}") from None
+    assert approved_state == "success"
     page.reload()
     page.get_by_text("Response received").first.wait_for()
     page.screenshot(path=str(SCREENSHOTS / "approved.png"), full_page=True)
