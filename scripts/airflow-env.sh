@@ -11,10 +11,14 @@ export AIRFLOW__CORE__UNIT_TEST_MODE="${AIRFLOW__CORE__UNIT_TEST_MODE:-False}"
 export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="${SIS_LEARNING_METADATA_URL:-sqlite:///$AIRFLOW_HOME/airflow.db}"
 # SQLite metadata: a writer waits up to 60 s for the file instead of failing after 5 s
 # ("database is locked" under load: a 500 on Trigger, a task retried); plugins/sis_learning/airflow_sqlite.py.
-if [ -z "${SIS_LEARNING_METADATA_URL:-}" ]; then
-  export AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS="sis_learning.airflow_sqlite.CONNECT_ARGS"
-  export AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC="sis_learning.airflow_sqlite.CONNECT_ARGS"
-fi
+# Not for PostgreSQL, also when inherited from a shell that sourced this for SQLite (the Celery stack's tests).
+for name in AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC; do
+  if [ -z "${SIS_LEARNING_METADATA_URL:-}" ]; then
+    export "$name=sis_learning.airflow_sqlite.CONNECT_ARGS"
+  elif [ "${!name:-}" = "sis_learning.airflow_sqlite.CONNECT_ARGS" ]; then
+    unset "$name"
+  fi
+done
 # Re-parse DAG files every 5 s (default 30): a grade push run is not held back by a stale
 # "max active runs reached" flag set during a parse (docs/grade-push.md).
 export AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL="${AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL:-5}"

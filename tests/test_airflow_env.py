@@ -42,8 +42,13 @@ def test_a_writer_to_the_sqlite_metadata_database_waits_60_s_for_it(tmp_path):
 def test_postgresql_metadata_gets_airflows_own_connection_arguments():
     """A SQLite-only argument (timeout) would break a PostgreSQL connection: it is not set then."""
     shown = "; ".join(f'echo "{name}=${{{name}-unset}}"' for name in CONNECT_ARGS)
-    result = sourced(shown, SIS_LEARNING_METADATA_URL="postgresql+psycopg2://airflow@127.0.0.1/airflow")
+    postgresql = "postgresql+psycopg2://airflow@127.0.0.1/airflow"
+    result = sourced(shown, SIS_LEARNING_METADATA_URL=postgresql)
     assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [f"{name}=unset" for name in CONNECT_ARGS]
+    # Inherited from a process that sourced it for SQLite (scripts/celery_stack.py starts from os.environ).
+    inherited = dict.fromkeys(CONNECT_ARGS, "sis_learning.airflow_sqlite.CONNECT_ARGS")
+    result = sourced(shown, SIS_LEARNING_METADATA_URL=postgresql, **inherited)
     assert result.stdout.split() == [f"{name}=unset" for name in CONNECT_ARGS]
     result = sourced(shown)
     assert result.stdout.split() == [f"{name}=sis_learning.airflow_sqlite.CONNECT_ARGS" for name in CONNECT_ARGS]
