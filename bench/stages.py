@@ -199,6 +199,21 @@ STAGES = {
 }
 
 
+def _profiled(spec: dict[str, Any], stage):
+    """The stage, under cProfile when BENCH_PROFILE_DIR is set: <dir>/<run>-<stage>.prof (for finding time)."""
+    folder = os.environ.get("BENCH_PROFILE_DIR")
+    if not folder:
+        return stage()
+    import cProfile
+
+    profile = cProfile.Profile()
+    try:
+        return profile.runcall(stage)
+    finally:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        profile.dump_stats(str(Path(folder) / f"{spec.get('run_id', 'run')}-{spec['stage']}.prof"))
+
+
 def main() -> None:
     spec = json.loads(sys.stdin.read())
     os.environ["BENCH_DEFAULT_PASSWORD"] = spec.pop("default_password", "")
@@ -218,7 +233,7 @@ def main() -> None:
     # database (bench/machine.py); the benchmark's own processes are bench/run.py's tree.
     with StageSampler(os.getppid(), spec.get("postgres_database")) as sampler:
         cpu, started = _cpu_seconds(), time.perf_counter()
-        result = STAGES[spec["stage"]](spec, engine, config)
+        result = _profiled(spec, lambda: STAGES[spec["stage"]](spec, engine, config))
         seconds = result.pop("_stage_seconds", None) or time.perf_counter() - started
         cpu_seconds = _cpu_seconds() - cpu
     machine = sampler.result()
