@@ -168,7 +168,7 @@ def test_a_snapshot_from_before_identity_by_type_is_rekeyed_on_first_use_and_not
     district is all unchanged, and a student and a teacher with the same number stay two users."""
     import hashlib
 
-    from sis_learning.staging.changes import LearningSnapshot
+    from sis_learning.staging.changes import LearningSnapshot, StagingMarker
 
     district = LearningDistrict.generate(schools=1, students_per_school=6, teachers_per_school=1, parents=False)
     write_run(staging_engine, district, "run-1")
@@ -199,6 +199,8 @@ def test_a_snapshot_from_before_identity_by_type_is_rekeyed_on_first_use_and_not
     with staging_engine.begin() as connection:
         connection.execute(ChangeSet.__table__.delete())
         connection.execute(LearningSnapshot.__table__.insert(), old_rows)
+        # A staging database from before the rekeying has no marker that it was done.
+        connection.execute(StagingMarker.__table__.delete())
     assert any(":" not in row["key"] for row in old_rows if row["entity"] == "users")
 
     write_run(staging_engine, district, "run-2")

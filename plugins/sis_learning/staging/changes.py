@@ -141,11 +141,6 @@ def migrate_user_identity(
         # Scanning every snapshot and change-set row of the district for older keys costs seconds
         # at district scale on every run; once migrated, nothing writes them again.
         return counts
-    snapshot = LearningSnapshot.__table__
-    has_snapshot = (
-        connection.execute(select(snapshot.c.id).where(snapshot.c.district_id == district_id).limit(1)).first()
-        is not None
-    )
     for table in (LearningSnapshot.__table__, ChangeSet.__table__):
         old_users = connection.execute(
             select(table.c.id, table.c.key, table.c.payload).where(
@@ -198,10 +193,11 @@ def migrate_user_identity(
                 updates,
             )
         counts[f"{table.name}.rosters"] = len(updates)
-    if has_snapshot:
-        # Everything the district had is in the new shape now (rows that cannot be rekeyed stay
-        # as they are whatever runs next): later diffs skip the scan.
-        connection.execute(markers.insert().values(district_id=district_id, name=USER_IDENTITY_MIGRATED))
+    # Everything the district had is in the new shape now (rows that cannot be rekeyed stay as
+    # they are whatever runs next), and only code from before the rekeying writes the old shape:
+    # later diffs skip the scan. Also after a district's first diff (nothing to rekey); the
+    # second diff scanned its first change set: 0.7 s at L.
+    connection.execute(markers.insert().values(district_id=district_id, name=USER_IDENTITY_MIGRATED))
     return counts
 
 
