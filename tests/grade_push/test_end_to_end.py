@@ -43,7 +43,8 @@ def test_scores_on_a_class_the_import_created_reach_powerteacher_through_the_dag
     if not _metadata_database_ready():
         pytest.skip(
             "dag.test() needs an initialised Airflow metadata database: run with "
-            "`source scripts/airflow-env.sh` after `airflow db migrate`, as `make test` does (AIRFLOW_HOME=.airflow-test)"
+            "`source scripts/airflow-env.sh` after `airflow db migrate`, as `make test` does "
+            "(AIRFLOW_HOME=.airflow-test)"
         )
     import sis_learning.config
     from sandbox.learning.testing import running_learning
