@@ -38,10 +38,10 @@ transition-demo: $(VENV)/.installed
 # .airflow-test/ unless SIS_LEARNING_METADATA_URL says otherwise), not `make airflow`'s .airflow/:
 # a run a test leaves unfinished on purpose (killed mid-way, waiting for approval) would hold
 # the demo DAG's next runs in "queued" there (one run at a time per district).
-TEST_AIRFLOW_HOME := $(CURDIR)/.airflow-test
+test: export AIRFLOW_HOME := $(CURDIR)/.airflow-test
 test: $(VENV)/.installed lint
-	export AIRFLOW_HOME="$(TEST_AIRFLOW_HOME)" && $(ENV) $(VENV)/bin/airflow db migrate > .airflow-migrate.log 2>&1 || { cat .airflow-migrate.log; exit 1; }
-	export AIRFLOW_HOME="$(TEST_AIRFLOW_HOME)" && $(ENV) $(PY) -m pytest -n 2 --dist loadgroup tests
+	$(ENV) $(VENV)/bin/airflow db migrate > .airflow-migrate.log 2>&1 || { cat .airflow-migrate.log; exit 1; }
+	$(ENV) $(PY) -m pytest -n 2 --dist loadgroup tests
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check dags plugins sandbox scripts tests bench docker

@@ -12,10 +12,11 @@ export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="${SIS_LEARNING_METADATA_URL:-sqlite:
 # SQLite metadata: a writer waits up to 60 s for the file instead of failing after 5 s
 # ("database is locked" under load: a 500 on Trigger, a task retried); plugins/sis_learning/airflow_sqlite.py.
 # Not for PostgreSQL, also when inherited from a shell that sourced this for SQLite (the Celery stack's tests).
+SIS_LEARNING_SQLITE_CONNECT_ARGS=sis_learning.airflow_sqlite.CONNECT_ARGS
 for name in AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC; do
   if [ -z "${SIS_LEARNING_METADATA_URL:-}" ]; then
-    export "$name=sis_learning.airflow_sqlite.CONNECT_ARGS"
-  elif [ "${!name:-}" = "sis_learning.airflow_sqlite.CONNECT_ARGS" ]; then
+    export "$name=$SIS_LEARNING_SQLITE_CONNECT_ARGS"
+  elif [ "${!name:-}" = "$SIS_LEARNING_SQLITE_CONNECT_ARGS" ]; then
     unset "$name"
   fi
 done

@@ -302,12 +302,25 @@ class RestApi:
         path = f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}"
         return self.call("GET", path)["state"]
 
-    def task_states(self, run_id: str, dag_id: str = "sis_import__demo") -> str:
-        """The run's task instances that are not done yet, with their states: what a timeout waited on."""
-        path = f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances?limit=100"
-        instances = self.call("GET", path)["task_instances"]
+    def unfinished(self, run_id: str, dag_id: str = "sis_import__demo") -> str:
+        """What a timeout waited on: the run's tasks not succeeded with their states, and for each
+        task waiting for a person its try and its request's answer, if any."""
+        path = f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances"
+        instances = self.call("GET", f"{path}?limit=100")["task_instances"]
         states = [f"{item['task_id']}={item['state']}" for item in instances if item["state"] not in ("success",)]
-        return ", ".join(sorted(states)) or "every task succeeded"
+        waiting = []
+        for item in instances:
+            if item["state"] != "awaiting_input":
+                continue
+            try:
+                hitl = self.call("GET", f"{path}/{item['task_id']}/-1/hitlDetails")
+                answer = {key: hitl.get(key) for key in ("response_received", "responded_at", "chosen_options")}
+            except OSError as error:  # the diagnosis never hides the timeout it explains
+                answer = f"(its request not readable: {error})"
+            waiting.append(f"{item['task_id']} try {item['try_number']}: {answer}")
+        return (", ".join(sorted(states)) or "every task succeeded") + (
+            f"; waiting: {'; '.join(waiting)}" if waiting else ""
+        )
 
     def wait(self, what: str, done, seconds: float = RUN_SECONDS, run_id: str | None = None):
         deadline = time.monotonic() + seconds
@@ -316,23 +329,8 @@ class RestApi:
             if value:
                 return value
             time.sleep(2)
-        detail = f"; the run's tasks not succeeded: {self.task_states(run_id)}{self.waiting(run_id)}" if run_id else ""
+        detail = f"; the run's tasks not succeeded: {self.unfinished(run_id)}" if run_id else ""
         raise AssertionError(f"{what}: not within {seconds} s{detail}")
-
-    def waiting(self, run_id: str, dag_id: str = "sis_import__demo") -> str:
-        """For each task of the run waiting for a person: its try and its request's answer, if any."""
-        path = f"/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances?limit=100"
-        found = []
-        for item in self.call("GET", path)["task_instances"]:
-            if item["state"] != "awaiting_input":
-                continue
-            try:
-                hitl = self.call("GET", f"{path.split('?')[0]}/{item['task_id']}/-1/hitlDetails")
-                answer = {key: hitl.get(key) for key in ("response_received", "responded_at", "chosen_options")}
-            except OSError as error:  # the diagnosis never hides the timeout it explains
-                answer = f"(its request not readable: {error})"
-            found.append(f"{item['task_id']} try {item['try_number']}: {answer}")
-        return f"; waiting: {'; '.join(found)}" if found else ""
 
 
 def task_log_tails(root: Path, run_id: str, task_id: str, lines: int = 40) -> str:
