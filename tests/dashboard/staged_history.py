@@ -16,7 +16,7 @@ from sis_learning.staging.quality import RejectedRow, ValidationResult, Validati
 from sis_learning.staging.reviews import MassChangeReview
 from sis_learning.staging.runs import SyncRun
 
-NOW = datetime(2026, 12, 5, 12, 0, 0)
+NOW = datetime(2026, 12, 5, 12, 0, 0)  # the unit tests' clock; a live page passes the real one
 
 
 def counts(n_users: int, n_classes: int, n_rosters: int, **load: dict[str, int]) -> dict:
@@ -32,7 +32,8 @@ def counts(n_users: int, n_classes: int, n_rosters: int, **load: dict[str, int])
     return values
 
 
-def write_history(engine) -> None:
+def write_history(engine, now: datetime = NOW) -> None:
+    """The history as of ``now``: the dashboard in a browser reads it against the real clock."""
     runs = [
         dict(
             district_id="north",
@@ -41,8 +42,8 @@ def write_history(engine) -> None:
             kind="import",
             status="success",
             stage="finished",
-            started_at=NOW - timedelta(days=2),
-            finished_at=NOW - timedelta(days=2, seconds=-90),
+            started_at=now - timedelta(days=2),
+            finished_at=now - timedelta(days=2, seconds=-90),
             counts=counts(10, 2, 8, users={"created": 10}, classes={"created": 2}, rosters={"created": 8}),
             durations={},
             error=None,
@@ -55,8 +56,8 @@ def write_history(engine) -> None:
             kind="import",
             status="failed",
             stage="safety_guard",
-            started_at=NOW - timedelta(days=1),
-            finished_at=NOW - timedelta(days=1, seconds=-30),
+            started_at=now - timedelta(days=1),
+            finished_at=now - timedelta(days=1, seconds=-30),
             counts=counts(11, 2, 9),
             durations={},
             error="Safety stop for district north",
@@ -69,8 +70,8 @@ def write_history(engine) -> None:
             kind="import",
             status="success",
             stage="finished",
-            started_at=NOW - timedelta(hours=3),
-            finished_at=NOW - timedelta(hours=3, seconds=-75),
+            started_at=now - timedelta(hours=3),
+            finished_at=now - timedelta(hours=3, seconds=-75),
             counts=counts(
                 12,
                 2,
@@ -90,8 +91,8 @@ def write_history(engine) -> None:
             kind="grade_push",
             status="success",
             stage="finished",
-            started_at=NOW - timedelta(hours=1),
-            finished_at=NOW - timedelta(minutes=59),
+            started_at=now - timedelta(hours=1),
+            finished_at=now - timedelta(minutes=59),
             counts={},
             durations={},
             error=None,
@@ -104,7 +105,7 @@ def write_history(engine) -> None:
             kind="import",
             status="running",
             stage="safety_guard",
-            started_at=NOW - timedelta(minutes=20),
+            started_at=now - timedelta(minutes=20),
             finished_at=None,
             counts=counts(40, 4, 30),
             durations={},
@@ -126,7 +127,7 @@ def write_history(engine) -> None:
                 payload="{}",
                 active=active,
                 run_id="r3",
-                updated_at=NOW,
+                updated_at=now,
             )
         )
     snapshot += [
@@ -139,7 +140,7 @@ def write_history(engine) -> None:
             payload="{}",
             active=True,
             run_id="r3",
-            updated_at=NOW,
+            updated_at=now,
         )
         for i in range(2)
     ]
@@ -153,7 +154,7 @@ def write_history(engine) -> None:
             payload="{}",
             active=i < 4,
             run_id="r3",
-            updated_at=NOW,
+            updated_at=now,
         )
         for i in range(6)
     ]
@@ -167,7 +168,7 @@ def write_history(engine) -> None:
             payload="{}",
             active=True,
             run_id="r3",
-            updated_at=NOW,
+            updated_at=now,
         )
     ]
     snapshot += [
@@ -180,7 +181,7 @@ def write_history(engine) -> None:
             payload=json.dumps({"organization_id": school, "name": name}),
             active=True,
             run_id="r3",
-            updated_at=NOW,
+            updated_at=now,
         )
         for school, name in (("100", "Lincoln High"), ("200", "Adams Elementary"))
     ]
@@ -194,7 +195,7 @@ def write_history(engine) -> None:
             payload="{}",
             active=True,
             run_id="s0",
-            updated_at=NOW,
+            updated_at=now,
         )
         for i in range(3)
     ]
@@ -249,7 +250,7 @@ def write_history(engine) -> None:
             reason=f"student {4000 + i} has no username",
             blocks=None,
             caused_by=None,
-            created_at=NOW,
+            created_at=now,
         )
         for i in range(3)
     ]
@@ -264,7 +265,7 @@ def write_history(engine) -> None:
             reason="section 77's teacher was rejected",
             blocks=None,
             caused_by="staff:5",
-            created_at=NOW,
+            created_at=now,
         )
     ]
     rejected += [
@@ -278,7 +279,7 @@ def write_history(engine) -> None:
             reason="no username",
             blocks=None,
             caused_by=None,
-            created_at=NOW,
+            created_at=now,
         )
         for i in range(7)
     ]
@@ -294,7 +295,7 @@ def write_history(engine) -> None:
             value="not-an-address",
             reason="not an email address",
             action="cleared",
-            created_at=NOW,
+            created_at=now,
         )
         for i in range(2)
     ]
@@ -309,7 +310,7 @@ def write_history(engine) -> None:
             failed=0,
             results_path=None,
             data_docs_path="/nonexistent/index.html",
-            created_at=NOW,
+            created_at=now,
         )
     ]
 
@@ -320,7 +321,7 @@ def write_history(engine) -> None:
         status: str = "pushed",
         updated_ago: timedelta | None = None,
     ) -> dict:
-        pushed_at = NOW - pushed_ago if pushed_ago is not None else None
+        pushed_at = now - pushed_ago if pushed_ago is not None else None
         return dict(
             district_id="north",
             gradable_id="g1",
@@ -335,7 +336,7 @@ def write_history(engine) -> None:
             run_id="g1",
             pushed_at=pushed_at,
             changed_at=pushed_at - timedelta(seconds=latency) if pushed_at else None,
-            updated_at=NOW - (updated_ago if updated_ago is not None else pushed_ago),
+            updated_at=now - (updated_ago if updated_ago is not None else pushed_ago),
         )
 
     scores = [score(f"s{i}", timedelta(hours=1 + i), latency) for i, latency in enumerate((1.0, 2.0, 3.0, 4.0, 10.0))]
@@ -351,7 +352,7 @@ def write_history(engine) -> None:
             rows=3,
             findings=[{"kind": "mass_removal", "entity": "users", "organization_id": "9", "rows": 3}],
             message="Safety stop",
-            created_at=NOW - timedelta(minutes=10),
+            created_at=now - timedelta(minutes=10),
             decided_at=None,
             decided_by=None,
             task_id="load.approve_mass_changes_2",  # asked again: the change set changed after the first ask
@@ -364,8 +365,8 @@ def write_history(engine) -> None:
             rows=9,
             findings=[],
             message="Safety stop",
-            created_at=NOW - timedelta(days=1),
-            decided_at=NOW - timedelta(hours=20),
+            created_at=now - timedelta(days=1),
+            decided_at=now - timedelta(hours=20),
             decided_by="admin",
             task_id="load.approve_mass_changes",
         ),

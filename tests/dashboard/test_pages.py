@@ -7,12 +7,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from sis_learning.dashboard import app as dashboard
+from sis_learning.staging.runs import utcnow
 from tests.dashboard.staged_history import write_history
 
 
 @pytest.fixture
 def client(staging_engine, monkeypatch):
-    write_history(staging_engine)
+    write_history(staging_engine, now=utcnow())  # the pages read the real clock
     monkeypatch.setattr(dashboard, "staging_engine", lambda: staging_engine)
     monkeypatch.setattr(
         dashboard, "readable_dag_ids", lambda user, dag_ids: {d for d in dag_ids if d != "sis_import__east"}

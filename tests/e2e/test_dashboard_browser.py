@@ -83,11 +83,12 @@ def standalone(tmp_path_factory):
             pytest.fail(f"{reason} (SIS_LEARNING_REQUIRE_BROWSER=1: the browser tests are required)")
         pytest.skip(reason)
     from sis_learning.staging.base import create_all, get_engine
+    from sis_learning.staging.runs import utcnow
     from tests.dashboard.staged_history import write_history
 
     root = tmp_path_factory.mktemp("standalone")
     staging_url = f"sqlite:///{root / 'staging.sqlite'}"
-    write_history(create_all(get_engine(staging_url)))
+    write_history(create_all(get_engine(staging_url)), now=utcnow())  # the page reads the real clock
     port = free_port()
     env = {
         key: value
