@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ENV := source scripts/airflow-env.sh &&
 
-.PHONY: demo preview what-if transition-demo test lint airflow bench soak lock clean sandbox-powerschool sandbox-learning explain score
+.PHONY: demo preview what-if transition-demo test lint airflow bench soak lock clean sandbox-powerschool sandbox-learning explain score retention
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -59,6 +59,10 @@ score: $(VENV)/.installed
 explain: $(VENV)/.installed
 	@test -n "$(ID)" || { echo "usage: make explain ID=<DCID, number, login or email> [DISTRICT=demo]"; exit 2; }
 	@$(ENV) AIRFLOW__LOGGING__LOGGING_LEVEL=WARNING $(PY) scripts/explain.py --district "$(or $(DISTRICT),demo)" "$(ID)"
+
+# Remove a district's staged rows older than its retention settings (the report task does it after each successful run).
+retention: $(VENV)/.installed
+	@$(ENV) AIRFLOW__LOGGING__LOGGING_LEVEL=WARNING $(PY) scripts/retention.py --district "$(or $(DISTRICT),demo)" $(if $(DRY_RUN),--dry-run) $(if $(DAYS),--days "$(DAYS)") $(if $(CHANGES_DAYS),--changes-days "$(CHANGES_DAYS)")
 
 bench: $(VENV)/.installed
 	$(ENV) $(PY) bench/run.py

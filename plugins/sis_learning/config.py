@@ -61,6 +61,28 @@ class IncrementalSettings(_Strict):
     overlap_minutes: int = Field(60, ge=0, le=7 * 24 * 60)
 
 
+class RetentionSettings(_Strict):
+    """How long a run's staged rows are kept (staging/retention.py, docs/staged-tables.md "Retention").
+
+    ``days``: a run's detail rows (raw records, ``stg_*``, ``learning_*``, rejected,
+    excluded and warned rows, the change set's unchanged keys); null keeps them for ever.
+    ``changes_days``: the change set's rows of what the run sent to Learning (the audit).
+    The newest successful import, the newest import and a run still going are always kept.
+    """
+
+    days: float | None = Field(30, gt=0)
+    changes_days: float | None = Field(400, gt=0)
+
+    @model_validator(mode="after")
+    def _changes_outlive_detail(self) -> RetentionSettings:
+        if self.days is not None and self.changes_days is not None and self.changes_days < self.days:
+            raise ValueError(
+                f"changes_days ({self.changes_days:g}) must be at least days ({self.days:g}): "
+                "what was sent to Learning is kept at least as long as the rest of a run's rows"
+            )
+        return self
+
+
 class PowerSchoolSettings(_Strict):
     connection_id: str = Field(
         description="Airflow connection: host, client id (login), secret (password), CA bundle (extra ca_bundle)"
@@ -166,6 +188,7 @@ class DistrictConfig(_Strict):
     safety: SafetyThresholds = SafetyThresholds()
     task_retries: TaskRetrySettings = TaskRetrySettings()
     incremental: IncrementalSettings = IncrementalSettings()
+    retention: RetentionSettings = RetentionSettings()
     source_file: str | None = Field(None, exclude=True)
 
     @field_validator("district_id")

@@ -554,4 +554,26 @@ def report(
     finish_run(engine, district_id, run_id, status="success")
     summary = build_summary(engine, config, run_id, dag_id)
     log.info("%s", format_text(summary))
+    apply_retention(engine, config)
     return {"status": "success", "counts": summary.counts}
+
+
+def apply_retention(engine: Any, config: DistrictConfig) -> None:
+    """After a successful run, remove the district's staged rows older than its retention settings.
+
+    Never fails the run: Learning is already up to date and the run's summary written; a prune
+    that fails is logged as an error and done by the next successful run (or ``make retention``).
+    """
+    from sis_learning.staging.retention import prune
+
+    try:
+        pruned = prune(engine, config.district_id, config.retention.days, config.retention.changes_days)
+    except Exception as error:  # pruning is housekeeping: the run's outcome stands
+        log.error(
+            "retention for %s failed (%s: %s); the next successful run or `make retention` tries again",
+            config.district_id,
+            type(error).__name__,
+            str(error).splitlines()[0][:300] if str(error) else "",
+        )
+        return
+    log.info("%s", pruned.text())

@@ -36,6 +36,10 @@ class SyncRun(Base):
     durations: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     error: Mapped[str | None] = mapped_column(Text)
     validation_docs: Mapped[str | None] = mapped_column(Text)
+    # When retention removed the run's detail rows, and the change_set rows of what it sent
+    # (staging/retention.py); null while they are kept.
+    detail_pruned_at: Mapped[datetime | None] = mapped_column(DateTime)
+    changes_pruned_at: Mapped[datetime | None] = mapped_column(DateTime)
     __table_args__ = (Index("uq_sync_runs_run", "district_id", "run_id", "kind", unique=True),)
 
 
