@@ -297,6 +297,21 @@ def test_exclusions_by_design_are_kept_apart_from_failures(staging_engine, tmp_p
     assert counts["section_enrollments"] == {"evaluated": 6, "passed": 2, "rejected": 0, "excluded": 4, "warned": 0}
 
 
+def test_a_student_enrolled_again_after_dropping_a_section_is_in_it(staging_engine, tmp_path: Path) -> None:
+    """PowerSchool keeps the dropped CC row and adds a new one: the new one is the enrollment, not a
+    duplicate of the dropped one (the bug: it was excluded as ``duplicate_enrollment``, so the
+    student never came back to the class in Learning)."""
+    staged = small_district()
+    staged.student("302")
+    staged.enrollment("510", "400", "302", dropped=True)  # staged before the new row, as PowerSchool sends it
+    staged.enrollment("511", "400", "302")
+    staged.enrollment("512", "400", "302")  # a true duplicate of the new enrollment is still one
+    _config, counts, rejected, excluded = run_validate(staging_engine, staged, tmp_path)
+    assert rejected.empty, rejected[["entity", "source_id", "rule", "reason"]].to_string()
+    enrollments = {(row.source_id, row.rule) for row in excluded.itertuples() if row.entity == "section_enrollments"}
+    assert enrollments == {("510", "dropped_enrollment"), ("512", "duplicate_enrollment")}
+
+
 def test_a_status_powerschool_sent_empty_is_not_active(staging_engine, tmp_path: Path) -> None:
     """ "" is PowerSchool's null (staged empty): a teacher without a status, or a student
     without an enroll status, is not known to be active, so neither is imported; the

@@ -129,8 +129,11 @@ def check_enrollments(enrollments: EntityOutcome, sections: EntityOutcome, stude
         "the student " + value(frame["student_id"]) + " is not imported: " + value(student["why"]),
     )
     pair = frame["section_id"].fillna("") + ":" + frame["student_id"].fillna("")
+    # Duplicates among the enrollments still in: a student who dropped a section and was
+    # enrolled in it again has a dropped row and a new one, and the new one is the enrollment.
+    ok = enrollments.ok
     enrollments.exclude(
-        pair.duplicated(keep="first") & enrollments.ok,
+        pair.where(ok).duplicated(keep="first") & ok,
         "duplicate_enrollment",
         "the student is enrolled in this section more than once; the first enrollment is kept",
     )
