@@ -310,6 +310,7 @@ def test_a_student_enrolled_again_after_dropping_a_section_is_in_it(staging_engi
     assert rejected.empty, rejected[["entity", "source_id", "rule", "reason"]].to_string()
     enrollments = {(row.source_id, row.rule) for row in excluded.itertuples() if row.entity == "section_enrollments"}
     assert enrollments == {("510", "dropped_enrollment"), ("512", "duplicate_enrollment")}
+    assert counts["section_enrollments"] == {"evaluated": 5, "passed": 3, "rejected": 0, "excluded": 2, "warned": 0}
 
 
 def test_a_status_powerschool_sent_empty_is_not_active(staging_engine, tmp_path: Path) -> None:
