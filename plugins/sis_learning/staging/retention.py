@@ -146,7 +146,7 @@ def _moment(value: Any) -> datetime:
     return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
 
 
-def kept_runs(connection: Any, district_id: str, runs: list[Run]) -> dict[str, str]:
+def kept_runs(runs: list[Run]) -> dict[str, str]:
     """The runs that keep every row whatever their age, and why."""
     kept: dict[str, str] = {}
     if runs:
@@ -239,7 +239,7 @@ def prune(
         return result
     with engine.connect() as connection:
         runs = _runs(connection, district_id)
-        kept = kept_runs(connection, district_id, runs)
+        kept = kept_runs(runs)
         chain = raw_chain(connection, district_id, runs)
     tables = detail_tables()
     work = _count if dry_run else _delete
