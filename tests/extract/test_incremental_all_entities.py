@@ -293,3 +293,70 @@ def _reads(engine, run_id):
     table = ExtractRead.__table__
     with engine.connect() as connection:
         return [row for row in connection.execute(select(table).where(table.c.run_id == run_id)) if row.entity != "*"]
+
+
+@pytest.mark.slow
+def test_a_delta_stage_that_fails_while_the_base_rows_are_copied_leaves_none_of_the_runs_rows(
+    staging_engine, own_sandbox, tmp_path, monkeypatch
+):
+    """On PostgreSQL a delta validate and transform copy the base run's rows forward in the background
+    while they compute; when the computing fails, the copied rows are removed (a half-made run's rows
+    must not be read as the run's), the error is the stage's own, and the rerun gives the same rows."""
+    from sis_learning import transform, validate
+    from sis_learning.staging.learning import LEARNING_TABLES
+    from sis_learning.staging.quality import ExcludedRow
+
+    monkeypatch.setenv("TEST_DEFAULT_PASSWORD", "Incremental-Test-Password-1")
+    server = own_sandbox
+    run(staging_engine, server, "r1")
+    process(staging_engine, "r1", tmp_path)
+    everyday_changes(server)
+    run(staging_engine, server, "r2")
+    config = make_config(default_password="env:TEST_DEFAULT_PASSWORD")
+
+    def run_rows(model) -> int:
+        table = model.__table__
+        with staging_engine.connect() as connection:
+            return connection.execute(select(func.count()).where(table.c.run_id == "r2")).scalar()
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("the mapping broke")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(validate, "evaluate", broken)
+        with pytest.raises(RuntimeError, match="the mapping broke"):
+            validate.validate_run(staging_engine, config, "r2", tmp_path / "r2")
+    assert run_rows(ExcludedRow) == 0
+    validate.validate_run(staging_engine, config, "r2", tmp_path / "r2")
+    assert stage_modes(staging_engine, "r2") == {"validate": "delta"}
+    excluded = run_rows(ExcludedRow)
+    assert excluded > 0
+
+    def learning_rows() -> dict[str, list]:
+        found = {}
+        for entity, model in LEARNING_TABLES.items():
+            table = model.__table__
+            columns = [column for column in table.c if column.name not in ("id", "district_id", "run_id")]
+            with staging_engine.connect() as connection:
+                found[entity] = sorted(map(tuple, connection.execute(select(*columns).where(table.c.run_id == "r2"))))
+        return found
+
+    transform.transform_run(staging_engine, config, "r2")
+    made = learning_rows()
+    assert all(made.values())
+    with monkeypatch.context() as patched:
+        patched.setattr(transform, "build_learning_frames", broken)
+        with pytest.raises(RuntimeError, match="the mapping broke"):
+            transform.transform_run(staging_engine, config, "r2")
+    if staging_engine.dialect.name == "postgresql":
+        # The failed attempt had started copying: its rows, and the earlier attempt's it replaced, are gone.
+        assert {entity: run_rows(model) for entity, model in LEARNING_TABLES.items()} == dict.fromkeys(
+            LEARNING_TABLES, 0
+        )
+    else:
+        # SQLite copies only when it writes, which the failed attempt never reached: the earlier attempt's rows stay.
+        assert learning_rows() == made
+    assert run_rows(ExcludedRow) == excluded  # validate's rows are not transform's to remove
+    transform.transform_run(staging_engine, config, "r2")
+    assert stage_modes(staging_engine, "r2") == {"validate": "delta", "transform": "delta"}
+    assert learning_rows() == made

@@ -13,7 +13,7 @@ import importlib
 import itertools
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -437,6 +437,37 @@ def staging_workers(engine: Engine) -> int:
         return max(1, int(value))
     except ValueError:
         raise ValueError(f"{STAGING_WORKERS_ENV} must be a whole number of connections, not {value!r}") from None
+
+
+def in_background(
+    engine: Engine,
+    jobs: Sequence[Callable[[Connection], Any]],
+    undo: Callable[[Connection], Any] | None = None,
+) -> Future | None:
+    """PostgreSQL: start :func:`side_by_side` of ``jobs`` in a thread and return its future; elsewhere None.
+
+    For database work a stage can start before its own computing is done (copying the base
+    run's rows forward): the server copies while this process computes, each on a core of its
+    own. The caller waits with :func:`finish_background` before it writes rows that must come
+    after the copied ones, and on an error of its own.
+    """
+    if staging_workers(engine) <= 1:
+        return None
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="staging-background")
+    future = executor.submit(side_by_side, engine, jobs, undo)
+    executor.shutdown(wait=False)
+    return future
+
+
+def finish_background(future: Future | None, *, failed: bool = False) -> None:
+    """Wait for :func:`in_background`'s jobs and raise their error (their ``undo`` has run), unless
+    the caller ``failed`` already: its own error is the one to raise, and it undoes what the jobs did."""
+    if future is None:
+        return
+    if failed:
+        future.exception()
+        return
+    future.result()
 
 
 def side_by_side(

@@ -35,7 +35,9 @@ states and reasons); the staged reads are ``staging.reads``.
 from __future__ import annotations
 
 import shutil
+from concurrent.futures import Future
 from datetime import UTC
+from functools import partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -46,7 +48,7 @@ from sqlalchemy.engine import Engine
 
 from sis_learning.config import DistrictConfig
 from sis_learning.delta import DELTA, FULL, fingerprint, record_stage, usable_delta
-from sis_learning.staging.base import bulk_insert, delete_run_rows, insert_frame
+from sis_learning.staging.base import bulk_insert, delete_run_rows, finish_background, in_background, insert_frame
 from sis_learning.staging.changes import held_logins
 from sis_learning.staging.quality import ExcludedRow, RejectedRow, ValidationResult, ValidationWarning
 from sis_learning.staging.reads import STAGED_COLUMNS, fetch_frame, read_staged
@@ -86,11 +88,44 @@ __all__ = [
 INSERT_CHUNK_ROWS = 50_000
 
 
+def _clear_outcomes(connection: Any, config: DistrictConfig, run_id: str) -> None:
+    for model in (RejectedRow, ExcludedRow, ValidationWarning):
+        table = model.__table__
+        connection.execute(
+            table.delete().where(
+                table.c.district_id == config.district_id, table.c.run_id == run_id, table.c.stage == STAGE
+            )
+        )
+
+
+def _carry(connection: Any, config: DistrictConfig, run_id: str, base: dict, created_at: Any) -> None:
+    _clear_outcomes(connection, config, run_id)
+    validate_delta.carry_outcomes(connection, config, run_id, base["run_id"], base["replaced"], created_at)
+
+
+def _start_carry(engine: Engine, config: DistrictConfig, run_id: str, base: dict) -> Future | None:
+    """PostgreSQL: copy the base run's outcome rows forward while this process validates the changed rows.
+
+    At district scale the copy is most of a delta validate's database time (210,000 excluded
+    rows, 2 to 4 s); it needs only the ids validated again, known before the rules run. None
+    on SQLite (one writer: :func:`_write` copies).
+    """
+    base["created_at"] = utcnow()  # the copied rows' time, which _write gives the new rows too
+    job = partial(_carry, config=config, run_id=run_id, base=base, created_at=base["created_at"])
+    return in_background(engine, [job], undo=partial(_clear_outcomes, config=config, run_id=run_id))
+
+
 def _write(
-    engine: Engine, config: DistrictConfig, run_id: str, validation: RunValidation, base: dict | None = None
+    engine: Engine,
+    config: DistrictConfig,
+    run_id: str,
+    validation: RunValidation,
+    base: dict | None = None,
+    carrying: Future | None = None,
 ) -> None:
     """Replace the run's validate rows with ``validation``'s; with ``base`` (a delta run: base run id and
-    the replaced source ids), the base run's rows of every row not validated again come first."""
+    the replaced source ids), the base run's rows of every row not validated again come first, copied
+    here or, when ``carrying`` (:func:`_start_carry`), already on their way: waited for."""
     rejected_parts = [part for outcome in validation.outcomes.values() for part in outcome.rejected_parts]
     excluded_parts = [part for outcome in validation.outcomes.values() for part in outcome.excluded_parts]
     columns = ["entity", "source_id", "rule", "reason", "caused_by"]
@@ -110,20 +145,19 @@ def _write(
     # One warning per row and field: the first (a grade level "3.5" is not also "missing").
     warnings = warnings.drop_duplicates(["entity", "source_id", "field"], keep="first")
     # COPY bypasses Python-side defaults: every column is given explicitly.
-    run_columns = {"district_id": config.district_id, "run_id": run_id, "stage": STAGE, "created_at": utcnow()}
+    # The copied rows' time, when they are on their way: every row of the run's stage shares one.
+    created_at = (base or {}).get("created_at") or utcnow()
+    run_columns = {"district_id": config.district_id, "run_id": run_id, "stage": STAGE, "created_at": created_at}
+    if carrying is not None:
+        finish_background(carrying)
     with engine.begin() as connection:
-        for model in (RejectedRow, ExcludedRow, ValidationWarning):
-            table = model.__table__
-            connection.execute(
-                table.delete().where(
-                    table.c.district_id == config.district_id, table.c.run_id == run_id, table.c.stage == STAGE
-                )
-            )
         delete_run_rows(connection, ValidationResult, config.district_id, run_id)
-        if base is not None:
-            validate_delta.carry_outcomes(
-                connection, config, run_id, base["run_id"], base["replaced"], run_columns["created_at"]
-            )
+        if carrying is None:
+            _clear_outcomes(connection, config, run_id)
+            if base is not None:
+                validate_delta.carry_outcomes(
+                    connection, config, run_id, base["run_id"], base["replaced"], run_columns["created_at"]
+                )
         for model, frame in ((RejectedRow, rejected), (ExcludedRow, excluded), (ValidationWarning, warnings)):
             insert_frame(connection, model, frame, run_columns, chunk_rows=INSERT_CHUNK_ROWS)
         if base is not None:
@@ -201,10 +235,19 @@ def validate_run(engine: Engine, config: DistrictConfig, run_id: str, results_di
         except validate_delta.TooWide as error:
             source, reason = None, str(error)
     if planned is not None and source is not None:
-        validation = evaluate(
-            config, planned["frames"], results_dir, as_of=as_of, run_name=run_id, held_logins=logins_in_learning
-        )
-        _write(engine, config, run_id, validation, {"run_id": source.base_run_id, "replaced": planned["replaced"]})
+        base = {"run_id": source.base_run_id, "replaced": planned["replaced"]}
+        carrying = _start_carry(engine, config, run_id, base)
+        try:
+            validation = evaluate(
+                config, planned["frames"], results_dir, as_of=as_of, run_name=run_id, held_logins=logins_in_learning
+            )
+        except BaseException:
+            if carrying is not None:
+                finish_background(carrying, failed=True)
+                with engine.begin() as connection:
+                    _clear_outcomes(connection, config, run_id)
+            raise
+        _write(engine, config, run_id, validation, base, carrying)
         validated = sum(len(frame) for frame in planned["frames"].values())
         record_stage(
             engine,
