@@ -30,6 +30,7 @@ from sis_learning.delta import DELTA, FULL, delta_keys, fingerprint, record_stag
 from sis_learning.entities import MAPPING_SPECS, SOURCE_ENTITIES
 from sis_learning.mapping import KEPT_LOGIN_COLUMN, MappingContext, MappingSpec, MappingSpecError, load_spec
 from sis_learning.staging.base import (
+    computing_beside,
     delete_run_rows,
     finish_background,
     in_background,
@@ -480,7 +481,7 @@ def transform_run(
     )
     base = {"run_id": source.base_run_id, "replaced": planned["replaced"]}
     carrying = _start_carry(engine, config, run_id, base)
-    try:
+    with computing_beside(engine, carrying, partial(_delete_learning_rows, config=config, run_id=run_id)):
         blocked = _blocked_source_ids(engine, config, run_id)
         rows = passed_rows(engine, config, run_id, specs, planned["subsets"], blocked)
         # Generated logins avoid every passed user's SIS username, as over the whole district.
@@ -489,12 +490,6 @@ def transform_run(
             entity: transform_delta.only_replaced(frame, entity, planned["replaced"])
             for entity, frame in learning.items()
         }
-    except BaseException:
-        if carrying is not None:
-            finish_background(carrying, failed=True)
-            with engine.begin() as connection:
-                _delete_learning_rows(connection, config, run_id)
-        raise
     _write(engine, config, run_id, learning, base, carrying)
     record_stage(
         engine,

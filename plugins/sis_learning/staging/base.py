@@ -480,15 +480,25 @@ def in_background(
     return future
 
 
-def finish_background(future: Future | None, *, failed: bool = False) -> None:
-    """Wait for :func:`in_background`'s jobs and raise their error (their ``undo`` has run), unless
-    the caller ``failed`` already: its own error is the one to raise, and it undoes what the jobs did."""
-    if future is None:
-        return
-    if failed:
-        future.exception()
-        return
-    future.result()
+def finish_background(future: Future | None) -> None:
+    """Wait for :func:`in_background`'s jobs and raise their error (their ``undo`` has run)."""
+    if future is not None:
+        future.result()
+
+
+@contextmanager
+def computing_beside(engine: Engine, future: Future | None, undo: Callable[[Connection], Any]) -> Iterator[None]:
+    """The caller's own computing while :func:`in_background`'s jobs run: on its error, the jobs
+    are waited for and ``undo`` removes what they wrote (in a transaction of its own), then the
+    caller's error is raised. Without background jobs (``future`` None) nothing is added."""
+    try:
+        yield
+    except BaseException:
+        if future is not None:
+            future.exception()
+            with engine.begin() as connection:
+                undo(connection)
+        raise
 
 
 def side_by_side(

@@ -48,7 +48,14 @@ from sqlalchemy.engine import Engine
 
 from sis_learning.config import DistrictConfig
 from sis_learning.delta import DELTA, FULL, fingerprint, record_stage, usable_delta
-from sis_learning.staging.base import bulk_insert, delete_run_rows, finish_background, in_background, insert_frame
+from sis_learning.staging.base import (
+    bulk_insert,
+    computing_beside,
+    delete_run_rows,
+    finish_background,
+    in_background,
+    insert_frame,
+)
 from sis_learning.staging.changes import held_logins
 from sis_learning.staging.quality import ExcludedRow, RejectedRow, ValidationResult, ValidationWarning
 from sis_learning.staging.reads import STAGED_COLUMNS, fetch_frame, read_staged
@@ -237,16 +244,10 @@ def validate_run(engine: Engine, config: DistrictConfig, run_id: str, results_di
     if planned is not None and source is not None:
         base = {"run_id": source.base_run_id, "replaced": planned["replaced"]}
         carrying = _start_carry(engine, config, run_id, base)
-        try:
+        with computing_beside(engine, carrying, partial(_clear_outcomes, config=config, run_id=run_id)):
             validation = evaluate(
                 config, planned["frames"], results_dir, as_of=as_of, run_name=run_id, held_logins=logins_in_learning
             )
-        except BaseException:
-            if carrying is not None:
-                finish_background(carrying, failed=True)
-                with engine.begin() as connection:
-                    _clear_outcomes(connection, config, run_id)
-            raise
         _write(engine, config, run_id, validation, base, carrying)
         validated = sum(len(frame) for frame in planned["frames"].values())
         record_stage(
