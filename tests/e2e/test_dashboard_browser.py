@@ -334,13 +334,28 @@ class RestApi:
         raise AssertionError(f"{what}: not within {seconds} s{detail}")
 
 
-def task_log_tails(root: Path, run_id: str, task_id: str, lines: int = 40) -> str:
-    """The end of each try's log of a task of the run (what a stuck approval did), from the standalone's logs."""
+def task_log_tails(root: Path, run_id: str, task_id: str, lines: int = 15) -> str:
+    """What a stuck approval did: each try's warnings, errors and last lines, and what Airflow said of the task.
+
+    From the standalone's task logs (JSON lines: the levels say what went wrong, wherever it is in the
+    log) and the output of ``make airflow`` (the scheduler's and executor's lines naming the task).
+    """
     tails = []
     logs = root / "airflow-home" / "logs"
     for log in sorted(logs.glob(f"dag_id=*/run_id={run_id}/task_id={task_id}/attempt=*.log")):
-        text = log.read_text(errors="replace").splitlines()[-lines:]
-        tails.append(f"--- {log.name}\n" + "\n".join(text))
+        text = log.read_text(errors="replace").splitlines()
+        notable = [line for line in text[:-lines] if not line.startswith("{") or '"level":"info"' not in line]
+        tails.append(f"--- {log.name}: {len(notable)} warning/error line(s), then the last {lines}")
+        tails.extend(line[:2000] for line in notable[-60:] + text[-lines:])
+    airflow_output = root / "make-airflow.out"
+    if airflow_output.exists():
+        said = [
+            line[:1000]
+            for line in airflow_output.read_text(errors="replace").splitlines()
+            if task_id in line and (run_id in line or "ERROR" in line or "rror" in line)
+        ]
+        tails.append(f"--- make-airflow.out: {len(said)} line(s) naming {task_id}")
+        tails.extend(said[-40:])
     return "\n".join(tails) or f"no log of {task_id} under {logs}"
 
 
