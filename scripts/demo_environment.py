@@ -19,6 +19,35 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_STATE_DIR = REPO_ROOT / "var" / "demo"
+# The staging databases of this checkout: `make airflow` (and the DAGs' default), `make demo`.
+LOCAL_STAGING_FILES = (REPO_ROOT / "var" / "staging.sqlite", DEMO_STATE_DIR / "staging.sqlite")
+
+
+def local_staging_url() -> str:
+    """The staging database a person at this checkout means (`make explain`, `make retention`).
+
+    ``SIS_LEARNING_STAGING_URL`` when set; else the most recently written of var/staging.sqlite
+    (`make airflow`) and var/demo/staging.sqlite (`make demo`): a person who just ran the demo
+    means the demo's. SQLite in WAL mode writes to ``-wal`` first, so that file's time counts too.
+    """
+    import os
+
+    if os.environ.get("SIS_LEARNING_STAGING_URL"):
+        return os.environ["SIS_LEARNING_STAGING_URL"]
+
+    def written(path: Path) -> float:
+        return max(p.stat().st_mtime for p in (path, path.with_name(path.name + "-wal")) if p.exists())
+
+    files = [path for path in LOCAL_STAGING_FILES if path.exists()]
+    return f"sqlite:///{max(files, key=written) if files else LOCAL_STAGING_FILES[0]}"
+
+
+def missing_sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite staging URL that does not exist (opening it would create an empty one)."""
+    if not url.startswith("sqlite:///") or ":memory:" in url:
+        return None
+    path = Path(url.removeprefix("sqlite:///").split("?", 1)[0])
+    return None if path.exists() else path
 
 
 @dataclass

@@ -5,8 +5,8 @@
     make explain ID=someone@demo-usd.org
 
 Answers from the staged tables of the district's latest finished import
-(``SIS_LEARNING_STAGING_URL``; unset: the newer of var/staging.sqlite, which `make airflow`
-fills, and var/demo/staging.sqlite, which `make demo` fills). When staging has no trace of
+(``SIS_LEARNING_STAGING_URL``; unset: the more recently written of var/staging.sqlite, which
+`make airflow` fills, and var/demo/staging.sqlite, which `make demo` fills). When staging has no trace of
 the record, PowerSchool is asked for that one record through the district's Airflow
 connection (``AIRFLOW_CONN_POWERSCHOOL_<DISTRICT>``, or the sandboxes `make airflow` is
 running). The logic is ``sis_learning.explain``.
@@ -26,18 +26,6 @@ sys.path[:0] = [str(REPO_ROOT / "plugins"), str(REPO_ROOT)]
 SANDBOXES_FILE = (
     Path(os.environ.get("SIS_LEARNING_STANDALONE_DIR") or REPO_ROOT / "var" / "standalone") / "sandboxes.json"
 )
-
-
-def staging_url() -> str:
-    if os.environ.get("SIS_LEARNING_STAGING_URL"):
-        return os.environ["SIS_LEARNING_STAGING_URL"]
-    files = [
-        path
-        for path in (REPO_ROOT / "var" / "staging.sqlite", REPO_ROOT / "var" / "demo" / "staging.sqlite")
-        if path.exists()
-    ]
-    newest = max(files, key=lambda path: path.stat().st_mtime) if files else REPO_ROOT / "var" / "staging.sqlite"
-    return f"sqlite:///{newest}"
 
 
 def powerschool_connection(config) -> bool:
@@ -73,9 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     from sis_learning.explain import explain
     from sis_learning.staging.base import get_engine
 
+    from scripts.demo_environment import local_staging_url, missing_sqlite_file
+
     config = load_district_by_id(arguments.district)
-    url = staging_url()
-    engine = get_engine(url)  # read only: a missing database or table is "no finished import yet"
+    url = local_staging_url()
+    if (missing := missing_sqlite_file(url)) is not None:
+        print(f"No staging database at {missing} yet: `make demo`, or a run in `make airflow`, fills one.")
+        return 0
+    engine = get_engine(url)  # read only: a missing table is "no finished import yet"
     hook = None
     if powerschool_connection(config):
         from sis_learning.hooks.district import powerschool_hook

@@ -6,8 +6,8 @@
 
 The import's report task does this after every successful run; this is for a staging
 database that grew before retention existed, or to keep less once. Staging is
-``SIS_LEARNING_STAGING_URL`` (unset: var/staging.sqlite, the one `make airflow` and the
-DAGs use). What is removed and what is always kept: docs/staged-tables.md, "Retention";
+``SIS_LEARNING_STAGING_URL`` (unset: the more recently written of var/staging.sqlite, the one
+`make airflow` and the DAGs use, and var/demo/staging.sqlite, `make demo`'s; as `make explain`). What is removed and what is always kept: docs/staged-tables.md, "Retention";
 the logic is ``sis_learning.staging.retention``.
 """
 
@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     from sis_learning.staging.base import create_all, get_engine
     from sis_learning.staging.retention import prune
 
+    from scripts.demo_environment import local_staging_url, missing_sqlite_file
+
     config = load_district_by_id(arguments.district)
     days = arguments.days if arguments.days is not None else config.retention.days
     changes_days = arguments.changes_days if arguments.changes_days is not None else config.retention.changes_days
@@ -40,7 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     for value, name in ((days, "--days"), (changes_days, "--changes-days")):
         if value is not None and value <= 0:
             parser.error(f"{name} must be more than 0")
-    engine = create_all(get_engine())
+    url = local_staging_url()
+    if (missing := missing_sqlite_file(url)) is not None:  # nothing staged: never create an empty database
+        print(f"No staging database at {missing}: nothing to remove.")
+        return 0
+    engine = create_all(get_engine(url))
     print(f"Staging: {engine.url.render_as_string(hide_password=True)}")
     print(prune(engine, config.district_id, days, changes_days, dry_run=arguments.dry_run).text())
     return 0
