@@ -57,11 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("identifier", help="a DCID, number, login or email")
     parser.add_argument("--district", default="demo")
     arguments = parser.parse_args(argv)
+    from scripts.demo_environment import local_staging_url, missing_sqlite_file
     from sis_learning.config import load_district_by_id
     from sis_learning.explain import explain
     from sis_learning.staging.base import get_engine
-
-    from scripts.demo_environment import local_staging_url, missing_sqlite_file
 
     config = load_district_by_id(arguments.district)
     url = local_staging_url()

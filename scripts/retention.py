@@ -7,8 +7,8 @@
 The import's report task does this after every successful run; this is for a staging
 database that grew before retention existed, or to keep less once. Staging is
 ``SIS_LEARNING_STAGING_URL`` (unset: the more recently written of var/staging.sqlite, the one
-`make airflow` and the DAGs use, and var/demo/staging.sqlite, `make demo`'s; as `make explain`). What is removed and what is always kept: docs/staged-tables.md, "Retention";
-the logic is ``sis_learning.staging.retention``.
+`make airflow` and the DAGs use, and var/demo/staging.sqlite, `make demo`'s; as `make explain`).
+What is removed and what is always kept: docs/staged-tables.md, "Retention"; the logic is ``sis_learning.staging.retention``.
 """
 
 from __future__ import annotations
@@ -28,11 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=float, help="keep this many days of detail rows (default: the YAML's)")
     parser.add_argument("--changes-days", type=float, help="keep this many days of changes sent (default: the YAML's)")
     arguments = parser.parse_args(argv)
+    from scripts.demo_environment import local_staging_url, missing_sqlite_file
     from sis_learning.config import load_district_by_id
     from sis_learning.staging.base import create_all, get_engine
     from sis_learning.staging.retention import prune
-
-    from scripts.demo_environment import local_staging_url, missing_sqlite_file
 
     config = load_district_by_id(arguments.district)
     days = arguments.days if arguments.days is not None else config.retention.days
