@@ -8,7 +8,8 @@ The import's report task does this after every successful run; this is for a sta
 database that grew before retention existed, or to keep less once. Staging is
 ``SIS_LEARNING_STAGING_URL`` (unset: the more recently written of var/staging.sqlite, the one
 `make airflow` and the DAGs use, and var/demo/staging.sqlite, `make demo`'s; as `make explain`).
-What is removed and what is always kept: docs/staged-tables.md, "Retention"; the logic is ``sis_learning.staging.retention``.
+What is removed and what is always kept: docs/staged-tables.md, "Retention"; the logic is
+``sis_learning.staging.retention``.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ def test_the_most_recently_written_staging_database_is_the_one_read(checkout):
 
 
 def test_the_staging_url_setting_wins(checkout, monkeypatch):
-    airflow, demo = checkout
+    _, demo = checkout
     write(demo, 2_000_000)
     monkeypatch.setenv("SIS_LEARNING_STAGING_URL", "postgresql+psycopg://someone@db/staging")
     assert demo_environment.local_staging_url() == "postgresql+psycopg://someone@db/staging"
