@@ -360,6 +360,8 @@ def render_html(preview: Preview) -> str:
         else "<p>Nothing would change.</p>"
     )
     parts.append("<h2>Examples</h2>")
+    if not any(by_action.get(action) for by_action in preview.examples.values() for action in ACTION_ORDER):
+        parts.append("<p>None: nothing would be sent.</p>")
     for entity, by_action in preview.examples.items():
         for action in ACTION_ORDER:
             examples = by_action.get(action)

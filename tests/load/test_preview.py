@@ -116,3 +116,28 @@ def test_the_preview_is_what_the_load_then_sends(staging_engine, learning_domain
         for entity, method, row in hook.sent
     )
     assert sent == planned
+
+
+def test_a_preview_with_nothing_to_send_says_so_under_each_heading(
+    staging_engine, learning_domain, default_password, tmp_path
+):
+    config = make_config()
+    hook = RecordingHook.from_settings(learning_domain.base_url, learning_domain.token, learning_domain.ca_bundle)
+    hook.sent = []
+    district = LearningDistrict.generate(schools=1, students_per_school=5)
+    write_run(staging_engine, district, "run-1")
+    compute_changes(staging_engine, config, "run-1")
+    write_preview(staging_engine, config, "run-1", tmp_path / "first")
+    first = (tmp_path / "first" / "index.html").read_text()
+    assert "<h3>users: create" in first and "None: nothing would be sent." not in first
+    load_run(staging_engine, config, "run-1", hook)
+
+    write_run(staging_engine, district.copy(), "run-2")
+    compute_changes(staging_engine, config, "run-2")
+    write_preview(staging_engine, config, "run-2", tmp_path / "second")
+    page = (tmp_path / "second" / "index.html").read_text()
+    per_school, examples = (
+        part.strip() for part in page.split("<h2>Per school</h2>", 1)[1].split("<h2>Examples</h2>", 1)
+    )
+    assert per_school.startswith("<p>Nothing would change.</p>")
+    assert examples.startswith("<p>None: nothing would be sent.</p>") and "<h3>" not in examples
