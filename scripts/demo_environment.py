@@ -10,6 +10,7 @@ local, generated values, never real secrets.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -30,8 +31,6 @@ def local_staging_url() -> str:
     (`make airflow`) and var/demo/staging.sqlite (`make demo`): a person who just ran the demo
     means the demo's. SQLite in WAL mode writes to ``-wal`` first, so that file's time counts too.
     """
-    import os
-
     if os.environ.get("SIS_LEARNING_STAGING_URL"):
         return os.environ["SIS_LEARNING_STAGING_URL"]
 

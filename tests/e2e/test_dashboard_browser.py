@@ -334,12 +334,20 @@ class RestApi:
         raise AssertionError(f"{what}: not within {seconds} s{detail}")
 
 
-def scheduler_saw_it_park(root: Path, run_id: str, task_id: str) -> bool:
-    """Whether Airflow's output says the scheduler handled the exit of the task's process parked for input."""
+def scheduler_lines(root: Path, run_id: str, task_id: str) -> list[str]:
+    """The lines of Airflow's own output (the standalone's scheduler, executor and api-server) on a task of a run."""
     output = root / "standalone" / "airflow.log"
-    wanted = f"TaskInstance Finished: dag_id=sis_import__demo, task_id={task_id}, run_id={run_id},"
-    return output.exists() and any(
-        wanted in line and "state=awaiting_input" in line for line in output.read_text(errors="replace").splitlines()
+    if not output.exists():
+        return []
+    named = (f"task_id={task_id},", f"run_id={run_id},")
+    return [line for line in output.read_text(errors="replace").splitlines() if all(part in line for part in named)]
+
+
+def scheduler_saw_it_park(root: Path, run_id: str, task_id: str) -> bool:
+    """Whether the scheduler says it handled the exit of the task's process parked for input."""
+    return any(
+        "TaskInstance Finished:" in line and "state=awaiting_input" in line
+        for line in scheduler_lines(root, run_id, task_id)
     )
 
 
@@ -356,17 +364,13 @@ def task_log_tails(root: Path, run_id: str, task_id: str, lines: int = 15) -> st
         notable = [line for line in text[:-lines] if not line.startswith("{") or '"level":"info"' not in line]
         tails.append(f"--- {log.name}: {len(notable)} warning/error line(s), then the last {lines}")
         tails.extend(line[:2000] for line in notable[-60:] + text[-lines:])
-    airflow_output = root / "standalone" / "airflow.log"  # the scheduler's, executor's and api-server's lines
-    if airflow_output.exists():
-        said = [
-            line[:1000]
-            for line in airflow_output.read_text(errors="replace").splitlines()
-            if f"task_id={task_id}," in line
-            and f"run_id={run_id}," in line
-            and any(word in line for word in ("Finished", "error", "UP_FOR_RETRY", "state mismatch", "heartbeat"))
-        ]
-        tails.append(f"--- airflow.log: {len(said)} scheduler line(s) on {task_id} of this run")
-        tails.extend(said[-40:])
+    said = [
+        line[:1000]
+        for line in scheduler_lines(root, run_id, task_id)
+        if any(word in line for word in ("Finished", "error", "UP_FOR_RETRY", "state mismatch", "heartbeat"))
+    ]
+    tails.append(f"--- airflow.log: {len(said)} scheduler line(s) on {task_id} of this run")
+    tails.extend(said[-40:])
     return "\n".join(tails) or f"no log of {task_id} under {logs}"
 
 
