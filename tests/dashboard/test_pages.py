@@ -26,9 +26,19 @@ def client(staging_engine, monkeypatch):
     monkeypatch.setattr(
         dashboard, "configured_districts", lambda: {"east": {"name": "East", "import_dag_id": "sis_import__east"}}
     )
+    # Airflow's word on each approval task: parked (answerable) unless a test sets client.airflow_says[task_id]
+    # to what a person can do there (tests/e2e/test_approval.py reads the real states).
+    airflow_says: dict[str, str] = {}
+    monkeypatch.setattr(
+        dashboard,
+        "approval_states",
+        lambda tasks: {task: airflow_says.get(task[2], dashboard.ANSWERABLE) for task in tasks},
+    )
     app = dashboard.create_app()
     app.dependency_overrides[dashboard.signed_in_user] = lambda: "someone"
-    return TestClient(app, root_path="/sis-learning")
+    test_client = TestClient(app, root_path="/sis-learning")
+    test_client.airflow_says = airflow_says
+    return test_client
 
 
 def test_overview_lists_only_readable_districts(client):
@@ -45,6 +55,55 @@ def test_a_waiting_run_links_to_the_task_that_asks(client):
     assert page.status_code == 200
     assert 'id="waiting-approval"' in page.text
     assert "/dags/sis_import__south/runs/s1/tasks/load.approve_mass_changes_2/required_actions" in page.text
+
+
+APPROVAL_LINK = "/dags/sis_import__south/runs/s1/tasks/load.approve_mass_changes_2/required_actions"
+
+
+def test_no_approval_link_until_airflow_parks_the_task(client):
+    """Staging records the ask a moment before Airflow parks the task; its page loaded then keeps Approve and
+    Reject disabled, so the pages say "asking" and reload until Airflow has the task in awaiting_input."""
+    client.airflow_says["load.approve_mass_changes_2"] = dashboard.ASKING
+    for path in ("/districts", "/districts/south"):
+        page = client.get(path)
+        assert page.status_code == 200
+        assert APPROVAL_LINK not in page.text
+        assert "asking" in page.text
+        assert '<meta http-equiv="refresh" content="5">' in page.text
+    assert 'id="asking-approval"' in client.get("/districts/south").text
+    client.airflow_says["load.approve_mass_changes_2"] = dashboard.ANSWERABLE
+    for path in ("/districts", "/districts/south"):
+        page = client.get(path)
+        assert APPROVAL_LINK in page.text and 'http-equiv="refresh"' not in page.text
+
+
+def test_a_review_whose_task_ended_is_not_offered(client):
+    """A run failed or marked while it waited: staging still says waiting, but nobody can answer in Airflow."""
+    client.airflow_says["load.approve_mass_changes_2"] = dashboard.NOT_WAITING
+    overview = client.get("/districts").text
+    assert APPROVAL_LINK not in overview and "not waiting" in overview
+    assert 'href="/dags/sis_import__south/runs/s1"' in overview
+    district = client.get("/districts/south").text
+    assert APPROVAL_LINK not in district and 'id="stale-approval"' in district and "Trigger the DAG again" in district
+    assert 'http-equiv="refresh"' not in district
+
+
+@pytest.mark.parametrize(
+    ("airflow_state", "offered"),
+    [
+        ("awaiting_input", dashboard.ANSWERABLE),
+        ("running", dashboard.ASKING),
+        ("queued", dashboard.ASKING),
+        ("up_for_retry", dashboard.ASKING),
+        ("None", dashboard.ASKING),
+        ("success", dashboard.NOT_WAITING),
+        ("failed", dashboard.NOT_WAITING),
+        ("skipped", dashboard.NOT_WAITING),
+        (None, dashboard.NOT_WAITING),
+    ],
+)
+def test_what_a_person_can_do_by_airflow_state(airflow_state, offered):
+    assert dashboard.what_a_person_can_do(airflow_state) == offered
 
 
 def test_district_page_reasons_link_to_their_rows(client):

@@ -85,6 +85,71 @@ def require_district(user: Any, district_id: str) -> dict[str, str]:
 # ---- data ----------------------------------------------------------------------------
 
 
+# What the pages say of a review staging holds as waiting, by the state Airflow gives its task:
+ANSWERABLE = "answerable"  # parked in awaiting_input: the Required Action's buttons work
+ASKING = "asking"  # the task asked (staging knows) but Airflow has not parked it yet: its buttons are disabled
+NOT_WAITING = "not_waiting"  # the task ended (failed, succeeded, skipped) or its run is gone: nobody can answer it
+REFRESH_SECONDS = 5  # a page showing a task on its way to park reloads itself this often
+# Airflow states of a task on its way to park (or back, after a retry); "None": cleared, to be scheduled again.
+ON_ITS_WAY = {"None", "running", "queued", "scheduled", "up_for_retry", "up_for_reschedule", "restarting", "deferred"}
+
+
+def approval_task(dag_id: str, run_id: str, task_id: str | None) -> tuple[str, str, str]:
+    """The Airflow task a waiting review asks in (the first approval task when staging names none)."""
+    return dag_id, run_id, task_id or APPROVAL_TASK_ID
+
+
+def approval_states(tasks: set[tuple[str, str, str]]) -> dict[tuple[str, str, str], str]:
+    """For each (dag_id, run_id, task_id) staging says is waiting, what a person can do there now.
+
+    The task records its ask in staging a moment before Airflow parks it in ``awaiting_input``;
+    Airflow's Required Action page loaded in that moment shows Approve and Reject disabled and
+    does not enable them when the task parks (seen on Airflow 3.3.2). So a page links to the
+    Required Action only once Airflow's metadata database says the task awaits input. When that
+    database cannot be read (the pages outside Airflow's API server), every task is answerable:
+    the link is still the best a page can give.
+    """
+    if not tasks:
+        return {}
+    try:
+        from airflow.models.taskinstance import TaskInstance
+        from airflow.utils.session import create_session
+        from sqlalchemy import and_, or_, select
+
+        with create_session() as session:
+            found = {
+                (row.dag_id, row.run_id, row.task_id): str(
+                    row.state.value if hasattr(row.state, "value") else row.state
+                )
+                for row in session.execute(
+                    select(TaskInstance.dag_id, TaskInstance.run_id, TaskInstance.task_id, TaskInstance.state).where(
+                        TaskInstance.map_index == -1,
+                        or_(
+                            *(
+                                and_(
+                                    TaskInstance.dag_id == dag_id,
+                                    TaskInstance.run_id == run_id,
+                                    TaskInstance.task_id == task_id,
+                                )
+                                for dag_id, run_id, task_id in tasks
+                            )
+                        ),
+                    )
+                )
+            }
+    except Exception:  # a page never fails for it
+        log.warning("Could not read the approval tasks' states from Airflow's metadata database", exc_info=True)
+        return {task: ANSWERABLE for task in tasks}
+    return {task: what_a_person_can_do(found.get(task)) for task in tasks}
+
+
+def what_a_person_can_do(airflow_state: str | None) -> str:
+    """ANSWERABLE, ASKING or NOT_WAITING for an approval task in this Airflow state (None: no such task)."""
+    if airflow_state == "awaiting_input":
+        return ANSWERABLE
+    return ASKING if airflow_state in ON_ITS_WAY else NOT_WAITING
+
+
 def configured_districts() -> dict[str, dict[str, str]]:
     """``{district_id: {"name", "import_dag_id"}}`` of the district files (broken files included)."""
     from sis_learning.config import scan_districts
@@ -220,6 +285,12 @@ def create_app() -> FastAPI:
         allowed = readable_dag_ids(user, {row.import_dag_id for row in rows})
         rows = [row for row in rows if row.import_dag_id in allowed]
         links = Links(request)
+        asked = {
+            row.district_id: approval_task(row.import_dag_id, row.waiting_run_id, row.waiting_task_id)
+            for row in rows
+            if row.waiting_run_id
+        }
+        states = approval_states(set(asked.values()))
         return render(
             "districts.html",
             request,
@@ -227,7 +298,10 @@ def create_app() -> FastAPI:
             staging=staging_label(engine),
             now=when(queries.utcnow()),
             airflow_run=lambda run: links.airflow_run(run.dag_id or "", run.run_id),
+            airflow_run_id=links.airflow_run,
             approval_link=lambda row: links.approval(row.import_dag_id, row.waiting_run_id, row.waiting_task_id),
+            approval_state=lambda row: states[asked[row.district_id]],
+            refresh_seconds=REFRESH_SECONDS if ASKING in states.values() else None,
             elapsed_ms=(time.perf_counter() - started) * 1000,
         )
 
@@ -254,6 +328,12 @@ def create_app() -> FastAPI:
         )
         links = Links(request)
         run_id = detail.district.last_run.run_id if detail.district.last_run else ""
+        asked = {
+            review["run_id"]: approval_task(info["import_dag_id"], review["run_id"], review["task_id"])
+            for review in detail.reviews
+            if review["status"] == "waiting"
+        }
+        states = approval_states(set(asked.values()))
         return render(
             "district.html",
             request,
@@ -267,6 +347,8 @@ def create_app() -> FastAPI:
             airflow_run=lambda run: links.airflow_run(run.dag_id or info["import_dag_id"], run.run_id),
             airflow_run_id=lambda rid: links.airflow_run(info["import_dag_id"], rid),
             approval_link_for=lambda review: links.approval(info["import_dag_id"], review["run_id"], review["task_id"]),
+            approval_state=lambda review: states[asked[review["run_id"]]],
+            refresh_seconds=REFRESH_SECONDS if ASKING in states.values() else None,
             rows_link=lambda reason: links.link(
                 f"districts/{quote(district_id, safe='')}/rows",
                 run_id=run_id,
