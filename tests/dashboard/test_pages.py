@@ -92,6 +92,7 @@ def test_a_review_whose_task_ended_is_not_offered(client):
     ("airflow_state", "offered"),
     [
         ("awaiting_input", dashboard.ANSWERABLE),
+        ("deferred", dashboard.ANSWERABLE),
         ("running", dashboard.ASKING),
         ("queued", dashboard.ASKING),
         ("up_for_retry", dashboard.ASKING),

@@ -86,12 +86,15 @@ def require_district(user: Any, district_id: str) -> dict[str, str]:
 
 
 # What the pages say of a review staging holds as waiting, by the state Airflow gives its task:
-ANSWERABLE = "answerable"  # parked in awaiting_input: the Required Action's buttons work
+ANSWERABLE = "answerable"  # parked (awaiting_input): the Required Action's buttons work
 ASKING = "asking"  # the task asked (staging knows) but Airflow has not parked it yet: its buttons are disabled
 NOT_WAITING = "not_waiting"  # the task ended (failed, succeeded, skipped) or its run is gone: nobody can answer it
 REFRESH_SECONDS = 5  # a page showing a task on its way to park reloads itself this often
 # Airflow states of a task on its way to park (or back, after a retry); "None": cleared, to be scheduled again.
-ON_ITS_WAY = {"None", "running", "queued", "scheduled", "up_for_retry", "up_for_reschedule", "restarting", "deferred"}
+ON_ITS_WAY = {"None", "running", "queued", "scheduled", "up_for_retry", "up_for_reschedule", "restarting"}
+# The states whose Required Action takes an answer (as Airflow's UI decides: deferred is how an Airflow
+# before 3.3 parked a human-in-the-loop task).
+PARKED = {"awaiting_input", "deferred"}
 
 
 def approval_task(dag_id: str, run_id: str, task_id: str | None) -> tuple[str, str, str]:
@@ -145,7 +148,7 @@ def approval_states(tasks: set[tuple[str, str, str]]) -> dict[tuple[str, str, st
 
 def what_a_person_can_do(airflow_state: str | None) -> str:
     """ANSWERABLE, ASKING or NOT_WAITING for an approval task in this Airflow state (None: no such task)."""
-    if airflow_state == "awaiting_input":
+    if airflow_state in PARKED:
         return ANSWERABLE
     return ASKING if airflow_state in ON_ITS_WAY else NOT_WAITING
 
