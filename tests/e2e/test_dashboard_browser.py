@@ -474,7 +474,8 @@ def test_a_stopped_run_is_approved_in_the_airflow_ui(page, standalone):
     page.get_by_text("Districts", exact=True).first.click()
     frame = page.frame_locator("iframe[title=Districts]")
     waiting = frame.locator("tr[data-district=demo] td[data-field=waiting]")
-    waiting.locator("a").wait_for()
+    # The link appears once the task has been parked for SETTLE_SECONDS (the page reloads every 5 s).
+    waiting.locator("a").wait_for(timeout=90_000)
     assert waiting.inner_text().startswith("waiting") and stopped in waiting.inner_text()
     waiting.locator("a").click()
     page.wait_for_url(re.compile(r"/tasks/load.approve_mass_changes/required_actions"), wait_until="commit")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -90,6 +90,11 @@ ANSWERABLE = "answerable"  # parked (awaiting_input): the Required Action's butt
 ASKING = "asking"  # the task asked (staging knows) but Airflow has not parked it yet: its buttons are disabled
 NOT_WAITING = "not_waiting"  # the task ended (failed, succeeded, skipped) or its run is gone: nobody can answer it
 REFRESH_SECONDS = 5  # a page showing a task on its way to park reloads itself this often
+# How long after Airflow parked the task the pages wait before linking to it. Airflow 3.3.2 loses an
+# answer given before its scheduler has handled the exit of the parked task's process (docs/load.md:
+# the try is marked up_for_retry and asks again); that took 0.5 s on a quiet machine and 5-6 s on a
+# loaded one.
+SETTLE_SECONDS = 15
 # Airflow states of a task on its way to park (or back, after a retry); "None": cleared, to be scheduled again.
 ON_ITS_WAY = {"None", "running", "queued", "scheduled", "up_for_retry", "up_for_reschedule", "restarting"}
 # The states whose Required Action takes an answer (as Airflow's UI decides: deferred is how an Airflow
@@ -107,8 +112,9 @@ def approval_states(tasks: set[tuple[str, str, str]]) -> dict[tuple[str, str, st
 
     The task records its ask in staging a moment before Airflow parks it in ``awaiting_input``;
     Airflow's Required Action page loaded in that moment shows Approve and Reject disabled and
-    does not enable them when the task parks (seen on Airflow 3.3.2). So a page links to the
-    Required Action only once Airflow's metadata database says the task awaits input. When that
+    does not enable them when the task parks (seen on Airflow 3.3.2), and an answer given just
+    after the park can be lost (``SETTLE_SECONDS``). So a page links to the Required Action only
+    once Airflow's metadata database says the task has awaited input that long. When that
     database cannot be read (the pages outside Airflow's API server), every task is answerable:
     the link is still the best a page can give.
     """
@@ -119,13 +125,21 @@ def approval_states(tasks: set[tuple[str, str, str]]) -> dict[tuple[str, str, st
         from airflow.utils.session import create_session
         from sqlalchemy import and_, or_, select
 
+        now = datetime.now(UTC)
         with create_session() as session:
             found = {
-                (row.dag_id, row.run_id, row.task_id): str(
-                    row.state.value if hasattr(row.state, "value") else row.state
+                (row.dag_id, row.run_id, row.task_id): (
+                    str(row.state.value if hasattr(row.state, "value") else row.state),
+                    (now - row.updated_at).total_seconds() if row.updated_at is not None else None,
                 )
                 for row in session.execute(
-                    select(TaskInstance.dag_id, TaskInstance.run_id, TaskInstance.task_id, TaskInstance.state).where(
+                    select(
+                        TaskInstance.dag_id,
+                        TaskInstance.run_id,
+                        TaskInstance.task_id,
+                        TaskInstance.state,
+                        TaskInstance.updated_at,
+                    ).where(
                         TaskInstance.map_index == -1,
                         or_(
                             *(
@@ -143,13 +157,18 @@ def approval_states(tasks: set[tuple[str, str, str]]) -> dict[tuple[str, str, st
     except Exception:  # a page never fails for it
         log.warning("Could not read the approval tasks' states from Airflow's metadata database", exc_info=True)
         return {task: ANSWERABLE for task in tasks}
-    return {task: what_a_person_can_do(found.get(task)) for task in tasks}
+    return {task: what_a_person_can_do(*found.get(task, (None, None))) for task in tasks}
 
 
-def what_a_person_can_do(airflow_state: str | None) -> str:
-    """ANSWERABLE, ASKING or NOT_WAITING for an approval task in this Airflow state (None: no such task)."""
+def what_a_person_can_do(airflow_state: str | None, unchanged_seconds: float | None = None) -> str:
+    """ANSWERABLE, ASKING or NOT_WAITING for an approval task in this Airflow state (None: no such task).
+
+    ``unchanged_seconds``: how long ago Airflow last changed the task (None: unknown). A task parked
+    less than ``SETTLE_SECONDS`` ago is still ASKING: an answer that early can be lost.
+    """
     if airflow_state in PARKED:
-        return ANSWERABLE
+        settled = unchanged_seconds is None or unchanged_seconds >= SETTLE_SECONDS
+        return ANSWERABLE if settled else ASKING
     return ASKING if airflow_state in ON_ITS_WAY else NOT_WAITING
 
 
