@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -129,7 +130,7 @@ def approval_states(tasks: set[tuple[str, str, str]]) -> dict[tuple[str, str, st
         with create_session() as session:
             found = {
                 (row.dag_id, row.run_id, row.task_id): (
-                    str(row.state.value if hasattr(row.state, "value") else row.state),
+                    str(row.state),  # TaskInstanceState prints its value; no state: "None"
                     (now - row.updated_at).total_seconds() if row.updated_at is not None else None,
                 )
                 for row in session.execute(
@@ -158,6 +159,13 @@ def approval_states(tasks: set[tuple[str, str, str]]) -> dict[tuple[str, str, st
         log.warning("Could not read the approval tasks' states from Airflow's metadata database", exc_info=True)
         return {task: ANSWERABLE for task in tasks}
     return {task: what_a_person_can_do(*found.get(task, (None, None))) for task in tasks}
+
+
+def approval_view(asked: dict[Any, tuple[str, str, str]]) -> tuple[Callable[[Any], str], int | None]:
+    """For a page's waiting reviews (``{its key for the review: approval_task(...)}``): what each shows, by
+    that key, and how often the page reloads (None: it does not; it does while any task is still asking)."""
+    states = approval_states(set(asked.values()))
+    return (lambda key: states[asked[key]]), (REFRESH_SECONDS if ASKING in states.values() else None)
 
 
 def what_a_person_can_do(airflow_state: str | None, unchanged_seconds: float | None = None) -> str:
@@ -246,8 +254,8 @@ class Links:
 
     def approval(self, dag_id: str, run_id: str, task_id: str | None = None) -> str:
         """The task's Required Action page in Airflow (Approve / Reject, with the figures)."""
-        task = quote(task_id or APPROVAL_TASK_ID, safe="")
-        return f"{self.airflow_run(dag_id, run_id)}/tasks/{task}/required_actions"
+        _, _, task = approval_task(dag_id, run_id, task_id)
+        return f"{self.airflow_run(dag_id, run_id)}/tasks/{quote(task, safe='')}/required_actions"
 
 
 def render(template: str, request: Request, **values: Any) -> HTMLResponse:
@@ -307,12 +315,13 @@ def create_app() -> FastAPI:
         allowed = readable_dag_ids(user, {row.import_dag_id for row in rows})
         rows = [row for row in rows if row.import_dag_id in allowed]
         links = Links(request)
-        asked = {
-            row.district_id: approval_task(row.import_dag_id, row.waiting_run_id, row.waiting_task_id)
-            for row in rows
-            if row.waiting_run_id
-        }
-        states = approval_states(set(asked.values()))
+        approval_state, refresh_seconds = approval_view(
+            {
+                row.district_id: approval_task(row.import_dag_id, row.waiting_run_id, row.waiting_task_id)
+                for row in rows
+                if row.waiting_run_id
+            }
+        )
         return render(
             "districts.html",
             request,
@@ -322,8 +331,8 @@ def create_app() -> FastAPI:
             airflow_run=lambda run: links.airflow_run(run.dag_id or "", run.run_id),
             airflow_run_id=links.airflow_run,
             approval_link=lambda row: links.approval(row.import_dag_id, row.waiting_run_id, row.waiting_task_id),
-            approval_state=lambda row: states[asked[row.district_id]],
-            refresh_seconds=REFRESH_SECONDS if ASKING in states.values() else None,
+            approval_state=lambda row: approval_state(row.district_id),
+            refresh_seconds=refresh_seconds,
             elapsed_ms=(time.perf_counter() - started) * 1000,
         )
 
@@ -350,12 +359,13 @@ def create_app() -> FastAPI:
         )
         links = Links(request)
         run_id = detail.district.last_run.run_id if detail.district.last_run else ""
-        asked = {
-            review["run_id"]: approval_task(info["import_dag_id"], review["run_id"], review["task_id"])
-            for review in detail.reviews
-            if review["status"] == "waiting"
-        }
-        states = approval_states(set(asked.values()))
+        approval_state, refresh_seconds = approval_view(
+            {
+                review["run_id"]: approval_task(info["import_dag_id"], review["run_id"], review["task_id"])
+                for review in detail.reviews
+                if review["status"] == "waiting"
+            }
+        )
         return render(
             "district.html",
             request,
@@ -369,8 +379,8 @@ def create_app() -> FastAPI:
             airflow_run=lambda run: links.airflow_run(run.dag_id or info["import_dag_id"], run.run_id),
             airflow_run_id=lambda rid: links.airflow_run(info["import_dag_id"], rid),
             approval_link_for=lambda review: links.approval(info["import_dag_id"], review["run_id"], review["task_id"]),
-            approval_state=lambda review: states[asked[review["run_id"]]],
-            refresh_seconds=REFRESH_SECONDS if ASKING in states.values() else None,
+            approval_state=lambda review: approval_state(review["run_id"]),
+            refresh_seconds=refresh_seconds,
             rows_link=lambda reason: links.link(
                 f"districts/{quote(district_id, safe='')}/rows",
                 run_id=run_id,
