@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import sqlite3
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,18 +28,31 @@ LOCAL_STAGING_FILES = (REPO_ROOT / "var" / "staging.sqlite", DEMO_STATE_DIR / "s
 def local_staging_url() -> str:
     """The staging database a person at this checkout means (`make explain`, `make retention`).
 
-    ``SIS_LEARNING_STAGING_URL`` when set; else the most recently written of var/staging.sqlite
-    (`make airflow`) and var/demo/staging.sqlite (`make demo`): a person who just ran the demo
-    means the demo's. SQLite in WAL mode writes to ``-wal`` first, so that file's time counts too.
+    ``SIS_LEARNING_STAGING_URL`` when set; else whichever of var/staging.sqlite (`make airflow`)
+    and var/demo/staging.sqlite (`make demo`) holds the latest import run (started or finished):
+    a person who just ran the demo means the demo's. A file's modification time is only the
+    tie-break (no run in either): reading a SQLite file in WAL mode can rewrite it (the last
+    connection folds the write-ahead log back in), so "written last" moved when a person merely
+    queried the other file.
     """
     if os.environ.get("SIS_LEARNING_STAGING_URL"):
         return os.environ["SIS_LEARNING_STAGING_URL"]
-
-    def written(path: Path) -> float:
-        return max(p.stat().st_mtime for p in (path, path.with_name(path.name + "-wal")) if p.exists())
-
     files = [path for path in LOCAL_STAGING_FILES if path.exists()]
-    return f"sqlite:///{max(files, key=written) if files else LOCAL_STAGING_FILES[0]}"
+    return f"sqlite:///{max(files, key=_latest_activity) if files else LOCAL_STAGING_FILES[0]}"
+
+
+def _latest_activity(path: Path) -> tuple[str, float]:
+    """(the latest run's start or finish as stored, "" for none; the file's or its log's mtime)."""
+    written = max(p.stat().st_mtime for p in (path, path.with_name(path.name + "-wal")) if p.exists())
+    try:
+        # Read-only: this connection never checkpoints, so the look changes neither file's time.
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as connection:
+            latest = connection.execute(
+                "SELECT max(max(coalesce(finished_at, '')), max(started_at)) FROM sync_runs"
+            ).fetchone()[0]
+    except sqlite3.Error:  # not a staging database yet (no sync_runs), or unreadable
+        latest = None
+    return (latest or "", written)
 
 
 def missing_sqlite_file(url: str) -> Path | None:

@@ -5,9 +5,9 @@
     make explain ID=someone@demo-usd.org
 
 Answers from the staged tables of the district's latest finished import
-(``SIS_LEARNING_STAGING_URL``; unset: the more recently written of var/staging.sqlite, which
-`make airflow` fills, and var/demo/staging.sqlite, which `make demo` fills). When staging has no trace of
-the record, PowerSchool is asked for that one record through the district's Airflow
+(``SIS_LEARNING_STAGING_URL``; unset: whichever of var/staging.sqlite, which `make airflow`
+fills, and var/demo/staging.sqlite, which `make demo` fills, holds the latest import run).
+When staging has no trace of the record, PowerSchool is asked for that one record through the district's Airflow
 connection (``AIRFLOW_CONN_POWERSCHOOL_<DISTRICT>``, or the sandboxes `make airflow` is
 running). The logic is ``sis_learning.explain``.
 """

@@ -6,8 +6,9 @@
 
 The import's report task does this after every successful run; this is for a staging
 database that grew before retention existed, or to keep less once. Staging is
-``SIS_LEARNING_STAGING_URL`` (unset: the more recently written of var/staging.sqlite, the one
-`make airflow` and the DAGs use, and var/demo/staging.sqlite, `make demo`'s; as `make explain`).
+``SIS_LEARNING_STAGING_URL`` (unset: whichever of var/staging.sqlite, the one `make airflow`
+and the DAGs use, and var/demo/staging.sqlite, `make demo`'s, holds the latest import run;
+as `make explain`).
 What is removed and what is always kept: docs/staged-tables.md, "Retention"; the logic is
 ``sis_learning.staging.retention``.
 """
