@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import insert
 
 from sis_learning.dashboard import app as dashboard
-from sis_learning.staging.runs import utcnow
+from sis_learning.staging.runs import SyncRun, utcnow
 from tests.dashboard.staged_history import write_history
 
 
@@ -86,6 +87,34 @@ def test_a_review_whose_task_ended_is_not_offered(client):
     district = client.get("/districts/south").text
     assert APPROVAL_LINK not in district and 'id="stale-approval"' in district and "Trigger the DAG again" in district
     assert 'http-equiv="refresh"' not in district
+
+
+def test_a_page_showing_a_run_still_going_reloads_itself_slowly(client, staging_engine):
+    """A person who opened the pages before a run stopped for approval (or ended) sees it without reloading;
+    a page with nothing going does not reload (south's run is parked on a person: nothing changes there)."""
+    slow = f'<meta http-equiv="refresh" content="{dashboard.RUNNING_REFRESH_SECONDS}">'
+    assert 'http-equiv="refresh"' not in client.get("/districts").text
+    assert 'http-equiv="refresh"' not in client.get("/districts/north").text
+    with staging_engine.begin() as connection:
+        connection.execute(
+            insert(SyncRun.__table__).values(
+                district_id="north",
+                run_id="r4",
+                dag_id="sis_import__north",
+                status="running",
+                stage="extract",
+                started_at=utcnow(),
+                counts={},
+                durations={},
+            )
+        )
+    for path in ("/districts", "/districts/north"):
+        page = client.get(path).text
+        assert slow in page and f"reloads itself every {dashboard.RUNNING_REFRESH_SECONDS} s" in page
+    assert 'http-equiv="refresh"' not in client.get("/districts/south").text
+    # A task asking outranks it: the overview reloads every 5 s while south's approval is on its way.
+    client.airflow_says["load.approve_mass_changes_2"] = dashboard.ASKING
+    assert '<meta http-equiv="refresh" content="5">' in client.get("/districts").text
 
 
 @pytest.mark.parametrize(

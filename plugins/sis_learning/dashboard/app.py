@@ -91,6 +91,9 @@ ANSWERABLE = "answerable"  # parked (awaiting_input): the Required Action's butt
 ASKING = "asking"  # the task asked (staging knows) but Airflow has not parked it yet: its buttons are disabled
 NOT_WAITING = "not_waiting"  # the task ended (failed, succeeded, skipped) or its run is gone: nobody can answer it
 REFRESH_SECONDS = 5  # a page showing a task on its way to park reloads itself this often
+# A page showing a run still going (and not waiting for a person) reloads this often, so a person who
+# opened it before the run stopped for approval, failed or finished sees that without reloading.
+RUNNING_REFRESH_SECONDS = 30
 # How long after Airflow parked the task the pages wait before linking to it. Airflow 3.3.2 loses an
 # answer given before its scheduler has handled the exit of the parked task's process (docs/load.md:
 # the try is marked up_for_retry and asks again); that took 0.5 s on a quiet machine and 5-6 s on a
@@ -166,6 +169,12 @@ def approval_view(asked: dict[Any, tuple[str, str, str]]) -> tuple[Callable[[Any
     that key, and how often the page reloads (None: it does not; it does while any task is still asking)."""
     states = approval_states(set(asked.values()))
     return (lambda key: states[asked[key]]), (REFRESH_SECONDS if ASKING in states.values() else None)
+
+
+def reload_interval(asking_refresh: int | None, runs_going: bool) -> int | None:
+    """How often a page reloads itself: quickly while a task is asking, slowly while a run is going
+    without waiting for anyone (None: the page changes only when a person acts, so it does not reload)."""
+    return asking_refresh or (RUNNING_REFRESH_SECONDS if runs_going else None)
 
 
 def what_a_person_can_do(airflow_state: str | None, unchanged_seconds: float | None = None) -> str:
@@ -332,7 +341,10 @@ def create_app() -> FastAPI:
             airflow_run_id=links.airflow_run,
             approval_link=lambda row: links.approval(row.import_dag_id, row.waiting_run_id, row.waiting_task_id),
             approval_state=lambda row: approval_state(row.district_id),
-            refresh_seconds=refresh_seconds,
+            refresh_seconds=reload_interval(
+                refresh_seconds,
+                any(row.last_run and row.last_run.status == "running" and not row.waiting_run_id for row in rows),
+            ),
             elapsed_ms=(time.perf_counter() - started) * 1000,
         )
 
@@ -380,7 +392,11 @@ def create_app() -> FastAPI:
             airflow_run_id=lambda rid: links.airflow_run(info["import_dag_id"], rid),
             approval_link_for=lambda review: links.approval(info["import_dag_id"], review["run_id"], review["task_id"]),
             approval_state=lambda review: approval_state(review["run_id"]),
-            refresh_seconds=refresh_seconds,
+            refresh_seconds=reload_interval(
+                refresh_seconds,
+                bool(detail.district.last_run and detail.district.last_run.status == "running")
+                and not any(review["status"] == "waiting" for review in detail.reviews),
+            ),
             rows_link=lambda reason: links.link(
                 f"districts/{quote(district_id, safe='')}/rows",
                 run_id=run_id,
