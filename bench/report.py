@@ -127,6 +127,45 @@ def fresh_postgres_database(server_url: str, prefix: str) -> str:
     return make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
 
+# The PostgreSQL server settings that decide how fast bulk staging is (docs/load.md, "The
+# PostgreSQL server"): recorded with every result, since the same code on a default-configured
+# server and on a tuned one gives different figures.
+POSTGRES_SERVER_SETTINGS = (
+    "shared_buffers",
+    "max_wal_size",
+    "checkpoint_timeout",
+    "wal_compression",
+    "work_mem",
+    "maintenance_work_mem",
+    "synchronous_commit",
+    "jit",
+    "autovacuum",
+)
+
+
+def postgres_server_settings(server_url: str) -> dict[str, str]:
+    """The server's version and ``POSTGRES_SERVER_SETTINGS``, as ``SHOW`` prints them."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(server_url)
+    try:
+        with engine.connect() as connection:
+            found = {"version": connection.execute(text("SHOW server_version")).scalar_one().split()[0]}
+            for name in POSTGRES_SERVER_SETTINGS:
+                found[name] = connection.execute(text("SELECT current_setting(:name)"), {"name": name}).scalar_one()
+    finally:
+        engine.dispose()
+    return found
+
+
+def _postgres_note(settings: dict[str, Any]) -> str:
+    server = settings.get("postgresql_server")
+    if not server:
+        return ""
+    values = ", ".join(f"{name} {server[name]}" for name in POSTGRES_SERVER_SETTINGS if name in server)
+    return f" PostgreSQL {server.get('version', '?')} server: {values}."
+
+
 def drop_postgres_database(database_url: str) -> None:
     """Drop a database ``fresh_postgres_database`` made (at L it holds several GB)."""
     from sqlalchemy import create_engine, text
@@ -566,7 +605,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
             f"request, throttle {settings['throttle_ms']} ms, {settings['concurrency']} requests in flight allowed, "
             f"staging {' and '.join(DATABASE_LABELS.get(item, item) for item in staging)}"
             f"{' (each stage on both before the next)' if len(staging) > 1 else ''}, Learning on SQLite; "
-            f"code {result['machine'].get('code') or 'unrecorded'}.",
+            f"code {result['machine'].get('code') or 'unrecorded'}.{_postgres_note(settings)}",
             "",
             _machine_note(result),
             "",

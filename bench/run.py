@@ -186,6 +186,11 @@ def bench_size(size: str, options: argparse.Namespace, machine_info: dict[str, A
             "learning_database": "sqlite",
             "learning_batch_size": 1000,
             "change_fraction": options.change_fraction,
+            **(
+                {"postgresql_server": report.postgres_server_settings(options.postgres_url)}
+                if "postgresql" in options.staging
+                else {}
+            ),
         },
         "runs": {database: {} for database in options.staging},
     }
