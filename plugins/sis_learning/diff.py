@@ -48,7 +48,7 @@ from sis_learning.config import DistrictConfig
 from sis_learning.delta import DELTA, FULL, carried_unchanged, delta_keys, fingerprint, record_stage, usable_delta
 from sis_learning.entities import LEARNING_ENTITIES
 from sis_learning.exceptions import MassChangeDetected
-from sis_learning.staging.base import create_all, side_by_side, staging_workers, temporary_values
+from sis_learning.staging.base import analyze, create_all, side_by_side, staging_workers, temporary_values
 from sis_learning.staging.changes import (
     ACTION_CREATE,
     ACTION_DEACTIVATE,
@@ -521,12 +521,9 @@ def compute_changes(engine: Engine, config: DistrictConfig, run_id: str) -> dict
                 rejected.c.district_id == district_id, rejected.c.run_id == run_id, rejected.c.stage == "load"
             )
         )
-        if connection.dialect.name == "postgresql":
-            # Transform has just filled the learning_* tables; before autovacuum gets to them
-            # the planner thinks they are empty and picks nested loops that take hours.
-            tables = [LEARNING_TABLES[spec.name].__table__.name for spec in ENTITIES]
-            tables += [LearningSnapshot.__table__.name, changes.name]
-            connection.exec_driver_sql("ANALYZE " + ", ".join(f'"{name}"' for name in tables))
+        # Transform has just filled the learning_* tables; before autovacuum gets to them
+        # PostgreSQL's planner thinks they are empty and picks nested loops that take hours.
+        analyze(connection, [*(LEARNING_TABLES[spec.name] for spec in ENTITIES), LearningSnapshot, changes])
         if source is not None:
             retry = _retry_keys(connection, district_id, source.base_run_id)
         jobs = [

@@ -47,7 +47,7 @@ from sis_learning.diff import ENTITIES, ENTITY_BY_NAME
 from sis_learning.entities import LEARNING_ENTITIES
 from sis_learning.hooks.learning import MAX_BATCH_ROWS, LearningHook, LearningResponseError
 from sis_learning.secrets import resolve_secret
-from sis_learning.staging.base import bulk_insert, create_all
+from sis_learning.staging.base import analyze, bulk_insert, create_all
 from sis_learning.staging.changes import (
     ACTION_CREATE,
     ACTION_DEACTIVATE,
@@ -797,11 +797,10 @@ def load_run(
     password = None
     if config.default_password and _has_pending_user_creates(engine, district_id, run_id):
         password = resolve_secret(config.default_password)
-    if engine.dialect.name == "postgresql":
-        # The diff has just written the change set: fresh statistics keep the per-batch
-        # queries on their indexes.
-        with engine.begin() as connection:
-            connection.exec_driver_sql(f'ANALYZE "{ChangeSet.__table__.name}", "{LearningSnapshot.__table__.name}"')
+    # The diff has just written the change set: fresh statistics keep the per-batch queries
+    # on their indexes (PostgreSQL).
+    with engine.begin() as connection:
+        analyze(connection, [ChangeSet, LearningSnapshot])
     stats = LoadStats()
     recorder = ResultRecorder(engine, config, run_id, stats)
     try:

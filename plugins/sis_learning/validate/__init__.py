@@ -49,6 +49,7 @@ from sqlalchemy.engine import Engine
 from sis_learning.config import DistrictConfig
 from sis_learning.delta import DELTA, FULL, fingerprint, record_stage, usable_delta
 from sis_learning.staging.base import (
+    analyze,
     bulk_insert,
     computing_beside,
     delete_run_rows,
@@ -57,9 +58,11 @@ from sis_learning.staging.base import (
     insert_frame,
 )
 from sis_learning.staging.changes import held_logins
+from sis_learning.staging.delta import ExtractChange
 from sis_learning.staging.quality import ExcludedRow, RejectedRow, ValidationResult, ValidationWarning
 from sis_learning.staging.reads import STAGED_COLUMNS, fetch_frame, read_staged
 from sis_learning.staging.runs import SyncRun, utcnow
+from sis_learning.staging.source import STAGED_SOURCE_TABLES
 from sis_learning.validate import data_docs
 from sis_learning.validate import delta as validate_delta
 from sis_learning.validate.cascade import blocks_summary
@@ -237,6 +240,12 @@ def validate_run(engine: Engine, config: DistrictConfig, run_id: str, results_di
     source, reason = usable_delta(engine, config, run_id, STAGE, print_)
     planned = None
     if source is not None:
+        # An incremental extract has just written this run's rows (most copied from its base
+        # run); the delta reads a few thousand of them by id, and copies the base run's outcomes.
+        with engine.begin() as connection:
+            analyze(
+                connection, [*STAGED_SOURCE_TABLES.values(), ExtractChange, RejectedRow, ExcludedRow, ValidationWarning]
+            )
         try:
             planned = validate_delta.plan(engine, config, source)
         except validate_delta.TooWide as error:
