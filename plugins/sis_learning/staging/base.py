@@ -398,18 +398,21 @@ def ping(engine: Engine | None = None) -> None:
         connection.execute(text("SELECT 1"))
 
 
-def analyze(connection: Any, tables: Iterable[Any]) -> None:
+def analyze(connection: Any, tables: Iterable[Any], columns: Sequence[str] = ()) -> None:
     """PostgreSQL: refresh the planner's statistics of ``tables`` (models, tables or names) after a bulk write.
 
     Autovacuum analyses a table only once enough of it changed, some time later, and never
     within the run that wrote it: until then the planner takes a new run's rows for a handful,
     and a read of a few thousand ids among a million staged rows became a nested loop over
-    all of them. SQLite: nothing (its planner does not need it here).
+    all of them. ``columns``: only those columns' statistics (the table's size is refreshed
+    anyway); at L, ``district_id, run_id`` of the staged source tables took 0.7 s where every
+    column took 2.4 s. SQLite: nothing (its planner does not need it here).
     """
     if connection.dialect.name != "postgresql":
         return
     names = [getattr(getattr(table, "__table__", table), "name", table) for table in tables]
-    connection.exec_driver_sql("ANALYZE " + ", ".join(f'"{name}"' for name in names))
+    only = f" ({', '.join(columns)})" if columns else ""
+    connection.exec_driver_sql("ANALYZE " + ", ".join(f'"{name}"{only}' for name in names))
 
 
 def temporary_values(connection: Any, name: str, values: Iterable[Any], column: str = "value") -> int:

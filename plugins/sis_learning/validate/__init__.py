@@ -244,7 +244,9 @@ def validate_run(engine: Engine, config: DistrictConfig, run_id: str, results_di
         # run); the delta reads a few thousand of them by id, and copies the base run's outcomes.
         with engine.begin() as connection:
             analyze(
-                connection, [*STAGED_SOURCE_TABLES.values(), ExtractChange, RejectedRow, ExcludedRow, ValidationWarning]
+                connection,
+                [*STAGED_SOURCE_TABLES.values(), ExtractChange, RejectedRow, ExcludedRow, ValidationWarning],
+                ("district_id", "run_id"),
             )
         try:
             planned = validate_delta.plan(engine, config, source)
