@@ -127,9 +127,9 @@ def fresh_postgres_database(server_url: str, prefix: str) -> str:
     return make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
 
-# The PostgreSQL server settings that decide how fast bulk staging is (docs/load.md, "The
-# PostgreSQL server"): recorded with every result, since the same code on a default-configured
-# server and on a tuned one gives different figures.
+# The PostgreSQL server settings that decide how fast bulk staging is (docs/load.md,
+# "PostgreSQL staging", what to give the server): recorded with every result, since the same
+# code on a default-configured server and on a tuned one gives different figures.
 POSTGRES_SERVER_SETTINGS = (
     "shared_buffers",
     "max_wal_size",

@@ -171,10 +171,14 @@ def approval_view(asked: dict[Any, tuple[str, str, str]]) -> tuple[Callable[[Any
     return (lambda key: states[asked[key]]), (REFRESH_SECONDS if ASKING in states.values() else None)
 
 
-def reload_interval(asking_refresh: int | None, runs_going: bool) -> int | None:
+def reload_interval(asking_refresh: int | None, runs: list[tuple[Any, bool]]) -> int | None:
     """How often a page reloads itself: quickly while a task is asking, slowly while a run is going
-    without waiting for anyone (None: the page changes only when a person acts, so it does not reload)."""
-    return asking_refresh or (RUNNING_REFRESH_SECONDS if runs_going else None)
+    without waiting for anyone (None: the page changes only when a person acts, so it does not reload).
+
+    ``runs``: each shown district's last run (None: none yet) and whether a review of it waits.
+    """
+    going = any(run is not None and run.status == "running" and not waiting for run, waiting in runs)
+    return asking_refresh or (RUNNING_REFRESH_SECONDS if going else None)
 
 
 def what_a_person_can_do(airflow_state: str | None, unchanged_seconds: float | None = None) -> str:
@@ -342,8 +346,7 @@ def create_app() -> FastAPI:
             approval_link=lambda row: links.approval(row.import_dag_id, row.waiting_run_id, row.waiting_task_id),
             approval_state=lambda row: approval_state(row.district_id),
             refresh_seconds=reload_interval(
-                refresh_seconds,
-                any(row.last_run and row.last_run.status == "running" and not row.waiting_run_id for row in rows),
+                refresh_seconds, [(row.last_run, bool(row.waiting_run_id)) for row in rows]
             ),
             elapsed_ms=(time.perf_counter() - started) * 1000,
         )
@@ -371,13 +374,12 @@ def create_app() -> FastAPI:
         )
         links = Links(request)
         run_id = detail.district.last_run.run_id if detail.district.last_run else ""
-        approval_state, refresh_seconds = approval_view(
-            {
-                review["run_id"]: approval_task(info["import_dag_id"], review["run_id"], review["task_id"])
-                for review in detail.reviews
-                if review["status"] == "waiting"
-            }
-        )
+        asked = {
+            review["run_id"]: approval_task(info["import_dag_id"], review["run_id"], review["task_id"])
+            for review in detail.reviews
+            if review["status"] == "waiting"
+        }
+        approval_state, refresh_seconds = approval_view(asked)
         return render(
             "district.html",
             request,
@@ -392,11 +394,7 @@ def create_app() -> FastAPI:
             airflow_run_id=lambda rid: links.airflow_run(info["import_dag_id"], rid),
             approval_link_for=lambda review: links.approval(info["import_dag_id"], review["run_id"], review["task_id"]),
             approval_state=lambda review: approval_state(review["run_id"]),
-            refresh_seconds=reload_interval(
-                refresh_seconds,
-                bool(detail.district.last_run and detail.district.last_run.status == "running")
-                and not any(review["status"] == "waiting" for review in detail.reviews),
-            ),
+            refresh_seconds=reload_interval(refresh_seconds, [(detail.district.last_run, bool(asked))]),
             rows_link=lambda reason: links.link(
                 f"districts/{quote(district_id, safe='')}/rows",
                 run_id=run_id,
