@@ -629,18 +629,21 @@ def find_mass_changes(engine: Engine, config: DistrictConfig, run_id: str) -> li
             .group_by(changes.c.entity, changes.c.organization_id, changes.c.action)
             .order_by(changes.c.entity, changes.c.organization_id)
         ).all()
-        # Users each school keeps in this run (created, updated or unchanged rows).
-        staying = dict(
-            connection.execute(
-                select(changes.c.organization_id, func.count())
-                .where(
-                    changes.c.district_id == district_id,
-                    changes.c.run_id == run_id,
-                    changes.c.entity == "users",
-                    changes.c.action.in_((ACTION_CREATE, ACTION_UPDATE, ACTION_UNCHANGED)),
-                )
-                .group_by(changes.c.organization_id)
-            ).all()
+        # Users each school keeps in this run: its Learning users, every one of them created,
+        # updated or unchanged. Counted from the run's learning_users, not from the change set:
+        # after an incremental read the change set holds only the keys that may have changed,
+        # and a school whose other users were all carried forward is not emptied.
+        users = LearningUser.__table__
+        staying = (
+            dict(
+                connection.execute(
+                    select(users.c.organization_id, func.count())
+                    .where(users.c.district_id == district_id, users.c.run_id == run_id)
+                    .group_by(users.c.organization_id)
+                ).all()
+            )
+            if any(entity == "users" for entity, _school, _action, _rows in leaving)
+            else {}
         )
         for entity, school, action, rows in leaving:
             before = previous.get((entity, school), 0)

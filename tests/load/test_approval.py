@@ -222,6 +222,64 @@ def test_a_school_dropping_to_zero_stops_whatever_its_size(sqlite_staging_engine
     assert "school 101 would drop to zero users" in review.message
 
 
+def test_after_an_incremental_read_a_school_whose_other_users_were_carried_is_not_emptied(
+    staging_engine, learning_domain, default_password
+):
+    """A delta diff writes change-set rows only for the keys that may have changed: one student
+    leaving a school whose other users were all carried forward unchanged is no "school emptied"
+    stop (a full run's diff sees them as unchanged rows; the guard must see them after a delta too)."""
+    from sis_learning.diff import ENTITY_BY_NAME, _diff_one, _register_sqlite_functions, find_mass_changes
+
+    hook = learning_domain.hook()
+    first = LearningDistrict.generate(schools=2, students_per_school=6, teachers_per_school=1, parents=False)
+    sync(staging_engine, first, "run-1", hook)
+    second = first.copy()
+    leaver = second.students_of("101")[0]
+    second.remove_user(leaver)
+    start_run(staging_engine, "loadtest", "run-2", dag_id="sis_import__loadtest")
+    write_run(staging_engine, second, "run-2")
+    with staging_engine.begin() as connection:
+        if connection.dialect.name == "sqlite":
+            _register_sqlite_functions(connection)  # as compute_changes does
+        _diff_one(
+            connection,
+            ENTITY_BY_NAME["users"],
+            "loadtest",
+            "run-2",
+            source=object(),
+            made_anew={"users": {f"S:{leaver}"}},
+            retry={},
+            unchanged={},
+        )
+    counts = change_counts(staging_engine, "loadtest", "run-2")
+    assert counts["users"]["deactivate"] == 1 and counts["users"]["unchanged"] == 0
+    assert find_mass_changes(staging_engine, config(), "run-2") == []
+    # Every user of the school leaving is still a stop after a delta diff.
+    third = second.copy()
+    gone = second.students_of("101") + [
+        key for key, row in second.users.items() if row["organization_id"] == "101" and row["user_type"] == "T"
+    ]
+    for key in gone:
+        third.remove_user(key)
+    start_run(staging_engine, "loadtest", "run-3", dag_id="sis_import__loadtest")
+    write_run(staging_engine, third, "run-3")
+    with staging_engine.begin() as connection:
+        if connection.dialect.name == "sqlite":
+            _register_sqlite_functions(connection)
+        _diff_one(
+            connection,
+            ENTITY_BY_NAME["users"],
+            "loadtest",
+            "run-3",
+            source=object(),
+            made_anew={"users": {f"{first.users[key]['user_type']}:{key}" for key in [leaver, *gone]}},
+            retry={},
+            unchanged={},
+        )
+    findings = find_mass_changes(staging_engine, config(), "run-3")
+    assert [(f["kind"], f["organization_id"]) for f in findings] == [("school_emptied", "101")]
+
+
 def test_a_new_run_closes_an_unanswered_review(staging_engine, learning_domain, default_password):
     hook = learning_domain.hook()
     stopped_run(staging_engine, hook)
