@@ -19,7 +19,7 @@ from sqlalchemy import func, select, text
 from sis_learning.extract import ENTITY_EXTRACTS
 from sis_learning.extract.incremental import ENTITY_CURSORS, request_full_read
 from sis_learning.staging.runs import finish_run, start_run
-from sis_learning.staging.source import ExtractRead, RawRecord
+from sis_learning.staging.source import STAGED_SOURCE_TABLES, ExtractCount, ExtractRead, RawRecord
 from tests.extract.conftest import START_YEAR, make_config, make_hook
 from tests.extract.oracle import STAGED_COLUMNS, expected_rows, staged_rows
 
@@ -63,6 +63,20 @@ def assert_equals_oracle(engine, server, run_id):
             f"{entity} in {run_id}: staged but not expected {[r for r in staged if r not in expected[entity]][:5]}, "
             f"expected but not staged {[r for r in expected[entity] if r not in staged][:5]}"
         )
+    # What the run reports it staged (extract_counts: the extract guard, the report) is what it staged.
+    counts = ExtractCount.__table__
+    with engine.connect() as connection:
+        for entity in STAGED_COLUMNS:
+            table = STAGED_SOURCE_TABLES[entity].__table__
+            staged = connection.scalar(
+                select(func.count()).where(table.c.district_id == "tiny", table.c.run_id == run_id)
+            )
+            reported = connection.scalar(
+                select(func.coalesce(func.sum(counts.c.rows), 0)).where(
+                    counts.c.district_id == "tiny", counts.c.run_id == run_id, counts.c.entity == entity
+                )
+            )
+            assert reported == staged, f"{entity} in {run_id}: extract_counts says {reported}, staged {staged}"
 
 
 def modes(engine, run_id):

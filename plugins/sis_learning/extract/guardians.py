@@ -196,10 +196,10 @@ def _guardians_changed(
         raw_key="t.guardian_id || ':' || t.student_id",
     )
     cursor_reads = [guardian_cursor, link_cursor, *link_reads]
-    written = incremental.staged_counts(engine, config.district_id, run_id, "guardians")
     summary = {
         "scope": DISTRICT_SCOPE,
-        "rows": written.get(DISTRICT_SCOPE, 0),
+        # The scope's rows: cleared, then those staged afresh and those carried (never both).
+        "rows": read + carried,
         "reported_count": None,
         "requests": sum(listing.requests for listing in [*cursor_reads, *listings]),
         "pages": sum(listing.pages for listing in [*cursor_reads, *listings]),

@@ -305,7 +305,7 @@ def _section_enrollments_changed(
     cursor = incremental.cursor_column("cc")
     cc_read = SchoolTableRead(hook, "cc", CC_COLUMNS, numbers, q=f"termid=ge={first_term};{cursor}=ge={plan.read_from}")
     hook.read_counts([cc_read.whole])  # a refused cursor fails here, before anything is staged
-    base_rows = sum(incremental.staged_counts(engine, district, base, "section_enrollments").values())
+    base_rows = incremental.staged_total(engine, district, base, "section_enrollments")
     incremental.check_change_share("section_enrollments", cc_read.whole.reported_count or 0, base_rows)
     changed_students, students_cursor = incremental.changed_rows(hook, "students", STUDENT_MAP_COLUMNS, plan)
     changed_sections, sections_cursor = incremental.changed_rows(hook, "sections", SECTION_MAP_COLUMNS, plan)
@@ -440,7 +440,6 @@ def _section_enrollments_changed(
                     .values(school_id=school, term_id=term)
                 )
     all_reads = [*requests, *reads, *map_reads]
-    written = incremental.staged_counts(engine, district, run_id, "section_enrollments")
     note = (
         f"{plan.note}; {len(cc_rows)} CC rows read as changed or new ({len(changed_students)} students and "
         f"{len(changed_sections)} sections changed, {len(new_students)} students and {len(new_sections)} sections "
@@ -448,7 +447,8 @@ def _section_enrollments_changed(
     )
     summary = {
         "scope": DISTRICT_SCOPE,
-        "rows": written.get(DISTRICT_SCOPE, 0),
+        # The scope's rows: cleared, then those staged afresh and those carried (never both).
+        "rows": read + carried,
         "reported_count": None,
         "requests": sum(listing.requests for listing in all_reads),
         "pages": sum(listing.pages for listing in all_reads),
