@@ -233,6 +233,14 @@ def test_districts_and_a_district_page_in_chromium(page, standalone):
     assert south_waiting.inner_text().startswith("not waiting") and "s1" in south_waiting.inner_text()
     assert "required_actions" not in (south_waiting.locator("a").get_attribute("href") or "")
     assert frame.locator("tr[data-district=demo]").count() == 1  # the configured district, run or not yet
+    # On a 1280-pixel screen every column is in view, grade push included: no sideways scrolling.
+    page.set_viewport_size({"width": 1280, "height": 800})
+    wide = frame.locator("div.wide")
+    assert wide.evaluate("w => w.scrollWidth <= w.clientWidth"), wide.evaluate("w => [w.scrollWidth, w.clientWidth]")
+    refused = north.locator("td[data-field=refused_scores]")
+    assert refused.evaluate("cell => cell.getBoundingClientRect().right <= window.innerWidth")
+    page.screenshot(path=str(SCREENSHOTS / "districts-1280.png"))
+    page.set_viewport_size({"width": 1800, "height": 900})
 
     # A district page: charts, the reasons (each linking to its rows), the schools, the runs.
     north.locator("a.district-link").click()
