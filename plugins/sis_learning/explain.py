@@ -61,10 +61,12 @@ class Answer:
     run_id: str | None
     findings: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    district_id: str | None = None
 
     def text(self) -> str:
         run = f"the latest finished import, run {self.run_id}" if self.run_id else "no finished import yet"
-        out = [f"{self.identifier!r} in district staging ({run}):"]
+        where = f"district {self.district_id}'s staging" if self.district_id else "the district's staging"
+        out = [f"{self.identifier!r} in {where} ({run}):"]
         out += [finding.text() for finding in self.findings]
         out += self.notes
         if not self.findings and not self.notes:
@@ -378,7 +380,7 @@ def explain(engine: Engine, config: DistrictConfig, identifier: str, powerschool
     :param powerschool: a PowerSchoolHook (asked only when staging has no trace), or None to not ask
     """
     run_id = latest_finished_import(engine, config.district_id)
-    answer = Answer(identifier, run_id)
+    answer = Answer(identifier, run_id, district_id=config.district_id)
     if run_id is not None:
         with engine.connect() as connection:
             answer.findings = _staged_matches(connection, config.district_id, run_id, identifier)

@@ -175,6 +175,9 @@ def _explain(staging_url: str, identifier: str, hook: Any = None, config: Any = 
 def test_explain_answers_from_staging(staged):
     shared = _explain(staged.staging_url, "300154")  # a student number
     assert shared.run_id == staged.runs[-1]  # the latest finished import, not the grade push
+    assert shared.text().startswith(
+        f"'300154' in district demo's staging (the latest finished import, run {shared.run_id}):"
+    )
     [student] = [f for f in shared.findings if f.kind == "student"]
     # Another student holds the login: this one came in without it (a warning), with another login.
     assert student.dcid == "1000154" and student.in_learning
