@@ -22,7 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from sis_learning.config import DistrictConfig
-from sis_learning.staging.base import temporary_values
+from sis_learning.staging.base import along_run_index, temporary_values
 from sis_learning.staging.learning import LEARNING_TABLES
 from sis_learning.staging.reads import read_frame
 from sis_learning.staging.source import StgGuardian, StgSectionEnrollment
@@ -118,13 +118,14 @@ def carry_learning_rows(
         temporary_values(connection, "delta_learning_keys", explicit, "key")
         conditions.append(f"({key_sql(entity)}) NOT IN (SELECT key FROM delta_learning_keys)")
     where = "".join(f" AND {condition}" for condition in conditions)
-    connection.execute(
-        text(
-            f"INSERT INTO {table.name} (run_id, {names}) SELECT :r, {selected} FROM {table.name} t "
-            f"WHERE t.district_id = :d AND t.run_id = :b{where}"
-        ),
-        {"d": config.district_id, "r": run_id, "b": base_run_id},
-    )
+    with along_run_index(connection):
+        connection.execute(
+            text(
+                f"INSERT INTO {table.name} (run_id, {names}) SELECT :r, {selected} FROM {table.name} t "
+                f"WHERE t.district_id = :d AND t.run_id = :b{where}"
+            ),
+            {"d": config.district_id, "r": run_id, "b": base_run_id},
+        )
     connection.exec_driver_sql("DROP TABLE IF EXISTS delta_learning_keys")
 
 

@@ -101,3 +101,38 @@ def test_the_documented_url_uses_psycopg_3(postgres_url):
     engine = create_engine(make_url(postgres_url).set(drivername="postgresql"))
     assert engine.dialect.driver == "psycopg"
     engine.dispose()
+
+
+def test_a_carry_forward_reads_the_base_run_along_its_run_index_on_postgresql(postgres_url):
+    """``along_run_index``: inside it PostgreSQL reads a run's rows in the run index's order (the
+    copied rows then enter the index in key order, docs/load.md); after it, the planner's own choice again."""
+    from sqlalchemy import text
+
+    from sis_learning.staging.base import along_run_index, analyze
+    from sis_learning.staging.source import StgSectionEnrollment
+
+    engine = create_all(get_engine(postgres_url))
+    rows = [
+        {
+            "district_id": "tiny",
+            "run_id": "base",
+            "scope": "district",
+            "enrollment_id": str(number),
+            "section_id": str(number % 97),
+            "student_id": str(number % 1000),
+            "dropped": False,
+        }
+        for number in range(20_000)
+    ]
+    read = "EXPLAIN SELECT * FROM stg_section_enrollments t WHERE t.district_id = 'tiny' AND t.run_id = 'base'"
+    with engine.begin() as connection:
+        connection.execute(StgSectionEnrollment.__table__.insert(), rows)
+        analyze(connection, [StgSectionEnrollment])
+    with engine.begin() as connection:
+        assert "Seq Scan" in "\n".join(connection.exec_driver_sql(read).scalars())  # the planner's choice
+        with along_run_index(connection):
+            plan = "\n".join(connection.exec_driver_sql(read).scalars())
+            assert "Index Scan using ix_stg_section_enrollments_run" in plan, plan
+        assert connection.scalar(text("SHOW enable_seqscan")) == "on"
+        assert connection.scalar(text("SHOW enable_bitmapscan")) == "on"
+        assert "Seq Scan" in "\n".join(connection.exec_driver_sql(read).scalars())

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Engine
 from sis_learning.config import DistrictConfig
 from sis_learning.hooks.http_client import PermissionDeniedError, ValidationFailedError
 from sis_learning.hooks.powerschool import Listing, PowerSchoolHook, id_string
-from sis_learning.staging.base import temporary_values
+from sis_learning.staging.base import along_run_index, temporary_values
 from sis_learning.staging.delta import ExtractChange
 from sis_learning.staging.source import STAGED_SOURCE_TABLES, ExtractRead
 from sis_learning.staging.writer import DISTRICT_SCOPE, SOURCE_KEYS
@@ -362,15 +362,16 @@ def carry_forward(
             temporary_values(connection, name, values)
             conditions.append(f'AND (t."{column}" IS NULL OR t."{column}" NOT IN (SELECT value FROM {name}))')
         where = " ".join(conditions)
-        carried = connection.execute(
-            text(
-                f'INSERT INTO "{table.name}" (run_id, {quoted}) '
-                f"SELECT :run, {', '.join(f't.{name}' for name in quoted.split(', '))} "
-                f'FROM "{table.name}" t WHERE t.district_id = :district AND t.run_id = :base '
-                f"AND t.scope {in_scopes} {where}"
-            ),
-            parameters,
-        ).rowcount
+        with along_run_index(connection):
+            carried = connection.execute(
+                text(
+                    f'INSERT INTO "{table.name}" (run_id, {quoted}) '
+                    f"SELECT :run, {', '.join(f't.{name}' for name in quoted.split(', '))} "
+                    f'FROM "{table.name}" t WHERE t.district_id = :district AND t.run_id = :base '
+                    f"AND t.scope {in_scopes} {where}"
+                ),
+                parameters,
+            ).rowcount
         # The base rows left out (few): recorded as changed. Their raw records, like those of every
         # carried row, stay under the run that read them (raw_records holds what PowerSchool
         # returned in a run; an incremental run's carried rows were returned by an earlier one).

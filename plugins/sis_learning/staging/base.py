@@ -415,6 +415,29 @@ def analyze(connection: Any, tables: Iterable[Any], columns: Sequence[str] = ())
     connection.exec_driver_sql("ANALYZE " + ", ".join(f'"{name}"{only}' for name in names))
 
 
+@contextmanager
+def along_run_index(connection: Any) -> Iterator[None]:
+    """PostgreSQL: the statements inside read a run's rows along the table's run index.
+
+    For the copies of a base run's rows into a new run (an incremental run's carry-forward):
+    read in index order, the copied rows enter the new run's part of the same index in key
+    order, one page after the next, where a sequential scan hands them over in the heap's
+    order and every insertion lands on another index page. On a kept L database (autovacuum
+    off, shared_buffers 128 MB): 837,542 staged enrollments in 4.1 and 5.4 s against 7.0 and
+    7.1 s; 824,688 Learning roster rows in 3.7 s against 6.0 s. The planner would choose the
+    sequential scan by its costs. SQLite: nothing (it reads a run along the index already).
+    The settings end with the block (or the transaction, on an error).
+    """
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+    connection.exec_driver_sql("SET LOCAL enable_bitmapscan = off")
+    yield
+    connection.exec_driver_sql("SET LOCAL enable_seqscan TO DEFAULT")
+    connection.exec_driver_sql("SET LOCAL enable_bitmapscan TO DEFAULT")
+
+
 def temporary_values(connection: Any, name: str, values: Iterable[Any], column: str = "value") -> int:
     """(Re)create the temporary table ``name`` with one text column holding ``values`` (distinct).
 
