@@ -618,25 +618,26 @@ def find_mass_changes(engine: Engine, config: DistrictConfig, run_id: str) -> li
     snapshot = LearningSnapshot.__table__
     findings: list[dict[str, Any]] = []
     with engine.connect() as connection:
-        previous = {
-            (entity, school): rows
-            for entity, school, rows in connection.execute(
-                select(snapshot.c.entity, snapshot.c.organization_id, func.count())
-                .where(snapshot.c.district_id == district_id, snapshot.c.active.is_(True))
-                .group_by(snapshot.c.entity, snapshot.c.organization_id)
+        # Per entity, on the index the load pages through (district, run, entity, action, id):
+        # only the run's deactivations and removals are read, not its whole change set.
+        leaving = [
+            row
+            for spec in ENTITIES
+            if spec.vanished_action is not None
+            for row in connection.execute(
+                select(changes.c.entity, changes.c.organization_id, changes.c.action, func.count())
+                .where(
+                    changes.c.district_id == district_id,
+                    changes.c.run_id == run_id,
+                    changes.c.entity == spec.name,
+                    changes.c.action.in_((ACTION_DEACTIVATE, ACTION_REMOVE)),
+                    changes.c.status == STATUS_PENDING,
+                )
+                .group_by(changes.c.entity, changes.c.organization_id, changes.c.action)
+                .order_by(changes.c.organization_id)
             )
-        }
-        leaving = connection.execute(
-            select(changes.c.entity, changes.c.organization_id, changes.c.action, func.count())
-            .where(
-                changes.c.district_id == district_id,
-                changes.c.run_id == run_id,
-                changes.c.status == STATUS_PENDING,
-                changes.c.action.in_((ACTION_DEACTIVATE, ACTION_REMOVE)),
-            )
-            .group_by(changes.c.entity, changes.c.organization_id, changes.c.action)
-            .order_by(changes.c.entity, changes.c.organization_id)
-        ).all()
+        ]
+        leaving.sort(key=lambda row: row[0])  # by entity name, then as the database ordered the schools
         # Users each school keeps in this run: its Learning users, every one of them created,
         # updated or unchanged. Counted from the run's learning_users, not from the change set:
         # after an incremental read the change set holds only the keys that may have changed,
@@ -651,6 +652,31 @@ def find_mass_changes(engine: Engine, config: DistrictConfig, run_id: str) -> li
                 ).all()
             )
             if any(entity == "users" for entity, _school, _action, _rows in leaving)
+            else {}
+        )
+        # What each school holds in Learning now is needed only where a finding is possible:
+        # at least the row floor leaving, or a school losing its last user. A run of ordinary
+        # leavers (a few per school) does not count the whole snapshot.
+        needed = {
+            (entity, school)
+            for entity, school, _action, rows in leaving
+            if rows >= safety.min_removal_rows
+            or (entity == "users" and school is not None and rows > 0 and not staying.get(school))
+        }
+        previous = (
+            {
+                (entity, school): rows
+                for entity, school, rows in connection.execute(
+                    select(snapshot.c.entity, snapshot.c.organization_id, func.count())
+                    .where(
+                        snapshot.c.district_id == district_id,
+                        snapshot.c.active.is_(True),
+                        snapshot.c.entity.in_(sorted({entity for entity, _school in needed})),
+                    )
+                    .group_by(snapshot.c.entity, snapshot.c.organization_id)
+                )
+            }
+            if needed
             else {}
         )
         for entity, school, action, rows in leaving:
