@@ -321,15 +321,18 @@ def _markers(connection: Connection, count: int) -> str:
 # CPU against 11.4 and 10.1 s with a thousand markers (runs alternated; bench/README.md).
 _ACCEPT_SQL = "UPDATE change_set SET status = {m}, learning_result = {m}, reason = NULL WHERE {ids}"
 # The snapshot is upserted from the accepted change-set rows: payloads never pass through Python.
+# A user's login goes to its own column (staging.changes.held_logins reads it every run).
 _ADVANCE_SNAPSHOT_SQL = (
     'INSERT INTO learning_snapshot (district_id, entity, "key", organization_id, content_hash, payload, active, '
-    "run_id, updated_at) "
-    'SELECT district_id, entity, "key", organization_id, content_hash, payload, {m}, run_id, {m} '
+    "run_id, updated_at, login) "
+    'SELECT district_id, entity, "key", organization_id, content_hash, payload, {m}, run_id, {m}, '
+    "CASE WHEN entity = 'users' THEN {login} END "
     "FROM change_set WHERE {ids} "
     'ON CONFLICT (district_id, entity, "key") DO UPDATE SET organization_id = excluded.organization_id, '
     "content_hash = excluded.content_hash, payload = excluded.payload, active = excluded.active, "
-    "run_id = excluded.run_id, updated_at = excluded.updated_at"
+    "run_id = excluded.run_id, updated_at = excluded.updated_at, login = excluded.login"
 )
+_PAYLOAD_LOGIN = {"postgresql": "CAST(payload AS JSON) ->> 'login'", "sqlite": "json_extract(payload, '$.login')"}
 
 
 def _ids_condition(connection: Connection, change_ids: list[int]) -> tuple[str, tuple[Any, ...]]:
@@ -351,7 +354,9 @@ def _advance_snapshot(connection: Connection, change_ids: list[int], now: Any) -
     snapshot = LearningSnapshot.__table__
     condition, ids = _ids_condition(connection, change_ids)
     connection.exec_driver_sql(
-        _ADVANCE_SNAPSHOT_SQL.format(m=_markers(connection, 1), ids=condition),
+        _ADVANCE_SNAPSHOT_SQL.format(
+            m=_markers(connection, 1), ids=condition, login=_PAYLOAD_LOGIN[connection.dialect.name]
+        ),
         (
             _driver_value(connection, snapshot.c.active, True),
             _driver_value(connection, snapshot.c.updated_at, now),

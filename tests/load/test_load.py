@@ -223,6 +223,41 @@ def test_running_the_same_run_twice_sends_nothing_the_second_time(
     assert learning_state(hook) == expected_state(district)
 
 
+def test_the_snapshot_keeps_each_users_login_where_the_next_run_reads_it(
+    staging_engine, learning_domain, default_password
+):
+    """``learning_snapshot.login``: the login Learning accepted, written by the load as the row
+    advances (validate and transform read every user's login each run: ``held_logins``); a row
+    from before the column (no login there) is read from its payload."""
+    from sqlalchemy import update
+
+    from sis_learning.staging.changes import held_logins
+
+    hook = learning_domain.hook()
+    district = LearningDistrict.generate(schools=1, students_per_school=8)
+    sync(staging_engine, district, "run-1", hook)
+    renamed = district.copy()
+    student = renamed.students_of("100")[0]
+    renamed.users[student]["login"] = "a.new.login"
+    sync(staging_engine, renamed, "run-2", hook)
+
+    snapshot = staged_rows(staging_engine, LearningSnapshot)
+    users = {row["key"]: row for row in snapshot if row["entity"] == "users"}
+    assert {key: row["login"] for key, row in users.items()} == {
+        key: json.loads(row["payload"])["login"] for key, row in users.items()
+    }
+    assert users[f"S:{student}"]["login"] == "a.new.login"
+    assert all(row["login"] is None for row in snapshot if row["entity"] != "users")
+    expected = {f"{row['user_type']}:{external_id}": row["login"] for external_id, row in renamed.users.items()}
+    with staging_engine.connect() as connection:
+        assert held_logins(connection, DISTRICT_ID) == expected
+    table = LearningSnapshot.__table__
+    with staging_engine.begin() as connection:
+        connection.execute(update(table).where(table.c.entity == "users").values(login=None))
+    with staging_engine.connect() as connection:
+        assert held_logins(connection, DISTRICT_ID) == expected
+
+
 def test_refused_rows_are_recorded_with_learnings_reason_and_retried_next_run(
     staging_engine, learning_domain, default_password
 ):
