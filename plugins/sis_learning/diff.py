@@ -410,8 +410,9 @@ def _retry_keys(connection: Connection, district_id: str, base_run_id: str) -> d
     keys: dict[str, set[str]] = {}
     # Per entity and sent action, on the index the load pages through (district, run, entity,
     # action, id): an unchanged row is always skipped, so the base run's unchanged rows (most
-    # of a full run's) are never read, and the others are read in id order. On a kept L
-    # SQLite database, the 1.6 million rows of a first run: 0.5 s against 1.9 s.
+    # of a full reconcile's) are never read. On a kept L SQLite database with an incremental
+    # run as the base: 0.004 s against 0.063 s; a first run's 1.6 million creates take about
+    # as long as before (they are all read either way).
     sent = (ACTION_CREATE, ACTION_UPDATE, ACTION_DEACTIVATE, ACTION_REMOVE)
     for spec in ENTITIES:
         for (key,) in connection.execute(
