@@ -299,7 +299,10 @@ def with_kept_logins(rows: dict[str, pd.DataFrame], held_logins: dict[str, str])
     for entity, (user_type, id_column) in GENERATED_LOGIN_USERS.items():
         frame = rows[entity]
         keys = user_type + ":" + frame[id_column].astype("string")
-        rows[entity] = frame.assign(**{KEPT_LOGIN_COLUMN: keys.map(held_logins).astype("string")})
+        # Looked up one key at a time: ``Series.map`` with a dict made a Series of every login
+        # Learning holds (~360,000 at L) on each of the three calls.
+        kept = pd.array([held_logins.get(key) for key in keys.tolist()], dtype="string")
+        rows[entity] = frame.assign(**{KEPT_LOGIN_COLUMN: kept})
     return rows
 
 
