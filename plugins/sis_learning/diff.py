@@ -655,14 +655,18 @@ def find_mass_changes(engine: Engine, config: DistrictConfig, run_id: str) -> li
             if any(entity == "users" for entity, _school, _action, _rows in leaving)
             else {}
         )
+
         # What each school holds in Learning now is needed only where a finding is possible:
         # at least the row floor leaving, or a school losing its last user. A run of ordinary
         # leavers (a few per school) does not count the whole snapshot.
+        def emptied(entity: str, school: str | None, rows: int) -> bool:
+            """A school losing its last user (a stop whatever its size)."""
+            return entity == "users" and school is not None and rows > 0 and not staying.get(school)
+
         needed = {
             (entity, school)
             for entity, school, _action, rows in leaving
-            if rows >= safety.min_removal_rows
-            or (entity == "users" and school is not None and rows > 0 and not staying.get(school))
+            if rows >= safety.min_removal_rows or emptied(entity, school, rows)
         }
         previous = (
             {
@@ -685,8 +689,7 @@ def find_mass_changes(engine: Engine, config: DistrictConfig, run_id: str) -> li
             too_many = rows >= safety.min_removal_rows and rows > safety.max_removal_ratio * before
             # A school dropping to zero users is a stop whatever its size: the row floor is there so
             # a small school's ordinary leavers do not stop a run, and a school emptying is not that.
-            emptied = entity == "users" and school is not None and rows > 0 and not staying.get(school)
-            if too_many or emptied:
+            if too_many or emptied(entity, school, rows):
                 examples = (
                     connection.execute(
                         select(changes.c.key)
