@@ -42,7 +42,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from sis_learning.config import DistrictConfig
-from sis_learning.delta import carried_unchanged
+from sis_learning.delta import DELTA, LOAD, carried_unchanged, forget_stage, record_load, stage_record
 from sis_learning.diff import ENTITIES, ENTITY_BY_NAME
 from sis_learning.entities import LEARNING_ENTITIES
 from sis_learning.hooks.learning import MAX_BATCH_ROWS, LearningHook, LearningResponseError
@@ -802,10 +802,18 @@ def load_run(
     password = None
     if config.default_password and _has_pending_user_creates(engine, district_id, run_id):
         password = resolve_secret(config.default_password)
+    # Until this load completes, the next run's diff reads which rows it left unanswered.
+    forget_stage(engine, district_id, run_id, LOAD)
     # The diff has just written the change set: fresh statistics keep the per-batch queries
-    # on their indexes (PostgreSQL).
+    # on their indexes (PostgreSQL). After a delta diff (a few thousand rows) only the table
+    # sizes and the run columns are refreshed: 0.9 s -> 0.3 s at L.
+    diff = stage_record(engine, district_id, run_id, "diff")
     with engine.begin() as connection:
-        analyze(connection, [ChangeSet, LearningSnapshot])
+        analyze(
+            connection,
+            [ChangeSet, LearningSnapshot],
+            columns=("district_id", "run_id") if diff is not None and diff.mode == DELTA else (),
+        )
     stats = LoadStats()
     recorder = ResultRecorder(engine, config, run_id, stats)
     try:
@@ -820,6 +828,9 @@ def load_run(
     _record_blocks(engine, district_id, run_id)
     domain_settings = write_domain_settings(engine, config, hook)
     counts = load_counts(engine, district_id, run_id)
+    record_load(
+        engine, config, run_id, {entity: values["refused"] + values["pending"] for entity, values in counts.items()}
+    )
     changes = ChangeSet.__table__
     with engine.connect() as connection:
         rows_changed = connection.execute(

@@ -308,6 +308,52 @@ def test_refused_rows_are_recorded_with_learnings_reason_and_retried_next_run(
     assert staged_rows(staging_engine, RejectedRow, "run-2") == []
 
 
+def test_the_next_delta_diff_retries_what_the_load_left_unanswered_and_reads_nothing_when_all_was_accepted(
+    staging_engine, learning_domain, default_password
+):
+    """A completed load records, per entity, the rows it left refused or pending; a delta diff
+    based on the run compares those keys again, and reads no entity whose rows were all accepted.
+    The record goes when the run's change set is computed again (it would no longer hold)."""
+    from sis_learning.delta import left_unanswered
+    from sis_learning.diff import _retry_keys
+
+    hook = learning_domain.hook()
+    district = LearningDistrict.generate(schools=1, students_per_school=12, teachers_per_school=2)
+    owner, duplicate = [key for key, row in district.users.items() if row["user_type"] == "T"]
+    district.users[duplicate]["login"] = district.users[owner]["login"]
+    refused_classes = {key for key, row in district.classes.items() if row["teacher_id"] == duplicate}
+    refused_rosters = {key for key, row in district.rosters.items() if row["class_id"] in refused_classes}
+    sync(staging_engine, district, "run-1", hook)
+
+    with staging_engine.connect() as connection:
+        unanswered = left_unanswered(connection, DISTRICT_ID, "run-1")
+        assert unanswered == {
+            spec.name: {"users": 1, "classes": len(refused_classes), "rosters": len(refused_rosters)}.get(spec.name, 0)
+            for spec in ENTITIES
+        }
+        retry = _retry_keys(connection, DISTRICT_ID, "run-1")
+    snapshot = {(row["entity"], row["key"]) for row in staged_rows(staging_engine, LearningSnapshot)}
+    # Without a finished sync_runs row every snapshot key counts as changed since; the refused
+    # ones are not in the snapshot, so they come from the change set.
+    assert {("users", f"T:{duplicate}")} | {("classes", key) for key in refused_classes} | {
+        ("rosters", key) for key in refused_rosters
+    } == {(entity, key) for entity, keys in retry.items() for key in keys} - snapshot
+
+    # The district fixes the login: run-2 gets everything accepted, and its record says so.
+    district.users[duplicate]["login"] = "fixed.login." + duplicate
+    sync(staging_engine, district, "run-2", hook)
+    with staging_engine.connect() as connection:
+        assert left_unanswered(connection, DISTRICT_ID, "run-2") == dict.fromkeys((spec.name for spec in ENTITIES), 0)
+
+    # run-1's change set computed again (pending once more): its load's record no longer holds,
+    # and the next delta diff reads the change set again.
+    compute_changes(staging_engine, config(), "run-1")
+    with staging_engine.connect() as connection:
+        assert left_unanswered(connection, DISTRICT_ID, "run-1") is None
+        retry = _retry_keys(connection, DISTRICT_ID, "run-1")
+    assert f"T:{owner}" in retry["users"] and len(retry["rosters"]) == len(district.rosters)
+
+
 def test_mass_removal_stops_the_run_until_approved(staging_engine, learning_domain, default_password):
     hook = learning_domain.hook()
     first = LearningDistrict.generate(schools=2, students_per_school=40, parents=False)
