@@ -136,3 +136,54 @@ def test_a_carry_forward_reads_the_base_run_along_its_run_index_on_postgresql(po
         assert connection.scalar(text("SHOW enable_seqscan")) == "on"
         assert connection.scalar(text("SHOW enable_bitmapscan")) == "on"
         assert "Seq Scan" in "\n".join(connection.exec_driver_sql(read).scalars())
+
+
+def test_analysing_only_the_run_columns_analyses_a_table_whole_until_every_column_has_statistics(postgres_url):
+    """``analyze(..., columns=...)`` refreshes only the run columns of a table whose other columns
+    already have statistics; a table analysed while empty (a first full load's snapshot) has none,
+    and is analysed whole, or the planner guesses at its keys (an incremental diff: 48 s, not 4)."""
+    from sis_learning.staging.base import analyze
+    from sis_learning.staging.source import StgSectionEnrollment
+
+    engine = create_all(get_engine(postgres_url))
+    table = StgSectionEnrollment.__table__
+
+    def rows(run_id: str, students: int) -> list[dict]:
+        return [
+            {
+                "district_id": "tiny",
+                "run_id": run_id,
+                "scope": "district",
+                "enrollment_id": f"{run_id}{number}",
+                "section_id": str(number % 97),
+                "student_id": str(number % students),
+                "dropped": False,
+            }
+            for number in range(20_000)
+        ]
+
+    def n_distinct() -> dict[str, float]:
+        with engine.connect() as connection:
+            return dict(
+                connection.exec_driver_sql(
+                    "SELECT attname, n_distinct FROM pg_stats WHERE tablename = 'stg_section_enrollments'"
+                ).all()
+            )
+
+    run_columns = ("district_id", "run_id")
+    with engine.begin() as connection:
+        connection.execute(table.delete())
+        analyze(connection, [StgSectionEnrollment])  # while empty: no column statistics
+        connection.execute(table.insert(), rows("base", 1000))
+    assert "student_id" not in n_distinct()
+    with engine.begin() as connection:
+        analyze(connection, [StgSectionEnrollment], columns=run_columns)
+    assert n_distinct()["student_id"] == 1000 and n_distinct()["section_id"] == 97
+    # Every column has statistics now: the next run's rows refresh the run columns only.
+    with engine.begin() as connection:
+        connection.execute(table.insert(), rows("next", 20_000))
+        analyze(connection, [StgSectionEnrollment], columns=run_columns)
+    assert n_distinct()["run_id"] == 2 and n_distinct()["student_id"] == 1000
+    with engine.begin() as connection:
+        analyze(connection, [StgSectionEnrollment])
+    assert n_distinct()["student_id"] != 1000
