@@ -47,7 +47,7 @@ from sis_learning.diff import ENTITIES, ENTITY_BY_NAME
 from sis_learning.entities import LEARNING_ENTITIES
 from sis_learning.hooks.learning import MAX_BATCH_ROWS, LearningHook, LearningResponseError
 from sis_learning.secrets import resolve_secret
-from sis_learning.staging.base import analyze, bulk_insert, create_all
+from sis_learning.staging.base import analyze, analyze_if_grown, bulk_insert, create_all
 from sis_learning.staging.changes import (
     ACTION_CREATE,
     ACTION_DEACTIVATE,
@@ -825,6 +825,10 @@ def load_run(
         recorder.abandon()  # the answers already received are still recorded
         raise
     recorder.close()
+    # The snapshot was analysed before the rows just answered went in: after a district's
+    # first load its statistics describe an empty table (staging.base.analyze_if_grown).
+    with engine.begin() as connection:
+        analyze_if_grown(connection, LearningSnapshot, stats.rows_sent)
     _record_blocks(engine, district_id, run_id)
     domain_settings = write_domain_settings(engine, config, hook)
     counts = load_counts(engine, district_id, run_id)

@@ -187,3 +187,50 @@ def test_analysing_only_the_run_columns_analyses_a_table_whole_until_every_colum
     with engine.begin() as connection:
         analyze(connection, [StgSectionEnrollment])
     assert n_distinct()["student_id"] != 1000
+
+
+def test_a_table_is_analysed_after_a_write_of_a_tenth_or_more_of_what_its_statistics_count(postgres_url):
+    """``analyze_if_grown``: the load analyses the snapshot before it fills it; after a district's
+    first load the statistics described an empty table, so it analyses again when what it wrote
+    is a tenth or more of the rows the statistics count (never for a few rows of a large table)."""
+    from sis_learning.staging.base import analyze, analyze_if_grown
+    from sis_learning.staging.source import StgSectionEnrollment
+
+    engine = create_all(get_engine(postgres_url))
+    table = StgSectionEnrollment.__table__
+
+    def rows(first: int, count: int) -> list[dict]:
+        return [
+            {
+                "district_id": "tiny",
+                "run_id": "r",
+                "scope": "district",
+                "enrollment_id": str(number),
+                "section_id": "1",
+                "student_id": "1",
+                "dropped": False,
+            }
+            for number in range(first, first + count)
+        ]
+
+    def counted() -> float:
+        with engine.connect() as connection:
+            return connection.exec_driver_sql(
+                "SELECT reltuples FROM pg_class WHERE relname = 'stg_section_enrollments'"
+            ).scalar()
+
+    with engine.begin() as connection:
+        connection.execute(table.delete())
+        analyze(connection, [StgSectionEnrollment])
+        connection.execute(table.insert(), rows(0, 5_000))
+    with engine.begin() as connection:
+        assert analyze_if_grown(connection, StgSectionEnrollment, 5_000)
+    assert counted() == 5_000
+    with engine.begin() as connection:
+        connection.execute(table.insert(), rows(5_000, 100))
+        assert not analyze_if_grown(connection, StgSectionEnrollment, 100)
+    assert counted() == 5_000
+    with engine.begin() as connection:
+        connection.execute(table.insert(), rows(5_100, 900))
+        assert analyze_if_grown(connection, StgSectionEnrollment, 900)
+    assert counted() == 6_000

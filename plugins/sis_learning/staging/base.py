@@ -433,6 +433,25 @@ def analyze(connection: Any, tables: Iterable[Any], columns: Sequence[str] = ())
     connection.exec_driver_sql("ANALYZE " + ", ".join(statements))
 
 
+def analyze_if_grown(connection: Any, table: Any, rows_written: int) -> bool:
+    """PostgreSQL: ``ANALYZE`` a table a stage has just written ``rows_written`` rows of, when
+    they are a tenth or more of what its statistics count (autovacuum's own threshold, which
+    it would reach later, outside the run). The load fills the learning snapshot after
+    analysing it: after a district's first load the statistics described an empty table.
+    Returns whether it analysed. SQLite: nothing.
+    """
+    if connection.dialect.name != "postgresql" or rows_written <= 0:
+        return False
+    name = getattr(getattr(table, "__table__", table), "name", table)
+    counted = connection.exec_driver_sql(
+        "SELECT reltuples FROM pg_class WHERE oid = to_regclass(%(name)s)", {"name": name}
+    ).scalar()
+    if counted is not None and counted > 0 and rows_written < 0.1 * counted:
+        return False
+    connection.exec_driver_sql(f'ANALYZE "{name}"')
+    return True
+
+
 @contextmanager
 def along_run_index(connection: Any) -> Iterator[None]:
     """PostgreSQL: the statements inside read a run's rows along the table's run index.

@@ -275,7 +275,16 @@ def validate_run(engine: Engine, config: DistrictConfig, run_id: str, results_di
         )
     else:
         frames = read_staged(engine, config, run_id)
-        validation = evaluate(config, frames, results_dir, as_of=as_of, run_name=run_id, held_logins=logins_in_learning)
+        # PostgreSQL: while this process validates, the server takes the statistics of the
+        # staged rows the extract has just written (every column): an incremental run's
+        # validate then refreshes only their run columns (0.5 s against 1.4-1.9 s at L, see
+        # staging.base.analyze), and analysts' queries are planned on real figures.
+        analysing = in_background(engine, [partial(analyze, tables=list(STAGED_SOURCE_TABLES.values()))])
+        with computing_beside(engine, analysing, lambda connection: None):
+            validation = evaluate(
+                config, frames, results_dir, as_of=as_of, run_name=run_id, held_logins=logins_in_learning
+            )
+        finish_background(analysing)
         _write(engine, config, run_id, validation)
         record_stage(
             engine,
