@@ -189,11 +189,12 @@ def test_analysing_only_the_run_columns_analyses_a_table_whole_until_every_colum
     assert n_distinct()["student_id"] != 1000
 
 
-def test_a_table_is_analysed_after_a_write_of_a_tenth_or_more_of_what_its_statistics_count(postgres_url):
-    """``analyze_if_grown``: the load analyses the snapshot before it fills it; after a district's
-    first load the statistics described an empty table, so it analyses again when what it wrote
-    is a tenth or more of the rows the statistics count (never for a few rows of a large table)."""
-    from sis_learning.staging.base import analyze, analyze_if_grown
+def test_a_table_is_analysed_once_a_tenth_or_more_of_what_its_statistics_count_was_written(postgres_url):
+    """``analyze_if_changed``: the load analyses the snapshot before it fills it; after a district's
+    first load the statistics described an empty table, so it analyses it again once the rows
+    written since the statistics were taken are a tenth or more of what they count (added up
+    over several writes, as autovacuum counts), and not for a few rows of a large table."""
+    from sis_learning.staging.base import analyze, analyze_if_changed
     from sis_learning.staging.source import StgSectionEnrollment
 
     engine = create_all(get_engine(postgres_url))
@@ -213,24 +214,31 @@ def test_a_table_is_analysed_after_a_write_of_a_tenth_or_more_of_what_its_statis
             for number in range(first, first + count)
         ]
 
-    def counted() -> float:
-        with engine.connect() as connection:
-            return connection.exec_driver_sql(
-                "SELECT reltuples FROM pg_class WHERE relname = 'stg_section_enrollments'"
-            ).scalar()
+    with engine.connect() as connection:
 
-    with engine.begin() as connection:
-        connection.execute(table.delete())
-        analyze(connection, [StgSectionEnrollment])
-        connection.execute(table.insert(), rows(0, 5_000))
-    with engine.begin() as connection:
-        assert analyze_if_grown(connection, StgSectionEnrollment, 5_000)
-    assert counted() == 5_000
-    with engine.begin() as connection:
-        connection.execute(table.insert(), rows(5_000, 100))
-        assert not analyze_if_grown(connection, StgSectionEnrollment, 100)
-    assert counted() == 5_000
-    with engine.begin() as connection:
-        connection.execute(table.insert(), rows(5_100, 900))
-        assert analyze_if_grown(connection, StgSectionEnrollment, 900)
-    assert counted() == 6_000
+        def write(first: int, count: int) -> None:
+            with connection.begin():
+                connection.execute(table.insert(), rows(first, count))
+                # Counted for other sessions once this one goes idle (else within a second).
+                connection.exec_driver_sql("SELECT pg_stat_force_next_flush()")
+
+        def analysed() -> bool:
+            with connection.begin():
+                return analyze_if_changed(connection, StgSectionEnrollment)
+
+        def counted() -> float:
+            with connection.begin():
+                return connection.exec_driver_sql(
+                    "SELECT reltuples FROM pg_class WHERE relname = 'stg_section_enrollments'"
+                ).scalar()
+
+        with connection.begin():
+            connection.execute(table.delete())
+            analyze(connection, [StgSectionEnrollment])  # while empty
+        write(0, 5_000)
+        assert analysed() and counted() == 5_000
+        write(5_000, 300)
+        assert not analysed() and counted() == 5_000
+        write(5_300, 300)  # 600 rows since the statistics: more than a tenth of 5,000
+        assert analysed() and counted() == 5_600
+        assert not analysed()
