@@ -171,6 +171,21 @@ def usable_delta(
     return delta, ""
 
 
+def _delete_record(connection: Any, district_id: str, run_id: str, stage: str) -> None:
+    """Remove what ``stage`` recorded for the run (its ``stage_deltas`` row and ``delta_keys``)."""
+    for model in (StageDelta, DeltaKey):
+        table = model.__table__
+        connection.execute(
+            table.delete().where(table.c.district_id == district_id, table.c.run_id == run_id, table.c.stage == stage)
+        )
+
+
+def _counts(value: Any) -> dict[str, int]:
+    """A record's ``counts`` (JSON; a string on SQLite) as ``{entity: int}``."""
+    counts = value if isinstance(value, dict) else json.loads(value)
+    return {entity: int(number) for entity, number in counts.items()}
+
+
 def record_stage(
     engine: Engine,
     config: DistrictConfig,
@@ -190,14 +205,7 @@ def record_stage(
     keys_table = DeltaKey.__table__
     district = config.district_id
     with engine.begin() as connection:
-        connection.execute(
-            table.delete().where(table.c.district_id == district, table.c.run_id == run_id, table.c.stage == stage)
-        )
-        connection.execute(
-            keys_table.delete().where(
-                keys_table.c.district_id == district, keys_table.c.run_id == run_id, keys_table.c.stage == stage
-            )
-        )
+        _delete_record(connection, district, run_id, stage)
         connection.execute(
             table.insert().values(
                 district_id=district,
@@ -239,8 +247,7 @@ def carried_unchanged(engine: Engine, district_id: str, run_id: str) -> dict[str
     record = stage_record(engine, district_id, run_id, "diff")
     if record is None or record.mode != DELTA or not record.counts:
         return {}
-    counts = record.counts if isinstance(record.counts, dict) else json.loads(record.counts)
-    return {entity: int(value) for entity, value in counts.items()}
+    return _counts(record.counts)
 
 
 # --- what a run's load left unanswered ---------------------------------------------------------
@@ -253,23 +260,16 @@ LOAD = "load"
 
 def forget_stage(engine: Engine, district_id: str, run_id: str, stage: str) -> None:
     """Remove what ``stage`` recorded for the run: it no longer holds (the stage runs again)."""
-    table = StageDelta.__table__
-    keys_table = DeltaKey.__table__
     with engine.begin() as connection:
-        for model in (table, keys_table):
-            connection.execute(
-                model.delete().where(
-                    model.c.district_id == district_id, model.c.run_id == run_id, model.c.stage == stage
-                )
-            )
+        _delete_record(connection, district_id, run_id, stage)
 
 
-def record_load(engine: Engine, config: DistrictConfig, run_id: str, unanswered: Mapping[str, int]) -> None:
+def record_load(engine: Engine, config: DistrictConfig, run_id: str, unanswered: Mapping[str, int], diff: Any) -> None:
     """A load of the run completed: the change-set rows it left refused or pending, per entity.
 
-    ``mode`` is the run's diff's: after a delta diff the load sent only what may have changed.
+    ``diff``: the run's diff record (:func:`stage_record`), whose ``mode`` the load's is: after
+    a delta diff the load sent only what may have changed.
     """
-    diff = stage_record(engine, config.district_id, run_id, "diff")
     record_stage(
         engine,
         config,
@@ -296,7 +296,4 @@ def left_unanswered(connection: Any, district_id: str, run_id: str) -> dict[str,
             table.c.district_id == district_id, table.c.run_id == run_id, table.c.stage == LOAD
         )
     ).scalar()
-    if counts is None:
-        return None
-    counts = counts if isinstance(counts, dict) else json.loads(counts)
-    return {entity: int(value) for entity, value in counts.items()}
+    return None if counts is None else _counts(counts)

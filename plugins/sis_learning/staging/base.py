@@ -398,6 +398,11 @@ def ping(engine: Engine | None = None) -> None:
         connection.execute(text("SELECT 1"))
 
 
+# The columns every staged table is read by a run with: after a run's rows are added, often
+# the only statistics worth refreshing (``analyze(..., columns=RUN_COLUMNS)``).
+RUN_COLUMNS = ("district_id", "run_id")
+
+
 def analyze(connection: Any, tables: Iterable[Any], columns: Sequence[str] = ()) -> None:
     """PostgreSQL: refresh the planner's statistics of ``tables`` (models, tables or names) after a bulk write.
 

@@ -49,6 +49,7 @@ from sqlalchemy.engine import Engine
 from sis_learning.config import DistrictConfig
 from sis_learning.delta import DELTA, FULL, fingerprint, record_stage, usable_delta
 from sis_learning.staging.base import (
+    RUN_COLUMNS,
     analyze,
     bulk_insert,
     computing_beside,
@@ -246,7 +247,7 @@ def validate_run(engine: Engine, config: DistrictConfig, run_id: str, results_di
             analyze(
                 connection,
                 [*STAGED_SOURCE_TABLES.values(), ExtractChange, RejectedRow, ExcludedRow, ValidationWarning],
-                ("district_id", "run_id"),
+                RUN_COLUMNS,
             )
         try:
             planned = validate_delta.plan(engine, config, source)
