@@ -83,12 +83,30 @@ def standalone(tmp_path_factory):
             pytest.fail(f"{reason} (SIS_LEARNING_REQUIRE_BROWSER=1: the browser tests are required)")
         pytest.skip(reason)
     from sis_learning.staging.base import create_all, get_engine
-    from sis_learning.staging.runs import utcnow
+    from sis_learning.staging.runs import SyncRun, utcnow
     from tests.dashboard.staged_history import write_history
 
     root = tmp_path_factory.mktemp("standalone")
     staging_url = f"sqlite:///{root / 'staging.sqlite'}"
-    write_history(create_all(get_engine(staging_url)), now=utcnow())  # the page reads the real clock
+    engine = create_all(get_engine(staging_url))
+    write_history(engine, now=utcnow())  # the page reads the real clock
+    # A district part-way through its longest-named stage (the demo's own scheduled run may be there too).
+    with engine.begin() as connection:
+        connection.execute(
+            SyncRun.__table__.insert(),
+            dict(
+                district_id="west",
+                run_id="w1",
+                dag_id="sis_import__west",
+                kind="import",
+                status="running",
+                stage="extract_section_enrollments",
+                started_at=utcnow(),
+                counts={},
+                durations={},
+            ),
+        )
+    engine.dispose()
     port = free_port()
     env = {
         key: value
@@ -233,6 +251,9 @@ def test_districts_and_a_district_page_in_chromium(page, standalone):
     assert south_waiting.inner_text().startswith("not waiting") and "s1" in south_waiting.inner_text()
     assert "required_actions" not in (south_waiting.locator("a").get_attribute("href") or "")
     assert frame.locator("tr[data-district=demo]").count() == 1  # the configured district, run or not yet
+    # A running import says which stage it is in, broken at its underscores so the column stays narrow.
+    west_status = frame.locator("tr[data-district=west] td[data-field=status]").inner_text()
+    assert "extract_section_enrollments" in west_status.replace("\n", ""), west_status
     # On a 1280-pixel screen every column is in view, grade push included: no sideways scrolling.
     page.set_viewport_size({"width": 1280, "height": 800})
     wide = frame.locator("div.wide")
