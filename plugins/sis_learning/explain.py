@@ -132,6 +132,31 @@ def _rows(connection, sql: str, **params: Any) -> list[dict[str, Any]]:
     return [dict(row._mapping) for row in connection.execute(text(sql), params)]
 
 
+def _how_read(connection, district_id: str, run_id: str, kind: str, dcid: str, table: str) -> str:
+    """Whether the run read this record from PowerSchool or carried it forward unchanged (an incremental read)."""
+    params = {"district": district_id, "run": run_id, "entity": ENTITY[kind], "id": dcid}
+    [read] = _rows(
+        connection,
+        "SELECT mode, base_run_id FROM extract_reads WHERE district_id = :district AND run_id = :run "
+        "AND entity = :entity",
+        **params,
+    ) or [{"mode": None, "base_run_id": None}]
+    if read["mode"] == "incremental" and read["base_run_id"]:
+        changed = _rows(
+            connection,
+            "SELECT 1 AS found FROM extract_changes WHERE district_id = :district AND run_id = :run "
+            "AND entity = :entity AND source_id = :id",
+            **params,
+        )
+        if not changed:
+            return (
+                f"unchanged in PowerSchool since run {read['base_run_id']}: this import read only what changed "
+                f"and carried it forward (table {table})"
+            )
+        return f"changed in PowerSchool since run {read['base_run_id']}: read again by this import (table {table})"
+    return f"read by this import from PowerSchool (table {table})"
+
+
 def _staged_matches(connection, district_id: str, run_id: str, identifier: str) -> list[Finding]:
     found: dict[tuple[str, str], Finding] = {}
     wanted = identifier.strip().lower()
@@ -148,7 +173,7 @@ def _staged_matches(connection, district_id: str, run_id: str, identifier: str) 
             name = " ".join(str(row[column]) for column in name_columns if row.get(column)) or "(no name)"
             finding = found.setdefault((kind, dcid), Finding(kind, dcid, name))
             matched = [column for column in columns if str(row.get(column) or "").lower() == wanted]
-            line = f"matched by {', '.join(matched)}; read by this import from PowerSchool (table {table})"
+            line = f"matched by {', '.join(matched)}; {_how_read(connection, district_id, run_id, kind, dcid, table)}"
             if line not in finding.lines:
                 finding.lines.append(line)
             if row.get("source_problem"):

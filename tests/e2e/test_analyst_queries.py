@@ -198,6 +198,43 @@ def test_explain_answers_from_staging(staged):
     assert present.dcid == "1000011" and present.in_learning
 
 
+def test_explain_says_whether_the_latest_import_read_a_record_or_carried_it_forward(staged):
+    """The second import read students incrementally: an unchanged student was carried forward, a renamed one read."""
+    first, second = staged.runs
+    engine = create_engine(staged.staging_url)
+    with engine.connect() as connection:
+        mode = connection.execute(
+            text("SELECT mode FROM extract_reads WHERE run_id = :r AND entity = 'students'"), {"r": second}
+        ).scalar()
+        changed = (
+            connection.execute(
+                text(
+                    "SELECT c.source_id FROM extract_changes c JOIN stg_students s ON s.district_id = c.district_id "
+                    "AND s.run_id = c.run_id AND s.student_id = c.source_id "
+                    "WHERE c.run_id = :r AND c.entity = 'students' ORDER BY c.source_id"
+                ),
+                {"r": second},
+            )
+            .scalars()
+            .all()
+        )
+    engine.dispose()
+    assert mode == "incremental" and changed, (mode, changed)  # the premise: the everyday changes renamed one
+
+    [unchanged] = [f for f in _explain(staged.staging_url, "300154").findings if f.kind == "student"]
+    assert unchanged.dcid not in changed
+    assert any(
+        f"unchanged in PowerSchool since run {first}: this import read only what changed and carried it forward" in line
+        for line in unchanged.lines
+    ), unchanged.lines
+    assert not any("read by this import" in line for line in unchanged.lines)
+
+    [renamed] = [f for f in _explain(staged.staging_url, changed[0]).findings if f.kind == "student"]
+    assert any(
+        f"changed in PowerSchool since run {first}: read again by this import" in line for line in renamed.lines
+    ), renamed.lines
+
+
 def _records(services, table: str, where: str) -> list[dict[str, Any]]:
     with services.powerschool.store() as dataset:
         return list(dataset.rows(table, where, ()))
