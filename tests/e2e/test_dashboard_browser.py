@@ -104,7 +104,12 @@ def standalone(tmp_path_factory):
                 started_at=utcnow(),
                 # A district-scale run's figures (a million rows): the widest numbers the columns hold.
                 counts={
-                    "learning_rosters": {"created": 1015437, "updated": 826104, "deactivated": 120550, "removed": 250871}
+                    "learning_rosters": {
+                        "created": 1015437,
+                        "updated": 826104,
+                        "deactivated": 120550,
+                        "removed": 250871,
+                    }
                 },
                 durations={},
             ),
