@@ -30,7 +30,7 @@ from sandbox.powerschool import store
 from sandbox.powerschool.irregularities import Irregularities
 
 # Bump when the generated data changes: cached datasets are keyed by it.
-GENERATOR_VERSION = 5
+GENERATOR_VERSION = 6
 # Generated districts carry the irregularities of real ones (irregularities.py) unless
 # asked otherwise, so every test, the demo and the benchmark see them (issue 22);
 # POWERSCHOOL_SANDBOX_IRREGULARITIES=on|off overrides it.

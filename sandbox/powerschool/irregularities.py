@@ -20,7 +20,9 @@ once and counted (the dataset info's ``irregularities``):
 - ``transfers_between_schools``: students who moved from one school to another in
   October (their CC rows at the old school dropped, the new school's active);
 - ``guardian_children_two_schools``: a guardian with children in two schools;
-- ``empty_expression``: sections whose expression (period) is empty (NULL).
+- ``empty_expression``: sections whose expression (period) is empty (NULL);
+- ``re_enrolled_after_drop``: students dropped from a section in September and enrolled in
+  it again: the first CC row dropped (negative SectionID), a new CC row for the same section.
 
 Counted beside them (the generator writes these in every district, tidy or not):
 ``names_with_apostrophes``, ``names_with_diacritics``, ``names_in_non_latin_scripts``
@@ -42,6 +44,7 @@ CURRENT_YEAR = 2025
 TRANSFER_DATE = f"{CURRENT_YEAR}-10-15"
 LEAD_LEFT, LEAD_STARTED = f"{CURRENT_YEAR}-12-19", f"{CURRENT_YEAR + 1}-01-05"
 CO_TEACHER_ENDED = f"{CURRENT_YEAR}-10-31"
+DROPPED_ON, RE_ENROLLED_ON = f"{CURRENT_YEAR}-09-12", f"{CURRENT_YEAR}-09-22"
 BAD_EMAILS = ("none", "n/a", "x@", "spaces", "upper", "missing")
 # Students at these positions of their school carry the generator's forced cases (names,
 # every enroll status, no username): irregularities leave them as they are.
@@ -71,6 +74,7 @@ class Irregularities:
     def __init__(self, connection: sqlite3.Connection, seed: str):
         self.connection = connection
         self.random = random.Random(f"powerschool-irregularities:{seed}")
+        self.seed = seed
         self.counts: dict[str, int] = {}
 
     def rows(self, sql: str, parameters: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -89,7 +93,8 @@ class Irregularities:
         self.transfers_between_schools()
         self.guardian_children_two_schools()
         self.bad_emails()
-        self.overlapping_ids()  # last: the others find rows by the generator's ids
+        self.overlapping_ids()  # after the others that find rows by the generator's DCIDs
+        self.re_enrolled_after_drop()  # its own random stream: the others' choices stay as they were
         self.count_names_and_missing_emails()
         self.counts["same_web_id_two_schools"] = self.value(
             "SELECT count(*) FROM (SELECT student_web_id FROM students WHERE student_web_id IS NOT NULL "
@@ -264,6 +269,43 @@ class Irregularities:
                 (TRANSFER_DATE, student_id, first_term, TRANSFER_DATE),
             )
         self.counts["transfers_between_schools"] = len(chosen)
+
+    def re_enrolled_after_drop(self) -> None:
+        """Dropped from a section and enrolled in it again (a schedule change undone).
+
+        As PowerSchool does it: the student's CC row is dropped (SectionID negated, DateLeft the
+        day of the drop) and the re-enrollment is a new CC row (a new ID and DCID) for the same
+        section and term, from the day of the return to the row's old DateLeft. The student is in
+        the class; the dropped row must not take them out of it, nor count twice.
+        """
+        first_term = (CURRENT_YEAR - 1990) * 100
+        pick = random.Random(f"powerschool-irregularities:re-enrolled:{self.seed}")
+        rows = self.rows(
+            "SELECT cc.id, cc.dcid, cc.studentid, cc.sectionid, cc.schoolid, cc.termid, cc.dateleft FROM cc "
+            "JOIN students s ON s.id = cc.studentid WHERE s.enroll_status = 0 AND s.entrydate <> ? "
+            "AND cc.sectionid > 0 AND cc.termid >= ? AND cc.dateenrolled < ? AND cc.dateleft > ? "
+            "AND cc.studentid IN (SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY schoolid ORDER BY id) "
+            f"AS position FROM students) WHERE position > {FORCED_POSITIONS}) ORDER BY cc.id",
+            (TRANSFER_DATE, first_term, DROPPED_ON, RE_ENROLLED_ON),
+        )
+        first_row: dict[int, tuple[Any, ...]] = {}
+        for row in rows:
+            first_row.setdefault(row[2], row)  # one section per student: their lowest CC row
+        candidates = list(first_row.values())
+        chosen = sorted(pick.sample(candidates, _share(len(candidates), 0.005, 2)) if candidates else [])
+        next_cc = self.next_id("cc")
+        cc_dcid = self.next_id("cc", "dcid")
+        for cc_id, _dcid, student_id, section_id, school, term_id, left in chosen:
+            self.connection.execute(
+                "UPDATE cc SET sectionid = ?, dateleft = ? WHERE id = ?", (-section_id, DROPPED_ON, cc_id)
+            )
+            self.connection.execute(
+                "INSERT INTO cc (id, dcid, studentid, sectionid, schoolid, termid, dateenrolled, dateleft) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (next_cc, cc_dcid, student_id, section_id, school, term_id, RE_ENROLLED_ON, left),
+            )
+            next_cc, cc_dcid = next_cc + 1, cc_dcid + 1
+        self.counts["re_enrolled_after_drop"] = len(chosen)
 
     def guardian_children_two_schools(self) -> None:
         links = self.rows(

@@ -39,6 +39,21 @@ def test_overlapping_ids_and_messy_fields_import_every_user_and_a_rename_keeps_t
     oracle = expected_state(dataset_path, failed_users=failed)
     state = sandboxes.learning_state()
     assert_learning_matches(oracle, state)
+    # Dropped from a section and enrolled in it again: in the class, by the new CC row; the dropped one is left out.
+    with powerschool.store() as dataset:
+        re_enrolled = [
+            (str(row["section_dcid"]), f"S:{row['student_dcid']}")
+            for row in dataset.query(
+                "SELECT sec.dcid AS section_dcid, s.dcid AS student_dcid FROM cc d "
+                "JOIN cc n ON n.studentid = d.studentid AND n.sectionid = -d.sectionid AND n.id > d.id "
+                "JOIN sections sec ON sec.id = n.sectionid JOIN students s ON s.id = n.studentid "
+                "WHERE d.sectionid < 0 AND d.dateleft = '2025-09-12' AND n.dateenrolled = '2025-09-22'"
+            )
+        ]
+    assert len(re_enrolled) == counted["re_enrolled_after_drop"] > 0, re_enrolled
+    rostered = [pair for pair in re_enrolled if pair in oracle.rosters]
+    assert rostered, f"no re-enrolled student's class reaches Learning in this district: {re_enrolled}"
+    assert all(state["rosters"].get(pair) == "student" for pair in rostered), (rostered, state["rosters"])
     # A student, a teacher and a parent with the same number are three users in Learning.
     numbers: dict[str, set[str]] = {}
     for key in state["users"]:

@@ -209,6 +209,9 @@ IRREGULARITY_ORACLES = {
     "transfers_between_schools": "SELECT count(*) FROM students s WHERE s.enroll_status = 0 AND s.entrydate = "
     "'2025-10-15' AND EXISTS (SELECT 1 FROM cc WHERE cc.studentid = s.id AND "
     "cc.sectionid < 0 AND cc.schoolid <> s.schoolid AND cc.dateleft = '2025-10-15')",
+    "re_enrolled_after_drop": "SELECT count(*) FROM cc d JOIN cc n ON n.studentid = d.studentid "
+    "AND n.sectionid = -d.sectionid AND n.termid = d.termid AND n.id > d.id AND n.dcid > d.dcid "
+    "WHERE d.sectionid < 0 AND d.dateleft = '2025-09-12' AND n.dateenrolled = '2025-09-22'",
     "guardian_children_two_schools": "SELECT count(*) FROM "
     "(SELECT gs.guardianid FROM guardianstudent gs JOIN students s "
     "ON s.dcid = gs.studentsdcid GROUP BY gs.guardianid "
@@ -265,6 +268,7 @@ def test_irregular_districts_carry_every_irregularity_counted_in_their_info(irre
         "lead_teacher_replaced",
         "ended_co_teachers",
         "transfers_between_schools",
+        "re_enrolled_after_drop",
         "empty_expression",
         "same_web_id_two_schools",
         "names_with_apostrophes",
