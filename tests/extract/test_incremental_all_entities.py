@@ -5,7 +5,8 @@ staff, sections, courses, section enrollments and guardians from their change cu
 read what changed by id, and carry the rest forward. After each run, every staged entity
 must equal the oracle computed straight from the changed SIS tables, field by field:
 renames, a transfer out and back, a new student, teacher, section and guardian link,
-a teacher who leaves, drops and enrolments. A run that failed is never a starting point,
+a teacher who leaves, drops and enrolments, students enrolled again in a class they were
+dropped from (before the base run, and within one interval). A run that failed is never a starting point,
 and the full reconcile reads everything again. On SQLite and PostgreSQL staging.
 """
 
@@ -149,7 +150,8 @@ def everyday_changes(server):
         "ON se.id = cc.sectionid JOIN students st ON st.id = cc.studentid "
         "WHERE st.enroll_status = 0 AND cc.sectionid > 0 AND cc.termid >= 3500 ORDER BY cc.dcid",
     )
-    server.drop_enrollment(enrolled[-1]["student"], enrolled[-1]["section"], dateleft="2025-11-14")
+    dropped = (enrolled[-1]["student"], enrolled[-1]["section"])
+    server.drop_enrollment(*dropped, dateleft="2025-11-14")
     teachers = sis(server, "SELECT dcid FROM teachers WHERE status = 1 ORDER BY dcid")
     server.rename("teacher", teachers[0]["dcid"], last_name="Renamed-Teacher")
     server.deactivate_teacher(teachers[-1]["dcid"])
@@ -180,7 +182,7 @@ def everyday_changes(server):
             "INSERT INTO guardianstudent (guardianid, studentsdcid, relationship) VALUES (?, ?, 'Father')",
             (guardian, other[0]["dcid"]),
         )
-    return leaving
+    return leaving, dropped
 
 
 @pytest.mark.slow
@@ -194,7 +196,7 @@ def test_every_entity_read_incrementally_stages_what_a_full_read_stages(
     assert set(modes(staging_engine, "r1").values()) == {"full"}
     assert_equals_oracle(staging_engine, server, "r1")
 
-    leaving = everyday_changes(server)
+    leaving, dropped = everyday_changes(server)
     results, hook = run(staging_engine, server, "r2")
     # Validate, transform and diff of r2 work from r1's results: only what changed is processed again.
     assert process(staging_engine, "r2", tmp_path) == dict.fromkeys(("validate", "transform", "diff"), "delta")
@@ -222,6 +224,21 @@ def test_every_entity_read_incrementally_stages_what_a_full_read_stages(
         sis(server, "SELECT guardianid FROM guardian ORDER BY guardianid DESC")[0]["guardianid"],
         firstname="Renamed",
     )
+    # Re-enrolled after a drop, as PowerSchool records it (the dropped CC row stays, a new one is
+    # added): the student dropped before r2 comes back to the class, and another is dropped from a
+    # class and enrolled in it again between the same two runs.
+    server.enroll_student(*dropped, dateenrolled="2025-11-20")
+    with staging_engine.connect() as connection:
+        again = connection.execute(
+            text(
+                "SELECT class_id, user_id FROM learning_rosters WHERE district_id = 'tiny' AND run_id = 'r2' "
+                "AND user_type = 'S' AND user_id <> :s ORDER BY class_id, user_id"
+            ),
+            {"s": str(dropped[0])},
+        ).first()
+    again = (int(again.user_id), int(again.class_id))  # a student in a class r2 put in Learning
+    server.drop_enrollment(*again, dateleft="2025-11-21")
+    server.enroll_student(*again, dateenrolled="2025-11-24")
     run(staging_engine, server, "r3", succeed=False)  # a failed run is never a starting point
     run(staging_engine, server, "r4")
     assert {row.base_run_id for row in _reads(staging_engine, "r4") if row.mode == "incremental"} == {"r2"}
@@ -241,6 +258,10 @@ def test_every_entity_read_incrementally_stages_what_a_full_read_stages(
     full_state = learning_state(staging_engine, "r5", tmp_path)
     assert stage_modes(staging_engine, "r5") == {"validate": "full", "transform": "full"}
     assert incremental_state == full_state
+    # The student dropped and enrolled again is still in the class: one roster row, not two, not none.
+    student, section = again
+    rows = [row for row in incremental_state["rosters"] if row[0] == str(section) and row[2] == str(student)]
+    assert rows == [(str(section), "S", str(student), "student")], (student, section, rows)
     assert outcomes(staging_engine, "r4") == outcomes(staging_engine, "r5")
 
 
