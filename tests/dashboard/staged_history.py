@@ -32,6 +32,21 @@ def counts(n_users: int, n_classes: int, n_rosters: int, **load: dict[str, int])
     return values
 
 
+def running_run(district_id: str, run_id: str, stage: str, now: datetime, counts: dict | None = None) -> dict:
+    """A sync_runs row of an import still going (in ``stage``), as the pipeline writes it."""
+    return dict(
+        district_id=district_id,
+        run_id=run_id,
+        dag_id=f"sis_import__{district_id}",
+        kind="import",
+        status="running",
+        stage=stage,
+        started_at=now,
+        counts=counts or {},
+        durations={},
+    )
+
+
 def write_history(engine, now: datetime = NOW) -> None:
     """The history as of ``now``: the dashboard in a browser reads it against the real clock."""
     runs = [

@@ -9,7 +9,7 @@ from sqlalchemy import insert
 
 from sis_learning.dashboard import app as dashboard
 from sis_learning.staging.runs import SyncRun, utcnow
-from tests.dashboard.staged_history import write_history
+from tests.dashboard.staged_history import running_run, write_history
 
 
 @pytest.fixture
@@ -96,18 +96,7 @@ def test_a_page_showing_a_run_still_going_reloads_itself_slowly(client, staging_
     assert 'http-equiv="refresh"' not in client.get("/districts").text
     assert 'http-equiv="refresh"' not in client.get("/districts/north").text
     with staging_engine.begin() as connection:
-        connection.execute(
-            insert(SyncRun.__table__).values(
-                district_id="north",
-                run_id="r4",
-                dag_id="sis_import__north",
-                status="running",
-                stage="extract",
-                started_at=utcnow(),
-                counts={},
-                durations={},
-            )
-        )
+        connection.execute(insert(SyncRun.__table__).values(**running_run("north", "r4", "extract", utcnow())))
     for path in ("/districts", "/districts/north"):
         page = client.get(path).text
         assert slow in page and f"reloads itself every {dashboard.RUNNING_REFRESH_SECONDS} s" in page

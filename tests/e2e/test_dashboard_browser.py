@@ -84,7 +84,7 @@ def standalone(tmp_path_factory):
         pytest.skip(reason)
     from sis_learning.staging.base import create_all, get_engine
     from sis_learning.staging.runs import SyncRun, utcnow
-    from tests.dashboard.staged_history import write_history
+    from tests.dashboard.staged_history import running_run, write_history
 
     root = tmp_path_factory.mktemp("standalone")
     staging_url = f"sqlite:///{root / 'staging.sqlite'}"
@@ -92,27 +92,11 @@ def standalone(tmp_path_factory):
     write_history(engine, now=utcnow())  # the page reads the real clock
     # A district part-way through its longest-named stage (the demo's own scheduled run may be there too).
     with engine.begin() as connection:
+        # A district-scale run's figures (a million rows): the widest numbers the columns hold.
+        figures = {"created": 1015437, "updated": 826104, "deactivated": 120550, "removed": 250871}
         connection.execute(
             SyncRun.__table__.insert(),
-            dict(
-                district_id="west",
-                run_id="w1",
-                dag_id="sis_import__west",
-                kind="import",
-                status="running",
-                stage="extract_section_enrollments",
-                started_at=utcnow(),
-                # A district-scale run's figures (a million rows): the widest numbers the columns hold.
-                counts={
-                    "learning_rosters": {
-                        "created": 1015437,
-                        "updated": 826104,
-                        "deactivated": 120550,
-                        "removed": 250871,
-                    }
-                },
-                durations={},
-            ),
+            running_run("west", "w1", "extract_section_enrollments", utcnow(), {"learning_rosters": figures}),
         )
     engine.dispose()
     port = free_port()
