@@ -157,10 +157,15 @@ class _Schema:
             key[1]: {index["name"] for index in value}
             for key, value in inspector.get_multi_indexes(filter_names=names).items()
         }
+        self.primary_keys: dict[str, str | None] = {}
         if engine.dialect.name == "postgresql":
             self.options = {
                 key[1]: value.get("postgresql_with") or {}
                 for key, value in inspector.get_multi_table_options(filter_names=names).items()
+            }
+            self.primary_keys = {
+                key[1]: value.get("name") if value.get("constrained_columns") else None
+                for key, value in inspector.get_multi_pk_constraint(filter_names=names).items()
             }
 
 
@@ -216,8 +221,17 @@ def _upgrade_storage(engine: Engine, schema: _Schema) -> None:
     table the storage parameters its model asks for (``postgresql_with``: e.g. a fillfactor).
 
     A new fillfactor applies to pages written from then on; rows already stored stay as they are.
+    On PostgreSQL a table whose model says ``info["postgresql_primary_key"] = False`` loses its
+    primary key constraint (its ``id`` stays, filled by its sequence: nothing reads by it) and
+    replicates deletes by the whole row (``REPLICA IDENTITY FULL``, for logical replication).
     """
     statements = []
+    if engine.dialect.name == "postgresql":
+        for table in schema.tables:
+            constraint = schema.primary_keys.get(table.name)
+            if table.info.get("postgresql_primary_key", True) is False and constraint:
+                statements.append(f'ALTER TABLE "{table.name}" DROP CONSTRAINT "{constraint}"')
+                statements.append(f'ALTER TABLE "{table.name}" REPLICA IDENTITY FULL')
     for table in schema.tables:
         retired = table.info.get("retired_indexes", ())
         wanted = table.dialect_options["postgresql"]["with"] if engine.dialect.name == "postgresql" else {}

@@ -81,6 +81,11 @@ class LearningParentLink(RunKeyed, Base):
 
 # Learning entity name (as in the Learning API and change_set.entity) -> table
 LEARNING_TABLES = {entity.name: globals()[entity.table_model] for entity in LEARNING_ENTITIES}
+# Nothing reads these tables by ``id``: on PostgreSQL they keep the column (filled by its
+# sequence) without a primary key index, a quarter of the cost of every row transform writes
+# or an incremental run copies forward (staging.base._upgrade_storage; docs/load.md).
+for _model in LEARNING_TABLES.values():
+    _model.__table__.info["postgresql_primary_key"] = False
 # A district has at least as many roster rows as students, and its users are students, staff
 # and parents: work per entity done side by side starts with the largest (staging.base.side_by_side).
 LARGEST_FIRST = ("rosters", "users", "parent_links", "user_levels", "classes", "organizations")
