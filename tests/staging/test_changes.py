@@ -15,6 +15,7 @@ from sqlalchemy import create_engine, inspect, text
 from sis_learning.load import _accept
 from sis_learning.staging.base import bulk_insert, create_all
 from sis_learning.staging.changes import ChangeSet
+from tests.staging.older_database import upgraded
 
 OLD_CHANGE_SET = (
     "CREATE TABLE change_set (id INTEGER PRIMARY KEY, district_id VARCHAR(64) NOT NULL, run_id VARCHAR(250) NOT "
@@ -25,22 +26,13 @@ OLD_CHANGE_SET = (
 
 
 def test_an_older_change_set_is_upgraded_and_keeps_its_rows(staging_url):
-    engine = create_engine(staging_url)
-    with engine.begin() as connection:
-        connection.execute(text(OLD_CHANGE_SET))
-        connection.execute(
-            text(
-                "CREATE INDEX ix_change_set_run_pending ON change_set (district_id, run_id, entity, action, status, id)"
-            )
-        )
-        connection.execute(
-            text(
-                "INSERT INTO change_set (id, district_id, run_id, entity, key, action, status) "
-                "VALUES (1, 'tiny', 'old-run', 'users', 'S:5', 'create', 'accepted')"
-            )
-        )
-    create_all(engine)
-    create_all(engine)  # idempotent
+    engine = upgraded(
+        staging_url,
+        OLD_CHANGE_SET,
+        "CREATE INDEX ix_change_set_run_pending ON change_set (district_id, run_id, entity, action, status, id)",
+        "INSERT INTO change_set (id, district_id, run_id, entity, key, action, status) "
+        "VALUES (1, 'tiny', 'old-run', 'users', 'S:5', 'create', 'accepted')",
+    )
     inspector = inspect(engine)
     indexes = {index["name"]: index["column_names"] for index in inspector.get_indexes("change_set")}
     assert "ix_change_set_run_pending" not in indexes

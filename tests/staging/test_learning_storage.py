@@ -15,6 +15,7 @@ from sqlalchemy import create_engine, inspect, text
 
 from sis_learning.staging.base import create_all
 from sis_learning.staging.learning import LEARNING_TABLES
+from tests.staging.older_database import upgraded
 
 OLD_ROSTERS = (
     "CREATE TABLE learning_rosters (id SERIAL NOT NULL, district_id VARCHAR(64) NOT NULL, run_id VARCHAR(250) "
@@ -25,17 +26,12 @@ OLD_ROSTERS = (
 
 @pytest.mark.postgres
 def test_learning_tables_on_postgresql_have_no_primary_key_and_an_older_database_is_upgraded(postgres_url):
-    engine = create_engine(postgres_url)
-    with engine.begin() as connection:
-        connection.execute(text(OLD_ROSTERS))
-        connection.execute(
-            text(
-                "INSERT INTO learning_rosters (district_id, run_id, class_id, user_type, user_id, role) "
-                "VALUES ('tiny', 'old-run', '300010', 'S', '1000061', 'student')"
-            )
-        )
-    create_all(engine)
-    create_all(engine)  # idempotent
+    engine = upgraded(
+        postgres_url,
+        OLD_ROSTERS,
+        "INSERT INTO learning_rosters (district_id, run_id, class_id, user_type, user_id, role) "
+        "VALUES ('tiny', 'old-run', '300010', 'S', '1000061', 'student')",
+    )
     inspector = inspect(engine)
     for table in (model.__table__.name for model in LEARNING_TABLES.values()):
         assert inspector.get_pk_constraint(table)["constrained_columns"] == [], table

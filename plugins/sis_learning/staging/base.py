@@ -226,13 +226,11 @@ def _upgrade_storage(engine: Engine, schema: _Schema) -> None:
     replicates deletes by the whole row (``REPLICA IDENTITY FULL``, for logical replication).
     """
     statements = []
-    if engine.dialect.name == "postgresql":
-        for table in schema.tables:
-            constraint = schema.primary_keys.get(table.name)
-            if table.info.get("postgresql_primary_key", True) is False and constraint:
-                statements.append(f'ALTER TABLE "{table.name}" DROP CONSTRAINT "{constraint}"')
-                statements.append(f'ALTER TABLE "{table.name}" REPLICA IDENTITY FULL')
     for table in schema.tables:
+        constraint = schema.primary_keys.get(table.name)  # read on PostgreSQL only
+        if constraint and table.info.get("postgresql_primary_key", True) is False:
+            statements.append(f'ALTER TABLE "{table.name}" DROP CONSTRAINT "{constraint}"')
+            statements.append(f'ALTER TABLE "{table.name}" REPLICA IDENTITY FULL')
         retired = table.info.get("retired_indexes", ())
         wanted = table.dialect_options["postgresql"]["with"] if engine.dialect.name == "postgresql" else {}
         if not (retired or wanted):
