@@ -11,10 +11,14 @@ work, and reads:
 - the PostgreSQL server's work for the stage: the backends connected to the stage's
   database (their process title names it), their CPU time read from ``/proc`` (a backend
   is a process of its own). This is the server's own time; it is only readable when the
-  server runs on this machine, as the benchmark's does (else ``None``).
+  server runs on this machine, as the benchmark's does (else ``None``);
+- the server's background writers (checkpointer, background writer, WAL writer): they
+  write out what the backends wrote, so a checkpoint during a stage is mostly the
+  benchmark's own earlier writes (a carry forward of a million rows is 250 MB of WAL).
+  Counted apart (``postgres_background_cpu_seconds``), not as other work.
 
-From these: the CPU time of **other** work (the machine's busy time less the benchmark's
-and its database backends'), in cores on average. A stage is **quiet** when other work
+From these: the CPU time of **other** work (the machine's busy time less the benchmark's,
+its database backends' and the server's background writers'), in cores on average. A stage is **quiet** when other work
 used at most ``QUIET_OTHER_CORES`` cores on average and the hypervisor took at most as
 much (steal); a run is quiet only when every stage was.
 """
@@ -31,6 +35,8 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 # Other work may use this much CPU (cores, on average over a stage) for the stage to count as quiet.
 QUIET_OTHER_CORES = 0.25
 SAMPLE_SECONDS = 0.5
+# The ends of the titles of a PostgreSQL server's processes that write out what backends wrote.
+BACKGROUND_WRITERS = (": checkpointer", ": background writer", ": walwriter")
 
 
 def _read(path: str) -> str | None:
@@ -113,6 +119,7 @@ class PostgresBackends:
         self.marker = f" {database} "
         self._looked_at: set[str] = set()
         self._backends: set[str] = set()
+        self._background: set[str] = set()
 
     def ticks(self) -> dict[int, int]:
         """pid -> CPU ticks (user + system) of every live backend of the database.
@@ -132,15 +139,25 @@ class PostgresBackends:
             self._looked_at.add(pid)
             if title.startswith("postgres:") and self.marker in title:
                 self._backends.add(pid)
+            elif title.startswith("postgres:") and title.rstrip().endswith(BACKGROUND_WRITERS):
+                self._background.add(pid)
         for pid, leader in workers.items():
             if leader in self._backends:
                 self._backends.add(pid)
                 self._looked_at.add(pid)
+        return self._read(self._backends)
+
+    def background_ticks(self) -> dict[int, int]:
+        """pid -> CPU ticks of the server's background writers (checkpointer, background writer,
+        WAL writer; found by :meth:`ticks`, which reads the process titles)."""
+        return self._read(self._background)
+
+    def _read(self, pids: set[str]) -> dict[int, int]:
         found: dict[int, int] = {}
-        for pid in list(self._backends):
+        for pid in list(pids):
             read = process_ticks(pid, children=False)
             if read is None:
-                self._backends.discard(pid)  # ended (its pid may come back as another process)
+                pids.discard(pid)  # ended (its pid may come back as another process)
                 self._looked_at.discard(pid)
             else:
                 found[int(pid)] = read[1]
@@ -166,6 +183,8 @@ class StageSampler:
         self._loads: list[float] = []
         self._backend_start: dict[int, int] = {}
         self._backend_last: dict[int, int] = {}
+        self._background_start: dict[int, int] = {}
+        self._background_end: dict[int, int] = {}
         self._readable = _read("/proc/stat") is not None
 
     def __enter__(self) -> StageSampler:
@@ -175,6 +194,7 @@ class StageSampler:
             # Backends there before the stage (the stage process's setup connections) count from now.
             self._backend_start = self.backends.ticks()
             self._backend_last = dict(self._backend_start)
+            self._background_start = self.backends.background_ticks()
         self._started = time.perf_counter()
         self._sample()
         self._thread.start()
@@ -187,6 +207,8 @@ class StageSampler:
         self._seconds = time.perf_counter() - self._started
         self._machine_end = machine_ticks()
         self._tree_end = sum(descendant_ticks(self.root).values()) if self._readable else 0
+        if self.backends is not None:
+            self._background_end = self.backends.background_ticks()
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -218,17 +240,23 @@ class StageSampler:
         busy = (delta["user"] + delta["nice"] + delta["system"]) / CLOCK_TICKS
         steal = delta["steal"] / CLOCK_TICKS
         bench = (self._tree_end - self._tree_start) / CLOCK_TICKS
-        server = None
+        server = background = None
         if self.backends is not None:
             server = sum(ticks - self._backend_start.get(pid, 0) for pid, ticks in self._backend_last.items())
             server /= CLOCK_TICKS
-        others = max(0.0, busy - bench - (server or 0.0))
+            # The background writers live as long as the server: read at the start and the end.
+            background = sum(
+                ticks - self._background_start.get(pid, ticks) for pid, ticks in self._background_end.items()
+            )
+            background /= CLOCK_TICKS
+        others = max(0.0, busy - bench - (server or 0.0) - (background or 0.0))
         out.update(
             {
                 "machine_busy_cores": round(busy / seconds, 2),
                 "bench_processes_cpu_seconds": round(bench, 2),
                 "postgres_server_cpu_seconds": None if server is None else round(server, 2),
                 "postgres_backends": len(self._backend_last) if self.backends is not None else None,
+                "postgres_background_cpu_seconds": None if background is None else round(background, 2),
                 "other_work_cores": round(others / seconds, 2),
                 "steal_cores": round(steal / seconds, 2),
                 "quiet": others / seconds <= QUIET_OTHER_CORES and steal / seconds <= QUIET_OTHER_CORES,

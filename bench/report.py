@@ -588,7 +588,9 @@ def markdown(results: list[dict[str, Any]]) -> str:
         f"Machine: {machine['cpu_model']}, {machine['cores']} cores, {machine['memory_gb']} GB, "
         f"Python {machine['python']} ({machine['platform']}). How busy it was is sampled while each stage "
         "runs (bench/machine.py): other work is the machine's busy CPU time less the benchmark's own processes "
-        f"(stage, simulator, Learning server) and its PostgreSQL backends; a stage is quiet when other work used "
+        "(stage, simulator, Learning server), its PostgreSQL backends and, where sampled "
+        "(`postgres_background_cpu_seconds`), the server's background writers, which write out what the backends "
+        f"wrote (checkpointer, background writer, WAL writer); a stage is quiet when other work used "
         f"at most {QUIET_OTHER_CORES} cores on average, a size when every stage was.",
         "",
     ]
