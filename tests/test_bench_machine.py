@@ -25,12 +25,11 @@ def test_checkpoint_is_counted_as_the_servers_background_work(postgres_url: str)
         pytest.skip("the PostgreSQL server does not run on this machine: its processes cannot be read")
     engine = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
     try:
-        with engine.connect() as connection:
-            with StageSampler(os.getpid(), database) as sampler:
-                connection.exec_driver_sql(
-                    "CREATE TABLE written AS SELECT g, md5(g::text) AS m FROM generate_series(1, 1000000) g"
-                )
-                connection.exec_driver_sql("CHECKPOINT")
+        with engine.connect() as connection, StageSampler(os.getpid(), database) as sampler:
+            connection.exec_driver_sql(
+                "CREATE TABLE written AS SELECT g, md5(g::text) AS m FROM generate_series(1, 1000000) g"
+            )
+            connection.exec_driver_sql("CHECKPOINT")
     finally:
         engine.dispose()
     result = sampler.result()
