@@ -505,7 +505,8 @@ def transform_run(
         rows=sum(len(frame) for frame in learning.values()),
         note="transformed again after an incremental read: "
         + ", ".join(f"{len(frame)} {entity}" for entity, frame in learning.items()),
-        keys=planned["replaced"],
+        # For the diff: of the user types made anew whole, only the keys that changed.
+        keys=transform_delta.changed_of_types(engine, config, run_id, source.base_run_id, planned["replaced"]),
     )
     return learning_counts(engine, config.district_id, run_id)
 

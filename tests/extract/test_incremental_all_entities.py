@@ -265,6 +265,64 @@ def test_every_entity_read_incrementally_stages_what_a_full_read_stages(
     assert outcomes(staging_engine, "r4") == outcomes(staging_engine, "r5")
 
 
+@pytest.mark.slow
+def test_a_full_reconcile_after_an_incremental_run_finds_nothing_it_left_out(
+    staging_engine, own_sandbox, tmp_path, monkeypatch
+):
+    """Learning after an incremental run is what a full run gives it, teachers and their classes included.
+
+    The delta diff compares only what may have changed: of the teachers and teacher roster rows,
+    which transform makes anew every run, only those that differ from the base run's. A full
+    reconcile right after (every row compared with what Learning accepted) must find nothing to
+    send but what Learning refused. The day's changes rename a teacher, deactivate another,
+    hire a third with a new section, and rename and enrol as ``everyday_changes`` does.
+    """
+    import secrets
+
+    from sandbox.learning.testing import running_learning
+    from sis_learning.hooks.learning import LearningHook
+    from sis_learning.load import load_run
+    from sis_learning.staging.changes import ACTION_UNCHANGED, ChangeSet
+
+    monkeypatch.setenv("TEST_DEFAULT_PASSWORD", "Incremental-Test-Password-1")
+    config = make_config(default_password="env:TEST_DEFAULT_PASSWORD")
+    server = own_sandbox
+    token = secrets.token_urlsafe(24)
+    changes = ChangeSet.__table__
+
+    def sent(run_id):
+        with staging_engine.connect() as connection:
+            return {
+                (row.entity, row.key): (row.action, row.status)
+                for row in connection.execute(
+                    select(changes.c.entity, changes.c.key, changes.c.action, changes.c.status).where(
+                        changes.c.run_id == run_id, changes.c.action != ACTION_UNCHANGED
+                    )
+                )
+            }
+
+    with running_learning(domains={"tiny": token}) as learning:
+        hook = LearningHook.from_settings(learning.base_url, token, learning.ca_bundle)
+        run(staging_engine, server, "r1")
+        assert process(staging_engine, "r1", tmp_path)["diff"] == "full"
+        load_run(staging_engine, config, "r1", hook)
+        finish_run(staging_engine, "tiny", "r1", "success")  # after its load, as the DAG's report task does
+        everyday_changes(server)
+        run(staging_engine, server, "r2")
+        assert process(staging_engine, "r2", tmp_path)["diff"] == "delta"
+        load_run(staging_engine, config, "r2", hook)
+        finish_run(staging_engine, "tiny", "r2", "success")
+        incremental = sent("r2")
+        # The day's teacher changes reached Learning through the delta diff.
+        assert {entity for (entity, key), _ in incremental.items() if key.startswith("T:")} == {"users"}, incremental
+        assert any(entity == "rosters" and ":T:" in key for entity, key in incremental), incremental
+        run(staging_engine, server, "r3", full_refresh=True)
+        assert process(staging_engine, "r3", tmp_path)["diff"] == "full"
+    refused = {key for key, (_, status) in incremental.items() if status == "refused"}
+    missed = {key: value for key, value in sent("r3").items() if key not in refused}
+    assert missed == {}, f"a full reconcile found what the incremental run left out: {sorted(missed)[:10]}"
+
+
 def process(engine, run_id, tmp_path):
     """Validate, transform and diff a run as the DAG does; how each stage ran (full or delta)."""
     from sis_learning import diff, transform, validate
