@@ -10,7 +10,8 @@ passed users have, exactly as a run over the whole district does.
 
 ``replaced`` describes, per Learning entity, the rows recomputed: ``whole`` (every row),
 ``types`` (every row of those user types) and ``keys`` (the diff's keys), for the copy
-here and for the diff (``delta_keys`` of stage ``transform``).
+here. The diff gets the same (``delta_keys`` of stage ``transform``) with each user type
+narrowed to the keys whose rows differ from the base run's (:func:`changed_of_types`).
 """
 
 from __future__ import annotations
