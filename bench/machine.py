@@ -18,9 +18,9 @@ work, and reads:
   Counted apart (``postgres_background_cpu_seconds``), not as other work.
 
 From these: the CPU time of **other** work (the machine's busy time less the benchmark's,
-its database backends' and the server's background writers'), in cores on average. A stage is **quiet** when other work
-used at most ``QUIET_OTHER_CORES`` cores on average and the hypervisor took at most as
-much (steal); a run is quiet only when every stage was.
+its database backends' and the server's background writers'), in cores on average. A
+stage is **quiet** when other work used at most ``QUIET_OTHER_CORES`` cores on average and
+the hypervisor took at most as much (steal); a run is quiet only when every stage was.
 """
 
 from __future__ import annotations
