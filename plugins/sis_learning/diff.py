@@ -260,7 +260,11 @@ DELTA_KEYS_TABLE = "delta_diff_keys"
 
 
 def _key_filter(spec: EntitySpec, replaced: set[str] | None, key_column: Any, user_type_column: Any = None) -> Any:
-    """The rows a delta diff compares: keys in the temporary key table, or of a user type recomputed whole."""
+    """The rows a delta diff compares: keys in the temporary key table, or of a user type recomputed whole.
+
+    Transform now records the changed keys of a user type (``transform_delta.changed_of_types``);
+    a whole type still comes from a run transformed by an older version and diffed after an upgrade.
+    """
     if replaced is None or WHOLE in replaced:
         return None
     # Usually only keys: a plain IN, which PostgreSQL plans as a join with the (analysed)
