@@ -179,21 +179,36 @@ def _pending_pages(engine: Engine, district_id: str, run_id: str, phase: Phase, 
     one pass. Rows already handed out are past the keyset cursor: a batch still in flight
     is never read twice, whether or not its results are recorded yet. A page's payloads
     are decoded in one call (one JSON array), not row by row.
+
+    Every page is bounded above by the action's last id (read once per action), and a
+    page shorter than ``page_size`` is the last. PostgreSQL's planner reads a page with
+    ``ORDER BY id LIMIT`` along the primary key when it expects the rows it wants to be
+    dense there: without the bound, the last page of a phase (fewer rows left than the
+    limit) and the empty read after it went on through every later row of the change
+    set. At L, 988,361 rows filtered out for the users' last page, 0.4 to 1 s per phase.
     """
     changes = ChangeSet.__table__
     for action in phase.actions:
+        of_action = (
+            changes.c.district_id == district_id,
+            changes.c.run_id == run_id,
+            changes.c.entity == phase.entity,
+            changes.c.action == action,
+        )
+        with engine.connect() as connection:
+            last_of_action = connection.execute(select(func.max(changes.c.id)).where(*of_action)).scalar()
+        if last_of_action is None:
+            continue
         last_id = 0
         while True:
             with engine.connect() as connection:
                 rows = connection.execute(
                     select(changes.c.id, changes.c.key, changes.c.payload)
                     .where(
-                        changes.c.district_id == district_id,
-                        changes.c.run_id == run_id,
-                        changes.c.entity == phase.entity,
-                        changes.c.action == action,
+                        *of_action,
                         changes.c.status == STATUS_PENDING,
                         changes.c.id > last_id,
+                        changes.c.id <= last_of_action,
                     )
                     .order_by(changes.c.id)
                     .limit(page_size)
@@ -208,6 +223,8 @@ def _pending_pages(engine: Engine, district_id: str, run_id: str, phase: Phase, 
                 [action] * len(rows),
                 orjson.loads("[" + ",".join(payload or "{}" for payload in payloads) + "]"),
             )
+            if len(rows) < page_size:
+                break
 
 
 def _pending_batches(engine: Engine, district_id: str, run_id: str, phase: Phase, batch_size: int):
