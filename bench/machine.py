@@ -7,7 +7,11 @@ work, and reads:
 - ``/proc/stat``: the machine's busy CPU time (user, nice, system; steal apart);
 - the benchmark's own processes: this process and every descendant (the stage process,
   the PowerSchool simulator, the Learning server), user + system time, children reaped
-  included (``/proc/<pid>/stat`` fields 14-17);
+  included (``/proc/<pid>/stat`` fields 14-17); the simulator's and the Learning server's
+  apart too, found by their command line (``simulator_cpu_seconds``,
+  ``learning_server_cpu_seconds``). The reference Learning server is one Python process
+  that applies a domain's batches one at a time: its CPU time is near enough a lower bound
+  on a full load's wall time, whatever the pipeline does;
 - the PostgreSQL server's work for the stage: the backends connected to the stage's
   database (their process title names it), their CPU time read from ``/proc`` (a backend
   is a process of its own). This is the server's own time; it is only readable when the
@@ -86,6 +90,19 @@ def _all_pids() -> list[str]:
         return [path.name for path in Path("/proc").iterdir() if path.name.isdigit()]
     except OSError:
         return []
+
+
+# Which benchmark process is which, by its command line (``python -m sandbox.learning ...``).
+SERVER_ROLES = {"learning_server": "sandbox.learning", "simulator": "sandbox.powerschool"}
+
+
+def process_role(pid: int) -> str | None:
+    """``learning_server``, ``simulator`` or None (a stage process, the benchmark itself)."""
+    command = (_read(f"/proc/{pid}/cmdline") or "").split("\0")
+    for role, module in SERVER_ROLES.items():
+        if module in command:
+            return role
+    return None
 
 
 def descendant_ticks(root: int) -> dict[int, int]:
@@ -189,7 +206,9 @@ class StageSampler:
 
     def __enter__(self) -> StageSampler:
         self._machine_start = machine_ticks()
-        self._tree_start = sum(descendant_ticks(self.root).values()) if self._readable else 0
+        self._tree_start_by_pid = descendant_ticks(self.root) if self._readable else {}
+        self._tree_start = sum(self._tree_start_by_pid.values())
+        self._roles = {pid: process_role(pid) for pid in self._tree_start_by_pid}
         if self.backends is not None:
             # Backends there before the stage (the stage process's setup connections) count from now.
             self._backend_start = self.backends.ticks()
@@ -206,7 +225,8 @@ class StageSampler:
         self._sample()
         self._seconds = time.perf_counter() - self._started
         self._machine_end = machine_ticks()
-        self._tree_end = sum(descendant_ticks(self.root).values()) if self._readable else 0
+        self._tree_end_by_pid = descendant_ticks(self.root) if self._readable else {}
+        self._tree_end = sum(self._tree_end_by_pid.values())
         if self.backends is not None:
             self._background_end = self.backends.background_ticks()
 
@@ -250,10 +270,15 @@ class StageSampler:
             )
             background /= CLOCK_TICKS
         others = max(0.0, busy - bench - (server or 0.0) - (background or 0.0))
+        by_role = dict.fromkeys(SERVER_ROLES, 0.0)
+        for pid, role in self._roles.items():
+            if role is not None and pid in self._tree_end_by_pid:
+                by_role[role] += (self._tree_end_by_pid[pid] - self._tree_start_by_pid[pid]) / CLOCK_TICKS
         out.update(
             {
                 "machine_busy_cores": round(busy / seconds, 2),
                 "bench_processes_cpu_seconds": round(bench, 2),
+                **{f"{role}_cpu_seconds": round(seconds_used, 2) for role, seconds_used in by_role.items()},
                 "postgres_server_cpu_seconds": None if server is None else round(server, 2),
                 "postgres_backends": len(self._backend_last) if self.backends is not None else None,
                 "postgres_background_cpu_seconds": None if background is None else round(background, 2),

@@ -256,6 +256,13 @@ def summarise_database(result: dict[str, Any], run: dict[str, Any], database: st
         "full_cpu_seconds": _stage_total(full, field="cpu_seconds"),
         "incremental_cpu_seconds": _stage_total(incremental, field="cpu_seconds"),
         "peak_rss_mb": peak_rss,
+        # The reference Learning server is one Python process applying a domain's batches one at a
+        # time: its CPU time is near enough a lower bound on the full load's wall time (None in
+        # results sampled before it was counted apart).
+        "learning_server_cpu_seconds_full_load": ((full.get("load") or {}).get("machine") or {}).get(
+            "learning_server_cpu_seconds"
+        ),
+        "full_load_seconds": (full.get("load") or {}).get("seconds"),
         "learning_requests_full": (full.get("load") or {}).get("requests"),
         "learning_rows_sent_full": (full.get("load") or {}).get("rows_sent"),
         "learning_requests_incremental": (incremental.get("load") or {}).get("requests"),
@@ -573,6 +580,12 @@ def _figure_rows(result: dict[str, Any], summary: dict[str, Any]) -> list[tuple[
         (
             "PostgreSQL server CPU seconds for validate + transform + diff + load (full run)",
             _number(summary.get("validate_transform_load_server_cpu_seconds")),
+        ),
+        (
+            "full load: wall time / CPU time of the Learning reference server (one Python process that applies "
+            "a domain's batches one at a time: near enough a lower bound on the load's wall time)",
+            f"{_number(summary.get('full_load_seconds'))} s / "
+            f"{_number(summary.get('learning_server_cpu_seconds_full_load'))} s",
         ),
         ("largest peak RSS of a stage process", f"{_number(summary['peak_rss_mb'])} MB"),
     ]
