@@ -207,7 +207,6 @@ class StageSampler:
     def __enter__(self) -> StageSampler:
         self._machine_start = machine_ticks()
         self._tree_start_by_pid = descendant_ticks(self.root) if self._readable else {}
-        self._tree_start = sum(self._tree_start_by_pid.values())
         self._roles = {pid: process_role(pid) for pid in self._tree_start_by_pid}
         if self.backends is not None:
             # Backends there before the stage (the stage process's setup connections) count from now.
@@ -226,7 +225,6 @@ class StageSampler:
         self._seconds = time.perf_counter() - self._started
         self._machine_end = machine_ticks()
         self._tree_end_by_pid = descendant_ticks(self.root) if self._readable else {}
-        self._tree_end = sum(self._tree_end_by_pid.values())
         if self.backends is not None:
             self._background_end = self.backends.background_ticks()
 
@@ -259,7 +257,7 @@ class StageSampler:
         delta = {name: self._machine_end[name] - self._machine_start[name] for name in self._machine_end}
         busy = (delta["user"] + delta["nice"] + delta["system"]) / CLOCK_TICKS
         steal = delta["steal"] / CLOCK_TICKS
-        bench = (self._tree_end - self._tree_start) / CLOCK_TICKS
+        bench = (sum(self._tree_end_by_pid.values()) - sum(self._tree_start_by_pid.values())) / CLOCK_TICKS
         server = background = None
         if self.backends is not None:
             server = sum(ticks - self._backend_start.get(pid, 0) for pid, ticks in self._backend_last.items())

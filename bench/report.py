@@ -220,6 +220,7 @@ def summarise_database(result: dict[str, Any], run: dict[str, Any], database: st
     settings = result["settings"]
     full, incremental = run.get("full") or {}, run.get("incremental") or {}
     extract = full.get("extract") or {}
+    full_load = full.get("load") or {}
     latency, concurrency, throttle = settings["latency_ms"], settings["concurrency"], settings["throttle_ms"]
     requests, minimum = extract.get("requests"), extract.get("minimum_requests")
     floor = minimum_floor = None
@@ -259,12 +260,10 @@ def summarise_database(result: dict[str, Any], run: dict[str, Any], database: st
         # The reference Learning server is one Python process applying a domain's batches one at a
         # time: its CPU time is near enough a lower bound on the full load's wall time (None in
         # results sampled before it was counted apart).
-        "learning_server_cpu_seconds_full_load": ((full.get("load") or {}).get("machine") or {}).get(
-            "learning_server_cpu_seconds"
-        ),
-        "full_load_seconds": (full.get("load") or {}).get("seconds"),
-        "learning_requests_full": (full.get("load") or {}).get("requests"),
-        "learning_rows_sent_full": (full.get("load") or {}).get("rows_sent"),
+        "learning_server_cpu_seconds_full_load": (full_load.get("machine") or {}).get("learning_server_cpu_seconds"),
+        "full_load_seconds": full_load.get("seconds"),
+        "learning_requests_full": full_load.get("requests"),
+        "learning_rows_sent_full": full_load.get("rows_sent"),
         "learning_requests_incremental": (incremental.get("load") or {}).get("requests"),
         "learning_rows_sent_incremental": sent,
         "rows_that_changed": changed,

@@ -199,31 +199,24 @@ def _pending_pages(engine: Engine, district_id: str, run_id: str, phase: Phase, 
     index_key = (changes.c.district_id, changes.c.run_id, changes.c.entity, changes.c.action, changes.c.id)
     by_index_key = engine.dialect.name == "postgresql"
     for action in phase.actions:
+        place = (district_id, run_id, phase.entity, action)
+        if by_index_key:
+            of_action = (tuple_(*index_key) <= tuple_(*place, _LAST_POSSIBLE_ID),)
+            order = index_key
+        else:
+            of_action = tuple(column == value for column, value in zip(index_key[:4], place, strict=True))
+            order = (changes.c.id,)
+        page = (
+            select(changes.c.id, changes.c.key, changes.c.payload)
+            .where(*of_action, changes.c.status == STATUS_PENDING)
+            .order_by(*order)
+            .limit(page_size)
+        )
         last_id = 0
         while True:
-            if by_index_key:
-                place = (district_id, run_id, phase.entity, action)
-                where = (
-                    tuple_(*index_key) > tuple_(*place, last_id),
-                    tuple_(*index_key) <= tuple_(*place, _LAST_POSSIBLE_ID),
-                )
-                order = index_key
-            else:
-                where = (
-                    changes.c.district_id == district_id,
-                    changes.c.run_id == run_id,
-                    changes.c.entity == phase.entity,
-                    changes.c.action == action,
-                    changes.c.id > last_id,
-                )
-                order = (changes.c.id,)
+            after = tuple_(*index_key) > tuple_(*place, last_id) if by_index_key else changes.c.id > last_id
             with engine.connect() as connection:
-                rows = connection.execute(
-                    select(changes.c.id, changes.c.key, changes.c.payload)
-                    .where(*where, changes.c.status == STATUS_PENDING)
-                    .order_by(*order)
-                    .limit(page_size)
-                ).all()
+                rows = connection.execute(page.where(after)).all()
             if not rows:
                 break
             last_id = rows[-1][0]
